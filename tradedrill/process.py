@@ -1,0 +1,310 @@
+"""One node of a topology: one OS process group that we started, with a handle to hurt and heal it.
+
+Every node runs in a session of its own (``start_new_session``), so its process id is also its process group id
+and signals reach the node's children too (PostgreSQL backends, Redis fork for BGSAVE). Nothing is ever found or
+killed by name: the handle keeps the PID and the process start time, and a PID whose start time differs is not ours.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import psutil
+
+from tradedrill.waiting import DeadlineExceeded, wait_until
+
+
+class NodeStartError(RuntimeError):
+    """A node failed to start or to become ready; the message says what to look at."""
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def same_process_alive(pid: int, create_time: float | None) -> bool:
+    """True while ``pid`` is alive and is still the process started at ``create_time`` (not a recycled PID)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is None or abs(proc.create_time() - create_time) < 0.05
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def kill_group(pid: int, create_time: float | None, sig: int = signal.SIGKILL) -> bool:
+    """Send ``sig`` to the process group led by ``pid`` if it is still the process we started."""
+    if not same_process_alive(pid, create_time):
+        return False
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        os.kill(pid, sig)
+    return True
+
+
+def group_members(pgid: int) -> list[int]:
+    """PIDs of the live processes whose process group is ``pgid``."""
+    members = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(proc.pid) == pgid:
+                members.append(proc.pid)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return members
+
+
+class PidRegistry:
+    """A JSON file of every process a stack started (name, pid, start time), so a later run can clean up
+    after a crashed one: entries are checked by PID *and* start time before anything is signalled."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def _read(self) -> dict[str, dict]:
+        try:
+            return json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def _write(self, entries: dict[str, dict]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(entries, indent=2))
+        os.replace(tmp, self.path)
+
+    def record(self, name: str, pid: int, create_time: float | None) -> None:
+        with self._lock:
+            entries = self._read()
+            entries[name] = {"pid": pid, "create_time": create_time}
+            self._write(entries)
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            entries = self._read()
+            entries.pop(name, None)
+            self._write(entries)
+
+    def entries(self) -> dict[str, dict]:
+        with self._lock:
+            return self._read()
+
+    def reap_leftovers(self, timeout: float = 5.0) -> list[str]:
+        """Kill every recorded process that is still alive (a crashed earlier run); return their names."""
+        killed = []
+        for name, entry in self.entries().items():
+            if kill_group(entry["pid"], entry.get("create_time"), signal.SIGKILL):
+                killed.append(name)
+        for name, entry in self.entries().items():
+            wait_until(
+                lambda e=entry: not same_process_alive(e["pid"], e.get("create_time")),
+                timeout,
+                f"leftover process {name} (pid {entry['pid']}) to exit",
+            )
+        with self._lock:
+            self._write({})
+        return killed
+
+
+@dataclass
+class ProcessNode:
+    """Handle of one node: a command line, an address, a readiness probe and the signals that hurt it.
+
+    ``ready`` is a predicate that returns True once the node serves; ``wait_ready`` polls it with a deadline.
+    ``user`` runs the command as another Unix user (PostgreSQL refuses to run as root).
+    """
+
+    name: str
+    role: str
+    address: str
+    port: int
+    argv: Sequence[str]
+    log_path: Path
+    ready: Callable[[], bool]
+    cwd: Path | None = None
+    env: dict[str, str] | None = None
+    user: str | None = None
+    ready_timeout: float = 15.0
+    registry: PidRegistry | None = None
+    before_start: Callable[[], None] | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._proc: subprocess.Popen | None = None
+        self._create_time: float | None = None
+        self._log = None
+        self.paused = False
+        self.starts = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> "ProcessNode":
+        if self.is_alive():
+            return self
+        if self.before_start:
+            self.before_start()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab", buffering=0)
+        self._log.write(f"\n=== tradedrill: starting {self.name}: {' '.join(self.argv)}\n".encode())
+        env = dict(os.environ)
+        if self.env:
+            env.update(self.env)
+        try:
+            self._proc = subprocess.Popen(
+                list(self.argv),
+                cwd=str(self.cwd) if self.cwd else None,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                user=self.user,
+            )
+        except FileNotFoundError as exc:
+            raise NodeStartError(f"{self.name}: cannot run {self.argv[0]!r}: {exc.strerror}") from exc
+        self._create_time = _create_time(self._proc.pid)
+        self.paused = False
+        self.starts += 1
+        if self.registry:
+            self.registry.record(self.name, self._proc.pid, self._create_time)
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> "ProcessNode":
+        timeout = self.ready_timeout if timeout is None else timeout
+
+        def probe() -> bool:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise NodeStartError(
+                    f"{self.name} exited with status {self._proc.returncode} before it was ready; "
+                    f"its log is {self.log_path}:\n{self.log_tail()}"
+                )
+            return bool(self.ready())
+
+        try:
+            wait_until(probe, timeout, f"{self.name} at {self.address}:{self.port} to be ready")
+        except NodeStartError:
+            raise
+        except DeadlineExceeded as exc:
+            if isinstance(exc.__cause__, NodeStartError):
+                raise exc.__cause__ from None
+            raise NodeStartError(f"{exc}; its log is {self.log_path}:\n{self.log_tail()}") from None
+        return self
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def create_time(self) -> float | None:
+        return self._create_time
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll() if self._proc else None
+
+    def is_alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        kill_group(self._proc.pid, self._create_time, sig)
+
+    # -- faults -------------------------------------------------------------------------------------------------
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL the node's process group and reap it."""
+        self.signal(signal.SIGKILL)
+        self._reap(timeout)
+
+    def terminate(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if the node has not exited by the deadline."""
+        if self.paused:
+            self.resume()
+        self.signal(signal.SIGTERM)
+        try:
+            self._reap(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def pause(self) -> None:
+        """SIGSTOP the whole process group (Jepsen's "hammer time")."""
+        self.signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        self.signal(signal.SIGCONT)
+        self.paused = False
+
+    def restart(self, ready: bool = True) -> "ProcessNode":
+        self.terminate()
+        self.start()
+        return self.wait_ready() if ready else self
+
+    def stop(self) -> None:
+        """Stop for good (teardown): SIGCONT a paused node first so it can handle SIGTERM, then escalate."""
+        if self._proc is None:
+            return
+        if self.is_alive():
+            self.resume()
+            self.terminate(timeout=5.0)
+        self._reap(5.0)
+        if self.registry:
+            self.registry.forget(self.name)
+
+    def _reap(self, timeout: float) -> None:
+        if self._proc is None:
+            return
+        self._proc.wait(timeout=timeout)
+        # children of the group may outlive the leader for a moment (e.g. PostgreSQL backends)
+        for pid in group_members(self._proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.paused = False
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "address": self.address,
+            "port": self.port,
+            "pid": self.pid,
+            "alive": self.is_alive(),
+            "paused": self.paused,
+            "log": str(self.log_path),
+        }
+
+
+def stop_all(nodes: Iterable[ProcessNode]) -> list[str]:
+    """Stop every node, collecting errors instead of stopping at the first; return the error messages."""
+    errors = []
+    for node in nodes:
+        try:
+            node.stop()
+        except Exception as exc:  # noqa: BLE001 - teardown must go on for the other nodes
+            errors.append(f"{node.name}: {exc!r}")
+    return errors
