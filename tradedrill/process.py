@@ -158,6 +158,8 @@ class ProcessNode:
         if self.before_start:
             self.before_start()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._log:
+            self._log.close()
         self._log = open(self.log_path, "ab", buffering=0)
         self._log.write(f"\n=== tradedrill: starting {self.name}: {' '.join(self.argv)}\n".encode())
         env = dict(os.environ)

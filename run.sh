@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian bookworm machine (as root) and for a developer's machine; safe to run twice.
+#   bash run.sh drill   the main job: fault drills against the embedded local stack, ending in the HTML report
+#   bash run.sh test    the test suite (what CI runs)
+#   bash run.sh bench   the benchmarks (numbers into out/bench/)
+#   bash run.sh setup   only install what the others need
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Debian packages: the real services of the local stack, kernel fault tools, a browser to check the report
+APT_PACKAGES=(redis-server clickhouse-server postgresql nftables iproute2 procps util-linux chromium python3-venv)
+
+install_debian_packages() {
+  local missing=() p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "run.sh: these Debian packages are missing: ${missing[*]}; run as root, or: sudo apt-get install -y ${missing[*]}" >&2
+    exit 2
+  fi
+  echo "run.sh: installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+install_python_packages() {
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  local stamp=.venv/.tradedrill-installed
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "run.sh: installing Python packages into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[test]'
+    touch "$stamp"
+  fi
+}
+
+setup() {
+  install_debian_packages
+  install_python_packages
+  export PATH="$PWD/.venv/bin:$PATH"
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+  setup) setup ;;
+  test)  setup; exec nox -s tests -- "$@" ;;
+  drill) setup; exec nox -s drills -- "$@" ;;
+  bench) setup; exec nox -s bench -- "$@" ;;
+  *) echo "usage: bash run.sh drill|test|bench|setup [args...]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,93 @@
+"""``tradedrill up | status | down``: the embedded local stack from the command line.
+
+``up`` starts every node detached (each in its own session) and returns; the state of the stack lives in its run
+folder (``stack.json``, ``pids.json``), which ``status`` and ``down`` read. Ctrl-C during ``up`` stops what was
+started. A second ``up`` in the same folder first stops what a crashed earlier run left behind.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tradedrill.local import LocalStack, StackError, down_detached, load_state, status_rows
+from tradedrill.process import NodeStartError
+from tradedrill.topology import Topology, TopologyError, parse_overrides
+from tradedrill.waiting import DeadlineExceeded
+
+DEFAULT_STACK_DIR = Path(os.environ.get("TRADEDRILL_HOME", ".tradedrill")) / "stack"
+
+stack_dir_option = click.option(
+    "--dir", "stack_dir", type=click.Path(path_type=Path), default=DEFAULT_STACK_DIR, show_default=True,
+    help="Run folder of the stack (configs, data, logs, PIDs).",
+)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"tradedrill: {message}", err=True)
+    sys.exit(2)
+
+
+@click.command()
+@stack_dir_option
+@click.option("--subnet", default="127.0.0", show_default=True, help="Loopback /24 for the nodes (.2, .3, ...).")
+@click.option("--services", default="redis,clickhouse,postgres", show_default=True)
+@click.option("--topology", "topology_file", type=click.Path(path_type=Path), help="TOML topology file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. sentinel.down_after_ms=1000.")
+def up(stack_dir: Path, subnet: str, services: str, topology_file: Path | None, overrides: tuple[str, ...]) -> None:
+    """Start the local stack and return once every node is ready."""
+    try:
+        extra = parse_overrides(overrides)
+        if topology_file:
+            topo = Topology.from_file(topology_file, extra)
+        else:
+            topo = Topology.default(subnet=subnet, services=[s for s in services.split(",") if s], overrides=extra)
+    except TopologyError as exc:
+        _fail(str(exc))
+    if load_state(stack_dir):
+        down_detached(stack_dir)
+    stack = LocalStack(topo, stack_dir)
+    try:
+        stack.up()
+    except (StackError, NodeStartError, FileNotFoundError, DeadlineExceeded) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; every node that was started has been stopped")
+    click.echo(f"stack ready in {stack.timings['ready_s']:.2f} s; run folder {stack.run_dir}")
+    _print_status(stack_dir)
+
+
+def _print_status(stack_dir: Path) -> bool:
+    rows, primary = status_rows(stack_dir)
+    if not rows:
+        click.echo(f"no stack is running from {stack_dir} (start one with `tradedrill up`)")
+        return False
+    table = Table(title=f"tradedrill stack ({stack_dir})")
+    for col in ("node", "kind", "role", "address", "pid", "process", "health"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["kind"], r["role"], r["address"], str(r["pid"] or "-"), r["process"], r["health"])
+    Console().print(table)
+    if primary:
+        click.echo(f"Redis primary (as the Sentinels see it): {primary[0]}:{primary[1]}")
+    return all(r["health"] == "ok" for r in rows)
+
+
+@click.command()
+@stack_dir_option
+def status(stack_dir: Path) -> None:
+    """Show every node: role, address, PID, health, and who is the Redis primary."""
+    healthy = _print_status(stack_dir)
+    sys.exit(0 if healthy else 1)
+
+
+@click.command()
+@stack_dir_option
+def down(stack_dir: Path) -> None:
+    """Stop every process the stack started (by PID), and nothing else."""
+    stopped = down_detached(stack_dir)
+    click.echo(f"stopped {len(stopped)} node(s)" + (f": {', '.join(stopped)}" if stopped else ""))
