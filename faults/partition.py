@@ -1,0 +1,75 @@
+"""Redis partition shapes, aimed at node addresses (each local node has its own 127.0.x.y).
+
+Kernel shapes (root, nftables; every address checked by faults/safety.py):
+- :func:`isolate_primary`  the primary cut from its clients, replicas and Sentinels (Jepsen's "primaries").
+- :func:`isolate_sentinel` one Sentinel cut from everything.
+- :func:`majority_minority` the nodes split in two, the side of each node drawn from the run's seed; the
+  primary can be forced into the minority (the shape that loses acknowledged writes) and the clients' source
+  address (127.0.0.1 on loopback) put on either side.
+Proxy shape (no root, through the Toxiproxy API): :func:`primary_cut_via_proxy` blackholes the proxies that
+lead to the primary (clients and Sentinels must reach it through those proxies).
+"""
+from __future__ import annotations
+
+import random
+from typing import Iterable, Sequence
+
+from faults.core import Composite, FaultError
+from faults.kernel import Isolate, Partition
+from faults.network import Blackhole, LinkDown, ToxiproxyAPI
+
+CLIENT_SOURCE = "127.0.0.1"  # the source address the kernel picks for a client connecting to 127.x on loopback
+
+
+def isolate_primary(primary: str, mode: str = "drop", **kw) -> Isolate:
+    iso = Isolate(primary, mode=mode, description=f"redis primary {primary} cut from clients, replicas and "
+                                                  f"sentinels ({mode})", **kw)
+    iso.name = "redis-primary-isolated"
+    iso.requirement_ids = ("RDS-2", "RDS-4", "ORD-3")
+    return iso
+
+
+def isolate_sentinel(sentinel: str, mode: str = "drop", **kw) -> Isolate:
+    iso = Isolate(sentinel, mode=mode, description=f"sentinel {sentinel} isolated ({mode})", **kw)
+    iso.name = "redis-sentinel-isolated"
+    iso.requirement_ids = ("RDS-1", "RDS-2")
+    return iso
+
+
+def majority_minority(nodes: Sequence[str], rng: random.Random, *, primary: str | None = None,
+                      primary_in_minority: bool = True, clients_with: str | None = "majority",
+                      client_sources: Iterable[str] = (CLIENT_SOURCE,), mode: str = "drop", **kw) -> Partition:
+    """Split ``nodes`` (Redis servers and Sentinels) into a minority of (n-1)//2 and a majority."""
+    if not isinstance(rng, random.Random):
+        raise FaultError("majority_minority needs the run's random.Random, so the split replays from the seed")
+    nodes = list(dict.fromkeys(nodes))
+    if len(nodes) < 3:
+        raise FaultError("a majority/minority split needs at least three nodes")
+    k = (len(nodes) - 1) // 2
+    rest = [n for n in nodes if n != primary]
+    rng.shuffle(rest)
+    if primary is not None and primary_in_minority:
+        minority = [primary] + rest[: k - 1]
+        majority = rest[k - 1:]
+    else:
+        minority = rest[:k]
+        majority = [n for n in nodes if n not in minority]
+    if clients_with == "majority":
+        majority += list(client_sources)
+    elif clients_with == "minority":
+        minority += list(client_sources)
+    part = Partition([minority, majority], mode=mode,
+                     description=f"majority/minority split: minority {minority} | majority {majority}", **kw)
+    part.name = "redis-majority-minority"
+    part.requirement_ids = ("RDS-2", "RDS-4", "ENG-5")
+    part.minority, part.majority = minority, majority
+    return part
+
+
+def primary_cut_via_proxy(api: ToxiproxyAPI, proxies: Sequence[str], *, down: bool = False, **kw) -> Composite:
+    """Blackhole (or take down) every proxy that leads to the primary; heal lifts them all."""
+    parts = [LinkDown(api, p, **kw) if down else Blackhole(api, p, **kw) for p in proxies]
+    comp = Composite(parts, description=f"redis primary cut via proxies {list(proxies)} "
+                                        f"({'down' if down else 'blackhole'})", log=kw.get("log"))
+    comp.name = "redis-primary-cut-proxy"
+    return comp
