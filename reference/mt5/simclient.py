@@ -1,0 +1,457 @@
+"""The simulator client: an mt5-like object whose surface is exactly the MetaTrader5 package's.
+
+Function names, signatures, named tuples, numpy dtypes and constants are those of the real module; errors are
+``None`` (``False`` for bool calls) plus ``last_error()``, never exceptions. Like the real package, argument parsing
+happens here, on the client side ('Unnamed arguments not allowed', 'Invalid "volume" argument'); trade rules happen
+at the server. Transport failures look like the terminal's IPC failures:
+- not initialized, or the simulator unreachable: ``None`` with ``(-10004, 'No IPC connection')``;
+- no reply within ``call_timeout`` seconds: ``None`` with ``(-10005, 'IPC timeout')``; the connection is dropped
+  (a late reply must never be taken for the next call's) and the next call reconnects and re-authorizes.
+One lock serialises calls, as the real terminal's IPC does.
+
+``SimulatorAdmin`` is the harness's side: behaviour switches and the ledger. It raises ``AdminError`` on failure:
+it is test tooling, not the MT5 surface.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import socket
+import threading
+import time
+
+import numpy as np
+
+from reference.mt5 import constants as _c
+from reference.mt5 import types as _t
+from reference.mt5.simulator import protocol
+
+_FAILED = object()
+DEFAULT_CALL_TIMEOUT = 5.0  # BRK-1: broker connection timeout 5 s
+
+
+def _epoch(value, name: str) -> int | None:
+    """MT5 takes datetime (naive = UTC, as the terminal reads it) or epoch seconds."""
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=_dt.timezone.utc)
+        return int(value.timestamp())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    return None
+
+
+class _Transport:
+    """One TCP connection with request/response framing and a per-call deadline."""
+
+    def __init__(self, host: str, port: int):
+        self.host = host
+        self.port = port
+        self.sock: socket.socket | None = None
+        self._ids = itertools.count(1)
+
+    def connect(self, timeout: float) -> None:
+        sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            finally:
+                self.sock = None
+
+    def _recv_exactly(self, n: int, deadline: float) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("call deadline")
+            self.sock.settimeout(remaining)
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionResetError("simulator closed the connection")
+            buf += chunk
+        return bytes(buf)
+
+    def call(self, method: str, args, kwargs, deadline: float):
+        msgid = next(self._ids)
+        self.sock.settimeout(max(0.001, deadline - time.monotonic()))
+        self.sock.sendall(protocol.pack([msgid, method, list(args), kwargs]))
+        while True:
+            header = self._recv_exactly(protocol.HEADER.size, deadline)
+            body = self._recv_exactly(protocol.frame_length(header), deadline)
+            rid, value, error = protocol.unpack(body)
+            if rid == msgid:
+                return value, tuple(error)
+
+
+class SimulatorTerminal:
+    """An mt5-like object talking to ``tradedrill mt5sim serve`` at (host, port)."""
+
+    # the named tuple types, as attributes like on the real module
+    TradePosition = _t.TradePosition
+    TradeOrder = _t.TradeOrder
+    TradeDeal = _t.TradeDeal
+    TradeRequest = _t.TradeRequest
+    OrderSendResult = _t.OrderSendResult
+    OrderCheckResult = _t.OrderCheckResult
+    Tick = _t.Tick
+    AccountInfo = _t.AccountInfo
+    TerminalInfo = _t.TerminalInfo
+    SymbolInfo = _t.SymbolInfo
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 18812, call_timeout: float = DEFAULT_CALL_TIMEOUT):
+        self.host = host
+        self.port = port
+        self.call_timeout = call_timeout
+        self._transport = _Transport(host, port)
+        self._lock = threading.RLock()
+        self._initialized = False
+        self._credentials: dict = {}
+        self._last_error = _c.ERR_SUCCESS
+
+    def __repr__(self) -> str:
+        return f"SimulatorTerminal({self.host}:{self.port}, initialized={self._initialized})"
+
+    # -- transport -----------------------------------------------------------------------------------------------
+    def _fail(self, error, value=None):
+        self._last_error = tuple(error)
+        return value
+
+    def _ensure_connected(self, deadline: float) -> None:
+        if self._transport.sock is not None:
+            return
+        self._transport.connect(max(0.001, deadline - time.monotonic()))
+        ok, error = self._transport.call("initialize", [], self._credentials, deadline)
+        if not ok:
+            self._transport.close()
+            raise PermissionError(error)
+
+    def _call(self, method: str, *args, **kwargs):
+        """Send one call; return its value (and set last_error), or _FAILED with the IPC error set."""
+        with self._lock:
+            if not self._initialized:
+                self._last_error = _c.ERR_NO_IPC
+                return _FAILED
+            deadline = time.monotonic() + self.call_timeout
+            try:
+                self._ensure_connected(deadline)
+                value, error = self._transport.call(method, args, kwargs, deadline)
+            except PermissionError as exc:
+                self._last_error = tuple(exc.args[0]) if exc.args and isinstance(exc.args[0], tuple) else _c.ERR_NO_IPC
+                return _FAILED
+            except socket.timeout:
+                self._transport.close()
+                self._last_error = _c.ERR_IPC_TIMEOUT
+                return _FAILED
+            except (OSError, protocol.ProtocolError, ValueError):
+                self._transport.close()
+                self._last_error = _c.ERR_NO_IPC
+                return _FAILED
+            self._last_error = error
+            return value
+
+    def _value(self, method: str, *args, convert=None, fail=None, **kwargs):
+        value = self._call(method, *args, **kwargs)
+        if value is _FAILED or value is None:
+            return fail
+        return convert(value) if convert else value
+
+    # -- session --------------------------------------------------------------------------------------------------
+    def initialize(self, path=None, *, login=None, password=None, server=None, timeout=60000, portable=False):
+        with self._lock:
+            self._credentials = {"login": login, "password": password, "server": server}
+            self._transport.close()
+            deadline = time.monotonic() + min(self.call_timeout, max(0.001, timeout / 1000.0))
+            try:
+                self._transport.connect(max(0.001, deadline - time.monotonic()))
+                ok, error = self._transport.call("initialize", [], self._credentials, deadline)
+            except socket.timeout:
+                self._transport.close()
+                return self._fail(_c.ERR_IPC_TIMEOUT, False)
+            except (OSError, protocol.ProtocolError):
+                self._transport.close()
+                return self._fail(_c.ERR_IPC_INIT, False)
+            if not ok:
+                self._transport.close()
+                return self._fail(error, False)
+            self._initialized = True
+            self._last_error = _c.ERR_SUCCESS
+            return True
+
+    def login(self, login, *, password=None, server=None, timeout=60000):
+        if not isinstance(login, int):
+            return self._fail(_c.invalid_argument("login"), False)
+        value = self._call("login", login=login, password=password, server=server)
+        if value is _FAILED or not value:
+            return False
+        self._credentials = {"login": login, "password": password, "server": server}
+        return True
+
+    def shutdown(self):
+        with self._lock:
+            self._transport.close()
+            self._initialized = False
+            self._last_error = _c.ERR_SUCCESS
+        return None
+
+    def last_error(self):
+        return self._last_error
+
+    def version(self):
+        return self._value("version", convert=tuple)
+
+    def terminal_info(self):
+        return self._value("terminal_info", convert=lambda v: _t.TerminalInfo(*v))
+
+    def account_info(self):
+        return self._value("account_info", convert=lambda v: _t.AccountInfo(*v))
+
+    # -- symbols ------------------------------------------------------------------------------------------------------
+    def symbols_total(self):
+        return self._value("symbols_total")
+
+    def symbols_get(self, *args, group=None):
+        if args:
+            return self._fail(_c.ERR_UNNAMED_ARGUMENTS)
+        if group is not None and not isinstance(group, str):
+            return self._fail(_c.invalid_argument("group"))
+        return self._value("symbols_get", group=group, convert=lambda rows: tuple(_t.SymbolInfo(*r) for r in rows))
+
+    def symbol_info(self, symbol):
+        if not isinstance(symbol, str):
+            return self._fail(_c.ERR_INVALID_ARGUMENTS)
+        return self._value("symbol_info", symbol, convert=lambda v: _t.SymbolInfo(*v))
+
+    def symbol_info_tick(self, symbol):
+        if not isinstance(symbol, str):
+            return self._fail(_c.ERR_INVALID_ARGUMENTS)
+        return self._value("symbol_info_tick", symbol, convert=lambda v: _t.Tick(*v))
+
+    def symbol_select(self, symbol, enable=True):
+        if not isinstance(symbol, str):
+            return self._fail(_c.ERR_INVALID_ARGUMENTS, False)
+        return self._value("symbol_select", symbol, bool(enable), fail=False)
+
+    # -- price history --------------------------------------------------------------------------------------------
+    @staticmethod
+    def _array(dtype):
+        return lambda raw: np.frombuffer(raw, dtype=dtype).copy()
+
+    def copy_ticks_from(self, symbol, date_from, count, flags):
+        start = _epoch(date_from, "date_from")
+        if not isinstance(symbol, str) or start is None or not isinstance(count, int) or not isinstance(flags, int):
+            return self._fail(_c.ERR_INVALID_ARGUMENTS)
+        return self._value("copy_ticks_from", symbol, start, count, flags, convert=self._array(_t.TICK_DTYPE))
+
+    def copy_ticks_range(self, symbol, date_from, date_to, flags):
+        start, end = _epoch(date_from, "date_from"), _epoch(date_to, "date_to")
+        if not isinstance(symbol, str) or start is None or end is None or not isinstance(flags, int):
+            return self._fail(_c.ERR_INVALID_ARGUMENTS)
+        return self._value("copy_ticks_range", symbol, start, end, flags, convert=self._array(_t.TICK_DTYPE))
+
+    def copy_rates_from(self, symbol, timeframe, date_from, count):
+        start = _epoch(date_from, "date_from")
+        if not isinstance(symbol, str) or not isinstance(timeframe, int) or start is None or not isinstance(count, int):
+            return self._fail(_c.ERR_INVALID_ARGUMENTS)
+        return self._value("copy_rates_from", symbol, timeframe, start, count, convert=self._array(_t.RATE_DTYPE))
+
+    def copy_rates_from_pos(self, symbol, timeframe, start_pos, count):
+        if not isinstance(symbol, str) or not all(isinstance(v, int) for v in (timeframe, start_pos, count)):
+            return self._fail(_c.ERR_INVALID_ARGUMENTS)
+        return self._value("copy_rates_from_pos", symbol, timeframe, start_pos, count,
+                           convert=self._array(_t.RATE_DTYPE))
+
+    def copy_rates_range(self, symbol, timeframe, date_from, date_to):
+        start, end = _epoch(date_from, "date_from"), _epoch(date_to, "date_to")
+        if not isinstance(symbol, str) or not isinstance(timeframe, int) or start is None or end is None:
+            return self._fail(_c.ERR_INVALID_ARGUMENTS)
+        return self._value("copy_rates_range", symbol, timeframe, start, end, convert=self._array(_t.RATE_DTYPE))
+
+    # -- orders and positions -------------------------------------------------------------------------------------
+    def _filters(self, args, symbol, group, ticket):
+        if args:
+            return self._fail(_c.ERR_UNNAMED_ARGUMENTS, _FAILED)
+        for name, value, kind in (("symbol", symbol, str), ("group", group, str), ("ticket", ticket, int)):
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                return self._fail(_c.invalid_argument(name), _FAILED)
+        return {"symbol": symbol, "group": group, "ticket": ticket}
+
+    def orders_total(self):
+        return self._value("orders_total")
+
+    def orders_get(self, *args, symbol=None, group=None, ticket=None):
+        filters = self._filters(args, symbol, group, ticket)
+        if filters is _FAILED:
+            return None
+        return self._value("orders_get", **filters, convert=lambda rows: tuple(_t.TradeOrder(*r) for r in rows))
+
+    def positions_total(self):
+        return self._value("positions_total")
+
+    def positions_get(self, *args, symbol=None, group=None, ticket=None):
+        filters = self._filters(args, symbol, group, ticket)
+        if filters is _FAILED:
+            return None
+        return self._value("positions_get", **filters,
+                           convert=lambda rows: tuple(_t.TradePosition(*r) for r in rows))
+
+    def _history_args(self, args, group, ticket, position):
+        """The three call forms: (date_from, date_to[, group=]) or (ticket=) or (position=)."""
+        for name, value in (("ticket", ticket), ("position", position)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                return self._fail(_c.invalid_argument(name), _FAILED)
+        if ticket is not None and not args:
+            return [], {"ticket": ticket}
+        if position is not None and not args:
+            return [], {"position": position}
+        if len(args) != 2 or ticket is not None or position is not None:
+            return self._fail(_c.ERR_INVALID_ARGUMENTS, _FAILED)
+        start, end = _epoch(args[0], "date_from"), _epoch(args[1], "date_to")
+        if start is None or end is None:
+            return self._fail(_c.ERR_INVALID_ARGUMENTS, _FAILED)
+        if group is not None and not isinstance(group, str):
+            return self._fail(_c.invalid_argument("group"), _FAILED)
+        return [start, end], ({"group": group} if group is not None else {})
+
+    def history_orders_total(self, date_from, date_to):
+        start, end = _epoch(date_from, "date_from"), _epoch(date_to, "date_to")
+        if start is None or end is None:
+            return self._fail(_c.ERR_INVALID_ARGUMENTS)
+        return self._value("history_orders_total", start, end)
+
+    def history_orders_get(self, *args, group=None, ticket=None, position=None):
+        parsed = self._history_args(args, group, ticket, position)
+        if parsed is _FAILED:
+            return None
+        return self._value("history_orders_get", *parsed[0], **parsed[1],
+                           convert=lambda rows: tuple(_t.TradeOrder(*r) for r in rows))
+
+    def history_deals_total(self, date_from, date_to):
+        start, end = _epoch(date_from, "date_from"), _epoch(date_to, "date_to")
+        if start is None or end is None:
+            return self._fail(_c.ERR_INVALID_ARGUMENTS)
+        return self._value("history_deals_total", start, end)
+
+    def history_deals_get(self, *args, group=None, ticket=None, position=None):
+        parsed = self._history_args(args, group, ticket, position)
+        if parsed is _FAILED:
+            return None
+        return self._value("history_deals_get", *parsed[0], **parsed[1],
+                           convert=lambda rows: tuple(_t.TradeDeal(*r) for r in rows))
+
+    # -- trading ------------------------------------------------------------------------------------------------------
+    def _request(self, request):
+        """Parse a request dict like the terminal does; on a bad field set last_error and return _FAILED."""
+        if not isinstance(request, dict):
+            return self._fail(_c.ERR_INVALID_ARGUMENTS, _FAILED)
+        if "action" not in request:
+            return self._fail(_c.invalid_argument("action"), _FAILED)
+        parsed = {}
+        for name, value in request.items():
+            kinds = _t.REQUEST_FIELD_TYPES.get(name)
+            if kinds is None:
+                continue  # the terminal ignores keys it does not know
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                return self._fail(_c.invalid_argument(name), _FAILED)
+            if float in kinds:
+                value = float(value)
+            if kinds == (int,) and name in ("magic", "order", "position", "position_by") and value < 0:
+                return self._fail(_c.invalid_argument(name), _FAILED)
+            parsed[name] = value
+        return parsed
+
+    @staticmethod
+    def _send_result(v):
+        return _t.OrderSendResult(*v[:10], _t.TradeRequest(*v[10]))
+
+    @staticmethod
+    def _check_result(v):
+        return _t.OrderCheckResult(*v[:8], _t.TradeRequest(*v[8]))
+
+    def order_check(self, request):
+        parsed = self._request(request)
+        if parsed is _FAILED:
+            return None
+        return self._value("order_check", parsed, convert=self._check_result)
+
+    def order_send(self, request):
+        parsed = self._request(request)
+        if parsed is _FAILED:
+            return None
+        return self._value("order_send", parsed, convert=self._send_result)
+
+
+for _name, _value in _c.public_constants().items():
+    setattr(SimulatorTerminal, _name, _value)
+
+
+class AdminError(RuntimeError):
+    """The simulator refused or did not answer an admin command; the message says which and why."""
+
+
+class SimulatorAdmin:
+    """The harness's handle on a running simulator: liveness, behaviour switches, and the ground-truth ledger."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 18812, timeout: float = 5.0):
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self._transport = _Transport(host, port)
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "SimulatorAdmin":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def _call(self, command: str, *args, **kwargs):
+        with self._lock:
+            deadline = time.monotonic() + self.timeout
+            try:
+                if self._transport.sock is None:
+                    self._transport.connect(self.timeout)
+                value, error = self._transport.call(f"admin.{command}", args, kwargs, deadline)
+            except (OSError, protocol.ProtocolError) as exc:
+                self._transport.close()
+                raise AdminError(f"simulator at {self.host}:{self.port} did not answer {command}: {exc!r}") from exc
+            if error[0] != _c.RES_S_OK:
+                raise AdminError(f"simulator refused {command}: {error[1]}")
+            return value
+
+    def ping(self) -> dict:
+        return self._call("ping")
+
+    def set_behaviour(self, **changes) -> dict:
+        """Switch behaviour at run time (see ``simulator.config.Behaviour``); returns the whole new behaviour."""
+        return self._call("set_behaviour", **changes)
+
+    def behaviour(self) -> dict:
+        return self._call("behaviour")
+
+    def ledger(self, login: int | None = None, since_ticket: int = 0) -> list[dict]:
+        """Every executed deal (ticket, order, position_id, time_msc, type, entry, magic, comment, volume, price,
+        profit, symbol, login), oldest first. Balance deals (type 2) are included."""
+        return self._call("ledger", login=login, since_ticket=since_ticket)
+
+    def orders(self, login: int | None = None) -> list[dict]:
+        """Every order the server holds (placed, filled, cancelled) with its login."""
+        return self._call("orders", login=login)
+
+    def accounts(self) -> list[dict]:
+        return self._call("accounts")
+
+
+def is_ready(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Readiness probe: a successful admin ping over the protocol."""
+    try:
+        with SimulatorAdmin(host, port, timeout=timeout) as admin:
+            return bool(admin.ping())
+    except AdminError:
+        return False
