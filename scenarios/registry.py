@@ -1,0 +1,154 @@
+"""The scenario library: what each drill does, which requirements it measures, and how it is judged.
+
+A :class:`Scenario` is plain data: the runner (``scenarios.runner``) reads the workload and the fault schedule and
+drives the stack; the checkers named in ``checkers`` judge the run afterwards. ``Scenario.to_dict()`` is what a
+run directory's ``scenario.json`` holds (plus ``repeat``), so a saved run is judged by the definition it ran with.
+
+Workload operations (the history's ``f``), so checkers and runner agree:
+- ``trade``: submit one signal and wait for its result on RTRS; ok = executed, fail = rejected with a reason,
+  unknown = no result within ``timeout_s``. The signal id is the history key and is also written to signals.jsonl.
+- ``submit``: submit one signal to the backend/RTSS only (ok = acknowledged).
+- ``redis_write``: one write through the Sentinel-aware client (ok = acknowledged by the primary).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Open-loop client load: ``rate_per_s`` operations ``op`` per second for ``duration_s`` across
+    ``concurrency`` client processes, each with a ``timeout_s`` (a timeout is recorded unknown). Open loop keeps
+    invoking during an outage, so the first success after a fault is seen when it happens."""
+
+    op: str = "trade"
+    rate_per_s: float = 20.0
+    duration_s: float = 30.0
+    concurrency: int = 4
+    timeout_s: float = 2.0
+    symbols: tuple[str, ...] = ("EURUSD",)
+    volume: float = 0.01
+    settle_s: float = 10.0  # after the load stops: let retries finish before the ledger/RTRS/RTS are dumped
+    params: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FaultStep:
+    """Inject ``fault`` (a faults-library name) on ``target`` (a topology node or link) at ``at_s`` after the load
+    starts; heal it ``heal_after_s`` later (None: the fault heals itself, e.g. a kill the supervisor restarts)."""
+
+    fault: str
+    target: str
+    at_s: float
+    heal_after_s: float | None = None
+    params: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckerSpec:
+    """A checker from ``scenarios.checkers`` (rto, duplicates, lost_signals, state), the requirement IDs it
+    measures (their targets come from targets.toml), and its parameters (rto: ``f`` operation kind, ``fault``)."""
+
+    checker: str
+    requirement_ids: tuple[str, ...]
+    params: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    requirement_ids: tuple[str, ...]
+    description: str
+    workload: Workload
+    faults: tuple[FaultStep, ...]
+    checkers: tuple[CheckerSpec, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["requirement_ids"] = list(self.requirement_ids)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Scenario":
+        return cls(name=d["name"], requirement_ids=tuple(d.get("requirement_ids", ())),
+                   description=d.get("description", ""), workload=Workload(**_tuples(d.get("workload", {}))),
+                   faults=tuple(FaultStep(**f) for f in d.get("faults", ())),
+                   checkers=tuple(CheckerSpec(c["checker"], tuple(c.get("requirement_ids", ())), c.get("params", {}))
+                                  for c in d.get("checkers", ())))
+
+
+def _tuples(d: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def register(scenario: Scenario) -> Scenario:
+    if scenario.name in SCENARIOS:
+        raise ValueError(f"scenario {scenario.name!r} is registered twice")
+    SCENARIOS[scenario.name] = scenario
+    return scenario
+
+
+def get(name: str) -> Scenario | None:
+    return SCENARIOS.get(name)
+
+
+def all_scenarios() -> list[Scenario]:
+    return list(SCENARIOS.values())
+
+
+def _consistency(requirements: tuple[str, ...]) -> tuple[CheckerSpec, ...]:
+    return (CheckerSpec("duplicates", requirements), CheckerSpec("lost_signals", requirements),
+            CheckerSpec("state", requirements))
+
+
+register(Scenario(
+    name="engine-kill",
+    requirement_ids=("ENG-1", "ENG-5"),
+    description="SIGKILL the active trade engine under load; the passive must take the lease after 3 s without a "
+                "heartbeat and resume RTSS from RTS, with no order executed twice and no acknowledged signal lost.",
+    workload=Workload(op="trade"),
+    faults=(FaultStep("process-kill", "engine-a", at_s=10.0),),
+    checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-kill"}),
+              CheckerSpec("lost_signals", ("ENG-1",)),  # RPO 0
+              *_consistency(("ENG-5",))),
+))
+
+register(Scenario(
+    name="engine-pause",
+    requirement_ids=("ENG-1", "ENG-5"),
+    description="SIGSTOP the active engine (a freeze: alive, no progress) for 8 s, then SIGCONT; the passive takes "
+                "over, and the resumed old active must not execute anything (fenced by its lost lease).",
+    workload=Workload(op="trade"),
+    faults=(FaultStep("process-pause", "engine-a", at_s=10.0, heal_after_s=8.0),),
+    checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-pause"}),
+              CheckerSpec("lost_signals", ("ENG-1",)),
+              *_consistency(("ENG-5",))),
+))
+
+register(Scenario(
+    name="redis-primary-kill",
+    requirement_ids=("RDS-2", "ENG-5"),
+    description="SIGKILL the Redis primary under load; Sentinel promotes a replica and clients switch. RTO is the "
+                "first successful client write after the kill; trades across the failover must not duplicate or "
+                "vanish.",
+    workload=Workload(op="trade", params={"also": ["redis_write"]}),
+    faults=(FaultStep("process-kill", "redis-primary", at_s=10.0),),
+    checkers=(CheckerSpec("rto", ("RDS-2",), {"f": "redis_write", "fault": "process-kill"}),
+              *_consistency(("ENG-5",))),
+))
+
+register(Scenario(
+    name="lost-reply",
+    requirement_ids=("ENG-5", "BRK-4"),
+    description="The broker executes order_send but its reply is lost (the dangerous case: None/-10005 after the "
+                "order was applied). The engine must reconcile by magic+comment instead of resending blindly: "
+                "no duplicate order, and every signal ends executed or rejected with a reason.",
+    workload=Workload(op="trade", timeout_s=10.0),
+    faults=(FaultStep("broker-lose-reply", "mt5-primary", at_s=5.0, heal_after_s=15.0, params={"rate": 0.3}),),
+    checkers=(CheckerSpec("duplicates", ("ENG-5", "BRK-4")), CheckerSpec("lost_signals", ("ENG-5", "BRK-4")),
+              CheckerSpec("state", ("ENG-5",))),
+))
