@@ -36,7 +36,7 @@ def _epoch(value, name: str) -> int | None:
         if value.tzinfo is None:
             value = value.replace(tzinfo=_dt.timezone.utc)
         return int(value.timestamp())
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         return int(value)
     return None
 

@@ -87,6 +87,9 @@ class Broker:
         self.deals: dict[int, dict[int, dict]] = {}
         self.request_id = 0
         self._order_times: list[float] = []
+        # login -> symbol -> [buy volume, buy sum(volume*open), sell volume, sell sum(volume*open)]: margin and
+        # floating profit in O(symbols) per order instead of O(positions) (a hedging account may hold thousands)
+        self.exposure: dict[int, dict[str, list[float]]] = {}
         self._load()
         origin = self.meta["tick_origin_ms"]
         self.walks = {
@@ -104,6 +107,9 @@ class Broker:
             for name in ("orders", "positions", "deals"):
                 table = {int(login): {int(t): r for t, r in rows.items()} for login, rows in snapshot[name].items()}
                 setattr(self, name, table)
+        for login, positions in self.positions.items():
+            for p in positions.values():
+                self._expose(login, p, +1)
         for changes in records:
             self._apply(changes)
         fresh = not self.meta
@@ -141,11 +147,21 @@ class Broker:
             elif kind == "order":
                 self.orders[key][value["ticket"]] = value
             elif kind == "pos":
+                self._expose(key, self.positions[key].get(value["ticket"]), -1)
                 self.positions[key][value["ticket"]] = value
+                self._expose(key, value, +1)
             elif kind == "pos_del":
-                self.positions[key[0]].pop(key[1], None)
+                self._expose(key[0], self.positions[key[0]].pop(key[1], None), -1)
             elif kind == "deal":
                 self.deals[key][value["ticket"]] = value
+
+    def _expose(self, login: int, position: dict | None, sign: int) -> None:
+        if position is None:
+            return
+        sums = self.exposure.setdefault(login, {}).setdefault(position["symbol"], [0.0, 0.0, 0.0, 0.0])
+        side = 0 if position["type"] == c.POSITION_TYPE_BUY else 2
+        sums[side] += sign * position["volume"]
+        sums[side + 1] += sign * position["volume"] * position["price_open"]
 
     def _commit(self, changes: list) -> None:
         self.journal.append(changes)
@@ -198,7 +214,7 @@ class Broker:
             return None, c.ERR_AUTH_FAILED
         return int(login), OK
 
-    def version(self):
+    def version(self, login: int):
         return [500, BUILD, "20 Mar 2025"], OK
 
     def terminal_info(self, login: int):
@@ -214,11 +230,16 @@ class Broker:
         return _row(info, TERMINAL_INFO_FIELDS), OK
 
     def _floating(self, login: int) -> tuple[float, float]:
+        """(floating profit, used margin) of the account, from the per-symbol exposure sums."""
         profit = margin = 0.0
-        for p in self.positions[login].values():
-            self._refresh_position(p)
-            profit += p["profit"]
-            margin += self._margin(p["symbol"], p["volume"], p["price_open"], login)
+        leverage = self.accounts[login]["leverage"]
+        for symbol, (buy_vol, buy_cost, sell_vol, sell_cost) in self.exposure.get(login, {}).items():
+            if abs(buy_vol) < 1e-9 and abs(sell_vol) < 1e-9:
+                continue
+            size = self.symbols[symbol].contract_size
+            bid, ask = self._prices(symbol)
+            profit += size * (bid * buy_vol - buy_cost) + size * (sell_cost - ask * sell_vol)
+            margin += size * (buy_cost + sell_cost) / leverage
         return round(profit, 2), round(margin, 2)
 
     def account_info(self, login: int):
