@@ -1,0 +1,89 @@
+"""``tradedrill engine ...``: run a trade engine process, submit a signal, lift an account suspension."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+
+@click.group("engine", context_settings={"help_option_names": ["-h", "--help"]})
+def engine() -> None:
+    """The reference trade engine (exactly-once execution, active-passive failover)."""
+
+
+def _load(config_path, instance, state_dir, sets):
+    from reference.engine.config import ConfigError, EngineConfig
+    overrides = {}
+    if instance:
+        overrides["instance"] = instance
+    if state_dir:
+        overrides["state_dir"] = state_dir
+    for item in sets:
+        key, _, raw = item.partition("=")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    try:
+        return EngineConfig.load(config_path, overrides=overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@engine.command("run")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML or JSON engine configuration.")
+@click.option("--instance", help="Instance name (unique within the engine group).")
+@click.option("--state-dir", help="Directory for the journal and the event log.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one configuration key.")
+@click.option("--echo-events", is_flag=True, help="Also write events to stderr.")
+def run(config_path, instance, state_dir, sets, echo_events):
+    """Run one engine instance until SIGTERM. Exits 70 if the watchdog sees a deadlock (ENG-3)."""
+    from reference.engine.engine import Engine
+    config = _load(config_path, instance, state_dir, sets)
+    try:
+        eng = Engine(config, echo_events=echo_events)
+    except (RuntimeError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    eng.install_signal_handlers()
+    click.echo(f"engine {config.group}/{config.instance}: events in {eng.events_path}", err=True)
+    eng.run()
+
+
+@engine.command("submit")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.argument("fields", nargs=-1, required=True)
+def submit(config_path, sets, fields):
+    """Append one signal to RTSS: FIELDS are key=value (signal_id, account, symbol, side, volume, ...)."""
+    from reference.engine.redislink import RedisLink, RedisUnavailable
+    config = _load(config_path, None, None, sets)
+    entry = dict(f.partition("=")[::2] for f in fields)
+    entry.setdefault("created_ms", str(int(time.time() * 1000)))
+    link = RedisLink(config, "submit")
+    try:
+        entry_id = link.run(lambda r: r.xadd(config.rtss_key, entry))
+    except RedisUnavailable as exc:
+        raise click.ClickException(f"{exc}; check the sentinels/redis address in the configuration") from None
+    click.echo(entry_id)
+
+
+@engine.command("resume-account")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.argument("account")
+def resume_account(config_path, sets, account):
+    """Lift a NO_MONEY suspension of ACCOUNT (after topping it up)."""
+    from reference.engine.redislink import RedisLink, RedisUnavailable
+    config = _load(config_path, None, None, sets)
+    link = RedisLink(config, "admin")
+    try:
+        n = link.run(lambda r: r.srem(f"{config.ris_prefix}:{config.group}:suspended_accounts", account))
+    except RedisUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("resumed" if n else f"account {account} was not suspended")
+
+
+if __name__ == "__main__":
+    sys.exit(engine())

@@ -1,0 +1,309 @@
+"""Broker connections (BRK-1, BRK-2, BRK-3, BRK-5) and broker-side reconciliation (ENG-5).
+
+The engine reaches a broker only through an *mt5-like object*: the MetaTrader5 module's function surface
+(``initialize``, ``order_send``, ``last_error``, ``positions_get``, ``orders_get``, ``history_orders_get``,
+``history_deals_get``, ``symbol_info_tick``, ``terminal_info``, constants). The object comes from the broker's
+``factory`` (``"module:callable"``), so the same engine drives the simulator, ``mt5linux`` or the real module.
+
+Every call runs on the session's worker thread with a deadline (``broker_timeout_s``, BRK-1: 5 s): a terminal that
+hangs cannot hang the engine. A call past its deadline abandons that worker and that mt5 object (a fresh one is
+made on reconnect) and counts as a connection failure.
+
+:class:`BrokerPool` keeps the primary-first list: a heartbeat (``terminal_info``) every ``broker_heartbeat_s``
+(BRK-1: 3 s); on loss, a reconnect attempt every ``broker_reconnect_s`` (BRK-2: 3 s); after
+``broker_switch_after`` (5) failures of one broker it moves on to the next; after ``broker_suspend_after`` (10)
+failures in a row, or when every broker has failed, it suspends signal intake and alerts (BRK-2, BRK-5), and keeps
+cycling through the brokers until one answers. It stays on a backup once switched (no flapping back).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import importlib
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from .config import BrokerConfig, EngineConfig
+from .retcodes import RetcodeTable
+
+
+class BrokerCallFailed(RuntimeError):
+    """A broker call could not be made or timed out; the connection is treated as lost."""
+
+
+def load_factory(spec: str) -> Callable[..., Any]:
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise ValueError(f"broker factory {spec!r} must be 'module:callable'")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _field(obj, name: str, default=None):
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    value = getattr(obj, name, default)
+    if value is default and hasattr(obj, "_asdict"):
+        return obj._asdict().get(name, default)
+    return value
+
+
+@dataclass
+class BrokerTrace:
+    """An order of ours found at the broker: where it was seen and what it did."""
+
+    kind: str              # order | position | history_order | deal
+    ticket: int
+    comment: str
+    order: int = 0
+    deal: int = 0
+    volume: float = 0.0
+    price: float = 0.0
+    symbol: str = ""
+
+
+class BrokerSession:
+    """One broker: its mt5-like object, its worker thread, its connection state."""
+
+    def __init__(self, config: BrokerConfig, engine: EngineConfig):
+        self.config = config
+        self.name = config.name
+        self.engine = engine
+        self.mt5 = None
+        self.connected = False
+        self.table: RetcodeTable | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _worker(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"broker-{self.name}")
+        return self._executor
+
+    def _abandon(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = None
+        self.mt5 = None
+        self.connected = False
+
+    def call(self, method: str, *args, **kwargs):
+        """Call ``mt5.<method>`` with the deadline; returns ``(value, last_error)``; raises BrokerCallFailed."""
+        if self.mt5 is None:
+            raise BrokerCallFailed(f"broker {self.name} has no terminal object (not connected)")
+        mt5 = self.mt5
+
+        def invoke():
+            value = getattr(mt5, method)(*args, **kwargs)
+            err = None
+            if value is None or value is False:
+                try:
+                    err = mt5.last_error()
+                except Exception:  # noqa: BLE001
+                    err = None
+            return value, err
+
+        future = self._worker().submit(invoke)
+        try:
+            return future.result(timeout=self.engine.broker_timeout_s)
+        except concurrent.futures.TimeoutError:
+            self._abandon()
+            raise BrokerCallFailed(f"broker {self.name}: {method} took longer than "
+                                   f"{self.engine.broker_timeout_s:g}s") from None
+        except Exception as exc:  # noqa: BLE001 - a transport error of an RPC-backed mt5 object
+            self.connected = False
+            raise BrokerCallFailed(f"broker {self.name}: {method} raised {exc!r}") from None
+
+    def connect(self) -> None:
+        """Create the mt5 object (if needed) and ``initialize`` it; raises BrokerCallFailed on failure."""
+        if self.mt5 is None:
+            def make():
+                return load_factory(self.config.factory)(**self.config.params)
+            future = self._worker().submit(make)
+            try:
+                self.mt5 = future.result(timeout=self.engine.broker_timeout_s)
+            except concurrent.futures.TimeoutError:
+                self._abandon()
+                raise BrokerCallFailed(f"broker {self.name}: creating the terminal object timed out") from None
+            except Exception as exc:  # noqa: BLE001
+                self._abandon()
+                raise BrokerCallFailed(f"broker {self.name}: cannot create the terminal object: {exc}") from None
+        kwargs = {"timeout": int(self.engine.broker_timeout_s * 1000)}
+        for key in ("login", "password", "server"):
+            value = getattr(self.config, key)
+            if value is not None:
+                kwargs[key] = value
+        ok, err = self.call("initialize", **kwargs)
+        if not ok:
+            self.connected = False
+            raise BrokerCallFailed(f"broker {self.name}: initialize failed: {err}")
+        self.table = RetcodeTable(self.mt5)
+        self.connected = True
+        self.heartbeat()
+
+    def heartbeat(self) -> None:
+        """BRK-1: the terminal answers and says it is connected to its trade server."""
+        info, err = self.call("terminal_info")
+        if info is None or _field(info, "connected", True) is False:
+            self.connected = False
+            raise BrokerCallFailed(f"broker {self.name}: terminal_info -> {info!r} {err}")
+        self.connected = True
+
+    # --- reconciliation ----------------------------------------------------------------------------------------
+    def _history_window(self) -> tuple[datetime, datetime]:
+        now = datetime.now(timezone.utc)
+        return now - timedelta(seconds=self.engine.reconcile_lookback_s), now + timedelta(days=2)
+
+    def traces(self, magic: int, comment_prefix: str | None = None) -> list[BrokerTrace]:
+        """Every order, position, history order and deal with ``magic`` whose comment starts with the prefix.
+
+        Raises BrokerCallFailed if any of the four queries fails: a partial answer is not evidence of absence.
+        """
+        out: list[BrokerTrace] = []
+        date_from, date_to = self._history_window()
+        queries = (
+            ("order", "orders_get", (), {}),
+            ("position", "positions_get", (), {}),
+            ("history_order", "history_orders_get", (date_from, date_to), {}),
+            ("deal", "history_deals_get", (date_from, date_to), {}),
+        )
+        for kind, method, args, kwargs in queries:
+            rows, err = self.call(method, *args, **kwargs)
+            if rows is None:
+                raise BrokerCallFailed(f"broker {self.name}: {method} failed: {err}")
+            for row in rows:
+                if int(_field(row, "magic", 0) or 0) != int(magic):
+                    continue
+                comment = str(_field(row, "comment", "") or "")
+                if comment_prefix is not None and not comment.startswith(comment_prefix):
+                    continue
+                ticket = int(_field(row, "ticket", 0) or 0)
+                trace = BrokerTrace(kind=kind, ticket=ticket, comment=comment, symbol=str(_field(row, "symbol", "")))
+                if kind == "deal":
+                    trace.order, trace.deal = int(_field(row, "order", 0) or 0), ticket
+                    trace.volume, trace.price = float(_field(row, "volume", 0) or 0), float(_field(row, "price", 0) or 0)
+                elif kind == "position":
+                    trace.order = int(_field(row, "identifier", ticket) or ticket)
+                    trace.volume = float(_field(row, "volume", 0) or 0)
+                    trace.price = float(_field(row, "price_open", 0) or 0)
+                else:
+                    trace.order = ticket
+                    trace.volume = float(_field(row, "volume_initial", 0) or 0)
+                    trace.price = float(_field(row, "price_open", 0) or 0)
+                out.append(trace)
+        return out
+
+    def close(self) -> None:
+        if self.mt5 is not None and self._executor is not None:
+            try:
+                self.call("shutdown")
+            except BrokerCallFailed:
+                pass
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+class BrokerPool:
+    """Primary-first broker list with heartbeat, reconnect, switch-over and suspension (BRK-1/2/5)."""
+
+    def __init__(self, engine: EngineConfig, emit: Callable[..., None], alert: Callable[..., None]):
+        self.config = engine
+        self.emit = emit
+        self.alert = alert
+        self.sessions = [BrokerSession(b, engine) for b in engine.broker_configs()]
+        if not self.sessions:
+            raise ValueError("no broker configured: add at least one entry to 'brokers'")
+        self.index = 0
+        self.failures_current = 0
+        self.failures_total = 0
+        self.suspended = False
+        self._next_attempt = 0.0
+        self._next_heartbeat = 0.0
+        self.recovered = threading.Event()   # set when a connection is (re)established; the engine runs BRK-3
+        self.connections = 0
+
+    @property
+    def active(self) -> BrokerSession:
+        return self.sessions[self.index]
+
+    def session(self, name: str) -> BrokerSession | None:
+        return next((s for s in self.sessions if s.name == name), None)
+
+    @property
+    def usable(self) -> bool:
+        return self.active.connected and not self.suspended
+
+    def connection_lost(self, why: str) -> None:
+        if self.active.connected:
+            self.emit("broker_lost", broker=self.active.name, reason=why)
+        self.active.connected = False
+        self._next_attempt = min(self._next_attempt, time.monotonic())
+
+    def tick(self) -> None:
+        """Heartbeat when due, or one reconnect attempt when due. Cheap when nothing is due."""
+        now = time.monotonic()
+        session = self.active
+        if session.connected:
+            if now >= self._next_heartbeat:
+                self._next_heartbeat = now + self.config.broker_heartbeat_s
+                try:
+                    session.heartbeat()
+                except BrokerCallFailed as exc:
+                    self.connection_lost(str(exc))
+                    self._next_attempt = now   # first reconnect at once, then every broker_reconnect_s
+            return
+        if now < self._next_attempt:
+            return
+        self._next_attempt = now + self.config.broker_reconnect_s
+        try:
+            session.connect()
+        except BrokerCallFailed as exc:
+            self.failures_current += 1
+            self.failures_total += 1
+            self.emit("broker_connect_failed", broker=session.name, attempt=self.failures_current,
+                      total=self.failures_total, error=str(exc))
+            if self.failures_total >= self.config.broker_suspend_after and not self.suspended:
+                self.suspended = True
+                self.alert("broker_suspended", f"no broker answered after {self.failures_total} attempts; "
+                           f"trade signals are suspended until a broker is back (BRK-2, BRK-5)",
+                           broker=session.name)
+            if self.failures_current >= self.config.broker_switch_after and len(self.sessions) > 1:
+                old = session.name
+                self.index = (self.index + 1) % len(self.sessions)
+                self.failures_current = 0
+                self.emit("broker_switch", old=old, new=self.active.name, failures=self.failures_total)
+                self.alert("broker_switch", f"broker {old} failed {self.config.broker_switch_after} reconnects; "
+                           f"switching to {self.active.name} (BRK-2)", old=old, new=self.active.name)
+                self._next_attempt = now  # try the next broker at once
+            return
+        self.connections += 1
+        was_suspended = self.suspended
+        self.failures_current = self.failures_total = 0
+        self.suspended = False
+        self._next_heartbeat = now + self.config.broker_heartbeat_s
+        self.emit("broker_connected", broker=session.name, resumed=was_suspended)
+        if was_suspended:
+            self.alert("broker_recovered", f"broker {session.name} is back; trade signals resume", broker=session.name)
+        self.recovered.set()
+
+    def ensure_session(self, name: str) -> BrokerSession | None:
+        """A connected session for ``name`` (connecting a non-active broker for reconciliation); None if down."""
+        session = self.session(name)
+        if session is None:
+            return None
+        if session is self.active:
+            return session if session.connected else None
+        if not session.connected:
+            try:
+                session.connect()
+            except BrokerCallFailed:
+                return None
+        return session
+
+    def close(self) -> None:
+        for s in self.sessions:
+            s.close()

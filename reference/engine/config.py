@@ -1,0 +1,178 @@
+"""Engine configuration: every timing and limit, with the documents' value as default and its requirement ID.
+
+Loaded from a TOML or JSON file, then overridden by environment variables ``TRADEDRILL_ENGINE_<FIELD>``
+(upper-case field name; values are parsed as JSON when they parse, else kept as strings). Unknown keys are an
+error that names the key: a typo in a production config must not silently fall back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+@dataclass
+class BrokerConfig:
+    """One broker connection (primary first, then backups), reached through an mt5-like object.
+
+    ``factory`` is ``"module:callable"``; it is called with ``params`` and returns an object with the MetaTrader5
+    API surface (``reference.mt5.port`` for the simulator, or a ``mt5linux.MetaTrader5`` instance in production).
+    ``login``/``password``/``server`` go to ``initialize``.
+    """
+
+    name: str
+    factory: str = "reference.mt5.port:connect"
+    params: dict = field(default_factory=dict)
+    login: int | None = None
+    password: str | None = None
+    server: str | None = None
+
+
+@dataclass
+class EngineConfig:
+    # --- identity -------------------------------------------------------------------------------------------------
+    group: str = "engine"                  # instances of one group share one lease (active-passive)
+    instance: str = "A"                    # unique per process within the group
+    state_dir: str = "./engine-state"      # local journal + event log
+    # --- Redis (RDS-1/RDS-2, ORD-3) ----------------------------------------------------------------------------
+    sentinels: list = field(default_factory=list)  # [[host, port], ...]; empty -> redis_host/redis_port directly
+    master_name: str = "mymaster"          # RDS-1
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_socket_timeout_s: float = 1.0     # explicit: the library default retry hides outages (ARCHITECTURE facts)
+    redis_connect_timeout_s: float = 0.5
+    redis_retry_interval_s: float = 2.0     # ORD-3: retry Redis every 2 s
+    redis_rediscover_after: int = 10        # ORD-3: after 10 attempts switch Redis through Sentinel (full rediscovery)
+    rtss_key: str = "RTSS"                  # signal stream
+    rtrs_key: str = "RTRS"                  # result stream
+    rts_prefix: str = "RTS"                 # trade state
+    ris_prefix: str = "RIS"                 # instance/session state
+    alerts_key: str = "ALERTS"              # alert stream
+    consumer_group: str = ""                # default: the engine group name
+    read_block_ms: int = 200                # XREADGROUP block (must stay under the socket timeout)
+    read_count: int = 16
+    # --- lease / heartbeat (ENG-1, ENG-2, ENG-5) -----------------------------------------------------------------
+    heartbeat_s: float = 1.0                # ENG-1: heartbeat to Redis every 1 s
+    lease_ttl_s: float = 3.0                # ENG-1: passive takes over after 3 s without heartbeat
+    lease_safety_margin_s: float = 0.3      # local deadline = renew start + ttl - margin (clock-rate slack)
+    passive_poll_s: float = 0.25            # how often a passive instance tries to take the lapsed lease
+    send_flight_s: float = 0.5              # bound on an order request's transit: the new active waits for it
+    # --- broker (BRK-1, BRK-2, BRK-5) --------------------------------------------------------------------------
+    brokers: list = field(default_factory=list)  # [BrokerConfig-like dict], primary first
+    broker_heartbeat_s: float = 3.0         # BRK-1
+    broker_timeout_s: float = 5.0           # BRK-1: connection/call timeout
+    broker_reconnect_s: float = 3.0         # BRK-2: retry every 3 s
+    broker_switch_after: int = 5            # BRK-2: switch to the backup after 5 failures
+    broker_suspend_after: int = 10          # BRK-2/BRK-5: notify and suspend after 10
+    # --- orders (ENG-5, BRK-4, ORD-1, ORD-2) ---------------------------------------------------------------------
+    magic: int = 7305101                    # fixed magic of every order this engine sends (MT5_API exactly-once)
+    comment_prefix: str = "td"
+    comment_max_len: int = 24               # MT5_API: <= 24 chars of [A-Za-z0-9_-]
+    deviation_points: int = 20
+    filling: str = "ioc"                    # fok | ioc | return
+    requote_retries: int = 3                # BRK-4: REQUOTE/PRICE_CHANGED/PRICE_OFF retried with a fresh price
+    retry_backoff_s: list = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0, 16.0])  # ORD-1
+    failed_sync_retry_s: float = 60.0       # ORD-2: retry after 1 minute from failed_syncs
+    failed_sync_attempts: int = 1           # ORD-2: then notify the user (and reject with the reason)
+    market_closed_poll_s: float = 5.0       # BRK-4: queued until the market opens; re-tried at this pace
+    ambiguous_grace_s: float = 10.0         # MT5_API step 3: no trace after this long -> resubmit under a new id
+    reconcile_poll_s: float = 0.5
+    reconcile_lookback_s: float = 7 * 86400.0
+    max_volume: float = 100.0
+    signal_max_age_s: float = 0.0           # 0 = never stale; else older signals are rejected as STALE
+    # --- supervision (ENG-3) ------------------------------------------------------------------------------------
+    watchdog_timeout_s: float = 30.0        # alive but no main-loop progress this long -> exit(70), supervisor restarts
+    # --- alerts -------------------------------------------------------------------------------------------------
+    webhook_url: str = ""
+    alerts_maxlen: int = 10000
+    results_maxlen: int = 0                 # 0 = keep every result (the drills read them all)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def group_name(self) -> str:
+        return self.consumer_group or self.group
+
+    def broker_configs(self) -> list[BrokerConfig]:
+        out = []
+        for item in self.brokers:
+            if isinstance(item, BrokerConfig):
+                out.append(item)
+            else:
+                try:
+                    out.append(BrokerConfig(**item))
+                except TypeError as exc:
+                    raise ConfigError(f"brokers: {exc}; each broker needs name and factory") from None
+        return out
+
+    def validate(self) -> None:
+        if not self.instance or not all(c.isalnum() or c in "-_" for c in self.instance):
+            raise ConfigError(f"instance {self.instance!r}: use letters, digits, '-' or '_'")
+        if self.lease_ttl_s <= self.heartbeat_s:
+            raise ConfigError("lease_ttl_s must exceed heartbeat_s, or the lease lapses between two heartbeats")
+        if self.lease_safety_margin_s >= self.lease_ttl_s - self.heartbeat_s:
+            raise ConfigError("lease_safety_margin_s must be smaller than lease_ttl_s - heartbeat_s")
+        if self.read_block_ms / 1000.0 >= self.redis_socket_timeout_s:
+            raise ConfigError("read_block_ms must stay under redis_socket_timeout_s")
+        if not self.retry_backoff_s:
+            raise ConfigError("retry_backoff_s needs at least one delay (ORD-1: 1, 2, 4, 8, 16)")
+        if self.filling not in ("fok", "ioc", "return"):
+            raise ConfigError("filling must be fok, ioc or return")
+        if not 8 <= self.comment_max_len <= 31:
+            raise ConfigError("comment_max_len must be between 8 and 31 (brokers accept 28-31)")
+        if self.broker_switch_after < 1 or self.broker_suspend_after < self.broker_switch_after:
+            raise ConfigError("need 1 <= broker_switch_after <= broker_suspend_after")
+        self.broker_configs()
+
+    # --- loading ------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> "EngineConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, env: dict[str, str] | None = None,
+             overrides: dict[str, Any] | None = None) -> "EngineConfig":
+        data: dict[str, Any] = {}
+        if path:
+            p = Path(path)
+            try:
+                text = p.read_text()
+            except OSError as exc:
+                raise ConfigError(f"cannot read configuration {p}: {exc.strerror}") from None
+            try:
+                data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+            except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+                raise ConfigError(f"{p} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {exc}") from None
+            data = dict(data.get("engine", data))
+        env = os.environ if env is None else env
+        prefix = "TRADEDRILL_ENGINE_"
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        names = set(types)
+        for key, raw in env.items():
+            if key.startswith(prefix) and key[len(prefix):].lower() in names:
+                name = key[len(prefix):].lower()
+                if types[name] == "str":
+                    data[name] = raw
+                    continue
+                try:
+                    data[name] = json.loads(raw)
+                except json.JSONDecodeError:
+                    data[name] = raw
+        data.update(overrides or {})
+        return cls.from_mapping(data)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,815 @@
+"""The trade engine's main loop: intake, exactly-once execution, outcomes, takeover (ENG-1..6, BRK-3/4, ORD-1..3).
+
+One main thread does all trading work, so there is never a race between two sends of this process; the lease
+heartbeat (``lease.py``) and the watchdog (``watchdog.py``) are the only other threads.
+
+Life of a signal (entry ``E`` with ``signal_id`` ``S`` read from RTSS through the consumer group):
+
+1. ``parse_signal``; an invalid entry gets ``rejected`` + reason on RTRS, an alert, and is acknowledged.
+2. The local journal is asked about ``S``: a final outcome is republished (idempotent) and acknowledged; an
+   in-flight intent is reconciled first. A signal that was delivered before (redelivered, claimed on takeover) or
+   whose comment prefix the takeover scan found at the broker is looked up at the broker before any send.
+3. Send: the intent (attempt ``n``, comment ``td<key>-<n>``, broker) is committed to the journal, the lease is
+   checked (fencing: ``Lease.can_send``), and ``order_send`` is called with the fixed ``magic`` and that comment.
+4. The answer is classified (``retcodes.py``): executed -> DONE; REQUOTE/PRICE_* -> resend at once with a fresh
+   price (bounded, then ORD-1); MARKET_CLOSED -> DEFERRED, retried every ``market_closed_poll_s`` until the session
+   opens; NO_MONEY -> alert, account suspended (RIS), REJECTED; permanent -> REJECTED with the reason and an alert;
+   ambiguous (None, ERROR, TIMEOUT, CONNECTION, a call past its deadline) -> UNKNOWN, reconciled with *that* broker
+   by magic + comment prefix until found (adopt) or ``ambiguous_grace_s`` passes with no trace (then resent under
+   attempt ``n+1``, a new comment); anything else -> ORD-1 backoff, then ``failed_syncs`` (ORD-2), then reject+alert.
+5. Outcome: committed to the journal, then one Lua script writes RTS, appends RTRS (once per entry) and XACKs the
+   entry - atomically, so a Redis failover loses all three or none. If Redis is down, the outcome waits in the
+   journal (``published = false``) and is flushed when Redis is back (ORD-3).
+
+Takeover (and start): acquire the lease, wait out the previous holder (``Lease``), restore the broker choice and
+suspended accounts from RIS, reconcile every local in-flight intent, scan the broker for every order with our
+magic, claim the whole consumer group's pending list, process it, and only then read new entries.
+Signals are independent: a deferred signal does not hold back later ones.
+"""
+from __future__ import annotations
+
+import json
+import signal as os_signal
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from .alerts import Alerts
+from .broker import BrokerCallFailed, BrokerPool, BrokerSession, BrokerTrace, _field
+from .config import EngineConfig
+from .events import EventLog
+from .journal import Intent, Journal
+from .lease import Lease
+from .redislink import RedisLink, RedisUnavailable
+from .retcodes import Outcome, classify_none, constant
+from .signals import InvalidSignal, Signal, comment_prefix_for, order_comment, parse_signal
+from .watchdog import Watchdog
+
+PUBLISH = """
+-- KEYS: rts signal hash, rts results index, rtrs stream, rtss stream
+-- ARGV: group, entry_id, maxlen, nfields, field, value, ...
+local n = tonumber(ARGV[4])
+local fields = {}
+for i = 1, n * 2 do fields[i] = ARGV[4 + i] end
+if KEYS[1] ~= '' then redis.call('HSET', KEYS[1], unpack(fields)) end
+local first = redis.call('HSETNX', KEYS[2], ARGV[2], '1')
+if first == 1 then
+  if tonumber(ARGV[3]) > 0 then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+  else
+    redis.call('XADD', KEYS[3], '*', unpack(fields))
+  end
+end
+redis.call('XACK', KEYS[4], ARGV[1], ARGV[2])
+return first
+"""
+
+
+class LeaseLost(Exception):
+    """The lease was lost (or is not usable) just before a send: stop trading, become passive."""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, echo_events: bool = False):
+        self.cfg = config
+        self.state_dir = Path(config.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.events_path = self.state_dir / f"events-{config.instance}.jsonl"
+        self.emit = EventLog(self.events_path, config.instance, echo=echo_events)
+        self.journal = Journal(self.state_dir / f"journal-{config.instance}.duckdb")
+        self.redis = RedisLink(config, "main", on_rediscover=self._on_rediscover)
+        self.alerts = Alerts(self.redis, config.alerts_key, config.instance, self.emit, config.webhook_url,
+                             config.alerts_maxlen)
+        self.lease = Lease(config, RedisLink(config, "lease"), self.emit)
+        self.brokers = BrokerPool(config, self.emit, self.alerts.raise_)
+        self.watchdog = Watchdog(config.watchdog_timeout_s, self.emit)
+        self.stop_event = threading.Event()
+        self.consumer = config.instance
+        self.group = config.group_name
+        self.deferred: dict[str, Intent] = {}      # open intents of signals in our PEL, by signal id
+        self.known: dict[str, BrokerTrace] = {}    # comment prefix -> trace, from the takeover scan
+        self.suspended_accounts: set[str] = set()
+        self.trading = False                       # takeover done and lease held
+        self._acquired_at = 0.0
+        self._group_ready = False
+        self._redis_down_since: float | None = None
+        self._errors_in_row = 0
+        self._next_ris_refresh = 0.0
+        self._reread_pending = False
+        self._entry_failures: dict[str, int] = {}
+        self.stats = {"received": 0, "executed": 0, "rejected": 0, "acked": 0, "sends": 0}
+
+    # --- keys -----------------------------------------------------------------------------------------------------
+    def _rts_signal(self, signal_id: str) -> str:
+        return f"{self.cfg.rts_prefix}:{self.cfg.group}:signal:{signal_id}"
+
+    @property
+    def _rts_results(self) -> str:
+        return f"{self.cfg.rts_prefix}:{self.cfg.group}:results"
+
+    @property
+    def _rts_positions(self) -> str:
+        return f"{self.cfg.rts_prefix}:{self.cfg.group}:positions"
+
+    @property
+    def _ris_session(self) -> str:
+        return f"{self.cfg.ris_prefix}:{self.cfg.group}:session"
+
+    @property
+    def _ris_suspended(self) -> str:
+        return f"{self.cfg.ris_prefix}:{self.cfg.group}:suspended_accounts"
+
+    # --- lifecycle ----------------------------------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        def stop(signum, frame):
+            self.stop_event.set()
+        os_signal.signal(os_signal.SIGTERM, stop)
+        os_signal.signal(os_signal.SIGINT, stop)
+
+    def run(self) -> None:
+        self.emit("engine_start", group=self.cfg.group, brokers=[s.name for s in self.brokers.sessions],
+                  magic=self.cfg.magic, journal=self.journal.counts())
+        lease_thread = threading.Thread(target=self.lease.run, name="lease", daemon=True)
+        lease_thread.start()
+        self.watchdog.start()
+        try:
+            while not self.stop_event.is_set():
+                self.watchdog.beat("loop")
+                try:
+                    self.step()
+                    self._errors_in_row = 0
+                except LeaseLost as exc:
+                    self._become_passive(str(exc))
+                except RedisUnavailable as exc:
+                    self._redis_down(str(exc))
+                    self.stop_event.wait(0.1)
+                except Exception as exc:  # noqa: BLE001 - log, pause, and let a crash-loop reach the supervisor
+                    self._errors_in_row += 1
+                    self.emit("engine_error", error=repr(exc), traceback=traceback.format_exc())
+                    if self._errors_in_row >= 50:
+                        raise
+                    self.stop_event.wait(0.2)
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        self.watchdog.stop()
+        self.lease.stop()
+        self.lease.release()
+        self.emit("engine_stop", stats=self.stats)
+        self.brokers.close()
+        self.journal.close()
+        self.emit.close()
+
+    def _on_rediscover(self, failures: int) -> None:
+        self.emit("redis_rediscover", failures=failures)
+        self.alerts.raise_("redis_unreachable", f"Redis unreachable after {failures} attempts; rediscovering the "
+                           f"primary through Sentinel (ORD-3)", failures=failures)
+
+    def _redis_down(self, why: str) -> None:
+        if self._redis_down_since is None:
+            self._redis_down_since = time.monotonic()
+            self.emit("redis_unavailable", error=why)
+
+    def _redis_up(self) -> None:
+        if self._redis_down_since is not None:
+            self.emit("redis_recovered", down_s=round(time.monotonic() - self._redis_down_since, 3),
+                      address=self.redis.address)
+            self._redis_down_since = None
+
+    def _become_passive(self, why: str) -> None:
+        if self.trading:
+            self.emit("passive", reason=why)
+        self.trading = False
+        self.deferred.clear()
+        self.known.clear()
+
+    # --- the loop -----------------------------------------------------------------------------------------------
+    def step(self) -> None:
+        if self.redis.ensure():
+            self._redis_up()
+        self.brokers.tick()
+        if self.redis.connected:
+            self.flush_outcomes()
+            self.alerts.flush()
+        if not self.lease.held:
+            if self.trading:
+                self._become_passive("lease not held")
+            self.lease.changed.clear()
+            self.lease.changed.wait(self.cfg.passive_poll_s)
+            return
+        if not self.trading:
+            self._prepare_takeover()
+            return
+        if self.brokers.recovered.is_set():
+            self.brokers.recovered.clear()
+            self.on_broker_recovered()
+        if time.monotonic() >= self._next_ris_refresh:
+            self._refresh_ris()
+        if not self.brokers.usable:
+            self.stop_event.wait(0.1)   # BRK-2/BRK-5: signals suspended while no broker is usable
+            return
+        if self._reread_pending:
+            self.claim_pending()        # entries left pending by an error are judged again
+        self.process_due()
+        self.read_new()
+
+    # --- takeover -----------------------------------------------------------------------------------------------
+    def _prepare_takeover(self) -> None:
+        if self._acquired_at == 0.0 or self.lease.acquired_count != getattr(self, "_acq_seen", 0):
+            self._acq_seen = self.lease.acquired_count
+            self._acquired_at = time.monotonic()
+        wait = self.lease.ready_in()
+        if wait > 0:
+            self.stop_event.wait(min(wait, 0.1))   # waiting out the previous holder's last possible send
+            return
+        if not self.brokers.active.connected:
+            self.stop_event.wait(0.1)
+            return
+        self._ensure_group()
+        self._restore_ris()
+        self.reconcile_in_flight()
+        self.scan_broker()
+        self.sync_positions("takeover")
+        self.trading = True
+        took = time.monotonic() - self._acquired_at
+        self.emit("takeover_ready", seconds=round(took, 3), token=self.lease.token, known_orders=len(self.known))
+        self.claim_pending()
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        import redis
+        try:
+            self.redis.run(lambda r: r.xgroup_create(self.cfg.rtss_key, self.group, id="0", mkstream=True))
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def _restore_ris(self) -> None:
+        """BRK-3: restore broker state from RIS (the broker in use, suspended accounts)."""
+        session = self.redis.run(lambda r: r.hgetall(self._ris_session))
+        name = session.get("active_broker")
+        if name and name != self.brokers.active.name:
+            target = self.brokers.session(name)
+            if target is not None:
+                idx = self.brokers.sessions.index(target)
+                if self.brokers.ensure_session(name) is not None:
+                    self.brokers.index = idx
+                    self.emit("broker_restored_from_ris", broker=name)
+        self._refresh_ris()
+
+    def _refresh_ris(self) -> None:
+        self._next_ris_refresh = time.monotonic() + 1.0
+        members = self.redis.run(lambda r: r.smembers(self._ris_suspended))
+        self.suspended_accounts = set(members)
+        active = self.brokers.active
+        self.redis.run(lambda r: r.hset(self._ris_session, mapping={
+            "active_broker": active.name, "broker_connected": int(active.connected),
+            "suspended": int(self.brokers.suspended), "instance": self.cfg.instance,
+            "token": self.lease.token, "ts_ms": now_ms()}))
+
+    def reconcile_in_flight(self) -> None:
+        """Every local intent that may have reached a broker is settled before any new signal is read."""
+        for intent in self.journal.in_flight():
+            self.watchdog.beat("reconcile_in_flight")
+            if intent.state == "SENDING":
+                intent.state = "UNKNOWN"
+                intent.ambiguous_since_ms = intent.ambiguous_since_ms or intent.updated_ms
+            if intent.state == "UNKNOWN":
+                self.reconcile(intent)   # a still-open intent is picked up again with its pending entry
+
+    def scan_broker(self) -> None:
+        """Every order with our magic at every reachable broker: what any instance sent before the takeover."""
+        self.known.clear()
+        for session in self.brokers.sessions:
+            live = self.brokers.ensure_session(session.name)
+            if live is None:
+                continue
+            try:
+                traces = live.traces(self.cfg.magic)
+            except BrokerCallFailed as exc:
+                self.emit("scan_failed", broker=session.name, error=str(exc))
+                continue
+            for trace in traces:
+                prefix = trace.comment.rsplit("-", 1)[0] + "-"
+                best = self.known.get(prefix)
+                if best is None or _trace_rank(trace) > _trace_rank(best):
+                    self.known[prefix] = trace
+        self.emit("broker_scan", orders=len(self.known))
+
+    def claim_pending(self) -> None:
+        """Take over the whole group's pending list (other consumers' entries too), then process ours in order."""
+        self._reread_pending = False
+        start = "-"
+        while True:
+            rows = self.redis.run(lambda r: r.xpending_range(self.cfg.rtss_key, self.group, start, "+", 200))
+            if not rows:
+                break
+            others = [row["message_id"] for row in rows if row["consumer"] != self.consumer]
+            if others:
+                self.redis.run(lambda r: r.xclaim(self.cfg.rtss_key, self.group, self.consumer, 0, others,
+                                                  justid=True))
+                self.emit("claimed", count=len(others))
+            if len(rows) < 200:
+                break
+            start = "(" + rows[-1]["message_id"]
+        last = "0"
+        while True:
+            self.watchdog.beat("claim_pending")
+            resp = self.redis.run(lambda r: r.xreadgroup(self.group, self.consumer, {self.cfg.rtss_key: last},
+                                                         count=100))
+            entries = resp[0][1] if resp else []
+            if not entries:
+                break
+            for entry_id, fields in entries:
+                last = entry_id
+                if signal_id_of(fields) in self.deferred:
+                    continue  # already an open intent of ours: it is processed when due
+                self.handle_entry_safely(entry_id, fields, redelivered=True)
+
+    # --- intake -------------------------------------------------------------------------------------------------
+    def read_new(self) -> None:
+        resp = self.redis.run(lambda r: r.xreadgroup(
+            self.group, self.consumer, {self.cfg.rtss_key: ">"}, count=self.cfg.read_count,
+            block=self.cfg.read_block_ms))
+        for _stream, entries in resp or []:
+            for entry_id, fields in entries:
+                self.watchdog.beat("read_new")
+                self.handle_entry_safely(entry_id, fields, redelivered=False)
+
+    def handle_entry_safely(self, entry_id: str, fields: dict | None, redelivered: bool) -> None:
+        """handle_entry; an unexpected error leaves the entry pending (re-read later), and an entry that keeps
+        failing before any send is rejected with ENGINE_ERROR so it cannot block the stream."""
+        try:
+            self.handle_entry(entry_id, fields, redelivered)
+        except (LeaseLost, RedisUnavailable):
+            self._reread_pending = True
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self._reread_pending = True
+            count = self._entry_failures[entry_id] = self._entry_failures.get(entry_id, 0) + 1
+            self.emit("engine_error", entry_id=entry_id, error=repr(exc), traceback=traceback.format_exc(),
+                      failures=count)
+            intent = self.journal.get(signal_id_of(fields)) if signal_id_of(fields) else None
+            never_sent = intent is None or (intent.attempt == 0 and not intent.final)
+            if count >= 3 and never_sent:
+                self.reject_entry(entry_id, signal_id_of(fields), "ENGINE_ERROR",
+                                  f"the engine failed on this entry {count} times: {type(exc).__name__}",
+                                  alert=True)
+
+    def handle_entry(self, entry_id: str, fields: dict | None, redelivered: bool) -> None:
+        self.stats["received"] += 1
+        if fields is None:   # the entry was trimmed/deleted while pending
+            fields = {}
+        sig = parse_signal(fields, max_volume=self.cfg.max_volume, now_ms=now_ms(),
+                           max_age_s=self.cfg.signal_max_age_s)
+        self.emit("signal_received", entry_id=entry_id, signal_id=getattr(sig, "signal_id", ""),
+                  redelivered=redelivered)
+        if isinstance(sig, InvalidSignal):
+            self.reject_entry(entry_id, sig.signal_id, sig.code, sig.reason, alert=True)
+            return
+        existing = self.journal.get(sig.signal_id)
+        if existing is not None and existing.entry_id != entry_id and (
+                existing.final or existing.attempt > 0 or existing.state in ("SENDING", "UNKNOWN")):
+            # the producer sent the same signal id twice: one order only; this entry gets its own answer
+            self.reject_entry(entry_id, sig.signal_id, "DUPLICATE_SIGNAL",
+                              f"signal id already handled in entry {existing.entry_id} "
+                              f"({existing.result.get('status', existing.state.lower())})", alert=False,
+                              status="duplicate")
+            return
+        if existing is not None and existing.final:
+            try:
+                self.publish(existing)
+            except RedisUnavailable:
+                self.journal.put(existing)   # published stays false: flushed when Redis is back
+                raise
+            return
+        intent = existing or Intent(signal_id=sig.signal_id, entry_id=entry_id, signal=sig.to_dict(), state="NEW")
+        if intent.state in ("SENDING", "UNKNOWN"):
+            intent.state = "UNKNOWN"
+            intent.ambiguous_since_ms = intent.ambiguous_since_ms or intent.updated_ms
+            self.reconcile(intent)
+            if not intent.final:
+                self.deferred[intent.signal_id] = intent
+            return
+        prefix = comment_prefix_for(sig.signal_id, self.cfg.comment_prefix)
+        if prefix in self.known:
+            self._adopt(intent, self.known[prefix], "takeover scan")
+            return
+        if not self._account_ok(intent, sig):
+            return
+        if intent.state == "DEFERRED" and intent.next_try_ms > now_ms():
+            self.deferred[intent.signal_id] = intent    # e.g. MARKET_CLOSED before a restart: keep its pace
+            return
+        if redelivered or intent.attempt > 0:
+            # delivered before (maybe to an instance that is gone): ask the broker before sending anything
+            trace = self._lookup(intent, self.brokers.active)
+            if trace is False:
+                self._defer(intent, self.cfg.reconcile_poll_s, "broker lookup failed")
+                return
+            if trace is not None:
+                self._adopt(intent, trace, "redelivery lookup")
+                return
+        self.attempt(intent)
+
+    def _account_ok(self, intent: Intent, sig: Signal) -> bool:
+        if sig.account in self.suspended_accounts:
+            self.finish(intent, "REJECTED", code="ACCOUNT_SUSPENDED",
+                        reason=f"account {sig.account} is suspended (NO_MONEY); remove it from "
+                               f"{self._ris_suspended} to resume")
+            return False
+        login = self.brokers.active.config.login
+        if login is not None and str(login) != sig.account:
+            self.finish(intent, "REJECTED", code="UNKNOWN_ACCOUNT",
+                        reason=f"this engine trades account {login}, not {sig.account}")
+            self.alerts.raise_("unknown_account", f"signal {sig.signal_id} is for account {sig.account}, which "
+                               f"this engine does not trade", signal_id=sig.signal_id)
+            return False
+        return True
+
+    # --- sending ------------------------------------------------------------------------------------------------
+    def _request(self, session: BrokerSession, sig: dict, comment: str) -> dict | None:
+        mt5 = session.mt5
+        buy = sig["side"] == "buy"
+        kind = sig["order_type"]
+        if kind == "market":
+            tick, err = session.call("symbol_info_tick", sig["symbol"])
+            if tick is None:
+                raise _PriceUnavailable(err)
+            price = float(_field(tick, "ask" if buy else "bid"))
+            action = constant(mt5, "TRADE_ACTION_DEAL")
+            otype = constant(mt5, "ORDER_TYPE_BUY" if buy else "ORDER_TYPE_SELL")
+        else:
+            price = float(sig["price"])
+            action = constant(mt5, "TRADE_ACTION_PENDING")
+            name = {"limit": "LIMIT", "stop": "STOP"}[kind]
+            otype = constant(mt5, f"ORDER_TYPE_{'BUY' if buy else 'SELL'}_{name}")
+        filling = constant(mt5, f"ORDER_FILLING_{self.cfg.filling.upper()}")
+        request = {"action": action, "symbol": sig["symbol"], "volume": float(sig["volume"]), "type": otype,
+                   "price": price, "deviation": int(self.cfg.deviation_points), "magic": int(self.cfg.magic),
+                   "comment": comment, "type_time": constant(mt5, "ORDER_TIME_GTC"), "type_filling": filling}
+        if sig.get("sl"):
+            request["sl"] = float(sig["sl"])
+        if sig.get("tp"):
+            request["tp"] = float(sig["tp"])
+        return request
+
+    def attempt(self, intent: Intent) -> None:
+        """Send the signal's order (again), and act on the answer. Re-prices are resent here, bounded."""
+        while True:
+            session = self.brokers.active
+            if not self.brokers.usable:
+                self._defer(intent, self.cfg.broker_reconnect_s, "no usable broker")
+                return
+            if not self.lease.can_send():
+                raise LeaseLost("lease not valid before send")
+            comment = order_comment(intent.signal_id, intent.attempt + 1, self.cfg.comment_prefix,
+                                    self.cfg.comment_max_len)
+            try:
+                request = self._request(session, intent.signal, comment)
+            except _PriceUnavailable as exc:
+                code = exc.err[0] if exc.err else None
+                if code == -4:
+                    self.finish(intent, "REJECTED", code="UNKNOWN_SYMBOL",
+                                reason=f"the broker does not know symbol {intent.signal['symbol']}")
+                    return
+                self._retry_later(intent, f"no price for {intent.signal['symbol']}: {exc.err}")
+                return
+            except BrokerCallFailed as exc:
+                self.brokers.connection_lost(str(exc))
+                self._defer(intent, self.cfg.broker_reconnect_s, "broker call failed before send")
+                return
+            previous = (intent.state, intent.attempt)
+            intent.attempt += 1
+            intent.comment, intent.broker, intent.state = comment, session.name, "SENDING"
+            intent.ambiguous_since_ms = 0
+            self.journal.put(intent)                       # durable intent before order_send (ENG-5)
+            self.emit("intent_written", signal_id=intent.signal_id, comment=comment, attempt=intent.attempt,
+                      broker=session.name)
+            if not self.lease.can_send():                  # fencing check, the last thing before the send
+                intent.state, intent.attempt = previous
+                self.journal.put(intent)
+                raise LeaseLost("lease expired while writing the intent")
+            self.emit("order_send_invoke", signal_id=intent.signal_id, comment=comment, attempt=intent.attempt,
+                      broker=session.name, price=request["price"], token=self.lease.token)
+            self.stats["sends"] += 1
+            err = None
+            try:
+                result, err = session.call("order_send", request)
+            except BrokerCallFailed as exc:
+                result, err = None, ("call_failed", str(exc))
+            if result is None:
+                outcome, name = classify_none(err)
+                retcode = None
+            else:
+                retcode = int(_field(result, "retcode", 0))
+                outcome, name = session.table.classify(retcode), session.table.name(retcode)
+            self.emit("order_send_complete", signal_id=intent.signal_id, comment=comment,
+                      outcome={Outcome.EXECUTED: "ok", Outcome.AMBIGUOUS: "unknown"}.get(outcome, "fail"),
+                      retcode=retcode, name=name, last_error=err, order=_field(result, "order", 0),
+                      deal=_field(result, "deal", 0), price=_field(result, "price", 0))
+            if outcome is Outcome.EXECUTED:
+                self.finish(intent, "DONE", code=name, order=_field(result, "order", 0),
+                            deal=_field(result, "deal", 0), price=_field(result, "price", 0),
+                            volume=_field(result, "volume", 0), retcode=retcode)
+                return
+            if outcome is Outcome.REPRICE:
+                intent.requotes += 1
+                if intent.requotes <= self.cfg.requote_retries:
+                    intent.state = "DEFERRED"
+                    self.journal.put(intent)
+                    continue   # BRK-4: at once, with a fresh price
+                self._retry_later(intent, f"{name} {intent.requotes} times")
+                return
+            if outcome is Outcome.MARKET_CLOSED:
+                if intent.state != "DEFERRED" or intent.result.get("queued") != "MARKET_CLOSED":
+                    self.emit("queued_market_closed", signal_id=intent.signal_id, symbol=intent.signal["symbol"])
+                intent.result = {"queued": "MARKET_CLOSED"}
+                self._defer(intent, self.cfg.market_closed_poll_s, "MARKET_CLOSED")
+                return
+            if outcome is Outcome.NO_MONEY:
+                self.suspend_account(intent.signal["account"], intent.signal_id)
+                self.finish(intent, "REJECTED", code=name, retcode=retcode,
+                            reason="not enough money; the account is suspended")
+                return
+            if outcome is Outcome.PERMANENT:
+                reason = f"broker refused the order: {name}" + (f" {err}" if err else "")
+                self.finish(intent, "REJECTED", code=name, retcode=retcode, reason=reason)
+                self.alerts.raise_("order_rejected", f"signal {intent.signal_id}: {reason}",
+                                   signal_id=intent.signal_id, code=name)
+                return
+            if outcome is Outcome.AMBIGUOUS:
+                intent.state = "UNKNOWN"
+                intent.ambiguous_since_ms = now_ms()
+                self.journal.put(intent)
+                self._check_broker_after_ambiguity(session)
+                self.reconcile(intent)
+                if not intent.final:
+                    self.deferred[intent.signal_id] = intent
+                return
+            self._retry_later(intent, name)
+            return
+
+    def _check_broker_after_ambiguity(self, session: BrokerSession) -> None:
+        try:
+            session.heartbeat()
+        except BrokerCallFailed as exc:
+            self.brokers.connection_lost(str(exc))
+
+    def _retry_later(self, intent: Intent, why: str) -> None:
+        """ORD-1 backoff 1, 2, 4, 8, 16 s; then failed_syncs and a retry after a minute (ORD-2); then reject."""
+        intent.retries += 1
+        backoff = self.cfg.retry_backoff_s
+        if intent.retries <= len(backoff):
+            self._defer(intent, backoff[intent.retries - 1], why)
+            return
+        if intent.failed_sync_attempts < self.cfg.failed_sync_attempts:
+            intent.failed_sync_attempts += 1
+            due = now_ms() + int(self.cfg.failed_sync_retry_s * 1000)
+            self.journal.add_failed_sync(intent.signal_id, "order", intent.signal, due, why,
+                                         intent.failed_sync_attempts)
+            self.emit("failed_sync", signal_id=intent.signal_id, reason=why, retry_in_s=self.cfg.failed_sync_retry_s)
+            self._defer(intent, self.cfg.failed_sync_retry_s, f"failed_syncs: {why}")
+            return
+        self.journal.remove_failed_sync(intent.signal_id)
+        reason = f"order failed after {intent.retries} attempts and the failed_syncs retry: {why}"
+        self.finish(intent, "REJECTED", code="RETRIES_EXHAUSTED", reason=reason)
+        self.alerts.raise_("order_failed", f"signal {intent.signal_id}: {reason}", signal_id=intent.signal_id)
+
+    def _defer(self, intent: Intent, delay_s: float, why: str) -> None:
+        if intent.state not in ("UNKNOWN",):
+            intent.state = "DEFERRED"
+        intent.next_try_ms = now_ms() + int(delay_s * 1000)
+        self.journal.put(intent)
+        self.deferred[intent.signal_id] = intent
+        self.emit("deferred", signal_id=intent.signal_id, reason=why, delay_s=delay_s, state=intent.state)
+        self._write_state(intent, why)
+
+    def process_due(self) -> None:
+        now = now_ms()
+        for signal_id, intent in list(self.deferred.items()):
+            if intent.final:
+                self.deferred.pop(signal_id, None)
+                continue
+            if intent.next_try_ms > now:
+                continue
+            self.watchdog.beat("process_due")
+            if intent.state == "UNKNOWN":
+                self.reconcile(intent)
+                continue
+            if intent.signal.get("account") in self.suspended_accounts:
+                self.finish(intent, "REJECTED", code="ACCOUNT_SUSPENDED",
+                            reason=f"account {intent.signal.get('account')} is suspended")
+                continue
+            self.deferred.pop(signal_id, None)
+            prefix = comment_prefix_for(signal_id, self.cfg.comment_prefix)
+            if prefix in self.known:
+                self._adopt(intent, self.known[prefix], "takeover scan")
+                continue
+            if intent.attempt > 0:
+                trace = self._lookup(intent, self.brokers.active)
+                if trace is False:
+                    self._defer(intent, self.cfg.reconcile_poll_s, "broker lookup failed")
+                    continue
+                if trace is not None:
+                    self._adopt(intent, trace, "lookup before retry")
+                    continue
+            self.attempt(intent)
+
+    # --- reconciliation -----------------------------------------------------------------------------------------
+    def _lookup(self, intent: Intent, session: BrokerSession | None) -> BrokerTrace | None | bool:
+        """The best trace of this signal's orders at ``session``; None if none; False if the broker did not answer."""
+        if session is None or not session.connected:
+            return False
+        try:
+            traces = session.traces(self.cfg.magic, comment_prefix_for(intent.signal_id, self.cfg.comment_prefix))
+        except BrokerCallFailed as exc:
+            self.emit("reconcile_failed", signal_id=intent.signal_id, broker=session.name, error=str(exc))
+            return False
+        if not traces:
+            return None
+        return max(traces, key=_trace_rank)
+
+    def reconcile(self, intent: Intent) -> None:
+        """Settle an UNKNOWN intent at the broker it was sent to: adopt a trace, keep waiting, or (after the
+        grace period with no trace at all) return it to DEFERRED so it is resent under a new comment."""
+        session = self.brokers.ensure_session(intent.broker) if intent.broker else self.brokers.active
+        trace = self._lookup(intent, session)
+        if trace is False:
+            intent.next_try_ms = now_ms() + int(self.cfg.broker_reconnect_s * 1000)
+            self.journal.put(intent)
+            self.emit("reconcile", signal_id=intent.signal_id, found=None, broker=intent.broker,
+                      note="broker unreachable; the intent waits for it")
+            return
+        if trace is not None:
+            self._adopt(intent, trace, "reconciliation")
+            return
+        waited = now_ms() - (intent.ambiguous_since_ms or now_ms())
+        if waited >= self.cfg.ambiguous_grace_s * 1000:
+            self.emit("reconcile", signal_id=intent.signal_id, found=False, waited_s=waited / 1000,
+                      note="no trace after the grace period: resend under a new comment")
+            intent.state = "DEFERRED"
+            intent.next_try_ms = now_ms()
+            self.journal.put(intent)
+            return
+        intent.next_try_ms = now_ms() + int(self.cfg.reconcile_poll_s * 1000)
+        self.journal.put(intent)
+
+    def _adopt(self, intent: Intent, trace: BrokerTrace, how: str) -> None:
+        self.emit("reconcile", signal_id=intent.signal_id, found=True, how=how, kind=trace.kind,
+                  comment=trace.comment, order=trace.order)
+        self.finish(intent, "DONE", code="RECONCILED", order=trace.order, deal=trace.deal, price=trace.price,
+                    volume=trace.volume, comment=trace.comment, how=how)
+
+    # --- outcomes -----------------------------------------------------------------------------------------------
+    def finish(self, intent: Intent, state: str, code: str = "", reason: str = "", **extra) -> None:
+        status = "executed" if state == "DONE" else "rejected"
+        intent.state = state
+        intent.result = {"status": status, "code": code, "reason": reason,
+                         **{k: v for k, v in extra.items() if v is not None}}
+        intent.published = False
+        self.journal.put(intent)                           # the outcome is durable before it is acknowledged
+        self.deferred.pop(intent.signal_id, None)
+        self.journal.remove_failed_sync(intent.signal_id)
+        self.stats["executed" if state == "DONE" else "rejected"] += 1
+        self.emit("outcome", signal_id=intent.signal_id, entry_id=intent.entry_id, status=status, code=code,
+                  reason=reason, order=extra.get("order"))
+        if status == "rejected":
+            self.emit("signal_rejected", signal_id=intent.signal_id, entry_id=intent.entry_id, code=code,
+                      reason=reason)
+        try:
+            self.publish(intent)
+        except RedisUnavailable as exc:
+            self._redis_down(str(exc))   # flushed later from the journal (ORD-3)
+
+    def _result_fields(self, intent: Intent) -> dict[str, str]:
+        r = intent.result
+        sig = intent.signal
+        fields = {"signal_id": intent.signal_id, "entry_id": intent.entry_id, "status": r.get("status", ""),
+                  "code": str(r.get("code", "")), "reason": str(r.get("reason", "")),
+                  "account": str(sig.get("account", "")), "symbol": str(sig.get("symbol", "")),
+                  "side": str(sig.get("side", "")), "volume": str(sig.get("volume", "")),
+                  "order": str(r.get("order", "") or ""), "deal": str(r.get("deal", "") or ""),
+                  "price": str(r.get("price", "") or ""), "comment": intent.comment or str(r.get("comment", "")),
+                  "broker": intent.broker, "attempts": str(intent.attempt), "instance": self.cfg.instance,
+                  "ts_ms": str(now_ms())}
+        return fields
+
+    def publish(self, intent: Intent) -> None:
+        """RTS state + RTRS result (once per entry) + XACK, in one atomic script."""
+        fields = self._result_fields(intent)
+        self._publish_fields(self._rts_signal(intent.signal_id) if intent.signal_id else "", intent.entry_id, fields)
+        self.journal.mark_published(intent.signal_id)
+        intent.published = True
+        self.stats["acked"] += 1
+        self.emit("ack", signal_id=intent.signal_id, entry_id=intent.entry_id, status=fields["status"])
+
+    def _publish_fields(self, rts_key: str, entry_id: str, fields: dict[str, str]) -> None:
+        flat: list[str] = []
+        for k, v in fields.items():
+            flat += [k, v]
+        self.redis.run(lambda r: r.eval(PUBLISH, 4, rts_key, self._rts_results, self.cfg.rtrs_key,
+                                         self.cfg.rtss_key, self.group, entry_id, self.cfg.results_maxlen,
+                                         len(fields), *flat))
+
+    def reject_entry(self, entry_id: str, signal_id: str, code: str, reason: str, alert: bool,
+                     status: str = "rejected") -> None:
+        """An entry that is not a usable signal (or a duplicate id): reason on RTRS, alert, ack. Never raises
+        past Redis being down (then the entry stays pending and is judged again later)."""
+        self.stats["rejected"] += 1
+        self.emit("signal_rejected", entry_id=entry_id, signal_id=signal_id, code=code, reason=reason)
+        if alert:
+            self.alerts.raise_("invalid_signal", f"entry {entry_id} rejected: {reason}", entry_id=entry_id,
+                               signal_id=signal_id, code=code)
+        fields = {"signal_id": signal_id, "entry_id": entry_id, "status": status, "code": code,
+                  "reason": reason, "instance": self.cfg.instance, "ts_ms": str(now_ms())}
+        self._publish_fields("", entry_id, fields)
+        self.emit("ack", signal_id=signal_id, entry_id=entry_id, status=status)
+
+    def flush_outcomes(self) -> None:
+        for intent in self.journal.unpublished():
+            self.watchdog.beat("flush_outcomes")
+            self.publish(intent)
+
+    def _write_state(self, intent: Intent, note: str) -> None:
+        """Best-effort RTS state of an open intent (the journal is the durable copy)."""
+        try:
+            self.redis.run(lambda r: r.hset(self._rts_signal(intent.signal_id), mapping={
+                "signal_id": intent.signal_id, "entry_id": intent.entry_id, "status": intent.state.lower(),
+                "note": note, "attempts": intent.attempt, "broker": intent.broker, "ts_ms": now_ms()}))
+        except RedisUnavailable as exc:
+            self._redis_down(str(exc))
+
+    # --- accounts, positions, recovery ----------------------------------------------------------------------------
+    def suspend_account(self, account: str, signal_id: str) -> None:
+        self.suspended_accounts.add(account)
+        try:
+            self.redis.run(lambda r: r.sadd(self._ris_suspended, account))
+        except RedisUnavailable as exc:
+            self._redis_down(str(exc))
+        self.emit("account_suspended", account=account, signal_id=signal_id)
+        self.alerts.raise_("no_money", f"NO_MONEY for account {account} (signal {signal_id}): the account is "
+                           f"suspended; top it up, then remove it from {self._ris_suspended}",
+                           account=account, signal_id=signal_id)
+
+    def sync_positions(self, why: str) -> None:
+        """BRK-3: compare the positions RTS remembers with the broker's, then store the broker's (it is the truth)."""
+        session = self.brokers.active
+        if not session.connected:
+            return
+        try:
+            rows, err = session.call("positions_get")
+        except BrokerCallFailed:
+            return
+        if rows is None:
+            return
+        ours = {str(_field(p, "ticket")): json.dumps({
+            "symbol": _field(p, "symbol"), "type": _field(p, "type"), "volume": _field(p, "volume"),
+            "price_open": _field(p, "price_open"), "comment": _field(p, "comment"), "broker": session.name})
+            for p in rows if int(_field(p, "magic", 0) or 0) == self.cfg.magic}
+        before = self.redis.run(lambda r: r.hgetall(self._rts_positions))
+        missing = sorted(set(before) - set(ours))
+        added = sorted(set(ours) - set(before))
+
+        def write(r):
+            pipe = r.pipeline(transaction=True)
+            pipe.delete(self._rts_positions)
+            if ours:
+                pipe.hset(self._rts_positions, mapping=ours)
+            pipe.execute()
+        self.redis.run(write)
+        self.emit("positions_restored", why=why, broker=session.name, positions=len(ours),
+                  gone_since_rts=len(missing), new_since_rts=len(added))
+
+    def on_broker_recovered(self) -> None:
+        """BRK-3: restore positions (RTS vs broker), restore/record the session (RIS), resend pending work."""
+        self.sync_positions("broker recovered")
+        self._refresh_ris()
+        for intent in self.deferred.values():
+            if intent.state == "DEFERRED" and intent.result.get("queued") != "MARKET_CLOSED":
+                intent.next_try_ms = min(intent.next_try_ms, now_ms())
+        self.emit("broker_recovery_done", pending=len(self.deferred))
+
+
+class _PriceUnavailable(Exception):
+    def __init__(self, err):
+        super().__init__(str(err))
+        self.err = err
+
+
+def _trace_rank(trace: BrokerTrace) -> int:
+    return {"deal": 4, "history_order": 3, "position": 2, "order": 1}.get(trace.kind, 0)
+
+
+def signal_id_of(fields: dict | None) -> str:
+    if not fields:
+        return ""
+    value = fields.get("signal_id", "")
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,216 @@
+"""The active-passive lease with fencing (ENG-1, ENG-2, ENG-5, ENG-6).
+
+Keys (per engine group ``g``): ``g:lease`` = ``"<instance>:<token>"`` with a TTL (``lease_ttl_s``, ENG-1: 3 s),
+``g:fence`` = a counter INCRemented on every acquisition (the fencing token), ``g:lease:holder`` = the last holder's
+value (no TTL), ``g:lease:renewed_ms`` = Redis server time of the last successful renewal or acquisition.
+
+Fencing, because a process can be paused (SIGSTOP, GC, swap) at any instant and wake up believing it is active:
+
+1. *Local deadline.* Each renewal starts a monotonic clock before the request; on success the holder may send until
+   ``start + ttl - safety_margin``. That is never later than the server-side expiry (the request reached the server
+   after ``start``). Immediately before each ``order_send`` the engine checks ``can_send()``; a process that slept
+   past its deadline sees it is past and does not send until a renewal succeeds again - and a renewal only succeeds
+   if nobody else took the lease in between (the Lua script compares the holder value).
+2. *The new holder waits out the old one.* On acquisition the script returns the previous holder and the server time
+   of its last renewal; the new holder does not reconcile or send until that renewal's TTL has run out plus
+   ``send_flight_s`` (the longest time a request the old holder started before its deadline can take to reach the
+   broker). Only then does it reconcile in-flight work against the broker, so anything the old one sent is visible.
+3. *The broker is the arbiter.* The two instances do not share a journal; the new holder finds what the old one
+   sent by the deterministic comment (and magic) in the broker's orders/positions/history.
+
+Residual risk, stated rather than hidden: the check in (1) and the socket write inside ``order_send`` are separate
+instructions; a process frozen exactly between them (microseconds) and resumed after a takeover can still send
+once. MT5 has no server-side fencing token to close that gap. Likewise, a Redis failover that loses the renewal
+history can make the old holder look older than it is, and a network partition that leaves the old holder on an
+isolated old primary defeats any Redis lease (Jepsen); the engine narrows the latter by checking ``ROLE`` on connect.
+
+Several groups (ENG-6) never conflict: every key, the consumer group and the magic are per group.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .config import EngineConfig
+from .redislink import RedisLink, RedisUnavailable
+
+ACQUIRE = """
+local cur = redis.call('GET', KEYS[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if cur then return {0, cur, now, 0, ''} end
+local last = tonumber(redis.call('GET', KEYS[3]) or '0')
+local prev = redis.call('GET', KEYS[4]) or ''
+local token = redis.call('INCR', KEYS[2])
+local val = ARGV[1] .. ':' .. token
+redis.call('SET', KEYS[1], val, 'PX', ARGV[2])
+redis.call('SET', KEYS[3], now)
+redis.call('SET', KEYS[4], val)
+return {1, val, now, last, prev}
+"""
+
+RENEW = """
+local cur = redis.call('GET', KEYS[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('SET', KEYS[3], now)
+  return 1
+end
+if not cur and redis.call('GET', KEYS[4]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  redis.call('SET', KEYS[3], now)
+  return 2
+end
+return 0
+"""
+
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[2], 0)
+  return 1
+end
+return 0
+"""
+
+
+@dataclass
+class Acquisition:
+    value: str
+    token: int
+    previous: str
+    wait_s: float          # how long to wait before reconciling/sending (old holder's last possible send)
+
+
+class Lease:
+    """The lease as one instance sees it; ``run`` is the heartbeat thread's loop."""
+
+    def __init__(self, config: EngineConfig, link: RedisLink, on_event: Callable[..., None]):
+        self.config = config
+        self.link = link
+        self.emit = on_event
+        g = config.group
+        self.keys = [f"{g}:lease", f"{g}:fence", f"{g}:lease:renewed_ms", f"{g}:lease:holder"]
+        self.value: str | None = None
+        self.token = 0
+        self._deadline = 0.0           # monotonic: may send until then
+        self._ready_at = 0.0           # monotonic: may start trading (old holder waited out)
+        self.acquired_count = 0
+        self.want_active = True
+        self._lock = threading.Lock()
+        self.changed = threading.Event()   # set on gain/loss, so the main loop reacts at once
+        self._stop = threading.Event()
+        self.last_renew_ok = 0.0
+
+    # --- what the main loop asks --------------------------------------------------------------------------------
+    @property
+    def held(self) -> bool:
+        with self._lock:
+            return self.value is not None and time.monotonic() < self._deadline
+
+    def can_send(self) -> bool:
+        """The fencing check, called immediately before order_send: held, not expired locally, old holder waited out."""
+        now = time.monotonic()
+        with self._lock:
+            return self.value is not None and self._ready_at <= now < self._deadline
+
+    def remaining(self) -> float:
+        with self._lock:
+            return self._deadline - time.monotonic() if self.value else 0.0
+
+    def ready_in(self) -> float:
+        with self._lock:
+            return max(0.0, self._ready_at - time.monotonic())
+
+    # --- Redis operations ---------------------------------------------------------------------------------------
+    def try_acquire(self) -> Acquisition | None:
+        ttl_ms = int(self.config.lease_ttl_s * 1000)
+        start = time.monotonic()
+        res = self.link.run(lambda r: r.eval(ACQUIRE, 4, *self.keys, self.config.instance, ttl_ms))
+        if int(res[0]) != 1:
+            return None
+        value, now_ms, last_ms, previous = str(res[1]), int(res[2]), int(res[3]), str(res[4] or "")
+        wait_s = 0.0
+        if previous and previous != value:
+            # the previous holder may send until its last renewal + ttl (server clock), plus the request's transit
+            wait_s = max(0.0, (last_ms + ttl_ms - now_ms) / 1000.0) + self.config.send_flight_s
+        with self._lock:
+            self.value = value
+            self.token = int(value.rsplit(":", 1)[1])
+            self._deadline = start + self.config.lease_ttl_s - self.config.lease_safety_margin_s
+            self._ready_at = time.monotonic() + wait_s
+            self.acquired_count += 1
+        self.last_renew_ok = start
+        self.emit("lease_acquired", token=self.token, value=value, previous=previous, wait_s=round(wait_s, 3))
+        self.changed.set()
+        return Acquisition(value, self.token, previous, wait_s)
+
+    def renew(self) -> bool:
+        value = self.value
+        if value is None:
+            return False
+        ttl_ms = int(self.config.lease_ttl_s * 1000)
+        start = time.monotonic()
+        res = int(self.link.run(lambda r: r.eval(RENEW, 4, *self.keys, value, ttl_ms)))
+        if res in (1, 2):
+            with self._lock:
+                if self.value == value:
+                    self._deadline = start + self.config.lease_ttl_s - self.config.lease_safety_margin_s
+            self.last_renew_ok = start
+            return True
+        self._lose("taken by another instance")
+        return False
+
+    def _lose(self, why: str) -> None:
+        with self._lock:
+            if self.value is None:
+                return
+            old, self.value = self.value, None
+            self._deadline = 0.0
+        self.emit("lease_lost", value=old, reason=why)
+        self.changed.set()
+
+    def release(self) -> None:
+        """Give the lease up on a clean stop; the successor need not wait, as nothing is in flight any more."""
+        value = self.value
+        if value is None:
+            return
+        self._lose("released on shutdown")
+        try:
+            self.link.run(lambda r: r.eval(RELEASE, 2, self.keys[0], self.keys[2], value))
+        except RedisUnavailable:
+            pass
+
+    # --- heartbeat thread ---------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        redis_down_logged = False
+        while not self._stop.is_set():
+            interval = self.config.heartbeat_s
+            try:
+                if self.value is not None:
+                    if time.monotonic() >= self._deadline:
+                        # we slept or could not renew past the deadline: only a renewal that proves nobody else
+                        # took the lease makes us active again (RENEW compares the holder value)
+                        self.emit("lease_deadline_passed", value=self.value)
+                    self.renew()
+                elif self.want_active:
+                    if self.try_acquire() is None:
+                        interval = self.config.passive_poll_s
+                redis_down_logged = False
+            except RedisUnavailable as exc:
+                if not redis_down_logged:
+                    self.emit("lease_redis_unavailable", error=str(exc))
+                    redis_down_logged = True
+                if self.value is not None and time.monotonic() >= self._deadline:
+                    self._lose("could not renew before the deadline (Redis unavailable)")
+                interval = min(interval, self.config.passive_poll_s)
+            except Exception as exc:  # noqa: BLE001 - the heartbeat thread must survive anything
+                self.emit("lease_error", error=repr(exc))
+            self._stop.wait(interval)

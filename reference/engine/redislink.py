@@ -1,0 +1,152 @@
+"""Redis through Sentinel with explicit timeouts and an explicit retry policy (RDS-2 client side, ORD-3).
+
+redis-py's default retry hides a dead or paused server for seconds (ARCHITECTURE, measured facts), so every client
+here has ``Retry(NoBackoff(), 0)`` and short socket timeouts: an operation either succeeds or raises at once, and
+the *engine* decides what to do. :class:`RedisLink` keeps one client to the current primary:
+
+- every failing operation marks the link broken and raises :class:`RedisUnavailable`;
+- ``ensure()`` reconnects at most every ``redis_retry_interval_s`` (ORD-3: 2 s). Each attempt asks the Sentinels
+  for the current primary (so a promoted replica is found on the first attempt after the promotion: "clients
+  switch automatically", RDS-2) and checks with ``ROLE`` that the node really is a master (a demoted old primary
+  that comes back as a replica is never written to);
+- after ``redis_rediscover_after`` (ORD-3: 10) failed attempts it drops every Sentinel connection and discovers the
+  topology afresh, and raises an alert.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable, TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .config import EngineConfig
+
+T = TypeVar("T")
+
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, redis.BusyLoadingError,
+                OSError)
+
+
+class RedisUnavailable(RuntimeError):
+    """Redis could not be reached (or is not a writable primary) just now."""
+
+
+class RedisLink:
+    def __init__(self, config: EngineConfig, name: str = "main",
+                 on_rediscover: Callable[[int], None] | None = None):
+        self.config = config
+        self.name = name
+        self._client: redis.Redis | None = None
+        self._address: tuple[str, int] | None = None
+        self._next_attempt = 0.0
+        self.failures = 0
+        self.rediscoveries = 0
+        self._on_rediscover = on_rediscover
+        self._lock = threading.Lock()
+
+    # --- connection -------------------------------------------------------------------------------------------
+    def _client_kwargs(self) -> dict:
+        return dict(socket_timeout=self.config.redis_socket_timeout_s,
+                    socket_connect_timeout=self.config.redis_connect_timeout_s,
+                    retry=Retry(NoBackoff(), 0), retry_on_error=[], health_check_interval=0,
+                    decode_responses=True, client_name=f"engine-{self.config.instance}-{self.name}")
+
+    def discover(self) -> tuple[str, int]:
+        """The primary's address: asked of each Sentinel in turn (first that answers), or the fixed address."""
+        if not self.config.sentinels:
+            return self.config.redis_host, int(self.config.redis_port)
+        errors = []
+        for host, port in self.config.sentinels:
+            s = redis.Redis(host=host, port=int(port), socket_timeout=self.config.redis_connect_timeout_s,
+                            socket_connect_timeout=self.config.redis_connect_timeout_s,
+                            retry=Retry(NoBackoff(), 0), decode_responses=True)
+            try:
+                addr = s.execute_command("SENTINEL", "get-master-addr-by-name", self.config.master_name)
+                if addr:
+                    return str(addr[0]), int(addr[1])
+                errors.append(f"{host}:{port} does not know {self.config.master_name!r}")
+            except REDIS_ERRORS as exc:
+                errors.append(f"{host}:{port}: {exc}")
+            finally:
+                s.close()
+        raise RedisUnavailable("no Sentinel named a primary: " + "; ".join(errors))
+
+    def _connect(self) -> None:
+        host, port = self.discover()
+        client = redis.Redis(host=host, port=port, **self._client_kwargs())
+        try:
+            role = client.execute_command("ROLE")
+            if not role or role[0] != "master":
+                raise RedisUnavailable(f"{host}:{port} is a {role[0] if role else '?'}, not the primary (yet)")
+        except REDIS_ERRORS as exc:
+            client.close()
+            raise RedisUnavailable(f"primary {host}:{port} unreachable: {exc}") from None
+        except RedisUnavailable:
+            client.close()
+            raise
+        if self._client is not None:
+            self._client.close()
+        self._client, self._address = client, (host, port)
+
+    def ensure(self, force: bool = False) -> bool:
+        """Make sure a client to the current primary exists; at most one attempt per retry interval. True if up."""
+        with self._lock:
+            if self._client is not None:
+                return True
+            now = time.monotonic()
+            if not force and now < self._next_attempt:
+                return False
+            self._next_attempt = now + self.config.redis_retry_interval_s
+            try:
+                self._connect()
+                self.failures = 0
+                return True
+            except (RedisUnavailable, *REDIS_ERRORS):
+                self.failures += 1
+                if self.failures % self.config.redis_rediscover_after == 0:
+                    self.rediscoveries += 1
+                    if self._on_rediscover:
+                        self._on_rediscover(self.failures)
+                return False
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return self._address
+
+    def mark_broken(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                try:
+                    self._client.close()
+                except Exception:  # noqa: BLE001
+                    pass
+            self._client = None
+
+    def run(self, op: Callable[[redis.Redis], T]) -> T:
+        """Run ``op(client)``; any connection-type error marks the link broken and raises RedisUnavailable."""
+        client = self._client
+        if client is None:
+            if not self.ensure():
+                raise RedisUnavailable(f"Redis is unreachable (attempt {self.failures}); next retry in "
+                                       f"{max(0.0, self._next_attempt - time.monotonic()):.1f}s")
+            client = self._client
+        try:
+            return op(client)
+        except REDIS_ERRORS as exc:
+            self.mark_broken()
+            raise RedisUnavailable(f"Redis operation failed: {exc}") from None
+        except redis.ResponseError as exc:
+            if "READONLY" in str(exc) or "MASTERDOWN" in str(exc) or "LOADING" in str(exc):
+                self.mark_broken()
+                raise RedisUnavailable(f"Redis node is not a writable primary: {exc}") from None
+            raise
+
+    def close(self) -> None:
+        self.mark_broken()

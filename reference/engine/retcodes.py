@@ -1,0 +1,104 @@
+"""How the engine classifies an order_send outcome (MT5_API.md retcode table; BRK-4, ORD-1, ORD-2, ENG-5).
+
+The numeric values below are only fallbacks: the engine reads each name from the mt5-like object first, so the
+real module, an mt5linux instance and the simulator client are all judged by their own constants.
+"""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Outcome(str, Enum):
+    EXECUTED = "executed"          # DONE, DONE_PARTIAL, PLACED
+    REPRICE = "reprice"            # REQUOTE, PRICE_CHANGED, PRICE_OFF: retry with a fresh price (bounded)
+    MARKET_CLOSED = "market_closed"  # queue until the session opens
+    NO_MONEY = "no_money"          # alert, suspend the account, reject the signal
+    PERMANENT = "permanent"        # reject the signal with the reason (invalid order: notify and stop)
+    AMBIGUOUS = "ambiguous"        # None (IPC), ERROR, TIMEOUT, CONNECTION: reconcile, never resend blindly
+    RETRY = "retry"                # anything else: ORD-1 backoff 1, 2, 4, 8, 16 s, then failed_syncs
+
+
+FALLBACK = {
+    "TRADE_RETCODE_REQUOTE": 10004, "TRADE_RETCODE_REJECT": 10006, "TRADE_RETCODE_CANCEL": 10007,
+    "TRADE_RETCODE_PLACED": 10008, "TRADE_RETCODE_DONE": 10009, "TRADE_RETCODE_DONE_PARTIAL": 10010,
+    "TRADE_RETCODE_ERROR": 10011, "TRADE_RETCODE_TIMEOUT": 10012, "TRADE_RETCODE_INVALID": 10013,
+    "TRADE_RETCODE_INVALID_VOLUME": 10014, "TRADE_RETCODE_INVALID_PRICE": 10015,
+    "TRADE_RETCODE_INVALID_STOPS": 10016, "TRADE_RETCODE_TRADE_DISABLED": 10017,
+    "TRADE_RETCODE_MARKET_CLOSED": 10018, "TRADE_RETCODE_NO_MONEY": 10019, "TRADE_RETCODE_PRICE_CHANGED": 10020,
+    "TRADE_RETCODE_PRICE_OFF": 10021, "TRADE_RETCODE_INVALID_EXPIRATION": 10022,
+    "TRADE_RETCODE_ORDER_CHANGED": 10023, "TRADE_RETCODE_TOO_MANY_REQUESTS": 10024,
+    "TRADE_RETCODE_NO_CHANGES": 10025, "TRADE_RETCODE_SERVER_DISABLES_AT": 10026,
+    "TRADE_RETCODE_CLIENT_DISABLES_AT": 10027, "TRADE_RETCODE_LOCKED": 10028, "TRADE_RETCODE_FROZEN": 10029,
+    "TRADE_RETCODE_INVALID_FILL": 10030, "TRADE_RETCODE_CONNECTION": 10031, "TRADE_RETCODE_ONLY_REAL": 10032,
+    "TRADE_RETCODE_LIMIT_ORDERS": 10033, "TRADE_RETCODE_LIMIT_VOLUME": 10034,
+    "TRADE_RETCODE_INVALID_ORDER": 10035, "TRADE_RETCODE_POSITION_CLOSED": 10036,
+    "TRADE_RETCODE_INVALID_CLOSE_VOLUME": 10038, "TRADE_RETCODE_CLOSE_ORDER_EXIST": 10039,
+    "TRADE_RETCODE_LIMIT_POSITIONS": 10040, "TRADE_RETCODE_REJECT_CANCEL": 10041,
+    "TRADE_RETCODE_LONG_ONLY": 10042, "TRADE_RETCODE_SHORT_ONLY": 10043, "TRADE_RETCODE_CLOSE_ONLY": 10044,
+    "TRADE_RETCODE_FIFO_CLOSE": 10045,
+    "TRADE_ACTION_DEAL": 1, "TRADE_ACTION_PENDING": 5,
+    "ORDER_TYPE_BUY": 0, "ORDER_TYPE_SELL": 1, "ORDER_TYPE_BUY_LIMIT": 2, "ORDER_TYPE_SELL_LIMIT": 3,
+    "ORDER_TYPE_BUY_STOP": 4, "ORDER_TYPE_SELL_STOP": 5,
+    "ORDER_FILLING_FOK": 0, "ORDER_FILLING_IOC": 1, "ORDER_FILLING_RETURN": 2, "ORDER_TIME_GTC": 0,
+}
+
+_CLASSES = {
+    Outcome.EXECUTED: ("DONE", "DONE_PARTIAL", "PLACED"),
+    Outcome.REPRICE: ("REQUOTE", "PRICE_CHANGED", "PRICE_OFF"),
+    Outcome.MARKET_CLOSED: ("MARKET_CLOSED",),
+    Outcome.NO_MONEY: ("NO_MONEY",),
+    Outcome.AMBIGUOUS: ("ERROR", "TIMEOUT", "CONNECTION"),
+    Outcome.RETRY: ("TOO_MANY_REQUESTS", "LOCKED", "FROZEN", "ORDER_CHANGED", "INVALID_FILL"),
+    # every other documented retcode is permanent (REJECT, CANCEL, INVALID*, TRADE_DISABLED, *_DISABLES_AT, ...)
+}
+
+# last_error() codes after order_send returned None that prove the request never reached the terminal/broker
+DEFINITE_CLIENT_ERRORS = {-2: "INVALID_PARAMS", -3: "NO_MEMORY", -4: "NOT_FOUND", -5: "INVALID_VERSION",
+                          -7: "UNSUPPORTED"}
+# refused before sending, but the cause is the terminal's state, not the order: back off and retry
+TRANSIENT_CLIENT_ERRORS = {-8: "AUTO_TRADING_DISABLED"}
+
+
+def constant(mt5, name: str) -> int:
+    value = getattr(mt5, name, None)
+    return int(value) if value is not None else FALLBACK[name]
+
+
+class RetcodeTable:
+    """Retcode number -> (name, Outcome), built from an mt5-like object's constants."""
+
+    def __init__(self, mt5):
+        self.names: dict[int, str] = {}
+        self.classes: dict[int, Outcome] = {}
+        for full in FALLBACK:
+            if full.startswith("TRADE_RETCODE_"):
+                code = constant(mt5, full)
+                short = full[len("TRADE_RETCODE_"):]
+                self.names[code] = short
+                self.classes[code] = next((o for o, names in _CLASSES.items() if short in names),
+                                          Outcome.PERMANENT)
+
+    def classify(self, retcode: int | None) -> Outcome:
+        if retcode is None:
+            return Outcome.AMBIGUOUS
+        # an unknown code is not proof of non-execution: treat it as ambiguous and reconcile
+        return self.classes.get(int(retcode), Outcome.AMBIGUOUS)
+
+    def name(self, retcode: int | None) -> str:
+        if retcode is None:
+            return "NONE"
+        return self.names.get(int(retcode), f"RETCODE_{retcode}")
+
+
+def classify_none(last_error: tuple | None) -> tuple[Outcome, str]:
+    """order_send returned None: ambiguous unless last_error proves the request was refused before sending."""
+    code = None
+    try:
+        code = int(last_error[0]) if last_error else None
+    except (TypeError, ValueError, IndexError):
+        code = None
+    if code in DEFINITE_CLIENT_ERRORS:
+        return Outcome.PERMANENT, DEFINITE_CLIENT_ERRORS[code]
+    if code in TRANSIENT_CLIENT_ERRORS:
+        return Outcome.RETRY, TRANSIENT_CLIENT_ERRORS[code]
+    return Outcome.AMBIGUOUS, f"LAST_ERROR_{code}"
