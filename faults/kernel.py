@@ -75,6 +75,10 @@ def _by_family(addrs: Iterable[str]) -> dict[str, list[str]]:
     return out
 
 
+# the RSTs our own reject sends cross the partition too (on loopback they pass the input hook): let them through
+RESET_VERDICTS = ["tcp flags & rst == rst accept", "meta l4proto tcp reject with tcp reset", "drop"]
+
+
 class NftFault(Fault):
     """A fault made of nftables rules in a chain of its own; subclasses return the rules from ``rules()``."""
 
@@ -167,7 +171,7 @@ class Partition(NftFault):
         self._description = description
 
     def _verdicts(self) -> list[str]:
-        return ["meta l4proto tcp reject with tcp reset", "drop"] if self.mode == "reset" else ["drop"]
+        return RESET_VERDICTS if self.mode == "reset" else ["drop"]
 
     def rules(self) -> list[str]:
         rules = []
@@ -208,7 +212,7 @@ class Isolate(NftFault):
     def rules(self) -> list[str]:
         fam = _family(self.address)
         a = self.address
-        verdicts = ["meta l4proto tcp reject with tcp reset", "drop"] if self.mode == "reset" else ["drop"]
+        verdicts = RESET_VERDICTS if self.mode == "reset" else ["drop"]
         rules = []
         for v in verdicts:
             rules.append(f"{fam} saddr != {a} {fam} daddr {a} {v}")
