@@ -24,12 +24,12 @@ class BrokerConfig:
     """One broker connection (primary first, then backups), reached through an mt5-like object.
 
     ``factory`` is ``"module:callable"``; it is called with ``params`` and returns an object with the MetaTrader5
-    API surface (``reference.mt5.port`` for the simulator, or a ``mt5linux.MetaTrader5`` instance in production).
+    API surface (``reference.mt5.port:open_terminal`` with ``{"kind": "simulator", "host", "port"}``, or a ``mt5linux.MetaTrader5`` instance in production).
     ``login``/``password``/``server`` go to ``initialize``.
     """
 
     name: str
-    factory: str = "reference.mt5.port:connect"
+    factory: str = "reference.mt5.port:open_terminal"
     params: dict = field(default_factory=dict)
     login: int | None = None
     password: str | None = None

@@ -1,0 +1,224 @@
+"""Fixtures for the engine's integration tests: the real local topology (Redis primary + 2 replicas + 3 Sentinels
+on 127.0.5.x), two simulator brokers, and engine processes - every one a ProcessNode stopped in teardown."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from reference.mt5.simclient import SimulatorAdmin
+from reference.mt5.simulator.node import simulator_node
+from tradedrill.process import ProcessNode, stop_all
+from tradedrill.waiting import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+SUBNET = "127.0.5"
+PRIMARY_BROKER = ("127.0.5.20", 18812)
+BACKUP_BROKER = ("127.0.5.21", 18812)
+LOGIN = 5001
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    from tradedrill.local import LocalStack
+    from tradedrill.topology import Topology
+    topo = Topology.default(subnet=SUBNET, services=("redis",), overrides={"sentinel.down_after_ms": 1000})
+    run_dir = tmp_path_factory.mktemp("stack")
+    with LocalStack(topo, run_dir) as st:
+        yield st
+
+
+@pytest.fixture(scope="module")
+def brokers(tmp_path_factory):
+    base = tmp_path_factory.mktemp("brokers")
+    nodes = [simulator_node("broker-primary", *PRIMARY_BROKER, base / "primary", seed=1, server_name="Sim-Primary"),
+             simulator_node("broker-backup", *BACKUP_BROKER, base / "backup", seed=2, server_name="Sim-Backup")]
+    try:
+        for n in nodes:
+            n.start()
+        for n in nodes:
+            n.wait_ready()
+        yield nodes
+    finally:
+        stop_all(nodes)
+
+
+class Harness:
+    """What one test drives: engines as processes, a Redis client for RTSS/RTRS, the brokers' admin handles."""
+
+    def __init__(self, stack, brokers, tmp: Path, group: str):
+        self.stack = stack
+        self.broker_nodes = brokers
+        self.tmp = tmp
+        self.group = group
+        self.engines: dict[str, ProcessNode] = {}
+        self.rtss, self.rtrs, self.alerts = f"{group}:RTSS", f"{group}:RTRS", f"{group}:ALERTS"
+        self.admin = SimulatorAdmin(*PRIMARY_BROKER)
+        self.backup_admin = SimulatorAdmin(*BACKUP_BROKER)
+        self.magic = 7_000_000 + abs(hash(group)) % 1_000_000
+        self._seq = 0
+
+    # -- config and engines ---------------------------------------------------------------------------------------
+    def config(self, **overrides) -> dict:
+        cfg = {
+            "group": self.group,
+            "sentinels": [list(a) for a in self.stack.sentinel_addresses()],
+            "master_name": self.stack.master_name,
+            "rtss_key": self.rtss, "rtrs_key": self.rtrs, "alerts_key": self.alerts,
+            "magic": self.magic,
+            "brokers": [
+                {"name": "primary", "factory": "reference.mt5.port:open_terminal",
+                 "params": {"kind": "simulator", "host": PRIMARY_BROKER[0], "port": PRIMARY_BROKER[1],
+                            "call_timeout": 2.0}, "login": LOGIN},
+                {"name": "backup", "factory": "reference.mt5.port:open_terminal",
+                 "params": {"kind": "simulator", "host": BACKUP_BROKER[0], "port": BACKUP_BROKER[1],
+                            "call_timeout": 2.0}, "login": LOGIN},
+            ],
+            # behaviour, not target values, is asserted: scaled-down timings (defaults carry the requirement IDs)
+            "redis_retry_interval_s": 0.5, "broker_heartbeat_s": 1.0, "broker_timeout_s": 2.5,
+            "broker_reconnect_s": 0.3, "retry_backoff_s": [0.1, 0.2, 0.4, 0.8, 1.6], "failed_sync_retry_s": 2.0,
+            "market_closed_poll_s": 0.5, "ambiguous_grace_s": 3.0, "watchdog_timeout_s": 20.0,
+        }
+        cfg.update(overrides)
+        return cfg
+
+    def engine(self, instance: str, **overrides) -> ProcessNode:
+        state = self.tmp / f"engine-{instance}"
+        state.mkdir(parents=True, exist_ok=True)
+        cfg_path = state / "engine.json"
+        cfg_path.write_text(json.dumps(self.config(**overrides)))
+        node = ProcessNode(
+            name=f"engine-{instance}", role="engine", address="127.0.5.1", port=0,
+            argv=[sys.executable, "-m", "reference.engine", "run", "--config", str(cfg_path),
+                  "--instance", instance, "--state-dir", str(state)],
+            log_path=state / "engine.log", ready=lambda: (state / f"events-{instance}.jsonl").exists(), cwd=REPO)
+        self.engines[instance] = node
+        node.start().wait_ready()
+        return node
+
+    def events(self, instance: str) -> list[dict]:
+        path = self.tmp / f"engine-{instance}" / f"events-{instance}.jsonl"
+        out = []
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass   # a line being written
+        return out
+
+    def wait_event(self, instance: str, event: str, timeout: float, since: int = 0, **match) -> dict:
+        def found():
+            for e in self.events(instance)[since:]:
+                if e["event"] == event and all(e.get(k) == v for k, v in match.items()):
+                    return e
+            return None
+        return wait_until(found, timeout, f"event {event} {match or ''} from engine {instance}")
+
+    def active_instance(self, timeout: float = 15.0) -> str:
+        def who():
+            for name in self.engines:
+                if self.engines[name].is_alive() and any(
+                        e["event"] == "takeover_ready" for e in self.events(name)):
+                    last = [e for e in self.events(name) if e["event"] in ("takeover_ready", "passive", "lease_lost")]
+                    if last and last[-1]["event"] == "takeover_ready":
+                        return name
+            return None
+        return wait_until(who, timeout, "an engine to be active")
+
+    # -- redis ------------------------------------------------------------------------------------------------------
+    def redis(self) -> redis.Redis:
+        host, port = wait_until(lambda: self.stack.redis_primary(), 15, "Sentinels to name a primary")
+        return redis.Redis(host=host, port=port, socket_timeout=1.0, socket_connect_timeout=1.0,
+                           decode_responses=True)
+
+    def submit(self, **fields) -> tuple[str, str]:
+        """XADD one signal (retrying across a failover); returns (signal_id, entry_id)."""
+        self._seq += 1
+        sig = {"signal_id": f"{self.group}-{self._seq}", "account": str(LOGIN), "symbol": "EURUSD",
+               "side": "buy", "volume": "0.01", "source": "test", "created_ms": str(int(time.time() * 1000))}
+        sig.update({k: str(v) for k, v in fields.items()})
+
+        def add():
+            return self.redis().xadd(self.rtss, sig)
+        entry = wait_until(add, 20, f"XADD of {sig['signal_id']}")
+        return sig["signal_id"], entry
+
+    def submit_raw(self, fields: dict) -> str:
+        return wait_until(lambda: self.redis().xadd(self.rtss, fields), 20, "XADD of a raw entry")
+
+    def results(self) -> list[dict]:
+        def read():
+            return [f for _id, f in self.redis().xrange(self.rtrs)]
+        return wait_until(lambda: read() or [], 20, "RTRS to be readable") if False else _retry(read)
+
+    def result_for(self, signal_id: str, timeout: float = 30.0) -> dict:
+        def find():
+            return next((r for r in _retry(lambda: [f for _i, f in self.redis().xrange(self.rtrs)])
+                         if r.get("signal_id") == signal_id), None)
+        return wait_until(find, timeout, f"a result for {signal_id} on RTRS")
+
+    def pending(self) -> int:
+        def count():
+            info = self.redis().xpending(self.rtss, self.group)
+            return info["pending"]
+        return _retry(count)
+
+    # -- broker ledger -------------------------------------------------------------------------------------------
+    def ledger(self, admin: SimulatorAdmin | None = None) -> list[dict]:
+        admin = admin or self.admin
+        return [d for d in admin.ledger(login=LOGIN) if d.get("magic") == self.magic]
+
+    def check_no_duplicates(self) -> dict[str, int]:
+        """Zero duplicate orders: no signal's comment prefix has two opening deals across both brokers."""
+        per_signal: dict[str, int] = {}
+        for admin in (self.admin, self.backup_admin):
+            for deal in self.ledger(admin):
+                if deal.get("entry", 0) != 0:
+                    continue
+                prefix = str(deal["comment"]).rsplit("-", 1)[0]
+                per_signal[prefix] = per_signal.get(prefix, 0) + 1
+        dups = {k: v for k, v in per_signal.items() if v > 1}
+        assert not dups, f"duplicate orders at the broker: {dups}"
+        return per_signal
+
+    def check_none_lost(self, signal_ids: list[str], timeout: float = 60.0) -> list[dict]:
+        """Every submitted signal has an explicit outcome on RTRS, and each executed one is in a ledger."""
+        from reference.engine.signals import comment_prefix_for
+        results = [self.result_for(s, timeout) for s in signal_ids]
+        prefixes = set(self.check_no_duplicates())
+        for r in results:
+            if r["status"] == "executed":
+                assert comment_prefix_for(r["signal_id"]).rstrip("-") in prefixes, f"executed but not in ledger: {r}"
+        return results
+
+    def close(self) -> None:
+        stop_all(list(self.engines.values()))
+        self.admin.close()
+        self.backup_admin.close()
+
+
+def _retry(fn, timeout: float = 20.0):
+    box = {}
+
+    def attempt():
+        box["v"] = fn()
+        return True
+    wait_until(attempt, timeout, "Redis to answer")
+    return box["v"]
+
+
+@pytest.fixture
+def harness(stack, brokers, tmp_path, request):
+    group = "g" + "".join(c for c in request.node.name if c.isalnum())[-20:]
+    h = Harness(stack, brokers, tmp_path, group)
+    for admin in (h.admin, h.backup_admin):
+        admin.set_behaviour(sessions={}, margin_check=True, requote_rate=0.0, price_changed_rate=0.0,
+                            lose_reply_rate=0.0, lose_next_replies=0, retcode_faults=[])
+    try:
+        yield h
+    finally:
+        h.close()
