@@ -1,0 +1,260 @@
+"""Build the RTO report from run directories: ``report.html`` (one self-contained file, plotly.js inlined, opens
+offline), ``report.json`` (every number) and ``junit.xml`` (one testcase per scenario x requirement) side by side.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import jinja2
+import plotly.graph_objects as go
+import plotly.offline
+from plotly.subplots import make_subplots
+
+from scenarios import registry
+from scenarios import targets as targets_mod
+from scenarios.checkers import FAIL, PASS, UNMEASURED, RtoResult, RunCheck, _jsonable, check_run
+from scenarios.distributions import RequirementVerdict, requirement_table, summarize, verdicts_to_dict
+from scenarios.history import RunDir
+
+TEMPLATES = Path(__file__).with_name("templates")
+REPORT_HTML, REPORT_JSON, JUNIT_XML = "report.html", "report.json", "junit.xml"
+
+_OUTCOME_COLOURS = {"ok": "#2e7d32", "fail": "#c62828", "unknown": "#ef6c00"}
+_FAULT_FILL = "rgba(198, 40, 40, 0.13)"
+
+
+def collect_run_checks(source: Any, *, targets: targets_mod.Targets | None = None) -> list[RunCheck]:
+    """Run checks from: RunCheck objects, run directories or folders holding run directories, or a drill result
+    object with ``run_dirs`` (or ``run_checks``)."""
+    if hasattr(source, "run_checks"):
+        source = source.run_checks
+    elif hasattr(source, "run_dirs"):
+        source = source.run_dirs
+    if isinstance(source, (str, os.PathLike, RunDir, RunCheck)):
+        source = [source]
+    checks: list[RunCheck] = []
+    for item in source:
+        if isinstance(item, RunCheck):
+            checks.append(item)
+            continue
+        path = item.path if isinstance(item, RunDir) else Path(item)
+        runs = RunDir.find(path)
+        if not runs:
+            raise FileNotFoundError(f"no run directory (a folder with history.jsonl) under {path}")
+        checks.extend(check_run(run, targets=targets) for run in runs)
+    return checks
+
+
+def build_report(source: Any, out_dir: str | os.PathLike, *, targets: targets_mod.Targets | None = None,
+                 title: str = "tradedrill RTO report") -> Path:
+    """Judge the runs in ``source`` (see :func:`collect_run_checks`) and write report.html, report.json and
+    junit.xml into ``out_dir``. Returns the path of report.html."""
+    targets = targets or targets_mod.load()
+    run_checks = collect_run_checks(source, targets=targets)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    verdicts = summarize(run_checks, targets)
+    planned = _planned_scenarios()
+    rows = requirement_table(verdicts, targets, planned)
+    generated = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+    report = _report_dict(run_checks, verdicts, rows, targets, generated, title)
+    (out / REPORT_JSON).write_text(json.dumps(report, indent=2, default=str))
+    write_junit(run_checks, verdicts, out / JUNIT_XML)
+    html = render_html(run_checks, verdicts, rows, targets, generated, title)
+    path = out / REPORT_HTML
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def _planned_scenarios() -> dict[str, list[str]]:
+    planned: dict[str, list[str]] = {}
+    for s in registry.all_scenarios():
+        for rid in {r for c in s.checkers for r in c.requirement_ids} | set(s.requirement_ids):
+            planned.setdefault(rid, []).append(s.name)
+    return planned
+
+
+def _counts(verdicts: Sequence[str]) -> dict[str, int]:
+    return {k: sum(v == k for v in verdicts) for k in (PASS, FAIL, UNMEASURED)}
+
+
+def _report_dict(run_checks, verdicts, rows, targets, generated, title) -> dict:
+    return _jsonable({
+        "title": title, "generated": generated, "targets_file": str(targets_mod.TARGETS_PATH),
+        "totals": {"requirements": _counts([r.verdict for r in rows]),
+                   "scenario_requirements": _counts([v.verdict for v in verdicts]),
+                   "runs": len(run_checks)},
+        "requirements": [{**asdict(r), "targets": [{**t, "measured": verdicts_to_dict(t["measured"])}
+                                                  for t in r.targets]} for r in rows],
+        "verdicts": verdicts_to_dict(verdicts),
+        "contradictions": [asdict(c) for c in targets.contradictions.values()],
+        "runs": [rc.to_dict() for rc in run_checks],
+    })
+
+
+# -- junit -----------------------------------------------------------------------------------------------------
+def write_junit(run_checks: Sequence[RunCheck], verdicts: Sequence[RequirementVerdict], path: Path) -> Path:
+    """One testsuite per scenario, one testcase per scenario x requirement; a failure carries the evidence."""
+    suites = ET.Element("testsuites", name="tradedrill")
+    by_scenario: dict[str, dict[str, list[RequirementVerdict]]] = {}
+    for v in verdicts:
+        by_scenario.setdefault(v.scenario, {}).setdefault(v.requirement_id, []).append(v)
+    for rc in run_checks:  # a scenario whose checkers judged nothing still shows up
+        by_scenario.setdefault(rc.scenario, {})
+    total = failures = skipped = 0
+    for scenario in sorted(by_scenario):
+        reqs = by_scenario[scenario]
+        suite = ET.SubElement(suites, "testsuite", name=scenario)
+        s_fail = s_skip = 0
+        for rid in sorted(reqs, key=targets_mod.requirement_sort_key):
+            vs = reqs[rid]
+            case = ET.SubElement(suite, "testcase", classname=f"drill.{scenario}", name=rid)
+            lines = [_verdict_line(v) for v in vs]
+            if any(v.verdict == FAIL for v in vs):
+                s_fail += 1
+                failed = [v for v in vs if v.verdict == FAIL]
+                el = ET.SubElement(case, "failure", message="; ".join(_verdict_line(v) for v in failed),
+                                   type="TargetMissed")
+                el.text = "\n".join(lines + ["", "evidence:"] + _evidence_lines(run_checks, scenario, rid))
+            elif all(v.verdict == UNMEASURED for v in vs):
+                s_skip += 1
+                ET.SubElement(case, "skipped", message="; ".join(lines) or "not measured")
+            ET.SubElement(case, "system-out").text = "\n".join(lines)
+        suite.set("tests", str(len(reqs)))
+        suite.set("failures", str(s_fail))
+        suite.set("skipped", str(s_skip))
+        suite.set("errors", "0")
+        total, failures, skipped = total + len(reqs), failures + s_fail, skipped + s_skip
+    suites.set("tests", str(total))
+    suites.set("failures", str(failures))
+    suites.set("skipped", str(skipped))
+    ET.indent(suites)
+    ET.ElementTree(suites).write(path, encoding="utf-8", xml_declaration=True)
+    return path
+
+
+def _fmt_num(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.3f}".rstrip("0").rstrip(".") if abs(x) < 1e6 else f"{x:.3g}"
+    return str(x)
+
+
+def _verdict_line(v: RequirementVerdict) -> str:
+    d = v.distribution
+    measured = (f"n={d.n} min={_fmt_num(d.min)} median={_fmt_num(d.median)} p95={_fmt_num(d.p95)} "
+                f"max={_fmt_num(d.max)}")
+    if v.lower_bounds:
+        measured += f" (+{v.lower_bounds} run(s) never recovered)"
+    return f"{v.requirement_id} {v.target_label} [{v.source}]: {v.verdict.upper()} ({measured})"
+
+
+def _evidence_lines(run_checks: Sequence[RunCheck], scenario: str, rid: str) -> list[str]:
+    lines = []
+    for rc in run_checks:
+        if rc.scenario != scenario:
+            continue
+        for r in rc.results:
+            if rid not in r.requirement_ids or not any(j.verdict == FAIL for j in r.judgements
+                                                         if j.requirement_id == rid):
+                continue
+            lines.append(f"- {rc.run_dir} (repeat {rc.repeat}, seed {rc.seed}) {r.checker}: {r.summary}")
+            for e in r.evidence[:20]:
+                lines.append(f"    {json.dumps(_jsonable(e), default=str)}")
+            if len(r.evidence) > 20:
+                lines.append(f"    ... {len(r.evidence) - 20} more in report.json")
+    return lines
+
+
+# -- plots -----------------------------------------------------------------------------------------------------
+def timeline_figure(rc: RunCheck) -> go.Figure:
+    """Latency per operation (by outcome) over a throughput bar chart, fault windows shaded, RTO bounds marked."""
+    tl = rc.timeline
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.62, 0.38], vertical_spacing=0.06,
+                        subplot_titles=("operation latency (ms) by invoke time", "completions per second"))
+    for outcome, colour in _OUTCOME_COLOURS.items():
+        pts = [p for p in tl.points if p["outcome"] == outcome]
+        if not pts:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[p["t"] for p in pts], y=[p["latency_ms"] if p["latency_ms"] is not None else 0 for p in pts],
+            mode="markers", name=outcome, marker={"color": colour, "size": 5},
+            text=[f"op {p['op']} {p['f']} {p['key']} ({p['process']})" for p in pts],
+            hovertemplate="%{text}<br>t=%{x:.3f} s<br>%{y:.1f} ms<extra>" + outcome + "</extra>"), row=1, col=1)
+    xs = [b["t"] for b in tl.bins]
+    for outcome, colour in _OUTCOME_COLOURS.items():
+        fig.add_trace(go.Bar(x=xs, y=[b[outcome] for b in tl.bins], name=f"{outcome}/bin", marker_color=colour,
+                             showlegend=False, hovertemplate="%{y} " + outcome + " at %{x} s<extra></extra>"),
+                      row=2, col=1)
+    end = tl.metrics.get("duration_s") or 0.0
+    for w in tl.fault_windows:
+        x1 = w["end"] if w["end"] is not None else end
+        fig.add_vrect(x0=w["start"], x1=max(x1, w["start"] + 1e-3), row="all", col=1, fillcolor=_FAULT_FILL,
+                      line_width=0, layer="below")
+        fig.add_annotation(x=w["start"], y=0.99, yref="paper", text=w["fault"], showarrow=False, xanchor="left",
+                           yanchor="top", font={"size": 11, "color": "#c62828"})
+    for r in rc.results:
+        if isinstance(r, RtoResult):
+            for m in r.measurements:
+                if m.first_ok_after:
+                    x = m.first_ok_after["complete_mono"] - tl.t0
+                    fig.add_vline(x=x, line_dash="dash", line_color="#2e7d32", row="all", col=1)
+                    fig.add_annotation(x=x, y=0.9, yref="paper", text=f"first ok: RTO {m.rto_s:.3f} s",
+                                       showarrow=False, xanchor="left", font={"size": 11, "color": "#2e7d32"})
+                if m.last_ok_before:
+                    x = m.last_ok_before["complete_mono"] - tl.t0
+                    fig.add_vline(x=x, line_dash="dot", line_color="#555", row="all", col=1)
+    fig.update_layout(height=520, margin={"l": 60, "r": 20, "t": 50, "b": 40}, barmode="stack",
+                      legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"},
+                      template="plotly_white")
+    fig.update_xaxes(title_text="seconds since the run started", row=2, col=1)
+    fig.update_yaxes(title_text="ms", row=1, col=1)
+    fig.update_yaxes(title_text="ops", row=2, col=1)
+    return fig
+
+
+def _figure_html(fig: go.Figure, div_id: str) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, default_height="520px",
+                       config={"displaylogo": False, "responsive": True})
+
+
+# -- html ------------------------------------------------------------------------------------------------------
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = _fmt_num
+    env.filters["tojson_compact"] = lambda o: json.dumps(_jsonable(o), default=str)
+    env.filters["val"] = targets_mod._fmt
+    return env
+
+
+def render_html(run_checks, verdicts, rows, targets, generated, title) -> str:
+    by_scenario: dict[str, list[RunCheck]] = {}
+    for rc in run_checks:
+        by_scenario.setdefault(rc.scenario, []).append(rc)
+    scenarios = []
+    for i, (name, rcs) in enumerate(sorted(by_scenario.items())):
+        definition = registry.get(name)
+        runs = []
+        for k, rc in enumerate(sorted(rcs, key=lambda r: (r.repeat if r.repeat is not None else 0, r.run_dir))):
+            runs.append({"rc": rc, "anchor": f"run-{i}-{k}",
+                         "plot": _figure_html(timeline_figure(rc), f"plot-{i}-{k}"),
+                         "rto": [r for r in rc.results if isinstance(r, RtoResult)],
+                         "others": [r for r in rc.results if not isinstance(r, RtoResult)]})
+        scenarios.append({"name": name, "anchor": f"scenario-{name}", "definition": definition, "runs": runs,
+                          "verdicts": [v for v in verdicts if v.scenario == name]})
+    template = _env().get_template("report.html.j2")
+    return template.render(
+        title=title, generated=generated, rows=rows, scenarios=scenarios, verdicts=verdicts,
+        contradictions=list(targets.contradictions.values()),
+        totals=_counts([r.verdict for r in rows]), n_runs=len(run_checks),
+        plotlyjs=plotly.offline.get_plotlyjs(), targets_file=str(targets_mod.TARGETS_PATH))
