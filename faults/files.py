@@ -263,18 +263,20 @@ class DiskFull(Fault):
 
     def _fill(self) -> None:
         filler = self.folder / self.FILLER
-        chunk = b"\0" * 65536
-        with open(filler, "wb") as fh:
-            for _ in range(self.size // 512 + 16):  # bounded: the tmpfs is at most self.size
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            size = 65536
+            for _ in range(self.size // 512 + 64):  # bounded: the tmpfs holds at most self.size bytes
                 try:
-                    fh.write(chunk if len(chunk) > 512 else chunk)
-                    fh.flush()
+                    os.write(fd, b"\0" * size)
                 except OSError as exc:
                     if exc.errno != errno.ENOSPC:
                         raise
-                    chunk = chunk[: len(chunk) // 2]
-                    if len(chunk) < 512:
+                    size //= 2
+                    if size < 512:
                         break
+        finally:
+            os.close(fd)
         if self.free_bytes:
             os.truncate(filler, max(0, filler.stat().st_size - self.free_bytes))
 
