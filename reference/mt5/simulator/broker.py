@@ -391,8 +391,8 @@ class Broker:
         return len(self.positions[login]), OK
 
     def positions_get(self, login: int, symbol=None, group=None, ticket=None):
-        rows = self._filter(self.positions[login].values(), symbol, group, ticket)
-        for p in rows:
+        rows = [dict(p) for p in self._filter(self.positions[login].values(), symbol, group, ticket)]
+        for p in rows:  # on copies: price_current and profit are quotes, not state
             self._refresh_position(p)
         return [_row(p, TRADE_POSITION_FIELDS) for p in sorted(rows, key=lambda r: r["ticket"])], OK
 
@@ -403,7 +403,7 @@ class Broker:
         return len(self._active_orders(login)), OK
 
     def orders_get(self, login: int, symbol=None, group=None, ticket=None):
-        rows = self._filter(self._active_orders(login), symbol, group, ticket)
+        rows = [dict(o) for o in self._filter(self._active_orders(login), symbol, group, ticket)]
         for o in rows:
             bid, ask = self._prices(o["symbol"])
             o["price_current"] = ask if o["type"] % 2 == 0 else bid
