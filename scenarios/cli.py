@@ -1,0 +1,145 @@
+"""``tradedrill drill | scenarios | check``: run fault drills, list the scenario library, judge a saved run.
+
+``check`` needs no stack: it re-runs the checkers on run directories a drill wrote. ``drill`` hands the scenarios to
+``scenarios.runner.run_drills`` (imported only when a drill runs), which is expected to have the signature
+
+    run_drills(scenarios: list[Scenario], *, repeat: int, seed: int, out_dir: Path) -> result
+
+and to write one run directory per scenario x repeat under ``out_dir`` (layout: ``scenarios.history``); ``result``
+is an iterable of run directory paths or an object with ``run_dirs``. The report is then built from them.
+"""
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from scenarios import registry
+
+_STYLE = {"pass": "green", "fail": "bold red", "unmeasured": "dim"}
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=False, width=max(120, Console().width))
+
+
+@click.command("scenarios")
+def scenarios() -> None:
+    """List the scenarios a drill can run, with the requirements each measures."""
+    table = Table(title="tradedrill scenarios", show_lines=True)
+    for col in ("name", "requirements", "faults", "checkers", "description"):
+        table.add_column(col, overflow="fold")
+    for s in registry.all_scenarios():
+        faults = "\n".join(f"{f.fault} on {f.target} at {f.at_s:g} s"
+                           + (f", healed after {f.heal_after_s:g} s" if f.heal_after_s is not None else "")
+                           for f in s.faults)
+        checks = "\n".join(f"{c.checker} ({', '.join(c.requirement_ids)})" for c in s.checkers)
+        table.add_row(s.name, ", ".join(s.requirement_ids), faults, checks, s.description)
+    _console().print(table)
+
+
+def _print_verdicts(console: Console, verdicts) -> None:
+    from scenarios.checkers import _jsonable  # noqa: F401 - keeps import cost inside the command
+    table = Table(title="requirements against targets (worst case over repeats)")
+    for col in ("scenario", "requirement", "target", "source", "n", "min", "median", "p95", "max", "verdict",
+                "alternatives"):
+        table.add_column(col, overflow="fold")
+    from reports.build import _fmt_num
+    for v in verdicts:
+        d = v.distribution
+        n = str(d.n) + (f" (+{v.lower_bounds} not recovered)" if v.lower_bounds else "")
+        alts = "; ".join(f"{a['value']} ({a['source']}): {a['verdict']}" for a in v.alternatives)
+        table.add_row(v.scenario, v.requirement_id, v.target_label, v.source, n, _fmt_num(d.min),
+                      _fmt_num(d.median), _fmt_num(d.p95), _fmt_num(d.max),
+                      f"[{_STYLE[v.verdict]}]{v.verdict}[/]", alts)
+    console.print(table)
+
+
+def _print_evidence(console: Console, run_checks) -> None:
+    for rc in run_checks:
+        for r in rc.results:
+            if r.valid is False:
+                console.print(f"[red]✗[/] {rc.run_dir} [bold]{r.checker}[/] "
+                              f"({', '.join(r.requirement_ids)}): {r.summary}")
+                for e in r.evidence[:5]:
+                    console.print(f"    {e}", markup=False)
+                if len(r.evidence) > 5:
+                    console.print(f"    ... {len(r.evidence) - 5} more (see report.json)")
+
+
+@click.command("check")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
+              help="Also write report.html, report.json and junit.xml into this folder.")
+def check(run_dir: Path, report_dir: Path | None) -> None:
+    """Judge a saved run directory (or a folder of them) without the stack; exit 1 when a target is missed."""
+    from scenarios.distributions import summarize
+    from scenarios.history import RunDir
+    from scenarios.checkers import check_run
+
+    console = _console()
+    if not run_dir.exists():
+        raise click.ClickException(f"{run_dir} does not exist; pass the folder a drill wrote (it holds "
+                                   f"history.jsonl), or a folder of such folders")
+    runs = RunDir.find(run_dir)
+    if not runs:
+        raise click.ClickException(f"no run directory under {run_dir}: expected history.jsonl or scenario.json")
+    try:
+        run_checks = [check_run(r) for r in runs]
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+    verdicts = summarize(run_checks)
+    console.print(f"checked {len(run_checks)} run(s) under {run_dir}")
+    _print_verdicts(console, verdicts)
+    _print_evidence(console, run_checks)
+    if report_dir is not None:
+        from reports import build_report
+        path = build_report(run_checks, report_dir)
+        console.print(f"report: {path}")
+    failed = [v for v in verdicts if v.verdict == "fail"]
+    if failed:
+        console.print(f"[bold red]{len(failed)} target(s) missed[/]")
+        sys.exit(1)
+    console.print("[green]no target missed[/]")
+
+
+@click.command("drill")
+@click.argument("scenario_names", metavar="SCENARIO...", nargs=-1, required=True)
+@click.option("--repeat", "-n", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Runs per scenario; the report shows the distribution.")
+@click.option("--seed", type=int, default=None, help="Seed that replays the workload and fault schedule "
+                                                     "(default: a fresh one, printed).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/drills"), show_default=True,
+              help="Folder for run directories and the report.")
+def drill(scenario_names: tuple[str, ...], repeat: int, seed: int | None, out_dir: Path) -> None:
+    """Run fault drills against the local stack, then write the RTO report; exit 1 when a target is missed."""
+    unknown = [n for n in scenario_names if registry.get(n) is None]
+    if unknown:
+        known = ", ".join(s.name for s in registry.all_scenarios())
+        raise click.ClickException(f"unknown scenario {', '.join(unknown)}; known: {known} "
+                                   f"(see `tradedrill scenarios`)")
+    try:
+        from scenarios.runner import run_drills
+    except ImportError as exc:
+        raise click.ClickException(f"the drill runner is not available ({exc}); saved runs can still be judged "
+                                   f"with `tradedrill check RUN_DIR`") from None
+    if seed is None:
+        seed = random.SystemRandom().randrange(1, 2**31)
+    console = _console()
+    console.print(f"drill {' '.join(scenario_names)} x{repeat} seed {seed} -> {out_dir}")
+    result = run_drills([registry.get(n) for n in scenario_names], repeat=repeat, seed=seed, out_dir=out_dir)
+    from reports import build_report
+    from reports.build import collect_run_checks
+    from scenarios.distributions import summarize
+    run_checks = collect_run_checks(result if result is not None else out_dir)
+    verdicts = summarize(run_checks)
+    _print_verdicts(console, verdicts)
+    _print_evidence(console, run_checks)
+    path = build_report(run_checks, out_dir / "report")
+    console.print(f"report: {path}")
+    if any(v.verdict == "fail" for v in verdicts):
+        sys.exit(1)
