@@ -150,9 +150,15 @@ class ProcessNode:
         self._log = None
         self.paused = False
         self.starts = 0
+        # start and reap never interleave (a supervisor may restart a node while a fault is still reaping it)
+        self._lifecycle = threading.RLock()
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> "ProcessNode":
+        with self._lifecycle:
+            return self._start()
+
+    def _start(self) -> "ProcessNode":
         if self.is_alive():
             return self
         if self.before_start:
@@ -235,8 +241,9 @@ class ProcessNode:
     # -- faults -------------------------------------------------------------------------------------------------
     def kill(self, timeout: float = 10.0) -> None:
         """SIGKILL the node's process group and reap it."""
-        self.signal(signal.SIGKILL)
-        self._reap(timeout)
+        with self._lifecycle:
+            self.signal(signal.SIGKILL)
+            self._reap(timeout)
 
     def terminate(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if the node has not exited by the deadline."""
@@ -274,6 +281,10 @@ class ProcessNode:
             self.registry.forget(self.name)
 
     def _reap(self, timeout: float) -> None:
+        with self._lifecycle:
+            self._reap_locked(timeout)
+
+    def _reap_locked(self, timeout: float) -> None:
         if self._proc is None:
             return
         self._proc.wait(timeout=timeout)
