@@ -6,6 +6,7 @@ the full ``tradedrill`` CLI, which imports every area).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -46,6 +47,11 @@ def serve(host, port, state_dir, seed, config_file, server_name, behaviour_json)
     except (ValueError, TypeError, OSError) as exc:
         raise click.ClickException(f"cannot use this configuration: {exc}. Fix the file or option and retry.")
     broker = Broker(config, state_dir, seed=seed)
+    # the ledger is many small acyclic dicts: full GC passes over it were the p99 of order_send (3.8 ms -> 0.4 ms
+    # in-process); reference counting frees them, so move what exists out of GC and make collections rare
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 1000)
     try:
         asyncio.run(SimServer(broker, host, port).serve_forever())
     except OSError as exc:
