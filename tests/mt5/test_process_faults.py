@@ -98,3 +98,15 @@ def test_primary_and_backup_are_separate_brokers(make_sim):
         assert [d for d in admin.ledger() if d["type"] != 2] == []
     a.shutdown()
     b.shutdown()
+
+
+def test_garbage_on_the_wire_costs_only_that_connection(make_sim):
+    import socket
+
+    node = make_sim()
+    with socket.create_connection((node.address, node.port), timeout=2.0) as raw:
+        raw.sendall(b"\x00\x00\x00\x03abc")  # a frame that is not msgpack of a request
+        assert raw.recv(10) == b""  # the simulator hangs up on it
+    mt5 = SimulatorTerminal(node.address, node.port)
+    assert mt5.initialize() and mt5.symbols_total() == 4
+    mt5.shutdown()

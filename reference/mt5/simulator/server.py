@@ -79,8 +79,10 @@ class SimServer:
                     continue
                 writer.write(protocol.pack([msgid, value, list(error)]))
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, protocol.ProtocolError):
+        except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except Exception as exc:  # noqa: BLE001 - a peer that does not speak the protocol loses its connection only
+            log.warning("closing a connection that sent a bad frame: %r", exc)
         finally:
             writer.close()
 
