@@ -267,8 +267,10 @@ class Engine:
 
     def _refresh_ris(self) -> None:
         self._next_ris_refresh = time.monotonic() + 1.0
-        members = self.redis.run(lambda r: r.smembers(self._ris_suspended))
-        self.suspended_accounts = set(members)
+        members = set(self.redis.run(lambda r: r.smembers(self._ris_suspended)))
+        for account in self.suspended_accounts - members:
+            self.emit("account_resumed", account=account)
+        self.suspended_accounts = members
         active = self.brokers.active
         self.redis.run(lambda r: r.hset(self._ris_session, mapping={
             "active_broker": active.name, "broker_connected": int(active.connected),

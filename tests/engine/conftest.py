@@ -151,9 +151,7 @@ class Harness:
         return wait_until(lambda: self.redis().xadd(self.rtss, fields), 20, "XADD of a raw entry")
 
     def results(self) -> list[dict]:
-        def read():
-            return [f for _id, f in self.redis().xrange(self.rtrs)]
-        return wait_until(lambda: read() or [], 20, "RTRS to be readable") if False else _retry(read)
+        return _retry(lambda: [f for _id, f in self.redis().xrange(self.rtrs)])
 
     def result_for(self, signal_id: str, timeout: float = 30.0) -> dict:
         def find():
@@ -170,7 +168,9 @@ class Harness:
     # -- broker ledger -------------------------------------------------------------------------------------------
     def ledger(self, admin: SimulatorAdmin | None = None) -> list[dict]:
         admin = admin or self.admin
-        return [d for d in admin.ledger(login=LOGIN) if d.get("magic") == self.magic]
+        # a restarted simulator resets the admin's old connection once; the next call reconnects
+        deals = _retry(lambda: admin.ledger(login=LOGIN), timeout=10)
+        return [d for d in deals if d.get("magic") == self.magic]
 
     def check_no_duplicates(self) -> dict[str, int]:
         """Zero duplicate orders: no signal's comment prefix has two opening deals across both brokers."""
