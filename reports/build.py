@@ -31,7 +31,9 @@ _FAULT_FILL = "rgba(198, 40, 40, 0.13)"
 
 def collect_run_checks(source: Any, *, targets: targets_mod.Targets | None = None) -> list[RunCheck]:
     """Run checks from: RunCheck objects, run directories or folders holding run directories, or a drill result
-    object with ``run_dirs`` (or ``run_checks``)."""
+    object with ``run_dirs`` (or ``run_checks``), or the runner's result dict ({"checks"|"runs": ...})."""
+    if isinstance(source, dict):  # scenarios.runner.run_drills' result
+        source = source.get("checks") or source.get("runs") or source.get("run_dirs") or []
     if hasattr(source, "run_checks"):
         source = source.run_checks
     elif hasattr(source, "run_dirs"):

@@ -1,12 +1,9 @@
 """``tradedrill drill | scenarios | check``: run fault drills, list the scenario library, judge a saved run.
 
-``check`` needs no stack: it re-runs the checkers on run directories a drill wrote. ``drill`` hands the scenarios to
-``scenarios.runner.run_drills`` (imported only when a drill runs), which is expected to have the signature
-
-    run_drills(scenarios: list[Scenario], *, repeat: int, seed: int, out_dir: Path) -> result
-
-and to write one run directory per scenario x repeat under ``out_dir`` (layout: ``scenarios.history``); ``result``
-is an iterable of run directory paths or an object with ``run_dirs``. The report is then built from them.
+``check`` needs no stack: it re-runs the checkers on run directories a drill wrote. ``drill`` hands the scenario names to
+``scenarios.runner.run_drills(names, DrillOptions(seed, repeat, out_dir, progress))`` (imported only when a drill
+runs), which writes one run directory per scenario x repeat (layout: ``scenarios.history``), judges them and builds
+the report; it returns {"root", "report", "runs", "checks", "passed", "seed"}.
 """
 from __future__ import annotations
 
@@ -123,23 +120,31 @@ def drill(scenario_names: tuple[str, ...], repeat: int, seed: int | None, out_di
         raise click.ClickException(f"unknown scenario {', '.join(unknown)}; known: {known} "
                                    f"(see `tradedrill scenarios`)")
     try:
-        from scenarios.runner import run_drills
+        from scenarios.runner import DrillOptions, run_drills
     except ImportError as exc:
         raise click.ClickException(f"the drill runner is not available ({exc}); saved runs can still be judged "
                                    f"with `tradedrill check RUN_DIR`") from None
-    if seed is None:
-        seed = random.SystemRandom().randrange(1, 2**31)
-    console = _console()
-    console.print(f"drill {' '.join(scenario_names)} x{repeat} seed {seed} -> {out_dir}")
-    result = run_drills([registry.get(n) for n in scenario_names], repeat=repeat, seed=seed, out_dir=out_dir)
-    from reports import build_report
-    from reports.build import collect_run_checks
     from scenarios.distributions import summarize
-    run_checks = collect_run_checks(result if result is not None else out_dir)
+    from reports.build import collect_run_checks
+
+    console = _console()
+    opts = DrillOptions(seed=seed, repeat=repeat, out_dir=out_dir, progress=lambda m: console.print(m, markup=False))
+    try:
+        result = run_drills(list(scenario_names), opts)
+    except Exception as exc:  # the runner's own errors are sentences (DrillError, DeadlineExceeded)
+        if type(exc).__name__ in ("DrillError", "DeadlineExceeded", "FaultError"):
+            raise click.ClickException(str(exc)) from None
+        raise
+    run_checks = collect_run_checks(result)
     verdicts = summarize(run_checks)
     _print_verdicts(console, verdicts)
     _print_evidence(console, run_checks)
-    path = build_report(run_checks, out_dir / "report")
-    console.print(f"report: {path}")
+    report = result.get("report") if isinstance(result, dict) else None
+    if report is None:
+        from reports import build_report
+        root = Path(result.get("root", out_dir)) if isinstance(result, dict) else out_dir
+        report = build_report(run_checks, root)
+    seed_used = result.get("seed", seed) if isinstance(result, dict) else seed
+    console.print(f"seed {seed_used} (replay with --seed {seed_used}) · report: {report}")
     if any(v.verdict == "fail" for v in verdicts):
         sys.exit(1)
