@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import sys
 import tempfile
@@ -100,6 +101,9 @@ def main() -> int:
         "sequential": seq,
         "concurrent": conc,
         "targets": {"p99_ms_max": P99_TARGET_MS, "orders_per_second_min": RATE_TARGET},
+        # the tail is fsync variance plus CPU contention: record how busy the machine was (2 cores here)
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
         "met": {"p99": seq["p99_ms"] <= P99_TARGET_MS, "rate": seq["orders_per_second"] >= RATE_TARGET},
     }
     print(f"order_send sequential: {seq['orders']} orders in {seq['seconds']} s -> "
