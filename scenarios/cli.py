@@ -63,9 +63,23 @@ def _print_evidence(console: Console, run_checks) -> None:
                 console.print(f"[red]✗[/] {rc.run_dir} [bold]{r.checker}[/] "
                               f"({', '.join(r.requirement_ids)}): {r.summary}")
                 for e in r.evidence[:5]:
-                    console.print(f"    {e}", markup=False)
+                    console.print(f"    {_evidence_line(r.checker, e)}", markup=False)
                 if len(r.evidence) > 5:
                     console.print(f"    ... {len(r.evidence) - 5} more (see report.json)")
+
+
+def _evidence_line(checker: str, e: dict) -> str:
+    if checker == "rto":
+        t0 = e["inject_mono"]
+        before, after = e.get("last_ok_before"), e.get("first_ok_after")
+        parts = [f"{e['fault_id']} ({e['description']}) injected"]
+        parts.append(f"last ok before: op {before['op']} at {before['complete_mono'] - t0:+.3f} s" if before
+                     else "no ok before")
+        parts.append(f"first ok after: op {after['op']} {after['key']} at {after['complete_mono'] - t0:+.3f} s"
+                     if after else (e.get("note") or "no ok after"))
+        parts.append(f"{e['failed_in_window']} fail / {e['unknown_in_window']} unknown in between")
+        return "; ".join(parts)
+    return str(e)
 
 
 @click.command("check")
