@@ -1,0 +1,106 @@
+"""Bad signals (fuzzed with hypothesis) each get a reason on RTRS; the engine keeps running and keeps trading."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tradedrill.waiting import wait_until
+
+from .conftest import LOGIN
+
+pytestmark = pytest.mark.services
+
+FIELD_NAMES = st.sampled_from(["signal_id", "account", "symbol", "side", "volume", "order_type", "price", "sl",
+                               "tp", "source", "created_ms", "junk"])
+VALUES = st.one_of(st.text(max_size=40), st.sampled_from(["", "nan", "inf", "-1", "0", "1e309", "buy", "sell",
+                                                          "limit", "EURUSD", str(LOGIN), "0.01", "x" * 300]),
+                   st.floats(allow_nan=True).map(repr), st.integers().map(str))
+
+
+def broken(fields: dict) -> dict:
+    # make sure the entry is invalid: a missing/garbled side guarantees a rejection reason
+    fields = dict(fields)
+    fields["side"] = fields.get("side", "") + "?"
+    return fields
+
+
+@given(st.dictionaries(FIELD_NAMES, VALUES, min_size=1, max_size=12))
+@settings(max_examples=200, deadline=None, database=None)
+def test_parse_signal_never_raises(fields):
+    from reference.engine.signals import InvalidSignal, Signal, parse_signal
+    assert isinstance(parse_signal(fields), (Signal, InvalidSignal))
+
+
+def test_fuzzed_bad_signals_are_rejected_with_a_reason(harness):
+    harness.engine("A")
+    harness.wait_event("A", "takeover_ready", 15)
+    entries: list[str] = []
+
+    @given(st.dictionaries(FIELD_NAMES, VALUES, min_size=1, max_size=12))
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    def submit(fields):
+        entries.append(harness.submit_raw(broken(fields)))
+
+    submit()
+    entries.append(harness.submit_raw({"garbage": "\x00\xff"}))
+    entries.append(harness.submit_raw({"signal_id": "dup-1", "account": str(LOGIN), "symbol": "EURUSD",
+                                       "side": "buy", "volume": "-5"}))
+
+    def all_answered():
+        by_entry = {r["entry_id"]: r for r in harness.results()}
+        return all(e in by_entry for e in entries) and by_entry
+    by_entry = wait_until(all_answered, 60, f"a result for each of {len(entries)} bad entries")
+    for e in entries:
+        r = by_entry[e]
+        assert r["status"] == "rejected" and r["code"] and r["reason"], r
+    assert harness.engines["A"].is_alive()
+    sid, _ = harness.submit()
+    assert harness.result_for(sid)["status"] == "executed"
+    assert harness.pending() == 0
+    alerts = [f for _i, f in harness.redis().xrange(harness.alerts) if f.get("kind") == "invalid_signal"]
+    assert len(alerts) >= len(entries)
+
+
+def test_duplicate_signal_id_executes_once(harness):
+    harness.engine("A")
+    harness.wait_event("A", "takeover_ready", 15)
+    fields = {"signal_id": f"{harness.group}-same", "account": str(LOGIN), "symbol": "EURUSD", "side": "buy",
+              "volume": "0.01"}
+    first = harness.submit_raw(fields)
+    second = harness.submit_raw(fields)
+
+    def both():
+        by_entry = {r["entry_id"]: r for r in harness.results()}
+        return by_entry if first in by_entry and second in by_entry else None
+    by_entry = wait_until(both, 20, "results for both entries")
+    assert by_entry[first]["status"] == "executed"
+    assert by_entry[second]["status"] == "duplicate"
+    harness.check_no_duplicates()
+
+
+def test_ambiguous_timeout_without_execution_is_resent_under_a_new_comment(harness):
+    harness.engine("A")
+    harness.wait_event("A", "takeover_ready", 15)
+    harness.admin.set_behaviour(retcode_faults=[{"retcode": 10012, "rate": 1.0, "executed": False}])
+    sid, _ = harness.submit()
+    harness.wait_event("A", "order_send_complete", 15, signal_id=sid, name="TIMEOUT")
+    harness.admin.set_behaviour(retcode_faults=[])
+    r = harness.result_for(sid, timeout=30)
+    assert r["status"] == "executed", r
+    assert r["comment"].endswith("-2"), r            # attempt 1 had no trace after the grace period
+    harness.check_none_lost([sid])
+
+
+def test_two_engine_groups_run_side_by_side(harness, stack, brokers, tmp_path):
+    from .conftest import Harness
+    other = Harness(stack, brokers, tmp_path / "other", harness.group + "x")
+    try:
+        harness.engine("A")
+        other.engine("A")          # same instance name, other group: no conflict (ENG-6)
+        ids = [harness.submit()[0] for _ in range(5)]
+        ids2 = [other.submit()[0] for _ in range(5)]
+        assert all(r["status"] == "executed" for r in harness.check_none_lost(ids))
+        assert all(r["status"] == "executed" for r in other.check_none_lost(ids2))
+    finally:
+        other.close()
