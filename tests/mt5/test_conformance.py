@@ -350,3 +350,11 @@ def test_symbols(mt5):
     tick = mt5.symbol_info_tick("XAUUSD")
     assert tick.ask > tick.bid and round(tick.bid, 2) == tick.bid
     assert mt5.symbol_select("EURUSD", True) is True
+
+
+def test_order_check_without_symbol_and_unknown_action(mt5):
+    check = mt5.order_check({"action": mt5.TRADE_ACTION_DEAL, "volume": 0.1, "type": mt5.ORDER_TYPE_BUY})
+    assert check.retcode == mt5.TRADE_RETCODE_INVALID
+    assert mt5.order_send({"action": 99, "symbol": "EURUSD"}).retcode == mt5.TRADE_RETCODE_INVALID
+    assert buy(mt5, 0.001).retcode == mt5.TRADE_RETCODE_INVALID_VOLUME
+    assert buy(mt5, 0.015).retcode == mt5.TRADE_RETCODE_INVALID_VOLUME

@@ -556,7 +556,9 @@ class Broker:
             if not self.behaviour.trade_allowed:
                 raise TradeResult(c.TRADE_RETCODE_CLIENT_DISABLES_AT)
             if req["action"] in (c.TRADE_ACTION_DEAL, c.TRADE_ACTION_PENDING):
-                spec = self.symbols[req["symbol"]]
+                spec = self.symbols.get(req["symbol"])
+                if spec is None:
+                    raise TradeResult(c.TRADE_RETCODE_INVALID)
                 self._check_volume(spec, req["volume"])
                 if not self._market_open(spec.name):
                     raise TradeResult(c.TRADE_RETCODE_MARKET_CLOSED)
