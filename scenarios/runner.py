@@ -60,6 +60,10 @@ class DrillOptions:
     rate_per_s: float | None = None
     fault_at_s: float | None = None
     engine_overrides: dict = field(default_factory=dict)
+    # the engine's command line before ``run --config ... --instance ...``; tests point it at deliberately broken
+    # variants of the engine, so production code carries no switch for them
+    engine_command: tuple[str, ...] | None = None
+    engine_env: dict = field(default_factory=dict)
     progress: Callable[[str], None] | None = None
 
 
@@ -107,9 +111,11 @@ class DrillEnvironment:
             name = f"engine-{instance.lower()}"
             node = ProcessNode(
                 name=name, role="engine", address="127.0.0.1", port=0,
-                argv=[_python(), "-m", "reference.engine", "run", "--config", str(cfg_path), "--instance", instance,
+                argv=[*(self.opts.engine_command or (_python(), "-m", "reference.engine")), "run",
+                      "--config", str(cfg_path), "--instance", instance,
                       "--state-dir", str(self.run.path / "engines" / name)],
                 log_path=self.run.path / "nodes" / f"{name}.log", ready=lambda: True,
+                env=dict(self.opts.engine_env) or None,
             )
             self.engines[name] = node
             self.supervisor.add(node, POLICIES["engine"])
