@@ -119,15 +119,24 @@ def check(run_dir: Path, report_dir: Path | None) -> None:
 
 
 @click.command("drill")
-@click.argument("scenario_names", metavar="SCENARIO...", nargs=-1, required=True)
+@click.argument("scenario_names", metavar="SCENARIO...", nargs=-1)
+@click.option("--all", "run_all", is_flag=True, help="Run every scenario of `tradedrill scenarios`.")
 @click.option("--repeat", "-n", type=click.IntRange(min=1), default=3, show_default=True,
               help="Runs per scenario; the report shows the distribution.")
 @click.option("--seed", type=int, default=None, help="Seed that replays the workload and fault schedule "
                                                      "(default: a fresh one, printed).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/drills"), show_default=True,
               help="Folder for run directories and the report.")
-def drill(scenario_names: tuple[str, ...], repeat: int, seed: int | None, out_dir: Path) -> None:
+@click.option("--subnet", default="127.0.0", show_default=True, help="Loopback /24 for the drill's nodes.")
+@click.option("--duration", type=float, default=None, help="Seconds of load per run (default: the scenario's).")
+@click.option("--settle", type=float, default=None, help="Seconds to let outcomes settle after the load.")
+def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int, seed: int | None, out_dir: Path,
+          subnet: str, duration: float | None, settle: float | None) -> None:
     """Run fault drills against the local stack, then write the RTO report; exit 1 when a target is missed."""
+    if run_all:
+        scenario_names = tuple(s.name for s in registry.all_scenarios())
+    if not scenario_names:
+        raise click.UsageError("name at least one scenario (see `tradedrill scenarios`), or pass --all")
     unknown = [n for n in scenario_names if registry.get(n) is None]
     if unknown:
         known = ", ".join(s.name for s in registry.all_scenarios())
@@ -141,10 +150,18 @@ def drill(scenario_names: tuple[str, ...], repeat: int, seed: int | None, out_di
     from scenarios.distributions import summarize
     from reports.build import collect_run_checks
 
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     console = _console()
-    opts = DrillOptions(seed=seed, repeat=repeat, out_dir=out_dir, progress=lambda m: console.print(m, markup=False))
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
+                        TimeElapsedColumn(), console=console)
+    task = progress.add_task("drills", total=len(scenario_names) * repeat)
+    opts = DrillOptions(seed=seed, repeat=repeat, out_dir=out_dir, subnet=subnet, duration_s=duration,
+                        settle_s=settle, progress=lambda m: progress.console.print(m, markup=False),
+                        on_run_done=lambda: progress.advance(task))
     try:
-        result = run_drills(list(scenario_names), opts)
+        with progress:
+            result = run_drills(list(scenario_names), opts)
     except Exception as exc:  # the runner's own errors are sentences (DrillError, DeadlineExceeded)
         if type(exc).__name__ in ("DrillError", "DeadlineExceeded", "FaultError"):
             raise click.ClickException(str(exc)) from None

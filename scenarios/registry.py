@@ -136,7 +136,8 @@ register(Scenario(
                 "first successful client write after the kill; trades across the failover must not duplicate or "
                 "vanish.",
     workload=Workload(op="trade", params={"also": ["redis_write"]}),
-    faults=(FaultStep("process-kill", "redis-primary", at_s=10.0),),
+    # the old primary comes back 12 s later and must rejoin as a replica of the promoted one
+    faults=(FaultStep("process-kill", "redis-primary", at_s=10.0, heal_after_s=12.0),),
     checkers=(CheckerSpec("rto", ("RDS-2",), {"f": "redis_write", "fault": "process-kill"}),
               *_consistency(("ENG-5",))),
 ))

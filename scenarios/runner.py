@@ -65,6 +65,7 @@ class DrillOptions:
     engine_command: tuple[str, ...] | None = None
     engine_env: dict = field(default_factory=dict)
     progress: Callable[[str], None] | None = None
+    on_run_done: Callable[[], None] | None = None
 
 
 # -- the environment of one run (Locust's Environment: one object that wires everything) -------------------------
@@ -465,7 +466,8 @@ def run_schedule(env: DrillEnvironment, started: float, stop: threading.Event) -
                 with contextlib.suppress(DeadlineExceeded):
                     wait_until(lambda: node.is_alive(), 15, f"the supervisor to restart {node.name}")
                 fault.heal()
-            else:
+            else:  # nobody restarts this node but the heal: it stays down until the load ends
+                stop.wait()
                 fault.heal()
     finally:
         for fault in made:
@@ -518,6 +520,8 @@ def run_drills(names: Sequence[str], opts: DrillOptions) -> dict:
             run_seed = seed + k
             _progress(opts, f"{name} [{k + 1}/{opts.repeat}] seed {run_seed}")
             runs.append(run_once(scenario, root / name / f"run-{k + 1}", run_seed, opts, repeat=k + 1))
+            if opts.on_run_done:
+                opts.on_run_done()
     checks = [check_run(run) for run in runs]
     report = _build_report(runs, root)
     passed = all(c.valid is True for c in checks)
