@@ -11,6 +11,7 @@ nox.options.default_venv_backend = "none"
 nox.options.sessions = ["tests"]
 
 DRILL_OUT = os.environ.get("TRADEDRILL_OUT", "out/drills")
+DRILL_SUBNET = os.environ.get("TRADEDRILL_DRILL_SUBNET", "127.0.8")
 
 
 @nox.session
@@ -21,21 +22,14 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def drills(session: nox.Session) -> None:
-    """The main job: the fault drills against the embedded local stack, ending in the HTML report."""
-    try:
-        import scenarios.runner  # noqa: F401
-        has_drills = True
-    except ImportError:
-        has_drills = False
-    if has_drills:
-        session.run("tradedrill", "drill", "--all", "--out", DRILL_OUT, *session.posargs)
-    else:  # until the drills exist: bring the stack up, check it, take it down
-        stack = "out/stack"
-        session.run("tradedrill", "up", "--dir", stack)
-        try:
-            session.run("tradedrill", "status", "--dir", stack)
-        finally:
-            session.run("tradedrill", "down", "--dir", stack)
+    """The main job: every scenario (3 repeats each) against the embedded local stack, ending in the HTML report.
+
+    ``tradedrill drill`` exits 1 when a target is missed; the documents promise some targets that cannot hold
+    (REQUIREMENTS.md, known contradictions), so a missed target is a finding shown in the report, not a failure of
+    this session. Any other exit status (the drill could not run) fails it. Pass arguments after ``--`` to run
+    other scenarios or repeats: ``nox -s drills -- engine-kill --repeat 5``."""
+    args = list(session.posargs) or ["--all"]
+    session.run("tradedrill", "drill", *args, "--subnet", DRILL_SUBNET, "--out", DRILL_OUT, success_codes=[0, 1])
 
 
 @nox.session
