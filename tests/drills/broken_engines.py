@@ -1,0 +1,92 @@
+"""Deliberately broken variants of the reference trade engine, to prove the drill checkers catch real bugs.
+
+``python -m tests.drills.broken_engines VARIANT run --config FILE --instance A --state-dir DIR`` runs the real
+engine's CLI (``reference.cli:engine``) with ``reference.engine.engine.Engine`` replaced by a subclass that carries
+one bug. Production code has no switch for any of this: the bug lives only here, in the test tree.
+
+Variants (each also writes one event per buggy act to the engine's event log, so a test can tell that the failure
+the checker found is the one the bug made):
+
+- ``resend-on-timeout``: an ambiguous ``order_send`` outcome (None, TIMEOUT, a call past its deadline) is taken to
+  mean "not sent": the order is sent again at once under the next attempt's comment, with no lookup at the broker.
+  Event ``blind_resend``. Under the lost-reply drill this executes one signal twice.
+- ``ack-before-durable``: every entry read from RTSS is XACKed at once, before its outcome is in the journal; the
+  batch is then held for ``HOLD_S`` before it is worked on, so an engine killed at any moment almost surely holds
+  acknowledged, unexecuted signals that nobody will ever claim. Event ``acked_on_read``. Under the engine-kill
+  drill those signals are lost.
+"""
+from __future__ import annotations
+
+import sys
+
+from reference.engine import engine as engine_module
+from reference.engine.engine import Engine, now_ms, signal_id_of
+
+# how long an acknowledged batch waits before it is worked on (a test double's stand-in for slow processing);
+# the engine still keeps up with a drill's load because it reads up to read_count entries per batch
+HOLD_S = 0.5
+
+
+class ResendOnTimeout(Engine):
+    """Bug: an ambiguous send is resent blindly instead of reconciled with the broker (breaks ENG-5)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._resend_blindly: set[str] = set()
+
+    def reconcile(self, intent) -> None:
+        self._resend_blindly.add(intent.signal_id)
+        self.emit("blind_resend", signal_id=intent.signal_id, attempt=intent.attempt, comment=intent.comment,
+                  broker=intent.broker)
+        intent.state = "DEFERRED"
+        intent.next_try_ms = now_ms()
+        self.journal.put(intent)
+        self.deferred[intent.signal_id] = intent
+
+    def _lookup(self, intent, session):
+        if intent.signal_id in self._resend_blindly:
+            return None  # "nothing at the broker": the resend goes ahead
+        return super()._lookup(intent, session)
+
+
+class AckBeforeDurable(Engine):
+    """Bug: RTSS entries are acknowledged when read, before their outcome is durable (breaks ENG-1 RPO 0)."""
+
+    def read_new(self) -> None:
+        resp = self.redis.run(lambda r: r.xreadgroup(
+            self.group, self.consumer, {self.cfg.rtss_key: ">"}, count=self.cfg.read_count,
+            block=self.cfg.read_block_ms))
+        for _stream, entries in resp or []:
+            ids = [entry_id for entry_id, _fields in entries]
+            if not ids:
+                continue
+            self.redis.run(lambda r: r.xack(self.cfg.rtss_key, self.group, *ids))
+            for entry_id, fields in entries:
+                self.emit("acked_on_read", entry_id=entry_id, signal_id=signal_id_of(fields))
+            self.watchdog.beat("read_new")
+            self.stop_event.wait(HOLD_S)
+            for entry_id, fields in entries:
+                self.watchdog.beat("read_new")
+                self.handle_entry_safely(entry_id, fields, redelivered=False)
+
+
+VARIANTS: dict[str, type[Engine]] = {
+    "resend-on-timeout": ResendOnTimeout,
+    "ack-before-durable": AckBeforeDurable,
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in VARIANTS:
+        print(f"usage: python -m tests.drills.broken_engines {{{'|'.join(VARIANTS)}}} run --config FILE "
+              f"--instance NAME [--state-dir DIR]", file=sys.stderr)
+        return 2
+    # reference.cli's ``run`` imports Engine from this module when it is called, so the variant takes its place
+    engine_module.Engine = VARIANTS[argv[0]]
+    from reference.cli import engine as engine_cli
+
+    return engine_cli.main(args=argv[1:], prog_name=f"broken-engine {argv[0]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
