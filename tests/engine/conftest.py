@@ -22,21 +22,24 @@ BACKUP_BROKER = ("127.0.5.21", 18812)
 LOGIN = 5001
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def local_stack(tmp_path_factory, **overrides):
+    """A Redis primary + 2 replicas + 3 Sentinels on 127.0.5.x (``overrides``: topology settings, e.g. other
+    ports so a module's stack never collides with another module's)."""
     from tradedrill.local import LocalStack
     from tradedrill.topology import Topology
-    topo = Topology.default(subnet=SUBNET, services=("redis",), overrides={"sentinel.down_after_ms": 1000})
-    run_dir = tmp_path_factory.mktemp("stack")
-    with LocalStack(topo, run_dir) as st:
-        yield st
+    topo = Topology.default(subnet=SUBNET, services=("redis",),
+                            overrides={"sentinel.down_after_ms": 1000, **overrides})
+    return LocalStack(topo, tmp_path_factory.mktemp("stack"))
 
 
-@pytest.fixture(scope="module")
-def brokers(tmp_path_factory):
+def broker_pair(tmp_path_factory, primary=PRIMARY_BROKER, backup=BACKUP_BROKER):
+    """Two simulator brokers (primary, backup); the caller starts and stops them (``run_brokers``)."""
     base = tmp_path_factory.mktemp("brokers")
-    nodes = [simulator_node("broker-primary", *PRIMARY_BROKER, base / "primary", seed=1, server_name="Sim-Primary"),
-             simulator_node("broker-backup", *BACKUP_BROKER, base / "backup", seed=2, server_name="Sim-Backup")]
+    return [simulator_node("broker-primary", *primary, base / "primary", seed=1, server_name="Sim-Primary"),
+            simulator_node("broker-backup", *backup, base / "backup", seed=2, server_name="Sim-Backup")]
+
+
+def run_brokers(nodes):
     try:
         for n in nodes:
             n.start()
@@ -45,6 +48,17 @@ def brokers(tmp_path_factory):
         yield nodes
     finally:
         stop_all(nodes)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with local_stack(tmp_path_factory) as st:
+        yield st
+
+
+@pytest.fixture(scope="module")
+def brokers(tmp_path_factory):
+    yield from run_brokers(broker_pair(tmp_path_factory))
 
 
 class Harness:
@@ -57,8 +71,11 @@ class Harness:
         self.group = group
         self.engines: dict[str, ProcessNode] = {}
         self.rtss, self.rtrs, self.alerts = f"{group}:RTSS", f"{group}:RTRS", f"{group}:ALERTS"
-        self.admin = SimulatorAdmin(*PRIMARY_BROKER)
-        self.backup_admin = SimulatorAdmin(*BACKUP_BROKER)
+        # broker addresses come from the broker nodes (a module may run its own brokers on other ports)
+        self.primary_addr = (brokers[0].address, brokers[0].port)
+        self.backup_addr = (brokers[1].address, brokers[1].port)
+        self.admin = SimulatorAdmin(*self.primary_addr)
+        self.backup_admin = SimulatorAdmin(*self.backup_addr)
         self.magic = 7_000_000 + abs(hash(group)) % 1_000_000
         self._seq = 0
 
@@ -72,10 +89,10 @@ class Harness:
             "magic": self.magic,
             "brokers": [
                 {"name": "primary", "factory": "reference.mt5.port:open_terminal",
-                 "params": {"kind": "simulator", "host": PRIMARY_BROKER[0], "port": PRIMARY_BROKER[1],
+                 "params": {"kind": "simulator", "host": self.primary_addr[0], "port": self.primary_addr[1],
                             "call_timeout": 2.0}, "login": LOGIN},
                 {"name": "backup", "factory": "reference.mt5.port:open_terminal",
-                 "params": {"kind": "simulator", "host": BACKUP_BROKER[0], "port": BACKUP_BROKER[1],
+                 "params": {"kind": "simulator", "host": self.backup_addr[0], "port": self.backup_addr[1],
                             "call_timeout": 2.0}, "login": LOGIN},
             ],
             # behaviour, not target values, is asserted: scaled-down timings (defaults carry the requirement IDs)
@@ -86,17 +103,22 @@ class Harness:
         cfg.update(overrides)
         return cfg
 
-    def engine(self, instance: str, **overrides) -> ProcessNode:
+    def engine_node(self, instance: str, module: str = "reference.engine", **overrides) -> ProcessNode:
+        """The engine's ProcessNode, not started (a supervisor may start it); stopped by ``close``."""
         state = self.tmp / f"engine-{instance}"
         state.mkdir(parents=True, exist_ok=True)
         cfg_path = state / "engine.json"
         cfg_path.write_text(json.dumps(self.config(**overrides)))
         node = ProcessNode(
             name=f"engine-{instance}", role="engine", address="127.0.5.1", port=0,
-            argv=[sys.executable, "-m", "reference.engine", "run", "--config", str(cfg_path),
+            argv=[sys.executable, "-m", module, "run", "--config", str(cfg_path),
                   "--instance", instance, "--state-dir", str(state)],
             log_path=state / "engine.log", ready=lambda: (state / f"events-{instance}.jsonl").exists(), cwd=REPO)
         self.engines[instance] = node
+        return node
+
+    def engine(self, instance: str, **overrides) -> ProcessNode:
+        node = self.engine_node(instance, **overrides)
         node.start().wait_ready()
         return node
 
