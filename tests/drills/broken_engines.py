@@ -10,10 +10,10 @@ the checker found is the one the bug made):
 - ``resend-on-timeout``: an ambiguous ``order_send`` outcome (None, TIMEOUT, a call past its deadline) is taken to
   mean "not sent": the order is sent again at once under the next attempt's comment, with no lookup at the broker.
   Event ``blind_resend``. Under the lost-reply drill this executes one signal twice.
-- ``ack-before-durable``: every entry read from RTSS is XACKed at once, before its outcome is in the journal; the
-  batch is then held for ``HOLD_S`` before it is worked on, so an engine killed at any moment almost surely holds
-  acknowledged, unexecuted signals that nobody will ever claim. Event ``acked_on_read``. Under the engine-kill
-  drill those signals are lost.
+- ``ack-before-durable``: every entry read from RTSS is XACKed at once, before its outcome is in the journal, and
+  is worked on only after the next read, so an engine killed under load always holds acknowledged, unexecuted
+  signals that no other instance will ever claim. Event ``acked_on_read``. Under the engine-kill drill those
+  signals are lost.
 """
 from __future__ import annotations
 
@@ -21,11 +21,6 @@ import sys
 
 from reference.engine import engine as engine_module
 from reference.engine.engine import Engine, now_ms, signal_id_of
-
-# how long an acknowledged batch waits before it is worked on (a test double's stand-in for slow processing);
-# the engine still keeps up with a drill's load because it reads up to read_count entries per batch
-HOLD_S = 0.5
-
 
 class ResendOnTimeout(Engine):
     """Bug: an ambiguous send is resent blindly instead of reconciled with the broker (breaks ENG-5)."""
@@ -50,24 +45,30 @@ class ResendOnTimeout(Engine):
 
 
 class AckBeforeDurable(Engine):
-    """Bug: RTSS entries are acknowledged when read, before their outcome is durable (breaks ENG-1 RPO 0)."""
+    """Bug: RTSS entries are acknowledged when read, before their outcome is durable (breaks ENG-1 RPO 0).
+
+    To make the loss certain rather than likely, a batch is worked on only after the next read (or once a read
+    comes back empty): while signals keep arriving, the latest batch is always acknowledged and not yet executed,
+    so a kill at any moment of the load loses it. Throughput is unchanged."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._held: list[tuple[str, dict]] = []
 
     def read_new(self) -> None:
         resp = self.redis.run(lambda r: r.xreadgroup(
             self.group, self.consumer, {self.cfg.rtss_key: ">"}, count=self.cfg.read_count,
             block=self.cfg.read_block_ms))
-        for _stream, entries in resp or []:
+        entries = [entry for _stream, batch in resp or [] for entry in batch]
+        if entries:
             ids = [entry_id for entry_id, _fields in entries]
-            if not ids:
-                continue
             self.redis.run(lambda r: r.xack(self.cfg.rtss_key, self.group, *ids))
             for entry_id, fields in entries:
                 self.emit("acked_on_read", entry_id=entry_id, signal_id=signal_id_of(fields))
+        held, self._held = self._held, entries
+        for entry_id, fields in held:
             self.watchdog.beat("read_new")
-            self.stop_event.wait(HOLD_S)
-            for entry_id, fields in entries:
-                self.watchdog.beat("read_new")
-                self.handle_entry_safely(entry_id, fields, redelivered=False)
+            self.handle_entry_safely(entry_id, fields, redelivered=False)
 
 
 VARIANTS: dict[str, type[Engine]] = {
