@@ -76,6 +76,14 @@ def check_port_free(spec: NodeSpec) -> None:
                 ) from None
 
 
+def _port_free(spec: NodeSpec) -> bool:
+    try:
+        check_port_free(spec)
+        return True
+    except StackError:
+        return False
+
+
 class LocalStack:
     def __init__(self, topology: Topology, run_dir: Path | str):
         self.topology = topology
@@ -92,6 +100,12 @@ class LocalStack:
             print(f"tradedrill: stopped {len(leftovers)} process(es) left by an earlier run: {', '.join(leftovers)}")
         for spec in self.topology.nodes:
             self.nodes[spec.name] = _BUILDERS[spec.kind](spec, self.topology, self.run_dir, self.registry)
+        if leftovers:  # the kernel may take a moment to release the sockets of the processes just killed
+            try:
+                wait_until(lambda: all(_port_free(s) for s in self.topology.nodes), 5.0,
+                           "the ports of the reaped processes to be released")
+            except TimeoutError:
+                pass  # check_port_free below names the holder
         for spec in self.topology.nodes:
             check_port_free(spec)
         (self.run_dir / "topology.json").write_text(json.dumps(self.topology.to_dict(), indent=2))
