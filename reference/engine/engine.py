@@ -22,8 +22,9 @@ Life of a signal (entry ``E`` with ``signal_id`` ``S`` read from RTSS through th
    journal (``published = false``) and is flushed when Redis is back (ORD-3).
 
 Takeover (and start): acquire the lease, wait out the previous holder (``Lease``), restore the broker choice and
-suspended accounts from RIS, reconcile every local in-flight intent, scan the broker for every order with our
-magic, claim the whole consumer group's pending list, process it, and only then read new entries.
+suspended accounts from RIS, rebuild the RTS signal states Redis lost from the journal (ENG-4, ``rts_rebuilt``),
+reconcile every local in-flight intent, scan the broker for every order with our magic (and store its positions in
+RTS), claim the whole consumer group's pending list, process it, and only then read new entries.
 Signals are independent: a deferred signal does not hold back later ones.
 """
 from __future__ import annotations
@@ -231,11 +232,18 @@ class Engine:
         if not self.brokers.active.connected:
             self.stop_event.wait(0.1)
             return
+        self._group_ready = False           # the stream and its group may be gone (Redis lost its data)
         self._ensure_group()
         self._restore_ris()
+        rebuilt = self.rebuild_rts()
         self.reconcile_in_flight()
         self.scan_broker()
-        self.sync_positions("takeover")
+        positions = self.sync_positions("takeover")
+        if rebuilt["signals"]:
+            self.emit("rts_rebuilt", positions=positions, **rebuilt)
+            self.alerts.raise_("rts_rebuilt", f"RTS of group {self.cfg.group} was lost in Redis: rebuilt "
+                               f"{rebuilt['signals']} signal states from the local journal and {positions} "
+                               f"positions from the broker (ENG-4)", positions=positions, **rebuilt)
         self.trading = True
         took = time.monotonic() - self._acquired_at
         self.emit("takeover_ready", seconds=round(took, 3), token=self.lease.token, known_orders=len(self.known))
@@ -276,6 +284,44 @@ class Engine:
             "active_broker": active.name, "broker_connected": int(active.connected),
             "suspended": int(self.brokers.suspended), "instance": self.cfg.instance,
             "token": self.lease.token, "ts_ms": now_ms()}))
+
+    def rebuild_rts(self, batch: int = 500) -> dict[str, int]:
+        """ENG-4: rebuild the per-signal RTS hashes that Redis lost (restart without data, FLUSHALL, a failover
+        that dropped acknowledged writes) from the local journal's published outcomes. Positions are rebuilt from
+        the broker by ``sync_positions`` right after (the broker is the truth for positions).
+
+        Only the state hash is written - not the results index or RTRS: an entry whose publish was lost is pending
+        again and its republish must still append its result to RTRS once (the index decides that). Nothing is
+        sent to any broker here."""
+        counts = {"checked": 0, "signals": 0, "executed": 0, "rejected": 0}
+        done = self.journal.where("state IN ('DONE', 'REJECTED') AND published")
+        for start in range(0, len(done), batch):
+            self.watchdog.beat("rebuild_rts")
+            chunk = done[start:start + batch]
+            keys = [self._rts_signal(i.signal_id) for i in chunk]
+
+            def exists(r):
+                pipe = r.pipeline(transaction=False)
+                for key in keys:
+                    pipe.exists(key)
+                return pipe.execute()
+            present = self.redis.run(exists)
+            missing = [(key, i) for key, i, there in zip(keys, chunk, present) if not there]
+            counts["checked"] += len(chunk)
+            if not missing:
+                continue
+
+            def write(r):
+                pipe = r.pipeline(transaction=False)
+                for key, intent in missing:
+                    pipe.hset(key, mapping={**self._result_fields(intent), "ts_ms": str(intent.updated_ms),
+                                            "restored_from": "journal"})
+                pipe.execute()
+            self.redis.run(write)
+            counts["signals"] += len(missing)
+            for _key, intent in missing:
+                counts["executed" if intent.state == "DONE" else "rejected"] += 1
+        return counts
 
     def reconcile_in_flight(self) -> None:
         """Every local intent that may have reached a broker is settled before any new signal is read."""
@@ -761,17 +807,17 @@ class Engine:
                            f"suspended; top it up, then remove it from {self._ris_suspended}",
                            account=account, signal_id=signal_id)
 
-    def sync_positions(self, why: str) -> None:
+    def sync_positions(self, why: str) -> int | None:
         """BRK-3: compare the positions RTS remembers with the broker's, then store the broker's (it is the truth)."""
         session = self.brokers.active
         if not session.connected:
-            return
+            return None
         try:
             rows, err = session.call("positions_get")
         except BrokerCallFailed:
-            return
+            return None
         if rows is None:
-            return
+            return None
         ours = {str(_field(p, "ticket")): json.dumps({
             "symbol": _field(p, "symbol"), "type": _field(p, "type"), "volume": _field(p, "volume"),
             "price_open": _field(p, "price_open"), "comment": _field(p, "comment"), "broker": session.name})
@@ -789,6 +835,7 @@ class Engine:
         self.redis.run(write)
         self.emit("positions_restored", why=why, broker=session.name, positions=len(ours),
                   gone_since_rts=len(missing), new_since_rts=len(added))
+        return len(ours)
 
     def on_broker_recovered(self) -> None:
         """BRK-3: restore positions (RTS vs broker), restore/record the session (RIS), resend pending work."""
