@@ -251,6 +251,8 @@ class TradeClients:
         self.w = workload
         self.stop = stop
         self.pending: dict[str, tuple[int, str, float]] = {}  # signal id -> (op id, process, deadline)
+        # acknowledged signals with no result on RTRS yet; a client gives up after timeout_s, the settle does not
+        self.awaiting: set[str] = set()
         self.lock = threading.Lock()
         self.counter = 0
         self.threads: list[threading.Thread] = []
@@ -307,11 +309,12 @@ class TradeClients:
             self.env.signal_log.record(sid, OK, symbol=sig["symbol"], side=sig["side"], volume=self.w.volume)
             with self.lock:
                 self.pending[sid] = (op, process, time.monotonic() + self.w.timeout_s)
+                self.awaiting.add(sid)
 
     def _results(self) -> None:
         last = "0-0"
         r = None
-        while not (self.stop.is_set() and not self.pending):
+        while not (self.stop.is_set() and not self.pending and not self.awaiting):
             self._expire()
             try:
                 if r is None:
@@ -319,7 +322,7 @@ class TradeClients:
                 batches = r.xread({"RTRS": last}, count=500, block=200)
             except redis.RedisError:
                 r = None
-                if self.stop.wait(0.1) and not self.pending:
+                if self.stop.wait(0.1) and not self.pending and not self.awaiting:
                     break
                 continue
             for _stream, entries in batches or []:
@@ -332,6 +335,7 @@ class TradeClients:
     def _complete(self, fields: dict) -> None:
         sid = fields.get("signal_id") or fields.get("signal")
         with self.lock:
+            self.awaiting.discard(sid)
             item = self.pending.pop(sid, None)
         if item is None:
             return
