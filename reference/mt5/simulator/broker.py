@@ -415,31 +415,17 @@ class Broker:
 
     def history_orders_get(self, login: int, date_from=None, date_to=None, group=None, ticket=None, position=None):
         history = [o for o in self.orders[login].values() if o["state"] != c.ORDER_STATE_PLACED]
-        if ticket is not None:
-            rows = [o for o in history if o["ticket"] == ticket]
-        elif position is not None:
-            rows = [o for o in history if o["position_id"] == position]
-        else:
-            rows = [o for o in history if date_from <= o["time_setup"] <= date_to]
-            if group is not None:
-                rows = [o for o in rows if group_matches(o["symbol"], group)]
-        return [_row(o, TRADE_ORDER_FIELDS) for o in sorted(rows, key=lambda r: r["ticket"])], OK
+        rows = _history_form(history, "ticket", "time_setup", date_from, date_to, group, ticket, position)
+        return [_row(o, TRADE_ORDER_FIELDS) for o in rows], OK
 
     def history_deals_total(self, login: int, date_from: int, date_to: int):
         rows, error = self.history_deals_get(login, date_from, date_to)
         return len(rows), error
 
     def history_deals_get(self, login: int, date_from=None, date_to=None, group=None, ticket=None, position=None):
-        deals = self.deals[login].values()
-        if ticket is not None:  # an ORDER ticket: the deals that order produced
-            rows = [d for d in deals if d["order"] == ticket]
-        elif position is not None:
-            rows = [d for d in deals if d["position_id"] == position]
-        else:
-            rows = [d for d in deals if date_from <= d["time"] <= date_to]
-            if group is not None:
-                rows = [d for d in rows if group_matches(d["symbol"], group)]
-        return [_row(d, TRADE_DEAL_FIELDS) for d in sorted(rows, key=lambda r: r["ticket"])], OK
+        # ticket= is an ORDER ticket here: the deals that order produced
+        rows = _history_form(self.deals[login].values(), "order", "time", date_from, date_to, group, ticket, position)
+        return [_row(d, TRADE_DEAL_FIELDS) for d in rows], OK
 
     # -- trading ------------------------------------------------------------------------------------------------------
     def _margin(self, symbol: str, volume: float, price: float, login: int) -> float:
@@ -805,3 +791,17 @@ class Broker:
 
     def reset_request_times(self) -> None:
         self._order_times.clear()
+
+
+def _history_form(records, ticket_field: str, time_field: str, date_from, date_to, group, ticket, position) -> list:
+    """The three call forms of history_orders_get / history_deals_get: by ticket, by position, or by date range
+    (with an optional group filter); sorted by ticket."""
+    if ticket is not None:
+        rows = [r for r in records if r[ticket_field] == ticket]
+    elif position is not None:
+        rows = [r for r in records if r["position_id"] == position]
+    else:
+        rows = [r for r in records if date_from <= r[time_field] <= date_to]
+        if group is not None:
+            rows = [r for r in rows if group_matches(r["symbol"], group)]
+    return sorted(rows, key=lambda r: r["ticket"])
