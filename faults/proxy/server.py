@@ -1,5 +1,8 @@
-"""A Toxiproxy-compatible fault proxy on asyncio: the Toxiproxy 2.x HTTP API, TCP proxies with every toxic, and
-UDP proxies (our extension).
+"""The fault proxy's server: the Toxiproxy 2.x HTTP API over the collection of proxies (Toxiproxy's api.go and
+proxy_collection.go), on asyncio, as a process or embedded in a thread.
+
+The rest of faults/proxy: proxy.py is one proxy (its toxics per stream, counters, seeded Random), tcp.py and udp.py
+the TCP proxy and the UDP proxy (our extension) with their links, toxics.py the toxics, http.py the HTTP layer.
 
 Why our own server: no Toxiproxy binary is installable from the registries this project uses, and the harness
 drives every network fault through the Toxiproxy HTTP API, so anything that speaks the API (this server, or a
@@ -24,253 +27,28 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import random
 import threading
 from typing import Callable
 
 from faults.core import UnsafeTarget
-from faults.proxy import tcp, udp
 from faults.proxy.http import Request, Response, error, serve_connection
-from faults.proxy.toxics import STREAMS, InvalidToxic, Toxic, build_toxic
+from faults.proxy.proxy import ApiError, Proxy, split_hostport
+from faults.proxy.tcp import TcpProxy
+from faults.proxy.toxics import STREAMS, InvalidToxic
+from faults.proxy.udp import UdpProxy
 from faults.safety import check_address
 
 VERSION = "2.9.0-tradedrill"
-
-
-def _hostport(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep:
-        raise ValueError(f"address {address!r} must be host:port")
-    host = host.strip("[]") or "127.0.0.1"
-    if host == "localhost":
-        host = "127.0.0.1"
-    return host, int(port)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-class _Proxy:
-    protocol = "tcp"
-
-    def __init__(self, server: "ToxiproxyServer", name: str, listen: str, upstream: str, seed=None):
-        self.server = server
-        self.name = name
-        self.host, self.port = _hostport(listen)
-        self.upstream = upstream
-        self.enabled = False
-        self.toxics: dict[str, Toxic] = {}
-        self._by_stream: dict[str, list[Toxic]] = {s: [] for s in STREAMS}
-        self._uids: set[int] = set()
-        self.changed = asyncio.Event()
-        self.seed = seed
-        self.rng = random.Random(f"{server.seed if seed is None else seed}:{name}")
-        self.bytes = {s: 0 for s in STREAMS}
-        self.upstream_hostport()  # validates
-
-    @property
-    def listen(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def upstream_hostport(self) -> tuple[str, int]:
-        return _hostport(self.upstream)
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "listen": self.listen, "upstream": self.upstream, "enabled": self.enabled,
-                "toxics": [t.to_json() for t in self.toxics.values()], "protocol": self.protocol}
-
-    # toxics ---------------------------------------------------------------------------------------------------
-    def toxics_for(self, stream: str) -> list[Toxic]:
-        return self._by_stream[stream]
-
-    def has_toxics(self, stream: str) -> bool:
-        return bool(self._by_stream[stream])
-
-    def has_toxic_uid(self, uid: int) -> bool:
-        return uid in self._uids
-
-    def all_toxics(self) -> list[Toxic]:
-        return list(self.toxics.values())
-
-    def _reindex(self) -> None:
-        self._by_stream = {s: [t for t in self.toxics.values() if t.stream == s] for s in STREAMS}
-        self._uids = {t.uid for t in self.toxics.values()}
-        self.changed.set()
-        self.changed = asyncio.Event()
-
-    def add_toxic(self, body: dict) -> Toxic:
-        toxic = build_toxic(body, self.protocol)
-        if toxic.name in self.toxics:
-            raise ApiError(409, "toxic already exists")
-        self.toxics[toxic.name] = toxic
-        self._reindex()
-        self.on_toxic_added(toxic)
-        return toxic
-
-    def update_toxic(self, name: str, body: dict) -> Toxic:
-        old = self.toxics.get(name)
-        if old is None:
-            raise ApiError(404, "toxic not found")
-        new = build_toxic({**body, "name": name, "stream": old.stream}, self.protocol, existing=old)
-        self.on_toxic_removed(old)
-        self.toxics[name] = new
-        self._reindex()
-        self.on_toxic_added(new)
-        return new
-
-    def remove_toxic(self, name: str) -> None:
-        toxic = self.toxics.pop(name, None)
-        if toxic is None:
-            raise ApiError(404, "toxic not found")
-        self._reindex()
-        self.on_toxic_removed(toxic)
-
-    def remove_all_toxics(self) -> None:
-        for name in list(self.toxics):
-            self.remove_toxic(name)
-
-    def on_toxic_added(self, toxic: Toxic) -> None:
-        pass
-
-    def on_toxic_removed(self, toxic: Toxic) -> None:
-        pass
-
-    def count(self, stream: str, n: int) -> None:
-        self.bytes[stream] += n
-
-
-class TcpProxy(_Proxy):
-    protocol = "tcp"
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.listener: asyncio.base_events.Server | None = None
-        self.connections: set[tcp.Connection] = set()
-        self.accepted = 0
-
-    async def enable(self) -> None:
-        if self.enabled:
-            return
-        loop = asyncio.get_running_loop()
-
-        def factory():
-            self.accepted += 1
-            return tcp.ClientSide(self)
-
-        try:
-            self.listener = await loop.create_server(factory, self.host, self.port, reuse_address=True,
-                                                     backlog=1024)
-        except OSError as exc:
-            raise ApiError(500, f"proxy {self.name}: cannot listen on {self.listen}: {exc.strerror}") from None
-        self.port = self.listener.sockets[0].getsockname()[1]
-        self.enabled = True
-
-    async def disable(self) -> None:
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
-        for conn in list(self.connections):
-            conn.close()
-        self.enabled = False
-
-    def on_toxic_added(self, toxic: Toxic) -> None:
-        for conn in list(self.connections):
-            conn.toxic_added(toxic)
-
-    def on_toxic_removed(self, toxic: Toxic) -> None:
-        for conn in list(self.connections):
-            conn.toxic_removed(toxic)
-            for pipe in (conn.up, conn.down):
-                pipe.kick()
-
-
-class UdpProxy(_Proxy):
-    protocol = "udp"
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.listener: udp._Listener | None = None
-        self.flows: dict[tuple, udp._Flow] = {}
-        self.datagrams = {s: 0 for s in STREAMS}
-        self.dropped = {s: 0 for s in STREAMS}
-        self._sweeper: asyncio.TimerHandle | None = None
-
-    async def enable(self) -> None:
-        if self.enabled:
-            return
-        loop = asyncio.get_running_loop()
-        try:
-            transport, proto = await loop.create_datagram_endpoint(lambda: udp._Listener(self),
-                                                                   local_addr=(self.host, self.port))
-        except OSError as exc:
-            raise ApiError(500, f"proxy {self.name}: cannot listen on udp {self.listen}: {exc.strerror}") from None
-        self.listener = proto
-        self.port = transport.get_extra_info("sockname")[1]
-        self.enabled = True
-        self._sweeper = loop.call_later(udp.FLOW_IDLE, self._sweep)
-
-    async def disable(self) -> None:
-        if self.listener is not None and self.listener.transport is not None:
-            self.listener.transport.close()
-        self.listener = None
-        for flow in self.flows.values():
-            if flow.transport is not None:
-                flow.transport.close()
-        self.flows.clear()
-        if self._sweeper:
-            self._sweeper.cancel()
-        self.enabled = False
-
-    def _sweep(self) -> None:
-        loop = asyncio.get_running_loop()
-        for addr, flow in list(self.flows.items()):
-            if loop.time() - flow.last > udp.FLOW_IDLE:
-                if flow.transport is not None:
-                    flow.transport.close()
-                del self.flows[addr]
-        if self.enabled:
-            self._sweeper = loop.call_later(udp.FLOW_IDLE, self._sweep)
-
-    def _deliver(self, stream: str, data: bytes, send: Callable[[bytes], None]) -> None:
-        self.datagrams[stream] += 1
-        self.bytes[stream] += len(data)
-        delays = udp.plan_delivery(self, stream) if self._by_stream[stream] else [0.0]
-        if not delays:
-            self.dropped[stream] += 1
-        loop = asyncio.get_running_loop()
-        for delay in delays:
-            if delay <= 0:
-                send(data)
-            else:
-                loop.call_later(delay, send, data)
-
-    def from_client(self, data: bytes, addr) -> None:
-        flow = self.flows.get(addr)
-        if flow is None:
-            flow = udp._Flow(self, addr)
-            self.flows[addr] = flow
-            loop = asyncio.get_running_loop()
-            loop.create_task(loop.create_datagram_endpoint(lambda: flow, remote_addr=self.upstream_hostport()))
-        self._deliver("upstream", data, flow.send)
-
-    def from_upstream(self, data: bytes, flow: "udp._Flow") -> None:
-        def send(d: bytes) -> None:
-            if self.listener is not None and self.listener.transport is not None:
-                self.listener.transport.sendto(d, flow.client_addr)
-        self._deliver("downstream", data, send)
 
 
 class ToxiproxyServer:
     """The API and the proxies, on the running event loop."""
 
     def __init__(self, listen: str = "127.0.0.1:8474", seed: int | str = 0):
-        self.host, self.port = _hostport(listen)
+        self.host, self.port = split_hostport(listen)
         check_address(self.host)
         self.seed = seed
-        self.proxies: dict[str, _Proxy] = {}
+        self.proxies: dict[str, Proxy] = {}
         self._api: asyncio.base_events.Server | None = None
 
     @property
@@ -291,7 +69,7 @@ class ToxiproxyServer:
         self.proxies.clear()
 
     # -- proxies ------------------------------------------------------------------------------------------------
-    async def create_proxy(self, body: dict, protocol: str | None = None) -> _Proxy:
+    async def create_proxy(self, body: dict, protocol: str | None = None) -> Proxy:
         if not isinstance(body, dict):
             raise ApiError(400, "proxy body must be a JSON object")
         name, upstream = body.get("name"), body.get("upstream")
@@ -304,10 +82,10 @@ class ToxiproxyServer:
             raise ApiError(400, f"unknown protocol {protocol!r}: use tcp or udp")
         listen = body.get("listen") or "127.0.0.1:0"
         try:
-            check_address(_hostport(listen)[0])
-            check_address(_hostport(upstream)[0])
+            check_address(split_hostport(listen)[0])
+            check_address(split_hostport(upstream)[0])
             cls = UdpProxy if protocol == "udp" else TcpProxy
-            proxy = cls(self, name, listen, upstream, seed=body.get("seed"))
+            proxy = cls(name, listen, upstream, seed=body.get("seed"), server_seed=self.seed)
         except (ValueError, UnsafeTarget) as exc:
             raise ApiError(400, str(exc)) from None
         if body.get("enabled", True):
@@ -315,23 +93,23 @@ class ToxiproxyServer:
         self.proxies[name] = proxy
         return proxy
 
-    def _proxy(self, name: str) -> _Proxy:
+    def _proxy(self, name: str) -> Proxy:
         proxy = self.proxies.get(name)
         if proxy is None:
             raise ApiError(404, "proxy not found")
         return proxy
 
-    async def update_proxy(self, proxy: _Proxy, body: dict) -> _Proxy:
+    async def update_proxy(self, proxy: Proxy, body: dict) -> Proxy:
         if not isinstance(body, dict):
             raise ApiError(400, "proxy body must be a JSON object")
         if "upstream" in body and body["upstream"] != proxy.upstream:
             try:
-                check_address(_hostport(body["upstream"])[0])
+                check_address(split_hostport(body["upstream"])[0])
             except (ValueError, UnsafeTarget) as exc:
                 raise ApiError(400, str(exc)) from None
             proxy.upstream = body["upstream"]
         if "listen" in body and body["listen"] != proxy.listen:
-            host, port = _hostport(body["listen"])
+            host, port = split_hostport(body["listen"])
             check_address(host)
             was = proxy.enabled
             await proxy.disable()
@@ -345,7 +123,7 @@ class ToxiproxyServer:
                 await proxy.disable()
         return proxy
 
-    async def populate(self, body) -> list[_Proxy]:
+    async def populate(self, body) -> list[Proxy]:
         if not isinstance(body, list):
             raise ApiError(400, "populate takes a JSON list of proxies")
         out = []

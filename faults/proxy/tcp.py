@@ -1,4 +1,4 @@
-"""The TCP side of the proxy: a listener per proxy, two pipes per connection, a toxic chain per pipe.
+"""The TCP proxy and its link: a listener per proxy, two pipes per connection, a toxic chain per pipe.
 
 With no toxic on a pipe, bytes go straight from ``data_received`` to the other transport (the fast path that
 keeps the added latency in tens of microseconds); with toxics, chunks queue with their arrival time and a worker
@@ -9,17 +9,61 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import random
 import socket
 import struct
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Awaitable, Callable
 
+from faults.proxy.proxy import ApiError, Proxy
 from faults.proxy.toxics import Toxic
 
-if TYPE_CHECKING:
-    from faults.proxy.server import TcpProxy
-
 QUEUE_HIGH = 1 << 20
+
+
+class TcpProxy(Proxy):
+    """The listener of a TCP proxy and its open connections."""
+
+    protocol = "tcp"
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.listener: asyncio.base_events.Server | None = None
+        self.connections: set[Connection] = set()
+        self.accepted = 0
+
+    async def enable(self) -> None:
+        if self.enabled:
+            return
+        loop = asyncio.get_running_loop()
+
+        def factory():
+            self.accepted += 1
+            return ClientSide(self)
+
+        try:
+            self.listener = await loop.create_server(factory, self.host, self.port, reuse_address=True,
+                                                     backlog=1024)
+        except OSError as exc:
+            raise ApiError(500, f"proxy {self.name}: cannot listen on {self.listen}: {exc.strerror}") from None
+        self.port = self.listener.sockets[0].getsockname()[1]
+        self.enabled = True
+
+    async def disable(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        for conn in list(self.connections):
+            conn.close()
+        self.enabled = False
+
+    def on_toxic_added(self, toxic: Toxic) -> None:
+        for conn in list(self.connections):
+            conn.toxic_added(toxic)
+
+    def on_toxic_removed(self, toxic: Toxic) -> None:
+        for conn in list(self.connections):
+            conn.toxic_removed(toxic)
+            for pipe in (conn.up, conn.down):
+                pipe.kick()
 
 
 class _Side(asyncio.Protocol):
@@ -60,7 +104,7 @@ class _Side(asyncio.Protocol):
 
 
 class ClientSide(_Side):
-    def __init__(self, proxy: "TcpProxy"):
+    def __init__(self, proxy: TcpProxy):
         self.proxy = proxy
         super().__init__(Connection(proxy), "upstream")
         self.conn.client = self
@@ -266,7 +310,7 @@ async def apply_tcp_toxic(pipe: Pipe, toxic: Toxic, arrival: float, data: bytes,
 
 
 class Connection:
-    def __init__(self, proxy: "TcpProxy"):
+    def __init__(self, proxy: TcpProxy):
         self.proxy = proxy
         self.loop = asyncio.get_running_loop()
         self.client: ClientSide | None = None
@@ -374,6 +418,3 @@ class Connection:
             self._connect_task.cancel()
         self.proxy.connections.discard(self)
 
-
-def make_rng(seed: str) -> random.Random:
-    return random.Random(seed)
