@@ -2,6 +2,7 @@
 
 Requirements: ENG-1..6, BRK-1..5, ORD-1..3, the client side of RDS-2. Modules, one concern each:
 
+- ``contract``   the wire contract: Redis keys, lease value, result statuses, order comments (stdlib only).
 - ``config``     EngineConfig: every timing with its requirement ID; TOML/JSON file + ``TRADEDRILL_ENGINE_*`` env.
 - ``signals``    the RTSS signal schema, validation (never raises), the deterministic order comment.
 - ``journal``    the local durable intent journal (DuckDB) and ``failed_syncs``.

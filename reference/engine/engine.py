@@ -44,6 +44,7 @@ from .journal import Intent, Journal
 from .lease import Lease
 from .redislink import RedisLink, RedisUnavailable
 from .retcodes import Outcome, classify_none, constant
+from .contract import Keys, ResultStatus
 from .signals import InvalidSignal, Signal, comment_prefix_for, order_comment, parse_signal
 from .watchdog import Watchdog
 
@@ -78,6 +79,7 @@ def now_ms() -> int:
 class Engine:
     def __init__(self, config: EngineConfig, echo_events: bool = False):
         self.cfg = config
+        self.keys = Keys.of(config)
         self.state_dir = Path(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.events_path = self.state_dir / f"events-{config.instance}.jsonl"
@@ -105,25 +107,25 @@ class Engine:
         self._entry_failures: dict[str, int] = {}
         self.stats = {"received": 0, "executed": 0, "rejected": 0, "acked": 0, "sends": 0}
 
-    # --- keys -----------------------------------------------------------------------------------------------------
+    # --- keys (the wire contract: reference/engine/contract.py) -------------------------------------------------
     def _rts_signal(self, signal_id: str) -> str:
-        return f"{self.cfg.rts_prefix}:{self.cfg.group}:signal:{signal_id}"
+        return self.keys.rts_signal(signal_id)
 
     @property
     def _rts_results(self) -> str:
-        return f"{self.cfg.rts_prefix}:{self.cfg.group}:results"
+        return self.keys.rts_results
 
     @property
     def _rts_positions(self) -> str:
-        return f"{self.cfg.rts_prefix}:{self.cfg.group}:positions"
+        return self.keys.rts_positions
 
     @property
     def _ris_session(self) -> str:
-        return f"{self.cfg.ris_prefix}:{self.cfg.group}:session"
+        return self.keys.ris_session
 
     @property
     def _ris_suspended(self) -> str:
-        return f"{self.cfg.ris_prefix}:{self.cfg.group}:suspended_accounts"
+        return self.keys.ris_suspended
 
     # --- lifecycle ----------------------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -430,7 +432,7 @@ class Engine:
             self.reject_entry(entry_id, sig.signal_id, "DUPLICATE_SIGNAL",
                               f"signal id already handled in entry {existing.entry_id} "
                               f"({existing.result.get('status', existing.state.lower())})", alert=False,
-                              status="duplicate")
+                              status=ResultStatus.DUPLICATE.value)
             return
         if existing is not None and existing.final:
             try:
@@ -718,7 +720,7 @@ class Engine:
 
     # --- outcomes -----------------------------------------------------------------------------------------------
     def finish(self, intent: Intent, state: str, code: str = "", reason: str = "", **extra) -> None:
-        status = "executed" if state == "DONE" else "rejected"
+        status = (ResultStatus.EXECUTED if state == "DONE" else ResultStatus.REJECTED).value
         intent.state = state
         intent.result = {"status": status, "code": code, "reason": reason,
                          **{k: v for k, v in extra.items() if v is not None}}
@@ -729,7 +731,7 @@ class Engine:
         self.stats["executed" if state == "DONE" else "rejected"] += 1
         self.emit("outcome", signal_id=intent.signal_id, entry_id=intent.entry_id, status=status, code=code,
                   reason=reason, order=extra.get("order"))
-        if status == "rejected":
+        if status == ResultStatus.REJECTED.value:
             self.emit("signal_rejected", signal_id=intent.signal_id, entry_id=intent.entry_id, code=code,
                       reason=reason)
         try:
@@ -768,7 +770,7 @@ class Engine:
                                          len(fields), *flat))
 
     def reject_entry(self, entry_id: str, signal_id: str, code: str, reason: str, alert: bool,
-                     status: str = "rejected") -> None:
+                     status: str = ResultStatus.REJECTED.value) -> None:
         """An entry that is not a usable signal (or a duplicate id): reason on RTRS, alert, ack. Never raises
         past Redis being down (then the entry stays pending and is judged again later)."""
         self.stats["rejected"] += 1

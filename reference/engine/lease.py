@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .config import EngineConfig
+from .contract import Keys, parse_lease
 from .redislink import RedisLink, RedisUnavailable
 
 ACQUIRE = """
@@ -93,8 +94,7 @@ class Lease:
         self.config = config
         self.link = link
         self.emit = on_event
-        g = config.group
-        self.keys = [f"{g}:lease", f"{g}:fence", f"{g}:lease:renewed_ms", f"{g}:lease:holder"]
+        self.keys = Keys.of(config).lease_keys()  # lease, fence, renewed_ms, holder
         self.value: str | None = None
         self.token = 0
         self._deadline = 0.0           # monotonic: may send until then
@@ -140,7 +140,7 @@ class Lease:
             wait_s = max(0.0, (last_ms + ttl_ms - now_ms) / 1000.0) + self.config.send_flight_s
         with self._lock:
             self.value = value
-            self.token = int(value.rsplit(":", 1)[1])
+            self.token = parse_lease(value)[1]
             self._deadline = start + self.config.lease_ttl_s - self.config.lease_safety_margin_s
             self._ready_at = time.monotonic() + wait_s
             self.acquired_count += 1

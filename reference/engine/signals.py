@@ -21,8 +21,6 @@ the stream. Unknown extra fields are ignored.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import math
 import re
 from dataclasses import dataclass, asdict
@@ -30,7 +28,6 @@ from dataclasses import dataclass, asdict
 SIGNAL_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 SYMBOL_RE = re.compile(r"^[A-Za-z0-9._#\-]{1,32}$")
 ACCOUNT_RE = re.compile(r"^[0-9]{1,20}$")
-COMMENT_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
 SIDES = ("buy", "sell")
 ORDER_TYPES = ("market", "limit", "stop")
 MAX_FIELD_LEN = 256
@@ -167,21 +164,5 @@ def parse_signal(fields: dict, *, max_volume: float = 100.0, now_ms: int | None 
         return InvalidSignal("MALFORMED", f"entry could not be read: {type(exc).__name__}", signal_id)
 
 
-def signal_key(signal_id: str) -> str:
-    """Short deterministic key of a signal: 12 base32 chars of sha256 (60 bits; collision odds negligible)."""
-    digest = hashlib.sha256(signal_id.encode()).digest()
-    return base64.b32encode(digest).decode().rstrip("=").lower()[:12]
-
-
-def comment_prefix_for(signal_id: str, prefix: str = "td") -> str:
-    """Every order sent for this signal carries a comment starting with this (attempts differ in the suffix)."""
-    return f"{prefix}{signal_key(signal_id)}-"
-
-
-def order_comment(signal_id: str, attempt: int, prefix: str = "td", max_len: int = 24) -> str:
-    """The ``comment`` of attempt ``attempt`` (1-based) of a signal: ``td<12 chars>-<attempt>``."""
-    comment = f"{comment_prefix_for(signal_id, prefix)}{attempt}"
-    if len(comment) > max_len or not COMMENT_RE.match(comment):
-        raise ValueError(f"comment {comment!r} does not fit the broker's {max_len}-character limit; "
-                         f"shorten comment_prefix")
-    return comment
+# the comment code lives in the wire contract; re-exported here for the engine's older imports
+from .contract import COMMENT_RE, comment_prefix_for, order_comment, signal_key  # noqa: E402,F401
