@@ -7,6 +7,24 @@
         stack.node("redis-1").kill()
         stack.wait_for_new_primary(old=("127.0.2.2", 6379), timeout=10)
 
+Every node is built by its service module (``tradedrill/services/<service>.py``, testcontainers' ``modules/`` are
+the model); ``options`` passes per-kind options to those builders:
+
+    LocalStack(Topology.default(services=("redis", "mt5", "engine")), run_dir,
+               options={"mt5": {"seed": 7},
+                        "engine": {"overrides": {"heartbeat_s": 0.5}, "command": (...), "env": {...},
+                                   "supervise": True}})
+
+``up`` starts, in order: Redis (and ClickHouse, PostgreSQL and the brokers, all at once), the replicas linked, the
+Sentinels agreeing on the primary, then the engines: the config ``<run_dir>/engine.json`` is written, ``engine-a``
+starts and takes the lease (A is the first active), then ``engine-b``. Engines run under
+``reference.supervisor.Supervisor`` with the ENG-3 policy (``POLICIES["engine"]``; events in
+``<run_dir>/supervisor.jsonl``) unless ``supervise`` is False; ``down`` stops the supervisor first.
+
+Every config file is rendered from the topology's settings on every ``up``: a run folder never runs with what an
+earlier run left in it. ``services`` limits which of the topology's services this stack starts (the engine tests
+start only Redis and run their own brokers and engines from the same topology).
+
 Teardown stops every process it started by PID, also when the body raises or the user presses Ctrl-C; a second
 ``up`` in the same run folder first reaps what a crashed earlier run left (PID and start time both checked).
 """
@@ -20,22 +38,43 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import psutil
+import redis
 
+from reference.engine.contract import Keys, lease_instance
+from reference.mt5.simclient import SimulatorAdmin
+from reference.supervisor import POLICIES, RestartPolicy, Supervisor
 from tradedrill.process import NodeStartError, PidRegistry, ProcessNode, same_process_alive, stop_all
-from tradedrill.services import clickhouse, postgres
+from tradedrill.services import clickhouse, mt5sim, postgres
+from tradedrill.services import engine as engine_svc
 from tradedrill.services import redis as redis_svc
 from tradedrill.topology import NodeSpec, Topology
 from tradedrill.waiting import wait_until
 
-_BUILDERS: dict[str, Callable] = {
+# kind -> build_node(spec, topo, run_dir, registry, **options) -> ProcessNode
+_BUILDERS: dict[str, Callable[..., ProcessNode]] = {
     "redis": redis_svc.build_node,
     "sentinel": redis_svc.build_node,
     "clickhouse": clickhouse.build_node,
     "postgres": postgres.build_node,
+    "mt5": mt5sim.build_node,
+    "engine": engine_svc.build_node,
 }
+# the kinds of node each service of a topology has
+SERVICE_KINDS: dict[str, tuple[str, ...]] = {
+    "redis": ("redis", "sentinel"), "clickhouse": ("clickhouse",), "postgres": ("postgres",), "mt5": ("mt5",),
+    "engine": ("engine",),
+}
+# the options each kind understands (LocalStack's ``options``); every kind also takes ``supervise``
+_OPTIONS: dict[str, frozenset[str]] = {
+    "mt5": frozenset({"seed", "config_file", "behaviour", "server_name", "ready_timeout"}),
+    "engine": frozenset({"command", "env", "overrides"}),
+}
+# the restart policy of ``supervise: True`` per kind, and which kinds are supervised unless told otherwise
+_POLICY_OF_KIND: dict[str, RestartPolicy] = {"engine": POLICIES["engine"]}
+_SUPERVISED_BY_DEFAULT = frozenset({"engine"})
 
 
 class StackError(RuntimeError):
@@ -85,30 +124,89 @@ def _port_free(spec: NodeSpec) -> bool:
 
 
 class LocalStack:
-    def __init__(self, topology: Topology, run_dir: Path | str):
+    """The running topology. ``options`` maps a node kind to the options of its builder (see the module
+    docstring); ``services`` limits which of the topology's services ``up`` starts (default: all of them)."""
+
+    def __init__(self, topology: Topology, run_dir: Path | str, options: dict[str, dict] | None = None,
+                 services: Iterable[str] | None = None):
         self.topology = topology
         self.run_dir = Path(run_dir).resolve()
         self.registry = PidRegistry(self.run_dir / "pids.json")
         self.nodes: dict[str, ProcessNode] = {}
         self.timings: dict[str, float] = {}
+        self.options = _check_options(options)
+        chosen = tuple(topology.services if services is None else services)
+        unknown = [s for s in chosen if s not in topology.services]
+        if unknown:
+            raise StackError(f"service(s) {unknown} are not in this topology; it has {list(topology.services)}")
+        self.services = chosen
+        # one supervisor per supervised kind (stopping the engines must not stop a supervised broker)
+        self.supervisors: dict[str, Supervisor] = {}
+        self.engine_config: dict | None = None
+
+    # -- what this stack runs ----------------------------------------------------------------------------------
+    def _specs(self) -> list[NodeSpec]:
+        kinds = {k for s in self.services for k in SERVICE_KINDS[s]}
+        return [spec for spec in self.topology.nodes if spec.kind in kinds]
+
+    def _policy(self, kind: str) -> RestartPolicy | None:
+        """The restart policy of a kind's nodes, or None when they are not supervised. ``supervise`` is True
+        (the kind's policy: ENG-3 for engines, BE-1 ``backend`` for the others), False, a policy name of
+        ``reference.supervisor.POLICIES`` or a ``RestartPolicy``."""
+        choice = self.options.get(kind, {}).get("supervise", kind in _SUPERVISED_BY_DEFAULT)
+        if choice is True:
+            return _POLICY_OF_KIND.get(kind, POLICIES["backend"])
+        if not choice:
+            return None
+        return choice if isinstance(choice, RestartPolicy) else POLICIES[choice]
+
+    @property
+    def supervisor(self) -> Supervisor | None:
+        """The engines' supervisor (None when the engines are not supervised or not running)."""
+        return self.supervisors.get("engine")
+
+    @property
+    def supervised_kinds(self) -> frozenset[str]:
+        """The kinds whose nodes a supervisor restarts (a fault on them is healed by the supervisor)."""
+        return frozenset(k for k in {s.kind for s in self._specs()} if self._policy(k) is not None)
+
+    @property
+    def engine_config_path(self) -> Path:
+        return self.run_dir / "engine.json"
+
+    def _build(self, spec: NodeSpec) -> ProcessNode:
+        opts = {k: v for k, v in self.options.get(spec.kind, {}).items() if k != "supervise"}
+        if spec.kind == "engine":
+            return engine_svc.build_node(spec, self.topology, self.run_dir, self.registry,
+                                         config_path=self.engine_config_path, command=opts.get("command"),
+                                         env=opts.get("env"))
+        return _BUILDERS[spec.kind](spec, self.topology, self.run_dir, self.registry, **opts)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def up(self) -> "LocalStack":
+        specs = self._specs()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         leftovers = self.registry.reap_leftovers()
         if leftovers:
             print(f"tradedrill: stopped {len(leftovers)} process(es) left by an earlier run: {', '.join(leftovers)}")
-        for spec in self.topology.nodes:
-            self.nodes[spec.name] = _BUILDERS[spec.kind](spec, self.topology, self.run_dir, self.registry)
+        self.nodes = {}
+        for spec in specs:
+            self.nodes[spec.name] = self._build(spec)
+        listening = [s for s in specs if s.port]
         if leftovers:  # the kernel may take a moment to release the sockets of the processes just killed
             try:
-                wait_until(lambda: all(_port_free(s) for s in self.topology.nodes), 5.0,
+                wait_until(lambda: all(_port_free(s) for s in listening), 5.0,
                            "the ports of the reaped processes to be released")
             except TimeoutError:
                 pass  # check_port_free below names the holder
-        for spec in self.topology.nodes:
+        for spec in listening:
             check_port_free(spec)
         (self.run_dir / "topology.json").write_text(json.dumps(self.topology.to_dict(), indent=2))
+        if any(s.kind == "engine" for s in specs):
+            self.engine_config = engine_svc.engine_config(self.topology, self.options.get("engine", {}).get("overrides"))
+            tmp = self.engine_config_path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(self.engine_config, indent=2))
+            tmp.replace(self.engine_config_path)
         previous = signal.getsignal(signal.SIGTERM)
         started = time.monotonic()
         try:
@@ -130,22 +228,51 @@ class LocalStack:
         timeout = float(self.topology.settings["ready.timeout_s"])
         kinds = {s.name: s.kind for s in self.topology.nodes}
         # Sentinels start once the replicas are linked: a Sentinel learns replicas from the primary's INFO,
-        # which it reads once at connect and then only every 10 s
-        first = [n for n in self.nodes.values() if kinds[n.name] != "sentinel"]
-        second = [n for n in self.nodes.values() if kinds[n.name] == "sentinel"]
+        # which it reads once at connect and then only every 10 s. Engines start once Redis and the brokers serve.
+        first = [n for n in self.nodes.values() if kinds[n.name] not in ("sentinel", "engine")]
+        sentinels = [n for n in self.nodes.values() if kinds[n.name] == "sentinel"]
+        engines = [n for n in self.nodes.values() if kinds[n.name] == "engine"]
         t0 = time.monotonic()
         self._start_and_wait(first, timeout)
-        if "redis" in self.topology.services:
+        if sentinels:
             t1 = time.monotonic()
             self.wait_replicas_linked(timeout)
-            self._start_and_wait(second, timeout)
+            self._start_and_wait(sentinels, timeout)
             self.wait_sentinels_agree(timeout)
             self.timings["redis_settled_s"] = time.monotonic() - t1
+        if engines:
+            t2 = time.monotonic()
+            self._start_engines(engines, timeout)
+            self.timings["engines_settled_s"] = time.monotonic() - t2
         self.timings["nodes_ready_s"] = time.monotonic() - t0
+
+    def _start_engines(self, engines: list[ProcessNode], timeout: float) -> None:
+        """The first engine (A) takes the lease before the next starts, so A is the first active."""
+        for i, node in enumerate(engines):
+            t = time.monotonic()
+            self._start(node)
+            node.wait_ready(timeout)
+            if i == 0:
+                first = engine_svc.instance_of(self.topology.node(node.name))
+                # the live lease only: ``<group>:lease:holder`` may still name A from an earlier run
+                wait_until(lambda: self._read_lease(self.engine_group, fallback=False) == first, timeout,
+                           f"engine {first} ({node.name}) to take the lease of group {self.engine_group}")
+            self.timings[f"{node.name}_ready_s"] = time.monotonic() - t
+
+    def _start(self, node: ProcessNode) -> None:
+        """Start a node, under its kind's supervisor when that kind is supervised."""
+        kind = _kind(node)
+        policy = self._policy(kind)
+        if policy is None:
+            node.start()
+            return
+        if kind not in self.supervisors:
+            self.supervisors[kind] = Supervisor(events_path=self.run_dir / "supervisor.jsonl")
+        self.supervisors[kind].add(node, policy)
 
     def _start_and_wait(self, nodes: list[ProcessNode], timeout: float) -> None:
         for node in nodes:
-            node.start()
+            self._start(node)
         with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
             futures = {n.name: pool.submit(_timed, n.wait_ready, timeout) for n in nodes}
             for name, fut in futures.items():
@@ -184,8 +311,29 @@ class LocalStack:
 
         wait_until(agree, timeout, "every Sentinel to know the primary, its replicas and the other Sentinels")
 
+    def stop_kind(self, kind: str) -> list[str]:
+        """Stop every node of ``kind`` for good (its supervisor first, so nothing restarts them); returns
+        teardown errors. The drills stop the engines this way before they dump the ground truth."""
+        errors = self._stop_supervisor(kind)
+        errors += stop_all([n for n in reversed(list(self.nodes.values())) if _kind(n) == kind])
+        return errors
+
+    def _stop_supervisor(self, kind: str) -> list[str]:
+        sup = self.supervisors.pop(kind, None)
+        if sup is None:
+            return []
+        try:
+            sup.stop()  # stops watching, then stops every node it watched by its own handle
+        except Exception as exc:  # noqa: BLE001 - teardown goes on
+            return [f"supervisor of {kind}: {exc!r}"]
+        return []
+
     def down(self) -> list[str]:
-        errors = stop_all(reversed(list(self.nodes.values())))
+        """Stop every node (supervisors first, engines before the services they use); returns teardown errors."""
+        errors: list[str] = []
+        for kind in sorted(self.supervisors, key=lambda k: k != "engine"):
+            errors += self._stop_supervisor(kind)
+        errors += stop_all(reversed(list(self.nodes.values())))
         # anything recorded but not in self.nodes (an adopting `down` from another process)
         self.registry.reap_leftovers()
         state = self.run_dir / "stack.json"
@@ -202,9 +350,13 @@ class LocalStack:
     def _write_state(self) -> None:
         doc = {
             "topology": self.topology.to_dict(),
+            "services": list(self.services),
             "nodes": {name: {**n.describe(), "create_time": n.create_time} for name, n in self.nodes.items()},
+            "supervised": sorted(self.supervisors),
             "timings": self.timings,
         }
+        if self.engine_config is not None:
+            doc["engine_config"] = str(self.engine_config_path)
         (self.run_dir / "stack.json").write_text(json.dumps(doc, indent=2))
 
     # -- access ----------------------------------------------------------------------------------------------
@@ -214,9 +366,29 @@ class LocalStack:
         except KeyError:
             raise KeyError(f"no node {name!r}; nodes: {sorted(self.nodes)}") from None
 
+    def of_kind(self, kind: str) -> dict[str, ProcessNode]:
+        """The running stack's nodes of ``kind``, by name, in topology order."""
+        return {name: n for name, n in self.nodes.items() if _kind(n) == kind}
+
+    @property
+    def brokers(self) -> dict[str, ProcessNode]:
+        """The MT5 simulators by node name (``mt5-primary``, ``mt5-backup``)."""
+        return self.of_kind("mt5")
+
+    @property
+    def engines(self) -> dict[str, ProcessNode]:
+        """The engine instances by node name (``engine-a``, ``engine-b``)."""
+        return self.of_kind("engine")
+
     @property
     def master_name(self) -> str:
         return self.topology.master_name
+
+    @property
+    def engine_group(self) -> str:
+        """The engines' group: the ``group`` override of the engine options, else the ``engine.group`` setting."""
+        overrides = self.options.get("engine", {}).get("overrides") or {}
+        return str(overrides.get("group") or self.topology.settings["engine.group"])
 
     def sentinel_addresses(self) -> list[tuple[str, int]]:
         return [(s.address, s.port) for s in self.topology.of_kind("sentinel")]
@@ -224,14 +396,69 @@ class LocalStack:
     def sentinel(self, timeout: float = 0.5):
         return redis_svc.sentinel_client(self.sentinel_addresses(), timeout)
 
+    def redis(self, timeout: float = 0.5) -> redis.Redis:
+        """A client of the current primary through the Sentinels, with explicit socket timeouts and no hidden
+        retries: an operation during a failover fails fast (and the next one finds the new primary)."""
+        return self.sentinel(timeout).master_for(self.master_name, socket_timeout=timeout,
+                                                 socket_connect_timeout=timeout)
+
     def redis_primary(self, timeout: float = 0.5) -> tuple[str, int] | None:
         """The primary as a majority of the reachable Sentinels report it; None if none answers."""
         return sentinel_primary(self.sentinel_addresses(), self.master_name, timeout)
+
+    def redis_primary_node(self, timeout: float = 0.5) -> ProcessNode:
+        """The node the Sentinels name as the primary now."""
+        primary = self.redis_primary(timeout)
+        for node in self.of_kind("redis").values():
+            if (node.address, node.port) == primary:
+                return node
+        raise StackError(f"no Redis node of this stack is the primary the Sentinels name ({primary}); "
+                         f"are the Sentinels reachable?")
 
     def wait_for_new_primary(self, old: tuple[str, int], timeout: float) -> tuple[str, int]:
         return wait_until(
             lambda: (p := self.redis_primary()) and p != old and p, timeout, f"Sentinels to promote a primary other than {old}"
         )
+
+    def broker_admin(self, name: str) -> SimulatorAdmin:
+        """An admin handle of broker ``name`` (behaviour, ledger); the caller closes it."""
+        spec = self.topology.node(name)
+        if spec.kind != "mt5":
+            raise KeyError(f"{name} is not a broker; brokers: {[s.name for s in self.topology.of_kind('mt5')]}")
+        return mt5sim.admin(spec)
+
+    def lease_holder(self, group: str | None = None) -> str | None:
+        """The engine instance holding the lease of ``group`` (default: the engines' group) as Redis says now:
+        ``<group>:lease``, else the last holder ``<group>:lease:holder``; None when nobody holds it or Redis does
+        not answer."""
+        return self._read_lease(group or self.engine_group, fallback=True)
+
+    def _read_lease(self, group: str, fallback: bool) -> str | None:
+        keys = Keys(group=group)
+        sentinel = self.sentinel(0.5)
+        try:
+            r = sentinel.master_for(self.master_name, socket_timeout=0.5, socket_connect_timeout=0.5)
+            try:
+                value = r.get(keys.lease) or (r.get(keys.lease_holder) if fallback else None)
+            finally:
+                r.close()
+        except redis.RedisError:
+            return None
+        finally:
+            for client in sentinel.sentinels:
+                client.close()
+        return lease_instance(value)
+
+    def active_engine(self, group: str | None = None) -> ProcessNode:
+        """The engine node whose instance holds the lease; ``engine-a`` (the first) when none does."""
+        engines = self.engines
+        if not engines:
+            raise StackError("this stack runs no engine (add the engine service)")
+        holder = self.lease_holder(group)
+        for name, node in engines.items():
+            if holder and engine_svc.instance_of(self.topology.node(name)) == holder:
+                return node
+        return engines.get("engine-a") or next(iter(engines.values()))
 
     def clickhouse_client(self, **kwargs):
         spec = self.topology.node("clickhouse")
@@ -239,6 +466,30 @@ class LocalStack:
 
     def postgres_dsn(self, dbname: str = "postgres") -> str:
         return postgres.dsn(self.topology.node("postgres"), dbname)
+
+
+def _kind(node: ProcessNode) -> str | None:
+    return node.extra.get("kind")
+
+
+def _check_options(options: dict[str, dict] | None) -> dict[str, dict]:
+    """Per-kind builder options, checked before anything starts."""
+    out: dict[str, dict] = {}
+    for kind, opts in (options or {}).items():
+        if kind not in _BUILDERS:
+            raise StackError(f"options for unknown node kind {kind!r}; kinds: {', '.join(_BUILDERS)}")
+        if not isinstance(opts, dict):
+            raise StackError(f"options[{kind!r}] must be a dict, not {type(opts).__name__}")
+        allowed = _OPTIONS.get(kind, frozenset()) | {"supervise"}
+        unknown = sorted(set(opts) - allowed)
+        if unknown:
+            raise StackError(f"unknown option(s) {unknown} for {kind} nodes; allowed: {sorted(allowed)}")
+        supervise = opts.get("supervise", False)
+        if not (isinstance(supervise, (bool, RestartPolicy)) or supervise in POLICIES):
+            raise StackError(f"options[{kind!r}]['supervise'] must be True, False, a RestartPolicy or one of "
+                             f"{sorted(POLICIES)}")
+        out[kind] = {k: v for k, v in opts.items() if v is not None or k == "supervise"}
+    return out
 
 
 def sentinel_primary(sentinels: list[tuple[str, int]], master_name: str, timeout: float = 0.5) -> tuple[str, int] | None:
@@ -275,7 +526,7 @@ def load_state(run_dir: Path) -> dict | None:
     return json.loads(path.read_text())
 
 
-def probe_health(spec: NodeSpec) -> str:
+def probe_health(spec: NodeSpec, run_dir: Path | None = None) -> str:
     try:
         if spec.kind in ("redis", "sentinel"):
             ok = redis_svc.ping(spec.address, spec.port)
@@ -283,6 +534,10 @@ def probe_health(spec: NodeSpec) -> str:
             ok = clickhouse.ping(spec.address, spec.ports["http"])
         elif spec.kind == "postgres":
             ok = postgres.ping(spec)
+        elif spec.kind == "mt5":
+            ok = mt5sim.ping(spec)
+        elif spec.kind == "engine":  # it serves nothing: healthy once its event log exists
+            ok = run_dir is not None and engine_svc.events_path(spec, Path(run_dir)).exists()
         else:
             ok = False
         return "ok" if ok else "unhealthy"
@@ -295,8 +550,13 @@ def status_rows(run_dir: Path) -> tuple[list[dict], tuple[str, int] | None]:
     if state is None:
         return [], None
     topo = Topology.from_dict(state["topology"])
+    started = set(state.get("services", topo.services))
+    kinds = {k for s in started for k in SERVICE_KINDS.get(s, ())}
+    holder = _detached_lease_holder(run_dir, topo) if "engine" in kinds else None
     rows = []
     for spec in topo.nodes:
+        if spec.kind not in kinds:
+            continue
         entry = state["nodes"].get(spec.name, {})
         alive = bool(entry.get("pid")) and same_process_alive(entry["pid"], entry.get("create_time"))
         role = spec.role
@@ -305,15 +565,36 @@ def status_rows(run_dir: Path) -> tuple[list[dict], tuple[str, int] | None]:
                 role = "primary" if redis_svc.replication_role(spec.address, spec.port) == "master" else "replica"
             except Exception:  # noqa: BLE001
                 pass
+        if spec.kind == "engine" and alive:
+            role = "engine (active)" if holder == engine_svc.instance_of(spec) else "engine (passive)"
         rows.append({
-            "name": spec.name, "kind": spec.kind, "role": role, "address": f"{spec.address}:{spec.port}",
+            "name": spec.name, "kind": spec.kind, "role": role,
+            "address": f"{spec.address}:{spec.port}" if spec.port else spec.address,
             "pid": entry.get("pid"), "process": "running" if alive else "stopped",
-            "health": probe_health(spec) if alive else "down",
+            "health": probe_health(spec, run_dir) if alive else "down",
         })
     primary = None
-    if "redis" in topo.services:
+    if "redis" in started:
         primary = sentinel_primary([(s.address, s.port) for s in topo.of_kind("sentinel")], topo.master_name)
     return rows, primary
+
+
+def _detached_lease_holder(run_dir: Path, topo: Topology) -> str | None:
+    """The engine instance holding the live lease of a stack started by another process, or None."""
+    try:
+        group = json.loads((Path(run_dir) / "engine.json").read_text()).get("group") or topo.settings["engine.group"]
+    except (OSError, ValueError):
+        group = topo.settings.get("engine.group", "engine")
+    primary = sentinel_primary([(s.address, s.port) for s in topo.of_kind("sentinel")], topo.master_name)
+    if primary is None:
+        return None
+    c = redis_svc.client(*primary)
+    try:
+        return lease_instance(c.get(Keys(group=str(group)).lease))
+    except redis.RedisError:
+        return None
+    finally:
+        c.close()
 
 
 def down_detached(run_dir: Path, timeout: float = 10.0) -> list[str]:

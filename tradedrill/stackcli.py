@@ -2,7 +2,12 @@
 
 ``up`` starts every node detached (each in its own session) and returns; the state of the stack lives in its run
 folder (``stack.json``, ``pids.json``), which ``status`` and ``down`` read. Ctrl-C during ``up`` stops what was
-started. A second ``up`` in the same folder first stops what a crashed earlier run left behind.
+started. A second ``up`` in the same folder first stops what a crashed earlier run left behind, and renders every
+config file again from the settings it is given.
+
+Settings are checked before anything is written: a bad one is a one-line error (exit status 2), never a traceback.
+Engines (``--services redis,mt5,engine``) run unsupervised here, because ``up`` returns and its process exits; the
+drills supervise theirs.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from rich.table import Table
 
 from tradedrill.local import LocalStack, StackError, down_detached, load_state, status_rows
 from tradedrill.process import NodeStartError
-from tradedrill.topology import Topology, TopologyError, parse_overrides
+from tradedrill.topology import DEFAULT_SERVICES, SERVICES, Topology, TopologyError, parse_overrides
 from tradedrill.waiting import DeadlineExceeded
 
 DEFAULT_STACK_DIR = Path(os.environ.get("TRADEDRILL_HOME", ".tradedrill")) / "stack"
@@ -35,7 +40,8 @@ def _fail(message: str) -> None:
 @click.command()
 @stack_dir_option
 @click.option("--subnet", default="127.0.0", show_default=True, help="Loopback /24 for the nodes (.2, .3, ...).")
-@click.option("--services", default="redis,clickhouse,postgres", show_default=True)
+@click.option("--services", default=",".join(DEFAULT_SERVICES), show_default=True,
+              help=f"Comma-separated services to run, of: {', '.join(SERVICES)} (engine needs redis and mt5).")
 @click.option("--topology", "topology_file", type=click.Path(path_type=Path), help="TOML topology file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. sentinel.down_after_ms=1000.")
 def up(stack_dir: Path, subnet: str, services: str, topology_file: Path | None, overrides: tuple[str, ...]) -> None:
@@ -45,12 +51,16 @@ def up(stack_dir: Path, subnet: str, services: str, topology_file: Path | None, 
         if topology_file:
             topo = Topology.from_file(topology_file, extra)
         else:
-            topo = Topology.default(subnet=subnet, services=[s for s in services.split(",") if s], overrides=extra)
+            topo = Topology.default(subnet=subnet, services=[s.strip() for s in services.split(",") if s.strip()],
+                                    overrides=extra)
     except TopologyError as exc:
         _fail(str(exc))
+    if stack_dir.exists() and not stack_dir.is_dir():
+        _fail(f"--dir {stack_dir} is a file; give a folder for the stack's configs, data, logs and PIDs")
     if load_state(stack_dir):
         down_detached(stack_dir)
-    stack = LocalStack(topo, stack_dir)
+    # the engines of a stack started from the command line are not supervised: nobody is left to supervise them
+    stack = LocalStack(topo, stack_dir, options={"engine": {"supervise": False}})
     try:
         stack.up()
     except (StackError, NodeStartError, FileNotFoundError, DeadlineExceeded) as exc:

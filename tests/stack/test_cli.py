@@ -50,5 +50,54 @@ def test_a_missing_debian_package_names_the_install_command(tmp_path):
 
 
 def test_bad_settings_are_sentences_not_tracebacks(tmp_path):
-    res = run("up", "--dir", str(tmp_path), "--set", "sentinel.down_after_ms=soon", check=False)
-    assert res.returncode == 2 and "must be a int" in res.stderr and "Traceback" not in res.stderr
+    res = run("up", "--dir", str(tmp_path / "stack"), "--set", "sentinel.down_after_ms=soon", check=False)
+    assert res.returncode == 2 and "must be an integer" in res.stderr and "Traceback" not in res.stderr
+    assert res.stderr.count("\n") == 1 and not (tmp_path / "stack").exists()
+
+
+def sentinel_down_after_ms(address: str, port: int) -> int:
+    from tradedrill.services import redis as redis_svc
+
+    return int(redis_svc.sentinel_view(address, port, "mymaster")["down-after-milliseconds"])
+
+
+def test_a_second_up_into_the_same_folder_runs_the_new_settings(tmp_path):
+    """Issue 9 item 6: `up --set sentinel.down_after_ms=1000` after a default `up` used to keep Sentinel's old
+    3000 while stack.json said 1000."""
+    d = tmp_path / "stack"
+    common = ["--dir", str(d), "--subnet", "127.0.2", "--services", "redis",
+              "--set", "redis.port=6396", "--set", "sentinel.port=26396"]
+    try:
+        run("up", *common)
+        assert sentinel_down_after_ms("127.0.2.5", 26396) == 3000
+        run("up", *common, "--set", "sentinel.down_after_ms=1000", "--set", "redis.appendfsync=everysec")
+        state = json.loads((d / "stack.json").read_text())
+        assert state["topology"]["settings"]["sentinel.down_after_ms"] == 1000
+        for address in ("127.0.2.5", "127.0.2.6", "127.0.2.7"):
+            assert sentinel_down_after_ms(address, 26396) == 1000
+        import redis
+
+        for address in ("127.0.2.2", "127.0.2.3", "127.0.2.4"):
+            c = redis.Redis(host=address, port=6396, socket_timeout=2, decode_responses=True)
+            assert c.config_get("appendfsync") == {"appendfsync": "everysec"}
+            c.close()
+    finally:
+        run("down", "--dir", str(d))
+
+
+def test_up_with_brokers_and_engines(tmp_path):
+    d = tmp_path / "stack"
+    common = ["--dir", str(d)]
+    try:
+        out = run("up", *common, "--subnet", "127.0.2", "--services", "redis,mt5,engine",
+                  "--set", "redis.port=6397", "--set", "sentinel.port=26397", "--set", "mt5.port=18897").stdout
+        assert "stack ready in" in out
+        status = run("status", *common, env=dict(os.environ, COLUMNS="200")).stdout
+        assert status.count("running") == 10
+        assert "engine (active)" in status and "engine (passive)" in status
+        assert "127.0.2.8:18897" in status and "127.0.2.11" in status
+        config = json.loads((d / "engine.json").read_text())
+        assert [b["params"]["host"] for b in config["brokers"]] == ["127.0.2.8", "127.0.2.9"]
+    finally:
+        down = run("down", *common).stdout
+    assert "stopped 10 node(s)" in down

@@ -1,6 +1,7 @@
 """The whole local topology against the real services: up, down with nothing left, and the basic recoveries."""
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -138,3 +139,125 @@ def _pings(node) -> bool:
         return redis_svc.ping(node.address, node.port, timeout=0.3)
     except Exception:  # noqa: BLE001
         return False
+
+
+# -- run folders that tell the truth (issue 9 item 6) ------------------------------------------------------------------
+def _live(address: str, port: int, *names: str) -> dict:
+    c = redis_svc.client(address, port, timeout=2.0)
+    try:
+        out = {}
+        for name in names:
+            out.update(c.config_get(name))
+        return out
+    finally:
+        c.close()
+
+
+def test_every_up_renders_the_configs_from_the_current_settings(tmp_path):
+    """What an earlier run left in the folder (a failover's CONFIG REWRITE, Sentinel's rewritten config, other
+    settings) never makes the running config differ from the settings of this `up`."""
+    base = {"redis.port": 6394, "sentinel.port": 26394, "redis.replicas": 1, "sentinel.count": 2}
+    first = Topology.default(subnet=SUBNET, services=("redis",), overrides=base)
+    with LocalStack(first, tmp_path) as stack:
+        replica = stack.node("redis-2")
+        c = redis_svc.client(replica.address, replica.port, timeout=2.0)
+        c.execute_command("REPLICAOF", "NO", "ONE")  # what a promotion leaves behind
+        c.config_set("appendfsync", "no")
+        c.execute_command("CONFIG", "REWRITE")
+        c.close()
+        for s in first.of_kind("sentinel"):
+            sc = redis_svc.client(s.address, s.port, timeout=2.0)
+            sc.execute_command("SENTINEL", "SET", "mymaster", "down-after-milliseconds", "7777")
+            sc.close()
+        assert "replicaof" not in (tmp_path / "data" / "redis-2" / "redis.conf").read_text()
+        assert "7777" in (tmp_path / "data" / "sentinel-1" / "sentinel.conf").read_text()
+    second = Topology.default(subnet=SUBNET, services=("redis",), overrides={
+        **base, "sentinel.down_after_ms": 1000, "redis.appendfsync": "everysec", "redis.save": "",
+        "redis.maxmemory_policy": "allkeys-lru"})
+    with LocalStack(second, tmp_path) as stack:
+        for spec in second.of_kind("redis"):
+            assert _live(spec.address, spec.port, "appendfsync", "save", "maxmemory-policy") == {
+                "appendfsync": "everysec", "save": "", "maxmemory-policy": "allkeys-lru"}, spec.name
+        assert redis_svc.replication_role("127.0.2.3", 6394) == "slave", "redis-2 is the replica it is set to be"
+        assert stack.redis_primary() == ("127.0.2.2", 6394)
+        for spec in second.of_kind("sentinel"):
+            view = redis_svc.sentinel_view(spec.address, spec.port, "mymaster")
+            assert int(view["down-after-milliseconds"]) == 1000, spec.name
+        state = json.loads((tmp_path / "stack.json").read_text())
+        assert state["topology"]["settings"]["sentinel.down_after_ms"] == 1000
+
+
+def test_a_restart_within_a_run_keeps_what_the_node_rewrote(tmp_path):
+    topo = Topology.default(subnet=SUBNET, services=("redis",))
+    node = redis_svc.build_node(topo.node("redis-2"), topo, tmp_path, None)
+    conf = tmp_path / "data" / "redis-2" / "redis.conf"
+    node.before_start()
+    assert "replicaof 127.0.2.2 6379" in conf.read_text()
+    conf.write_text(conf.read_text().replace("replicaof 127.0.2.2 6379", "# promoted by a failover"))
+    node.before_start()  # a fault's heal restarts the same handle
+    assert "promoted by a failover" in conf.read_text()
+    fresh = redis_svc.build_node(topo.node("redis-2"), topo, tmp_path, None)  # the next `up`
+    fresh.before_start()
+    assert "replicaof 127.0.2.2 6379" in conf.read_text()
+
+
+def test_redis_accepts_the_edge_values_it_is_given(tmp_path):
+    """A run folder with a space in its path, several save rules, and memory units all reach a real redis-server."""
+    topo = Topology.default(subnet=SUBNET, services=("redis",), overrides={
+        "redis.port": 6395, "redis.replicas": 0, "sentinel.count": 1, "sentinel.quorum": 1,
+        "redis.save": "900 1  300 10", "redis.maxmemory": "1gb", "redis.auto_aof_rewrite_min_size": "32MB",
+        "redis.appendonly": False})
+    node = redis_svc.build_node(topo.node("redis-1"), topo, tmp_path / "run folder", None)
+    try:
+        node.start().wait_ready()
+        assert _live("127.0.2.2", 6395, "save", "maxmemory", "appendonly", "dir") == {
+            "save": "900 1 300 10", "maxmemory": str(2**30), "appendonly": "no",
+            "dir": str(tmp_path / "run folder" / "data" / "redis-1")}
+    finally:
+        node.stop()
+
+
+# -- brokers and engines as nodes of the topology ----------------------------------------------------------------------
+def test_a_stack_with_brokers_and_supervised_engines(tmp_path):
+    topo = Topology.default(subnet=SUBNET, services=("redis", "mt5", "engine"), overrides={
+        "redis.port": 6398, "sentinel.port": 26398, "mt5.port": 18898, "sentinel.down_after_ms": 1000})
+    stack = LocalStack(topo, tmp_path, options={"mt5": {"seed": 7}, "engine": {"overrides": {"heartbeat_s": 0.5}}})
+    with stack:
+        assert sorted(stack.brokers) == ["mt5-backup", "mt5-primary"]
+        assert sorted(stack.engines) == ["engine-a", "engine-b"]
+        assert stack.supervised_kinds == {"engine"} and stack.supervisor is not None
+        assert stack.lease_holder() == "A" and stack.active_engine().name == "engine-a"
+        assert stack.redis_primary_node().name == "redis-1"
+        assert stack.redis().ping()
+        config = json.loads((tmp_path / "engine.json").read_text())
+        assert config == stack.engine_config and config["heartbeat_s"] == 0.5
+        assert [b["params"]["host"] for b in config["brokers"]] == ["127.0.2.8", "127.0.2.9"]
+        with stack.broker_admin("mt5-backup") as admin:
+            assert admin.ping()
+        assert stack.brokers["mt5-primary"].argv[stack.brokers["mt5-primary"].argv.index("--seed") + 1] == "7"
+        engine_a = stack.engines["engine-a"]
+        first_pid = engine_a.pid
+        engine_a.kill()
+        from tradedrill.waiting import wait_until
+
+        wait_until(lambda: engine_a.is_alive() and engine_a.pid != first_pid, 15,
+                   "the supervisor to restart engine-a")
+        wait_until(lambda: stack.lease_holder() in ("A", "B"), 15, "an engine to hold the lease")
+        assert stack.active_engine() in stack.engines.values()
+        pids = {name: (n.pid, n.create_time) for name, n in stack.nodes.items()}
+    events = [json.loads(line)["event"] for line in (tmp_path / "supervisor.jsonl").read_text().splitlines()]
+    assert events.count("start") == 2 and "restart" in events and events.count("stop") == 2
+    assert [name for name, (pid, ct) in pids.items() if same_process_alive(pid, ct)] == []
+
+
+def test_services_limit_what_a_stack_starts(tmp_path):
+    topo = Topology.default(subnet=SUBNET, services=("redis", "mt5", "engine"), overrides={
+        "redis.port": 6399, "sentinel.port": 26399, "redis.replicas": 0, "sentinel.count": 1, "sentinel.quorum": 1})
+    with LocalStack(topo, tmp_path, services=("redis",)) as stack:
+        assert sorted(stack.nodes) == ["redis-1", "sentinel-1"]
+        assert stack.engines == {} and stack.brokers == {} and stack.supervisor is None
+        assert not (tmp_path / "engine.json").exists()
+    with pytest.raises(StackError, match="not in this topology"):
+        LocalStack(topo, tmp_path, services=("postgres",))
+    with pytest.raises(StackError, match="unknown option"):
+        LocalStack(topo, tmp_path, options={"engine": {"comand": ["x"]}})

@@ -92,7 +92,7 @@ def client(address: str, http_port: int, **kwargs):
     return clickhouse_connect.get_client(host=address, port=http_port, compress=False, **kwargs)
 
 
-def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegistry) -> ProcessNode:
+def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegistry | None) -> ProcessNode:
     binary = require_binary()
     data_dir = run_dir / "data" / spec.name
     conf = data_dir / "config.xml"

@@ -85,7 +85,20 @@ def ping(spec: NodeSpec) -> bool:
         return conn.execute("SELECT 1").fetchone()[0] == 1
 
 
-def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegistry) -> ProcessNode:
+def server_args(spec: NodeSpec, topo: Topology, sockdir: Path) -> list[str]:
+    """The server's settings, all on its command line: they win over ``postgresql.conf`` and over whatever an
+    earlier run left in ``postgresql.auto.conf`` (ALTER SYSTEM), so the running server has the topology's."""
+    return [
+        "-c", f"listen_addresses={spec.address}", "-p", str(spec.port),
+        "-c", f"unix_socket_directories={sockdir}",
+        "-c", f"fsync={topo.settings['postgres.fsync']}",            # PG-1
+        "-c", "synchronous_commit=on",
+        "-c", "shared_buffers=32MB",
+        "-c", "max_connections=50",
+    ]
+
+
+def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegistry | None) -> ProcessNode:
     bins = bindir()
     user = _os_user()
     pgdata = cluster_dir(run_dir, spec)
@@ -105,15 +118,7 @@ def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegis
             shutil.chown(sockdir, user, user)
         # a killed server leaves its pid file; the server itself checks whether that PID is a live postmaster
 
-    argv = [
-        str(bins / "postgres"), "-D", str(pgdata),
-        "-c", f"listen_addresses={spec.address}", "-p", str(spec.port),
-        "-c", f"unix_socket_directories={sockdir}",
-        "-c", f"fsync={topo.settings['postgres.fsync']}",
-        "-c", "synchronous_commit=on",
-        "-c", "shared_buffers=32MB",
-        "-c", "max_connections=50",
-    ]
+    argv = [str(bins / "postgres"), "-D", str(pgdata), *server_args(spec, topo, sockdir)]
     return ProcessNode(
         name=spec.name, role=spec.role, address=spec.address, port=spec.port, argv=argv,
         log_path=run_dir / "logs" / f"{spec.name}.log", cwd=pgdata, user=user,

@@ -1,8 +1,13 @@
 """Redis primary/replicas and Sentinels as local processes, configured as RDS-1, RDS-3 and RDS-5 say.
 
-Each node gets its own folder with a config file it may rewrite (Sentinel and ``CONFIG REWRITE`` after a failover
-do), its AOF and RDB files, and binds its own loopback address; ``bind-source-addr`` makes its outgoing links
-(replication, Sentinel probes) leave from that address too, so kernel rules can cut one node off by address.
+Each node gets its own folder with a config file, its AOF and RDB files, and binds its own loopback address;
+``bind-source-addr`` makes its outgoing links (replication, Sentinel probes) leave from that address too, so kernel
+rules can cut one node off by address.
+
+The config file is rendered from the topology's settings on the first start of every node handle, that is on
+every ``LocalStack.up``: what a Sentinel or ``CONFIG REWRITE`` wrote into it during an earlier run (a failover's
+new roles, epochs, known replicas) never outlives that run, so the running config is what ``stack.json`` says.
+Within one run a restarted node (a fault's heal) keeps what was rewritten, as a real deployment would.
 """
 from __future__ import annotations
 
@@ -27,6 +32,22 @@ def require_binary() -> str:
     return path
 
 
+NO_SAVE = '""'  # `save ""`: no RDB snapshots
+
+
+def quoted(path: Path | str) -> str:
+    """A path as one argument of a Redis config line (a run folder may hold spaces)."""
+    out = []
+    for c in str(path):
+        if c in '\\"':
+            out.append("\\" + c)
+        elif not c.isprintable() or ord(c) > 126:
+            out.extend(f"\\x{b:02x}" for b in c.encode())
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
 def redis_conf(spec: NodeSpec, topo: Topology, data_dir: Path) -> str:
     s = topo.settings
     lines = [
@@ -35,11 +56,11 @@ def redis_conf(spec: NodeSpec, topo: Topology, data_dir: Path) -> str:
         f"port {spec.port}",
         "protected-mode no",
         "daemonize no",
-        f"dir {data_dir}",
+        f"dir {quoted(data_dir)}",
         f"appendonly {s['redis.appendonly']}",                      # RDS-3
         f"appendfsync {s['redis.appendfsync']}",                    # RDS-3
         f"auto-aof-rewrite-min-size {s['redis.auto_aof_rewrite_min_size']}",  # RDS-3
-        f"save {s['redis.save']}",                                  # RDS-3
+        f"save {s['redis.save'] or NO_SAVE}",                       # RDS-3 ("" = no snapshots)
         f"maxmemory {s['redis.maxmemory']}",
         f"maxmemory-policy {s['redis.maxmemory_policy']}",          # RDS-5
         f"tcp-backlog {s['redis.tcp_backlog']}",                    # RDS-5
@@ -63,7 +84,7 @@ def sentinel_conf(spec: NodeSpec, topo: Topology, data_dir: Path) -> str:
         f"port {spec.port}",
         "protected-mode no",
         "daemonize no",
-        f"dir {data_dir}",
+        f"dir {quoted(data_dir)}",
         f"sentinel announce-ip {spec.address}",
         f"sentinel monitor {name} {primary.address} {primary.port} {s['sentinel.quorum']}",      # RDS-1
         f"sentinel down-after-milliseconds {name} {s['sentinel.down_after_ms']}",                # RDS-1
@@ -88,16 +109,26 @@ def ping(address: str, port: int, timeout: float = 0.5) -> bool:
         c.close()
 
 
-def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegistry) -> ProcessNode:
+def render(spec: NodeSpec, topo: Topology, data_dir: Path) -> str:
+    """The config file of a redis or sentinel node."""
+    return (sentinel_conf if spec.kind == "sentinel" else redis_conf)(spec, topo, data_dir)
+
+
+def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegistry | None) -> ProcessNode:
     binary = require_binary()
     data_dir = run_dir / "data" / spec.name
     conf_path = data_dir / ("sentinel.conf" if spec.kind == "sentinel" else "redis.conf")
+    first_start = [True]
 
     def write_config() -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
-        if not conf_path.exists():  # keep what Sentinel / CONFIG REWRITE wrote on a restart
-            render = sentinel_conf if spec.kind == "sentinel" else redis_conf
-            conf_path.write_text(render(spec, topo, data_dir))
+        # fresh from the settings on this handle's first start; a restart within the run keeps what Sentinel /
+        # CONFIG REWRITE wrote (a healed old primary must come back as the replica the failover made it)
+        if first_start[0] or not conf_path.exists():
+            tmp = conf_path.with_suffix(".conf.tmp")
+            tmp.write_text(render(spec, topo, data_dir))
+            tmp.replace(conf_path)
+            first_start[0] = False
 
     argv = [binary, str(conf_path)] + (["--sentinel"] if spec.kind == "sentinel" else [])
     return ProcessNode(

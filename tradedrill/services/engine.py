@@ -1,0 +1,97 @@
+"""The reference trade engine (``reference/engine/``) as local processes: one per ``engine`` node of the topology.
+
+Two things live here, so that nothing else writes them again:
+
+- ``engine_config(topo, overrides)``: the engine's configuration for a topology. Sentinels and the master name come
+  from the topology's Redis service, the group from ``engine.group``, and one broker per ``mt5`` node, primary
+  first (``reference.mt5.port:open_terminal`` with ``{"kind": "simulator", "host", "port", "call_timeout"}``,
+  login ``mt5.account``; the broker's name is its role without ``broker-``: ``primary``, ``backup``).
+  ``overrides`` are ``EngineConfig`` fields and win (scaled-down timings in tests, another group, ...).
+- ``build_node(spec, topo, run_dir, registry, config_path=...)``: the ``ProcessNode`` of one instance, started as
+  ``python -m reference.engine run --config <config_path> --instance <A|B> --state-dir <run_dir>/engines/<node>``
+  (``command`` replaces ``python -m reference.engine``: tests run deliberately broken engines that way, so
+  production code carries no switch for them). Ready once its event log ``events-<instance>.jsonl`` exists in its
+  state dir; its process log is ``<run_dir>/logs/<node>.log``.
+
+An engine binds no port (``spec.port`` is 0); its address, from the topology's allocator, is the one it will send
+from once faults single it out by address.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from tradedrill.process import PidRegistry, ProcessNode
+from tradedrill.topology import ENGINE_INSTANCES, NodeSpec, Topology
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BROKER_FACTORY = "reference.mt5.port:open_terminal"
+DEFAULT_COMMAND = (sys.executable, "-m", "reference.engine")
+
+
+def instance_of(spec: NodeSpec) -> str:
+    """The engine instance name of an engine node: ``engine-a`` -> ``A``."""
+    instance = spec.name.rpartition("-")[2].upper()
+    if spec.kind != "engine" or not instance:
+        raise ValueError(f"{spec.name} is not an engine node (kind {spec.kind})")
+    return instance
+
+
+def node_name(instance: str) -> str:
+    """The node name of an engine instance: ``A`` -> ``engine-a``."""
+    return f"engine-{instance.lower()}"
+
+
+def state_dir(spec: NodeSpec, run_dir: Path) -> Path:
+    """Where the instance keeps its journal and its event log."""
+    return Path(run_dir) / "engines" / spec.name
+
+
+def events_path(spec: NodeSpec, run_dir: Path) -> Path:
+    return state_dir(spec, run_dir) / f"events-{instance_of(spec)}.jsonl"
+
+
+def broker_entry(spec: NodeSpec, topo: Topology) -> dict[str, Any]:
+    """One ``brokers`` item of the engine config for an ``mt5`` node."""
+    return {
+        "name": spec.role.removeprefix("broker-"),
+        "factory": BROKER_FACTORY,
+        "params": {"kind": "simulator", "host": spec.address, "port": spec.port,
+                   "call_timeout": float(topo.settings["mt5.call_timeout_s"])},
+        "login": int(topo.settings["mt5.account"]),
+    }
+
+
+def engine_config(topo: Topology, overrides: dict | None = None) -> dict:
+    """The engine configuration (a JSON-able dict of ``EngineConfig`` fields) for ``topo``."""
+    brokers = sorted(topo.of_kind("mt5"), key=lambda s: (s.role != "broker-primary", s.name))
+    cfg: dict[str, Any] = {
+        "group": str(topo.settings["engine.group"]),
+        "sentinels": [[s.address, s.port] for s in topo.of_kind("sentinel")],
+        "master_name": topo.master_name,
+        "brokers": [broker_entry(s, topo) for s in brokers],
+    }
+    cfg.update(overrides or {})
+    return cfg
+
+
+def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegistry | None, *,
+               config_path: Path | str, command: Sequence[str] | None = None,
+               env: dict | None = None) -> ProcessNode:
+    """The engine instance of ``spec`` (not started; a supervisor may start it)."""
+    instance = instance_of(spec)
+    state = state_dir(spec, run_dir)
+    events = events_path(spec, run_dir)
+    argv = [*(command or DEFAULT_COMMAND), "run", "--config", str(config_path), "--instance", instance,
+            "--state-dir", str(state)]
+    return ProcessNode(
+        name=spec.name, role=spec.role, address=spec.address, port=spec.port, argv=argv,
+        log_path=Path(run_dir) / "logs" / f"{spec.name}.log", cwd=REPO_ROOT, env=dict(env) if env else None,
+        ready=events.exists, registry=registry, before_start=lambda: state.mkdir(parents=True, exist_ok=True),
+        extra={"kind": spec.kind, "instance": instance, "state_dir": str(state), "config": str(config_path)},
+    )
+
+
+__all__ = ["ENGINE_INSTANCES", "broker_entry", "build_node", "engine_config", "events_path", "instance_of",
+           "node_name", "state_dir"]
