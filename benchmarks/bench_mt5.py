@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reference.mt5.simclient import SimulatorTerminal  # noqa: E402
-from reference.mt5.simulator.node import simulator_node  # noqa: E402
+from tradedrill.services.mt5sim import simulator_node  # noqa: E402
 
 HOST = "127.0.3.200"
 P99_TARGET_MS = 2.0

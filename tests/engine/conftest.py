@@ -1,7 +1,13 @@
-"""Fixtures for the engine's integration tests: the real local topology (Redis primary + 2 replicas + 3 Sentinels
-on 127.0.5.x), two simulator brokers, and engine processes - every one a ProcessNode stopped in teardown."""
+"""Fixtures for the engine's integration tests: the real local topology on 127.0.5.x (Redis primary + 2 replicas +
+3 Sentinels, two simulator brokers, engines A and B), every process a ProcessNode stopped in teardown.
+
+One topology (``topology()``) places every node; the stack fixture runs its Redis service, the brokers fixture its
+two ``mt5`` nodes, and each test's ``Harness`` runs engines of a group of its own, built by the same service
+modules as ``tradedrill up`` and the drills (``tradedrill.services.mt5sim``, ``tradedrill.services.engine``).
+"""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -10,33 +16,55 @@ from pathlib import Path
 import pytest
 import redis
 
+from reference.engine.contract import comment_prefix_for
 from reference.mt5.simclient import SimulatorAdmin
-from reference.mt5.simulator.node import simulator_node
+from tradedrill.local import LocalStack
 from tradedrill.process import ProcessNode, stop_all
+from tradedrill.services import engine as engine_svc
+from tradedrill.services import mt5sim
+from tradedrill.topology import Topology
 from tradedrill.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 SUBNET = "127.0.5"
-PRIMARY_BROKER = ("127.0.5.20", 18812)
-BACKUP_BROKER = ("127.0.5.21", 18812)
 LOGIN = 5001
+# the area's topology settings: a faster Sentinel, shorter broker calls (behaviour, not target values, is asserted)
+SETTINGS = {"sentinel.down_after_ms": 1000, "mt5.account": LOGIN, "mt5.call_timeout_s": 2.0}
 
 
-def local_stack(tmp_path_factory, **overrides):
-    """A Redis primary + 2 replicas + 3 Sentinels on 127.0.5.x (``overrides``: topology settings, e.g. other
-    ports so a module's stack never collides with another module's)."""
-    from tradedrill.local import LocalStack
-    from tradedrill.topology import Topology
-    topo = Topology.default(subnet=SUBNET, services=("redis",),
-                            overrides={"sentinel.down_after_ms": 1000, **overrides})
-    return LocalStack(topo, tmp_path_factory.mktemp("stack"))
+def topology(**overrides) -> Topology:
+    """Every node of the engine tests on 127.0.5.x (``overrides``: topology settings, e.g. other ports so a
+    module's stack never collides with another module's)."""
+    return Topology.default(subnet=SUBNET, services=("redis", "mt5", "engine"), overrides={**SETTINGS, **overrides})
 
 
-def broker_pair(tmp_path_factory, primary=PRIMARY_BROKER, backup=BACKUP_BROKER):
-    """Two simulator brokers (primary, backup); the caller starts and stops them (``run_brokers``)."""
+def local_stack(tmp_path_factory, **overrides) -> LocalStack:
+    """The topology's Redis service: a primary + 2 replicas + 3 Sentinels (the brokers and engines are run by the
+    ``brokers`` fixture and the ``Harness``)."""
+    return LocalStack(topology(**overrides), tmp_path_factory.mktemp("stack"), services=("redis",))
+
+
+def broker_pair(tmp_path_factory, primary: tuple[str, int] | None = None,
+                backup: tuple[str, int] | None = None) -> list[ProcessNode]:
+    """The topology's two simulator brokers (primary, backup), or at ``primary``/``backup`` ``(host, port)`` when
+    a module runs its own; the caller starts and stops them (``run_brokers``)."""
+    topo = topology()
     base = tmp_path_factory.mktemp("brokers")
-    return [simulator_node("broker-primary", *primary, base / "primary", seed=1, server_name="Sim-Primary"),
-            simulator_node("broker-backup", *backup, base / "backup", seed=2, server_name="Sim-Backup")]
+    nodes = []
+    for which, where, seed in (("primary", primary, 1), ("backup", backup, 2)):
+        spec = topo.node(f"mt5-{which}")
+        if where:
+            spec = dataclasses.replace(spec, address=where[0], port=where[1])
+        nodes.append(mt5sim.build_node(spec, topo, base, None, seed=seed, server_name=f"Sim-{which.title()}"))
+    return nodes
+
+
+def with_brokers(topo: Topology, brokers: list[ProcessNode]) -> Topology:
+    """``topo`` with its ``mt5`` nodes where ``brokers`` really listen (a module may run its own brokers)."""
+    where = {n.name: (n.address, n.port) for n in brokers}
+    nodes = [dataclasses.replace(s, address=where[s.name][0], port=where[s.name][1]) if s.name in where else s
+             for s in topo.nodes]
+    return dataclasses.replace(topo, nodes=nodes)
 
 
 def run_brokers(nodes):
@@ -64,56 +92,42 @@ def brokers(tmp_path_factory):
 class Harness:
     """What one test drives: engines as processes, a Redis client for RTSS/RTRS, the brokers' admin handles."""
 
-    def __init__(self, stack, brokers, tmp: Path, group: str):
+    def __init__(self, stack: LocalStack, brokers: list[ProcessNode], tmp: Path, group: str):
         self.stack = stack
         self.broker_nodes = brokers
         self.tmp = tmp
         self.group = group
+        # the stack's topology, its brokers where the brokers fixture runs them
+        self.topology = with_brokers(stack.topology, brokers)
         self.engines: dict[str, ProcessNode] = {}
         self.rtss, self.rtrs, self.alerts = f"{group}:RTSS", f"{group}:RTRS", f"{group}:ALERTS"
-        # broker addresses come from the broker nodes (a module may run its own brokers on other ports)
-        self.primary_addr = (brokers[0].address, brokers[0].port)
-        self.backup_addr = (brokers[1].address, brokers[1].port)
-        self.admin = SimulatorAdmin(*self.primary_addr)
-        self.backup_admin = SimulatorAdmin(*self.backup_addr)
+        self.admin = mt5sim.admin(self.topology.node("mt5-primary"))
+        self.backup_admin = mt5sim.admin(self.topology.node("mt5-backup"))
         self.magic = 7_000_000 + abs(hash(group)) % 1_000_000
         self._seq = 0
 
     # -- config and engines ---------------------------------------------------------------------------------------
     def config(self, **overrides) -> dict:
-        cfg = {
+        return engine_svc.engine_config(self.topology, {
             "group": self.group,
-            "sentinels": [list(a) for a in self.stack.sentinel_addresses()],
-            "master_name": self.stack.master_name,
             "rtss_key": self.rtss, "rtrs_key": self.rtrs, "alerts_key": self.alerts,
             "magic": self.magic,
-            "brokers": [
-                {"name": "primary", "factory": "reference.mt5.port:open_terminal",
-                 "params": {"kind": "simulator", "host": self.primary_addr[0], "port": self.primary_addr[1],
-                            "call_timeout": 2.0}, "login": LOGIN},
-                {"name": "backup", "factory": "reference.mt5.port:open_terminal",
-                 "params": {"kind": "simulator", "host": self.backup_addr[0], "port": self.backup_addr[1],
-                            "call_timeout": 2.0}, "login": LOGIN},
-            ],
             # behaviour, not target values, is asserted: scaled-down timings (defaults carry the requirement IDs)
             "redis_retry_interval_s": 0.5, "broker_heartbeat_s": 1.0, "broker_timeout_s": 2.5,
             "broker_reconnect_s": 0.3, "retry_backoff_s": [0.1, 0.2, 0.4, 0.8, 1.6], "failed_sync_retry_s": 2.0,
             "market_closed_poll_s": 0.5, "ambiguous_grace_s": 3.0, "watchdog_timeout_s": 20.0,
-        }
-        cfg.update(overrides)
-        return cfg
+            **overrides,
+        })
 
     def engine_node(self, instance: str, module: str = "reference.engine", **overrides) -> ProcessNode:
         """The engine's ProcessNode, not started (a supervisor may start it); stopped by ``close``."""
-        state = self.tmp / f"engine-{instance}"
+        spec = self.topology.node(engine_svc.node_name(instance))
+        state = engine_svc.state_dir(spec, self.tmp)
         state.mkdir(parents=True, exist_ok=True)
         cfg_path = state / "engine.json"
         cfg_path.write_text(json.dumps(self.config(**overrides)))
-        node = ProcessNode(
-            name=f"engine-{instance}", role="engine", address="127.0.5.1", port=0,
-            argv=[sys.executable, "-m", module, "run", "--config", str(cfg_path),
-                  "--instance", instance, "--state-dir", str(state)],
-            log_path=state / "engine.log", ready=lambda: (state / f"events-{instance}.jsonl").exists(), cwd=REPO)
+        command = None if module == "reference.engine" else (sys.executable, "-m", module)
+        node = engine_svc.build_node(spec, self.topology, self.tmp, None, config_path=cfg_path, command=command)
         self.engines[instance] = node
         return node
 
@@ -123,7 +137,7 @@ class Harness:
         return node
 
     def events(self, instance: str) -> list[dict]:
-        path = self.tmp / f"engine-{instance}" / f"events-{instance}.jsonl"
+        path = engine_svc.events_path(self.topology.node(engine_svc.node_name(instance)), self.tmp)
         out = []
         for line in path.read_text().splitlines():
             try:
@@ -209,7 +223,6 @@ class Harness:
 
     def check_none_lost(self, signal_ids: list[str], timeout: float = 60.0) -> list[dict]:
         """Every submitted signal has an explicit outcome on RTRS, and each executed one is in a ledger."""
-        from reference.engine.signals import comment_prefix_for
         results = [self.result_for(s, timeout) for s in signal_ids]
         prefixes = set(self.check_no_duplicates())
         for r in results:

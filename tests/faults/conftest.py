@@ -1,6 +1,7 @@
 """Fixtures of the fault tests: loopback 127.0.4.x only; every server and process is stopped in teardown."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -13,6 +14,8 @@ import redis
 
 from faults.proxy import EmbeddedToxiproxy
 from tradedrill.process import ProcessNode
+from tradedrill.services import redis as redis_svc
+from tradedrill.topology import Topology
 
 SEED = 20240607
 
@@ -129,15 +132,16 @@ def hostport(address: str) -> tuple[str, int]:
 
 
 def redis_node(tmp_path: Path, address: str, port: int = 6379, name: str = "redis") -> ProcessNode:
-    def ready() -> bool:
-        return redis.Redis(host=address, port=port, socket_timeout=0.5, socket_connect_timeout=0.5).ping()
-
-    return ProcessNode(
-        name=name, role="redis", address=address, port=port,
-        argv=["redis-server", "--bind", address, "--port", str(port), "--save", "", "--appendonly", "no",
-              "--dir", str(tmp_path)],
-        log_path=tmp_path / f"{name}.log", ready=ready, ready_timeout=10.0,
-    )
+    """A lone Redis (no persistence) at ``address:port``, built like every Redis of the stack
+    (``tradedrill.services.redis``); its config, data and log live under ``tmp_path``."""
+    subnet = address.rpartition(".")[0]
+    topo = Topology.default(subnet=subnet, services=("redis",), overrides={
+        "redis.port": port, "redis.replicas": 0, "sentinel.count": 1, "sentinel.quorum": 1,
+        "redis.save": "", "redis.appendonly": "no"})
+    spec = dataclasses.replace(topo.node("redis-1"), name=name, address=address)
+    node = redis_svc.build_node(spec, topo, tmp_path, None)
+    node.ready_timeout = 10.0
+    return node
 
 
 @pytest.fixture

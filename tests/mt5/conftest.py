@@ -6,7 +6,7 @@ import pytest
 
 from reference.mt5.simclient import SimulatorAdmin, SimulatorTerminal
 from reference.mt5.simulator.config import Behaviour
-from reference.mt5.simulator.node import simulator_node
+from tradedrill.services.mt5sim import simulator_node
 
 HEDGING, NETTING = 5001, 5002
 
