@@ -135,6 +135,8 @@ class LocalStack:
         self.nodes: dict[str, ProcessNode] = {}
         self.timings: dict[str, float] = {}
         self.options = _check_options(options)
+        if isinstance(services, str):
+            raise StackError(f"services must be a list of service names like ['redis'], not the string {services!r}")
         chosen = tuple(topology.services if services is None else services)
         unknown = [s for s in chosen if s not in topology.services]
         if unknown:
@@ -203,7 +205,8 @@ class LocalStack:
             check_port_free(spec)
         (self.run_dir / "topology.json").write_text(json.dumps(self.topology.to_dict(), indent=2))
         if any(s.kind == "engine" for s in specs):
-            self.engine_config = engine_svc.engine_config(self.topology, self.options.get("engine", {}).get("overrides"))
+            overrides = self.options.get("engine", {}).get("overrides")
+            self.engine_config = engine_svc.engine_config(self.topology, overrides)
             tmp = self.engine_config_path.with_suffix(".json.tmp")
             tmp.write_text(json.dumps(self.engine_config, indent=2))
             tmp.replace(self.engine_config_path)
@@ -485,7 +488,8 @@ def _check_options(options: dict[str, dict] | None) -> dict[str, dict]:
         if unknown:
             raise StackError(f"unknown option(s) {unknown} for {kind} nodes; allowed: {sorted(allowed)}")
         supervise = opts.get("supervise", False)
-        if not (isinstance(supervise, (bool, RestartPolicy)) or supervise in POLICIES):
+        named = isinstance(supervise, str) and supervise in POLICIES
+        if not (isinstance(supervise, (bool, RestartPolicy)) or named):
             raise StackError(f"options[{kind!r}]['supervise'] must be True, False, a RestartPolicy or one of "
                              f"{sorted(POLICIES)}")
         out[kind] = {k: v for k, v in opts.items() if v is not None or k == "supervise"}

@@ -209,7 +209,8 @@ def test_bad_services_are_one_line(services, expected):
         Topology.default(services=services)
 
 
-@pytest.mark.parametrize("subnet", ["127.0", "127.0.0.1", "127.0.0 ", "127.0.0\n", "127.0.256", 127, None, "١٢٧.0.0"])
+@pytest.mark.parametrize("subnet", ["127.0", "127.0.0.1", "127.0.0 ", "127.0.0\n", "127.0.256", 127, None,
+                                    "\u0661\u0662\u0667.0.0"])
 def test_bad_subnets_are_one_line(subnet):
     with pytest.raises(TopologyError, match="subnet") as info:
         Topology.default(subnet=subnet)
