@@ -18,7 +18,9 @@ from plotly.subplots import make_subplots
 
 from scenarios import registry
 from scenarios import targets as targets_mod
-from scenarios.checkers import FAIL, PASS, UNMEASURED, RtoResult, RunCheck, _jsonable, check_run
+from scenarios.checkers import RtoResult, RunCheck, check_run
+from scenarios.packages import report_styles
+from scenarios.verdicts import FAIL, PASS, UNMEASURED, fmt_num, as_json as _jsonable
 from scenarios.distributions import RequirementVerdict, requirement_table, summarize, verdicts_to_dict
 from scenarios.history import RunDir
 
@@ -26,7 +28,12 @@ TEMPLATES = Path(__file__).with_name("templates")
 REPORT_HTML, REPORT_JSON, JUNIT_XML = "report.html", "report.json", "junit.xml"
 
 _OUTCOME_COLOURS = {"ok": "#2e7d32", "fail": "#c62828", "unknown": "#ef6c00"}
-_FAULT_FILL = "rgba(198, 40, 40, 0.13)"
+
+
+def _fill(hex_colour: str, alpha: float = 0.13) -> str:
+    """``#rrggbb`` -> a translucent ``rgba(...)`` for a fault window."""
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
 
 
 def collect_run_checks(source: Any, *, targets: targets_mod.Targets | None = None) -> list[RunCheck]:
@@ -36,6 +43,8 @@ def collect_run_checks(source: Any, *, targets: targets_mod.Targets | None = Non
         source = source.get("checks") or source.get("runs") or source.get("run_dirs") or []
     if hasattr(source, "run_checks"):
         source = source.run_checks
+    elif hasattr(source, "runs") and not isinstance(source, (str, os.PathLike)):  # scenarios.runner.DrillResult
+        source = source.runs
     elif hasattr(source, "run_dirs"):
         source = source.run_dirs
     if isinstance(source, (str, os.PathLike, RunDir, RunCheck)):
@@ -92,7 +101,8 @@ def _report_dict(run_checks, verdicts, rows, targets, generated, title) -> dict:
         "title": title, "generated": generated, "targets_file": str(targets_mod.TARGETS_PATH),
         "totals": {"requirements": _counts([r.verdict for r in rows]),
                    "scenario_requirements": _counts([v.verdict for v in verdicts]),
-                   "runs": len(run_checks)},
+                   "runs": len(run_checks),
+                   "invalid_runs": sum(not rc.run_validity.valid for rc in run_checks)},
         "requirements": [{**asdict(r), "targets": [{**t, "measured": verdicts_to_dict(t["measured"])}
                                                   for t in r.targets]} for r in rows],
         "verdicts": verdicts_to_dict(verdicts),
@@ -110,7 +120,7 @@ def write_junit(run_checks: Sequence[RunCheck], verdicts: Sequence[RequirementVe
         by_scenario.setdefault(v.scenario, {}).setdefault(v.requirement_id, []).append(v)
     for rc in run_checks:  # a scenario whose checkers judged nothing still shows up
         by_scenario.setdefault(rc.scenario, {})
-    total = failures = skipped = 0
+    total = failures = skipped = errors = 0
     for scenario in sorted(by_scenario):
         reqs = by_scenario[scenario]
         suite = ET.SubElement(suites, "testsuite", name=scenario)
@@ -129,11 +139,20 @@ def write_junit(run_checks: Sequence[RunCheck], verdicts: Sequence[RequirementVe
                 s_skip += 1
                 ET.SubElement(case, "skipped", message="; ".join(lines) or "not measured")
             ET.SubElement(case, "system-out").text = "\n".join(lines)
-        suite.set("tests", str(len(reqs)))
+        s_err = 0
+        for rc in run_checks:  # a run that cannot be judged is an error, never a silent pass
+            if rc.scenario == scenario and not rc.run_validity.valid:
+                s_err += 1
+                case = ET.SubElement(suite, "testcase", classname=f"drill.{scenario}",
+                                     name=f"run {rc.repeat} (seed {rc.seed})")
+                ET.SubElement(case, "error", type="InvalidRun",
+                              message="; ".join(rc.run_validity.reasons)).text = rc.run_dir
+        suite.set("tests", str(len(reqs) + s_err))
         suite.set("failures", str(s_fail))
         suite.set("skipped", str(s_skip))
-        suite.set("errors", "0")
-        total, failures, skipped = total + len(reqs), failures + s_fail, skipped + s_skip
+        suite.set("errors", str(s_err))
+        total, failures, skipped, errors = total + len(reqs) + s_err, failures + s_fail, skipped + s_skip, errors + s_err
+    suites.set("errors", str(errors))
     suites.set("tests", str(total))
     suites.set("failures", str(failures))
     suites.set("skipped", str(skipped))
@@ -142,12 +161,7 @@ def write_junit(run_checks: Sequence[RunCheck], verdicts: Sequence[RequirementVe
     return path
 
 
-def _fmt_num(x: Any) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.3f}".rstrip("0").rstrip(".") if abs(x) < 1e6 else f"{x:.3g}"
-    return str(x)
+_fmt_num = fmt_num
 
 
 def _verdict_line(v: RequirementVerdict) -> str:
@@ -197,12 +211,14 @@ def timeline_figure(rc: RunCheck) -> go.Figure:
                              showlegend=False, hovertemplate="%{y} " + outcome + " at %{x} s<extra></extra>"),
                       row=2, col=1)
     end = tl.metrics.get("duration_s") or 0.0
+    styles = report_styles()
     for w in tl.fault_windows:
         x1 = w["end"] if w["end"] is not None else end
-        fig.add_vrect(x0=w["start"], x1=max(x1, w["start"] + 1e-3), row="all", col=1, fillcolor=_FAULT_FILL,
-                      line_width=0, layer="below")
-        fig.add_annotation(x=w["start"], y=0.99, yref="paper", text=w["fault"], showarrow=False, xanchor="left",
-                           yanchor="top", font={"size": 11, "color": "#c62828"})
+        style = styles.get(w["fault"], {"label": w["fault"], "color": "#c62828"})
+        fig.add_vrect(x0=w["start"], x1=max(x1, w["start"] + 1e-3), row="all", col=1,
+                      fillcolor=_fill(style["color"]), line_width=0, layer="below")
+        fig.add_annotation(x=w["start"], y=0.99, yref="paper", text=style["label"], showarrow=False,
+                           xanchor="left", yanchor="top", font={"size": 11, "color": style["color"]})
     for r in rc.results:
         if isinstance(r, RtoResult):
             for m in r.measurements:

@@ -16,62 +16,29 @@ Each checker takes plain data (``Operation``, ``FaultWindow``, ``Deal``, ``Signa
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from reference.engine import contract
 from scenarios import history as h
 from scenarios import targets as targets_mod
 from scenarios.history import Deal, FaultWindow, Operation, Signal, TradeResult
+from scenarios.verdicts import (FAIL, PASS, UNKNOWN, UNMEASURED, Judgement, RunValidity, as_json, judge,  # noqa: F401
+                                percentile, validity)
 
-PASS, FAIL, UNMEASURED = "pass", "fail", "unmeasured"
-UNKNOWN = "unknown"
 
 SignalOf = Callable[[str], "str | None"]
 
-_SIGNAL_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-_ENGINE_KEY = re.compile(r"([a-z2-7]{12})-[0-9]+")
-ENGINE_COMMENT_PREFIX = "td"
-
-
-def signal_key(signal_id: str) -> str:
-    """The engine's short deterministic key of a signal (12 base32 chars of sha256), as sent in ``comment``.
-    The engine's own function is the source of truth; the copy below keeps checkers usable without it."""
-    try:
-        from reference.engine.signals import signal_key as engine_signal_key
-    except Exception:  # noqa: BLE001 - the reference engine is optional for judging a saved run
-        import base64
-        import hashlib
-        return base64.b32encode(hashlib.sha256(signal_id.encode()).digest()).decode().rstrip("=").lower()[:12]
-    return engine_signal_key(signal_id)
+ENGINE_COMMENT_PREFIX = contract.COMMENT_PREFIX
+signal_key = contract.signal_key
 
 
 def default_signal_of(signal_ids: Iterable[str] = (), prefix: str = ENGINE_COMMENT_PREFIX) -> SignalOf:
-    """The default comment -> signal id mapping.
-
-    - The engine's form ``<prefix><12-char key>-<attempt>`` (``td3f...q-2``) maps to the submitted signal whose
-      key it is (``signal_ids``), or to ``<prefix><key>`` when no submitted signal has that key; every attempt of
-      one signal maps to the same id, so two executed attempts are a duplicate.
-    - Otherwise the comment is the signal id, optionally behind ``something:`` (``sig:s-0007`` -> ``s-0007``).
-    - Broker-made comments (``[sl 1.1]``, ``[tp ...]``, ``[so ...]``) and empty ones map to None.
-    Pass another function as ``signal_of`` when the engine encodes ids differently."""
-    index = {signal_key(s): s for s in signal_ids}
-
-    def signal_of(comment: str | None) -> str | None:
-        c = (comment or "").strip()
-        if not c or c.startswith("["):
-            return None
-        if prefix and c.startswith(prefix):
-            m = _ENGINE_KEY.fullmatch(c[len(prefix):])
-            if m:
-                return index.get(m.group(1), f"{prefix}{m.group(1)}")
-        if ":" in c:
-            c = c.rsplit(":", 1)[1]
-        return c if _SIGNAL_ID.fullmatch(c) else None
-
-    return signal_of
+    """The default comment -> signal id mapping: the engine's own (``reference.engine.contract.signal_of_comment``).
+    Pass another function as ``signal_of`` when the engine under test encodes ids differently."""
+    return contract.signal_of_comment(signal_ids, prefix)
 
 
 signal_id_from_comment: SignalOf = default_signal_of()
@@ -82,67 +49,6 @@ def comment_index(signal_ids: Iterable[str], to_comment: Callable[[str], str]) -
     signal -> comment function over the signals the run submitted."""
     index = {to_comment(s): s for s in signal_ids}
     return lambda comment: index.get((comment or "").strip())
-
-
-# -- judging against targets -----------------------------------------------------------------------------------
-@dataclass
-class Judgement:
-    """One measured metric against one requirement's target (and its alternatives)."""
-
-    requirement_id: str
-    metric: str
-    comparator: str
-    target: Any
-    unit: str
-    source: str
-    measured: Any
-    verdict: str  # pass | fail | unmeasured
-    lower_bound: bool = False  # measured is only a lower bound (e.g. not recovered before the history ended)
-    alternatives: list[dict] = field(default_factory=list)
-    contradictions: list[str] = field(default_factory=list)
-
-
-def _verdict(target: targets_mod.Target, measured: Any, lower_bound: bool) -> str:
-    if measured is None:
-        return UNMEASURED
-    if lower_bound:
-        # we only know the true value is >= measured: a "<"/"<=" target is missed if the bound already misses it
-        if target.comparator in ("<", "<=", "=="):
-            return FAIL if target.meets(measured) is False else UNMEASURED
-        return PASS if target.meets(measured) else UNMEASURED
-    met = target.meets(measured)
-    return UNMEASURED if met is None else (PASS if met else FAIL)
-
-
-def judge(metrics: dict[str, Any], requirement_ids: Sequence[str], targets: targets_mod.Targets | None = None,
-          lower_bounds: Iterable[str] = ()) -> list[Judgement]:
-    """A judgement for every (requirement, metric) pair that targets.toml defines."""
-    targets = targets or targets_mod.load()
-    lower = set(lower_bounds)
-    out = []
-    for rid in requirement_ids:
-        if rid not in targets:
-            continue
-        for metric, measured in metrics.items():
-            t = targets.target(rid, metric)
-            if t is None:
-                continue
-            alts = [{"value": a.value, "source": a.source, "note": a.note,
-                     "verdict": _verdict(alt_t, measured, metric in lower)}
-                    for a, alt_t in zip(t.alternatives, t.alternative_targets())]
-            out.append(Judgement(rid, metric, t.comparator, t.value, t.unit, t.source, measured,
-                                 _verdict(t, measured, metric in lower), metric in lower, alts,
-                                 list(t.contradictions)))
-    return out
-
-
-def validity(judgements: Sequence[Judgement], fallback: bool | str = UNKNOWN) -> bool | str:
-    verdicts = [j.verdict for j in judgements]
-    if FAIL in verdicts:
-        return False
-    if PASS in verdicts:
-        return True
-    return fallback if not judgements else UNKNOWN
 
 
 # -- results ---------------------------------------------------------------------------------------------------
@@ -157,7 +63,7 @@ class CheckResult:
     judgements: list[Judgement] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return _jsonable(asdict(self))
+        return as_json(asdict(self))
 
 
 @dataclass
@@ -209,14 +115,7 @@ class TimelineResult(CheckResult):
     fault_windows: list[dict] = field(default_factory=list)  # fault, description, start, end (relative s)
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
+_jsonable = as_json  # older name, kept for saved tooling
 
 
 def _op_ref(op: Operation | None, t0: float = 0.0) -> dict | None:
@@ -277,15 +176,32 @@ def check_rto(ops: Sequence[Operation], faults: Sequence[FaultWindow], *, f: str
         else:
             metrics["rto_s"] = max(m.observed_s for m in measurements if not m.recovered)
             lower.append("rto_s")
-    judgements = judge(metrics, requirement_ids, targets, lower)
     if not measurements:
-        summary = f"no fault{' ' + fault if fault else ''} injected: RTO not measured"
-    elif lower:
+        reason = f"no fault{' ' + fault if fault else ''} injection in the fault log"
+        judgements = judge({"rto_s": None}, requirement_ids, targets, unmeasured_reason=reason)
+        summary = f"{reason}: RTO unmeasured"
+        return RtoResult("rto", UNKNOWN, tuple(requirement_ids), {}, [{"kind": "unmeasured", "why": reason}],
+                         summary, judgements, rule=RTO_RULE, f=f, measurements=[])
+    if not any(op.f == f or f is None for op in ops):
+        reason = f"no {f or 'client'} operation in the history"
+        judgements = judge({"rto_s": None}, requirement_ids, targets, unmeasured_reason=reason)
+        return RtoResult("rto", UNKNOWN, tuple(requirement_ids), {}, [{"kind": "unmeasured", "why": reason}],
+                         f"{reason}: RTO unmeasured", judgements, rule=RTO_RULE, f=f, measurements=measurements)
+    judgements = judge(metrics, requirement_ids, targets, lower)
+    if lower:
         summary = f"not recovered: no successful {f or 'operation'} within {metrics['rto_s']:.3f} s of the injection"
     else:
         summary = f"RTO {metrics['rto_s']:.3f} s (worst of {len(measurements)} injection(s))"
     return RtoResult("rto", validity(judgements), tuple(requirement_ids), metrics, evidence, summary, judgements,
                      rule=RTO_RULE, f=f, measurements=measurements)
+
+
+def _unmeasured(cls, name: str, requirement_ids: Sequence[str], targets, metrics: Sequence[str], reason: str,
+                **extra) -> CheckResult:
+    """A result that says why there was nothing to judge: every claimed metric ``unmeasured``, never a pass."""
+    judgements = judge({m: None for m in metrics}, requirement_ids, targets, unmeasured_reason=reason)
+    return cls(name, UNKNOWN, tuple(requirement_ids), {}, [{"kind": "unmeasured", "why": reason}],
+               f"unmeasured: {reason}", judgements, **extra)
 
 
 # -- duplicates ------------------------------------------------------------------------------------------------
@@ -307,8 +223,16 @@ def orders_by_signal(ledger: Iterable[Deal], signal_of: SignalOf = signal_id_fro
 def check_duplicates(ledger: Iterable[Deal], *, signal_of: SignalOf = signal_id_from_comment,
                      requirement_ids: Sequence[str] = ("ENG-5",),
                      targets: targets_mod.Targets | None = None) -> DuplicateResult:
-    """Signal ids with more than one order in the broker ledger(s), all brokers together."""
+    """Signal ids with more than one order in the broker ledger(s), all brokers together. ``ledger`` None (no
+    ledger dumped) or without one order the engine sent is ``unmeasured``: no duplicate can be seen there."""
+    if ledger is None:
+        return _unmeasured(DuplicateResult, "duplicates", requirement_ids, targets, ("duplicate_orders",),
+                           "no broker ledger (ledger.jsonl) in the run", duplicates={})
     ledger = list(ledger)
+    if not orders_by_signal(ledger, signal_of):
+        return _unmeasured(DuplicateResult, "duplicates", requirement_ids, targets, ("duplicate_orders",),
+                           f"the broker ledger ({len(ledger)} deal(s)) holds no order for any signal",
+                           duplicates={})
     by_signal = orders_by_signal(ledger, signal_of)
     dups = {sid: orders for sid, orders in sorted(by_signal.items()) if len(orders) > 1}
     metrics = {"duplicate_orders": len(dups), "extra_orders": sum(len(o) - 1 for o in dups.values()),
@@ -323,19 +247,30 @@ def check_duplicates(ledger: Iterable[Deal], *, signal_of: SignalOf = signal_id_
 
 
 # -- lost signals ----------------------------------------------------------------------------------------------
-EXECUTED_STATUSES = {"executed", "filled", "done", "ok", "done_partial", "partial", "placed"}
-REJECTED_STATUSES = {"rejected", "failed", "cancelled", "canceled", "invalid", "expired", "suspended",
-                     "stopped", "error"}
+EXECUTED_STATUSES = contract.EXECUTED_STATUSES
+REJECTED_STATUSES = contract.REJECTED_STATUSES
 
 
-def check_lost_signals(signals: Iterable[Signal], ledger: Iterable[Deal], results: Iterable[TradeResult] = (), *,
-                       signal_of: SignalOf | None = None, requirement_ids: Sequence[str] = ("ENG-5",),
-                       targets: targets_mod.Targets | None = None) -> LostSignalResult:
+def check_lost_signals(signals: Iterable[Signal], ledger: Iterable[Deal] | None, results: Iterable[TradeResult] = (),
+                       *, signal_of: SignalOf | None = None, requirement_ids: Sequence[str] = ("ENG-5",),
+                       targets: targets_mod.Targets | None = None,
+                       backlog: Iterable[str] = ()) -> LostSignalResult:
     """Acknowledged signals that were neither executed at the broker nor rejected with a reason on RTRS.
     The broker ledger is the ground truth for "executed": an RTRS entry saying executed without a deal is lost.
-    Also reported (not judged): signals whose submission definitely failed yet executed, and orders for
-    signals never submitted."""
+
+    ``backlog``: signal ids still queued when the run ended (undelivered on RTSS or pending in the consumer
+    group, ``backlog.json``): not lost, counted as ``backlog_signals``. "Lost" keeps its meaning: acknowledged,
+    gone, never executed, never rejected. Also reported (not judged): signals whose submission definitely failed
+    yet executed, and orders for signals never submitted. No ledger, or no acknowledged signal: ``unmeasured``."""
     signals = list(signals)
+    if ledger is None:
+        return _unmeasured(LostSignalResult, "lost_signals", requirement_ids, targets, ("lost_signals",),
+                           "no broker ledger (ledger.jsonl) in the run: executed signals cannot be told", lost=[])
+    if not any(s.ack == h.OK for s in signals):
+        return _unmeasured(LostSignalResult, "lost_signals", requirement_ids, targets, ("lost_signals",),
+                           f"no acknowledged signal among {len(signals)} submitted: nothing could be lost", lost=[])
+    queued = set(backlog)
+    in_backlog: list[str] = []
     signal_of = signal_of or default_signal_of(s.id for s in signals)
     executed = set(orders_by_signal(ledger, signal_of))
     results_by_signal: dict[str, list[TradeResult]] = defaultdict(list)
@@ -356,6 +291,9 @@ def check_lost_signals(signals: Iterable[Signal], ledger: Iterable[Deal], result
             rejected.append(s.id)
             continue
         rs = results_by_signal.get(s.id, [])
+        if not rs and s.id in queued:
+            in_backlog.append(s.id)
+            continue
         if not rs:
             why = "acknowledged, no deal at the broker, no result on RTRS"
         elif any(r.status.lower() in EXECUTED_STATUSES for r in rs):
@@ -375,12 +313,17 @@ def check_lost_signals(signals: Iterable[Signal], ledger: Iterable[Deal], result
                          "kind": "failed-but-executed"})
     metrics = {"lost_signals": len(lost), "acknowledged": len(acked), "executed": len(executed & submitted),
                "rejected_with_reason": len(rejected), "unknown_acks": sum(s.ack == h.UNKNOWN for s in signals),
-               "failed_but_executed": len(failed_but_executed), "orders_for_unsubmitted_signals": len(never_submitted)}
+               "failed_but_executed": len(failed_but_executed), "orders_for_unsubmitted_signals": len(never_submitted),
+               "backlog_signals": len(in_backlog)}
+    if in_backlog:
+        evidence.append({"kind": "backlog", "count": len(in_backlog), "signals": in_backlog[:50],
+                         "why": "still queued on RTSS (undelivered or pending) when the run ended: not lost"})
     judgements = judge({"lost_signals": len(lost)}, requirement_ids, targets)
     summary = (f"{len(lost)} acknowledged signal(s) lost: {', '.join(lost[:10])}" if lost
-               else f"all {len(acked)} acknowledged signal(s) executed or rejected with a reason")
-    if not acked:
-        summary = "no acknowledged signals: nothing to lose"
+               else f"all {len(acked) - len(in_backlog)} acknowledged signal(s) that left the queue executed or "
+                    f"rejected with a reason")
+    if in_backlog:
+        summary += f"; backlog {len(in_backlog)} still queued at the end"
     return LostSignalResult("lost_signals", validity(judgements), tuple(requirement_ids), metrics, evidence, summary,
                             judgements, lost=lost)
 
@@ -443,11 +386,17 @@ def check_state(rts: dict | None, ledger: Iterable[Deal], *, signal_of: SignalOf
                 tolerance: float = 1e-9, requirement_ids: Sequence[str] = ("ENG-5",),
                 targets: targets_mod.Targets | None = None) -> StateResult:
     """The engine's state (RTS) against the broker ledger: net volume per symbol, and per signal whether it was
-    executed (and with which order)."""
-    ledger = list(ledger)
+    executed (and with which order). No RTS dump or no ledger: ``unmeasured``."""
     if rts is None:
-        return StateResult("state", UNKNOWN, tuple(requirement_ids), {}, [], "no RTS dump (rts.json): state not "
-                           "checked", [])
+        return _unmeasured(StateResult, "state", requirement_ids, targets, ("state_mismatches",),
+                           "no RTS dump (rts.json) in the run", mismatches=[])
+    if ledger is None:
+        return _unmeasured(StateResult, "state", requirement_ids, targets, ("state_mismatches",),
+                           "no broker ledger (ledger.jsonl) in the run", mismatches=[])
+    ledger = list(ledger)
+    if not ledger and not engine_orders(rts):
+        return _unmeasured(StateResult, "state", requirement_ids, targets, ("state_mismatches",),
+                           "neither the broker ledger nor RTS holds an order: nothing to compare", mismatches=[])
     mismatches: list[dict] = []
     broker_net, unknown_side = broker_positions(ledger)
     eng_net = engine_positions(rts)
@@ -487,13 +436,7 @@ def check_state(rts: dict | None, ledger: Iterable[Deal], *, signal_of: SignalOf
 
 
 # -- latency and throughput timeline ---------------------------------------------------------------------------
-def _percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100)."""
-    if not values:
-        return None
-    s = sorted(values)
-    rank = max(1, math.ceil(q / 100.0 * len(s)))
-    return s[rank - 1]
+_percentile = percentile
 
 
 def timeline(ops: Sequence[Operation], faults: Sequence[FaultWindow] = (), *, f: str | None = None,
@@ -541,17 +484,99 @@ def timeline(ops: Sequence[Operation], faults: Sequence[FaultWindow] = (), *, f:
 
 
 # -- a whole run directory -------------------------------------------------------------------------------------
-DEFAULT_CHECKERS = [
-    {"checker": "rto", "requirement_ids": ["ENG-1"], "params": {}},
-    {"checker": "duplicates", "requirement_ids": ["ENG-5"], "params": {}},
-    {"checker": "lost_signals", "requirement_ids": ["ENG-5"], "params": {}},
-    {"checker": "state", "requirement_ids": ["ENG-5"], "params": {}},
-]
+class RunView:
+    """A run directory's data, each file loaded at most once (checkers share one view). ``ledger()`` is None
+    when the run has no ledger.jsonl, so a checker can tell "no deals" from "never dumped"."""
+
+    def __init__(self, run: h.RunDir, signal_of: SignalOf | None = None):
+        self.run = run
+        self._cache: dict[str, Any] = {}
+        self._signal_of = signal_of
+
+    def _once(self, name: str, load: Callable[[], Any]) -> Any:
+        if name not in self._cache:
+            self._cache[name] = load()
+        return self._cache[name]
+
+    def operations(self) -> list[Operation]:
+        return self._once("ops", self.run.operations)
+
+    def fault_windows(self) -> list[FaultWindow]:
+        return self._once("windows", self.run.fault_windows)
+
+    def ledger(self) -> list[Deal] | None:
+        return self._once("ledger", lambda: self.run.ledger() if self.run.has(h.LEDGER) else None)
+
+    def signals(self) -> list[Signal]:
+        return self._once("signals", self.run.signals)
+
+    def trade_results(self) -> list[TradeResult]:
+        return self._once("results", self.run.trade_results)
+
+    def trade_state(self) -> dict | None:
+        return self._once("rts", self.run.trade_state)
+
+    def backlog(self) -> list[str]:
+        return self._once("backlog", lambda: list((self.run.backlog() or {}).get("signals", [])))
+
+    @property
+    def signal_of(self) -> SignalOf:
+        if self._signal_of is None:
+            config = self.run.config if isinstance(self.run.config, dict) else {}
+            self._signal_of = default_signal_of((s.id for s in self.signals()),
+                                                config.get("comment_prefix", ENGINE_COMMENT_PREFIX))
+        return self._signal_of
+
+
+@dataclass(frozen=True)
+class Checker:
+    """One entry of the checker table (Jepsen's ``checker.clj`` ``compose`` over a map of names):
+    ``fn(view, params, requirement_ids, targets) -> CheckResult``; ``metrics``: the targets.toml metrics it
+    judges (a scenario claiming a requirement through it needs a target for each); ``params``: the parameters it
+    reads from a scenario's ``CheckerSpec.params``."""
+
+    name: str
+    fn: Callable[[RunView, dict, tuple[str, ...], targets_mod.Targets], CheckResult]
+    metrics: tuple[str, ...]
+    description: str
+    params: tuple[str, ...] = ()
+
+
+def _rto(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
+    return check_rto(view.operations(), view.fault_windows(), f=params.get("f"), fault=params.get("fault"),
+                     requirement_ids=rids, targets=targets)
+
+
+def _duplicates(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
+    return check_duplicates(view.ledger(), signal_of=view.signal_of, requirement_ids=rids, targets=targets)
+
+
+def _lost(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
+    return check_lost_signals(view.signals(), view.ledger(), view.trade_results(), signal_of=view.signal_of,
+                              requirement_ids=rids, targets=targets, backlog=view.backlog())
+
+
+def _state(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
+    return check_state(view.trade_state(), view.ledger(), signal_of=view.signal_of, requirement_ids=rids,
+                       targets=targets)
+
+
+CHECKERS: dict[str, Checker] = {c.name: c for c in (
+    Checker("rto", _rto, ("rto_s",), "fault injection to the first successful operation of kind f invoked after it",
+            ("f", "fault")),
+    Checker("duplicates", _duplicates, ("duplicate_orders",), "signal ids with more than one broker order"),
+    Checker("lost_signals", _lost, ("lost_signals",),
+            "acknowledged signals neither executed at the broker nor rejected with a reason (backlog apart)"),
+    Checker("state", _state, ("state_mismatches",), "RTS against the broker ledger: positions and signals"),
+)}
+
+DEFAULT_CHECKERS = [{"checker": name, "requirement_ids": ["ENG-1" if name == "rto" else "ENG-5"], "params": {}}
+                    for name in CHECKERS]
 
 
 @dataclass
 class RunCheck:
-    """Every checker's result for one run directory, plus its timeline."""
+    """Every checker's result for one run directory, plus its timeline and whether the run can be judged."""
 
     run_dir: str
     scenario: str
@@ -560,25 +585,32 @@ class RunCheck:
     results: list[CheckResult]
     timeline: TimelineResult
     fault_windows: list[FaultWindow]
+    run_validity: RunValidity = field(default_factory=lambda: RunValidity(True))
 
     @property
     def valid(self) -> bool | str:
+        """Jepsen's merge-valid over the checkers; ``"invalid"`` when the run itself cannot be judged."""
+        if not self.run_validity.valid:
+            return "invalid"
         vals = [r.valid for r in self.results]
         if False in vals:
             return False
         if vals and all(v is True for v in vals):
             return True
-        return UNKNOWN if UNKNOWN in vals or not vals else True
+        return UNKNOWN
 
     @property
     def judgements(self) -> list[Judgement]:
+        """The judgements of a valid run; an invalid run's numbers prove nothing and are not aggregated."""
+        if not self.run_validity.valid:
+            return []
         return [j for r in self.results for j in r.judgements]
 
     def to_dict(self) -> dict:
-        return _jsonable({"run_dir": self.run_dir, "scenario": self.scenario, "repeat": self.repeat,
-                          "seed": self.seed, "valid": self.valid, "results": [r.to_dict() for r in self.results],
-                          "timeline": self.timeline.to_dict(),
-                          "fault_windows": [asdict(w) for w in self.fault_windows]})
+        return as_json({"run_dir": self.run_dir, "scenario": self.scenario, "repeat": self.repeat,
+                        "seed": self.seed, "valid": self.valid, "run_validity": asdict(self.run_validity),
+                        "results": [r.to_dict() for r in self.results], "timeline": self.timeline.to_dict(),
+                        "fault_windows": [asdict(w) for w in self.fault_windows]})
 
 
 def _spec_dict(spec: Any) -> dict:
@@ -588,28 +620,58 @@ def _spec_dict(spec: Any) -> dict:
     return {"checker": spec.checker, "requirement_ids": list(spec.requirement_ids), "params": dict(spec.params)}
 
 
-def run_checker(spec: Any, run: h.RunDir, *, ops: list[Operation], windows: list[FaultWindow],
-                signal_of: SignalOf, targets: targets_mod.Targets) -> CheckResult:
+def run_checker(spec: Any, view: RunView, targets: targets_mod.Targets) -> CheckResult:
+    """Look the checker up and run it, Jepsen's ``check-safe``: an unknown name or an exception becomes a result
+    with ``valid="unknown"`` and the error as evidence, so one broken checker never hides the others."""
     spec = _spec_dict(spec)
     name, rids, params = spec["checker"], tuple(spec["requirement_ids"]), spec["params"]
-    if name == "rto":
-        return check_rto(ops, windows, f=params.get("f"), fault=params.get("fault"), requirement_ids=rids,
-                         targets=targets)
-    if name == "duplicates":
-        return check_duplicates(run.ledger(), signal_of=signal_of, requirement_ids=rids, targets=targets)
-    if name == "lost_signals":
-        return check_lost_signals(run.signals(), run.ledger(), run.trade_results(), signal_of=signal_of,
-                                  requirement_ids=rids, targets=targets)
-    if name == "state":
-        return check_state(run.trade_state(), run.ledger(), signal_of=signal_of, requirement_ids=rids,
-                           targets=targets)
-    raise ValueError(f"unknown checker {name!r}; known: rto, duplicates, lost_signals, state")
+    checker = CHECKERS.get(name)
+    if checker is None:
+        why = f"unknown checker {name!r}; known: {', '.join(CHECKERS)}"
+        return CheckResult(str(name), UNKNOWN, rids, {}, [{"kind": "error", "why": why}], why,
+                           judge({}, rids, targets))
+    try:
+        return checker.fn(view, params, rids, targets)
+    except Exception as exc:  # noqa: BLE001 - check-safe: the error is the evidence
+        why = f"checker {name} raised {type(exc).__name__}: {exc}"
+        return CheckResult(name, UNKNOWN, rids, {}, [{"kind": "error", "why": why}], why,
+                           judge({m: None for m in checker.metrics}, rids, targets, unmeasured_reason=why))
+
+
+def run_validity(run: h.RunDir, scenario: dict, ops: Sequence[Operation], fault_records: Sequence[dict]) -> RunValidity:
+    """Whether a run holds enough to be judged: it finished (not interrupted or crashed), its history has
+    operations, and every fault step of its scenario was injected (the fault log's ``inject`` records)."""
+    reasons = []
+    status = run.status()
+    if status is not None and status.get("state") != "complete":
+        reasons.append(f"the drill did not finish: {status.get('state')}"
+                       + (f" during {status['phase']}" if status.get("phase") else "")
+                       + (f" ({status['reason']})" if status.get("reason") else ""))
+    if not scenario:
+        reasons.append(f"no {h.SCENARIO} in {run.path}: the run never started")
+    if not run.has(h.HISTORY):
+        reasons.append(f"no {h.HISTORY}: the run recorded no client operation")
+    elif not ops:
+        reasons.append(f"{h.HISTORY} is empty: the run recorded no client operation")
+    injected: dict[str, int] = defaultdict(int)
+    for rec in fault_records:
+        if rec.get("event") == "inject":
+            injected[str(rec.get("fault"))] += 1
+    wanted: dict[str, int] = defaultdict(int)
+    for step in scenario.get("faults", ()) or ():
+        wanted[str(step.get("fault"))] += 1
+    for fault, n in wanted.items():
+        if injected.get(fault, 0) < n:
+            reasons.append(f"the scenario schedules {n} {fault} fault(s); the fault log shows "
+                           f"{injected.get(fault, 0)} injected")
+    return RunValidity(not reasons, reasons)
 
 
 def check_run(run_dir: str | Path | h.RunDir, *, checkers: Sequence[Any] | None = None,
               signal_of: SignalOf | None = None, targets: targets_mod.Targets | None = None) -> RunCheck:
     """Apply the checkers of the run's scenario.json (or ``checkers``; or the registry's definition of the
-    scenario; or DEFAULT_CHECKERS) to a saved run directory."""
+    scenario; or DEFAULT_CHECKERS) to a saved run directory, and say whether the run can be judged at all.
+    Raises FileNotFoundError when ``run_dir`` is not a folder."""
     run = run_dir if isinstance(run_dir, h.RunDir) else h.RunDir(run_dir)
     if not run.path.is_dir():
         raise FileNotFoundError(f"{run.path} is not a run directory; pass the folder a drill wrote "
@@ -623,15 +685,10 @@ def check_run(run_dir: str | Path | h.RunDir, *, checkers: Sequence[Any] | None 
         known = registry.get(scenario["name"])
         checkers = known.checkers if known else None
     checkers = checkers or DEFAULT_CHECKERS
-    if signal_of is None:
-        config = run.config if isinstance(run.config, dict) else {}
-        signal_of = default_signal_of((s.id for s in run.signals()),
-                                      config.get("comment_prefix", ENGINE_COMMENT_PREFIX))
-    ops, windows = run.operations(), run.fault_windows()
-    results = [run_checker(spec, run, ops=ops, windows=windows, signal_of=signal_of, targets=targets)
-               for spec in checkers]
+    view = RunView(run, signal_of)
+    ops, windows = view.operations(), view.fault_windows()
+    results = [run_checker(spec, view, targets) for spec in checkers]
     tl_f = next((_spec_dict(s)["params"].get("f") for s in checkers if _spec_dict(s)["checker"] == "rto"), None)
     return RunCheck(str(run.path), scenario.get("name") or run.path.name, scenario.get("repeat"), run.seed,
-                    results, timeline(ops, windows, f=tl_f), windows)
-
-
+                    results, timeline(ops, windows, f=tl_f), windows,
+                    run_validity(run, scenario, ops, run.fault_events()))

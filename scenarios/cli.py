@@ -1,9 +1,11 @@
 """``tradedrill drill | scenarios | check``: run fault drills, list the scenario library, judge a saved run.
 
-``check`` needs no stack: it re-runs the checkers on run directories a drill wrote. ``drill`` hands the scenario names to
-``scenarios.runner.run_drills(names, DrillOptions(seed, repeat, out_dir, progress))`` (imported only when a drill
-runs), which writes one run directory per scenario x repeat (layout: ``scenarios.history``), judges them and builds
-the report; it returns {"root", "report", "runs", "checks", "passed", "seed"}.
+``drill`` is run -> check -> report: ``scenarios.runner.run_drills`` writes one run folder per scenario x repeat
+(layout: ``scenarios.history``), ``scenarios.checkers.check_run`` judges each, ``reports.build_report`` writes the
+report. ``check`` needs no stack: it re-runs the checkers on run folders a drill wrote.
+
+Exit status of both: 0 every target met or unmeasured, 1 a target missed, 2 a run cannot be judged (interrupted,
+empty history, a scheduled fault never injected) or the command could not run.
 """
 from __future__ import annotations
 
@@ -39,13 +41,18 @@ def scenarios() -> None:
     _console().print(table)
 
 
+class CannotJudge(click.ClickException):
+    """A one-line error with exit status 2: nothing could be judged, or a run is invalid."""
+
+    exit_code = 2
+
+
 def _print_verdicts(console: Console, verdicts) -> None:
-    from scenarios.checkers import _jsonable  # noqa: F401 - keeps import cost inside the command
     table = Table(title="requirements against targets (worst case over repeats)")
     for col in ("scenario", "requirement", "target", "source", "n", "min", "median", "p95", "max", "verdict",
                 "alternatives"):
         table.add_column(col, overflow="fold")
-    from reports.build import _fmt_num
+    from scenarios.verdicts import fmt_num as _fmt_num
     for v in verdicts:
         d = v.distribution
         n = str(d.n) + (f" (+{v.lower_bounds} not recovered)" if v.lower_bounds else "")
@@ -82,40 +89,63 @@ def _evidence_line(checker: str, e: dict) -> str:
     return str(e)
 
 
+def _print_invalid(console: Console, run_checks) -> list:
+    invalid = [rc for rc in run_checks if not rc.run_validity.valid]
+    for rc in invalid:
+        console.print(f"[bold red]invalid run[/] {rc.run_dir}: " + "; ".join(rc.run_validity.reasons), soft_wrap=True)
+    return invalid
+
+
+def _judge(console: Console, run_checks, where: str, report_dir: Path | None) -> None:
+    """Print the verdicts, write the report, and exit 2 (invalid run), 1 (target missed) or return."""
+    from scenarios.distributions import summarize
+
+    verdicts = summarize(run_checks)
+    console.print(f"checked {len(run_checks)} run(s) under {where}")
+    _print_verdicts(console, verdicts)
+    _print_evidence(console, run_checks)
+    invalid = _print_invalid(console, run_checks)
+    if report_dir is not None:
+        from reports import build_report
+        try:
+            path = build_report(run_checks, report_dir)
+        except OSError as exc:
+            raise CannotJudge(f"cannot write the report into {report_dir}: {exc.strerror or exc}; choose a "
+                              f"writable folder with --report") from None
+        console.print(f"report: {path}")
+    if invalid:
+        console.print(f"[bold red]{len(invalid)} run(s) cannot be judged[/]: their numbers prove nothing")
+        sys.exit(2)
+    if any(v.verdict == "fail" for v in verdicts):
+        console.print(f"[bold red]{sum(v.verdict == 'fail' for v in verdicts)} target(s) missed[/]")
+        sys.exit(1)
+    measured = [v for v in verdicts if v.verdict == "pass"]
+    console.print("[green]no target missed[/]" + ("" if measured else " (but nothing was measured)"))
+
+
 @click.command("check")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
               help="Also write report.html, report.json and junit.xml into this folder.")
 def check(run_dir: Path, report_dir: Path | None) -> None:
-    """Judge a saved run directory (or a folder of them) without the stack; exit 1 when a target is missed."""
-    from scenarios.distributions import summarize
-    from scenarios.history import RunDir
+    """Judge a saved run directory (or a folder of them) without the stack; exit 1 when a target is missed,
+    2 when a run cannot be judged."""
     from scenarios.checkers import check_run
+    from scenarios.history import RunDir
 
     console = _console()
     if not run_dir.exists():
-        raise click.ClickException(f"{run_dir} does not exist; pass the folder a drill wrote (it holds "
-                                   f"history.jsonl), or a folder of such folders")
+        raise CannotJudge(f"{run_dir} does not exist; pass the folder a drill wrote (it holds history.jsonl), or "
+                          f"a folder of such folders")
     runs = RunDir.find(run_dir)
     if not runs:
-        raise click.ClickException(f"no run directory under {run_dir}: expected history.jsonl or scenario.json")
+        raise CannotJudge(f"no run under {run_dir}: a run folder holds scenario.json and history.jsonl; the drill "
+                          f"that should have written them did not get that far")
     try:
         run_checks = [check_run(r) for r in runs]
-    except (ValueError, FileNotFoundError) as exc:
-        raise click.ClickException(str(exc)) from None
-    verdicts = summarize(run_checks)
-    console.print(f"checked {len(run_checks)} run(s) under {run_dir}")
-    _print_verdicts(console, verdicts)
-    _print_evidence(console, run_checks)
-    if report_dir is not None:
-        from reports import build_report
-        path = build_report(run_checks, report_dir)
-        console.print(f"report: {path}")
-    failed = [v for v in verdicts if v.verdict == "fail"]
-    if failed:
-        console.print(f"[bold red]{len(failed)} target(s) missed[/]")
-        sys.exit(1)
-    console.print("[green]no target missed[/]")
+    except (ValueError, OSError) as exc:
+        raise CannotJudge(str(exc)) from None
+    _judge(console, run_checks, str(run_dir), report_dir)
 
 
 @click.command("drill")
@@ -128,11 +158,21 @@ def check(run_dir: Path, report_dir: Path | None) -> None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/drills"), show_default=True,
               help="Folder for run directories and the report.")
 @click.option("--subnet", default="127.0.0", show_default=True, help="Loopback /24 for the drill's nodes.")
-@click.option("--duration", type=float, default=None, help="Seconds of load per run (default: the scenario's).")
-@click.option("--settle", type=float, default=None, help="Seconds to let outcomes settle after the load.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds of load per run (default: the scenario's).")
+@click.option("--settle", type=click.FloatRange(min=0), default=None,
+              help="Seconds to let outcomes settle after the load.")
 def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int, seed: int | None, out_dir: Path,
           subnet: str, duration: float | None, settle: float | None) -> None:
-    """Run fault drills against the local stack, then write the RTO report; exit 1 when a target is missed."""
+    """Run fault drills against the local stack, then judge them and write the RTO report; exit 1 when a target
+    is missed, 2 when a run cannot be judged."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from reports import build_report
+    from scenarios.checkers import check_run
+    from scenarios.runner import DrillError, DrillOptions, run_drills
+    from tradedrill.topology import Topology, TopologyError
+
     if run_all:
         scenario_names = tuple(s.name for s in registry.all_scenarios())
     if not scenario_names:
@@ -140,18 +180,11 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int, seed: int
     unknown = [n for n in scenario_names if registry.get(n) is None]
     if unknown:
         known = ", ".join(s.name for s in registry.all_scenarios())
-        raise click.ClickException(f"unknown scenario {', '.join(unknown)}; known: {known} "
-                                   f"(see `tradedrill scenarios`)")
+        raise CannotJudge(f"unknown scenario {', '.join(unknown)}; known: {known} (see `tradedrill scenarios`)")
     try:
-        from scenarios.runner import DrillOptions, run_drills
-    except ImportError as exc:
-        raise click.ClickException(f"the drill runner is not available ({exc}); saved runs can still be judged "
-                                   f"with `tradedrill check RUN_DIR`") from None
-    from scenarios.distributions import summarize
-    from reports.build import collect_run_checks
-
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+        Topology.default(subnet=subnet, services=registry.DRILL_SERVICES)
+    except TopologyError as exc:
+        raise click.BadParameter(str(exc), param_hint="--subnet") from None
     console = _console()
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
                         TimeElapsedColumn(), console=console)
@@ -162,20 +195,8 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int, seed: int
     try:
         with progress:
             result = run_drills(list(scenario_names), opts)
-    except Exception as exc:  # the runner's own errors are sentences (DrillError, DeadlineExceeded)
-        if type(exc).__name__ in ("DrillError", "DeadlineExceeded", "FaultError"):
-            raise click.ClickException(str(exc)) from None
-        raise
-    run_checks = collect_run_checks(result)
-    verdicts = summarize(run_checks)
-    _print_verdicts(console, verdicts)
-    _print_evidence(console, run_checks)
-    report = result.get("report") if isinstance(result, dict) else None
-    if report is None:
-        from reports import build_report
-        root = Path(result.get("root", out_dir)) if isinstance(result, dict) else out_dir
-        report = build_report(run_checks, root)
-    seed_used = result.get("seed", seed) if isinstance(result, dict) else seed
-    console.print(f"seed {seed_used} (replay with --seed {seed_used}) · report: {report}")
-    if any(v.verdict == "fail" for v in verdicts):
-        sys.exit(1)
+    except DrillError as exc:
+        raise CannotJudge(str(exc)) from None
+    run_checks = [check_run(run) for run in result.runs]
+    console.print(f"seed {result.seed} (replay with --seed {result.seed})")
+    _judge(console, run_checks, str(result.root), result.root)

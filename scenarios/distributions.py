@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
 from scenarios import targets as targets_mod
-from scenarios.checkers import FAIL, PASS, UNMEASURED, Judgement, RunCheck, _jsonable, _percentile
+from scenarios.checkers import RunCheck
+from scenarios.verdicts import FAIL, PASS, UNMEASURED, Judgement, as_json as _jsonable, percentile as _percentile
 
 
 @dataclass

@@ -23,6 +23,10 @@ Run directory layout (one directory per scenario x repeat; every file is plain t
       rtrs.jsonl      the engine's trade result stream (RTRS) dumped after the run: one result per line with
                       signal (id), status ("executed" | "rejected" | ...), reason, order, retcode
       rts.json        the engine's trade state (RTS) dumped after the run: {"positions": ..., "orders": ...}
+      backlog.json    signals still queued when the engines stopped: {"signals": [ids], "undelivered": n (on RTSS
+                      after the consumer group's last delivered id), "pending": n (delivered, never acknowledged)}
+      status.json     how the run ended: {"state": "running" | "complete" | "interrupted" | "error", "phase",
+                      "reason", "wall"}; a run that is not "complete" is judged invalid (``scenarios.verdicts``)
       nodes/*.log     stdout/stderr of every process the run started
 
 History line schema (JSON lines, append-only; an operation is two lines, so an operation whose process died
@@ -63,6 +67,8 @@ NODES = "nodes"
 SEED = "seed"
 CONFIG = "config.json"
 SCENARIO = "scenario.json"
+STATUS = "status.json"
+BACKLOG = "backlog.json"
 
 
 def _wall_iso(ts: float) -> str:
@@ -436,7 +442,25 @@ class RunDir:
         (self.path / NODES).mkdir(parents=True, exist_ok=True)
         return self.path / NODES / f"{name}.log"
 
+    def mark(self, state: str, *, phase: str | None = None, reason: str | None = None) -> None:
+        """Record how the run ended in ``status.json``: ``running`` (with the phase), ``complete``,
+        ``interrupted`` or ``error``; a run that is not ``complete`` is judged invalid."""
+        doc = {"state": state, "phase": phase, "reason": reason, "wall": _wall_iso(time.time())}
+        _write_json(self.path / STATUS, {k: v for k, v in doc.items() if v is not None})
+
     # readers
+    def has(self, name: str) -> bool:
+        return (self.path / name).exists()
+
+    def status(self) -> dict | None:
+        """status.json, or None for a run written before runs recorded how they ended."""
+        return _read_json(self.path / STATUS, None)
+
+    def backlog(self) -> dict | None:
+        """backlog.json: signals still queued on RTSS when the run ended (``signals``: ids; ``undelivered``,
+        ``pending``: counts), or None."""
+        return _read_json(self.path / BACKLOG, None)
+
     def operations(self) -> list[Operation]:
         return operations_from_records(read_jsonl(self.path / HISTORY))
 

@@ -35,8 +35,9 @@ class Workload:
 
 @dataclass(frozen=True)
 class FaultStep:
-    """Inject ``fault`` (a faults-library name) on ``target`` (a topology node or link) at ``at_s`` after the load
-    starts; heal it ``heal_after_s`` later (None: the fault heals itself, e.g. a kill the supervisor restarts)."""
+    """Inject ``fault`` (a name of ``scenarios.packages.FAULTS``) on ``target`` (a role such as ``active-engine`` or
+    ``redis-primary``, resolved at injection time, or a node name) at ``at_s`` seconds after the load starts; heal
+    it ``heal_after_s`` seconds later (None: the package's heal mode, e.g. a kill the supervisor restarts)."""
 
     fault: str
     target: str
@@ -47,8 +48,8 @@ class FaultStep:
 
 @dataclass(frozen=True)
 class CheckerSpec:
-    """A checker from ``scenarios.checkers`` (rto, duplicates, lost_signals, state), the requirement IDs it
-    measures (their targets come from targets.toml), and its parameters (rto: ``f`` operation kind, ``fault``)."""
+    """A checker of ``scenarios.checkers.CHECKERS``, the requirement IDs it measures (each needs a target in
+    targets.toml for every metric the checker judges), and its parameters (rto: ``f`` operation kind, ``fault``)."""
 
     checker: str
     requirement_ids: tuple[str, ...]
@@ -83,11 +84,72 @@ def _tuples(d: dict) -> dict:
 
 
 SCENARIOS: dict[str, Scenario] = {}
+# the services a drill's topology runs (tradedrill.topology): scenario targets resolve to their nodes
+DRILL_SERVICES = ("redis", "mt5", "engine")
+
+
+class ScenarioError(ValueError):
+    """A scenario is malformed; the message names the scenario and the field to fix."""
+
+
+def drill_node_kinds() -> dict[str, str]:
+    """Node name -> kind of the topology every drill runs on."""
+    from tradedrill.topology import Topology
+
+    return {n.name: n.kind for n in Topology.default(services=DRILL_SERVICES).nodes}
+
+
+def validate(scenario: Scenario) -> None:
+    """Raise :class:`ScenarioError` naming the field when the scenario names an unknown fault, a target that
+    resolves to no role or node the fault accepts, an unknown checker or parameter, or claims a requirement and
+    metric without a target in ``targets.toml`` (chaostoolkit's ``ensure_activity_is_valid``)."""
+    from scenarios import targets as targets_mod
+    from scenarios.checkers import CHECKERS
+    from scenarios.packages import check_step
+
+    where = f"scenario {scenario.name!r}"
+    problems: list[str] = []
+    if not scenario.name or not scenario.name.replace("-", "").isalnum():
+        problems.append(f"name: {scenario.name!r} must be letters, digits and dashes")
+    targets = targets_mod.load()
+    for rid in scenario.requirement_ids:
+        if rid not in targets:
+            problems.append(f"requirement_ids: {rid!r} is not a requirement of targets.toml")
+    kinds = drill_node_kinds()
+    for i, step in enumerate(scenario.faults):
+        for problem in check_step(step.fault, step.target, dict(step.params), kinds):
+            problems.append(f"faults[{i}]: {problem}")
+        if step.at_s < 0 or (step.heal_after_s is not None and step.heal_after_s < 0):
+            problems.append(f"faults[{i}]: at_s and heal_after_s must be >= 0 seconds")
+    for i, spec in enumerate(scenario.checkers):
+        checker = CHECKERS.get(spec.checker)
+        if checker is None:
+            problems.append(f"checkers[{i}].checker: {spec.checker!r} is not a known checker; known: "
+                            f"{', '.join(CHECKERS)}")
+            continue
+        extra = sorted(set(spec.params) - set(checker.params))
+        if extra:
+            problems.append(f"checkers[{i}].params: {spec.checker} takes no {', '.join(map(repr, extra))}")
+        fault = spec.params.get("fault")
+        if fault is not None and fault not in {s.fault for s in scenario.faults}:
+            problems.append(f"checkers[{i}].params.fault: {fault!r} is not a fault this scenario injects")
+        for rid in spec.requirement_ids:
+            for metric in checker.metrics:
+                if targets.target(rid, metric) is None:
+                    problems.append(f"checkers[{i}] ({spec.checker}): requirement {rid} has no {metric} target in "
+                                    f"targets.toml; add one there or claim another requirement")
+    w = scenario.workload
+    if w.rate_per_s <= 0 or w.duration_s <= 0 or w.concurrency < 1 or w.timeout_s <= 0 or w.settle_s < 0:
+        problems.append("workload: rate_per_s, duration_s, timeout_s > 0, concurrency >= 1, settle_s >= 0")
+    if problems:
+        raise ScenarioError(f"{where}: " + "; ".join(problems))
 
 
 def register(scenario: Scenario) -> Scenario:
+    """Validate and add a scenario; raises :class:`ScenarioError` (naming the field) on any problem."""
     if scenario.name in SCENARIOS:
-        raise ValueError(f"scenario {scenario.name!r} is registered twice")
+        raise ScenarioError(f"scenario {scenario.name!r} is registered twice")
+    validate(scenario)
     SCENARIOS[scenario.name] = scenario
     return scenario
 
@@ -111,7 +173,7 @@ register(Scenario(
     description="SIGKILL the active trade engine under load; the passive must take the lease after 3 s without a "
                 "heartbeat and resume RTSS from RTS, with no order executed twice and no acknowledged signal lost.",
     workload=Workload(op="trade"),
-    faults=(FaultStep("process-kill", "engine-a", at_s=10.0),),
+    faults=(FaultStep("process-kill", "active-engine", at_s=10.0),),
     checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-kill"}),
               CheckerSpec("lost_signals", ("ENG-1",)),  # RPO 0
               *_consistency(("ENG-5",))),
@@ -123,7 +185,7 @@ register(Scenario(
     description="SIGSTOP the active engine (a freeze: alive, no progress) for 8 s, then SIGCONT; the passive takes "
                 "over, and the resumed old active must not execute anything (fenced by its lost lease).",
     workload=Workload(op="trade"),
-    faults=(FaultStep("process-pause", "engine-a", at_s=10.0, heal_after_s=8.0),),
+    faults=(FaultStep("process-pause", "active-engine", at_s=10.0, heal_after_s=8.0),),
     checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-pause"}),
               CheckerSpec("lost_signals", ("ENG-1",)),
               *_consistency(("ENG-5",))),
@@ -149,7 +211,7 @@ register(Scenario(
                 "order was applied). The engine must reconcile by magic+comment instead of resending blindly: "
                 "no duplicate order, and every signal ends executed or rejected with a reason.",
     workload=Workload(op="trade", timeout_s=10.0),
-    faults=(FaultStep("broker-lose-reply", "mt5-primary", at_s=5.0, heal_after_s=15.0, params={"rate": 0.3}),),
+    faults=(FaultStep("broker-lose-reply", "broker-primary", at_s=5.0, heal_after_s=15.0, params={"rate": 0.3}),),
     checkers=(CheckerSpec("duplicates", ("ENG-5", "BRK-4")), CheckerSpec("lost_signals", ("ENG-5", "BRK-4")),
               CheckerSpec("state", ("ENG-5",))),
 ))

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from scenarios import history as h
 from scenarios import registry
-from scenarios.checkers import ENGINE_COMMENT_PREFIX, signal_key
+from reference.engine.contract import order_comment
 
 
 @dataclass
@@ -34,18 +34,20 @@ class _Clock:
 
 
 def engine_comment(signal_id: str, attempt: int = 1) -> str:
-    return f"{ENGINE_COMMENT_PREFIX}{signal_key(signal_id)}-{attempt}"
+    return order_comment(signal_id, attempt)
 
 
 def write_run(path: str | Path, *, scenario: str = "engine-kill", seed: int = 1, repeat: int = 0,
               duration_s: float = 20.0, rate_per_s: float = 10.0, inject_at_s: float = 8.0,
               outage_s: float | None = 3.5, heal_after_s: float | None = None, timeout_s: float = 2.0,
-              duplicate: Sequence[str] = (), lose: Sequence[str] = (), op: str | None = None,
+              duplicate: Sequence[str] = (), lose: Sequence[str] = (), backlog: Sequence[str] = (),
+              op: str | None = None,
               mono0: float = 1000.0, wall0: float = 1_735_732_800.0) -> Truth:
     """Write a run directory: an open-loop workload of ``op`` (default: the scenario's RTO kind) with one fault at
     ``inject_at_s``; operations invoked during the ``outage_s`` after it time out (unknown); ``outage_s=None``
     never recovers. ``duplicate`` signal ids get a second order at the broker, ``lose`` ids are acknowledged
-    and vanish."""
+    and vanish, ``backlog`` ids are acknowledged and still queued on RTSS when the run ends (backlog.json).
+    The run is marked ``complete``."""
     rng = random.Random(seed)
     spec = registry.get(scenario)
     rto_spec = next((c for c in spec.checkers if c.checker == "rto"), None) if spec else None
@@ -63,7 +65,7 @@ def write_run(path: str | Path, *, scenario: str = "engine-kill", seed: int = 1,
     seq = itertools.count()
     n_ops = int(duration_s * rate_per_s)
     ids = [f"s-{seed}-{i:04d}" for i in range(n_ops)]
-    lose_set, dup_set = set(lose), set(duplicate)
+    lose_set, dup_set, backlog_set = set(lose) | set(backlog), set(duplicate), set(backlog)
     outcomes: dict[str, str] = {}
     for i, sid in enumerate(ids):
         t = mono0 + i / rate_per_s + rng.uniform(0.0, 0.2 / rate_per_s)
@@ -123,9 +125,12 @@ def write_run(path: str | Path, *, scenario: str = "engine-kill", seed: int = 1,
     (run.path / h.RTS).write_text(json.dumps({
         "positions": {"EURUSD": round(positions, 10)},
         "orders": {sid: {"status": "executed"} for sid in sorted(executed_ids)}}))
+    (run.path / h.BACKLOG).write_text(json.dumps({"signals": sorted(backlog_set), "undelivered": len(backlog_set),
+                                                  "pending": 0}))
     run.node_log("engine-a").write_text("synthetic engine log\n")
+    run.mark("complete")
     invoked = {p["sid"]: t for t, _, k, p in events if k == "invoke"}
     done_after = [t for t, _, k, p in events
                   if k == "complete" and p["outcome"] == h.OK and invoked[p["sid"]] >= inject]
     rto = (min(done_after) - inject) if done_after else None
-    return Truth(rto, sorted(dup_set), sorted(lose_set), inject, heal)
+    return Truth(rto, sorted(dup_set), sorted(lose_set - backlog_set), inject, heal)

@@ -51,7 +51,7 @@ class Drill:
     def engine_events(self, event: str) -> list[dict]:
         """Every ``event`` in the engines' event logs (all instances, every restart)."""
         out = []
-        for path in sorted((self.run.path / "engines").glob("*/events-*.jsonl")):
+        for path in sorted(self.run.path.rglob("events-*.jsonl")):
             for line in path.read_text().splitlines():
                 try:
                     row = json.loads(line)

@@ -32,3 +32,78 @@ def test_check_explains_a_missing_directory(tmp_path):
 def test_drill_refuses_an_unknown_scenario():
     result = CliRunner().invoke(cli.drill, ["no-such-scenario"])
     assert result.exit_code != 0 and "engine-kill" in result.output
+
+
+# -- a run that cannot be judged never looks green ---------------------------------------------------------------
+def _check(path):
+    return CliRunner().invoke(cli.check, [str(path)])
+
+
+def test_check_on_an_empty_folder_exits_2_and_says_why(tmp_path):
+    result = _check(tmp_path)
+    assert result.exit_code == 2, result.output
+    assert "no run under" in result.output and "Traceback" not in result.output
+
+
+def test_check_on_a_run_with_only_scenario_json_exits_2(tmp_path):
+    from scenarios.history import RunDir
+    from scenarios import registry
+    RunDir.create(tmp_path / "r", seed=1, scenario=registry.get("engine-kill").to_dict())
+    result = _check(tmp_path / "r")
+    assert result.exit_code == 2, result.output
+    assert "invalid run" in result.output and "history.jsonl" in result.output
+    assert "no target missed" not in result.output
+
+
+def test_check_on_an_empty_history_and_fault_log_exits_2(tmp_path):
+    synthetic.write_run(tmp_path / "r", scenario="engine-kill", rate_per_s=5.0)
+    for name in ("history.jsonl", "faults.jsonl"):
+        (tmp_path / "r" / name).write_text("")
+    result = _check(tmp_path / "r")
+    assert result.exit_code == 2, result.output
+    assert "history.jsonl is empty" in result.output
+    assert "fault log shows 0 injected" in result.output
+
+
+def test_check_on_an_interrupted_run_exits_2(tmp_path):
+    from scenarios.history import RunDir
+    synthetic.write_run(tmp_path / "r", scenario="engine-kill", outage_s=1.0, rate_per_s=5.0)
+    RunDir(tmp_path / "r").mark("interrupted", phase="load", reason="SIGINT")
+    result = _check(tmp_path / "r")
+    assert result.exit_code == 2, result.output
+    assert "interrupted during load" in result.output
+
+
+def test_backlog_is_reported_not_lost(tmp_path):
+    from scenarios.checkers import check_run
+    synthetic.write_run(tmp_path / "r", scenario="engine-kill", outage_s=1.0, rate_per_s=5.0,
+                        backlog=["s-1-0090", "s-1-0091"], lose=["s-1-0010"])
+    rc = check_run(tmp_path / "r")
+    lost = next(r for r in rc.results if r.checker == "lost_signals")
+    assert lost.lost == ["s-1-0010"]
+    assert lost.metrics["backlog_signals"] == 2 and "backlog 2" in lost.summary
+
+
+def test_a_checker_without_evidence_is_unmeasured_never_pass(tmp_path):
+    synthetic.write_run(tmp_path / "r", scenario="engine-kill", outage_s=1.0, rate_per_s=5.0)
+    (tmp_path / "r" / "ledger.jsonl").unlink()
+    from scenarios.checkers import check_run
+    rc = check_run(tmp_path / "r")
+    for name in ("duplicates", "lost_signals", "state"):
+        res = next(r for r in rc.results if r.checker == name)
+        assert res.valid == "unknown", (name, res.summary)
+        assert res.judgements and all(j.verdict == "unmeasured" and "ledger" in j.reason for j in res.judgements)
+
+
+def test_a_raising_checker_is_unknown_with_the_error(tmp_path, monkeypatch):
+    from scenarios import checkers
+    synthetic.write_run(tmp_path / "r", scenario="engine-kill", outage_s=1.0, rate_per_s=5.0)
+
+    def broken(view, params, rids, targets):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(checkers.CHECKERS, "state", checkers.Checker("state", broken, ("state_mismatches",), "x"))
+    rc = checkers.check_run(tmp_path / "r")
+    res = next(r for r in rc.results if r.checker == "state")
+    assert res.valid == "unknown" and "boom" in res.summary
+    assert next(r for r in rc.results if r.checker == "duplicates").valid is True

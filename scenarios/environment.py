@@ -1,0 +1,229 @@
+"""The environment of one drill run (Locust's ``Environment``: one object that wires everything): the run folder,
+the running topology (``tradedrill.local.LocalStack`` with Redis, Sentinels, both brokers and both engines, every
+one a node of the declarative topology), the fault and history logs, target resolution for the fault packages, and
+the ground-truth dump after every engine has stopped.
+"""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import redis
+
+from faults.core import FaultLog
+from reference.engine import contract
+from scenarios import registry
+from scenarios.history import BACKLOG, RTRS, RTS, History, RunDir, SignalLog
+from scenarios.packages import TARGET_ROLES
+from tradedrill.local import LocalStack, StackError
+from tradedrill.process import NodeStartError, ProcessNode
+from tradedrill.waiting import DeadlineExceeded
+from tradedrill.topology import Topology
+
+
+class DrillError(RuntimeError):
+    """A drill could not run (not: a drill found a problem; that is a verdict, not an error). The message says
+    what to do."""
+
+
+@dataclass
+class DrillOptions:
+    """How to run drills. ``duration_s``/``settle_s``/``rate_per_s``/``fault_at_s`` scale the scenario's
+    workload and schedule (tests use short drills; the targets are never scaled). ``engine_command`` replaces
+    ``python -m reference.engine`` before ``run --config ... --instance ...``: tests run deliberately broken
+    engines that way, so production code carries no switch for them."""
+
+    subnet: str = "127.0.0"
+    seed: int | None = None
+    repeat: int = 3
+    out_dir: Path = Path("out/drills")
+    duration_s: float | None = None
+    settle_s: float | None = None
+    rate_per_s: float | None = None
+    fault_at_s: float | None = None
+    topology_overrides: dict = field(default_factory=dict)
+    engine_overrides: dict = field(default_factory=dict)
+    engine_command: tuple[str, ...] | None = None
+    engine_env: dict = field(default_factory=dict)
+    progress: Callable[[str], None] | None = None
+    on_run_done: Callable[[], None] | None = None
+
+    def say(self, message: str) -> None:
+        if self.progress:
+            self.progress(message)
+
+
+@dataclass
+class ResolvedTarget:
+    """A fault target resolved against the running stack (see ``scenarios.packages``)."""
+
+    name: str
+    kind: str
+    address: str
+    node: ProcessNode
+    supervised: bool
+
+
+class DrillEnvironment:
+    """One run: ``up()`` starts the topology, ``resolve(target)`` finds a fault's victim by role at injection
+    time, ``stop_engines()`` then ``dump_ground_truth()`` record what really happened, ``down()`` stops everything
+    by its own handle."""
+
+    def __init__(self, scenario: registry.Scenario, run: RunDir, seed: int, opts: DrillOptions):
+        self.scenario = scenario
+        self.run = run
+        self.seed = seed
+        self.opts = opts
+        self.rng = random.Random(seed)
+        self.stack: LocalStack | None = None
+        self.fault_log = FaultLog(run.path / "faults.jsonl")
+        self.history = History(run.path / "history.jsonl")
+        self.signal_log = SignalLog(run.path / "signals.jsonl")
+        self._stack_dir = run.path / "stack"
+        self.topology = Topology.default(subnet=opts.subnet, services=registry.DRILL_SERVICES,
+                                         overrides=dict(opts.topology_overrides))
+        self.keys = contract.Keys(group=str(self.topology.settings["engine.group"]))
+        self.account = int(self.topology.settings["mt5.account"])
+
+    @property
+    def requirement_ids(self) -> tuple[str, ...]:
+        return tuple(self.scenario.requirement_ids)
+
+    # -- bring-up -------------------------------------------------------------------------------------------------
+    def up(self) -> None:
+        options = {"mt5": {"seed": self.seed},
+                   "engine": {"overrides": dict(self.opts.engine_overrides),
+                              "command": self.opts.engine_command, "env": dict(self.opts.engine_env) or None}}
+        self.stack = LocalStack(self.topology, self._stack_dir, options=options)
+        try:
+            self.stack.up()
+        except (StackError, NodeStartError, DeadlineExceeded) as exc:
+            raise DrillError(f"the drill's stack on {self.topology.subnet}.x did not start: {exc}") from None
+        config = {"topology": self.topology.to_dict(), "engine": _redacted(self.stack.engine_config),
+                  "workload": self.workload().__dict__, "comment_prefix": contract.COMMENT_PREFIX}
+        (self.run.path / "config.json").write_text(json.dumps(config, indent=2, default=str))
+
+    def workload(self) -> registry.Workload:
+        changes = {k: v for k, v in (("duration_s", self.opts.duration_s), ("settle_s", self.opts.settle_s),
+                                     ("rate_per_s", self.opts.rate_per_s)) if v is not None}
+        return replace(self.scenario.workload, **changes)
+
+    # -- queries of the live stack --------------------------------------------------------------------------------
+    def redis(self, timeout: float = 0.5) -> redis.Redis:
+        return self.stack.redis(timeout)
+
+    def broker_admin(self, name: str):
+        return self.stack.broker_admin(name)
+
+    def resolve(self, target: str) -> ResolvedTarget:
+        """The node a fault target names, resolved now (raises DrillError when nothing matches)."""
+        stack = self.stack
+        if target == "active-engine":
+            node = stack.active_engine()
+        elif target == "passive-engine":
+            active = stack.active_engine()
+            node = next((n for n in stack.engines.values() if n is not active), None)
+        elif target == "redis-primary":
+            node = stack.redis_primary_node()
+        elif target == "redis-replica":
+            primary = stack.redis_primary_node()
+            node = next((stack.node(s.name) for s in self.topology.of_kind("redis")
+                         if stack.node(s.name) is not primary), None)
+        elif target in TARGET_ROLES:
+            node = next((stack.node(s.name) for s in self.topology.nodes if s.role == target), None)
+        else:
+            node = stack.nodes.get(target)
+        if node is None:
+            raise DrillError(f"fault target {target!r} matches no running node of the drill's topology")
+        spec = self.topology.node(node.name)
+        return ResolvedTarget(node.name, spec.kind, spec.address, node, spec.kind in stack.supervised_kinds)
+
+    # -- the end of a run -----------------------------------------------------------------------------------------
+    def stop_engines(self) -> None:
+        """Stop every engine (and its supervisor) so the ground truth no longer moves."""
+        if self.stack:
+            self.stack.stop_kind("engine")
+
+    def dump_ground_truth(self) -> None:
+        """Both brokers' ledgers, RTRS, RTS and the RTSS backlog into the run folder. Call after
+        :meth:`stop_engines`: a ledger dumped while an engine still trades shows phantom orders."""
+        with open(self.run.path / "ledger.jsonl", "w") as out:
+            for name, node in self.stack.brokers.items():
+                if not node.is_alive():
+                    node.start().wait_ready()
+                admin = self.broker_admin(name)
+                try:
+                    for deal in admin.ledger():
+                        row = dict(deal._asdict() if hasattr(deal, "_asdict") else deal)
+                        row["broker"] = name
+                        out.write(json.dumps(row, default=str) + "\n")
+                finally:
+                    admin.close()
+        r = self.redis(timeout=2.0)
+        keys = self.keys
+        results = set()
+        with open(self.run.path / RTRS, "w") as out:
+            for entry_id, fields in r.xrange(keys.rtrs):
+                results.add(fields.get("entry_id"))
+                out.write(json.dumps({"entry": entry_id, **fields}) + "\n")
+        orders = {}
+        for key in r.scan_iter(match=keys.rts_signal_pattern, count=500):
+            orders[keys.signal_of_rts_key(key)] = r.hgetall(key)
+        positions = r.hgetall(keys.rts_positions)
+        (self.run.path / RTS).write_text(json.dumps({"orders": orders, "positions_raw": positions}, indent=2))
+        (self.run.path / BACKLOG).write_text(json.dumps(self._backlog(r, results), indent=2))
+
+    def _backlog(self, r: redis.Redis, results: set) -> dict:
+        """RTSS entries without a result: undelivered (after the group's last delivered id) or pending."""
+        group = self.keys.group
+        try:
+            info = next((g for g in r.xinfo_groups(self.keys.rtss) if g.get("name") == group), None)
+        except redis.ResponseError:  # no stream or group: nothing was ever queued
+            return {"signals": [], "undelivered": 0, "pending": 0}
+        last = info.get("last-delivered-id", "0-0") if info else "0-0"
+        pending = {p["message_id"] for p in r.xpending_range(self.keys.rtss, group, "-", "+", 1_000_000)} \
+            if info else set()
+        signals, undelivered, in_pending = [], 0, 0
+        for entry_id, fields in r.xrange(self.keys.rtss):
+            if entry_id in results:
+                continue
+            if _stream_id(entry_id) > _stream_id(last):
+                undelivered += 1
+            elif entry_id in pending:
+                in_pending += 1
+            else:
+                continue
+            signals.append(fields.get("signal_id", entry_id))
+        return {"signals": signals, "undelivered": undelivered, "pending": in_pending}
+
+    def down(self) -> list[str]:
+        """Stop every node; copy the node logs into the run folder. Returns teardown errors (never raises)."""
+        errors: list[str] = []
+        if self.stack:
+            errors += self.stack.down()
+            for logs in (self._stack_dir / "logs", self._stack_dir / "nodes"):
+                if logs.is_dir():
+                    for log in logs.glob("*.log"):
+                        shutil.copy(log, self.run.path / "nodes" / log.name)
+        self.history.close()
+        self.signal_log.close()
+        return errors
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = str(entry_id).partition("-")
+    return int(ms or 0), int(seq or 0)
+
+
+def _redacted(cfg: Any) -> Any:
+    """A config with every secret-looking value replaced, for the run folder."""
+    if isinstance(cfg, dict):
+        return {k: ("<redacted>" if any(w in k.lower() for w in ("password", "secret", "token")) else _redacted(v))
+                for k, v in cfg.items()}
+    if isinstance(cfg, list):
+        return [_redacted(v) for v in cfg]
+    return cfg

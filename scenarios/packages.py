@@ -1,0 +1,173 @@
+"""The fault vocabulary of the scenario library: one table from a fault's name to how it is built, which targets it
+accepts, how it heals and how the report labels it (Jepsen's ``nemesis/combined.clj`` packages are the model).
+
+A scenario names a fault (``FaultStep.fault``) and a target (``FaultStep.target``). The target is a *role*,
+resolved against the running stack when the fault is injected (Jepsen's ``db-nodes``), or a node name:
+
+===================  ===========  =========================================================================
+target               node kind    resolves to
+===================  ===========  =========================================================================
+``active-engine``    engine       the engine whose instance holds the lease at injection time
+``passive-engine``   engine       an engine that does not hold it
+``redis-primary``    redis        the node the Sentinels' majority names primary at injection time
+``redis-replica``    redis        a Redis node that is not the primary
+``broker-primary``   mt5          the primary broker simulator
+``broker-backup``    mt5          the backup broker simulator
+a node name          its kind     that node of the topology (``redis-2``, ``sentinel-1``, ``engine-b``, ...)
+===================  ===========  =========================================================================
+
+Heal modes: ``after`` heals ``heal_after_s`` after the injection (every package when the step gives it);
+without ``heal_after_s``, ``supervisor`` means the system under test restarts the victim itself (the heal only
+closes the fault window once it is back; an unsupervised victim is restarted by the heal at the end of the load),
+and ``end`` heals when the load ends.
+
+Adding a fault is a class in ``faults/`` plus one :data:`FAULTS` entry here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+from faults.behaviour import BrokerBehaviour
+from faults.core import Fault, FaultLog
+from faults.kernel import Isolate
+from faults.partition import isolate_primary
+from faults.process import Kill, Pause, Terminate
+
+# role -> the node kind it resolves to
+TARGET_ROLES: dict[str, str] = {
+    "active-engine": "engine",
+    "passive-engine": "engine",
+    "redis-primary": "redis",
+    "redis-replica": "redis",
+    "broker-primary": "mt5",
+    "broker-backup": "mt5",
+}
+HEAL_MODES = ("after", "supervisor", "end")
+
+
+class Target(Protocol):
+    """What a package needs of a resolved target (``scenarios.environment.ResolvedTarget``)."""
+
+    name: str
+    kind: str
+    address: str
+    node: Any  # the ProcessNode handle
+    supervised: bool
+
+
+class FaultContext(Protocol):
+    """What a package needs of the drill environment when it builds a fault."""
+
+    fault_log: FaultLog
+    requirement_ids: tuple[str, ...]
+
+    def resolve(self, target: str) -> Target: ...
+    def broker_admin(self, name: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class FaultPackage:
+    """One fault a scenario can name.
+
+    ``build(ctx, target, params) -> Fault`` makes an uninjected fault; ``kinds``: the node kinds its target may
+    resolve to (empty: any); ``heal``: its mode without ``heal_after_s`` (see the module docstring);
+    ``params``: the parameter names it accepts (None: any); ``label``/``color``: how the report shades its
+    windows."""
+
+    name: str
+    build: Callable[[FaultContext, Target, dict], Fault]
+    kinds: tuple[str, ...]
+    heal: str
+    label: str
+    color: str
+    params: tuple[str, ...] | None = ()
+    description: str = ""
+
+
+def _kill(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    # a supervised node is restarted by its supervisor, not by the heal
+    return Kill(t.node, restart_on_heal=not t.supervised, log=ctx.fault_log, requirements=ctx.requirement_ids)
+
+
+def _terminate(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    return Terminate(t.node, restart_on_heal=not t.supervised, log=ctx.fault_log, requirements=ctx.requirement_ids)
+
+
+def _pause(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    return Pause(t.node, log=ctx.fault_log, requirements=ctx.requirement_ids)
+
+
+def _lose_reply(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    return BrokerBehaviour(lambda: ctx.broker_admin(t.name), {"lose_reply_rate": float(params.get("rate", 0.3))},
+                           target=t.name, name="broker-lose-reply", log=ctx.fault_log,
+                           requirements=ctx.requirement_ids)
+
+
+def _behaviour(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    return BrokerBehaviour(lambda: ctx.broker_admin(t.name), dict(params), target=t.name, log=ctx.fault_log,
+                           requirements=ctx.requirement_ids)
+
+
+def _isolate(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    fault = Isolate(t.address, mode=params.get("mode", "drop"), description=f"{t.name} ({t.address}) cut off "
+                    f"from every other address ({params.get('mode', 'drop')})", log=ctx.fault_log,
+                    requirements=ctx.requirement_ids)
+    fault.name = "node-isolate"
+    return fault
+
+
+def _isolate_primary(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    return isolate_primary(t.address, mode=params.get("mode", "drop"), log=ctx.fault_log,
+                           requirements=ctx.requirement_ids)
+
+
+FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
+    FaultPackage("process-kill", _kill, (), "supervisor", "SIGKILL", "#d62728",
+                 description="SIGKILL the target's process group"),
+    FaultPackage("process-terminate", _terminate, (), "supervisor", "SIGTERM", "#ff7f0e",
+                 description="SIGTERM the target (SIGKILL after its deadline)"),
+    FaultPackage("process-pause", _pause, (), "end", "SIGSTOP", "#9467bd",
+                 description="SIGSTOP the target's process group; heal sends SIGCONT"),
+    FaultPackage("broker-lose-reply", _lose_reply, ("mt5",), "end", "lost replies", "#8c564b", ("rate",),
+                 description="the broker executes order_send but the reply is lost (rate 0..1)"),
+    FaultPackage("broker-behaviour", _behaviour, ("mt5",), "end", "broker behaviour", "#e377c2", None,
+                 description="set any of the simulator's behaviour switches; heal restores them"),
+    FaultPackage("node-isolate", _isolate, (), "end", "isolated", "#7f7f7f", ("mode",),
+                 description="nftables: drop (or reset) every packet to and from the target's address"),
+    FaultPackage("redis-primary-isolated", _isolate_primary, ("redis",), "end", "primary isolated", "#bcbd22",
+                 ("mode",), description="nftables: the Redis primary cut from clients, replicas and Sentinels"),
+)}
+
+
+def package(name: str) -> FaultPackage:
+    try:
+        return FAULTS[name]
+    except KeyError:
+        raise KeyError(f"unknown fault {name!r}; known: {', '.join(sorted(FAULTS))}") from None
+
+
+def check_step(fault: str, target: str, params: dict, node_kinds: dict[str, str]) -> list[str]:
+    """What is wrong with one fault step (empty: nothing). ``node_kinds``: node name -> kind of the topology
+    the scenario runs on."""
+    problems = []
+    pkg = FAULTS.get(fault)
+    if pkg is None:
+        return [f"fault {fault!r} is not a known fault; known: {', '.join(sorted(FAULTS))}"]
+    kind = TARGET_ROLES.get(target, node_kinds.get(target))
+    if kind is None:
+        problems.append(f"target {target!r} is neither a role ({', '.join(TARGET_ROLES)}) nor a node of the "
+                        f"topology ({', '.join(sorted(node_kinds))})")
+    elif pkg.kinds and kind not in pkg.kinds:
+        problems.append(f"target {target!r} is a {kind} node; fault {fault} acts on {', '.join(pkg.kinds)} nodes")
+    if pkg.params is not None:
+        extra = sorted(set(params) - set(pkg.params))
+        if extra:
+            problems.append(f"fault {fault} takes no parameter {', '.join(map(repr, extra))}; it takes "
+                            f"{', '.join(pkg.params) or 'none'}")
+    return problems
+
+
+def report_styles() -> dict[str, dict[str, str]]:
+    """fault name -> {"label", "color"} for the report's fault shading."""
+    return {p.name: {"label": p.label, "color": p.color} for p in FAULTS.values()}

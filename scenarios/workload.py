@@ -1,0 +1,171 @@
+"""The drill workload: open-loop signal producers that XADD to RTSS, one RTRS reader that completes their ``trade``
+operations, and an optional writer through the Sentinel-aware client (``redis_write``), every operation recorded
+in the run's history (Jepsen's clients).
+
+Open loop: producers keep invoking at the offered rate during an outage, so the first success after a fault is
+seen when it happens. Operations (``scenarios.registry`` lists them): ``trade`` is ok when the signal's RTRS
+result says executed, fail when it says rejected, unknown when no result came within the workload's timeout
+(the settle period still waits for every acknowledged signal's result before the run ends).
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import redis
+
+from reference.engine import contract
+from scenarios import registry
+from scenarios.history import FAIL, OK, UNKNOWN
+
+if TYPE_CHECKING:
+    from scenarios.environment import DrillEnvironment
+
+
+class TradeClients:
+    """Open-loop signal producers plus one RTRS reader that completes their ``trade`` operations."""
+
+    def __init__(self, env: "DrillEnvironment", workload: registry.Workload, stop: threading.Event):
+        self.env = env
+        self.w = workload
+        self.stop = stop
+        self.pending: dict[str, tuple[int, str, float]] = {}  # signal id -> (op id, process, deadline)
+        # acknowledged signals with no result on RTRS yet; a client gives up after timeout_s, the settle does not
+        self.awaiting: set[str] = set()
+        self.lock = threading.Lock()
+        self.counter = 0
+        self.threads: list[threading.Thread] = []
+        self.rng = random.Random(env.seed)
+        self.run_tag = f"{env.scenario.name[:6]}{env.seed % 100000:05d}"
+
+    def start(self) -> None:
+        for i in range(self.w.concurrency):
+            t = threading.Thread(target=self._producer, args=(f"client-{i}", i), daemon=True)
+            self.threads.append(t)
+        self.threads.append(threading.Thread(target=self._results, daemon=True))
+        if "redis_write" in self.w.params.get("also", ()):
+            self.threads.append(threading.Thread(target=self._writer, daemon=True))
+        for t in self.threads:
+            t.start()
+
+    def _next_signal(self) -> dict:
+        with self.lock:
+            self.counter += 1
+            n = self.counter
+            side = self.rng.choice(("buy", "sell"))
+            symbol = self.rng.choice(self.w.symbols)
+        return {"signal_id": f"{self.run_tag}-{n:05d}", "account": str(self.env.account), "symbol": symbol, "side": side,
+                "volume": f"{self.w.volume}", "order_type": "market", "source": "drill",
+                "created_ms": str(int(time.time() * 1000))}
+
+    def _producer(self, process: str, index: int) -> None:
+        interval = self.w.concurrency / self.w.rate_per_s
+        next_at = time.monotonic() + index * interval / self.w.concurrency
+        r = None
+        while not self.stop.is_set():
+            if self.stop.wait(max(0.0, next_at - time.monotonic())):
+                break
+            next_at += interval
+            sig = self._next_signal()
+            sid = sig["signal_id"]
+            op = self.env.history.invoke(process, "trade", sid, {k: sig[k] for k in ("symbol", "side", "volume")})
+            try:
+                if r is None:
+                    r = self.env.redis(timeout=0.5)
+                r.xadd(self.env.keys.rtss, sig)
+            except redis.TimeoutError as exc:
+                r = None
+                self.env.signal_log.record(sid, UNKNOWN, symbol=sig["symbol"], side=sig["side"])
+                self.env.history.complete(op, process, "trade", sid, UNKNOWN, error=f"submit: {exc!r}")
+                continue
+            except (redis.ConnectionError, redis.RedisError) as exc:
+                r = None
+                # a refused connection never reached Redis; anything else may have
+                outcome = FAIL if isinstance(exc, redis.ConnectionError) and "refused" in str(exc).lower() else UNKNOWN
+                self.env.signal_log.record(sid, outcome, symbol=sig["symbol"], side=sig["side"])
+                self.env.history.complete(op, process, "trade", sid, outcome, error=f"submit: {exc!r}")
+                continue
+            self.env.signal_log.record(sid, OK, symbol=sig["symbol"], side=sig["side"], volume=self.w.volume)
+            with self.lock:
+                self.pending[sid] = (op, process, time.monotonic() + self.w.timeout_s)
+                self.awaiting.add(sid)
+
+    def _results(self) -> None:
+        last = "0-0"
+        r = None
+        while not (self.stop.is_set() and not self.pending and not self.awaiting):
+            self._expire()
+            try:
+                if r is None:
+                    r = self.env.redis(timeout=1.0)
+                batches = r.xread({self.env.keys.rtrs: last}, count=500, block=200)
+            except redis.RedisError:
+                r = None
+                if self.stop.wait(0.1) and not self.pending and not self.awaiting:
+                    break
+                continue
+            for _stream, entries in batches or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    self._complete(fields)
+            if self.stop.is_set() and time.monotonic() > getattr(self, "_drain_deadline", float("inf")):
+                break
+
+    def _complete(self, fields: dict) -> None:
+        sid = fields.get("signal_id") or fields.get("signal")
+        with self.lock:
+            self.awaiting.discard(sid)
+            item = self.pending.pop(sid, None)
+        if item is None:
+            return
+        op, process, _deadline = item
+        status = (fields.get("status") or "").lower()
+        outcome = OK if contract.is_executed(status) else FAIL
+        self.env.history.complete(op, process, "trade", sid, outcome, value=fields,
+                                  error=None if outcome == OK else fields.get("reason") or status)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            late = [(sid, v) for sid, v in self.pending.items() if v[2] <= now]
+            for sid, _ in late:
+                del self.pending[sid]
+        for sid, (op, process, _d) in late:
+            self.env.history.complete(op, process, "trade", sid, UNKNOWN, error="no result on RTRS within timeout")
+
+    def _writer(self) -> None:
+        """One write every 50 ms through the Sentinel-aware client (op ``redis_write``)."""
+        n = 0
+        r = None
+        while not self.stop.wait(0.05):
+            n += 1
+            key = f"drill:w:{n}"
+            op = self.env.history.invoke("writer", "redis_write", key, n)
+            try:
+                if r is None:
+                    r = self.env.redis(timeout=0.3)
+                r.set(key, n)
+                self.env.history.complete(op, "writer", "redis_write", key, OK)
+            except redis.TimeoutError as exc:
+                r = None
+                self.env.history.complete(op, "writer", "redis_write", key, UNKNOWN, error=repr(exc))
+            except redis.RedisError as exc:
+                r = None
+                outcome = FAIL if "refused" in str(exc).lower() or "master" in str(exc).lower() else UNKNOWN
+                self.env.history.complete(op, "writer", "redis_write", key, outcome, error=repr(exc))
+
+    def finish(self, drain_s: float) -> None:
+        self._drain_deadline = time.monotonic() + drain_s
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=drain_s + 5)
+        self._expire_all()
+
+    def _expire_all(self) -> None:
+        with self.lock:
+            left = list(self.pending.items())
+            self.pending.clear()
+        for sid, (op, process, _d) in left:
+            self.env.history.complete(op, process, "trade", sid, UNKNOWN, error="no result on RTRS before the end")

@@ -1,0 +1,93 @@
+"""A scenario is validated when it is registered: every mistake fails at import time, naming the field."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from scenarios import registry
+from scenarios.checkers import CHECKERS
+from scenarios.packages import FAULTS
+from scenarios.registry import CheckerSpec, FaultStep, Scenario, ScenarioError, Workload
+
+
+def example(**changes) -> Scenario:
+    """A complete, valid scenario (the one docs/CONVENTIONS.md shows)."""
+    base = Scenario(
+        name="example-backup-broker-kill",
+        requirement_ids=("ENG-5",),
+        description="SIGKILL the backup broker under load; nothing duplicated, nothing lost.",
+        workload=Workload(op="trade", duration_s=20.0),
+        faults=(FaultStep("process-kill", "broker-backup", at_s=5.0, heal_after_s=5.0),),
+        checkers=(CheckerSpec("duplicates", ("ENG-5",)), CheckerSpec("lost_signals", ("ENG-5",))),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def test_a_valid_scenario_validates_and_round_trips():
+    s = example()
+    registry.validate(s)
+    assert Scenario.from_dict(s.to_dict()) == s
+
+
+def test_unknown_fault_fails_at_registration_naming_the_field():
+    bad = example(faults=(FaultStep("process-explode", "active-engine", at_s=1.0),))
+    with pytest.raises(ScenarioError, match=r"faults\[0\].*'process-explode' is not a known fault"):
+        registry.register(bad)
+    assert registry.get(bad.name) is None
+
+
+def test_unknown_target_role_fails_at_registration_naming_the_field():
+    bad = example(faults=(FaultStep("process-kill", "leader-engine", at_s=1.0),))
+    with pytest.raises(ScenarioError, match=r"faults\[0\].*target 'leader-engine' is neither a role"):
+        registry.register(bad)
+
+
+def test_target_of_the_wrong_kind_fails():
+    bad = example(faults=(FaultStep("broker-lose-reply", "redis-primary", at_s=1.0),))
+    with pytest.raises(ScenarioError, match=r"faults\[0\].*redis node; fault broker-lose-reply acts on mt5"):
+        registry.register(bad)
+
+
+def test_requirement_without_a_target_fails_naming_checker_and_metric():
+    # RDS-3 (AOF/RDB persistence) has no duplicate_orders target in targets.toml
+    bad = example(checkers=(CheckerSpec("duplicates", ("RDS-3",)),))
+    with pytest.raises(ScenarioError, match=r"checkers\[0\] \(duplicates\): requirement RDS-3 has no "
+                                            r"duplicate_orders target"):
+        registry.register(bad)
+
+
+def test_unknown_checker_and_parameters_fail():
+    with pytest.raises(ScenarioError, match=r"checkers\[0\]\.checker: 'nope' is not a known checker"):
+        registry.register(example(checkers=(CheckerSpec("nope", ("ENG-5",)),)))
+    with pytest.raises(ScenarioError, match=r"checkers\[0\]\.params: rto takes no 'window'"):
+        registry.register(example(checkers=(CheckerSpec("rto", ("ENG-1",), {"window": 3}),)))
+    with pytest.raises(ScenarioError, match=r"faults\[0\]: fault broker-lose-reply takes no parameter 'ratio'"):
+        registry.register(example(faults=(FaultStep("broker-lose-reply", "broker-primary", 1.0, 2.0,
+                                                    {"ratio": 0.3}),)))
+    with pytest.raises(ScenarioError, match=r"params.fault: 'process-pause' is not a fault this scenario"):
+        registry.register(example(checkers=(CheckerSpec("rto", ("ENG-1",), {"fault": "process-pause"}),)))
+
+
+def test_unknown_requirement_and_duplicate_name_fail():
+    with pytest.raises(ScenarioError, match=r"requirement_ids: 'ENG-99'"):
+        registry.register(example(requirement_ids=("ENG-99",)))
+    with pytest.raises(ScenarioError, match="registered twice"):
+        registry.register(registry.get("engine-kill"))
+
+
+def test_every_registered_scenario_is_valid_and_claims_only_targets_that_exist():
+    for s in registry.all_scenarios():
+        registry.validate(s)
+        for spec in s.checkers:
+            assert spec.checker in CHECKERS
+        for step in s.faults:
+            assert step.fault in FAULTS
+
+
+def test_fault_and_checker_tables_describe_themselves():
+    for name, pkg in FAULTS.items():
+        assert pkg.name == name and pkg.label and pkg.color.startswith("#") and pkg.description
+        assert pkg.heal in ("after", "supervisor", "end")
+    for name, checker in CHECKERS.items():
+        assert checker.name == name and checker.metrics and checker.description
