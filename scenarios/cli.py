@@ -170,7 +170,7 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int, seed: int
 
     from reports import build_report
     from scenarios.checkers import check_run
-    from scenarios.runner import DrillError, DrillOptions, run_drills
+    from scenarios.runner import DrillError, DrillInterrupted, DrillOptions, interruptible, run_drills
     from tradedrill.topology import Topology, TopologyError
 
     if run_all:
@@ -192,11 +192,18 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int, seed: int
     opts = DrillOptions(seed=seed, repeat=repeat, out_dir=out_dir, subnet=subnet, duration_s=duration,
                         settle_s=settle, progress=lambda m: progress.console.print(m, markup=False),
                         on_run_done=lambda: progress.advance(task))
-    try:
-        with progress:
-            result = run_drills(list(scenario_names), opts)
-    except DrillError as exc:
-        raise CannotJudge(str(exc)) from None
-    run_checks = [check_run(run) for run in result.runs]
-    console.print(f"seed {result.seed} (replay with --seed {result.seed})")
-    _judge(console, run_checks, str(result.root), result.root)
+    with interruptible():
+        try:
+            with progress:
+                result = run_drills(list(scenario_names), opts)
+            run_checks = [check_run(run) for run in result.runs]
+            console.print(f"seed {result.seed} (replay with --seed {result.seed})")
+            _judge(console, run_checks, str(result.root), result.root)
+        except DrillError as exc:
+            raise CannotJudge(str(exc)) from None
+        except DrillInterrupted as exc:
+            where = f"; the interrupted run is marked in {out_dir}" if exc.phase else \
+                f"; the finished runs can be judged with `tradedrill check {out_dir}`"
+            console.print(f"tradedrill: drill {exc}: every fault healed and every node stopped{where}",
+                          markup=False, soft_wrap=True)
+            sys.exit(128 + exc.signum)

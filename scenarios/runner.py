@@ -18,20 +18,100 @@ symbols) and every random choice of the faults; the timing of a real system is n
 """
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from scenarios import registry
 from scenarios.environment import DrillEnvironment, DrillError, DrillOptions
 from scenarios.history import RunDir
 from scenarios.schedule import Schedule
 from scenarios.workload import TradeClients
+from tradedrill import process
 
-__all__ = ["DrillError", "DrillOptions", "DrillResult", "run_drills", "run_once"]
+__all__ = ["DrillError", "DrillInterrupted", "DrillOptions", "DrillResult", "interruptible", "run_drills",
+           "run_once"]
+
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+TEARDOWN_GRACE_S = 10.0    # a second interrupt this soon into the teardown is ignored (the teardown is running)
+TEARDOWN_BUDGET_S = 60.0   # a teardown still running after this escalates to SIGKILL of everything it started
+
+
+class DrillInterrupted(BaseException):
+    """SIGINT (Ctrl-C), SIGTERM or SIGHUP arrived during a drill; the run was torn down and marked interrupted.
+    A BaseException, like KeyboardInterrupt, so no ``except Exception`` on the way swallows it."""
+
+    def __init__(self, signum: int, phase: str | None = None):
+        super().__init__(signum)
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        self.phase = phase
+
+    def __str__(self) -> str:
+        return f"interrupted by {self.signal_name}" + (f" during {self.phase}" if self.phase else "")
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Within: SIGINT, SIGTERM and SIGHUP raise :class:`DrillInterrupted` in the main thread (after any critical
+    section of ``tradedrill.process``, so a started process is always recorded first). A no-op off the main
+    thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in INTERRUPTS}
+
+    def handler(signum, _frame):
+        process.interrupt(DrillInterrupted(signum))
+
+    for sig in INTERRUPTS:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def _teardown_guard(env: DrillEnvironment, opts: DrillOptions) -> Iterator[None]:
+    """While the teardown runs: a further interrupt within TEARDOWN_GRACE_S is ignored (with a message); after it,
+    or when the teardown outlives TEARDOWN_BUDGET_S, everything the run started is SIGKILLed by PID."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    started = time.monotonic()
+
+    def escalate(why: str) -> None:
+        registry = env.stack.registry if env.stack else None
+        if registry is not None:
+            killed = registry.kill_all()
+            opts.say(f"  teardown escalated ({why}): SIGKILL {', '.join(killed) or 'nothing left'}")
+
+    def handler(signum, _frame):
+        if time.monotonic() - started < TEARDOWN_GRACE_S:
+            opts.say(f"  {signal.Signals(signum).name} ignored: healing faults and stopping nodes; interrupt again "
+                     f"after {TEARDOWN_GRACE_S:.0f} s to kill everything at once")
+        else:
+            threading.Thread(target=escalate, args=(signal.Signals(signum).name,), daemon=True).start()
+
+    previous = {sig: signal.getsignal(sig) for sig in INTERRUPTS}
+    for sig in INTERRUPTS:
+        signal.signal(sig, handler)
+    budget = threading.Timer(TEARDOWN_BUDGET_S, escalate, args=(f"teardown over {TEARDOWN_BUDGET_S:.0f} s",))
+    budget.daemon = True
+    budget.start()
+    try:
+        yield
+    finally:
+        budget.cancel()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @dataclass
@@ -47,33 +127,55 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
     """One run of ``scenario`` into ``run_path``. Raises DrillError when the stack cannot run; a fault that could
     not be injected marks the run ``error`` (judged invalid) instead."""
     run = RunDir.create(run_path, seed=seed, scenario={**scenario.to_dict(), "repeat": repeat}, config={})
-    run.mark("running", phase="start")
+    phase = "start"
+    run.mark("running", phase=phase)
     env = DrillEnvironment(scenario, run, seed, opts)
     schedule = Schedule(env)
     ended = False
+    failure: BaseException | None = None
+
+    def enter(name: str) -> None:
+        nonlocal phase
+        phase = name
+        run.mark("running", phase=name)
+
     try:
         env.up()
         workload = env.workload()
         stop = threading.Event()
         clients = TradeClients(env, workload, stop)
-        run.mark("running", phase="load")
+        enter("load")
         started = time.monotonic()
         clients.start()
         schedule.start(started)
         stop.wait(workload.duration_s)
         opts.say(f"  load done ({clients.counter} signals); settling up to {workload.settle_s:.0f} s")
         schedule.stop()
-        run.mark("running", phase="settle")
+        enter("settle")
         clients.finish(drain_s=workload.settle_s)
-        run.mark("running", phase="dump")
+        enter("dump")
         env.stop_engines()
         env.dump_ground_truth()
         ended = True
+    except DrillInterrupted as exc:
+        exc.phase = phase
+        failure = exc
+        opts.say(f"  {exc}: healing faults, stopping every node")
+        raise
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
-        errors = schedule.heal_all()
-        errors += env.down()
-        if ended:
-            problems = schedule.errors + [f"teardown: {e}" for e in errors]
+        with _teardown_guard(env, opts):
+            errors = schedule.heal_all()
+            errors += env.down()
+        problems = schedule.errors + [f"teardown: {e}" for e in errors]
+        if isinstance(failure, DrillInterrupted):
+            run.mark("interrupted", phase=phase, reason=f"{failure.signal_name}; " + "; ".join(problems)
+                     if problems else failure.signal_name)
+        elif failure is not None:
+            run.mark("error", phase=phase, reason=f"{type(failure).__name__}: {failure}")
+        elif ended:
             run.mark("error" if schedule.errors else "complete", reason="; ".join(problems) or None)
     return run
 

@@ -46,7 +46,8 @@ import redis
 from reference.engine.contract import Keys, lease_instance
 from reference.mt5.simclient import SimulatorAdmin
 from reference.supervisor import POLICIES, RestartPolicy, Supervisor
-from tradedrill.process import NodeStartError, PidRegistry, ProcessNode, same_process_alive, stop_all
+from tradedrill.process import (NodeStartError, PidRegistry, ProcessNode, StackIndex, SubnetBusy, same_process_alive,
+                                stop_all)
 from tradedrill.services import clickhouse, mt5sim, postgres
 from tradedrill.services import engine as engine_svc
 from tradedrill.services import redis as redis_svc
@@ -132,6 +133,7 @@ class LocalStack:
         self.topology = topology
         self.run_dir = Path(run_dir).resolve()
         self.registry = PidRegistry(self.run_dir / "pids.json")
+        self.index = StackIndex()
         self.nodes: dict[str, ProcessNode] = {}
         self.timings: dict[str, float] = {}
         self.options = _check_options(options)
@@ -188,7 +190,11 @@ class LocalStack:
     def up(self) -> "LocalStack":
         specs = self._specs()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        leftovers = self.registry.reap_leftovers()
+        try:  # what a crashed or SIGKILLed run left on this subnet, wherever its run folder was
+            leftovers = self.index.claim(self.topology.subnet, self.registry, self.run_dir)
+        except SubnetBusy as exc:
+            raise StackError(str(exc)) from None
+        leftovers += self.registry.reap_leftovers(describe=True)
         if leftovers:
             print(f"tradedrill: stopped {len(leftovers)} process(es) left by an earlier run: {', '.join(leftovers)}")
         self.nodes = {}
@@ -339,6 +345,7 @@ class LocalStack:
         errors += stop_all(reversed(list(self.nodes.values())))
         # anything recorded but not in self.nodes (an adopting `down` from another process)
         self.registry.reap_leftovers()
+        self.index.release(self.registry)
         state = self.run_dir / "stack.json"
         if state.exists():
             state.unlink()
@@ -623,6 +630,7 @@ def down_detached(run_dir: Path, timeout: float = 10.0) -> list[str]:
     except TimeoutError:
         pass
     registry.reap_leftovers()
+    StackIndex().release(registry)
     state = Path(run_dir) / "stack.json"
     if state.exists():
         state.unlink()

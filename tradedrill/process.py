@@ -6,6 +6,7 @@ killed by name: the handle keeps the PID and the process start time, and a PID w
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import psutil
 
@@ -68,6 +69,112 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def state_root() -> Path:
+    """The folder of this user's harness state (``$TRADEDRILL_STATE_DIR``, default ``/tmp/tradedrill-<uid>``),
+    created 0700: the index of running stacks lives there."""
+    root = Path(os.environ.get("TRADEDRILL_STATE_DIR") or f"/tmp/tradedrill-{os.getuid()}")
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return root
+
+
+class SubnetBusy(RuntimeError):
+    """Another live harness process holds the subnet; the message names it and what to do."""
+
+
+class StackIndex:
+    """Every stack this user's harness processes started: ``{registry path: {"subnet", "run_dir", "owner":
+    {"pid", "create_time"}, "wall_ts", "detached"}}`` in ``state_root()/stacks.json``. Whatever starts a stack
+    (``up``, a drill, a test) claims it here before starting a process, so a later ``drill``, ``up`` or ``down``
+    finds what a crashed or SIGKILLed run left, wherever its run folder is, and stops it by PID and start time."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path) if path else state_root() / "stacks.json"
+        self._lock = threading.Lock()
+
+    def _read(self) -> dict[str, dict]:
+        try:
+            doc = json.loads(self.path.read_text())
+            return {k: v for k, v in doc.items() if isinstance(v, dict)} if isinstance(doc, dict) else {}
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+
+    def _write(self, entries: dict[str, dict]) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entries, indent=2))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+
+    def entries(self) -> dict[str, dict]:
+        with self._lock:
+            return self._read()
+
+    @staticmethod
+    def orphaned(entry: dict) -> bool:
+        """The process that started this stack is gone (crashed, SIGKILLed) or let it go (``up``)."""
+        owner = entry.get("owner") or {}
+        return bool(entry.get("detached")) or not (
+            owner.get("pid") and same_process_alive(owner["pid"], owner.get("create_time")))
+
+    def claim(self, subnet: str, registry: "PidRegistry", run_dir: Path) -> list[str]:
+        """Record that this process runs a stack on ``subnet`` (its processes in ``registry``); first stop what
+        earlier stacks on the subnet whose owner is gone left there (returned as ``"name (pid N)"``). Raises
+        :class:`SubnetBusy` when another live process runs a stack on the subnet."""
+        me = os.getpid()
+        stopped: list[str] = []
+        for key, entry in self.entries().items():
+            if entry.get("subnet") != subnet or key == str(registry.path):
+                continue
+            if (entry.get("owner") or {}).get("pid") == me:
+                continue  # another stack of this very process (tests run several side by side on other ports)
+            if not self.orphaned(entry):
+                owner = entry["owner"]
+                raise SubnetBusy(
+                    f"subnet {subnet} is in use by a running harness process (pid {owner['pid']}, run folder "
+                    f"{entry.get('run_dir')}); wait for it, stop it with `tradedrill down --all`, or choose another "
+                    f"--subnet")
+            stopped += PidRegistry(Path(key)).reap_leftovers(describe=True)
+            self._forget(key)
+        with self._lock:
+            entries = self._read()
+            entries[str(registry.path)] = {"subnet": subnet, "run_dir": str(run_dir),
+                                           "owner": {"pid": me, "create_time": _create_time(me)},
+                                           "wall_ts": time.time()}
+            self._write(entries)
+        return stopped
+
+    def detach(self, registry: "PidRegistry") -> None:
+        """The owner exits on purpose and leaves the stack running (``tradedrill up``)."""
+        with self._lock:
+            entries = self._read()
+            if str(registry.path) in entries:
+                entries[str(registry.path)]["detached"] = True
+                self._write(entries)
+
+    def release(self, registry: "PidRegistry") -> None:
+        """The stack whose processes ``registry`` records is down: forget it."""
+        self._forget(str(registry.path))
+
+    def _forget(self, key: str) -> None:
+        with self._lock:
+            entries = self._read()
+            if entries.pop(key, None) is not None:
+                self._write(entries)
+
+    def reap(self, *, subnet: str | None = None, orphans_only: bool = False) -> dict[str, list[str]]:
+        """Stop every process of every recorded stack (of ``subnet``; only those whose owner is gone when
+        ``orphans_only``) and forget them. Returns ``{run folder: ["name (pid N)", ...]}``."""
+        out: dict[str, list[str]] = {}
+        for key, entry in self.entries().items():
+            if subnet is not None and entry.get("subnet") != subnet:
+                continue
+            if orphans_only and not self.orphaned(entry):
+                continue
+            out[entry.get("run_dir", key)] = PidRegistry(Path(key)).reap_leftovers(describe=True)
+            self._forget(key)
+        return out
+
+
 class PidRegistry:
     """A JSON file of every process a stack started (name, pid, start time), so a later run can clean up
     after a crashed one: entries are checked by PID *and* start time before anything is signalled."""
@@ -84,9 +191,15 @@ class PidRegistry:
 
     def _write(self, entries: dict[str, dict]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(entries, indent=2))
+        os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)
+
+    def kill_all(self) -> list[str]:
+        """SIGKILL every recorded live process group now (teardown escalation); returns their names."""
+        return [name for name, e in self.entries().items()
+                if kill_group(e["pid"], e.get("create_time"), signal.SIGKILL)]
 
     def record(self, name: str, pid: int, create_time: float | None) -> None:
         with self._lock:
@@ -104,12 +217,13 @@ class PidRegistry:
         with self._lock:
             return self._read()
 
-    def reap_leftovers(self, timeout: float = 5.0) -> list[str]:
-        """Kill every recorded process that is still alive (a crashed earlier run); return their names."""
+    def reap_leftovers(self, timeout: float = 5.0, describe: bool = False) -> list[str]:
+        """Kill every recorded process that is still alive (a crashed earlier run), stopped ones too (SIGKILL
+        needs no SIGCONT); return their names (``describe``: ``"name (pid N)"``)."""
         killed = []
         for name, entry in self.entries().items():
             if kill_group(entry["pid"], entry.get("create_time"), signal.SIGKILL):
-                killed.append(name)
+                killed.append(f"{name} (pid {entry['pid']})" if describe else name)
         for name, entry in self.entries().items():
             wait_until(
                 lambda e=entry: not same_process_alive(e["pid"], e.get("create_time")),
@@ -171,6 +285,10 @@ class ProcessNode:
         env = dict(os.environ)
         if self.env:
             env.update(self.env)
+        # an interrupt raised through ``interrupt()`` waits until the child is recorded: it never lands between
+        # the start and the registry entry (only SIGKILL of this process can, for the microseconds in between)
+        section = critical()
+        section.__enter__()
         try:
             self._proc = subprocess.Popen(
                 list(self.argv),
@@ -182,13 +300,15 @@ class ProcessNode:
                 start_new_session=True,
                 user=self.user,
             )
+            self._create_time = _create_time(self._proc.pid)
+            if self.registry:
+                self.registry.record(self.name, self._proc.pid, self._create_time)
         except FileNotFoundError as exc:
             raise NodeStartError(f"{self.name}: cannot run {self.argv[0]!r}: {exc.strerror}") from exc
-        self._create_time = _create_time(self._proc.pid)
+        finally:
+            section.__exit__(None, None, None)
         self.paused = False
         self.starts += 1
-        if self.registry:
-            self.registry.record(self.name, self._proc.pid, self._create_time)
         return self
 
     def wait_ready(self, timeout: float | None = None) -> "ProcessNode":
@@ -310,6 +430,38 @@ class ProcessNode:
             "paused": self.paused,
             "log": str(self.log_path),
         }
+
+
+# -- interrupts that wait for a critical section (a signal mask would be inherited by every child) ---------------
+_critical_depth = 0
+_pending_interrupt: BaseException | None = None
+
+
+@contextlib.contextmanager
+def critical() -> Iterator[None]:
+    """A section an interrupt raised through :func:`interrupt` waits for (Python runs signal handlers in the main
+    thread, so only the main thread's sections count)."""
+    global _critical_depth, _pending_interrupt
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        _critical_depth += 1
+    try:
+        yield
+    finally:
+        if main:
+            _critical_depth -= 1
+            if _critical_depth == 0 and _pending_interrupt is not None:
+                exc, _pending_interrupt = _pending_interrupt, None
+                raise exc
+
+
+def interrupt(exc: BaseException) -> None:
+    """Raise ``exc`` from a signal handler now, or when the main thread leaves its critical section."""
+    global _pending_interrupt
+    if _critical_depth:
+        _pending_interrupt = exc
+        return
+    raise exc
 
 
 def stop_all(nodes: Iterable[ProcessNode]) -> list[str]:

@@ -19,6 +19,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from tradedrill.process import StackIndex
 from tradedrill.local import LocalStack, StackError, down_detached, load_state, status_rows
 from tradedrill.process import NodeStartError
 from tradedrill.topology import DEFAULT_SERVICES, SERVICES, Topology, TopologyError, parse_overrides
@@ -67,6 +68,7 @@ def up(stack_dir: Path, subnet: str, services: str, topology_file: Path | None, 
         _fail(str(exc))
     except KeyboardInterrupt:
         _fail("interrupted; every node that was started has been stopped")
+    stack.index.detach(stack.registry)  # this process exits; the nodes stay until `tradedrill down`
     click.echo(f"stack ready in {stack.timings['ready_s']:.2f} s; run folder {stack.run_dir}")
     _print_status(stack_dir)
 
@@ -97,7 +99,22 @@ def status(stack_dir: Path) -> None:
 
 @click.command()
 @stack_dir_option
-def down(stack_dir: Path) -> None:
-    """Stop every process the stack started (by PID), and nothing else."""
+@click.option("--all", "every", is_flag=True, help="Stop every stack any harness process of this user recorded "
+                                                   "(drills, tests, `up`), wherever its run folder is.")
+def down(stack_dir: Path, every: bool) -> None:
+    """Stop every process the stack started (by PID), and nothing else; also every stack a crashed or killed
+    drill left behind. Heals the kernel rules and mounts of faults whose process is gone."""
     stopped = down_detached(stack_dir)
     click.echo(f"stopped {len(stopped)} node(s)" + (f": {', '.join(stopped)}" if stopped else ""))
+    for run_dir, names in StackIndex().reap(orphans_only=not every).items():
+        if names:
+            click.echo(f"stopped {len(names)} process(es) of {run_dir}: {', '.join(names)}")
+    from faults import files, kernel
+    from faults.core import FaultState
+
+    for heal in (kernel.heal_leftovers, files.heal_leftovers):  # faults of a SIGKILLed drill
+        try:
+            for line in heal(FaultState()):
+                click.echo(line)
+        except Exception as exc:  # noqa: BLE001 - report and go on with the other kind
+            click.echo(f"could not heal fault leftovers ({exc}); run `tradedrill faults heal-all`")
