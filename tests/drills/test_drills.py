@@ -142,3 +142,18 @@ def test_checker_catches_ack_before_durable(drill, record_property):
     holders = {e["signal_id"]: e["pid"] for e in d.engine_events("acked_on_read") if e["signal_id"] in lost}
     assert set(holders.values()) <= victims, (
         f"lost signals {holders} were acknowledged by pids other than the killed one(s) {victims}")
+
+
+def test_overload_is_backlog_not_loss(drill, record_property):
+    """Offered far more signals than the engine takes (200/s against about 80/s), the run ends with signals still
+    queued on RTSS: they are backlog, not lost, and the ground truth (dumped after the engines stopped) shows no
+    phantom order (RTS executed without a deal)."""
+    d = drill("engine-kill", rate_per_s=200.0, settle_s=2.0)
+    lost = d.result("lost_signals")
+    record_property("backlog_signals", lost.metrics.get("backlog_signals"))
+    assert lost.metrics["backlog_signals"] > 0, f"the engine kept up with 200/s: no backlog was tested ({d.run.path})"
+    assert not lost.lost, f"signals reported lost under overload: {lost.lost[:10]} ({lost.summary})"
+    state = d.result("state")
+    phantoms = [m for m in state.mismatches if m["kind"] == "phantom"]
+    assert not phantoms, f"phantom orders (RTS executed, no deal): {phantoms[:5]}"
+    assert_no_duplicates(d)

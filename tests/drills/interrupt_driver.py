@@ -1,0 +1,43 @@
+"""A drill CLI with one extra scenario for the interrupt tests (``python -m tests.drills.interrupt_driver drill
+ARGS``): ``interrupt-probe`` pauses the active engine and cuts a Redis replica off with a kernel rule (nftables)
+1 s into the load, both lasting until the load ends, so an interrupt can land on a paused process and an active
+partition. With ``TRADEDRILL_TEST_HOLD_REPORT=<folder>`` the report waits until ``<folder>/release`` exists,
+after writing ``<folder>/reporting``: the test interrupts it there. Test code only; production has no switch."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from scenarios import registry
+from scenarios.registry import CheckerSpec, FaultStep, Scenario, Workload
+
+registry.register(Scenario(
+    name="interrupt-probe",
+    requirement_ids=("ENG-5",),
+    description="the active engine paused and a Redis replica cut off until the load ends",
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=60.0, settle_s=2.0),
+    faults=(FaultStep("process-pause", "active-engine", at_s=1.0),
+            FaultStep("node-isolate", "redis-replica", at_s=1.0)),
+    checkers=(CheckerSpec("duplicates", ("ENG-5",)),),
+))
+
+hold = os.environ.get("TRADEDRILL_TEST_HOLD_REPORT")
+if hold:
+    import reports
+
+    from tradedrill.waiting import wait_until
+
+    original = reports.build_report
+
+    def held_build_report(*args, **kwargs):
+        Path(hold, "reporting").write_text("")
+        wait_until(lambda: Path(hold, "release").exists(), 120, "the test to release the report")
+        return original(*args, **kwargs)
+
+    reports.build_report = held_build_report
+
+if __name__ == "__main__":
+    from tradedrill.cli import main
+
+    sys.exit(main())
