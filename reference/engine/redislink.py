@@ -52,7 +52,10 @@ class RedisLink:
         return dict(socket_timeout=self.config.redis_socket_timeout_s,
                     socket_connect_timeout=self.config.redis_connect_timeout_s,
                     retry=Retry(NoBackoff(), 0), retry_on_error=[], health_check_interval=0,
-                    decode_responses=True, client_name=f"engine-{self.config.instance}-{self.name}")
+                    decode_responses=True, client_name=f"engine-{self.config.instance}-{self.name}",
+                    # a field that is not UTF-8 must not fail the read of its whole batch: its bytes survive as
+                    # lone surrogates, which parse_signal rejects as MALFORMED (and which encode back unchanged)
+                    encoding_errors="surrogateescape")
 
     def discover(self) -> tuple[str, int]:
         """The primary's address: asked of each Sentinel in turn (first that answers), or the fixed address."""

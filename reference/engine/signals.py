@@ -72,16 +72,20 @@ def _text(fields: dict, name: str) -> str | None:
     return str(value)
 
 
+# a decimal number as a person types it: ASCII digits, at most one point, an optional sign; no exponent, no
+# underscores, no inf/nan, no other scripts' digits (all of which float() accepts)
+DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]{1,15}(?:\.[0-9]{0,12})?|\.[0-9]{1,12})", re.ASCII)
+
+
 def _number(fields: dict, name: str, *, required: bool) -> float | None:
     text = _text(fields, name)
     if text is None or text.strip() == "":
         if required:
             raise _Bad("MISSING_FIELD", f"field {name!r} is required")
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise _Bad("BAD_NUMBER", f"field {name!r} is not a number: {text[:40]!r}") from None
+    if not DECIMAL_RE.fullmatch(text.strip()):
+        raise _Bad("BAD_NUMBER", f"field {name!r} must be a decimal number such as 0.01, not {text[:40]!r}")
+    value = float(text)
     if not math.isfinite(value):
         raise _Bad("BAD_NUMBER", f"field {name!r} must be finite")
     return value
@@ -94,9 +98,13 @@ class _Bad(Exception):
         self.reason = reason
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def parse_signal(fields: dict, *, max_volume: float = 100.0, now_ms: int | None = None,
-                 max_age_s: float = 0.0) -> Signal | InvalidSignal:
-    """Turn one RTSS entry's fields into a Signal, or an InvalidSignal saying why not. Never raises."""
+                 max_age_s: float = 0.0, max_skew_s: float = 5.0) -> Signal | InvalidSignal:
+    """Turn one RTSS entry's fields into a Signal, or an InvalidSignal saying why not. Never raises.
+    ``max_skew_s``: a ``created_ms`` more than this ahead of ``now_ms`` is rejected (FUTURE)."""
     signal_id = ""
     try:
         if not isinstance(fields, dict):
@@ -107,7 +115,9 @@ def parse_signal(fields: dict, *, max_volume: float = 100.0, now_ms: int | None 
             try:
                 v = value.decode("utf-8") if isinstance(value, bytes) else str(value)
             except UnicodeDecodeError:
-                raise _Bad("MALFORMED", f"field {k!r} is not UTF-8") from None
+                raise _Bad("MALFORMED", f"field {k!r} is not valid UTF-8") from None
+            if _SURROGATE.search(k) or _SURROGATE.search(v):  # bytes that were not UTF-8 (surrogateescape)
+                raise _Bad("MALFORMED", f"field {k.encode('utf-8', 'replace')!r} is not valid UTF-8")
             if len(v) > MAX_FIELD_LEN:
                 raise _Bad("MALFORMED", f"field {k!r} is longer than {MAX_FIELD_LEN} characters")
             decoded[k] = v
@@ -157,6 +167,9 @@ def parse_signal(fields: dict, *, max_volume: float = 100.0, now_ms: int | None 
             created_ms = int(created_text)
             if max_age_s and now_ms is not None and now_ms - created_ms > max_age_s * 1000:
                 raise _Bad("STALE", f"signal is older than {max_age_s:g} s")
+            if now_ms is not None and created_ms - now_ms > max_skew_s * 1000:
+                raise _Bad("FUTURE", f"created_ms is {(created_ms - now_ms) / 1000:.0f} s ahead of the engine's "
+                                     f"clock (allowed skew {max_skew_s:g} s); check the producer's clock")
         return Signal(signal_id, account, symbol, side, volume, order_type, price, sl, tp, source, created_ms)
     except _Bad as bad:
         return InvalidSignal(bad.code, bad.reason, signal_id)

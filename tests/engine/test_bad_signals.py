@@ -104,3 +104,71 @@ def test_two_engine_groups_run_side_by_side(harness, stack, brokers, tmp_path):
         assert all(r["status"] == "executed" for r in other.check_none_lost(ids2))
     finally:
         other.close()
+
+
+# -- issue 10: poison entries, the number grammar, timestamps from the future ---------------------------------
+def test_parse_signal_regressions():
+    from reference.engine.signals import parse_signal
+    base = {"signal_id": "s-1", "account": str(LOGIN), "symbol": "EURUSD", "side": "buy", "volume": "0.01"}
+    assert parse_signal({**base, "symbol": b"\xff\xfe"}).code == "MALFORMED"
+    assert parse_signal({**base, "symbol": "\udcff\udcfe"}).code == "MALFORMED"  # as surrogateescape reads it
+    for text in ("1e2", "1_0", "inf", "nan", "Infinity", "0x10", "\u0663", "1.0.0", "0,01", "", " "):
+        assert parse_signal({**base, "volume": text}).code in ("BAD_NUMBER", "MISSING_FIELD"), text
+    for text, value in (("0.01", 0.01), (" 0.5 ", 0.5), (".5", 0.5), ("5.", 5.0), ("+1", 1.0)):
+        assert parse_signal({**base, "volume": text}).volume == value, text
+    now = 1_700_000_000_000
+    future = parse_signal({**base, "created_ms": str(int(316_000 * 365.25 * 86400 * 1000))}, now_ms=now)
+    assert future.code == "FUTURE" and "clock" in future.reason
+    assert parse_signal({**base, "created_ms": str(now + 2_000)}, now_ms=now).volume == 0.01  # within the skew
+
+
+@given(st.text(max_size=24))
+@settings(max_examples=500, deadline=None, database=None)
+def test_numbers_are_what_a_person_types(text):
+    """A volume is accepted only when it is a plain decimal (ASCII digits, one optional point and sign), and then
+    its value is exactly what the text says."""
+    import re
+    from reference.engine.signals import Signal, parse_signal
+    sig = parse_signal({"signal_id": "s-1", "account": str(LOGIN), "symbol": "EURUSD", "side": "buy",
+                        "volume": text})
+    if isinstance(sig, Signal):
+        assert re.fullmatch(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)\s*", text, re.ASCII), text
+        assert sig.volume == float(text)
+
+
+@given(st.dictionaries(st.sampled_from(["signal_id", "account", "symbol", "side", "volume", "created_ms"]),
+                       st.binary(max_size=12), min_size=1))
+@settings(max_examples=300, deadline=None, database=None)
+def test_arbitrary_bytes_never_raise(fields):
+    from reference.engine.signals import InvalidSignal, Signal, parse_signal
+    as_read = {k: v.decode("utf-8", "surrogateescape") for k, v in fields.items()}
+    for entry in (fields, as_read):
+        sig = parse_signal(entry)
+        assert isinstance(sig, (Signal, InvalidSignal))
+        if isinstance(sig, Signal):
+            assert all(b.isascii() or True for b in fields.values())
+            assert sig.symbol.isprintable()
+
+
+def test_a_poison_entry_is_rejected_and_its_batch_still_trades(harness):
+    """A field that is not UTF-8 used to fail the engine's stream read for its whole batch, forever: now that entry
+    is rejected MALFORMED and acknowledged, and the valid signals read with it execute, also after a restart."""
+    harness.engine("A")
+    harness.wait_event("A", "takeover_ready", 15)
+    harness.engines["A"].pause()  # queue a batch: valid signals around the poison one, read together
+    good_before = [harness.submit() for _ in range(3)]
+    poison = harness.submit_raw({"signal_id": "poison-1", "account": str(LOGIN), "symbol": b"\xff\xfe",
+                                 "side": "buy", "volume": "0.01"})
+    good_after = [harness.submit() for _ in range(3)]
+    harness.engines["A"].resume()
+    for sid, _entry in good_before + good_after:
+        assert harness.result_for(sid)["status"] == "executed", sid
+    by_entry = wait_until(lambda: {r["entry_id"]: r for r in harness.results()}.get(poison), 30,
+                          "a result for the poison entry")
+    assert by_entry["status"] == "rejected" and by_entry["code"] == "MALFORMED" and "UTF-8" in by_entry["reason"]
+    wait_until(lambda: harness.pending() == 0, 20, "nothing pending on RTSS")
+    harness.engines["A"].restart()  # a restart must not meet the entry again
+    harness.wait_event("A", "takeover_ready", 20)
+    sid, _ = harness.submit()
+    assert harness.result_for(sid)["status"] == "executed"
+    assert not [e for e in harness.events("A") if e.get("event") == "engine_error"], "the engine met an error"
