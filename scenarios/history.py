@@ -326,23 +326,47 @@ class TradeResult:
 
 
 # -- readers ---------------------------------------------------------------------------------------------------
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    """Every complete JSON object of a JSON-lines file; a torn last line (a crash mid-write) is skipped."""
+def read_jsonl_lines(path: str | os.PathLike) -> list[tuple[int, dict]]:
+    """``(line number, object)`` for every complete JSON object of a JSON-lines file; a torn last line (a crash
+    mid-write) is skipped. Raises ValueError naming the file and line of anything else that is not an object."""
     path = Path(path)
     if not path.exists():
         return []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text (byte {exc.start}); it is not a file a drill wrote") from None
     records = []
-    lines = path.read_text(encoding="utf-8").splitlines()
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            rec = json.loads(line)
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 continue  # torn final line
-            raise ValueError(f"{path}:{i + 1} is not JSON; the file is damaged in the middle, not just torn")
+            raise ValueError(f"{path}:{i + 1} is not JSON; the file is damaged in the middle, not just torn") from None
+        if not isinstance(rec, dict):
+            raise ValueError(f"{path}:{i + 1} is {type(rec).__name__} {line[:40]!r}, not a JSON object; every line "
+                             f"of {path.name} is one object")
+        records.append((i + 1, rec))
     return records
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """Every complete JSON object of a JSON-lines file (see :func:`read_jsonl_lines`)."""
+    return [rec for _line, rec in read_jsonl_lines(path)]
+
+
+def _require_mono(path: Path, numbered: list[tuple[int, dict]], kinds: Iterable[str], field: str) -> None:
+    """Every record whose ``field`` is in ``kinds`` has a numeric ``mono``; else ValueError naming file and line."""
+    kinds = set(kinds)
+    for line, rec in numbered:
+        if rec.get(field) in kinds:
+            mono = rec.get("mono", rec.get("monotonic"))
+            if isinstance(mono, bool) or not isinstance(mono, (int, float)):
+                raise ValueError(f"{path}:{line} has no numeric 'mono' (the monotonic clock every duration is "
+                                 f"measured on): {json.dumps(rec)[:80]}")
 
 
 def operations_from_records(records: Iterable[dict]) -> list[Operation]:
@@ -462,10 +486,14 @@ class RunDir:
         return _read_json(self.path / BACKLOG, None)
 
     def operations(self) -> list[Operation]:
-        return operations_from_records(read_jsonl(self.path / HISTORY))
+        numbered = read_jsonl_lines(self.path / HISTORY)
+        _require_mono(self.path / HISTORY, numbered, ("invoke", *OUTCOMES), "type")
+        return operations_from_records(rec for _line, rec in numbered)
 
     def fault_windows(self) -> list[FaultWindow]:
-        return fault_windows_from_records(read_jsonl(self.path / FAULTS))
+        numbered = read_jsonl_lines(self.path / FAULTS)
+        _require_mono(self.path / FAULTS, numbered, ("inject", "heal"), "event")
+        return fault_windows_from_records(rec for _line, rec in numbered)
 
     def fault_events(self) -> list[dict]:
         return read_jsonl(self.path / FAULTS)

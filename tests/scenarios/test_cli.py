@@ -107,3 +107,37 @@ def test_a_raising_checker_is_unknown_with_the_error(tmp_path, monkeypatch):
     res = next(r for r in rc.results if r.checker == "state")
     assert res.valid == "unknown" and "boom" in res.summary
     assert next(r for r in rc.results if r.checker == "duplicates").valid is True
+
+
+# -- issue 10: damaged run files are one line naming the file and line -----------------------------------------
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("[1, 2]", "history.jsonl:2 is list"),
+    ('{"type": "invoke", "op": 99, "process": "c", "f": "trade", "key": "k"}', "history.jsonl:2 has no numeric 'mono'"),
+    ('{"type": "ok", "op": 99, "mono": "soon"}', "history.jsonl:2 has no numeric 'mono'"),
+])
+def test_check_names_the_file_and_line_of_a_bad_history_line(tmp_path, line, expected):
+    synthetic.write_run(tmp_path / "r", scenario="engine-kill", outage_s=1.0, rate_per_s=5.0)
+    hist = tmp_path / "r" / "history.jsonl"
+    lines = hist.read_text().splitlines()
+    hist.write_text("\n".join([lines[0], line, *lines[1:]]) + "\n")
+    result = CliRunner().invoke(cli.check, [str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output and "Traceback" not in result.output
+
+
+def test_check_report_to_an_unwritable_path_is_one_line(tmp_path):
+    synthetic.write_run(tmp_path / "r", scenario="engine-kill", outage_s=1.0, rate_per_s=5.0)
+    (tmp_path / "file").write_text("")
+    result = CliRunner().invoke(cli.check, [str(tmp_path / "r"), "--report", str(tmp_path / "file" / "sub")])
+    assert result.exit_code == 2 and "cannot write the report" in result.output, result.output
+
+
+def test_drill_refuses_a_subnet_off_loopback_before_writing_anything(tmp_path):
+    result = CliRunner().invoke(cli.drill, ["engine-kill", "--subnet", "10.0.0", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "loopback" in result.output, result.output
+    assert not (tmp_path / "o").exists()
+    result = CliRunner().invoke(cli.drill, ["engine-kill", "--subnet", "garbage", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "garbage" in result.output and not (tmp_path / "o").exists()
