@@ -14,11 +14,13 @@ our ``SimulatorTerminal``; all expose the same function names, named tuples and 
     if r is None: code, text = mt5.last_error()          # -10005 'IPC timeout': outcome unknown, reconcile
     elif r.retcode == mt5.TRADE_RETCODE_DONE: ...
 
-Start a simulator: ``tradedrill mt5sim serve --host 127.0.0.3 --port 18812 --state-dir DIR --seed 1`` (or from
-Python ``reference.mt5.simulator.node.simulator_node(...)`` -> ProcessNode). Default accounts: 5001 (hedging) and
-5002 (netting), no password; symbols EURUSD, GBPUSD, USDJPY, XAUUSD.
-Harness side: ``reference.mt5.simclient.SimulatorAdmin(host, port)`` -> ``set_behaviour(**changes)``,
-``behaviour()``, ``ledger(login=None, since_ticket=0)``, ``orders()``, ``accounts()``, ``ping()``.
+Start a simulator: ``tradedrill mt5sim serve --host 127.0.0.3 --port 18812 --state-dir DIR --seed 1
+--admin-token-file TOKEN`` (loopback only unless ``--allow-remote``; TOKEN mode 0600), or from Python
+``tradedrill.services.mt5sim.simulator_node(...)`` -> ProcessNode (it makes ``<state_dir>/admin.token``).
+Default accounts: 5001 (hedging) and 5002 (netting), no password; symbols EURUSD, GBPUSD, USDJPY, XAUUSD.
+Harness side: ``reference.mt5.simclient.SimulatorAdmin(host, port, token=read_admin_token(TOKEN))`` ->
+``set_behaviour(**changes)``, ``behaviour()``, ``ledger(login=None, since_ticket=0)``, ``orders()``,
+``accounts()``, ``config()``, ``ping()`` (only ping works without the token; no call returns a password).
 
 Modules: ``constants`` (exact values), ``types`` (named tuples, dtypes), ``port`` (factory), ``simclient``
 (client + admin), ``simcli`` (CLI), ``simulator/`` (the server).

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
+import os
+import secrets
 import socket
+import stat
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -75,10 +79,13 @@ class _Transport:
             buf += chunk
         return bytes(buf)
 
-    def call(self, method: str, args, kwargs, deadline: float):
+    def call(self, method: str, args, kwargs, deadline: float, token: str | None = None):
         msgid = next(self._ids)
         self.sock.settimeout(max(0.001, deadline - time.monotonic()))
-        self.sock.sendall(protocol.pack([msgid, method, list(args), kwargs]))
+        message = [msgid, method, list(args), kwargs]
+        if token is not None:
+            message.append(token)
+        self.sock.sendall(protocol.pack(message))
         while True:
             header = self._recv_exactly(protocol.HEADER.size, deadline)
             body = self._recv_exactly(protocol.frame_length(header), deadline)
@@ -392,15 +399,66 @@ class AdminError(RuntimeError):
     """The simulator refused or did not answer an admin command; the message says which and why."""
 
 
-class SimulatorAdmin:
-    """The harness's handle on a running simulator: liveness, behaviour switches, and the ground-truth ledger."""
+class AdminTokenError(ValueError):
+    """The admin token file is missing, empty, or readable by other users; the message says which and what to do."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 18812, timeout: float = 5.0):
+
+def read_admin_token(path: Path | str, *, private: bool = True) -> str:
+    """The admin token in ``path`` (one line). With ``private`` (the server's check), refuse a file that group or
+    others may read or write: a token everybody can read protects nothing."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        raise AdminTokenError(f"admin token file {path} does not exist; create it with a random token "
+                              f"(mode 0600)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AdminTokenError(f"cannot read the admin token file {path}: {exc}") from None
+    if private and mode & 0o077:
+        raise AdminTokenError(f"admin token file {path} is accessible by group or others "
+                              f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}")
+    if not token or len(token) < 16 or any(ch.isspace() for ch in token):
+        raise AdminTokenError(f"admin token file {path} must hold one token of at least 16 characters, "
+                              f"without spaces")
+    return token
+
+
+def write_admin_token(path: Path | str) -> str:
+    """A fresh random token written to ``path`` with mode 0600 (atomically); returns it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, (token + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return token
+
+
+class SimulatorAdmin:
+    """The harness's handle on a running simulator: liveness, behaviour switches, and the ground-truth ledger.
+
+    Every command but ``ping`` needs ``token``, the content of the simulator's ``--admin-token-file``
+    (``read_admin_token(path)``); without it (or with a wrong one) they raise AdminError saying so.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 18812, timeout: float = 5.0, *,
+                 token: str | None = None):
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.token = token
         self._transport = _Transport(host, port)
         self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SimulatorAdmin({self.host}:{self.port}, token={'set' if self.token else 'none'})"
 
     def __enter__(self) -> "SimulatorAdmin":
         return self
@@ -417,7 +475,7 @@ class SimulatorAdmin:
             try:
                 if self._transport.sock is None:
                     self._transport.connect(self.timeout)
-                value, error = self._transport.call(f"admin.{command}", args, kwargs, deadline)
+                value, error = self._transport.call(f"admin.{command}", args, kwargs, deadline, self.token)
             except (OSError, protocol.ProtocolError) as exc:
                 self._transport.close()
                 raise AdminError(f"simulator at {self.host}:{self.port} did not answer {command}: {exc!r}") from exc
@@ -426,10 +484,13 @@ class SimulatorAdmin:
             return value
 
     def ping(self) -> dict:
+        """Liveness (no token needed): ``{"server", "pid", "admin": False}``; with the token also ``seed``,
+        ``started``, ``journal_records``, ``connections``, ``open_connections``, ``refused_connections``."""
         return self._call("ping")
 
     def set_behaviour(self, **changes) -> dict:
-        """Switch behaviour at run time (see ``simulator.config.Behaviour``); returns the whole new behaviour."""
+        """Switch behaviour at run time (see ``simulator.config.Behaviour``); returns the whole new behaviour.
+        A wrong key, type or range raises AdminError naming it, and the behaviour stays as it was."""
         return self._call("set_behaviour", **changes)
 
     def behaviour(self) -> dict:
@@ -445,11 +506,16 @@ class SimulatorAdmin:
         return self._call("orders", login=login)
 
     def accounts(self) -> list[dict]:
+        """Every account (``has_password``, never the password) with its number of positions."""
         return self._call("accounts")
+
+    def config(self) -> dict:
+        """The simulator's configuration (accounts say ``has_password``, never the password)."""
+        return self._call("config")
 
 
 def is_ready(host: str, port: int, timeout: float = 1.0) -> bool:
-    """Readiness probe: a successful admin ping over the protocol."""
+    """Readiness probe: a successful admin ping over the protocol (no token needed)."""
     try:
         with SimulatorAdmin(host, port, timeout=timeout) as admin:
             return bool(admin.ping())

@@ -6,7 +6,7 @@ import pytest
 
 from reference.mt5.simclient import SimulatorAdmin, SimulatorTerminal
 from reference.mt5.simulator.config import Behaviour
-from tradedrill.services.mt5sim import simulator_node
+from tradedrill.services.mt5sim import admin_token, simulator_node
 
 HEDGING, NETTING = 5001, 5002
 
@@ -51,7 +51,7 @@ def sim(tmp_path_factory):
 
 @pytest.fixture
 def admin(sim):
-    admin = SimulatorAdmin(sim.address, sim.port)
+    admin = SimulatorAdmin(sim.address, sim.port, token=admin_token(sim))
     try:
         yield admin
     finally:

@@ -6,6 +6,7 @@ import threading
 
 from reference.mt5.simclient import SimulatorAdmin, SimulatorTerminal
 from tests.mt5.conftest import HEDGING, NETTING
+from tradedrill.services.mt5sim import admin_token
 from tradedrill.waiting import wait_until
 
 
@@ -42,7 +43,7 @@ def test_kill_9_during_a_stream_loses_no_acknowledged_order(make_sim):
     assert failures and failures[0][0] in (-10004, -10005)
 
     node.start().wait_ready()
-    with SimulatorAdmin(node.address, node.port) as admin:
+    with SimulatorAdmin(node.address, node.port, token=admin_token(node)) as admin:
         executed = {d["comment"]: d["order"] for d in admin.ledger(login=NETTING) if d["magic"] == 77}
     missing = {c: t for c, t in acknowledged.items() if executed.get(c) != t}
     assert not missing, f"{len(missing)} acknowledged orders lost by kill -9, e.g. {list(missing.items())[:3]}"
@@ -94,7 +95,7 @@ def test_primary_and_backup_are_separate_brokers(make_sim):
     assert a.account_info().server == "TradeDrill-Primary" and b.account_info().server == "TradeDrill-Backup"
     assert _order(a, 1).retcode == a.TRADE_RETCODE_DONE
     assert a.positions_total() == 1 and b.positions_total() == 0
-    with SimulatorAdmin(backup.address, backup.port) as admin:
+    with SimulatorAdmin(backup.address, backup.port, token=admin_token(backup)) as admin:
         assert [d for d in admin.ledger() if d["type"] != 2] == []
     a.shutdown()
     b.shutdown()

@@ -15,6 +15,7 @@ Simplifications (said here so nobody is surprised):
 """
 from __future__ import annotations
 
+import hmac
 import math
 import time
 from fnmatch import fnmatchcase
@@ -204,15 +205,22 @@ class Broker:
         return t[1], t[2]
 
     # -- session ----------------------------------------------------------------------------------------------------
-    def authorize(self, login: int | None, password: str | None, server: str | None):
+    def authorize(self, login: int | None = None, password: str | None = None, server: str | None = None):
+        """(login, OK) or (None, error): a passworded account needs its password (a missing one is -6, as on a
+        real terminal); without a login, the first configured account."""
+        for name, value, kind in (("login", login, int), ("password", password, str), ("server", server, str)):
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                return None, c.invalid_argument(name)
         if login is None:
-            return self.config.accounts[0].login, OK
-        account = self.accounts.get(int(login))
-        if account is None or (password is not None and account["password"] and password != account["password"]):
+            login = self.config.accounts[0].login
+        account = self.accounts.get(login)
+        if account is None:
+            return None, c.ERR_AUTH_FAILED
+        if account["password"] and not hmac.compare_digest((password or "").encode(), account["password"].encode()):
             return None, c.ERR_AUTH_FAILED
         if server is not None and server not in ("", self.config.server):
             return None, c.ERR_AUTH_FAILED
-        return int(login), OK
+        return login, OK
 
     def version(self, login: int):
         return [500, BUILD, "20 Mar 2025"], OK
@@ -787,7 +795,12 @@ class Broker:
         return sorted(rows, key=lambda r: r["ticket"])
 
     def accounts_summary(self) -> list[dict]:
-        return [dict(a, positions=len(self.positions[login])) for login, a in sorted(self.accounts.items())]
+        """Every account without its password (``has_password`` instead) and with its number of positions."""
+        rows = []
+        for login, a in sorted(self.accounts.items()):
+            row = {k: v for k, v in a.items() if k != "password"}
+            rows.append(dict(row, has_password=bool(a.get("password")), positions=len(self.positions[login])))
+        return rows
 
     def reset_request_times(self) -> None:
         self._order_times.clear()

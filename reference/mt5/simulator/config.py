@@ -7,13 +7,85 @@ data so a run's configuration can be written to its run directory and replayed. 
 from __future__ import annotations
 
 import json
+import math
 import random
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, Callable
 
 from reference.mt5 import constants as c
 
+
+class SettingError(ValueError):
+    """A configuration or behaviour value of the wrong type or out of range; the message names the key, the type
+    and the range, and says that nothing was changed."""
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(key: str, value, low: float, high: float, unit: str = "", integer: bool = False):
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if not ok_type or isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)) \
+            or not low <= value <= high:
+        raise SettingError(f"{key!r} must be {kind}{unit} in [{low:g}, {high:g}], got {_show(value)}")
+    return int(value) if integer else float(value)
+
+
+def _flag(key: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise SettingError(f"{key!r} must be true or false, got {_show(value)}")
+    return value
+
+
+_WINDOW = re.compile(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$")
+
+
+def _sessions(key: str, value) -> dict[str, list[str]]:
+    what = (f"{key!r} must be a table of symbol -> list of daily UTC windows \"HH:MM-HH:MM\" (start before end, "
+            f"end at most 24:00; [] = closed)")
+    if not isinstance(value, dict) or len(value) > 1000:
+        raise SettingError(f"{what}, got {_show(value)}")
+    out: dict[str, list[str]] = {}
+    for symbol, windows in value.items():
+        if not isinstance(symbol, str) or not 0 < len(symbol) <= 64 or not isinstance(windows, list) \
+                or len(windows) > 48:
+            raise SettingError(f"{what}, got {_show({symbol: windows})}")
+        for window in windows:
+            m = _WINDOW.match(window) if isinstance(window, str) else None
+            if m is None:
+                raise SettingError(f"{what}, got {_show(window)} for {symbol!r}")
+            h1, m1, h2, m2 = (int(x) for x in m.groups())
+            start, end = h1 * 60 + m1, h2 * 60 + m2
+            if h1 > 23 or m1 > 59 or m2 > 59 or end > 24 * 60 or start >= end:
+                raise SettingError(f"{what}, got {_show(window)} for {symbol!r}")
+        out[symbol] = list(windows)
+    return out
+
+
+def _retcode_faults(key: str, value) -> list[dict]:
+    what = (f"{key!r} must be a list (at most 64) of {{\"retcode\": a TRADE_RETCODE_* value, \"rate\": a number in "
+            f"[0, 1], \"executed\": true|false}}")
+    if not isinstance(value, list) or len(value) > 64:
+        raise SettingError(f"{what}, got {_show(value)}")
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or "retcode" not in item or set(item) - {"retcode", "rate", "executed"}:
+            raise SettingError(f"{what}, got {_show(item)}")
+        retcode = item["retcode"]
+        if not isinstance(retcode, int) or isinstance(retcode, bool) or retcode not in TRADE_RETCODES:
+            raise SettingError(f"{what}, got retcode {_show(retcode)}")
+        out.append({"retcode": retcode, "rate": _number(f"{key}[].rate", item.get("rate", 0.0), 0.0, 1.0),
+                    "executed": _flag(f"{key}[].executed", item.get("executed", False))})
+    return out
+
+
+TRADE_RETCODES = frozenset(v for k, v in vars(c).items() if k.startswith("TRADE_RETCODE_") and isinstance(v, int))
 
 @dataclass
 class AccountSpec:
@@ -25,6 +97,13 @@ class AccountSpec:
     currency: str = "USD"
     name: str = "TradeDrill Demo"
     trade_mode: int = c.ACCOUNT_TRADE_MODE_DEMO
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.login, int) or isinstance(self.login, bool) or self.login <= 0:
+            raise SettingError(f"account 'login' must be a positive integer, got {_show(self.login)}")
+        if not isinstance(self.password, str):
+            raise SettingError(f"account {self.login}: 'password' must be a string (\"\" = none), "
+                               f"got a {type(self.password).__name__}")
 
 
 @dataclass
@@ -44,6 +123,15 @@ class SymbolSpec:
     currency_profit: str = "USD"
     description: str = ""
     path: str = ""
+    # the filling policies a market order may use, a bit mask as SymbolInfo.filling_mode: SYMBOL_FILLING_FOK (1),
+    # SYMBOL_FILLING_IOC (2); FOK-only (1) and IOC-only (2) brokers exist. ORDER_FILLING_RETURN is always allowed
+    # (market execution); anything else is refused with TRADE_RETCODE_INVALID_FILL (10030)
+    filling_mode: int = c.SYMBOL_FILLING_FOK | c.SYMBOL_FILLING_IOC
+
+    def __post_init__(self) -> None:
+        _number(f"symbol {self.name}: 'filling_mode'", self.filling_mode, 0,
+                c.SYMBOL_FILLING_FOK | c.SYMBOL_FILLING_IOC, " (bit mask: 1 = FOK, 2 = IOC)", integer=True)
+        _number(f"symbol {self.name}: 'stops_level'", self.stops_level, 0, 1_000_000, " (points)", integer=True)
 
     @property
     def point(self) -> float:
@@ -64,9 +152,35 @@ DEFAULT_SYMBOLS = [
 ]
 
 
+MAX_LATENCY_MS = 300_000.0  # 5 minutes: longer than any client's call timeout; more is a typo
+
+# every behaviour setting: key -> checker(key, value) -> the value to store (typed, in range)
+_RATE = (lambda k, v: _number(k, v, 0.0, 1.0, " (a probability)"))
+BEHAVIOUR_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "sessions": _sessions,
+    "margin_check": _flag,
+    "requote_rate": _RATE,
+    "price_changed_rate": _RATE,
+    "partial_fill_rate": _RATE,
+    "partial_fill_ratio": _RATE,
+    "too_many_requests_rate": _RATE,
+    "max_orders_per_second": lambda k, v: _number(k, v, 0.0, 1_000_000.0, " (orders per second, 0 = unlimited)"),
+    "trade_allowed": _flag,
+    "comment_limit": lambda k, v: _number(k, v, 0, 255, " (characters)", integer=True),
+    "latency_ms": lambda k, v: _number(k, v, 0.0, MAX_LATENCY_MS, " (milliseconds)"),
+    "order_latency_ms": lambda k, v: _number(k, v, 0.0, MAX_LATENCY_MS, " (milliseconds)"),
+    "lose_reply_rate": _RATE,
+    "lose_next_replies": lambda k, v: _number(k, v, 0, 1_000_000, " (replies)", integer=True),
+    "retcode_faults": _retcode_faults,
+}
+
+
 @dataclass
 class Behaviour:
-    """Broker behaviour, switchable at run time. Rates are probabilities per order_send in [0, 1]."""
+    """Broker behaviour, switchable at run time. Rates are probabilities per order_send in [0, 1].
+
+    Every setting is typed and range-checked (``BEHAVIOUR_CHECKS``): ``update`` refuses a wrong one with a
+    :class:`SettingError` naming the key, the type and the range, and then changes nothing at all."""
 
     # symbol -> daily UTC windows "HH:MM-HH:MM"; a symbol not listed trades all day, [] means closed
     sessions: dict[str, list[str]] = field(default_factory=dict)
@@ -86,12 +200,24 @@ class Behaviour:
     # [{"retcode": 10012|10031|10011|10021..., "rate": p, "executed": bool}] - ambiguous results
     retcode_faults: list[dict] = field(default_factory=list)
 
-    def update(self, **changes) -> None:
-        known = {f.name for f in fields(self)}
-        unknown = set(changes) - known
+    @staticmethod
+    def checked(changes: dict) -> dict:
+        """The changes, typed and range-checked; raises SettingError for the first wrong one."""
+        unknown = sorted(str(k) for k in changes if k not in BEHAVIOUR_CHECKS)
         if unknown:
-            raise ValueError(f"unknown behaviour setting(s) {sorted(unknown)}; known: {sorted(known)}")
+            raise SettingError(f"unknown behaviour setting(s) {unknown}; known: {sorted(BEHAVIOUR_CHECKS)}; "
+                               f"the behaviour is unchanged")
+        out = {}
         for key, value in changes.items():
+            try:
+                out[key] = BEHAVIOUR_CHECKS[key](key, value)
+            except SettingError as exc:
+                raise SettingError(f"behaviour setting {exc}; the behaviour is unchanged") from None
+        return out
+
+    def update(self, **changes) -> None:
+        """Apply ``changes`` all together, or none of them (SettingError)."""
+        for key, value in self.checked(changes).items():
             setattr(self, key, value)
 
     def as_dict(self) -> dict:
@@ -120,9 +246,11 @@ class SimConfig:
         if "behaviour" in raw:
             cfg.behaviour.update(**raw.pop("behaviour"))
         for key, value in raw.items():
-            if not hasattr(cfg, key):
-                raise ValueError(f"unknown simulator setting {key!r}")
-            setattr(cfg, key, value)
+            check = _CONFIG_CHECKS.get(key)
+            if check is None:
+                raise SettingError(f"unknown simulator setting {key!r}; known: accounts, symbols, behaviour, "
+                                   f"{', '.join(sorted(_CONFIG_CHECKS))}")
+            setattr(cfg, key, check(key, value))
         return cfg
 
     @classmethod
@@ -134,6 +262,28 @@ class SimConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def public_dict(self) -> dict:
+        """``as_dict`` without secrets: each account says whether it has a password, never the password."""
+        doc = asdict(self)
+        for account in doc["accounts"]:
+            account["has_password"] = bool(account.pop("password"))
+        return doc
+
+
+def _text(key: str, value) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= 128:
+        raise SettingError(f"{key!r} must be a non-empty string of at most 128 characters, got {_show(value)}")
+    return value
+
+
+_CONFIG_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "server": _text,
+    "company": _text,
+    "first_ticket": lambda k, v: _number(k, v, 1, 2**62, " (ticket)", integer=True),
+    "tick_step_ms": lambda k, v: _number(k, v, 1, 60_000, " (milliseconds)", integer=True),
+    "tick_origin_ms": lambda k, v: None if v is None else _number(k, v, 0, 2**62, " (epoch ms)", integer=True),
+}
 
 
 class Dice:
