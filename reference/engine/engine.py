@@ -296,7 +296,7 @@ class Engine:
         again and its republish must still append its result to RTRS once (the index decides that). Nothing is
         sent to any broker here."""
         counts = {"checked": 0, "signals": 0, "executed": 0, "rejected": 0}
-        done = self.journal.where("state IN ('DONE', 'REJECTED') AND published")
+        done = self.journal.published_final()
         for start in range(0, len(done), batch):
             self.watchdog.beat("rebuild_rts")
             chunk = done[start:start + batch]

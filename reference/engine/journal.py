@@ -56,7 +56,19 @@ _COLUMNS = [
 ]
 
 
+_INDEX = {n: i for i, (n, _t) in enumerate(_COLUMNS)}
+
+
 class Journal:
+    """The journal: a compacted ``intents`` table (one row per signal) plus an append-only ``intent_log``, and an
+    in-memory copy of every intent's latest state.
+
+    Why append-only: DuckDB is a column store; an ``INSERT OR REPLACE`` on a primary key costs about 4 ms per row
+    here, a plain append 1.4 ms for one row and 0.17 ms per row in a batch of 100 (measured, issue 11). Each
+    write is one transaction, committed (WAL fsync) before the call returns; :meth:`put_many` commits a whole batch
+    in one transaction (group commit). Reads come from memory. Opening the journal folds the log into ``intents``
+    (latest row per signal wins) and empties the log."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,11 +79,33 @@ class Journal:
             raise RuntimeError(f"cannot open the intent journal {self.path}: {exc}. Another engine process with "
                                f"the same instance name may be running; give each instance its own name.") from None
         cols = ", ".join(f"{n} {t}" for n, t in _COLUMNS)
+        log_cols = ", ".join(f"{n} {t.replace(' PRIMARY KEY', '')}" for n, t in _COLUMNS)
         self._db.execute(f"CREATE TABLE IF NOT EXISTS intents ({cols})")
+        self._db.execute(f"CREATE TABLE IF NOT EXISTS intent_log (seq BIGINT, {log_cols})")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS failed_syncs (signal_id VARCHAR PRIMARY KEY, kind VARCHAR, payload VARCHAR, "
             "attempts INTEGER, next_retry_ms BIGINT, last_error VARCHAR, created_ms BIGINT)")
+        self._compact()
         self._db.execute("CHECKPOINT")
+        self._mem: dict[str, tuple] = {}
+        for row in self._db.execute("SELECT * FROM intents").fetchall():
+            self._mem[row[0]] = tuple(row)
+        self._failed = {r[0] for r in self._db.execute("SELECT signal_id FROM failed_syncs").fetchall()}
+        self._seq = 0
+
+    def _compact(self) -> None:
+        """Fold the log into ``intents``: the latest logged row of each signal replaces its row."""
+        names = ", ".join(n for n, _ in _COLUMNS)
+        self._db.execute("BEGIN")
+        try:
+            self._db.execute(
+                f"INSERT OR REPLACE INTO intents ({names}) SELECT {names} FROM intent_log "
+                f"QUALIFY row_number() OVER (PARTITION BY signal_id ORDER BY seq DESC) = 1")
+            self._db.execute("DELETE FROM intent_log")
+            self._db.execute("COMMIT")
+        except Exception:
+            self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -81,45 +115,83 @@ class Journal:
                 pass
 
     # --- intents ------------------------------------------------------------------------------------------------
-    def put(self, intent: Intent) -> None:
-        """Write (insert or replace) an intent and commit; returns only once the commit is durable."""
-        intent.updated_ms = int(time.time() * 1000)
+    @staticmethod
+    def _row(intent: Intent) -> tuple:
         row = asdict(intent)
         row["signal"] = json.dumps(row["signal"])
         row["result"] = json.dumps(row["result"])
-        names = [n for n, _ in _COLUMNS]
+        return tuple(row[n] for n, _ in _COLUMNS)
+
+    def put(self, intent: Intent) -> None:
+        """Write an intent's state and commit; returns only once the commit is durable."""
+        self.put_many([intent])
+
+    def put_many(self, intents: list[Intent]) -> None:
+        """Write several intents' states in one transaction (group commit); durable when it returns."""
+        if not intents:
+            return
+        now = int(time.time() * 1000)
+        rows = []
+        for intent in intents:
+            intent.updated_ms = now
+            rows.append(self._row(intent))
+        width = len(_COLUMNS) + 1
         with self._lock:
-            self._db.execute(
-                f"INSERT OR REPLACE INTO intents ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                [row[n] for n in names])
+            values = []
+            for row in rows:
+                self._seq += 1
+                values += [self._seq, *row]
+            self._db.execute(f"INSERT INTO intent_log VALUES {', '.join(['(' + ', '.join('?' * width) + ')'] * len(rows))}",
+                             values)
+            for row in rows:
+                self._mem[row[0]] = row
 
     def get(self, signal_id: str) -> Intent | None:
         with self._lock:
-            rows = self._db.execute("SELECT * FROM intents WHERE signal_id = ?", [signal_id]).fetchall()
-        return self._to_intent(rows[0]) if rows else None
+            row = self._mem.get(signal_id)
+        return self._to_intent(row) if row else None
 
-    def where(self, sql: str, params: list | None = None) -> list[Intent]:
+    def where_state(self, states: tuple[str, ...], published: bool | None = None) -> list[Intent]:
+        """Intents in ``states`` (and with ``published`` when given), oldest update first."""
+        i_state, i_pub, i_upd = _INDEX["state"], _INDEX["published"], _INDEX["updated_ms"]
         with self._lock:
-            rows = self._db.execute(f"SELECT * FROM intents WHERE {sql} ORDER BY updated_ms", params or []).fetchall()
-        return [self._to_intent(r) for r in rows]
+            rows = [r for r in self._mem.values()
+                    if r[i_state] in states and (published is None or bool(r[i_pub]) == published)]
+        return [self._to_intent(r) for r in sorted(rows, key=lambda r: r[i_upd] or 0)]
 
     def in_flight(self) -> list[Intent]:
-        return self.where("state IN ('SENDING', 'UNKNOWN')")
+        return self.where_state(IN_FLIGHT_STATES)
 
     def open_intents(self) -> list[Intent]:
-        return self.where("state NOT IN ('DONE', 'REJECTED')")
+        with self._lock:
+            states = {r[_INDEX["state"]] for r in self._mem.values()}
+        return self.where_state(tuple(states - set(FINAL_STATES)))
 
     def unpublished(self) -> list[Intent]:
-        return self.where("state IN ('DONE', 'REJECTED') AND NOT published")
+        return self.where_state(FINAL_STATES, published=False)
+
+    def published_final(self) -> list[Intent]:
+        return self.where_state(FINAL_STATES, published=True)
 
     def mark_published(self, signal_id: str) -> None:
+        self.mark_published_many([signal_id])
+
+    def mark_published_many(self, signal_ids: list[str]) -> None:
         with self._lock:
-            self._db.execute("UPDATE intents SET published = true WHERE signal_id = ?", [signal_id])
+            rows = [self._mem[s] for s in signal_ids if s in self._mem]
+        intents = []
+        for row in rows:
+            intent = self._to_intent(row)
+            intent.published = True
+            intents.append(intent)
+        self.put_many(intents)
 
     def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
         with self._lock:
-            rows = self._db.execute("SELECT state, count(*) FROM intents GROUP BY state").fetchall()
-        return {s: n for s, n in rows}
+            for r in self._mem.values():
+                out[r[_INDEX["state"]]] = out.get(r[_INDEX["state"]], 0) + 1
+        return out
 
     @staticmethod
     def _to_intent(row) -> Intent:
@@ -127,12 +199,14 @@ class Journal:
         d = dict(zip(names, row))
         d["signal"] = json.loads(d["signal"] or "{}")
         d["result"] = json.loads(d["result"] or "{}")
+        d["published"] = bool(d["published"])
         return Intent(**d)
 
     # --- failed_syncs (ORD-2) ---------------------------------------------------------------------------------------
     def add_failed_sync(self, signal_id: str, kind: str, payload: dict, next_retry_ms: int, last_error: str,
                         attempts: int = 0) -> None:
         with self._lock:
+            self._failed.add(signal_id)
             self._db.execute(
                 "INSERT OR REPLACE INTO failed_syncs VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [signal_id, kind, json.dumps(payload), attempts, next_retry_ms, last_error[:500],
@@ -140,6 +214,9 @@ class Journal:
 
     def remove_failed_sync(self, signal_id: str) -> None:
         with self._lock:
+            if signal_id not in self._failed:
+                return  # nearly every outcome: no DuckDB statement
+            self._failed.discard(signal_id)
             self._db.execute("DELETE FROM failed_syncs WHERE signal_id = ?", [signal_id])
 
     def failed_syncs(self) -> list[dict]:
