@@ -473,6 +473,11 @@ class SimulatorAdmin:
         with self._lock:
             deadline = time.monotonic() + self.timeout
             try:
+                protocol.pack([args, kwargs])
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise AdminError(f"cannot send {command}: its arguments are not plain data (msgpack: {exc}); "
+                                 f"use numbers within 64 bits, strings, booleans, lists and tables") from None
+            try:
                 if self._transport.sock is None:
                     self._transport.connect(self.timeout)
                 value, error = self._transport.call(f"admin.{command}", args, kwargs, deadline, self.token)

@@ -68,10 +68,13 @@ def simulator_node(
     ready_timeout: float = 15.0,
     registry: PidRegistry | None = None,
     admin_token_file: Path | None = None,
+    max_connections: int | None = None,
+    frame_timeout: float | None = None,
 ) -> ProcessNode:
     """A simulator listening on ``host:port`` with its state in ``state_dir`` (not started). Its admin token is in
     ``admin_token_file`` (default ``<state_dir>/admin.token``, created 0600 with a random token if missing);
-    ``node.extra["admin_token_file"]`` says where."""
+    ``node.extra["admin_token_file"]`` says where. ``max_connections`` and ``frame_timeout`` (seconds from a request
+    frame's first byte to its last) bound the server's memory; None keeps the server's defaults (64, 10 s)."""
     state_dir = Path(state_dir)
     token_file = ensure_token_file(Path(admin_token_file) if admin_token_file else state_dir / TOKEN_NAME)
     with _TOKEN_LOCK:
@@ -84,6 +87,10 @@ def simulator_node(
         argv += ["--behaviour", json.dumps(behaviour)]
     if server_name:
         argv += ["--server-name", server_name]
+    if max_connections is not None:
+        argv += ["--max-connections", str(max_connections)]
+    if frame_timeout is not None:
+        argv += ["--frame-timeout", str(frame_timeout)]
     return ProcessNode(
         name=name,
         role=role,
