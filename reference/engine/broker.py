@@ -14,11 +14,19 @@ made on reconnect) and counts as a connection failure.
 ``broker_switch_after`` (5) failures of one broker it moves on to the next; after ``broker_suspend_after`` (10)
 failures in a row, or when every broker has failed, it suspends signal intake and alerts (BRK-2, BRK-5), and keeps
 cycling through the brokers until one answers. It stays on a backup once switched (no flapping back).
+
+Filling modes: brokers allow FOK only, IOC only, or both (``symbol_info(symbol).filling_mode``, a bit mask:
+SYMBOL_FILLING_FOK=1, SYMBOL_FILLING_IOC=2). Every ``order_send`` goes out with a filling mode the symbol allows
+(:meth:`BrokerSession.filling_for`: the configured one if allowed, else FOK, IOC, RETURN in that order, as MQL5's
+CTrade picks). A request the broker still refuses with TRADE_RETCODE_INVALID_FILL (10030) is a configuration
+error: the retcode is permanent (``retcodes``) and the session answers it with an explanation naming the mode in
+place of ``last_error`` (what the engine writes into the rejection's reason and alert).
 """
 from __future__ import annotations
 
 import concurrent.futures
 import importlib
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -26,7 +34,40 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from .config import BrokerConfig, EngineConfig
-from .retcodes import RetcodeTable
+from .retcodes import RetcodeTable, constant
+
+log = logging.getLogger("engine.broker")
+FILLING_NAMES = ("FOK", "IOC", "RETURN", "BOC")
+
+
+def filling_name(mt5, value) -> str:
+    """``ORDER_FILLING_IOC (1)`` for a filling value, read from the mt5-like object's constants."""
+    for name in FILLING_NAMES:
+        if constant(mt5, f"ORDER_FILLING_{name}") == value:
+            return f"ORDER_FILLING_{name} ({value})"
+    return f"filling {value!r}"
+
+
+def allowed_fillings(mt5, mask: int, exemode: int | None = None) -> list[int]:
+    """The ORDER_FILLING_* values a market order may use on a symbol with ``filling_mode`` ``mask``, in CTrade's
+    order of preference: FOK, IOC, then RETURN (not in Request/Instant execution, where only FOK/IOC exist)."""
+    out = []
+    if mask & constant(mt5, "SYMBOL_FILLING_FOK"):
+        out.append(constant(mt5, "ORDER_FILLING_FOK"))
+    if mask & constant(mt5, "SYMBOL_FILLING_IOC"):
+        out.append(constant(mt5, "ORDER_FILLING_IOC"))
+    if exemode not in (constant(mt5, "SYMBOL_TRADE_EXECUTION_REQUEST"), constant(mt5, "SYMBOL_TRADE_EXECUTION_INSTANT")):
+        out.append(constant(mt5, "ORDER_FILLING_RETURN"))
+    return out
+
+
+def choose_filling(mt5, preferred: int, mask: int, exemode: int | None = None) -> int:
+    """``preferred`` if the symbol allows it, else the first allowed mode (FOK, IOC, RETURN); ``preferred`` when
+    the symbol allows nothing we know (the broker's answer then says so)."""
+    allowed = allowed_fillings(mt5, mask, exemode)
+    if preferred in allowed or not allowed:
+        return preferred
+    return allowed[0]
 
 
 class BrokerCallFailed(RuntimeError):
@@ -77,6 +118,9 @@ class BrokerSession:
         self.table: RetcodeTable | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        # symbol -> (filling_mode mask, trade_exemode) from symbol_info; read once per connection
+        self._fillings: dict[str, tuple[int, int | None]] = {}
+        self.filling_choices: dict[str, tuple[int, int]] = {}  # symbol -> (configured, used) when they differ
 
     def _worker(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._executor is None:
@@ -91,7 +135,68 @@ class BrokerSession:
         self.connected = False
 
     def call(self, method: str, *args, **kwargs):
-        """Call ``mt5.<method>`` with the deadline; returns ``(value, last_error)``; raises BrokerCallFailed."""
+        """Call ``mt5.<method>`` with the deadline; returns ``(value, last_error)``; raises BrokerCallFailed.
+
+        ``order_send``: the request goes out with a filling mode its symbol allows (``filling_for``); an answer
+        of TRADE_RETCODE_INVALID_FILL comes back with ``(10030, explanation)`` in place of last_error."""
+        if method == "order_send" and args and isinstance(args[0], dict):
+            request = self._with_allowed_filling(args[0])
+            value, err = self._call("order_send", request, *args[1:], **kwargs)
+            if value is not None and _field(value, "retcode") == constant(self.mt5, "TRADE_RETCODE_INVALID_FILL"):
+                err = (int(_field(value, "retcode")), self._invalid_fill_reason(request))
+            return value, err
+        if method == "symbol_info_tick" and args and isinstance(args[0], str):
+            # the engine prices a market order just before sending it: read the symbol's filling modes here, so
+            # a broker that fails this read fails before the send (never an ambiguous order_send)
+            self._symbol_filling(args[0])
+        return self._call(method, *args, **kwargs)
+
+    # --- filling modes -----------------------------------------------------------------------------------------
+    def _symbol_filling(self, symbol: str) -> tuple[int, int | None] | None:
+        if symbol not in self._fillings:
+            info, _ = self._call("symbol_info", symbol)
+            mask = _field(info, "filling_mode")
+            if info is None or not isinstance(mask, int):
+                return None
+            exemode = _field(info, "trade_exemode")
+            self._fillings[symbol] = (int(mask), exemode if isinstance(exemode, int) else None)
+        return self._fillings[symbol]
+
+    def filling_for(self, symbol: str, preferred: int) -> int:
+        """The ORDER_FILLING_* value to send for ``symbol``: ``preferred`` if the symbol allows it, else the first
+        it allows of FOK, IOC, RETURN; ``preferred`` when symbol_info does not answer."""
+        known = self._symbol_filling(symbol)
+        if known is None:
+            return preferred
+        chosen = choose_filling(self.mt5, preferred, *known)
+        if chosen != preferred and self.filling_choices.get(symbol) != (preferred, chosen):
+            self.filling_choices[symbol] = (preferred, chosen)
+            log.warning("broker %s: %s does not allow %s (filling_mode=%d); sending %s instead", self.name, symbol,
+                        filling_name(self.mt5, preferred), known[0], filling_name(self.mt5, chosen))
+        return chosen
+
+    def _with_allowed_filling(self, request: dict) -> dict:
+        actions = (constant(self.mt5, "TRADE_ACTION_DEAL"), constant(self.mt5, "TRADE_ACTION_PENDING"))
+        symbol = request.get("symbol")
+        if self.mt5 is None or request.get("action") not in actions or not isinstance(symbol, str) or not symbol:
+            return request
+        preferred = request.get("type_filling", constant(self.mt5, "ORDER_FILLING_FOK"))
+        chosen = self.filling_for(symbol, preferred)
+        return request if chosen == preferred else dict(request, type_filling=chosen)
+
+    def _invalid_fill_reason(self, request: dict) -> str:
+        symbol = request.get("symbol")
+        sent = filling_name(self.mt5, request.get("type_filling", 0))
+        known = self._fillings.pop(symbol, None)  # read symbol_info afresh next time: the broker may have changed
+        allows = ""
+        if known is not None:
+            allowed = allowed_fillings(self.mt5, *known)
+            allows = (f" (symbol_info.filling_mode={known[0]}: it allows "
+                      f"{', '.join(filling_name(self.mt5, v) for v in allowed) or 'none'})")
+        return (f"configuration error: the broker refused filling mode {sent} for {symbol}{allows}; set the "
+                f"engine's 'filling' (fok, ioc or return) to a mode the broker allows for this symbol")
+
+    def _call(self, method: str, *args, **kwargs):
         if self.mt5 is None:
             raise BrokerCallFailed(f"broker {self.name} has no terminal object (not connected)")
         mt5 = self.mt5
@@ -136,6 +241,7 @@ class BrokerSession:
             value = getattr(self.config, key)
             if value is not None:
                 kwargs[key] = value
+        self._fillings.clear()
         ok, err = self.call("initialize", **kwargs)
         if not ok:
             self.connected = False

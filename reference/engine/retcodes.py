@@ -30,8 +30,11 @@ _CLASSES = {
     Outcome.MARKET_CLOSED: ("MARKET_CLOSED",),
     Outcome.NO_MONEY: ("NO_MONEY",),
     Outcome.AMBIGUOUS: ("ERROR", "TIMEOUT", "CONNECTION"),
-    Outcome.RETRY: ("TOO_MANY_REQUESTS", "LOCKED", "FROZEN", "ORDER_CHANGED", "INVALID_FILL"),
-    # every other documented retcode is permanent (REJECT, CANCEL, INVALID*, TRADE_DISABLED, *_DISABLES_AT, ...)
+    Outcome.RETRY: ("TOO_MANY_REQUESTS", "LOCKED", "FROZEN", "ORDER_CHANGED"),
+    # every other documented retcode is permanent (REJECT, CANCEL, INVALID*, TRADE_DISABLED, *_DISABLES_AT, ...).
+    # INVALID_FILL among them: the same filling mode is refused every time, so resending it only delays the
+    # rejection; the broker session already picks a mode the symbol allows (BrokerSession.filling_for), so a
+    # 10030 is a configuration error, rejected with a reason that names the filling mode
 }
 
 # last_error() codes after order_send returned None that prove the request never reached the terminal/broker

@@ -12,6 +12,11 @@ Simplifications (said here so nobody is surprised):
 - netting reversal (INOUT) keeps the position's ticket and identifier, flips its type and opens the rest at the deal
   price; ORDER_FILLING_RETURN behaves like IOC (the unfilled rest is cancelled);
 - PENDING placement answers 10009 with the order in state PLACED and ``deal=0`` (what brokers answer in practice).
+
+Request checks a real server makes and this one copies: a filling policy the symbol does not allow (its
+``filling_mode`` bit mask; RETURN always passes, BOC never) is TRADE_RETCODE_INVALID_FILL (10030); a stop loss or
+take profit on the wrong side of the price (bid for buys, ask for sells, the order price for pending orders) or
+nearer than ``stops_level`` points is TRADE_RETCODE_INVALID_STOPS (10016).
 """
 from __future__ import annotations
 
@@ -284,7 +289,7 @@ class Broker:
             swap_rollover3days=c.DAY_OF_WEEK_WEDNESDAY,
             expiration_mode=c.SYMBOL_EXPIRATION_GTC | c.SYMBOL_EXPIRATION_DAY | c.SYMBOL_EXPIRATION_SPECIFIED
             | c.SYMBOL_EXPIRATION_SPECIFIED_DAY,
-            filling_mode=c.SYMBOL_FILLING_FOK | c.SYMBOL_FILLING_IOC, order_mode=127,
+            filling_mode=spec.filling_mode, order_mode=127,
             order_gtc_mode=c.SYMBOL_ORDERS_GTC, bid=t[1], bidhigh=t[1], bidlow=t[1], ask=t[2], askhigh=t[2],
             asklow=t[2], last=0.0, lasthigh=0.0, lastlow=0.0, volume_real=0.0, volumehigh_real=0.0,
             volumelow_real=0.0, option_strike=0.0, point=spec.point, trade_tick_value=spec.contract_size * spec.point,
@@ -472,6 +477,33 @@ class Broker:
             raise TradeResult(c.TRADE_RETCODE_INVALID_VOLUME)
 
     @staticmethod
+    def _check_filling(spec: SymbolSpec, order_type: int, filling: int) -> None:
+        """TRADE_RETCODE_INVALID_FILL unless the symbol allows the filling policy: FOK and IOC need their bit in
+        ``filling_mode``; RETURN is always allowed (market execution); BOC and anything else never."""
+        allowed = {c.ORDER_FILLING_RETURN}
+        if spec.filling_mode & c.SYMBOL_FILLING_FOK:
+            allowed.add(c.ORDER_FILLING_FOK)
+        if spec.filling_mode & c.SYMBOL_FILLING_IOC:
+            allowed.add(c.ORDER_FILLING_IOC)
+        if filling not in allowed:
+            raise TradeResult(c.TRADE_RETCODE_INVALID_FILL)
+
+    @staticmethod
+    def _check_stops(spec: SymbolSpec, buy: bool, reference: float, sl: float, tp: float) -> None:
+        """TRADE_RETCODE_INVALID_STOPS for a stop loss or take profit on the wrong side of ``reference`` (the bid
+        for a buy position, the ask for a sell one, the order price for a pending order), or nearer to it than
+        the symbol's ``stops_level`` points."""
+        distance = spec.stops_level * spec.point - 1e-9 * max(1.0, reference)
+        if buy:
+            bad = (sl and (sl >= reference or reference - sl < distance)) or \
+                  (tp and (tp <= reference or tp - reference < distance))
+        else:
+            bad = (sl and (sl <= reference or sl - reference < distance)) or \
+                  (tp and (tp >= reference or reference - tp < distance))
+        if bad or sl < 0 or tp < 0:
+            raise TradeResult(c.TRADE_RETCODE_INVALID_STOPS)
+
+    @staticmethod
     def _order_record(ticket, t, req, state, volume_initial, volume_current, price, position_id, symbol) -> dict:
         return {
             "ticket": ticket, "time_setup": t // 1000, "time_setup_msc": t,
@@ -554,10 +586,16 @@ class Broker:
                 if spec is None:
                     raise TradeResult(c.TRADE_RETCODE_INVALID)
                 self._check_volume(spec, req["volume"])
+                self._check_filling(spec, req["type"], req["type_filling"])
+                bid, ask = self._prices(spec.name)
+                buy = req["type"] % 2 == 0
+                if req["action"] == c.TRADE_ACTION_DEAL:
+                    self._check_stops(spec, buy, bid if buy else ask, req["sl"], req["tp"])
+                elif req["price"] > 0:
+                    self._check_stops(spec, buy, req["price"], req["sl"], req["tp"])
                 if not self._market_open(spec.name):
                     raise TradeResult(c.TRADE_RETCODE_MARKET_CLOSED)
-                bid, ask = self._prices(spec.name)
-                price = req["price"] or (ask if req["type"] % 2 == 0 else bid)
+                price = req["price"] or (ask if buy else bid)
                 need = self._margin(spec.name, req["volume"], price, login)
                 if self.behaviour.margin_check and need > equity - margin:
                     raise TradeResult(c.TRADE_RETCODE_NO_MONEY)
@@ -575,6 +613,9 @@ class Broker:
         if req["type"] not in MARKET_TYPES:
             raise TradeResult(c.TRADE_RETCODE_INVALID)
         self._check_volume(spec, req["volume"])
+        self._check_filling(spec, req["type"], req["type_filling"])
+        buy = req["type"] == c.ORDER_TYPE_BUY
+        self._check_stops(spec, buy, bid if buy else ask, req["sl"], req["tp"])
         if spec.trade_mode == c.SYMBOL_TRADE_MODE_DISABLED:
             raise TradeResult(c.TRADE_RETCODE_TRADE_DISABLED)
         if not self._market_open(spec.name):
@@ -676,8 +717,12 @@ class Broker:
         if spec is None or req["type"] not in PENDING_TYPES:
             raise TradeResult(c.TRADE_RETCODE_INVALID)
         self._check_volume(spec, req["volume"])
+        self._check_filling(spec, req["type"], req["type_filling"])
         if req["price"] <= 0:
             raise TradeResult(c.TRADE_RETCODE_INVALID_PRICE)
+        stop_limit = req["type"] in (c.ORDER_TYPE_BUY_STOP_LIMIT, c.ORDER_TYPE_SELL_STOP_LIMIT)
+        reference = req["stoplimit"] if stop_limit and req["stoplimit"] > 0 else req["price"]
+        self._check_stops(spec, req["type"] % 2 == 0, reference, req["sl"], req["tp"])
         if not self._market_open(spec.name):
             raise TradeResult(c.TRADE_RETCODE_MARKET_CLOSED)
         if req["type_time"] == c.ORDER_TIME_SPECIFIED and req["expiration"] <= time.time():
@@ -697,12 +742,8 @@ class Broker:
             raise TradeResult(c.TRADE_RETCODE_POSITION_CLOSED)
         bid, ask = self._prices(p["symbol"])
         sl, tp = req["sl"], req["tp"]
-        if p["type"] == c.POSITION_TYPE_BUY:
-            bad = (sl and sl >= bid) or (tp and tp <= bid)
-        else:
-            bad = (sl and sl <= ask) or (tp and tp >= ask)
-        if bad:
-            raise TradeResult(c.TRADE_RETCODE_INVALID_STOPS)
+        buy = p["type"] == c.POSITION_TYPE_BUY
+        self._check_stops(self.symbols[p["symbol"]], buy, bid if buy else ask, sl, tp)
         if sl == p["sl"] and tp == p["tp"]:
             raise TradeResult(c.TRADE_RETCODE_NO_CHANGES)
         t = now_ms()
@@ -719,6 +760,7 @@ class Broker:
         o = self._placed(login, req["order"])
         if req["price"] <= 0:
             raise TradeResult(c.TRADE_RETCODE_INVALID_PRICE)
+        self._check_stops(self.symbols[o["symbol"]], o["type"] % 2 == 0, req["price"], req["sl"], req["tp"])
         changed = dict(o, price_open=req["price"], sl=req["sl"], tp=req["tp"], type_time=req["type_time"],
                        time_expiration=req["expiration"], price_stoplimit=req["stoplimit"])
         if changed == o:
