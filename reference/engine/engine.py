@@ -378,43 +378,57 @@ class Engine:
             entries = resp[0][1] if resp else []
             if not entries:
                 break
+            ready: list[Intent] = []
             for entry_id, fields in entries:
                 last = entry_id
                 if signal_id_of(fields) in self.deferred:
                     continue  # already an open intent of ours: it is processed when due
-                self.handle_entry_safely(entry_id, fields, redelivered=True)
+                intent = self.handle_entry_safely(entry_id, fields, redelivered=True)
+                if intent is not None:
+                    ready.append(intent)
+            self.send_batch(ready)
 
     # --- intake -------------------------------------------------------------------------------------------------
     def read_new(self) -> None:
         resp = self.redis.run(lambda r: r.xreadgroup(
             self.group, self.consumer, {self.cfg.rtss_key: ">"}, count=self.cfg.read_count,
             block=self.cfg.read_block_ms))
+        ready: list[Intent] = []
         for _stream, entries in resp or []:
             for entry_id, fields in entries:
                 self.watchdog.beat("read_new")
-                self.handle_entry_safely(entry_id, fields, redelivered=False)
+                intent = self.handle_entry_safely(entry_id, fields, redelivered=False)
+                if intent is not None:
+                    ready.append(intent)
+        self.send_batch(ready)
 
-    def handle_entry_safely(self, entry_id: str, fields: dict | None, redelivered: bool) -> None:
+    def handle_entry_safely(self, entry_id: str, fields: dict | None, redelivered: bool) -> Intent | None:
         """handle_entry; an unexpected error leaves the entry pending (re-read later), and an entry that keeps
         failing before any send is rejected with ENGINE_ERROR so it cannot block the stream."""
         try:
-            self.handle_entry(entry_id, fields, redelivered)
+            return self.handle_entry(entry_id, fields, redelivered)
         except (LeaseLost, RedisUnavailable):
             self._reread_pending = True
             raise
         except Exception as exc:  # noqa: BLE001
-            self._reread_pending = True
-            count = self._entry_failures[entry_id] = self._entry_failures.get(entry_id, 0) + 1
-            self.emit("engine_error", entry_id=entry_id, error=repr(exc), traceback=traceback.format_exc(),
-                      failures=count)
-            intent = self.journal.get(signal_id_of(fields)) if signal_id_of(fields) else None
-            never_sent = intent is None or (intent.attempt == 0 and not intent.final)
-            if count >= 3 and never_sent:
-                self.reject_entry(entry_id, signal_id_of(fields), "ENGINE_ERROR",
-                                  f"the engine failed on this entry {count} times: {type(exc).__name__}",
-                                  alert=True)
+            self._entry_failed(entry_id, signal_id_of(fields), exc)
+            return None
 
-    def handle_entry(self, entry_id: str, fields: dict | None, redelivered: bool) -> None:
+    def _entry_failed(self, entry_id: str, signal_id: str | None, exc: Exception) -> None:
+        self._reread_pending = True
+        count = self._entry_failures[entry_id] = self._entry_failures.get(entry_id, 0) + 1
+        self.emit("engine_error", entry_id=entry_id, error=repr(exc), traceback=traceback.format_exc(),
+                  failures=count)
+        intent = self.journal.get(signal_id) if signal_id else None
+        never_sent = intent is None or (intent.attempt == 0 and not intent.final)
+        if count >= 3 and never_sent:
+            self.reject_entry(entry_id, signal_id, "ENGINE_ERROR",
+                              f"the engine failed on this entry {count} times: {type(exc).__name__}", alert=True)
+
+    def handle_entry(self, entry_id: str, fields: dict | None, redelivered: bool) -> Intent | None:
+        """Judge one RTSS entry; returns the intent when it is ready for a plain send (the caller sends the whole
+        batch with one journal commit), None when it was settled here (rejected, republished, adopted,
+        deferred, reconciled)."""
         self.stats["received"] += 1
         if fields is None:   # the entry was trimmed/deleted while pending
             fields = {}
@@ -467,7 +481,7 @@ class Engine:
             if trace is not None:
                 self._adopt(intent, trace, "redelivery lookup")
                 return
-        self.attempt(intent)
+        return intent
 
     def _account_ok(self, intent: Intent, sig: Signal) -> bool:
         if sig.account in self.suspended_accounts:
@@ -485,14 +499,20 @@ class Engine:
         return True
 
     # --- sending ------------------------------------------------------------------------------------------------
-    def _request(self, session: BrokerSession, sig: dict, comment: str) -> dict | None:
+    def _request(self, session: BrokerSession, sig: dict, comment: str, ticks: dict | None = None) -> dict | None:
+        """The order_send request of a signal; ``ticks`` caches each symbol's tick for one batch (a batch is read
+        within a millisecond or two, so its ticks are as fresh as one per order)."""
         mt5 = session.mt5
         buy = sig["side"] == "buy"
         kind = sig["order_type"]
         if kind == "market":
-            tick, err = session.call("symbol_info_tick", sig["symbol"])
+            tick = ticks.get(sig["symbol"]) if ticks is not None else None
             if tick is None:
-                raise _PriceUnavailable(err)
+                tick, err = session.call("symbol_info_tick", sig["symbol"])
+                if tick is None:
+                    raise _PriceUnavailable(err)
+                if ticks is not None:
+                    ticks[sig["symbol"]] = tick
             price = float(_field(tick, "ask" if buy else "bid"))
             action = constant(mt5, "TRADE_ACTION_DEAL")
             otype = constant(mt5, "ORDER_TYPE_BUY" if buy else "ORDER_TYPE_SELL")
@@ -512,100 +532,145 @@ class Engine:
         return request
 
     def attempt(self, intent: Intent) -> None:
-        """Send the signal's order (again), and act on the answer. Re-prices are resent here, bounded."""
-        while True:
-            session = self.brokers.active
-            if not self.brokers.usable:
-                self._defer(intent, self.cfg.broker_reconnect_s, "no usable broker")
-                return
+        """Send one signal's order (again), and act on the answer (see :meth:`send_batch`)."""
+        self.send_batch([intent])
+
+    def send_batch(self, intents: list[Intent]) -> None:
+        """Send the orders of ``intents`` and act on each answer. Group commit: every intent of the batch is made
+        durable in one journal transaction before the first order_send (ENG-5: no send before its intent is
+        durable), the executed outcomes in one transaction before they are published, and the publishes go to
+        Redis in one pipelined round trip. Re-priced orders are resent at once with a fresh price, bounded."""
+        queue = list(intents)
+        while queue:
             if not self.lease.can_send():
                 raise LeaseLost("lease not valid before send")
+            prepared, queue = self._prepare_sends(queue), []
+            if not prepared:
+                return
+            self.journal.put_many([intent for intent, *_ in prepared])   # durable intents before order_send
+            for intent, session, request, _previous in prepared:
+                self.emit("intent_written", signal_id=intent.signal_id, comment=intent.comment,
+                          attempt=intent.attempt, broker=session.name)
+            done: list[tuple] = []
+            for i, (intent, session, request, _previous) in enumerate(prepared):
+                if not self.lease.can_send():              # fencing check, the last thing before each send
+                    unsent = [p for p in prepared[i:]]
+                    for it, _s, _r, previous in unsent:
+                        it.state, it.attempt = previous
+                    self.journal.put_many([it for it, *_ in unsent])
+                    self.finish_many(done)
+                    raise LeaseLost("lease expired while sending a batch")
+                try:
+                    again = self._send_one(intent, session, request, done)
+                except (LeaseLost, RedisUnavailable):
+                    self.finish_many(done)
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one signal's bug must not stop the batch
+                    self._entry_failed(intent.entry_id, intent.signal_id, exc)
+                    continue
+                if again:
+                    queue.append(intent)
+            self.finish_many(done)
+
+    def _prepare_sends(self, intents: list[Intent]) -> list[tuple]:
+        """For each intent: the broker session and request, with the intent moved to SENDING (in memory only:
+        the caller commits them together). Intents that cannot be sent now are deferred or rejected here."""
+        prepared: list[tuple] = []
+        ticks: dict = {}
+        for n, intent in enumerate(intents):
+            session = self.brokers.active
+            if not self.brokers.usable:
+                for rest in intents[n:]:
+                    self._defer(rest, self.cfg.broker_reconnect_s, "no usable broker")
+                break
             comment = order_comment(intent.signal_id, intent.attempt + 1, self.cfg.comment_prefix,
                                     self.cfg.comment_max_len)
             try:
-                request = self._request(session, intent.signal, comment)
+                request = self._request(session, intent.signal, comment, ticks)
             except _PriceUnavailable as exc:
                 code = exc.err[0] if exc.err else None
                 if code == -4:
                     self.finish(intent, "REJECTED", code="UNKNOWN_SYMBOL",
                                 reason=f"the broker does not know symbol {intent.signal['symbol']}")
-                    return
-                self._retry_later(intent, f"no price for {intent.signal['symbol']}: {exc.err}")
-                return
+                else:
+                    self._retry_later(intent, f"no price for {intent.signal['symbol']}: {exc.err}")
+                continue
             except BrokerCallFailed as exc:
                 self.brokers.connection_lost(str(exc))
-                self._defer(intent, self.cfg.broker_reconnect_s, "broker call failed before send")
-                return
+                for rest in intents[n:]:
+                    self._defer(rest, self.cfg.broker_reconnect_s, "broker call failed before send")
+                break
             previous = (intent.state, intent.attempt)
             intent.attempt += 1
             intent.comment, intent.broker, intent.state = comment, session.name, "SENDING"
             intent.ambiguous_since_ms = 0
-            self.journal.put(intent)                       # durable intent before order_send (ENG-5)
-            self.emit("intent_written", signal_id=intent.signal_id, comment=comment, attempt=intent.attempt,
-                      broker=session.name)
-            if not self.lease.can_send():                  # fencing check, the last thing before the send
-                intent.state, intent.attempt = previous
+            prepared.append((intent, session, request, previous))
+        return prepared
+
+    def _send_one(self, intent: Intent, session: BrokerSession, request: dict, done: list) -> bool:
+        """order_send one prepared intent; an executed one joins ``done`` (finished with its batch), every other
+        answer is acted on here. Returns True when it must be resent at once (a re-price)."""
+        comment = intent.comment
+        self.emit("order_send_invoke", signal_id=intent.signal_id, comment=comment, attempt=intent.attempt,
+                  broker=session.name, price=request["price"], token=self.lease.token)
+        self.stats["sends"] += 1
+        err = None
+        try:
+            result, err = session.call("order_send", request)
+        except BrokerCallFailed as exc:
+            result, err = None, ("call_failed", str(exc))
+        if result is None:
+            outcome, name = classify_none(err)
+            retcode = None
+        else:
+            retcode = int(_field(result, "retcode", 0))
+            outcome, name = session.table.classify(retcode), session.table.name(retcode)
+        self.emit("order_send_complete", signal_id=intent.signal_id, comment=comment,
+                  outcome={Outcome.EXECUTED: "ok", Outcome.AMBIGUOUS: "unknown"}.get(outcome, "fail"),
+                  retcode=retcode, name=name, last_error=err, order=_field(result, "order", 0),
+                  deal=_field(result, "deal", 0), price=_field(result, "price", 0))
+        if outcome is Outcome.EXECUTED:
+            done.append((intent, "DONE", name, "", {"order": _field(result, "order", 0),
+                                                     "deal": _field(result, "deal", 0),
+                                                     "price": _field(result, "price", 0),
+                                                     "volume": _field(result, "volume", 0), "retcode": retcode}))
+            return False
+        if outcome is Outcome.REPRICE:
+            intent.requotes += 1
+            if intent.requotes <= self.cfg.requote_retries:
+                intent.state = "DEFERRED"
                 self.journal.put(intent)
-                raise LeaseLost("lease expired while writing the intent")
-            self.emit("order_send_invoke", signal_id=intent.signal_id, comment=comment, attempt=intent.attempt,
-                      broker=session.name, price=request["price"], token=self.lease.token)
-            self.stats["sends"] += 1
-            err = None
-            try:
-                result, err = session.call("order_send", request)
-            except BrokerCallFailed as exc:
-                result, err = None, ("call_failed", str(exc))
-            if result is None:
-                outcome, name = classify_none(err)
-                retcode = None
-            else:
-                retcode = int(_field(result, "retcode", 0))
-                outcome, name = session.table.classify(retcode), session.table.name(retcode)
-            self.emit("order_send_complete", signal_id=intent.signal_id, comment=comment,
-                      outcome={Outcome.EXECUTED: "ok", Outcome.AMBIGUOUS: "unknown"}.get(outcome, "fail"),
-                      retcode=retcode, name=name, last_error=err, order=_field(result, "order", 0),
-                      deal=_field(result, "deal", 0), price=_field(result, "price", 0))
-            if outcome is Outcome.EXECUTED:
-                self.finish(intent, "DONE", code=name, order=_field(result, "order", 0),
-                            deal=_field(result, "deal", 0), price=_field(result, "price", 0),
-                            volume=_field(result, "volume", 0), retcode=retcode)
-                return
-            if outcome is Outcome.REPRICE:
-                intent.requotes += 1
-                if intent.requotes <= self.cfg.requote_retries:
-                    intent.state = "DEFERRED"
-                    self.journal.put(intent)
-                    continue   # BRK-4: at once, with a fresh price
-                self._retry_later(intent, f"{name} {intent.requotes} times")
-                return
-            if outcome is Outcome.MARKET_CLOSED:
-                if intent.state != "DEFERRED" or intent.result.get("queued") != "MARKET_CLOSED":
-                    self.emit("queued_market_closed", signal_id=intent.signal_id, symbol=intent.signal["symbol"])
-                intent.result = {"queued": "MARKET_CLOSED"}
-                self._defer(intent, self.cfg.market_closed_poll_s, "MARKET_CLOSED")
-                return
-            if outcome is Outcome.NO_MONEY:
-                self.suspend_account(intent.signal["account"], intent.signal_id)
-                self.finish(intent, "REJECTED", code=name, retcode=retcode,
-                            reason="not enough money; the account is suspended")
-                return
-            if outcome is Outcome.PERMANENT:
-                reason = f"broker refused the order: {name}" + (f" {err}" if err else "")
-                self.finish(intent, "REJECTED", code=name, retcode=retcode, reason=reason)
-                self.alerts.raise_("order_rejected", f"signal {intent.signal_id}: {reason}",
-                                   signal_id=intent.signal_id, code=name)
-                return
-            if outcome is Outcome.AMBIGUOUS:
-                intent.state = "UNKNOWN"
-                intent.ambiguous_since_ms = now_ms()
-                self.journal.put(intent)
-                self._check_broker_after_ambiguity(session)
-                self.reconcile(intent)
-                if not intent.final:
-                    self.deferred[intent.signal_id] = intent
-                return
-            self._retry_later(intent, name)
-            return
+                return True   # BRK-4: at once, with a fresh price
+            self._retry_later(intent, f"{name} {intent.requotes} times")
+            return False
+        if outcome is Outcome.MARKET_CLOSED:
+            if intent.state != "DEFERRED" or intent.result.get("queued") != "MARKET_CLOSED":
+                self.emit("queued_market_closed", signal_id=intent.signal_id, symbol=intent.signal["symbol"])
+            intent.result = {"queued": "MARKET_CLOSED"}
+            self._defer(intent, self.cfg.market_closed_poll_s, "MARKET_CLOSED")
+            return False
+        if outcome is Outcome.NO_MONEY:
+            self.suspend_account(intent.signal["account"], intent.signal_id)
+            self.finish(intent, "REJECTED", code=name, retcode=retcode,
+                        reason="not enough money; the account is suspended")
+            return False
+        if outcome is Outcome.PERMANENT:
+            reason = f"broker refused the order: {name}" + (f" {err}" if err else "")
+            self.finish(intent, "REJECTED", code=name, retcode=retcode, reason=reason)
+            self.alerts.raise_("order_rejected", f"signal {intent.signal_id}: {reason}",
+                               signal_id=intent.signal_id, code=name)
+            return False
+        if outcome is Outcome.AMBIGUOUS:
+            intent.state = "UNKNOWN"
+            intent.ambiguous_since_ms = now_ms()
+            self.journal.put(intent)
+            self._check_broker_after_ambiguity(session)
+            self.reconcile(intent)
+            if not intent.final:
+                self.deferred[intent.signal_id] = intent
+            return False
+        self._retry_later(intent, name)
+        return False
 
     def _check_broker_after_ambiguity(self, session: BrokerSession) -> None:
         try:
@@ -644,6 +709,7 @@ class Engine:
 
     def process_due(self) -> None:
         now = now_ms()
+        ready: list[Intent] = []
         for signal_id, intent in list(self.deferred.items()):
             if intent.final:
                 self.deferred.pop(signal_id, None)
@@ -671,7 +737,8 @@ class Engine:
                 if trace is not None:
                     self._adopt(intent, trace, "lookup before retry")
                     continue
-            self.attempt(intent)
+            ready.append(intent)
+        self.send_batch(ready)
 
     # --- reconciliation -----------------------------------------------------------------------------------------
     def _lookup(self, intent: Intent, session: BrokerSession | None) -> BrokerTrace | None | bool:
@@ -720,22 +787,35 @@ class Engine:
 
     # --- outcomes -----------------------------------------------------------------------------------------------
     def finish(self, intent: Intent, state: str, code: str = "", reason: str = "", **extra) -> None:
-        status = (ResultStatus.EXECUTED if state == "DONE" else ResultStatus.REJECTED).value
-        intent.state = state
-        intent.result = {"status": status, "code": code, "reason": reason,
-                         **{k: v for k, v in extra.items() if v is not None}}
-        intent.published = False
-        self.journal.put(intent)                           # the outcome is durable before it is acknowledged
-        self.deferred.pop(intent.signal_id, None)
-        self.journal.remove_failed_sync(intent.signal_id)
-        self.stats["executed" if state == "DONE" else "rejected"] += 1
-        self.emit("outcome", signal_id=intent.signal_id, entry_id=intent.entry_id, status=status, code=code,
-                  reason=reason, order=extra.get("order"))
-        if status == ResultStatus.REJECTED.value:
-            self.emit("signal_rejected", signal_id=intent.signal_id, entry_id=intent.entry_id, code=code,
-                      reason=reason)
+        """Record one final outcome (see :meth:`finish_many`)."""
+        self.finish_many([(intent, state, code, reason, extra)])
+
+    def finish_many(self, items: list[tuple]) -> None:
+        """Final outcomes ``(intent, state, code, reason, extra)``: committed to the journal in one transaction
+        (durable before anything is acknowledged), then published in one pipelined Redis round trip."""
+        if not items:
+            return
+        intents = []
+        for intent, state, code, reason, extra in items:
+            status = (ResultStatus.EXECUTED if state == "DONE" else ResultStatus.REJECTED).value
+            intent.state = state
+            intent.result = {"status": status, "code": code, "reason": reason,
+                             **{k: v for k, v in extra.items() if v is not None}}
+            intent.published = False
+            intents.append(intent)
+        self.journal.put_many(intents)                     # the outcomes are durable before they are acknowledged
+        for intent, state, code, reason, extra in items:
+            status = intent.result["status"]
+            self.deferred.pop(intent.signal_id, None)
+            self.journal.remove_failed_sync(intent.signal_id)
+            self.stats["executed" if state == "DONE" else "rejected"] += 1
+            self.emit("outcome", signal_id=intent.signal_id, entry_id=intent.entry_id, status=status, code=code,
+                      reason=reason, order=extra.get("order"))
+            if status == ResultStatus.REJECTED.value:
+                self.emit("signal_rejected", signal_id=intent.signal_id, entry_id=intent.entry_id, code=code,
+                          reason=reason)
         try:
-            self.publish(intent)
+            self.publish_many(intents)
         except RedisUnavailable as exc:
             self._redis_down(str(exc))   # flushed later from the journal (ORD-3)
 
@@ -754,12 +834,33 @@ class Engine:
 
     def publish(self, intent: Intent) -> None:
         """RTS state + RTRS result (once per entry) + XACK, in one atomic script."""
-        fields = self._result_fields(intent)
-        self._publish_fields(self._rts_signal(intent.signal_id) if intent.signal_id else "", intent.entry_id, fields)
-        self.journal.mark_published(intent.signal_id)
-        intent.published = True
-        self.stats["acked"] += 1
-        self.emit("ack", signal_id=intent.signal_id, entry_id=intent.entry_id, status=fields["status"])
+        self.publish_many([intent])
+
+    def publish_many(self, intents: list[Intent]) -> None:
+        """For each intent, RTS state + RTRS result (once per entry) + XACK in one atomic script; all the scripts
+        in one pipelined round trip. Marks them published in the journal (one commit)."""
+        if not intents:
+            return
+        batch = [(self._rts_signal(i.signal_id) if i.signal_id else "", i.entry_id, self._result_fields(i))
+                 for i in intents]
+        self._publish_pipelined(batch)
+        self.journal.mark_published_many([i.signal_id for i in intents])
+        for intent, (_key, _entry, fields) in zip(intents, batch):
+            intent.published = True
+            self.stats["acked"] += 1
+            self.emit("ack", signal_id=intent.signal_id, entry_id=intent.entry_id, status=fields["status"])
+
+    def _publish_pipelined(self, batch: list[tuple[str, str, dict[str, str]]]) -> None:
+        def run(r):
+            pipe = r.pipeline(transaction=False)
+            for rts_key, entry_id, fields in batch:
+                flat: list[str] = []
+                for k, v in fields.items():
+                    flat += [k, v]
+                pipe.eval(PUBLISH, 4, rts_key, self._rts_results, self.cfg.rtrs_key, self.cfg.rtss_key, self.group,
+                          entry_id, self.cfg.results_maxlen, len(fields), *flat)
+            return pipe.execute()
+        self.redis.run(run)
 
     def _publish_fields(self, rts_key: str, entry_id: str, fields: dict[str, str]) -> None:
         flat: list[str] = []
@@ -783,10 +884,11 @@ class Engine:
         self._publish_fields("", entry_id, fields)
         self.emit("ack", signal_id=signal_id, entry_id=entry_id, status=status)
 
-    def flush_outcomes(self) -> None:
-        for intent in self.journal.unpublished():
+    def flush_outcomes(self, batch: int = 200) -> None:
+        pending = self.journal.unpublished()
+        for start in range(0, len(pending), batch):
             self.watchdog.beat("flush_outcomes")
-            self.publish(intent)
+            self.publish_many(pending[start:start + batch])
 
     def _write_state(self, intent: Intent, note: str) -> None:
         """Best-effort RTS state of an open intent (the journal is the durable copy)."""

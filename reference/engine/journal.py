@@ -91,6 +91,9 @@ class Journal:
         for row in self._db.execute("SELECT * FROM intents").fetchall():
             self._mem[row[0]] = tuple(row)
         self._failed = {r[0] for r in self._db.execute("SELECT signal_id FROM failed_syncs").fetchall()}
+        # final outcomes not yet on Redis: looked at on every loop of the engine, so kept as a set
+        self._unpublished = {sid for sid, r in self._mem.items() if r[_INDEX["state"]] in FINAL_STATES
+                             and not r[_INDEX["published"]]}
         self._seq = 0
 
     def _compact(self) -> None:
@@ -145,6 +148,10 @@ class Journal:
                              values)
             for row in rows:
                 self._mem[row[0]] = row
+                if row[_INDEX["state"]] in FINAL_STATES and not row[_INDEX["published"]]:
+                    self._unpublished.add(row[0])
+                else:
+                    self._unpublished.discard(row[0])
 
     def get(self, signal_id: str) -> Intent | None:
         with self._lock:
@@ -168,7 +175,12 @@ class Journal:
         return self.where_state(tuple(states - set(FINAL_STATES)))
 
     def unpublished(self) -> list[Intent]:
-        return self.where_state(FINAL_STATES, published=False)
+        """Final outcomes not yet published to Redis, oldest first."""
+        with self._lock:
+            if not self._unpublished:
+                return []
+            rows = [self._mem[s] for s in self._unpublished]
+        return [self._to_intent(r) for r in sorted(rows, key=lambda r: r[_INDEX["updated_ms"]] or 0)]
 
     def published_final(self) -> list[Intent]:
         return self.where_state(FINAL_STATES, published=True)

@@ -14,6 +14,9 @@ the checker found is the one the bug made):
   is worked on only after the next read, so an engine killed under load always holds acknowledged, unexecuted
   signals that no other instance will ever claim. Event ``acked_on_read``. Under the engine-kill drill those
   signals are lost.
+- ``publish-before-durable``: a batch's results are published (RTRS "executed", RTS, XACK) before its orders are
+  sent, and the batch is sent only after the next read. Event ``published_before_durable``. Under the engine-kill
+  drill, signals RTRS calls executed never reach the broker.
 """
 from __future__ import annotations
 
@@ -66,14 +69,43 @@ class AckBeforeDurable(Engine):
             for entry_id, fields in entries:
                 self.emit("acked_on_read", entry_id=entry_id, signal_id=signal_id_of(fields))
         held, self._held = self._held, entries
+        ready = []
         for entry_id, fields in held:
             self.watchdog.beat("read_new")
-            self.handle_entry_safely(entry_id, fields, redelivered=False)
+            intent = self.handle_entry_safely(entry_id, fields, redelivered=False)
+            if intent is not None:
+                ready.append(intent)
+        self.send_batch(ready)
+
+
+class PublishBeforeDurable(Engine):
+    """Bug: a batch's results are published ("executed" on RTRS, RTS, XACK) before its orders are sent and their
+    outcomes are durable: group commit done the wrong way round (breaks ENG-5 and RPO 0).
+
+    As in ``AckBeforeDurable`` the batch is sent only after the next read, so a kill at any moment of the load
+    holds a published, unsent batch. Event ``published_before_durable``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._held: list = []
+
+    def send_batch(self, intents) -> None:
+        if intents:
+            for intent in intents:
+                intent.result = {"status": "executed", "code": "OPTIMISTIC", "reason": ""}
+                self.emit("published_before_durable", signal_id=intent.signal_id, entry_id=intent.entry_id)
+            self._publish_pipelined([(self._rts_signal(i.signal_id), i.entry_id, self._result_fields(i))
+                                     for i in intents])
+            for intent in intents:
+                intent.result = {}
+        held, self._held = self._held, list(intents)
+        super().send_batch(held)
 
 
 VARIANTS: dict[str, type[Engine]] = {
     "resend-on-timeout": ResendOnTimeout,
     "ack-before-durable": AckBeforeDurable,
+    "publish-before-durable": PublishBeforeDurable,
 }
 
 

@@ -157,3 +157,17 @@ def test_overload_is_backlog_not_loss(drill, record_property):
     phantoms = [m for m in state.mismatches if m["kind"] == "phantom"]
     assert not phantoms, f"phantom orders (RTS executed, no deal): {phantoms[:5]}"
     assert_no_duplicates(d)
+
+
+def test_checker_catches_publish_before_durable(drill, record_property):
+    """An engine that publishes a batch's results before its orders are sent and durable: killed under load, it
+    leaves signals that RTRS calls executed and the broker never saw. The lost-signals checker names them."""
+    d = drill("engine-kill", variant="publish-before-durable")
+    published = {e["signal_id"] for e in d.engine_events("published_before_durable")}
+    assert published, f"the broken engine published nothing early ({d.run.path})"
+    res = d.result("lost_signals")
+    record_property("lost_signals", ",".join(res.lost))
+    assert res.valid is False and res.lost, f"the lost-signals checker missed the early publishes: {res.summary}"
+    assert set(res.lost) <= published, f"lost {sorted(set(res.lost) - published)} were never published early"
+    whys = {e["why"] for e in res.evidence if e.get("signal") in set(res.lost)}
+    assert whys == {"RTRS says executed but the broker ledger has no deal for it"}, whys

@@ -20,15 +20,16 @@ _Engine = engine_module.Engine
 
 
 class DeadlockingEngine(_Engine):
-    def finish(self, intent, state, code="", reason="", **extra):
-        marker = self.state_dir / f"deadlocked-{intent.signal_id}"
-        if intent.signal_id.endswith("-deadlock") and intent.attempt > 0 and not marker.exists():
-            marker.write_text("the main loop deadlocked here\n")
-            self.emit("test_deadlock", signal_id=intent.signal_id, state=state, order=extra.get("order"))
-            lock = threading.Lock()
-            lock.acquire()
-            lock.acquire()   # never returns: the main loop is stuck with a sent order and no recorded outcome
-        return super().finish(intent, state, code, reason, **extra)
+    def finish_many(self, items):
+        for intent, state, _code, _reason, extra in items:
+            marker = self.state_dir / f"deadlocked-{intent.signal_id}"
+            if intent.signal_id.endswith("-deadlock") and intent.attempt > 0 and not marker.exists():
+                marker.write_text("the main loop deadlocked here\n")
+                self.emit("test_deadlock", signal_id=intent.signal_id, state=state, order=extra.get("order"))
+                lock = threading.Lock()
+                lock.acquire()
+                lock.acquire()   # never returns: the main loop is stuck with a sent order and no recorded outcome
+        return super().finish_many(items)
 
 
 engine_module.Engine = DeadlockingEngine   # reference.cli's run command imports Engine from this module at call time
