@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
+from faults.proxy.decode import parse_body
+
 MAX_BODY = 1 << 20
 REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 404: "Not Found",
            405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large", 500: "Internal Server Error"}
@@ -25,9 +27,8 @@ class Request:
     body: bytes
 
     def json(self):
-        if not self.body.strip():
-            return {}
-        return json.loads(self.body)
+        """The body's first JSON value, decoded as Go's json.Decoder would (decode.parse_body); {} when blank."""
+        return parse_body(self.body, empty={})
 
 
 @dataclass

@@ -7,6 +7,7 @@ TcpProxy (faults/proxy/tcp.py) and UdpProxy (faults/proxy/udp.py) add the listen
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
 
 from faults.proxy.toxics import STREAMS, Toxic, build_toxic
@@ -28,6 +29,14 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+def listen_failed(name: str, listen: str, exc: OSError, protocol: str = "tcp") -> ApiError:
+    """The API error of a listener that cannot bind: 409 when the address is in use, 400 otherwise (Toxiproxy
+    answers 500 for both: it is the request's listen address, not the server, that is wrong)."""
+    status = 409 if exc.errno == errno.EADDRINUSE else 400
+    return ApiError(status, f"proxy {name}: cannot listen on {protocol} {listen}: {exc.strerror or exc}; choose "
+                            f"another listen address (port 0 picks a free one) (Toxiproxy answers 500 here)")
 
 
 class Proxy:
@@ -85,7 +94,7 @@ class Proxy:
         self.changed.set()
         self.changed = asyncio.Event()
 
-    def add_toxic(self, body: dict) -> Toxic:
+    def add_toxic(self, body) -> Toxic:
         toxic = build_toxic(body, self.protocol)
         if toxic.name in self.toxics:
             raise ApiError(409, "toxic already exists")
@@ -94,11 +103,11 @@ class Proxy:
         self.on_toxic_added(toxic)
         return toxic
 
-    def update_toxic(self, name: str, body: dict) -> Toxic:
+    def update_toxic(self, name: str, body) -> Toxic:
         old = self.toxics.get(name)
         if old is None:
             raise ApiError(404, "toxic not found")
-        new = build_toxic({**body, "name": name, "stream": old.stream}, self.protocol, existing=old)
+        new = build_toxic(body, self.protocol, existing=old)
         self.on_toxic_removed(old)
         self.toxics[name] = new
         self._reindex()

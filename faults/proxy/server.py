@@ -30,23 +30,50 @@ import gc
 import threading
 from typing import Callable
 
+from urllib.parse import unquote
+
 from faults.core import UnsafeTarget
+from faults.proxy.decode import BadRequest, check_hostport, check_name, decode_list, decode_struct, parse_body
 from faults.proxy.http import Request, Response, error, serve_connection
 from faults.proxy.proxy import ApiError, Proxy, split_hostport
 from faults.proxy.tcp import TcpProxy
-from faults.proxy.toxics import STREAMS, InvalidToxic
+from faults.proxy.toxics import STREAMS
 from faults.proxy.udp import UdpProxy
 from faults.safety import check_address
 
 VERSION = "2.9.0-tradedrill"
+# Toxiproxy's Proxy struct (name, listen, upstream, enabled) and our extensions (protocol, seed)
+PROXY_FIELDS = {"name": "string", "listen": "string", "upstream": "string", "enabled": "bool",
+                "protocol": "string", "seed": "string|int64"}
+
+
+class AddressError(ValueError):
+    """The API's own listen address is unusable; the message says why and what to give instead."""
+
+
+def api_address(listen: str) -> tuple[str, int]:
+    """``(host, port)`` of the API's listen address: host:port, a port in 0-65535, on loopback (or in the run's
+    networks); AddressError otherwise."""
+    host, sep, port = str(listen).rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise AddressError(f"listen address {listen!r} must be host:port with a port in 0-65535, e.g. "
+                           f"127.0.0.1:8474")
+    host = host.strip("[]") or "127.0.0.1"
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        check_address(host)
+    except UnsafeTarget as exc:
+        raise AddressError(f"listen address {listen!r}: the fault proxy's API controls every fault, so it "
+                           f"listens on loopback only ({exc})") from None
+    return host, int(port)
 
 
 class ToxiproxyServer:
     """The API and the proxies, on the running event loop."""
 
     def __init__(self, listen: str = "127.0.0.1:8474", seed: int | str = 0):
-        self.host, self.port = split_hostport(listen)
-        check_address(self.host)
+        self.host, self.port = api_address(listen)
         self.seed = seed
         self.proxies: dict[str, Proxy] = {}
         self._api: asyncio.base_events.Server | None = None
@@ -69,28 +96,42 @@ class ToxiproxyServer:
         self.proxies.clear()
 
     # -- proxies ------------------------------------------------------------------------------------------------
-    async def create_proxy(self, body: dict, protocol: str | None = None) -> Proxy:
-        if not isinstance(body, dict):
-            raise ApiError(400, "proxy body must be a JSON object")
-        name, upstream = body.get("name"), body.get("upstream")
-        if not name or not upstream:
-            raise ApiError(400, "missing required field: name and upstream")
-        if name in self.proxies:
-            raise ApiError(409, "proxy already exists")
-        protocol = (protocol or body.get("protocol") or "tcp").lower()
-        if protocol not in ("tcp", "udp"):
-            raise ApiError(400, f"unknown protocol {protocol!r}: use tcp or udp")
-        listen = body.get("listen") or "127.0.0.1:0"
+    def _proxy_spec(self, item, struct: str = "Proxy", protocol: str | None = None) -> dict:
+        """A create body decoded like Toxiproxy's ``ProxyCreate`` (into ``Proxy{Enabled: true}``) plus our
+        ``protocol`` and ``seed`` extensions, and checked: name, listen, upstream (400 naming the field)."""
+        spec = decode_struct(item, struct, PROXY_FIELDS, {"name": "", "listen": "", "upstream": "", "enabled": True,
+                                                          "protocol": "", "seed": None})
+        if not spec["name"]:
+            raise BadRequest("missing required field: name")
+        if not spec["upstream"]:
+            raise BadRequest("missing required field: upstream")
+        check_name(spec["name"], "proxy name")
+        spec["protocol"] = (protocol or spec["protocol"] or "tcp").lower()
+        if spec["protocol"] not in ("tcp", "udp"):
+            raise BadRequest(f"protocol {spec['protocol']!r} is neither tcp nor udp (tradedrill's extension; "
+                             f"Toxiproxy ignores the field and proxies tcp)")
+        spec["listen_given"] = bool(spec["listen"])
+        spec["listen"] = spec["listen"] or "127.0.0.1:0"
+        check_hostport(spec["listen"], "listen", listen=True)
+        check_hostport(spec["upstream"], "upstream", listen=False)
+        return spec
+
+    async def _start_proxy(self, spec: dict) -> Proxy:
+        cls = UdpProxy if spec["protocol"] == "udp" else TcpProxy
         try:
-            check_address(split_hostport(listen)[0])
-            check_address(split_hostport(upstream)[0])
-            cls = UdpProxy if protocol == "udp" else TcpProxy
-            proxy = cls(name, listen, upstream, seed=body.get("seed"), server_seed=self.seed)
+            proxy = cls(spec["name"], spec["listen"], spec["upstream"], seed=spec["seed"], server_seed=self.seed)
         except (ValueError, UnsafeTarget) as exc:
-            raise ApiError(400, str(exc)) from None
-        if body.get("enabled", True):
+            raise BadRequest(str(exc)) from None
+        if spec["enabled"]:
             await proxy.enable()
-        self.proxies[name] = proxy
+        return proxy
+
+    async def create_proxy(self, body, protocol: str | None = None) -> Proxy:
+        spec = self._proxy_spec(body, protocol=protocol)
+        if spec["name"] in self.proxies:
+            raise ApiError(409, "proxy already exists")
+        proxy = await self._start_proxy(spec)
+        self.proxies[spec["name"]] = proxy
         return proxy
 
     def _proxy(self, name: str) -> Proxy:
@@ -99,52 +140,97 @@ class ToxiproxyServer:
             raise ApiError(404, "proxy not found")
         return proxy
 
-    async def update_proxy(self, proxy: Proxy, body: dict) -> Proxy:
-        if not isinstance(body, dict):
-            raise ApiError(400, "proxy body must be a JSON object")
-        if "upstream" in body and body["upstream"] != proxy.upstream:
-            try:
-                check_address(split_hostport(body["upstream"])[0])
-            except (ValueError, UnsafeTarget) as exc:
-                raise ApiError(400, str(exc)) from None
-            proxy.upstream = body["upstream"]
-        if "listen" in body and body["listen"] != proxy.listen:
-            host, port = split_hostport(body["listen"])
-            check_address(host)
-            was = proxy.enabled
+    async def update_proxy(self, proxy: Proxy, body) -> Proxy:
+        """Toxiproxy's ``ProxyUpdate``: the body decoded over the proxy's current listen, upstream and enabled; a
+        new listen address moves the listener. All checked first; a listener that cannot move stays where it was.
+        """
+        update = decode_struct(body, "Proxy", PROXY_FIELDS, {"listen": proxy.listen, "upstream": proxy.upstream,
+                                                             "enabled": proxy.enabled})
+        listen = update["listen"] or proxy.listen
+        host, port = check_hostport(listen, "listen", listen=True)
+        upstream = update["upstream"] or proxy.upstream
+        if upstream != proxy.upstream:
+            check_hostport(upstream, "upstream", listen=False)
+        moving = listen != proxy.listen
+        was = proxy.enabled
+        if moving:
+            old = proxy.host, proxy.port
             await proxy.disable()
             proxy.host, proxy.port = host, port
-            if was:
-                await proxy.enable()
-        if "enabled" in body:
-            if body["enabled"]:
-                await proxy.enable()
-            else:
-                await proxy.disable()
+            if update["enabled"]:
+                try:
+                    await proxy.enable()
+                except ApiError:
+                    proxy.host, proxy.port = old
+                    if was:
+                        await proxy.enable()
+                    raise
+        proxy.upstream = upstream
+        if update["enabled"] and not proxy.enabled:
+            await proxy.enable()
+        elif not update["enabled"] and proxy.enabled:
+            await proxy.disable()
         return proxy
 
     async def populate(self, body) -> list[Proxy]:
-        if not isinstance(body, list):
-            raise ApiError(400, "populate takes a JSON list of proxies")
-        out = []
-        for item in body:
-            existing = self.proxies.get(item.get("name"))
-            if existing is not None:
-                same = existing.upstream == item.get("upstream") and (
-                    item.get("listen") in (None, existing.listen)) and existing.protocol == (
-                    item.get("protocol") or "tcp")
-                if same:
-                    out.append(existing)
-                    continue
-                await existing.disable()
-                del self.proxies[existing.name]
-            out.append(await self.create_proxy(item))
+        """Toxiproxy's ``PopulateJson``: every entry checked before any proxy changes; an entry equal to an
+        existing proxy (same listen and upstream) keeps it, another one replaces it. If a listener cannot start,
+        the proxies this request made are removed and the ones it replaced come back."""
+        items = decode_list(body, "[]Proxy")
+        specs = []
+        for i, item in enumerate(items, 1):
+            try:
+                specs.append(self._proxy_spec(item, "Proxy"))
+            except BadRequest as exc:
+                raise BadRequest(f"proxy {i}: {exc}") from None
+        names = [s["name"] for s in specs]
+        if len(set(names)) != len(names):
+            raise BadRequest(f"populate names a proxy twice: {sorted({n for n in names if names.count(n) > 1})} "
+                             f"(Toxiproxy keeps the last; tradedrill refuses the ambiguity)")
+        out: list[Proxy] = []
+        made: list[Proxy] = []
+        replaced: list[tuple[Proxy, bool]] = []
+        try:
+            for spec in specs:
+                existing = self.proxies.get(spec["name"])
+                if existing is not None:
+                    listen_same = not spec["listen_given"] or spec["listen"] == existing.listen
+                    if existing.upstream == spec["upstream"] and listen_same and existing.protocol == spec["protocol"]:
+                        out.append(existing)
+                        continue
+                    replaced.append((existing, existing.enabled))
+                    await existing.disable()
+                    del self.proxies[existing.name]
+                proxy = await self._start_proxy(spec)
+                self.proxies[proxy.name] = proxy
+                made.append(proxy)
+                out.append(proxy)
+        except BaseException:
+            for proxy in made:
+                await proxy.disable()
+                self.proxies.pop(proxy.name, None)
+            for proxy, was in replaced:
+                self.proxies[proxy.name] = proxy
+                if was:
+                    try:
+                        await proxy.enable()
+                    except ApiError:
+                        pass  # its port was taken meanwhile: it stays, disabled
+            raise
         return out
 
     async def reset(self) -> None:
-        for proxy in self.proxies.values():
+        """Every toxic removed and every proxy enabled; a proxy whose port another process took meanwhile stays
+        disabled and the answer (409) names it, after all the others were reset."""
+        failed = []
+        for proxy in list(self.proxies.values()):
             proxy.remove_all_toxics()
-            await proxy.enable()
+            try:
+                await proxy.enable()
+            except ApiError as exc:
+                failed.append(str(exc))
+        if failed:
+            raise ApiError(409, "reset: every toxic is removed, but " + "; ".join(failed))
 
     def metrics(self) -> str:
         lines = ["# TYPE toxiproxy_proxy_received_bytes_total counter"]
@@ -172,11 +258,14 @@ class ToxiproxyServer:
             return await self._route(req)
         except ApiError as exc:
             return error(exc.status, str(exc))
-        except InvalidToxic as exc:
+        except BadRequest as exc:  # also InvalidToxic
             return error(400, str(exc))
 
     async def _route(self, req: Request) -> Response:
-        parts = [p for p in req.path.split("/") if p]
+        try:
+            parts = [unquote(p, errors="strict") for p in req.path.split("/") if p]
+        except UnicodeDecodeError:
+            raise ApiError(404, "no such route") from None
         m = req.method
         if parts == ["version"] and m == "GET":
             return Response(200, {"version": VERSION})
@@ -186,13 +275,13 @@ class ToxiproxyServer:
         if parts == ["metrics"] and m == "GET":
             return Response(200, self.metrics(), content_type="text/plain; version=0.0.4")
         if parts == ["populate"] and m == "POST":
-            proxies = await self.populate(req.json())
+            proxies = await self.populate(parse_body(req.body))
             return Response(201, {"proxies": [p.to_json() for p in proxies]})
         if parts in (["proxies"], ["udp", "proxies"]):
             if m == "GET":
                 return Response(200, {n: p.to_json() for n, p in self.proxies.items()})
             if m == "POST":
-                proxy = await self.create_proxy(req.json(), "udp" if parts[0] == "udp" else None)
+                proxy = await self.create_proxy(parse_body(req.body), "udp" if parts[0] == "udp" else None)
                 return Response(201, proxy.to_json())
             raise ApiError(405, "method not allowed")
         if len(parts) >= 2 and parts[0] == "proxies":
@@ -201,7 +290,7 @@ class ToxiproxyServer:
                 if m == "GET":
                     return Response(200, proxy.to_json())
                 if m in ("POST", "PATCH"):
-                    await self.update_proxy(proxy, req.json())
+                    await self.update_proxy(proxy, parse_body(req.body, empty={}))
                     return Response(200, proxy.to_json())
                 if m == "DELETE":
                     await proxy.disable()
@@ -211,7 +300,7 @@ class ToxiproxyServer:
                 if m == "GET":
                     return Response(200, [t.to_json() for t in proxy.toxics.values()])
                 if m == "POST":
-                    return Response(200, proxy.add_toxic(req.json()).to_json())
+                    return Response(200, proxy.add_toxic(parse_body(req.body)).to_json())
             elif parts[2] == "toxics" and len(parts) == 4:
                 name = parts[3]
                 if m == "GET":
@@ -220,7 +309,7 @@ class ToxiproxyServer:
                         raise ApiError(404, "toxic not found")
                     return Response(200, toxic.to_json())
                 if m in ("POST", "PATCH"):
-                    return Response(200, proxy.update_toxic(name, req.json()).to_json())
+                    return Response(200, proxy.update_toxic(name, parse_body(req.body, empty={})).to_json())
                 if m == "DELETE":
                     proxy.remove_toxic(name)
                     return Response(204)

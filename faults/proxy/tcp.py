@@ -13,7 +13,7 @@ import socket
 import struct
 from typing import Awaitable, Callable
 
-from faults.proxy.proxy import ApiError, Proxy
+from faults.proxy.proxy import Proxy, listen_failed
 from faults.proxy.toxics import Toxic
 
 QUEUE_HIGH = 1 << 20
@@ -43,7 +43,7 @@ class TcpProxy(Proxy):
             self.listener = await loop.create_server(factory, self.host, self.port, reuse_address=True,
                                                      backlog=1024)
         except OSError as exc:
-            raise ApiError(500, f"proxy {self.name}: cannot listen on {self.listen}: {exc.strerror}") from None
+            raise listen_failed(self.name, self.listen, exc, "tcp") from None
         self.port = self.listener.sockets[0].getsockname()[1]
         self.enabled = True
 

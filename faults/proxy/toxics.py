@@ -25,6 +25,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+from faults.proxy.decode import (BadRequest, check_attribute, check_name, check_toxicity, decode_struct,
+                                 type_error)
+
+# type -> attribute -> default: the Go structs of Toxiproxy 2.x (toxics/*.go, int64 fields) for TCP, ours for UDP
 TCP_TYPES: dict[str, dict[str, float]] = {
     "latency": {"latency": 0, "jitter": 0},
     "bandwidth": {"rate": 0},
@@ -44,13 +48,17 @@ UDP_TYPES: dict[str, dict[str, float]] = {
     "timeout": {"timeout": 0},
     "noop": {},
 }
+GO_STRUCTS = {"latency": "LatencyToxic", "bandwidth": "BandwidthToxic", "slow_close": "SlowCloseToxic",
+              "timeout": "TimeoutToxic", "reset_peer": "ResetToxic", "slicer": "SlicerToxic",
+              "limit_data": "LimitDataToxic", "noop": "NoopToxic"}
+PROBABILITIES = {"probability"}
 STREAMS = ("upstream", "downstream")
 
 _uids = itertools.count(1)
 
 
-class InvalidToxic(ValueError):
-    pass
+class InvalidToxic(BadRequest):
+    """A toxic the API refuses (400; toxiproxy-python raises InvalidToxic for it)."""
 
 
 @dataclass
@@ -70,42 +78,58 @@ class Toxic:
         return float(self.attributes.get(key, 0) or 0)
 
 
-def _number(value, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidToxic(f"{what} must be a number, got {value!r}")
-    if value < 0:
-        raise InvalidToxic(f"{what} must not be negative, got {value!r}")
-    return value
+WRAPPER_FIELDS = {"name": "string", "type": "string", "stream": "string", "toxicity": "float32"}
 
 
-def build_toxic(body: dict, protocol: str = "tcp", existing: Toxic | None = None) -> Toxic:
-    """Validate an API body into a Toxic; with ``existing``, apply an update (attributes, toxicity)."""
-    if not isinstance(body, dict):
-        raise InvalidToxic("toxic body must be a JSON object")
+def _attribute_types(protocol: str, ttype: str) -> dict[str, str]:
+    kind = "float64" if protocol == "udp" else ("int" if ttype == "slicer" else "int64")
+    return {key: kind for key in (UDP_TYPES if protocol == "udp" else TCP_TYPES)[ttype]}
+
+
+def build_toxic(body, protocol: str = "tcp", existing: Toxic | None = None) -> Toxic:
+    """Decode an API body into a Toxic as Toxiproxy 2.x does (``AddToxicJson``; with ``existing``,
+    ``UpdateToxicJson``: only ``attributes`` and ``toxicity`` count), then check what this proxy needs beyond it.
+    Raises InvalidToxic/BadRequest (400) naming the field; builds a new Toxic, never changes ``existing``."""
     types = UDP_TYPES if protocol == "udp" else TCP_TYPES
-    ttype = existing.type if existing else body.get("type")
-    if ttype not in types:
-        raise InvalidToxic("invalid toxic type")
-    stream = body.get("stream", existing.stream if existing else "downstream") or "downstream"
-    if stream not in STREAMS:
-        raise InvalidToxic(f"invalid stream {stream!r}: use upstream or downstream")
-    toxicity = body.get("toxicity", existing.toxicity if existing else 1.0)
-    toxicity = 1.0 if toxicity is None else _number(toxicity, "toxicity")
-    if toxicity > 1:
-        raise InvalidToxic("toxicity must be between 0 and 1")
-    attrs = dict(types[ttype]) if existing is None else dict(existing.attributes)
-    given = body.get("attributes") or {}
-    if not isinstance(given, dict):
-        raise InvalidToxic("attributes must be a JSON object")
-    for key, value in given.items():
-        if key not in types[ttype]:
-            raise InvalidToxic(f"unknown attribute {key!r} for toxic type {ttype}")
-        attrs[key] = _number(value, f"{ttype}.{key}")
-    for key in ("probability",):
-        if key in attrs and attrs[key] > 1:
-            raise InvalidToxic(f"{ttype}.{key} must be between 0 and 1")
-    name = body.get("name") or (existing.name if existing else f"{ttype}_{stream}")
+    if existing is None:
+        wrapper = decode_struct(body, "ToxicWrapper", WRAPPER_FIELDS,
+                                {"name": "", "type": "", "stream": "downstream", "toxicity": 1.0})
+        raw_attributes = _attributes_of(body)
+        stream = wrapper["stream"].lower()
+        if stream not in STREAMS:
+            raise InvalidToxic(f"stream was invalid, can be either upstream or downstream (got {wrapper['stream']!r})")
+        ttype = wrapper["type"]
+        name = wrapper["name"] or f"{ttype}_{stream}"
+        if ttype not in types:
+            raise InvalidToxic("invalid toxic type" + (f" {ttype!r}: use one of {', '.join(types)}" if ttype else
+                                                       ": the body needs \"type\""))
+        attrs = dict(types[ttype])
+        toxicity = wrapper["toxicity"]
+    else:
+        update = decode_struct(body, "ToxicWrapper", {"toxicity": "float32"}, {"toxicity": existing.toxicity})
+        raw_attributes = _attributes_of(body)
+        ttype, name, stream, toxicity = existing.type, existing.name, existing.stream, update["toxicity"]
+        attrs = dict(existing.attributes)
+    struct = GO_STRUCTS.get(ttype, f"{ttype}Toxic") if protocol != "udp" else f"udp.{ttype}"
+    attrs = decode_struct(raw_attributes, struct, _attribute_types(protocol, ttype), attrs)
+    check_name(name, "toxic name")
+    check_toxicity(toxicity)
+    for key, value in attrs.items():
+        attrs[key] = check_attribute(ttype, key, value, probability=key in PROBABILITIES)
     toxic = Toxic(name=name, type=ttype, stream=stream, toxicity=toxicity, attributes=attrs)
     if existing is not None:
         toxic.uid = existing.uid
     return toxic
+
+
+def _attributes_of(body):
+    """The ``attributes`` member (last one, case-insensitive like Go), checked to be an object or null."""
+    found = None
+    if isinstance(body, dict):
+        pairs = body.pairs if hasattr(body, "pairs") else list(body.items())
+        for key, value in pairs:
+            if key.lower() == "attributes":
+                found = value if value is not None else found
+    if found is not None and not isinstance(found, dict):
+        raise type_error(found, "ToxicWrapper", "attributes", "toxics.NoopToxic")
+    return found

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
-from faults.proxy.proxy import ApiError, Proxy
+from faults.proxy.proxy import Proxy, listen_failed
 from faults.proxy.toxics import STREAMS
 
 FLOW_IDLE = 60.0
@@ -37,7 +37,7 @@ class UdpProxy(Proxy):
             transport, proto = await loop.create_datagram_endpoint(lambda: _Listener(self),
                                                                    local_addr=(self.host, self.port))
         except OSError as exc:
-            raise ApiError(500, f"proxy {self.name}: cannot listen on udp {self.listen}: {exc.strerror}") from None
+            raise listen_failed(self.name, self.listen, exc, "udp") from None
         self.listener = proto
         self.port = transport.get_extra_info("sockname")[1]
         self.enabled = True
