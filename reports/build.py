@@ -26,6 +26,8 @@ from scenarios.history import RunDir
 
 TEMPLATES = Path(__file__).with_name("templates")
 REPORT_HTML, REPORT_JSON, JUNIT_XML = "report.html", "report.json", "junit.xml"
+BENCH_DIR = Path("out/bench")  # relative to the current directory: where `nox -s bench` writes
+BENCH_ENGINE, BENCH_RTO = "engine.json", "rto.json"
 
 _OUTCOME_COLOURS = {"ok": "#2e7d32", "fail": "#c62828", "unknown": "#ef6c00"}
 
@@ -63,10 +65,13 @@ def collect_run_checks(source: Any, *, targets: targets_mod.Targets | None = Non
 
 
 def build_report(source: Any, out_dir: str | os.PathLike, *, targets: targets_mod.Targets | None = None,
-                 title: str = "tradedrill RTO report") -> Path:
+                 title: str = "tradedrill RTO report", bench_dir: str | os.PathLike | None = None) -> Path:
     """Judge the runs in ``source`` (see :func:`collect_run_checks`) and write report.html, report.json and
-    junit.xml into ``out_dir``. Returns the path of report.html."""
+    junit.xml into ``out_dir``. Returns the path of report.html. The "Benchmarks" section shows
+    ``engine.json`` and ``rto.json`` of ``bench_dir`` (default ``out/bench`` of the current directory, where
+    ``nox -s bench`` writes them) when they are there."""
     targets = targets or targets_mod.load()
+    benchmarks = load_benchmarks(BENCH_DIR if bench_dir is None else bench_dir)
     run_checks = collect_run_checks(source, targets=targets)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,9 +81,10 @@ def build_report(source: Any, out_dir: str | os.PathLike, *, targets: targets_mo
     generated = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
     report = _report_dict(run_checks, verdicts, rows, targets, generated, title)
+    report["benchmarks"] = {k: benchmarks[k] for k in ("dir", "engine", "rto", "problems")}
     (out / REPORT_JSON).write_text(json.dumps(report, indent=2, default=str))
     write_junit(run_checks, verdicts, out / JUNIT_XML)
-    html = render_html(run_checks, verdicts, rows, targets, generated, title)
+    html = render_html(run_checks, verdicts, rows, targets, generated, title, benchmarks=benchmarks)
     path = out / REPORT_HTML
     path.write_text(html, encoding="utf-8")
     return path
@@ -255,7 +261,7 @@ def _env() -> jinja2.Environment:
     return env
 
 
-def render_html(run_checks, verdicts, rows, targets, generated, title) -> str:
+def render_html(run_checks, verdicts, rows, targets, generated, title, benchmarks: dict | None = None) -> str:
     by_scenario: dict[str, list[RunCheck]] = {}
     for rc in run_checks:
         by_scenario.setdefault(rc.scenario, []).append(rc)
@@ -275,4 +281,79 @@ def render_html(run_checks, verdicts, rows, targets, generated, title) -> str:
         title=title, generated=generated, rows=rows, scenarios=scenarios, verdicts=verdicts,
         contradictions=list(targets.contradictions.values()),
         totals=_counts([r.verdict for r in rows]), n_runs=len(run_checks),
-        plotlyjs=plotly.offline.get_plotlyjs(), targets_file=str(targets_mod.TARGETS_PATH))
+        plotlyjs=plotly.offline.get_plotlyjs(), targets_file=str(targets_mod.TARGETS_PATH),
+        bench=benchmarks if benchmarks is not None else load_benchmarks(None))
+
+
+# -- benchmarks (benchmarks/bench_engine.py, benchmarks/bench_rto.py) -----------------------------------------------
+def load_benchmarks(bench_dir: str | os.PathLike | None) -> dict:
+    """``engine.json`` and ``rto.json`` of ``bench_dir`` (None: nothing measured) and the rows the report shows.
+    A file that is absent is "not measured"; one that cannot be read is named in ``problems``, never fatal."""
+    out: dict[str, Any] = {"dir": None if bench_dir is None else str(bench_dir), "engine": None, "rto": None,
+                           "problems": [], "engine_view": None, "rto_view": None}
+    if bench_dir is None:
+        return out
+    for key, name, view in (("engine", BENCH_ENGINE, _engine_view), ("rto", BENCH_RTO, _rto_view)):
+        path = Path(bench_dir) / name
+        if not path.exists():
+            continue
+        try:
+            doc = json.loads(path.read_text())
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            out[f"{key}_view"] = view(doc)
+            out[key] = doc
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            out["problems"].append(f"{path}: cannot be read ({type(exc).__name__}: {exc})")
+    return out
+
+
+def _g(d: Any, *path: str) -> Any:
+    for key in path:
+        d = d.get(key) if isinstance(d, dict) else None
+    return d
+
+
+def _when(doc: dict) -> str:
+    host = doc.get("host") or {}
+    loads = [x for x in (host.get("load_average_start"), host.get("load_average_end")) if x]
+    load = " -> ".join("/".join(_fmt_num(v) for v in x) if isinstance(x, list) else _fmt_num(x) for x in loads)
+    return (f"measured {doc.get('measured_at') or '?'}" + (f" on {host['cpus']} CPUs" if host.get("cpus") else "")
+            + (f"; load average (1/5/15 min) {load}" if load else ""))
+
+
+def _engine_view(doc: dict) -> dict:
+    floors = doc.get("floors") or {}
+    fos, frt = floors.get("order_send") or {}, floors.get("redis_stream_round_trip") or {}
+    rows = []
+    for kind, items in (("fixed", doc.get("rates") or []), ("step", _g(doc, "sustained", "steps") or [])):
+        for r in items:
+            rows.append({"kind": kind, "offered": r.get("offered_per_s"), "results_per_s": r.get("results_per_s"),
+                         "p50": r.get("p50_ms"), "p99": r.get("p99_ms"), "max": r.get("max_ms"),
+                         "backlog": r.get("backlog_at_end"), "drain": r.get("drain_s"),
+                         "duplicates": r.get("duplicate_orders"), "lost": r.get("lost"),
+                         "holds": r.get("holds"), "load": r.get("load_average_1m")})
+    return {"when": _when(doc), "rows": rows,
+            "floor_os": {"p50": fos.get("p50_ms"), "p99": fos.get("p99_ms"), "rate": fos.get("orders_per_second")},
+            "floor_tick": {"p50": _g(floors, "tick_and_order_send", "p50_ms"),
+                           "p99": _g(floors, "tick_and_order_send", "p99_ms")},
+            "floor_rt": {"p50": frt.get("p50_ms"), "p99": frt.get("p99_ms")},
+            "floor_load": floors.get("load_average_1m"),
+            "highest": _g(doc, "sustained", "highest_sustained_per_s"),
+            "criterion": _g(doc, "sustained", "criterion") or "",
+            "stopped_at": _g(doc, "sustained", "stopped_at_per_s")}
+
+
+def _rto_view(doc: dict) -> dict:
+    rows = []
+    for c in doc.get("cases") or []:
+        d = c.get("rto_s") or {}
+        loads = [x for x in (c.get("load_average_1m") or []) if isinstance(x, (int, float))]
+        rows.append({"name": c.get("name"), "n": c.get("n"), "runs": c.get("runs"), "valid": c.get("valid_runs"),
+                     "not_recovered": c.get("not_recovered"), "min": d.get("min"), "median": d.get("median"),
+                     "p95": d.get("p95"), "max": d.get("max"), "target": _g(c, "target", "label") or "-",
+                     "target_source": _g(c, "target", "source") or "", "floor": c.get("detection_floor_s"),
+                     "floor_what": c.get("detection_floor") or "", "duplicates": c.get("duplicates"),
+                     "lost": c.get("lost"), "load": (f"{min(loads):.2f}-{max(loads):.2f}" if loads else "-")})
+    return {"when": _when(doc), "rows": rows, "complete": doc.get("complete", True),
+            "runs_per_case": doc.get("runs_per_case"), "workload": doc.get("workload") or {}}
