@@ -220,7 +220,8 @@ class Engine:
         if self._reread_pending:
             self.claim_pending()        # entries left pending by an error are judged again
         self.process_due()
-        self.read_new()
+        if not self.read_new():
+            self.journal.flush_published()   # idle: write the published flags that wait for a transaction
 
     # --- takeover -----------------------------------------------------------------------------------------------
     def _prepare_takeover(self) -> None:
@@ -389,7 +390,8 @@ class Engine:
             self.send_batch(ready)
 
     # --- intake -------------------------------------------------------------------------------------------------
-    def read_new(self) -> None:
+    def read_new(self) -> int:
+        """Read and handle the next batch of new RTSS entries; returns how many were read."""
         resp = self.redis.run(lambda r: r.xreadgroup(
             self.group, self.consumer, {self.cfg.rtss_key: ">"}, count=self.cfg.read_count,
             block=self.cfg.read_block_ms))
@@ -401,6 +403,7 @@ class Engine:
                 if intent is not None:
                     ready.append(intent)
         self.send_batch(ready)
+        return sum(len(entries) for _stream, entries in resp or [])
 
     def handle_entry_safely(self, entry_id: str, fields: dict | None, redelivered: bool) -> Intent | None:
         """handle_entry; an unexpected error leaves the entry pending (re-read later), and an entry that keeps

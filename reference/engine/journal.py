@@ -95,6 +95,7 @@ class Journal:
         self._unpublished = {sid for sid, r in self._mem.items() if r[_INDEX["state"]] in FINAL_STATES
                              and not r[_INDEX["published"]]}
         self._seq = 0
+        self._published_pending: dict[str, tuple] = {}
 
     def _compact(self) -> None:
         """Fold the log into ``intents``: the latest logged row of each signal replaces its row."""
@@ -111,6 +112,10 @@ class Journal:
             raise
 
     def close(self) -> None:
+        try:
+            self.flush_published()
+        except Exception:  # noqa: BLE001 - closing anyway; the flags only save a republish
+            pass
         with self._lock:
             try:
                 self._db.close()
@@ -130,7 +135,8 @@ class Journal:
         self.put_many([intent])
 
     def put_many(self, intents: list[Intent]) -> None:
-        """Write several intents' states in one transaction (group commit); durable when it returns."""
+        """Write several intents' states in one transaction (group commit); durable when it returns. Published
+        flags set since the last write ride along in the same transaction (older rows first)."""
         if not intents:
             return
         now = int(time.time() * 1000)
@@ -138,8 +144,20 @@ class Journal:
         for intent in intents:
             intent.updated_ms = now
             rows.append(self._row(intent))
+        self._write_rows(rows)
+
+    def flush_published(self) -> None:
+        """Write the published flags that wait for the next transaction (also called on close)."""
+        self._write_rows([])
+
+    def _write_rows(self, rows: list[tuple]) -> None:
         width = len(_COLUMNS) + 1
         with self._lock:
+            if self._published_pending:
+                rows = [*self._published_pending.values(), *rows]
+                self._published_pending = {}
+            if not rows:
+                return
             values = []
             for row in rows:
                 self._seq += 1
@@ -189,14 +207,19 @@ class Journal:
         self.mark_published_many([signal_id])
 
     def mark_published_many(self, signal_ids: list[str]) -> None:
+        """Record that these outcomes are on Redis. Not a commit of its own: the flags are written with the next
+        transaction (or :meth:`flush_published`). A crash before that only republishes them, which is idempotent
+        (the RTRS index admits one result per entry)."""
+        i_pub = _INDEX["published"]
         with self._lock:
-            rows = [self._mem[s] for s in signal_ids if s in self._mem]
-        intents = []
-        for row in rows:
-            intent = self._to_intent(row)
-            intent.published = True
-            intents.append(intent)
-        self.put_many(intents)
+            for sid in signal_ids:
+                row = self._mem.get(sid)
+                if row is None:
+                    continue
+                row = (*row[:i_pub], True, *row[i_pub + 1:])
+                self._mem[sid] = row
+                self._unpublished.discard(sid)
+                self._published_pending[sid] = row
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
