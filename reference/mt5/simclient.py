@@ -153,6 +153,9 @@ class SimulatorTerminal:
                 self._transport.close()
                 self._last_error = _c.ERR_IPC_TIMEOUT
                 return _FAILED
+            except (TypeError, OverflowError):  # an argument that cannot be sent (a number beyond 64 bits, ...)
+                self._last_error = _c.ERR_INVALID_ARGUMENTS
+                return _FAILED
             except (OSError, protocol.ProtocolError, ValueError):
                 self._transport.close()
                 self._last_error = _c.ERR_NO_IPC
@@ -352,22 +355,9 @@ class SimulatorTerminal:
     # -- trading ------------------------------------------------------------------------------------------------------
     def _request(self, request):
         """Parse a request dict like the terminal does; on a bad field set last_error and return _FAILED."""
-        if not isinstance(request, dict):
-            return self._fail(_c.ERR_INVALID_ARGUMENTS, _FAILED)
-        if "action" not in request:
-            return self._fail(_c.invalid_argument("action"), _FAILED)
-        parsed = {}
-        for name, value in request.items():
-            kinds = _t.REQUEST_FIELD_TYPES.get(name)
-            if kinds is None:
-                continue  # the terminal ignores keys it does not know
-            if not isinstance(value, kinds) or isinstance(value, bool):
-                return self._fail(_c.invalid_argument(name), _FAILED)
-            if float in kinds:
-                value = float(value)
-            if kinds == (int,) and name in ("magic", "order", "position", "position_by") and value < 0:
-                return self._fail(_c.invalid_argument(name), _FAILED)
-            parsed[name] = value
+        parsed, error = _t.parse_request(request)
+        if error is not None:
+            return self._fail(error, _FAILED)
         return parsed
 
     @staticmethod

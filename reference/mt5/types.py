@@ -96,3 +96,38 @@ REQUEST_DEFAULTS = {
     "tp": 0.0, "deviation": 0, "type": 0, "type_filling": 0, "type_time": 0, "expiration": 0, "comment": "",
     "position": 0, "position_by": 0,
 }
+
+
+UNSIGNED_FIELDS = ("magic", "order", "position", "position_by")
+UINT64_MAX = 2**64 - 1
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def parse_request(request) -> tuple[dict | None, tuple[int, str] | None]:
+    """A request dict parsed as the terminal parses it: ``(fields, None)``, or ``(None, last_error)`` for the first
+    bad field. Unknown keys are ignored (the terminal ignores them); ``action`` is required; numbers must fit the
+    terminal's C types (uint64 tickets and magic, int64 otherwise, finite doubles). The client and the server both
+    apply it: a peer that bypasses the client gets the same answer."""
+    from reference.mt5 import constants as c
+
+    if not isinstance(request, dict):
+        return None, c.ERR_INVALID_ARGUMENTS
+    if "action" not in request:
+        return None, c.invalid_argument("action")
+    parsed = {}
+    for name, value in request.items():
+        kinds = REQUEST_FIELD_TYPES.get(name)
+        if kinds is None:
+            continue  # the terminal ignores keys it does not know
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            return None, c.invalid_argument(name)
+        if float in kinds:
+            value = float(value)
+            if value != value or value in (float("inf"), float("-inf")):
+                return None, c.invalid_argument(name)
+        elif kinds == (int,):
+            low, high = (0, UINT64_MAX) if name in UNSIGNED_FIELDS else INT64
+            if not low <= value <= high:
+                return None, c.invalid_argument(name)
+        parsed[name] = value
+    return parsed, None

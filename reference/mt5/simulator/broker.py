@@ -39,6 +39,7 @@ from reference.mt5.types import (
     TRADE_ORDER_FIELDS,
     TRADE_POSITION_FIELDS,
     TRADE_REQUEST_FIELDS,
+    parse_request,
 )
 
 OK = c.ERR_SUCCESS
@@ -534,8 +535,11 @@ class Broker:
                 comment if comment is not None else c.RETCODE_COMMENTS.get(retcode, ""), self.request_id, 0, request]
 
     def order_send(self, login: int, request: dict):
+        parsed, error = parse_request(request)  # again here: a peer may bypass the client's parsing
+        if error is not None:
+            return None, error
         req = dict(REQUEST_DEFAULTS)
-        req.update(request)
+        req.update(parsed)
         if len(req["comment"]) > self.behaviour.comment_limit:
             return None, c.invalid_argument("comment")
         if req["symbol"] and req["symbol"] not in self.symbols:
@@ -568,8 +572,11 @@ class Broker:
         return result, OK
 
     def order_check(self, login: int, request: dict):
+        parsed, error = parse_request(request)  # again here: a peer may bypass the client's parsing
+        if error is not None:
+            return None, error
         req = dict(REQUEST_DEFAULTS)
-        req.update(request)
+        req.update(parsed)
         if len(req["comment"]) > self.behaviour.comment_limit:
             return None, c.invalid_argument("comment")
         if req["symbol"] and req["symbol"] not in self.symbols:
