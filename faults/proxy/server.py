@@ -18,7 +18,14 @@ Extensions (ignored by Toxiproxy clients, which pass unknown fields through):
 - ``"seed"`` in ``POST /proxies`` seeds that proxy's Random (default: the server seed and the proxy name), so
   toxicity draws, jitter, slicer sizes and UDP loss replay from the run's seed.
 
-Safety: listen and upstream addresses must be loopback or inside ``TRADEDRILL_FAULT_NETWORKS``.
+Request bodies are decoded as Toxiproxy 2.x decodes them (Go's encoding/json into its structs; decode.py): a
+client written against it works unchanged, and anything the proxy cannot use is a 400 naming the field (never a
+5xx), checked before anything changes, so a refused request leaves every proxy and toxic as it was. Where this
+server is stricter than Toxiproxy (names usable in a URL path, host:port with ports in range, toxicity 0..1,
+non-negative attributes, NaN/Infinity), the 400 says so. A listen address in use is 409.
+
+Safety: listen and upstream addresses must be loopback or inside ``TRADEDRILL_FAULT_NETWORKS``; the API itself
+listens on loopback only (``api_address``).
 
 Run it as a process (``tradedrill faults proxy serve --listen 127.0.0.1:8474``) or embedded in a thread of a test
 or the harness (:class:`EmbeddedToxiproxy`).
