@@ -318,7 +318,11 @@ def _when(doc: dict) -> str:
     host = doc.get("host") or {}
     loads = [x for x in (host.get("load_average_start"), host.get("load_average_end")) if x]
     load = " -> ".join("/".join(_fmt_num(v) for v in x) if isinstance(x, list) else _fmt_num(x) for x in loads)
-    return (f"measured {doc.get('measured_at') or '?'}" + (f" on {host['cpus']} CPUs" if host.get("cpus") else "")
+    source = doc.get("source") if isinstance(doc.get("source"), dict) else {}
+    code = (f" of commit {source['commit']}" + (" with local changes" if source.get("local_changes") else "")
+            if source.get("commit") else "")
+    return (f"measured {doc.get('measured_at') or '?'}{code}"
+            + (f" on {host['cpus']} CPUs" if host.get("cpus") else "")
             + (f"; load average (1/5/15 min) {load}" if load else ""))
 
 

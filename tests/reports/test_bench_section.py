@@ -31,7 +31,7 @@ def engine_doc() -> dict:
 
     return {
         "benchmark": "reference engine order path end to end",
-        "measured_at": MEASURED_AT,
+        "measured_at": MEASURED_AT, "source": {"commit": "ed10812", "local_changes": False},
         "host": {"cpus": 2, "load_average_start": [1.18, 0.77, 0.47], "load_average_end": [2.31, 1.2, 0.8]},
         "stack": {"subnet": "127.0.40"},
         "floors": {
@@ -93,6 +93,7 @@ def test_figures_beside_their_floors_with_date_and_load(run_dir, tmp_path):
     assert 'href="#benchmarks"' in html
     assert "not measured" not in section
     assert section.count(MEASURED_AT) == 2
+    assert f"measured {MEASURED_AT} of commit ed10812 on 2 CPUs" in section
     assert "1.18/0.77/0.47 -&gt; 2.31/1.2/0.8" in section  # load average at the start and the end
     # the engine: the highest sustained rate beside the order_send floor, each phase beside the floors
     assert re.search(r"Highest sustained rate: <strong>100 signals/s</strong>\s+beside the floor of bare "
