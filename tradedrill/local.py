@@ -27,6 +27,12 @@ start only Redis and run their own brokers and engines from the same topology).
 
 Teardown stops every process it started by PID, also when the body raises or the user presses Ctrl-C; a second
 ``up`` in the same run folder first reaps what a crashed earlier run left (PID and start time both checked).
+
+Access (docs/SECURITY.md): the run folder is private (0700; its state files 0600) and holds the run's generated
+passwords in ``secrets/`` (``tradedrill.credentials.StackSecrets``: ``stack.secrets``). Every client this class
+hands out logs in: ``redis()``, ``sentinel()``, ``lease_holder()`` as the harness's Redis user,
+``clickhouse_client()`` with ClickHouse's password, ``postgres_dsn()`` names libpq's password file; the engines log in
+as their own user (``engine.json`` names their password file, not the password).
 """
 from __future__ import annotations
 
@@ -46,6 +52,7 @@ import redis
 from reference.engine.contract import Keys, lease_instance
 from reference.mt5.simclient import SimulatorAdmin
 from reference.supervisor import POLICIES, RestartPolicy, Supervisor
+from tradedrill.credentials import Credential, StackSecrets, private_dir, write_private
 from tradedrill.process import (NodeStartError, PidRegistry, ProcessNode, StackIndex, SubnetBusy, same_process_alive,
                                 stop_all)
 from tradedrill.services import clickhouse, mt5sim, postgres
@@ -147,6 +154,19 @@ class LocalStack:
         # one supervisor per supervised kind (stopping the engines must not stop a supervised broker)
         self.supervisors: dict[str, Supervisor] = {}
         self.engine_config: dict | None = None
+        self._secrets: StackSecrets | None = None
+
+    @property
+    def secrets(self) -> StackSecrets:
+        """The run folder's passwords (made on first use, kept for the folder's later runs)."""
+        if self._secrets is None:
+            self._secrets = StackSecrets.ensure(self.run_dir)
+        return self._secrets
+
+    @property
+    def harness_credential(self) -> Credential:
+        """The harness's Redis and Sentinel user."""
+        return self.secrets.harness
 
     # -- what this stack runs ----------------------------------------------------------------------------------
     def _specs(self) -> list[NodeSpec]:
@@ -189,7 +209,7 @@ class LocalStack:
     # -- lifecycle -------------------------------------------------------------------------------------------
     def up(self) -> "LocalStack":
         specs = self._specs()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.run_dir)
         try:  # what a crashed or SIGKILLed run left on this subnet, wherever its run folder was
             leftovers = self.index.claim(self.topology.subnet, self.registry, self.run_dir)
         except SubnetBusy as exc:
@@ -198,6 +218,7 @@ class LocalStack:
         if leftovers:
             print(f"tradedrill: stopped {len(leftovers)} process(es) left by an earlier run: {', '.join(leftovers)}")
         self.nodes = {}
+        self._secrets = StackSecrets.ensure(self.run_dir)
         for spec in specs:
             self.nodes[spec.name] = self._build(spec)
         listening = [s for s in specs if s.port]
@@ -209,13 +230,12 @@ class LocalStack:
                 pass  # check_port_free below names the holder
         for spec in listening:
             check_port_free(spec)
-        (self.run_dir / "topology.json").write_text(json.dumps(self.topology.to_dict(), indent=2))
+        write_private(self.run_dir / "topology.json", json.dumps(self.topology.to_dict(), indent=2))
         if any(s.kind == "engine" for s in specs):
             overrides = self.options.get("engine", {}).get("overrides")
-            self.engine_config = engine_svc.engine_config(self.topology, overrides)
-            tmp = self.engine_config_path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(self.engine_config, indent=2))
-            tmp.replace(self.engine_config_path)
+            # the engine's user and the file of its password; the password itself stays in secrets/
+            self.engine_config = engine_svc.engine_config(self.topology, overrides, self.secrets)
+            write_private(self.engine_config_path, json.dumps(self.engine_config, indent=2))
         previous = signal.getsignal(signal.SIGTERM)
         started = time.monotonic()
         try:
@@ -277,7 +297,11 @@ class LocalStack:
             return
         if kind not in self.supervisors:
             self.supervisors[kind] = Supervisor(events_path=self.run_dir / "supervisor.jsonl")
-        self.supervisors[kind].add(node, policy)
+        on_exit = None
+        if kind == "engine":  # crash handoff: the lease is released as soon as the dead engine is reaped
+            on_exit = engine_svc.release_on_exit(self.topology.node(node.name), self.run_dir,
+                                                 self.engine_config_path)
+        self.supervisors[kind].add(node, policy, on_exit=on_exit)
 
     def _start_and_wait(self, nodes: list[ProcessNode], timeout: float) -> None:
         for node in nodes:
@@ -293,7 +317,7 @@ class LocalStack:
     def wait_replicas_linked(self, timeout: float) -> None:
         def linked() -> bool:
             for spec in self._replica_specs():
-                c = redis_svc.client(spec.address, spec.port)
+                c = redis_svc.client(spec.address, spec.port, credential=self.harness_credential)
                 try:
                     if c.info("replication").get("master_link_status") != "up":
                         return False
@@ -311,7 +335,8 @@ class LocalStack:
 
         def agree() -> bool:
             for spec in sentinels:
-                view = redis_svc.sentinel_view(spec.address, spec.port, self.master_name)
+                view = redis_svc.sentinel_view(spec.address, spec.port, self.master_name,
+                                               credential=self.harness_credential)
                 if int(view.get("num-slaves", 0)) < replicas:
                     return False
                 if int(view.get("num-other-sentinels", 0)) < len(sentinels) - 1:
@@ -367,7 +392,7 @@ class LocalStack:
         }
         if self.engine_config is not None:
             doc["engine_config"] = str(self.engine_config_path)
-        (self.run_dir / "stack.json").write_text(json.dumps(doc, indent=2))
+        write_private(self.run_dir / "stack.json", json.dumps(doc, indent=2))
 
     # -- access ----------------------------------------------------------------------------------------------
     def node(self, name: str) -> ProcessNode:
@@ -404,7 +429,16 @@ class LocalStack:
         return [(s.address, s.port) for s in self.topology.of_kind("sentinel")]
 
     def sentinel(self, timeout: float = 0.5):
-        return redis_svc.sentinel_client(self.sentinel_addresses(), timeout)
+        """A Sentinel-aware client logged in as the harness (on the Sentinels and on the Redis nodes)."""
+        return redis_svc.sentinel_client(self.sentinel_addresses(), timeout, self.harness_credential)
+
+    def redis_node_client(self, name: str, timeout: float = 0.5) -> redis.Redis:
+        """A client of one Redis node or Sentinel by name (``redis-2``, ``sentinel-1``), logged in as the
+        harness."""
+        spec = self.topology.node(name)
+        if spec.kind not in ("redis", "sentinel"):
+            raise KeyError(f"{name} is not a Redis node or Sentinel")
+        return redis_svc.client(spec.address, spec.port, timeout, self.harness_credential)
 
     def redis(self, timeout: float = 0.5) -> redis.Redis:
         """A client of the current primary through the Sentinels, with explicit socket timeouts and no hidden
@@ -414,7 +448,7 @@ class LocalStack:
 
     def redis_primary(self, timeout: float = 0.5) -> tuple[str, int] | None:
         """The primary as a majority of the reachable Sentinels report it; None if none answers."""
-        return sentinel_primary(self.sentinel_addresses(), self.master_name, timeout)
+        return sentinel_primary(self.sentinel_addresses(), self.master_name, timeout, self.harness_credential)
 
     def redis_primary_node(self, timeout: float = 0.5) -> ProcessNode:
         """The node the Sentinels name as the primary now."""
@@ -471,11 +505,14 @@ class LocalStack:
         return engines.get("engine-a") or next(iter(engines.values()))
 
     def clickhouse_client(self, **kwargs):
+        """A clickhouse-connect client logged in with the run folder's ClickHouse password."""
         spec = self.topology.node("clickhouse")
-        return clickhouse.client(spec.address, spec.ports["http"], **kwargs)
+        return clickhouse.client(spec.address, spec.ports["http"], self.secrets.clickhouse(), **kwargs)
 
     def postgres_dsn(self, dbname: str = "postgres") -> str:
-        return postgres.dsn(self.topology.node("postgres"), dbname)
+        """A libpq connection string that names the run folder's password file (not the password)."""
+        spec = self.topology.node("postgres")
+        return postgres.dsn(spec, dbname, self.secrets.pgpass(spec.address, spec.port))
 
 
 def _kind(node: ProcessNode) -> str | None:
@@ -503,10 +540,11 @@ def _check_options(options: dict[str, dict] | None) -> dict[str, dict]:
     return out
 
 
-def sentinel_primary(sentinels: list[tuple[str, int]], master_name: str, timeout: float = 0.5) -> tuple[str, int] | None:
+def sentinel_primary(sentinels: list[tuple[str, int]], master_name: str, timeout: float = 0.5,
+                     credential: Credential | None = None) -> tuple[str, int] | None:
     votes: dict[tuple[str, int], int] = {}
     for address, port in sentinels:
-        c = redis_svc.client(address, port, timeout)
+        c = redis_svc.client(address, port, timeout, credential)
         try:
             host, p = c.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", master_name)
             votes[(host, int(p))] = votes.get((host, int(p)), 0) + 1
@@ -538,13 +576,15 @@ def load_state(run_dir: Path) -> dict | None:
 
 
 def probe_health(spec: NodeSpec, run_dir: Path | None = None) -> str:
+    """``ok``, ``unhealthy`` or ``down (...)``; the servers are asked with the run folder's credentials."""
     try:
+        secrets = StackSecrets.load(run_dir) if run_dir is not None else None
         if spec.kind in ("redis", "sentinel"):
-            ok = redis_svc.ping(spec.address, spec.port)
+            ok = redis_svc.ping(spec.address, spec.port, credential=secrets.harness if secrets else None)
         elif spec.kind == "clickhouse":
-            ok = clickhouse.ping(spec.address, spec.ports["http"])
+            ok = clickhouse.ping(spec.address, spec.ports["http"], secrets.clickhouse() if secrets else None)
         elif spec.kind == "postgres":
-            ok = postgres.ping(spec)
+            ok = postgres.ping(spec, secrets.pgpass(spec.address, spec.port) if secrets else None)
         elif spec.kind == "mt5":
             ok = mt5sim.ping(spec)
         elif spec.kind == "engine":  # it serves nothing: healthy once its event log exists
@@ -563,7 +603,9 @@ def status_rows(run_dir: Path) -> tuple[list[dict], tuple[str, int] | None]:
     topo = Topology.from_dict(state["topology"])
     started = set(state.get("services", topo.services))
     kinds = {k for s in started for k in SERVICE_KINDS.get(s, ())}
-    holder = _detached_lease_holder(run_dir, topo) if "engine" in kinds else None
+    secrets = StackSecrets.load(run_dir)
+    harness = secrets.harness if secrets else None
+    holder = _detached_lease_holder(run_dir, topo, harness) if "engine" in kinds else None
     rows = []
     for spec in topo.nodes:
         if spec.kind not in kinds:
@@ -573,7 +615,8 @@ def status_rows(run_dir: Path) -> tuple[list[dict], tuple[str, int] | None]:
         role = spec.role
         if spec.kind == "redis" and alive:
             try:
-                role = "primary" if redis_svc.replication_role(spec.address, spec.port) == "master" else "replica"
+                role = ("primary" if redis_svc.replication_role(spec.address, spec.port, credential=harness) == "master"
+                        else "replica")
             except Exception:  # noqa: BLE001
                 pass
         if spec.kind == "engine" and alive:
@@ -586,20 +629,22 @@ def status_rows(run_dir: Path) -> tuple[list[dict], tuple[str, int] | None]:
         })
     primary = None
     if "redis" in started:
-        primary = sentinel_primary([(s.address, s.port) for s in topo.of_kind("sentinel")], topo.master_name)
+        primary = sentinel_primary([(s.address, s.port) for s in topo.of_kind("sentinel")], topo.master_name,
+                                   credential=harness)
     return rows, primary
 
 
-def _detached_lease_holder(run_dir: Path, topo: Topology) -> str | None:
+def _detached_lease_holder(run_dir: Path, topo: Topology, credential: Credential | None) -> str | None:
     """The engine instance holding the live lease of a stack started by another process, or None."""
     try:
         group = json.loads((Path(run_dir) / "engine.json").read_text()).get("group") or topo.settings["engine.group"]
     except (OSError, ValueError):
         group = topo.settings.get("engine.group", "engine")
-    primary = sentinel_primary([(s.address, s.port) for s in topo.of_kind("sentinel")], topo.master_name)
+    primary = sentinel_primary([(s.address, s.port) for s in topo.of_kind("sentinel")], topo.master_name,
+                               credential=credential)
     if primary is None:
         return None
-    c = redis_svc.client(*primary)
+    c = redis_svc.client(*primary, credential=credential)
     try:
         return lease_instance(c.get(Keys(group=str(group)).lease))
     except redis.RedisError:

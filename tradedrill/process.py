@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import signal
 import subprocess
 import threading
@@ -20,6 +21,37 @@ from typing import Callable, Iterable, Iterator, Sequence
 import psutil
 
 from tradedrill.waiting import DeadlineExceeded, wait_until
+
+
+# what a node inherits of the caller's environment (everything else it needs is in its ``env``)
+INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def node_environment(user: str | None = None) -> dict[str, str]:
+    """The environment a node starts with: ``PATH``, ``LANG``, ``LC_ALL`` and ``TZ`` of the caller (when set), and
+    ``HOME``, ``USER``, ``LOGNAME`` of the account the node runs as (``user``, else the caller's)."""
+    env = {k: os.environ[k] for k in INHERITED_ENV if os.environ.get(k)}
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("LANG", "C.UTF-8")
+    try:
+        account = pwd.getpwnam(user) if user else pwd.getpwuid(os.geteuid())
+        env.update(HOME=account.pw_dir, USER=account.pw_name, LOGNAME=account.pw_name)
+    except KeyError:
+        if os.environ.get("HOME") and not user:
+            env["HOME"] = os.environ["HOME"]
+    return env
+
+
+def _groups_of(user: str | None) -> tuple[int | None, list[int] | None]:
+    """(group, supplementary groups) for a node run as ``user``: the user's primary group and none else; (None,
+    None) when the node runs as the caller."""
+    if not user:
+        return None, None
+    try:
+        return pwd.getpwnam(user).pw_gid, []
+    except KeyError:
+        raise NodeStartError(f"there is no Unix user {user!r} to run the node as") from None
 
 
 class NodeStartError(RuntimeError):
@@ -240,7 +272,12 @@ class ProcessNode:
     """Handle of one node: a command line, an address, a readiness probe and the signals that hurt it.
 
     ``ready`` is a predicate that returns True once the node serves; ``wait_ready`` polls it with a deadline.
-    ``user`` runs the command as another Unix user (PostgreSQL refuses to run as root).
+    ``user`` runs the command as another Unix user (PostgreSQL refuses to run as root), with that user's group and
+    no supplementary groups (root's group would follow it otherwise).
+
+    The node gets a minimal environment (:func:`node_environment`: ``PATH``, ``HOME``, ``LANG``/``LC_ALL``, ``TZ``,
+    ``USER``/``LOGNAME`` of the account it runs as) plus ``env``, never the caller's whole environment, and a umask
+    of 077: what it creates is its own. Its log file is 0600.
     """
 
     name: str
@@ -277,14 +314,17 @@ class ProcessNode:
             return self
         if self.before_start:
             self.before_start()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self._log:
             self._log.close()
-        self._log = open(self.log_path, "ab", buffering=0)
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        self._log = open(fd, "ab", buffering=0)
         self._log.write(f"\n=== tradedrill: starting {self.name}: {' '.join(self.argv)}\n".encode())
-        env = dict(os.environ)
+        env = node_environment(self.user)
         if self.env:
             env.update(self.env)
+        group, extra_groups = _groups_of(self.user)
         # an interrupt raised through ``interrupt()`` waits until the child is recorded: it never lands between
         # the start and the registry entry (only SIGKILL of this process can, for the microseconds in between)
         section = critical()
@@ -299,6 +339,9 @@ class ProcessNode:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 user=self.user,
+                group=group,
+                extra_groups=extra_groups,
+                umask=0o077,
             )
             self._create_time = _create_time(self._proc.pid)
             if self.registry:

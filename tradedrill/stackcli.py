@@ -6,6 +6,8 @@ started. A second ``up`` in the same folder first stops what a crashed earlier r
 config file again from the settings it is given.
 
 Settings are checked before anything is written: a bad one is a one-line error (exit status 2), never a traceback.
+The run folder is private to the user that ran ``up`` (0700): ``status`` reads the stack's credentials from its
+``secrets/`` to ask the servers (another user gets a one-line error), ``down`` stops the processes by PID.
 Engines (``--services redis,mt5,engine``) run unsupervised here, because ``up`` returns and its process exits; the
 drills supervise theirs.
 """
@@ -19,6 +21,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from tradedrill.credentials import SecretsError
 from tradedrill.process import StackIndex
 from tradedrill.local import LocalStack, StackError, down_detached, load_state, status_rows
 from tradedrill.process import NodeStartError
@@ -64,7 +67,7 @@ def up(stack_dir: Path, subnet: str, services: str, topology_file: Path | None, 
     stack = LocalStack(topo, stack_dir, options={"engine": {"supervise": False}})
     try:
         stack.up()
-    except (StackError, NodeStartError, FileNotFoundError, DeadlineExceeded) as exc:
+    except (StackError, NodeStartError, FileNotFoundError, DeadlineExceeded, SecretsError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         _fail("interrupted; every node that was started has been stopped")
@@ -74,7 +77,10 @@ def up(stack_dir: Path, subnet: str, services: str, topology_file: Path | None, 
 
 
 def _print_status(stack_dir: Path) -> bool:
-    rows, primary = status_rows(stack_dir)
+    try:
+        rows, primary = status_rows(stack_dir)
+    except (SecretsError, PermissionError) as exc:
+        _fail(f"cannot read the stack's state in {stack_dir}: {exc}")
     if not rows:
         click.echo(f"no stack is running from {stack_dir} (start one with `tradedrill up`)")
         return False

@@ -3,6 +3,11 @@
 Loaded from a TOML or JSON file, then overridden by environment variables ``TRADEDRILL_ENGINE_<FIELD>``
 (upper-case field name; values are parsed as JSON when they parse, else kept as strings). Unknown keys are an
 error that names the key: a typo in a production config must not silently fall back to a default.
+
+Secrets: the Redis and Sentinel passwords can be given as a file path (``redis_password_file``,
+``sentinel_password_file``: the file holds the password alone, read on every connect), so the config file need not
+hold them; a password given inline (``redis_password``) is left out of ``repr``. The broker ``factory`` option
+imports and calls code: the config file is code and must be protected like code (docs/SECURITY.md).
 """
 from __future__ import annotations
 
@@ -49,6 +54,13 @@ class EngineConfig:
     redis_port: int = 6379
     redis_socket_timeout_s: float = 1.0     # explicit: the library default retry hides outages (ARCHITECTURE facts)
     redis_connect_timeout_s: float = 0.5
+    # who the engine is to Redis and to the Sentinels (ACL users); a password inline or, better, in a file of its own
+    redis_username: str = ""
+    redis_password: str = field(default="", repr=False)
+    redis_password_file: str = ""
+    sentinel_username: str = ""
+    sentinel_password: str = field(default="", repr=False)
+    sentinel_password_file: str = ""
     redis_retry_interval_s: float = 2.0     # ORD-3: retry Redis every 2 s
     redis_rediscover_after: int = 10        # ORD-3: after 10 attempts switch Redis through Sentinel (full rediscovery)
     rtss_key: str = "RTSS"                  # signal stream
@@ -58,13 +70,15 @@ class EngineConfig:
     alerts_key: str = "ALERTS"              # alert stream
     consumer_group: str = ""                # default: the engine group name
     read_block_ms: int = 200                # XREADGROUP block (must stay under the socket timeout)
-    read_count: int = 16
+    read_count: int = 256                  # entries per XREADGROUP: one batch, one group commit (issue 11)
     # --- lease / heartbeat (ENG-1, ENG-2, ENG-5) -----------------------------------------------------------------
     heartbeat_s: float = 1.0                # ENG-1: heartbeat to Redis every 1 s
     lease_ttl_s: float = 3.0                # ENG-1: passive takes over after 3 s without heartbeat
     lease_safety_margin_s: float = 0.3      # local deadline = renew start + ttl - margin (clock-rate slack)
     passive_poll_s: float = 0.25            # how often a passive instance tries to take the lapsed lease
-    send_flight_s: float = 0.5              # bound on an order request's transit: the new active waits for it
+    send_flight_s: float = 0.5              # bound on an order request's transit: the holder stops sending this long
+                                            # before its lease can lapse, so a successor need not wait for it
+    exit_flight_s: float = 0.1              # after a crash handoff (issue 11): requests the dead process had written
     # --- broker (BRK-1, BRK-2, BRK-5) --------------------------------------------------------------------------
     brokers: list = field(default_factory=list)  # [BrokerConfig-like dict], primary first
     broker_heartbeat_s: float = 3.0         # BRK-1
@@ -119,8 +133,9 @@ class EngineConfig:
             raise ConfigError(f"instance {self.instance!r}: use letters, digits, '-' or '_'")
         if self.lease_ttl_s <= self.heartbeat_s:
             raise ConfigError("lease_ttl_s must exceed heartbeat_s, or the lease lapses between two heartbeats")
-        if self.lease_safety_margin_s >= self.lease_ttl_s - self.heartbeat_s:
-            raise ConfigError("lease_safety_margin_s must be smaller than lease_ttl_s - heartbeat_s")
+        if self.lease_safety_margin_s + self.send_flight_s >= self.lease_ttl_s - self.heartbeat_s:
+            raise ConfigError("lease_safety_margin_s + send_flight_s must be smaller than lease_ttl_s - heartbeat_s, "
+                              "or a holder could never send between two heartbeats")
         if self.read_block_ms / 1000.0 >= self.redis_socket_timeout_s:
             raise ConfigError("read_block_ms must stay under redis_socket_timeout_s")
         if not self.retry_backoff_s:
@@ -131,7 +146,31 @@ class EngineConfig:
             raise ConfigError("comment_max_len must be between 8 and 31 (brokers accept 28-31)")
         if self.broker_switch_after < 1 or self.broker_suspend_after < self.broker_switch_after:
             raise ConfigError("need 1 <= broker_switch_after <= broker_suspend_after")
+        for which in ("redis", "sentinel"):
+            if getattr(self, f"{which}_password") and getattr(self, f"{which}_password_file"):
+                raise ConfigError(f"give {which}_password or {which}_password_file, not both")
         self.broker_configs()
+
+    # --- secrets ------------------------------------------------------------------------------------------------
+    def _credentials(self, which: str) -> tuple[str | None, str | None]:
+        username = getattr(self, f"{which}_username") or None
+        password = getattr(self, f"{which}_password") or None
+        path = getattr(self, f"{which}_password_file")
+        if path:
+            try:
+                password = Path(path).read_text().rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(f"{which}_password_file {path}: {exc.strerror}") from None
+        return username, password
+
+    def redis_credentials(self) -> tuple[str | None, str | None]:
+        """(username, password) for the Redis nodes; None where not configured. Raises ConfigError when the
+        password file cannot be read."""
+        return self._credentials("redis")
+
+    def sentinel_credentials(self) -> tuple[str | None, str | None]:
+        """(username, password) for the Sentinels."""
+        return self._credentials("sentinel")
 
     # --- loading ------------------------------------------------------------------------------------------------
     @classmethod

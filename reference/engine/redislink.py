@@ -11,6 +11,10 @@ the *engine* decides what to do. :class:`RedisLink` keeps one client to the curr
   that comes back as a replica is never written to);
 - after ``redis_rediscover_after`` (ORD-3: 10) failed attempts it drops every Sentinel connection and discovers the
   topology afresh, and raises an alert.
+
+Credentials (ACL users) come from the config: ``redis_username``/``redis_password`` (or ``redis_password_file``) for
+the Redis nodes and ``sentinel_username``/``sentinel_password`` (or ``sentinel_password_file``) for the Sentinels,
+read again on every connect; a refused login is an outage like any other (the engine keeps retrying and alerts).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .config import EngineConfig
+from .config import ConfigError, EngineConfig
 
 T = TypeVar("T")
 
@@ -48,8 +52,14 @@ class RedisLink:
         self._lock = threading.Lock()
 
     # --- connection -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _auth(credentials: tuple[str | None, str | None]) -> dict:
+        username, password = credentials
+        return {k: v for k, v in (("username", username), ("password", password)) if v}
+
     def _client_kwargs(self) -> dict:
-        return dict(socket_timeout=self.config.redis_socket_timeout_s,
+        return dict(**self._auth(self.config.redis_credentials()),
+                    socket_timeout=self.config.redis_socket_timeout_s,
                     socket_connect_timeout=self.config.redis_connect_timeout_s,
                     retry=Retry(NoBackoff(), 0), retry_on_error=[], health_check_interval=0,
                     decode_responses=True, client_name=f"engine-{self.config.instance}-{self.name}",
@@ -62,16 +72,20 @@ class RedisLink:
         if not self.config.sentinels:
             return self.config.redis_host, int(self.config.redis_port)
         errors = []
+        try:
+            auth = self._auth(self.config.sentinel_credentials())
+        except ConfigError as exc:
+            raise RedisUnavailable(str(exc)) from None
         for host, port in self.config.sentinels:
             s = redis.Redis(host=host, port=int(port), socket_timeout=self.config.redis_connect_timeout_s,
                             socket_connect_timeout=self.config.redis_connect_timeout_s,
-                            retry=Retry(NoBackoff(), 0), decode_responses=True)
+                            retry=Retry(NoBackoff(), 0), decode_responses=True, **auth)
             try:
                 addr = s.execute_command("SENTINEL", "get-master-addr-by-name", self.config.master_name)
                 if addr:
                     return str(addr[0]), int(addr[1])
                 errors.append(f"{host}:{port} does not know {self.config.master_name!r}")
-            except REDIS_ERRORS as exc:
+            except (*REDIS_ERRORS, redis.ResponseError) as exc:  # a refusal (NOPERM) is this Sentinel's answer too
                 errors.append(f"{host}:{port}: {exc}")
             finally:
                 s.close()
@@ -79,12 +93,16 @@ class RedisLink:
 
     def _connect(self) -> None:
         host, port = self.discover()
-        client = redis.Redis(host=host, port=port, **self._client_kwargs())
+        try:
+            kwargs = self._client_kwargs()
+        except ConfigError as exc:
+            raise RedisUnavailable(str(exc)) from None
+        client = redis.Redis(host=host, port=port, **kwargs)
         try:
             role = client.execute_command("ROLE")
             if not role or role[0] != "master":
                 raise RedisUnavailable(f"{host}:{port} is a {role[0] if role else '?'}, not the primary (yet)")
-        except REDIS_ERRORS as exc:
+        except (*REDIS_ERRORS, redis.ResponseError) as exc:
             client.close()
             raise RedisUnavailable(f"primary {host}:{port} unreachable: {exc}") from None
         except RedisUnavailable:

@@ -108,6 +108,7 @@ class Harness:
 
     # -- config and engines ---------------------------------------------------------------------------------------
     def config(self, **overrides) -> dict:
+        """The engine's config for this test's group: it logs in as the stack's ``engine`` user."""
         return engine_svc.engine_config(self.topology, {
             "group": self.group,
             "rtss_key": self.rtss, "rtrs_key": self.rtrs, "alerts_key": self.alerts,
@@ -117,7 +118,7 @@ class Harness:
             "broker_reconnect_s": 0.3, "retry_backoff_s": [0.1, 0.2, 0.4, 0.8, 1.6], "failed_sync_retry_s": 2.0,
             "market_closed_poll_s": 0.5, "ambiguous_grace_s": 3.0, "watchdog_timeout_s": 20.0,
             **overrides,
-        })
+        }, self.stack.secrets)
 
     def engine_node(self, instance: str, module: str = "reference.engine", **overrides) -> ProcessNode:
         """The engine's ProcessNode, not started (a supervisor may start it); stopped by ``close``."""
@@ -169,7 +170,7 @@ class Harness:
     def redis(self) -> redis.Redis:
         host, port = wait_until(lambda: self.stack.redis_primary(), 15, "Sentinels to name a primary")
         return redis.Redis(host=host, port=port, socket_timeout=1.0, socket_connect_timeout=1.0,
-                           decode_responses=True)
+                           decode_responses=True, **self.stack.harness_credential.redis_kwargs())
 
     def submit(self, **fields) -> tuple[str, str]:
         """XADD one signal (retrying across a failover); returns (signal_id, entry_id)."""

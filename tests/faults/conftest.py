@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from faults.proxy import EmbeddedToxiproxy
+from tradedrill.credentials import Credential, StackSecrets
 from tradedrill.process import ProcessNode
 from tradedrill.services import redis as redis_svc
 from tradedrill.topology import Topology
@@ -131,9 +132,14 @@ def hostport(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+# the harness login of the lone Redis last built by ``redis_node`` (what ``quick_redis`` logs in with)
+_LONE_REDIS: dict[str, Credential] = {}
+
+
 def redis_node(tmp_path: Path, address: str, port: int = 6379, name: str = "redis") -> ProcessNode:
     """A lone Redis (no persistence) at ``address:port``, built like every Redis of the stack
-    (``tradedrill.services.redis``); its config, data and log live under ``tmp_path``."""
+    (``tradedrill.services.redis``: ACL users, the default user off); its config, data, secrets and log live under
+    ``tmp_path``."""
     subnet = address.rpartition(".")[0]
     topo = Topology.default(subnet=subnet, services=("redis",), overrides={
         "redis.port": port, "redis.replicas": 0, "sentinel.count": 1, "sentinel.quorum": 1,
@@ -141,6 +147,7 @@ def redis_node(tmp_path: Path, address: str, port: int = 6379, name: str = "redi
     spec = dataclasses.replace(topo.node("redis-1"), name=name, address=address)
     node = redis_svc.build_node(spec, topo, tmp_path, None)
     node.ready_timeout = 10.0
+    _LONE_REDIS["harness"] = StackSecrets.load(tmp_path).harness
     return node
 
 
@@ -155,9 +162,11 @@ def redis_primary(tmp_path):
 
 
 def quick_redis(address: str, port: int = 6379, timeout: float = 0.5) -> redis.Redis:
-    """A client whose operations fail fast (no hidden retries), so a fault shows as an error."""
+    """A client whose operations fail fast (no hidden retries), so a fault shows as an error; it logs in as the
+    harness of the lone Redis ``redis_node`` built last (directly or through a proxy in front of it)."""
     from redis.retry import Retry
     from redis.backoff import NoBackoff
 
+    auth = _LONE_REDIS["harness"].redis_kwargs() if "harness" in _LONE_REDIS else {}
     return redis.Redis(host=address, port=port, socket_timeout=timeout, socket_connect_timeout=timeout,
-                       retry=Retry(NoBackoff(), 0))
+                       retry=Retry(NoBackoff(), 0), **auth)

@@ -55,10 +55,18 @@ def test_bad_settings_are_sentences_not_tracebacks(tmp_path):
     assert res.stderr.count("\n") == 1 and not (tmp_path / "stack").exists()
 
 
-def sentinel_down_after_ms(address: str, port: int) -> int:
+def harness(stack_dir: Path):
+    """The harness's Redis/Sentinel login, from the run folder's secrets."""
+    from tradedrill.credentials import StackSecrets
+
+    return StackSecrets.load(stack_dir).harness
+
+
+def sentinel_down_after_ms(stack_dir: Path, address: str, port: int) -> int:
     from tradedrill.services import redis as redis_svc
 
-    return int(redis_svc.sentinel_view(address, port, "mymaster")["down-after-milliseconds"])
+    view = redis_svc.sentinel_view(address, port, "mymaster", credential=harness(stack_dir))
+    return int(view["down-after-milliseconds"])
 
 
 def test_a_second_up_into_the_same_folder_runs_the_new_settings(tmp_path):
@@ -69,16 +77,17 @@ def test_a_second_up_into_the_same_folder_runs_the_new_settings(tmp_path):
               "--set", "redis.port=6396", "--set", "sentinel.port=26396"]
     try:
         run("up", *common)
-        assert sentinel_down_after_ms("127.0.2.5", 26396) == 3000
+        assert sentinel_down_after_ms(d, "127.0.2.5", 26396) == 3000
         run("up", *common, "--set", "sentinel.down_after_ms=1000", "--set", "redis.appendfsync=everysec")
         state = json.loads((d / "stack.json").read_text())
         assert state["topology"]["settings"]["sentinel.down_after_ms"] == 1000
         for address in ("127.0.2.5", "127.0.2.6", "127.0.2.7"):
-            assert sentinel_down_after_ms(address, 26396) == 1000
+            assert sentinel_down_after_ms(d, address, 26396) == 1000
         import redis
 
         for address in ("127.0.2.2", "127.0.2.3", "127.0.2.4"):
-            c = redis.Redis(host=address, port=6396, socket_timeout=2, decode_responses=True)
+            c = redis.Redis(host=address, port=6396, socket_timeout=2, decode_responses=True,
+                            **harness(d).redis_kwargs())
             assert c.config_get("appendfsync") == {"appendfsync": "everysec"}
             c.close()
     finally:

@@ -8,6 +8,7 @@ import time
 import psutil
 import pytest
 
+from tradedrill.credentials import StackSecrets
 from tradedrill.local import LocalStack, StackError
 from tradedrill.process import same_process_alive
 from tradedrill.services import redis as redis_svc
@@ -89,7 +90,8 @@ def test_sigkill_of_the_redis_primary_promotes_a_replica_and_writes_go_on(stack,
     assert writer.get("before") == "1"
     # the old primary comes back as a replica of the new one
     primary.start().wait_ready()
-    wait_until(lambda: redis_svc.replication_role(primary.address, primary.port) == "slave", 20,
+    wait_until(lambda: redis_svc.replication_role(primary.address, primary.port,
+                                                  credential=stack.harness_credential) == "slave", 20,
                "the old primary to rejoin as a replica")
 
 
@@ -128,22 +130,26 @@ def test_pause_makes_a_node_unresponsive_and_resume_heals(stack):
     node = stack.node("sentinel-3")
     node.pause()
     try:
-        assert not _pings(node)
+        assert not _pings(stack, node)
     finally:
         node.resume()
-    assert _pings(node)
+    assert _pings(stack, node)
 
 
-def _pings(node) -> bool:
+def _pings(stack, node) -> bool:
     try:
-        return redis_svc.ping(node.address, node.port, timeout=0.3)
+        return redis_svc.ping(node.address, node.port, timeout=0.3, credential=stack.harness_credential)
     except Exception:  # noqa: BLE001
         return False
 
 
 # -- run folders that tell the truth (issue 9 item 6) ------------------------------------------------------------------
-def _live(address: str, port: int, *names: str) -> dict:
-    c = redis_svc.client(address, port, timeout=2.0)
+def _harness(run_dir):
+    return StackSecrets.load(run_dir).harness
+
+
+def _live(run_dir, address: str, port: int, *names: str) -> dict:
+    c = redis_svc.client(address, port, timeout=2.0, credential=_harness(run_dir))
     try:
         out = {}
         for name in names:
@@ -160,28 +166,30 @@ def test_every_up_renders_the_configs_from_the_current_settings(tmp_path):
     first = Topology.default(subnet=SUBNET, services=("redis",), overrides=base)
     with LocalStack(first, tmp_path) as stack:
         replica = stack.node("redis-2")
-        c = redis_svc.client(replica.address, replica.port, timeout=2.0)
+        c = redis_svc.client(replica.address, replica.port, timeout=2.0, credential=stack.harness_credential)
         c.execute_command("REPLICAOF", "NO", "ONE")  # what a promotion leaves behind
         c.config_set("appendfsync", "no")
         c.execute_command("CONFIG", "REWRITE")
         c.close()
         for s in first.of_kind("sentinel"):
-            sc = redis_svc.client(s.address, s.port, timeout=2.0)
+            sc = redis_svc.client(s.address, s.port, timeout=2.0, credential=stack.harness_credential)
             sc.execute_command("SENTINEL", "SET", "mymaster", "down-after-milliseconds", "7777")
             sc.close()
-        assert "replicaof" not in (tmp_path / "data" / "redis-2" / "redis.conf").read_text()
-        assert "7777" in (tmp_path / "data" / "sentinel-1" / "sentinel.conf").read_text()
+        assert "replicaof" not in redis_svc.config_path(first.node("redis-2"), tmp_path).read_text()
+        assert "7777" in redis_svc.config_path(first.node("sentinel-1"), tmp_path).read_text()
     second = Topology.default(subnet=SUBNET, services=("redis",), overrides={
         **base, "sentinel.down_after_ms": 1000, "redis.appendfsync": "everysec", "redis.save": "",
         "redis.maxmemory_policy": "allkeys-lru"})
     with LocalStack(second, tmp_path) as stack:
         for spec in second.of_kind("redis"):
-            assert _live(spec.address, spec.port, "appendfsync", "save", "maxmemory-policy") == {
+            assert _live(tmp_path, spec.address, spec.port, "appendfsync", "save", "maxmemory-policy") == {
                 "appendfsync": "everysec", "save": "", "maxmemory-policy": "allkeys-lru"}, spec.name
-        assert redis_svc.replication_role("127.0.2.3", 6394) == "slave", "redis-2 is the replica it is set to be"
+        harness = stack.harness_credential
+        assert redis_svc.replication_role("127.0.2.3", 6394, credential=harness) == "slave", \
+            "redis-2 is the replica it is set to be"
         assert stack.redis_primary() == ("127.0.2.2", 6394)
         for spec in second.of_kind("sentinel"):
-            view = redis_svc.sentinel_view(spec.address, spec.port, "mymaster")
+            view = redis_svc.sentinel_view(spec.address, spec.port, "mymaster", credential=harness)
             assert int(view["down-after-milliseconds"]) == 1000, spec.name
         state = json.loads((tmp_path / "stack.json").read_text())
         assert state["topology"]["settings"]["sentinel.down_after_ms"] == 1000
@@ -190,7 +198,7 @@ def test_every_up_renders_the_configs_from_the_current_settings(tmp_path):
 def test_a_restart_within_a_run_keeps_what_the_node_rewrote(tmp_path):
     topo = Topology.default(subnet=SUBNET, services=("redis",))
     node = redis_svc.build_node(topo.node("redis-2"), topo, tmp_path, None)
-    conf = tmp_path / "data" / "redis-2" / "redis.conf"
+    conf = redis_svc.config_path(topo.node("redis-2"), tmp_path)
     node.before_start()
     assert "replicaof 127.0.2.2 6379" in conf.read_text()
     conf.write_text(conf.read_text().replace("replicaof 127.0.2.2 6379", "# promoted by a failover"))
@@ -210,7 +218,7 @@ def test_redis_accepts_the_edge_values_it_is_given(tmp_path):
     node = redis_svc.build_node(topo.node("redis-1"), topo, tmp_path / "run folder", None)
     try:
         node.start().wait_ready()
-        assert _live("127.0.2.2", 6395, "save", "maxmemory", "appendonly", "dir") == {
+        assert _live(tmp_path / "run folder", "127.0.2.2", 6395, "save", "maxmemory", "appendonly", "dir") == {
             "save": "900 1 300 10", "maxmemory": str(2**30), "appendonly": "no",
             "dir": str(tmp_path / "run folder" / "data" / "redis-1")}
     finally:

@@ -7,6 +7,9 @@ Two things live here, so that nothing else writes them again:
   first (``reference.mt5.port:open_terminal`` with ``{"kind": "simulator", "host", "port", "call_timeout"}``,
   login ``mt5.account``; the broker's name is its role without ``broker-``: ``primary``, ``backup``).
   ``overrides`` are ``EngineConfig`` fields and win (scaled-down timings in tests, another group, ...).
+  ``secrets`` (the run folder's ``tradedrill.credentials.StackSecrets``) makes the engine log in to Redis and the
+  Sentinels as the ``engine`` user; the config names the file holding its password (``redis_password_file``), never
+  the password, so a config file in a run folder holds no secret.
 - ``build_node(spec, topo, run_dir, registry, config_path=...)``: the ``ProcessNode`` of one instance, started as
   ``python -m reference.engine run --config <config_path> --instance <A|B> --state-dir <run_dir>/engines/<node>``
   (``command`` replaces ``python -m reference.engine``: tests run deliberately broken engines that way, so
@@ -22,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from tradedrill.credentials import StackSecrets, private_dir
 from tradedrill.process import PidRegistry, ProcessNode
 from tradedrill.topology import ENGINE_INSTANCES, NodeSpec, Topology
 
@@ -48,6 +52,20 @@ def state_dir(spec: NodeSpec, run_dir: Path) -> Path:
     return Path(run_dir) / "engines" / spec.name
 
 
+def release_on_exit(spec: NodeSpec, run_dir: Path, config_path: Path):
+    """The supervisor's ``on_exit`` hook of an engine node: once its process is reaped, release the lease it held
+    (``reference.engine.handoff``), so the passive instance takes over without waiting out the TTL (issue 11)."""
+    from reference.engine.config import EngineConfig
+    from reference.engine.handoff import release_after_exit
+
+    overrides = {"instance": instance_of(spec), "state_dir": str(state_dir(spec, run_dir))}
+
+    def hook(_program, _returncode) -> str:
+        return release_after_exit(EngineConfig.load(config_path, overrides=overrides))
+
+    return hook
+
+
 def events_path(spec: NodeSpec, run_dir: Path) -> Path:
     return state_dir(spec, run_dir) / f"events-{instance_of(spec)}.jsonl"
 
@@ -63,7 +81,18 @@ def broker_entry(spec: NodeSpec, topo: Topology) -> dict[str, Any]:
     }
 
 
-def engine_config(topo: Topology, overrides: dict | None = None) -> dict:
+ROLE = "engine"  # the engine's Redis/Sentinel user
+
+
+def credentials_config(secrets: StackSecrets, role: str = ROLE) -> dict[str, str]:
+    """The ``EngineConfig`` fields that log a client in as ``role``: user names and the password file."""
+    user = secrets.redis(role).username
+    password_file = str(secrets.password_file(role))
+    return {"redis_username": user, "redis_password_file": password_file,
+            "sentinel_username": user, "sentinel_password_file": password_file}
+
+
+def engine_config(topo: Topology, overrides: dict | None = None, secrets: StackSecrets | None = None) -> dict:
     """The engine configuration (a JSON-able dict of ``EngineConfig`` fields) for ``topo``."""
     brokers = sorted(topo.of_kind("mt5"), key=lambda s: (s.role != "broker-primary", s.name))
     cfg: dict[str, Any] = {
@@ -72,6 +101,8 @@ def engine_config(topo: Topology, overrides: dict | None = None) -> dict:
         "master_name": topo.master_name,
         "brokers": [broker_entry(s, topo) for s in brokers],
     }
+    if secrets is not None:
+        cfg.update(credentials_config(secrets))
     cfg.update(overrides or {})
     return cfg
 
@@ -88,10 +119,10 @@ def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegis
     return ProcessNode(
         name=spec.name, role=spec.role, address=spec.address, port=spec.port, argv=argv,
         log_path=Path(run_dir) / "logs" / f"{spec.name}.log", cwd=REPO_ROOT, env=dict(env) if env else None,
-        ready=events.exists, registry=registry, before_start=lambda: state.mkdir(parents=True, exist_ok=True),
+        ready=events.exists, registry=registry, before_start=lambda: private_dir(state),
         extra={"kind": spec.kind, "instance": instance, "state_dir": str(state), "config": str(config_path)},
     )
 
 
-__all__ = ["ENGINE_INSTANCES", "broker_entry", "build_node", "engine_config", "events_path", "instance_of",
-           "node_name", "state_dir"]
+__all__ = ["ENGINE_INSTANCES", "broker_entry", "build_node", "credentials_config", "engine_config", "events_path",
+           "instance_of", "node_name", "state_dir"]
