@@ -51,6 +51,18 @@ def run(config_path, instance, state_dir, sets, echo_events):
     eng.run()
 
 
+@engine.command("release-after-exit")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML or JSON engine configuration.")
+@click.option("--instance", required=True, help="The instance that exited.")
+@click.option("--state-dir", help="Its state directory (where it recorded the lease it held).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+def release_after_exit_cmd(config_path, instance, state_dir, sets):
+    """For a supervisor, after it reaped INSTANCE's process: release the lease it held (compare-and-delete), so
+    the passive instance takes over without waiting out the TTL (ENG-1). Only run it once the PID is gone."""
+    from reference.engine.handoff import release_after_exit
+    click.echo(release_after_exit(_load(config_path, instance, state_dir, sets)))
+
+
 @engine.command("submit")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")

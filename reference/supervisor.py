@@ -99,6 +99,7 @@ class Supervisor:
         self._stop = threading.Event()
         self._threads: dict[str, threading.Thread] = {}
         self._programs: dict[str, tuple[Program, RestartPolicy, Callable[[], bool] | None]] = {}
+        self._on_exit: dict[str, Callable[[Program, int | None], str | None]] = {}
         self.gave_up: set[str] = set()
 
     def _record(self, event: str, program: Program, detail: str = "", returncode: int | None = None) -> SupervisorEvent:
@@ -112,8 +113,14 @@ class Supervisor:
         log.info("%s %s pid=%s rc=%s %s", event, program.name, program.pid, returncode, detail)
         return ev
 
-    def add(self, program: Program, policy: RestartPolicy | str, health: Callable[[], bool] | None = None) -> None:
-        """Start ``program`` and watch it. ``health`` is probed every ``policy.health_interval_s`` if given."""
+    def add(self, program: Program, policy: RestartPolicy | str, health: Callable[[], bool] | None = None,
+            on_exit: Callable[[Program, int | None], str | None] | None = None) -> None:
+        """Start ``program`` and watch it. ``health`` is probed every ``policy.health_interval_s`` if given;
+        ``on_exit(program, returncode)`` runs each time its process has exited and been reaped, before any restart
+        (an engine's crash handoff, ``reference.engine.handoff``); what it returns is logged as an ``on_exit``
+        event, and an exception it raises is logged, never fatal."""
+        if on_exit is not None:
+            self._on_exit[program.name] = on_exit
         if isinstance(policy, str):
             try:
                 policy = POLICIES[policy]
@@ -149,6 +156,12 @@ class Supervisor:
                 continue
             rc = program.returncode
             self._record("exit", program, returncode=rc)
+            hook = self._on_exit.get(name)
+            if hook is not None:
+                try:
+                    self._record("on_exit", program, str(hook(program, rc) or ""), returncode=rc)
+                except Exception as exc:  # noqa: BLE001 - a failing hook must not stop the supervision
+                    self._record("on_exit", program, f"hook failed: {exc!r}", returncode=rc)
             if policy.restart == "never" or (policy.restart == "on-failure" and rc == 0):
                 return
             now = time.monotonic()

@@ -469,7 +469,7 @@ class LocalStack:
         spec = self.topology.node(name)
         if spec.kind != "mt5":
             raise KeyError(f"{name} is not a broker; brokers: {[s.name for s in self.topology.of_kind('mt5')]}")
-        return mt5sim.admin(spec)
+        return mt5sim.admin(spec, run_dir=self.run_dir)  # with its admin token, from this run folder
 
     def lease_holder(self, group: str | None = None) -> str | None:
         """The engine instance holding the lease of ``group`` (default: the engines' group) as Redis says now:

@@ -75,7 +75,8 @@ class EngineConfig:
     heartbeat_s: float = 1.0                # ENG-1: heartbeat to Redis every 1 s
     lease_ttl_s: float = 3.0                # ENG-1: passive takes over after 3 s without heartbeat
     lease_safety_margin_s: float = 0.3      # local deadline = renew start + ttl - margin (clock-rate slack)
-    passive_poll_s: float = 0.25            # how often a passive instance tries to take the lapsed lease
+    passive_poll_s: float = 0.05            # how often a passive instance tries to take the lapsed lease (a pause
+                                            # RTO is 3 s - heartbeat age + this; issue 11)
     send_flight_s: float = 0.5              # bound on an order request's transit: the holder stops sending this long
                                             # before its lease can lapse, so a successor need not wait for it
     exit_flight_s: float = 0.1              # after a crash handoff (issue 11): requests the dead process had written

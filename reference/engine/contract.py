@@ -18,6 +18,8 @@ Keys of one engine group ``g`` (the prefixes are configuration: ``EngineConfig.r
 ``g:fence``                the fencing counter, INCRemented on every acquisition
 ``g:lease:holder``         the last holder's value (no TTL)
 ``g:lease:renewed_ms``     Redis server time of the last renewal or acquisition
+``g:lease:released``       how the last holder let go, read and cleared by the next acquisition: ``exit`` (its
+                           supervisor reaped it and released for it) or ``clean`` (it released on shutdown)
 =========================  ======================================================================================
 
 Order comments (MT5_API exactly-once): ``<prefix><12 base32 chars of sha256(signal id)>-<attempt>``, e.g.
@@ -110,9 +112,13 @@ class Keys:
     def renewed_ms(self) -> str:
         return f"{self.group}:lease:renewed_ms"
 
+    @property
+    def lease_released(self) -> str:
+        return f"{self.group}:lease:released"
+
     def lease_keys(self) -> list[str]:
-        """The KEYS of the lease scripts, in their order: lease, fence, renewed_ms, holder."""
-        return [self.lease, self.fence, self.renewed_ms, self.lease_holder]
+        """The KEYS of the lease scripts, in their order: lease, fence, renewed_ms, holder, released."""
+        return [self.lease, self.fence, self.renewed_ms, self.lease_holder, self.lease_released]
 
 
 # -- the lease value -------------------------------------------------------------------------------------------

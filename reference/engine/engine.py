@@ -41,6 +41,7 @@ from .broker import BrokerCallFailed, BrokerPool, BrokerSession, BrokerTrace, _f
 from .config import EngineConfig
 from .events import EventLog
 from .journal import Intent, Journal
+from .handoff import lease_value_file
 from .lease import Lease
 from .redislink import RedisLink, RedisUnavailable
 from .retcodes import Outcome, classify_none, constant
@@ -88,7 +89,8 @@ class Engine:
         self.redis = RedisLink(config, "main", on_rediscover=self._on_rediscover)
         self.alerts = Alerts(self.redis, config.alerts_key, config.instance, self.emit, config.webhook_url,
                              config.alerts_maxlen)
-        self.lease = Lease(config, RedisLink(config, "lease"), self.emit)
+        self.lease = Lease(config, RedisLink(config, "lease"), self.emit,
+                           value_file=lease_value_file(self.state_dir, config.instance))
         self.brokers = BrokerPool(config, self.emit, self.alerts.raise_)
         self.watchdog = Watchdog(config.watchdog_timeout_s, self.emit)
         self.stop_event = threading.Event()

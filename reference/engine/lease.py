@@ -7,14 +7,18 @@ value (no TTL), ``g:lease:renewed_ms`` = Redis server time of the last successfu
 Fencing, because a process can be paused (SIGSTOP, GC, swap) at any instant and wake up believing it is active:
 
 1. *Local deadline.* Each renewal starts a monotonic clock before the request; on success the holder may send until
-   ``start + ttl - safety_margin``. That is never later than the server-side expiry (the request reached the server
-   after ``start``). Immediately before each ``order_send`` the engine checks ``can_send()``; a process that slept
+   ``start + ttl - safety_margin - send_flight_s``. That is ``send_flight_s`` (the longest time a request takes to
+   reach the broker) before the server-side expiry (the request reached the server after ``start``), so whatever
+   the holder sent has reached the broker by the time the key lapses. Immediately before each ``order_send`` the engine checks ``can_send()``; a process that slept
    past its deadline sees it is past and does not send until a renewal succeeds again - and a renewal only succeeds
    if nobody else took the lease in between (the Lua script compares the holder value).
 2. *The new holder waits out the old one.* On acquisition the script returns the previous holder and the server time
-   of its last renewal; the new holder does not reconcile or send until that renewal's TTL has run out plus
-   ``send_flight_s`` (the longest time a request the old holder started before its deadline can take to reach the
-   broker). Only then does it reconcile in-flight work against the broker, so anything the old one sent is visible.
+   of its last renewal; the new holder does not reconcile or send until that renewal's TTL has run out (the flight
+   time is already inside the old holder's own margin, 1.). Only then does it reconcile in-flight work against the
+   broker, so anything the old one sent is visible. A crash is not a pause: when the supervisor that runs an engine
+   has reaped its process (it cannot send any more), it releases the lease for it at once with a compare-and-delete
+   on the holder value (``handoff.release_after_exit``); the successor then waits only ``exit_flight_s`` for
+   requests that were already on the wire, not the TTL. A clean shutdown releases the lease itself (no wait).
 3. *The broker is the arbiter.* The two instances do not share a journal; the new holder finds what the old one
    sent by the deterministic comment (and magic) in the broker's orders/positions/history.
 
@@ -28,9 +32,11 @@ Several groups (ENG-6) never conflict: every key, the consumer group and the mag
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from .config import EngineConfig
@@ -41,15 +47,17 @@ ACQUIRE = """
 local cur = redis.call('GET', KEYS[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if cur then return {0, cur, now, 0, ''} end
+if cur then return {0, cur, now, 0, '', ''} end
 local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 local prev = redis.call('GET', KEYS[4]) or ''
+local released = redis.call('GET', KEYS[5]) or ''
+redis.call('DEL', KEYS[5])
 local token = redis.call('INCR', KEYS[2])
 local val = ARGV[1] .. ':' .. token
 redis.call('SET', KEYS[1], val, 'PX', ARGV[2])
 redis.call('SET', KEYS[3], now)
 redis.call('SET', KEYS[4], val)
-return {1, val, now, last, prev}
+return {1, val, now, last, prev, released}
 """
 
 RENEW = """
@@ -69,10 +77,12 @@ end
 return 0
 """
 
+# compare-and-delete: only the holder named in ARGV[1] is released; ARGV[2] says how ("clean" | "exit")
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('SET', KEYS[2], 0)
+  redis.call('SET', KEYS[3], ARGV[2])
   return 1
 end
 return 0
@@ -90,11 +100,13 @@ class Acquisition:
 class Lease:
     """The lease as one instance sees it; ``run`` is the heartbeat thread's loop."""
 
-    def __init__(self, config: EngineConfig, link: RedisLink, on_event: Callable[..., None]):
+    def __init__(self, config: EngineConfig, link: RedisLink, on_event: Callable[..., None],
+                 value_file: Path | None = None):
         self.config = config
         self.link = link
         self.emit = on_event
-        self.keys = Keys.of(config).lease_keys()  # lease, fence, renewed_ms, holder
+        self.keys = Keys.of(config).lease_keys()  # lease, fence, renewed_ms, holder, released
+        self.value_file = value_file
         self.value: str | None = None
         self.token = 0
         self._deadline = 0.0           # monotonic: may send until then
@@ -130,22 +142,31 @@ class Lease:
     def try_acquire(self) -> Acquisition | None:
         ttl_ms = int(self.config.lease_ttl_s * 1000)
         start = time.monotonic()
-        res = self.link.run(lambda r: r.eval(ACQUIRE, 4, *self.keys, self.config.instance, ttl_ms))
+        res = self.link.run(lambda r: r.eval(ACQUIRE, 5, *self.keys, self.config.instance, ttl_ms))
         if int(res[0]) != 1:
             return None
         value, now_ms, last_ms, previous = str(res[1]), int(res[2]), int(res[3]), str(res[4] or "")
+        released = str(res[5] or "")
         wait_s = 0.0
         if previous and previous != value:
-            # the previous holder may send until its last renewal + ttl (server clock), plus the request's transit
-            wait_s = max(0.0, (last_ms + ttl_ms - now_ms) / 1000.0) + self.config.send_flight_s
+            if released == "exit":
+                # its supervisor reaped it (it cannot send any more) and released for it: only a request it wrote
+                # before it died may still be on its way to the broker
+                wait_s = self.config.exit_flight_s
+            elif released != "clean":
+                # the previous holder stopped sending send_flight_s before its last renewal + ttl (its own margin),
+                # so its last request has reached the broker by the time the lease lapses (server clock)
+                wait_s = max(0.0, (last_ms + ttl_ms - now_ms) / 1000.0)
         with self._lock:
             self.value = value
             self.token = parse_lease(value)[1]
-            self._deadline = start + self.config.lease_ttl_s - self.config.lease_safety_margin_s
+            self._deadline = start + self._sending_window()
             self._ready_at = time.monotonic() + wait_s
             self.acquired_count += 1
         self.last_renew_ok = start
-        self.emit("lease_acquired", token=self.token, value=value, previous=previous, wait_s=round(wait_s, 3))
+        self._record_value(value)
+        self.emit("lease_acquired", token=self.token, value=value, previous=previous, released=released or None,
+                  wait_s=round(wait_s, 3))
         self.changed.set()
         return Acquisition(value, self.token, previous, wait_s)
 
@@ -155,11 +176,11 @@ class Lease:
             return False
         ttl_ms = int(self.config.lease_ttl_s * 1000)
         start = time.monotonic()
-        res = int(self.link.run(lambda r: r.eval(RENEW, 4, *self.keys, value, ttl_ms)))
+        res = int(self.link.run(lambda r: r.eval(RENEW, 4, *self.keys[:4], value, ttl_ms)))
         if res in (1, 2):
             with self._lock:
                 if self.value == value:
-                    self._deadline = start + self.config.lease_ttl_s - self.config.lease_safety_margin_s
+                    self._deadline = start + self._sending_window()
             self.last_renew_ok = start
             return True
         self._lose("taken by another instance")
@@ -174,6 +195,22 @@ class Lease:
         self.emit("lease_lost", value=old, reason=why)
         self.changed.set()
 
+    def _sending_window(self) -> float:
+        """Seconds after a renewal's start during which this holder may send: the TTL less the clock-rate margin
+        and less the time a request needs to reach the broker, so the last one has arrived when the key lapses."""
+        return self.config.lease_ttl_s - self.config.lease_safety_margin_s - self.config.send_flight_s
+
+    def _record_value(self, value: str) -> None:
+        """The lease value, for the supervisor that releases it after this process exits (``handoff``)."""
+        if self.value_file is None:
+            return
+        try:
+            tmp = self.value_file.with_name(self.value_file.name + ".tmp")
+            tmp.write_text(value)
+            os.replace(tmp, self.value_file)
+        except OSError as exc:
+            self.emit("lease_file_error", error=str(exc))
+
     def release(self) -> None:
         """Give the lease up on a clean stop; the successor need not wait, as nothing is in flight any more."""
         value = self.value
@@ -181,7 +218,7 @@ class Lease:
             return
         self._lose("released on shutdown")
         try:
-            self.link.run(lambda r: r.eval(RELEASE, 2, self.keys[0], self.keys[2], value))
+            self.link.run(lambda r: r.eval(RELEASE, 3, self.keys[0], self.keys[2], self.keys[4], value, "clean"))
         except RedisUnavailable:
             pass
 
