@@ -642,6 +642,12 @@ def run_validity(run: h.RunDir, scenario: dict, ops: Sequence[Operation], fault_
     """Whether a run holds enough to be judged: it finished (not interrupted or crashed), its history has
     operations, and every fault step of its scenario was injected (the fault log's ``inject`` records)."""
     reasons = []
+    for name, read in ((h.LEDGER, run.ledger), (h.RTRS, run.trade_results), (h.RTS, run.trade_state),
+                       (h.BACKLOG, run.backlog), (h.SIGNALS, run.signals)):
+        try:
+            read()
+        except (ValueError, TypeError, KeyError) as exc:  # a damaged file: its verdicts would be guesses
+            reasons.append(f"{name} cannot be read: {exc}")
     status = run.status()
     if status is not None and status.get("state") != "complete":
         reasons.append(f"the drill did not finish: {status.get('state')}"

@@ -65,7 +65,13 @@ def _print_verdicts(console: Console, verdicts) -> None:
 
 def _print_evidence(console: Console, run_checks) -> None:
     for rc in run_checks:
+        if not rc.run_validity.valid:
+            continue  # its numbers prove nothing; _print_invalid says why
         for r in rc.results:
+            if r.valid == "unknown":
+                why = next((e.get("why") for e in r.evidence if e.get("kind") in ("unmeasured", "error")), None)
+                if why:
+                    console.print(f"  {rc.run_dir} {r.checker}: unmeasured: {why}", markup=False, soft_wrap=True)
             if r.valid is False:
                 console.print(f"[red]✗[/] {rc.run_dir} [bold]{r.checker}[/] "
                               f"({', '.join(r.requirement_ids)}): {r.summary}")
@@ -158,9 +164,9 @@ def check(run_dir: Path, report_dir: Path | None) -> None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/drills"), show_default=True,
               help="Folder for run directories and the report.")
 @click.option("--subnet", default="127.0.0", show_default=True, help="Loopback /24 for the drill's nodes.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True, max=86400), default=None,
               help="Seconds of load per run (default: the scenario's).")
-@click.option("--settle", type=click.FloatRange(min=0), default=None,
+@click.option("--settle", type=click.FloatRange(min=0, max=3600), default=None,
               help="Seconds to let outcomes settle after the load.")
 def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int, seed: int | None, out_dir: Path,
           subnet: str, duration: float | None, settle: float | None) -> None:
@@ -185,6 +191,9 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int, seed: int
         Topology.default(subnet=subnet, services=registry.DRILL_SERVICES)
     except TopologyError as exc:
         raise click.BadParameter(str(exc), param_hint="--subnet") from None
+    for name, value in (("--duration", duration), ("--settle", settle)):
+        if value is not None and value != value:  # NaN passes every range check
+            raise click.BadParameter("must be a number of seconds, not nan", param_hint=name)
     console = _console()
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
                         TimeElapsedColumn(), console=console)

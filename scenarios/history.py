@@ -478,12 +478,12 @@ class RunDir:
 
     def status(self) -> dict | None:
         """status.json, or None for a run written before runs recorded how they ended."""
-        return _read_json(self.path / STATUS, None)
+        return _read_json(self.path / STATUS, None, dict)
 
     def backlog(self) -> dict | None:
         """backlog.json: signals still queued on RTSS when the run ended (``signals``: ids; ``undelivered``,
         ``pending``: counts), or None."""
-        return _read_json(self.path / BACKLOG, None)
+        return _read_json(self.path / BACKLOG, None, dict)
 
     def operations(self) -> list[Operation]:
         numbered = read_jsonl_lines(self.path / HISTORY)
@@ -517,7 +517,7 @@ class RunDir:
         return [TradeResult.from_dict(d) for d in read_jsonl(self.path / RTRS)]
 
     def trade_state(self) -> dict | None:
-        return _read_json(self.path / RTS, None)
+        return _read_json(self.path / RTS, None, dict)
 
     @property
     def seed(self) -> int | None:
@@ -528,11 +528,11 @@ class RunDir:
 
     @property
     def config(self) -> dict:
-        return _read_json(self.path / CONFIG, {})
+        return _read_json(self.path / CONFIG, {}, dict)
 
     @property
     def scenario(self) -> dict:
-        return _read_json(self.path / SCENARIO, {})
+        return _read_json(self.path / SCENARIO, {}, dict)
 
     def node_logs(self) -> list[Path]:
         return sorted((self.path / NODES).glob("*.log")) if (self.path / NODES).exists() else []
@@ -553,11 +553,18 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _read_json(path: Path, default: Any) -> Any:
+def _read_json(path: Path, default: Any, kind: type | None = None) -> Any:
+    """The JSON document in ``path`` (``default`` when absent). Raises ValueError naming the file when it is not
+    JSON, or not of ``kind`` (e.g. dict)."""
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except FileNotFoundError:
         return default
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not JSON ({exc}); it is damaged, not a file a drill wrote") from None
+    if kind is not None and not isinstance(doc, kind):
+        raise ValueError(f"{path} holds a JSON {type(doc).__name__}, not an object; it is not a file a drill wrote")
+    return doc
 
 
 def as_dict(obj: Any) -> dict:

@@ -83,6 +83,7 @@ class FaultPackage:
     color: str
     params: tuple[str, ...] | None = ()
     description: str = ""
+    check: Callable[[dict], list[str]] | None = None  # the parameters' types and ranges: what is wrong with them
 
 
 def _kill(ctx: FaultContext, t: Target, params: dict) -> Fault:
@@ -122,6 +123,26 @@ def _isolate_primary(ctx: FaultContext, t: Target, params: dict) -> Fault:
                            requirements=ctx.requirement_ids)
 
 
+def _check_behaviour(params: dict) -> list[str]:
+    """The simulator's own typed, range-checked behaviour settings (``Behaviour.checked``)."""
+    from reference.mt5.simulator.config import Behaviour, SettingError
+
+    try:
+        Behaviour.checked(params)
+    except SettingError as exc:
+        return [str(exc)]
+    return []
+
+
+def _check_rate(params: dict) -> list[str]:
+    return _check_behaviour({"lose_reply_rate": params["rate"]}) if "rate" in params else []
+
+
+def _check_mode(params: dict) -> list[str]:
+    mode = params.get("mode", "drop")
+    return [] if mode in ("drop", "reset") else [f"mode {mode!r} must be drop or reset"]
+
+
 FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
     FaultPackage("process-kill", _kill, (), "supervisor", "SIGKILL", "#d62728",
                  description="SIGKILL the target's process group"),
@@ -130,13 +151,16 @@ FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
     FaultPackage("process-pause", _pause, (), "end", "SIGSTOP", "#9467bd",
                  description="SIGSTOP the target's process group; heal sends SIGCONT"),
     FaultPackage("broker-lose-reply", _lose_reply, ("mt5",), "end", "lost replies", "#8c564b", ("rate",),
-                 description="the broker executes order_send but the reply is lost (rate 0..1)"),
+                 description="the broker executes order_send but the reply is lost (rate 0..1)", check=_check_rate),
     FaultPackage("broker-behaviour", _behaviour, ("mt5",), "end", "broker behaviour", "#e377c2", None,
-                 description="set any of the simulator's behaviour switches; heal restores them"),
+                 description="set any of the simulator's behaviour switches; heal restores them",
+                 check=_check_behaviour),
     FaultPackage("node-isolate", _isolate, (), "end", "isolated", "#7f7f7f", ("mode",),
-                 description="nftables: drop (or reset) every packet to and from the target's address"),
+                 description="nftables: drop (or reset) every packet to and from the target's address",
+                 check=_check_mode),
     FaultPackage("redis-primary-isolated", _isolate_primary, ("redis",), "end", "primary isolated", "#bcbd22",
-                 ("mode",), description="nftables: the Redis primary cut from clients, replicas and Sentinels"),
+                 ("mode",), description="nftables: the Redis primary cut from clients, replicas and Sentinels",
+                 check=_check_mode),
 )}
 
 
@@ -165,6 +189,8 @@ def check_step(fault: str, target: str, params: dict, node_kinds: dict[str, str]
         if extra:
             problems.append(f"fault {fault} takes no parameter {', '.join(map(repr, extra))}; it takes "
                             f"{', '.join(pkg.params) or 'none'}")
+    if pkg.check is not None and not problems:
+        problems += [f"fault {fault}: {p}" for p in pkg.check(dict(params))]
     return problems
 
 

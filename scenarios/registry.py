@@ -86,6 +86,8 @@ def _tuples(d: dict) -> dict:
 SCENARIOS: dict[str, Scenario] = {}
 # the services a drill's topology runs (tradedrill.topology): scenario targets resolve to their nodes
 DRILL_SERVICES = ("redis", "mt5", "engine")
+WORKLOAD_OPS = ("trade",)          # what scenarios.workload drives as the main load
+EXTRA_OPS = ("redis_write",)       # Workload.params["also"]: extra clients beside it
 
 
 class ScenarioError(ValueError):
@@ -115,12 +117,38 @@ def validate(scenario: Scenario) -> None:
     for rid in scenario.requirement_ids:
         if rid not in targets:
             problems.append(f"requirement_ids: {rid!r} is not a requirement of targets.toml")
+    w = scenario.workload
+    if w.op not in WORKLOAD_OPS:
+        problems.append(f"workload.op: {w.op!r} is not an operation the workload drives; known: "
+                        f"{', '.join(WORKLOAD_OPS)}")
+    also = tuple(w.params.get("also", ()))
+    if set(also) - set(EXTRA_OPS) or set(w.params) - {"also"}:
+        problems.append(f"workload.params: only also=[{', '.join(EXTRA_OPS)}] is understood, not {dict(w.params)}")
     kinds = drill_node_kinds()
     for i, step in enumerate(scenario.faults):
         for problem in check_step(step.fault, step.target, dict(step.params), kinds):
             problems.append(f"faults[{i}]: {problem}")
         if step.at_s < 0 or (step.heal_after_s is not None and step.heal_after_s < 0):
             problems.append(f"faults[{i}]: at_s and heal_after_s must be >= 0 seconds")
+        if step.at_s >= w.duration_s:
+            problems.append(f"faults[{i}].at_s: {step.at_s:g} s is not inside the {w.duration_s:g} s of load")
+    if not scenario.checkers:
+        problems.append("checkers: a scenario needs at least one checker, or nothing is judged")
+    ops = {w.op, *also}
+    for i, spec in enumerate(scenario.checkers):
+        if not spec.requirement_ids:
+            problems.append(f"checkers[{i}].requirement_ids: name the requirement(s) it measures")
+        stray = [r for r in spec.requirement_ids if r not in scenario.requirement_ids]
+        if stray:
+            problems.append(f"checkers[{i}].requirement_ids: {', '.join(stray)} not in the scenario's "
+                            f"requirement_ids {list(scenario.requirement_ids)}")
+        if spec.checker == "rto":
+            if not scenario.faults:
+                problems.append(f"checkers[{i}]: rto needs a fault to measure recovery from")
+            f = spec.params.get("f")
+            if f is not None and f not in ops:
+                problems.append(f"checkers[{i}].params.f: {f!r} is not an operation of the workload "
+                                f"({', '.join(sorted(ops))})")
     for i, spec in enumerate(scenario.checkers):
         checker = CHECKERS.get(spec.checker)
         if checker is None:
@@ -138,7 +166,6 @@ def validate(scenario: Scenario) -> None:
                 if targets.target(rid, metric) is None:
                     problems.append(f"checkers[{i}] ({spec.checker}): requirement {rid} has no {metric} target in "
                                     f"targets.toml; add one there or claim another requirement")
-    w = scenario.workload
     if w.rate_per_s <= 0 or w.duration_s <= 0 or w.concurrency < 1 or w.timeout_s <= 0 or w.settle_s < 0:
         problems.append("workload: rate_per_s, duration_s, timeout_s > 0, concurrency >= 1, settle_s >= 0")
     if problems:

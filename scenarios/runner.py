@@ -126,7 +126,11 @@ class DrillResult:
 def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: DrillOptions, repeat: int = 0) -> RunDir:
     """One run of ``scenario`` into ``run_path``. Raises DrillError when the stack cannot run; a fault that could
     not be injected marks the run ``error`` (judged invalid) instead."""
-    run = RunDir.create(run_path, seed=seed, scenario={**scenario.to_dict(), "repeat": repeat}, config={})
+    try:
+        run = RunDir.create(run_path, seed=seed, scenario={**scenario.to_dict(), "repeat": repeat}, config={})
+    except OSError as exc:
+        raise DrillError(f"cannot write the run folder {run_path}: {exc.strerror or exc}; choose a writable folder "
+                         f"with --out") from None
     phase = "start"
     run.mark("running", phase=phase)
     env = DrillEnvironment(scenario, run, seed, opts)
@@ -162,6 +166,13 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
         failure = exc
         opts.say(f"  {exc}: healing faults, stopping every node")
         raise
+    except DrillError as exc:
+        failure = exc
+        raise
+    except Exception as exc:  # noqa: BLE001 - one line for the user; the run folder keeps the details
+        failure = exc
+        raise DrillError(f"{scenario.name} (seed {seed}) failed during {phase}: {type(exc).__name__}: {exc}; "
+                         f"the run folder {run.path} is marked error, its node logs are in nodes/") from exc
     except BaseException as exc:
         failure = exc
         raise

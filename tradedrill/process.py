@@ -89,6 +89,18 @@ def kill_group(pid: int, create_time: float | None, sig: int = signal.SIGKILL) -
     return True
 
 
+def signal_process(pid: int, create_time: float | None, sig: int) -> bool:
+    """Send ``sig`` to the one process ``pid`` (not its group) if it is still the process started at
+    ``create_time``."""
+    if not same_process_alive(pid, create_time):
+        return False
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def group_members(pgid: int) -> list[int]:
     """PIDs of the live processes whose process group is ``pgid``."""
     members = []
@@ -163,7 +175,7 @@ class StackIndex:
                 owner = entry["owner"]
                 raise SubnetBusy(
                     f"subnet {subnet} is in use by a running harness process (pid {owner['pid']}, run folder "
-                    f"{entry.get('run_dir')}); wait for it, stop it with `tradedrill down --all`, or choose another "
+                    f"{entry.get('run_dir')}); wait for it, stop it with `tradedrill down --all --subnet {subnet}`, or choose another "
                     f"--subnet")
             stopped += PidRegistry(Path(key)).reap_leftovers(describe=True)
             self._forget(key)
@@ -193,16 +205,33 @@ class StackIndex:
             if entries.pop(key, None) is not None:
                 self._write(entries)
 
-    def reap(self, *, subnet: str | None = None, orphans_only: bool = False) -> dict[str, list[str]]:
-        """Stop every process of every recorded stack (of ``subnet``; only those whose owner is gone when
-        ``orphans_only``) and forget them. Returns ``{run folder: ["name (pid N)", ...]}``."""
+    def reap(self, *, subnet: str | None = None, orphans_only: bool = False,
+             owner_timeout: float = 90.0) -> dict[str, list[str]]:
+        """Stop every recorded stack (of ``subnet``; only those whose owner is gone when ``orphans_only``) and
+        forget it. A stack whose owner still runs (a drill) is stopped through its owner: SIGTERM, so it heals its
+        faults and stops its own supervisors (killing its nodes behind its back would only make its supervisor
+        restart them); whatever is left after ``owner_timeout`` s is SIGKILLed by PID. Returns
+        ``{run folder: ["name (pid N)" or "owner pid N (SIGTERM)", ...]}``."""
         out: dict[str, list[str]] = {}
+        me = os.getpid()
         for key, entry in self.entries().items():
             if subnet is not None and entry.get("subnet") != subnet:
                 continue
             if orphans_only and not self.orphaned(entry):
                 continue
-            out[entry.get("run_dir", key)] = PidRegistry(Path(key)).reap_leftovers(describe=True)
+            done: list[str] = []
+            owner = entry.get("owner") or {}
+            if not self.orphaned(entry) and owner.get("pid") != me:
+                if signal_process(owner["pid"], owner.get("create_time"), signal.SIGTERM):
+                    done.append(f"owner pid {owner['pid']} (SIGTERM: it tears its stack down)")
+                try:
+                    wait_until(lambda o=owner: not same_process_alive(o["pid"], o.get("create_time")),
+                               owner_timeout, f"harness process {owner['pid']} to tear its stack down")
+                except DeadlineExceeded:
+                    signal_process(owner["pid"], owner.get("create_time"), signal.SIGKILL)
+                    done.append(f"owner pid {owner['pid']} (SIGKILL after {owner_timeout:.0f} s)")
+            done += PidRegistry(Path(key)).reap_leftovers(describe=True)
+            out[entry.get("run_dir", key)] = done
             self._forget(key)
         return out
 
@@ -216,10 +245,17 @@ class PidRegistry:
         self._lock = threading.Lock()
 
     def _read(self) -> dict[str, dict]:
+        """The recorded entries; a damaged file or entry (not ``{"pid": int, "create_time": float|null}``) is
+        skipped: it can name no process we could safely signal."""
         try:
-            return json.loads(self.path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            doc = json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return {}
+        if not isinstance(doc, dict):
+            return {}
+        return {str(k): v for k, v in doc.items()
+                if isinstance(v, dict) and isinstance(v.get("pid"), int) and not isinstance(v.get("pid"), bool)
+                and v["pid"] > 0 and isinstance(v.get("create_time"), (int, float, type(None)))}
 
     def _write(self, entries: dict[str, dict]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

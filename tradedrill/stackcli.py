@@ -105,22 +105,31 @@ def status(stack_dir: Path) -> None:
 
 @click.command()
 @stack_dir_option
-@click.option("--all", "every", is_flag=True, help="Stop every stack any harness process of this user recorded "
-                                                   "(drills, tests, `up`), wherever its run folder is.")
-def down(stack_dir: Path, every: bool) -> None:
+@click.option("--all", "every", is_flag=True, help="Also stop stacks whose harness process still runs (a drill is "
+                                                   "asked to tear itself down with SIGTERM), wherever their run "
+                                                   "folder is.")
+@click.option("--subnet", default=None, help="Only the stacks recorded on this subnet (with --all: also live ones).")
+def down(stack_dir: Path, every: bool, subnet: str | None) -> None:
     """Stop every process the stack started (by PID), and nothing else; also every stack a crashed or killed
     drill left behind. Heals the kernel rules and mounts of faults whose process is gone."""
     stopped = down_detached(stack_dir)
-    click.echo(f"stopped {len(stopped)} node(s)" + (f": {', '.join(stopped)}" if stopped else ""))
-    for run_dir, names in StackIndex().reap(orphans_only=not every).items():
+    said = False
+    if stopped:
+        click.echo(f"stopped {len(stopped)} node(s) of {stack_dir}: {', '.join(stopped)}")
+        said = True
+    for run_dir, names in StackIndex().reap(subnet=subnet, orphans_only=not every).items():
         if names:
             click.echo(f"stopped {len(names)} process(es) of {run_dir}: {', '.join(names)}")
+            said = True
+    if not said:
+        click.echo("nothing was running")
     from faults import files, kernel
     from faults.core import FaultState
 
     for heal in (kernel.heal_leftovers, files.heal_leftovers):  # faults of a SIGKILLed drill
         try:
             for line in heal(FaultState()):
-                click.echo(line)
+                if not line.startswith("kept "):  # a live process's fault is its own business
+                    click.echo(line)
         except Exception as exc:  # noqa: BLE001 - report and go on with the other kind
             click.echo(f"could not heal fault leftovers ({exc}); run `tradedrill faults heal-all`")

@@ -177,3 +177,30 @@ def test_sigkilled_drill_is_cleaned_by_the_next_down(tmp_path, phase):
         assert_next_stack_starts(d)
     finally:
         d.stop()
+
+
+def test_down_all_during_a_drill_stops_it_through_its_owner(tmp_path):
+    """`down --all` while a drill runs asks the drill to tear itself down (its supervisor would restart nodes
+    killed behind its back); afterwards nothing of it runs, even if the drill is then SIGKILLed, and the next
+    stack on the subnet starts."""
+    d = DrillProcess(tmp_path, "interrupt-probe")
+    try:
+        seen = reach_phase(d, "fault-window")
+        down = subprocess.run([sys.executable, "-m", "tradedrill.cli", "down", "--all", "--subnet", SUBNET],
+                              cwd=tmp_path, env=d.env, capture_output=True, text=True, timeout=180)
+        assert down.returncode == 0 and f"owner pid {d.proc.pid}" in down.stdout, down.stdout + down.stderr
+        d.proc.wait(30)
+        assert d.proc.returncode == 128 + signal.SIGTERM, d.output()[-2000:]
+        assert_nothing_left(d, seen)
+        assert_next_stack_starts(d)
+    finally:
+        d.stop()
+
+
+def test_a_damaged_pid_registry_is_one_line(tmp_path):
+    (tmp_path / "stack").mkdir()
+    (tmp_path / "stack" / "pids.json").write_text('{"x": {"pid": "abc"}, "y": [1]}')
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TRADEDRILL_STATE_DIR": str(tmp_path / "state")}
+    r = subprocess.run([sys.executable, "-m", "tradedrill.cli", "down", "--dir", str(tmp_path / "stack")],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stdout + r.stderr

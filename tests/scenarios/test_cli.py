@@ -1,6 +1,8 @@
 """tradedrill scenarios / check / drill, without the stack."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from click.testing import CliRunner
 
 from scenarios import cli, synthetic
@@ -141,3 +143,26 @@ def test_drill_refuses_a_subnet_off_loopback_before_writing_anything(tmp_path):
     assert not (tmp_path / "o").exists()
     result = CliRunner().invoke(cli.drill, ["engine-kill", "--subnet", "garbage", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "garbage" in result.output and not (tmp_path / "o").exists()
+
+
+def test_damaged_run_files_are_named_and_the_run_is_invalid(tmp_path):
+    synthetic.write_run(tmp_path / "a", scenario="engine-kill", outage_s=1.0, rate_per_s=5.0)
+    (tmp_path / "a" / "scenario.json").write_text("[]")
+    r = CliRunner().invoke(cli.check, [str(tmp_path / "a")])
+    assert r.exit_code == 2 and "scenario.json holds a JSON list" in r.output and "Traceback" not in r.output
+    synthetic.write_run(tmp_path / "b", scenario="engine-kill", outage_s=1.0, rate_per_s=5.0)
+    ledger = tmp_path / "b" / "ledger.jsonl"
+    lines = ledger.read_text().splitlines()
+    ledger.write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
+    r = CliRunner().invoke(cli.check, [str(tmp_path / "b")])
+    assert r.exit_code == 2, r.output
+    assert "ledger.jsonl cannot be read" in r.output and "ledger.jsonl:2 is not JSON" in r.output
+
+
+def test_drill_refuses_nan_and_an_unwritable_out(tmp_path):
+    r = CliRunner().invoke(cli.drill, ["engine-kill", "--duration", "nan", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "nan" in r.output and not (tmp_path / "o").exists()
+    from scenarios.runner import DrillError, DrillOptions, run_once
+    from scenarios import registry
+    with pytest.raises(DrillError, match="cannot write the run folder"):
+        run_once(registry.get("engine-kill"), Path("/proc/no-such/run"), 1, DrillOptions())

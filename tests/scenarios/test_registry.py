@@ -91,3 +91,28 @@ def test_fault_and_checker_tables_describe_themselves():
         assert pkg.heal in ("after", "supervisor", "end")
     for name, checker in CHECKERS.items():
         assert checker.name == name and checker.metrics and checker.description
+
+
+def test_the_gaps_a_new_user_found_fail_at_registration():
+    with pytest.raises(ScenarioError, match=r"workload.op: 'trad'"):
+        registry.register(example(workload=Workload(op="trad")))
+    with pytest.raises(ScenarioError, match=r"faults\[0\]: fault broker-lose-reply: .*lose_reply_rate"):
+        registry.register(example(faults=(FaultStep("broker-lose-reply", "broker-primary", 1.0, 2.0,
+                                                    {"rate": "lots"}),)))
+    with pytest.raises(ScenarioError, match=r"faults\[0\].at_s: 25 s is not inside the 20 s of load"):
+        registry.register(example(faults=(FaultStep("process-kill", "broker-backup", at_s=25.0),)))
+    with pytest.raises(ScenarioError, match=r"checkers\[0\].requirement_ids: ENG-1 not in the scenario"):
+        registry.register(example(checkers=(CheckerSpec("lost_signals", ("ENG-1",)),)))
+    with pytest.raises(ScenarioError, match=r"checkers\[0\].requirement_ids: name the requirement"):
+        registry.register(example(checkers=(CheckerSpec("lost_signals", ()),)))
+    with pytest.raises(ScenarioError, match=r"rto needs a fault"):
+        registry.register(example(requirement_ids=("ENG-1",), faults=(),
+                                  checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade"}),)))
+    with pytest.raises(ScenarioError, match=r"checkers: a scenario needs at least one checker"):
+        registry.register(example(checkers=()))
+    with pytest.raises(ScenarioError, match=r"params.f: 'redis_write' is not an operation of the workload"):
+        registry.register(example(requirement_ids=("ENG-1", "ENG-5"),
+                                  checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "redis_write"}),)))
+    with pytest.raises(ScenarioError, match=r"mode 'sideways' must be drop or reset"):
+        registry.register(example(faults=(FaultStep("node-isolate", "redis-replica", 1.0, 2.0,
+                                                    {"mode": "sideways"}),)))

@@ -35,7 +35,7 @@ def test_up_status_down(tmp_path):
         pids = json.loads((d / "pids.json").read_text())
     finally:
         down = run("down", *common).stdout
-    assert "stopped 6 node(s)" in down
+    assert "stopped 6 node(s) of" in down
     assert not any(same_process_alive(e["pid"], e["create_time"]) for e in pids.values())
     res = run("status", *common, check=False)
     assert res.returncode == 1 and "no stack is running" in res.stdout
@@ -109,4 +109,4 @@ def test_up_with_brokers_and_engines(tmp_path):
         assert [b["params"]["host"] for b in config["brokers"]] == ["127.0.2.8", "127.0.2.9"]
     finally:
         down = run("down", *common).stdout
-    assert "stopped 10 node(s)" in down
+    assert "stopped 10 node(s) of" in down
