@@ -50,22 +50,37 @@ from .signals import InvalidSignal, Signal, comment_prefix_for, order_comment, p
 from .watchdog import Watchdog
 
 PUBLISH = """
--- KEYS: rts signal hash, rts results index, rtrs stream, rtss stream
--- ARGV: group, entry_id, maxlen, nfields, field, value, ...
-local n = tonumber(ARGV[4])
+-- KEYS: fence, rts signal hash, rts results index, rtrs stream, rtss stream
+-- ARGV: token, group, entry_id, maxlen, nfields, field, value, ...
+-- Fenced (issue 18): refused (-1) when an instance with a newer token exists; nothing is written then.
+local newest = tonumber(redis.call('GET', KEYS[1]) or '0')
+if newest > tonumber(ARGV[1]) then return -1 end
+local n = tonumber(ARGV[5])
 local fields = {}
-for i = 1, n * 2 do fields[i] = ARGV[4 + i] end
-if KEYS[1] ~= '' then redis.call('HSET', KEYS[1], unpack(fields)) end
-local first = redis.call('HSETNX', KEYS[2], ARGV[2], '1')
+for i = 1, n * 2 do fields[i] = ARGV[5 + i] end
+if KEYS[2] ~= '' then redis.call('HSET', KEYS[2], unpack(fields)) end
+local first = redis.call('HSETNX', KEYS[3], ARGV[3], '1')
 if first == 1 then
-  if tonumber(ARGV[3]) > 0 then
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+  if tonumber(ARGV[4]) > 0 then
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', unpack(fields))
   else
-    redis.call('XADD', KEYS[3], '*', unpack(fields))
+    redis.call('XADD', KEYS[4], '*', unpack(fields))
   end
 end
-redis.call('XACK', KEYS[4], ARGV[1], ARGV[2])
+redis.call('XACK', KEYS[5], ARGV[2], ARGV[3])
 return first
+"""
+
+# every other write of shared state, fenced the same way (KEYS[1] = fence, ARGV[1] = token):
+# op "hset" (KEYS[2] hash, field/value pairs), "replace" (KEYS[2] hash deleted, then field/value pairs), "sadd"
+FENCED_WRITE = """
+local newest = tonumber(redis.call('GET', KEYS[1]) or '0')
+if newest > tonumber(ARGV[1]) then return -1 end
+local op = ARGV[2]
+if op == 'replace' then redis.call('DEL', KEYS[2]) end
+if op == 'sadd' then return redis.call('SADD', KEYS[2], ARGV[3]) end
+if #ARGV > 2 then redis.call('HSET', KEYS[2], unpack(ARGV, 3)) end
+return 1
 """
 
 
@@ -200,7 +215,8 @@ class Engine:
             self._redis_up()
         self.brokers.tick()
         if self.redis.connected:
-            self.flush_outcomes()
+            if self.trading and self.lease.held:   # a passive instance's writes would be fenced out anyway
+                self.flush_outcomes()
             self.alerts.flush()
         if not self.lease.held:
             if self.trading:
@@ -285,7 +301,7 @@ class Engine:
             self.emit("account_resumed", account=account)
         self.suspended_accounts = members
         active = self.brokers.active
-        self.redis.run(lambda r: r.hset(self._ris_session, mapping={
+        self._fenced_write("hset", self._ris_session, *_pairs({
             "active_broker": active.name, "broker_connected": int(active.connected),
             "suspended": int(self.brokers.suspended), "instance": self.cfg.instance,
             "token": self.lease.token, "ts_ms": now_ms()}))
@@ -316,13 +332,16 @@ class Engine:
             if not missing:
                 continue
 
+            token = self.lease.token
+
             def write(r):
                 pipe = r.pipeline(transaction=False)
                 for key, intent in missing:
-                    pipe.hset(key, mapping={**self._result_fields(intent), "ts_ms": str(intent.updated_ms),
-                                            "restored_from": "journal"})
-                pipe.execute()
-            self.redis.run(write)
+                    pipe.eval(FENCED_WRITE, 2, self.keys.fence, key, token, "hset", *_pairs({
+                        **self._result_fields(intent), "ts_ms": str(intent.updated_ms), "restored_from": "journal"}))
+                return pipe.execute()
+            if any(int(a) == -1 for a in self.redis.run(write)):
+                self._fenced_out("rebuild_rts", token)
             counts["signals"] += len(missing)
             for _key, intent in missing:
                 counts["executed" if intent.state == "DONE" else "rejected"] += 1
@@ -834,7 +853,7 @@ class Engine:
                   "order": str(r.get("order", "") or ""), "deal": str(r.get("deal", "") or ""),
                   "price": str(r.get("price", "") or ""), "comment": intent.comment or str(r.get("comment", "")),
                   "broker": intent.broker, "attempts": str(intent.attempt), "instance": self.cfg.instance,
-                  "ts_ms": str(now_ms())}
+                  "token": str(self.lease.token), "ts_ms": str(now_ms())}
         return fields
 
     def publish(self, intent: Intent) -> None:
@@ -856,24 +875,44 @@ class Engine:
             self.emit("ack", signal_id=intent.signal_id, entry_id=intent.entry_id, status=fields["status"])
 
     def _publish_pipelined(self, batch: list[tuple[str, str, dict[str, str]]]) -> None:
+        """The PUBLISH script for each (RTS key, entry, fields), pipelined; fenced by this instance's token."""
+        token = self.lease.token
+
         def run(r):
             pipe = r.pipeline(transaction=False)
             for rts_key, entry_id, fields in batch:
                 flat: list[str] = []
                 for k, v in fields.items():
                     flat += [k, v]
-                pipe.eval(PUBLISH, 4, rts_key, self._rts_results, self.cfg.rtrs_key, self.cfg.rtss_key, self.group,
-                          entry_id, self.cfg.results_maxlen, len(fields), *flat)
+                pipe.eval(PUBLISH, 5, self.keys.fence, rts_key, self._rts_results, self.cfg.rtrs_key,
+                          self.cfg.rtss_key, token, self.group, entry_id, self.cfg.results_maxlen, len(fields), *flat)
             return pipe.execute()
-        self.redis.run(run)
+        answers = self.redis.run(run)
+        refused = [entry for (_k, entry, _f), a in zip(batch, answers) if int(a) == -1]
+        if refused:
+            self._fenced_out("publish", token, entries=refused[:20], count=len(refused))
+
+    def _fenced_write(self, op: str, key: str, *args) -> int:
+        """One fenced write of shared state (see FENCED_WRITE); a refusal makes this instance passive."""
+        token = self.lease.token
+        answer = int(self.redis.run(lambda r: r.eval(FENCED_WRITE, 2, self.keys.fence, key, token, op, *args)))
+        if answer == -1:
+            self._fenced_out(f"{op} {key}", token)
+        return answer
+
+    def _fenced_out(self, what: str, token: int, **details) -> None:
+        """Redis refused a write: an instance with a newer fencing token exists. Not an error: stop trading."""
+        newest = None
+        try:
+            newest = self.redis.run(lambda r: r.get(self.keys.fence))
+        except RedisUnavailable:
+            pass
+        self.emit("fenced_write_refused", what=what, token=token, newest=newest, **details)
+        self.lease.fenced_out(f"fenced out by token {newest}")
+        raise LeaseLost(f"Redis refused {what}: token {token} is fenced out by {newest}")
 
     def _publish_fields(self, rts_key: str, entry_id: str, fields: dict[str, str]) -> None:
-        flat: list[str] = []
-        for k, v in fields.items():
-            flat += [k, v]
-        self.redis.run(lambda r: r.eval(PUBLISH, 4, rts_key, self._rts_results, self.cfg.rtrs_key,
-                                         self.cfg.rtss_key, self.group, entry_id, self.cfg.results_maxlen,
-                                         len(fields), *flat))
+        self._publish_pipelined([(rts_key, entry_id, fields)])
 
     def reject_entry(self, entry_id: str, signal_id: str, code: str, reason: str, alert: bool,
                      status: str = ResultStatus.REJECTED.value) -> None:
@@ -885,7 +924,8 @@ class Engine:
             self.alerts.raise_("invalid_signal", f"entry {entry_id} rejected: {reason}", entry_id=entry_id,
                                signal_id=signal_id, code=code)
         fields = {"signal_id": signal_id, "entry_id": entry_id, "status": status, "code": code,
-                  "reason": reason, "instance": self.cfg.instance, "ts_ms": str(now_ms())}
+                  "reason": reason, "instance": self.cfg.instance, "token": str(self.lease.token),
+                  "ts_ms": str(now_ms())}
         self._publish_fields("", entry_id, fields)
         self.emit("ack", signal_id=signal_id, entry_id=entry_id, status=status)
 
@@ -898,9 +938,12 @@ class Engine:
     def _write_state(self, intent: Intent, note: str) -> None:
         """Best-effort RTS state of an open intent (the journal is the durable copy)."""
         try:
-            self.redis.run(lambda r: r.hset(self._rts_signal(intent.signal_id), mapping={
+            # fenced (issue 18): an instance that lost its lease while it slept in a broker call must not write
+            # its "deferred" over the executed state its successor published
+            self._fenced_write("hset", self._rts_signal(intent.signal_id), *_pairs({
                 "signal_id": intent.signal_id, "entry_id": intent.entry_id, "status": intent.state.lower(),
-                "note": note, "attempts": intent.attempt, "broker": intent.broker, "ts_ms": now_ms()}))
+                "note": note, "attempts": intent.attempt, "broker": intent.broker, "token": self.lease.token,
+                "ts_ms": now_ms()}))
         except RedisUnavailable as exc:
             self._redis_down(str(exc))
 
@@ -908,7 +951,7 @@ class Engine:
     def suspend_account(self, account: str, signal_id: str) -> None:
         self.suspended_accounts.add(account)
         try:
-            self.redis.run(lambda r: r.sadd(self._ris_suspended, account))
+            self._fenced_write("sadd", self._ris_suspended, account)
         except RedisUnavailable as exc:
             self._redis_down(str(exc))
         self.emit("account_suspended", account=account, signal_id=signal_id)
@@ -935,13 +978,7 @@ class Engine:
         missing = sorted(set(before) - set(ours))
         added = sorted(set(ours) - set(before))
 
-        def write(r):
-            pipe = r.pipeline(transaction=True)
-            pipe.delete(self._rts_positions)
-            if ours:
-                pipe.hset(self._rts_positions, mapping=ours)
-            pipe.execute()
-        self.redis.run(write)
+        self._fenced_write("replace", self._rts_positions, *_pairs(ours))
         self.emit("positions_restored", why=why, broker=session.name, positions=len(ours),
                   gone_since_rts=len(missing), new_since_rts=len(added))
         return len(ours)
@@ -960,6 +997,14 @@ class _PriceUnavailable(Exception):
     def __init__(self, err):
         super().__init__(str(err))
         self.err = err
+
+
+def _pairs(mapping: dict) -> list[str]:
+    """A mapping as the flat field/value list a Lua HSET takes."""
+    flat: list[str] = []
+    for k, v in mapping.items():
+        flat += [str(k), str(v)]
+    return flat
 
 
 def _trace_rank(trace: BrokerTrace) -> int:

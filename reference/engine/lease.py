@@ -211,6 +211,11 @@ class Lease:
         except OSError as exc:
             self.emit("lease_file_error", error=str(exc))
 
+    def fenced_out(self, why: str) -> None:
+        """Redis refused a write of ours because a newer token exists: we hold nothing any more, whatever our
+        last renewal said. The heartbeat thread then only tries to acquire again."""
+        self._lose(why)
+
     def release(self) -> None:
         """Give the lease up on a clean stop; the successor need not wait, as nothing is in flight any more."""
         value = self.value

@@ -1,0 +1,56 @@
+"""Fenced writes (issue 18): Redis itself refuses a write of shared state (RTS, RTRS, XACK, RIS, positions) from an
+instance whose fencing token is older than the newest acquisition, and the instance goes passive."""
+from __future__ import annotations
+
+import pytest
+
+from reference.engine.contract import Keys
+from reference.engine.engine import FENCED_WRITE, PUBLISH
+from tradedrill.waiting import wait_until
+
+pytestmark = pytest.mark.services
+
+
+def test_the_scripts_refuse_an_old_token_and_write_nothing(harness):
+    r = harness.redis()
+    keys = Keys(group=harness.group, rtss=harness.rtss, rtrs=harness.rtrs)
+    r.set(keys.fence, 5)
+    rts = keys.rts_signal("fenced-1")
+    assert r.eval(FENCED_WRITE, 2, keys.fence, rts, 4, "hset", "status", "deferred") == -1
+    assert r.hgetall(rts) == {}
+    assert r.eval(FENCED_WRITE, 2, keys.fence, keys.ris_suspended, 4, "sadd", "5001") == -1
+    assert not r.smembers(keys.ris_suspended)
+    refused = r.eval(PUBLISH, 5, keys.fence, rts, keys.rts_results, keys.rtrs, keys.rtss, 4, harness.group,
+                     "1-1", 0, 1, "status", "executed")
+    assert refused == -1 and r.hgetall(rts) == {} and not r.exists(keys.rtrs)
+    assert r.eval(FENCED_WRITE, 2, keys.fence, rts, 5, "hset", "status", "executed") == 1
+    assert r.hgetall(rts) == {"status": "executed"}
+    assert r.eval(FENCED_WRITE, 2, keys.fence, rts, 6, "replace", "a", "1") == 1
+    assert r.hgetall(rts) == {"a": "1"}
+
+
+def test_an_instance_fenced_out_while_frozen_writes_nothing_and_goes_passive(harness):
+    """The stale-RTS-write bug of issue 18, forced: A is frozen, a newer holder takes the lease (its token moves
+    the fence), a signal arrives, A wakes and works on it before its heartbeat notices. Whatever A then writes to
+    RTS or RTRS is refused by Redis: no value carries A's token after the fence moved, and A stops trading."""
+    harness.engine("A")
+    acquired = harness.wait_event("A", "takeover_ready", 15)
+    token_a = int(acquired["token"])
+    r = harness.redis()
+    keys = Keys(group=harness.group)
+    harness.engines["A"].pause()
+    newer = token_a + 10
+    r.set(keys.lease, f"B:{newer}", px=3000)   # what B's acquisition would write
+    r.set(keys.fence, newer)
+    sid, _entry = harness.submit()
+    harness.engines["A"].resume()
+    wait_until(lambda: [e for e in harness.events("A")
+                        if e["event"] in ("fenced_write_refused", "lease_lost", "passive")], 10,
+               "A to notice it was fenced out")
+    written_by_a = [f for f in harness.results() if f.get("signal_id") == sid]
+    assert not written_by_a, f"a result from the fenced-out instance reached RTRS: {written_by_a}"
+    state = r.hgetall(keys.rts_signal(sid))
+    assert not state or int(state.get("token", newer)) >= newer, f"RTS written with A's old token: {state}"
+    refused = [e for e in harness.events("A") if e["event"] == "fenced_write_refused"]
+    for e in refused:
+        assert int(e["token"]) == token_a and int(e["newest"]) == newer
