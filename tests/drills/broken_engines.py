@@ -17,10 +17,16 @@ the checker found is the one the bug made):
 - ``publish-before-durable``: a batch's results are published (RTRS "executed", RTS, XACK) before its orders are
   sent, and the batch is sent only after the next read. Event ``published_before_durable``. Under the engine-kill
   drill, signals RTRS calls executed never reach the broker.
+- ``renew-ignores-holder``: the lease renewal overwrites whoever holds the lease; after a pause the old active takes
+  it back and trades beside its successor. Event ``forced_renewal``. Caught by the one-active and stale-writes
+  checkers, not by duplicates/lost/state.
+- ``flush-without-results``: outcomes held back by a Redis outage are flushed to RTS and acknowledged without
+  their RTRS result. Event ``flushed_without_result``. Caught by the results-delivered checker only.
 """
 from __future__ import annotations
 
 import sys
+import time
 
 from reference.engine import engine as engine_module
 from reference.engine.engine import Engine, now_ms, signal_id_of
@@ -102,10 +108,53 @@ class PublishBeforeDurable(Engine):
         super().send_batch(held)
 
 
+class RenewIgnoresHolder(Engine):
+    """Bug: the lease renewal overwrites the lease whoever holds it, so an active instance that was frozen past its
+    lease takes it back from its successor on waking and trades beside it (breaks ENG-1: one active engine).
+    Event ``forced_renewal`` each time it overwrote another holder."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        lease = self.lease
+
+        def renew() -> bool:
+            value = lease.value
+            if value is None:
+                return False
+            start = time.monotonic()
+            ttl_ms = int(lease.config.lease_ttl_s * 1000)
+            before = lease.link.run(lambda r: r.set(lease.keys[0], value, px=ttl_ms, get=True))
+            if before is not None and before != value:
+                self.emit("forced_renewal", value=value, overwrote=before)
+            with lease._lock:
+                lease._deadline = start + lease._sending_window()
+            lease.last_renew_ok = start
+            return True
+
+        lease.renew = renew
+
+
+class FlushWithoutResults(Engine):
+    """Bug: outcomes that could not be published while Redis was down are flushed afterwards to RTS with an XACK,
+    but without their RTRS result (breaks MT5-HA 3.6: every acknowledged signal gets its result). Event
+    ``flushed_without_result``."""
+
+    def flush_outcomes(self, batch: int = 200) -> None:
+        for intent in self.journal.unpublished():
+            fields = self._result_fields(intent)
+            key = self._rts_signal(intent.signal_id)
+            self.redis.run(lambda r: (r.hset(key, mapping=fields),
+                                      r.xack(self.cfg.rtss_key, self.group, intent.entry_id)))
+            self.journal.mark_published_many([intent.signal_id])
+            self.emit("flushed_without_result", signal_id=intent.signal_id, entry_id=intent.entry_id)
+
+
 VARIANTS: dict[str, type[Engine]] = {
     "resend-on-timeout": ResendOnTimeout,
     "ack-before-durable": AckBeforeDurable,
     "publish-before-durable": PublishBeforeDurable,
+    "renew-ignores-holder": RenewIgnoresHolder,
+    "flush-without-results": FlushWithoutResults,
 }
 
 
