@@ -137,3 +137,27 @@ def test_sigkill_redis_primary_during_flow(harness, stack):
         node = stack.node(name)
         if not node.is_alive():
             node.start().wait_ready()   # it rejoins as a replica of the new primary
+
+
+@pytest.mark.parametrize("path", ["terminal-timeout", "engine-deadline"])
+def test_both_ambiguous_reply_paths_are_reconciled(harness, path):
+    """A lost reply surfaces two ways (issue 18): the terminal's own IPC timeout (None, -10005) when it is shorter
+    than the engine's call deadline, or the engine's deadline passing first when it is shorter. Each path is taken
+    on purpose here, and each ends reconciled: one order, no resend, one executed result."""
+    overrides = {} if path == "terminal-timeout" else {"broker_timeout_s": 1.0}   # terminal call_timeout is 2.0 s
+    harness.engine("A", **overrides)
+    harness.wait_event("A", "takeover_ready", 15)
+    harness.admin.set_behaviour(lose_next_replies=1)
+    sid, _ = harness.submit()
+    r = harness.result_for(sid)
+    assert r["status"] == "executed" and r["code"] == "RECONCILED", r
+    done = [e for e in harness.events("A") if e["event"] == "order_send_complete" and e["signal_id"] == sid]
+    assert len(done) == 1 and done[0]["outcome"] == "unknown", done
+    err = done[0]["last_error"]
+    if path == "terminal-timeout":
+        assert err and err[0] == -10005, f"expected the terminal's IPC timeout, got {err}"
+    else:
+        assert err and err[0] == "call_failed", f"expected the engine's deadline to pass first, got {err}"
+    sends = [e for e in harness.events("A") if e["event"] == "order_send_invoke" and e["signal_id"] == sid]
+    assert len(sends) == 1
+    harness.check_none_lost([sid])
