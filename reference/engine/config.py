@@ -176,11 +176,21 @@ class EngineConfig:
     # --- loading ------------------------------------------------------------------------------------------------
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> "EngineConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        """A config from plain data (file, environment, ``--set``); raises ConfigError naming the first unknown
+        key or the key whose value has the wrong type (issue 10: never a TypeError from deep inside)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"the configuration must be a table of keys, not {type(data).__name__}")
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k) for k in data if k not in types)
         if unknown:
             raise ConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
-        return cls(**data)
+        checked = {name: _typed(name, str(types[name]), value) for name, value in data.items()}
+        try:
+            return cls(**checked)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"invalid configuration: {exc}") from None
 
     @classmethod
     def load(cls, path: str | Path | None = None, env: dict[str, str] | None = None,
@@ -216,3 +226,57 @@ class EngineConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# the element type of fields annotated as a plain ``list``
+_LIST_ITEMS = {"retry_backoff_s": "float", "sentinels": "list", "brokers": "dict"}
+_EXAMPLES = {"float": "2.5", "int": "3", "str": '"text"', "bool": "true", "list": "[1, 2]", "dict": "{}"}
+
+
+def _typed(name: str, annotation: str, value: Any) -> Any:
+    """``value`` checked against the field's annotation (``float``, ``int``, ``str``, ``bool``, ``list[...]``,
+    ``dict``, ``X | None``); ints are accepted for floats. Raises ConfigError naming the key and the type."""
+    options = [a.strip() for a in annotation.split("|")]
+    if value is None and "None" in options:
+        return None
+    base = next((o for o in options if o != "None"), "")
+    kind = base.split("[", 1)[0]
+
+    def wrong() -> ConfigError:
+        example = _EXAMPLES.get(kind, "")
+        return ConfigError(f"configuration key {name} = {value!r} must be {_article(kind)} {base}"
+                           + (f", e.g. {name} = {example}" if example else ""))
+
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or \
+                value in (float("inf"), float("-inf")):
+            raise wrong()
+        return float(value)
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong()
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise wrong()
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise wrong()
+        return value
+    if kind == "list":
+        if not isinstance(value, (list, tuple)):
+            raise wrong()
+        inner = base[len("list["):-1] if base.startswith("list[") else _LIST_ITEMS.get(name, "")
+        if inner:
+            return [_typed(f"{name}[{i}]", inner, v) for i, v in enumerate(value)]
+        return list(value)
+    if kind == "dict":
+        if not isinstance(value, dict):
+            raise wrong()
+        return value
+    return value
+
+
+def _article(kind: str) -> str:
+    return "an" if kind[:1] in "aeiou" or kind == "int" else "a"
