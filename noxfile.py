@@ -33,6 +33,16 @@ def drills(session: nox.Session) -> None:
 
 
 @nox.session
+def thorough(session: nox.Session) -> None:
+    """Every scenario at least 20 times, each run with its own seed (``tradedrill drill --all --profile thorough``):
+    faults that land on work in flight hit a different instant in every run, so a race needs many runs to show.
+    Exit status as for ``drills``. Long: about 40 s per run."""
+    args = list(session.posargs) or ["--all"]
+    session.run("tradedrill", "drill", *args, "--profile", "thorough", "--subnet", DRILL_SUBNET, "--out", DRILL_OUT,
+                success_codes=[0, 1])
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmark script; each prints its numbers and writes out/bench/<area>.json."""
     os.makedirs("out/bench", exist_ok=True)

@@ -15,6 +15,8 @@ Each checker takes plain data (``Operation``, ``FaultWindow``, ``Deal``, ``Signa
 """
 from __future__ import annotations
 
+import bisect
+import json
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -435,6 +437,455 @@ def check_state(rts: dict | None, ledger: Iterable[Deal], *, signal_of: SignalOf
                        mismatches=mismatches)
 
 
+# -- the engines' own records: leases, sends, fenced writes (issue 18) -----------------------------------------
+ENGINE_EVENTS_GLOB = "stack/engines/*/events-*.jsonl"  # where the drill's engines write their event logs
+DEFAULT_LEASE_TTL_S = 3.0  # ENG-1: the lease TTL (reference/engine/config.py lease_ttl_s) when the run does not say
+STALE_EVIDENCE_MAX = 200   # evidence items listed per checker; the metrics count them all
+
+
+@dataclass(frozen=True)
+class LeaseAcquisition:
+    """One ``lease_acquired`` event: who took the lease, under which fencing token, when (both clocks)."""
+
+    instance: str
+    token: int
+    mono: float | None
+    ts: float | None
+    pid: Any = None
+    previous: str = ""
+
+
+@dataclass
+class OneActiveResult(CheckResult):
+    violations: list[dict] = field(default_factory=list)   # stale sends
+    overlaps: list[dict] = field(default_factory=list)     # two holders sending at once
+
+
+@dataclass
+class DeliveryResult(CheckResult):
+    undelivered: list[str] = field(default_factory=list)
+    repeated: dict[str, list[dict]] = field(default_factory=dict)
+
+
+@dataclass
+class StaleWriteResult(CheckResult):
+    stale: list[dict] = field(default_factory=list)
+
+
+def read_event_lines(path: str | Path) -> tuple[list[dict], int]:
+    """Every JSON object of one engine event log, and how many lines could not be read. Lenient on purpose: a
+    SIGKILLed engine leaves a torn last line, and the restarted one appends after it, so a torn line may sit in the
+    middle of the file."""
+    events, torn = [], 0
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return [], 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            torn += 1
+            continue
+        if isinstance(row, dict):
+            events.append(row)
+        else:
+            torn += 1
+    return events, torn
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _token(value: Any) -> int | None:
+    """A fencing token as an int (events write ints, Redis hashes strings); None when absent or not a number."""
+    if isinstance(value, bool) or value is None or value == "":
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else h._wall_iso(ts)
+
+
+def lease_acquisitions(events: Iterable[dict], clock: str = "mono") -> list[LeaseAcquisition]:
+    """Every ``lease_acquired`` event with a time on ``clock`` ("mono" or "ts"), in time order."""
+    out = []
+    for e in events:
+        if e.get("event") != "lease_acquired":
+            continue
+        parsed = contract.parse_lease(e.get("value"))
+        token = _token(e.get("token"))
+        if token is None and parsed:
+            token = parsed[1]
+        instance = str(e.get("instance") or (parsed[0] if parsed else ""))
+        if token is None or _num(e.get(clock)) is None:
+            continue
+        out.append(LeaseAcquisition(instance, token, _num(e.get("mono")), _num(e.get("ts")), e.get("pid"),
+                                    str(e.get("previous") or "")))
+    return sorted(out, key=lambda a: getattr(a, clock))
+
+
+def _newest_at(acquisitions: Sequence[LeaseAcquisition], times: Sequence[float], t: float) -> LeaseAcquisition | None:
+    """The latest acquisition at or before ``t`` (``times``: the acquisitions' times on the same clock)."""
+    i = bisect.bisect_right(times, t)
+    return acquisitions[i - 1] if i else None
+
+
+def _holder(a: LeaseAcquisition) -> str:
+    return f"{a.instance}:{a.token}"
+
+
+def sending_bursts(sends: Sequence[dict], gap_s: float) -> list[dict]:
+    """The periods in which each lease holder (instance, token) was sending: its ``order_send_invoke`` times,
+    split wherever it sent nothing for longer than ``gap_s`` (a paused holder's two bursts stay apart)."""
+    by_holder: dict[tuple, list[float]] = defaultdict(list)
+    for s in sends:
+        by_holder[(s["instance"], s["token"])].append(s["mono"])
+    bursts = []
+    for (instance, token), times in by_holder.items():
+        times.sort()
+        start = prev = times[0]
+        count = 1
+        for t in times[1:]:
+            if t - prev > gap_s:
+                bursts.append({"instance": instance, "token": token, "start": start, "end": prev, "sends": count})
+                start, count = t, 0
+            prev = t
+            count += 1
+        bursts.append({"instance": instance, "token": token, "start": start, "end": prev, "sends": count})
+    return sorted(bursts, key=lambda b: (b["start"], b["end"]))
+
+
+def _concurrency(bursts: Sequence[dict]) -> tuple[int, float, list[dict]]:
+    """(most holders sending at one instant, seconds with two or more sending, every overlapping pair)."""
+    if not bursts:
+        return 0, 0.0, []
+    points = sorted([(b["start"], 0) for b in bursts] + [(b["end"], 1) for b in bursts])  # starts before ends
+    active = most = 0
+    overlap, since = 0.0, None
+    for t, kind in points:
+        if kind == 0:
+            active += 1
+            most = max(most, active)
+            if active == 2:
+                since = t
+        else:
+            if active == 2 and since is not None:
+                overlap += t - since
+                since = None
+            active -= 1
+    pairs = []
+    for i, a in enumerate(bursts):
+        for b in bursts[i + 1:]:
+            if (a["instance"], a["token"]) == (b["instance"], b["token"]):
+                continue
+            lo, hi = max(a["start"], b["start"]), min(a["end"], b["end"])
+            if lo <= hi:
+                pairs.append({"kind": "overlap", "holders": [f"{a['instance']}:{a['token']}",
+                                                             f"{b['instance']}:{b['token']}"],
+                              "from_mono": lo, "to_mono": hi, "seconds": round(hi - lo, 6)})
+    return most, overlap, pairs
+
+
+ONE_ACTIVE_RULE = ("A send (order_send_invoke) is stale when the lease holder that sent it (instance, fencing token) "
+                   "is not the newest lease_acquired at that instant (monotonic clock: the engines' mono, the same "
+                   "clock as history.jsonl and faults.jsonl). Overlap: the periods in which each holder was sending "
+                   "(its sends, split at gaps longer than the lease TTL) that intersect another holder's.")
+
+
+def check_one_active(events: Sequence[dict] | None, *, gap_s: float = DEFAULT_LEASE_TTL_S,
+                     requirement_ids: Sequence[str] = ("ENG-1",), targets: targets_mod.Targets | None = None,
+                     torn_lines: int = 0) -> OneActiveResult:
+    """ENG-1 "exactly one active instance processes signals", from the engines' event logs: no
+    ``order_send_invoke`` by a holder whose token is older than the newest ``lease_acquired`` at that instant
+    (``stale_sends``), and the most holders sending at once (``concurrent_active_engines``) with the seconds two
+    of them overlapped (``active_overlap_s``). No event logs, no acquisition or no send: ``unmeasured``."""
+    metrics_judged = ("stale_sends", "concurrent_active_engines")
+    if not events:
+        return _unmeasured(OneActiveResult, "one_active", requirement_ids, targets, metrics_judged,
+                           f"no engine event log ({ENGINE_EVENTS_GLOB}) in the run: who was active cannot be told")
+    acquisitions = lease_acquisitions(events, "mono")
+    if not acquisitions:
+        return _unmeasured(OneActiveResult, "one_active", requirement_ids, targets, metrics_judged,
+                           f"the engines' event logs ({len(events)} events) hold no lease_acquired: who was active "
+                           f"cannot be told")
+    sends = []
+    for e in events:
+        if e.get("event") != "order_send_invoke" or _num(e.get("mono")) is None:
+            continue
+        sends.append({"instance": str(e.get("instance") or ""), "token": _token(e.get("token")),
+                      "mono": _num(e.get("mono")), "ts": _num(e.get("ts")), "pid": e.get("pid"),
+                      "signal": e.get("signal_id"), "comment": e.get("comment"), "broker": e.get("broker"),
+                      "attempt": e.get("attempt")})
+    if not sends:
+        return _unmeasured(OneActiveResult, "one_active", requirement_ids, targets, metrics_judged,
+                           f"{len(acquisitions)} lease acquisition(s) but no order_send_invoke in the engines' event "
+                           f"logs: no send to judge")
+    sends.sort(key=lambda s: s["mono"])
+    times = [a.mono for a in acquisitions]
+    violations = []
+    for s in sends:
+        newest = _newest_at(acquisitions, times, s["mono"])
+        if newest is None:
+            why = "sent before any lease acquisition in the engines' event logs"
+        elif s["token"] is None:
+            why = None if s["instance"] == newest.instance else \
+                f"sent by {s['instance']} while {newest.instance} held the newest lease (no token recorded)"
+        elif (s["instance"], s["token"]) != (newest.instance, newest.token):
+            why = (f"sent under token {s['token']} by {s['instance']} {s['mono'] - newest.mono:.3f} s after "
+                   f"{newest.instance} acquired token {newest.token}")
+        else:
+            why = None
+        if why is None:
+            continue
+        violations.append({"kind": "stale-send", "instance": s["instance"], "pid": s["pid"], "token": s["token"],
+                           "newest_token": newest.token if newest else None,
+                           "newest_instance": newest.instance if newest else None,
+                           "newest_acquired_mono": newest.mono if newest else None, "mono": s["mono"],
+                           "time": _iso(s["ts"]), "signal": s["signal"], "comment": s["comment"],
+                           "broker": s["broker"], "why": why})
+    bursts = sending_bursts(sends, gap_s)
+    most, overlap_s, pairs = _concurrency(bursts)
+    refused = [e for e in events if e.get("event") == "fenced_write_refused"]
+    metrics = {"stale_sends": len(violations), "concurrent_active_engines": most,
+               "active_overlap_s": round(overlap_s, 6), "sends": len(sends), "acquisitions": len(acquisitions),
+               "holders": len({(s["instance"], s["token"]) for s in sends}),
+               "fenced_writes_refused": len(refused), "unreadable_event_lines": torn_lines}
+    judgements = judge({k: metrics[k] for k in metrics_judged}, requirement_ids, targets)
+    evidence: list[dict] = violations[:STALE_EVIDENCE_MAX] + pairs
+    if len(violations) > STALE_EVIDENCE_MAX:
+        evidence.append({"kind": "note", "why": f"{len(violations) - STALE_EVIDENCE_MAX} more stale send(s) not "
+                                                f"listed"})
+    evidence.append({"kind": "acquisitions", "rule": ONE_ACTIVE_RULE,
+                     "leases": [{"holder": _holder(a), "mono": a.mono, "time": _iso(a.ts), "previous": a.previous}
+                                for a in acquisitions[:50]],
+                     "bursts": [{k: b[k] for k in ("instance", "token", "start", "end", "sends")}
+                                for b in bursts[:50]]})
+    if violations:
+        first = violations[0]
+        summary = (f"{len(violations)} send(s) by a fenced-out lease holder (first: {first['instance']} token "
+                   f"{first['token']} after {first['newest_instance']} took token {first['newest_token']}); "
+                   f"{most} holder(s) sending at once, overlap {overlap_s:.3f} s")
+    elif most > 1:
+        summary = f"{most} holders sending at once for {overlap_s:.3f} s"
+    else:
+        summary = (f"one active sender at a time: {len(sends)} send(s) by {metrics['holders']} successive lease "
+                   f"holder(s), none after a newer acquisition")
+    return OneActiveResult("one_active", validity(judgements), tuple(requirement_ids), metrics, evidence, summary,
+                           judgements, violations=violations, overlaps=pairs)
+
+
+DUPLICATE_STATUS = contract.ResultStatus.DUPLICATE.value
+
+
+def check_results_delivered(signals: Iterable[Signal], results: Iterable[TradeResult] | None, *,
+                            backlog: Iterable[str] = (), requirement_ids: Sequence[str] = ("ENG-5",),
+                            targets: targets_mod.Targets | None = None) -> DeliveryResult:
+    """MT5-HA 3.6 (trade results go Redis RTRS -> DuckDB -> ClickHouse): every acknowledged signal ends with
+    exactly one result on RTRS, whatever path it took (executed, rejected, adopted after a takeover, flushed
+    after a Redis outage). Executed at the broker without a result is ``undelivered_results``; two or more
+    results for one signal is ``repeated_results``. A ``duplicate`` result (a second RTSS entry with the same signal
+    id) is counted apart; signals still queued at the end (backlog.json) are backlog, not failures. No RTRS dump,
+    or no acknowledged signal: ``unmeasured``."""
+    judged = ("undelivered_results", "repeated_results")
+    signals = list(signals)
+    if results is None:
+        return _unmeasured(DeliveryResult, "results_delivered", requirement_ids, targets, judged,
+                           f"no RTRS dump ({h.RTRS}) in the run: delivered results cannot be counted")
+    acked = [s for s in signals if s.ack == h.OK]
+    if not acked:
+        return _unmeasured(DeliveryResult, "results_delivered", requirement_ids, targets, judged,
+                           f"no acknowledged signal among {len(signals)} submitted: nothing had to be delivered")
+    by_signal: dict[str, list[TradeResult]] = defaultdict(list)
+    duplicate_status: dict[str, int] = defaultdict(int)
+    for r in results:
+        if r.status.strip().lower() == DUPLICATE_STATUS:
+            duplicate_status[r.signal] += 1
+        else:
+            by_signal[r.signal].append(r)
+    queued = set(backlog)
+
+    def ref(r: TradeResult) -> dict:
+        raw = r.raw
+        return {"entry": raw.get("entry"), "entry_id": raw.get("entry_id"), "status": r.status,
+                "instance": raw.get("instance"), "token": raw.get("token"), "order": r.order}
+
+    undelivered, repeated, in_backlog, evidence = [], {}, [], []
+    for s in acked:
+        rs = by_signal.get(s.id, [])
+        if len(rs) == 1:
+            continue
+        if not rs:
+            if s.id in queued:
+                in_backlog.append(s.id)
+                continue
+            undelivered.append(s.id)
+            evidence.append({"kind": "undelivered", "signal": s.id, "ack_mono": s.mono,
+                             "why": "acknowledged, not in the backlog, and no result on RTRS"
+                                    + (" (only a 'duplicate' answer)" if duplicate_status.get(s.id) else "")})
+        else:
+            repeated[s.id] = [ref(r) for r in rs]
+            evidence.append({"kind": "repeated", "signal": s.id, "results": repeated[s.id],
+                             "why": f"{len(rs)} results on RTRS for one signal"})
+    submitted = {s.id for s in signals}
+    unsubmitted = sorted(sid for sid in by_signal if sid not in submitted)
+    delivered = sum(1 for s in acked if len(by_signal.get(s.id, ())) == 1)
+    metrics = {"undelivered_results": len(undelivered), "repeated_results": len(repeated),
+               "acknowledged": len(acked), "delivered_once": delivered, "backlog_signals": len(in_backlog),
+               "duplicate_status_results": sum(duplicate_status.values()),
+               "results_for_unsubmitted_signals": len(unsubmitted)}
+    if in_backlog:
+        evidence.append({"kind": "backlog", "count": len(in_backlog), "signals": in_backlog[:50],
+                         "why": "still queued on RTSS when the run ended: no result yet, not a failure"})
+    if duplicate_status:
+        evidence.append({"kind": "duplicate-status", "count": sum(duplicate_status.values()),
+                         "signals": sorted(duplicate_status)[:50],
+                         "why": "a second RTSS entry with a signal id already handled, answered 'duplicate': "
+                                "counted apart"})
+    judgements = judge({k: metrics[k] for k in judged}, requirement_ids, targets)
+    if undelivered or repeated:
+        parts = []
+        if undelivered:
+            parts.append(f"{len(undelivered)} acknowledged signal(s) without a result on RTRS: "
+                         f"{', '.join(undelivered[:10])}")
+        if repeated:
+            parts.append(f"{len(repeated)} with more than one result: {', '.join(list(repeated)[:10])}")
+        summary = "; ".join(parts)
+    else:
+        summary = f"every one of {delivered} acknowledged signal(s) that left the queue has exactly one RTRS result"
+    if in_backlog:
+        summary += f"; backlog {len(in_backlog)} still queued at the end"
+    return DeliveryResult("results_delivered", validity(judgements), tuple(requirement_ids), metrics, evidence,
+                          summary, judgements, undelivered=undelivered, repeated=repeated)
+
+
+def _stream_ms(entry_id: Any) -> int | None:
+    ms, sep, seq = str(entry_id or "").partition("-")
+    return int(ms) if sep and ms.isdigit() and seq.isdigit() else None
+
+
+def shared_state_writes(rtrs_rows: Iterable[dict] | None, rts: dict | None) -> list[dict]:
+    """Every RTRS entry and RTS signal hash of the dump as a write: what, when (epoch s: an RTRS entry id's server
+    milliseconds, an RTS hash's ``ts_ms``), its fencing ``token`` (None when not recorded) and instance."""
+    writes = []
+    for row in rtrs_rows or ():
+        ms = _stream_ms(row.get("entry"))
+        writes.append({"what": f"RTRS entry {row.get('entry')}", "store": "RTRS",
+                       "signal": row.get("signal_id", row.get("signal")), "status": row.get("status"),
+                       "t": None if ms is None else ms / 1000.0, "token": _token(row.get("token")),
+                       "instance": row.get("instance") or None})
+    orders = engine_orders(rts) if rts else {}
+    for sid, fields in orders.items():
+        ms = _num(fields.get("ts_ms"))
+        writes.append({"what": f"RTS signal {sid}", "store": "RTS", "signal": sid, "status": fields.get("status"),
+                       "t": None if ms is None else ms / 1000.0, "token": _token(fields.get("token")),
+                       "instance": fields.get("instance") or None,
+                       "restored": fields.get("restored_from") or None})
+    return writes
+
+
+STALE_WRITE_RULE = ("A write (an RTRS entry, timed by its id's Redis server milliseconds; an RTS signal hash, timed by "
+                    "its ts_ms) is stale when the lease holder whose token it carries had already been superseded by "
+                    "a newer lease_acquired (the engines' wall-clock ts) at that time. A write stamped before its own "
+                    "token was acquired (e.g. an RTS hash restored from the journal) cannot be placed and is not "
+                    "judged. Only the last write of each RTS hash survives in the dump.")
+
+
+def check_stale_writes(events: Sequence[dict] | None, rtrs_rows: Sequence[dict] | None, rts: dict | None, *,
+                       requirement_ids: Sequence[str] = ("ENG-1", "ENG-5"),
+                       targets: targets_mod.Targets | None = None) -> StaleWriteResult:
+    """ENG-1/ENG-5: no RTS or RTRS value written by a fenced-out token, i.e. a token older than the newest lease
+    acquisition at the time of the write (``stale_writes``). Unmeasured without engine event logs or
+    acquisitions, without an RTRS/RTS dump, or when the writes carry no ``token`` field."""
+    judged = ("stale_writes",)
+    if not events:
+        return _unmeasured(StaleWriteResult, "stale_writes", requirement_ids, targets, judged,
+                           f"no engine event log ({ENGINE_EVENTS_GLOB}) in the run: lease acquisitions unknown")
+    acquisitions = lease_acquisitions(events, "ts")
+    if not acquisitions:
+        return _unmeasured(StaleWriteResult, "stale_writes", requirement_ids, targets, judged,
+                           "the engines' event logs hold no lease_acquired: which token was newest cannot be told")
+    if rtrs_rows is None and rts is None:
+        return _unmeasured(StaleWriteResult, "stale_writes", requirement_ids, targets, judged,
+                           f"no RTRS or RTS dump ({h.RTRS}, {h.RTS}) in the run: no write to judge")
+    writes = shared_state_writes(rtrs_rows, rts)
+    tokened = [w for w in writes if w["token"] is not None and w["t"] is not None]
+    if not tokened:
+        why = (f"none of the {len(writes)} RTRS/RTS write(s) records the fencing token that made it (no 'token' "
+               f"field in {h.RTRS} or {h.RTS}): writes by a fenced-out instance cannot be told"
+               if writes else "the RTRS and RTS dumps are empty: no write to judge")
+        return _unmeasured(StaleWriteResult, "stale_writes", requirement_ids, targets, judged, why)
+    times = [a.ts for a in acquisitions]
+    stale, unattributed, undated = [], [], []
+    for w in sorted(tokened, key=lambda w: w["t"]):
+        newest = _newest_at(acquisitions, times, w["t"])
+        mine = [a for a in acquisitions if a.token == w["token"]
+                and (w["instance"] is None or a.instance == w["instance"])]
+        if newest is None or not mine:
+            unattributed.append(w)
+            continue
+        if newest.token == w["token"] and (w["instance"] is None or newest.instance == w["instance"]):
+            continue
+        own = [a for a in mine if a.ts <= w["t"]]
+        if not own:
+            undated.append(w)   # stamped before its own token existed: not the time of the write
+            continue
+        stale.append({"kind": "stale-write", "what": w["what"], "signal": w["signal"], "status": w["status"],
+                      "token": w["token"], "instance": w["instance"], "written": _iso(w["t"]),
+                      "newest_token": newest.token, "newest_instance": newest.instance,
+                      "newest_acquired": _iso(newest.ts), "after_newest_s": round(w["t"] - newest.ts, 6),
+                      "why": f"written under token {w['token']} {w['t'] - newest.ts:.3f} s after "
+                             f"{newest.instance} acquired token {newest.token}"})
+    refused = [e for e in events if e.get("event") == "fenced_write_refused"]
+    metrics = {"stale_writes": len(stale), "writes_checked": len(tokened) - len(unattributed) - len(undated),
+               "rtrs_entries": sum(w["store"] == "RTRS" for w in writes),
+               "rts_signals": sum(w["store"] == "RTS" for w in writes),
+               "writes_without_token": len(writes) - len(tokened), "unattributed_writes": len(unattributed),
+               "undated_writes": len(undated), "fenced_writes_refused": len(refused),
+               "acquisitions": len(acquisitions)}
+    if metrics["writes_checked"] == 0:
+        return _unmeasured(StaleWriteResult, "stale_writes", requirement_ids, targets, judged,
+                           f"none of the {len(tokened)} tokened write(s) can be placed against the "
+                           f"{len(acquisitions)} lease acquisition(s) of the event logs", stale=[])
+    judgements = judge({"stale_writes": len(stale)}, requirement_ids, targets)
+    evidence: list[dict] = stale[:STALE_EVIDENCE_MAX]
+    if len(stale) > STALE_EVIDENCE_MAX:
+        evidence.append({"kind": "note", "why": f"{len(stale) - STALE_EVIDENCE_MAX} more stale write(s) not listed"})
+    if unattributed:
+        evidence.append({"kind": "unattributed", "count": len(unattributed),
+                         "writes": [{k: w[k] for k in ("what", "token", "instance")} for w in unattributed[:20]],
+                         "why": "the token is not among the lease acquisitions of the event logs (or the write "
+                                "precedes every acquisition): not judged"})
+    if refused:
+        evidence.append({"kind": "fenced-refused", "count": len(refused),
+                         "first": [{k: e.get(k) for k in ("instance", "token", "newest", "what")}
+                                   for e in refused[:10]],
+                         "why": "writes Redis refused because a newer token existed: fencing at work"})
+    evidence.append({"kind": "rule", "rule": STALE_WRITE_RULE})
+    if stale:
+        first = stale[0]
+        summary = (f"{len(stale)} RTS/RTRS value(s) written by a fenced-out token (first: {first['what']} under "
+                   f"token {first['token']} after token {first['newest_token']} was acquired)")
+    else:
+        summary = (f"no stale write among {metrics['writes_checked']} tokened RTS/RTRS write(s)"
+                   + (f"; {len(refused)} fenced write(s) refused by Redis" if refused else ""))
+    return StaleWriteResult("stale_writes", validity(judgements), tuple(requirement_ids), metrics, evidence, summary,
+                            judgements, stale=stale)
+
+
 # -- latency and throughput timeline ---------------------------------------------------------------------------
 _percentile = percentile
 
@@ -519,6 +970,45 @@ class RunView:
     def backlog(self) -> list[str]:
         return self._once("backlog", lambda: list((self.run.backlog() or {}).get("signals", [])))
 
+    def trade_results_or_none(self) -> list[TradeResult] | None:
+        """RTRS as dumped, or None when the run has no rtrs.jsonl (never dumped, not "no results")."""
+        return self.trade_results() if self.run.has(h.RTRS) else None
+
+    def rtrs_rows(self) -> list[dict] | None:
+        """The raw rows of rtrs.jsonl (entry id, token, instance, ...), or None when there is no dump."""
+        results = self.trade_results_or_none()
+        return None if results is None else [r.raw for r in results]
+
+    def engine_event_files(self) -> list[Path]:
+        """The engines' event logs of the run (``stack/engines/<node>/events-<instance>.jsonl``; every restart of an
+        instance appends to its file)."""
+        return self._once("event_files", lambda: sorted(self.run.path.glob(ENGINE_EVENTS_GLOB))
+                          or sorted(p for p in self.run.path.rglob("events-*.jsonl") if p.is_file()))
+
+    def engine_events(self) -> list[dict]:
+        """Every event of every engine event log, in monotonic-clock order ([] when there is none)."""
+        return self._once("events", self._load_events)[0]
+
+    def unreadable_event_lines(self) -> int:
+        return self._once("events", self._load_events)[1]
+
+    def _load_events(self) -> tuple[list[dict], int]:
+        events, torn = [], 0
+        for path in self.engine_event_files():
+            rows, bad = read_event_lines(path)
+            events += rows
+            torn += bad
+        events.sort(key=lambda e: _num(e.get("mono")) if _num(e.get("mono")) is not None else math.inf)
+        return events, torn
+
+    def lease_ttl_s(self) -> float:
+        """The engines' lease TTL as the run configured it (config.json's engine settings), else the default."""
+        config = self.run.config if isinstance(self.run.config, dict) else {}
+        engine = config.get("engine") if isinstance(config.get("engine"), dict) else {}
+        ttl = _num(engine.get("lease_ttl_s")) or _num((engine.get("overrides") or {}).get("lease_ttl_s")
+                                                      if isinstance(engine.get("overrides"), dict) else None)
+        return ttl if ttl and ttl > 0 else DEFAULT_LEASE_TTL_S
+
     @property
     def signal_of(self) -> SignalOf:
         if self._signal_of is None:
@@ -561,6 +1051,23 @@ def _state(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_
                        targets=targets)
 
 
+def _one_active(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
+    gap = _num(params.get("gap_s")) or view.lease_ttl_s()
+    return check_one_active(view.engine_events(), gap_s=gap, requirement_ids=rids, targets=targets,
+                            torn_lines=view.unreadable_event_lines())
+
+
+def _results_delivered(view: RunView, params: dict, rids: tuple[str, ...],
+                       targets: targets_mod.Targets) -> CheckResult:
+    return check_results_delivered(view.signals(), view.trade_results_or_none(), backlog=view.backlog(),
+                                   requirement_ids=rids, targets=targets)
+
+
+def _stale_writes(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
+    return check_stale_writes(view.engine_events(), view.rtrs_rows(), view.trade_state(), requirement_ids=rids,
+                              targets=targets)
+
+
 CHECKERS: dict[str, Checker] = {c.name: c for c in (
     Checker("rto", _rto, ("rto_s",), "fault injection to the first successful operation of kind f invoked after it",
             ("f", "fault")),
@@ -568,10 +1075,22 @@ CHECKERS: dict[str, Checker] = {c.name: c for c in (
     Checker("lost_signals", _lost, ("lost_signals",),
             "acknowledged signals neither executed at the broker nor rejected with a reason (backlog apart)"),
     Checker("state", _state, ("state_mismatches",), "RTS against the broker ledger: positions and signals"),
+    Checker("one_active", _one_active, ("stale_sends", "concurrent_active_engines"),
+            "no order sent by a lease holder older than the newest acquisition; most holders sending at once",
+            ("gap_s",)),
+    Checker("results_delivered", _results_delivered, ("undelivered_results", "repeated_results"),
+            "every acknowledged signal ends with exactly one result on RTRS (backlog apart)"),
+    Checker("stale_writes", _stale_writes, ("stale_writes",),
+            "no RTS/RTRS value written under a fencing token older than the newest acquisition"),
 )}
 
-DEFAULT_CHECKERS = [{"checker": name, "requirement_ids": ["ENG-1" if name == "rto" else "ENG-5"], "params": {}}
-                    for name in CHECKERS]
+# the requirements each checker claims when a run names no checkers of its own
+DEFAULT_REQUIREMENTS: dict[str, tuple[str, ...]] = {
+    "rto": ("ENG-1",), "duplicates": ("ENG-5",), "lost_signals": ("ENG-5",), "state": ("ENG-5",),
+    "one_active": ("ENG-1",), "results_delivered": ("ENG-5",), "stale_writes": ("ENG-1", "ENG-5"),
+}
+DEFAULT_CHECKERS = [{"checker": name, "requirement_ids": list(DEFAULT_REQUIREMENTS.get(name, ("ENG-5",))),
+                     "params": {}} for name in CHECKERS]
 
 
 @dataclass

@@ -30,7 +30,8 @@ def _console() -> Console:
 def scenarios() -> None:
     """List the scenarios a drill can run, with the requirements each measures."""
     table = Table(title="tradedrill scenarios", show_lines=True)
-    for col in ("name", "requirements", "faults", "checkers", "description"):
+    table.add_column("name", no_wrap=True)  # whole, so it can be copied into `tradedrill drill NAME`
+    for col in ("requirements", "faults", "checkers", "description"):
         table.add_column(col, overflow="fold")
     for s in registry.all_scenarios():
         faults = "\n".join(f"{f.fault} on {f.target} at {f.at_s:g} s"
@@ -154,11 +155,27 @@ def check(run_dir: Path, report_dir: Path | None) -> None:
     _judge(console, run_checks, str(run_dir), report_dir)
 
 
+# drill profiles: the fewest runs per scenario (each with its own seed: seed, seed+1, ...). "thorough" is what a
+# race needs to show up: a fault that lands on work in flight hits a different instant in every run.
+PROFILES: dict[str, int] = {"standard": 3, "thorough": 20}
+
+
+def runs_per_scenario(profile: str, repeat: int | None) -> int:
+    """``--repeat`` if given, else the profile's; never fewer than the profile's minimum for ``thorough``."""
+    least = PROFILES[profile]
+    if repeat is None:
+        return least
+    return max(repeat, least) if profile == "thorough" else repeat
+
+
 @click.command("drill")
 @click.argument("scenario_names", metavar="SCENARIO...", nargs=-1)
 @click.option("--all", "run_all", is_flag=True, help="Run every scenario of `tradedrill scenarios`.")
-@click.option("--repeat", "-n", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Runs per scenario; the report shows the distribution.")
+@click.option("--repeat", "-n", type=click.IntRange(min=1), default=None,
+              help="Runs per scenario, each with its own seed; the report shows the distribution "
+                   "[default: 3; at least 20 with --profile thorough].")
+@click.option("--profile", type=click.Choice(sorted(PROFILES)), default="standard", show_default=True,
+              help="thorough: every scenario at least 20 times with different seeds.")
 @click.option("--seed", type=int, default=None, help="Seed that replays the workload and fault schedule "
                                                      "(default: a fresh one, printed).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/drills"), show_default=True,
@@ -168,8 +185,8 @@ def check(run_dir: Path, report_dir: Path | None) -> None:
               help="Seconds of load per run (default: the scenario's).")
 @click.option("--settle", type=click.FloatRange(min=0, max=3600), default=None,
               help="Seconds to let outcomes settle after the load.")
-def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int, seed: int | None, out_dir: Path,
-          subnet: str, duration: float | None, settle: float | None) -> None:
+def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, profile: str, seed: int | None,
+          out_dir: Path, subnet: str, duration: float | None, settle: float | None) -> None:
     """Run fault drills against the local stack, then judge them and write the RTO report; exit 1 when a target
     is missed, 2 when a run cannot be judged."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -179,6 +196,7 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int, seed: int
     from scenarios.runner import DrillError, DrillInterrupted, DrillOptions, interruptible, run_drills
     from tradedrill.topology import Topology, TopologyError
 
+    repeat = runs_per_scenario(profile, repeat)
     if run_all:
         scenario_names = tuple(s.name for s in registry.all_scenarios())
     if not scenario_names:

@@ -105,6 +105,11 @@ def _lose_reply(ctx: FaultContext, t: Target, params: dict) -> Fault:
                            requirements=ctx.requirement_ids)
 
 
+def _latency(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    return BrokerBehaviour(lambda: ctx.broker_admin(t.name), {"order_latency_ms": float(params.get("ms", 300.0))},
+                           target=t.name, name="broker-latency", log=ctx.fault_log, requirements=ctx.requirement_ids)
+
+
 def _behaviour(ctx: FaultContext, t: Target, params: dict) -> Fault:
     return BrokerBehaviour(lambda: ctx.broker_admin(t.name), dict(params), target=t.name, log=ctx.fault_log,
                            requirements=ctx.requirement_ids)
@@ -138,6 +143,10 @@ def _check_rate(params: dict) -> list[str]:
     return _check_behaviour({"lose_reply_rate": params["rate"]}) if "rate" in params else []
 
 
+def _check_latency(params: dict) -> list[str]:
+    return _check_behaviour({"order_latency_ms": params["ms"]}) if "ms" in params else []
+
+
 def _check_mode(params: dict) -> list[str]:
     mode = params.get("mode", "drop")
     return [] if mode in ("drop", "reset") else [f"mode {mode!r} must be drop or reset"]
@@ -152,6 +161,10 @@ FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
                  description="SIGSTOP the target's process group; heal sends SIGCONT"),
     FaultPackage("broker-lose-reply", _lose_reply, ("mt5",), "end", "lost replies", "#8c564b", ("rate",),
                  description="the broker executes order_send but the reply is lost (rate 0..1)", check=_check_rate),
+    FaultPackage("broker-latency", _latency, ("mt5",), "end", "slow broker", "#17becf", ("ms",),
+                 description="the broker sleeps ms milliseconds (default 300) before it executes each order_send "
+                             "(the simulator's order_latency_ms): orders stay in flight that long",
+                 check=_check_latency),
     FaultPackage("broker-behaviour", _behaviour, ("mt5",), "end", "broker behaviour", "#e377c2", None,
                  description="set any of the simulator's behaviour switches; heal restores them",
                  check=_check_behaviour),

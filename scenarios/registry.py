@@ -194,6 +194,13 @@ def _consistency(requirements: tuple[str, ...]) -> tuple[CheckerSpec, ...]:
             CheckerSpec("state", requirements))
 
 
+def _fencing() -> tuple[CheckerSpec, ...]:
+    """The guarantees every scenario with an engine is judged by (issue 18): one active sender at a time (ENG-1),
+    exactly one RTRS result per acknowledged signal (ENG-5, MT5-HA 3.6), no write under a fenced-out token."""
+    return (CheckerSpec("one_active", ("ENG-1",)), CheckerSpec("results_delivered", ("ENG-5",)),
+            CheckerSpec("stale_writes", ("ENG-1", "ENG-5")))
+
+
 register(Scenario(
     name="engine-kill",
     requirement_ids=("ENG-1", "ENG-5"),
@@ -203,7 +210,7 @@ register(Scenario(
     faults=(FaultStep("process-kill", "active-engine", at_s=10.0),),
     checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-kill"}),
               CheckerSpec("lost_signals", ("ENG-1",)),  # RPO 0
-              *_consistency(("ENG-5",))),
+              *_consistency(("ENG-5",)), *_fencing()),
 ))
 
 register(Scenario(
@@ -215,12 +222,12 @@ register(Scenario(
     faults=(FaultStep("process-pause", "active-engine", at_s=10.0, heal_after_s=8.0),),
     checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-pause"}),
               CheckerSpec("lost_signals", ("ENG-1",)),
-              *_consistency(("ENG-5",))),
+              *_consistency(("ENG-5",)), *_fencing()),
 ))
 
 register(Scenario(
     name="redis-primary-kill",
-    requirement_ids=("RDS-2", "ENG-5"),
+    requirement_ids=("RDS-2", "ENG-1", "ENG-5"),
     description="SIGKILL the Redis primary under load; Sentinel promotes a replica and clients switch. RTO is the "
                 "first successful client write after the kill; trades across the failover must not duplicate or "
                 "vanish.",
@@ -228,17 +235,97 @@ register(Scenario(
     # the old primary comes back 12 s later and must rejoin as a replica of the promoted one
     faults=(FaultStep("process-kill", "redis-primary", at_s=10.0, heal_after_s=12.0),),
     checkers=(CheckerSpec("rto", ("RDS-2",), {"f": "redis_write", "fault": "process-kill"}),
-              *_consistency(("ENG-5",))),
+              *_consistency(("ENG-5",)), *_fencing()),
 ))
 
 register(Scenario(
     name="lost-reply",
-    requirement_ids=("ENG-5", "BRK-4"),
+    requirement_ids=("ENG-1", "ENG-5", "BRK-4"),
     description="The broker executes order_send but its reply is lost (the dangerous case: None/-10005 after the "
                 "order was applied). The engine must reconcile by magic+comment instead of resending blindly: "
                 "no duplicate order, and every signal ends executed or rejected with a reason.",
     workload=Workload(op="trade", timeout_s=10.0),
     faults=(FaultStep("broker-lose-reply", "broker-primary", at_s=5.0, heal_after_s=15.0, params={"rate": 0.3}),),
     checkers=(CheckerSpec("duplicates", ("ENG-5", "BRK-4")), CheckerSpec("lost_signals", ("ENG-5", "BRK-4")),
-              CheckerSpec("state", ("ENG-5",))),
+              CheckerSpec("state", ("ENG-5",)), *_fencing()),
+))
+
+
+# -- faults that land on work in flight (issue 18) -----------------------------------------------------------
+# Each run stays near 40 s (load + settle), so `tradedrill drill --all` stays reasonable. Steps run on their own
+# threads (scenarios.schedule), so the overlapping ones really overlap.
+register(Scenario(
+    name="engine-pause-in-flight",
+    requirement_ids=("ENG-1", "ENG-5"),
+    description="The primary broker takes 300 ms over every order_send for the whole load, so an order is in flight "
+                "most of the time, and the active engine is SIGSTOPped for 8 s 10 s in, most likely inside an "
+                "order_send: the broker executes the order while its sender is frozen. The passive takes over and "
+                "finds it at the broker; the resumed old active must send nothing, and its late outcome and state "
+                "writes must be refused (fenced), not written over its successor's.",
+    workload=Workload(op="trade", rate_per_s=2.5, duration_s=24.0, timeout_s=5.0, settle_s=10.0),
+    faults=(FaultStep("broker-latency", "broker-primary", at_s=0.0, params={"ms": 300}),
+            FaultStep("process-pause", "active-engine", at_s=10.0, heal_after_s=8.0)),
+    checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-pause"}),
+              CheckerSpec("lost_signals", ("ENG-1",)),
+              *_consistency(("ENG-5",)), *_fencing()),
+))
+
+register(Scenario(
+    name="engine-pause-repeated",
+    requirement_ids=("ENG-1", "ENG-5"),
+    description="Four short freezes of whichever engine is active at the time: 1.5 s and 2 s (shorter than the 3 s "
+                "lease TTL: the holder must resume without a takeover) and 4 s and 3.5 s (longer: the passive takes "
+                "over, the old holder must notice it lost the lease before doing anything). Leases change hands "
+                "back and forth; never two senders, no stale write, nothing doubled or lost.",
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=26.0, settle_s=10.0),
+    faults=(FaultStep("process-pause", "active-engine", at_s=4.0, heal_after_s=1.5),
+            FaultStep("process-pause", "active-engine", at_s=8.0, heal_after_s=4.0),
+            FaultStep("process-pause", "active-engine", at_s=15.0, heal_after_s=2.0),
+            FaultStep("process-pause", "active-engine", at_s=20.0, heal_after_s=3.5)),
+    checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-pause"}),
+              CheckerSpec("lost_signals", ("ENG-1",)),
+              *_consistency(("ENG-5",)), *_fencing()),
+))
+
+register(Scenario(
+    name="engine-kill-reading",
+    requirement_ids=("ENG-1", "ENG-5"),
+    description="SIGKILL the active engine while it is reading RTSS (XREADGROUP, a batch in hand) with 100 signals "
+                "a second arriving: entries delivered to the dead consumer and not yet acknowledged must be claimed "
+                "by the passive and executed once each; nothing acknowledged is lost.",
+    workload=Workload(op="trade", rate_per_s=100.0, duration_s=16.0, concurrency=8, settle_s=10.0),
+    faults=(FaultStep("process-kill", "active-engine", at_s=8.0),),
+    checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-kill"}),
+              CheckerSpec("lost_signals", ("ENG-1",)),
+              *_consistency(("ENG-5",)), *_fencing()),
+))
+
+register(Scenario(
+    name="broker-backup-down-primary-ambiguous",
+    requirement_ids=("ENG-1", "ENG-5", "BRK-4"),
+    description="Overlapping broker faults: the backup broker is SIGKILLed 4 s in (back 14 s later), and while it "
+                "is still down the primary executes orders but loses 30 % of its replies (8 s to 14 s). There is "
+                "nowhere to fail over to: every ambiguous send must be reconciled with the primary by magic and "
+                "comment, never resent blindly and never sent to a broker that is down.",
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=22.0, timeout_s=10.0, settle_s=15.0),
+    faults=(FaultStep("process-kill", "broker-backup", at_s=4.0, heal_after_s=14.0),
+            FaultStep("broker-lose-reply", "broker-primary", at_s=8.0, heal_after_s=6.0, params={"rate": 0.3})),
+    checkers=(CheckerSpec("duplicates", ("ENG-5", "BRK-4")), CheckerSpec("lost_signals", ("ENG-5", "BRK-4")),
+              CheckerSpec("state", ("ENG-5",)), *_fencing()),
+))
+
+register(Scenario(
+    name="engine-pause-during-failover",
+    requirement_ids=("ENG-1", "ENG-5", "RDS-2"),
+    description="Overlapping faults: the active engine is SIGSTOPped 8 s in for 8 s, and 1 s later the Redis primary "
+                "is SIGKILLed (back as a replica 12 s later). The lease lives in Redis: the passive must take it on "
+                "the promoted primary, and the old holder, waking after the failover, must find it lost and stay "
+                "fenced; client writes resume after the failover.",
+    workload=Workload(op="trade", duration_s=26.0, settle_s=10.0, params={"also": ["redis_write"]}),
+    faults=(FaultStep("process-pause", "active-engine", at_s=8.0, heal_after_s=8.0),
+            FaultStep("process-kill", "redis-primary", at_s=9.0, heal_after_s=12.0)),
+    checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-pause"}),
+              CheckerSpec("rto", ("RDS-2",), {"f": "redis_write", "fault": "process-kill"}),
+              CheckerSpec("lost_signals", ("ENG-1",)),
+              *_consistency(("ENG-5",)), *_fencing()),
 ))

@@ -3,15 +3,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
-from scenarios import cli, synthetic
+from scenarios import cli, registry, synthetic
 
 
 def test_scenarios_lists_the_registry():
     result = CliRunner().invoke(cli.scenarios, [])
     assert result.exit_code == 0
-    for name in ("engine-kill", "engine-pause", "redis-primary-kill", "lost-reply"):
+    for name in ("engine-kill", "engine-pause", "redis-primary-kill", "lost-reply", "engine-pause-in-flight",
+                 "engine-pause-repeated", "engine-kill-reading", "broker-backup-down-primary-ambiguous",
+                 "engine-pause-during-failover"):
         assert name in result.output
 
 
@@ -112,9 +115,6 @@ def test_a_raising_checker_is_unknown_with_the_error(tmp_path, monkeypatch):
 
 
 # -- issue 10: damaged run files are one line naming the file and line -----------------------------------------
-import pytest  # noqa: E402
-
-
 @pytest.mark.parametrize("line, expected", [
     ("[1, 2]", "history.jsonl:2 is list"),
     ('{"type": "invoke", "op": 99, "process": "c", "f": "trade", "key": "k"}', "history.jsonl:2 has no numeric 'mono'"),
@@ -166,3 +166,33 @@ def test_drill_refuses_nan_and_an_unwritable_out(tmp_path):
     from scenarios import registry
     with pytest.raises(DrillError, match="cannot write the run folder"):
         run_once(registry.get("engine-kill"), Path("/proc/no-such/run"), 1, DrillOptions())
+
+
+# -- --profile thorough: every scenario at least 20 runs, each with its own seed --------------------------------------
+@pytest.mark.parametrize("args, runs", [([], 3), (["--repeat", "5"], 5), (["--profile", "thorough"], 20),
+                                        (["--profile", "thorough", "--repeat", "4"], 20),
+                                        (["--profile", "thorough", "--repeat", "25"], 25)])
+def test_drill_profile_sets_the_runs_per_scenario(monkeypatch, tmp_path, args, runs):
+    from scenarios import runner
+
+    seen = {}
+
+    def fake_run_drills(names, opts):
+        seen.update(names=names, repeat=opts.repeat)
+        raise runner.DrillError("stopped by the test")
+
+    monkeypatch.setattr(runner, "run_drills", fake_run_drills)
+    result = CliRunner().invoke(cli.drill, ["--all", "--out", str(tmp_path), *args])
+    assert result.exit_code == 2 and "stopped by the test" in result.output, result.output
+    assert seen["repeat"] == runs
+    assert len(seen["names"]) == len(registry.all_scenarios()) >= 9
+
+
+def test_run_drills_gives_every_repeat_its_own_seed(monkeypatch, tmp_path):
+    from scenarios import runner
+
+    seeds = []
+    monkeypatch.setattr(runner, "run_once", lambda scenario, path, seed, opts, repeat=0: seeds.append(seed))
+    runner.run_drills(["engine-pause"], runner.DrillOptions(seed=11, repeat=cli.runs_per_scenario("thorough", None),
+                                                            out_dir=tmp_path))
+    assert len(seeds) == 20 and len(set(seeds)) == 20

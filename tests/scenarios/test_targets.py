@@ -78,7 +78,9 @@ def test_every_registered_checker_metric_has_a_target():
     from scenarios.checkers import CHECKERS
     t = targets_mod.load()
     names = {s.name for s in registry.all_scenarios()}
-    assert names == {"engine-kill", "engine-pause", "redis-primary-kill", "lost-reply"}
+    assert names == {"engine-kill", "engine-pause", "redis-primary-kill", "lost-reply", "engine-pause-in-flight",
+                     "engine-pause-repeated", "engine-kill-reading", "broker-backup-down-primary-ambiguous",
+                     "engine-pause-during-failover"}
     for s in registry.all_scenarios():
         for spec in s.checkers:
             for rid in spec.requirement_ids:
