@@ -12,10 +12,11 @@ Figures:
   results/s within the window, backlog at the end of the window (XADDed, no result yet) and how long it took to
   drain (``--drain`` at most);
 - the highest sustained rate, measured first: offered 25, 50, 100, 200, 400, 700, 1000, 1500, 2000/s
-  (``--step-seconds`` each, every step drained before the next; the ramp stops at the first step that does not
-  hold): the highest step where results/s >= 98 % of offered, the backlog does not grow over the step
-  (least-squares slope <= 2 % of offered per second), the brokers' ledgers show no signal with two orders
-  (``reference.engine.contract.signal_of_comment``) and every acknowledged signal got a result (0 lost);
+  (``--step-seconds`` each, every step drained before the next; a step that does not hold is tried again, up to
+  ``--step-tries``, and the ramp stops at the first step that never holds): the highest step where results/s
+  >= 98 % of offered, the backlog does not grow over the step (least-squares slope <= 2 % of offered per second),
+  the brokers' ledgers show no signal with two orders (``reference.engine.contract.signal_of_comment``) and every
+  acknowledged signal got a result (0 lost);
 - floors, same stack, engine idle: (a) bare ``order_send`` to the primary simulator with the ``reference.mt5``
   client (one client, netting account 5002 so the engine's account is untouched; also ``symbol_info_tick`` +
   ``order_send``, the broker work the engine does per market signal), (b) a bare Redis XADD + XREADGROUP + XACK
@@ -284,7 +285,7 @@ class Bench:
         window = max(phase.end, phase.produced_at) - phase.start
         slope = _slope([(t, b) for t, b in phase.samples if t >= min(0.5, phase.seconds / 4)])
         return {
-            "offered_per_s": phase.rate, "seconds": phase.seconds, "signals": len(phase.acked),
+            "phase": phase.tag, "offered_per_s": phase.rate, "seconds": phase.seconds, "signals": len(phase.acked),
             "submit_errors": phase.submit_errors,
             "achieved_offered_per_s": round(len(phase.acked) / max(phase.produced_at - phase.start, phase.seconds),
                                             1),
@@ -351,9 +352,10 @@ class Profiler:
         if exe is None:
             raise RuntimeError("--profile needs py-spy (pip install the project's test extra)")
         for out, fmt in zip(self.outputs, ("flamegraph", "raw")):
-            self.procs.append(subprocess.Popen(
-                [exe, "record", "--pid", str(self.pid), "--nonblocking", "--rate", "100", "--format", fmt,
-                 "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            with open(out.with_suffix(".log"), "w") as log:  # py-spy's own messages (attach errors, sample count)
+                self.procs.append(subprocess.Popen(
+                    [exe, "record", "--pid", str(self.pid), "--nonblocking", "--rate", "100", "--format", fmt,
+                     "--output", str(out)], stdout=log, stderr=subprocess.STDOUT))
 
     def stop(self) -> list[str]:
         written = []
@@ -378,6 +380,9 @@ def main() -> int:
     ap.add_argument("--rates", default=",".join(map(str, RATES)), help="fixed offered rates, signals/s")
     ap.add_argument("--steps", default=",".join(map(str, STEPS)), help="offered rates of the sustained-rate ramp")
     ap.add_argument("--step-seconds", type=float, default=4.0, help="seconds per ramp step (default 4)")
+    ap.add_argument("--step-tries", type=int, default=2,
+                    help="tries of a ramp step before the ramp stops (default 2: one stall of a busy machine does "
+                         "not end the ramp)")
     ap.add_argument("--drain", type=float, default=300.0,
                     help="at most this many seconds for a phase's backlog to drain before the next (default 300)")
     ap.add_argument("--floor-orders", type=int, default=2000, help="samples of each floor (default 2000)")
@@ -441,14 +446,22 @@ def main() -> int:
 
         ramp, stopped_at = [], None
         for rate in steps:
-            say(f"ramp: offered {rate:g} signals/s for {args.step_seconds:g} s ...")
-            s = bench.summary(bench.run_phase(f"bs{int(rate):05d}", "step", rate, args.step_seconds, args.drain))
-            s["rate_holds"] = (s["results_per_s"] or 0) >= SUSTAINED_RESULTS_FRACTION * rate
-            s["backlog_holds"] = (s["backlog_slope_per_s"] is not None
-                                  and s["backlog_slope_per_s"] <= SUSTAINED_BACKLOG_SLOPE_FRACTION * rate)
-            ramp.append(s)
-            _print_phase(s, floors)
-            if not (s["rate_holds"] and s["backlog_holds"]):
+            held = False
+            for attempt in range(1, args.step_tries + 1):  # a step that fails is tried again before the ramp stops
+                again = f" (try {attempt} of {args.step_tries})" if attempt > 1 else ""
+                say(f"ramp: offered {rate:g} signals/s for {args.step_seconds:g} s{again} ...")
+                tag = f"bs{int(rate):05d}" + ("" if attempt == 1 else f"t{attempt}")
+                s = bench.summary(bench.run_phase(tag, "step", rate, args.step_seconds, args.drain))
+                s["attempt"] = attempt
+                s["rate_holds"] = (s["results_per_s"] or 0) >= SUSTAINED_RESULTS_FRACTION * rate
+                s["backlog_holds"] = (s["backlog_slope_per_s"] is not None
+                                      and s["backlog_slope_per_s"] <= SUSTAINED_BACKLOG_SLOPE_FRACTION * rate)
+                ramp.append(s)
+                _print_phase(s, floors)
+                held = s["rate_holds"] and s["backlog_holds"]
+                if held:
+                    break
+            if not held:
                 stopped_at = rate
                 say(f"  step {rate:g}/s does not hold: the ramp stops here")
                 break
@@ -471,9 +484,8 @@ def main() -> int:
         queue = queue_state(r, keys, stack.engine_group)  # the consumer group is named after the engine group
         all_ids = [sid for p in bench.phases.values() for sid in p.acked]
         by_signal = orders_by_signal(ledger_orders(stack, account), contract.signal_of_comment(all_ids))
-        for s, tag in [(s, f"br{int(s['offered_per_s']):05d}") for s in fixed] + \
-                      [(s, f"bs{int(s['offered_per_s']):05d}") for s in ramp]:
-            phase = bench.phases[tag]
+        for s in fixed + ramp:
+            phase = bench.phases[s["phase"]]
             ids = set(phase.acked)
             no_result = [sid for sid in phase.acked if sid not in bench.result_at]
             s["ledger_orders"] = sum(len(v) for sid, v in by_signal.items() if sid in ids)
