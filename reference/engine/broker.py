@@ -121,6 +121,70 @@ class BrokerSession:
         # symbol -> (filling_mode mask, trade_exemode) from symbol_info; read once per connection
         self._fillings: dict[str, tuple[int, int | None]] = {}
         self.filling_choices: dict[str, tuple[int, int]] = {}  # symbol -> (configured, used) when they differ
+        self._lanes: list["BrokerSession"] = []   # extra connections that carry order_send (issue 11)
+        self._busy: set[int] = set()               # lanes with an order_send in flight
+        self._lane_lock = threading.Lock()
+
+    # --- send lanes ----------------------------------------------------------------------------------------------
+    @property
+    def single_terminal(self) -> bool:
+        """A terminal that is one object per process (the ``metatrader5`` package): no second connection."""
+        return str(self.config.params.get("kind", "")) == "metatrader5"
+
+    @property
+    def lane_count(self) -> int:
+        """How many order_send calls may be in flight at once (``send_lanes``; 1 for a single terminal)."""
+        return 1 if self.single_terminal else max(1, int(self.engine.send_lanes))
+
+    def free_lane(self) -> int | None:
+        """The index of a lane with no order in flight (claimed until :meth:`release_lane`), or None."""
+        with self._lane_lock:
+            for i in range(self.lane_count):
+                if i not in self._busy:
+                    self._busy.add(i)
+                    return i
+        return None
+
+    def release_lane(self, lane: int) -> None:
+        with self._lane_lock:
+            self._busy.discard(lane)
+
+    def lanes_busy(self) -> int:
+        with self._lane_lock:
+            return len(self._busy)
+
+    def submit_order(self, lane: int, request: dict) -> concurrent.futures.Future:
+        """order_send on ``lane`` in the background: a future of ``(value, last_error)`` that raises
+        BrokerCallFailed like :meth:`call`. Lane 0 is this session's own connection; the others are connections
+        of their own, made on first use, so a lost reply holds only its lane, never the engine's main thread
+        (which keeps this session's own connection for prices, lookups and heartbeats). A single terminal has one
+        lane: this session itself."""
+        session = self if self.single_terminal else self._lane(lane + 1)
+
+        def send():
+            if session is not self and not session.connected:
+                session.connect()
+            return session.call("order_send", request)
+        return self._lane_runner(lane).submit(send)
+
+    def _lane(self, lane: int) -> "BrokerSession":
+        while len(self._lanes) < lane:
+            self._lanes.append(BrokerSession(self.config, self.engine))
+        return self._lanes[lane - 1]
+
+    def _lane_runner(self, lane: int) -> concurrent.futures.ThreadPoolExecutor:
+        runners = self.__dict__.setdefault("_runners", {})
+        if lane not in runners:
+            runners[lane] = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"send-{self.name}-{lane}")
+        return runners[lane]
+
+    def close_lanes(self) -> None:
+        for lane in self._lanes:
+            try:
+                lane.close()
+            except Exception:  # noqa: BLE001 - closing anyway
+                pass
+        self._lanes = []
 
     def _worker(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._executor is None:
@@ -311,6 +375,9 @@ class BrokerSession:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        self.close_lanes()
+        for runner in self.__dict__.get("_runners", {}).values():
+            runner.shutdown(wait=False, cancel_futures=True)
 
 
 class BrokerPool:

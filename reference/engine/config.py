@@ -70,6 +70,10 @@ class EngineConfig:
     alerts_key: str = "ALERTS"              # alert stream
     consumer_group: str = ""                # default: the engine group name
     read_block_ms: int = 200                # XREADGROUP block (must stay under the socket timeout)
+    send_lanes: int = 32                    # order_send calls in flight at once, each on its own broker connection:
+                                            # a lost reply holds one lane for the call deadline, not the engine;
+                                            # 30 % lost at 20/s with a 5 s deadline holds 30 (issue 11)
+    park_after_s: float = 0.05              # a send not answered by then is parked; the batch goes on without it
     read_count: int = 256                  # entries per XREADGROUP: one batch, one group commit (issue 11)
     # --- lease / heartbeat (ENG-1, ENG-2, ENG-5) -----------------------------------------------------------------
     heartbeat_s: float = 1.0                # ENG-1: heartbeat to Redis every 1 s

@@ -29,6 +29,7 @@ Signals are independent: a deferred signal does not hold back later ones.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import signal as os_signal
 import threading
@@ -112,6 +113,8 @@ class Engine:
         self.consumer = config.instance
         self.group = config.group_name
         self.deferred: dict[str, Intent] = {}      # open intents of signals in our PEL, by signal id
+        # sends not answered within park_after_s: signal id -> (intent, session, request, lane, future)
+        self.parked: dict[str, tuple] = {}
         self.known: dict[str, BrokerTrace] = {}    # comment prefix -> trace, from the takeover scan
         self.suspended_accounts: set[str] = set()
         self.trading = False                       # takeover done and lease held
@@ -178,6 +181,11 @@ class Engine:
             self.shutdown()
 
     def shutdown(self) -> None:
+        if self.parked:   # let the sends in flight answer (or pass their deadline) and keep their outcomes
+            try:
+                self.collect_parked(wait_s=self.cfg.broker_timeout_s + 0.5)
+            except Exception as exc:  # noqa: BLE001 - shutting down anyway; the journal says SENDING
+                self.emit("engine_error", error=repr(exc), where="shutdown")
         self.watchdog.stop()
         self.lease.stop()
         self.lease.release()
@@ -237,6 +245,7 @@ class Engine:
             return
         if self._reread_pending:
             self.claim_pending()        # entries left pending by an error are judged again
+        self.collect_parked()
         self.process_due()
         if not self.read_new():
             self.journal.flush_published()   # idle: write the published flags that wait for a transaction
@@ -403,8 +412,8 @@ class Engine:
             ready: list[Intent] = []
             for entry_id, fields in entries:
                 last = entry_id
-                if signal_id_of(fields) in self.deferred:
-                    continue  # already an open intent of ours: it is processed when due
+                if signal_id_of(fields) in self.deferred or signal_id_of(fields) in self.parked:
+                    continue  # already an open intent of ours: it is processed when due (or answered)
                 intent = self.handle_entry_safely(entry_id, fields, redelivered=True)
                 if intent is not None:
                     ready.append(intent)
@@ -458,6 +467,8 @@ class Engine:
             fields = {}
         sig = parse_signal(fields, max_volume=self.cfg.max_volume, now_ms=now_ms(),
                            max_age_s=self.cfg.signal_max_age_s)
+        if getattr(sig, "signal_id", None) in self.parked:
+            return None   # its order is in flight on a send lane: its answer settles it
         self.emit("signal_received", entry_id=entry_id, signal_id=getattr(sig, "signal_id", ""),
                   redelivered=redelivered)
         if isinstance(sig, InvalidSignal):
@@ -563,7 +574,11 @@ class Engine:
         """Send the orders of ``intents`` and act on each answer. Group commit: every intent of the batch is made
         durable in one journal transaction before the first order_send (ENG-5: no send before its intent is
         durable), the executed outcomes in one transaction before they are published, and the publishes go to
-        Redis in one pipelined round trip. Re-priced orders are resent at once with a fresh price, bounded."""
+        Redis in one pipelined round trip. Re-priced orders are resent at once with a fresh price, bounded.
+
+        The sends go out on the broker's send lanes (``send_lanes`` connections) at once; the batch waits
+        ``park_after_s`` for their answers and parks the rest: a lost reply holds one lane until its deadline,
+        while the main loop goes on with other signals and collects it later (:meth:`collect_parked`)."""
         queue = list(intents)
         while queue:
             if not self.lease.can_send():
@@ -572,29 +587,91 @@ class Engine:
             if not prepared:
                 return
             self.journal.put_many([intent for intent, *_ in prepared])   # durable intents before order_send
-            for intent, session, request, _previous in prepared:
+            for intent, session, _request, _previous in prepared:
                 self.emit("intent_written", signal_id=intent.signal_id, comment=intent.comment,
                           attempt=intent.attempt, broker=session.name)
             done: list[tuple] = []
-            for i, (intent, session, request, _previous) in enumerate(prepared):
-                if not self.lease.can_send():              # fencing check, the last thing before each send
-                    unsent = [p for p in prepared[i:]]
-                    for it, _s, _r, previous in unsent:
-                        it.state, it.attempt = previous
-                    self.journal.put_many([it for it, *_ in unsent])
-                    self.finish_many(done)
-                    raise LeaseLost("lease expired while sending a batch")
-                try:
-                    again = self._send_one(intent, session, request, done)
-                except (LeaseLost, RedisUnavailable):
-                    self.finish_many(done)
-                    raise
-                except Exception as exc:  # noqa: BLE001 - one signal's bug must not stop the batch
-                    self._entry_failed(intent.entry_id, intent.signal_id, exc)
-                    continue
-                if again:
-                    queue.append(intent)
-            self.finish_many(done)
+            outstanding: list[tuple] = []
+            try:
+                for i, (intent, session, request, _previous) in enumerate(prepared):
+                    lane = self._wait_for_lane(session, outstanding, done, queue)
+                    if lane is None or not self.lease.can_send():   # fencing check, the last thing before a send
+                        if lane is not None:
+                            session.release_lane(lane)
+                        unsent = prepared[i:]
+                        for it, _s, _r, previous in unsent:
+                            it.state, it.attempt = previous
+                        self.journal.put_many([it for it, *_ in unsent])
+                        if lane is None:   # every lane still held by a lost reply: try these again shortly
+                            for it, *_ in unsent:
+                                self._defer(it, self.cfg.park_after_s, "every send lane is busy")
+                            break
+                        raise LeaseLost("lease expired while sending a batch")
+                    self.emit("order_send_invoke", signal_id=intent.signal_id, comment=intent.comment,
+                              attempt=intent.attempt, broker=session.name, price=request["price"],
+                              token=self.lease.token, lane=lane)
+                    self.stats["sends"] += 1
+                    outstanding.append((intent, session, request, lane, session.submit_order(lane, request)))
+                self._collect(outstanding, done, queue, self.cfg.park_after_s)
+                for item in outstanding:   # not answered yet: parked, collected by the main loop
+                    self.parked[item[0].signal_id] = item
+                    self.emit("order_send_parked", signal_id=item[0].signal_id, lane=item[3])
+            finally:
+                self.finish_many(done)
+
+    def _wait_for_lane(self, session: BrokerSession, outstanding: list, done: list, queue: list) -> int | None:
+        """A free send lane of ``session``; while every lane holds an order in flight, collect answers (of this
+        batch and of parked sends). None when none came free within the call deadline."""
+        lane = session.free_lane()
+        deadline = time.monotonic() + self.cfg.broker_timeout_s + 1.0
+        while lane is None and time.monotonic() < deadline:
+            self.watchdog.beat("wait_for_lane")
+            self._collect(outstanding, done, queue, self.cfg.park_after_s)
+            self.collect_parked(wait_s=0.0)
+            lane = session.free_lane()
+        return lane
+
+    def _collect(self, items: list, done: list, requeue: list, wait_s: float) -> None:
+        """Act on every answered send of ``items`` (removed from it) within ``wait_s``: executed ones join
+        ``done``, re-priced ones ``requeue``, the others are handled at once."""
+        if not items:
+            return
+        finished, _ = concurrent.futures.wait([item[4] for item in items], timeout=wait_s)
+        for item in [i for i in items if i[4] in finished]:
+            items.remove(item)
+            intent, session, request, lane, future = item
+            session.release_lane(lane)
+            try:
+                result, err = future.result()
+            except BrokerCallFailed as exc:
+                result, err = None, ("call_failed", str(exc))
+            except Exception as exc:  # noqa: BLE001 - a lane's transport error is an ambiguous send
+                result, err = None, ("call_failed", repr(exc))
+            try:
+                if self._on_reply(intent, session, result, err, done):
+                    requeue.append(intent)
+            except (LeaseLost, RedisUnavailable):
+                raise
+            except Exception as exc:  # noqa: BLE001 - one signal's bug must not stop the batch
+                self._entry_failed(intent.entry_id, intent.signal_id, exc)
+
+    def collect_parked(self, wait_s: float = 0.0) -> None:
+        """Act on the answers of parked sends that came in (each loop of the main thread)."""
+        if not self.parked:
+            return
+        items = list(self.parked.values())
+        done: list[tuple] = []
+        requeue: list[Intent] = []
+        try:
+            self._collect(items, done, requeue, wait_s)
+        finally:
+            still = {item[0].signal_id for item in items}
+            for signal_id in list(self.parked):
+                if signal_id not in still:
+                    del self.parked[signal_id]
+            self.finish_many(done, publish=self.trading and self.lease.held)
+        if requeue and self.trading:
+            self.send_batch(requeue)
 
     def _prepare_sends(self, intents: list[Intent]) -> list[tuple]:
         """For each intent: the broker session and request, with the intent moved to SENDING (in memory only:
@@ -631,18 +708,10 @@ class Engine:
             prepared.append((intent, session, request, previous))
         return prepared
 
-    def _send_one(self, intent: Intent, session: BrokerSession, request: dict, done: list) -> bool:
-        """order_send one prepared intent; an executed one joins ``done`` (finished with its batch), every other
+    def _on_reply(self, intent: Intent, session: BrokerSession, result, err, done: list) -> bool:
+        """Act on one order_send answer: an executed one joins ``done`` (finished with its batch), every other
         answer is acted on here. Returns True when it must be resent at once (a re-price)."""
         comment = intent.comment
-        self.emit("order_send_invoke", signal_id=intent.signal_id, comment=comment, attempt=intent.attempt,
-                  broker=session.name, price=request["price"], token=self.lease.token)
-        self.stats["sends"] += 1
-        err = None
-        try:
-            result, err = session.call("order_send", request)
-        except BrokerCallFailed as exc:
-            result, err = None, ("call_failed", str(exc))
         if result is None:
             outcome, name = classify_none(err)
             retcode = None
@@ -814,9 +883,10 @@ class Engine:
         """Record one final outcome (see :meth:`finish_many`)."""
         self.finish_many([(intent, state, code, reason, extra)])
 
-    def finish_many(self, items: list[tuple]) -> None:
+    def finish_many(self, items: list[tuple], publish: bool = True) -> None:
         """Final outcomes ``(intent, state, code, reason, extra)``: committed to the journal in one transaction
-        (durable before anything is acknowledged), then published in one pipelined Redis round trip."""
+        (durable before anything is acknowledged), then published in one pipelined Redis round trip (not when
+        ``publish`` is False: a passive instance keeps them for when it is active again)."""
         if not items:
             return
         intents = []
@@ -838,6 +908,8 @@ class Engine:
             if status == ResultStatus.REJECTED.value:
                 self.emit("signal_rejected", signal_id=intent.signal_id, entry_id=intent.entry_id, code=code,
                           reason=reason)
+        if not publish:
+            return
         try:
             self.publish_many(intents)
         except RedisUnavailable as exc:

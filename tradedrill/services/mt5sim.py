@@ -107,6 +107,9 @@ def simulator_node(
     )
 
 
+ENGINE_BROKER_CONNECTIONS = 160
+
+
 def state_dir(spec: NodeSpec, run_dir: Path) -> Path:
     return Path(run_dir) / "brokers" / spec.name
 
@@ -126,6 +129,8 @@ def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegis
         behaviour=behaviour, server_name=server_name or spec.name, role=spec.role,
         log_path=Path(run_dir) / "logs" / f"{spec.name}.log", ready_timeout=ready_timeout, registry=registry,
         admin_token_file=token_file(spec, run_dir),
+        # two engines with send_lanes (32) connections each, plus a paused one's that stay open (issue 11)
+        max_connections=ENGINE_BROKER_CONNECTIONS,
     )
 
 
