@@ -14,7 +14,7 @@ def test_scenarios_lists_the_registry():
     assert result.exit_code == 0
     for name in ("engine-kill", "engine-pause", "redis-primary-kill", "lost-reply", "engine-pause-in-flight",
                  "engine-pause-repeated", "engine-kill-reading", "broker-backup-down-primary-ambiguous",
-                 "engine-pause-during-failover"):
+                 "engine-pause-during-failover", "redis-kill-in-flight"):
         assert name in result.output
 
 
@@ -185,7 +185,7 @@ def test_drill_profile_sets_the_runs_per_scenario(monkeypatch, tmp_path, args, r
     result = CliRunner().invoke(cli.drill, ["--all", "--out", str(tmp_path), *args])
     assert result.exit_code == 2 and "stopped by the test" in result.output, result.output
     assert seen["repeat"] == runs
-    assert len(seen["names"]) == len(registry.all_scenarios()) >= 9
+    assert len(seen["names"]) == len(registry.all_scenarios()) >= 10
 
 
 def test_run_drills_gives_every_repeat_its_own_seed(monkeypatch, tmp_path):
