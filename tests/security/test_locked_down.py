@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from tradedrill.services import redis as redis_svc
 from tradedrill.topology import Topology
 from tradedrill.waiting import wait_until
 
-from .conftest import CANARY, SUBNET, as_nobody, needs_root
+from .conftest import CANARY, SUBNET, as_nobody, needs_root, private_tmp
 
 pytestmark = pytest.mark.services
 
@@ -261,10 +262,21 @@ def test_a_failover_keeps_every_role_working(stack):
 
 
 # -- two behaviours that only show over a restart -------------------------------------------------------------------
-def test_script_effects_survive_a_restart_of_a_redis_node(tmp_path):
+@pytest.fixture
+def run_dir():
+    """A run folder the servers' accounts can reach (they run as in production), removed afterwards."""
+    needs_root()
+    path = private_tmp("tradedrill-security-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_script_effects_survive_a_restart_of_a_redis_node(run_dir):
     """Redis 7.0 replays the AOF's MULTI/EXEC (every script's effects) as the default user and checks its ACL: the
     disabled default user keeps its permissions (nobody can log in as it), or those writes vanish on restart."""
-    needs_root()
+    tmp_path = run_dir
     topo = Topology.default(subnet=SUBNET, services=("redis",), overrides={
         "redis.port": 6390, "redis.replicas": 0, "sentinel.count": 1, "sentinel.quorum": 1,
         "redis.appendonly": "yes", "redis.appendfsync": "always"})
@@ -285,9 +297,10 @@ def test_script_effects_survive_a_restart_of_a_redis_node(tmp_path):
         node.stop()
 
 
-def test_a_cluster_an_older_run_made_with_trust_gets_the_run_folders_password(tmp_path):
-    needs_root()
+def test_a_cluster_an_older_run_made_with_trust_gets_the_run_folders_password(run_dir):
     import psycopg
+
+    tmp_path = run_dir
 
     topo = Topology.default(subnet=SUBNET, services=("postgres",), overrides={"postgres.port": 5442})
     spec = topo.node("postgres")
