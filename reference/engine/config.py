@@ -62,6 +62,12 @@ class EngineConfig:
     sentinel_password: str = field(default="", repr=False)
     sentinel_password_file: str = ""
     redis_retry_interval_s: float = 2.0     # ORD-3: retry Redis every 2 s
+    primary_check_s: float = 0.5            # ask the Sentinels who is primary this often, so a primary change with
+                                            # every connection still open is seen within 1 s (issue 12, RDS-2)
+    republish_window_s: float = 120.0       # after a primary change, outcomes published this recently are checked
+                                            # on the new primary and republished if the failover lost them
+    publish_wait_replicas: int = 0          # >0: WAIT for this many replicas after each publish; an outcome WAIT does
+    publish_wait_ms: int = 100              # not confirm stays unpublished (retried), never counted as done
     redis_rediscover_after: int = 10        # ORD-3: after 10 attempts switch Redis through Sentinel (full rediscovery)
     rtss_key: str = "RTSS"                  # signal stream
     rtrs_key: str = "RTRS"                  # result stream

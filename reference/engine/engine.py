@@ -123,6 +123,8 @@ class Engine:
         self._redis_down_since: float | None = None
         self._errors_in_row = 0
         self._next_ris_refresh = 0.0
+        self._next_primary_check = 0.0
+        self._recheck_after_failover = False
         self._reread_pending = False
         self._entry_failures: dict[str, int] = {}
         self.stats = {"received": 0, "executed": 0, "rejected": 0, "acked": 0, "sends": 0}
@@ -199,6 +201,48 @@ class Engine:
         self.alerts.raise_("redis_unreachable", f"Redis unreachable after {failures} attempts; rediscovering the "
                            f"primary through Sentinel (ORD-3)", failures=failures)
 
+    def _follow_primary(self) -> None:
+        """Switch to the primary the Sentinels name now, even while the old connection still works, and after a
+        change re-verify what the failover may have lost (issue 12; ENG-4 beyond start and takeover)."""
+        moved = self.redis.primary_moved()
+        if moved is not None:
+            self.emit("redis_primary_changed", old=list(moved[0]), new=list(moved[1]))
+            self.redis.mark_broken()
+            self.redis.ensure(force=True)
+            self._recheck_after_failover = True
+        if self._recheck_after_failover and self.trading and self.lease.held and self.redis.connected:
+            self._recheck_after_failover = False
+            self.after_primary_change()
+
+    def after_primary_change(self) -> None:
+        """What an asynchronous failover can lose, put back from the journal: the stream's consumer group, the RTS
+        hashes (``rebuild_rts``), and the RTRS results of recent outcomes (republished where the new primary's
+        results index does not know their entry); then the pending list is read again."""
+        self._group_ready = False
+        self._ensure_group()
+        rebuilt = self.rebuild_rts()
+        since = now_ms() - int(self.cfg.republish_window_s * 1000)
+        recent = [i for i in self.journal.published_final() if (i.updated_ms or 0) >= since]
+        missing: list[Intent] = []
+        for start in range(0, len(recent), 500):
+            chunk = recent[start:start + 500]
+
+            def known(r, chunk=chunk):
+                pipe = r.pipeline(transaction=False)
+                for intent in chunk:
+                    pipe.hexists(self._rts_results, intent.entry_id)
+                return pipe.execute()
+            missing += [i for i, there in zip(chunk, self.redis.run(known)) if not there]
+        if missing:
+            self.publish_many(missing)
+        self._reread_pending = True
+        self.emit("failover_rechecked", rts_rebuilt=rebuilt["signals"], results_republished=len(missing),
+                  checked=len(recent))
+        if missing or rebuilt["signals"]:
+            self.alerts.raise_("failover_repaired", f"a Redis primary change lost {len(missing)} result(s) and "
+                               f"{rebuilt['signals']} trade state(s) of group {self.cfg.group}: republished from the "
+                               f"local journal", republished=len(missing), rebuilt=rebuilt["signals"])
+
     def _redis_down(self, why: str) -> None:
         if self._redis_down_since is None:
             self._redis_down_since = time.monotonic()
@@ -221,6 +265,9 @@ class Engine:
     def step(self) -> None:
         if self.redis.ensure():
             self._redis_up()
+        if time.monotonic() >= self._next_primary_check:
+            self._next_primary_check = time.monotonic() + self.cfg.primary_check_s
+            self._follow_primary()
         self.brokers.tick()
         if self.redis.connected:
             if self.trading and self.lease.held:   # a passive instance's writes would be fenced out anyway
@@ -963,6 +1010,12 @@ class Engine:
         refused = [entry for (_k, entry, _f), a in zip(batch, answers) if int(a) == -1]
         if refused:
             self._fenced_out("publish", token, entries=refused[:20], count=len(refused))
+        want = int(self.cfg.publish_wait_replicas)
+        if want > 0:
+            acked = int(self.redis.run(lambda r: r.execute_command("WAIT", want, int(self.cfg.publish_wait_ms))))
+            if acked < want:   # not on enough replicas: a failover could lose it; stays unpublished, retried
+                self.emit("publish_unconfirmed", replicas=acked, wanted=want, count=len(batch))
+                raise RedisUnavailable(f"WAIT {want}: only {acked} replica(s) confirmed the publish")
 
     def _fenced_write(self, op: str, key: str, *args) -> int:
         """One fenced write of shared state (see FENCED_WRITE); a refusal makes this instance passive."""

@@ -236,6 +236,11 @@ class Lease:
         while not self._stop.is_set():
             interval = self.config.heartbeat_s
             try:
+                moved = self.link.primary_moved()
+                if moved is not None:   # renew on the new primary, not on the demoted one (issue 12)
+                    self.emit("lease_redis_primary_changed", old=list(moved[0]), new=list(moved[1]))
+                    self.link.mark_broken()
+                    self.link.ensure(force=True)
                 if self.value is not None:
                     if time.monotonic() >= self._deadline:
                         # we slept or could not renew past the deadline: only a renewal that proves nobody else

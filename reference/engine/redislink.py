@@ -141,6 +141,20 @@ class RedisLink:
     def address(self) -> tuple[str, int] | None:
         return self._address
 
+    def primary_moved(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
+        """``(old, new)`` when the Sentinels now name another primary than the one this link writes to, else None
+        (also when no Sentinel answers). A planned failover resets no connection: without this check a client
+        keeps writing to the demoted primary until its first READONLY reply (about 11 s measured), and the writes
+        that node acknowledged meanwhile are lost (issue 12)."""
+        current = self._address
+        if current is None or not self.config.sentinels:
+            return None
+        try:
+            named = self.discover()
+        except RedisUnavailable:
+            return None
+        return (current, named) if named != current else None
+
     def mark_broken(self) -> None:
         with self._lock:
             if self._client is not None:

@@ -161,3 +161,28 @@ def test_both_ambiguous_reply_paths_are_reconciled(harness, path):
     sends = [e for e in harness.events("A") if e["event"] == "order_send_invoke" and e["signal_id"] == sid]
     assert len(sends) == 1
     harness.check_none_lost([sid])
+
+
+def test_planned_failover_the_engine_follows_the_primary_within_a_second(harness, stack):
+    """A primary change ordered through Sentinel resets no connection (issue 12): the engine must see it from the
+    Sentinels within 1 s, write to the new primary, and lose no result; before, it wrote to the demoted primary
+    until its first READONLY reply (about 11 s) and what that node acknowledged was gone."""
+    harness.engine("A")
+    harness.wait_event("A", "takeover_ready", 15)
+    old = stack.redis_primary()
+    sentinel = stack.redis_node_client("sentinel-1")
+    with Flow(harness, period=0.05) as flow:
+        wait_until(lambda: len(flow.ids) >= 20, 10, "20 signals submitted")
+        sentinel.execute_command("SENTINEL", "FAILOVER", stack.master_name)
+        new = stack.wait_for_new_primary(old=old, timeout=30)
+        seen_switch = time.monotonic()
+        event = harness.wait_event("A", "redis_primary_changed", 10)
+        wait_until(lambda: len(flow.ids) >= 120, 40, "the flow to go on after the switch")
+    results = harness.check_none_lost(flow.ids, timeout=60)
+    assert all(r["status"] == "executed" for r in results)
+    assert tuple(event["new"]) == tuple(new), event
+    lag = event["mono"] - seen_switch
+    record("planned_failover", engine_switch_after_sentinels_s=round(lag, 3), signals=len(flow.ids))
+    assert lag < 1.0, f"the engine followed the new primary {lag:.2f} s after the Sentinels named it"
+    recheck = harness.wait_event("A", "failover_rechecked", 10)
+    assert recheck["checked"] >= 1
