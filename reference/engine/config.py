@@ -61,6 +61,8 @@ class EngineConfig:
     sentinel_username: str = ""
     sentinel_password: str = field(default="", repr=False)
     sentinel_password_file: str = ""
+    redis_source_address: str = ""          # leave for Redis and the Sentinels from this address (the engine node's
+                                            # own, so a partition can put it on either side); "" = the kernel's pick
     redis_retry_interval_s: float = 2.0     # ORD-3: retry Redis every 2 s
     primary_check_s: float = 0.5            # ask the Sentinels who is primary this often, so a primary change with
                                             # every connection still open is seen within 1 s (issue 12, RDS-2)

@@ -18,6 +18,7 @@ read again on every connect; a refused login is an outage like any other (the en
 """
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from typing import Callable, TypeVar
@@ -36,6 +37,46 @@ REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, 
 
 class RedisUnavailable(RuntimeError):
     """Redis could not be reached (or is not a writable primary) just now."""
+
+
+class BoundConnection(redis.connection.Connection):
+    """A Redis connection that leaves from ``source_address`` (the engine node's own address), so a network
+    partition can put this engine on either side (issue 12). redis-py has no option for it: this is its
+    ``_connect`` with a ``bind`` before the ``connect``."""
+
+    def __init__(self, *args, source_address: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.source_address = source_address
+
+    def _connect(self):
+        if not self.source_address:
+            return super()._connect()
+        err = None
+        for family, socktype, proto, _canon, address in socket.getaddrinfo(self.host, self.port, self.socket_type,
+                                                                            socket.SOCK_STREAM):
+            sock = None
+            try:
+                sock = socket.socket(family, socktype, proto)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.bind((self.source_address, 0))
+                sock.settimeout(self.socket_connect_timeout)
+                sock.connect(address)
+                sock.settimeout(self.socket_timeout)
+                return sock
+            except OSError as exc:
+                err = exc
+                if sock is not None:
+                    sock.close()
+        raise err if err is not None else OSError("getaddrinfo returned nothing")
+
+
+def client(config: EngineConfig, host: str, port: int, **kwargs) -> redis.Redis:
+    """A Redis client to ``host:port`` that leaves from ``config.redis_source_address`` when one is set."""
+    if not getattr(config, "redis_source_address", ""):
+        return redis.Redis(host=host, port=int(port), **kwargs)
+    pool = redis.ConnectionPool(connection_class=BoundConnection, host=host, port=int(port),
+                                source_address=config.redis_source_address, **kwargs)
+    return redis.Redis(connection_pool=pool)
 
 
 class RedisLink:
@@ -77,9 +118,9 @@ class RedisLink:
         except ConfigError as exc:
             raise RedisUnavailable(str(exc)) from None
         for host, port in self.config.sentinels:
-            s = redis.Redis(host=host, port=int(port), socket_timeout=self.config.redis_connect_timeout_s,
-                            socket_connect_timeout=self.config.redis_connect_timeout_s,
-                            retry=Retry(NoBackoff(), 0), decode_responses=True, **auth)
+            s = client(self.config, host, int(port), socket_timeout=self.config.redis_connect_timeout_s,
+                       socket_connect_timeout=self.config.redis_connect_timeout_s,
+                       retry=Retry(NoBackoff(), 0), decode_responses=True, **auth)
             try:
                 addr = s.execute_command("SENTINEL", "get-master-addr-by-name", self.config.master_name)
                 if addr:
@@ -97,20 +138,20 @@ class RedisLink:
             kwargs = self._client_kwargs()
         except ConfigError as exc:
             raise RedisUnavailable(str(exc)) from None
-        client = redis.Redis(host=host, port=port, **kwargs)
+        conn = client(self.config, host, port, **kwargs)
         try:
-            role = client.execute_command("ROLE")
+            role = conn.execute_command("ROLE")
             if not role or role[0] != "master":
                 raise RedisUnavailable(f"{host}:{port} is a {role[0] if role else '?'}, not the primary (yet)")
         except (*REDIS_ERRORS, redis.ResponseError) as exc:
-            client.close()
+            conn.close()
             raise RedisUnavailable(f"primary {host}:{port} unreachable: {exc}") from None
         except RedisUnavailable:
-            client.close()
+            conn.close()
             raise
         if self._client is not None:
             self._client.close()
-        self._client, self._address = client, (host, port)
+        self._client, self._address = conn, (host, port)
 
     def ensure(self, force: bool = False) -> bool:
         """Make sure a client to the current primary exists; at most one attempt per retry interval. True if up."""

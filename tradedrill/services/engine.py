@@ -115,7 +115,9 @@ def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegis
     state = state_dir(spec, run_dir)
     events = events_path(spec, run_dir)
     argv = [*(command or DEFAULT_COMMAND), "run", "--config", str(config_path), "--instance", instance,
-            "--state-dir", str(state)]
+            "--state-dir", str(state),
+            # its Redis and Sentinel connections leave from its own address: a partition can cut it alone
+            "--set", f"redis_source_address={spec.address}"]
     return ProcessNode(
         name=spec.name, role=spec.role, address=spec.address, port=spec.port, argv=argv,
         log_path=Path(run_dir) / "logs" / f"{spec.name}.log", cwd=REPO_ROOT, env=dict(env) if env else None,
