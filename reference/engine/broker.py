@@ -106,6 +106,9 @@ class BrokerTrace:
     symbol: str = ""
 
 
+NOT_SENT = "not_sent"   # last_error code of an order_send the fencing guard stopped before it was written
+
+
 class BrokerSession:
     """One broker: its mt5-like object, its worker thread, its connection state."""
 
@@ -153,18 +156,20 @@ class BrokerSession:
         with self._lane_lock:
             return len(self._busy)
 
-    def submit_order(self, lane: int, request: dict) -> concurrent.futures.Future:
+    def submit_order(self, lane: int, request: dict,
+                     guard: Callable[[], bool] | None = None) -> concurrent.futures.Future:
         """order_send on ``lane`` in the background: a future of ``(value, last_error)`` that raises
         BrokerCallFailed like :meth:`call`. Lane 0 is this session's own connection; the others are connections
         of their own, made on first use, so a lost reply holds only its lane, never the engine's main thread
         (which keeps this session's own connection for prices, lookups and heartbeats). A single terminal has one
-        lane: this session itself."""
+        lane: this session itself. ``guard`` (the engine's fencing check) is asked again by the thread that
+        writes the request, after any connect, so a process frozen before that instant sends nothing."""
         session = self if self.single_terminal else self._lane(lane + 1)
 
         def send():
             if session is not self and not session.connected:
                 session.connect()
-            return session.call("order_send", request)
+            return session.call("order_send", request, guard=guard)
         return self._lane_runner(lane).submit(send)
 
     def _lane(self, lane: int) -> "BrokerSession":
@@ -198,14 +203,16 @@ class BrokerSession:
         self.mt5 = None
         self.connected = False
 
-    def call(self, method: str, *args, **kwargs):
+    def call(self, method: str, *args, guard: Callable[[], bool] | None = None, **kwargs):
         """Call ``mt5.<method>`` with the deadline; returns ``(value, last_error)``; raises BrokerCallFailed.
 
         ``order_send``: the request goes out with a filling mode its symbol allows (``filling_for``); an answer
-        of TRADE_RETCODE_INVALID_FILL comes back with ``(10030, explanation)`` in place of last_error."""
+        of TRADE_RETCODE_INVALID_FILL comes back with ``(10030, explanation)`` in place of last_error. ``guard``
+        is asked in the calling thread immediately before the terminal call (the engine's fencing check): False
+        means nothing is sent and ``(None, (NOT_SENT, why))`` comes back."""
         if method == "order_send" and args and isinstance(args[0], dict):
             request = self._with_allowed_filling(args[0])
-            value, err = self._call("order_send", request, *args[1:], **kwargs)
+            value, err = self._call("order_send", request, *args[1:], guard=guard, **kwargs)
             if value is not None and _field(value, "retcode") == constant(self.mt5, "TRADE_RETCODE_INVALID_FILL"):
                 err = (int(_field(value, "retcode")), self._invalid_fill_reason(request))
             return value, err
@@ -260,12 +267,14 @@ class BrokerSession:
         return (f"configuration error: the broker refused filling mode {sent} for {symbol}{allows}; set the "
                 f"engine's 'filling' (fok, ioc or return) to a mode the broker allows for this symbol")
 
-    def _call(self, method: str, *args, **kwargs):
+    def _call(self, method: str, *args, guard: Callable[[], bool] | None = None, **kwargs):
         if self.mt5 is None:
             raise BrokerCallFailed(f"broker {self.name} has no terminal object (not connected)")
         mt5 = self.mt5
 
         def invoke():
+            if guard is not None and not guard():   # the last instant before the request is written
+                return None, (NOT_SENT, "the lease was no longer valid at the send: nothing was sent")
             value = getattr(mt5, method)(*args, **kwargs)
             err = None
             if value is None or value is False:

@@ -38,7 +38,7 @@ import traceback
 from pathlib import Path
 
 from .alerts import Alerts
-from .broker import BrokerCallFailed, BrokerPool, BrokerSession, BrokerTrace, _field
+from .broker import NOT_SENT, BrokerCallFailed, BrokerPool, BrokerSession, BrokerTrace, _field
 from .config import EngineConfig
 from .events import EventLog
 from .journal import Intent, Journal
@@ -658,12 +658,13 @@ class Engine:
                               attempt=intent.attempt, broker=session.name, price=request["price"],
                               token=self.lease.token, lane=lane)
                     self.stats["sends"] += 1
-                    outstanding.append((intent, session, request, lane, session.submit_order(lane, request)))
+                    outstanding.append((intent, session, request, lane,
+                                        session.submit_order(lane, request, guard=self.lease.can_send)))
                 self._collect(outstanding, done, queue, self.cfg.park_after_s)
+            finally:
                 for item in outstanding:   # not answered yet: parked, collected by the main loop
                     self.parked[item[0].signal_id] = item
                     self.emit("order_send_parked", signal_id=item[0].signal_id, lane=item[3])
-            finally:
                 self.finish_many(done)
 
     def _wait_for_lane(self, session: BrokerSession, outstanding: list, done: list, queue: list) -> int | None:
@@ -683,6 +684,7 @@ class Engine:
         ``done``, re-priced ones ``requeue``, the others are handled at once."""
         if not items:
             return
+        fenced: list[Intent] = []
         finished, _ = concurrent.futures.wait([item[4] for item in items], timeout=wait_s)
         for item in [i for i in items if i[4] in finished]:
             items.remove(item)
@@ -694,6 +696,14 @@ class Engine:
                 result, err = None, ("call_failed", str(exc))
             except Exception as exc:  # noqa: BLE001 - a lane's transport error is an ambiguous send
                 result, err = None, ("call_failed", repr(exc))
+            if result is None and err and err[0] == NOT_SENT:
+                # the fencing guard stopped it in the sending thread: definitely not sent; back to where it was
+                intent.attempt -= 1
+                intent.state = "DEFERRED"
+                self.journal.put(intent)
+                self.emit("order_send_fenced", signal_id=intent.signal_id, comment=intent.comment, lane=lane)
+                fenced.append(intent)
+                continue
             try:
                 if self._on_reply(intent, session, result, err, done):
                     requeue.append(intent)
@@ -701,6 +711,9 @@ class Engine:
                 raise
             except Exception as exc:  # noqa: BLE001 - one signal's bug must not stop the batch
                 self._entry_failed(intent.entry_id, intent.signal_id, exc)
+        if fenced:
+            raise LeaseLost(f"lease lost before {len(fenced)} order(s) were written; none was sent")
+
 
     def collect_parked(self, wait_s: float = 0.0) -> None:
         """Act on the answers of parked sends that came in (each loop of the main thread)."""
