@@ -271,18 +271,17 @@ register(Scenario(
 ))
 
 register(Scenario(
-    name="redis-kill-in-flight",
-    requirement_ids=("RDS-2", "ENG-1", "ENG-5", "ORD-3"),
-    description="The primary broker takes 300 ms over every order_send, and the Redis primary is SIGKILLed 8 s in "
-                "(back as a replica 12 s later): orders the broker executes while Redis fails over cannot be "
-                "published; their outcomes wait in the engine's journal (ORD-3) and must still reach RTS and RTRS, "
-                "exactly once each, when the promoted primary answers.",
-    workload=Workload(op="trade", rate_per_s=2.5, duration_s=22.0, timeout_s=5.0, settle_s=12.0,
-                      params={"also": ["redis_write"]}),
+    name="redis-restart-in-flight",
+    requirement_ids=("ENG-1", "ENG-5", "ORD-3"),
+    description="The primary broker takes 300 ms over every order_send, and 8 s in the Redis primary is SIGKILLed "
+                "and restarted 0.3 s later (from its AOF, well inside Sentinel's 3 s down-after: no failover). The "
+                "outcomes of the orders in flight cannot be published while Redis is down: they wait in the engine's "
+                "journal (ORD-3) and must reach RTS and RTRS, exactly once each, when Redis is back, whether the "
+                "engine kept its lease or the other one took over.",
+    workload=Workload(op="trade", rate_per_s=5.0, duration_s=20.0, timeout_s=5.0, settle_s=12.0),
     faults=(FaultStep("broker-latency", "broker-primary", at_s=0.0, params={"ms": 300}),
-            FaultStep("process-kill", "redis-primary", at_s=8.0, heal_after_s=12.0)),
-    checkers=(CheckerSpec("rto", ("RDS-2",), {"f": "redis_write", "fault": "process-kill"}),
-              CheckerSpec("lost_signals", ("ORD-3",)),
+            FaultStep("process-kill", "redis-primary", at_s=8.0, heal_after_s=0.3)),
+    checkers=(CheckerSpec("lost_signals", ("ORD-3",)),
               *_consistency(("ENG-5",)), *_fencing()),
 ))
 

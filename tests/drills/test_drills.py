@@ -132,7 +132,7 @@ AS_REGISTERED = {"duration_s": None, "settle_s": None, "rate_per_s": None, "faul
 
 @all_drills
 @pytest.mark.parametrize("scenario", ["engine-pause-in-flight", "engine-pause-repeated", "engine-kill-reading",
-                                      "redis-kill-in-flight", "broker-backup-down-primary-ambiguous",
+                                      "redis-restart-in-flight", "broker-backup-down-primary-ambiguous",
                                       "engine-pause-during-failover"])
 def test_faults_on_work_in_flight(drill, record_property, scenario):
     """Each issue-18 scenario once, exactly as `tradedrill drill` runs it (its overlapping steps keep their own

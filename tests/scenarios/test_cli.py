@@ -14,7 +14,7 @@ def test_scenarios_lists_the_registry():
     assert result.exit_code == 0
     for name in ("engine-kill", "engine-pause", "redis-primary-kill", "lost-reply", "engine-pause-in-flight",
                  "engine-pause-repeated", "engine-kill-reading", "broker-backup-down-primary-ambiguous",
-                 "engine-pause-during-failover", "redis-kill-in-flight"):
+                 "engine-pause-during-failover", "redis-restart-in-flight"):
         assert name in result.output
 
 
