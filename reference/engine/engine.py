@@ -324,7 +324,7 @@ class Engine:
         self.trading = True
         took = time.monotonic() - self._acquired_at
         self.emit("takeover_ready", seconds=round(took, 3), token=self.lease.token, known_orders=len(self.known))
-        self.claim_pending()
+        self.claim_pending(after_scan=getattr(self, "_scan_complete", False))
 
     def _ensure_group(self) -> None:
         if self._group_ready:
@@ -416,14 +416,17 @@ class Engine:
     def scan_broker(self) -> None:
         """Every order with our magic at every reachable broker: what any instance sent before the takeover."""
         self.known.clear()
+        self._scan_complete = True
         for session in self.brokers.sessions:
             live = self.brokers.ensure_session(session.name)
             if live is None:
+                self._scan_complete = False
                 continue
             try:
                 traces = live.traces(self.cfg.magic)
             except BrokerCallFailed as exc:
                 self.emit("scan_failed", broker=session.name, error=str(exc))
+                self._scan_complete = False
                 continue
             for trace in traces:
                 prefix = trace.comment.rsplit("-", 1)[0] + "-"
@@ -432,9 +435,12 @@ class Engine:
                     self.known[prefix] = trace
         self.emit("broker_scan", orders=len(self.known))
 
-    def claim_pending(self) -> None:
-        """Take over the whole group's pending list (other consumers' entries too), then process ours in order."""
+    def claim_pending(self, after_scan: bool = False) -> None:
+        """Take over the whole group's pending list (other consumers' entries too), then process ours in order.
+        ``after_scan``: right after the takeover's broker scan, which saw every order the old holder could have
+        sent (it stopped sending before its lease lapsed), so an entry it never sent needs no lookup of its own."""
         self._reread_pending = False
+        self._scanned = after_scan
         start = "-"
         while True:
             rows = self.redis.run(lambda r: r.xpending_range(self.cfg.rtss_key, self.group, start, "+", 200))
@@ -465,6 +471,7 @@ class Engine:
                 if intent is not None:
                     ready.append(intent)
             self.send_batch(ready)
+        self._scanned = False
 
     # --- intake -------------------------------------------------------------------------------------------------
     def read_new(self) -> int:
@@ -554,7 +561,7 @@ class Engine:
         if intent.state == "DEFERRED" and intent.next_try_ms > now_ms():
             self.deferred[intent.signal_id] = intent    # e.g. MARKET_CLOSED before a restart: keep its pace
             return
-        if redelivered or intent.attempt > 0:
+        if (redelivered and not getattr(self, "_scanned", False)) or intent.attempt > 0:
             # delivered before (maybe to an instance that is gone): ask the broker before sending anything
             trace = self._lookup(intent, self.brokers.active)
             if trace is False:
