@@ -6,7 +6,8 @@ Each checker takes plain data (``Operation``, ``FaultWindow``, ``Deal``, ``Signa
 
 - ``valid``: True, False, or "unknown" (nothing to judge, or not observed long enough to tell);
 - ``metrics``: the numbers, named as in ``targets.toml`` (``rto_s``, ``duplicate_orders``, ``lost_signals``,
-  ``state_mismatches``);
+  ``state_mismatches``; from the engines' event logs and the RTS/RTRS dumps: ``stale_sends``,
+  ``concurrent_active_engines``, ``undelivered_results``, ``repeated_results``, ``stale_writes``);
 - ``evidence``: the offending ids and the events that bound each number;
 - ``judgements``: one per (requirement, metric) against the target from ``targets.toml`` (never a number written
   here), with the verdict under every alternative target too.
@@ -602,8 +603,10 @@ def _concurrency(bursts: Sequence[dict]) -> tuple[int, float, list[dict]]:
 
 ONE_ACTIVE_RULE = ("A send (order_send_invoke) is stale when the lease holder that sent it (instance, fencing token) "
                    "is not the newest lease_acquired at that instant (monotonic clock: the engines' mono, the same "
-                   "clock as history.jsonl and faults.jsonl). Overlap: the periods in which each holder was sending "
-                   "(its sends, split at gaps longer than the lease TTL) that intersect another holder's.")
+                   "clock as history.jsonl and faults.jsonl). An invoke its own sending thread then stopped "
+                   "(order_send_fenced, same process, signal and comment) was never sent and is not judged. "
+                   "Overlap: the periods in which each holder was sending (its sends, split at gaps longer than the "
+                   "lease TTL) that intersect another holder's.")
 
 
 def check_one_active(events: Sequence[dict] | None, *, gap_s: float = DEFAULT_LEASE_TTL_S,
@@ -622,18 +625,26 @@ def check_one_active(events: Sequence[dict] | None, *, gap_s: float = DEFAULT_LE
         return _unmeasured(OneActiveResult, "one_active", requirement_ids, targets, metrics_judged,
                            f"the engines' event logs ({len(events)} events) hold no lease_acquired: who was active "
                            f"cannot be told")
-    sends = []
-    for e in events:
-        if e.get("event") != "order_send_invoke" or _num(e.get("mono")) is None:
-            continue
-        sends.append({"instance": str(e.get("instance") or ""), "token": _token(e.get("token")),
-                      "mono": _num(e.get("mono")), "ts": _num(e.get("ts")), "pid": e.get("pid"),
-                      "signal": e.get("signal_id"), "comment": e.get("comment"), "broker": e.get("broker"),
-                      "attempt": e.get("attempt")})
+    sends, open_sends, stopped = [], defaultdict(list), 0
+    for e in sorted((e for e in events if _num(e.get("mono")) is not None), key=lambda e: _num(e.get("mono"))):
+        key = (e.get("pid"), e.get("instance"), e.get("signal_id"), e.get("comment"))
+        if e.get("event") == "order_send_invoke":
+            send = {"instance": str(e.get("instance") or ""), "token": _token(e.get("token")),
+                    "mono": _num(e.get("mono")), "ts": _num(e.get("ts")), "pid": e.get("pid"),
+                    "signal": e.get("signal_id"), "comment": e.get("comment"), "broker": e.get("broker"),
+                    "attempt": e.get("attempt"), "sent": True}
+            sends.append(send)
+            open_sends[key].append(send)
+        elif e.get("event") == "order_send_fenced" and open_sends.get(key):
+            # the sending thread's own fencing check stopped this order before it was written: never sent
+            open_sends[key].pop()["sent"] = False
+            stopped += 1
+    sends = [s for s in sends if s["sent"]]
     if not sends:
         return _unmeasured(OneActiveResult, "one_active", requirement_ids, targets, metrics_judged,
                            f"{len(acquisitions)} lease acquisition(s) but no order_send_invoke in the engines' event "
-                           f"logs: no send to judge")
+                           f"logs" + (f" that was not stopped by fencing ({stopped} were)" if stopped else "")
+                           + ": no send to judge")
     sends.sort(key=lambda s: s["mono"])
     times = [a.mono for a in acquisitions]
     violations = []
@@ -663,7 +674,8 @@ def check_one_active(events: Sequence[dict] | None, *, gap_s: float = DEFAULT_LE
     metrics = {"stale_sends": len(violations), "concurrent_active_engines": most,
                "active_overlap_s": round(overlap_s, 6), "sends": len(sends), "acquisitions": len(acquisitions),
                "holders": len({(s["instance"], s["token"]) for s in sends}),
-               "fenced_writes_refused": len(refused), "unreadable_event_lines": torn_lines}
+               "sends_stopped_by_fencing": stopped, "fenced_writes_refused": len(refused),
+               "unreadable_event_lines": torn_lines}
     judgements = judge({k: metrics[k] for k in metrics_judged}, requirement_ids, targets)
     evidence: list[dict] = violations[:STALE_EVIDENCE_MAX] + pairs
     if len(violations) > STALE_EVIDENCE_MAX:

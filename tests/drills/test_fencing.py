@@ -137,10 +137,13 @@ def stale_acts(d: Drill) -> tuple[list[dict], list[dict]]:
     after another instance acquired a newer token, and the RTRS rows written under a token older than the newest
     acquired before their entry id's time."""
     acquired = sorted((e["mono"], e["ts"], e["instance"], int(e["token"])) for e in d.engine_events("lease_acquired"))
+    stopped = [(e["pid"], e["signal_id"], e.get("comment"), e["mono"]) for e in d.engine_events("order_send_fenced")]
     sends = []
     for e in d.engine_events("order_send_invoke"):
         before = [a for a in acquired if a[0] <= e["mono"]]
-        if before and (before[-1][2], before[-1][3]) != (e["instance"], e.get("token")):
+        never_written = any((pid, sid, comment) == (e["pid"], e["signal_id"], e.get("comment")) and mono >= e["mono"]
+                            for pid, sid, comment, mono in stopped)
+        if before and (before[-1][2], before[-1][3]) != (e["instance"], e.get("token")) and not never_written:
             sends.append(e)
     rows = []
     for row in d.run.trade_results():

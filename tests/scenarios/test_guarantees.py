@@ -85,6 +85,22 @@ def test_one_active_measures_the_overlap_of_two_senders():
     assert clean.valid is True and clean.metrics["concurrent_active_engines"] == 1
 
 
+def test_a_send_its_own_lane_stopped_is_not_a_send():
+    # A wakes after B took token 2: it emits order_send_invoke, then its sending thread's fencing check stops the
+    # order before it is written (order_send_fenced); the same comment is sent again later by B
+    events = [acquired("A", 0.0, 1)] + sends("A", 1, 1.0, 2.0) + [acquired("B", 5.0, 2)] + sends("B", 2, 6.0, 7.0)
+    late = ev("order_send_invoke", "A", 8.0, signal_id="x", comment="tdx-1", attempt=1, broker="primary", token=1)
+    stop = ev("order_send_fenced", "A", 8.06, signal_id="x", comment="tdx-1", lane=3)
+    r = c.check_one_active(events + [late, stop])
+    assert r.valid is True and r.metrics["sends_stopped_by_fencing"] == 1 and r.metrics["stale_sends"] == 0
+    # the same comment invoked again and not stopped: that one was sent
+    again = ev("order_send_invoke", "A", 9.0, signal_id="x", comment="tdx-1", attempt=1, broker="primary", token=1)
+    r = c.check_one_active(events + [late, stop, again])
+    assert r.metrics["stale_sends"] == 1 and r.violations[0]["mono"] == 9.0
+    only_fenced = c.check_one_active([acquired("A", 0.0, 1), late, stop])
+    assert unmeasured(only_fenced) and "stopped by fencing (1 were)" in only_fenced.summary
+
+
 def test_one_active_is_unmeasured_without_evidence():
     none = c.check_one_active([])
     assert unmeasured(none) and "no engine event log" in none.summary
