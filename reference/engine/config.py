@@ -135,10 +135,19 @@ class EngineConfig:
             if isinstance(item, BrokerConfig):
                 out.append(item)
             else:
-                try:
-                    out.append(BrokerConfig(**item))
-                except TypeError as exc:
-                    raise ConfigError(f"brokers: {exc}; each broker needs name and factory") from None
+                if not isinstance(item, dict):
+                    raise ConfigError(f"brokers: each broker is a table with name, factory, params, login; not "
+                                      f"{item!r}")
+                known = {f.name: str(f.type) for f in dataclasses.fields(BrokerConfig)}
+                unknown = sorted(str(k) for k in item if k not in known)
+                if unknown or "name" not in item:
+                    raise ConfigError(f"brokers: each broker needs a name (and only {', '.join(known)}); got "
+                                      f"{sorted(map(str, item))}")
+                checked = {k: _typed(f"brokers.{k}", known[k], v) for k, v in item.items()}
+                factory = checked.get("factory", "reference.mt5.port:open_terminal")
+                if factory.count(":") != 1 or not all(part.strip() for part in factory.split(":")):
+                    raise ConfigError(f"brokers.factory {factory!r} must be 'module:callable'")
+                out.append(BrokerConfig(**checked))
         return out
 
     def validate(self) -> None:
@@ -153,6 +162,11 @@ class EngineConfig:
             raise ConfigError("read_block_ms must stay under redis_socket_timeout_s")
         if not self.retry_backoff_s:
             raise ConfigError("retry_backoff_s needs at least one delay (ORD-1: 1, 2, 4, 8, 16)")
+        for i, address in enumerate(self.sentinels):
+            if not (isinstance(address, (list, tuple)) and len(address) == 2 and isinstance(address[0], str)
+                    and isinstance(address[1], int) and not isinstance(address[1], bool)
+                    and 0 < address[1] < 65536):
+                raise ConfigError(f"sentinels[{i}] = {address!r} must be [host, port], e.g. [\"127.0.0.5\", 26379]")
         if self.filling not in ("fok", "ioc", "return"):
             raise ConfigError("filling must be fok, ioc or return")
         if not 8 <= self.comment_max_len <= 31:

@@ -115,6 +115,7 @@ class Engine:
         self.deferred: dict[str, Intent] = {}      # open intents of signals in our PEL, by signal id
         # sends not answered within park_after_s: signal id -> (intent, session, request, lane, future)
         self.parked: dict[str, tuple] = {}
+        self._in_batch: dict[str, str] = {}          # signal id -> entry id of the batch being read
         self.known: dict[str, BrokerTrace] = {}    # comment prefix -> trace, from the takeover scan
         self.suspended_accounts: set[str] = set()
         self.trading = False                       # takeover done and lease held
@@ -470,15 +471,28 @@ class Engine:
                 intent = self.handle_entry_safely(entry_id, fields, redelivered=True)
                 if intent is not None:
                     ready.append(intent)
-            self.send_batch(ready)
+            try:
+                self.send_batch(ready)
+            finally:
+                self._in_batch.clear()
         self._scanned = False
 
     # --- intake -------------------------------------------------------------------------------------------------
     def read_new(self) -> int:
         """Read and handle the next batch of new RTSS entries; returns how many were read."""
-        resp = self.redis.run(lambda r: r.xreadgroup(
-            self.group, self.consumer, {self.cfg.rtss_key: ">"}, count=self.cfg.read_count,
-            block=self.cfg.read_block_ms))
+        import redis as redis_lib
+        try:
+            resp = self.redis.run(lambda r: r.xreadgroup(
+                self.group, self.consumer, {self.cfg.rtss_key: ">"}, count=self.cfg.read_count,
+                block=self.cfg.read_block_ms))
+        except redis_lib.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # the stream or its consumer group is gone (deleted, or a failover lost it): make it again
+            self.emit("consumer_group_missing", error=str(exc))
+            self._group_ready = False
+            self._ensure_group()
+            return 0
         ready: list[Intent] = []
         for _stream, entries in resp or []:
             for entry_id, fields in entries:
@@ -486,7 +500,10 @@ class Engine:
                 intent = self.handle_entry_safely(entry_id, fields, redelivered=False)
                 if intent is not None:
                     ready.append(intent)
-        self.send_batch(ready)
+        try:
+            self.send_batch(ready)
+        finally:
+            self._in_batch.clear()
         return sum(len(entries) for _stream, entries in resp or [])
 
     def handle_entry_safely(self, entry_id: str, fields: dict | None, redelivered: bool) -> Intent | None:
@@ -527,6 +544,14 @@ class Engine:
                   redelivered=redelivered)
         if isinstance(sig, InvalidSignal):
             self.reject_entry(entry_id, sig.signal_id, sig.code, sig.reason, alert=True)
+            return
+        in_batch = self._in_batch.get(sig.signal_id)
+        if in_batch is not None and in_batch != entry_id:
+            # the same signal id twice in one read batch: the first is not in the journal yet (the batch is
+            # journaled as a whole), so this check is the one that keeps it to one order
+            self.reject_entry(entry_id, sig.signal_id, "DUPLICATE_SIGNAL",
+                              f"signal id already taken by entry {in_batch} of the same batch", alert=False,
+                              status=ResultStatus.DUPLICATE.value)
             return
         existing = self.journal.get(sig.signal_id)
         if existing is not None and existing.entry_id != entry_id and (
@@ -570,6 +595,7 @@ class Engine:
             if trace is not None:
                 self._adopt(intent, trace, "redelivery lookup")
                 return
+        self._in_batch[intent.signal_id] = entry_id
         return intent
 
     def _account_ok(self, intent: Intent, sig: Signal) -> bool:

@@ -172,3 +172,32 @@ def test_a_poison_entry_is_rejected_and_its_batch_still_trades(harness):
     sid, _ = harness.submit()
     assert harness.result_for(sid)["status"] == "executed"
     assert not [e for e in harness.events("A") if e.get("event") == "engine_error"], "the engine met an error"
+
+
+def test_the_same_signal_id_twice_in_one_batch_is_one_order(harness):
+    """Three XADDs of one signal id read in one batch: one order at the broker, the others answered DUPLICATE
+    (the batch is journaled as a whole, so the journal alone cannot see the first copy yet)."""
+    harness.engine("A")
+    harness.wait_event("A", "takeover_ready", 15)
+    harness.engines["A"].pause()
+    fields = {"signal_id": "batch-dup-1", "account": str(LOGIN), "symbol": "EURUSD", "side": "buy",
+              "volume": "0.01"}
+    entries = [harness.submit_raw(fields) for _ in range(3)]
+    harness.engines["A"].resume()
+    by_entry = wait_until(lambda: (lambda m: m if all(e in m for e in entries) else None)(
+        {r["entry_id"]: r for r in harness.results()}), 30, "a result for each copy")
+    statuses = sorted(by_entry[e]["status"] for e in entries)
+    assert statuses == ["duplicate", "duplicate", "executed"], statuses
+    from reference.engine.contract import comment_prefix_for
+    prefix = comment_prefix_for("batch-dup-1")
+    deals = [d for d in harness.ledger() if str(d.get("comment", "")).startswith(prefix)]
+    assert len({d["order"] for d in deals}) == 1, deals
+
+
+def test_a_deleted_stream_is_recreated_and_trading_goes_on(harness):
+    harness.engine("A")
+    harness.wait_event("A", "takeover_ready", 15)
+    harness.redis().delete(harness.rtss)
+    harness.wait_event("A", "consumer_group_missing", 15)
+    sid, _ = harness.submit()
+    assert harness.result_for(sid)["status"] == "executed"

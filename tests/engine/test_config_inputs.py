@@ -50,3 +50,15 @@ def test_environment_and_file_go_through_the_same_checks(tmp_path):
         EngineConfig.load(path, env={})
     with pytest.raises(ConfigError, match="heartbeat_s = 'fast'"):
         EngineConfig.load(None, env={"TRADEDRILL_ENGINE_HEARTBEAT_S": "fast"}, overrides={"instance": "A"})
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"sentinels": [[1, 2, 3]]}, "sentinels[0]"),
+    ({"brokers": [{"name": "p", "params": "abc"}]}, "brokers.params = 'abc' must be a dict"),
+    ({"brokers": [{"name": "p", "factory": "garbage"}]}, "must be 'module:callable'"),
+    ({"brokers": [{"name": "p", "login": "abc"}]}, "brokers.login = 'abc' must be an int"),
+    ({"brokers": ["x"]}, "brokers[0] = 'x' must be a dict"),
+])
+def test_nested_values_are_checked_on_load(data, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        EngineConfig.from_mapping({"instance": "A", **data})
