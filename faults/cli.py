@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from faults.core import FaultState, default_state_path
+from faults.core import FaultState, default_state_path, untrusted_state_file
 
 
 class OptionError(click.ClickException):
@@ -28,7 +28,10 @@ def faults() -> None:
 
 def state_file_problem(path: Path) -> tuple[str | None, dict]:
     """``(None, records)`` for a readable fault state file (or none at all), else ``(what is wrong, the records
-    that could still be read from it)``."""
+    that could still be read from it)``. A file another user owns or can write yields no records at all."""
+    untrusted = untrusted_state_file(path)
+    if untrusted:
+        return f"{untrusted}: its records are ignored", {}
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

@@ -97,6 +97,23 @@ _NULL_LOG = FaultLog(None)
 
 
 # -- leftovers a crashed run must be able to clean ------------------------------------------------------------
+def untrusted_state_file(path: Path) -> str | None:
+    """Why a fault state file must not be acted on, or None: it must belong to this user and be writable by no
+    one else, or a local user could make root's ``heal-all`` or ``down`` unmount a filesystem or delete a rule
+    it names."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"it cannot be examined: {exc.strerror or exc}"
+    if st.st_uid != os.geteuid():
+        return f"it belongs to uid {st.st_uid}, not to you (uid {os.geteuid()})"
+    if st.st_mode & 0o022:
+        return f"others can write it (mode {st.st_mode & 0o777:o})"
+    return None
+
+
 class FaultState:
     """A JSON file of resources that active faults created outside this process (proxies, toxics, nftables
     tables, mounts), keyed by kind. Faults ``add`` on inject and ``remove`` on heal; ``heal-all`` reads the rest."""
@@ -106,10 +123,13 @@ class FaultState:
         self._lock = threading.Lock()
 
     def _read(self) -> dict[str, list[dict]]:
+        if untrusted_state_file(self.path):
+            return {}  # never act on records another user could have written (e.g. unmount what they name)
         try:
-            return json.loads(self.path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            doc = json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return {}
+        return doc if isinstance(doc, dict) else {}
 
     def _write(self, state: dict[str, list[dict]]) -> None:
         state = {k: v for k, v in state.items() if v}

@@ -6,6 +6,7 @@ or fails to import is reported, not fatal, so one broken area never hides the ot
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -30,6 +31,12 @@ _AREA_COMMANDS = [
 ]
 
 
+def _private_files() -> None:
+    """Everything the harness writes (run folders, histories, ledgers, reports, state files) is the user's own:
+    0700 folders and 0600 files, whatever the shell's umask."""
+    os.umask(0o077)
+
+
 def _register() -> None:
     for module_name, attr in _AREA_COMMANDS:
         try:
@@ -43,6 +50,7 @@ def _register() -> None:
             main.add_command(command)
 
 
+_private_files()
 _register()
 
 if __name__ == "__main__":

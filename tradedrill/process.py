@@ -217,8 +217,8 @@ class StackIndex:
         for key, entry in self.entries().items():
             if subnet is not None and entry.get("subnet") != subnet:
                 continue
-            if orphans_only and not self.orphaned(entry):
-                continue
+            if orphans_only and (entry.get("detached") or not self.orphaned(entry)):
+                continue  # a stack `up` left running on purpose is stopped by its own `down --dir`, or --all
             done: list[str] = []
             owner = entry.get("owner") or {}
             if not self.orphaned(entry) and owner.get("pid") != me:

@@ -133,10 +133,33 @@ class ToxiproxyServer:
             await proxy.enable()
         return proxy
 
+    def _check_no_loop(self, name: str, listen: str, upstream: str) -> None:
+        """Refuse an upstream that leads back to this proxy's own listener, directly or through other proxies of
+        this server: one connection would then loop until the file descriptors run out (400 naming the field)."""
+        def key(hostport: str) -> tuple[str, int]:
+            host, _, port = hostport.rpartition(":")
+            host = host.strip("[]")
+            return ("127.0.0.1" if host in ("localhost", "") else host), int(port or 0)
+
+        listeners = {key(p.listen): p for n, p in self.proxies.items() if n != name}
+        own = key(listen)
+        seen: set[tuple[str, int]] = set()
+        hop = key(upstream)
+        for _ in range(len(self.proxies) + 2):
+            if own[1] and hop == own:
+                raise BadRequest(f"upstream {upstream} leads back to proxy {name!r}'s own listen address "
+                                 f"{listen}: that is a loop; point upstream at the real service")
+            nxt = listeners.get(hop)
+            if nxt is None or hop in seen:
+                return
+            seen.add(hop)
+            hop = key(nxt.upstream)
+
     async def create_proxy(self, body, protocol: str | None = None) -> Proxy:
         spec = self._proxy_spec(body, protocol=protocol)
         if spec["name"] in self.proxies:
             raise ApiError(409, "proxy already exists")
+        self._check_no_loop(spec["name"], spec["listen"], spec["upstream"])
         proxy = await self._start_proxy(spec)
         self.proxies[spec["name"]] = proxy
         return proxy
@@ -158,6 +181,7 @@ class ToxiproxyServer:
         upstream = update["upstream"] or proxy.upstream
         if upstream != proxy.upstream:
             check_hostport(upstream, "upstream", listen=False)
+        self._check_no_loop(proxy.name, listen, upstream)
         moving = listen != proxy.listen
         was = proxy.enabled
         if moving:
@@ -187,7 +211,10 @@ class ToxiproxyServer:
         specs = []
         for i, item in enumerate(items, 1):
             try:
-                specs.append(self._proxy_spec(item, "Proxy"))
+                spec = self._proxy_spec(item, "Proxy")
+                if spec["listen"] == spec["upstream"]:
+                    raise BadRequest(f"upstream {spec['upstream']} is its own listen address: that is a loop")
+                specs.append(spec)
             except BadRequest as exc:
                 raise BadRequest(f"proxy {i}: {exc}") from None
         names = [s["name"] for s in specs]

@@ -104,3 +104,23 @@ def test_heal_all_with_a_damaged_file_still_deletes_tables_of_dead_processes(tmp
         assert table not in kernel.list_tables()
     finally:
         kernel.delete_table(table)
+
+
+def test_a_state_file_of_another_user_is_never_acted_on(tmp_path):
+    """A fault state file another local user wrote (e.g. in a world-writable working folder) must not make
+    root's heal-all unmount or delete what it names (found by a new user)."""
+    import os
+    import subprocess
+    import sys
+
+    state = tmp_path / "faults-state.json"
+    state.write_text('{"mounts": [{"mount": "/tmp/not-ours", "pid": 999999}]}')
+    os.chown(state, 65534, 65534)   # nobody
+    r = subprocess.run([sys.executable, "-m", "tradedrill.cli", "faults", "heal-all", "--state-file", str(state)],
+                       capture_output=True, text=True, timeout=60)
+    assert "unmounted" not in r.stdout and "belongs to uid 65534" in r.stderr, r.stdout + r.stderr
+    state.chmod(0o666)
+    os.chown(state, os.geteuid(), os.getegid())
+    r = subprocess.run([sys.executable, "-m", "tradedrill.cli", "faults", "heal-all", "--state-file", str(state)],
+                       capture_output=True, text=True, timeout=60)
+    assert "unmounted" not in r.stdout and "others can write it" in r.stderr, r.stdout + r.stderr

@@ -279,3 +279,36 @@ def test_a_listen_address_in_use_is_a_conflict_and_changes_nothing(api):
                                         {"name": "p3", "upstream": api.upstream, "listen": taken}], None, 409,
              "in use")
     assert api.state() == before  # the replaced 'base' came back with its toxics, p1 is gone again
+
+
+def test_an_upstream_that_loops_back_is_refused_and_the_server_keeps_serving():
+    """A proxy whose upstream is its own listener (or another proxy's that leads back) would loop one connection
+    until the file descriptors run out and wedge the API (found by a new user): refused with 400."""
+    import json as _json
+    import urllib.error
+    import urllib.request
+
+    from faults.proxy import EmbeddedToxiproxy
+
+    with EmbeddedToxiproxy("127.0.4.90:0") as server:
+        base = server.url
+
+        def post(path, body):
+            req = urllib.request.Request(base + path, data=_json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    return resp.status, resp.read().decode()
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.read().decode()
+
+        code, text = post("/proxies", {"name": "self", "listen": "127.0.4.90:22004", "upstream": "127.0.4.90:22004"})
+        assert code == 400 and "loop" in text, (code, text)
+        code, _ = post("/proxies", {"name": "a", "listen": "127.0.4.90:22005", "upstream": "127.0.4.90:22006"})
+        assert code == 201
+        code, text = post("/proxies", {"name": "b", "listen": "127.0.4.90:22006", "upstream": "127.0.4.90:22005"})
+        assert code == 400 and "loop" in text, (code, text)
+        code, text = post("/populate", [{"name": "c", "listen": "127.0.4.90:22007", "upstream": "127.0.4.90:22007"}])
+        assert code == 400 and "loop" in text, (code, text)
+        with urllib.request.urlopen(base + "/version", timeout=5) as resp:
+            assert resp.status == 200
