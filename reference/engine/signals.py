@@ -83,7 +83,7 @@ def _number(fields: dict, name: str, *, required: bool) -> float | None:
         if required:
             raise _Bad("MISSING_FIELD", f"field {name!r} is required")
         return None
-    if not DECIMAL_RE.fullmatch(text.strip()):
+    if not DECIMAL_RE.fullmatch(text.strip(" ")):   # ASCII spaces only: no NBSP, tabs or newlines around it
         raise _Bad("BAD_NUMBER", f"field {name!r} must be a decimal number such as 0.01, not {text[:40]!r}")
     value = float(text)
     if not math.isfinite(value):
@@ -159,7 +159,7 @@ def parse_signal(fields: dict, *, max_volume: float = 100.0, now_ms: int | None 
             if side == "sell" and ((sl and sl <= price) or (tp and tp >= price)):
                 raise _Bad("BAD_STOPS", "for a sell, sl must be above the price and tp below it")
         source = decoded.get("source", "")[:64]
-        created_text = decoded.get("created_ms", "").strip()
+        created_text = decoded.get("created_ms", "").strip(" ")
         created_ms = 0
         if created_text:
             if not re.fullmatch(r"[0-9]{1,16}", created_text):

@@ -112,7 +112,8 @@ def test_parse_signal_regressions():
     base = {"signal_id": "s-1", "account": str(LOGIN), "symbol": "EURUSD", "side": "buy", "volume": "0.01"}
     assert parse_signal({**base, "symbol": b"\xff\xfe"}).code == "MALFORMED"
     assert parse_signal({**base, "symbol": "\udcff\udcfe"}).code == "MALFORMED"  # as surrogateescape reads it
-    for text in ("1e2", "1_0", "inf", "nan", "Infinity", "0x10", "\u0663", "1.0.0", "0,01", "", " "):
+    for text in ("1e2", "1_0", "inf", "nan", "Infinity", "0x10", "\u0663", "1.0.0", "0,01", "", " ",
+                 "\u00a00.01\u2003", "0.01\n", "\t0.01"):
         assert parse_signal({**base, "volume": text}).code in ("BAD_NUMBER", "MISSING_FIELD"), text
     for text, value in (("0.01", 0.01), (" 0.5 ", 0.5), (".5", 0.5), ("5.", 5.0), ("+1", 1.0)):
         assert parse_signal({**base, "volume": text}).volume == value, text
@@ -132,7 +133,7 @@ def test_numbers_are_what_a_person_types(text):
     sig = parse_signal({"signal_id": "s-1", "account": str(LOGIN), "symbol": "EURUSD", "side": "buy",
                         "volume": text})
     if isinstance(sig, Signal):
-        assert re.fullmatch(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)\s*", text, re.ASCII), text
+        assert re.fullmatch(r" *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+) *", text, re.ASCII), text
         assert sig.volume == float(text)
 
 
