@@ -84,7 +84,8 @@ def test_engine_node_command_line_and_readiness(tmp_path):
     node = engine_svc.build_node(spec, topo, tmp_path, None, config_path=tmp_path / "engine.json")
     state = tmp_path / "engines" / "engine-b"
     assert list(node.argv[1:]) == ["-m", "reference.engine", "run", "--config", str(tmp_path / "engine.json"),
-                                   "--instance", "B", "--state-dir", str(state)]
+                                   "--instance", "B", "--state-dir", str(state),
+                                   "--set", "redis_source_address=127.0.5.11"]   # its own address (issue 12)
     assert (node.address, node.port, node.role) == ("127.0.5.11", 0, "engine")
     assert not node.ready()
     state.mkdir(parents=True)
