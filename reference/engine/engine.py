@@ -471,10 +471,7 @@ class Engine:
                 intent = self.handle_entry_safely(entry_id, fields, redelivered=True)
                 if intent is not None:
                     ready.append(intent)
-            try:
-                self.send_batch(ready)
-            finally:
-                self._in_batch.clear()
+            self._send_read_batch(ready)
         self._scanned = False
 
     # --- intake -------------------------------------------------------------------------------------------------
@@ -500,11 +497,15 @@ class Engine:
                 intent = self.handle_entry_safely(entry_id, fields, redelivered=False)
                 if intent is not None:
                     ready.append(intent)
+        self._send_read_batch(ready)
+        return sum(len(entries) for _stream, entries in resp or [])
+
+    def _send_read_batch(self, ready: list[Intent]) -> None:
+        """Send what one read of RTSS made ready; then forget which signal ids that read held."""
         try:
             self.send_batch(ready)
         finally:
             self._in_batch.clear()
-        return sum(len(entries) for _stream, entries in resp or [])
 
     def handle_entry_safely(self, entry_id: str, fields: dict | None, redelivered: bool) -> Intent | None:
         """handle_entry; an unexpected error leaves the entry pending (re-read later), and an entry that keeps
