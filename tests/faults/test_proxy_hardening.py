@@ -290,7 +290,7 @@ def test_an_upstream_that_loops_back_is_refused_and_the_server_keeps_serving():
 
     from faults.proxy import EmbeddedToxiproxy
 
-    with EmbeddedToxiproxy("127.0.4.90:0") as server:
+    with EmbeddedToxiproxy("127.0.4.69:0") as server:
         base = server.url
 
         def post(path, body):
@@ -302,13 +302,13 @@ def test_an_upstream_that_loops_back_is_refused_and_the_server_keeps_serving():
             except urllib.error.HTTPError as exc:
                 return exc.code, exc.read().decode()
 
-        code, text = post("/proxies", {"name": "self", "listen": "127.0.4.90:22004", "upstream": "127.0.4.90:22004"})
+        code, text = post("/proxies", {"name": "self", "listen": "127.0.4.69:22004", "upstream": "127.0.4.69:22004"})
         assert code == 400 and "loop" in text, (code, text)
-        code, _ = post("/proxies", {"name": "a", "listen": "127.0.4.90:22005", "upstream": "127.0.4.90:22006"})
+        code, _ = post("/proxies", {"name": "a", "listen": "127.0.4.69:22005", "upstream": "127.0.4.69:22006"})
         assert code == 201
-        code, text = post("/proxies", {"name": "b", "listen": "127.0.4.90:22006", "upstream": "127.0.4.90:22005"})
+        code, text = post("/proxies", {"name": "b", "listen": "127.0.4.69:22006", "upstream": "127.0.4.69:22005"})
         assert code == 400 and "loop" in text, (code, text)
-        code, text = post("/populate", [{"name": "c", "listen": "127.0.4.90:22007", "upstream": "127.0.4.90:22007"}])
+        code, text = post("/populate", [{"name": "c", "listen": "127.0.4.69:22007", "upstream": "127.0.4.69:22007"}])
         assert code == 400 and "loop" in text, (code, text)
         with urllib.request.urlopen(base + "/version", timeout=5) as resp:
             assert resp.status == 200
