@@ -21,7 +21,6 @@ import datetime as _dt
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,25 +36,14 @@ from scenarios import targets as targets_mod  # noqa: E402
 from scenarios.checkers import RtoResult, check_run  # noqa: E402
 from scenarios.distributions import Distribution  # noqa: E402
 from scenarios.runner import DrillError, DrillInterrupted, DrillOptions, interruptible, run_once  # noqa: E402
+
+from bench_engine import source_revision  # noqa: E402 - same folder: which commit was measured
 from tradedrill.topology import Topology  # noqa: E402
 
 SUBNET = "127.0.41"
 # the drill tests' short workload (tests/drills/conftest.py: SHORT): 12 s of load at 10 signals/s, the fault 4 s
 # in, 8 s to settle
 SHORT = {"duration_s": 12.0, "settle_s": 8.0, "rate_per_s": 10.0, "fault_at_s": 4.0}
-
-
-def source_revision() -> dict:
-    """Which code was measured: the git commit of this checkout (and whether it had local changes), or
-    TRADEDRILL_BENCH_COMMIT for an exported tree without .git."""
-    try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-        dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=30).stdout.strip()) if commit else None
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = "", None
-    return {"commit": commit or os.environ.get("TRADEDRILL_BENCH_COMMIT") or None, "local_changes": dirty}
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,21 @@ def state_file_problem(path: Path) -> tuple[str | None, dict]:
     return ("; ".join(bad) if bad else None), records
 
 
+def heal_dead_leftovers() -> list[str]:
+    """Heal the nftables tables and tmpfs mounts that faults of a process that is gone left behind (what a
+    SIGKILLed drill leaves), from the default fault state; a live process's faults are its own business. Returns
+    one line per thing healed, or how to clean up by hand. Used by ``drill`` before it starts and by ``down``."""
+    from faults import files, kernel
+
+    out: list[str] = []
+    for heal in (kernel.heal_leftovers, files.heal_leftovers):
+        try:
+            out += [line for line in heal(FaultState()) if not line.startswith("kept ")]
+        except Exception as exc:  # noqa: BLE001 - report and go on with the other kind
+            out.append(f"could not heal fault leftovers ({exc}); run `tradedrill faults heal-all`")
+    return out
+
+
 @faults.command("heal-all")
 @click.option("--state-file", type=click.Path(dir_okay=False), default=None,
               help="fault state file of the run (default: $TRADEDRILL_FAULTS_STATE or .tradedrill/faults-state.json)")

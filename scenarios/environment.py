@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import redis
 
+from faults.cli import heal_dead_leftovers
 from faults.core import FaultLog
 from reference.engine import contract
 from scenarios import registry
@@ -98,7 +99,7 @@ class DrillEnvironment:
         options = {"mt5": {"seed": self.seed},
                    "engine": {"overrides": dict(self.opts.engine_overrides),
                               "command": self.opts.engine_command, "env": dict(self.opts.engine_env) or None}}
-        for line in heal_fault_leftovers():  # kernel rules and mounts of a SIGKILLed earlier drill
+        for line in heal_dead_leftovers():  # kernel rules and mounts of a SIGKILLed earlier drill
             self.opts.say(f"  {line}")
         self.stack = LocalStack(self.topology, self._stack_dir, options=options)
         try:
@@ -214,20 +215,6 @@ class DrillEnvironment:
         self.history.close()
         self.signal_log.close()
         return errors
-
-
-def heal_fault_leftovers() -> list[str]:
-    """Heal the nftables tables and tmpfs mounts that faults of a process that is gone left behind."""
-    from faults import files, kernel
-    from faults.core import FaultState
-
-    out: list[str] = []
-    for heal in (kernel.heal_leftovers, files.heal_leftovers):
-        try:
-            out += [line for line in heal(FaultState()) if not line.startswith("kept ")]
-        except Exception as exc:  # noqa: BLE001 - a drill still runs; the message says how to clean up
-            out.append(f"could not heal fault leftovers ({exc}); run `tradedrill faults heal-all`")
-    return out
 
 
 def _stream_id(entry_id: str) -> tuple[int, int]:

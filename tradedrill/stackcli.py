@@ -123,13 +123,7 @@ def down(stack_dir: Path, every: bool, subnet: str | None) -> None:
             said = True
     if not said:
         click.echo("nothing was running")
-    from faults import files, kernel
-    from faults.core import FaultState
+    from faults.cli import heal_dead_leftovers
 
-    for heal in (kernel.heal_leftovers, files.heal_leftovers):  # faults of a SIGKILLed drill
-        try:
-            for line in heal(FaultState()):
-                if not line.startswith("kept "):  # a live process's fault is its own business
-                    click.echo(line)
-        except Exception as exc:  # noqa: BLE001 - report and go on with the other kind
-            click.echo(f"could not heal fault leftovers ({exc}); run `tradedrill faults heal-all`")
+    for line in heal_dead_leftovers():  # faults of a SIGKILLed drill
+        click.echo(line)

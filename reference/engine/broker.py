@@ -127,6 +127,7 @@ class BrokerSession:
         self._lanes: list["BrokerSession"] = []   # extra connections that carry order_send (issue 11)
         self._busy: set[int] = set()               # lanes with an order_send in flight
         self._lane_lock = threading.Lock()
+        self._runners: dict[int, concurrent.futures.ThreadPoolExecutor] = {}   # one sending thread per lane
 
     # --- send lanes ----------------------------------------------------------------------------------------------
     @property
@@ -178,10 +179,9 @@ class BrokerSession:
         return self._lanes[lane - 1]
 
     def _lane_runner(self, lane: int) -> concurrent.futures.ThreadPoolExecutor:
-        runners = self.__dict__.setdefault("_runners", {})
-        if lane not in runners:
-            runners[lane] = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"send-{self.name}-{lane}")
-        return runners[lane]
+        if lane not in self._runners:
+            self._runners[lane] = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"send-{self.name}-{lane}")
+        return self._runners[lane]
 
     def close_lanes(self) -> None:
         for lane in self._lanes:
@@ -385,7 +385,7 @@ class BrokerSession:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
         self.close_lanes()
-        for runner in self.__dict__.get("_runners", {}).values():
+        for runner in self._runners.values():
             runner.shutdown(wait=False, cancel_futures=True)
 
 

@@ -116,6 +116,8 @@ class Engine:
         # sends not answered within park_after_s: signal id -> (intent, session, request, lane, future)
         self.parked: dict[str, tuple] = {}
         self._in_batch: dict[str, str] = {}          # signal id -> entry id of the batch being read
+        self._scan_complete = False   # the last takeover scan reached every broker
+        self._scanned = False         # claim_pending runs right after a complete scan
         self.known: dict[str, BrokerTrace] = {}    # comment prefix -> trace, from the takeover scan
         self.suspended_accounts: set[str] = set()
         self.trading = False                       # takeover done and lease held
@@ -325,7 +327,7 @@ class Engine:
         self.trading = True
         took = time.monotonic() - self._acquired_at
         self.emit("takeover_ready", seconds=round(took, 3), token=self.lease.token, known_orders=len(self.known))
-        self.claim_pending(after_scan=getattr(self, "_scan_complete", False))
+        self.claim_pending(after_scan=self._scan_complete)
 
     def _ensure_group(self) -> None:
         if self._group_ready:
@@ -587,7 +589,7 @@ class Engine:
         if intent.state == "DEFERRED" and intent.next_try_ms > now_ms():
             self.deferred[intent.signal_id] = intent    # e.g. MARKET_CLOSED before a restart: keep its pace
             return
-        if (redelivered and not getattr(self, "_scanned", False)) or intent.attempt > 0:
+        if (redelivered and not self._scanned) or intent.attempt > 0:
             # delivered before (maybe to an instance that is gone): ask the broker before sending anything
             trace = self._lookup(intent, self.brokers.active)
             if trace is False:
