@@ -37,13 +37,19 @@ class Workload:
 class FaultStep:
     """Inject ``fault`` (a name of ``scenarios.packages.FAULTS``) on ``target`` (a role such as ``active-engine`` or
     ``redis-primary``, resolved at injection time, or a node name) at ``at_s`` seconds after the load starts; heal
-    it ``heal_after_s`` seconds later (None: the package's heal mode, e.g. a kill the supervisor restarts)."""
+    it ``heal_after_s`` seconds later (None: the package's heal mode, e.g. a kill the supervisor restarts).
+
+    ``phase_s``: the injection lands at a seeded uniform offset in ``[0, phase_s)`` after ``at_s`` (replayed by the
+    run's seed). A freeze or crash of an engine is uncorrelated with its 1 s heartbeat in the field, but a drill
+    whose load and engines start at fixed times would otherwise hit the same heartbeat phase every run and measure
+    one point of the RTO distribution instead of the distribution (issue 11)."""
 
     fault: str
     target: str
     at_s: float
     heal_after_s: float | None = None
     params: dict = field(default_factory=dict)
+    phase_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,11 @@ def validate(scenario: Scenario) -> None:
             problems.append(f"faults[{i}]: {problem}")
         if step.at_s < 0 or (step.heal_after_s is not None and step.heal_after_s < 0):
             problems.append(f"faults[{i}]: at_s and heal_after_s must be >= 0 seconds")
+        if not isinstance(step.phase_s, (int, float)) or isinstance(step.phase_s, bool) or step.phase_s < 0:
+            problems.append(f"faults[{i}].phase_s: must be a number of seconds >= 0, not {step.phase_s!r}")
+        elif step.at_s + step.phase_s >= w.duration_s:
+            problems.append(f"faults[{i}].phase_s: at_s + phase_s ({step.at_s + step.phase_s:g} s) is not inside the "
+                            f"{w.duration_s:g} s of load")
         if step.at_s >= w.duration_s:
             problems.append(f"faults[{i}].at_s: {step.at_s:g} s is not inside the {w.duration_s:g} s of load")
     if not scenario.checkers:
@@ -207,7 +218,7 @@ register(Scenario(
     description="SIGKILL the active trade engine under load; the passive must take the lease after 3 s without a "
                 "heartbeat and resume RTSS from RTS, with no order executed twice and no acknowledged signal lost.",
     workload=Workload(op="trade"),
-    faults=(FaultStep("process-kill", "active-engine", at_s=10.0),),
+    faults=(FaultStep("process-kill", "active-engine", at_s=10.0, phase_s=1.0),),
     checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-kill"}),
               CheckerSpec("lost_signals", ("ENG-1",)),  # RPO 0
               *_consistency(("ENG-5",)), *_fencing()),
@@ -219,7 +230,7 @@ register(Scenario(
     description="SIGSTOP the active engine (a freeze: alive, no progress) for 8 s, then SIGCONT; the passive takes "
                 "over, and the resumed old active must not execute anything (fenced by its lost lease).",
     workload=Workload(op="trade"),
-    faults=(FaultStep("process-pause", "active-engine", at_s=10.0, heal_after_s=8.0),),
+    faults=(FaultStep("process-pause", "active-engine", at_s=10.0, heal_after_s=8.0, phase_s=1.0),),
     checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-pause"}),
               CheckerSpec("lost_signals", ("ENG-1",)),
               *_consistency(("ENG-5",)), *_fencing()),

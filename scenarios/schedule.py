@@ -8,6 +8,7 @@ Errors do not vanish in a thread: a step whose target cannot be resolved or whos
 from __future__ import annotations
 
 import contextlib
+import random
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -38,10 +39,17 @@ class Schedule:
     def start(self, t0: float) -> None:
         for i, step in enumerate(self.env.scenario.faults):
             at = self.env.opts.fault_at_s if self.env.opts.fault_at_s is not None else step.at_s
+            at += self.phase(i, step)
             t = threading.Thread(target=self._run_step, args=(i, step, t0 + at), daemon=True,
                                  name=f"fault-step-{i}")
             self._threads.append(t)
             t.start()
+
+    def phase(self, i: int, step: "FaultStep") -> float:
+        """Seconds added to step ``i``'s time: seeded uniform in ``[0, step.phase_s)``, the same for the same seed."""
+        if not step.phase_s:
+            return 0.0
+        return random.Random(f"{self.env.seed}:phase:{i}").uniform(0.0, step.phase_s)
 
     def _run_step(self, i: int, step: "FaultStep", at_mono: float) -> None:
         if self._end.wait(max(0.0, at_mono - time.monotonic())):

@@ -17,8 +17,8 @@ the checker found is the one the bug made):
 - ``publish-before-durable``: a batch's results are published (RTRS "executed", RTS, XACK) before its orders are
   sent, and the batch is sent only after the next read. Event ``published_before_durable``. Under the engine-kill
   drill, signals RTRS calls executed never reach the broker.
-- ``renew-ignores-holder``: the lease renewal overwrites whoever holds the lease; after a pause the old active takes
-  it back and trades beside its successor. Event ``forced_renewal``. Caught by the one-active and stale-writes
+- ``renew-ignores-holder``: the lease renewal overwrites whoever holds the lease and the fencing counter; after a
+  pause the old active takes it back and trades beside its successor. Event ``forced_renewal``. Caught by the one-active and stale-writes
   checkers, not by duplicates/lost/state.
 - ``flush-without-results``: outcomes held back by a Redis outage are flushed to RTS and acknowledged without
   their RTRS result. Event ``flushed_without_result``. Caught by the results-delivered checker only.
@@ -29,7 +29,9 @@ import sys
 import time
 
 from reference.engine import engine as engine_module
+from reference.engine.contract import parse_lease
 from reference.engine.engine import Engine, now_ms, signal_id_of
+from reference.engine.lease import Acquisition
 
 class ResendOnTimeout(Engine):
     """Bug: an ambiguous send is resent blindly instead of reconciled with the broker (breaks ENG-5)."""
@@ -109,29 +111,55 @@ class PublishBeforeDurable(Engine):
 
 
 class RenewIgnoresHolder(Engine):
-    """Bug: the lease renewal overwrites the lease whoever holds it, so an active instance that was frozen past its
-    lease takes it back from its successor on waking and trades beside it (breaks ENG-1: one active engine).
-    Event ``forced_renewal`` each time it overwrote another holder."""
+    """Bug: the lease "renewal" re-asserts this instance's last lease whoever holds it: it SETs the lease value and
+    the fencing counter to its own token instead of comparing the holder (and, when a refused write made it
+    passive, its next acquisition attempt does the same). An active instance frozen past its lease takes it back
+    from its successor on waking and trades beside it with its old token (breaks ENG-1: one active engine). Both
+    then read the stream and send; each entry goes to one consumer, so no order is duplicated: only the one-active
+    and stale-writes checkers see it. Event ``forced_renewal`` each time it overwrote another holder."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         lease = self.lease
+        remembered: dict[str, str] = {}
+        acquire = lease.try_acquire
 
-        def renew() -> bool:
-            value = lease.value
-            if value is None:
-                return False
+        def force(value: str) -> bool:
             start = time.monotonic()
             ttl_ms = int(lease.config.lease_ttl_s * 1000)
+            token = parse_lease(value)[1]
             before = lease.link.run(lambda r: r.set(lease.keys[0], value, px=ttl_ms, get=True))
+            lease.link.run(lambda r: r.set(lease.keys[1], token))
             if before is not None and before != value:
                 self.emit("forced_renewal", value=value, overwrote=before)
             with lease._lock:
+                regained = lease.value is None
+                lease.value, lease.token = value, token
                 lease._deadline = start + lease._sending_window()
+                lease._ready_at = min(lease._ready_at, time.monotonic())
             lease.last_renew_ok = start
+            if regained:
+                lease.changed.set()
             return True
 
+        def renew() -> bool:
+            value = lease.value or remembered.get("value")
+            if value is None:
+                return False
+            remembered["value"] = value
+            return force(value)
+
+        def try_acquire():
+            if "value" in remembered:
+                force(remembered["value"])
+                return Acquisition(remembered["value"], lease.token, remembered["value"], 0.0)
+            got = acquire()
+            if got is not None:
+                remembered["value"] = got.value
+            return got
+
         lease.renew = renew
+        lease.try_acquire = try_acquire
 
 
 class FlushWithoutResults(Engine):

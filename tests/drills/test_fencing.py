@@ -3,8 +3,8 @@
 - engine-pause five times with five seeds (CI runs it): a freeze of the active engine lands at a different instant of
   its work each time; every run must show 0 duplicates, 0 lost, 0 state mismatches, 0 stale sends or writes, one
   RTRS result per acknowledged signal, and never two engines sending at once.
-- The new checkers catch what the old ones cannot: ``renew-ignores-holder`` (its lease renewal ignores the holder,
-  so after a pause both instances believe they are active) fails ``one_active`` and/or ``stale_writes``, which name
+- The new checkers catch what the old ones cannot: ``renew-ignores-holder`` (its lease renewal ignores the holder
+  and resets the fencing counter, so after a pause both instances are active) fails ``one_active`` and/or ``stale_writes``, which name
   the stale holder, its token and the newer one (the old checkers see at most the effect: a split brain may or may
   not execute one signal twice, so their verdicts are recorded, not asserted); ``flush-without-results`` (after a
   Redis outage it flushes outcomes to RTS and XACKs without appending the RTRS results) fails
@@ -156,20 +156,20 @@ def stale_acts(d: Drill) -> tuple[list[dict], list[dict]]:
 
 @variant_lands("renew-ignores-holder")
 def test_one_active_catches_a_renewal_that_ignores_the_holder(seeded_drill, record_property):
-    """After the pause the old active renews a lease it no longer holds (event ``forced_renewal``), so both
-    instances believe they are active. Whether it then sends or writes anything is a race between its threads
-    waking from SIGCONT: the reference engine fences every shared-state write and goes passive at the first
-    refusal, so when its first act after waking is a write (a publish, an RTS state) it stops there, and only when
-    it is an order_send does the old holder act beside its successor. So the drill runs up to ATTEMPTS seeds:
+    """After the pause the old active re-asserts a lease it no longer holds (event ``forced_renewal``): it SETs the
+    lease value and the fencing counter to its own old token, so its writes are accepted again, and it trades beside
+    its successor. Whether its first act after waking is a send or a write (which the reference fencing refuses
+    until the forced renewal lands) is a race between its threads; either way it is active again within one
+    heartbeat, so every run shows the bug; ATTEMPTS seeds bound the rare run where the load gives it nothing to do.
+    The load runs 16 s (pause at 3-4 s, healed 8 s later), so the woken holder has 4-5 s of signals to act on.
 
     - in a run where the old holder sent (or wrote RTRS) after the newer acquisition, one_active (stale_writes)
       must name exactly those sends (rows); the ground truth comes from the event logs and RTRS, not the checkers;
     - in every run where it did nothing, both must pass: no false alarm;
-    - if it never acted, the detection half was not exercised: skipped, saying so (the unit tests of
-      tests/scenarios/test_guarantees.py cover it on synthetic runs)."""
+    - if it never acted in ATTEMPTS runs, the variant did not show its bug: the test fails, saying so."""
     quiet = []
     for attempt, seed in enumerate(range(SEED, SEED + ATTEMPTS), start=1):
-        d = seeded_drill("engine-pause", seed=seed, variant="renew-ignores-holder", duration_s=12.0,
+        d = seeded_drill("engine-pause", seed=seed, variant="renew-ignores-holder", duration_s=16.0,
                          fault_at_s=3.0)
         tokens = {(e["instance"], e["token"]) for e in d.engine_events("lease_acquired")}
         assert len(tokens) >= 2, f"seed {seed}: no takeover during the pause: nothing was tested ({d.run.path})"
@@ -183,8 +183,12 @@ def test_one_active_catches_a_renewal_that_ignores_the_holder(seeded_drill, reco
             continue
         record_property("runs_until_the_bug_acted", attempt)
         record_numbers(d, record_property)
-        for name, value in verdicts(d, OLD_CHECKERS + NEW_CHECKERS).items():
+        seen = verdicts(d, OLD_CHECKERS + NEW_CHECKERS)
+        for name, value in seen.items():
             record_property(f"verdict.{name}", str(value))
+        # each entry goes to one consumer: the split brain duplicates nothing and loses nothing, so the old
+        # checkers cannot see it (state is recorded, not asserted: the two holders may overwrite positions)
+        assert seen["duplicates"] is True and seen["lost_signals"] is True, (seen, d.run.path)
         if sends:
             assert one.valid is False, f"one_active missed {len(sends)} stale send(s): {one.summary} ({d.run.path})"
             assert {v["signal"] for v in one.violations} == {e["signal_id"] for e in sends}
@@ -196,9 +200,8 @@ def test_one_active_catches_a_renewal_that_ignores_the_holder(seeded_drill, reco
             assert {r["entry"] for r in rows} <= {s["what"].split()[-1] for s in stale.stale}
         return
     record_property("runs_without_a_stale_act", ",".join(map(str, quiet)))
-    pytest.skip(f"in {ATTEMPTS} runs (seeds {quiet}) the old holder never sent or wrote after the takeover: the "
-                f"engine's fencing stopped it at its first write each time; no false alarm in any of them, but the "
-                f"detection was not exercised")
+    pytest.fail(f"in {ATTEMPTS} runs (seeds {quiet}) the old holder never sent or wrote after the takeover: the "
+                f"broken variant did not show its bug (no false alarm in any run), so the detection was not tested")
 
 
 @variant_lands("flush-without-results")

@@ -116,3 +116,24 @@ def test_the_gaps_a_new_user_found_fail_at_registration():
     with pytest.raises(ScenarioError, match=r"mode 'sideways' must be drop or reset"):
         registry.register(example(faults=(FaultStep("node-isolate", "redis-replica", 1.0, 2.0,
                                                     {"mode": "sideways"}),)))
+
+
+def test_a_fault_phase_lands_inside_its_window_and_replays_from_the_seed():
+    """A freeze lands at a seeded offset in [at_s, at_s + phase_s): the same seed replays the same instant, other
+    seeds spread over the window (the heartbeat phase is sampled, not fixed), and a phase past the load fails."""
+    from types import SimpleNamespace
+
+    from scenarios.schedule import Schedule
+
+    step = FaultStep("process-pause", "active-engine", at_s=5.0, heal_after_s=2.0, phase_s=1.0)
+    registry.validate(example(faults=(step,)))
+    offsets = [Schedule(SimpleNamespace(seed=seed)).phase(0, step) for seed in range(200)]
+    assert all(0.0 <= o < 1.0 for o in offsets)
+    assert Schedule(SimpleNamespace(seed=7)).phase(0, step) == Schedule(SimpleNamespace(seed=7)).phase(0, step)
+    assert min(offsets) < 0.1 and max(offsets) > 0.9, "200 seeds should cover the whole heartbeat period"
+    assert Schedule(SimpleNamespace(seed=7)).phase(0, dataclasses.replace(step, phase_s=0.0)) == 0.0
+    with pytest.raises(ScenarioError, match=r"faults\[0\]\.phase_s: at_s \+ phase_s \(20\.5 s\) is not inside"):
+        registry.validate(example(faults=(dataclasses.replace(step, at_s=19.5),)))
+    with pytest.raises(ScenarioError, match=r"faults\[0\]\.phase_s: must be a number of seconds >= 0"):
+        registry.validate(example(faults=(dataclasses.replace(step, phase_s=-1.0),)))
+    assert Scenario.from_dict(example(faults=(step,)).to_dict()).faults[0].phase_s == 1.0
