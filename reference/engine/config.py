@@ -87,6 +87,8 @@ class EngineConfig:
     heartbeat_s: float = 1.0                # ENG-1: heartbeat to Redis every 1 s
     lease_ttl_s: float = 3.0                # ENG-1: passive takes over after 3 s without heartbeat
     lease_safety_margin_s: float = 0.3      # local deadline = renew start + ttl - margin (clock-rate slack)
+    lease_confirm_primary: bool = True      # renew/acquire only while a majority of the Sentinels names the node
+                                            # the lease lives on (issue 12: no trading on an isolated old primary)
     passive_poll_s: float = 0.05            # how often a passive instance tries to take the lapsed lease (a pause
                                             # RTO is 3 s - heartbeat age + this; issue 11)
     send_flight_s: float = 0.5              # bound on an order request's transit: the holder stops sending this long
@@ -115,6 +117,15 @@ class EngineConfig:
     reconcile_lookback_s: float = 7 * 86400.0
     max_volume: float = 100.0
     signal_max_age_s: float = 0.0           # 0 = never stale; else older signals are rejected as STALE
+    # --- local store: the journal's snapshots, health and failed_syncs (DDB-1..6, BR-2; issue 13) ------------------
+    store_snapshot_interval_s: float = 0.5  # DDB-2: a snapshot every 500 ms after changes (MT5-HA: every 1 minute)
+    store_snapshots_kept: int = 5           # DDB-2: keep the last 5 (EA-BR); up to 10 (MT5-HA)
+    store_health_check_s: float = 1.0       # DDB-6: health check every 1 s
+    store_checkpoint_threshold_mb: int = 16  # DDB-1: WAL folded into the file at this size (at most 256 MB); a
+                                            # short WAL keeps the replay at start inside DDB-3's 3 s
+    failed_sync_backoff_s: list = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0, 16.0])  # BR-2, after the
+                                            # first resync within 1 s of a start; then an alert, then every
+                                            # failed_sync_retry_s
     # --- supervision (ENG-3) ------------------------------------------------------------------------------------
     watchdog_timeout_s: float = 30.0        # alive but no main-loop progress this long -> exit(70), supervisor restarts
     # --- alerts -------------------------------------------------------------------------------------------------
@@ -167,6 +178,17 @@ class EngineConfig:
                     and isinstance(address[1], int) and not isinstance(address[1], bool)
                     and 0 < address[1] < 65536):
                 raise ConfigError(f"sentinels[{i}] = {address!r} must be [host, port], e.g. [\"127.0.0.5\", 26379]")
+        if not 1 <= self.store_snapshots_kept <= 10:
+            raise ConfigError(f"store_snapshots_kept = {self.store_snapshots_kept}: keep 1 to 10 snapshots "
+                              f"(DDB-2: 5, MT5-HA: 10)")
+        if not 1 <= self.store_checkpoint_threshold_mb <= 256:
+            raise ConfigError(f"store_checkpoint_threshold_mb = {self.store_checkpoint_threshold_mb}: use 1 to 256 "
+                              f"(DDB-1 caps the WAL at 256 MB)")
+        if self.store_snapshot_interval_s <= 0 or self.store_health_check_s <= 0:
+            raise ConfigError("store_snapshot_interval_s and store_health_check_s must be positive "
+                              "(DDB-2: 0.5, DDB-6: 1.0)")
+        if not self.failed_sync_backoff_s or any(b < 0 for b in self.failed_sync_backoff_s):
+            raise ConfigError("failed_sync_backoff_s needs at least one delay >= 0 (BR-2: 1, 2, 4, 8, 16)")
         if self.filling not in ("fok", "ioc", "return"):
             raise ConfigError("filling must be fok, ioc or return")
         if not 8 <= self.comment_max_len <= 31:
@@ -255,7 +277,7 @@ class EngineConfig:
 
 
 # the element type of fields annotated as a plain ``list``
-_LIST_ITEMS = {"retry_backoff_s": "float", "sentinels": "list", "brokers": "dict"}
+_LIST_ITEMS = {"retry_backoff_s": "float", "failed_sync_backoff_s": "float", "sentinels": "list", "brokers": "dict"}
 _EXAMPLES = {"float": "2.5", "int": "3", "str": '"text"', "bool": "true", "list": "[1, 2]", "dict": "{}"}
 
 

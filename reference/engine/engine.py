@@ -42,6 +42,8 @@ from .broker import NOT_SENT, BrokerCallFailed, BrokerPool, BrokerSession, Broke
 from .config import EngineConfig
 from .events import EventLog
 from .journal import Intent, Journal
+from reference.store.failed_syncs import Resync, RetryPolicy
+from reference.store.keeper import StoreKeeper
 from .handoff import lease_value_file
 from .lease import Lease
 from .redislink import RedisLink, RedisUnavailable
@@ -101,10 +103,24 @@ class Engine:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.events_path = self.state_dir / f"events-{config.instance}.jsonl"
         self.emit = EventLog(self.events_path, config.instance, echo=echo_events)
-        self.journal = Journal(self.state_dir / f"journal-{config.instance}.duckdb")
+        # repairs a damaged file at open (issue 13, DDB-3); raises JournalLocked when another process holds it
+        self.journal = Journal(self.state_dir / f"journal-{config.instance}.duckdb",
+                               backup_dir=self.state_dir / "backup" / "duckdb",
+                               snapshots_kept=config.store_snapshots_kept,
+                               checkpoint_threshold_mb=config.store_checkpoint_threshold_mb)
         self.redis = RedisLink(config, "main", on_rediscover=self._on_rediscover)
         self.alerts = Alerts(self.redis, config.alerts_key, config.instance, self.emit, config.webhook_url,
                              config.alerts_maxlen)
+        if self.journal.repair is not None:
+            self.emit("journal_repaired", **self.journal.repair.fields())
+            self.alerts.raise_("journal_repaired", self.journal.repair.line, file=self.journal.repair.file,
+                               evidence=self.journal.repair.evidence)
+        # snapshots after changes (DDB-2), health every second (DDB-6), failed_syncs resync (BR-2)
+        self.store_keeper = StoreKeeper(
+            self.journal, emit=self.emit, alert=self.alerts.raise_, snapshot_s=config.store_snapshot_interval_s,
+            health_s=config.store_health_check_s,
+            resync=Resync(self.journal, RetryPolicy(tuple(config.failed_sync_backoff_s), config.failed_sync_retry_s),
+                          notify=self._failed_sync_exhausted))
         self.lease = Lease(config, RedisLink(config, "lease"), self.emit,
                            value_file=lease_value_file(self.state_dir, config.instance))
         self.brokers = BrokerPool(config, self.emit, self.alerts.raise_)
@@ -165,6 +181,7 @@ class Engine:
         lease_thread = threading.Thread(target=self.lease.run, name="lease", daemon=True)
         lease_thread.start()
         self.watchdog.start()
+        self.store_keeper.start()
         try:
             while not self.stop_event.is_set():
                 self.watchdog.beat("loop")
@@ -196,8 +213,16 @@ class Engine:
         self.lease.release()
         self.emit("engine_stop", stats=self.stats)
         self.brokers.close()
+        self.store_keeper.stop()
         self.journal.close()
         self.emit.close()
+
+    def _failed_sync_exhausted(self, row: dict) -> None:
+        """BR-2: a failed write's retries are spent; the user is told, and it is still retried (ORD-2)."""
+        self.alerts.raise_("failed_sync_exhausted", f"{row['kind']} {row['sync_id']} has not reached "
+                           f"{row['target']} after {row['attempts']} tries (last error: {row['last_error']}); "
+                           f"still retried every {self.cfg.failed_sync_retry_s:g} s", target=row["target"],
+                           kind=row["kind"], sync_id=row["sync_id"])
 
     def _on_rediscover(self, failures: int) -> None:
         self.emit("redis_rediscover", failures=failures)

@@ -1,4 +1,4 @@
-"""The local, durable intent journal (DuckDB, one file per engine instance).
+"""The local, durable intent journal (DuckDB, one file per engine instance), with snapshots and repair.
 
 Why local: Redis replication is asynchronous, so a Sentinel failover can lose acknowledged writes (REQUIREMENTS,
 "Known contradictions"). The engine therefore records each intent here, committed (DuckDB fsyncs its WAL on
@@ -9,11 +9,34 @@ yet published are flushed when Redis is back (``published = false``).
 
 Intent states: SENDING (written before order_send) -> DONE | REJECTED (final) or UNKNOWN (ambiguous reply: must be
 reconciled with the broker, never resent blindly) or DEFERRED (market closed / backoff / failed_syncs).
-``failed_syncs`` holds orders that failed ORD-1's five attempts, retried after a minute (ORD-2).
+
+Durability and repair (issue 13, DDB-1..6):
+
+- WAL: DuckDB always logs commits to ``<file>.wal``; it is folded into the file at ``checkpoint_threshold``
+  (DDB-1: at most 256 MB; smaller keeps the replay at start short).
+- High-water mark: every commit gets the next number (``seq``); the number survives in ``journal_meta`` and is
+  mirrored, after each commit, into ``<file>.hwm`` beside the file (not fsynced: it is a lower bound of what is
+  durable, so it never raises a false alarm after a power cut). A file that opens but holds a lower number than
+  the mark or than its newest snapshot silently lost committed writes, and is treated as damaged.
+- Snapshots: :meth:`Journal.snapshot` (the engine's store keeper calls it every 500 ms after changes, DDB-2) into
+  ``backup/duckdb/`` with a sha256 manifest (``reference.store.snapshots``).
+- Open: a file that does not open, fails a block or WAL checksum, cannot be read, is missing while snapshots
+  exist, or lost writes is moved aside (never deleted) into ``backup/duckdb/damaged/<name>-<time>/`` with a
+  ``diagnosis.txt``; the newest snapshot that verifies is restored (else the file without its WAL, else an empty
+  journal: DDB-4, the engine then learns what it sent from the broker by magic + comment and from Redis). The
+  outcome is :attr:`Journal.repair`, whose ``line`` names the file, what was seen and what was recovered. A lock
+  held by another live process is reported as such (:class:`JournalLocked`) and nothing is touched.
+- Health (DDB-6): :meth:`Journal.health` checks the file is still the one opened, still a DuckDB file, readable,
+  and that no write failed; :meth:`Journal.rebuild_from_memory` writes a fresh file from the in-memory copy.
+
+``failed_syncs`` holds every write that could not reach its target (the broker for ORD-2's orders, Redis,
+ClickHouse): attempts, next try, last error; the schedule is ``reference.store.failed_syncs`` (BR-2).
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field, asdict
@@ -21,8 +44,63 @@ from pathlib import Path
 
 import duckdb
 
+from reference.store.diagnosis import describe, lock_holder
+from reference.store.failed_syncs import RetryPolicy
+from reference.store.snapshots import SnapshotError, SnapshotInfo, SnapshotSet, fsync_dir
+
 FINAL_STATES = ("DONE", "REJECTED")
 IN_FLIGHT_STATES = ("SENDING", "UNKNOWN")
+MAX_CHECKPOINT_MB = 256   # DDB-1: WAL size limit
+
+
+class JournalError(RuntimeError):
+    """The journal cannot be used; the message is one line that says what to do. ``exit_status`` is the process
+    exit status a command line should use for it (74, EX_IOERR: the state folder cannot be written)."""
+
+    exit_status = 74
+
+
+class JournalLocked(JournalError):
+    """Another live process holds the journal's lock (the same instance name runs twice). Exit status 75
+    (EX_TEMPFAIL: it may work once that process is gone)."""
+
+    exit_status = 75
+
+
+@dataclass
+class Repair:
+    """What opening (or the health check) found and did. ``line``: the one-line diagnosis; ``saw``: what was
+    wrong; ``recovered``: what the journal holds now; ``evidence``: folder of the damaged files; ``committed``:
+    the highest write number known to have been committed; ``restored``: the highest write number the journal
+    holds now (writes in between are not in it: the engine's start reconciliation looks them up at the broker);
+    ``seconds``: time from detection to a usable journal."""
+
+    file: str
+    saw: str
+    recovered: str
+    evidence: str
+    committed: int
+    restored: int
+    seconds: float
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def missing_writes(self) -> int:
+        return max(0, self.committed - self.restored)
+
+    @property
+    def line(self) -> str:
+        gap = (f"; {self.missing_writes} committed write(s) newer than that are not in it: the engine's start "
+               f"reconciliation looks their signals up at the broker by magic + comment") if self.missing_writes \
+            else ""
+        skipped = f"; skipped: {', '.join(self.skipped)}" if self.skipped else ""
+        return (f"intent journal {self.file}: {self.saw}; damaged files kept in {self.evidence}; recovered "
+                f"{self.recovered} in {self.seconds:.3f} s{gap}{skipped}")
+
+    def fields(self) -> dict:
+        return {"file": self.file, "saw": self.saw, "recovered": self.recovered, "evidence": self.evidence,
+                "committed": self.committed, "restored": self.restored, "missing_writes": self.missing_writes,
+                "seconds": round(self.seconds, 3), "skipped": self.skipped}
 
 
 @dataclass
@@ -54,62 +132,336 @@ _COLUMNS = [
     ("requotes", "INTEGER"), ("failed_sync_attempts", "INTEGER"), ("next_try_ms", "BIGINT"),
     ("ambiguous_since_ms", "BIGINT"), ("result", "VARCHAR"), ("published", "BOOLEAN"), ("updated_ms", "BIGINT"),
 ]
-
-
 _INDEX = {n: i for i, (n, _t) in enumerate(_COLUMNS)}
+
+# one row per write that could not reach its target; (target, kind, sync_id) is the key: an order (target
+# "broker", kind "order", the signal id), a result for Redis or a row for ClickHouse
+_FAILED_COLUMNS = [
+    ("sync_id", "VARCHAR"), ("target", "VARCHAR"), ("kind", "VARCHAR"), ("payload", "VARCHAR"),
+    ("attempts", "INTEGER"), ("step", "INTEGER"), ("next_retry_ms", "BIGINT"), ("last_error", "VARCHAR"),
+    ("notified", "BOOLEAN"), ("created_ms", "BIGINT"), ("updated_ms", "BIGINT"),
+]
+_FAILED_NAMES = [n for n, _ in _FAILED_COLUMNS]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _hwm_of(con: duckdb.DuckDBPyConnection, catalog: str = "") -> int:
+    """The highest write number a journal database holds (``catalog``: an attached copy's name)."""
+    prefix = f'"{catalog}".' if catalog else ""
+    log = con.execute(f"SELECT max(seq) FROM {prefix}intent_log").fetchone()[0] or 0
+    meta = con.execute(f"SELECT max(value) FROM {prefix}journal_meta WHERE key = 'hwm'").fetchone()[0] or 0
+    return int(max(log, meta))
 
 
 class Journal:
     """The journal: a compacted ``intents`` table (one row per signal) plus an append-only ``intent_log``, and an
-    in-memory copy of every intent's latest state.
+    in-memory copy of every intent's latest state; ``failed_syncs``; ``journal_meta`` (the high-water mark).
 
     Why append-only: DuckDB is a column store; an ``INSERT OR REPLACE`` on a primary key costs about 4 ms per row
     here, a plain append 1.4 ms for one row and 0.17 ms per row in a batch of 100 (measured, issue 11). Each
     write is one transaction, committed (WAL fsync) before the call returns; :meth:`put_many` commits a whole batch
     in one transaction (group commit). Reads come from memory. Opening the journal folds the log into ``intents``
-    (latest row per signal wins) and empties the log."""
+    (latest row per signal wins) and empties the log.
 
-    def __init__(self, path: str | Path):
+    ``path``: the DuckDB file; ``backup_dir``: where snapshots go (default ``<path's folder>/backup/duckdb``);
+    ``snapshots_kept``: 1..10 (DDB-2); ``checkpoint_threshold_mb``: 1..256 (DDB-1). Opening repairs a damaged
+    file (see the module docstring; the result is :attr:`repair`, None when the file was sound). Raises
+    :class:`JournalLocked` when another process holds the file, :class:`JournalError` when the folder cannot be
+    written or a setting is out of range."""
+
+    def __init__(self, path: str | Path, *, backup_dir: str | Path | None = None, snapshots_kept: int = 5,
+                 checkpoint_threshold_mb: int = 16):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self.wal_path = Path(str(self.path) + ".wal")
+        self.mark_path = Path(str(self.path) + ".hwm")
+        if not 1 <= int(checkpoint_threshold_mb) <= MAX_CHECKPOINT_MB:
+            raise JournalError(f"checkpoint threshold {checkpoint_threshold_mb} MB: use 1 to {MAX_CHECKPOINT_MB} "
+                               f"MB (DDB-1 caps the WAL at 256 MB)")
+        self.checkpoint_threshold_mb = int(checkpoint_threshold_mb)
+        self.backup_dir = Path(backup_dir) if backup_dir else self.path.parent / "backup" / "duckdb"
         try:
-            self._db = duckdb.connect(str(self.path))
-        except duckdb.IOException as exc:
-            raise RuntimeError(f"cannot open the intent journal {self.path}: {exc}. Another engine process with "
-                               f"the same instance name may be running; give each instance its own name.") from None
+            self.snapshots = SnapshotSet(self.path, self.backup_dir, snapshots_kept)
+        except ValueError as exc:
+            raise JournalError(str(exc)) from None
+        self._lock = threading.Lock()
+        self.repair: Repair | None = None
+        self.last_snapshot: SnapshotInfo | None = None
+        self._write_error = ""
+        self._seq = 0
+        self._mark_fd: int | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._open()
+            self._identity = self._file_identity()
+            self._mark_fd = os.open(self.mark_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise JournalError(f"cannot use the intent journal {self.path}: {exc.strerror or exc}; check that the "
+                               f"state folder exists, is writable and has free space") from None
+        self._write_mark()
+        newest = self.snapshots.newest()
+        self._snapshot_hwm = newest.hwm if newest and newest.hwm == self._seq else -1
+
+    # --- open and repair ----------------------------------------------------------------------------------------
+    def _committed_mark(self) -> tuple[int, str]:
+        """The highest write number known to be committed, and who says so (the mark file, the newest snapshot)."""
+        mark, said = 0, ""
+        try:
+            text = self.mark_path.read_text().strip()
+            if text:
+                mark, said = int(text), f"{self.mark_path.name} says #{int(text)} was committed"
+        except (OSError, ValueError):
+            pass   # no mark (a journal older than issue 13) or a garbled one: no evidence either way
+        newest = self.snapshots.newest()
+        if newest is not None and newest.hwm > mark:
+            mark, said = newest.hwm, f"snapshot {newest.file} holds #{newest.hwm}"
+        return mark, said
+
+    def _connect(self, path: Path | None = None) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(str(path or self.path))
+        try:
+            con.execute(f"SET checkpoint_threshold = '{self.checkpoint_threshold_mb}MB'")   # DDB-1
+            self._ensure_schema(con)
+        except BaseException:
+            _close_quietly(con)
+            raise
+        return con
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        """Inspect the file read-only (a read-only session replays the WAL in memory and writes nothing, so damaged
+        files stay exactly as found), then open it for writing; repair on any failure."""
+        started = time.perf_counter()
+        committed, said = self._committed_mark()
+        if not self.path.exists():
+            if committed > 0:
+                return self._recover(f"the file is missing while {said}", committed, started)
+            self._seq = 0
+            return self._activate([], [])
+        try:
+            held, intents, log = self._inspect()
+        except duckdb.Error as exc:
+            holder = lock_holder(exc)
+            if holder:
+                raise JournalLocked(f"the intent journal {self.path} is locked by {holder}: an engine with the same "
+                                    f"instance name is running; stop it, or give this instance a name of its "
+                                    f"own") from None
+            return self._recover(describe(exc), committed, started)
+        if held < committed:
+            return self._recover(f"it opens but holds writes only up to #{held} while {said}: "
+                                 f"{committed - held} committed write(s) silently lost", committed, started,
+                                 held=held)
+        self._seq = held
+        try:
+            return self._activate(intents, log)
+        except duckdb.Error as exc:
+            holder = lock_holder(exc)
+            if holder:   # taken between the two opens
+                raise JournalLocked(f"the intent journal {self.path} is locked by {holder}: an engine with the same "
+                                    f"instance name is running; stop it, or give this instance a name of its "
+                                    f"own") from None
+            return self._recover(describe(exc), committed, started)
+
+    def _inspect(self) -> tuple[int, list[tuple], list[tuple]]:
+        """Read the whole file read-only: (high-water mark, intents rows, log rows by seq). Reading every row
+        verifies every block that holds one. Raises duckdb.Error."""
+        con = duckdb.connect(str(self.path), read_only=True)
+        try:
+            tables = {r[0] for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                "AND schema_name = 'main'").fetchall()}
+            intents = con.execute("SELECT * FROM intents").fetchall() if "intents" in tables else []
+            log = con.execute("SELECT * FROM intent_log ORDER BY seq").fetchall() if "intent_log" in tables else []
+            meta = con.execute("SELECT max(value) FROM journal_meta WHERE key = 'hwm'").fetchone()[0] \
+                if "journal_meta" in tables else 0
+            if "failed_syncs" in tables:
+                con.execute("SELECT * FROM failed_syncs").fetchall()
+        finally:
+            _close_quietly(con)
+        hwm = max(int(meta or 0), max((int(r[0]) for r in log), default=0))
+        return hwm, intents, log
+
+    def _activate(self, intents: list[tuple], log: list[tuple]) -> duckdb.DuckDBPyConnection:
+        """Open the file for writing and load it (``intents``/``log``: what the inspection read)."""
+        con = self._connect()
+        try:
+            self._load(con, intents, log)
+        except BaseException:
+            _close_quietly(con)
+            raise
+        return con
+
+    def _recover(self, saw: str, committed: int, started: float, held: int | None = None
+                 ) -> duckdb.DuckDBPyConnection:
+        """Move the damaged files aside and open the best copy: the newest snapshot that verifies and opens;
+        else the damaged file itself (without its WAL when the file failed to open); else an empty journal."""
+        had_wal = self.wal_path.exists()
+        evidence = self._move_aside(saw)
+        skipped: list[str] = []
+        for info in self.snapshots.entries():
+            if held is not None and info.hwm <= held:
+                break   # the file that lost writes still holds more than this snapshot
+            try:
+                self.snapshots.restore(info, self.path)
+            except SnapshotError as exc:
+                skipped.append(str(exc))
+                continue
+            con, got, problem = self._try_candidate(committed)
+            if con is not None:
+                return self._repaired(con, saw, f"snapshot {info.file} (writes up to #{got})", evidence,
+                                      committed, got, started, skipped)
+            skipped.append(f"snapshot {info.file} does not open ({problem})")
+            self._set_aside(evidence, f"unusable-{info.file}")
+        if self.snapshots.manifest_note:
+            skipped.append(self.snapshots.manifest_note)
+        original = evidence / self.path.name
+        if original.exists() and (held is not None or had_wal):
+            shutil.copyfile(original, self.path)      # a copy: the evidence stays as it was found
+            if held is not None and (evidence / self.wal_path.name).exists():
+                shutil.copyfile(evidence / self.wal_path.name, self.wal_path)
+            con, got, problem = self._try_candidate(committed)
+            if con is not None:
+                what = "the file as it was (no snapshot holds more)" if held is not None \
+                    else "the damaged file without its WAL"
+                return self._repaired(con, saw, f"{what} (writes up to #{got})", evidence, committed, got,
+                                      started, skipped)
+            skipped.append(f"the damaged file without its WAL does not open ({problem})")
+            self._set_aside(evidence, f"unusable-without-wal-{self.path.name}")
+        self._seq = committed
+        con = self._activate([], [])
+        return self._repaired(con, saw, "no copy: an empty journal (DDB-4: the engine rebuilds from the broker and "
+                                        "Redis at start)", evidence, committed, 0, started, skipped)
+
+    def _try_candidate(self, committed: int) -> tuple[duckdb.DuckDBPyConnection | None, int, str]:
+        try:
+            got, intents, log = self._inspect()
+            self._seq = max(got, committed)   # new writes are numbered after every write ever committed
+            return self._activate(intents, log), got, ""
+        except duckdb.Error as exc:
+            return None, 0, describe(exc)
+
+    def _repaired(self, con, saw: str, recovered: str, evidence: Path, committed: int, restored: int,
+                  started: float, skipped: list[str]) -> duckdb.DuckDBPyConnection:
+        self.repair = Repair(str(self.path), saw, recovered, str(evidence), committed, restored,
+                             time.perf_counter() - started, skipped)
+        with open(evidence / "diagnosis.txt", "a", encoding="utf-8") as fh:
+            fh.write(self.repair.line + "\n")
+        return con
+
+    def _move_aside(self, saw: str, copy: bool = False) -> Path:
+        """Move (or, for a file still in use, copy) the journal's files into a new evidence folder; the mark file
+        is always copied (it still says what was committed). Returns the folder."""
+        now = time.time()
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+        folder = self.backup_dir / "damaged" / f"{self.path.stem}-{stamp}"
+        n = 1
+        while folder.exists():
+            n += 1
+            folder = folder.with_name(f"{self.path.stem}-{stamp}-{n}")
+        folder.mkdir(parents=True)
+        for src in (self.path, self.wal_path):
+            if src.exists():
+                if copy:
+                    shutil.copy2(src, folder / src.name)
+                else:
+                    shutil.move(src, folder / src.name)
+        if self.mark_path.exists():
+            shutil.copy2(self.mark_path, folder / self.mark_path.name)
+        (folder / "diagnosis.txt").write_text(f"seen: {saw}\n", encoding="utf-8")
+        fsync_dir(folder)
+        fsync_dir(self.path.parent)
+        return folder
+
+    def _set_aside(self, folder: Path, name: str) -> None:
+        """A candidate that did not open joins the evidence (never deleted)."""
+        for src, suffix in ((self.path, ""), (self.wal_path, ".wal")):
+            if src.exists():
+                shutil.move(src, folder / f"{name}{suffix}")
+
+    @staticmethod
+    def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         cols = ", ".join(f"{n} {t}" for n, t in _COLUMNS)
         log_cols = ", ".join(f"{n} {t.replace(' PRIMARY KEY', '')}" for n, t in _COLUMNS)
-        self._db.execute(f"CREATE TABLE IF NOT EXISTS intents ({cols})")
-        self._db.execute(f"CREATE TABLE IF NOT EXISTS intent_log (seq BIGINT, {log_cols})")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS failed_syncs (signal_id VARCHAR PRIMARY KEY, kind VARCHAR, payload VARCHAR, "
-            "attempts INTEGER, next_retry_ms BIGINT, last_error VARCHAR, created_ms BIGINT)")
-        self._compact()
-        self._db.execute("CHECKPOINT")
-        self._mem: dict[str, tuple] = {}
-        for row in self._db.execute("SELECT * FROM intents").fetchall():
-            self._mem[row[0]] = tuple(row)
-        self._failed = {r[0] for r in self._db.execute("SELECT signal_id FROM failed_syncs").fetchall()}
+        con.execute(f"CREATE TABLE IF NOT EXISTS intents ({cols})")
+        con.execute(f"CREATE TABLE IF NOT EXISTS intent_log (seq BIGINT, {log_cols})")
+        con.execute("CREATE TABLE IF NOT EXISTS journal_meta (key VARCHAR PRIMARY KEY, value BIGINT)")
+        failed = ", ".join(f"{n} {t}" for n, t in _FAILED_COLUMNS)
+        have = {r[0] for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'failed_syncs' "
+            "AND database_name = current_database() AND schema_name = 'main'").fetchall()}
+        if not have:
+            con.execute(f"CREATE TABLE failed_syncs ({failed}, PRIMARY KEY (target, kind, sync_id))")
+        elif "sync_id" not in have:
+            # the table before issue 13 (orders only, keyed by signal id): the same rows, target "broker"
+            con.execute("BEGIN")
+            con.execute(f"CREATE TABLE failed_syncs_v2 ({failed}, PRIMARY KEY (target, kind, sync_id))")
+            con.execute("INSERT INTO failed_syncs_v2 SELECT signal_id, 'broker', kind, payload, attempts, 0, "
+                        "next_retry_ms, last_error, false, created_ms, created_ms FROM failed_syncs")
+            con.execute("DROP TABLE failed_syncs")
+            con.execute("ALTER TABLE failed_syncs_v2 RENAME TO failed_syncs")
+            con.execute("COMMIT")
+
+    def _load(self, con: duckdb.DuckDBPyConnection, intents: list[tuple], log: list[tuple]) -> None:
+        """Fold the log into ``intents``, checkpoint, and build the in-memory copy from what the inspection read
+        (the same fold: the latest logged row of each signal wins)."""
+        self._compact(con)
+        con.execute("CHECKPOINT")
+        self._mem: dict[str, tuple] = {row[0]: tuple(row) for row in intents}
+        for row in log:
+            self._mem[row[1]] = tuple(row[1:])
+        now = _now_ms()
+        self._failed: dict[tuple[str, str, str], dict] = {}
+        cur = con.execute(f"SELECT {', '.join(_FAILED_NAMES)} FROM failed_syncs")
+        for values in cur.fetchall():
+            row = dict(zip(_FAILED_NAMES, values))
+            row["payload"] = _json_or_text(row["payload"])
+            row["step"], row["next_retry_ms"] = 0, now        # BR-2: every row is tried again right after a start
+            self._failed[(row["target"], row["kind"], row["sync_id"])] = row
+        i_state, i_next = _INDEX["state"], _INDEX["next_try_ms"]
+        for target, kind, sync_id in self._failed:
+            row = self._mem.get(sync_id)
+            if kind == "order" and row is not None and row[i_state] == "DEFERRED":
+                self._mem[sync_id] = (*row[:i_next], now, *row[i_next + 1:])   # the engine retries it at once
         # final outcomes not yet on Redis: looked at on every loop of the engine, so kept as a set
         self._unpublished = {sid for sid, r in self._mem.items() if r[_INDEX["state"]] in FINAL_STATES
                              and not r[_INDEX["published"]]}
-        self._seq = 0
         self._published_pending: dict[str, tuple] = {}
 
-    def _compact(self) -> None:
-        """Fold the log into ``intents``: the latest logged row of each signal replaces its row."""
+    def _compact(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Fold the log into ``intents`` (the latest logged row of each signal replaces its row), keeping the
+        high-water mark in ``journal_meta``."""
         names = ", ".join(n for n, _ in _COLUMNS)
-        self._db.execute("BEGIN")
+        con.execute("BEGIN")
         try:
-            self._db.execute(
+            con.execute(
                 f"INSERT OR REPLACE INTO intents ({names}) SELECT {names} FROM intent_log "
                 f"QUALIFY row_number() OVER (PARTITION BY signal_id ORDER BY seq DESC) = 1")
-            self._db.execute("DELETE FROM intent_log")
-            self._db.execute("COMMIT")
+            logged = con.execute("SELECT max(seq) FROM intent_log").fetchone()[0] or 0
+            self._seq = max(self._seq, int(logged))
+            con.execute("INSERT OR REPLACE INTO journal_meta VALUES ('hwm', ?)", [self._seq])
+            con.execute("DELETE FROM intent_log")
+            con.execute("COMMIT")
         except Exception:
-            self._db.execute("ROLLBACK")
+            con.execute("ROLLBACK")
             raise
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _write_mark(self) -> None:
+        """Mirror the high-water mark beside the file (after the commit it follows; no fsync, see the module)."""
+        if self._mark_fd is not None:
+            os.pwrite(self._mark_fd, b"%020d\n" % self._seq, 0)
+
+    @property
+    def hwm(self) -> int:
+        """The number of the last write committed (monotonic across restarts)."""
+        return self._seq
 
     def close(self) -> None:
         try:
@@ -121,6 +473,9 @@ class Journal:
                 self._db.close()
             except Exception:  # noqa: BLE001
                 pass
+            if self._mark_fd is not None:
+                os.close(self._mark_fd)
+                self._mark_fd = None
 
     # --- intents ------------------------------------------------------------------------------------------------
     @staticmethod
@@ -162,8 +517,13 @@ class Journal:
             for row in rows:
                 self._seq += 1
                 values += [self._seq, *row]
-            self._db.execute(f"INSERT INTO intent_log VALUES {', '.join(['(' + ', '.join('?' * width) + ')'] * len(rows))}",
-                             values)
+            try:
+                self._db.execute(f"INSERT INTO intent_log VALUES "
+                                 f"{', '.join(['(' + ', '.join('?' * width) + ')'] * len(rows))}", values)
+            except duckdb.Error as exc:
+                self._write_error = describe(exc)   # seen by the health check (DDB-6)
+                raise
+            self._write_mark()
             for row in rows:
                 self._mem[row[0]] = row
                 if row[_INDEX["state"]] in FINAL_STATES and not row[_INDEX["published"]]:
@@ -237,25 +597,198 @@ class Journal:
         d["published"] = bool(d["published"])
         return Intent(**d)
 
-    # --- failed_syncs (ORD-2) ---------------------------------------------------------------------------------------
+    # --- failed_syncs (DDB-5, ORD-2, BR-2) ------------------------------------------------------------------------
     def add_failed_sync(self, signal_id: str, kind: str, payload: dict, next_retry_ms: int, last_error: str,
-                        attempts: int = 0) -> None:
+                        attempts: int = 0, *, target: str = "broker") -> None:
+        """Record (or replace) a write that could not reach ``target`` ("broker" for ORD-2's orders, "redis",
+        "clickhouse"): ``signal_id`` is its key within (target, kind), ``payload`` what to send again (JSON-able),
+        ``next_retry_ms`` wall-clock epoch ms of the next try. Durable when it returns."""
+        now = _now_ms()
+        key = (target, kind, signal_id)
         with self._lock:
-            self._failed.add(signal_id)
-            self._db.execute(
-                "INSERT OR REPLACE INTO failed_syncs VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [signal_id, kind, json.dumps(payload), attempts, next_retry_ms, last_error[:500],
-                 int(time.time() * 1000)])
+            old = self._failed.get(key)
+            row = {"sync_id": signal_id, "target": target, "kind": kind, "payload": payload,
+                   "attempts": int(attempts), "step": old["step"] if old else 0, "next_retry_ms": int(next_retry_ms),
+                   "last_error": str(last_error)[:500], "notified": bool(old and old["notified"]),
+                   "created_ms": old["created_ms"] if old else now, "updated_ms": now}
+            self._commit_failed(row)
+            self._failed[key] = row
 
-    def remove_failed_sync(self, signal_id: str) -> None:
+    def remove_failed_sync(self, signal_id: str, kind: str | None = None, target: str | None = None) -> None:
+        """Forget the failed write(s) with this key (of every kind/target unless given): it reached its target."""
         with self._lock:
-            if signal_id not in self._failed:
+            keys = [k for k in self._failed if k[2] == signal_id and (kind is None or k[1] == kind)
+                    and (target is None or k[0] == target)]
+            if not keys:
                 return  # nearly every outcome: no DuckDB statement
-            self._failed.discard(signal_id)
-            self._db.execute("DELETE FROM failed_syncs WHERE signal_id = ?", [signal_id])
+            self._commit([("DELETE FROM failed_syncs WHERE target = ? AND kind = ? AND sync_id = ?", list(k))
+                          for k in keys])
+            for k in keys:
+                del self._failed[k]
 
-    def failed_syncs(self) -> list[dict]:
+    def failed_syncs(self, target: str | None = None) -> list[dict]:
+        """Every failed write (of ``target`` when given), oldest first: dicts with sync_id, target, kind, payload,
+        attempts (tries so far), step (failed tries since this start), next_retry_ms (epoch ms), last_error,
+        notified, created_ms, updated_ms."""
         with self._lock:
-            cur = self._db.execute("SELECT * FROM failed_syncs ORDER BY created_ms")
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, r)) for r in cur.fetchall()]
+            rows = [dict(r) for r in self._failed.values() if target is None or r["target"] == target]
+        return sorted(rows, key=lambda r: r["created_ms"])
+
+    def due_failed_syncs(self, now_ms: int, targets: set[str] | None = None) -> list[dict]:
+        """The failed writes whose next try is due at ``now_ms`` (of ``targets`` when given), oldest first."""
+        return [r for r in self.failed_syncs() if r["next_retry_ms"] <= now_ms
+                and (targets is None or r["target"] in targets)]
+
+    def failed_sync_done(self, target: str, kind: str, sync_id: str) -> None:
+        """The write reached its target: its row goes."""
+        self.remove_failed_sync(sync_id, kind, target)
+
+    def failed_sync_failed(self, target: str, kind: str, sync_id: str, error: str, policy: RetryPolicy,
+                           now_ms: int) -> tuple[dict, bool]:
+        """One more failed try: attempts and step grow, the next try follows ``policy`` (BR-2). Returns the row
+        and whether the user must be notified now (once, when BR-2's retries are spent). Raises KeyError for a
+        row that is not there."""
+        key = (target, kind, sync_id)
+        with self._lock:
+            row = dict(self._failed[key])
+            step = row["step"] + 1
+            wait_s, tell = policy.after_failure(step)
+            row.update(attempts=row["attempts"] + 1, step=step, next_retry_ms=now_ms + int(wait_s * 1000),
+                       last_error=str(error)[:500], notified=row["notified"] or tell, updated_ms=_now_ms())
+            self._commit_failed(row)
+            self._failed[key] = row
+        return dict(row), tell
+
+    def _commit_failed(self, row: dict) -> None:
+        values = [json.dumps(row["payload"]) if n == "payload" else row[n] for n in _FAILED_NAMES]
+        self._commit([(f"INSERT OR REPLACE INTO failed_syncs ({', '.join(_FAILED_NAMES)}) VALUES "
+                       f"({', '.join('?' * len(_FAILED_NAMES))})", values)])
+
+    def _commit(self, statements: list[tuple[str, list]]) -> None:
+        """Run ``statements`` in one transaction that also moves the high-water mark (caller holds the lock)."""
+        self._seq += 1
+        try:
+            self._db.execute("BEGIN")
+            for sql, params in statements:
+                self._db.execute(sql, params)
+            self._db.execute("INSERT OR REPLACE INTO journal_meta VALUES ('hwm', ?)", [self._seq])
+            self._db.execute("COMMIT")
+        except duckdb.Error as exc:
+            self._write_error = describe(exc)
+            try:
+                self._db.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            raise
+        self._write_mark()
+
+    # --- snapshots and health (DDB-2, DDB-3, DDB-6) -----------------------------------------------------------------
+    def snapshot(self, force: bool = False) -> SnapshotInfo | None:
+        """A consistent snapshot into ``backup_dir`` when something was written since the last one (or
+        ``force``); None when there was nothing new. Writers are not blocked. Raises SnapshotError."""
+        if not force and self._seq == self._snapshot_hwm:
+            return None
+        with self._lock:
+            cur = self._db.cursor()
+        try:
+            info = self.snapshots.take(cur, _hwm_of)
+        finally:
+            cur.close()
+        self._snapshot_hwm = info.hwm
+        self.last_snapshot = info
+        return info
+
+    def health(self) -> str | None:
+        """DDB-6: None when the journal is sound, else what is wrong in one clause: a write failed, the file is
+        gone or was replaced, its header is no longer DuckDB's, or a read of it fails."""
+        if self._write_error:
+            return f"a write failed: {self._write_error}"
+        identity = self._file_identity()
+        if identity is None:
+            return "the file is gone"
+        if identity != self._identity:
+            return "the file was replaced by another one while open"
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(12)
+        except OSError as exc:
+            return f"the file cannot be read: {exc.strerror}"
+        if head[8:12] != b"DUCK":
+            return "the file header is no longer a DuckDB header (zeroed or overwritten)"
+        with self._lock:
+            cur = self._db.cursor()
+        try:
+            cur.execute("SELECT count(*) FROM intents").fetchone()
+        except duckdb.Error as exc:
+            return describe(exc)
+        finally:
+            cur.close()
+        return None
+
+    def rebuild_from_memory(self, saw: str) -> Repair:
+        """Replace a file found damaged while open with a fresh one written from the in-memory copy (which holds
+        every committed write). The damaged file is kept: copied as it was, then moved aside once closed.
+        Returns the repair (``line`` for the alert); raises JournalError when the new file cannot be written."""
+        started = time.perf_counter()
+        with self._lock:
+            try:
+                evidence = self._move_aside(saw, copy=True)
+                _close_quietly(self._db)
+                self._set_aside(evidence, f"after-close-{self.path.name}")
+                tmp = self.path.with_name(f".{self.path.name}.rebuilding")
+                for leftover in (tmp, Path(str(tmp) + ".wal")):
+                    leftover.unlink(missing_ok=True)
+                con = self._connect(tmp)
+                try:
+                    self._fill(con)
+                finally:
+                    _close_quietly(con)
+                os.replace(tmp, self.path)
+                fsync_dir(self.path.parent)
+                self._db = self._connect()
+            except (OSError, duckdb.Error) as exc:
+                raise JournalError(f"intent journal {self.path}: {saw}, and a fresh file could not be written "
+                                   f"({describe(exc)}); free space in {self.path.parent} and restart the "
+                                   f"engine") from None
+            self._identity = self._file_identity()
+            self._write_error = ""
+            self._published_pending = {}
+            self._write_mark()
+            self.repair = Repair(str(self.path), saw, f"a fresh file written from the engine's memory "
+                                 f"({len(self._mem)} intents, {len(self._failed)} failed syncs, writes up to "
+                                 f"#{self._seq})", str(evidence), self._seq, self._seq,
+                                 time.perf_counter() - started)
+            with open(evidence / "diagnosis.txt", "a", encoding="utf-8") as fh:
+                fh.write(self.repair.line + "\n")
+        self._snapshot_hwm = -1
+        return self.repair
+
+    def _fill(self, con: duckdb.DuckDBPyConnection, chunk: int = 500) -> None:
+        rows = list(self._mem.values())
+        width = len(_COLUMNS)
+        con.execute("BEGIN")
+        for start in range(0, len(rows), chunk):
+            part = rows[start:start + chunk]
+            con.execute(f"INSERT INTO intents VALUES {', '.join(['(' + ', '.join('?' * width) + ')'] * len(part))}",
+                        [v for r in part for v in r])
+        for row in self._failed.values():
+            con.execute(f"INSERT INTO failed_syncs ({', '.join(_FAILED_NAMES)}) VALUES "
+                        f"({', '.join('?' * len(_FAILED_NAMES))})",
+                        [json.dumps(row["payload"]) if n == "payload" else row[n] for n in _FAILED_NAMES])
+        con.execute("INSERT OR REPLACE INTO journal_meta VALUES ('hwm', ?)", [self._seq])
+        con.execute("COMMIT")
+        con.execute("CHECKPOINT")
+
+
+def _close_quietly(con) -> None:
+    try:
+        con.close()
+    except Exception:  # noqa: BLE001 - a damaged database may fail its checkpoint on close; it is evidence now
+        pass
+
+
+def _json_or_text(value):
+    try:
+        return json.loads(value) if value else {}
+    except (TypeError, ValueError):
+        return value
