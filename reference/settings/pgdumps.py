@@ -23,6 +23,7 @@ whole cluster, which the document does not ask for. This module only drives the 
 """
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import glob
 import gzip
@@ -311,8 +312,9 @@ class DumpSchedule:
     def __init__(self, dumps: PgDumps, on_error: Callable[[str], None] | None = None):
         self.dumps = dumps
         self.on_error = on_error or log.warning
-        self.taken: list[Dump] = []
-        self.failures = 0
+        self.taken: collections.deque[Dump] = collections.deque(maxlen=64)   # the latest dumps it took
+        self.count = 0          # dumps taken since start
+        self.failures = 0       # dumps that failed since start
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"pg-dumps-{dumps.dbname}", daemon=True)
 
@@ -320,6 +322,7 @@ class DumpSchedule:
         while not self._stop.wait(self.dumps.seconds_until_due()):  # the schedule's timer, woken early by stop()
             try:
                 self.taken.append(self.dumps.dump())
+                self.count += 1
             except (BackupError, OSError) as exc:
                 self.failures += 1
                 self.on_error(f"scheduled pg_dump failed, next try in {self.dumps.policy.retry_s:g} s: {exc}")

@@ -53,6 +53,7 @@ class Loaded(Generic[M]):
 
     @property
     def fell_back(self) -> bool:
+        """True when the settings did not come from the file itself (a backup, or the defaults)."""
         return self.message is not None
 
 
@@ -179,7 +180,9 @@ class SettingsStore(Generic[M]):
             raise SettingsError(f"{self.path}: these settings are {len(data):,} bytes as JSON, over the {cap:,}-byte "
                                 f"cap (CFG-1); nothing was written", source=str(self.path))
         parse_settings(data, self.model, max_bytes=cap, source=str(self.path))  # what we write must load again
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.path.parent.is_dir():
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            durable.fsync_dir(self.path.parent.parent)   # the new folder's own name, durably
         with self._lock():
             for entry in os.listdir(self.path.parent):
                 if self._temp.fullmatch(entry):

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from reference.settings import (BrokerLogin, CredentialsError, EASettings, EngineUserSettings, LoginKey,
@@ -59,7 +59,6 @@ def test_a_rejected_field_is_named(doc):
             assert err.field.split("[")[0].split(".")[0] in doc
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=12_000))
 def test_any_damage_of_the_file_falls_back_to_the_saved_settings(tmp_path_factory, data):
     folder = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
