@@ -6,6 +6,8 @@ Kernel shapes (root, nftables; every address checked by faults/safety.py):
 - :func:`majority_minority` the nodes split in two, the side of each node drawn from the run's seed; the
   primary can be forced into the minority (the shape that loses acknowledged writes) and the clients' source
   address (127.0.0.1 on loopback) put on either side.
+Named shapes for drills: :class:`RedisPartition` (groups plus which member is on which side, for the checkers) and
+:class:`PlannedFailover` (``SENTINEL FAILOVER``: a primary change with every connection left open).
 Proxy shape (no root, through the Toxiproxy API): :func:`primary_cut_via_proxy` blackholes the proxies that
 lead to the primary (clients and Sentinels must reach it through those proxies).
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import random
 from typing import Iterable, Sequence
 
-from faults.core import Composite, FaultError
+from faults.core import Composite, Fault, FaultError
 from faults.kernel import Isolate, Partition
 from faults.network import Blackhole, LinkDown, ToxiproxyAPI
 
@@ -73,3 +75,59 @@ def primary_cut_via_proxy(api: ToxiproxyAPI, proxies: Sequence[str], *, down: bo
                                         f"({'down' if down else 'blackhole'})", log=kw.get("log"))
     comp.name = "redis-primary-cut-proxy"
     return comp
+
+
+class RedisPartition(Partition):
+    """A partition of the drill's nodes with names: ``sides`` maps a side name (``minority``, ``majority``, or
+    ``sentinel-1``...) to the member names on it (nodes, engines, writer clients, ``harness``), so the checkers
+    can say on which side each acknowledged write was made. ``shape`` names how it was drawn."""
+
+    name = "redis-partition"
+    requirement_ids = ("RDS-2", "RDS-4", "ENG-5")
+
+    def __init__(self, groups, *, shape: str, sides: dict[str, list[str]], **kw):
+        super().__init__(groups, **kw)
+        self.shape, self.sides = shape, {k: list(v) for k, v in sides.items()}
+
+    def details(self) -> dict:
+        return {**super().details(), "shape": self.shape, "sides": self.sides}
+
+
+class PlannedFailover(Fault):
+    """``SENTINEL FAILOVER <master>`` through one Sentinel (maintenance: no connection is reset), then wait until a
+    majority of the Sentinels name a new primary (``wait_s`` deadline; FaultError if none). Healing does nothing:
+    a planned failover is not undone. ``sentinel`` is a client factory ``() -> redis.Redis`` of one Sentinel,
+    ``primary`` one of ``() -> (host, port) | None`` (the majority view)."""
+
+    name = "redis-failover"
+    requirement_ids = ("RDS-2", "ENG-4")
+
+    def __init__(self, sentinel, primary, master_name: str, *, wait_s: float = 15.0, **kw):
+        super().__init__(**kw)
+        self._sentinel, self._primary, self.master_name, self.wait_s = sentinel, primary, master_name, wait_s
+        self.old: tuple | None = None
+        self.new: tuple | None = None
+
+    def _inject(self) -> None:
+        from tradedrill.waiting import DeadlineExceeded, wait_until
+
+        self.old = self._primary()
+        s = self._sentinel()
+        try:
+            s.execute_command("SENTINEL", "FAILOVER", self.master_name)
+        finally:
+            s.close()
+        try:
+            self.new = wait_until(lambda: (p := self._primary()) and p != self.old and p, self.wait_s,
+                                  f"the Sentinels to promote a primary other than {self.old}")
+        except DeadlineExceeded as exc:
+            raise FaultError(str(exc)) from None
+
+    def _heal(self) -> None:
+        return None
+
+    def describe(self) -> str:
+        return f"planned failover of {self.master_name} through Sentinel (old primary {self.old})"
+
+    def details(self) -> dict:
+        return {"old": list(self.old) if self.old else None, "new": list(self.new) if self.new else None}

@@ -17,7 +17,7 @@ import redis
 from faults.cli import heal_dead_leftovers
 from faults.core import FaultLog
 from reference.engine import contract
-from scenarios import registry
+from scenarios import registry, setclients
 from scenarios.history import BACKLOG, RTRS, RTS, History, RunDir, SignalLog
 from scenarios.packages import TARGET_ROLES
 from tradedrill.local import LocalStack, StackError
@@ -179,6 +179,10 @@ class DrillEnvironment:
         positions = r.hgetall(keys.rts_positions)
         (self.run.path / RTS).write_text(json.dumps({"orders": orders, "positions_raw": positions}, indent=2))
         (self.run.path / BACKLOG).write_text(json.dumps(self._backlog(r, results), indent=2))
+        specs = setclients.writer_specs(self.workload().params)
+        if specs:
+            setclients.dump_sets(self, specs, self.run.path / setclients.WRITERS_FILE)
+        setclients.dump_roles(self, self.run.path / setclients.ROLES_FILE)
 
     def _backlog(self, r: redis.Redis, results: set) -> dict:
         """RTSS entries without a result: undelivered (after the group's last delivered id) or pending."""

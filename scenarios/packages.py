@@ -29,9 +29,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 from faults.behaviour import BrokerBehaviour
-from faults.core import Fault, FaultLog
+import random
+
+from faults.core import Composite, Fault, FaultLog
 from faults.kernel import Isolate
-from faults.partition import isolate_primary
+from faults.partition import CLIENT_SOURCE, PlannedFailover, RedisPartition, isolate_primary, majority_minority
 from faults.process import Kill, Pause, Terminate
 
 # role -> the node kind it resolves to
@@ -64,6 +66,13 @@ class FaultContext(Protocol):
 
     def resolve(self, target: str) -> Target: ...
     def broker_admin(self, name: str) -> Any: ...
+
+    # for the Redis topology faults (issue 12): the nodes, the writers, the seed of the split
+    topology: Any
+    stack: Any
+    seed: int
+
+    def workload(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,89 @@ def _isolate_primary(ctx: FaultContext, t: Target, params: dict) -> Fault:
                            requirements=ctx.requirement_ids)
 
 
+PARTITION_SHAPES = ("isolate", "majority-minority", "sentinels-apart")
+PARTITION_MEMBERS = ("active-engine", "passive-engine")
+
+
+def _partition_members(ctx: FaultContext, names: Sequence[str]) -> dict[str, str]:
+    """member name -> address, for the roles of ``names`` (engines, resolved now)."""
+    out = {}
+    for role in names:
+        t = ctx.resolve(role)
+        out[t.name] = t.address
+    return out
+
+
+def _redis_partition(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    """A named partition around the Redis primary ``t`` (see ``PARTITION_SHAPES``): ``isolate`` puts the primary
+    alone with the members of ``with`` and the minority-side writers; ``majority-minority`` draws the seeded split of
+    the Redis nodes and Sentinels with the primary in the minority (``faults.partition.majority_minority``), the
+    ``with`` members and minority writers joining it; ``sentinels-apart`` cuts every Sentinel from every other
+    (no side has a quorum) and leaves everything else connected. Everything not placed is on the majority side,
+    the harness (its clients leave from 127.0.0.1) included."""
+    from scenarios.setclients import writer_address, writer_specs
+
+    shape = params.get("shape", "isolate")
+    topo = ctx.topology
+    # brokers stay out of it: the partition is of the Redis group and its clients, not of the broker links
+    addr = {n.name: n.address for n in topo.nodes if n.kind in ("redis", "sentinel", "engine")}
+    by_addr = {v: k for k, v in addr.items()}
+    writers = {spec.process: (writer_address(topo.subnet, i), spec.side)
+               for i, spec in enumerate(writer_specs(ctx.workload().params))}
+    log = dict(log=ctx.fault_log, requirements=ctx.requirement_ids, mode=params.get("mode", "drop"))
+    if shape == "sentinels-apart":
+        sentinels = [n.name for n in topo.of_kind("sentinel")]
+        return RedisPartition([[addr[s]] for s in sentinels], shape=shape, sides={s: [s] for s in sentinels},
+                              description=f"sentinels apart: {', '.join(sentinels)} each alone (no quorum)", **log)
+    with_members = _partition_members(ctx, params.get("with", ()))
+    minority_writers = {w: a for w, (a, side) in writers.items() if side == "minority"}
+    if shape == "isolate":
+        minority = [t.address]
+    else:
+        nodes = [n.address for n in (*topo.of_kind("redis"), *topo.of_kind("sentinel"))]
+        split = majority_minority(nodes, random.Random(f"{ctx.seed}:partition"), primary=t.address,
+                                  primary_in_minority=True, clients_with=None)
+        minority = list(split.minority)
+    minority += [a for a in (*with_members.values(), *minority_writers.values()) if a not in minority]
+    placed = set(minority)
+    majority = [a for a in (*addr.values(), *(a for a, _ in writers.values()), CLIENT_SOURCE) if a not in placed]
+    majority = list(dict.fromkeys(majority))
+    names = {**by_addr, **{a: w for w, (a, _) in writers.items()}, CLIENT_SOURCE: "harness"}
+    sides = {"minority": [names.get(a, a) for a in minority], "majority": [names.get(a, a) for a in majority]}
+    return RedisPartition([minority, majority], shape=shape, sides=sides,
+                          description=f"{shape}: minority {', '.join(sides['minority'])} | majority "
+                                      f"{', '.join(sides['majority'])}", **log)
+
+
+def _check_partition(params: dict) -> list[str]:
+    problems = _check_mode(params)
+    shape = params.get("shape", "isolate")
+    if shape not in PARTITION_SHAPES:
+        problems.append(f"shape {shape!r} must be one of {', '.join(PARTITION_SHAPES)}")
+    members = params.get("with", [])
+    if not isinstance(members, (list, tuple)) or any(m not in PARTITION_MEMBERS for m in members):
+        problems.append(f"with {members!r} must be a list of {', '.join(PARTITION_MEMBERS)}")
+    elif shape == "sentinels-apart" and members:
+        problems.append("with: sentinels-apart places no other member")
+    return problems
+
+
+def _planned_failover(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    stack = ctx.stack
+    first = ctx.topology.of_kind("sentinel")[0].name
+    return PlannedFailover(lambda: stack.redis_node_client(first, timeout=2.0), lambda: stack.redis_primary(),
+                           stack.master_name, log=ctx.fault_log, requirements=ctx.requirement_ids)
+
+
+def _all_redis_down(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    nodes = [ctx.stack.node(n.name) for n in ctx.topology.of_kind("redis")]
+    fault = Composite([Kill(n, restart_on_heal=True) for n in nodes],
+                      description=f"SIGKILL every Redis node ({', '.join(n.name for n in nodes)})",
+                      log=ctx.fault_log, requirements=ctx.requirement_ids)
+    fault.name = "redis-all-down"
+    return fault
+
+
 def _check_behaviour(params: dict) -> list[str]:
     """The simulator's own typed, range-checked behaviour settings (``Behaviour.checked``)."""
     from reference.mt5.simulator.config import Behaviour, SettingError
@@ -174,6 +266,15 @@ FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
     FaultPackage("redis-primary-isolated", _isolate_primary, ("redis",), "end", "primary isolated", "#bcbd22",
                  ("mode",), description="nftables: the Redis primary cut from clients, replicas and Sentinels",
                  check=_check_mode),
+    FaultPackage("redis-partition", _redis_partition, ("redis",), "end", "Redis partition", "#aec7e8",
+                 ("shape", "with", "mode"), description="nftables: a named partition around the Redis primary "
+                 "(isolate, majority-minority, sentinels-apart), engines and writer clients placed by side",
+                 check=_check_partition),
+    FaultPackage("redis-failover", _planned_failover, ("redis",), "end", "planned failover", "#98df8a", (),
+                 description="SENTINEL FAILOVER under load (maintenance): a primary change with every connection "
+                 "left open; waits for the new primary"),
+    FaultPackage("redis-all-down", _all_redis_down, ("redis",), "end", "all Redis down", "#ff9896", (),
+                 description="SIGKILL every Redis node; the heal starts them all again (ORD-3)"),
 )}
 
 

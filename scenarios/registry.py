@@ -113,6 +113,7 @@ def validate(scenario: Scenario) -> None:
     metric without a target in ``targets.toml`` (chaostoolkit's ``ensure_activity_is_valid``)."""
     from scenarios import targets as targets_mod
     from scenarios.checkers import CHECKERS
+    from scenarios import setclients
     from scenarios.packages import check_step
 
     where = f"scenario {scenario.name!r}"
@@ -128,8 +129,14 @@ def validate(scenario: Scenario) -> None:
         problems.append(f"workload.op: {w.op!r} is not an operation the workload drives; known: "
                         f"{', '.join(WORKLOAD_OPS)}")
     also = tuple(w.params.get("also", ()))
-    if set(also) - set(EXTRA_OPS) or set(w.params) - {"also"}:
-        problems.append(f"workload.params: only also=[{', '.join(EXTRA_OPS)}] is understood, not {dict(w.params)}")
+    if set(also) - set(EXTRA_OPS) or set(w.params) - {"also", "writers"}:
+        problems.append(f"workload.params: only also=[{', '.join(EXTRA_OPS)}] and writers=[{{name, side, wait}}] "
+                        f"are understood, not {dict(w.params)}")
+    try:
+        if setclients.writer_specs(w.params):
+            also = (*also, "redis_write")
+    except ValueError as exc:
+        problems.append(f"workload.{exc}")
     kinds = drill_node_kinds()
     for i, step in enumerate(scenario.faults):
         for problem in check_step(step.fault, step.target, dict(step.params), kinds):

@@ -1,6 +1,7 @@
 """The drill workload: open-loop signal producers that XADD to RTSS, one RTRS reader that completes their ``trade``
-operations, and an optional writer through the Sentinel-aware client (``redis_write``), every operation recorded
-in the run's history (Jepsen's clients).
+operations, an optional writer through the Sentinel-aware client (``redis_write``) and the set writers of
+``params["writers"]`` (``scenarios.setclients``, one per side of a partition), every operation recorded in the run's
+history (Jepsen's clients).
 
 Open loop: producers keep invoking at the offered rate during an outage, so the first success after a fault is
 seen when it happens. Operations (``scenarios.registry`` lists them): ``trade`` is ok when the signal's RTRS
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from reference.engine import contract
-from scenarios import registry
+from scenarios import registry, setclients
 from scenarios.history import FAIL, OK, UNKNOWN
 
 if TYPE_CHECKING:
@@ -47,6 +48,10 @@ class TradeClients:
         self.threads.append(threading.Thread(target=self._results, daemon=True))
         if "redis_write" in self.w.params.get("also", ()):
             self.threads.append(threading.Thread(target=self._writer, daemon=True))
+        for i, spec in enumerate(setclients.writer_specs(self.w.params)):
+            writer = setclients.SetWriter(self.env, spec, setclients.writer_address(self.env.topology.subnet, i))
+            self.threads.append(threading.Thread(target=writer.run, args=(self.stop,), daemon=True,
+                                                 name=spec.process))
         for t in self.threads:
             t.start()
 

@@ -117,6 +117,7 @@ class Lease:
         self.changed = threading.Event()   # set on gain/loss, so the main loop reacts at once
         self._stop = threading.Event()
         self.last_renew_ok = 0.0
+        self._view = None              # (monotonic, SentinelView) of the last Sentinel query
 
     # --- what the main loop asks --------------------------------------------------------------------------------
     @property
@@ -231,23 +232,61 @@ class Lease:
     def stop(self) -> None:
         self._stop.set()
 
+    def _sentinel_view(self, max_age_s: float):
+        """The Sentinels' view (``RedisLink.sentinel_view``), reused for ``max_age_s`` while it stays confirmed."""
+        now = time.monotonic()
+        cached = self._view
+        if cached is not None and cached[1].confirmed and now - cached[0] < max_age_s \
+                and cached[1].current == self.link.address:
+            return cached[1]
+        view = self.link.sentinel_view()
+        self._view = (now, view)
+        return view
+
     def run(self) -> None:
         redis_down_logged = False
+        unconfirmed_logged = False
+        confirm = bool(self.config.lease_confirm_primary and self.config.sentinels)
         while not self._stop.is_set():
             interval = self.config.heartbeat_s
             try:
-                moved = self.link.primary_moved()
+                view = None
+                if confirm:
+                    # the passive polls every 50 ms: it reuses a confirmed view for primary_check_s
+                    view = self._sentinel_view(0.0 if self.value is not None else self.config.primary_check_s)
+                    moved = (self.link.address, view.primary) if (
+                        view.primary is not None and self.link.address is not None
+                        and view.primary != self.link.address) else None
+                else:
+                    moved = self.link.primary_moved()
                 if moved is not None:   # renew on the new primary, not on the demoted one (issue 12)
                     self.emit("lease_redis_primary_changed", old=list(moved[0]), new=list(moved[1]))
                     self.link.mark_broken()
                     self.link.ensure(force=True)
-                if self.value is not None:
+                    self._view = None
+                if self.link.address is None:
+                    self.link.ensure()
+                confirmed = view is None or (view.primary is not None and view.primary == self.link.address)
+                if not confirmed:
+                    # no majority of the Sentinels names the node we would renew on: an isolated old primary
+                    # would still accept the renewal (issue 12). Neither renew nor acquire; lose at the deadline.
+                    if not unconfirmed_logged:
+                        self.emit("lease_primary_unconfirmed", why=view.describe(),
+                                  writes_to=list(self.link.address) if self.link.address else None)
+                        unconfirmed_logged = True
+                    if self.value is not None and time.monotonic() >= self._deadline:
+                        self._lose(f"could not confirm the Redis primary with a majority of the Sentinels "
+                                   f"before the deadline ({view.describe()})")
+                    interval = min(interval, self.config.primary_check_s)
+                elif self.value is not None:
+                    unconfirmed_logged = False
                     if time.monotonic() >= self._deadline:
                         # we slept or could not renew past the deadline: only a renewal that proves nobody else
                         # took the lease makes us active again (RENEW compares the holder value)
                         self.emit("lease_deadline_passed", value=self.value)
                     self.renew()
                 elif self.want_active:
+                    unconfirmed_logged = False
                     if self.try_acquire() is None:
                         interval = self.config.passive_poll_s
                 redis_down_logged = False

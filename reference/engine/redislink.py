@@ -35,6 +35,26 @@ REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, 
                 OSError)
 
 
+class SentinelView:
+    """What the Sentinels said at one instant: ``configured`` and ``answered`` counts, ``errors`` (address ->
+    why it did not answer), ``primary`` = the address a majority of the configured Sentinels name (None: no
+    majority), ``current`` = the address this link writes to. ``confirmed``: a majority names ``current``."""
+
+    def __init__(self, configured: int, answered: int, errors: dict, primary, current):
+        self.configured, self.answered, self.errors = configured, answered, errors
+        self.primary, self.current = primary, current
+
+    @property
+    def confirmed(self) -> bool:
+        return self.configured == 0 or (self.primary is not None and self.primary == self.current)
+
+    def describe(self) -> str:
+        if self.primary is None:
+            return (f"{self.answered} of {self.configured} Sentinels answered; no majority names a primary"
+                    + (f" ({'; '.join(f'{k}: {v}' for k, v in sorted(self.errors.items()))})" if self.errors else ""))
+        return f"a majority of the Sentinels names {self.primary[0]}:{self.primary[1]}"
+
+
 class RedisUnavailable(RuntimeError):
     """Redis could not be reached (or is not a writable primary) just now."""
 
@@ -91,6 +111,7 @@ class RedisLink:
         self.rediscoveries = 0
         self._on_rediscover = on_rediscover
         self._lock = threading.Lock()
+        self._sentinel_clients: dict[tuple[str, int], redis.Redis] | None = None
 
     # --- connection -------------------------------------------------------------------------------------------
     @staticmethod
@@ -196,6 +217,53 @@ class RedisLink:
             return None
         return (current, named) if named != current else None
 
+    def sentinel_view(self) -> "SentinelView":
+        """Every configured Sentinel asked at once (one thread each, persistent connections, connect and read
+        timeouts ``redis_connect_timeout_s``) which node is the primary. The lease renews and acquires only when a
+        majority of the Sentinels answer and name the node this link writes to (issue 12): an engine cut off with
+        an isolated old primary cannot reach that majority, so it stops sending within its sending window instead
+        of trading on a primary that the rest of the group has already replaced (split brain)."""
+        sentinels = [(str(h), int(p)) for h, p in self.config.sentinels]
+        if not sentinels:
+            return SentinelView(0, 0, {}, None, self._address)
+        try:
+            auth = self._auth(self.config.sentinel_credentials())
+        except ConfigError as exc:
+            return SentinelView(len(sentinels), 0, {f"{h}:{p}": str(exc) for h, p in sentinels}, None, self._address)
+        if self._sentinel_clients is None:
+            self._sentinel_clients = {
+                addr: client(self.config, addr[0], addr[1], socket_timeout=self.config.redis_connect_timeout_s,
+                             socket_connect_timeout=self.config.redis_connect_timeout_s,
+                             retry=Retry(NoBackoff(), 0), decode_responses=True, **auth)
+                for addr in sentinels}
+        answers: dict[str, object] = {}
+
+        def ask(addr: tuple[str, int]) -> None:
+            try:
+                got = self._sentinel_clients[addr].execute_command("SENTINEL", "get-master-addr-by-name",
+                                                                   self.config.master_name)
+                answers[f"{addr[0]}:{addr[1]}"] = (str(got[0]), int(got[1])) if got else "unknown master"
+            except (*REDIS_ERRORS, redis.ResponseError) as exc:
+                answers[f"{addr[0]}:{addr[1]}"] = str(exc)
+
+        threads = [threading.Thread(target=ask, args=(a,), daemon=True) for a in sentinels]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 2 * self.config.redis_connect_timeout_s + 0.1
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        answers = dict(answers)  # a Sentinel that answers after the deadline does not count
+        for addr in sentinels:
+            answers.setdefault(f"{addr[0]}:{addr[1]}", "no answer before the deadline")
+        named = [v for v in answers.values() if isinstance(v, tuple)]
+        counts: dict[tuple[str, int], int] = {}
+        for v in named:
+            counts[v] = counts.get(v, 0) + 1
+        majority = len(sentinels) // 2 + 1
+        primary = next((a for a, n in counts.items() if n >= majority), None)
+        errors = {k: v for k, v in answers.items() if not isinstance(v, tuple)}
+        return SentinelView(len(sentinels), len(named), errors, primary, self._address)
+
     def mark_broken(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -225,4 +293,13 @@ class RedisLink:
             raise
 
     def close(self) -> None:
+        for c in (self._sentinel_clients or {}).values():
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._sentinel_clients = None
+        self._close_primary()
+
+    def _close_primary(self) -> None:
         self.mark_broken()

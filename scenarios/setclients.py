@@ -1,0 +1,212 @@
+"""Jepsen's set workload on Redis, one client per side of a partition (issue 12).
+
+Each writer is a client node of its own: it leaves from its own loopback address (``<subnet>.<200+i>``), so a
+partition fault can put it on either side; it finds the primary the way a Redis client does (the first Sentinel
+that answers ``get-master-addr-by-name``), keeps its connection open, and every ``interval_s`` adds the next
+integer to its own set ``drill:set:<writer>`` with SADD. A ``wait`` writer follows each SADD with
+``WAIT 1 <wait_ms>`` and calls the write ok only when a replica confirmed it (Redis acknowledged but no replica
+confirmed: unknown). Every add is an operation ``redis_write`` in the history, its value naming the member, the set
+and the address it was sent to; after heal the runner reads every set back (``dump_sets``) and the ``redis_set``
+checker compares (``scenarios.checkers``).
+
+Why our own client loop and not redis-py's ``Sentinel.master_for``: that helper cannot bind a source address, and
+it reconnects through whichever Sentinel answers without telling us which primary a write went to, which is the
+one fact the set checker needs per write.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from reference.engine.redislink import BoundConnection
+from scenarios.history import FAIL, OK, UNKNOWN
+
+if TYPE_CHECKING:
+    from scenarios.environment import DrillEnvironment
+
+WRITERS_FILE = "redis_writes.json"
+ROLES_FILE = "redis_roles.json"
+FIRST_HOST = 200  # writer i leaves from <subnet>.(200 + i)
+SIDES = ("minority", "majority")
+
+
+@dataclass(frozen=True)
+class WriterSpec:
+    """One set writer of ``Workload.params["writers"]``: ``{"name": str, "side": "minority"|"majority",
+    "wait": bool}``; its process name is ``writer-<name>``."""
+
+    name: str
+    side: str
+    wait: bool = False
+
+    @property
+    def process(self) -> str:
+        return f"writer-{self.name}"
+
+    @property
+    def set_key(self) -> str:
+        return f"drill:set:{self.process}"
+
+
+def writer_specs(params: dict) -> list[WriterSpec]:
+    """The writers a workload's params name, checked (ValueError with the field when malformed)."""
+    raw = params.get("writers", [])
+    if not isinstance(raw, (list, tuple)):
+        raise ValueError(f"params.writers: a list of {{name, side, wait}}, not {raw!r}")
+    specs, names = [], set()
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or set(item) - {"name", "side", "wait"}:
+            raise ValueError(f"params.writers[{i}]: a dict with keys name, side, wait; got {item!r}")
+        name, side, wait = item.get("name"), item.get("side"), item.get("wait", False)
+        if not isinstance(name, str) or not name or not name.replace("-", "").isalnum():
+            raise ValueError(f"params.writers[{i}].name: letters, digits and '-' only, not {name!r}")
+        if side not in SIDES:
+            raise ValueError(f"params.writers[{i}].side: one of {', '.join(SIDES)}, not {side!r}")
+        if not isinstance(wait, bool):
+            raise ValueError(f"params.writers[{i}].wait: true or false, not {wait!r}")
+        if name in names:
+            raise ValueError(f"params.writers[{i}].name: {name!r} appears twice")
+        names.add(name)
+        specs.append(WriterSpec(name, side, wait))
+    if len(specs) > 50:
+        raise ValueError("params.writers: at most 50 writers (addresses .200-.249 of the subnet)")
+    return specs
+
+
+def writer_address(subnet: str, index: int) -> str:
+    return f"{subnet}.{FIRST_HOST + index}"
+
+
+class SetWriter:
+    """One writer thread (see the module docstring). ``run(stop)`` loops until ``stop`` is set, bounded by it."""
+
+    def __init__(self, env: "DrillEnvironment", spec: WriterSpec, source: str, *, interval_s: float = 0.02,
+                 timeout_s: float = 0.3, wait_ms: int = 100):
+        self.env, self.spec, self.source = env, spec, source
+        self.interval_s, self.timeout_s, self.wait_ms = interval_s, timeout_s, wait_ms
+        self._client: redis.Redis | None = None
+        self._primary: str | None = None
+
+    def _bound(self, host: str, port: int) -> redis.Redis:
+        cred = self.env.stack.harness_credential
+        pool = redis.ConnectionPool(connection_class=BoundConnection, host=host, port=port,
+                                    source_address=self.source, socket_timeout=self.timeout_s,
+                                    socket_connect_timeout=self.timeout_s, retry=Retry(NoBackoff(), 0),
+                                    decode_responses=True, **cred.redis_kwargs())
+        return redis.Redis(connection_pool=pool)
+
+    def _discover(self) -> None:
+        errors = []
+        for host, port in self.env.stack.sentinel_addresses():
+            s = self._bound(host, port)
+            try:
+                got = s.execute_command("SENTINEL", "get-master-addr-by-name", self.env.stack.master_name)
+                if got:
+                    self._client = self._bound(str(got[0]), int(got[1]))
+                    self._primary = f"{got[0]}:{got[1]}"
+                    return
+            except redis.RedisError as exc:
+                errors.append(f"{host}:{port}: {exc}")
+            finally:
+                s.close()
+        raise redis.ConnectionError("no Sentinel named a primary: " + "; ".join(errors))
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client, self._primary = None, None
+
+    def run(self, stop: threading.Event) -> None:
+        n = 0
+        history, process = self.env.history, self.spec.process
+        while not stop.wait(self.interval_s):
+            n += 1
+            key = f"{process}:{n}"
+            value = {"n": n, "member": str(n), "set": self.spec.set_key, "primary": self._primary,
+                     "wait": self.spec.wait}
+            op = history.invoke(process, "redis_write", key, value)
+            try:
+                if self._client is None:
+                    self._discover()
+                    value["primary"] = self._primary
+                self._client.sadd(self.spec.set_key, str(n))
+                if self.spec.wait:
+                    replicas = int(self._client.execute_command("WAIT", 1, self.wait_ms))
+                    if replicas < 1:
+                        history.complete(op, process, "redis_write", key, UNKNOWN, value=value,
+                                         error=f"acknowledged by {self._primary} but WAIT saw no replica")
+                        continue
+                history.complete(op, process, "redis_write", key, OK, value=value)
+            except redis.TimeoutError as exc:
+                self._drop()
+                history.complete(op, process, "redis_write", key, UNKNOWN, value=value, error=repr(exc))
+            except redis.RedisError as exc:
+                self._drop()
+                text = str(exc).lower()
+                # refused before sending, or a demoted node's READONLY: the add did not happen
+                sure = isinstance(exc, redis.ConnectionError) and "refused" in text or "readonly" in text \
+                    or "no sentinel named" in text
+                history.complete(op, process, "redis_write", key, FAIL if sure else UNKNOWN, value=value,
+                                 error=repr(exc))
+        self._drop()
+
+
+def dump_sets(env: "DrillEnvironment", specs: list[WriterSpec], path: Path) -> None:
+    """After heal: every writer's set as the current primary holds it, into ``redis_writes.json`` (format in
+    ``scenarios.checkers`` ``redis_set``)."""
+    doc: dict = {"read_from": None, "read_error": None, "writers": {}}
+    try:
+        r = env.redis(timeout=2.0)
+        info = r.connection_pool.get_master_address() if hasattr(r.connection_pool, "get_master_address") else None
+        doc["read_from"] = f"{info[0]}:{info[1]}" if info else None
+    except redis.RedisError as exc:
+        r, doc["read_error"] = None, str(exc)
+    for i, spec in enumerate(specs):
+        row = {"side": spec.side, "source": writer_address(env.topology.subnet, i), "wait": spec.wait,
+               "set": spec.set_key, "members": None, "read_error": None}
+        if r is not None:
+            try:
+                row["members"] = sorted(r.smembers(spec.set_key), key=lambda m: int(m) if m.isdigit() else 0)
+            except redis.RedisError as exc:
+                row["read_error"] = str(exc)
+        doc["writers"][spec.process] = row
+    path.write_text(json.dumps(doc, indent=1))
+
+
+def dump_roles(env: "DrillEnvironment", path: Path) -> None:
+    """After heal: ROLE of every Redis node and the primary each Sentinel names, into ``redis_roles.json``."""
+    doc: dict = {"nodes": {}, "sentinels": {}}
+    stack = env.stack
+    for spec in env.topology.of_kind("redis"):
+        row = {"address": f"{spec.address}:{spec.port}", "role": None, "master": None, "link": None, "error": None}
+        c = stack.redis_node_client(spec.name, timeout=1.0)
+        try:
+            role = c.execute_command("ROLE")
+            row["role"] = str(role[0])
+            if row["role"] == "slave":
+                row["master"] = f"{role[1]}:{role[2]}"
+                row["link"] = "up" if str(role[3]) == "connected" else "down"
+        except redis.RedisError as exc:
+            row["error"] = str(exc)
+        finally:
+            c.close()
+        doc["nodes"][spec.name] = row
+    for spec in env.topology.of_kind("sentinel"):
+        row = {"primary": None, "error": None}
+        c = stack.redis_node_client(spec.name, timeout=1.0)
+        try:
+            got = c.execute_command("SENTINEL", "get-master-addr-by-name", stack.master_name)
+            row["primary"] = f"{got[0]}:{got[1]}" if got else None
+        except redis.RedisError as exc:
+            row["error"] = str(exc)
+        finally:
+            c.close()
+        doc["sentinels"][spec.name] = row
+    path.write_text(json.dumps(doc, indent=1))
