@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from faults.files import CorruptConfig
 from reference.settings import (ConfigPolicy, DumpPolicy, EASettings, EngineUserSettings, SettingsError,
                                 SettingsStore, ea_settings, engine_settings)
 from tradedrill.waiting import wait_until
@@ -80,6 +82,19 @@ def test_each_damage_loads_the_newest_valid_backup_and_says_so(tmp_path, damage)
     again = store.load()
     assert again.message is None and again.source == store.path and again.settings.tcp_reconnect_s == 5.0
     assert store.damaged_path.exists() == (damage != "missing")
+
+
+@pytest.mark.parametrize("mode", CorruptConfig.MODES)
+@pytest.mark.parametrize("seed", range(5))
+def test_the_projects_own_config_fault_is_survived(tmp_path, mode, seed):
+    """What the config-corrupt scenario will inject (faults/files.py, left unhealed): the saved settings come back."""
+    store = saved_three(tmp_path)
+    saved = store.load().settings
+    with CorruptConfig(store.path, mode, random.Random(seed), restore_on_heal=False) as fault:
+        loaded = store.load()
+    assert loaded.settings == saved
+    assert loaded.fell_back and "\n" not in loaded.message, fault.details()
+    assert f"loaded the newest valid backup {store.backups()[0].name}" in loaded.message
 
 
 def test_a_damaged_newest_backup_is_skipped_for_the_next(tmp_path):
