@@ -17,8 +17,10 @@ Each checker takes plain data (``Operation``, ``FaultWindow``, ``Deal``, ``Signa
 from __future__ import annotations
 
 import bisect
+import datetime as _dt
 import json
 import math
+import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -898,6 +900,741 @@ def check_stale_writes(events: Sequence[dict] | None, rtrs_rows: Sequence[dict] 
                             judgements, stale=stale)
 
 
+# -- Redis under partition: the set checker, following the primary, failovers (issue 12) -----------------------
+REDIS_WRITE = "redis_write"                 # the history's f of the per-side writer clients
+REDIS_WRITES = "redis_writes.json"          # the final read of every writer's set, after heal and settle
+REDIS_ROLES = "redis_roles.json"            # every Redis node's role and every Sentinel's primary, after heal
+SENTINEL_LOGS_GLOB = "nodes/sentinel-*.log"  # the Sentinels' own logs
+PRIMARY_CHANGE_EVENTS = ("redis_primary_changed", "lease_redis_primary_changed")  # an engine's Redis clients
+SWITCH_SLACK_S = 0.5  # a +switch-master this long before an injection's stamp still counts as after it
+FIRST_LOST_MAX = 20   # lost members listed per writer; the metrics count them all
+WAIT_NOTE = ("a wait writer's ok means WAIT confirmed the write on at least one replica; a write Redis acknowledged "
+             "but WAIT did not confirm is unknown, and an unknown write that is missing is not lost")
+
+
+@dataclass(frozen=True)
+class RedisWrite:
+    """One ``redis_write`` operation of the history, read leniently: ``writer`` (the process), the ``member`` it
+    adds to the writer's ``set``, the ``primary`` ("host:port") it was sent to (None: none known), ``wait``
+    (the writer confirms with ``WAIT 1 <ms>``), the outcome, and both clocks (s; None when not recorded)."""
+
+    op: str
+    writer: str
+    member: str | None
+    set: str | None
+    primary: str | None
+    wait: bool
+    outcome: str
+    invoke_mono: float | None = None
+    complete_mono: float | None = None
+    invoke_wall: float | None = None
+    complete_wall: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SentinelEvent:
+    """One line of a Sentinel log that matters here (``+switch-master``, ``+odown``, ``+try-failover``,
+    ``+elected-leader``, ``+new-epoch``, ``-failover-abort-*``): which Sentinel (its log's name), the line number,
+    the wall clock of the line (epoch s, read as UTC), the event and its arguments."""
+
+    sentinel: str
+    line: int
+    ts: float
+    event: str
+    args: tuple[str, ...]
+
+
+@dataclass
+class Switch:
+    """One distinct primary change: ``+switch-master <name> <old ip> <old port> <new ip> <new port>`` as the
+    Sentinels logged it (every Sentinel logs the same switch). ``ts`` is the earliest line (epoch s)."""
+
+    master: str
+    old: str
+    new: str
+    ts: float
+    seen_by: dict[str, float] = field(default_factory=dict)  # sentinel -> its line's wall clock
+
+
+@dataclass
+class RedisSetResult(CheckResult):
+    lost: dict[str, list[str]] = field(default_factory=dict)  # writer -> acknowledged members missing
+
+
+@dataclass
+class PrimaryFollowResult(CheckResult):
+    switches: list[dict] = field(default_factory=list)
+    engines: list[dict] = field(default_factory=list)
+    writers: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class FailoverResult(CheckResult):
+    switches: list[dict] = field(default_factory=list)
+    diverged: list[dict] = field(default_factory=list)
+
+
+def _addr(value: Any) -> str | None:
+    """A Redis address as "host:port": from "host:port", [host, port] (the engines' events) or {host, port}."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (str, int)) for v in value) \
+            and not any(isinstance(v, bool) for v in value):
+        return f"{value[0]}:{value[1]}"
+    if isinstance(value, dict) and isinstance(value.get("host"), str) and isinstance(value.get("port"), (str, int)):
+        return f"{value['host']}:{value['port']}"
+    return None
+
+
+def _member(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (str, int)):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return None
+
+
+def redis_writes_from_records(records: Iterable[dict]) -> tuple[list[RedisWrite], int]:
+    """The ``redis_write`` operations of history records (invoke and completion joined by ``op``), and how many
+    of their lines could not be used. Lenient: a record of the wrong shape is counted, never raised on."""
+    invokes: dict[str, dict] = {}
+    completions: dict[str, dict] = {}
+    order: list[str] = []
+    bad = 0
+    for rec in records:
+        if rec.get("f") != REDIS_WRITE:
+            continue
+        try:
+            key = json.dumps(rec.get("op"), sort_keys=True, default=str)
+        except (TypeError, ValueError):
+            bad += 1
+            continue
+        kind = rec.get("type")
+        if kind == "invoke":
+            invokes.setdefault(key, rec)
+        elif kind in h.OUTCOMES:
+            completions[key] = rec
+        else:
+            bad += 1
+            continue
+        if key not in order:
+            order.append(key)
+    writes = []
+    for key in order:
+        inv, done = invokes.get(key, {}), completions.get(key)
+        value = dict(inv.get("value")) if isinstance(inv.get("value"), dict) else {}
+        if done is not None and isinstance(done.get("value"), dict):
+            value.update({k: v for k, v in done["value"].items() if v is not None})
+        writer = inv.get("process", done.get("process") if done else None)
+        op_key = inv.get("key", done.get("key") if done else None)
+        member = _member(value.get("member"))
+        if member is None:
+            member = _member(value.get("n"))
+        if member is None and isinstance(op_key, str) and ":" in op_key:
+            member = op_key.rsplit(":", 1)[1] or None
+        if not isinstance(writer, str) or not writer:
+            bad += 1
+            continue
+        error = done.get("error") if done else "no completion recorded (process died in flight?)"
+        writes.append(RedisWrite(
+            op=key, writer=writer, member=member,
+            set=value.get("set") if isinstance(value.get("set"), str) else None,
+            primary=_addr(value.get("primary")), wait=value.get("wait") is True,
+            outcome=done["type"] if done else h.UNKNOWN,
+            invoke_mono=_num(inv.get("mono")), complete_mono=_num(done.get("mono")) if done else None,
+            invoke_wall=_num(inv.get("wall_ts")), complete_wall=_num(done.get("wall_ts")) if done else None,
+            error=error if isinstance(error, str) else None))
+    return writes, bad
+
+
+def fault_windows_lenient(records: Iterable[dict]) -> tuple[list[FaultWindow], int]:
+    """Fault windows of fault-log records like :func:`scenarios.history.fault_windows_from_records`, but an
+    inject or heal without a usable clock is counted, not raised on. ``inject_mono``/``heal_mono`` and the wall
+    clocks may be None here."""
+    windows: list[dict] = []
+    open_by_key: dict[str, list[dict]] = {}
+    bad = 0
+    for rec in records:
+        event = rec.get("event")
+        if event not in ("inject", "heal"):
+            continue
+        mono, wall = _num(rec.get("mono", rec.get("monotonic"))), _num(rec.get("wall_ts"))
+        if mono is None and wall is None:
+            bad += 1
+            continue
+        name = rec.get("fault") or rec.get("name") or "fault"
+        name = name if isinstance(name, str) else json.dumps(name, default=str)
+        key = rec.get("fault_id") if isinstance(rec.get("fault_id"), str) and rec.get("fault_id") else name
+        if event == "inject":
+            reqs = rec.get("requirements")
+            w = {"fault": name, "fault_id": key, "inject_mono": mono, "heal_mono": None,
+                 "description": rec.get("description") if isinstance(rec.get("description"), str) else "",
+                 "requirement_ids": tuple(r for r in reqs if isinstance(r, str)) if isinstance(reqs, list) else (),
+                 "inject_wall": wall, "heal_wall": None,
+                 "details": rec.get("details") if isinstance(rec.get("details"), dict) else {}}
+            windows.append(w)
+            open_by_key.setdefault(key, []).append(w)
+        elif open_by_key.get(key):
+            w = open_by_key[key].pop(0)
+            w["heal_mono"], w["heal_wall"] = mono, wall
+    return [FaultWindow(**w) for w in windows], bad
+
+
+_SENTINEL_LINE = re.compile(r"^\s*\d+:[A-Z] (?P<when>\d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}\.\d{1,6}) "
+                            r"(?P<level>\S) (?P<msg>[+-]\S+.*)$")
+_SENTINEL_EVENTS = ("+switch-master", "+odown", "+try-failover", "+elected-leader", "+new-epoch")
+
+
+def parse_sentinel_log(text: str, sentinel: str) -> tuple[list[SentinelEvent], int]:
+    """The failover events of one Sentinel log (Redis's own format, ``<pid>:X 30 Nov 2026 23:29:55.361 #
+    +switch-master mymaster 127.0.6.2 6379 127.0.6.3 6379``; the wall clock is read as UTC) and how many lines
+    naming ``+switch-master`` could not be read. Other lines (the banner, configuration) are not events."""
+    events, bad = [], 0
+    for i, line in enumerate(text.splitlines(), start=1):
+        m = _SENTINEL_LINE.match(line)
+        if m is None:
+            bad += "+switch-master" in line
+            continue
+        words = m.group("msg").split()
+        event = words[0]
+        if event not in _SENTINEL_EVENTS and not event.startswith("-failover-abort"):
+            continue
+        try:
+            when = _dt.datetime.strptime(m.group("when"), "%d %b %Y %H:%M:%S.%f")
+        except ValueError:
+            bad += event == "+switch-master"
+            continue
+        args = tuple(words[1:])
+        if event == "+switch-master" and (len(args) < 5 or not args[2].isdigit() or not args[4].isdigit()):
+            bad += 1
+            continue
+        events.append(SentinelEvent(sentinel, i, when.replace(tzinfo=_dt.timezone.utc).timestamp(), event, args))
+    return events, bad
+
+
+def distinct_switches(events: Iterable[SentinelEvent]) -> tuple[list[Switch], list[dict]]:
+    """The distinct primary changes among every Sentinel's ``+switch-master`` lines, in time order, and the lines
+    left out as shortcuts. The k-th line naming one change (master, old -> new) in each Sentinel's log is one
+    switch (each Sentinel logs it once, at its own time; a change back and forth is two). A Sentinel that missed
+    changes (partitioned away) logs old -> newest in one line; where another Sentinel logged the chain in between,
+    that line is a shortcut, not a failover of its own."""
+    per_sentinel: dict[str, list[SentinelEvent]] = defaultdict(list)
+    for e in events:
+        if e.event == "+switch-master":
+            per_sentinel[e.sentinel].append(e)
+    keyed: dict[tuple, Switch] = {}
+    logged_by: dict[tuple, set[str]] = defaultdict(set)
+    chains: dict[str, set[tuple]] = {}
+    for sentinel, lines in per_sentinel.items():
+        lines.sort(key=lambda e: e.line)
+        seen: dict[tuple, int] = defaultdict(int)
+        moves = []
+        for e in lines:
+            master, old, new = e.args[0], f"{e.args[1]}:{e.args[2]}", f"{e.args[3]}:{e.args[4]}"
+            moves.append((master, old, new))
+            key = (master, old, new, seen[(master, old, new)])
+            seen[(master, old, new)] += 1
+            sw = keyed.setdefault(key, Switch(master, old, new, e.ts))
+            sw.ts = min(sw.ts, e.ts)
+            sw.seen_by[sentinel] = min(e.ts, sw.seen_by.get(sentinel, e.ts))
+            logged_by[key].add(sentinel)
+        shortcuts = set()
+        for a in range(len(moves)):
+            for b in range(a + 1, len(moves)):
+                if any(moves[k][2] != moves[k + 1][1] or moves[k][0] != moves[a][0] for k in range(a, b)):
+                    break
+                shortcuts.add((moves[a][0], moves[a][1], moves[b][2]))
+        chains[sentinel] = shortcuts
+    switches, dropped = [], []
+    for key, sw in keyed.items():
+        explained = [s for s, cuts in chains.items() if key[:3] in cuts and s not in logged_by[key]]
+        if explained:
+            dropped.append({"kind": "shortcut", "master": sw.master, "old": sw.old, "new": sw.new,
+                            "sentinels": sorted(logged_by[key]),
+                            "why": f"{', '.join(sorted(explained))} logged the changes in between: this line "
+                                   f"is a Sentinel catching up, not another failover"})
+            continue
+        switches.append(sw)
+    return sorted(switches, key=lambda s: s.ts), dropped
+
+
+def _switch_ref(sw: Switch) -> dict:
+    return {"master": sw.master, "old": sw.old, "new": sw.new, "ts": sw.ts, "time": _iso(sw.ts),
+            "seen_by": {s: _iso(t) for s, t in sorted(sw.seen_by.items())}}
+
+
+def _unreadable_evidence(counts: dict[str, int]) -> list[dict]:
+    counts = {k: v for k, v in counts.items() if v}
+    if not counts:
+        return []
+    return [{"kind": "unreadable", "lines": counts,
+             "why": "lines that could not be read (torn, not JSON, or not the expected shape): skipped"}]
+
+
+# the set checker ------------------------------------------------------------------------------------------------
+SET_RULE = ("Jepsen's set checker: every member a writer added with an acknowledged (ok) write must be in its set as "
+            "read after heal and settle; an acknowledged member that is missing is lost. Writers that confirm with "
+            "WAIT count apart (confirmed_writes_lost); unknown and failed writes cannot be lost, and those that "
+            "landed anyway are reported. 'During the fault windows': acknowledged between an injection and its "
+            "heal (monotonic clock; to the end of the history when never healed).")
+
+
+def check_redis_set(writes: Sequence[RedisWrite], final_read: dict | None, windows: Sequence[FaultWindow] = (), *,
+                    fault: str | None = None, requirement_ids: Sequence[str] = ("RDS-4",),
+                    targets: targets_mod.Targets | None = None, final_read_problem: str | None = None,
+                    unreadable: dict[str, int] | None = None) -> RedisSetResult:
+    """RDS-4 (RPO 0), Jepsen's set checker over the ``redis_write`` operations and the final read
+    (``redis_writes.json``: ``{"read_from", "read_error", "writers": {name: {"side", "source", "wait", "set",
+    "members": [str] | None, "read_error"}}}``).
+
+    Metrics (counts of writes; a fraction in 0..1): ``acknowledged_writes_lost`` over writers without WAIT,
+    ``acknowledged_writes_lost_fraction`` of their writes acknowledged during the fault windows (of fault
+    ``fault``, else every fault), ``confirmed_writes_lost`` over writers with WAIT (must be 0). A writer whose set
+    could not be read is not judged. Unmeasured (never pass) without redis_write operations or without a final
+    read; a metric whose writers are absent (no WAIT writer, say) is unmeasured on its own."""
+    judged = ("acknowledged_writes_lost", "acknowledged_writes_lost_fraction", "confirmed_writes_lost")
+    unreadable = dict(unreadable or {})
+
+    def nothing(why: str) -> RedisSetResult:
+        r = _unmeasured(RedisSetResult, "redis_set", requirement_ids, targets, judged, why)
+        r.evidence += _unreadable_evidence(unreadable)
+        return r
+
+    writes = list(writes)
+    if not writes:
+        return nothing(f"no {REDIS_WRITE} operation in {h.HISTORY}: no Redis write to check")
+    if final_read_problem:
+        return nothing(f"the final read cannot be judged: {final_read_problem}")
+    if final_read is None:
+        return nothing(f"no final read ({REDIS_WRITES}) in the run: what survived the failover is unknown")
+    read_writers = final_read.get("writers") if isinstance(final_read.get("writers"), dict) else {}
+    top_error = final_read.get("read_error") if isinstance(final_read.get("read_error"), str) else None
+    in_window = [w for w in windows if (fault is None or w.fault == fault) and w.inject_mono is not None]
+    end = max([x for op in writes for x in (op.invoke_mono, op.complete_mono) if x is not None], default=math.inf)
+
+    def during(op: RedisWrite) -> bool:
+        t = op.complete_mono if op.complete_mono is not None else op.invoke_mono
+        return t is not None and any(w.inject_mono <= t <= (w.heal_mono if w.heal_mono is not None else end)
+                                     for w in in_window)
+
+    sides_of: dict[str, str] = {}
+    for w in windows:
+        sides = w.details.get("sides") if isinstance(w.details.get("sides"), dict) else {}
+        for side, members in sides.items():
+            for m in members if isinstance(members, list) else ():
+                if isinstance(m, str):
+                    sides_of.setdefault(m, str(side))
+    by_writer: dict[str, list[RedisWrite]] = defaultdict(list)
+    for op in writes:
+        by_writer[op.writer].append(op)
+    totals = defaultdict(int)
+    evidence: list[dict] = []
+    lost_by_writer: dict[str, list[str]] = {}
+    unread: list[str] = []
+    for writer in sorted(by_writer):
+        ops = by_writer[writer]
+        info = read_writers.get(writer) if isinstance(read_writers.get(writer), dict) else {}
+        wait = info["wait"] if isinstance(info.get("wait"), bool) else any(op.wait for op in ops)
+        side = info.get("side") if isinstance(info.get("side"), str) else sides_of.get(writer)
+        members = info.get("members")
+        row = {"kind": "writer", "writer": writer, "side": side,
+               "source": info.get("source") if isinstance(info.get("source"), str) else None, "wait": wait,
+               "set": info.get("set") if isinstance(info.get("set"), str) else next(
+                   (op.set for op in ops if op.set), None)}
+        acked = [op for op in ops if op.outcome == h.OK and op.member is not None]
+        if not isinstance(members, list):
+            why = info.get("read_error") if isinstance(info.get("read_error"), str) else (
+                top_error or ("the final read has no entry for this writer" if not info else "no members read"))
+            unread.append(writer)
+            evidence.append({**row, "acknowledged": len(acked), "read": False,
+                             "why": f"its set could not be read after heal ({why}): not judged"})
+            continue
+        present = {m for m in (_member(x) for x in members) if m is not None}
+        lost_ops = [op for op in acked if op.member not in present]
+        acked_in = [op for op in acked if during(op)]
+        lost_in = [op for op in lost_ops if during(op)]
+        landed_unknown = [op for op in ops if op.outcome == h.UNKNOWN and op.member in present]
+        landed_failed = [op for op in ops if op.outcome == h.FAIL and op.member in present]
+        attempted = {op.member for op in ops}
+        unexpected = sorted(present - attempted, key=lambda m: (len(m), m))
+        prefix = "confirmed" if wait else "acknowledged"
+        totals[f"{prefix}"] += len(acked)
+        totals[f"{prefix}_lost"] += len(lost_ops)
+        totals[f"{prefix}_in_windows"] += len(acked_in)
+        totals[f"{prefix}_lost_in_windows"] += len(lost_in)
+        totals["writers_" + prefix] += 1
+        totals["unknown_writes"] += sum(op.outcome == h.UNKNOWN for op in ops)
+        totals["unknown_writes_landed"] += len(landed_unknown)
+        totals["failed_writes_landed"] += len(landed_failed)
+        totals["unexpected_members"] += len(unexpected)
+        lost_by_writer[writer] = [op.member for op in lost_ops]
+        row.update({
+            "acknowledged": len(acked), "lost": len(lost_ops),
+            "acknowledged_in_fault_windows": len(acked_in), "lost_in_fault_windows": len(lost_in),
+            "lost_fraction_in_fault_windows": (len(lost_in) / len(acked_in)) if acked_in else None,
+            "first_lost": [{"member": op.member, "op": op.op, "primary": op.primary,
+                            "acknowledged": _iso(op.complete_wall)} for op in lost_ops[:FIRST_LOST_MAX]],
+            "unknown": sum(op.outcome == h.UNKNOWN for op in ops), "unknown_landed": len(landed_unknown),
+            "failed_landed": len(landed_failed), "unexpected_members": unexpected[:FIRST_LOST_MAX],
+            "read": True})
+        if lost_ops:
+            row["why"] = (f"{len(lost_ops)} {'WAIT-confirmed' if wait else 'acknowledged'} write(s) missing from "
+                          f"{row['set'] or 'its set'} after heal")
+        evidence.append(row)
+    if len(unread) == len(by_writer):
+        return nothing(f"no writer's set could be read after heal ({top_error or 'see redis_writes.json'})")
+    metrics: dict[str, Any] = {
+        "acknowledged_writes_lost": totals["acknowledged_lost"] if totals["writers_acknowledged"] else None,
+        "acknowledged_writes_lost_fraction": (totals["acknowledged_lost_in_windows"]
+                                              / totals["acknowledged_in_windows"])
+        if totals["acknowledged_in_windows"] else None,
+        "confirmed_writes_lost": totals["confirmed_lost"] if totals["writers_confirmed"] else None,
+        "acknowledged_writes": totals["acknowledged"], "acknowledged_in_fault_windows": totals[
+            "acknowledged_in_windows"], "confirmed_writes": totals["confirmed"],
+        "unknown_writes": totals["unknown_writes"], "unknown_writes_landed": totals["unknown_writes_landed"],
+        "failed_writes_landed": totals["failed_writes_landed"], "unexpected_members": totals["unexpected_members"],
+        "writers": len(by_writer), "writers_unread": len(unread),
+        "unreadable_lines": sum(unreadable.values())}
+    for side in ("minority", "majority"):  # per side of the partition, writers without WAIT (not judged)
+        rows = [e for e in evidence if e.get("kind") == "writer" and e.get("read") and not e["wait"]
+                and e["side"] == side and e["acknowledged_in_fault_windows"]]
+        metrics[f"{side}_lost_fraction"] = (sum(e["lost_in_fault_windows"] for e in rows)
+                                            / sum(e["acknowledged_in_fault_windows"] for e in rows)) if rows else None
+    reasons = {
+        "acknowledged_writes_lost": "no writer without WAIT had its set read",
+        "acknowledged_writes_lost_fraction": (
+            "no write acknowledged during a fault window by a writer without WAIT"
+            + ("" if in_window else f" (no {fault or 'fault'} injection in {h.FAULTS})")),
+        "confirmed_writes_lost": "no writer with WAIT in the run (or its set was not read)"}
+    judgements = []
+    for metric in judged:
+        judgements += judge({metric: metrics[metric]}, requirement_ids, targets, unmeasured_reason=reasons[metric])
+    evidence += _unreadable_evidence(unreadable)
+    evidence.append({"kind": "rule", "rule": SET_RULE, "note": WAIT_NOTE})
+    parts = []
+    if metrics["acknowledged_writes_lost"] is not None:
+        frac = metrics["acknowledged_writes_lost_fraction"]
+        parts.append(f"{metrics['acknowledged_writes_lost']} of {totals['acknowledged']} acknowledged write(s) lost"
+                     + (f" ({frac:.0%} of the {totals['acknowledged_in_windows']} acknowledged during the fault "
+                        f"window)" if frac is not None else ""))
+    if metrics["confirmed_writes_lost"] is not None:
+        parts.append(f"{metrics['confirmed_writes_lost']} of {totals['confirmed']} WAIT-confirmed write(s) lost")
+    losers = [f"{e['writer']} ({e['side'] or 'no side'}): {e['lost']}" for e in evidence
+              if e.get("kind") == "writer" and e.get("lost")]
+    summary = "; ".join(parts) + (f" - {', '.join(losers)}" if losers else "")
+    if metrics["unknown_writes_landed"]:
+        summary += f"; {metrics['unknown_writes_landed']} unknown write(s) landed"
+    if unread:
+        summary += f"; not read: {', '.join(unread)}"
+    return RedisSetResult("redis_set", validity(judgements), tuple(requirement_ids), metrics, evidence, summary,
+                          judgements, lost=lost_by_writer)
+
+
+# following the primary --------------------------------------------------------------------------------------------
+FOLLOW_RULE = ("The switch instant is the earliest +switch-master line of the Sentinel logs (wall clock, UTC) for a "
+               "change after an injection. An engine follows when each of its Redis clients that records primary "
+               "changes (redis_primary_changed: the engine's link; lease_redis_primary_changed: its lease) names "
+               "the new primary in an event after the switch's cause (the injection, or the previous switch); a "
+               "writer follows at its first ok redis_write sent to the new primary. A member on the minority side "
+               "of a partition cannot reach the new primary before the heal: its delay is timed from the heal. "
+               "Following before the switch was logged counts as 0 s. Never followed: the time it was observed is "
+               "a lower bound.")
+
+
+def _follow_of(name: str, followed: float | None, since_switch: float, reachable: float | None, last_seen: float | None,
+               **extra) -> dict:
+    """A follower's row: the delay from the instant the new primary was reachable to it (or a lower bound)."""
+    row: dict[str, Any] = {"name": name, **extra}
+    if reachable is None:
+        return {**row, "follow_s": None, "judged": False,
+                "why": "on the minority side of a partition that was never healed: the new primary was never "
+                       "reachable to it"}
+    if followed is not None:
+        return {**row, "follow_s": round(max(0.0, followed - reachable), 6), "raw_s": round(followed - reachable, 6),
+                "since_switch_s": round(followed - since_switch, 6), "followed": _iso(followed),
+                "lower_bound": False, "judged": True}
+    if last_seen is None or last_seen <= reachable:
+        return {**row, "follow_s": None, "judged": False,
+                "why": "no record of it after the new primary became reachable (stopped, paused or not running)"}
+    return {**row, "follow_s": round(last_seen - reachable, 6), "lower_bound": True, "judged": True,
+            "why": f"never named the new primary; observed {last_seen - reachable:.3f} s after it was reachable"}
+
+
+def _worst(rows: Sequence[dict]) -> tuple[float | None, bool]:
+    judged = [r for r in rows if r.get("judged")]
+    if not judged:
+        return None, False
+    return max(r["follow_s"] for r in judged), any(r.get("lower_bound") for r in judged)
+
+
+def check_primary_follow(switches: Sequence[Switch], windows: Sequence[FaultWindow],
+                         engine_logs: Sequence[tuple[str, Sequence[dict]]], writes: Sequence[RedisWrite], *,
+                         writer_sides: dict[str, str] | None = None, sentinel_logs: int = 1,
+                         requirement_ids: Sequence[str] = ("RDS-2",), targets: targets_mod.Targets | None = None,
+                         unreadable: dict[str, int] | None = None) -> PrimaryFollowResult:
+    """RDS-2 ("clients switch automatically"; issue 12: the engine writes to the new primary within 1 s of the
+    switch). ``switches``: :func:`distinct_switches` of the Sentinel logs; ``engine_logs``: (node, events) per
+    engine event log; ``writes``: the history's redis_write operations; ``writer_sides``: writer -> "minority" |
+    "majority" (else the partition's ``details.sides``).
+
+    Metrics (s): ``primary_follow_s``, the worst engine's delay from the switch to its first event naming the new
+    primary; ``client_follow_s``, the worst writer's delay to its first ok write on the new primary. See
+    ``FOLLOW_RULE``. Unmeasured when there is no Sentinel log, no switch after an injection (no primary change
+    happened: nothing to follow), or no engine that records primary changes."""
+    judged = ("primary_follow_s", "client_follow_s")
+    unreadable = dict(unreadable or {})
+
+    def nothing(why: str) -> PrimaryFollowResult:
+        r = _unmeasured(PrimaryFollowResult, "primary_follow", requirement_ids, targets, judged, why)
+        r.evidence += _unreadable_evidence(unreadable)
+        return r
+
+    if not sentinel_logs:
+        return nothing(f"no Sentinel log ({SENTINEL_LOGS_GLOB}) in the run: when the primary changed is unknown")
+    injections = sorted(w.inject_wall for w in windows if w.inject_wall is not None)
+    if injections:
+        considered = [s for s in switches if s.ts >= injections[0] - SWITCH_SLACK_S]
+    else:
+        considered = list(switches)
+    if not considered:
+        return nothing("no +switch-master in the Sentinel logs" + (" after the injection" if injections else "")
+                       + f" ({len(switches)} in all): no primary change happened, so following one cannot be timed")
+    sides_by_window = []
+    for w in windows:
+        sides = w.details.get("sides") if isinstance(w.details.get("sides"), dict) else {}
+        minority = sides.get("minority") if isinstance(sides.get("minority"), list) else []
+        if w.inject_wall is not None and minority:
+            sides_by_window.append((w, {m for m in minority if isinstance(m, str)}))
+    writer_sides = writer_sides or {}
+    by_writer: dict[str, list[RedisWrite]] = defaultdict(list)
+    for op in writes:
+        by_writer[op.writer].append(op)
+    engine_rows, writer_rows, switch_rows = [], [], []
+    recorded_changes = 0
+    for k, sw in enumerate(considered):
+        causes = [t for t in injections if t - SWITCH_SLACK_S <= sw.ts]
+        since = causes[-1] - SWITCH_SLACK_S if causes else -math.inf
+        if k:
+            since = max(since, considered[k - 1].ts)
+        cut = next(((w, names) for w, names in sides_by_window
+                    if w.inject_wall <= sw.ts and (w.heal_wall is None or sw.ts <= w.heal_wall)), None)
+
+        def reachable(names: set[str], side: str | None = None) -> tuple[float | None, str | None]:
+            minority = side == "minority" or (cut is not None and bool(names & cut[1]))
+            if not minority:
+                return sw.ts, side
+            return (cut[0].heal_wall if cut else sw.ts), "minority"
+
+        switch_rows.append({**_switch_ref(sw), "since": _iso(since) if math.isfinite(since) else None,
+                            "partition": cut[0].fault_id if cut else None,
+                            "heal": _iso(cut[0].heal_wall) if cut else None})
+        for node, events in engine_logs:
+            instance = next((str(e["instance"]) for e in events if isinstance(e.get("instance"), str)), node)
+            kinds = sorted({e.get("event") for e in events if e.get("event") in PRIMARY_CHANGE_EVENTS})
+            if not kinds:
+                continue
+            recorded_changes += 1
+            at, side = reachable({node, instance, f"engine-{instance.lower()}"})
+            firsts = {}
+            for kind in kinds:
+                firsts[kind] = next((_num(e.get("ts")) for e in events if e.get("event") == kind
+                                     and _addr(e.get("new")) == sw.new and (_num(e.get("ts")) or -math.inf) >= since),
+                                    None)
+            followed = max(firsts.values()) if all(v is not None for v in firsts.values()) else None
+            last = max((t for t in (_num(e.get("ts")) for e in events) if t is not None), default=None)
+            engine_rows.append(_follow_of(
+                instance, followed, sw.ts, at, last, kind="engine", node=node, side=side, switch=k, new=sw.new,
+                clients={kind: _iso(t) for kind, t in firsts.items()}))
+        for writer in sorted(by_writer):
+            ops = by_writer[writer]
+            at, side = reachable({writer}, writer_sides.get(writer))
+            first = next((op.complete_wall for op in sorted(ops, key=lambda o: o.complete_wall or math.inf)
+                          if op.outcome == h.OK and op.primary == sw.new and op.complete_wall is not None
+                          and op.complete_wall >= since), None)
+            last = max((t for op in ops for t in (op.invoke_wall, op.complete_wall) if t is not None), default=None)
+            writer_rows.append(_follow_of(writer, first, sw.ts, at, last, kind="writer", side=side, switch=k,
+                                          new=sw.new))
+    if not recorded_changes:
+        r = nothing(f"no engine event log records {' or '.join(PRIMARY_CHANGE_EVENTS)} (an engine before issue 12 "
+                    f"does not say which primary it writes to)" if engine_logs else
+                    f"no engine event log ({ENGINE_EVENTS_GLOB}) in the run")
+        r.switches = switch_rows
+        return r
+    engine_s, engine_lower = _worst(engine_rows)
+    client_s, client_lower = _worst(writer_rows)
+    metrics = {"primary_follow_s": engine_s, "client_follow_s": client_s, "switches": len(considered),
+               "engines_judged": sum(bool(r.get("judged")) for r in engine_rows),
+               "writers_judged": sum(bool(r.get("judged")) for r in writer_rows),
+               "unreadable_lines": sum(unreadable.values())}
+    judgements = judge({"primary_follow_s": engine_s}, requirement_ids, targets,
+                       ["primary_follow_s"] if engine_lower else [],
+                       unmeasured_reason="no engine had a record after the new primary became reachable")
+    judgements += judge({"client_follow_s": client_s}, requirement_ids, targets,
+                        ["client_follow_s"] if client_lower else [],
+                        unmeasured_reason="no redis_write writer had an operation after the new primary became "
+                                          "reachable")
+    evidence = [{"kind": "switch", **s} for s in switch_rows] + engine_rows + writer_rows
+    evidence += _unreadable_evidence(unreadable)
+    evidence.append({"kind": "rule", "rule": FOLLOW_RULE})
+
+    def part(label: str, s: float | None, lower: bool, rows: list[dict]) -> str:
+        if s is None:
+            return f"{label}: not judged"
+        worst = max((r for r in rows if r.get("judged")), key=lambda r: r["follow_s"])
+        return f"{label} {'>= ' if lower else ''}{s:.3f} s (worst: {worst['name']})"
+
+    summary = (f"{len(considered)} primary change(s) ({', '.join(f'{s.old} -> {s.new}' for s in considered)}); "
+               + part("engines followed in", engine_s, engine_lower, engine_rows) + "; "
+               + part("writers in", client_s, client_lower, writer_rows))
+    return PrimaryFollowResult("primary_follow", validity(judgements), tuple(requirement_ids), metrics, evidence,
+                               summary, judgements, switches=switch_rows, engines=engine_rows, writers=writer_rows)
+
+
+# failovers and roles after heal -------------------------------------------------------------------------------
+EXPECT_FAILOVERS = {"none": 0, "one": 1}
+
+
+def _expected_failovers(expect: Any) -> tuple[int | None, str | None]:
+    if expect is None:
+        return None, "the scenario does not say how many failovers to expect (params.expect: \"none\" or \"one\")"
+    if isinstance(expect, str) and expect.strip().lower() in EXPECT_FAILOVERS:
+        return EXPECT_FAILOVERS[expect.strip().lower()], None
+    if isinstance(expect, int) and not isinstance(expect, bool) and expect >= 0:
+        return expect, None
+    return None, f"params.expect {expect!r} is not \"none\", \"one\" or a count"
+
+
+def roles_after_heal(doc: dict) -> tuple[str | None, list[dict], dict]:
+    """The one primary the Sentinels name in ``redis_roles.json`` (most of them; a tie goes to a node that says it
+    is master), and every node or Sentinel that disagrees with it: a node that is not a replica of it with its
+    link up (or is it and not master), a Sentinel naming another primary or none."""
+    nodes = doc.get("nodes") if isinstance(doc.get("nodes"), dict) else {}
+    sentinels = doc.get("sentinels") if isinstance(doc.get("sentinels"), dict) else {}
+    named = {name: _addr(s.get("primary")) if isinstance(s, dict) else None for name, s in sentinels.items()}
+    votes: dict[str, int] = defaultdict(int)
+    for addr in named.values():
+        if addr:
+            votes[addr] += 1
+    node_rows = {name: n if isinstance(n, dict) else {} for name, n in nodes.items()}
+    masters = {_addr(n.get("address")) for n in node_rows.values() if n.get("role") == "master"}
+    primary = max(sorted(votes), key=lambda a: (votes[a], a in masters), default=None)
+    diverged = []
+    if primary is None:
+        return None, [], {"nodes": len(node_rows), "sentinels": len(named)}
+    for name in sorted(node_rows):
+        n = node_rows[name]
+        addr, role = _addr(n.get("address")), n.get("role")
+        error = n.get("error") if isinstance(n.get("error"), str) else None
+        if addr == primary:
+            if role != "master":
+                diverged.append({"kind": "node", "node": name, "address": addr, "role": role, "error": error,
+                                 "why": f"the Sentinels name it primary, but it reports role {role!r}"
+                                        + (f" ({error})" if error else "")})
+            continue
+        if role in ("slave", "replica") and _addr(n.get("master")) == primary and n.get("link") == "up":
+            continue
+        if error and role is None:
+            why = f"could not be asked after heal: {error}"
+        elif role == "master":
+            why = f"still reports role master beside the primary {primary} (split brain)"
+        elif _addr(n.get("master")) != primary:
+            why = f"replicates {_addr(n.get('master'))}, not the primary {primary}"
+        else:
+            why = f"replica of {primary} with its link {n.get('link')!r}, not up"
+        diverged.append({"kind": "node", "node": name, "address": addr, "role": role,
+                         "master": _addr(n.get("master")), "link": n.get("link"), "why": why})
+    for name in sorted(named):
+        if named[name] != primary:
+            s = sentinels[name] if isinstance(sentinels[name], dict) else {}
+            error = s.get("error") if isinstance(s.get("error"), str) else None
+            diverged.append({"kind": "sentinel", "sentinel": name, "primary": named[name],
+                             "why": (f"names {named[name]}" if named[name] else
+                                     f"names no primary{f' ({error})' if error else ''}")
+                             + f", not {primary}"})
+    return primary, diverged, {"nodes": len(node_rows), "sentinels": len(named)}
+
+
+def check_failovers(switches: Sequence[Switch], sentinel_events: Sequence[SentinelEvent], roles: dict | None, *,
+                    expect: Any = None, sentinel_logs: int = 1, roles_problem: str | None = None,
+                    shortcuts: Sequence[dict] = (), requirement_ids: Sequence[str] = ("RDS-1",),
+                    targets: targets_mod.Targets | None = None,
+                    unreadable: dict[str, int] | None = None) -> FailoverResult:
+    """RDS-1 ("no failover may happen without quorum": Sentinel quorum 2) and RDS-2 (the old primary rejoins as
+    a replica). ``switches``: :func:`distinct_switches` of the Sentinel logs; ``roles``: ``redis_roles.json``
+    after heal (``{"nodes": {name: {"address", "role", "master", "link", "error"}}, "sentinels": {name:
+    {"primary", "error"}}}``); ``expect``: "none", "one" or a count, from the scenario.
+
+    Metrics (counts): ``failovers`` (distinct +switch-master), ``unexpected_failovers`` = |failovers - expected|
+    (judged; unmeasured without ``expect`` or without Sentinel logs), ``roles_diverged`` (nodes that are not a
+    replica, link up, of the one primary the Sentinels name, plus Sentinels naming another). Unmeasured (never
+    pass) when redis_roles.json is missing or unreadable."""
+    judged = ("unexpected_failovers", "roles_diverged")
+    unreadable = dict(unreadable or {})
+
+    def nothing(why: str) -> FailoverResult:
+        r = _unmeasured(FailoverResult, "failovers", requirement_ids, targets, judged, why)
+        r.evidence += _unreadable_evidence(unreadable)
+        return r
+
+    if roles_problem:
+        return nothing(f"{REDIS_ROLES} cannot be read: {roles_problem}")
+    if roles is None:
+        return nothing(f"no {REDIS_ROLES} in the run: the roles after heal were not recorded")
+    expected, expect_problem = _expected_failovers(expect)
+    counts: dict[str, int] = defaultdict(int)
+    aborts: dict[str, int] = defaultdict(int)
+    for e in sentinel_events:
+        counts[e.event] += 1
+        if e.event.startswith("-failover-abort"):
+            aborts[e.event] += 1
+    failovers = len(switches) if sentinel_logs else None
+    primary, diverged, seen = roles_after_heal(roles)
+    metrics = {"failovers": failovers, "expected_failovers": expected,
+               "unexpected_failovers": abs(failovers - expected) if failovers is not None and expected is not None
+               else None,
+               "roles_diverged": len(diverged) if primary is not None else None,
+               "tried_failovers": counts["+try-failover"], "aborted_failovers": sum(aborts.values()),
+               "odown": counts["+odown"], "elected_leaders": counts["+elected-leader"],
+               "redis_nodes": seen["nodes"], "sentinels": seen["sentinels"],
+               "unreadable_lines": sum(unreadable.values())}
+    why_failovers = expect_problem or (f"no Sentinel log ({SENTINEL_LOGS_GLOB}) in the run: failovers cannot be "
+                                       f"counted")
+    why_roles = ("no Sentinel in redis_roles.json named a primary after heal" if seen["sentinels"]
+                 else "redis_roles.json lists no Sentinel")
+    if primary is not None and not seen["nodes"]:
+        metrics["roles_diverged"], why_roles = None, "redis_roles.json lists no Redis node"
+    judgements = judge({"unexpected_failovers": metrics["unexpected_failovers"]}, requirement_ids, targets,
+                       unmeasured_reason=why_failovers)
+    judgements += judge({"roles_diverged": metrics["roles_diverged"]}, requirement_ids, targets,
+                        unmeasured_reason=why_roles)
+    evidence: list[dict] = [{"kind": "switch", **_switch_ref(s)} for s in switches]
+    evidence += [{"kind": "shortcut-line", **d} for d in shortcuts]
+    evidence += diverged
+    evidence.append({"kind": "sentinel-events", "counts": dict(counts), "aborts": dict(aborts),
+                     "why": "what the Sentinels tried: +odown (quorum agreed the primary is down), +try-failover, "
+                            "+elected-leader, -failover-abort-* (e.g. not elected: no majority)"})
+    evidence += _unreadable_evidence(unreadable)
+    if failovers is None:
+        head = "failovers not counted (no Sentinel log)"
+    else:
+        head = f"{failovers} failover(s)" + (f" (expected {expect})" if expected is not None else "")
+        if failovers == 0 and counts["+try-failover"]:
+            head += f": {counts['+try-failover']} tried, {sum(aborts.values())} aborted"
+    if primary is None:
+        tail = why_roles
+    elif diverged:
+        tail = (f"{len(diverged)} disagree(s) with the primary {primary} after heal: "
+                + "; ".join(f"{d.get('node') or d.get('sentinel')} {d['why']}" for d in diverged[:5]))
+    else:
+        tail = f"after heal every node replicates {primary} and every Sentinel names it"
+    return FailoverResult("failovers", validity(judgements), tuple(requirement_ids), metrics, evidence,
+                          f"{head}; {tail}", judgements, switches=[_switch_ref(s) for s in switches],
+                          diverged=diverged)
+
+
 # -- latency and throughput timeline ---------------------------------------------------------------------------
 _percentile = percentile
 
@@ -1021,6 +1758,67 @@ class RunView:
                                                       if isinstance(engine.get("overrides"), dict) else None)
         return ttl if ttl and ttl > 0 else DEFAULT_LEASE_TTL_S
 
+    # -- Redis under partition (issue 12): read leniently, every unreadable line counted --------------------------
+    def redis_writes(self) -> tuple[list[RedisWrite], int]:
+        """The history's ``redis_write`` operations, and the lines of history.jsonl that could not be used."""
+        def load():
+            rows, torn = read_event_lines(self.run.path / h.HISTORY)
+            writes, bad = redis_writes_from_records(rows)
+            return writes, torn + bad
+        return self._once("redis_writes", load)
+
+    def fault_windows_lenient(self) -> tuple[list[FaultWindow], int]:
+        """The fault windows (see :func:`fault_windows_lenient`), and the unreadable lines of faults.jsonl."""
+        def load():
+            rows, torn = read_event_lines(self.run.path / h.FAULTS)
+            windows, bad = fault_windows_lenient(rows)
+            return windows, torn + bad
+        return self._once("windows_lenient", load)
+
+    def json_doc(self, name: str) -> tuple[dict | None, str | None]:
+        """A JSON object file of the run: (document, None); (None, None) when absent; (None, why) when damaged."""
+        def load():
+            path = self.run.path / name
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                return None, None
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                return None, f"{name} is not JSON ({type(exc).__name__}: {str(exc)[:80]})"
+            if not isinstance(doc, dict):
+                return None, f"{name} holds a JSON {type(doc).__name__}, not an object"
+            return doc, None
+        return self._once(f"json:{name}", load)
+
+    def sentinel_logs(self) -> tuple[list[SentinelEvent], int, int]:
+        """Every Sentinel log's failover events (:func:`parse_sentinel_log`), the unreadable +switch-master lines,
+        and how many Sentinel logs the run has."""
+        def load():
+            events, bad = [], 0
+            paths = sorted(self.run.path.glob(SENTINEL_LOGS_GLOB))
+            for path in paths:
+                try:
+                    text = path.read_text(encoding="utf-8", errors="replace")
+                except OSError:
+                    bad += 1
+                    continue
+                rows, torn = parse_sentinel_log(text, path.stem)
+                events += rows
+                bad += torn
+            return events, bad, len(paths)
+        return self._once("sentinel_logs", load)
+
+    def engine_logs(self) -> tuple[list[tuple[str, list[dict]]], int]:
+        """(engine node, its events in file order) per engine event log, and the unreadable lines of them all."""
+        def load():
+            logs, bad = [], 0
+            for path in self.engine_event_files():
+                rows, torn = read_event_lines(path)
+                logs.append((path.parent.name if path.parent != self.run.path else path.stem, rows))
+                bad += torn
+            return logs, bad
+        return self._once("engine_logs", load)
+
     @property
     def signal_of(self) -> SignalOf:
         if self._signal_of is None:
@@ -1080,6 +1878,43 @@ def _stale_writes(view: RunView, params: dict, rids: tuple[str, ...], targets: t
                               targets=targets)
 
 
+def _redis_set(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
+    writes, bad_history = view.redis_writes()
+    windows, bad_faults = view.fault_windows_lenient()
+    doc, problem = view.json_doc(REDIS_WRITES)
+    fault = params.get("fault") if isinstance(params.get("fault"), str) else None
+    return check_redis_set(writes, doc, windows, fault=fault, requirement_ids=rids, targets=targets,
+                           final_read_problem=problem, unreadable={h.HISTORY: bad_history, h.FAULTS: bad_faults})
+
+
+def _writer_sides(view: RunView) -> dict[str, str]:
+    doc, _problem = view.json_doc(REDIS_WRITES)
+    writers = (doc or {}).get("writers")
+    return {name: w["side"] for name, w in (writers.items() if isinstance(writers, dict) else ())
+            if isinstance(w, dict) and isinstance(w.get("side"), str)}
+
+
+def _primary_follow(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
+    events, bad_sentinel, n_logs = view.sentinel_logs()
+    switches, _shortcuts = distinct_switches(events)
+    writes, bad_history = view.redis_writes()
+    windows, bad_faults = view.fault_windows_lenient()
+    logs, bad_events = view.engine_logs()
+    return check_primary_follow(switches, windows, logs, writes, writer_sides=_writer_sides(view),
+                                sentinel_logs=n_logs, requirement_ids=rids, targets=targets,
+                                unreadable={h.HISTORY: bad_history, h.FAULTS: bad_faults,
+                                            SENTINEL_LOGS_GLOB: bad_sentinel, ENGINE_EVENTS_GLOB: bad_events})
+
+
+def _failovers(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
+    events, bad_sentinel, n_logs = view.sentinel_logs()
+    switches, shortcuts = distinct_switches(events)
+    roles, problem = view.json_doc(REDIS_ROLES)
+    return check_failovers(switches, events, roles, expect=params.get("expect"), sentinel_logs=n_logs,
+                           roles_problem=problem, shortcuts=shortcuts, requirement_ids=rids, targets=targets,
+                           unreadable={SENTINEL_LOGS_GLOB: bad_sentinel})
+
+
 CHECKERS: dict[str, Checker] = {c.name: c for c in (
     Checker("rto", _rto, ("rto_s",), "fault injection to the first successful operation of kind f invoked after it",
             ("f", "fault")),
@@ -1094,6 +1929,15 @@ CHECKERS: dict[str, Checker] = {c.name: c for c in (
             "every acknowledged signal ends with exactly one result on RTRS (backlog apart)"),
     Checker("stale_writes", _stale_writes, ("stale_writes",),
             "no RTS/RTRS value written under a fencing token older than the newest acquisition"),
+    Checker("redis_set", _redis_set,
+            ("acknowledged_writes_lost", "acknowledged_writes_lost_fraction", "confirmed_writes_lost"),
+            "Jepsen's set checker: acknowledged redis_write members missing from each writer's set after heal",
+            ("fault",)),
+    Checker("primary_follow", _primary_follow, ("primary_follow_s", "client_follow_s"),
+            "+switch-master (Sentinel logs) to each engine's and writer's first use of the new primary"),
+    Checker("failovers", _failovers, ("unexpected_failovers", "roles_diverged"),
+            "distinct +switch-master against the failovers expected; roles after heal against the Sentinels' primary",
+            ("expect",)),
 )}
 
 # the requirements each checker claims when a run names no checkers of its own
@@ -1101,8 +1945,10 @@ DEFAULT_REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "rto": ("ENG-1",), "duplicates": ("ENG-5",), "lost_signals": ("ENG-5",), "state": ("ENG-5",),
     "one_active": ("ENG-1",), "results_delivered": ("ENG-5",), "stale_writes": ("ENG-1", "ENG-5"),
 }
+# the Redis partition checkers (redis_set, primary_follow, failovers) need their scenario's parameters and dumps
+# (redis_writes.json, redis_roles.json): only the scenarios that write those name them
 DEFAULT_CHECKERS = [{"checker": name, "requirement_ids": list(DEFAULT_REQUIREMENTS.get(name, ("ENG-5",))),
-                     "params": {}} for name in CHECKERS]
+                     "params": {}} for name in DEFAULT_REQUIREMENTS]
 
 
 @dataclass

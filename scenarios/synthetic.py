@@ -188,3 +188,193 @@ def write_run(path: str | Path, *, scenario: str = "engine-kill", seed: int = 1,
     return Truth(rto, sorted(dup_set), sorted(lose_set - backlog_set), inject, heal, takeover_at,
                  sorted(stale_send_set & executed_after), sorted(stale_write_set & executed_after),
                  sorted(undelivered_set & set(rts_orders)))
+
+
+# -- Redis under partition (issue 12) -------------------------------------------------------------------------------
+REDIS_NODES = {"redis-1": "127.0.6.1:6379", "redis-2": "127.0.6.2:6379", "redis-3": "127.0.6.3:6379"}
+SENTINEL_TIME = "%d %b %Y %H:%M:%S"
+
+
+@dataclass
+class RedisTruth:
+    """What a synthetic Redis partition run contains: per writer, the acknowledged (ok) members missing from the
+    final read; the switch's earliest +switch-master (epoch s, None: no failover); each engine's and writer's
+    follow delay (s, from the instant the new primary was reachable to it); the unknown writes that landed."""
+
+    lost: dict[str, list[str]]
+    switch_wall: float | None
+    partition_wall: tuple[float, float]
+    engine_follow_s: dict[str, float]
+    writer_follow_s: dict[str, float]
+    unknown_landed: dict[str, list[str]]
+    failovers: int
+
+
+def sentinel_line(pid: int, wall: float, text: str, level: str = "#") -> str:
+    """One line of a Redis Sentinel log in Redis's own format (the wall clock in UTC, milliseconds)."""
+    import datetime as _dt
+    when = _dt.datetime.fromtimestamp(wall, _dt.timezone.utc)
+    return f"{pid}:X {when.strftime(SENTINEL_TIME)}.{when.microsecond // 1000:03d} {level} {text}"
+
+
+def _hp(addr: str) -> str:
+    return addr.replace(":", " ")
+
+
+def write_redis_run(path: str | Path, *, seed: int = 1, scenario: str = "redis-primary-isolated-synthetic",
+                    duration_s: float = 20.0, rate_per_s: float = 10.0, partition_at_s: float = 5.0,
+                    partition_s: float = 8.0, switch_after_s: float | None = 4.2,
+                    engine_follow_s: dict[str, float] | None = None, writer_follow_s: float = 0.15,
+                    roles_diverged: Sequence[str] = (), wait_writer: bool = True, final_read: bool = True,
+                    checkers: Sequence[dict] | None = None, mono0: float = 2000.0,
+                    wall0: float = 1_795_000_000.0) -> RedisTruth:
+    """A Redis partition run: the primary redis-1 is isolated with the minority writers ``partition_at_s`` into
+    the load, for ``partition_s``; the Sentinels (majority) promote redis-2 ``switch_after_s`` after the cut
+    (None: no failover, the partition was too short or no side had quorum). Writers, ``rate_per_s`` each:
+    ``writer-minority`` keeps writing to the isolated primary, which acknowledges and then loses those writes when
+    it rejoins as a replica; ``writer-minority-wait`` (``wait_writer``) confirms with WAIT, so its writes during
+    the cut are unknown, never ok (the first of them still landed: replicated just before the cut);
+    ``writer-majority`` times out until it follows the new primary ``writer_follow_s`` after the switch. Engines A
+    and B record the new primary ``engine_follow_s`` after the switch (both their clients). ``roles_diverged``:
+    nodes still master after heal. Writes history.jsonl, faults.jsonl, redis_writes.json (unless not
+    ``final_read``), redis_roles.json, nodes/sentinel-*.log, the engines' event logs; marked complete."""
+    engine_follow_s = {"A": 0.3, "B": 0.45} if engine_follow_s is None else engine_follow_s
+    old, new = REDIS_NODES["redis-1"], REDIS_NODES["redis-2"]
+    rng = random.Random(seed)
+    cut, heal = mono0 + partition_at_s, mono0 + partition_at_s + partition_s
+    switch = None if switch_after_s is None else cut + switch_after_s
+    wall = lambda mono: wall0 + (mono - mono0)  # noqa: E731 - both clocks advance together here
+    writers = [("writer-minority", "minority", False), ("writer-majority", "majority", False)]
+    if wait_writer:
+        writers.insert(1, ("writer-minority-wait", "minority", True))
+    sides = {"minority": ["redis-1"] + [w for w, side, _ in writers if side == "minority"],
+             "majority": ["redis-2", "redis-3", "sentinel-1", "sentinel-2", "sentinel-3", "engine-a", "engine-b"]
+             + [w for w, side, _ in writers if side == "majority"]}
+    fault = {"fault": "redis-partition", "target": "redis-primary", "at_s": partition_at_s,
+             "heal_after_s": partition_s, "params": {"shape": "isolate"}, "phase_s": 0.0}
+    scenario_doc = {"name": scenario, "requirement_ids": ["RDS-1", "RDS-2", "RDS-4"], "repeat": 0,
+                    "description": "synthetic: the Redis primary isolated with the minority writers",
+                    "faults": [fault],
+                    "checkers": list(checkers) if checkers is not None else [
+                        {"checker": "redis_set", "requirement_ids": ["RDS-4"], "params": {}},
+                        {"checker": "primary_follow", "requirement_ids": ["RDS-2"], "params": {}},
+                        {"checker": "failovers", "requirement_ids": ["RDS-1"],
+                         "params": {"expect": "one" if switch is not None else "none"}}]}
+    run = h.RunDir.create(path, seed=seed, scenario=scenario_doc, config={"synthetic": True})
+    clock, wclock = _Clock(mono0), _Clock(wall0)
+    hist = run.history_writer(clock=clock, wall_clock=wclock)
+    plan: list[tuple[float, int, str, dict]] = []
+    seq = itertools.count()
+    truth_lost: dict[str, list[str]] = {}
+    landed_unknown: dict[str, list[str]] = {}
+    members: dict[str, list[str]] = {}
+    writer_follow: dict[str, float] = {}
+    for writer, side, wait in writers:
+        truth_lost[writer], landed_unknown[writer], members[writer] = [], [], []
+        first_unknown_in_cut = True
+        for n in range(1, int(duration_s * rate_per_s) + 1):
+            t = mono0 + (n - 1) / rate_per_s + rng.uniform(0.0, 0.1 / rate_per_s)
+            during = cut <= t < heal
+            latency, outcome, primary, error = rng.uniform(0.001, 0.004), h.OK, old, None
+            if switch is not None and t >= switch:
+                primary = new
+            if side == "minority":
+                if during:
+                    primary = old
+                    if wait:
+                        latency, outcome, error = 0.5, h.UNKNOWN, "WAIT 1 500: 0 replicas confirmed"
+                elif t >= heal and switch is not None and t < heal + writer_follow_s:
+                    outcome, primary, error = h.FAIL, old, "ReadOnlyError: You can't write against a read only replica."
+            elif during and (switch is None or t < switch + writer_follow_s):
+                latency, outcome, primary, error = 1.0, h.UNKNOWN, None, "TimeoutError: Timeout connecting to server"
+            done = t + latency
+            member = str(n)
+            if outcome == h.OK:
+                kept = not (switch is not None and primary == old and cut <= done and (t < heal or done < heal))
+                if kept:
+                    members[writer].append(member)
+                else:
+                    truth_lost[writer].append(member)
+            elif outcome == h.UNKNOWN and wait and first_unknown_in_cut:
+                first_unknown_in_cut = False
+                members[writer].append(member)       # replicated just before the cut: it landed
+                landed_unknown[writer].append(member)
+            if outcome == h.OK and primary == new and writer not in writer_follow and switch is not None:
+                reachable = wall(heal if side == "minority" else switch)
+                writer_follow[writer] = max(0.0, wall(done) - reachable)
+            value = {"n": n, "member": member, "set": f"drill:set:{writer}", "primary": primary, "wait": wait}
+            plan.append((t, next(seq), "invoke", {"writer": writer, "n": n, "value": value}))
+            plan.append((done, next(seq), outcome, {"writer": writer, "n": n, "value": value, "error": error}))
+    plan.sort(key=lambda p: (p[0], p[1]))
+    op_ids = {}
+    for t, _, kind, p in plan:
+        clock.t, wclock.t = t, wall(t)
+        key = f"{p['writer']}:{p['n']}"
+        if kind == "invoke":
+            op_ids[key] = hist.invoke(p["writer"], "redis_write", key, p["value"])
+        else:
+            hist.complete(op_ids[key], p["writer"], "redis_write", key, kind, p["value"], p["error"])
+    hist.close()
+    groups = [[old] + [f"127.0.7.{i}" for i, (w, s, _) in enumerate(writers, 1) if s == "minority"],
+              [REDIS_NODES["redis-2"], REDIS_NODES["redis-3"]]]
+    faults = []
+    for event, t in (("inject", cut), ("heal", heal)):
+        faults.append({"event": event, "fault": "redis-partition", "fault_id": "redis-partition-1",
+                       "description": "isolate the Redis primary with the minority writers",
+                       "requirements": ["RDS-1", "RDS-2", "RDS-4"], "wall": h._wall_iso(wall(t)),
+                       "wall_ts": wall(t), "mono": t,
+                       "details": {"shape": "isolate", "groups": groups, "sides": sides}})
+    (run.path / h.FAULTS).write_text("".join(json.dumps(f) + "\n" for f in faults))
+    if final_read:
+        (run.path / "redis_writes.json").write_text(json.dumps({
+            "read_from": new if switch is not None else old, "read_error": None,
+            "writers": {w: {"side": side, "source": f"127.0.7.{i}", "wait": wait, "set": f"drill:set:{w}",
+                            "members": sorted(members[w], key=int), "read_error": None}
+                        for i, (w, side, wait) in enumerate(writers, 1)}}, indent=2))
+    primary = new if switch is not None else old
+    nodes = {}
+    for name, addr in REDIS_NODES.items():
+        if addr == primary or name in roles_diverged:
+            nodes[name] = {"address": addr, "role": "master", "master": None, "link": None, "error": None}
+        else:
+            nodes[name] = {"address": addr, "role": "slave", "master": primary, "link": "up", "error": None}
+    (run.path / "redis_roles.json").write_text(json.dumps({
+        "nodes": nodes, "sentinels": {f"sentinel-{i}": {"primary": primary, "error": None} for i in (1, 2, 3)}},
+        indent=2))
+    for i in (1, 2, 3):
+        pid = 31000 + i
+        lines = [f"{pid}:X {'30 Nov 2026 00:00:00.000'} * oO0OoO0OoO0Oo Redis is starting oO0OoO0OoO0Oo",
+                 "                _._", "           _.-``__ ''-._",
+                 sentinel_line(pid, wall(mono0 - 5.0), f"+monitor master mymaster {_hp(old)} quorum 2"),
+                 sentinel_line(pid, wall(cut + 3.0 + 0.01 * i), f"+sdown master mymaster {_hp(old)}")]
+        if switch is not None:
+            lines.append(sentinel_line(pid, wall(cut + 3.05 + 0.01 * i),
+                                       f"+odown master mymaster {_hp(old)} #quorum 3/2"))
+            lines.append(sentinel_line(pid, wall(cut + 3.06), "+new-epoch 1"))
+            if i == 1:
+                lines += [sentinel_line(pid, wall(cut + 3.06), f"+try-failover master mymaster {_hp(old)}"),
+                          sentinel_line(pid, wall(cut + 3.08), f"+elected-leader master mymaster {_hp(old)}")]
+            lines.append(sentinel_line(pid, wall(switch + 0.013 * (i - 1)),
+                                       f"+switch-master mymaster {_hp(old)} {_hp(new)}"))
+            lines.append(sentinel_line(pid, wall(switch + 0.02), f"* +slave slave {_hp(old)} @ mymaster {_hp(new)}",
+                                       level="*"))
+        (run.path / h.NODES / f"sentinel-{i}.log").write_text("\n".join(lines) + "\n")
+    for instance in ("A", "B"):
+        folder = run.path / "stack" / "engines" / f"engine-{instance.lower()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = [{"ts": wall(mono0 - 1.0), "mono": mono0 - 1.0, "instance": instance, "event": "engine_start"}]
+        if switch is not None and instance in engine_follow_s:
+            t = switch + engine_follow_s[instance]
+            for k, event in enumerate(("lease_redis_primary_changed", "redis_primary_changed")):
+                rows.append({"ts": wall(t - 0.01 * (1 - k)), "mono": t - 0.01 * (1 - k), "instance": instance,
+                             "event": event, "old": old.split(":"), "new": [new.split(":")[0], 6379]})
+            rows.append({"ts": wall(t + 0.05), "mono": t + 0.05, "instance": instance, "event": "failover_rechecked",
+                         "rts_rebuilt": 0, "results_republished": 0, "checked": 0})
+        rows.append({"ts": wall(mono0 + duration_s), "mono": mono0 + duration_s, "instance": instance,
+                     "event": "engine_stop"})
+        (folder / f"events-{instance}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run.mark("complete")
+    return RedisTruth(truth_lost, None if switch is None else wall(switch), (wall(cut), wall(heal)),
+                      {k: v for k, v in engine_follow_s.items() if switch is not None},
+                      writer_follow, {w: m for w, m in landed_unknown.items() if m},
+                      0 if switch is None else 1)
