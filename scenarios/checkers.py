@@ -1440,9 +1440,8 @@ def check_primary_follow(switches: Sequence[Switch], windows: Sequence[FaultWind
             at, side = reachable({node, instance, f"engine-{instance.lower()}"})
             firsts = {}
             for kind in kinds:
-                firsts[kind] = next((_num(e.get("ts")) for e in events if e.get("event") == kind
-                                     and _addr(e.get("new")) == sw.new and (_num(e.get("ts")) or -math.inf) >= since),
-                                    None)
+                firsts[kind] = min((t for e in events if e.get("event") == kind and _addr(e.get("new")) == sw.new
+                                    for t in [_num(e.get("ts"))] if t is not None and t >= since), default=None)
             followed = max(firsts.values()) if all(v is not None for v in firsts.values()) else None
             last = max((t for t in (_num(e.get("ts")) for e in events) if t is not None), default=None)
             engine_rows.append(_follow_of(
