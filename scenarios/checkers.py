@@ -7,7 +7,10 @@ Each checker takes plain data (``Operation``, ``FaultWindow``, ``Deal``, ``Signa
 - ``valid``: True, False, or "unknown" (nothing to judge, or not observed long enough to tell);
 - ``metrics``: the numbers, named as in ``targets.toml`` (``rto_s``, ``duplicate_orders``, ``lost_signals``,
   ``state_mismatches``; from the engines' event logs and the RTS/RTRS dumps: ``stale_sends``,
-  ``concurrent_active_engines``, ``undelivered_results``, ``repeated_results``, ``stale_writes``);
+  ``concurrent_active_engines``, ``undelivered_results``, ``repeated_results``, ``stale_writes``; from the Redis
+  partition drills' writers, final read, roles and Sentinel logs: ``acknowledged_writes_lost``,
+  ``acknowledged_writes_lost_fraction``, ``confirmed_writes_lost``, ``primary_follow_s``, ``client_follow_s``,
+  ``unexpected_failovers``, ``roles_diverged``);
 - ``evidence``: the offending ids and the events that bound each number;
 - ``judgements``: one per (requirement, metric) against the target from ``targets.toml`` (never a number written
   here), with the verdict under every alternative target too.
