@@ -1,0 +1,187 @@
+"""The engine's DuckDB store (issue 13): restore of a 256 MB journal after damage (DDB-3: <= 3 s) and the time a
+snapshot takes (DDB-2: one every 500 ms after changes), each beside its floor measured in the same run.
+
+Figures:
+- ``restore``: a journal file of ``--mb`` MB (default 256, DDB-1's cap; rows of ``--row-bytes`` incompressible
+  bytes) with its snapshot; the file's header is zeroed (``faults.files.CorruptDuckDB`` zero-header) and the
+  journal opened, ``--repeat`` times:
+  ``snapshot_restore_s`` (sha256 check + copy of the snapshot into place, ``SnapshotSet.restore``) beside the floor
+  ``bare_copy_s`` (``shutil.copyfile`` of the same file); ``journal_repair_s`` (the whole ``Journal(path)``: the
+  failed open, the damaged files moved aside, the snapshot verified and restored, opened and loaded into memory)
+  beside the floor ``journal_open_sound_s`` (``Journal(path)`` on the sound file: the cost of any start).
+- ``snapshot``: ``Journal.snapshot`` of a live journal of ``--live-intents`` intents (one intent written before
+  each, ``--snapshots`` times) beside the floor ``bare_copy`` of a file of the same size; and one snapshot of the
+  256 MB journal beside its bare copy.
+
+Run: ``.venv/bin/python benchmarks/bench_store.py [--mb 256] [--repeat 3]``; writes ``out/bench/store.json``.
+Everything happens in a temporary folder on the disk of ``--dir`` (default: the system's temp folder).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import duckdb  # noqa: E402
+
+from faults.files import CorruptDuckDB  # noqa: E402
+from reference.engine.journal import Intent, Journal  # noqa: E402
+
+from bench_engine import source_revision  # noqa: E402 - same folder: which commit was measured
+
+DDB3_RESTORE_S = 3.0   # DDB-3 (EA-HA); MT5-HA allows 5 s
+DDB2_INTERVAL_S = 0.5  # DDB-2
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def summary(samples: list[float]) -> dict:
+    s = sorted(samples)
+    return {"samples": len(s), "p50_s": round(statistics.median(s), 4), "max_s": round(s[-1], 4),
+            "min_s": round(s[0], 4)}
+
+
+def timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def build_journal(db: Path, mb: int, row_bytes: int) -> int:
+    """A journal file of at least ``mb`` MB of final intents; returns the number of rows."""
+    Journal(db).close()
+    con = duckdb.connect(str(db))
+    md5s = max(1, row_bytes // 32)
+    rows, batch = 0, 10_000
+    while db.stat().st_size < mb * 1_000_000:
+        con.execute(f"""INSERT INTO intents SELECT 'sig-' || (i + {rows})::VARCHAR, (i + {rows})::VARCHAR || '-0',
+            '{{"symbol":"EURUSD","side":"buy","note":"' ||
+              (SELECT string_agg(md5(((i + {rows}) * 1000 + k)::VARCHAR), '') FROM range({md5s}) t(k)) || '"}}',
+            'DONE', 1, 'td' || (i + {rows})::VARCHAR || '-1', 'primary', 0, 0, 0, 0, 0,
+            '{{"status":"executed","order":' || (i + {rows})::VARCHAR || '}}', true, 0 FROM range({batch}) r(i)""")
+        rows += batch
+        con.execute("CHECKPOINT")
+    con.execute("INSERT OR REPLACE INTO journal_meta VALUES ('hwm', ?)", [rows])
+    con.execute("CHECKPOINT")
+    con.close()
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mb", type=int, default=256, help="size of the big journal (default 256: DDB-1's cap)")
+    ap.add_argument("--row-bytes", type=int, default=768, help="incompressible bytes per intent row")
+    ap.add_argument("--repeat", type=int, default=3, help="restores of the big journal (default 3)")
+    ap.add_argument("--live-intents", type=int, default=10_000, help="intents in the live journal (default 10,000)")
+    ap.add_argument("--snapshots", type=int, default=30, help="snapshots of the live journal (default 30)")
+    ap.add_argument("--dir", type=Path, default=None, help="where the temporary folder goes")
+    ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench" / "store.json")
+    args = ap.parse_args()
+    if args.mb < 1 or args.repeat < 1 or args.snapshots < 1:
+        ap.error("--mb, --repeat and --snapshots must be at least 1")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report: dict = {"benchmark": "engine journal store: restore after damage (DDB-3) and snapshots (DDB-2)",
+                    "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    "source": source_revision(),
+                    "host": {"cpus": os.cpu_count(), "load_average_start": [round(x, 2) for x in os.getloadavg()]}}
+    work = Path(tempfile.mkdtemp(prefix="bench-store-", dir=args.dir))
+    try:
+        # --- restore of a big journal ---------------------------------------------------------------------------
+        big = work / "big" / "journal-A.duckdb"
+        big.parent.mkdir()
+        say(f"bench_store: building a {args.mb} MB journal in {big.parent}")
+        started = time.perf_counter()
+        rows = build_journal(big, args.mb, args.row_bytes)
+        size = big.stat().st_size
+        say(f"  {rows} intents, {size / 1e6:.1f} MB in {time.perf_counter() - started:.1f} s")
+        journal = Journal(big)
+        snap_big = timed(lambda: journal.snapshot(force=True))
+        info = journal.last_snapshot
+        journal.close()
+        pristine = work / "big" / "pristine.duckdb"
+        shutil.copyfile(big, pristine)
+        copy_big = timed(lambda: shutil.copyfile(pristine, work / "big" / "floor-copy.duckdb"))
+        (work / "big" / "floor-copy.duckdb").unlink()
+        bare_copy, snapshot_restore, repair, sound_open = [], [], [], []
+        for n in range(args.repeat):
+            target = work / "big" / "restore-target.duckdb"
+            bare_copy.append(timed(lambda: shutil.copyfile(pristine, target)))
+            target.unlink()
+            snapshot_restore.append(timed(lambda: journal.snapshots.restore(info, target)))
+            target.unlink()
+            shutil.copyfile(pristine, big)
+            sound_open.append(timed(lambda: Journal(big).close()))
+            with CorruptDuckDB(big, "zero-header", random.Random(n), restore_on_heal=False):
+                pass
+            box = {}
+            repair.append(timed(lambda: box.setdefault("j", Journal(big))))
+            j = box["j"]
+            assert j.repair is not None and j.repair.restored == rows, j.repair and j.repair.line
+            j.close()
+            shutil.rmtree(big.parent / "backup" / "duckdb" / "damaged")
+            say(f"  restore {n + 1}: bare copy {bare_copy[-1]:.3f} s, snapshot restore {snapshot_restore[-1]:.3f} s, "
+                f"journal repair {repair[-1]:.3f} s (sound open {sound_open[-1]:.3f} s)")
+        report["restore"] = {
+            "file_bytes": size, "rows": rows, "row_bytes": args.row_bytes,
+            "snapshot_restore_s": summary(snapshot_restore), "floor_bare_copy_s": summary(bare_copy),
+            "journal_repair_s": summary(repair), "floor_journal_open_sound_s": summary(sound_open),
+            "target": {"requirement": "DDB-3", "restore_within_s": DDB3_RESTORE_S,
+                       "worst_snapshot_restore_s": round(max(snapshot_restore), 4),
+                       "worst_journal_repair_s": round(max(repair), 4),
+                       "snapshot_restore_met": max(snapshot_restore) <= DDB3_RESTORE_S,
+                       "journal_repair_met": max(repair) <= DDB3_RESTORE_S},
+        }
+        report["snapshot_big"] = {"file_bytes": size, "snapshot_s": round(snap_big, 4),
+                                  "floor_bare_copy_s": round(copy_big, 4)}
+        shutil.rmtree(big.parent)
+
+        # --- snapshots of a live journal --------------------------------------------------------------------------
+        live_db = work / "live" / "journal-A.duckdb"
+        live = Journal(live_db)
+        batch = [Intent(signal_id=f"s{i}", entry_id=f"{i}-0", state="DONE", attempt=1, comment=f"tds{i}-1",
+                        broker="primary", published=True,
+                        signal={"account": "5001", "symbol": "EURUSD", "side": "buy", "volume": 0.01,
+                                "created_ms": 1_700_000_000_000 + i},
+                        result={"status": "executed", "order": 10_000_000 + i, "price": 1.08123})
+                 for i in range(args.live_intents)]
+        for start in range(0, len(batch), 500):
+            live.put_many(batch[start:start + 500])
+        takes, copies = [], []
+        for n in range(args.snapshots):
+            live.put(Intent(signal_id=f"new{n}", entry_id=f"n{n}-0", signal={"symbol": "EURUSD"}, state="SENDING"))
+            takes.append(timed(lambda: live.snapshot()))
+            newest = live.snapshots.path_of(live.last_snapshot)
+            copies.append(timed(lambda: shutil.copyfile(newest, work / "live" / "floor-copy.duckdb")))
+        live_bytes = live.last_snapshot.bytes
+        live.close()
+        report["snapshot_live"] = {"intents": args.live_intents, "snapshot_bytes": live_bytes,
+                                   "snapshot_s": summary(takes), "floor_bare_copy_s": summary(copies),
+                                   "interval_s": DDB2_INTERVAL_S,
+                                   "share_of_interval_p50": round(statistics.median(takes) / DDB2_INTERVAL_S, 4)}
+        say(f"  live journal ({args.live_intents} intents, {live_bytes / 1e6:.1f} MB): snapshot p50 "
+            f"{statistics.median(takes) * 1000:.1f} ms / max {max(takes) * 1000:.1f} ms; bare copy p50 "
+            f"{statistics.median(copies) * 1000:.1f} ms")
+        say(f"  {args.mb} MB journal: snapshot {snap_big:.3f} s, bare copy {copy_big:.3f} s")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report["host"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    args.out.write_text(json.dumps(report, indent=2))
+    say(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
