@@ -39,11 +39,16 @@ def _load(config_path, instance, state_dir, sets):
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override one configuration key.")
 @click.option("--echo-events", is_flag=True, help="Also write events to stderr.")
 def run(config_path, instance, state_dir, sets, echo_events):
-    """Run one engine instance until SIGTERM. Exits 70 if the watchdog sees a deadlock (ENG-3)."""
+    """Run one engine instance until SIGTERM. Exits 70 if the watchdog sees a deadlock (ENG-3), 74 if its journal
+    cannot be used even after repair, 75 if another live process holds its journal (the same instance twice)."""
     from reference.engine.engine import Engine
+    from reference.engine.journal import JournalError
     config = _load(config_path, instance, state_dir, sets)
     try:
         eng = Engine(config, echo_events=echo_events)
+    except JournalError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_status)
     except (RuntimeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     eng.install_signal_handlers()

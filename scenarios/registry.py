@@ -362,3 +362,89 @@ register(Scenario(
               CheckerSpec("lost_signals", ("ENG-1",)),
               *_consistency(("ENG-5",)), *_fencing()),
 ))
+
+# --- Redis partitions, Jepsen style (issue 12) ---------------------------------------------------------------------
+# Writer clients, each from its own address: on the minority side with and without WAIT 1, and on the majority.
+# WAIT 1 is what the documents' "RPO 0" would need at least; WAIT 2 (every replica) is the only setting that survives
+# a split with a replica on the primary's side.
+_SIDED_WRITERS = [{"name": "minority", "side": "minority"}, {"name": "minority-wait", "side": "minority", "wait": 1},
+                  {"name": "minority-wait-all", "side": "minority", "wait": 2},
+                  {"name": "majority", "side": "majority"}]
+
+
+def _redis_checks(failovers: str) -> tuple[CheckerSpec, ...]:
+    """Every Redis topology drill: acknowledged writes kept (Jepsen's set), the engines' switch to a new primary,
+    the failover count against what the shape allows and the roles after heal, and the trade guarantees."""
+    follow = (CheckerSpec("primary_follow", ("RDS-2",)),) if failovers == "one" else ()
+    rid = ("RDS-2",) if failovers == "one" else ("RDS-1",)   # a failover that must happen, or none without quorum
+    return (CheckerSpec("redis_set", ("RDS-4",)), *follow, CheckerSpec("failovers", rid, {"expect": failovers}),
+            *_consistency(("ENG-5",)), *_fencing())
+
+
+register(Scenario(
+    name="redis-primary-isolated",
+    requirement_ids=("RDS-1", "RDS-2", "RDS-4", "ENG-1", "ENG-5"),
+    description="The Redis primary is cut from the Sentinels, its replicas and the majority of clients for 12 s "
+                "(four times down-after), while the active engine and two minority writers still reach it; the "
+                "majority promotes a replica. On heal the old primary rejoins as a replica and what it acknowledged "
+                "alone is gone (asynchronous replication). The engine must stop trading on the isolated node (no "
+                "majority of Sentinels names it) and nothing may be duplicated or lost.",
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=30.0, timeout_s=5.0, settle_s=10.0,
+                      params={"writers": _SIDED_WRITERS}),
+    faults=(FaultStep("redis-partition", "redis-primary", at_s=8.0, heal_after_s=12.0,
+                      params={"shape": "isolate", "with": ["active-engine"]}),),
+    checkers=_redis_checks("one"),
+))
+
+register(Scenario(
+    name="redis-majority-minority",
+    requirement_ids=("RDS-1", "RDS-2", "RDS-4", "ENG-1", "ENG-5"),
+    description="The Redis nodes and Sentinels split in two, the primary in the minority with one other node drawn "
+                "from the seed; a writer on each side (the minority ones with and without WAIT 1). The majority "
+                "fails over; on heal the minority's acknowledged writes are lost, the WAIT-confirmed ones are not.",
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=30.0, timeout_s=5.0, settle_s=10.0,
+                      params={"writers": _SIDED_WRITERS}),
+    faults=(FaultStep("redis-partition", "redis-primary", at_s=8.0, heal_after_s=12.0,
+                      params={"shape": "majority-minority"}),),
+    checkers=_redis_checks("one"),
+))
+
+register(Scenario(
+    name="redis-planned-failover",
+    requirement_ids=("RDS-2", "RDS-4", "ENG-1", "ENG-4", "ENG-5"),
+    description="SENTINEL FAILOVER under load (maintenance): the primary changes while every client connection "
+                "stays open. The engine must see the change within 1 s (it asks the Sentinels) and write to the new "
+                "primary; a client that waits for READONLY keeps writing to the demoted node meanwhile.",
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=24.0, timeout_s=5.0, settle_s=10.0,
+                      params={"writers": [{"name": "majority", "side": "majority"},
+                                          {"name": "majority-wait", "side": "majority", "wait": True}]}),
+    faults=(FaultStep("redis-failover", "redis-primary", at_s=8.0),),
+    checkers=_redis_checks("one"),
+))
+
+register(Scenario(
+    name="redis-sentinel-partition",
+    requirement_ids=("RDS-1", "RDS-4", "ENG-1", "ENG-5"),
+    description="Every Sentinel cut from the others (no side has the quorum of 2), then the primary is killed for "
+                "6 s: no failover may happen. Writes stop while the primary is down and resume on the same primary "
+                "(AOF, appendfsync always: nothing acknowledged lost). The engines cannot confirm the primary with a "
+                "majority of Sentinels: they stop trading during the split and resume after the heal.",
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=28.0, timeout_s=5.0, settle_s=12.0,
+                      params={"writers": [{"name": "majority", "side": "majority"}]}),
+    faults=(FaultStep("redis-partition", "redis-primary", at_s=6.0, heal_after_s=14.0,
+                      params={"shape": "sentinels-apart"}),
+            FaultStep("process-kill", "redis-primary", at_s=8.0, heal_after_s=6.0)),
+    checkers=_redis_checks("none"),
+))
+
+register(Scenario(
+    name="redis-all-down",
+    requirement_ids=("ORD-3", "RDS-1", "RDS-4", "ENG-1", "ENG-5"),
+    description="Every Redis node SIGKILLed for 20 s, then started again (AOF). ORD-3: the engines keep trade state "
+                "in DuckDB and retry every 2 s; every outcome reaches RTS and RTRS once Redis is back; nothing "
+                "acknowledged (AOF, appendfsync always) is lost; no failover (the primary returns as primary).",
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=28.0, timeout_s=5.0, settle_s=12.0,
+                      params={"writers": [{"name": "majority", "side": "majority"}]}),
+    faults=(FaultStep("redis-all-down", "redis-primary", at_s=6.0, heal_after_s=20.0),),
+    checkers=_redis_checks("none"),
+))

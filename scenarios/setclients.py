@@ -4,8 +4,10 @@ Each writer is a client node of its own: it leaves from its own loopback address
 partition fault can put it on either side; it finds the primary the way a Redis client does (the first Sentinel
 that answers ``get-master-addr-by-name``), keeps its connection open, and every ``interval_s`` adds the next
 integer to its own set ``drill:set:<writer>`` with SADD. A ``wait`` writer follows each SADD with
-``WAIT 1 <wait_ms>`` and calls the write ok only when a replica confirmed it (Redis acknowledged but no replica
-confirmed: unknown). Every add is an operation ``redis_write`` in the history, its value naming the member, the set
+``WAIT <n> <wait_ms>`` (``wait``: n replicas; true means 1) and calls the write ok only when n replicas confirmed
+it (Redis acknowledged but fewer replicas confirmed: unknown). WAIT does not make Redis a consensus system: a
+write WAIT 1 confirmed on a replica that sits in the minority with the old primary is lost when the majority
+promotes its own replica (measured by redis-majority-minority); only WAIT for every replica survives that split. Every add is an operation ``redis_write`` in the history, its value naming the member, the set
 and the address it was sent to; after heal the runner reads every set back (``dump_sets``) and the ``redis_set``
 checker compares (``scenarios.checkers``).
 
@@ -40,11 +42,12 @@ SIDES = ("minority", "majority")
 @dataclass(frozen=True)
 class WriterSpec:
     """One set writer of ``Workload.params["writers"]``: ``{"name": str, "side": "minority"|"majority",
-    "wait": bool}``; its process name is ``writer-<name>``."""
+    "wait": bool | int}`` (replicas WAIT must confirm; true = 1, false/0 = no WAIT); its process name is
+    ``writer-<name>``."""
 
     name: str
     side: str
-    wait: bool = False
+    wait: int = 0
 
     @property
     def process(self) -> str:
@@ -69,8 +72,9 @@ def writer_specs(params: dict) -> list[WriterSpec]:
             raise ValueError(f"params.writers[{i}].name: letters, digits and '-' only, not {name!r}")
         if side not in SIDES:
             raise ValueError(f"params.writers[{i}].side: one of {', '.join(SIDES)}, not {side!r}")
-        if not isinstance(wait, bool):
-            raise ValueError(f"params.writers[{i}].wait: true or false, not {wait!r}")
+        if not isinstance(wait, int) or not 0 <= int(wait) <= 8:
+            raise ValueError(f"params.writers[{i}].wait: true, false or a number of replicas 0-8, not {wait!r}")
+        wait = int(wait)
         if name in names:
             raise ValueError(f"params.writers[{i}].name: {name!r} appears twice")
         names.add(name)
@@ -138,10 +142,11 @@ class SetWriter:
                     value["primary"] = self._primary
                 self._client.sadd(self.spec.set_key, str(n))
                 if self.spec.wait:
-                    replicas = int(self._client.execute_command("WAIT", 1, self.wait_ms))
-                    if replicas < 1:
+                    replicas = int(self._client.execute_command("WAIT", self.spec.wait, self.wait_ms))
+                    if replicas < self.spec.wait:
                         history.complete(op, process, "redis_write", key, UNKNOWN, value=value,
-                                         error=f"acknowledged by {self._primary} but WAIT saw no replica")
+                                         error=f"acknowledged by {self._primary} but WAIT saw {replicas} of "
+                                               f"{self.spec.wait} replica(s)")
                         continue
                 history.complete(op, process, "redis_write", key, OK, value=value)
             except redis.TimeoutError as exc:

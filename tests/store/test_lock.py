@@ -55,7 +55,7 @@ def test_the_engine_command_reports_the_lock_in_one_line(holder, tmp_path):
     db, proc = holder
     out = subprocess.run([sys.executable, "-m", "reference.engine", "run", "--instance", "A", "--state-dir",
                           str(db.parent)], cwd=REPO, capture_output=True, text=True, timeout=60)
-    assert out.returncode != 0
+    assert out.returncode == 75, (out.returncode, out.stderr)  # JournalLocked.exit_status
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
     assert f"PID {proc.pid}" in lines[0] and "locked" in lines[0], lines[0]

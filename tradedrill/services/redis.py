@@ -181,6 +181,9 @@ def sentinel_conf(spec: NodeSpec, topo: Topology, data_dir: Path, secrets: Stack
     peer = secrets.redis("sentinel")
     return "\n".join([
         f"bind {spec.address}",
+        # its connections to the other Sentinels and to the Redis nodes leave from its own address, so a partition
+        # of node addresses cuts them (without it they leave from 127.0.0.1 and no Sentinel partition holds)
+        f"bind-source-addr {spec.address}",
         f"port {spec.port}",
         "protected-mode yes",
         "daemonize no",
