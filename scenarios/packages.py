@@ -208,7 +208,14 @@ def _planned_failover(ctx: FaultContext, t: Target, params: dict) -> Fault:
     stack = ctx.stack
     first = ctx.topology.of_kind("sentinel")[0].name
     return PlannedFailover(lambda: stack.redis_node_client(first, timeout=2.0), lambda: stack.redis_primary(),
-                           stack.master_name, log=ctx.fault_log, requirements=ctx.requirement_ids)
+                           stack.master_name, procedure=params.get("procedure", "sentinel"),
+                           old_node=lambda: stack.redis_node_client(t.name, timeout=2.0),
+                           log=ctx.fault_log, requirements=ctx.requirement_ids)
+
+
+def _check_procedure(params: dict) -> list[str]:
+    procedure = params.get("procedure", "sentinel")
+    return [] if procedure in ("sentinel", "paused") else [f"procedure {procedure!r} must be sentinel or paused"]
 
 
 def _all_redis_down(ctx: FaultContext, t: Target, params: dict) -> Fault:
@@ -270,9 +277,10 @@ FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
                  ("shape", "with", "mode"), description="nftables: a named partition around the Redis primary "
                  "(isolate, majority-minority, sentinels-apart), engines and writer clients placed by side",
                  check=_check_partition),
-    FaultPackage("redis-failover", _planned_failover, ("redis",), "end", "planned failover", "#98df8a", (),
-                 description="SENTINEL FAILOVER under load (maintenance): a primary change with every connection "
-                 "left open; waits for the new primary"),
+    FaultPackage("redis-failover", _planned_failover, ("redis",), "end", "planned failover", "#98df8a",
+                 ("procedure",), description="SENTINEL FAILOVER under load (maintenance): a primary change with every "
+                 "connection left open; procedure sentinel (the bare command) or paused (writes paused, the old "
+                 "primary demoted at once)", check=_check_procedure),
     FaultPackage("redis-all-down", _all_redis_down, ("redis",), "end", "all Redis down", "#ff9896", (),
                  description="SIGKILL every Redis node; the heal starts them all again (ORD-3)"),
 )}

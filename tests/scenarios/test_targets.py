@@ -81,7 +81,8 @@ def test_every_registered_checker_metric_has_a_target():
     assert names == {"engine-kill", "engine-pause", "redis-primary-kill", "lost-reply", "engine-pause-in-flight",
                      "engine-pause-repeated", "engine-kill-reading", "broker-backup-down-primary-ambiguous",
                      "engine-pause-during-failover", "redis-restart-in-flight", "redis-primary-isolated",
-                     "redis-majority-minority", "redis-planned-failover", "redis-sentinel-partition",
+                     "redis-majority-minority", "redis-planned-failover", "redis-planned-failover-bare",
+                     "redis-sentinel-partition",
                      "redis-all-down"}
     for s in registry.all_scenarios():
         for spec in s.checkers:
