@@ -911,7 +911,7 @@ SENTINEL_LOGS_GLOB = "nodes/sentinel-*.log"  # the Sentinels' own logs
 PRIMARY_CHANGE_EVENTS = ("redis_primary_changed", "lease_redis_primary_changed")  # an engine's Redis clients
 SWITCH_SLACK_S = 0.5  # a +switch-master this long before an injection's stamp still counts as after it
 FIRST_LOST_MAX = 20   # lost members listed per writer; the metrics count them all
-WAIT_NOTE = ("a wait writer's ok means WAIT confirmed the write on at least one replica; a write Redis acknowledged "
+WAIT_NOTE = ("a wait writer's ok means WAIT confirmed the write on the replicas it asked for; a write Redis acknowledged "
              "but WAIT did not confirm is unknown, and an unknown write that is missing is not lost")
 
 
@@ -919,7 +919,7 @@ WAIT_NOTE = ("a wait writer's ok means WAIT confirmed the write on at least one 
 class RedisWrite:
     """One ``redis_write`` operation of the history, read leniently: ``writer`` (the process), the ``member`` it
     adds to the writer's ``set``, the ``primary`` ("host:port") it was sent to (None: none known), ``wait``
-    (the writer confirms with ``WAIT 1 <ms>``), the outcome, and both clocks (s; None when not recorded)."""
+    (the writer confirms with ``WAIT <n> <ms>``), the outcome, and both clocks (s; None when not recorded)."""
 
     op: str
     writer: str
@@ -1045,7 +1045,7 @@ def redis_writes_from_records(records: Iterable[dict]) -> tuple[list[RedisWrite]
         writes.append(RedisWrite(
             op=key, writer=writer, member=member,
             set=value.get("set") if isinstance(value.get("set"), str) else None,
-            primary=_addr(value.get("primary")), wait=value.get("wait") is True,
+            primary=_addr(value.get("primary")), wait=_waits(value.get("wait")),
             outcome=done["type"] if done else h.UNKNOWN,
             invoke_mono=_num(inv.get("mono")), complete_mono=_num(done.get("mono")) if done else None,
             invoke_wall=_num(inv.get("wall_ts")), complete_wall=_num(done.get("wall_ts")) if done else None,
@@ -1185,6 +1185,11 @@ SET_RULE = ("Jepsen's set checker: every member a writer added with an acknowled
             "heal (monotonic clock; to the end of the history when never healed).")
 
 
+def _waits(value: Any) -> bool:
+    """A writer's ``wait``: true, or a number of replicas WAIT must confirm (0 or false: no WAIT)."""
+    return value is True or (isinstance(value, int) and not isinstance(value, bool) and value > 0)
+
+
 def check_redis_set(writes: Sequence[RedisWrite], final_read: dict | None, windows: Sequence[FaultWindow] = (), *,
                     fault: str | None = None, requirement_ids: Sequence[str] = ("RDS-4",),
                     targets: targets_mod.Targets | None = None, final_read_problem: str | None = None,
@@ -1240,7 +1245,7 @@ def check_redis_set(writes: Sequence[RedisWrite], final_read: dict | None, windo
     for writer in sorted(by_writer):
         ops = by_writer[writer]
         info = read_writers.get(writer) if isinstance(read_writers.get(writer), dict) else {}
-        wait = info["wait"] if isinstance(info.get("wait"), bool) else any(op.wait for op in ops)
+        wait = _waits(info["wait"]) if isinstance(info.get("wait"), (bool, int)) else any(op.wait for op in ops)
         side = info.get("side") if isinstance(info.get("side"), str) else sides_of.get(writer)
         members = info.get("members")
         row = {"kind": "writer", "writer": writer, "side": side,
