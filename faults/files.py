@@ -165,6 +165,49 @@ class CorruptDuckDB(_RestoringFault):
         return f"DuckDB {self.mode} on {self.db.name}"
 
 
+class CrashCorruptDuckDB(Fault):
+    """A crash that leaves the DuckDB file damaged: SIGKILL ``node`` (any handle with ``kill()``, ``is_alive()``,
+    ``start()``, ``wait_ready()``), then damage its database at ``path`` with :class:`CorruptDuckDB` ``mode`` while
+    nothing holds it open (a torn or garbled WAL is what a crash in the middle of a write leaves). The process
+    opens the damaged file when it starts again: a supervisor restarts it (``restart_on_heal=False``, heal only
+    closes the window), or heal does. The damage is left for the system under test to repair (the original files
+    are still copied under ``<dir>/.tradedrill-faults/``)."""
+
+    name = "duckdb-crash-corrupt"
+    requirement_ids = ("DDB-3", "ENG-3", "TEST")
+    MODES = CorruptDuckDB.MODES
+
+    def __init__(self, node, path: str | os.PathLike, mode: str, rng: random.Random, *,
+                 restart_on_heal: bool = True, ready_timeout: float | None = None, **kw):
+        super().__init__(**kw)
+        # no log of its own: this fault's inject line carries the damage
+        self.corrupt = CorruptDuckDB(path, mode, rng, restore_on_heal=False)
+        self.node = node
+        self.restart_on_heal = restart_on_heal
+        self.ready_timeout = ready_timeout
+        self.victim_pid: int | None = None
+
+    def _inject(self) -> None:
+        self.victim_pid = self.node.pid
+        self.node.kill()
+        if self.node.is_alive():
+            raise FaultError(f"{getattr(self.node, 'name', '?')} is still alive after SIGKILL; its journal was not "
+                             f"touched")
+        self.corrupt.inject()
+
+    def _heal(self) -> None:
+        self.corrupt.heal()   # the damage stays (restore_on_heal=False); only the fault's record closes
+        if self.restart_on_heal and not self.node.is_alive():
+            self.node.start()
+            self.node.wait_ready(self.ready_timeout)
+
+    def details(self) -> dict:
+        return {"node": getattr(self.node, "name", None), "pid": self.victim_pid, **self.corrupt.details()}
+
+    def describe(self) -> str:
+        return f"SIGKILL {getattr(self.node, 'name', '?')}, then DuckDB {self.corrupt.mode} on {self.corrupt.db.name}"
+
+
 class LostUnfsyncedWrites(_RestoringFault):
     """What a power cut does: the process dies and every write since its last fsync is gone.
 

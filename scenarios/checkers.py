@@ -1690,6 +1690,194 @@ def timeline(ops: Sequence[Operation], faults: Sequence[FaultWindow] = (), *, f:
                           points=points, bins=bins, fault_windows=fw)
 
 
+# -- the DuckDB store under damage (issue 13) -------------------------------------------------------------------
+STORE_DAMAGE_FAULTS = ("duckdb-corrupt", "duckdb-crash-corrupt")   # faults that damage an engine's journal
+STORE_EVENTS = ("journal_unhealthy", "journal_repaired", "journal_repair_failed")
+STORE_GRACE_S = 0.25   # a health check may find the damage before the fault log's inject line is written
+DAMAGED_GLOB = "stack/engines/*/backup/duckdb/damaged/*"
+STORE_REPAIR_RULE = ("Per damage that landed (an inject line of duckdb-corrupt or duckdb-crash-corrupt in faults.jsonl, "
+                     "naming the journal file): detection = the first journal_unhealthy, journal_repaired or "
+                     "journal_repair_failed event naming that file at or after the injection (engine event logs, the "
+                     "same monotonic clock); restore_s = injection to the journal_repaired event (a usable journal "
+                     "again); evidence = the repair's folder under backup/duckdb/damaged/ holding at least one "
+                     "damaged file besides diagnosis.txt; rpo_s = 0 when the repair lost no committed write, else the "
+                     "age at the injection of the snapshot restored (an upper bound of the writes' age).")
+
+
+@dataclass
+class StoreRepairResult(CheckResult):
+    damages: list[dict] = field(default_factory=list)
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    """Two spellings of one journal file (absolute paths of the run, or a moved run folder): the same name in a
+    folder of the same name."""
+    if not isinstance(a, str) or not isinstance(b, str) or not a or not b:
+        return False
+    pa, pb = Path(a), Path(b)
+    return pa.name == pb.name and pa.parent.name == pb.parent.name
+
+
+def _rebased(path: Any, run_path: Path) -> Path | None:
+    """A path recorded during the run, found again in the run folder (which may have moved since)."""
+    if not isinstance(path, str) or not path:
+        return None
+    p = Path(path)
+    if p.exists():
+        return p
+    marker = "/stack/engines/"
+    text = str(p)
+    if marker in text:
+        candidate = run_path / "stack" / "engines" / text.split(marker, 1)[1]
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def evidence_files(folder: Path | None) -> list[str]:
+    """The damaged files kept in one evidence folder (its diagnosis.txt apart)."""
+    if folder is None or not folder.is_dir():
+        return []
+    return sorted(f.name for f in folder.iterdir() if f.is_file() and f.name != "diagnosis.txt")
+
+
+_SNAPSHOT_TAKEN = re.compile(r"\.t(\d{10,})\.duckdb")
+
+
+def check_store_repair(windows: Sequence[FaultWindow], events: Sequence[dict] | None, run_path: str | Path, *,
+                       requirement_ids: Sequence[str] = ("DDB-3", "DDB-6"),
+                       targets: targets_mod.Targets | None = None, end_mono: float | None = None,
+                       unreadable: dict[str, int] | None = None) -> StoreRepairResult:
+    """DDB-3/DDB-6 for every damage done to an engine's DuckDB journal: was it detected (``undetected_corruptions``),
+    how long from the damage to a usable journal (``restore_s``, the worst; ``detection_s`` the worst time to the
+    first finding), were the damaged files kept (``repairs_without_evidence``), what was recovered and how many
+    committed writes the restored copy lacks (``missing_writes``; ``rpo_s``). Damage never followed by a repair
+    makes ``restore_s`` a lower bound (the time observed). No damage landed, or no engine event log: ``unmeasured``."""
+    names = ("undetected_corruptions", "restore_s", "detection_s", "repairs_without_evidence", "rpo_s")
+    run_path = Path(run_path)
+    damages = sorted((w for w in windows if w.fault in STORE_DAMAGE_FAULTS and w.inject_mono is not None),
+                     key=lambda w: w.inject_mono)
+    if not damages:
+        return _unmeasured(StoreRepairResult, "store_repair", requirement_ids, targets, names,
+                           f"no {' or '.join(STORE_DAMAGE_FAULTS)} injection in the fault log: no damage landed in a "
+                           f"journal, nothing to detect or repair", damages=[])
+    if not events:
+        return _unmeasured(StoreRepairResult, "store_repair", requirement_ids, targets, names,
+                           f"{len(damages)} damage(s) landed but the run has no engine event log "
+                           f"({ENGINE_EVENTS_GLOB}): whether the engines found them cannot be told", damages=[])
+    store = sorted((e for e in events if e.get("event") in STORE_EVENTS and _num(e.get("mono")) is not None),
+                   key=lambda e: _num(e.get("mono")))
+    end = end_mono if end_mono is not None else max(
+        [_num(e.get("mono")) for e in events if _num(e.get("mono")) is not None]
+        + [w.heal_mono or w.inject_mono for w in windows], default=0.0)
+    used: set[int] = set()
+    rows: list[dict] = []
+    for i, w in enumerate(damages):
+        file = (w.details or {}).get("path") or (w.details or {}).get("file")
+        later = [d for d in damages[i + 1:] if _same_file(d.details.get("path"), file)]
+        until = later[0].inject_mono - STORE_GRACE_S if later else math.inf
+        mine = [(k, e) for k, e in enumerate(store) if k not in used and _same_file(e.get("file"), file)
+                and w.inject_mono - STORE_GRACE_S <= _num(e.get("mono")) < until]
+        first = mine[0][1] if mine else None
+        repaired = next(((k, e) for k, e in mine if e.get("event") == "journal_repaired"), None)
+        failed = next((e for _k, e in mine if e.get("event") == "journal_repair_failed"), None)
+        used.update(k for k, _e in mine)
+        row: dict[str, Any] = {
+            "kind": "damage", "fault": w.fault, "fault_id": w.fault_id, "description": w.description,
+            "mode": w.details.get("mode"), "file": file, "node": Path(file).parent.name if file else None,
+            "damage": {k: v for k, v in w.details.items() if k in ("offsets", "block", "zeroed", "from", "to")},
+            "inject_mono": w.inject_mono, "detected": first is not None,
+            "detected_by": None, "detection_s": None, "restore_s": None, "restore_lower_bound": False,
+            "repair_s": None, "saw": None, "recovered": None, "committed": None, "restored": None,
+            "missing_writes": None, "rpo_s": None, "evidence": None, "files_kept": [], "problem": None}
+        if first is not None:
+            row["detection_s"] = round(max(0.0, _num(first["mono"]) - w.inject_mono), 6)
+            row["detected_by"] = ("health check (DDB-6)" if first.get("event") == "journal_unhealthy"
+                                  else "open (repair at start)" if first.get("event") == "journal_repaired"
+                                  else "health check, repair failed")
+            if first.get("event") == "journal_unhealthy":
+                row["saw"] = first.get("problem")
+        if repaired is not None:
+            e = repaired[1]
+            row["restore_s"] = round(max(0.0, _num(e["mono"]) - w.inject_mono), 6)
+            row["repair_s"] = _num(e.get("seconds"))
+            row["saw"] = e.get("saw") or row["saw"]
+            row["recovered"] = e.get("recovered")
+            for key in ("committed", "restored", "missing_writes"):
+                row[key] = int(_num(e.get(key))) if _num(e.get(key)) is not None else None
+            folder = _rebased(e.get("evidence"), run_path)
+            row["evidence"] = str(folder) if folder else e.get("evidence")
+            row["files_kept"] = evidence_files(folder)
+            if not row["files_kept"]:
+                row["problem"] = (f"evidence folder {e.get('evidence')!r} " +
+                                  ("holds no damaged file" if folder else "is not in the run folder"))
+            if row["missing_writes"] == 0:
+                row["rpo_s"] = 0.0
+            else:
+                m = _SNAPSHOT_TAKEN.search(str(e.get("recovered") or ""))
+                if m and w.inject_wall is not None:
+                    row["rpo_s"] = round(max(0.0, w.inject_wall - int(m.group(1)) / 1000.0), 6)
+        else:
+            row["restore_s"] = round(max(0.0, end - w.inject_mono), 6)
+            row["restore_lower_bound"] = True
+            row["problem"] = ("found, but the repair failed: " + str(failed.get("error")) if failed is not None
+                              else "found, but no journal_repaired before the run ended" if first is not None
+                              else "never found: no engine event names the damaged file before the run ended")
+        rows.append(row)
+    unexpected = [e for k, e in enumerate(store) if k not in used and e.get("event") == "journal_repaired"]
+    kept_folders = sorted(run_path.glob(DAMAGED_GLOB))
+    undetected = sum(not r["detected"] for r in rows)
+    lower = any(r["restore_lower_bound"] for r in rows)
+    detections = [r["detection_s"] for r in rows if r["detection_s"] is not None]
+    repaired_rows = [r for r in rows if not r["restore_lower_bound"]]
+    rpos = [r["rpo_s"] for r in repaired_rows]
+    metrics: dict[str, Any] = {
+        "undetected_corruptions": undetected,
+        "restore_s": max(r["restore_s"] for r in rows),
+        "detection_s": max(detections) if detections and not undetected else None,
+        "repairs_without_evidence": sum(1 for r in repaired_rows if not r["files_kept"]),
+        "rpo_s": max(rpos) if rpos and all(x is not None for x in rpos) and not lower else None,
+        "damages": len(rows), "detected": len(rows) - undetected, "repaired": len(repaired_rows),
+        "damaged_files_kept": sum(len(r["files_kept"]) for r in rows),
+        "evidence_folders": len(kept_folders),
+        "missing_writes": sum(r["missing_writes"] or 0 for r in repaired_rows),
+        "repair_s": max((r["repair_s"] for r in repaired_rows if r["repair_s"] is not None), default=None),
+        "unexpected_repairs": len(unexpected),
+        "unreadable_lines": sum((unreadable or {}).values()),
+    }
+    if not repaired_rows:
+        metrics["repairs_without_evidence"] = None
+    reasons = []
+    if metrics["detection_s"] is None:
+        reasons.append("detection_s: a damage was never found" if undetected else "detection_s: no finding")
+    if metrics["rpo_s"] is None:
+        reasons.append("rpo_s: a damage was not repaired, or the copy restored names no snapshot time")
+    if metrics["repairs_without_evidence"] is None:
+        reasons.append("repairs_without_evidence: no repair to look at")
+    judgements = judge({k: metrics[k] for k in names}, requirement_ids, targets,
+                       lower_bounds=("restore_s",) if lower else (), unmeasured_reason="; ".join(reasons))
+    evidence: list[dict] = [*rows]
+    for e in unexpected[:20]:
+        evidence.append({"kind": "unexpected-repair", "why": "a journal_repaired event no damage of the fault log "
+                                                             "accounts for", "event": e})
+    evidence.append({"kind": "rule", "rule": STORE_REPAIR_RULE,
+                     "evidence_folders": [str(p.relative_to(run_path)) for p in kept_folders[:50]]})
+    if lower or undetected:
+        worst = next(r for r in rows if r["problem"] and r["restore_lower_bound"])
+        summary = (f"{undetected} of {len(rows)} damage(s) never found; " if undetected else "") + \
+            f"{worst['mode'] or worst['fault']} on {worst['node']}: {worst['problem']} " \
+            f"(observed {worst['restore_s']:.3f} s)"
+    else:
+        worst = max(rows, key=lambda r: r["restore_s"])
+        summary = (f"{len(rows)} damage(s) found and repaired; worst restore {metrics['restore_s']:.3f} s "
+                   f"({worst['mode']} on {worst['node']}, found by {worst['detected_by']} after "
+                   f"{worst['detection_s']:.3f} s: {worst['saw']}; recovered {worst['recovered']}); "
+                   f"{metrics['damaged_files_kept']} damaged file(s) kept, {metrics['missing_writes']} committed "
+                   f"write(s) not in the restored copy")
+    return StoreRepairResult("store_repair", validity(judgements), tuple(requirement_ids), metrics, evidence, summary,
+                             judgements, damages=rows)
+
+
 # -- a whole run directory -------------------------------------------------------------------------------------
 class RunView:
     """A run directory's data, each file loaded at most once (checkers share one view). ``ledger()`` is None
@@ -1922,6 +2110,12 @@ def _failovers(view: RunView, params: dict, rids: tuple[str, ...], targets: targ
                            unreadable={SENTINEL_LOGS_GLOB: bad_sentinel})
 
 
+def _store_repair(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
+    windows, bad_faults = view.fault_windows_lenient()
+    return check_store_repair(windows, view.engine_events(), view.run.path, requirement_ids=rids, targets=targets,
+                              unreadable={h.FAULTS: bad_faults, ENGINE_EVENTS_GLOB: view.unreadable_event_lines()})
+
+
 CHECKERS: dict[str, Checker] = {c.name: c for c in (
     Checker("rto", _rto, ("rto_s",), "fault injection to the first successful operation of kind f invoked after it",
             ("f", "fault")),
@@ -1945,6 +2139,12 @@ CHECKERS: dict[str, Checker] = {c.name: c for c in (
     Checker("failovers", _failovers, ("unexpected_failovers", "roles_diverged"),
             "distinct +switch-master against the failovers expected; roles after heal against the Sentinels' primary",
             ("expect",)),
+    # judges undetected_corruptions for every requirement it claims, and restore_s, detection_s,
+    # repairs_without_evidence, rpo_s wherever targets.toml has a target for them (DDB-3: restore, evidence, RPO;
+    # DDB-6: detection)
+    Checker("store_repair", _store_repair, ("undetected_corruptions",),
+            "damage to an engine's DuckDB journal: found (health check or open), restored from memory or a snapshot "
+            "within the target, damaged files kept as evidence, committed writes missing from the restored copy"),
 )}
 
 # the requirements each checker claims when a run names no checkers of its own

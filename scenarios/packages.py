@@ -32,6 +32,7 @@ from faults.behaviour import BrokerBehaviour
 import random
 
 from faults.core import Composite, Fault, FaultLog
+from faults.files import CorruptDuckDB, CrashCorruptDuckDB
 from faults.kernel import Isolate
 from faults.partition import CLIENT_SOURCE, PlannedFailover, RedisPartition, isolate_primary, majority_minority
 from faults.process import Kill, Pause, Terminate
@@ -227,6 +228,41 @@ def _all_redis_down(ctx: FaultContext, t: Target, params: dict) -> Fault:
     return fault
 
 
+def journal_path(t: Target) -> "Path":
+    """The intent journal of an engine target: ``journal-<instance>.duckdb`` in the state dir its node was started
+    with (``--state-dir``, ``tradedrill.services.engine.build_node``)."""
+    from pathlib import Path
+
+    extra = getattr(t.node, "extra", None) or {}
+    state, instance = extra.get("state_dir"), extra.get("instance")
+    if not state or not instance:
+        raise ValueError(f"{t.name} is not an engine node started with a state dir (its handle names none)")
+    return Path(state) / f"journal-{instance}.duckdb"
+
+
+def _duckdb_rng(ctx: FaultContext, name: str, mode: str) -> random.Random:
+    return random.Random(f"{ctx.seed}:{name}:{mode}")
+
+
+def _duckdb_corrupt(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    mode = params.get("mode", "zero-header")
+    return CorruptDuckDB(journal_path(t), mode, _duckdb_rng(ctx, "duckdb-corrupt", mode), restore_on_heal=False,
+                         log=ctx.fault_log, requirements=ctx.requirement_ids)
+
+
+def _duckdb_crash_corrupt(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    mode = params.get("mode", "wal-garble")
+    return CrashCorruptDuckDB(t.node, journal_path(t), mode, _duckdb_rng(ctx, "duckdb-crash-corrupt", mode),
+                              restart_on_heal=not t.supervised, log=ctx.fault_log, requirements=ctx.requirement_ids)
+
+
+def _check_duckdb_mode(params: dict) -> list[str]:
+    mode = params.get("mode")
+    if mode is None or mode in CorruptDuckDB.MODES:
+        return []
+    return [f"mode {mode!r} must be one of {', '.join(CorruptDuckDB.MODES)}"]
+
+
 def _check_behaviour(params: dict) -> list[str]:
     """The simulator's own typed, range-checked behaviour settings (``Behaviour.checked``)."""
     from reference.mt5.simulator.config import Behaviour, SettingError
@@ -281,6 +317,17 @@ FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
                  ("procedure",), description="SENTINEL FAILOVER under load (maintenance): a primary change with every "
                  "connection left open; procedure sentinel (the bare command) or paused (writes paused, the old "
                  "primary demoted at once)", check=_check_procedure),
+    FaultPackage("duckdb-corrupt", _duckdb_corrupt, ("engine",), "end", "DuckDB damaged", "#c49c94", ("mode",),
+                 description="damage the engine's live intent journal (faults.files.CorruptDuckDB: flip-block, "
+                             "zero-header, truncate, wal-truncate, wal-garble, torn-write) and leave it for the engine "
+                             "to find (DDB-6 health check) and repair; heal restores nothing",
+                 check=_check_duckdb_mode),
+    FaultPackage("duckdb-crash-corrupt", _duckdb_crash_corrupt, ("engine",), "supervisor", "crash + DuckDB damaged",
+                 "#f7b6d2", ("mode",),
+                 description="SIGKILL the engine, then damage its intent journal while nothing holds it open (a "
+                             "torn or garbled WAL is what a crash mid-write leaves); the restart must repair it on "
+                             "open (DDB-3); a supervised engine is restarted by its supervisor",
+                 check=_check_duckdb_mode),
     FaultPackage("redis-all-down", _all_redis_down, ("redis",), "end", "all Redis down", "#ff9896", (),
                  description="SIGKILL every Redis node; the heal starts them all again (ORD-3)"),
 )}

@@ -378,3 +378,118 @@ def write_redis_run(path: str | Path, *, seed: int = 1, scenario: str = "redis-p
                       {k: v for k, v in engine_follow_s.items() if switch is not None},
                       writer_follow, {w: m for w, m in landed_unknown.items() if m},
                       0 if switch is None else 1)
+
+
+# -- the DuckDB store under damage (issue 13) -----------------------------------------------------------------------
+@dataclass
+class StoreTruth:
+    """What a synthetic store-damage run contains: the damage's injection (monotonic and wall clock), when the
+    engine found it and when the journal was usable again (None: never), the evidence folder (None: none kept)."""
+
+    inject_mono: float
+    inject_wall: float
+    detected_mono: float | None
+    repaired_mono: float | None
+    evidence: Path | None
+    journal: Path
+
+
+def write_store_run(path: str | Path, *, scenario: str = "duckdb-corrupt-zero-header", seed: int = 1,
+                    inject_at_s: float = 8.0, detect_after_s: float | None = 0.6, repair_s: float = 0.02,
+                    repaired: bool = True, evidence: bool = True, missing_writes: int = 0,
+                    snapshot_age_s: float = 0.3, landed: bool = True, move_to: str | Path | None = None,
+                    unexpected_repair: bool = False, mono0: float = 1000.0,
+                    wall0: float = 1_735_732_800.0) -> StoreTruth:
+    """A run of a registered ``duckdb-corrupt-<mode>`` scenario (``write_run``'s trades, no loss) in which the
+    damage lands in engine A's journal ``inject_at_s`` into the load. A live-file scenario (``duckdb-corrupt``):
+    the health check finds it ``detect_after_s`` later (journal_unhealthy) and the file is rewritten from memory
+    ``repair_s`` after that (journal_repaired, nothing missing). A crash scenario (``duckdb-crash-corrupt``): the
+    passive takes over and the restarted victim repairs on open ``detect_after_s`` after the damage, restoring a
+    snapshot ``snapshot_age_s`` old with ``missing_writes`` committed writes not in it. ``detect_after_s=None``:
+    never found; ``repaired=False``: found, the repair failed (journal_repair_failed); ``evidence=False``: the
+    evidence folder holds only diagnosis.txt; ``landed=False``: the injection failed (inject-failed, no damage);
+    ``move_to``: the run folder is moved there afterwards (the paths recorded in it then point nowhere);
+    ``unexpected_repair``: one more journal_repaired no damage accounts for."""
+    spec = registry.get(scenario)
+    assert spec is not None and spec.faults and spec.faults[0].fault in ("duckdb-corrupt", "duckdb-crash-corrupt"), \
+        f"{scenario} is not a registered DuckDB damage scenario"
+    step = spec.faults[0]
+    crash = step.fault == "duckdb-crash-corrupt"
+    mode = step.params.get("mode", "zero-header")
+    write_run(path, scenario=scenario, seed=seed, inject_at_s=inject_at_s, outage_s=0.4 if crash else 0.0,
+              takeover=crash, mono0=mono0, wall0=wall0)
+    run_path = Path(path)
+    folder = run_path / "stack" / "engines" / "engine-a"
+    journal = folder / "journal-A.duckdb"
+    inject = mono0 + inject_at_s
+    inject_wall = wall0 + inject_at_s
+    wall = lambda mono: wall0 + (mono - mono0)  # noqa: E731 - both clocks advance together here
+    details = {"path": str(journal), "mode": mode, "file": str(journal), "restore_on_heal": False}
+    if crash:
+        details.update(node="engine-a", pid=4065)
+    line = {"fault": step.fault, "fault_id": f"{step.fault}-1", "description": f"synthetic {step.fault} {mode}",
+            "requirements": list(spec.requirement_ids), "wall": h._wall_iso(inject_wall), "wall_ts": inject_wall,
+            "mono": inject, "details": details}
+    faults = [dict(line, event="inject" if landed else "inject-failed", **({} if landed else
+                                                                          {"error": "FaultError('no WAL')"}))]
+    if landed:
+        heal = mono0 + 20.0 if not crash else inject + 2.0
+        faults.append(dict(line, event="heal", mono=heal, wall_ts=wall(heal), wall=h._wall_iso(wall(heal))))
+    (run_path / h.FAULTS).write_text("".join(json.dumps(f) + "\n" for f in faults))
+    events_file = folder / "events-A.jsonl"
+    rows = [json.loads(x) for x in events_file.read_text().splitlines() if x.strip()]
+    found = repaired_at = None
+    stamp = time_stamp = None
+    evidence_dir = None
+
+    def event(mono: float, name: str, **fields) -> None:
+        rows.append({"ts": round(wall(mono), 6), "mono": round(mono, 6), "instance": "A",
+                     "pid": 4065 if not crash or mono < inject else 4066, "event": name, **fields})
+
+    if landed and detect_after_s is not None:
+        found = inject + detect_after_s
+        time_stamp = f"2025{int(found * 1000) % 10**9:09d}"
+        evidence_dir = folder / "backup" / "duckdb" / "damaged" / f"journal-A-{time_stamp}"
+        saw = ("the file header is no longer a DuckDB header (zeroed or overwritten)" if mode == "zero-header"
+               else "the WAL fails its checksum at byte 4242 (torn or garbled write)")
+        if not crash:
+            event(found, "journal_unhealthy", file=str(journal), problem=saw)
+        if repaired:
+            repaired_at = found + repair_s
+            committed = 480
+            if crash:
+                snap_ms = int(round((inject_wall - snapshot_age_s) * 1000))
+                stamp = f"journal-A.h{committed - missing_writes:012d}.t{snap_ms}.duckdb"
+                recovered = f"snapshot {stamp} (writes up to #{committed - missing_writes})"
+            else:
+                recovered = (f"a fresh file written from the engine's memory (240 intents, 0 failed syncs, writes up "
+                             f"to #{committed})")
+            restored = committed - missing_writes if crash else committed
+            event(repaired_at, "journal_repaired", file=str(journal), saw=saw, recovered=recovered,
+                  evidence=str(evidence_dir), committed=committed, restored=restored,
+                  missing_writes=committed - restored, seconds=repair_s, skipped=[])
+            evidence_dir.mkdir(parents=True)
+            (evidence_dir / "diagnosis.txt").write_text(f"seen: {saw}\n")
+            if evidence:
+                (evidence_dir / journal.name).write_bytes(b"\0" * 4096)
+                if crash:
+                    (evidence_dir / (journal.name + ".wal")).write_bytes(b"\x17" * 512)
+        else:
+            event(found + repair_s, "journal_repair_failed", file=str(journal),
+                  error=f"intent journal {journal}: {saw}, and a fresh file could not be written (No space left on "
+                        f"device)")
+    if unexpected_repair:
+        event(mono0 + 2.0, "journal_repaired", file=str(journal), saw="the file is gone",
+              recovered="an empty journal", evidence=str(folder / "backup/duckdb/damaged/journal-A-early"),
+              committed=0, restored=0, missing_writes=0, seconds=0.01, skipped=[])
+    rows.sort(key=lambda r: r["mono"])
+    events_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if move_to is not None:
+        import shutil
+        shutil.move(str(run_path), str(move_to))
+        run_path = Path(move_to)
+        folder = run_path / "stack" / "engines" / "engine-a"
+        evidence_dir = folder / evidence_dir.relative_to(Path(path) / "stack/engines/engine-a") \
+            if evidence_dir is not None else None
+    return StoreTruth(inject, inject_wall, found, repaired_at, evidence_dir if repaired_at else None,
+                      run_path / "stack" / "engines" / "engine-a" / "journal-A.duckdb")

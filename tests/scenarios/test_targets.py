@@ -83,7 +83,10 @@ def test_every_registered_checker_metric_has_a_target():
                      "engine-pause-during-failover", "redis-restart-in-flight", "redis-primary-isolated",
                      "redis-majority-minority", "redis-planned-failover", "redis-planned-failover-bare",
                      "redis-sentinel-partition",
-                     "redis-all-down"}
+                     "redis-all-down",
+                     "duckdb-corrupt-zero-header", "duckdb-corrupt-flip-block", "duckdb-corrupt-truncate",
+                     "duckdb-corrupt-wal-truncate", "duckdb-corrupt-wal-garble", "duckdb-corrupt-torn-write",
+                     "engine-kill-heavy-writes"}
     for s in registry.all_scenarios():
         for spec in s.checkers:
             for rid in spec.requirement_ids:
