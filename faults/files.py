@@ -346,6 +346,74 @@ class DiskFull(Fault):
         return f"disk full under {self.folder}"
 
 
+def tmpfs_mount_of(folder: str | os.PathLike) -> str | None:
+    """The mount point of the tmpfs ``folder`` lives on, or None when it is on any other filesystem."""
+    import psutil
+
+    path = Path(folder).resolve()
+    best = None
+    for part in psutil.disk_partitions(all=True):
+        mount = Path(part.mountpoint)
+        if path == mount or mount in path.parents:
+            if best is None or len(str(mount)) > len(str(best[0])):
+                best = (mount, part.fstype)
+    return str(best[0]) if best and best[1] == "tmpfs" else None
+
+
+class FillFilesystem(Fault):
+    """The filesystem under ``folder`` runs out of space while its files stay open: a filler file takes every free
+    byte but ``free_bytes`` (writes then fail with ENOSPC); heal deletes the filler. Refused unless ``folder`` is on
+    a tmpfs (a drill's own small mount: filling a real disk would hurt everything else on it). Unlike
+    :class:`DiskFull` nothing is mounted over the folder, so a process that holds files there sees the full disk
+    on those very files."""
+
+    name = "disk-fill"
+    requirement_ids = ("DDB-5", "DDB-3")
+    FILLER = ".tradedrill-disk-filler"
+
+    def __init__(self, folder: str | os.PathLike, *, free_bytes: int = 0, **kw):
+        super().__init__(**kw)
+        self.folder = Path(folder)
+        self.free_bytes = int(free_bytes)
+        self.mount: str | None = None
+        self.filled = 0
+
+    def _inject(self) -> None:
+        self.mount = tmpfs_mount_of(self.folder)
+        if self.mount is None:
+            raise FaultError(f"{self.folder} is not on a tmpfs of its own; a full disk is only made on a drill's "
+                             f"own mount (mount a small tmpfs there before the process starts)")
+        filler = Path(self.mount) / self.FILLER
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            size = 1 << 20
+            total = os.statvfs(self.mount)
+            for _ in range(total.f_blocks * total.f_frsize // 512 + 64):   # bounded by the tmpfs size
+                try:
+                    self.filled += os.write(fd, b"\0" * size)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    size //= 2
+                    if size < 512:
+                        break
+        finally:
+            os.close(fd)
+        if self.free_bytes:
+            os.truncate(filler, max(0, filler.stat().st_size - self.free_bytes))
+
+    def _heal(self) -> None:
+        if self.mount is not None:
+            (Path(self.mount) / self.FILLER).unlink(missing_ok=True)
+
+    def details(self) -> dict:
+        return {"folder": str(self.folder), "mount": self.mount, "filler_bytes": self.filled,
+                "free_bytes": self.free_bytes}
+
+    def describe(self) -> str:
+        return f"filesystem of {self.folder} full"
+
+
 class FileSizeLimit(Fault):
     """Without root: cap the size of files a running node may write (RLIMIT_FSIZE through prlimit). A write past
     the cap fails with EFBIG (File too large) in a process that ignores SIGXFSZ (Python does); others are killed

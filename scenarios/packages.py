@@ -32,7 +32,7 @@ from faults.behaviour import BrokerBehaviour
 import random
 
 from faults.core import Composite, Fault, FaultLog
-from faults.files import CorruptDuckDB, CrashCorruptDuckDB
+from faults.files import CorruptDuckDB, CrashCorruptDuckDB, FillFilesystem
 from faults.kernel import Isolate
 from faults.partition import CLIENT_SOURCE, PlannedFailover, RedisPartition, isolate_primary, majority_minority
 from faults.process import Kill, Pause, Terminate
@@ -256,6 +256,17 @@ def _duckdb_crash_corrupt(ctx: FaultContext, t: Target, params: dict) -> Fault:
                               restart_on_heal=not t.supervised, log=ctx.fault_log, requirements=ctx.requirement_ids)
 
 
+def _disk_fill(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    return FillFilesystem(journal_path(t).parent, free_bytes=int(params.get("free_bytes", 0)), log=ctx.fault_log,
+                          requirements=ctx.requirement_ids)
+
+
+def _check_free_bytes(params: dict) -> list[str]:
+    value = params.get("free_bytes", 0)
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return [] if ok else [f"free_bytes {value!r} must be a whole number of bytes >= 0"]
+
+
 def _check_duckdb_mode(params: dict) -> list[str]:
     mode = params.get("mode")
     if mode is None or mode in CorruptDuckDB.MODES:
@@ -328,6 +339,11 @@ FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
                              "torn or garbled WAL is what a crash mid-write leaves); the restart must repair it on "
                              "open (DDB-3); a supervised engine is restarted by its supervisor",
                  check=_check_duckdb_mode),
+    FaultPackage("disk-fill", _disk_fill, ("engine",), "end", "disk full", "#dbdb8d", ("free_bytes",),
+                 description="the filesystem of the engine's state dir (journal, snapshots) runs out of space while "
+                             "its files stay open: ENOSPC until healed (the filler deleted); refused unless that "
+                             "folder is on a tmpfs of its own, mounted before the engine starts",
+                 check=_check_free_bytes),
     FaultPackage("redis-all-down", _all_redis_down, ("redis",), "end", "all Redis down", "#ff9896", (),
                  description="SIGKILL every Redis node; the heal starts them all again (ORD-3)"),
 )}

@@ -280,3 +280,34 @@ def test_the_live_package_damages_the_journal_named_by_the_nodes_state_dir(tmp_p
         assert db.read_bytes()[:4096] == b"\0" * 4096
     assert db.read_bytes()[:4096] == b"\0" * 4096                      # heal leaves the damage
     assert log.read()[0]["details"]["path"] == str(db)
+
+
+def test_a_filled_tmpfs_refuses_writes_until_healed_and_a_real_disk_is_never_filled(tmp_path):
+    import errno
+    import os
+    import subprocess
+
+    from faults.core import FaultError
+    from faults.files import FillFilesystem
+
+    with pytest.raises(FaultError, match="not on a tmpfs"):
+        FillFilesystem(tmp_path).inject()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "store"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    try:
+        held = open(mount / "journal.wal", "wb")      # opened before the disk fills, like the engine's WAL
+        with FillFilesystem(mount) as fault:
+            with pytest.raises(OSError) as err:
+                held.write(b"x" * 65536)
+                held.flush()
+            assert err.value.errno == errno.ENOSPC
+            assert fault.details()["filler_bytes"] > 1_000_000
+        held.write(b"x" * 65536)                      # space is back for the same open file
+        held.flush()
+        held.close()
+        assert not (mount / FillFilesystem.FILLER).exists()
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -1,0 +1,94 @@
+"""The DuckDB store drills of issue 13, run for real (two supervised engines, Redis with Sentinels, two brokers):
+
+- ``duckdb-corrupt-zero-header`` (runs by default): the active engine's live journal loses its header under load; the
+  health check finds it within about a second, the engine rewrites the file from memory, keeps the damaged file with
+  its diagnosis under ``backup/duckdb/damaged/``, and raises one alert naming the file; trading never stops.
+- with ``TRADEDRILL_ALL_DRILLS=1``: every other corruption mode (the WAL modes through a crash and the supervisor's
+  restart, repaired on open), ``engine-kill-heavy-writes``.
+
+Every run: no order executed twice, no acknowledged signal lost, one result per signal, one sender at a time. The
+restore and detection times are recorded (``record_property``) and judged against DDB-3/DDB-6 in the report.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.drills.conftest import ALL_DRILLS, Drill
+
+pytestmark = pytest.mark.drill
+
+EXACTLY_ONCE = ("duplicates", "lost_signals", "state", "one_active", "results_delivered", "stale_writes")
+
+
+def assert_exactly_once(d: Drill) -> None:
+    for name in EXACTLY_ONCE:
+        for r in d.results(name):
+            assert r.valid is True, f"{d.scenario}: {name}: {r.summary} ({d.run.path})"
+    lost = d.result("lost_signals")
+    assert lost.metrics["acknowledged"] > 0, f"{d.scenario}: no signal was acknowledged; the load never ran"
+
+
+def assert_repaired_with_evidence(d: Drill, record_property) -> dict:
+    res = d.result("store_repair")
+    for key in ("detection_s", "restore_s", "repair_s", "missing_writes", "rpo_s", "damaged_files_kept"):
+        record_property(key, res.metrics.get(key))
+    [row] = res.damages
+    assert row["detected"], f"{d.scenario}: the damage was never found: {res.summary} ({d.run.path})"
+    assert not row["restore_lower_bound"], f"{d.scenario}: found but not repaired: {row['problem']} ({d.run.path})"
+    evidence = Path(row["evidence"])
+    assert evidence.is_dir() and row["files_kept"], f"{d.scenario}: no damaged file kept: {row}"
+    diagnosis = (evidence / "diagnosis.txt").read_text()
+    assert row["file"].rsplit("/", 1)[-1] in diagnosis and "recovered" in diagnosis, diagnosis
+    # the operator's view: one alert that names the file and where the evidence is
+    alerts = [e for e in d.engine_events("alert") if e.get("kind") == "journal_repaired"]
+    assert len(alerts) == 1, f"{d.scenario}: {len(alerts)} journal_repaired alerts for one damage ({d.run.path})"
+    assert row["file"] in alerts[0]["message"] and "damaged files kept in" in alerts[0]["message"], alerts[0]
+    return row
+
+
+def test_a_header_zeroed_under_load_is_found_and_rewritten_from_memory(drill, record_property):
+    d = drill("duckdb-corrupt-zero-header")
+    assert_exactly_once(d)
+    row = assert_repaired_with_evidence(d, record_property)
+    assert row["detected_by"].startswith("health check") and "header" in row["saw"]
+    assert row["missing_writes"] == 0 and "from the engine's memory" in row["recovered"]
+    assert d.result("store_repair").valid is True, d.result("store_repair").summary
+
+
+@pytest.mark.skipif(not ALL_DRILLS, reason="TRADEDRILL_ALL_DRILLS=1 runs every DuckDB damage drill")
+@pytest.mark.parametrize("mode", ["wal-truncate", "wal-garble", "torn-write"])
+def test_a_journal_damaged_in_a_crash_is_repaired_when_the_engine_restarts(drill, record_property, mode):
+    d = drill(f"duckdb-corrupt-{mode}")
+    assert_exactly_once(d)
+    row = assert_repaired_with_evidence(d, record_property)
+    assert row["detected_by"].startswith("open")
+    # what the restored copy lacks was looked up at the broker: nothing lost, nothing doubled (above)
+    assert row["committed"] >= row["restored"]
+
+
+@pytest.mark.skipif(not ALL_DRILLS, reason="TRADEDRILL_ALL_DRILLS=1 runs every DuckDB damage drill")
+@pytest.mark.parametrize("mode", ["flip-block", "truncate"])
+def test_block_damage_to_the_live_journal_keeps_trades_exactly_once(drill, record_property, mode):
+    d = drill(f"duckdb-corrupt-{mode}")
+    assert_exactly_once(d)
+    res = d.result("store_repair")
+    record_property("undetected_corruptions", res.metrics.get("undetected_corruptions"))
+    record_property("detection_s", res.metrics.get("detection_s"))
+    if res.metrics["undetected_corruptions"]:
+        # measured (issue 13): the health check reads the header and runs a query DuckDB answers from its buffer
+        # pool, so changed bytes in a data block or a cut file under the running engine go unseen until the next
+        # open; the report shows DDB-6 failed for these modes
+        pytest.xfail(f"{mode} on the live journal not found by the health check: {res.summary}")
+    assert_repaired_with_evidence(d, record_property)
+
+
+@pytest.mark.skipif(not ALL_DRILLS, reason="TRADEDRILL_ALL_DRILLS=1 runs every DuckDB damage drill")
+def test_a_kill_during_heavy_journal_writes_loses_no_acknowledged_trade(drill, record_property):
+    d = drill("engine-kill-heavy-writes", duration_s=None, settle_s=None, rate_per_s=None, fault_at_s=None)
+    assert_exactly_once(d)
+    lost = d.result("lost_signals")
+    record_property("acknowledged", lost.metrics["acknowledged"])
+    record_property("rto_s", d.result("rto").metrics.get("rto_s"))
+    assert lost.metrics["acknowledged"] > 1000, lost.metrics     # the load really was heavy
