@@ -126,6 +126,24 @@ class EngineConfig:
     failed_sync_backoff_s: list = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0, 16.0])  # BR-2, after the
                                             # first resync within 1 s of a start; then an alert, then every
                                             # failed_sync_retry_s
+    # --- ClickHouse history sync and backups (CH-1..3; issue 13; reference.store.clickhouse_sync) --------------
+    clickhouse_url: str = ""                # CH-1: http(s)://host:port[/database]; "" = no ClickHouse sync (as before)
+    clickhouse_username: str = "default"
+    clickhouse_password_file: str = ""     # the file holds the password alone; never inline, never logged
+    clickhouse_table: str = "trade_outcomes"
+    clickhouse_batch_rows: int = 2000       # outcomes per INSERT (one batch = one ClickHouse part)
+    clickhouse_sync_interval_s: float = 0.1  # how often new final outcomes are looked for (bounds the sync lag)
+    clickhouse_timeout_s: float = 5.0       # connect and query timeout of one try
+    clickhouse_retry_s: float = 5.0         # CH-1: a failed sync is retried every 5 s ...
+    clickhouse_retries: int = 3             # CH-1: ... 3 times, then it goes to failed_syncs
+    clickhouse_failed_retry_s: float = 60.0  # CH-1: failed_syncs rows of ClickHouse retried every 1 minute
+    clickhouse_alert_after: int = 5         # BR-2: 5 failed failed_syncs tries, then notify (still retried)
+    clickhouse_backfill_check_s: float = 60.0  # CH-2: compare ClickHouse (FINAL) with the journal this often
+    clickhouse_backup_dir: str = ""         # CH-3: "" = <state_dir>/backup/clickhouse; "off" = no backups
+    clickhouse_backup_full_s: float = 43200.0  # CH-3: full backup every 12 h
+    clickhouse_backup_incremental_s: float = 3600.0  # CH-3: incremental backup every 1 h
+    clickhouse_backup_keep_days: float = 7.0  # CH-3: keep 7 days of backups
+    clickhouse_backup_zstd_level: int = 3   # CH-3: ZSTD level 3
     # --- supervision (ENG-3) ------------------------------------------------------------------------------------
     watchdog_timeout_s: float = 30.0        # alive but no main-loop progress this long -> exit(70), supervisor restarts
     # --- alerts -------------------------------------------------------------------------------------------------
@@ -195,6 +213,12 @@ class EngineConfig:
             raise ConfigError("comment_max_len must be between 8 and 31 (brokers accept 28-31)")
         if self.broker_switch_after < 1 or self.broker_suspend_after < self.broker_switch_after:
             raise ConfigError("need 1 <= broker_switch_after <= broker_suspend_after")
+        if self.clickhouse_url:
+            from reference.store.clickhouse_sync import check_settings   # CH-1..3: one line naming the key
+            try:
+                check_settings(self)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         for which in ("redis", "sentinel"):
             if getattr(self, f"{which}_password") and getattr(self, f"{which}_password_file"):
                 raise ConfigError(f"give {which}_password or {which}_password_file, not both")

@@ -44,6 +44,7 @@ from .events import EventLog
 from .journal import Intent, Journal
 from reference.store.failed_syncs import Resync, RetryPolicy
 from reference.store.keeper import StoreKeeper
+from reference.store.clickhouse_sync import from_engine_config as clickhouse_history
 from .handoff import lease_value_file
 from .lease import Lease
 from .redislink import RedisLink, RedisUnavailable
@@ -121,6 +122,8 @@ class Engine:
             health_s=config.store_health_check_s,
             resync=Resync(self.journal, RetryPolicy(tuple(config.failed_sync_backoff_s), config.failed_sync_retry_s),
                           notify=self._failed_sync_exhausted))
+        # final outcomes to ClickHouse + its backups (CH-1..3, issue 13); None when clickhouse_url is "" (off)
+        self.clickhouse = clickhouse_history(config, self.journal, emit=self.emit, alert=self.alerts.raise_)
         self.lease = Lease(config, RedisLink(config, "lease"), self.emit,
                            value_file=lease_value_file(self.state_dir, config.instance))
         self.brokers = BrokerPool(config, self.emit, self.alerts.raise_)
@@ -182,6 +185,8 @@ class Engine:
         lease_thread.start()
         self.watchdog.start()
         self.store_keeper.start()
+        if self.clickhouse is not None:
+            self.clickhouse.start()
         try:
             while not self.stop_event.is_set():
                 self.watchdog.beat("loop")
@@ -213,6 +218,8 @@ class Engine:
         self.lease.release()
         self.emit("engine_stop", stats=self.stats)
         self.brokers.close()
+        if self.clickhouse is not None:
+            self.clickhouse.stop()
         self.store_keeper.stop()
         self.journal.close()
         self.emit.close()

@@ -120,6 +120,7 @@ class Intent:
     result: dict = field(default_factory=dict)
     published: bool = False
     updated_ms: int = 0
+    ch_synced: bool = False       # this final outcome is in ClickHouse (CH-1; reference.store.clickhouse_sync)
 
     @property
     def final(self) -> bool:
@@ -131,6 +132,7 @@ _COLUMNS = [
     ("attempt", "INTEGER"), ("comment", "VARCHAR"), ("broker", "VARCHAR"), ("retries", "INTEGER"),
     ("requotes", "INTEGER"), ("failed_sync_attempts", "INTEGER"), ("next_try_ms", "BIGINT"),
     ("ambiguous_since_ms", "BIGINT"), ("result", "VARCHAR"), ("published", "BOOLEAN"), ("updated_ms", "BIGINT"),
+    ("ch_synced", "BOOLEAN"),   # CH-1: added after issue 13's first files; older files get it (false) at open
 ]
 _INDEX = {n: i for i, (n, _t) in enumerate(_COLUMNS)}
 
@@ -271,8 +273,10 @@ class Journal:
             tables = {r[0] for r in con.execute(
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
                 "AND schema_name = 'main'").fetchall()}
-            intents = con.execute("SELECT * FROM intents").fetchall() if "intents" in tables else []
-            log = con.execute("SELECT * FROM intent_log ORDER BY seq").fetchall() if "intent_log" in tables else []
+            intents = con.execute(f"SELECT {_select_columns(con, 'intents')} FROM intents").fetchall() \
+                if "intents" in tables else []
+            log = con.execute(f"SELECT seq, {_select_columns(con, 'intent_log')} FROM intent_log ORDER BY seq"
+                              ).fetchall() if "intent_log" in tables else []
             meta = con.execute("SELECT max(value) FROM journal_meta WHERE key = 'hwm'").fetchone()[0] \
                 if "journal_meta" in tables else 0
             if "failed_syncs" in tables:
@@ -386,6 +390,11 @@ class Journal:
         con.execute(f"CREATE TABLE IF NOT EXISTS intents ({cols})")
         con.execute(f"CREATE TABLE IF NOT EXISTS intent_log (seq BIGINT, {log_cols})")
         con.execute("CREATE TABLE IF NOT EXISTS journal_meta (key VARCHAR PRIMARY KEY, value BIGINT)")
+        for table in ("intents", "intent_log"):   # files written before the ClickHouse sync mark (CH-1)
+            if not con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = ? AND column_name = "
+                               "'ch_synced' AND database_name = current_database() AND schema_name = 'main'",
+                               [table]).fetchone()[0]:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN ch_synced BOOLEAN DEFAULT false")
         failed = ", ".join(f"{n} {t}" for n, t in _FAILED_COLUMNS)
         have = {r[0] for r in con.execute(
             "SELECT column_name FROM duckdb_columns() WHERE table_name = 'failed_syncs' "
@@ -426,6 +435,9 @@ class Journal:
         # final outcomes not yet on Redis: looked at on every loop of the engine, so kept as a set
         self._unpublished = {sid for sid, r in self._mem.items() if r[_INDEX["state"]] in FINAL_STATES
                              and not r[_INDEX["published"]]}
+        # final outcomes not yet in ClickHouse (CH-1), looked at by the sync thread on every tick
+        self._ch_unsynced = {sid for sid, r in self._mem.items() if r[_INDEX["state"]] in FINAL_STATES
+                             and not r[_INDEX["ch_synced"]]}
         self._published_pending: dict[str, tuple] = {}
 
     def _compact(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -498,6 +510,7 @@ class Journal:
         rows = []
         for intent in intents:
             intent.updated_ms = now
+            intent.ch_synced = False   # a new state of the intent: ClickHouse holds an older one at best
             rows.append(self._row(intent))
         self._write_rows(rows)
 
@@ -530,6 +543,10 @@ class Journal:
                     self._unpublished.add(row[0])
                 else:
                     self._unpublished.discard(row[0])
+                if row[_INDEX["state"]] in FINAL_STATES and not row[_INDEX["ch_synced"]]:
+                    self._ch_unsynced.add(row[0])
+                else:
+                    self._ch_unsynced.discard(row[0])
 
     def get(self, signal_id: str) -> Intent | None:
         with self._lock:
@@ -580,6 +597,51 @@ class Journal:
                 self._mem[sid] = row
                 self._unpublished.discard(sid)
                 self._published_pending[sid] = row
+
+    # --- ClickHouse sync mark (CH-1, CH-2; reference.store.clickhouse_sync) ---------------------------------------
+    def ch_unsynced(self, limit: int | None = None, exclude: set[str] | frozenset = frozenset()) -> list[Intent]:
+        """Final outcomes not yet marked as in ClickHouse (except the signal ids in ``exclude``), oldest update
+        first, at most ``limit``."""
+        i_upd = _INDEX["updated_ms"]
+        with self._lock:
+            if not self._ch_unsynced:
+                return []
+            rows = [self._mem[s] for s in self._ch_unsynced if s not in exclude]
+        rows.sort(key=lambda r: r[i_upd] or 0)
+        return [self._to_intent(r) for r in rows[:limit]]
+
+    def ch_synced_final(self) -> list[Intent]:
+        """Final outcomes marked as in ClickHouse (what a backfill check compares with it, CH-2)."""
+        i_state, i_ch = _INDEX["state"], _INDEX["ch_synced"]
+        with self._lock:
+            rows = [r for r in self._mem.values() if r[i_state] in FINAL_STATES and r[i_ch]]
+        return [self._to_intent(r) for r in rows]
+
+    def mark_ch_synced_many(self, intents: list[Intent], synced: bool = True) -> int:
+        """Set (or, ``synced=False``, clear: a backfill, CH-2) the ClickHouse mark of these outcomes. An intent
+        whose journal state changed since it was read is left alone (its new state still has to be sent). Like
+        the published flags, not a commit of its own: written with the next transaction or
+        :meth:`flush_published` (a crash before that only resends, which ClickHouse's ReplacingMergeTree
+        absorbs). Returns how many marks changed."""
+        i_ch, i_pub = _INDEX["ch_synced"], _INDEX["published"]
+        changed = 0
+        with self._lock:
+            for intent in intents:
+                row = self._mem.get(intent.signal_id)
+                if row is None or bool(row[i_ch]) == synced:
+                    continue
+                mine = self._row(intent)
+                if any(a != b for i, (a, b) in enumerate(zip(row, mine)) if i not in (i_ch, i_pub)):
+                    continue   # a newer state was written meanwhile
+                row = (*row[:i_ch], synced, *row[i_ch + 1:])
+                self._mem[intent.signal_id] = row
+                self._published_pending[intent.signal_id] = row
+                if synced:
+                    self._ch_unsynced.discard(intent.signal_id)
+                elif row[_INDEX["state"]] in FINAL_STATES:
+                    self._ch_unsynced.add(intent.signal_id)
+                changed += 1
+        return changed
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -778,6 +840,14 @@ class Journal:
         con.execute("INSERT OR REPLACE INTO journal_meta VALUES ('hwm', ?)", [self._seq])
         con.execute("COMMIT")
         con.execute("CHECKPOINT")
+
+
+def _select_columns(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """The select list of ``table`` in ``_COLUMNS`` order; a column an older file lacks reads as false/NULL."""
+    have = {r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND database_name = current_database() "
+        "AND schema_name = 'main'", [table]).fetchall()}
+    return ", ".join(n if n in have else ("false" if t == "BOOLEAN" else "NULL") + f" AS {n}" for n, t in _COLUMNS)
 
 
 def _close_quietly(con) -> None:
