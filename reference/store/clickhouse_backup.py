@@ -358,7 +358,7 @@ class ClickHouseBackups:
                                   f"restore an earlier point with upto_ms")
         table = table or self.target.table
         if table == self.target.table:
-            self.target.ensure_table()
+            self.target.ensure_table(check=True)   # it may have been dropped since this client last looked
         inserted = 0
         for e in chain:
             self.target._call(f"restore of {e.file}", lambda c, e=e: c.raw_insert(

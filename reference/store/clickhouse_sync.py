@@ -276,9 +276,9 @@ class ClickHouseTarget:
         except ClickHouseError:
             return False
 
-    def ensure_table(self) -> None:
-        """Create the outcome table when it is missing (idempotent)."""
-        if self._table_ready:
+    def ensure_table(self, check: bool = False) -> None:
+        """Create the outcome table when it is missing (idempotent; asked once per client unless ``check``)."""
+        if self._table_ready and not check:
             return
         cols = ", ".join(f"{n} {t}" for n, t in COLUMNS)
         self._call("CREATE TABLE", lambda c: c.command(
