@@ -619,19 +619,19 @@ class Journal:
 
     def mark_ch_synced_many(self, intents: list[Intent], synced: bool = True) -> int:
         """Set (or, ``synced=False``, clear: a backfill, CH-2) the ClickHouse mark of these outcomes. An intent
-        whose journal state changed since it was read is left alone (its new state still has to be sent). Like
+        whose journal state, result or update time changed since it was read is left alone (its new state still has to be sent). Like
         the published flags, not a commit of its own: written with the next transaction or
         :meth:`flush_published` (a crash before that only resends, which ClickHouse's ReplacingMergeTree
         absorbs). Returns how many marks changed."""
-        i_ch, i_pub = _INDEX["ch_synced"], _INDEX["published"]
+        i_ch, i_upd, i_state, i_res = _INDEX["ch_synced"], _INDEX["updated_ms"], _INDEX["state"], _INDEX["result"]
         changed = 0
         with self._lock:
             for intent in intents:
                 row = self._mem.get(intent.signal_id)
                 if row is None or bool(row[i_ch]) == synced:
                     continue
-                mine = self._row(intent)
-                if any(a != b for i, (a, b) in enumerate(zip(row, mine)) if i not in (i_ch, i_pub)):
+                if row[i_upd] != intent.updated_ms or row[i_state] != intent.state or \
+                        row[i_res] != json.dumps(intent.result):
                     continue   # a newer state was written meanwhile
                 row = (*row[:i_ch], synced, *row[i_ch + 1:])
                 self._mem[intent.signal_id] = row
