@@ -10,7 +10,9 @@ Each checker takes plain data (``Operation``, ``FaultWindow``, ``Deal``, ``Signa
   ``concurrent_active_engines``, ``undelivered_results``, ``repeated_results``, ``stale_writes``; from the Redis
   partition drills' writers, final read, roles and Sentinel logs: ``acknowledged_writes_lost``,
   ``acknowledged_writes_lost_fraction``, ``confirmed_writes_lost``, ``primary_follow_s``, ``client_follow_s``,
-  ``unexpected_failovers``, ``roles_diverged``);
+  ``unexpected_failovers``, ``roles_diverged``; from the fault log, the engines' store events and the evidence
+  folders of the DuckDB damage drills (issue 13): ``undetected_corruptions``, ``restore_s``, ``detection_s``,
+  ``repairs_without_evidence``, ``rpo_s``);
 - ``evidence``: the offending ids and the events that bound each number;
 - ``judgements``: one per (requirement, metric) against the target from ``targets.toml`` (never a number written
   here), with the verdict under every alternative target too.
@@ -1701,7 +1703,8 @@ STORE_REPAIR_RULE = ("Per damage that landed (an inject line of duckdb-corrupt o
                      "same monotonic clock); restore_s = injection to the journal_repaired event (a usable journal "
                      "again); evidence = the repair's folder under backup/duckdb/damaged/ holding at least one "
                      "damaged file besides diagnosis.txt; rpo_s = 0 when the repair lost no committed write, else the "
-                     "age at the injection of the snapshot restored (an upper bound of the writes' age).")
+                     "time from the snapshot restored to the journal owner's last event before the damage (an upper "
+                     "bound of the span of committed writes the restored copy lacks).")
 
 
 @dataclass
@@ -1816,7 +1819,14 @@ def check_store_repair(windows: Sequence[FaultWindow], events: Sequence[dict] | 
             else:
                 m = _SNAPSHOT_TAKEN.search(str(e.get("recovered") or ""))
                 if m and w.inject_wall is not None:
-                    row["rpo_s"] = round(max(0.0, w.inject_wall - int(m.group(1)) / 1000.0), 6)
+                    # no write the restored copy lacks is newer than the journal owner's last event before the
+                    # damage (nor than the damage itself)
+                    instance = Path(file).stem.rpartition("-")[2] if file else ""
+                    before = [_num(x.get("ts")) for x in events if str(x.get("instance") or "") == instance
+                              and _num(x.get("mono")) is not None and _num(x.get("mono")) < w.inject_mono
+                              and _num(x.get("ts")) is not None]
+                    newest = min(w.inject_wall, max(before)) if before else w.inject_wall
+                    row["rpo_s"] = round(max(0.0, newest - int(m.group(1)) / 1000.0), 6)
         else:
             row["restore_s"] = round(max(0.0, end - w.inject_mono), 6)
             row["restore_lower_bound"] = True

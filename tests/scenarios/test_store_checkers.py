@@ -47,13 +47,18 @@ def test_live_damage_found_by_the_health_check_and_rewritten_from_memory(tmp_pat
 
 
 def test_a_crash_repaired_on_open_reports_the_snapshot_and_the_writes_it_lacks(tmp_path):
-    write_store_run(tmp_path / "run", scenario=CRASH, detect_after_s=2.2, missing_writes=17, snapshot_age_s=0.4)
+    truth = write_store_run(tmp_path / "run", scenario=CRASH, detect_after_s=2.2, missing_writes=17,
+                            snapshot_age_s=0.4)
     res = store_result(tmp_path / "run")
+    events = [json.loads(x) for x in (truth.journal.parent / "events-A.jsonl").read_text().splitlines()]
+    last_write = max(e["ts"] for e in events if e["mono"] < truth.inject_mono)   # the victim's last sign of life
     [row] = res.damages
     assert row["detected_by"].startswith("open") and row["missing_writes"] == 17
     assert row["recovered"].startswith("snapshot journal-A.h") and sorted(row["files_kept"]) == [
         "journal-A.duckdb", "journal-A.duckdb.wal"]
-    assert res.metrics["rpo_s"] == pytest.approx(0.4, abs=0.002)
+    # the span the restored snapshot lacks ends at the victim's last event, not at the damage
+    assert res.metrics["rpo_s"] == pytest.approx(last_write - (truth.inject_wall - 0.4), abs=0.002)
+    assert res.metrics["rpo_s"] <= 0.4
     assert res.metrics["restore_s"] == pytest.approx(2.22)
     v = verdicts(res)
     assert v[("DDB-3", "restore_s")] == PASS and v[("DDB-3", "rpo_s")] == PASS
