@@ -229,7 +229,7 @@ class Engine:
         self.alerts.raise_("failed_sync_exhausted", f"{row['kind']} {row['sync_id']} has not reached "
                            f"{row['target']} after {row['attempts']} tries (last error: {row['last_error']}); "
                            f"still retried every {self.cfg.failed_sync_retry_s:g} s", target=row["target"],
-                           kind=row["kind"], sync_id=row["sync_id"])
+                           sync_kind=row["kind"], sync_id=row["sync_id"])
 
     def _on_rediscover(self, failures: int) -> None:
         self.emit("redis_rediscover", failures=failures)
