@@ -135,6 +135,8 @@ def main() -> int:
     ap.add_argument("--only", default="", help=f"comma-separated cases: {', '.join(c.name for c in CASES)}")
     ap.add_argument("--seed", type=int, default=4100, help="seed of the first run; run k uses seed + k")
     ap.add_argument("--subnet", default=SUBNET)
+    ap.add_argument("--rate", type=float, default=SHORT["rate_per_s"],
+                    help=f"signals/s offered during each run (default {SHORT['rate_per_s']:g}; issue 11 asks 200)")
     ap.add_argument("--keep-runs", type=Path, default=None, help="keep every run folder under this folder")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench" / "rto.json")
     args = ap.parse_args()
@@ -146,6 +148,9 @@ def main() -> int:
         ap.error(f"unknown case(s) {', '.join(unknown)}; cases: {', '.join(c.name for c in CASES)}")
     cases = [c for c in CASES if not chosen or c.name in chosen]
     targets = targets_mod.load()
+    if not 0 < args.rate <= 2000:
+        ap.error(f"--rate {args.rate:g}: between 0 and 2000 signals/s")
+    workload = {**SHORT, "rate_per_s": args.rate}
     root = args.keep_runs or Path(tempfile.mkdtemp(prefix="bench-rto-"))
     root.mkdir(parents=True, exist_ok=True)
     report = {
@@ -153,7 +158,7 @@ def main() -> int:
                      "scenarios.checkers.check_run)",
         "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "source": source_revision(),
         "host": {"cpus": os.cpu_count(), "load_average_start": [round(x, 2) for x in os.getloadavg()]},
-        "subnet": args.subnet, "workload": SHORT, "runs_per_case": args.runs, "seed": args.seed,
+        "subnet": args.subnet, "workload": workload, "runs_per_case": args.runs, "seed": args.seed,
         "complete": False, "cases": [],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -173,7 +178,7 @@ def main() -> int:
                     t0 = time.monotonic()
                     opts = DrillOptions(subnet=args.subnet, seed=seed, repeat=1, out_dir=root,
                                         topology_overrides=dict(case.topology_overrides),
-                                        progress=lambda m: print(f"      {m.strip()}", flush=True), **SHORT)
+                                        progress=lambda m: print(f"      {m.strip()}", flush=True), **workload)
                     try:
                         run = run_once(scenario, root / case.name / f"run-{k}", seed, opts, repeat=k)
                         row = judge_run(run)
