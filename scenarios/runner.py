@@ -135,6 +135,7 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
     run.mark("running", phase=phase)
     env = DrillEnvironment(scenario, run, seed, opts)
     schedule = Schedule(env)
+    stop = threading.Event()   # the clients' stop: set on every way out, so none invokes after teardown
     ended = False
     failure: BaseException | None = None
 
@@ -146,7 +147,6 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
     try:
         env.up()
         workload = env.workload()
-        stop = threading.Event()
         clients = TradeClients(env, workload, stop)
         enter("load")
         started = time.monotonic()
@@ -178,6 +178,10 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
         raise
     finally:
         with _teardown_guard(env, opts):
+            stop.set()
+            # cancel every step still waiting and let a step that is injecting right now finish and heal (a heal
+            # that restarts a node must come before the nodes are stopped, or it leaves an orphan behind)
+            schedule.stop()
             errors = schedule.heal_all()
             errors += env.down()
         problems = schedule.errors + [f"teardown: {e}" for e in errors]

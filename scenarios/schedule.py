@@ -71,7 +71,8 @@ class Schedule:
         elif package.heal == "supervisor" and target.supervised:
             node = target.node
             with contextlib.suppress(DeadlineExceeded):
-                wait_until(lambda: node.is_alive(), SUPERVISOR_RESTART_S, f"the supervisor to restart {node.name}")
+                wait_until(lambda: node.is_alive() or self._end.is_set(), SUPERVISOR_RESTART_S,
+                           f"the supervisor to restart {node.name}")
         else:  # nobody heals this but the heal: it lasts until the load ends
             self._end.wait()
         try:

@@ -22,6 +22,16 @@ registry.register(Scenario(
     checkers=(CheckerSpec("duplicates", ("ENG-5",)),),
 ))
 
+registry.register(Scenario(
+    name="interrupt-before-fault",
+    requirement_ids=("ENG-5",),
+    description="the Redis primary SIGKILLed 0.6 s into the load (restarted by the heal): an interrupt at the start "
+                "of the load lands while that step is still pending",
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=60.0, settle_s=2.0),
+    faults=(FaultStep("process-kill", "redis-primary", at_s=0.6, heal_after_s=30.0),),
+    checkers=(CheckerSpec("duplicates", ("ENG-5",)),),
+))
+
 hold = os.environ.get("TRADEDRILL_TEST_HOLD_REPORT")
 if hold:
     import reports

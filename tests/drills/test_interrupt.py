@@ -157,6 +157,28 @@ def test_interrupt_tears_everything_down(tmp_path, sig, phase):
         d.stop()
 
 
+def test_an_interrupt_cancels_the_fault_steps_still_pending(tmp_path):
+    """Found by a new user: an interrupt just before a scheduled fault tore the stack down, then the pending step
+    fired (SIGKILL redis-1) and its heal started the node again after teardown: an orphan that ``down --all`` could
+    not see, holding the subnet. Now every pending step is cancelled and a step already injecting finishes and heals
+    before the nodes are stopped. The interrupt lands at the first operation of the load, the kill is due 0.6 s in."""
+    d = DrillProcess(tmp_path, "interrupt-before-fault")
+    try:
+        history = lambda: (d.run_dir() / "history.jsonl") if d.run_dir() else None  # noqa: E731
+        wait_until(lambda: (h := history()) is not None and h.exists() and h.stat().st_size > 0, 90,
+                   "the load's first operation")
+        seen = d.recorded()
+        d.proc.send_signal(signal.SIGINT)
+        assert d.proc.wait(90) == 128 + signal.SIGINT, d.output()[-2000:]
+        out = d.output()
+        interrupted_at = out.index("interrupted by SIGINT")
+        assert "injected SIGKILL" not in out[interrupted_at:], out[-2000:]   # nothing injected after the interrupt
+        assert_nothing_left(d, seen)
+        assert_next_stack_starts(d)
+    finally:
+        d.stop()
+
+
 @pytest.mark.parametrize("phase", PHASES)
 def test_sigkilled_drill_is_cleaned_by_the_next_down(tmp_path, phase):
     args = ("interrupt-probe",) + (("--duration", "4", "--settle", "2") if phase == "report" else ())
