@@ -198,6 +198,7 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
 def run_drills(names: Sequence[str], opts: DrillOptions) -> DrillResult:
     """Run every named scenario ``opts.repeat`` times (seeds ``seed``, ``seed+1``, ...) into
     ``opts.out_dir/drill-<stamp>-<seed>/<scenario>/run-<k>``. Raises DrillError for an unknown scenario."""
+    names = list(dict.fromkeys(names))   # a name given twice runs once (its runs would share run-1, run-2, ...)
     unknown = [n for n in names if registry.get(n) is None]
     if unknown:
         known = ", ".join(s.name for s in registry.all_scenarios())
