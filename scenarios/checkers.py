@@ -546,6 +546,23 @@ def lease_acquisitions(events: Iterable[dict], clock: str = "mono") -> list[Leas
     return sorted(out, key=lambda a: getattr(a, clock))
 
 
+def _unreadable_acquisitions(events: Iterable[dict]) -> list[str]:
+    """``lease_acquired`` events :func:`lease_acquisitions` would have to skip (no token, no time), described."""
+    out = []
+    for e in events:
+        if e.get("event") != "lease_acquired":
+            continue
+        parsed = contract.parse_lease(e.get("value"))
+        token = _token(e.get("token"))
+        if token is None and e.get("token") is not None:
+            out.append(f"instance {e.get('instance')!r} token {e.get('token')!r}")
+        elif token is None and not parsed:
+            out.append(f"instance {e.get('instance')!r} value {e.get('value')!r}")
+        elif _num(e.get("mono")) is None or _num(e.get("ts")) is None:
+            out.append(f"instance {e.get('instance')!r} without mono/ts")
+    return out
+
+
 def _newest_at(acquisitions: Sequence[LeaseAcquisition], times: Sequence[float], t: float) -> LeaseAcquisition | None:
     """The latest acquisition at or before ``t`` (``times``: the acquisitions' times on the same clock)."""
     i = bisect.bisect_right(times, t)
@@ -618,15 +635,31 @@ ONE_ACTIVE_RULE = ("A send (order_send_invoke) is stale when the lease holder th
 
 def check_one_active(events: Sequence[dict] | None, *, gap_s: float = DEFAULT_LEASE_TTL_S,
                      requirement_ids: Sequence[str] = ("ENG-1",), targets: targets_mod.Targets | None = None,
-                     torn_lines: int = 0) -> OneActiveResult:
+                     torn_lines: int = 0, ledger_comments: Iterable[str] | None = None) -> OneActiveResult:
     """ENG-1 "exactly one active instance processes signals", from the engines' event logs: no
     ``order_send_invoke`` by a holder whose token is older than the newest ``lease_acquired`` at that instant
     (``stale_sends``), and the most holders sending at once (``concurrent_active_engines``) with the seconds two
-    of them overlapped (``active_overlap_s``). No event logs, no acquisition or no send: ``unmeasured``."""
+    of them overlapped (``active_overlap_s``). No event logs, no acquisition or no send: ``unmeasured``; so is a
+    run whose event logs cannot be complete: a ``lease_acquired`` without a readable token, or a broker order
+    (``ledger_comments``: the engine comments in the ledgers) that no ``order_send_invoke`` accounts for (an
+    engine's event log missing or cut): judging the sends that remain would pass a run whose evidence is gone."""
     metrics_judged = ("stale_sends", "concurrent_active_engines")
     if not events:
         return _unmeasured(OneActiveResult, "one_active", requirement_ids, targets, metrics_judged,
                            f"no engine event log ({ENGINE_EVENTS_GLOB}) in the run: who was active cannot be told")
+    bad = _unreadable_acquisitions(events)
+    if bad:
+        return _unmeasured(OneActiveResult, "one_active", requirement_ids, targets, metrics_judged,
+                           f"{len(bad)} lease_acquired event(s) without a readable token or time (first: "
+                           f"{bad[0]}): the newest holder at each send cannot be told")
+    if ledger_comments is not None:
+        invoked = {str(e.get("comment")) for e in events if e.get("event") == "order_send_invoke"}
+        missing = sorted({c for c in ledger_comments if c and c not in invoked})
+        if missing:
+            return _unmeasured(OneActiveResult, "one_active", requirement_ids, targets, metrics_judged,
+                               f"{len(missing)} broker order(s) (first: {missing[0]}) have no order_send_invoke in "
+                               f"the engines' event logs: an event log is missing or cut, so who sent them cannot "
+                               f"be told")
     acquisitions = lease_acquisitions(events, "mono")
     if not acquisitions:
         return _unmeasured(OneActiveResult, "one_active", requirement_ids, targets, metrics_judged,
@@ -833,6 +866,11 @@ def check_stale_writes(events: Sequence[dict] | None, rtrs_rows: Sequence[dict] 
     if not events:
         return _unmeasured(StaleWriteResult, "stale_writes", requirement_ids, targets, judged,
                            f"no engine event log ({ENGINE_EVENTS_GLOB}) in the run: lease acquisitions unknown")
+    bad = _unreadable_acquisitions(events)
+    if bad:
+        return _unmeasured(StaleWriteResult, "stale_writes", requirement_ids, targets, judged,
+                           f"{len(bad)} lease_acquired event(s) without a readable token or time (first: {bad[0]}): "
+                           f"which token was newest cannot be told")
     acquisitions = lease_acquisitions(events, "ts")
     if not acquisitions:
         return _unmeasured(StaleWriteResult, "stale_writes", requirement_ids, targets, judged,
@@ -879,6 +917,14 @@ def check_stale_writes(events: Sequence[dict] | None, rtrs_rows: Sequence[dict] 
         return _unmeasured(StaleWriteResult, "stale_writes", requirement_ids, targets, judged,
                            f"none of the {len(tokened)} tokened write(s) can be placed against the "
                            f"{len(acquisitions)} lease acquisition(s) of the event logs", stale=[])
+    if unattributed and not stale:
+        # a holder whose acquisition is not in the event logs wrote these: its log is missing or cut, and its
+        # writes may be the stale ones; passing on the rest would pass a run whose evidence is gone
+        first = unattributed[0]
+        return _unmeasured(StaleWriteResult, "stale_writes", requirement_ids, targets, judged,
+                           f"{len(unattributed)} RTS/RTRS write(s) (first: {first['what']} under token "
+                           f"{first['token']}) by a holder no lease_acquired of the event logs accounts for: an "
+                           f"event log is missing or cut", stale=[])
     judgements = judge({"stale_writes": len(stale)}, requirement_ids, targets)
     evidence: list[dict] = stale[:STALE_EVIDENCE_MAX]
     if len(stale) > STALE_EVIDENCE_MAX:
@@ -2068,8 +2114,11 @@ def _state(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_
 
 def _one_active(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
     gap = _num(params.get("gap_s")) or view.lease_ttl_s()
+    ledger = view.ledger()
+    comments = None if ledger is None else [d.comment for d in ledger
+                                            if str(d.comment or "").startswith(ENGINE_COMMENT_PREFIX)]
     return check_one_active(view.engine_events(), gap_s=gap, requirement_ids=rids, targets=targets,
-                            torn_lines=view.unreadable_event_lines())
+                            torn_lines=view.unreadable_event_lines(), ledger_comments=comments)
 
 
 def _results_delivered(view: RunView, params: dict, rids: tuple[str, ...],

@@ -142,10 +142,38 @@ def test_torn_event_lines_are_skipped_and_counted(tmp_path):
     synthetic.write_run(tmp_path / "r", scenario="engine-kill", outage_s=3.0, rate_per_s=5.0)
     log = tmp_path / "r" / "stack" / "engines" / "engine-a" / "events-A.jsonl"
     lines = log.read_text().splitlines()
-    # a SIGKILLed engine's torn last line, then its restart appending after it: the torn line is mid-file
-    log.write_text("\n".join(lines[:3] + ['{"ts": 1.0, "mono": 2' + lines[3]] + lines[4:]) + "\n")
+    # a SIGKILLed engine's torn last line, then its restart appending after it: the torn line is mid-file. The
+    # event log is line-buffered and an order is sent after its order_send_invoke line is written, so a torn line
+    # is never the invoke of an order the broker has: tear another event
+    i = next(k for k, line in enumerate(lines) if k >= 3 and '"order_send_invoke"' not in line
+             and '"lease_acquired"' not in line)
+    log.write_text("\n".join(lines[:i] + ['{"ts": 1.0, "mono": 2' + lines[i]] + lines[i + 1:]) + "\n")
     r = result_of(c.check_run(tmp_path / "r"), "one_active")
     assert r.metrics["unreadable_event_lines"] == 1 and r.valid is True
+
+
+def test_a_missing_or_damaged_event_log_is_unmeasured_not_a_pass(tmp_path):
+    """Found by a new user: with one engine's event log deleted, one_active passed on the sends that remained
+    (the broker ledger had 601 orders, the logs 218 sends) and stale_writes passed with hundreds of writes it
+    could not attribute; with a lease_acquired token damaged, the other holder's sends were called stale."""
+    synthetic.write_run(tmp_path / "r", scenario="engine-kill", outage_s=3.0, rate_per_s=5.0)
+    whole = {r.checker: r for r in c.check_run(tmp_path / "r").results}
+    assert whole["one_active"].valid is True and whole["stale_writes"].valid is True
+    logs = sorted((tmp_path / "r" / "stack" / "engines").rglob("events-*.jsonl"))
+    assert len(logs) == 2
+    saved = logs[1].read_text()
+    logs[1].unlink()
+    gone = {r.checker: r for r in c.check_run(tmp_path / "r").results}
+    assert gone["one_active"].valid == c.UNKNOWN and "no order_send_invoke" in gone["one_active"].summary
+    assert gone["stale_writes"].valid == c.UNKNOWN and "missing or cut" in gone["stale_writes"].summary
+    damaged = [json.loads(line) for line in saved.splitlines()]
+    for e in damaged:
+        if e.get("event") == "lease_acquired":
+            e["token"], e["value"] = "abc", "garbage"
+    logs[1].write_text("".join(json.dumps(e) + "\n" for e in damaged))
+    bad = {r.checker: r for r in c.check_run(tmp_path / "r").results}
+    for name in ("one_active", "stale_writes"):
+        assert bad[name].valid == c.UNKNOWN and "without a readable token" in bad[name].summary, bad[name].summary
 
 
 @settings(max_examples=60, deadline=None)
