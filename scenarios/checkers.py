@@ -2292,7 +2292,10 @@ def run_validity(run: h.RunDir, scenario: dict, ops: Sequence[Operation], fault_
         except (ValueError, TypeError, KeyError) as exc:  # a damaged file: its verdicts would be guesses
             reasons.append(f"{name} cannot be read: {exc}")
     status = run.status()
-    if status is not None and status.get("state") != "complete":
+    if status is None:
+        reasons.append(f"no {h.STATUS}: whether the drill finished cannot be told (a drill writes it at its "
+                       f"start and end; re-run the scenario)")
+    elif status.get("state") != "complete":
         reasons.append(f"the drill did not finish: {status.get('state')}"
                        + (f" during {status['phase']}" if status.get("phase") else "")
                        + (f" ({status['reason']})" if status.get("reason") else ""))
@@ -2306,6 +2309,25 @@ def run_validity(run: h.RunDir, scenario: dict, ops: Sequence[Operation], fault_
     for rec in fault_records:
         if rec.get("event") == "inject":
             injected[str(rec.get("fault"))] += 1
+    if ops:
+        # a cut history (found by a new user: a history cut to its first quarter was judged "not recovered"):
+        # every scheduled fault lands inside the load, so the operations must reach past the last injection and
+        # span the load's duration
+        last = max(max(o.invoke_mono, o.complete_mono or o.invoke_mono) for o in ops)
+        first = min(o.invoke_mono for o in ops)
+        injections = [m for rec in fault_records if rec.get("event") == "inject"
+                      and (m := _num(rec.get("mono"))) is not None]
+        if injections and last < max(injections):
+            reasons.append(f"{h.HISTORY} ends {max(injections) - last:.1f} s before the last fault injection: the "
+                           f"history is cut")
+        workload = run.config.get("workload") if isinstance(run.config, dict) else None
+        duration = _num(workload.get("duration_s")) if isinstance(workload, dict) else None
+        rate = _num(workload.get("rate_per_s")) if isinstance(workload, dict) else None
+        if duration and rate and rate > 0:
+            span = max(o.invoke_mono for o in ops) - first
+            slack = max(2.0, 3.0 * max(1, int(_num(workload.get("concurrency")) or 1)) / rate)
+            if span < duration - slack:
+                reasons.append(f"{h.HISTORY} covers {span:.1f} s of the {duration:g} s load: the history is cut")
     wanted: dict[str, int] = defaultdict(int)
     for step in scenario.get("faults", ()) or ():
         wanted[str(step.get("fault"))] += 1

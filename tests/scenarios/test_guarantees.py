@@ -386,3 +386,19 @@ def test_broker_latency_package_checks_its_parameter():
     assert check_step("broker-latency", "broker-primary", {"ms": 300}, kinds) == []
     assert any("order_latency_ms" in p for p in check_step("broker-latency", "broker-primary", {"ms": -1}, kinds))
     assert any("mt5" in p for p in check_step("broker-latency", "redis-primary", {"ms": 10}, kinds))
+
+
+def test_a_cut_history_or_a_missing_status_makes_the_run_invalid(tmp_path):
+    """Found by a new user: a history cut to its first quarter (status still "complete") was judged "not
+    recovered ... until the history ended", and a run without status.json was judged valid."""
+    synthetic.write_run(tmp_path / "r", scenario="engine-kill", outage_s=3.0, rate_per_s=5.0)
+    assert c.check_run(tmp_path / "r").run_validity.valid is True
+    history = tmp_path / "r" / "history.jsonl"
+    lines = history.read_text().splitlines()
+    history.write_text("\n".join(lines[: len(lines) // 4]) + "\n")
+    cut = c.check_run(tmp_path / "r").run_validity
+    assert cut.valid is False and any("the history is cut" in r for r in cut.reasons), cut.reasons
+    history.write_text("\n".join(lines) + "\n")
+    (tmp_path / "r" / "status.json").unlink()
+    nostatus = c.check_run(tmp_path / "r").run_validity
+    assert nostatus.valid is False and any("status.json" in r for r in nostatus.reasons), nostatus.reasons
