@@ -63,6 +63,12 @@ CASES = (
 
 def detection_floor_s(case: Case) -> tuple[float, str]:
     """The configured failure-detection time of the case: no recovery can be faster."""
+    if case.scenario == "engine-kill":
+        cfg = EngineConfig()
+        floor = cfg.exit_flight_s + cfg.passive_poll_s
+        return floor, (f"crash handoff: the supervisor reaps the PID and releases the lease; the successor waits "
+                       f"exit_flight_s {cfg.exit_flight_s:g} s for requests already written, after its poll "
+                       f"(<= {cfg.passive_poll_s:g} s) (issue 11)")
     if case.scenario.startswith("engine-"):
         ttl = EngineConfig().lease_ttl_s
         return ttl, f"engine lease TTL {ttl:g} s (ENG-1: the passive takes over after 3 s without a heartbeat)"
