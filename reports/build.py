@@ -345,7 +345,9 @@ def _engine_view(doc: dict) -> dict:
             "floor_load": floors.get("load_average_1m"),
             "highest": _g(doc, "sustained", "highest_sustained_per_s"),
             "criterion": _g(doc, "sustained", "criterion") or "",
-            "stopped_at": _g(doc, "sustained", "stopped_at_per_s")}
+            "stopped_at": _g(doc, "sustained", "stopped_at_per_s"),
+            "targets": [t for t in (doc.get("targets") or []) if isinstance(t, dict)],
+            "profiled": doc.get("profiled_note") if doc.get("profiled") else None}
 
 
 def _rto_view(doc: dict) -> dict:

@@ -138,3 +138,26 @@ def test_a_broken_file_is_named_not_fatal(run_dir, tmp_path):
     section = _section(build_report(run_dir, tmp_path / "report", bench_dir=bench).read_text())
     assert "engine.json: cannot be read" in section
     assert "redis-kill-1000" in section
+
+
+def test_the_engine_speed_targets_say_met_or_not_and_a_profiled_run_says_so(run_dir, tmp_path):
+    """Found by a new user: issue 11's unmet targets (p99 <= 5 ms at 200/s, >= 1,000/s) appeared nowhere, and a
+    run slowed by the profiler looked like any other."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from bench_engine import issue11_targets
+
+    doc = engine_doc()
+    doc["rates"].insert(1, dict(doc["rates"][0], offered_per_s=200.0, p99_ms=17.8))
+    doc["targets"] = issue11_targets(doc["rates"], doc["sustained"]["highest_sustained_per_s"])
+    doc["profiled"], doc["profiled_note"] = True, "py-spy was attached"
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "engine.json").write_text(json.dumps(doc))
+    section = _section(build_report(run_dir, tmp_path / "report", bench_dir=bench).read_text())
+    targets = section[section.index('id="bench-engine-targets"'):section.index('id="bench-engine-table"')]
+    assert re.search(r"p99 &lt;= 5 ms at 200 signals/s.*measured 17.8 ms\s+against 5 ms: <strong>not met", targets,
+                     re.S), targets
+    assert re.search(r"1000 signals/s sustained.*measured 100 signals/s\s+against 1000 signals/s: <strong>not met",
+                     targets, re.S), targets
+    assert "Profiled run: py-spy was attached" in section
