@@ -185,8 +185,10 @@ def runs_per_scenario(profile: str, repeat: int | None) -> int:
               help="Seconds of load per run (default: the scenario's).")
 @click.option("--settle", type=click.FloatRange(min=0, max=3600), default=None,
               help="Seconds to let outcomes settle after the load.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=2000), default=None,
+              help="Signals/s offered (default: the scenario's; issue 11 drills at 200).")
 def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, profile: str, seed: int | None,
-          out_dir: Path, subnet: str, duration: float | None, settle: float | None) -> None:
+          out_dir: Path, subnet: str, duration: float | None, settle: float | None, rate: float | None) -> None:
     """Run fault drills against the local stack, then judge them and write the RTO report; exit 1 when a target
     is missed, 2 when a run cannot be judged."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -209,15 +211,15 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, pr
         Topology.default(subnet=subnet, services=registry.DRILL_SERVICES)
     except TopologyError as exc:
         raise click.BadParameter(str(exc), param_hint="--subnet") from None
-    for name, value in (("--duration", duration), ("--settle", settle)):
+    for name, value in (("--duration", duration), ("--settle", settle), ("--rate", rate)):
         if value is not None and value != value:  # NaN passes every range check
-            raise click.BadParameter("must be a number of seconds, not nan", param_hint=name)
+            raise click.BadParameter("must be a number, not nan", param_hint=name)
     console = _console()
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
                         TimeElapsedColumn(), console=console)
     task = progress.add_task("drills", total=len(scenario_names) * repeat)
     opts = DrillOptions(seed=seed, repeat=repeat, out_dir=out_dir, subnet=subnet, duration_s=duration,
-                        settle_s=settle, progress=lambda m: progress.console.print(m, markup=False),
+                        settle_s=settle, rate_per_s=rate, progress=lambda m: progress.console.print(m, markup=False),
                         on_run_done=lambda: progress.advance(task))
     with interruptible():
         try:
