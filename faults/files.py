@@ -346,6 +346,77 @@ class DiskFull(Fault):
         return f"disk full under {self.folder}"
 
 
+class TmpfsMount:
+    """A small tmpfs of ``size_bytes`` mounted over ``folder`` by its own handle, so a drill can fill a node's
+    filesystem (:class:`FillFilesystem`) without touching a real disk. :meth:`mount` (root only) copies what the
+    folder already holds into the tmpfs; :meth:`unmount` copies everything but the disk filler back to the real
+    folder (reached through a descriptor opened before the mount), then unmounts (lazily when a process still
+    holds a file there). Each mount is recorded in the fault state (kind ``mounts``, this process's pid) until
+    unmounted, so ``faults.cli.heal_dead_leftovers`` lazily unmounts what a SIGKILLed run left. Raises FaultError
+    (one line, what to do) without root, for a size below 1 MiB, or when ``folder`` is already a mount point."""
+
+    def __init__(self, folder: str | os.PathLike, size_bytes: int, state: FaultState | None = None):
+        if int(size_bytes) < 1 << 20:
+            raise FaultError(f"tmpfs size {size_bytes} bytes for {folder}: give at least 1 MiB")
+        self.folder = Path(folder).resolve()
+        self.size = int(size_bytes)
+        self.state = state or FaultState()
+        self._dirfd: int | None = None
+        self.mounted = False
+
+    def _record(self) -> dict:
+        return {"mount": str(self.folder), "pid": os.getpid()}
+
+    def mount(self) -> "TmpfsMount":
+        """Mount it (a no-op when this handle already did)."""
+        if self.mounted:
+            return self
+        if os.geteuid() != 0:
+            raise FaultError(f"mounting a tmpfs over {self.folder} needs root; run the drill as root")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if os.path.ismount(self.folder):
+            raise FaultError(f"{self.folder} is already a mount point; unmount it (`umount {self.folder}`) or run "
+                             f"`tradedrill faults heal-all`")
+        self._dirfd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        mode = oct(os.stat(self._dirfd).st_mode & 0o777)[2:]
+        self.state.add("mounts", self._record())
+        try:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size},mode={mode}", "tmpfs",
+                            str(self.folder)], check=True, capture_output=True, timeout=10)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            self.state.remove("mounts", self._record())
+            os.close(self._dirfd)
+            self._dirfd = None
+            err = getattr(exc, "stderr", b"") or b""
+            raise FaultError(f"could not mount a tmpfs over {self.folder}: {err.decode(errors='replace').strip()}"
+                             ) from None
+        self.mounted = True
+        shutil.copytree(f"/proc/self/fd/{self._dirfd}", self.folder, dirs_exist_ok=True, symlinks=True)
+        return self
+
+    def unmount(self) -> None:
+        """Copy the files back and unmount (a no-op when not mounted by this handle)."""
+        if not self.mounted:
+            return
+        try:
+            shutil.copytree(self.folder, f"/proc/self/fd/{self._dirfd}", dirs_exist_ok=True, symlinks=True,
+                            ignore=shutil.ignore_patterns(FillFilesystem.FILLER, DiskFull.FILLER))
+        finally:
+            done = subprocess.run(["umount", str(self.folder)], capture_output=True, timeout=10)
+            if done.returncode != 0:   # a process still holds a file there: detach now, freed when it closes
+                subprocess.run(["umount", "-l", str(self.folder)], check=True, capture_output=True, timeout=10)
+            self.mounted = False
+            os.close(self._dirfd)
+            self._dirfd = None
+            self.state.remove("mounts", self._record())
+
+    def __enter__(self) -> "TmpfsMount":
+        return self.mount()
+
+    def __exit__(self, *exc) -> None:
+        self.unmount()
+
+
 def tmpfs_mount_of(folder: str | os.PathLike) -> str | None:
     """The mount point of the tmpfs ``folder`` lives on, or None when it is on any other filesystem."""
     import psutil

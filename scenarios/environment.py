@@ -50,6 +50,9 @@ class DrillOptions:
     engine_overrides: dict = field(default_factory=dict)
     engine_command: tuple[str, ...] | None = None
     engine_env: dict = field(default_factory=dict)
+    # MB of the tmpfs mounted over each engine's state dir when the scenario fills a disk (disk-fill); None: the
+    # default DISK_FILL_TMPFS_MB
+    engine_state_tmpfs_mb: int | None = None
     progress: Callable[[str], None] | None = None
     on_run_done: Callable[[], None] | None = None
 
@@ -67,6 +70,9 @@ class ResolvedTarget:
     address: str
     node: ProcessNode
     supervised: bool
+
+
+DISK_FILL_TMPFS_MB = 32   # journal, snapshots and event log of a 40 s drill fit several times over
 
 
 class DrillEnvironment:
@@ -99,6 +105,9 @@ class DrillEnvironment:
         options = {"mt5": {"seed": self.seed},
                    "engine": {"overrides": dict(self.opts.engine_overrides),
                               "command": self.opts.engine_command, "env": dict(self.opts.engine_env) or None}}
+        if any(step.fault == "disk-fill" for step in self.scenario.faults):
+            # the fault only fills a tmpfs of the engine's own: mounted before the engines start, undone by down()
+            options["engine"]["state_tmpfs_mb"] = self.opts.engine_state_tmpfs_mb or DISK_FILL_TMPFS_MB
         for line in heal_dead_leftovers():  # kernel rules and mounts of a SIGKILLed earlier drill
             self.opts.say(f"  {line}")
         self.stack = LocalStack(self.topology, self._stack_dir, options=options)

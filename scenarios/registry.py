@@ -521,3 +521,20 @@ register(Scenario(
               CheckerSpec("lost_signals", ("ENG-1",)),
               *_consistency(("ENG-5",)), *_fencing()),
 ))
+
+# -- a full disk under the store (issue 13) -------------------------------------------------------------------------
+# Each engine's state dir (journal, snapshots, event log) is a 32 MB tmpfs of its own (scenarios.environment mounts
+# it before the engines start, down() copies it back and unmounts it); disk-fill takes every free byte of the active
+# engine's for 8 s.
+register(Scenario(
+    name="disk-full",
+    requirement_ids=("DDB-5", "ENG-1", "ENG-5"),
+    description="The filesystem of the active engine's journal runs out of space (ENOSPC) for 8 s, 8 s into 10 "
+                "signals/s: every journal write is refused with one clear line (a journal_disk_full alert), no "
+                "signal whose intent could not be made durable is sent or acknowledged, the engine neither exits "
+                "nor moves its healthy journal into the damaged-evidence folder, and it trades again once space "
+                "returns: nothing doubled, nothing lost.",
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=24.0, timeout_s=5.0, settle_s=14.0),
+    faults=(FaultStep("disk-fill", "active-engine", at_s=8.0, heal_after_s=8.0),),
+    checkers=(*_consistency(("ENG-5",)), *_fencing()),
+))

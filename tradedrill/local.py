@@ -13,7 +13,10 @@ the model); ``options`` passes per-kind options to those builders:
     LocalStack(Topology.default(services=("redis", "mt5", "engine")), run_dir,
                options={"mt5": {"seed": 7},
                         "engine": {"overrides": {"heartbeat_s": 0.5}, "command": (...), "env": {...},
-                                   "supervise": True}})
+                                   "supervise": True, "state_tmpfs_mb": 32}})
+
+``state_tmpfs_mb`` (root only) mounts a tmpfs of that size over each engine's state dir before its first start and
+undoes it in ``down`` (the disk-full drill fills it; ``tradedrill.services.engine``).
 
 ``up`` starts, in order: Redis (and ClickHouse, PostgreSQL and the brokers, all at once), the replicas linked, the
 Sentinels agreeing on the primary, then the engines: the config ``<run_dir>/engine.json`` is written, ``engine-a``
@@ -78,7 +81,7 @@ SERVICE_KINDS: dict[str, tuple[str, ...]] = {
 # the options each kind understands (LocalStack's ``options``); every kind also takes ``supervise``
 _OPTIONS: dict[str, frozenset[str]] = {
     "mt5": frozenset({"seed", "config_file", "behaviour", "server_name", "ready_timeout"}),
-    "engine": frozenset({"command", "env", "overrides"}),
+    "engine": frozenset({"command", "env", "overrides", "state_tmpfs_mb"}),
 }
 # the restart policy of ``supervise: True`` per kind, and which kinds are supervised unless told otherwise
 _POLICY_OF_KIND: dict[str, RestartPolicy] = {"engine": POLICIES["engine"]}
@@ -203,7 +206,8 @@ class LocalStack:
         if spec.kind == "engine":
             return engine_svc.build_node(spec, self.topology, self.run_dir, self.registry,
                                          config_path=self.engine_config_path, command=opts.get("command"),
-                                         env=opts.get("env"))
+                                         env=opts.get("env"),
+                                         state_tmpfs_bytes=int(opts.get("state_tmpfs_mb") or 0) << 20)
         return _BUILDERS[spec.kind](spec, self.topology, self.run_dir, self.registry, **opts)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -368,6 +372,9 @@ class LocalStack:
         for kind in sorted(self.supervisors, key=lambda k: k != "engine"):
             errors += self._stop_supervisor(kind)
         errors += stop_all(reversed(list(self.nodes.values())))
+        for node in self.nodes.values():   # each engine's state dir tmpfs (state_tmpfs_mb), by its own handle
+            if _kind(node) == "engine":
+                errors += engine_svc.unmount_state(node)
         # anything recorded but not in self.nodes (an adopting `down` from another process)
         self.registry.reap_leftovers()
         self.index.release(self.registry)

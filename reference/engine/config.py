@@ -121,6 +121,10 @@ class EngineConfig:
     store_snapshot_interval_s: float = 0.5  # DDB-2: a snapshot every 500 ms after changes (MT5-HA: every 1 minute)
     store_snapshots_kept: int = 5           # DDB-2: keep the last 5 (EA-BR); up to 10 (MT5-HA)
     store_health_check_s: float = 1.0       # DDB-6: health check every 1 s
+    store_disk_full_retry_s: float = 1.0    # DDB-5: a journal write refused for lack of space is retried this often
+                                            # (signals stay pending, unacknowledged; the engine does not exit)
+    store_verify_mb_per_check: int = 64     # DDB-6: block checksums read per check: a journal up to 64 MB is
+                                            # verified whole every check (<= 1 s); larger over ceil(size/64) checks
     store_checkpoint_threshold_mb: int = 16  # DDB-1: WAL folded into the file at this size (at most 256 MB); a
                                             # short WAL keeps the replay at start inside DDB-3's 3 s
     failed_sync_backoff_s: list = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0, 16.0])  # BR-2, after the
@@ -202,6 +206,13 @@ class EngineConfig:
         if not 1 <= self.store_checkpoint_threshold_mb <= 256:
             raise ConfigError(f"store_checkpoint_threshold_mb = {self.store_checkpoint_threshold_mb}: use 1 to 256 "
                               f"(DDB-1 caps the WAL at 256 MB)")
+        if isinstance(self.store_verify_mb_per_check, bool) or not isinstance(self.store_verify_mb_per_check, int) \
+                or self.store_verify_mb_per_check < 1:
+            raise ConfigError(f"store_verify_mb_per_check = {self.store_verify_mb_per_check!r}: give a whole number "
+                              f"of MB >= 1 (DDB-6 default 64: a journal up to 64 MB verified every 1 s check)")
+        if self.store_disk_full_retry_s <= 0:
+            raise ConfigError(f"store_disk_full_retry_s = {self.store_disk_full_retry_s}: must be positive (DDB-5 "
+                              f"default 1.0 s)")
         if self.store_snapshot_interval_s <= 0 or self.store_health_check_s <= 0:
             raise ConfigError("store_snapshot_interval_s and store_health_check_s must be positive "
                               "(DDB-2: 0.5, DDB-6: 1.0)")

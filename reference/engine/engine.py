@@ -41,8 +41,9 @@ from .alerts import Alerts
 from .broker import NOT_SENT, BrokerCallFailed, BrokerPool, BrokerSession, BrokerTrace, _field
 from .config import EngineConfig
 from .events import EventLog
-from .journal import Intent, Journal
+from .journal import Intent, Journal, JournalFull
 from reference.store.failed_syncs import Resync, RetryPolicy
+from reference.store.nospace import SpaceTolerantLog
 from reference.store.keeper import StoreKeeper
 from reference.store.clickhouse_sync import from_engine_config as clickhouse_history
 from .handoff import lease_value_file
@@ -103,12 +104,14 @@ class Engine:
         self.state_dir = Path(config.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.events_path = self.state_dir / f"events-{config.instance}.jsonl"
-        self.emit = EventLog(self.events_path, config.instance, echo=echo_events)
+        # the event log shares the journal's filesystem: a full disk drops events (counted), never the engine
+        self.emit = SpaceTolerantLog(EventLog(self.events_path, config.instance, echo=echo_events))
         # repairs a damaged file at open (issue 13, DDB-3); raises JournalLocked when another process holds it
         self.journal = Journal(self.state_dir / f"journal-{config.instance}.duckdb",
                                backup_dir=self.state_dir / "backup" / "duckdb",
                                snapshots_kept=config.store_snapshots_kept,
-                               checkpoint_threshold_mb=config.store_checkpoint_threshold_mb)
+                               checkpoint_threshold_mb=config.store_checkpoint_threshold_mb,
+                               verify_mb_per_check=config.store_verify_mb_per_check)
         self.redis = RedisLink(config, "main", on_rediscover=self._on_rediscover)
         self.alerts = Alerts(self.redis, config.alerts_key, config.instance, self.emit, config.webhook_url,
                              config.alerts_maxlen)
@@ -198,6 +201,9 @@ class Engine:
                 except RedisUnavailable as exc:
                     self._redis_down(str(exc))
                     self.stop_event.wait(0.1)
+                except JournalFull:   # nothing durable, nothing sent or acknowledged; the store keeper alerts
+                    self._reread_pending = True
+                    self.stop_event.wait(self.cfg.store_disk_full_retry_s)
                 except Exception as exc:  # noqa: BLE001 - log, pause, and let a crash-loop reach the supervisor
                     self._errors_in_row += 1
                     self.emit("engine_error", error=repr(exc), traceback=traceback.format_exc())
@@ -546,7 +552,7 @@ class Engine:
         failing before any send is rejected with ENGINE_ERROR so it cannot block the stream."""
         try:
             return self.handle_entry(entry_id, fields, redelivered)
-        except (LeaseLost, RedisUnavailable):
+        except (LeaseLost, RedisUnavailable, JournalFull):
             self._reread_pending = True
             raise
         except Exception as exc:  # noqa: BLE001

@@ -26,8 +26,18 @@ Durability and repair (issue 13, DDB-1..6):
   journal: DDB-4, the engine then learns what it sent from the broker by magic + comment and from Redis). The
   outcome is :attr:`Journal.repair`, whose ``line`` names the file, what was seen and what was recovered. A lock
   held by another live process is reported as such (:class:`JournalLocked`) and nothing is touched.
-- Health (DDB-6): :meth:`Journal.health` checks the file is still the one opened, still a DuckDB file, readable,
-  and that no write failed; :meth:`Journal.rebuild_from_memory` writes a fresh file from the in-memory copy.
+- Health (DDB-6): :meth:`Journal.health` checks the file is still the one opened, still a DuckDB file, that no
+  write failed, and looks at the bytes on disk, which the running DuckDB would only read again at the next open
+  (``reference.store.blocks``): the file must hold every block DuckDB says it occupies (a cut file), and the block
+  checksums are recomputed from plain reads, ``verify_mb_per_check`` MB per check, resuming where the last check
+  stopped (bytes changed in a block). :meth:`Journal.rebuild_from_memory` writes a fresh file from the in-memory
+  copy.
+
+- A full disk is not damage (``reference.store.nospace``): a commit that fails for lack of space raises
+  :class:`JournalFull` (the transaction rolled back, nothing in memory changed, :attr:`Journal.disk_full` says
+  so until a commit succeeds again); opening on a full disk raises it too and moves nothing aside; a rewrite from
+  memory first writes the fresh file and only then keeps the evidence and swaps, so a full disk leaves the open
+  file in use.
 
 ``failed_syncs`` holds every write that could not reach its target (the broker for ORD-2's orders, Redis,
 ClickHouse): attempts, next try, last error; the schedule is ``reference.store.failed_syncs`` (BR-2).
@@ -44,13 +54,21 @@ from pathlib import Path
 
 import duckdb
 
+from reference.store.blocks import BlockVerifier, checksum_scheme_matches, size_problem
 from reference.store.diagnosis import describe, lock_holder
+from reference.store.nospace import no_space
 from reference.store.failed_syncs import RetryPolicy
 from reference.store.snapshots import SnapshotError, SnapshotInfo, SnapshotSet, fsync_dir
 
 FINAL_STATES = ("DONE", "REJECTED")
 IN_FLIGHT_STATES = ("SENDING", "UNKNOWN")
 MAX_CHECKPOINT_MB = 256   # DDB-1: WAL size limit
+# DDB-6: MB of block checksums the health check (every 1 s) recomputes per call. Measured (duckdb 2.0.0, numpy,
+# page cache, 2 shared cores): a whole check costs 2.3 ms on a 1.5 MB journal, 151 ms on a 270 MB one (0.4 ms of
+# it the size check); with 64 MB per call a check costs at most 37 ms (about 4 % of a core). So a journal up to
+# 64 MB is verified whole on every check (flipped bytes found within one check, <= 1 s); a larger one over
+# ceil(size / 64 MB) checks (256 MB: 4 s). A cut file is found on every check whatever the size.
+VERIFY_MB_PER_CHECK = 64
 
 
 class JournalError(RuntimeError):
@@ -63,6 +81,13 @@ class JournalError(RuntimeError):
 class JournalLocked(JournalError):
     """Another live process holds the journal's lock (the same instance name runs twice). Exit status 75
     (EX_TEMPFAIL: it may work once that process is gone)."""
+
+    exit_status = 75
+
+
+class JournalFull(JournalError):
+    """A write (or the open) failed because the state folder's filesystem has no free space: nothing was
+    written, nothing is damaged; try again once space is freed. Exit status 75 (EX_TEMPFAIL)."""
 
     exit_status = 75
 
@@ -169,13 +194,14 @@ class Journal:
     (latest row per signal wins) and empties the log.
 
     ``path``: the DuckDB file; ``backup_dir``: where snapshots go (default ``<path's folder>/backup/duckdb``);
-    ``snapshots_kept``: 1..10 (DDB-2); ``checkpoint_threshold_mb``: 1..256 (DDB-1). Opening repairs a damaged
+    ``snapshots_kept``: 1..10 (DDB-2); ``checkpoint_threshold_mb``: 1..256 (DDB-1); ``verify_mb_per_check``: MB of
+    block checksums the health check recomputes per call (>= 1; DDB-6, see ``VERIFY_MB_PER_CHECK``). Opening repairs a damaged
     file (see the module docstring; the result is :attr:`repair`, None when the file was sound). Raises
     :class:`JournalLocked` when another process holds the file, :class:`JournalError` when the folder cannot be
     written or a setting is out of range."""
 
     def __init__(self, path: str | Path, *, backup_dir: str | Path | None = None, snapshots_kept: int = 5,
-                 checkpoint_threshold_mb: int = 16):
+                 checkpoint_threshold_mb: int = 16, verify_mb_per_check: int = VERIFY_MB_PER_CHECK):
         self.path = Path(path)
         self.wal_path = Path(str(self.path) + ".wal")
         self.mark_path = Path(str(self.path) + ".hwm")
@@ -183,6 +209,12 @@ class Journal:
             raise JournalError(f"checkpoint threshold {checkpoint_threshold_mb} MB: use 1 to {MAX_CHECKPOINT_MB} "
                                f"MB (DDB-1 caps the WAL at 256 MB)")
         self.checkpoint_threshold_mb = int(checkpoint_threshold_mb)
+        if int(verify_mb_per_check) < 1:
+            raise JournalError(f"verify_mb_per_check {verify_mb_per_check}: verify at least 1 MB of blocks per "
+                               f"health check (DDB-6; default {VERIFY_MB_PER_CHECK})")
+        self._blocks = BlockVerifier(self.path, int(verify_mb_per_check) << 20)
+        # why the block checksums are not verified ("" when they are): see reference.store.blocks
+        self.block_check_off = ""
         self.backup_dir = Path(backup_dir) if backup_dir else self.path.parent / "backup" / "duckdb"
         try:
             self.snapshots = SnapshotSet(self.path, self.backup_dir, snapshots_kept)
@@ -192,19 +224,30 @@ class Journal:
         self.repair: Repair | None = None
         self.last_snapshot: SnapshotInfo | None = None
         self._write_error = ""
+        self.disk_full = ""        # why the last commit failed for lack of space; "" once one succeeds again
         self._seq = 0
         self._mark_fd: int | None = None
+        self._read_fd: int | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = self._open()
             self._identity = self._file_identity()
             self._mark_fd = os.open(self.mark_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
+            if no_space(exc):
+                raise self._full_at_open(exc) from None
             raise JournalError(f"cannot use the intent journal {self.path}: {exc.strerror or exc}; check that the "
                                f"state folder exists, is writable and has free space") from None
         self._write_mark()
         newest = self.snapshots.newest()
         self._snapshot_hwm = newest.hwm if newest and newest.hwm == self._seq else -1
+        # every read of the file by this process goes through this descriptor, kept open while DuckDB holds the
+        # file: closing any descriptor of it would drop DuckDB's POSIX lock (reference.store.blocks)
+        self._read_fd = os.open(self.path, os.O_RDONLY)
+        if not checksum_scheme_matches(self._read_fd):
+            self.block_check_off = (f"the block checksums of {self.path} are not verified by the health check: this "
+                                    f"DuckDB ({duckdb.__version__}) checksums its header differently from the scheme "
+                                    f"measured with 2.0.0; only a cut file is found while it runs (DDB-6)")
 
     # --- open and repair ----------------------------------------------------------------------------------------
     def _committed_mark(self) -> tuple[int, str]:
@@ -244,6 +287,8 @@ class Journal:
         try:
             held, intents, log = self._inspect()
         except duckdb.Error as exc:
+            if no_space(exc):
+                raise self._full_at_open(exc) from None
             holder = lock_holder(exc)
             if holder:
                 raise JournalLocked(f"the intent journal {self.path} is locked by {holder}: an engine with the same "
@@ -258,12 +303,26 @@ class Journal:
         try:
             return self._activate(intents, log)
         except duckdb.Error as exc:
+            if no_space(exc):   # not damage: the file stays where it is, as it is
+                raise self._full_at_open(exc) from None
             holder = lock_holder(exc)
             if holder:   # taken between the two opens
                 raise JournalLocked(f"the intent journal {self.path} is locked by {holder}: an engine with the same "
                                     f"instance name is running; stop it, or give this instance a name of its "
                                     f"own") from None
             return self._recover(describe(exc), committed, started)
+
+    def _full_at_open(self, exc: BaseException) -> JournalFull:
+        return JournalFull(f"the intent journal {self.path} cannot be opened: no space left on the filesystem of "
+                           f"{self.path.parent} ({describe(exc)}); nothing was moved or changed; free space there "
+                           f"and start the engine again")
+
+    def _refused(self, exc: BaseException) -> JournalFull:
+        """A commit that failed for lack of space: recorded in :attr:`disk_full`, returned to raise."""
+        self.disk_full = (f"intent journal {self.path}: a write was refused, no space left on the filesystem of "
+                          f"{self.path.parent}; nothing was acknowledged for it and the file is not damaged; free "
+                          f"space there (writes are retried)")
+        return JournalFull(self.disk_full)
 
     def _inspect(self) -> tuple[int, list[tuple], list[tuple]]:
         """Read the whole file read-only: (high-water mark, intents rows, log rows by seq). Reading every row
@@ -488,6 +547,9 @@ class Journal:
             if self._mark_fd is not None:
                 os.close(self._mark_fd)
                 self._mark_fd = None
+            if self._read_fd is not None:
+                os.close(self._read_fd)
+                self._read_fd = None
 
     # --- intents ------------------------------------------------------------------------------------------------
     @staticmethod
@@ -521,8 +583,9 @@ class Journal:
     def _write_rows(self, rows: list[tuple]) -> None:
         width = len(_COLUMNS) + 1
         with self._lock:
-            if self._published_pending:
-                rows = [*self._published_pending.values(), *rows]
+            pending = self._published_pending
+            if pending:
+                rows = [*pending.values(), *rows]
                 self._published_pending = {}
             if not rows:
                 return
@@ -534,8 +597,13 @@ class Journal:
                 self._db.execute(f"INSERT INTO intent_log VALUES "
                                  f"{', '.join(['(' + ', '.join('?' * width) + ')'] * len(rows))}", values)
             except duckdb.Error as exc:
+                if no_space(exc):
+                    # rolled back: the published flags that rode along wait for the next transaction again
+                    self._published_pending = {**pending, **self._published_pending}
+                    raise self._refused(exc) from None
                 self._write_error = describe(exc)   # seen by the health check (DDB-6)
                 raise
+            self.disk_full = ""
             self._write_mark()
             for row in rows:
                 self._mem[row[0]] = row
@@ -736,12 +804,15 @@ class Journal:
             self._db.execute("INSERT OR REPLACE INTO journal_meta VALUES ('hwm', ?)", [self._seq])
             self._db.execute("COMMIT")
         except duckdb.Error as exc:
-            self._write_error = describe(exc)
             try:
                 self._db.execute("ROLLBACK")
             except duckdb.Error:
                 pass
+            if no_space(exc):
+                raise self._refused(exc) from None
+            self._write_error = describe(exc)
             raise
+        self.disk_full = ""
         self._write_mark()
 
     # --- snapshots and health (DDB-2, DDB-3, DDB-6) -----------------------------------------------------------------
@@ -762,7 +833,9 @@ class Journal:
 
     def health(self) -> str | None:
         """DDB-6: None when the journal is sound, else what is wrong in one clause: a write failed, the file is
-        gone or was replaced, its header is no longer DuckDB's, or a read of it fails."""
+        gone or was replaced, its header is no longer DuckDB's, it is shorter than the blocks DuckDB says it
+        occupies (cut), a block's bytes on disk fail their checksum (the next ``verify_mb_per_check`` MB of
+        blocks, one pass over the file every ceil(size / that) calls), or a read of it fails."""
         if self._write_error:
             return f"a write failed: {self._write_error}"
         identity = self._file_identity()
@@ -771,15 +844,30 @@ class Journal:
         if identity != self._identity:
             return "the file was replaced by another one while open"
         try:
-            with open(self.path, "rb") as fh:
-                head = fh.read(12)
+            head = os.pread(self._read_fd, 12, 0)
         except OSError as exc:
             return f"the file cannot be read: {exc.strerror}"
         if head[8:12] != b"DUCK":
             return "the file header is no longer a DuckDB header (zeroed or overwritten)"
-        with self._lock:
+        with self._lock:   # no commit (and so no checkpoint) between the pragma and the stat
             cur = self._db.cursor()
+            try:
+                block_size, total = self._layout(cur)
+                size = os.stat(self.path).st_size
+            except duckdb.Error as exc:
+                cur.close()
+                return describe(exc)
+            except OSError as exc:
+                cur.close()
+                return f"the file cannot be read: {exc.strerror}"
         try:
+            problem = size_problem(size, block_size, total)
+            if problem:
+                return problem
+            if not self.block_check_off:
+                problem = self._verify_blocks(block_size, total)
+                if problem:
+                    return problem
             cur.execute("SELECT count(*) FROM intents").fetchone()
         except duckdb.Error as exc:
             return describe(exc)
@@ -787,17 +875,41 @@ class Journal:
             cur.close()
         return None
 
+    @staticmethod
+    def _layout(cur: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+        """(block size in bytes, blocks the database occupies) as the live DuckDB says (free blocks included)."""
+        row = cur.execute("SELECT block_size, total_blocks FROM pragma_database_size() "
+                          "WHERE database_name = current_database()").fetchone()
+        return int(row[0]), int(row[1])
+
+    def _verify_blocks(self, block_size: int, total: int) -> str | None:
+        """The next slice of block checksums, read without the lock; a failure is read again under the lock (no
+        write then) before it is called damage."""
+        try:
+            step = self._blocks.step(self._read_fd, block_size, total)
+            if not step.bad:
+                return None
+            with self._lock:
+                bad = self._blocks.confirm(self._read_fd, step.bad, block_size)
+        except OSError as exc:
+            return f"the file cannot be read: {exc.strerror}"
+        if not bad:
+            return None
+        more = f" ({len(bad) - 1} more block(s) too)" if len(bad) > 1 else ""
+        return (f"the data block at offset {BlockVerifier.offset(bad[0], block_size)} fails its checksum (bytes "
+                f"changed on disk){more}")
+
     def rebuild_from_memory(self, saw: str) -> Repair:
         """Replace a file found damaged while open with a fresh one written from the in-memory copy (which holds
-        every committed write). The damaged file is kept: copied as it was, then moved aside once closed.
-        Returns the repair (``line`` for the alert); raises JournalError when the new file cannot be written."""
+        every committed write). The fresh file is written first; only then is the damaged file kept (copied as it
+        was, then moved aside once closed) and replaced. Returns the repair (``line`` for the alert); raises
+        :class:`JournalFull` when there is no space for the fresh file or the evidence (nothing moved, the open
+        file stays in use, the next health check tries again), JournalError when the swap itself failed."""
         started = time.perf_counter()
         with self._lock:
+            tmp = self.path.with_name(f".{self.path.name}.rebuilding")
+            evidence = None
             try:
-                evidence = self._move_aside(saw, copy=True)
-                _close_quietly(self._db)
-                self._set_aside(evidence, f"after-close-{self.path.name}")
-                tmp = self.path.with_name(f".{self.path.name}.rebuilding")
                 for leftover in (tmp, Path(str(tmp) + ".wal")):
                     leftover.unlink(missing_ok=True)
                 con = self._connect(tmp)
@@ -805,16 +917,31 @@ class Journal:
                     self._fill(con)
                 finally:
                     _close_quietly(con)
+                evidence = self._move_aside(saw, copy=True)
+            except (OSError, duckdb.Error) as exc:
+                for leftover in (tmp, Path(str(tmp) + ".wal")):
+                    leftover.unlink(missing_ok=True)
+                if no_space(exc):
+                    raise JournalFull(f"intent journal {self.path}: {saw}, and there is no space for a fresh file "
+                                      f"and the evidence in {self.path.parent}; nothing was moved, the file stays "
+                                      f"in use; free space there (the health check tries again)") from None
+                raise JournalError(f"intent journal {self.path}: {saw}, and a fresh file could not be written "
+                                   f"({describe(exc)}); the file stays in use; restart the engine") from None
+            try:
+                _close_quietly(self._db)
+                self._set_aside(evidence, f"after-close-{self.path.name}")
                 os.replace(tmp, self.path)
                 fsync_dir(self.path.parent)
                 self._db = self._connect()
+                old_fd, self._read_fd = self._read_fd, os.open(self.path, os.O_RDONLY)
+                os.close(old_fd)   # the damaged file's: its lock went with its connection
             except (OSError, duckdb.Error) as exc:
-                raise JournalError(f"intent journal {self.path}: {saw}, and a fresh file could not be written "
-                                   f"({describe(exc)}); free space in {self.path.parent} and restart the "
-                                   f"engine") from None
+                raise JournalError(f"intent journal {self.path}: {saw}, and the fresh file could not replace it "
+                                   f"({describe(exc)}); damaged files in {evidence}; restart the engine") from None
             self._identity = self._file_identity()
             self._write_error = ""
             self._published_pending = {}
+            self._blocks.reset()
             self._write_mark()
             self.repair = Repair(str(self.path), saw, f"a fresh file written from the engine's memory "
                                  f"({len(self._mem)} intents, {len(self._failed)} failed syncs, writes up to "

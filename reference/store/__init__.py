@@ -10,6 +10,7 @@ Modules, one concern each:
 - ``snapshots``     the snapshot set of one DuckDB file: take, sha256 manifest, verify, prune (DDB-2, DDB-3).
 - ``diagnosis``     what a DuckDB error means for an operator, in one line; a lock held by another process.
 - ``failed_syncs``  the retry schedule of writes that could not reach Redis or ClickHouse (DDB-5, ORD-2, BR-2).
+- ``blocks``        the file's bytes on disk checked without DuckDB's cache: size and block checksums (DDB-6).
 - ``keeper``        the thread that snapshots after changes, checks health every second and resyncs (DDB-2, DDB-6).
 
 The engine's journal (``reference.engine.journal``) is the first user; nothing here knows about trading.

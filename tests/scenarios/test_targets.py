@@ -86,7 +86,7 @@ def test_every_registered_checker_metric_has_a_target():
                      "redis-all-down",
                      "duckdb-corrupt-zero-header", "duckdb-corrupt-flip-block", "duckdb-corrupt-truncate",
                      "duckdb-corrupt-wal-truncate", "duckdb-corrupt-wal-garble", "duckdb-corrupt-torn-write",
-                     "engine-kill-heavy-writes"}
+                     "engine-kill-heavy-writes", "disk-full"}
     for s in registry.all_scenarios():
         for spec in s.checkers:
             for rid in spec.requirement_ids:

@@ -14,7 +14,9 @@ Two things live here, so that nothing else writes them again:
   ``python -m reference.engine run --config <config_path> --instance <A|B> --state-dir <run_dir>/engines/<node>``
   (``command`` replaces ``python -m reference.engine``: tests run deliberately broken engines that way, so
   production code carries no switch for them). Ready once its event log ``events-<instance>.jsonl`` exists in its
-  state dir; its process log is ``<run_dir>/logs/<node>.log``.
+  state dir; its process log is ``<run_dir>/logs/<node>.log``. ``state_tmpfs_bytes`` > 0 (root only): before its
+  first start a tmpfs of that size is mounted over its state dir (``faults.files.TmpfsMount``: the disk-full drill
+  fills it), kept in ``extra["state_tmpfs"]``; :func:`unmount_state` copies the files back and unmounts it.
 
 An engine binds no port (``spec.port`` is 0); its address, from the topology's allocator, is the one it will send
 from once faults single it out by address.
@@ -109,8 +111,9 @@ def engine_config(topo: Topology, overrides: dict | None = None, secrets: StackS
 
 def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegistry | None, *,
                config_path: Path | str, command: Sequence[str] | None = None,
-               env: dict | None = None) -> ProcessNode:
-    """The engine instance of ``spec`` (not started; a supervisor may start it)."""
+               env: dict | None = None, state_tmpfs_bytes: int = 0) -> ProcessNode:
+    """The engine instance of ``spec`` (not started; a supervisor may start it). ``state_tmpfs_bytes``: see the
+    module docstring (0: the state dir stays on the run folder's filesystem)."""
     instance = instance_of(spec)
     state = state_dir(spec, run_dir)
     events = events_path(spec, run_dir)
@@ -118,13 +121,35 @@ def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegis
             "--state-dir", str(state),
             # its Redis and Sentinel connections leave from its own address: a partition can cut it alone
             "--set", f"redis_source_address={spec.address}"]
+    extra = {"kind": spec.kind, "instance": instance, "state_dir": str(state), "config": str(config_path)}
+    before_start = lambda: private_dir(state)  # noqa: E731
+    if state_tmpfs_bytes:
+        from faults.files import TmpfsMount
+
+        mount = extra["state_tmpfs"] = TmpfsMount(state, int(state_tmpfs_bytes))
+
+        def before_start() -> None:
+            private_dir(state)
+            mount.mount()   # once; a restart finds it mounted
     return ProcessNode(
         name=spec.name, role=spec.role, address=spec.address, port=spec.port, argv=argv,
         log_path=Path(run_dir) / "logs" / f"{spec.name}.log", cwd=REPO_ROOT, env=dict(env) if env else None,
-        ready=events.exists, registry=registry, before_start=lambda: private_dir(state),
-        extra={"kind": spec.kind, "instance": instance, "state_dir": str(state), "config": str(config_path)},
+        ready=events.exists, registry=registry, before_start=before_start, extra=extra,
     )
 
 
+def unmount_state(node: ProcessNode) -> list[str]:
+    """Undo the state dir tmpfs of an engine node built with ``state_tmpfs_bytes`` (call once its process is
+    stopped): files copied back, unmounted. Returns teardown errors (empty when there was no mount)."""
+    mount = node.extra.get("state_tmpfs")
+    if mount is None:
+        return []
+    try:
+        mount.unmount()
+    except Exception as exc:  # noqa: BLE001 - teardown goes on; heal-all names what is left
+        return [f"{node.name}: tmpfs over {mount.folder} not undone ({exc}); run `tradedrill faults heal-all`"]
+    return []
+
+
 __all__ = ["ENGINE_INSTANCES", "broker_entry", "build_node", "credentials_config", "engine_config", "events_path",
-           "instance_of", "node_name", "state_dir"]
+           "instance_of", "node_name", "state_dir", "unmount_state"]
