@@ -259,6 +259,28 @@ class LostUnfsyncedWrites(_RestoringFault):
         return f"lost unfsynced writes of {', '.join(p.name for p in self.paths)}"
 
 
+def _fill_to_full(filler: Path, chunk: int, capacity: int, free_bytes: int = 0) -> int:
+    """Write zeros into ``filler`` until its filesystem answers ENOSPC (chunks halve down to 512 bytes; bounded by
+    ``capacity`` bytes), then give ``free_bytes`` back. Returns the bytes written."""
+    written = 0
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for _ in range(capacity // 512 + 64):  # bounded: the filesystem holds at most capacity bytes
+            try:
+                written += os.write(fd, b"\0" * chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                chunk //= 2
+                if chunk < 512:
+                    break
+    finally:
+        os.close(fd)
+    if free_bytes:
+        os.truncate(filler, max(0, filler.stat().st_size - free_bytes))
+    return written
+
+
 def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -305,23 +327,7 @@ class DiskFull(Fault):
         self._fill()
 
     def _fill(self) -> None:
-        filler = self.folder / self.FILLER
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            size = 65536
-            for _ in range(self.size // 512 + 64):  # bounded: the tmpfs holds at most self.size bytes
-                try:
-                    os.write(fd, b"\0" * size)
-                except OSError as exc:
-                    if exc.errno != errno.ENOSPC:
-                        raise
-                    size //= 2
-                    if size < 512:
-                        break
-        finally:
-            os.close(fd)
-        if self.free_bytes:
-            os.truncate(filler, max(0, filler.stat().st_size - self.free_bytes))
+        _fill_to_full(self.folder / self.FILLER, 65536, self.size, self.free_bytes)
 
     def _heal(self) -> None:
         if not self._mounted:
@@ -454,24 +460,9 @@ class FillFilesystem(Fault):
         if self.mount is None:
             raise FaultError(f"{self.folder} is not on a tmpfs of its own; a full disk is only made on a drill's "
                              f"own mount (mount a small tmpfs there before the process starts)")
-        filler = Path(self.mount) / self.FILLER
-        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            size = 1 << 20
-            total = os.statvfs(self.mount)
-            for _ in range(total.f_blocks * total.f_frsize // 512 + 64):   # bounded by the tmpfs size
-                try:
-                    self.filled += os.write(fd, b"\0" * size)
-                except OSError as exc:
-                    if exc.errno != errno.ENOSPC:
-                        raise
-                    size //= 2
-                    if size < 512:
-                        break
-        finally:
-            os.close(fd)
-        if self.free_bytes:
-            os.truncate(filler, max(0, filler.stat().st_size - self.free_bytes))
+        total = os.statvfs(self.mount)
+        self.filled = _fill_to_full(Path(self.mount) / self.FILLER, 1 << 20, total.f_blocks * total.f_frsize,
+                                    self.free_bytes)
 
     def _heal(self) -> None:
         if self.mount is not None:

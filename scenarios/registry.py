@@ -410,33 +410,31 @@ register(Scenario(
     checkers=_redis_checks("one"),
 ))
 
-register(Scenario(
-    name="redis-planned-failover",
-    requirement_ids=("RDS-2", "RDS-4", "ENG-1", "ENG-4", "ENG-5"),
-    description="A primary change for maintenance, by the reference runbook: CLIENT PAUSE WRITE on the primary (its "
-                "replicas catch up while writes wait), SENTINEL FAILOVER, REPLICAOF to the new primary at once, "
-                "UNPAUSE; every client connection stays open. The engine must see the change within 1 s (it asks the "
-                "Sentinels) and write to the new primary; no acknowledged write and no signal may be lost.",
-    workload=Workload(op="trade", rate_per_s=10.0, duration_s=24.0, timeout_s=5.0, settle_s=10.0,
-                      params={"writers": [{"name": "majority", "side": "majority"},
-                                          {"name": "majority-wait", "side": "majority", "wait": 1}]}),
-    faults=(FaultStep("redis-failover", "redis-primary", at_s=8.0, params={"procedure": "paused"}),),
-    checkers=_redis_checks("one"),
-))
+def _planned_failover(name: str, procedure: str, description: str) -> Scenario:
+    """A primary change for maintenance under load, by ``procedure`` (see ``faults.partition.PlannedFailover``),
+    with a plain and a WAIT 1 writer on the majority side."""
+    return Scenario(
+        name=name, requirement_ids=("RDS-2", "RDS-4", "ENG-1", "ENG-4", "ENG-5"), description=description,
+        workload=Workload(op="trade", rate_per_s=10.0, duration_s=24.0, timeout_s=5.0, settle_s=10.0,
+                          params={"writers": [{"name": "majority", "side": "majority"},
+                                              {"name": "majority-wait", "side": "majority", "wait": 1}]}),
+        faults=(FaultStep("redis-failover", "redis-primary", at_s=8.0, params={"procedure": procedure}),),
+        checkers=_redis_checks("one"))
 
-register(Scenario(
-    name="redis-planned-failover-bare",
-    requirement_ids=("RDS-2", "RDS-4", "ENG-1", "ENG-4", "ENG-5"),
-    description="The same maintenance with the bare SENTINEL FAILOVER: Sentinel demotes the old primary only at its "
-                "next INFO poll (about 10 s), and until then the old primary acknowledges every write of the clients "
-                "still connected to it: those writes, and the signals XADDed there, are lost when it resyncs. The "
-                "engine follows within 1 s either way; what it never read cannot be executed.",
-    workload=Workload(op="trade", rate_per_s=10.0, duration_s=24.0, timeout_s=5.0, settle_s=10.0,
-                      params={"writers": [{"name": "majority", "side": "majority"},
-                                          {"name": "majority-wait", "side": "majority", "wait": 1}]}),
-    faults=(FaultStep("redis-failover", "redis-primary", at_s=8.0, params={"procedure": "sentinel"}),),
-    checkers=_redis_checks("one"),
-))
+
+register(_planned_failover(
+    "redis-planned-failover", "paused",
+    "A primary change for maintenance, by the reference runbook: CLIENT PAUSE WRITE on the primary (its replicas "
+    "catch up while writes wait), SENTINEL FAILOVER, REPLICAOF to the new primary at once, UNPAUSE; every client "
+    "connection stays open. The engine must see the change within 1 s (it asks the Sentinels) and write to the new "
+    "primary; no acknowledged write and no signal may be lost."))
+
+register(_planned_failover(
+    "redis-planned-failover-bare", "sentinel",
+    "The same maintenance with the bare SENTINEL FAILOVER: Sentinel demotes the old primary only at its next INFO "
+    "poll (about 10 s), and until then the old primary acknowledges every write of the clients still connected to "
+    "it: those writes, and the signals XADDed there, are lost when it resyncs. The engine follows within 1 s either "
+    "way; what it never read cannot be executed."))
 
 register(Scenario(
     name="redis-sentinel-partition",

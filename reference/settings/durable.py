@@ -13,18 +13,11 @@ import os
 import secrets
 from pathlib import Path
 
+from reference.fsutil import fsync_dir  # noqa: F401 - part of this module's API
+
 
 def temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
-def fsync_dir(folder: Path) -> None:
-    """fsync a folder, so renames and new names in it are on disk."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_temp(target: Path, data: bytes, mode: int) -> Path:

@@ -24,6 +24,8 @@ from typing import Callable
 
 import duckdb
 
+from reference.fsutil import fsync_dir  # noqa: F401 - also what journal.py takes from here
+
 MANIFEST_VERSION = 1
 
 
@@ -53,14 +55,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
             if not block:
                 return digest.hexdigest()
             digest.update(block)
-
-
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
