@@ -1347,7 +1347,9 @@ def check_redis_set(writes: Sequence[RedisWrite], final_read: dict | None, windo
         "acknowledged_writes_lost_fraction": (totals["acknowledged_lost_in_windows"]
                                               / totals["acknowledged_in_windows"])
         if totals["acknowledged_in_windows"] else None,
-        "confirmed_writes_lost": totals["confirmed_lost"] if totals["writers_confirmed"] else None,
+        # nothing confirmed, nothing at risk: WAIT confirming no write (all unknown) is not a pass
+        "confirmed_writes_lost": totals["confirmed_lost"] if totals["writers_confirmed"] and totals["confirmed"]
+        else None,
         "acknowledged_writes": totals["acknowledged"], "acknowledged_in_fault_windows": totals[
             "acknowledged_in_windows"], "confirmed_writes": totals["confirmed"],
         "unknown_writes": totals["unknown_writes"], "unknown_writes_landed": totals["unknown_writes_landed"],
@@ -1364,7 +1366,8 @@ def check_redis_set(writes: Sequence[RedisWrite], final_read: dict | None, windo
         "acknowledged_writes_lost_fraction": (
             "no write acknowledged during a fault window by a writer without WAIT"
             + ("" if in_window else f" (no {fault or 'fault'} injection in {h.FAULTS})")),
-        "confirmed_writes_lost": "no writer with WAIT in the run (or its set was not read)"}
+        "confirmed_writes_lost": "no writer with WAIT in the run, its set was not read, or WAIT confirmed none of "
+                                 "its writes (they are unknown, not confirmed)"}
     judgements = []
     for metric in judged:
         judgements += judge({metric: metrics[metric]}, requirement_ids, targets, unmeasured_reason=reasons[metric])
@@ -1487,11 +1490,20 @@ def check_primary_follow(switches: Sequence[Switch], windows: Sequence[FaultWind
         switch_rows.append({**_switch_ref(sw), "since": _iso(since) if math.isfinite(since) else None,
                             "partition": cut[0].fault_id if cut else None,
                             "heal": _iso(cut[0].heal_wall) if cut else None})
+        records_changes = any(e.get("event") in PRIMARY_CHANGE_EVENTS for _n, evs in engine_logs for e in evs)
         for node, events in engine_logs:
             instance = next((str(e["instance"]) for e in events if isinstance(e.get("instance"), str)), node)
-            kinds = sorted({e.get("event") for e in events if e.get("event") in PRIMARY_CHANGE_EVENTS})
-            if not kinds:
-                continue
+            if not records_changes:
+                continue   # engines before issue 12: they do not say which primary they write to
+            stamps = [t for t in (_num(e.get("ts")) for e in events) if t is not None]
+            started_after = any(e.get("event") == "engine_start" for e in events) and \
+                all(t > sw.ts for t in stamps)
+            if started_after or not any(t > sw.ts for t in stamps):
+                continue   # started after the switch, or gone before it: it never wrote to the old primary
+            # every Redis client of a running engine must move (its main link and its lease link), whether the
+            # move was seen from the Sentinels or at a reconnect (found by a new user: an engine that logged
+            # nothing, or only its lease's move, was skipped or judged on the lease alone)
+            kinds = sorted(PRIMARY_CHANGE_EVENTS)
             recorded_changes += 1
             at, side = reachable({node, instance, f"engine-{instance.lower()}"})
             firsts = {}

@@ -132,12 +132,18 @@ def validate(scenario: Scenario) -> None:
     if set(also) - set(EXTRA_OPS) or set(w.params) - {"also", "writers"}:
         problems.append(f"workload.params: only also=[{', '.join(EXTRA_OPS)}] and writers=[{{name, side, wait}}] "
                         f"are understood, not {dict(w.params)}")
+    kinds = drill_node_kinds()
     try:
-        if setclients.writer_specs(w.params):
+        specs = setclients.writer_specs(w.params)
+        if specs:
             also = (*also, "redis_write")
+        replicas = sum(kind == "redis" for kind in kinds.values()) - 1
+        for i, spec in enumerate(specs):
+            if spec.wait > replicas:
+                problems.append(f"workload.params.writers[{i}].wait: WAIT {spec.wait} can never be confirmed by "
+                                f"the topology's {replicas} replica(s)")
     except ValueError as exc:
         problems.append(f"workload.{exc}")
-    kinds = drill_node_kinds()
     for i, step in enumerate(scenario.faults):
         for problem in check_step(step.fault, step.target, dict(step.params), kinds):
             problems.append(f"faults[{i}]: {problem}")
@@ -441,8 +447,8 @@ register(Scenario(
     requirement_ids=("RDS-1", "RDS-4", "ENG-1", "ENG-5"),
     description="Every Sentinel cut from the others (no side has the quorum of 2), then the primary is killed for "
                 "6 s: no failover may happen. Writes stop while the primary is down and resume on the same primary "
-                "(AOF, appendfsync always: nothing acknowledged lost). The engines cannot confirm the primary with a "
-                "majority of Sentinels: they stop trading during the split and resume after the heal.",
+                "(AOF, appendfsync always: nothing acknowledged lost). The Sentinels are cut only from one another: the "
+                "engines still reach all three, keep confirming the primary and trade except while it is down.",
     workload=Workload(op="trade", rate_per_s=10.0, duration_s=28.0, timeout_s=5.0, settle_s=12.0,
                       params={"writers": [{"name": "majority", "side": "majority"}]}),
     faults=(FaultStep("redis-partition", "redis-primary", at_s=6.0, heal_after_s=14.0,

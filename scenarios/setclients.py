@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ from redis.retry import Retry
 
 from reference.engine.redislink import BoundConnection
 from scenarios.history import FAIL, OK, UNKNOWN
+from tradedrill.waiting import DeadlineExceeded, wait_until
 
 if TYPE_CHECKING:
     from scenarios.environment import DrillEnvironment
@@ -185,8 +187,11 @@ def dump_sets(env: "DrillEnvironment", specs: list[WriterSpec], path: Path) -> N
     path.write_text(json.dumps(doc, indent=1))
 
 
-def dump_roles(env: "DrillEnvironment", path: Path) -> None:
-    """After heal: ROLE of every Redis node and the primary each Sentinel names, into ``redis_roles.json``."""
+ROLES_SETTLE_S = 15.0  # Sentinel converts a returning old primary at its next INFO poll (every 10 s)
+
+
+def read_roles(env: "DrillEnvironment") -> dict:
+    """ROLE of every Redis node and the primary each Sentinel names now (the format of ``redis_roles.json``)."""
     doc: dict = {"nodes": {}, "sentinels": {}}
     stack = env.stack
     for spec in env.topology.of_kind("redis"):
@@ -214,4 +219,40 @@ def dump_roles(env: "DrillEnvironment", path: Path) -> None:
         finally:
             c.close()
         doc["sentinels"][spec.name] = row
-    path.write_text(json.dumps(doc, indent=1))
+    return doc
+
+
+def roles_converged(doc: dict) -> bool:
+    """Every Sentinel names one primary, that node is master, every other node replicates it with its link up."""
+    named = {row.get("primary") for row in doc["sentinels"].values()}
+    if len(named) != 1 or None in named:
+        return False
+    primary = named.pop()
+    for row in doc["nodes"].values():
+        if row["address"] == primary:
+            if row["role"] != "master":
+                return False
+        elif row["role"] != "slave" or row["master"] != primary or row["link"] != "up":
+            return False
+    return True
+
+
+def dump_roles(env: "DrillEnvironment", path: Path, settle_s: float = ROLES_SETTLE_S) -> None:
+    """After heal: the roles into ``redis_roles.json``, read again until they converge or ``settle_s`` passes
+    (a returning old primary is converted only at Sentinel's next INFO poll, up to 10 s after the heal: found by
+    a new user, the roles were sometimes read before it). ``settled_after_s`` says how long that took; a topology
+    that never converges is written as last read, and the failovers checker judges it."""
+    start = time.monotonic()
+    last: dict = {}
+
+    def settled() -> bool:
+        last.clear()
+        last.update(read_roles(env))
+        return roles_converged(last)
+
+    try:
+        wait_until(settled, settle_s, "the Redis roles to converge after the heal", max_interval=0.5)
+        last["settled_after_s"] = round(time.monotonic() - start, 3)
+    except DeadlineExceeded:
+        last["settled_after_s"] = None
+    path.write_text(json.dumps(last, indent=1))

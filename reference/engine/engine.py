@@ -247,13 +247,23 @@ class Engine:
         change re-verify what the failover may have lost (issue 12; ENG-4 beyond start and takeover)."""
         moved = self.redis.primary_moved()
         if moved is not None:
-            self.emit("redis_primary_changed", old=list(moved[0]), new=list(moved[1]))
+            self.emit("redis_primary_changed", old=list(moved[0]), new=list(moved[1]), seen="sentinels")
             self.redis.mark_broken()
             self.redis.ensure(force=True)
+            self.redis.take_reconnect_move()   # the same change, already logged
             self._recheck_after_failover = True
+        self._take_reconnect_move()
         if self._recheck_after_failover and self.trading and self.lease.held and self.redis.connected:
             self._recheck_after_failover = False
             self.after_primary_change()
+
+    def _take_reconnect_move(self) -> None:
+        """A reconnect (after READONLY or a dropped connection) that landed on another primary is a primary change
+        too: logged and re-verified like one seen from the Sentinels (found by a new user: it was silent)."""
+        moved = self.redis.take_reconnect_move()
+        if moved is not None:
+            self.emit("redis_primary_changed", old=list(moved[0]), new=list(moved[1]), seen="reconnect")
+            self._recheck_after_failover = True
 
     def after_primary_change(self) -> None:
         """What an asynchronous failover can lose, put back from the journal: the stream's consumer group, the RTS
@@ -306,6 +316,7 @@ class Engine:
     def step(self) -> None:
         if self.redis.ensure():
             self._redis_up()
+            self._take_reconnect_move()
         if time.monotonic() >= self._next_primary_check:
             self._next_primary_check = time.monotonic() + self.cfg.primary_check_s
             self._follow_primary()

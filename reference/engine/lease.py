@@ -260,12 +260,18 @@ class Lease:
                 else:
                     moved = self.link.primary_moved()
                 if moved is not None:   # renew on the new primary, not on the demoted one (issue 12)
-                    self.emit("lease_redis_primary_changed", old=list(moved[0]), new=list(moved[1]))
+                    self.emit("lease_redis_primary_changed", old=list(moved[0]), new=list(moved[1]),
+                              seen="sentinels")
                     self.link.mark_broken()
                     self.link.ensure(force=True)
+                    self.link.take_reconnect_move()   # the same change, already logged
                     self._view = None
                 if self.link.address is None:
                     self.link.ensure()
+                quiet = self.link.take_reconnect_move()
+                if quiet is not None:   # a reconnect after an error landed on another primary
+                    self.emit("lease_redis_primary_changed", old=list(quiet[0]), new=list(quiet[1]),
+                              seen="reconnect")
                 confirmed = view is None or (view.primary is not None and view.primary == self.link.address)
                 if not confirmed:
                     # no majority of the Sentinels names the node we would renew on: an isolated old primary
@@ -289,6 +295,10 @@ class Lease:
                     unconfirmed_logged = False
                     if self.try_acquire() is None:
                         interval = self.config.passive_poll_s
+                quiet = self.link.take_reconnect_move()
+                if quiet is not None:   # the renewal or acquisition itself reconnected to another primary
+                    self.emit("lease_redis_primary_changed", old=list(quiet[0]), new=list(quiet[1]),
+                              seen="reconnect")
                 redis_down_logged = False
             except RedisUnavailable as exc:
                 if not redis_down_logged:

@@ -112,6 +112,7 @@ class RedisLink:
         self._on_rediscover = on_rediscover
         self._lock = threading.Lock()
         self._sentinel_clients: dict[tuple[str, int], redis.Redis] | None = None
+        self._moved: tuple[tuple[str, int], tuple[str, int]] | None = None
 
     # --- connection -------------------------------------------------------------------------------------------
     @staticmethod
@@ -172,6 +173,10 @@ class RedisLink:
             raise
         if self._client is not None:
             self._client.close()
+        if self._address is not None and self._address != (host, port):
+            # a reconnect after READONLY or a dropped connection found another primary: the same change as one
+            # seen from the Sentinels (issue 12), so the owner re-verifies what the failover may have lost
+            self._moved = (self._address, (host, port))
         self._client, self._address = conn, (host, port)
 
     def ensure(self, force: bool = False) -> bool:
@@ -263,6 +268,11 @@ class RedisLink:
         primary = next((a for a, n in counts.items() if n >= majority), None)
         errors = {k: v for k, v in answers.items() if not isinstance(v, tuple)}
         return SentinelView(len(sentinels), len(named), errors, primary, self._address)
+
+    def take_reconnect_move(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
+        """``(old, new)`` once when a reconnect (not a Sentinel check) found a different primary, else None."""
+        moved, self._moved = self._moved, None
+        return moved
 
     def mark_broken(self) -> None:
         with self._lock:

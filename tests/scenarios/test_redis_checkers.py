@@ -377,3 +377,21 @@ def test_the_redis_checkers_never_raise_on_damaged_files(history, faults, sentin
                 assert all(j.verdict == "unmeasured" for j in r.judgements)
     finally:
         shutil.rmtree(run.parent, ignore_errors=True)
+
+
+def test_an_engine_running_across_the_switch_that_logs_no_move_has_not_followed():
+    """Found by a new user: engine A kept sending for 15 s and logged no primary change while B logged its move
+    0.2 s after the switch: A was skipped and the run passed with 0.2 s."""
+    old, new = ["127.0.6.1", 6379], ["127.0.6.2", 6379]
+    sw = c.Switch("mymaster", "127.0.6.1:6379", "127.0.6.2:6379", 100.0, {"sentinel-1": 100.0})
+    a = [{"ts": 99.0 + k, "mono": k, "instance": "A", "event": "order_send_invoke"} for k in range(16)]
+    b = [{"ts": 99.5, "mono": 0.5, "instance": "B", "event": "heartbeat"}] + [
+        {"ts": 100.2, "mono": 1.2, "instance": "B", "event": kind, "old": old, "new": new}
+        for kind in ("redis_primary_changed", "lease_redis_primary_changed")]
+    r = c.check_primary_follow([sw], [], [("engine-a", a), ("engine-b", b)], [])
+    assert r.valid is False and r.metrics["primary_follow_s"] >= 14.0, r.summary
+    # and an engine that moved only its lease has not followed either
+    only_lease = a + [{"ts": 100.3, "mono": 1.3, "instance": "A", "event": "lease_redis_primary_changed",
+                       "old": old, "new": new}]
+    r = c.check_primary_follow([sw], [], [("engine-a", only_lease), ("engine-b", b)], [])
+    assert r.valid is False and r.metrics["primary_follow_s"] >= 14.0, r.summary

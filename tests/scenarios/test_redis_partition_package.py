@@ -87,3 +87,17 @@ def test_writers_are_checked_at_registration():
                        ([{"name": "a", "side": "majority"}] * 2, "appears twice"), ("a", "a list")]:
         with pytest.raises(ValueError, match=field):
             writer_specs({"writers": bad})
+
+
+def test_a_wait_no_topology_can_confirm_fails_at_registration():
+    """Found by a new user: a WAIT 3 writer (two replicas) was accepted, and its writes, never confirmed, made
+    "0 of 0 WAIT-confirmed writes lost" a pass."""
+    import dataclasses
+
+    from scenarios.registry import ScenarioError
+    base = registry.get("redis-primary-isolated")
+    bad = dataclasses.replace(base, name="wait-three", workload=dataclasses.replace(
+        base.workload, params={"writers": [{"name": "w", "side": "minority", "wait": 3}]}))
+    with pytest.raises(ScenarioError, match=r"writers\[0\]\.wait: WAIT 3 can never be confirmed by the topology's "
+                                            r"2 replica"):
+        registry.validate(bad)

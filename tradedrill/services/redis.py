@@ -272,6 +272,9 @@ def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegis
         log_path=run_dir / "logs" / f"{spec.name}.log", cwd=data, user=account,
         ready=lambda: ping(spec.address, spec.port, credential=harness), registry=registry,
         before_start=write_config,
+        # logs in UTC whatever the caller's TZ: the failover checkers read Sentinel's log times as UTC (found by a
+        # new user: under TZ=Asia/Tokyo every follow time came out 0 and passed)
+        env={"TZ": "UTC"},
         extra={"kind": spec.kind, "config": str(conf_path), "data_dir": str(data), "account": account},
     )
 
