@@ -90,14 +90,19 @@ class PublishBeforeDurable(Engine):
     """Bug: a batch's results are published ("executed" on RTRS, RTS, XACK) before its orders are sent and their
     outcomes are durable: group commit done the wrong way round (breaks ENG-5 and RPO 0).
 
-    As in ``AckBeforeDurable`` the batch is sent only after the next read, so a kill at any moment of the load
-    holds a published, unsent batch. Event ``published_before_durable``."""
+    As in ``AckBeforeDurable`` the batch is sent only after the next read that brings entries, so a kill at any
+    moment of the load holds a published, unsent batch. Event ``published_before_durable``."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._held: list = []
 
     def send_batch(self, intents) -> None:
+        if not intents:
+            # an empty read (or an empty retry list) does not release the held batch: only the next batch that
+            # brings entries does, so a kill at any instant of the load finds one published and unsent (before,
+            # an empty call sent it, and a kill that landed in that gap found nothing: 1 CI run in a few)
+            return
         if intents:
             for intent in intents:
                 intent.result = {"status": "executed", "code": "OPTIMISTIC", "reason": ""}
