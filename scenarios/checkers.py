@@ -207,11 +207,12 @@ def check_rto(ops: Sequence[Operation], faults: Sequence[FaultWindow], *, f: str
 
 
 def _unmeasured(cls, name: str, requirement_ids: Sequence[str], targets, metrics: Sequence[str], reason: str,
-                **extra) -> CheckResult:
-    """A result that says why there was nothing to judge: every claimed metric ``unmeasured``, never a pass."""
+                *, unreadable: dict[str, int] | None = None, **extra) -> CheckResult:
+    """A result that says why there was nothing to judge: every claimed metric ``unmeasured``, never a pass;
+    ``unreadable`` (file -> lines skipped) is added to its evidence."""
     judgements = judge({m: None for m in metrics}, requirement_ids, targets, unmeasured_reason=reason)
-    return cls(name, UNKNOWN, tuple(requirement_ids), {}, [{"kind": "unmeasured", "why": reason}],
-               f"unmeasured: {reason}", judgements, **extra)
+    evidence = [{"kind": "unmeasured", "why": reason}] + (_unreadable_evidence(unreadable) if unreadable else [])
+    return cls(name, UNKNOWN, tuple(requirement_ids), {}, evidence, f"unmeasured: {reason}", judgements, **extra)
 
 
 # -- duplicates ------------------------------------------------------------------------------------------------
@@ -1255,9 +1256,7 @@ def check_redis_set(writes: Sequence[RedisWrite], final_read: dict | None, windo
     unreadable = dict(unreadable or {})
 
     def nothing(why: str) -> RedisSetResult:
-        r = _unmeasured(RedisSetResult, "redis_set", requirement_ids, targets, judged, why)
-        r.evidence += _unreadable_evidence(unreadable)
-        return r
+        return _unmeasured(RedisSetResult, "redis_set", requirement_ids, targets, judged, why, unreadable=unreadable)
 
     writes = list(writes)
     if not writes:
@@ -1447,9 +1446,7 @@ def check_primary_follow(switches: Sequence[Switch], windows: Sequence[FaultWind
     unreadable = dict(unreadable or {})
 
     def nothing(why: str) -> PrimaryFollowResult:
-        r = _unmeasured(PrimaryFollowResult, "primary_follow", requirement_ids, targets, judged, why)
-        r.evidence += _unreadable_evidence(unreadable)
-        return r
+        return _unmeasured(PrimaryFollowResult, "primary_follow", requirement_ids, targets, judged, why, unreadable=unreadable)
 
     if not sentinel_logs:
         return nothing(f"no Sentinel log ({SENTINEL_LOGS_GLOB}) in the run: when the primary changed is unknown")
@@ -1642,9 +1639,7 @@ def check_failovers(switches: Sequence[Switch], sentinel_events: Sequence[Sentin
     unreadable = dict(unreadable or {})
 
     def nothing(why: str) -> FailoverResult:
-        r = _unmeasured(FailoverResult, "failovers", requirement_ids, targets, judged, why)
-        r.evidence += _unreadable_evidence(unreadable)
-        return r
+        return _unmeasured(FailoverResult, "failovers", requirement_ids, targets, judged, why, unreadable=unreadable)
 
     if roles_problem:
         return nothing(f"{REDIS_ROLES} cannot be read: {roles_problem}")
@@ -2015,7 +2010,8 @@ class RunView:
 
     def lease_ttl_s(self) -> float:
         """The engines' lease TTL as the run configured it (config.json's engine settings), else the default."""
-        config = self.run.config if isinstance(self.run.config, dict) else {}
+        config = self.run.config
+        config = config if isinstance(config, dict) else {}
         engine = config.get("engine") if isinstance(config.get("engine"), dict) else {}
         ttl = _num(engine.get("lease_ttl_s")) or _num((engine.get("overrides") or {}).get("lease_ttl_s")
                                                       if isinstance(engine.get("overrides"), dict) else None)
@@ -2085,7 +2081,8 @@ class RunView:
     @property
     def signal_of(self) -> SignalOf:
         if self._signal_of is None:
-            config = self.run.config if isinstance(self.run.config, dict) else {}
+            config = self.run.config
+            config = config if isinstance(config, dict) else {}
             self._signal_of = default_signal_of((s.id for s in self.signals()),
                                                 config.get("comment_prefix", ENGINE_COMMENT_PREFIX))
         return self._signal_of
@@ -2332,7 +2329,8 @@ def run_validity(run: h.RunDir, scenario: dict, ops: Sequence[Operation], fault_
         if injections and last < max(injections):
             reasons.append(f"{h.HISTORY} ends {max(injections) - last:.1f} s before the last fault injection: the "
                            f"history is cut")
-        workload = run.config.get("workload") if isinstance(run.config, dict) else None
+        config = run.config   # read from its file on every access: once here
+        workload = config.get("workload") if isinstance(config, dict) else None
         duration = _num(workload.get("duration_s")) if isinstance(workload, dict) else None
         rate = _num(workload.get("rate_per_s")) if isinstance(workload, dict) else None
         if duration and rate and rate > 0:

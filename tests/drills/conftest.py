@@ -94,26 +94,26 @@ def _describe(procs: list[psutil.Process]) -> str:
 
 @pytest.fixture
 def drill(tmp_path: Path, record_property):
-    """``drill(scenario, variant=None, engine_overrides=None, **DrillOptions changes) -> Drill``.
+    """``drill(scenario, seed=SEED, variant=None, engine_overrides=None, **DrillOptions changes) -> Drill``.
 
     ``variant`` names a broken engine of ``tests.drills.broken_engines``; both engines of the drill run it."""
     runs: list[Path] = []
 
-    def run(scenario: str, *, variant: str | None = None, engine_overrides: dict | None = None,
+    def run(scenario: str, *, seed: int = SEED, variant: str | None = None, engine_overrides: dict | None = None,
             **changes) -> Drill:
         spec = registry.get(scenario)
         assert spec is not None, f"no scenario {scenario!r} in scenarios.registry"
         pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
         opts = DrillOptions(
-            subnet=SUBNET, seed=SEED, repeat=1, out_dir=tmp_path, **{**SHORT, **changes},
+            subnet=SUBNET, seed=seed, repeat=1, out_dir=tmp_path, **{**SHORT, **changes},
             engine_overrides=dict(engine_overrides or {}), engine_env={"PYTHONPATH": pythonpath},
             engine_command=(sys.executable, "-m", "tests.drills.broken_engines", variant) if variant else None,
         )
-        run_path = tmp_path / (f"{scenario}-{variant}" if variant else scenario)
+        run_path = tmp_path / "-".join([scenario, *([str(seed)] if seed != SEED else []), *([variant] if variant else [])])
         runs.append(run_path)
         record_property("run_dir", str(run_path))
-        record_property("seed", SEED)
-        run_dir = run_once(spec, run_path, SEED, opts, repeat=1)
+        record_property("seed", seed)
+        run_dir = run_once(spec, run_path, seed, opts, repeat=1)
         return Drill(scenario, run_dir, check_run(run_dir))
 
     yield run

@@ -13,18 +13,10 @@
 """
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
 import pytest
 
-from scenarios import registry
-from scenarios.checkers import check_run
-from scenarios.runner import DrillOptions, run_once
 from tests.drills.broken_engines import VARIANTS
-from tests.drills.conftest import REPO, SEED, SHORT, SUBNET, Drill, _describe, _drill_processes
-from tradedrill.waiting import DeadlineExceeded, wait_until
+from tests.drills.conftest import SEED, Drill
 
 pytestmark = pytest.mark.drill
 
@@ -40,44 +32,10 @@ def variant_lands(name: str):
 
 
 @pytest.fixture
-def seeded_drill(tmp_path: Path, record_property):
-    """``seeded_drill(scenario, seed=..., variant=None, **DrillOptions changes) -> Drill``: the ``drill`` fixture of
-    ``conftest.py`` with the seed as a parameter (each repetition its own signal sequence and fault timing), and
-    the same proof afterwards that every process the drill started has stopped."""
-    runs: list[Path] = []
-
-    def run(scenario: str, *, seed: int, variant: str | None = None, engine_overrides: dict | None = None,
-            **changes) -> Drill:
-        spec = registry.get(scenario)
-        assert spec is not None, f"no scenario {scenario!r} in scenarios.registry"
-        pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-        opts = DrillOptions(
-            subnet=SUBNET, seed=seed, repeat=1, out_dir=tmp_path, **{**SHORT, **changes},
-            engine_env={"PYTHONPATH": pythonpath}, engine_overrides=dict(engine_overrides or {}),
-            engine_command=(sys.executable, "-m", "tests.drills.broken_engines", variant) if variant else None)
-        run_path = tmp_path / (f"{scenario}-{seed}-{variant}" if variant else f"{scenario}-{seed}")
-        runs.append(run_path)
-        record_property("run_dir", str(run_path))
-        record_property("seed", seed)
-        run_dir = run_once(spec, run_path, seed, opts, repeat=1)
-        return Drill(scenario, run_dir, check_run(run_dir))
-
-    yield run
-
-    leftovers = []
-    for run_path in runs:
-        try:
-            wait_until(lambda: not _drill_processes(run_path), 10, f"every process of {run_path.name} to exit")
-        except DeadlineExceeded:
-            leftovers += _drill_processes(run_path)
-    if leftovers:
-        described = _describe(leftovers)
-        for proc in leftovers:  # started by this test (found by its run directory): stopped by their pid
-            try:
-                proc.kill()
-            except Exception:  # noqa: BLE001
-                pass
-        pytest.fail(f"processes left running after the drill: {described}")
+def seeded_drill(drill):
+    """The ``drill`` fixture of ``conftest.py``, named for what these tests use it for: ``seed=`` per repetition
+    (each its own signal sequence and fault timing), with the same proof afterwards that every process stopped."""
+    return drill
 
 
 def verdicts(d: Drill, names) -> dict[str, object]:
