@@ -1,0 +1,101 @@
+"""The EA tick streamer (``reference/ea/``) as local processes: one per ``ea`` node of the topology (issue 14).
+
+- ``ea_node(name, config, state_dir, ...)``: a lone EA instance (tests, the benchmark): its config (an
+  ``EAConfig`` mapping) is written to ``<state_dir>/ea.json`` and it runs as
+  ``python -m reference.ea run --config <state_dir>/ea.json``; ready once its event log has its ``start`` line.
+- ``build_node(spec, topo, run_dir, registry, ...)``: the EA of an ``ea`` node: it reads the primary broker
+  (``mt5-primary``) with ``mt5.account``, sends UDP from and listens for TCP on its own address (ports
+  ``ea.udp_port`` / ``ea.tcp_port``). Its RIS session (EA-3) needs a Redis user of its own, which the stack's ACL
+  does not have yet: in the stack it runs without RIS; ``overrides={"redis": {...}}`` turns it on.
+- ``ea_policy()``: the supervisor's EA-1 policy (``reference.supervisor.POLICIES["ea"]``).
+
+Instances never share keys (``<prefix>:ea:<instance>:...``), ports or state folders.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from reference.supervisor import POLICIES, RestartPolicy
+from tradedrill.process import PidRegistry, ProcessNode
+from tradedrill.topology import NodeSpec, Topology
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_COMMAND = (sys.executable, "-m", "reference.ea")
+
+
+def ea_policy() -> RestartPolicy:
+    return POLICIES["ea"]
+
+
+def events_path(state_dir: Path, instance: str) -> Path:
+    return Path(state_dir) / f"events-{instance}.jsonl"
+
+
+def _started(path: Path) -> bool:
+    try:
+        with open(path) as fh:
+            lines = fh.readlines()
+    except OSError:
+        return False
+    # ready once the *latest* start (a restart appends) is logged and not followed by its exit
+    for line in reversed(lines):
+        if '"event": "exit"' in line:
+            return False
+        if '"event": "start"' in line:
+            return True
+    return False
+
+
+def ea_node(name: str, config: dict[str, Any], state_dir: Path, *, log_path: Path | None = None,
+            registry: PidRegistry | None = None, address: str = "", command=None, ready_timeout: float = 15.0,
+            role: str = "ea") -> ProcessNode:
+    """An EA process (not started). ``config``: ``EAConfig`` fields; ``instance`` defaults to ``name``."""
+    state_dir = Path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    cfg = {"instance": name, **config, "state_dir": str(state_dir)}
+    cfg_path = state_dir / "ea.json"
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    events = events_path(state_dir, cfg["instance"])
+    argv = [*(command or DEFAULT_COMMAND), "run", "--config", str(cfg_path)]
+    return ProcessNode(
+        name=name, role=role, address=address or tuple(cfg.get("tcp_bind", ("127.0.0.1", 0)))[0],
+        port=int(tuple(cfg.get("tcp_bind", ("", 0)))[1]), argv=argv,
+        log_path=Path(log_path) if log_path else state_dir / f"{name}.log", cwd=REPO_ROOT,
+        ready=lambda: _started(events), ready_timeout=ready_timeout, registry=registry,
+        extra={"kind": "ea", "instance": cfg["instance"], "state_dir": str(state_dir), "config": str(cfg_path),
+               "events": str(events)},
+    )
+
+
+def ea_config(spec: NodeSpec, topo: Topology, run_dir: Path) -> dict[str, Any]:
+    """The EAConfig mapping of an ``ea`` node of ``topo``."""
+    brokers = sorted(topo.of_kind("mt5"), key=lambda s: (s.role != "broker-primary", s.name))
+    if not brokers:
+        raise ValueError("an ea node needs the mt5 service (its broker)")
+    b = brokers[0]
+    cfg: dict[str, Any] = {
+        "instance": spec.name,
+        "symbols": list(topo.settings["ea.symbols"].split(",")),
+        "broker": {"kind": "simulator", "host": b.address, "port": b.port,
+                   "call_timeout": float(topo.settings["mt5.call_timeout_s"])},
+        "login": int(topo.settings["mt5.account"]),
+        "udp_bind": [spec.address, spec.ports.get("udp", spec.port)],
+        "tcp_bind": [spec.address, spec.port],
+    }
+    return cfg
+
+
+def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegistry | None, *,
+               command=None, overrides: dict | None = None) -> ProcessNode:
+    """The EA of ``spec`` (not started; a supervisor with ``ea_policy()`` may start it)."""
+    cfg = ea_config(spec, topo, run_dir)
+    cfg.update(overrides or {})
+    state = Path(run_dir) / "eas" / spec.name
+    return ea_node(spec.name, cfg, state, log_path=Path(run_dir) / "logs" / f"{spec.name}.log", registry=registry,
+                   address=spec.address, command=command)
+
+
+__all__ = ["build_node", "ea_config", "ea_node", "ea_policy", "events_path"]
