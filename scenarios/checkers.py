@@ -1941,6 +1941,121 @@ def check_store_repair(windows: Sequence[FaultWindow], events: Sequence[dict] | 
                              judgements, damages=rows)
 
 
+# -- persistence drills: PostgreSQL credentials, JSON config, ClickHouse outage, Redis AOF (issue 13) -----------
+PG_RESTORE_FAULT = "postgres-restore"
+SECRETS_SCAN = "secrets_scan.json"   # scenarios.pglogins.SCAN_FILE
+PG_RESTORE_RULE = ("Per postgres-restore of faults.jsonl: restore_s = the heal line's restore_s (pg_dump's newest "
+                   "intact dump loaded into a staging database and swapped in); logins_not_decrypted = the brokers of "
+                   "logins_expected not in logins_decrypted (read back and opened with the key after the restore); "
+                   "engine_logins_after_restore = engine instances with a broker_logins_read event (source "
+                   "postgresql) after the heal and a broker_connected event after that read (they logged in to a "
+                   "broker with the restored logins); secret_leaks = files of the run folder holding the key or a "
+                   "broker password outside the brokers' own account state (secrets_scan.json, written at teardown before the key is "
+                   "removed).")
+
+
+@dataclass
+class PgRestoreResult(CheckResult):
+    restores: list[dict] = field(default_factory=list)
+
+
+def check_pg_restore(records: Sequence[dict], events: Sequence[dict] | None, scan: dict | None, *,
+                     requirement_ids: Sequence[str] = ("PG-1",), targets: targets_mod.Targets | None = None,
+                     unreadable: dict[str, int] | None = None) -> PgRestoreResult:
+    """PG-1 for every dump-drop-restore of the credentials database: the restore time, the logins decrypting
+    again, an engine logging in to its broker with them after the restore, and no key or password in the run
+    folder. No postgres-restore injected: ``unmeasured``."""
+    names = ("restore_s", "logins_not_decrypted", "engine_logins_after_restore", "secret_leaks")
+    records = [r for r in records if isinstance(r, dict)]
+    injects = [r for r in records if r.get("event") == "inject" and r.get("fault") == PG_RESTORE_FAULT]
+    if not injects:
+        return _unmeasured(PgRestoreResult, "pg_restore", requirement_ids, targets, names,
+                           f"no {PG_RESTORE_FAULT} injection in the fault log: the credentials database was never "
+                           f"dropped, nothing was restored", unreadable=unreadable)
+    heals = {r.get("fault_id"): r for r in records if r.get("fault") == PG_RESTORE_FAULT
+             and r.get("event") in ("heal", "heal-failed")}
+    events = [e for e in (events or []) if isinstance(e, dict)]
+    rows, lower = [], False
+
+    def names_of(value: Any) -> list[str]:
+        return [str(v) for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    for inj in injects:
+        heal = heals.get(inj.get("fault_id"))
+        d = heal.get("details") if heal and isinstance(heal.get("details"), dict) else {}
+        di = inj.get("details") if isinstance(inj.get("details"), dict) else {}
+        row = {"fault_id": inj.get("fault_id"), "dump": di.get("dump"), "dump_bytes": _num(di.get("dump_bytes")),
+               "dump_s": _num(di.get("dump_s")), "healed": bool(heal and heal["event"] == "heal"),
+               "restore_s": _num(d.get("restore_s")), "outage_s": _num(d.get("outage_s")),
+               "expected": names_of(d.get("logins_expected")) or names_of(di.get("logins_expected")),
+               "decrypted": names_of(d.get("logins_decrypted")), "verify_error": d.get("verify_error"),
+               "heal_mono": _num(heal.get("mono")) if heal and heal["event"] == "heal" else None}
+        if row["heal_mono"] is None and row["healed"]:
+            row["healed"] = False
+        if row["restore_s"] is None or not row["healed"]:   # never restored: what was observed is a lower bound
+            start = _num(inj.get("mono")) or 0.0
+            ends = [_num(e.get("mono")) for e in events if _num(e.get("mono")) is not None]
+            row["restore_s"] = round(max(0.0, max(ends, default=start) - start), 6)
+            row["healed"], row["heal_mono"] = False, None
+            row["problem"] = (f"the restore failed: {heal.get('error')}" if heal else
+                              "no heal line: the database was never restored")
+            lower = True
+        rows.append(row)
+    healed = [r for r in rows if r["healed"]]
+    last_heal = max((r["heal_mono"] for r in healed), default=None)
+    logged_in: list[dict] = []
+    if last_heal is not None and events:
+        reads = [e for e in events if e.get("event") == "broker_logins_read" and e.get("source") == "postgresql"
+                 and (_num(e.get("mono")) or 0.0) > last_heal]
+        for read in reads:
+            t = _num(read.get("mono"))
+            connected = next((e for e in events if e.get("event") == "broker_connected"
+                              and e.get("instance") == read.get("instance") and (_num(e.get("mono")) or 0.0) >= t),
+                             None)
+            if connected is not None and all(x["instance"] != read.get("instance") for x in logged_in):
+                logged_in.append({"instance": read.get("instance"), "read_after_restore_s": round(t - last_heal, 3),
+                                  "brokers": read.get("brokers"), "connected_to": connected.get("broker"),
+                                  "connected_after_read_s": round((_num(connected.get("mono")) or t) - t, 3)})
+    metrics: dict[str, Any] = {
+        "restore_s": max(r["restore_s"] for r in rows),
+        "logins_not_decrypted": (sum(len(set(r["expected"]) - set(r["decrypted"])) for r in healed)
+                                 if healed and all(r["expected"] for r in healed) else None),
+        "engine_logins_after_restore": len(logged_in) if events and last_heal is not None else None,
+        "secret_leaks": (len(scan["key_found_in"]) + len(scan["password_found_in"])
+                         if isinstance(scan, dict) and isinstance(scan.get("key_found_in"), list)
+                         and isinstance(scan.get("password_found_in"), list) else None),
+        "restores": len(rows), "outage_s": max((r["outage_s"] or 0.0 for r in healed), default=None),
+        "dump_bytes": max((r["dump_bytes"] or 0 for r in rows), default=None),
+        "scanned_files": scan.get("scanned_files") if isinstance(scan, dict) else None,
+    }
+    reasons = []
+    if metrics["logins_not_decrypted"] is None:
+        reasons.append("logins_not_decrypted: no completed restore naming the logins it expected")
+    if metrics["engine_logins_after_restore"] is None:
+        reasons.append("engine_logins_after_restore: no engine event log or no completed restore")
+    if metrics["secret_leaks"] is None:
+        reasons.append(f"secret_leaks: the run has no readable {SECRETS_SCAN} (key_found_in, password_found_in)")
+    judgements = judge({k: metrics[k] for k in names}, requirement_ids, targets,
+                       lower_bounds=("restore_s",) if lower else (), unmeasured_reason="; ".join(reasons))
+    evidence: list[dict] = [*rows, *({"kind": "engine-login", **x} for x in logged_in)]
+    if isinstance(scan, dict):
+        evidence.append({"kind": "secrets-scan", **{k: scan.get(k) for k in ("scanned_files", "key_found_in",
+                                                                             "password_found_in", "password_in_broker_state",
+                                                                             "key_id")}})
+    evidence.append({"kind": "rule", "rule": PG_RESTORE_RULE})
+    if unreadable:
+        evidence += _unreadable_evidence(unreadable)
+    worst = max(rows, key=lambda r: r["restore_s"])
+    summary = (f"{len(rows)} restore(s); worst {worst['restore_s']:.3f} s"
+               + (f" ({worst['problem']})" if worst.get("problem") else
+                  f" from {worst['dump']} ({worst['dump_bytes']} B), database gone {worst['outage_s']} s")
+               + f"; logins decrypted {sum(len(r['decrypted']) for r in healed)}/"
+                 f"{sum(len(r['expected']) for r in healed)}; {len(logged_in)} engine(s) logged in with them after "
+                 f"the restore; key/password found in {metrics['secret_leaks']} run file(s)")
+    return PgRestoreResult("pg_restore", validity(judgements), tuple(requirement_ids), metrics, evidence, summary,
+                           judgements, restores=rows)
+
+
 # -- a whole run directory -------------------------------------------------------------------------------------
 class RunView:
     """A run directory's data, each file loaded at most once (checkers share one view). ``ledger()`` is None
@@ -2184,6 +2299,16 @@ def _store_repair(view: RunView, params: dict, rids: tuple[str, ...], targets: t
                               unreadable={h.FAULTS: bad_faults, ENGINE_EVENTS_GLOB: view.unreadable_event_lines()})
 
 
+def _pg_restore(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
+    records, bad = read_event_lines(view.run.path / h.FAULTS)
+    scan, why = view.json_doc(SECRETS_SCAN)
+    unreadable = {h.FAULTS: bad, ENGINE_EVENTS_GLOB: view.unreadable_event_lines()}
+    if why:
+        unreadable[SECRETS_SCAN] = 1
+    return check_pg_restore(records, view.engine_events(), scan, requirement_ids=rids, targets=targets,
+                            unreadable=unreadable)
+
+
 CHECKERS: dict[str, Checker] = {c.name: c for c in (
     Checker("rto", _rto, ("rto_s",), "fault injection to the first successful operation of kind f invoked after it",
             ("f", "fault")),
@@ -2213,7 +2338,15 @@ CHECKERS: dict[str, Checker] = {c.name: c for c in (
     Checker("store_repair", _store_repair, ("undetected_corruptions",),
             "damage to an engine's DuckDB journal: found (health check or open), restored from memory or a snapshot "
             "within the target, damaged files kept as evidence, committed writes missing from the restored copy"),
+    Checker("pg_restore", _pg_restore, ("restore_s", "logins_not_decrypted", "engine_logins_after_restore",
+                                        "secret_leaks"),
+            "credentials database dumped, dropped, restored: restore time, logins decrypt again, an engine logs in "
+            "with them, no key or password in the run folder"),
 )}
+
+# the EA tick-stream checkers (issue 14): ticks, stale_ticks, tick_latency, tick_fallback, tcp_reconnect, ea_restart
+from scenarios import ticks as _ticks  # noqa: E402 - needs Checker above; scenarios.ticks never imports this module
+CHECKERS.update({c.name: c for c in _ticks.checker_entries(Checker)})
 
 # the requirements each checker claims when a run names no checkers of its own
 DEFAULT_REQUIREMENTS: dict[str, tuple[str, ...]] = {

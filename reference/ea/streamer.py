@@ -88,7 +88,7 @@ class EAConfig:
         return cfg
 
     def events_path(self) -> Path:
-        return Path(self.state_dir) / f"events-{self.instance}.jsonl"
+        return Path(self.state_dir) / f"ea-events-{self.instance}.jsonl"
 
 
 def session_key(prefix: str, instance: str) -> str:

@@ -31,7 +31,7 @@ def ea_policy() -> RestartPolicy:
 
 
 def events_path(state_dir: Path, instance: str) -> Path:
-    return Path(state_dir) / f"events-{instance}.jsonl"
+    return Path(state_dir) / f"ea-events-{instance}.jsonl"
 
 
 def _started(path: Path) -> bool:

@@ -1,0 +1,472 @@
+"""The EA tick-stream checkers (issue 14; EA-1, EA-2, BR-3, PERF-1): pure functions over a run folder.
+
+Inputs (found anywhere under the run folder):
+- ``ticks-*.jsonl``: what each consumer delivered (``reference.ea.consumer``: ``tick`` rows with seq, stream, path,
+  ``sent_ns``/``deliver_ns``/``time_msc``; ``gap``, ``udp_lost``/``udp_recovered``, ``tcp_attempt``, ``alert``,
+  ``stream`` rows);
+- ``faults.jsonl``: the fault windows (wall clock ``inject_wall``/``heal_wall``, seconds);
+- ``supervisor*.jsonl``: the supervisor's events (start, exit, restart, gave_up) of the EA programs (``ea*``).
+
+Each checker judges per consumer and reports the worst; with nothing to judge it is ``unmeasured`` with the reason,
+never a pass. Every judged number comes from the records, never from what the consumer says about itself: gaps and
+duplicates are counted from the delivered seqs, not from the consumer's ``gap`` rows.
+
+Checkers (``scenarios.checkers.CHECKERS``):
+- ``ticks`` (EA-2): ``duplicate_ticks``, ``out_of_order_ticks``, ``missed_ticks`` (seqs never delivered; with
+  ``gaps_expected_in_faults`` only those outside fault windows); ``stale_ticks`` (BR-3):
+  ``stale_ticks_after_restart`` (a tick of a stream delivered after a newer stream's first tick);
+  ``tick_latency`` (PERF-1): ``tick_latency_p95_ms`` (broker ``time_msc`` to delivery, outside fault windows;
+  p50/p99 and the EA-send-to-delivery path latency beside it). One computation, three table rows.
+- ``tick_fallback``: ``tick_fallback_s``: in each window of the UDP faults (``faults`` param: fault names; default
+  all), the worst send-to-delivery time of a tick served from TCP; a window whose ticks were not delivered at all
+  counts as not served within the window (its length). Beside it: the distribution, the ``udp_lost`` detection
+  after injection and the return to UDP after heal.
+- ``tcp_reconnect``: ``tcp_reconnect_interval_s`` (the longest interval between consecutive failed attempts of one
+  outage, at 10 ms resolution), ``tcp_reconnect_attempts`` (most failed attempts of one outage, EA-2: 10), and
+  ``missing_alerts`` (an outage of 10 failed attempts without ``tcp_gave_up``; UDP and TCP down together without
+  ``both_down``).
+- ``ea_restart``: ``restart_s`` (the EA killed, from the fault injection or the supervisor's ``exit``, to the first
+  tick of its new stream delivered) and ``failed_restarts_before_stop`` (restarts within 30 s before the supervisor
+  gave up, EA-1: 3).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from scenarios.history import FaultWindow
+from scenarios.verdicts import percentile
+
+TICKS_GLOB = "ticks-*.jsonl"
+SUPERVISOR_GLOB = "supervisor*.jsonl"
+RESOLUTION_S = 0.01  # cadences are judged at 10 ms: thread wake-ups on a loaded 2-core machine
+
+
+# -- reading -------------------------------------------------------------------------------------------------------
+def read_rows(path: Path) -> tuple[list[dict], int]:
+    """The JSON objects of a JSONL file, and how many lines were unreadable (a killed writer leaves a torn line)."""
+    rows, bad = [], 0
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return [], 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad += 1
+    return rows, bad
+
+
+def consumer_histories(run_path: Path) -> tuple[dict[str, list[dict]], int]:
+    """consumer id -> its rows in file order (all of its files), and the unreadable line count."""
+    out: dict[str, list[dict]] = {}
+    bad = 0
+    for path in sorted(Path(run_path).rglob(TICKS_GLOB)):
+        rows, b = read_rows(path)
+        bad += b
+        for row in rows:
+            out.setdefault(str(row.get("consumer", path.stem)), []).append(row)
+    return out, bad
+
+
+def supervisor_events(run_path: Path) -> tuple[list[dict], int]:
+    events, bad = [], 0
+    for path in sorted(Path(run_path).rglob(SUPERVISOR_GLOB)):
+        rows, b = read_rows(path)
+        events += rows
+        bad += b
+    return sorted(events, key=lambda e: e.get("wall", 0.0)), bad
+
+
+def _windows_wall(windows: Sequence[FaultWindow], names: Iterable[str] | None = None,
+                  end: float | None = None) -> list[tuple[float, float, FaultWindow]]:
+    names = set(names or ())
+    out = []
+    for w in windows:
+        if names and w.fault not in names:
+            continue
+        if w.inject_wall is None:
+            continue
+        out.append((w.inject_wall, w.heal_wall if w.heal_wall is not None else (end or float("inf")), w))
+    return out
+
+
+def _inside(t: float, spans: Sequence[tuple[float, float, Any]], after_s: float = 0.0) -> bool:
+    return any(a <= t <= b + after_s for a, b, _w in spans)
+
+
+def _ticks(rows: Iterable[dict]) -> list[dict]:
+    return [r for r in rows if r.get("t") == "tick" and isinstance(r.get("seq"), int)]
+
+
+# -- the stream: duplicates, order, holes, staleness, latency ------------------------------------------------------
+@dataclass
+class StreamFacts:
+    """What one consumer's delivered ticks show; seqs per stream."""
+
+    delivered: int = 0
+    duplicates: list[dict] = field(default_factory=list)
+    out_of_order: list[dict] = field(default_factory=list)
+    stale: list[dict] = field(default_factory=list)
+    holes: list[dict] = field(default_factory=list)  # {"stream", "from", "to", "count", "t0", "t1"}
+    latency_msc_ms: list[float] = field(default_factory=list)
+    latency_path_ms: list[float] = field(default_factory=list)
+
+
+def stream_facts(rows: Sequence[dict], fault_spans: Sequence[tuple[float, float, Any]] = ()) -> StreamFacts:
+    """Duplicates, out-of-order and stale deliveries, seq holes (with the wall-clock span they fall in), and the
+    latencies outside ``fault_spans`` (wall seconds) of one consumer's rows."""
+    f = StreamFacts()
+    seen: dict[str, set[int]] = {}
+    last: dict[str, dict] = {}
+    order: list[str] = []  # streams in the order their first tick was delivered
+    for r in _ticks(rows):
+        stream = str(r.get("stream"))
+        seq = r["seq"]
+        f.delivered += 1
+        ref = {"seq": seq, "stream": stream, "path": r.get("path"), "deliver_ns": r.get("deliver_ns")}
+        if stream not in seen:
+            seen[stream] = set()
+            order.append(stream)
+        elif order[-1] != stream:
+            f.stale.append(ref)  # BR-3: an older stream after a newer one started
+        if seq in seen[stream]:
+            f.duplicates.append(ref)
+            continue
+        prev = last.get(stream)
+        if prev is not None and seq < prev["seq"]:
+            f.out_of_order.append({**ref, "after": prev["seq"]})
+        elif prev is not None and seq > prev["seq"] + 1:
+            t0 = (prev.get("sent_ns") or prev.get("deliver_ns") or 0) / 1e9
+            t1 = (r.get("sent_ns") or r.get("deliver_ns") or 0) / 1e9
+            f.holes.append({"stream": stream, "from": prev["seq"] + 1, "to": seq - 1, "count": seq - 1 - prev["seq"],
+                            "t0": t0, "t1": t1})
+        seen[stream].add(seq)
+        if prev is None or seq > prev["seq"]:
+            last[stream] = r
+        deliver = r.get("deliver_ns")
+        if isinstance(deliver, int) and not _inside(deliver / 1e9, fault_spans, after_s=0.1):
+            if isinstance(r.get("time_msc"), int):
+                f.latency_msc_ms.append(deliver / 1e6 - r["time_msc"])
+            if isinstance(r.get("sent_ns"), int) and r["sent_ns"] > 0:
+                f.latency_path_ms.append((deliver - r["sent_ns"]) / 1e6)
+    return f
+
+
+def _overlaps(t0: float, t1: float, spans: Sequence[tuple[float, float, Any]], after_s: float) -> bool:
+    return any(t0 <= b + after_s and t1 >= a for a, b, _w in spans)
+
+
+def _cr(name: str, rids, targets, metrics: dict, evidence: list, summary: str, lower=()):
+    from scenarios.checkers import CheckResult
+    from scenarios.verdicts import judge, validity
+
+    judgements = judge(metrics, rids, targets, lower_bounds=lower)
+    return CheckResult(name, validity(judgements), tuple(rids), metrics, evidence, summary, judgements)
+
+
+def _none(name: str, rids, targets, metrics: Sequence[str], reason: str, bad: int = 0):
+    from scenarios.checkers import CheckResult, _unmeasured
+
+    return _unmeasured(CheckResult, name, rids, targets, metrics, reason,
+                       unreadable={TICKS_GLOB: bad} if bad else None)
+
+
+def _r(x: float | None, nd: int = 3) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+TICK_METRICS = ("duplicate_ticks", "out_of_order_ticks", "missed_ticks", "stale_ticks_after_restart",
+                "tick_latency_p95_ms")
+# the checker table splits them by requirement: a claimed requirement needs a target for each metric of its checker
+TICK_CHECKS = {"ticks": TICK_METRICS[:3], "stale_ticks": TICK_METRICS[3:4], "tick_latency": TICK_METRICS[4:]}
+
+
+def check_ticks(histories: dict[str, list[dict]], windows: Sequence[FaultWindow] = (), *,
+                gaps_expected_in_faults: bool = False, requirement_ids: Sequence[str] = ("EA-2",), targets=None,
+                unreadable: int = 0, name: str = "ticks"):
+    """Duplicates, out-of-order, missed and stale ticks, and tick latency, per consumer (the worst is judged).
+    ``name``: one of ``TICK_CHECKS`` (all metrics are reported; those with a target of a claimed ID are judged)."""
+    if not any(_ticks(rows) for rows in histories.values()):
+        return _none(name, requirement_ids, targets, TICK_CHECKS.get(name, TICK_METRICS),
+                     "no consumer delivered a tick (no ticks-*.jsonl with tick rows)", unreadable)
+    spans = _windows_wall(windows)
+    worst = dict.fromkeys(TICK_METRICS[:4], 0)
+    lat_msc: list[float] = []
+    lat_path: list[float] = []
+    evidence: list[dict] = []
+    for consumer, rows in sorted(histories.items()):
+        f = stream_facts(rows, spans)
+        missed = [h for h in f.holes if not (gaps_expected_in_faults and _overlaps(h["t0"], h["t1"], spans, 0.1))]
+        for h in f.holes:
+            h["in_fault"] = _overlaps(h["t0"], h["t1"], spans, 0.1)
+        worst["duplicate_ticks"] = max(worst["duplicate_ticks"], len(f.duplicates))
+        worst["out_of_order_ticks"] = max(worst["out_of_order_ticks"], len(f.out_of_order))
+        worst["missed_ticks"] = max(worst["missed_ticks"], sum(h["count"] for h in missed))
+        worst["stale_ticks_after_restart"] = max(worst["stale_ticks_after_restart"], len(f.stale))
+        lat_msc += f.latency_msc_ms
+        lat_path += f.latency_path_ms
+        evidence.append({"kind": "consumer", "consumer": consumer, "delivered": f.delivered,
+                         "duplicates": f.duplicates[:10], "out_of_order": f.out_of_order[:10], "stale": f.stale[:10],
+                         "gaps": f.holes[:20], "gaps_total": len(f.holes),
+                         "gaps_in_fault": sum(1 for h in f.holes if h["in_fault"])})
+    metrics: dict[str, Any] = dict(worst)
+    metrics["tick_latency_p95_ms"] = _r(percentile(lat_msc, 95))
+    metrics["tick_latency_p50_ms"] = _r(percentile(lat_msc, 50))
+    metrics["tick_latency_p99_ms"] = _r(percentile(lat_msc, 99))
+    metrics["tick_path_p50_ms"] = _r(percentile(lat_path, 50))
+    metrics["tick_path_p99_ms"] = _r(percentile(lat_path, 99))
+    if unreadable:
+        evidence.append({"kind": "unreadable", "file": TICKS_GLOB, "lines": unreadable})
+    summary = (f"{sum(e.get('delivered', 0) for e in evidence)} ticks delivered to {len(histories)} consumer(s): "
+               f"{worst['duplicate_ticks']} duplicate, {worst['out_of_order_ticks']} out of order, "
+               f"{worst['missed_ticks']} missed, {worst['stale_ticks_after_restart']} stale; latency from time_msc "
+               f"p50 {metrics['tick_latency_p50_ms']} / p99 {metrics['tick_latency_p99_ms']} ms")
+    return _cr(name, requirement_ids, targets, metrics, evidence, summary)
+
+
+# -- UDP -> TCP fallback ---------------------------------------------------------------------------------------------
+def check_tick_fallback(histories: dict[str, list[dict]], windows: Sequence[FaultWindow], *,
+                        faults: Sequence[str] | None = None, requirement_ids: Sequence[str] = ("EA-2",),
+                        targets=None, unreadable: int = 0):
+    """``tick_fallback_s``: within each UDP fault window, the worst send-to-delivery time of a TCP-served tick; a
+    window in which ticks went missing and none came from TCP counts as its whole length."""
+    spans = _windows_wall(windows, faults)
+    if not spans:
+        return _none("tick_fallback", requirement_ids, targets, ("tick_fallback_s",),
+                     "no UDP fault window in faults.jsonl", unreadable)
+    delays: list[float] = []
+    worst: float | None = None
+    evidence: list[dict] = []
+    judged_windows = 0
+    for consumer, rows in sorted(histories.items()):
+        ticks = _ticks(rows)
+        facts = stream_facts(rows)
+        for a, b, w in spans:
+            b_eff = b if b != float("inf") else max((t.get("deliver_ns", 0) / 1e9 for t in ticks), default=a)
+            inside = [t for t in ticks if isinstance(t.get("deliver_ns"), int) and a <= t["deliver_ns"] / 1e9 <= b_eff]
+            served = [(t["deliver_ns"] - t["sent_ns"]) / 1e9 for t in inside
+                      if t.get("path") == "tcp" and isinstance(t.get("sent_ns"), int) and t["sent_ns"] > 0]
+            missing = [h for h in facts.holes if _overlaps(h["t0"], h["t1"], [(a, b_eff, w)], 0.0)]
+            if not inside and not missing:
+                continue
+            judged_windows += 1
+            delays += served
+            value = max(served) if served else None
+            if missing and not served:
+                value = b_eff - a  # nothing served from TCP while ticks went missing: not within the window
+            if value is not None:
+                worst = value if worst is None else max(worst, value)
+            lost = [r for r in rows if r.get("t") == "udp_lost" and a <= r.get("wall_ns", 0) / 1e9 <= b_eff + 1]
+            back = [t for t in ticks if t.get("path") == "udp" and b_eff < t.get("deliver_ns", 0) / 1e9]
+            evidence.append({
+                "kind": "window", "consumer": consumer, "fault": w.fault, "fault_id": w.fault_id,
+                "delivered": len(inside), "tcp_served": len(served), "missing_seqs": sum(h["count"] for h in missing),
+                "worst_s": _r(value, 6),
+                "udp_lost_detected_s": _r(lost[0]["wall_ns"] / 1e9 - a, 4) if lost else None,
+                "back_to_udp_s": _r(back[0]["deliver_ns"] / 1e9 - b, 4) if back and b != float("inf") else None})
+    if not judged_windows:
+        return _none("tick_fallback", requirement_ids, targets, ("tick_fallback_s",),
+                     "no tick delivered or missed inside a UDP fault window", unreadable)
+    metrics = {"tick_fallback_s": _r(worst, 6),
+               "tick_fallback_p50_ms": _r(None if not delays else percentile(delays, 50) * 1000),
+               "tick_fallback_p99_ms": _r(None if not delays else percentile(delays, 99) * 1000),
+               "tick_fallback_samples": len(delays)}
+    summary = (f"{len(delays)} ticks served from TCP in {judged_windows} UDP fault window(s): worst "
+               f"{metrics['tick_fallback_s']} s, p50 {metrics['tick_fallback_p50_ms']} ms, p99 "
+               f"{metrics['tick_fallback_p99_ms']} ms")
+    return _cr("tick_fallback", requirement_ids, targets, metrics, evidence, summary)
+
+
+# -- TCP reconnects and alerts ---------------------------------------------------------------------------------------
+def tcp_outages(rows: Sequence[dict]) -> list[list[dict]]:
+    """The failed ``tcp_attempt`` rows of each outage (an outage ends at a successful attempt)."""
+    outages: list[list[dict]] = []
+    current: list[dict] = []
+    for r in rows:
+        if r.get("t") != "tcp_attempt":
+            continue
+        if r.get("ok"):
+            if current:
+                outages.append(current)
+            current = []
+        else:
+            current.append(r)
+    if current:
+        outages.append(current)
+    return outages
+
+
+RECONNECT_METRICS = ("tcp_reconnect_interval_s", "tcp_reconnect_attempts", "missing_alerts")
+
+
+def check_tcp_reconnect(histories: dict[str, list[dict]], *, retry_s: float = 2.0, attempts: int = 10,
+                        requirement_ids: Sequence[str] = ("EA-2",), targets=None, unreadable: int = 0):
+    """Cadence and count of the consumer's TCP reconnects and the alerts EA-2 requires (``tcp_gave_up`` after
+    ``attempts`` failures; ``both_down`` when UDP was lost while TCP was down)."""
+    intervals: list[float] = []
+    most = 0
+    missing: list[dict] = []
+    evidence: list[dict] = []
+    outages_seen = 0
+    for consumer, rows in sorted(histories.items()):
+        alerts = [r for r in rows if r.get("t") == "alert"]
+        for outage in tcp_outages(rows):
+            outages_seen += 1
+            times = [r.get("wall_ns", 0) / 1e9 for r in outage]
+            gaps = [round(round((b - a) / RESOLUTION_S) * RESOLUTION_S, 6) for a, b in zip(times, times[1:])]
+            intervals += gaps
+            most = max(most, len(outage))
+            gave_up = [a for a in alerts if a.get("what") == "tcp_gave_up" and a.get("wall_ns", 0) >= outage[-1].get(
+                "wall_ns", 0)]
+            if len(outage) >= attempts and not gave_up:
+                missing.append({"consumer": consumer, "alert": "tcp_gave_up", "attempts": len(outage)})
+            evidence.append({"kind": "outage", "consumer": consumer, "failed_attempts": len(outage),
+                             "intervals_s": gaps[:12], "gave_up_alert": bool(gave_up)})
+        # both down: UDP lost while TCP disconnected (and it had delivered before), without a both_down alert
+        tcp_up = udp_up = False
+        delivered = False
+        episode = False
+        for r in rows:
+            t = r.get("t")
+            if t == "tick":
+                delivered = True
+            elif t == "tcp_connected":
+                tcp_up = True
+            elif t == "tcp_disconnected":
+                tcp_up = False
+            elif t == "udp_recovered":
+                udp_up = True
+            elif t == "udp_lost":
+                udp_up = False
+            if delivered and not tcp_up and not udp_up and not episode:
+                episode = True
+                outages_seen += 1
+                start = r.get("wall_ns", 0)
+                alerted = any(a.get("what") == "both_down" and a.get("wall_ns", 0) >= start for a in alerts)
+                if not alerted:
+                    missing.append({"consumer": consumer, "alert": "both_down", "since_ns": start})
+            if tcp_up or udp_up:
+                episode = False
+    if not outages_seen:
+        return _none("tcp_reconnect", requirement_ids, targets, RECONNECT_METRICS,
+                     "no failed TCP connect and no both-down episode in any consumer history", unreadable)
+    metrics = {"tcp_reconnect_interval_s": max(intervals) if intervals else None,
+               "tcp_reconnect_interval_min_s": min(intervals) if intervals else None,
+               "tcp_reconnect_attempts": most, "missing_alerts": len(missing)}
+    evidence.append({"kind": "missing_alerts", "items": missing})
+    summary = (f"{outages_seen} outage(s): at most {most} failed attempts, intervals "
+               f"{metrics['tcp_reconnect_interval_min_s']}..{metrics['tcp_reconnect_interval_s']} s (10 ms "
+               f"resolution), {len(missing)} required alert(s) missing")
+    return _cr("tcp_reconnect", requirement_ids, targets, metrics, evidence, summary)
+
+
+# -- EA restarts -------------------------------------------------------------------------------------------------------
+def stream_starts(rows: Sequence[dict]) -> list[tuple[str, float]]:
+    """(stream, wall s of its first delivered tick) in delivery order."""
+    out: list[tuple[str, float]] = []
+    seen: set[str] = set()
+    for r in _ticks(rows):
+        s = str(r.get("stream"))
+        if s not in seen and isinstance(r.get("deliver_ns"), int):
+            seen.add(s)
+            out.append((s, r["deliver_ns"] / 1e9))
+    return out
+
+
+def check_ea_restart(histories: dict[str, list[dict]], windows: Sequence[FaultWindow], sup_events: Sequence[dict],
+                     *, program_prefix: str = "ea", interval_s: float = 30.0,
+                     requirement_ids: Sequence[str] = ("EA-1",), targets=None, unreadable: int = 0):
+    """``restart_s``: kill (fault injection, else the supervisor's ``exit``) to the first tick of the EA's next
+    stream at a consumer; ``failed_restarts_before_stop``: restarts within ``interval_s`` before a give-up."""
+    ea_events = [e for e in sup_events if str(e.get("program", "")).startswith(program_prefix)]
+    kills = sorted([w.inject_wall for w in windows if w.inject_wall is not None]
+                   or [e["wall"] for e in ea_events if e.get("event") == "exit" and isinstance(e.get("wall"), float)])
+    restarts: list[float] = []
+    evidence: list[dict] = []
+    for consumer, rows in sorted(histories.items()):
+        for stream, first in stream_starts(rows)[1:]:
+            before = [k for k in kills if k <= first]
+            if before:
+                restarts.append(first - before[-1])
+                evidence.append({"kind": "restart", "consumer": consumer, "stream": stream,
+                                 "killed_wall": before[-1], "first_tick_wall": first,
+                                 "restart_s": _r(first - before[-1], 4)})
+    gave = [e for e in ea_events if e.get("event") == "gave_up"]
+    counts = []
+    for g in gave:
+        n = sum(1 for e in ea_events if e.get("event") == "restart" and e.get("program") == g.get("program")
+                and g["wall"] - interval_s <= e.get("wall", 0) <= g["wall"])
+        counts.append(n)
+        evidence.append({"kind": "gave_up", "program": g.get("program"), "restarts_within_s": interval_s,
+                         "restarts": n, "detail": g.get("detail")})
+    if not restarts and not counts:
+        return _none("ea_restart", requirement_ids, targets, ("restart_s", "failed_restarts_before_stop"),
+                     "no EA restart seen by a consumer and no supervisor give-up", unreadable)
+    metrics = {"restart_s": _r(max(restarts), 4) if restarts else None,
+               "restart_p50_s": _r(percentile(restarts, 50), 4) if restarts else None,
+               "failed_restarts_before_stop": max(counts) if counts else None,
+               "crashes_logged": sum(1 for e in ea_events if e.get("event") == "exit")}
+    summary = (f"{len(restarts)} EA restart(s) seen by consumers, worst {metrics['restart_s']} s; "
+               f"{len(counts)} give-up(s) after {metrics['failed_restarts_before_stop']} restarts")
+    return _cr("ea_restart", requirement_ids, targets, metrics, evidence, summary)
+
+
+# -- the checker table entries (scenarios.checkers.CHECKERS) -----------------------------------------------------------
+def _tick_fn(name: str):
+    def fn(view, params: dict, rids, targets):
+        hist, bad = consumer_histories(view.run.path)
+        windows, _ = view.fault_windows_lenient()
+        return check_ticks(hist, windows, gaps_expected_in_faults=bool(params.get("gaps_expected_in_faults")),
+                           requirement_ids=rids, targets=targets, unreadable=bad, name=name)
+    return fn
+
+
+def _fn_fallback(view, params: dict, rids, targets):
+    hist, bad = consumer_histories(view.run.path)
+    windows, _ = view.fault_windows_lenient()
+    return check_tick_fallback(hist, windows, faults=params.get("faults"), requirement_ids=rids, targets=targets,
+                               unreadable=bad)
+
+
+def _fn_reconnect(view, params: dict, rids, targets):
+    hist, bad = consumer_histories(view.run.path)
+    return check_tcp_reconnect(hist, requirement_ids=rids, targets=targets, unreadable=bad)
+
+
+def _fn_restart(view, params: dict, rids, targets):
+    hist, bad = consumer_histories(view.run.path)
+    windows, _ = view.fault_windows_lenient()
+    sup, bad2 = supervisor_events(view.run.path)
+    return check_ea_restart(hist, windows, sup, requirement_ids=rids, targets=targets, unreadable=bad + bad2)
+
+
+def checker_entries(checker_cls) -> list:
+    """The four tick checkers as ``scenarios.checkers.Checker`` rows."""
+    return [
+        checker_cls("ticks", _tick_fn("ticks"), TICK_CHECKS["ticks"],
+                    "per consumer: ticks delivered twice, out of order, never delivered (outside fault windows with "
+                    "gaps_expected_in_faults)", ("gaps_expected_in_faults",)),
+        checker_cls("stale_ticks", _tick_fn("stale_ticks"), TICK_CHECKS["stale_ticks"],
+                    "ticks of an EA stream delivered after a newer stream (the EA restarted) began (BR-3)"),
+        checker_cls("tick_latency", _tick_fn("tick_latency"), TICK_CHECKS["tick_latency"],
+                    "broker time_msc to delivery, p95 outside fault windows (p50/p99 and the EA-to-consumer path "
+                    "beside it)"),
+        checker_cls("tick_fallback", _fn_fallback, ("tick_fallback_s",),
+                    "in each UDP fault window: the worst send-to-delivery time of a tick served from TCP",
+                    ("faults",)),
+        checker_cls("tcp_reconnect", _fn_reconnect, RECONNECT_METRICS,
+                    "TCP reconnect cadence and attempts per outage (EA-2: 2 s x 10) and the alerts EA-2 requires"),
+        checker_cls("ea_restart", _fn_restart, ("restart_s", "failed_restarts_before_stop"),
+                    "EA kill to its new stream's first tick at a consumer; restarts before the supervisor gave up"),
+    ]
