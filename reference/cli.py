@@ -32,6 +32,16 @@ def _load(config_path, instance, state_dir, sets):
         raise click.ClickException(str(exc)) from None
 
 
+def _broker_logins(config) -> dict:
+    """PG-1: the logins of the brokers configured without one, from PostgreSQL (``credentials_dsn``)."""
+    from reference.settings.errors import CredentialsError
+    from reference.settings.logins import apply_broker_logins
+    try:
+        return apply_broker_logins(config)
+    except CredentialsError as exc:
+        raise click.ClickException(f"broker logins: {exc}") from None
+
+
 @engine.command("run")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML or JSON engine configuration.")
 @click.option("--instance", help="Instance name (unique within the engine group).")
@@ -44,6 +54,7 @@ def run(config_path, instance, state_dir, sets, echo_events):
     from reference.engine.engine import Engine
     from reference.engine.journal import JournalError
     config = _load(config_path, instance, state_dir, sets)
+    logins = _broker_logins(config)
     try:
         eng = Engine(config, echo_events=echo_events)
     except JournalError as exc:
@@ -53,6 +64,10 @@ def run(config_path, instance, state_dir, sets, echo_events):
         raise click.ClickException(str(exc)) from None
     eng.install_signal_handlers()
     click.echo(f"engine {config.group}/{config.instance}: events in {eng.events_path}", err=True)
+    if logins["brokers"]:   # PG-1: names and key id only, never a login
+        eng.emit("broker_logins_read", source="postgresql", **logins)
+        click.echo(f"engine {config.group}/{config.instance}: broker logins of {', '.join(logins['brokers'])} read "
+                   f"from PostgreSQL (key {logins['key_id']})", err=True)
     eng.run()
 
 

@@ -87,11 +87,12 @@ class DrillEnvironment:
         self.opts = opts
         self.rng = random.Random(seed)
         self.stack: LocalStack | None = None
+        self.pg_logins = None   # scenarios.pglogins.DrillLogins when the topology runs postgres
         self.fault_log = FaultLog(run.path / "faults.jsonl")
         self.history = History(run.path / "history.jsonl")
         self.signal_log = SignalLog(run.path / "signals.jsonl")
         self._stack_dir = run.path / "stack"
-        self.topology = Topology.default(subnet=opts.subnet, services=registry.DRILL_SERVICES,
+        self.topology = Topology.default(subnet=opts.subnet, services=registry.drill_services(scenario),
                                          overrides=dict(opts.topology_overrides))
         self.keys = contract.Keys(group=str(self.topology.settings["engine.group"]))
         self.account = int(self.topology.settings["mt5.account"])
@@ -108,9 +109,18 @@ class DrillEnvironment:
         if any(step.fault == "disk-fill" for step in self.scenario.faults):
             # the fault only fills a tmpfs of the engine's own: mounted before the engines start, undone by down()
             options["engine"]["state_tmpfs_mb"] = self.opts.engine_state_tmpfs_mb or DISK_FILL_TMPFS_MB
+        before_engines = None
+        if "postgres" in self.topology.services:
+            # PG-1 (issue 13): the engines read their broker logins from PostgreSQL; key outside the run folder
+            from scenarios.pglogins import DrillLogins
+
+            self.pg_logins = DrillLogins(self.topology, self._stack_dir)
+            options["mt5"]["config_file"] = self.pg_logins.sim_config
+            options["engine"]["overrides"] = {**self.pg_logins.engine_overrides, **options["engine"]["overrides"]}
+            before_engines = self.pg_logins.store
         for line in heal_dead_leftovers():  # kernel rules and mounts of a SIGKILLed earlier drill
             self.opts.say(f"  {line}")
-        self.stack = LocalStack(self.topology, self._stack_dir, options=options)
+        self.stack = LocalStack(self.topology, self._stack_dir, options=options, before_engines=before_engines)
         try:
             self.stack.up()
         except (StackError, NodeStartError, DeadlineExceeded) as exc:
@@ -225,6 +235,12 @@ class DrillEnvironment:
                 if logs.is_dir():
                     for log in logs.glob("*.log"):
                         shutil.copy(log, self.run.path / "nodes" / log.name)
+        if self.pg_logins is not None:
+            try:
+                self.pg_logins.scan(self.run.path)   # secrets_scan.json: the key and password found nowhere
+            except Exception as exc:  # noqa: BLE001 - teardown goes on
+                errors.append(f"secrets scan of the run folder failed: {exc}")
+            self.pg_logins.close()
         self.history.close()
         self.signal_log.close()
         return errors

@@ -298,6 +298,22 @@ def _check_mode(params: dict) -> list[str]:
     return [] if mode in ("drop", "reset") else [f"mode {mode!r} must be drop or reset"]
 
 
+# -- the credentials database (issue 13, PG-1) ------------------------------------------------------------------
+def _postgres_restore(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    """pg_dump the drill's credentials database, drop it; heal: restore the newest dump and decrypt the logins
+    (``faults.postgres.DropAndRestore``). Needs a drill whose topology runs postgres (``Scenario.services``)."""
+    from faults.postgres import DropAndRestore
+    from reference.settings.pgdumps import PgDumps
+
+    logins = getattr(ctx, "pg_logins", None)
+    if logins is None:
+        raise ValueError("postgres-restore needs the drill's broker logins in PostgreSQL: give the scenario "
+                         "services=(\"postgres\",)")
+    return DropAndRestore(PgDumps(logins.dsn, logins.dumps_dir), logins.verify, expected=logins.broker_names,
+                          node=t.name, log=ctx.fault_log,
+                          requirements=ctx.requirement_ids)
+
+
 FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
     FaultPackage("process-kill", _kill, (), "supervisor", "SIGKILL", "#d62728",
                  description="SIGKILL the target's process group"),
@@ -346,6 +362,9 @@ FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
                  check=_check_free_bytes),
     FaultPackage("redis-all-down", _all_redis_down, ("redis",), "end", "all Redis down", "#ff9896", (),
                  description="SIGKILL every Redis node; the heal starts them all again (ORD-3)"),
+    FaultPackage("postgres-restore", _postgres_restore, ("postgres",), "end", "credentials DB restore", "#c5b0d5",
+                 (), description="pg_dump the credentials database and DROP it; the heal restores the newest dump "
+                 "and decrypts the broker logins again (PG-1: restore under 5 s)"),
 )}
 
 

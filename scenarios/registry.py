@@ -70,10 +70,14 @@ class Scenario:
     workload: Workload
     faults: tuple[FaultStep, ...]
     checkers: tuple[CheckerSpec, ...]
+    # services the drill's topology runs beside DRILL_SERVICES (issue 13: "postgres", "clickhouse"); their nodes
+    # become fault targets and every node's address follows the topology's one allocator
+    services: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["requirement_ids"] = list(self.requirement_ids)
+        d["services"] = list(self.services)
         return d
 
     @classmethod
@@ -82,7 +86,8 @@ class Scenario:
                    description=d.get("description", ""), workload=Workload(**_tuples(d.get("workload", {}))),
                    faults=tuple(FaultStep(**f) for f in d.get("faults", ())),
                    checkers=tuple(CheckerSpec(c["checker"], tuple(c.get("requirement_ids", ())), c.get("params", {}))
-                                  for c in d.get("checkers", ())))
+                                  for c in d.get("checkers", ())),
+                   services=tuple(d.get("services", ())))
 
 
 def _tuples(d: dict) -> dict:
@@ -100,11 +105,16 @@ class ScenarioError(ValueError):
     """A scenario is malformed; the message names the scenario and the field to fix."""
 
 
-def drill_node_kinds() -> dict[str, str]:
-    """Node name -> kind of the topology every drill runs on."""
+def drill_services(scenario: "Scenario | None" = None) -> tuple[str, ...]:
+    """The services a scenario's drill topology runs: DRILL_SERVICES and the scenario's own ``services``."""
+    return tuple(dict.fromkeys((*DRILL_SERVICES, *(scenario.services if scenario is not None else ()))))
+
+
+def drill_node_kinds(scenario: "Scenario | None" = None) -> dict[str, str]:
+    """Node name -> kind of the topology every drill runs on (with the scenario's own services, when given)."""
     from tradedrill.topology import Topology
 
-    return {n.name: n.kind for n in Topology.default(services=DRILL_SERVICES).nodes}
+    return {n.name: n.kind for n in Topology.default(services=drill_services(scenario)).nodes}
 
 
 def validate(scenario: Scenario) -> None:
@@ -132,7 +142,11 @@ def validate(scenario: Scenario) -> None:
     if set(also) - set(EXTRA_OPS) or set(w.params) - {"also", "writers"}:
         problems.append(f"workload.params: only also=[{', '.join(EXTRA_OPS)}] and writers=[{{name, side, wait}}] "
                         f"are understood, not {dict(w.params)}")
-    kinds = drill_node_kinds()
+    try:
+        kinds = drill_node_kinds(scenario)
+    except ValueError as exc:   # TopologyError: a service the topology does not know
+        problems.append(f"services: {exc}")
+        kinds = drill_node_kinds()
     try:
         specs = setclients.writer_specs(w.params)
         if specs:
@@ -541,4 +555,27 @@ register(Scenario(
     workload=Workload(op="trade", rate_per_s=10.0, duration_s=24.0, timeout_s=5.0, settle_s=14.0),
     faults=(FaultStep("disk-fill", "active-engine", at_s=8.0, heal_after_s=8.0),),
     checkers=(*_consistency(("ENG-5",)), *_fencing()),
+))
+
+
+# -- persistence drills: PostgreSQL credentials, JSON config, ClickHouse outage, Redis AOF (issue 13) ---------------
+# postgres-restore runs PostgreSQL beside the usual nodes (Scenario.services): the brokers' account has a password,
+# the engines' broker entries name no login, so each engine reads its logins from PostgreSQL at start (PG-1).
+register(Scenario(
+    name="postgres-restore",
+    requirement_ids=("PG-1", "ENG-1", "ENG-5"),
+    description="The credentials database (sealed broker logins) is pg_dumped and dropped 5 s into 10 signals/s, and "
+                "restored from the newest dump 1 s later (PG-1: under 5 s); the logins must decrypt again. Then the "
+                "active engine is SIGKILLed twice (9 s, 16 s): the first victim restarts after the restore and reads "
+                "its broker logins from the restored database, and after the second kill it is the one trading. No "
+                "key or password may be in the run folder; nothing doubled, nothing lost.",
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=24.0, timeout_s=5.0, settle_s=12.0),
+    faults=(FaultStep("postgres-restore", "postgres", at_s=5.0, heal_after_s=1.0),
+            FaultStep("process-kill", "active-engine", at_s=9.0),
+            FaultStep("process-kill", "active-engine", at_s=16.0)),
+    checkers=(CheckerSpec("pg_restore", ("PG-1",)),
+              CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-kill"}),
+              CheckerSpec("lost_signals", ("ENG-1",)),
+              *_consistency(("ENG-5",)), *_fencing()),
+    services=("postgres",),
 ))

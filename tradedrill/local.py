@@ -139,7 +139,10 @@ class LocalStack:
     docstring); ``services`` limits which of the topology's services ``up`` starts (default: all of them)."""
 
     def __init__(self, topology: Topology, run_dir: Path | str, options: dict[str, dict] | None = None,
-                 services: Iterable[str] | None = None):
+                 services: Iterable[str] | None = None, before_engines: Callable[["LocalStack"], None] | None = None):
+        # before_engines(stack): called once every other node serves and before the engines start (a drill stores
+        # the broker logins in PostgreSQL there: the engines read them at start, PG-1)
+        self.before_engines = before_engines
         self.topology = topology
         self.run_dir = Path(run_dir).resolve()
         self.registry = PidRegistry(self.run_dir / "pids.json")
@@ -275,6 +278,8 @@ class LocalStack:
             self.timings["redis_settled_s"] = time.monotonic() - t1
         if engines:
             t2 = time.monotonic()
+            if self.before_engines is not None:
+                self.before_engines(self)
             self._start_engines(engines, timeout)
             self.timings["engines_settled_s"] = time.monotonic() - t2
         self.timings["nodes_ready_s"] = time.monotonic() - t0

@@ -148,6 +148,9 @@ class EngineConfig:
     clickhouse_backup_incremental_s: float = 3600.0  # CH-3: incremental backup every 1 h
     clickhouse_backup_keep_days: float = 7.0  # CH-3: keep 7 days of backups
     clickhouse_backup_zstd_level: int = 3   # CH-3: ZSTD level 3
+    # --- broker logins from PostgreSQL (PG-1; issue 13; reference.settings.logins.apply_broker_logins) -----------
+    credentials_dsn: str = ""               # PG-1: libpq string (naming a passfile); "" = logins as given in brokers
+    credentials_key_file: str = ""          # PG-1: the 0600 key file of the sealed logins (a path, never the key)
     # --- supervision (ENG-3) ------------------------------------------------------------------------------------
     watchdog_timeout_s: float = 30.0        # alive but no main-loop progress this long -> exit(70), supervisor restarts
     # --- alerts -------------------------------------------------------------------------------------------------

@@ -16,14 +16,11 @@ The key is 32 random bytes, base64url on one line, in a 0600 file of the run/sta
 ssh does. The key is never logged, never in an exception message, never in ``repr``; it is never sent to PostgreSQL.
 Losing the key file loses the logins (the dumps cannot open them either): back it up apart from the dumps.
 
-How the engine would use it (``reference/engine/config.py`` is not changed here): two new ``EngineConfig`` fields,
-``credentials_dsn`` (a libpq string naming a ``passfile``, never the password) and ``credentials_key_file``; then in
-``EngineConfig.broker_configs()``, for every broker whose ``login`` is None::
-
-    logins = read_broker_logins(self.credentials_dsn, self.credentials_key_file, [b.name for b in brokers])
-    broker.login, broker.password, broker.server = logins[broker.name]   # BrokerLogin unpacks to these three
-
-so a broker entry in ``engine.json`` needs only ``name``, ``factory`` and ``params``.
+How the engine uses it: two ``EngineConfig`` fields, ``credentials_dsn`` (a libpq string naming a ``passfile``,
+never the password) and ``credentials_key_file``; ``engine run`` calls :func:`apply_broker_logins` once at start,
+which fills ``login``, ``password`` and ``server`` of every broker whose ``login`` is None from this table, so a
+broker entry in ``engine.json`` needs only ``name``, ``factory`` and ``params``. What it returns (broker names, key
+id, the time of the read) is what the engine logs; never the logins.
 """
 from __future__ import annotations
 
@@ -292,3 +289,29 @@ def read_broker_logins(dsn: str, key_file: Path | str, names: Iterable[str] | No
     Raises CredentialsError (one line, no secret in it) when the key file is unsafe or missing, the database cannot
     be reached, a name has no login, or a login does not open."""
     return BrokerLoginStore(dsn, LoginKey.load(key_file)).get_many(names)
+
+
+def apply_broker_logins(config) -> dict:
+    """Fill the logins of ``config``'s brokers (an ``EngineConfig``) whose ``login`` is None from PostgreSQL
+    (``config.credentials_dsn``, key in ``config.credentials_key_file``); PG-1. Returns what may be logged: the
+    brokers filled, the key id and the wall/monotonic time of the read (no secret). Does nothing (``brokers`` [])
+    when ``credentials_dsn`` is empty. Raises CredentialsError (one line, no secret) when a login cannot be read."""
+    import dataclasses
+    import time
+
+    if not config.credentials_dsn:
+        return {"brokers": [], "key_id": None}
+    if not config.credentials_key_file:
+        raise CredentialsError("credentials_dsn is set but credentials_key_file is not: the stored logins cannot "
+                               "be opened without their key file", field="credentials_key_file")
+    brokers = config.broker_configs()
+    wanted = [b.name for b in brokers if b.login is None]
+    if not wanted:
+        return {"brokers": [], "key_id": None}
+    key = LoginKey.load(config.credentials_key_file)
+    logins = BrokerLoginStore(config.credentials_dsn, key).get_many(wanted)
+    config.brokers = [dataclasses.replace(b, login=logins[b.name].login, password=logins[b.name].password,
+                                          server=logins[b.name].server) if b.name in logins else b
+                      for b in brokers]
+    return {"brokers": wanted, "key_id": key.key_id, "read_ts": round(time.time(), 6),
+            "read_mono": round(time.monotonic(), 6)}

@@ -116,3 +116,27 @@ def test_a_kill_during_heavy_journal_writes_loses_no_acknowledged_trade(drill, r
     record_property("acknowledged", lost.metrics["acknowledged"])
     record_property("rto_s", d.result("rto").metrics.get("rto_s"))
     assert lost.metrics["acknowledged"] > 1000, lost.metrics     # the load really was heavy
+
+
+# -- issue 13's persistence drills: PostgreSQL credentials, JSON config, ClickHouse outage, Redis AOF --------------
+# Each runs its scenario as registered (its fault steps have their own times; SHORT's one fault_at_s would stack them).
+AS_REGISTERED = {"duration_s": None, "settle_s": None, "rate_per_s": None, "fault_at_s": None}
+
+
+def test_postgres_restore_and_the_engine_logs_in_with_the_restored_logins(drill, record_property):
+    """The default drill of these: the credentials database dumped, dropped, restored (PG-1 under 5 s), the logins
+    decrypt again, a restarted engine reads them from PostgreSQL and trades; no key or password in the run folder."""
+    d = drill("postgres-restore", **AS_REGISTERED)
+    assert_exactly_once(d)
+    res = d.result("pg_restore")
+    for key in ("restore_s", "outage_s", "dump_bytes", "logins_not_decrypted", "engine_logins_after_restore",
+                "secret_leaks", "scanned_files"):
+        record_property(key, res.metrics.get(key))
+    assert res.valid is True, f"{res.summary} ({d.run.path})"
+    assert res.metrics["logins_not_decrypted"] == 0 and res.metrics["secret_leaks"] == 0
+    assert res.metrics["engine_logins_after_restore"] >= 1
+    reads = d.engine_events("broker_logins_read")
+    assert reads and all(e["source"] == "postgresql" and e["brokers"] == ["primary", "backup"] for e in reads)
+    config = (d.run.path / "config.json").read_text()
+    assert "credentials_key_file" in config and "broker-logins.key" in config
+    assert not any(p.name.endswith(".key") for p in d.run.path.rglob("*"))   # the key file stays outside the run

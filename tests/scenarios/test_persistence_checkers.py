@@ -1,0 +1,96 @@
+"""The checkers of issue 13's persistence drills, on synthetic evidence (no stack): what each measures, when it
+fails, and that a run with nothing to judge is ``unmeasured`` with a reason, never a pass; every input surface fuzzed
+(any records, any JSON) without an exception and without a pass on nothing."""
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scenarios.checkers import check_pg_restore
+from scenarios.verdicts import FAIL, PASS, UNMEASURED
+
+
+def _restore_records(restore_s=0.15, decrypted=("backup", "primary"), heal="heal"):
+    inject = {"event": "inject", "fault": "postgres-restore", "fault_id": "postgres-restore-1", "mono": 100.0,
+              "details": {"dump": "credentials-x.sql.gz", "dump_bytes": 1038, "dump_s": 0.05,
+                          "logins_expected": ["backup", "primary"]}}
+    healed = {"event": heal, "fault": "postgres-restore", "fault_id": "postgres-restore-1", "mono": 101.2,
+              "details": {"logins_expected": ["backup", "primary"], "logins_decrypted": list(decrypted),
+                          "restore_s": restore_s, "outage_s": 1.2, "dump": "credentials-x.sql.gz"}}
+    if heal != "heal":
+        healed = {**healed, "error": "BackupError('no intact dump')", "details": {}}
+    return [inject, healed]
+
+
+def _login_events(after=True, connected=True):
+    t = 105.0 if after else 99.0
+    rows = [{"event": "broker_logins_read", "source": "postgresql", "instance": "A", "mono": t,
+             "brokers": ["primary", "backup"], "key_id": "k"}]
+    if connected:
+        rows.append({"event": "broker_connected", "instance": "A", "mono": t + 0.03, "broker": "primary"})
+    return rows
+
+
+CLEAN_SCAN = {"scanned_files": 90, "key_found_in": [], "password_found_in": [], "key_id": "k"}
+
+
+def verdicts(result) -> dict[str, str]:
+    return {j.metric: j.verdict for j in result.judgements}
+
+
+def test_a_restore_under_5_s_with_logins_decrypted_and_an_engine_login_passes():
+    r = check_pg_restore(_restore_records(), _login_events(), CLEAN_SCAN)
+    assert r.valid is True, r.summary
+    assert verdicts(r) == {"restore_s": PASS, "logins_not_decrypted": PASS, "engine_logins_after_restore": PASS,
+                           "secret_leaks": PASS}
+    assert r.metrics["restore_s"] == 0.15 and r.metrics["engine_logins_after_restore"] == 1
+
+
+def test_nothing_injected_is_unmeasured_with_the_reason():
+    r = check_pg_restore([], _login_events(), CLEAN_SCAN)
+    assert r.valid == "unknown" and "no postgres-restore injection" in r.summary
+    assert set(verdicts(r).values()) == {UNMEASURED}
+
+
+def test_each_failure_is_named():
+    slow = check_pg_restore(_restore_records(restore_s=7.5), _login_events(), CLEAN_SCAN)
+    assert verdicts(slow)["restore_s"] == FAIL and slow.valid is False
+    undecrypted = check_pg_restore(_restore_records(decrypted=["primary"]), _login_events(), CLEAN_SCAN)
+    assert verdicts(undecrypted)["logins_not_decrypted"] == FAIL
+    before = check_pg_restore(_restore_records(), _login_events(after=False), CLEAN_SCAN)
+    assert verdicts(before)["engine_logins_after_restore"] == FAIL   # read before the restore: not evidence
+    never_connected = check_pg_restore(_restore_records(), _login_events(connected=False), CLEAN_SCAN)
+    assert verdicts(never_connected)["engine_logins_after_restore"] == FAIL
+    leaked = check_pg_restore(_restore_records(), _login_events(),
+                              {**CLEAN_SCAN, "key_found_in": ["stack/engine.json"]})
+    assert verdicts(leaked)["secret_leaks"] == FAIL and leaked.metrics["secret_leaks"] == 1
+
+
+def test_a_failed_restore_fails_as_a_lower_bound_and_a_missing_scan_is_unmeasured():
+    r = check_pg_restore(_restore_records(heal="heal-failed"), _login_events(), None)
+    assert r.valid is False or verdicts(r)["restore_s"] in (FAIL, UNMEASURED)
+    assert "restore failed" in r.summary
+    assert verdicts(r)["secret_leaks"] == UNMEASURED and verdicts(r)["logins_not_decrypted"] == UNMEASURED
+    assert r.valid is not True
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                  max_size=3), max_leaves=10)
+_record = st.fixed_dictionaries({}, optional={
+    "event": st.sampled_from(["inject", "heal", "heal-failed", "x"]) | st.text(max_size=4),
+    "fault": st.sampled_from(["postgres-restore", "process-kill"]), "fault_id": st.sampled_from(["a", "b"]),
+    "mono": st.floats(allow_nan=True) | st.text(max_size=3) | st.none(), "details": _json,
+    "source": st.just("postgresql"), "instance": st.sampled_from(["A", "B"]),
+    "brokers": _json, "broker": _json})
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=st.lists(_record | st.dictionaries(st.text(max_size=5), _json, max_size=4), max_size=6),
+       events=st.none() | st.lists(_record, max_size=6), scan=st.none() | _json)
+def test_fuzz_pg_restore_never_raises_and_never_passes_on_nothing(records, events, scan):
+    r = check_pg_restore(records, events, scan if isinstance(scan, dict) or scan is None else None)
+    if not any(isinstance(x, dict) and x.get("event") == "inject" and x.get("fault") == "postgres-restore"
+               for x in records):
+        assert r.valid == "unknown"
+    r.to_dict()
