@@ -146,7 +146,9 @@ class UdpLossKernel(NftFault):
     def rules(self) -> list[str]:
         fam = _family(self.address)
         port = f" udp dport {self.port}" if self.port else " meta l4proto udp"
-        return [f"{fam} daddr {self.address}{port} numgen random mod 100 < {self.percent} drop"]
+        # nft refuses "< 100" for a mod-100 value (range 0-99): 100 % is a plain drop (a UDP blackhole)
+        loss = "" if self.percent >= 100 else f" numgen random mod 100 < {self.percent}"
+        return [f"{fam} daddr {self.address}{port}{loss} drop"]
 
     def describe(self) -> str:
         return f"kernel UDP loss {self.percent}% to {self.address}" + (f":{self.port}" if self.port else "")

@@ -141,10 +141,15 @@ class TickConsumer:
                      wall_ns=time.time_ns())
 
     def _drain(self) -> None:
+        moved = False
         while self.next_seq in self._pending:
             tick, path, recv_ns = self._pending.pop(self.next_seq)
             self._deliver(tick, path, recv_ns)
-        self._hole_since = time.monotonic() if self._has_hole() else None
+            moved = True
+        if not self._has_hole():
+            self._hole_since = None
+        elif moved or self._hole_since is None:  # a new hole waits from now; an old one keeps its start
+            self._hole_since = time.monotonic()
 
     def _has_hole(self) -> bool:
         return self.next_seq is not None and (bool(self._pending) or self.known_max >= self.next_seq)

@@ -1,0 +1,73 @@
+"""The consumer's merge without sockets: first copy of each seq, in order; holes become gaps; BR-3 resets."""
+from __future__ import annotations
+
+from reference.ea import wire
+from reference.ea.consumer import ConsumerConfig, TickConsumer
+
+
+def tick(seq: int, stream: int = 1, snapshot: bool = False, symbol: str = "EURUSD") -> wire.Tick:
+    return wire.Tick(stream, seq, symbol, 1000 + seq, 1.0, 1.1, sent_ns=seq, snapshot=snapshot)
+
+
+def consumer(**kw) -> tuple[TickConsumer, list[int]]:
+    got: list[int] = []
+    c = TickConsumer(ConsumerConfig(("127.0.82.2", 1), ("127.0.82.2", 1), **kw),
+                     on_tick=lambda t, path: got.append(t.seq))
+    return c, got
+
+
+def test_both_copies_arrive_and_the_app_sees_each_seq_once_in_order():
+    c, got = consumer()
+    for seq in (1, 2, 3):
+        c.accept(tick(seq), "udp")
+        c.accept(tick(seq), "tcp")
+    c.accept(tick(5), "udp")  # 4 lost on UDP: held
+    assert got == [1, 2, 3]
+    c.accept(tick(4), "tcp")  # served from TCP, then 5 from the buffer
+    c.accept(tick(5), "tcp")
+    c.accept(tick(4), "udp")  # a late copy
+    assert got == [1, 2, 3, 4, 5]
+    assert c.dropped == {"udp": 1, "tcp": 4} and not c.gaps
+
+
+def test_a_hole_nobody_fills_is_a_gap_and_never_delivered_later():
+    c, got = consumer(gap_hold_ms=0.0)
+    c.accept(tick(1), "udp")
+    c.accept(tick(4), "udp")
+    c._expire_holes()
+    c.accept(tick(2), "tcp")  # too late: the app already has 4
+    assert got == [1, 4] and c.gaps == [(2, 3, "timeout")]
+
+
+def test_a_heartbeat_reveals_a_lost_last_tick():
+    c, got = consumer(gap_hold_ms=0.0)
+    c.accept(tick(1), "udp")
+    c.accept(wire.Heartbeat(1, 2, 0), "udp")
+    c._expire_holes()
+    assert got == [1] and c.gaps == [(2, 2, "timeout")]
+
+
+def test_a_reconnect_snapshot_starts_from_the_latest_tick_only():
+    c, got = consumer()
+    c.accept(tick(1), "tcp")
+    c.accept(tick(3), "udp")  # held waiting for 2
+    c.accept(tick(9, snapshot=True), "tcp")
+    assert got == [1, 9] and c.gaps == [(2, 8, "reconnect")]
+
+
+def test_a_new_stream_starts_clean_and_the_old_one_is_ignored():
+    c, got = consumer()
+    c.accept(tick(7, stream=1), "udp")
+    c.accept(tick(1, stream=2), "udp")
+    c.accept(tick(8, stream=1), "tcp")  # a late frame of the dead EA
+    c.accept(tick(2, stream=2), "tcp")
+    assert got == [7, 1, 2] and c.stream == 2
+
+
+def test_a_hole_expires_even_while_later_ticks_keep_arriving():
+    c, got = consumer(gap_hold_ms=30.0)
+    c.accept(tick(1), "udp")
+    c.accept(tick(3), "udp")
+    since = c._hole_since
+    c.accept(tick(4), "udp")  # a later tick must not restart the hole's clock
+    assert c._hole_since == since
