@@ -109,7 +109,7 @@ class DrillEnvironment:
         if any(step.fault == "disk-fill" for step in self.scenario.faults):
             # the fault only fills a tmpfs of the engine's own: mounted before the engines start, undone by down()
             options["engine"]["state_tmpfs_mb"] = self.opts.engine_state_tmpfs_mb or DISK_FILL_TMPFS_MB
-        before_engines = None
+        before: list[Callable[[LocalStack], None]] = []   # once the other nodes serve, before the engines start
         if "postgres" in self.topology.services:
             # PG-1 (issue 13): the engines read their broker logins from PostgreSQL; key outside the run folder
             from scenarios.pglogins import DrillLogins
@@ -117,7 +117,14 @@ class DrillEnvironment:
             self.pg_logins = DrillLogins(self.topology, self._stack_dir)
             options["mt5"]["config_file"] = self.pg_logins.sim_config
             options["engine"]["overrides"] = {**self.pg_logins.engine_overrides, **options["engine"]["overrides"]}
-            before_engines = self.pg_logins.store
+            before.append(self.pg_logins.store)
+        if any(step.fault == "config-corrupt" for step in self.scenario.faults):
+            # CFG-1/2 (issue 13): each engine loads its user settings (JSON, 3 backups) at start
+            from scenarios.packages import USER_SETTINGS_DIR
+
+            options["engine"]["overrides"] = {"user_settings_dir": USER_SETTINGS_DIR, **options["engine"]["overrides"]}
+            before.append(self._seed_user_settings)
+        before_engines = (lambda stack: [step(stack) for step in before]) if before else None
         for line in heal_dead_leftovers():  # kernel rules and mounts of a SIGKILLed earlier drill
             self.opts.say(f"  {line}")
         self.stack = LocalStack(self.topology, self._stack_dir, options=options, before_engines=before_engines)
@@ -129,6 +136,20 @@ class DrillEnvironment:
                   "workload": self.workload().__dict__, "comment_prefix": contract.COMMENT_PREFIX}
         (self.run.path / "config.json").write_text(json.dumps(config, indent=2, default=str))
 
+    def _seed_user_settings(self, stack: LocalStack) -> None:
+        """Each engine's ``<state_dir>/config/engine.json`` saved four times (three backups, CFG-1), the last save
+        the settings in force; the damage of config-corrupt then has a valid backup to fall back to."""
+        from reference.settings import EngineUserSettings, engine_settings
+        from scenarios.packages import USER_SETTINGS_DIR
+        from tradedrill.credentials import private_dir
+        from tradedrill.services import engine as engine_svc
+
+        for spec in self.topology.of_kind("engine"):
+            folder = private_dir(engine_svc.state_dir(spec, stack.run_dir)) / USER_SETTINGS_DIR
+            store = engine_settings(folder)
+            for deviation in (17, 18, 19, 20):   # the last one is the engine's default (20 points)
+                store.save(EngineUserSettings(deviation_points=deviation))
+
     def workload(self) -> registry.Workload:
         changes = {k: v for k, v in (("duration_s", self.opts.duration_s), ("settle_s", self.opts.settle_s),
                                      ("rate_per_s", self.opts.rate_per_s)) if v is not None}
@@ -137,6 +158,21 @@ class DrillEnvironment:
     # -- queries of the live stack --------------------------------------------------------------------------------
     def redis(self, timeout: float = 0.5) -> redis.Redis:
         return self.stack.redis(timeout)
+
+    def submitter_config(self, timeout: float = 0.5, **overrides):
+        """How the drill's signal producers and RTRS reader reach Redis (``reference.engine.submit``): the primary
+        a majority of the Sentinels names, logged in as the harness, WAIT per the workload's ``submit_wait``
+        (replicas, default 1) and ``submit_wait_ms`` (default 500)."""
+        from reference.engine.submit import SubmitterConfig
+
+        cred = self.stack.harness_credential
+        params = self.scenario.workload.params
+        fields = dict(sentinels=[list(a) for a in self.stack.sentinel_addresses()], master_name=self.stack.master_name,
+                      credentials=(cred.username, cred.password), redis_socket_timeout_s=max(timeout, 0.3),
+                      redis_connect_timeout_s=timeout, instance="drill", client_prefix="harness",
+                      wait_replicas=int(params.get("submit_wait", 1)), wait_ms=int(params.get("submit_wait_ms", 500)))
+        fields.update(overrides)
+        return SubmitterConfig(**fields)
 
     def broker_admin(self, name: str):
         return self.stack.broker_admin(name)

@@ -66,60 +66,70 @@ class TradeClients:
                 "created_ms": str(int(time.time() * 1000))}
 
     def _producer(self, process: str, index: int) -> None:
+        """Submit signals the way the reference sender does (``reference.engine.submit``): to the primary a majority
+        of the Sentinels names, confirmed by WAIT, resent while unconfirmed. The signal's ack is ``ok`` only when
+        confirmed, ``unknown`` when Redis may hold it (the op still waits for its result until its timeout), ``fail``
+        when it never reached a primary."""
+        from reference.engine import submit as sub
+
         interval = self.w.concurrency / self.w.rate_per_s
         next_at = time.monotonic() + index * interval / self.w.concurrency
-        r = None
-        while not self.stop.is_set():
-            if self.stop.wait(max(0.0, next_at - time.monotonic())):
-                break
-            next_at += interval
-            sig = self._next_signal()
-            sid = sig["signal_id"]
-            op = self.env.history.invoke(process, "trade", sid, {k: sig[k] for k in ("symbol", "side", "volume")})
-            try:
-                if r is None:
-                    r = self.env.redis(timeout=0.5)
-                r.xadd(self.env.keys.rtss, sig)
-            except redis.TimeoutError as exc:
-                r = None
-                self.env.signal_log.record(sid, UNKNOWN, symbol=sig["symbol"], side=sig["side"])
-                self.env.history.complete(op, process, "trade", sid, UNKNOWN, error=f"submit: {exc!r}")
-                continue
-            except (redis.ConnectionError, redis.RedisError) as exc:
-                r = None
-                # a refused connection never reached Redis; anything else may have
-                outcome = FAIL if isinstance(exc, redis.ConnectionError) and "refused" in str(exc).lower() else UNKNOWN
-                self.env.signal_log.record(sid, outcome, symbol=sig["symbol"], side=sig["side"])
-                self.env.history.complete(op, process, "trade", sid, outcome, error=f"submit: {exc!r}")
-                continue
-            self.env.signal_log.record(sid, OK, symbol=sig["symbol"], side=sig["side"], volume=self.w.volume)
-            with self.lock:
-                self.pending[sid] = (op, process, time.monotonic() + self.w.timeout_s)
-                self.awaiting.add(sid)
+        submitter = sub.SignalSubmitter(self.env.submitter_config(timeout=0.5), name=process, stop=self.stop)
+        try:
+            while not self.stop.is_set():
+                if self.stop.wait(max(0.0, next_at - time.monotonic())):
+                    break
+                next_at += interval
+                sig = self._next_signal()
+                sid = sig["signal_id"]
+                op = self.env.history.invoke(process, "trade", sid, {k: sig[k] for k in ("symbol", "side", "volume")})
+                deadline = time.monotonic() + self.w.timeout_s
+                got = submitter.submit(self.env.keys.rtss, sig, deadline_s=self.w.timeout_s)
+                meta = {"symbol": sig["symbol"], "side": sig["side"], "volume": self.w.volume,
+                        "attempts": got.attempts, "replicas": got.replicas,
+                        "primary": f"{got.address[0]}:{got.address[1]}" if got.address else None}
+                if got.outcome == sub.FAILED:
+                    self.env.signal_log.record(sid, FAIL, error=got.error, **meta)
+                    self.env.history.complete(op, process, "trade", sid, FAIL, error=f"submit: {got.error}")
+                    continue
+                if got.confirmed:
+                    self.env.signal_log.record(sid, OK, **meta)
+                else:  # Redis may hold it: not an acknowledgement, but its result is still awaited until the timeout
+                    self.env.signal_log.record(sid, UNKNOWN, error=got.error, **meta)
+                with self.lock:
+                    self.pending[sid] = (op, process, deadline)
+                    if got.confirmed:
+                        self.awaiting.add(sid)
+        finally:
+            submitter.close()
 
     def _results(self) -> None:
+        from reference.engine.redislink import RedisLink, RedisUnavailable
+
         last = "0-0"
-        r = None
-        while not (self.stop.is_set() and not self.pending and not self.awaiting):
-            self._expire()
-            try:
-                if r is None:
-                    r = self.env.redis(timeout=1.0)
-                batches = r.xread({self.env.keys.rtrs: last}, count=500, block=200)
-            except redis.RedisError:
-                r = None
-                if self.stop.wait(0.1) and not self.pending and not self.awaiting:
+        link = RedisLink(self.env.submitter_config(timeout=1.0, redis_socket_timeout_s=1.5), name="rtrs-reader")  # type: ignore[arg-type]
+        try:
+            while not (self.stop.is_set() and not self.pending and not self.awaiting):
+                self._expire()
+                try:
+                    batches = link.run(lambda c: c.xread({self.env.keys.rtrs: last}, count=500, block=200))
+                except (RedisUnavailable, redis.RedisError):
+                    if self.stop.wait(0.1) and not self.pending and not self.awaiting:
+                        break
+                    continue
+                for _stream, entries in batches or []:
+                    for entry_id, fields in entries:
+                        last = entry_id
+                        self._complete(fields)
+                if self.stop.is_set() and time.monotonic() > getattr(self, "_drain_deadline", float("inf")):
                     break
-                continue
-            for _stream, entries in batches or []:
-                for entry_id, fields in entries:
-                    last = entry_id
-                    self._complete(fields)
-            if self.stop.is_set() and time.monotonic() > getattr(self, "_drain_deadline", float("inf")):
-                break
+        finally:
+            link.close()
 
     def _complete(self, fields: dict) -> None:
         sid = fields.get("signal_id") or fields.get("signal")
+        if (fields.get("status") or "").lower() == contract.ResultStatus.DUPLICATE.value:
+            return  # the answer to a resent copy (nothing sent): the signal's own result is the one that counts
         with self.lock:
             self.awaiting.discard(sid)
             item = self.pending.pop(sid, None)

@@ -361,6 +361,15 @@ class Engine:
         if not self.brokers.active.connected:
             self.stop_event.wait(0.1)
             return
+        lease_at, main_at = self.lease.link.address, self.redis.address
+        if lease_at is not None and main_at is not None and lease_at != main_at:
+            # the lease was just taken on the primary the Sentinels name now; the main link may still sit on the
+            # old one (cut off: every takeover step would wait out a socket timeout first; measured 1 s, issue 12)
+            self.emit("redis_primary_changed", old=list(main_at), new=list(lease_at), seen="lease")
+            self.redis.mark_broken()
+            self.redis.ensure(force=True)
+            self.redis.take_reconnect_move()
+            self._recheck_after_failover = True
         self._group_ready = False           # the stream and its group may be gone (Redis lost its data)
         self._ensure_group()
         self._restore_ris()

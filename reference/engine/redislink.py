@@ -37,12 +37,14 @@ REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, 
 
 class SentinelView:
     """What the Sentinels said at one instant: ``configured`` and ``answered`` counts, ``errors`` (address ->
-    why it did not answer), ``primary`` = the address a majority of the configured Sentinels name (None: no
-    majority), ``current`` = the address this link writes to. ``confirmed``: a majority names ``current``."""
+    why it did not answer), ``primary`` = the primary by ``choose_primary`` (None: no majority answered, or the
+    newest configuration is ambiguous), ``current`` = the address this link writes to, ``epoch`` = the config
+    epoch of ``primary``. ``confirmed``: ``primary`` is ``current``."""
 
-    def __init__(self, configured: int, answered: int, errors: dict, primary, current):
+    def __init__(self, configured: int, answered: int, errors: dict, primary, current, epoch: int | None = None,
+                 why: str = ""):
         self.configured, self.answered, self.errors = configured, answered, errors
-        self.primary, self.current = primary, current
+        self.primary, self.current, self.epoch, self.why = primary, current, epoch, why
 
     @property
     def confirmed(self) -> bool:
@@ -50,9 +52,35 @@ class SentinelView:
 
     def describe(self) -> str:
         if self.primary is None:
-            return (f"{self.answered} of {self.configured} Sentinels answered; no majority names a primary"
+            return (f"{self.answered} of {self.configured} Sentinels answered; no primary: {self.why or 'unknown'}"
                     + (f" ({'; '.join(f'{k}: {v}' for k, v in sorted(self.errors.items()))})" if self.errors else ""))
-        return f"a majority of the Sentinels names {self.primary[0]}:{self.primary[1]}"
+        return (f"{self.answered} of {self.configured} Sentinels answered; the newest configuration (epoch "
+                f"{self.epoch}) names {self.primary[0]}:{self.primary[1]}")
+
+
+def choose_primary(answers: dict, configured: int) -> tuple[tuple[str, int] | None, int | None, str]:
+    """The primary a client may write to, from what each Sentinel said: ``answers`` maps a Sentinel's address to
+    ``(host, port, config_epoch, failover_in_progress)`` or to an error string. Returns ``(primary, epoch, why)``.
+
+    Rules (issue 12): (1) a majority of the ``configured`` Sentinels must answer, so a client cut off with a
+    minority (and perhaps an isolated old primary) names none and stops writing; (2) among the answers of
+    Sentinels not in the middle of a failover, the highest config epoch wins: an epoch is only ever raised by a
+    leader a majority elected, so a Sentinel of the old minority that still names the old primary after a heal
+    is outvoted at once, and the client follows a promotion as soon as one Sentinel has adopted it (about 1 s
+    before the leader itself, which reports the old address with the new epoch until its failover ends);
+    (3) two different addresses at the newest epoch: none (never guess)."""
+    named = [v for v in answers.values() if isinstance(v, tuple)]
+    majority = configured // 2 + 1
+    if len(named) < majority:
+        return None, None, f"only {len(named)} of {configured} answered (a majority is {majority})"
+    settled = [v for v in named if not v[3]]
+    if not settled:
+        return None, None, "every answering Sentinel is in the middle of a failover"
+    newest = max(int(v[2]) for v in settled)
+    at_newest = {(str(v[0]), int(v[1])) for v in settled if int(v[2]) == newest}
+    if len(at_newest) != 1:
+        return None, None, f"Sentinels at epoch {newest} name different primaries: {sorted(at_newest)}"
+    return next(iter(at_newest)), newest, ""
 
 
 class RedisUnavailable(RuntimeError):
@@ -100,6 +128,7 @@ def client(config: EngineConfig, host: str, port: int, **kwargs) -> redis.Redis:
 
 
 class RedisLink:
+    STRAGGLER_GRACE_S = 0.05  # how long a Sentinel view waits for the rest once a majority has answered
     def __init__(self, config: EngineConfig, name: str = "main",
                  on_rediscover: Callable[[int], None] | None = None):
         self.config = config
@@ -113,6 +142,7 @@ class RedisLink:
         self._lock = threading.Lock()
         self._sentinel_clients: dict[tuple[str, int], redis.Redis] | None = None
         self._moved: tuple[tuple[str, int], tuple[str, int]] | None = None
+        self.last_error = ""   # why the last connection attempt failed (one line), for the caller's message
 
     # --- connection -------------------------------------------------------------------------------------------
     @staticmethod
@@ -125,34 +155,27 @@ class RedisLink:
                     socket_timeout=self.config.redis_socket_timeout_s,
                     socket_connect_timeout=self.config.redis_connect_timeout_s,
                     retry=Retry(NoBackoff(), 0), retry_on_error=[], health_check_interval=0,
-                    decode_responses=True, client_name=f"engine-{self.config.instance}-{self.name}",
+                    decode_responses=True, client_name=f"{getattr(self.config, 'client_prefix', 'engine')}-{self.config.instance}-{self.name}",
                     # a field that is not UTF-8 must not fail the read of its whole batch: its bytes survive as
                     # lone surrogates, which parse_signal rejects as MALFORMED (and which encode back unchanged)
                     encoding_errors="surrogateescape")
 
     def discover(self) -> tuple[str, int]:
-        """The primary's address: asked of each Sentinel in turn (first that answers), or the fixed address."""
+        """The primary's address: ``choose_primary`` over what every configured Sentinel says (``sentinel_view``:
+        a majority must answer, the newest config epoch wins), or the fixed address without Sentinels. Raises
+        RedisUnavailable naming what each Sentinel said when there is none.
+
+        Not the first Sentinel that answers (redis-py's ``discover_master``): after a partition heals, a Sentinel
+        of the old minority names the old primary until it hears the new epoch, and the old primary itself stays
+        a writable primary until Sentinel converts it, about 10 s later; a client that asked that Sentinel wrote
+        there, and every write it made was discarded at the conversion (issue 12: 143 acknowledged signals lost
+        in one majority-minority run). The lease already asked every Sentinel; now every link of the engine does."""
         if not self.config.sentinels:
             return self.config.redis_host, int(self.config.redis_port)
-        errors = []
-        try:
-            auth = self._auth(self.config.sentinel_credentials())
-        except ConfigError as exc:
-            raise RedisUnavailable(str(exc)) from None
-        for host, port in self.config.sentinels:
-            s = client(self.config, host, int(port), socket_timeout=self.config.redis_connect_timeout_s,
-                       socket_connect_timeout=self.config.redis_connect_timeout_s,
-                       retry=Retry(NoBackoff(), 0), decode_responses=True, **auth)
-            try:
-                addr = s.execute_command("SENTINEL", "get-master-addr-by-name", self.config.master_name)
-                if addr:
-                    return str(addr[0]), int(addr[1])
-                errors.append(f"{host}:{port} does not know {self.config.master_name!r}")
-            except (*REDIS_ERRORS, redis.ResponseError) as exc:  # a refusal (NOPERM) is this Sentinel's answer too
-                errors.append(f"{host}:{port}: {exc}")
-            finally:
-                s.close()
-        raise RedisUnavailable("no Sentinel named a primary: " + "; ".join(errors))
+        view = self.sentinel_view()
+        if view.primary is None:
+            raise RedisUnavailable("the Sentinels name no primary to write to: " + view.describe())
+        return view.primary
 
     def _connect(self) -> None:
         host, port = self.discover()
@@ -192,7 +215,8 @@ class RedisLink:
                 self._connect()
                 self.failures = 0
                 return True
-            except (RedisUnavailable, *REDIS_ERRORS):
+            except (RedisUnavailable, *REDIS_ERRORS) as exc:
+                self.last_error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
                 self.failures += 1
                 if self.failures % self.config.redis_rediscover_after == 0:
                     self.rediscoveries += 1
@@ -216,16 +240,16 @@ class RedisLink:
         current = self._address
         if current is None or not self.config.sentinels:
             return None
-        try:
-            named = self.discover()
-        except RedisUnavailable:
+        named = self.sentinel_view().primary
+        if named is None:  # no majority answers: nothing to follow (the lease stops renewing on its own view)
             return None
         return (current, named) if named != current else None
 
     def sentinel_view(self) -> "SentinelView":
         """Every configured Sentinel asked at once (one thread each, persistent connections, connect and read
-        timeouts ``redis_connect_timeout_s``) which node is the primary. The lease renews and acquires only when a
-        majority of the Sentinels answer and name the node this link writes to (issue 12): an engine cut off with
+        timeouts ``redis_connect_timeout_s``) which node is the primary (``SENTINEL MASTER``: address, config
+        epoch, failover flag), judged by ``choose_primary``. The lease renews and acquires only when a majority of
+        the Sentinels answer and the newest configuration names the node this link writes to (issue 12): an engine cut off with
         an isolated old primary cannot reach that majority, so it stops sending within its sending window instead
         of trading on a primary that the rest of the group has already replaced (split brain)."""
         sentinels = [(str(h), int(p)) for h, p in self.config.sentinels]
@@ -242,32 +266,44 @@ class RedisLink:
                              retry=Retry(NoBackoff(), 0), decode_responses=True, **auth)
                 for addr in sentinels}
         answers: dict[str, object] = {}
+        settled = threading.Condition()
+        majority = len(sentinels) // 2 + 1
 
         def ask(addr: tuple[str, int]) -> None:
             try:
-                got = self._sentinel_clients[addr].execute_command("SENTINEL", "get-master-addr-by-name",
-                                                                   self.config.master_name)
-                answers[f"{addr[0]}:{addr[1]}"] = (str(got[0]), int(got[1])) if got else "unknown master"
-            except (*REDIS_ERRORS, redis.ResponseError) as exc:
-                answers[f"{addr[0]}:{addr[1]}"] = str(exc)
+                got = self._sentinel_clients[addr].sentinel_master(self.config.master_name)
+                answer: object = (str(got["ip"]), int(got["port"]), int(got.get("config-epoch", 0)),
+                                  "failover_in_progress" in str(got.get("flags", "")))
+            except (*REDIS_ERRORS, redis.ResponseError, KeyError, TypeError, ValueError) as exc:
+                answer = str(exc)
+            with settled:
+                answers[f"{addr[0]}:{addr[1]}"] = answer
+                settled.notify_all()
 
         threads = [threading.Thread(target=ask, args=(a,), daemon=True) for a in sentinels]
         for t in threads:
             t.start()
+        # every Sentinel gets up to the deadline; once a majority has answered, the others get a short grace only:
+        # a Sentinel cut off by a partition would otherwise hold every view for a whole connect timeout, and the
+        # engine would follow a primary change up to a second late (issue 12, measured 1.5 s)
         deadline = time.monotonic() + 2 * self.config.redis_connect_timeout_s + 0.1
-        for t in threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        answers = dict(answers)  # a Sentinel that answers after the deadline does not count
+        grace_until: float | None = None
+        with settled:
+            while len(answers) < len(sentinels):
+                now = time.monotonic()
+                if grace_until is None and sum(isinstance(v, tuple) for v in answers.values()) >= majority:
+                    grace_until = now + self.STRAGGLER_GRACE_S
+                until = min(deadline, grace_until) if grace_until is not None else deadline
+                if now >= until:
+                    break
+                settled.wait(until - now)
+            answers = dict(answers)  # a Sentinel that answers later does not count
         for addr in sentinels:
             answers.setdefault(f"{addr[0]}:{addr[1]}", "no answer before the deadline")
-        named = [v for v in answers.values() if isinstance(v, tuple)]
-        counts: dict[tuple[str, int], int] = {}
-        for v in named:
-            counts[v] = counts.get(v, 0) + 1
-        majority = len(sentinels) // 2 + 1
-        primary = next((a for a, n in counts.items() if n >= majority), None)
+        primary, epoch, why = choose_primary(answers, len(sentinels))
         errors = {k: v for k, v in answers.items() if not isinstance(v, tuple)}
-        return SentinelView(len(sentinels), len(named), errors, primary, self._address)
+        answered = sum(isinstance(v, tuple) for v in answers.values())
+        return SentinelView(len(sentinels), answered, errors, primary, self._address, epoch, why)
 
     def take_reconnect_move(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
         """``(old, new)`` once when a reconnect (not a Sentinel check) found a different primary, else None."""
@@ -288,8 +324,8 @@ class RedisLink:
         client = self._client
         if client is None:
             if not self.ensure():
-                raise RedisUnavailable(f"Redis is unreachable (attempt {self.failures}); next retry in "
-                                       f"{max(0.0, self._next_attempt - time.monotonic()):.1f}s")
+                raise RedisUnavailable(f"Redis is unreachable (attempt {self.failures}: {self.last_error}); next "
+                                       f"retry in {max(0.0, self._next_attempt - time.monotonic()):.1f}s")
             client = self._client
         try:
             return op(client)

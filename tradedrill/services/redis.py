@@ -85,10 +85,11 @@ REDIS_COMMANDS = {
     "harness": "+@all",
     # streams, hashes and sets of its group, the lease scripts and their keys, and what a client does on connect
     "engine": ("-@all +@stream +@hash +@set +get +set +del +exists +incr +pexpire +pttl +time +eval +evalsha "
-               "+script|load +script|exists +multi +exec +discard +ping +echo +role +info +client|setname "
+               "+script|load +script|exists +multi +exec +discard +ping +echo +role +info +wait +client|setname "
                "+client|getname +client|id"),
-    # a producer of signals and a reader of results (what a trading backend does)
-    "backend": ("-@all +xadd +xread +xrange +xrevrange +xlen +xinfo|stream +hget +hgetall +smembers +sismember "
+    # a producer of signals and a reader of results (what a trading backend does); WAIT: a signal counts as
+    # accepted only once a replica holds it (reference.engine.submit, issue 12)
+    "backend": ("-@all +xadd +wait +xread +xrange +xrevrange +xlen +xinfo|stream +hget +hgetall +smembers +sismember "
                 "+srem +ping +role +client|setname +client|getname +client|id"),
     "replica": "-@all +psync +sync +replconf +ping",
     # what Sentinel sends to a monitored Redis (the Redis documentation's list)

@@ -1,0 +1,78 @@
+"""The signal sender (``reference.engine.submit``, issue 12): a signal is confirmed only when WAIT says the replicas
+hold it; unconfirmed ones are sent again to the primary the Sentinels name; a sender that cannot reach Redis is told
+the signal never left; the engine executes a resent signal once."""
+from __future__ import annotations
+
+import pytest
+
+from reference.engine import submit as sub
+from reference.engine.config import EngineConfig
+from tradedrill.waiting import wait_until
+
+from .conftest import LOGIN
+
+pytestmark = pytest.mark.services
+
+
+def submitter(harness, **overrides) -> sub.SignalSubmitter:
+    cfg = EngineConfig.from_mapping({**harness.config(), "instance": "S"})
+    backend = harness.stack.secrets.redis("backend")   # the role that sends signals (a trading backend)
+    fields = dict(sentinels=[list(a) for a in cfg.sentinels], master_name=cfg.master_name,
+                  credentials=(backend.username, backend.password),
+                  redis_retry_interval_s=0.05, wait_ms=200)
+    fields.update(overrides)
+    return sub.SignalSubmitter(sub.SubmitterConfig(**fields))
+
+
+def test_a_signal_is_confirmed_by_a_replica_and_lands_on_the_stream(harness):
+    s = submitter(harness)
+    try:
+        got = s.submit(harness.rtss, {"signal_id": "sub-1", "symbol": "EURUSD"}, deadline_s=5)
+    finally:
+        s.close()
+    assert got.confirmed and got.replicas >= 1 and got.attempts == 1, got
+    assert got.address == harness.stack.redis_primary()
+    entries = harness.redis().xrange(harness.rtss)
+    assert [f["signal_id"] for _i, f in entries] == ["sub-1"]
+
+
+def test_a_signal_fewer_replicas_confirm_is_resent_and_never_called_confirmed(harness):
+    s = submitter(harness, wait_replicas=5, wait_ms=50, max_attempts=3)
+    try:
+        got = s.submit(harness.rtss, {"signal_id": "sub-2"}, deadline_s=5)
+    finally:
+        s.close()
+    assert got.outcome == sub.UNCONFIRMED and got.attempts == 3 and "of 5 replica(s) confirmed" in got.error, got
+    # every attempt put the same signal id on the stream: the engine answers the copies "duplicate"
+    assert [f["signal_id"] for _i, f in harness.redis().xrange(harness.rtss)] == ["sub-2"] * 3
+
+
+def test_a_sender_that_reaches_no_sentinel_is_told_the_signal_never_left(harness):
+    s = submitter(harness, sentinels=[["127.0.5.250", 26379], ["127.0.5.251", 26379], ["127.0.5.252", 26379]],
+                  redis_connect_timeout_s=0.2, max_attempts=2)
+    try:
+        got = s.submit(harness.rtss, {"signal_id": "sub-3"}, deadline_s=3)
+    finally:
+        s.close()
+    assert got.outcome == sub.FAILED and got.entry_id is None and "Sentinels name no primary" in got.error and "only 0 of 3 answered" in got.error, got
+    assert harness.redis().xlen(harness.rtss) == 0
+
+
+def test_a_resent_signal_is_executed_once_and_its_copies_answered_duplicate(harness):
+    harness.engine("A")
+    harness.active_instance()
+    sid = f"{harness.group}-resent"
+    sig = {"signal_id": sid, "account": str(LOGIN), "symbol": "EURUSD", "side": "buy", "volume": "0.01",
+           "source": "test", "created_ms": "0"}
+    s = submitter(harness, wait_replicas=5, wait_ms=20, max_attempts=3)
+    try:
+        got = s.submit(harness.rtss, sig, deadline_s=5)
+    finally:
+        s.close()
+    assert got.attempts == 3
+    wait_until(lambda: len([r for r in harness.results() if r.get("signal_id") == sid]) == 3, 30,
+               "a result for each of the three copies")
+    statuses = sorted(r["status"] for r in harness.results() if r.get("signal_id") == sid)
+    assert statuses == ["duplicate", "duplicate", "executed"], statuses
+    harness.check_no_duplicates()
+    assert len([d for d in harness.ledger() if d.get("entry", 0) == 0]) == 1
