@@ -316,11 +316,14 @@ class TickConsumer:
 
     def _redis_loop(self) -> None:
         import redis  # redis-py, only when the consumer keeps the latest ticks in Redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         r = self.cfg.redis or {}
         client = redis.Redis(host=r.get("host", "127.0.0.1"), port=int(r.get("port", 6379)),
                              username=r.get("username"), password=r.get("password"),
-                             socket_timeout=0.2, socket_connect_timeout=0.2)
+                             socket_timeout=0.2, socket_connect_timeout=0.2,
+                             retry=Retry(NoBackoff(), 0))
         key = latest_key(self.cfg.key_prefix, self.cfg.ea_instance, self.cfg.consumer_id)
         for _ in iter(int, 1):  # until stop; one write per redis_flush_ms at most
             stopping = self._stop.wait(self.cfg.redis_flush_ms / 1000.0)

@@ -121,11 +121,14 @@ class RisSession:
 
     def __init__(self, cfg: EAConfig, stream: int, emit: EventLog, stop: threading.Event):
         import redis  # the reference stack's Redis client (redis-py), imported only when RIS is configured
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         r = cfg.redis or {}
         self.client = redis.Redis(host=r.get("host", "127.0.0.1"), port=int(r.get("port", 6379)),
                                   username=r.get("username"), password=r.get("password"),
-                                  socket_timeout=0.5, socket_connect_timeout=0.5)
+                                  socket_timeout=0.5, socket_connect_timeout=0.5,
+                                  retry=Retry(NoBackoff(), 0))  # EA-3's cadence is ours: no hidden retries
         self.cfg, self.stream, self.emit, self.stop = cfg, stream, emit, stop
         self.key = session_key(cfg.key_prefix, cfg.instance)
         self.session_id: str | None = None
