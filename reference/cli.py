@@ -42,6 +42,15 @@ def _broker_logins(config) -> dict:
         raise click.ClickException(f"broker logins: {exc}") from None
 
 
+def _user_settings(config) -> dict:
+    """CFG-1/2: the user's trade settings (``user_settings_dir``), or a one-line error when none is valid."""
+    from reference.settings import SettingsError, load_user_settings
+    try:
+        return load_user_settings(config)[1]
+    except SettingsError as exc:
+        raise click.ClickException(f"user settings: {exc}") from None
+
+
 @engine.command("run")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML or JSON engine configuration.")
 @click.option("--instance", help="Instance name (unique within the engine group).")
@@ -55,6 +64,7 @@ def run(config_path, instance, state_dir, sets, echo_events):
     from reference.engine.journal import JournalError
     config = _load(config_path, instance, state_dir, sets)
     logins = _broker_logins(config)
+    user_settings = _user_settings(config)
     try:
         eng = Engine(config, echo_events=echo_events)
     except JournalError as exc:
@@ -64,6 +74,10 @@ def run(config_path, instance, state_dir, sets, echo_events):
         raise click.ClickException(str(exc)) from None
     eng.install_signal_handlers()
     click.echo(f"engine {config.group}/{config.instance}: events in {eng.events_path}", err=True)
+    if user_settings:       # CFG-2: which file was loaded, and when it was a backup, why (one line)
+        eng.emit("user_settings_loaded", **user_settings)
+        if user_settings["fell_back"]:
+            click.echo(f"engine {config.group}/{config.instance}: settings: {user_settings['message']}", err=True)
     if logins["brokers"]:   # PG-1: names and key id only, never a login
         eng.emit("broker_logins_read", source="postgresql", **logins)
         click.echo(f"engine {config.group}/{config.instance}: broker logins of {', '.join(logins['brokers'])} read "

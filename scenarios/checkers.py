@@ -2056,6 +2056,133 @@ def check_pg_restore(records: Sequence[dict], events: Sequence[dict] | None, sca
                            judgements, restores=rows)
 
 
+CONFIG_FAULT = "config-corrupt"
+CONFIG_WHAT = {"truncate": "not valid JSON", "invalid-json": "not valid JSON", "wrong-type": "field '",
+               "oversize": "cap"}   # what a clear message says for each damage (reference.settings.schema's words)
+CONFIG_RULE = ("Per config-corrupt of faults.jsonl (the engine's user settings damaged, then the engine SIGKILLed): the "
+               "victim's first user_settings_loaded event after the damage (its own event log, the same monotonic "
+               "clock). Recovered = it fell back to a backup file (*.bak); clear = its message names the file, says "
+               "what was wrong in the words of the damage (truncate/invalid-json: 'not valid JSON', wrong-type: "
+               "\"field '<name>'\", oversize: 'cap') and names the backup it loaded; config_load_s = its load_s (file, "
+               "fallback and rewrite); config_backups_kept = the fewest *.bak files beside a damaged file at the end; "
+               "the file must be valid again at the end and the damaged one kept (<name>.damaged).")
+
+
+@dataclass
+class ConfigFallbackResult(CheckResult):
+    damages: list[dict] = field(default_factory=list)
+
+
+def check_config_fallback(records: Sequence[dict], logs: Sequence[tuple[str, Sequence[dict]]], run_path: str | Path,
+                          *, requirement_ids: Sequence[str] = ("CFG-1", "CFG-2"),
+                          targets: targets_mod.Targets | None = None,
+                          unreadable: dict[str, int] | None = None) -> ConfigFallbackResult:
+    """CFG-1/CFG-2 for every damage done to an engine's JSON settings file: did its restart load the newest valid
+    backup (``config_damages_not_recovered``) with a message that names the file, the problem and the backup
+    (``unclear_config_messages``), how long the load took (``config_load_s``), how many backups were kept
+    (``config_backups_kept``). No damage injected, or no engine event log: ``unmeasured``."""
+    from reference.settings import EngineUserSettings, SettingsError, parse_settings
+
+    names = ("config_damages_not_recovered", "unclear_config_messages", "config_load_s", "config_backups_kept")
+    run_path = Path(run_path)
+    records = [r for r in records if isinstance(r, dict)]
+    damages = [r for r in records if r.get("event") == "inject" and r.get("fault") == CONFIG_FAULT
+               and _num(r.get("mono")) is not None]
+    if not damages:
+        return _unmeasured(ConfigFallbackResult, "config_fallback", requirement_ids, targets, names,
+                           f"no {CONFIG_FAULT} injection in the fault log: no settings file was damaged",
+                           unreadable=unreadable, damages=[])
+    by_node = {str(node): [e for e in rows if isinstance(e, dict)] for node, rows in logs}
+    if not any(by_node.values()):
+        return _unmeasured(ConfigFallbackResult, "config_fallback", requirement_ids, targets, names,
+                           f"{len(damages)} damage(s) injected but the run has no engine event log: whether the "
+                           f"engines loaded a backup cannot be told", unreadable=unreadable, damages=[])
+    rows: list[dict] = []
+    for dmg in sorted(damages, key=lambda r: _num(r.get("mono"))):
+        d = dmg.get("details") if isinstance(dmg.get("details"), dict) else {}
+        node, mode, file = str(d.get("node") or ""), str(d.get("mode") or ""), str(d.get("file") or "")
+        t = _num(dmg.get("mono"))
+        load = next((e for e in by_node.get(node, []) if e.get("event") == "user_settings_loaded"
+                     and (_num(e.get("mono")) or -math.inf) >= t), None)
+        row: dict[str, Any] = {"node": node, "mode": mode, "file": file, "what": d.get("what"),
+                               "loaded": load is not None}
+        if load is None:
+            row.update(recovered=False, clear=False, problem="the engine never loaded its settings after the damage")
+            rows.append(row)
+            continue
+        message = str(load.get("message") or "")
+        source = str(load.get("source") or "")
+        fell_back = load.get("fell_back") is True and source.endswith(".bak")
+        name = Path(file).name if file else "engine.json"
+        clear_parts = {"names the file": name in message, "names the problem": CONFIG_WHAT.get(mode, "\0") in message,
+                       "names the backup": bool(source) and Path(source).name in message}
+        row.update(recovered=fell_back, clear=fell_back and all(clear_parts.values()),
+                   message=message[:400], source=Path(source).name if source else None,
+                   load_s=_num(load.get("load_s")), after_damage_s=round((_num(load.get("mono")) or t) - t, 3),
+                   damaged_kept=load.get("damaged_kept") is True,
+                   missing_from_message=[k for k, ok in clear_parts.items() if not ok])
+        if not fell_back:
+            row["problem"] = f"loaded {row['source'] or 'nothing'} instead of a backup"
+        rows.append(row)
+    finals, backups_kept = [], []
+    for file in sorted({r["file"] for r in rows if r["file"]}):
+        try:
+            found = _rebased(file, run_path)
+        except (ValueError, OSError):   # not a path this system can look up (a NUL byte, too long)
+            found = None
+        if found is not None and not found.is_file():
+            found = None
+        if found is None:
+            finals.append({"file": file, "valid_at_end": None, "why": "not in the run folder"})
+            continue
+        try:
+            parse_settings(found.read_bytes(), EngineUserSettings, max_bytes=10 * 1024, source=found.name)
+            valid, why = True, ""
+        except (SettingsError, OSError) as exc:
+            valid, why = False, str(exc)[:200]
+        kept = sorted(p.name for p in found.parent.glob(found.name + ".*.bak"))
+        backups_kept.append(len(kept))
+        finals.append({"file": str(found.relative_to(run_path)) if run_path in found.parents else str(found),
+                       "valid_at_end": valid, "why": why, "backups": kept,
+                       "damaged_kept": (found.parent / (found.name + ".damaged")).exists()})
+    loads = [r["load_s"] for r in rows if r.get("load_s") is not None]
+    not_recovered = sum(not r["recovered"] for r in rows) + sum(f["valid_at_end"] is False for f in finals)
+    metrics: dict[str, Any] = {
+        "config_damages_not_recovered": not_recovered,
+        "unclear_config_messages": sum(1 for r in rows if r["recovered"] and not r["clear"]),
+        "config_load_s": max(loads) if loads else None,
+        "config_backups_kept": min(backups_kept) if backups_kept else None,
+        "damages": len(rows), "recovered": sum(r["recovered"] for r in rows),
+        "modes": sorted({r["mode"] for r in rows}), "damaged_files_kept": sum(f.get("damaged_kept") is True
+                                                                              for f in finals),
+    }
+    if not any(r["recovered"] for r in rows):
+        metrics["unclear_config_messages"] = None
+    reasons = []
+    if metrics["config_load_s"] is None:
+        reasons.append("config_load_s: no load after a damage")
+    if metrics["config_backups_kept"] is None:
+        reasons.append("config_backups_kept: no damaged settings file found in the run folder")
+    if metrics["unclear_config_messages"] is None:
+        reasons.append("unclear_config_messages: no fallback to judge a message of")
+    judgements = judge({k: metrics[k] for k in names}, requirement_ids, targets, unmeasured_reason="; ".join(reasons))
+    evidence: list[dict] = [*rows, *({"kind": "settings-file-at-end", **f} for f in finals),
+                            {"kind": "rule", "rule": CONFIG_RULE}]
+    if unreadable:
+        evidence += _unreadable_evidence(unreadable)
+    bad = [r for r in rows if not r["recovered"] or not r["clear"]]
+    summary = (f"{metrics['recovered']} of {len(rows)} damaged settings file(s) ({', '.join(metrics['modes'])}) "
+               f"loaded from the newest valid backup")
+    if loads:
+        summary += f"; slowest load {max(loads):.3f} s"
+    if bad:
+        summary += f"; {bad[0]['mode']} on {bad[0]['node']}: {bad[0].get('problem') or 'message lacks ' + ', '.join(bad[0].get('missing_from_message') or [])}"
+    elif rows and rows[0].get("message"):
+        summary += f"; e.g. {rows[0]['message'][:160]}"
+    return ConfigFallbackResult("config_fallback", validity(judgements), tuple(requirement_ids), metrics, evidence,
+                                summary, judgements, damages=rows)
+
+
 # -- a whole run directory -------------------------------------------------------------------------------------
 class RunView:
     """A run directory's data, each file loaded at most once (checkers share one view). ``ledger()`` is None
@@ -2309,6 +2436,14 @@ def _pg_restore(view: RunView, params: dict, rids: tuple[str, ...], targets: tar
                             unreadable=unreadable)
 
 
+def _config_fallback(view: RunView, params: dict, rids: tuple[str, ...],
+                     targets: targets_mod.Targets) -> CheckResult:
+    records, bad = read_event_lines(view.run.path / h.FAULTS)
+    logs, torn = view.engine_logs()
+    return check_config_fallback(records, logs, view.run.path, requirement_ids=rids, targets=targets,
+                                 unreadable={h.FAULTS: bad, ENGINE_EVENTS_GLOB: torn})
+
+
 CHECKERS: dict[str, Checker] = {c.name: c for c in (
     Checker("rto", _rto, ("rto_s",), "fault injection to the first successful operation of kind f invoked after it",
             ("f", "fault")),
@@ -2342,6 +2477,11 @@ CHECKERS: dict[str, Checker] = {c.name: c for c in (
                                         "secret_leaks"),
             "credentials database dumped, dropped, restored: restore time, logins decrypt again, an engine logs in "
             "with them, no key or password in the run folder"),
+    # judges config_damages_not_recovered for every requirement it claims, and unclear_config_messages,
+    # config_load_s (CFG-2), config_backups_kept (CFG-1) where targets.toml has a target for them
+    Checker("config_fallback", _config_fallback, ("config_damages_not_recovered",),
+            "damaged JSON settings: the restart loads the newest valid backup with a message naming the file, the "
+            "problem and the backup; load time; backups kept; the file valid again at the end"),
 )}
 
 # the EA tick-stream checkers (issue 14): ticks, stale_ticks, tick_latency, tick_fallback, tcp_reconnect, ea_restart

@@ -298,6 +298,30 @@ def _check_mode(params: dict) -> list[str]:
     return [] if mode in ("drop", "reset") else [f"mode {mode!r} must be drop or reset"]
 
 
+# -- the engine's JSON settings (issue 13, CFG-1/2) ------------------------------------------------------------
+USER_SETTINGS_DIR = "config"   # the engines' user_settings_dir in a drill: <state_dir>/config/engine.json
+
+
+def settings_path(t: Target) -> "Path":
+    """The user settings file of an engine target (``<state_dir>/config/engine.json``)."""
+    return journal_path(t).parent / USER_SETTINGS_DIR / "engine.json"
+
+
+def _config_corrupt(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    from faults.config import CrashCorruptConfig
+
+    mode = params.get("mode", "invalid-json")
+    return CrashCorruptConfig(t.node, settings_path(t), mode, random.Random(f"{ctx.seed}:config-corrupt:{mode}"),
+                              restart_on_heal=not t.supervised, log=ctx.fault_log, requirements=ctx.requirement_ids)
+
+
+def _check_config_mode(params: dict) -> list[str]:
+    from faults.config import CorruptJSON
+
+    mode = params.get("mode", "invalid-json")
+    return [] if mode in CorruptJSON.MODES else [f"mode {mode!r} must be one of {', '.join(CorruptJSON.MODES)}"]
+
+
 # -- the credentials database (issue 13, PG-1) ------------------------------------------------------------------
 def _postgres_restore(ctx: FaultContext, t: Target, params: dict) -> Fault:
     """pg_dump the drill's credentials database, drop it; heal: restore the newest dump and decrypt the logins
@@ -362,6 +386,10 @@ FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
                  check=_check_free_bytes),
     FaultPackage("redis-all-down", _all_redis_down, ("redis",), "end", "all Redis down", "#ff9896", (),
                  description="SIGKILL every Redis node; the heal starts them all again (ORD-3)"),
+    FaultPackage("config-corrupt", _config_corrupt, ("engine",), "supervisor", "settings file damaged", "#9edae5",
+                 ("mode",), description="damage the engine's JSON user settings (truncate, invalid-json, wrong-type, "
+                 "oversize), then SIGKILL it: its restart must load the newest valid backup and say so (CFG-2)",
+                 check=_check_config_mode),
     FaultPackage("postgres-restore", _postgres_restore, ("postgres",), "end", "credentials DB restore", "#c5b0d5",
                  (), description="pg_dump the credentials database and DROP it; the heal restores the newest dump "
                  "and decrypts the broker logins again (PG-1: restore under 5 s)"),

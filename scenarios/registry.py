@@ -579,3 +579,22 @@ register(Scenario(
               *_consistency(("ENG-5",)), *_fencing()),
     services=("postgres",),
 ))
+
+# config-corrupt: each engine loads its user settings (<state_dir>/config/engine.json, saved four times: three
+# backups) at start; the active engine's file is damaged and the engine SIGKILLed, four times, one mode each.
+CONFIG_MODES = ("truncate", "invalid-json", "wrong-type", "oversize")
+register(Scenario(
+    name="config-corrupt",
+    requirement_ids=("CFG-1", "CFG-2", "ENG-1", "ENG-5"),
+    description="The active engine's JSON user settings are damaged and the engine SIGKILLed, four times 5 s apart "
+                "at 10 signals/s (a truncated file, invalid JSON, a setting of the wrong type, a file over the 10 KB "
+                "cap); each restart must load the newest valid backup with one line naming the file, the problem and "
+                "the backup (CFG-2: under 1 s), keep the damaged file and rewrite it; the passive takes over each "
+                "time: nothing doubled, nothing lost.",
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=26.0, timeout_s=5.0, settle_s=12.0),
+    faults=tuple(FaultStep("config-corrupt", "active-engine", at_s=4.0 + 5.0 * i, params={"mode": mode})
+                 for i, mode in enumerate(CONFIG_MODES)),
+    checkers=(CheckerSpec("config_fallback", ("CFG-1", "CFG-2")),
+              CheckerSpec("lost_signals", ("ENG-1",)),
+              *_consistency(("ENG-5",)), *_fencing()),
+))

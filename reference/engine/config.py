@@ -151,6 +151,8 @@ class EngineConfig:
     # --- broker logins from PostgreSQL (PG-1; issue 13; reference.settings.logins.apply_broker_logins) -----------
     credentials_dsn: str = ""               # PG-1: libpq string (naming a passfile); "" = logins as given in brokers
     credentials_key_file: str = ""          # PG-1: the 0600 key file of the sealed logins (a path, never the key)
+    # --- the user's trade settings, a JSON file with backups (CFG-1/2; reference.settings.load_user_settings) -----
+    user_settings_dir: str = ""             # CFG-1: folder of engine.json (relative: inside state_dir); "" = none
     # --- supervision (ENG-3) ------------------------------------------------------------------------------------
     watchdog_timeout_s: float = 30.0        # alive but no main-loop progress this long -> exit(70), supervisor restarts
     # --- alerts -------------------------------------------------------------------------------------------------

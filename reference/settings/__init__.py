@@ -36,9 +36,40 @@ def engine_settings(folder: Path | str = CONFIG_DIR,
     return SettingsStore(Path(folder) / "engine.json", EngineUserSettings, policy)
 
 
+def load_user_settings(config) -> tuple[EngineUserSettings | None, dict]:
+    """The engine's user settings (CFG-1/2) from ``<config.user_settings_dir>/engine.json`` (a relative folder is
+    inside ``config.state_dir``), loaded once at start: the file, else its newest valid backup (the file rewritten
+    from it, the damaged one kept as ``engine.json.damaged``), and what may be logged about it. The settings that
+    are also engine options (``filling``, ``deviation_points``, ``max_volume``) are applied to ``config``.
+    ``(None, {})`` when ``user_settings_dir`` is empty. Raises SettingsError (one line) when neither the file nor a
+    backup is valid."""
+    import time
+
+    folder = getattr(config, "user_settings_dir", "")
+    if not folder:
+        return None, {}
+    path = Path(folder)
+    if not path.is_absolute():
+        path = Path(config.state_dir) / path
+    store = engine_settings(path)
+    started = time.monotonic()
+    notices: list[str] = []
+    store.on_notice = notices.append
+    loaded = store.load()
+    load_s = time.monotonic() - started
+    settings = loaded.settings
+    for name in ("filling", "deviation_points", "max_volume"):
+        setattr(config, name, getattr(settings, name))
+    info = {"file": str(store.path), "source": str(loaded.source) if loaded.source else None,
+            "fell_back": loaded.fell_back, "message": loaded.message, "problems": list(loaded.problems),
+            "load_s": round(load_s, 6), "backups": [p.name for p in store.backups()],
+            "damaged_kept": store.damaged_path.exists()}
+    return settings, info
+
+
 __all__ = [
     "BackupError", "BrokerLogin", "BrokerLoginStore", "ConfigPolicy", "CredentialsError", "DamagedDump", "Dump",
     "DumpPolicy", "DumpSchedule", "EASettings", "EngineUserSettings", "Loaded", "LoginKey", "PgDumps", "Restored",
     "SettingsError", "SettingsStore", "default_key_path", "dump_settings", "ea_settings", "engine_settings",
-    "parse_settings", "read_broker_logins",
+    "load_user_settings", "parse_settings", "read_broker_logins",
 ]

@@ -140,3 +140,20 @@ def test_postgres_restore_and_the_engine_logs_in_with_the_restored_logins(drill,
     config = (d.run.path / "config.json").read_text()
     assert "credentials_key_file" in config and "broker-logins.key" in config
     assert not any(p.name.endswith(".key") for p in d.run.path.rglob("*"))   # the key file stays outside the run
+
+
+@pytest.mark.skipif(not ALL_DRILLS, reason="TRADEDRILL_ALL_DRILLS=1 runs every persistence drill")
+def test_damaged_settings_files_load_the_newest_backup_with_a_clear_line(drill, record_property):
+    d = drill("config-corrupt", **AS_REGISTERED)
+    assert_exactly_once(d)
+    res = d.result("config_fallback")
+    for key in ("config_load_s", "config_backups_kept", "recovered", "damages", "damaged_files_kept"):
+        record_property(key, res.metrics.get(key))
+    assert res.valid is True, f"{res.summary} ({d.run.path})"
+    assert res.metrics["damages"] == 4 and res.metrics["recovered"] == 4
+    assert res.metrics["modes"] == sorted(["truncate", "invalid-json", "wrong-type", "oversize"])
+    assert res.metrics["config_backups_kept"] == 3 and res.metrics["damaged_files_kept"] == 2
+    # the engines logged each fallback as one line in their process logs too
+    lines = [ln for p in d.run.path.glob("nodes/engine-*.log") for ln in p.read_text().splitlines()
+             if "settings:" in ln and "loaded the newest valid backup" in ln]
+    assert len(lines) == 4, lines

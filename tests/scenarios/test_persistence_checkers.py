@@ -94,3 +94,78 @@ def test_fuzz_pg_restore_never_raises_and_never_passes_on_nothing(records, event
                for x in records):
         assert r.valid == "unknown"
     r.to_dict()
+
+
+# -- config_fallback ---------------------------------------------------------------------------------------------
+from scenarios.checkers import check_config_fallback  # noqa: E402
+
+
+def _config_run(tmp_path, *, loaded=True, fell_back=True, message=None, valid_end=True):
+    folder = tmp_path / "stack" / "engines" / "engine-a" / "config"
+    folder.mkdir(parents=True)
+    from reference.settings import EngineUserSettings, engine_settings
+    store = engine_settings(folder)
+    for d in (18, 19, 20, 21):
+        store.save(EngineUserSettings(deviation_points=d))
+    if not valid_end:
+        store.path.write_text("{")
+    records = [{"event": "inject", "fault": "config-corrupt", "fault_id": "c1", "mono": 10.0,
+                "details": {"node": "engine-a", "mode": "wrong-type", "file": str(store.path), "what": "x"}}]
+    source = str(folder / "engine.json.000004.bak") if fell_back else str(store.path)
+    msg = message if message is not None else (f"{store.path}: field 'deviation_points': bad; loaded the newest "
+                                               f"valid backup engine.json.000004.bak, saved ...")
+    events = [{"event": "user_settings_loaded", "mono": 11.3, "instance": "A", "source": source,
+               "fell_back": fell_back, "message": msg if fell_back else None, "load_s": 0.002, "damaged_kept": True}]
+    return records, [("engine-a", events if loaded else [{"event": "started", "mono": 1.0}])]
+
+
+def test_config_fallback_passes_on_a_clear_fallback(tmp_path):
+    records, logs = _config_run(tmp_path)
+    r = check_config_fallback(records, logs, tmp_path)
+    assert r.valid is True, r.summary
+    assert r.metrics["config_backups_kept"] == 3 and r.metrics["config_load_s"] == 0.002
+    assert {j.requirement_id for j in r.judgements} == {"CFG-1", "CFG-2"}
+
+
+def test_config_fallback_fails_when_not_recovered_unclear_or_invalid_at_the_end(tmp_path):
+    records, logs = _config_run(tmp_path / "a", loaded=False)
+    assert verdicts(check_config_fallback(records, logs, tmp_path / "a"))["config_damages_not_recovered"] == FAIL
+    records, logs = _config_run(tmp_path / "b", fell_back=False)
+    assert check_config_fallback(records, logs, tmp_path / "b").valid is False
+    records, logs = _config_run(tmp_path / "c", message="something went wrong")
+    assert verdicts(check_config_fallback(records, logs, tmp_path / "c"))["unclear_config_messages"] == FAIL
+    records, logs = _config_run(tmp_path / "d", valid_end=False)
+    assert check_config_fallback(records, logs, tmp_path / "d").metrics["config_damages_not_recovered"] == 1
+
+
+def test_config_fallback_with_nothing_to_judge_is_unmeasured(tmp_path):
+    r = check_config_fallback([], [("engine-a", [])], tmp_path)
+    assert r.valid == "unknown" and "no config-corrupt injection" in r.summary
+    records, _ = _config_run(tmp_path)
+    r = check_config_fallback(records, [], tmp_path)
+    assert r.valid == "unknown" and "no engine event log" in r.summary
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=st.lists(_record | st.dictionaries(st.text(max_size=5), _json, max_size=4), max_size=6),
+       logs=st.lists(st.tuples(st.sampled_from(["engine-a", "engine-b"]),
+                               st.lists(_record | st.fixed_dictionaries({"event": st.just("user_settings_loaded")},
+                                                                        optional={"mono": _json, "message": _json,
+                                                                                  "source": _json, "fell_back": _json,
+                                                                                  "load_s": _json}), max_size=4)),
+                     max_size=2))
+def test_fuzz_config_fallback_never_raises_and_never_passes_on_nothing(tmp_path_factory, records, logs):
+    r = check_config_fallback([{**x, "fault": "config-corrupt"} if isinstance(x, dict) and x.get("fault") ==
+                               "postgres-restore" else x for x in records], logs, tmp_path_factory.getbasetemp())
+    if not any(isinstance(x, dict) and x.get("event") == "inject" and x.get("fault") == "postgres-restore"
+               and _finite(x.get("mono")) for x in records):
+        assert r.valid == "unknown"
+    r.to_dict()
+
+
+def _finite(value) -> bool:
+    import math
+    try:
+        return not isinstance(value, bool) and value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
