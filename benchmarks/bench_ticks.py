@@ -173,7 +173,7 @@ def main() -> int:
         result["tick"] = {"samples": len(rows), "path_p50_ms": ms(path, 50), "path_p99_ms": ms(path, 99),
                           "path_max_ms": ms(path, 100), "from_time_msc_p50_ms": ms(msc, 50),
                           "from_time_msc_p99_ms": ms(msc, 99),
-                          "served_from_tcp_share": round(sum(r["path"] == "tcp" for r in rows) / max(1, len(rows)), 3)},
+                          "served_from_tcp_share": round(sum(r["path"] == "tcp" for r in rows) / max(1, len(rows)), 3)}
         # 2. UDP -> TCP fallback
         why = kernel_faults_available()
         windows: list[FaultWindow] = []
