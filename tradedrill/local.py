@@ -59,6 +59,7 @@ from tradedrill.credentials import Credential, StackSecrets, private_dir, write_
 from tradedrill.process import (NodeStartError, PidRegistry, ProcessNode, StackIndex, SubnetBusy, same_process_alive,
                                 stop_all)
 from tradedrill.services import clickhouse, mt5sim, postgres
+from tradedrill.services import ea as ea_svc
 from tradedrill.services import engine as engine_svc
 from tradedrill.services import redis as redis_svc
 from tradedrill.topology import NodeSpec, Topology
@@ -72,20 +73,22 @@ _BUILDERS: dict[str, Callable[..., ProcessNode]] = {
     "postgres": postgres.build_node,
     "mt5": mt5sim.build_node,
     "engine": engine_svc.build_node,
+    "ea": ea_svc.build_node,
 }
 # the kinds of node each service of a topology has
 SERVICE_KINDS: dict[str, tuple[str, ...]] = {
     "redis": ("redis", "sentinel"), "clickhouse": ("clickhouse",), "postgres": ("postgres",), "mt5": ("mt5",),
-    "engine": ("engine",),
+    "engine": ("engine",), "ea": ("ea",),
 }
 # the options each kind understands (LocalStack's ``options``); every kind also takes ``supervise``
 _OPTIONS: dict[str, frozenset[str]] = {
     "mt5": frozenset({"seed", "config_file", "behaviour", "server_name", "ready_timeout"}),
     "engine": frozenset({"command", "env", "overrides", "state_tmpfs_mb"}),
+    "ea": frozenset({"command", "overrides"}),
 }
 # the restart policy of ``supervise: True`` per kind, and which kinds are supervised unless told otherwise
-_POLICY_OF_KIND: dict[str, RestartPolicy] = {"engine": POLICIES["engine"]}
-_SUPERVISED_BY_DEFAULT = frozenset({"engine"})
+_POLICY_OF_KIND: dict[str, RestartPolicy] = {"engine": POLICIES["engine"], "ea": POLICIES["ea"]}  # ENG-3, EA-1
+_SUPERVISED_BY_DEFAULT = frozenset({"engine", "ea"})
 
 
 class StackError(RuntimeError):

@@ -16,10 +16,12 @@ service         nodes                                      kind        role
 ``mt5``         ``mt5-primary``, ``mt5-backup``            mt5         ``broker-primary``, ``broker-backup``
 ``engine``      ``engine-a``, ``engine-b`` (instances A/B) engine      ``engine`` (port 0: binds nothing; the
                                                                        address is its source address)
+``ea``          ``ea-1`` ... ``ea-N`` (``ea.count``)        ea          ``ea`` (tick stream: UDP and TCP on
+                                                                       ``ea.port``; reads ``mt5-primary``)
 ==============  =========================================  ==========  ===========================================
 
 ``tradedrill up`` starts redis, clickhouse and postgres unless told otherwise; ``mt5`` and ``engine`` are opt-in
-(the engine needs redis and mt5).
+(the engine needs redis and mt5; the EA needs mt5).
 
 Settings are dotted keys with the design documents' values as defaults, the requirement ID beside each. Any of them
 can be overridden per run (``--set sentinel.down_after_ms=1000`` or a TOML file). Every value is checked for type,
@@ -38,11 +40,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 # every service a topology understands, in address-allocation order
-SERVICES = ("redis", "clickhouse", "postgres", "mt5", "engine")
+SERVICES = ("redis", "clickhouse", "postgres", "mt5", "engine", "ea")
 # what `tradedrill up` and Topology.default() run when not told otherwise
 DEFAULT_SERVICES = ("redis", "clickhouse", "postgres")
 # a service that cannot run without others
-REQUIRES = {"engine": ("redis", "mt5")}
+REQUIRES = {"engine": ("redis", "mt5"), "ea": ("mt5",)}
 # the engine instances of the ``engine`` service, in start order (A is the first active)
 ENGINE_INSTANCES = ("A", "B")
 
@@ -152,6 +154,10 @@ SETTINGS: dict[str, Setting] = {
                                    3600.0),
     "engine.group": _name("engine", "the engine group: A and B share its lease (ENG-1) and its keys", _GROUP,
                           "a name of 1 to 64 letters, digits, '_' or '-'"),
+    "ea.count": _int(1, "EA instances side by side, each with its own address, keys and state (EA-HA 1)", 1, 16),
+    "ea.port": _port(18900, "EA-2: the tick stream's UDP (primary) and TCP (backup) port on each EA's address"),
+    "ea.symbols": _name("EURUSD,GBPUSD", "the symbols each EA streams (TV 1)", re.compile(
+        r"[A-Za-z0-9._]{1,32}(?:,[A-Za-z0-9._]{1,32}){0,15}"), "1 to 16 symbol names separated by commas"),
     "ready.timeout_s": _seconds(20.0, "deadline for the whole topology to be ready "
                                       "(target: 10 s, measured by nox -s bench)"),
 }
@@ -165,7 +171,7 @@ class NodeSpec:
     """One node: what it is (kind), what it does (role), where it listens (port 0: it listens nowhere)."""
 
     name: str
-    kind: str  # redis | sentinel | clickhouse | postgres | mt5 | engine
+    kind: str  # redis | sentinel | clickhouse | postgres | mt5 | engine | ea
     role: str  # primary | replica | sentinel | history | credentials | broker-primary | broker-backup | engine
     address: str
     port: int
@@ -224,6 +230,9 @@ class Topology:
         if "engine" in services:
             for instance in ENGINE_INSTANCES:
                 nodes.append(NodeSpec(f"engine-{instance.lower()}", "engine", "engine", addr(), 0))
+        if "ea" in services:
+            for i in range(settings["ea.count"]):
+                nodes.append(NodeSpec(f"ea-{i + 1}", "ea", "ea", addr(), settings["ea.port"]))
         return cls(subnet=subnet, services=services, settings=settings, nodes=nodes)
 
     @classmethod
