@@ -2183,6 +2183,142 @@ def check_config_fallback(records: Sequence[dict], logs: Sequence[tuple[str, Seq
                                 summary, judgements, damages=rows)
 
 
+CLICKHOUSE_ROWS = "clickhouse_rows.json"   # scenarios.environment.CLICKHOUSE_ROWS
+CH_OUTAGE_FAULTS = ("process-kill", "process-terminate", "node-isolate")
+CH_RULE = ("ClickHouse rows = clickhouse_rows.json, read with FINAL after both engines stopped (one row per trade "
+           "key). clickhouse_missing_trades = signals with an order in a broker ledger and no DONE row of that "
+           "signal naming one of its orders; clickhouse_duplicate_trades = signals with more than one row under "
+           "FINAL. Per outage of the clickhouse node (its fault window): retries before failed_syncs = the largest "
+           "'attempts' of clickhouse_failed_sync_added minus the first try; sync_retry_interval_s = the longest gap "
+           "between the starts of two consecutive failed tries of one engine in one cycle, to 10 ms; rto_s and failed_trades_recovery_s = "
+           "ClickHouse back (heal) to the first clickhouse_sync_recovered event (every waiting failed_syncs row "
+           "resent).")
+
+
+@dataclass
+class ClickHouseHistoryResult(CheckResult):
+    outages: list[dict] = field(default_factory=list)
+
+
+def check_clickhouse_history(dump: dict | None, ledger: Iterable[Deal] | None, windows: Sequence[FaultWindow],
+                             events: Sequence[dict] | None, *, signal_of: SignalOf = signal_id_from_comment,
+                             requirement_ids: Sequence[str] = ("CH-1", "BR-2"),
+                             targets: targets_mod.Targets | None = None,
+                             unreadable: dict[str, int] | None = None) -> ClickHouseHistoryResult:
+    """CH-1/BR-2: every trade the brokers executed is in ClickHouse exactly once (FINAL), and an outage longer than
+    the three retries went through failed_syncs and recovered. ``unmeasured`` without the dump, without a ledger
+    with trades, or when the dump could not be read."""
+    names = ("clickhouse_missing_trades", "clickhouse_duplicate_trades", "rto_s", "sync_attempts",
+             "sync_retry_interval_s", "failed_trades_recovery_s")
+    if not isinstance(dump, dict):
+        return _unmeasured(ClickHouseHistoryResult, "clickhouse_history", requirement_ids, targets, names,
+                           f"the run has no readable {CLICKHOUSE_ROWS}: ClickHouse's rows were never dumped",
+                           unreadable=unreadable)
+    if dump.get("error") or not isinstance(dump.get("rows"), list):
+        return _unmeasured(ClickHouseHistoryResult, "clickhouse_history", requirement_ids, targets, names,
+                           f"ClickHouse's rows could not be read after the run: {str(dump.get('error'))[:200]}",
+                           unreadable=unreadable)
+    if ledger is None:
+        return _unmeasured(ClickHouseHistoryResult, "clickhouse_history", requirement_ids, targets, names,
+                           "the run has no broker ledger to compare ClickHouse with", unreadable=unreadable)
+    orders = orders_by_signal(ledger, signal_of)
+    if not orders:
+        return _unmeasured(ClickHouseHistoryResult, "clickhouse_history", requirement_ids, targets, names,
+                           "no trade was executed at the brokers: nothing had to reach ClickHouse",
+                           unreadable=unreadable)
+    rows = [r for r in dump["rows"] if isinstance(r, dict)]
+    by_signal: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_signal[str(r.get("signal_id"))].append(r)
+    missing, duplicates = [], []
+    for sid, sent in sorted(orders.items()):
+        done = {str(r.get("order_id")) for r in by_signal.get(sid, []) if r.get("state") == "DONE"}
+        if not done & {str(o["order"]) for o in sent}:
+            missing.append({"signal": sid, "orders": [str(o["order"]) for o in sent],
+                            "clickhouse": by_signal.get(sid, [])[:3]})
+    for sid, found in sorted(by_signal.items()):
+        if len(found) > 1:
+            duplicates.append({"signal": sid, "rows": found[:4]})
+    events = [e for e in (events or []) if isinstance(e, dict) and _num(e.get("mono")) is not None]
+    outages = sorted((w for w in windows if w.fault in CH_OUTAGE_FAULTS and "clickhouse" in
+                      str((w.details or {}).get("node") or w.description)), key=lambda w: w.inject_mono)
+    rows_out: list[dict] = []
+    for w in outages:
+        end = w.heal_mono if w.heal_mono is not None else math.inf
+        inside = [e for e in events if w.inject_mono <= _num(e["mono"]) <= end + 1.0]
+        added = [e for e in inside if e.get("event") == "clickhouse_failed_sync_added"]
+        attempts = [int(a) for e in added if (a := _num(e.get("attempts"))) is not None]
+        gaps: list[float] = []
+        last: dict[Any, tuple[float, int]] = {}
+        for e in inside:
+            if e.get("event") != "clickhouse_sync_failed" or _num(e.get("attempt")) is None:
+                continue
+            key, k = e.get("instance"), int(_num(e["attempt"]))
+            t = _num(e.get("started")) if _num(e.get("started")) is not None else _num(e["mono"])
+            if key in last and k == last[key][1] + 1:
+                gaps.append(t - last[key][0])
+            last[key] = (t, k)
+        recovered = next((e for e in events if e.get("event") == "clickhouse_sync_recovered"
+                          and w.heal_mono is not None and _num(e["mono"]) >= w.heal_mono), None)
+        rows_out.append({"fault": w.fault, "fault_id": w.fault_id,
+                         "outage_s": round(w.heal_mono - w.inject_mono, 3) if w.heal_mono is not None else None,
+                         "failed_syncs_added": len(added), "outcomes_to_failed_syncs": sum(
+                             int(_num(e.get("outcomes")) or 0) for e in added),
+                         "retries_before_failed_syncs": (max(attempts) - 1) if attempts else None,
+                         "max_retry_gap_s": round(max(gaps), 2) if gaps else None,   # to 10 ms
+                         "recovery_s": round(_num(recovered["mono"]) - w.heal_mono, 3) if recovered else None,
+                         "failed_syncs_resent": recovered.get("failed_syncs_resent") if recovered else None})
+    through = [r for r in rows_out if r["failed_syncs_added"]]
+    recov = [r["recovery_s"] for r in through]
+    metrics: dict[str, Any] = {
+        "clickhouse_missing_trades": len(missing), "clickhouse_duplicate_trades": len(duplicates),
+        "rto_s": (max(recov) if recov and all(x is not None for x in recov) else None),
+        "sync_attempts": max((r["retries_before_failed_syncs"] for r in through
+                              if r["retries_before_failed_syncs"] is not None), default=None),
+        "sync_retry_interval_s": max((r["max_retry_gap_s"] for r in rows_out if r["max_retry_gap_s"] is not None),
+                                     default=None),
+        "trades": len(orders), "clickhouse_rows_final": len(rows), "clickhouse_rows_raw": dump.get("raw_rows"),
+        "outages": len(rows_out), "outages_through_failed_syncs": len(through),
+    }
+    metrics["failed_trades_recovery_s"] = metrics["rto_s"]
+    lower = ()
+    if through and any(x is None for x in recov):   # never recovered before the run ended
+        metrics["rto_s"] = metrics["failed_trades_recovery_s"] = None
+    reasons = []
+    if not rows_out:
+        reasons.append("rto_s, sync_attempts, sync_retry_interval_s: no outage of the clickhouse node in the fault "
+                       "log")
+    elif not through:
+        reasons.append("rto_s, sync_attempts: no outage lasted past the retries (nothing went to failed_syncs)")
+    elif metrics["rto_s"] is None:
+        reasons.append("rto_s: failed_syncs rows were never resent after ClickHouse came back")
+    if metrics["sync_retry_interval_s"] is None and rows_out:
+        reasons.append("sync_retry_interval_s: no two consecutive failed tries")
+    judgements = judge({k: metrics[k] for k in names}, requirement_ids, targets, lower_bounds=lower,
+                       unmeasured_reason="; ".join(reasons))
+    if through and any(r["recovery_s"] is None for r in through):
+        judgements = [j if j.metric not in ("rto_s", "failed_trades_recovery_s") else
+                      Judgement(j.requirement_id, j.metric, j.comparator, j.target, j.unit, j.source, None, FAIL,
+                                False, j.alternatives, j.contradictions,
+                                reason="failed_syncs rows were never resent after ClickHouse came back")
+                      for j in judgements]
+    evidence: list[dict] = [*({"kind": "outage", **r} for r in rows_out),
+                            *({"kind": "missing-in-clickhouse", **m} for m in missing[:20]),
+                            *({"kind": "duplicate-in-clickhouse", **d} for d in duplicates[:20]),
+                            {"kind": "rule", "rule": CH_RULE}]
+    if unreadable:
+        evidence += _unreadable_evidence(unreadable)
+    summary = (f"{len(orders)} trade(s) at the brokers, {len(orders) - len(missing)} in ClickHouse (FINAL: "
+               f"{len(rows)} row(s), {dump.get('raw_rows')} before merging); {len(missing)} missing, "
+               f"{len(duplicates)} duplicated")
+    for r in rows_out:
+        summary += (f"; ClickHouse down {r['outage_s']} s: {r['outcomes_to_failed_syncs']} outcome(s) to "
+                    f"failed_syncs after {r['retries_before_failed_syncs']} retries (gap <= {r['max_retry_gap_s']} s), "
+                    f"recovered {r['recovery_s']} s after it was back")
+    return ClickHouseHistoryResult("clickhouse_history", validity(judgements), tuple(requirement_ids), metrics,
+                                   evidence, summary, judgements, outages=rows_out)
+
+
 # -- a whole run directory -------------------------------------------------------------------------------------
 class RunView:
     """A run directory's data, each file loaded at most once (checkers share one view). ``ledger()`` is None
@@ -2444,6 +2580,17 @@ def _config_fallback(view: RunView, params: dict, rids: tuple[str, ...],
                                  unreadable={h.FAULTS: bad, ENGINE_EVENTS_GLOB: torn})
 
 
+def _clickhouse_history(view: RunView, params: dict, rids: tuple[str, ...],
+                        targets: targets_mod.Targets) -> CheckResult:
+    dump, why = view.json_doc(CLICKHOUSE_ROWS)
+    windows, bad = view.fault_windows_lenient()
+    unreadable = {h.FAULTS: bad, ENGINE_EVENTS_GLOB: view.unreadable_event_lines()}
+    if why:
+        unreadable[CLICKHOUSE_ROWS] = 1
+    return check_clickhouse_history(dump, view.ledger(), windows, view.engine_events(), signal_of=view.signal_of,
+                                    requirement_ids=rids, targets=targets, unreadable=unreadable)
+
+
 CHECKERS: dict[str, Checker] = {c.name: c for c in (
     Checker("rto", _rto, ("rto_s",), "fault injection to the first successful operation of kind f invoked after it",
             ("f", "fault")),
@@ -2482,11 +2629,19 @@ CHECKERS: dict[str, Checker] = {c.name: c for c in (
     Checker("config_fallback", _config_fallback, ("config_damages_not_recovered",),
             "damaged JSON settings: the restart loads the newest valid backup with a message naming the file, the "
             "problem and the backup; load time; backups kept; the file valid again at the end"),
+    # judges the two counts for every requirement it claims, and rto_s, sync_attempts, sync_retry_interval_s (CH-1),
+    # failed_trades_recovery_s (BR-2) where targets.toml has them
+    Checker("clickhouse_history", _clickhouse_history, ("clickhouse_missing_trades", "clickhouse_duplicate_trades"),
+            "every trade of the broker ledgers in ClickHouse exactly once (FINAL) after an outage; the outage went "
+            "through failed_syncs after the CH-1 retries and was resent once ClickHouse was back"),
 )}
 
 # the EA tick-stream checkers (issue 14): ticks, stale_ticks, tick_latency, tick_fallback, tcp_reconnect, ea_restart
 from scenarios import ticks as _ticks  # noqa: E402 - needs Checker above; scenarios.ticks never imports this module
 CHECKERS.update({c.name: c for c in _ticks.checker_entries(Checker)})
+# the rate kept while some orders stall (issue 11): kept_rate
+from scenarios import throughput as _throughput  # noqa: E402 - needs Checker above; it never imports this module
+CHECKERS.update({c.name: c for c in _throughput.checker_entries(Checker, CheckResult, _unmeasured)})
 
 # the requirements each checker claims when a run names no checkers of its own
 DEFAULT_REQUIREMENTS: dict[str, tuple[str, ...]] = {

@@ -5,7 +5,8 @@ The engine reaches a broker only through an *mt5-like object*: the MetaTrader5 m
 ``history_deals_get``, ``symbol_info_tick``, ``terminal_info``, constants). The object comes from the broker's
 ``factory`` (``"module:callable"``), so the same engine drives the simulator, ``mt5linux`` or the real module.
 
-Every call runs on the session's worker thread with a deadline (``broker_timeout_s``, BRK-1: 5 s): a terminal that
+Every call runs on the session's worker thread with a deadline (``broker_timeout_s``, BRK-1: 5 s; order_send:
+``order_reply_timeout_s``, 1 s, after which the order is ambiguous and reconciled by comment): a terminal that
 hangs cannot hang the engine. A call past its deadline abandons that worker and that mt5 object (a fresh one is
 made on reconnect) and counts as a connection failure.
 
@@ -212,7 +213,8 @@ class BrokerSession:
         means nothing is sent and ``(None, (NOT_SENT, why))`` comes back."""
         if method == "order_send" and args and isinstance(args[0], dict):
             request = self._with_allowed_filling(args[0])
-            value, err = self._call("order_send", request, *args[1:], guard=guard, **kwargs)
+            value, err = self._call("order_send", request, *args[1:], guard=guard,
+                                    deadline_s=self.engine.order_reply_timeout_s, **kwargs)
             if value is not None and _field(value, "retcode") == constant(self.mt5, "TRADE_RETCODE_INVALID_FILL"):
                 err = (int(_field(value, "retcode")), self._invalid_fill_reason(request))
             return value, err
@@ -267,7 +269,9 @@ class BrokerSession:
         return (f"configuration error: the broker refused filling mode {sent} for {symbol}{allows}; set the "
                 f"engine's 'filling' (fok, ioc or return) to a mode the broker allows for this symbol")
 
-    def _call(self, method: str, *args, guard: Callable[[], bool] | None = None, **kwargs):
+    def _call(self, method: str, *args, guard: Callable[[], bool] | None = None, deadline_s: float | None = None,
+              **kwargs):
+        deadline_s = self.engine.broker_timeout_s if deadline_s is None else deadline_s
         if self.mt5 is None:
             raise BrokerCallFailed(f"broker {self.name} has no terminal object (not connected)")
         mt5 = self.mt5
@@ -286,11 +290,10 @@ class BrokerSession:
 
         future = self._worker().submit(invoke)
         try:
-            return future.result(timeout=self.engine.broker_timeout_s)
+            return future.result(timeout=deadline_s)
         except concurrent.futures.TimeoutError:
             self._abandon()
-            raise BrokerCallFailed(f"broker {self.name}: {method} took longer than "
-                                   f"{self.engine.broker_timeout_s:g}s") from None
+            raise BrokerCallFailed(f"broker {self.name}: {method} took longer than {deadline_s:g}s") from None
         except Exception as exc:  # noqa: BLE001 - a transport error of an RPC-backed mt5 object
             self.connected = False
             raise BrokerCallFailed(f"broker {self.name}: {method} raised {exc!r}") from None

@@ -144,7 +144,9 @@ def test_both_ambiguous_reply_paths_are_reconciled(harness, path):
     """A lost reply surfaces two ways (issue 18): the terminal's own IPC timeout (None, -10005) when it is shorter
     than the engine's call deadline, or the engine's deadline passing first when it is shorter. Each path is taken
     on purpose here, and each ends reconciled: one order, no resend, one executed result."""
-    overrides = {} if path == "terminal-timeout" else {"broker_timeout_s": 1.0}   # terminal call_timeout is 2.0 s
+    # the terminal's call_timeout is 2.0 s: the engine's order deadline is set above it or below it
+    overrides = ({"order_reply_timeout_s": 2.5} if path == "terminal-timeout"
+                 else {"broker_timeout_s": 1.0, "order_reply_timeout_s": 1.0})
     harness.engine("A", **overrides)
     harness.wait_event("A", "takeover_ready", 15)
     harness.admin.set_behaviour(lose_next_replies=1)
