@@ -107,7 +107,9 @@ def simulator_node(
     )
 
 
-ENGINE_BROKER_CONNECTIONS = 160
+# two engines, each with its main connection and ``send_lanes`` (96) lanes, twice over: a lane whose order reply
+# is overdue is abandoned and reconnected while the old connection waits out the terminal's own timeout (issue 11)
+ENGINE_BROKER_CONNECTIONS = 400
 
 
 def state_dir(spec: NodeSpec, run_dir: Path) -> Path:
@@ -129,7 +131,6 @@ def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegis
         behaviour=behaviour, server_name=server_name or spec.name, role=spec.role,
         log_path=Path(run_dir) / "logs" / f"{spec.name}.log", ready_timeout=ready_timeout, registry=registry,
         admin_token_file=token_file(spec, run_dir),
-        # two engines with send_lanes (32) connections each, plus a paused one's that stay open (issue 11)
         max_connections=ENGINE_BROKER_CONNECTIONS,
     )
 
