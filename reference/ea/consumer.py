@@ -5,7 +5,7 @@ of the stream at most once and in increasing order, from whichever path brought 
 
 - UDP (primary): the consumer sends a SUBSCRIBE datagram to ``udp_target`` (the EA, or a proxy in front of it) every
   ``subscribe_every_s`` and at once when UDP falls silent; ticks come back to its UDP socket (``bind_host``).
-- TCP (backup): one connection to ``tcp_target``. It carries every tick too, so a tick lost on UDP is served from TCP
+- TCP (backup): one connection to ``tcp_target``, leaving from ``bind_host`` like UDP (a fault can cut both). It carries every tick too, so a tick lost on UDP is served from TCP
   as soon as it arrives there (EA-2: within 100 ms, our target 50 ms). UDP silent for ``udp_silence_ms`` (the EA
   heartbeats every 5 ms) is logged as ``udp_lost``; the next UDP frame as ``udp_recovered`` (back to UDP).
 - A missing seq (a later one, or a heartbeat naming a later one, arrived) waits at most ``gap_hold_ms`` for the other
@@ -251,7 +251,8 @@ class TickConsumer:
             attempt += 1
             started = time.monotonic()
             try:
-                sock = socket.create_connection(tuple(cfg.tcp_target), timeout=cfg.tcp_connect_timeout_s)
+                sock = socket.create_connection(tuple(cfg.tcp_target), timeout=cfg.tcp_connect_timeout_s,
+                                                source_address=(cfg.bind_host, 0))
             except OSError as exc:
                 self._record("tcp_attempt", n=attempt, ok=False, error=str(exc)[:120], wall_ns=time.time_ns())
                 if attempt >= cfg.tcp_attempts:

@@ -11,9 +11,9 @@ is how a Python EA sees ticks) and sends every new tick (a new ``time_msc`` for 
   each symbol (``FLAG_SNAPSHOT``): a reconnect starts from the latest tick only (BR-3).
 - both paths carry a HEARTBEAT every ``heartbeat_ms`` so a consumer notices a silent path within a few ms.
 
-Broker loss (EA-4): a failed broker call starts reconnects with exponential backoff (``backoff_base_s`` doubling,
+The broker link leaves from the EA's own address (``udp_bind``'s host). Broker loss (EA-4): a failed broker call starts reconnects with exponential backoff (``backoff_base_s`` doubling,
 at most ``backoff_cap_s``), at most ``reconnect_attempts`` (10); when they are used up the EA alerts and exits with
-``EXIT_BROKER_GAVE_UP``. If the broker stays unreachable ``network_down_s`` (30 s) the EA alerts and exits with
+``EXIT_BROKER_GAVE_UP``. If the broker stays unreachable ``network_down_s`` (29 s) the EA alerts and exits with
 ``EXIT_NETWORK_DOWN`` so its supervisor restarts it (EA-4 "network down 30 s: restart the EA").
 
 Session in RIS (EA-3), when ``redis`` is configured: the hash ``<prefix>:ea:<instance>:session`` (session id,
@@ -64,7 +64,9 @@ class EAConfig:
     reconnect_attempts: int = 10  # EA-4: reconnects with exponential backoff, 10 attempts
     backoff_base_s: float = 0.1
     backoff_cap_s: float = 8.0
-    network_down_s: float = 30.0  # EA-4: network down 30 s -> restart the EA
+    # EA-4: network down 30 s -> restart the EA: it gives up at 29 s so that, with the supervisor's 0.1 s delay and
+    # its start, it is serving again by 30 s
+    network_down_s: float = 29.0
     redis: dict[str, Any] | None = None  # {"host", "port", "username", "password"}: RIS (EA-3)
     key_prefix: str = "tradedrill"
     ris_beat_s: float = 1.0
@@ -402,6 +404,8 @@ def _connect(cfg: EAConfig):
     from reference.mt5.port import connect
 
     params = dict(cfg.broker)
+    if params.get("kind", "simulator") == "simulator":
+        params.setdefault("source_address", cfg.udp_bind[0])  # leave from the EA's own address (a fault can cut it)
     if cfg.login is not None:
         params.setdefault("login", cfg.login)
     terminal = connect(params)

@@ -22,7 +22,7 @@ class BrokerConfigError(ValueError):
 
 
 def open_terminal(kind: str = "simulator", *, host: str = "127.0.0.1", port: int = 18812,
-                  call_timeout: float = 5.0) -> Any:
+                  call_timeout: float = 5.0, source_address: str | None = None) -> Any:
     """An mt5-like object of ``kind``; it is not initialized: call ``initialize(login=..., ...)`` on it."""
     if kind == "metatrader5":
         try:
@@ -43,14 +43,15 @@ def open_terminal(kind: str = "simulator", *, host: str = "127.0.0.1", port: int
     if kind == "simulator":
         from reference.mt5.simclient import SimulatorTerminal
 
-        return SimulatorTerminal(host, port, call_timeout=call_timeout)
+        return SimulatorTerminal(host, port, call_timeout=call_timeout, source_address=source_address)
     raise BrokerConfigError(f"unknown broker kind {kind!r}; use one of {', '.join(KINDS)}")
 
 
 def connect(config: Mapping[str, Any]) -> Any:
     """An mt5-like object built from a config mapping, initialized when it names an account.
 
-    Keys: ``kind`` (default "simulator"), ``host``, ``port``, ``call_timeout`` (seconds, simulator only), and
+    Keys: ``kind`` (default "simulator"), ``host``, ``port``, ``call_timeout`` (seconds, simulator only),
+    ``source_address`` (simulator only: the local address the connection leaves from), and
     optionally ``login``, ``password``, ``server``, ``path``, ``timeout`` (ms) passed to ``initialize``. If
     ``initialize`` fails the object is still returned: check ``mt5.last_error()``; the engine's reconnect logic
     (BRK-2) calls ``initialize`` again.
@@ -59,6 +60,8 @@ def connect(config: Mapping[str, Any]) -> Any:
     kwargs = {"host": config.get("host", "127.0.0.1"), "port": int(config.get("port", 18812))}
     if kind == "simulator":
         kwargs["call_timeout"] = float(config.get("call_timeout", 5.0))
+        if config.get("source_address"):
+            kwargs["source_address"] = str(config["source_address"])
     mt5 = open_terminal(kind, **kwargs)
     if any(k in config for k in ("login", "password", "server", "path")):
         init = {k: config[k] for k in ("login", "password", "server", "timeout") if k in config}

@@ -48,14 +48,15 @@ def _epoch(value, name: str) -> int | None:
 class _Transport:
     """One TCP connection with request/response framing and a per-call deadline."""
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, source_address: str | None = None):
         self.host = host
         self.port = port
+        self.source = (source_address, 0) if source_address else None
         self.sock: socket.socket | None = None
         self._ids = itertools.count(1)
 
     def connect(self, timeout: float) -> None:
-        sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        sock = socket.create_connection((self.host, self.port), timeout=timeout, source_address=self.source)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
 
@@ -109,11 +110,13 @@ class SimulatorTerminal:
     TerminalInfo = _t.TerminalInfo
     SymbolInfo = _t.SymbolInfo
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 18812, call_timeout: float = DEFAULT_CALL_TIMEOUT):
+    def __init__(self, host: str = "127.0.0.1", port: int = 18812, call_timeout: float = DEFAULT_CALL_TIMEOUT,
+                 source_address: str | None = None):
+        # source_address: the local address the connection leaves from (a fault can then cut this client alone)
         self.host = host
         self.port = port
         self.call_timeout = call_timeout
-        self._transport = _Transport(host, port)
+        self._transport = _Transport(host, port, source_address)
         self._lock = threading.RLock()
         self._initialized = False
         self._credentials: dict = {}

@@ -79,8 +79,9 @@ def ea_config(spec: NodeSpec, topo: Topology, run_dir: Path) -> dict[str, Any]:
     cfg: dict[str, Any] = {
         "instance": spec.name,
         "symbols": list(topo.settings["ea.symbols"].split(",")),
+        # a tick poll is not an order: 1 s (at most BRK-1's 5 s) so a dead link is seen quickly (EA-4)
         "broker": {"kind": "simulator", "host": b.address, "port": b.port,
-                   "call_timeout": float(topo.settings["mt5.call_timeout_s"])},
+                   "call_timeout": min(1.0, float(topo.settings["mt5.call_timeout_s"]))},
         "login": int(topo.settings["mt5.account"]),
         "udp_bind": [spec.address, spec.ports.get("udp", spec.port)],
         "tcp_bind": [spec.address, spec.port],
