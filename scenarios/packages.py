@@ -36,6 +36,7 @@ from faults.files import CorruptDuckDB, CrashCorruptDuckDB, FillFilesystem
 from faults.kernel import Isolate
 from faults.partition import CLIENT_SOURCE, PlannedFailover, RedisPartition, isolate_primary, majority_minority
 from faults.process import Kill, Pause, Terminate
+from scenarios import tickclients as _ticks
 
 # role -> the node kind it resolves to
 TARGET_ROLES: dict[str, str] = {
@@ -393,6 +394,16 @@ FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
     FaultPackage("postgres-restore", _postgres_restore, ("postgres",), "end", "credentials DB restore", "#c5b0d5",
                  (), description="pg_dump the credentials database and DROP it; the heal restores the newest dump "
                  "and decrypts the broker logins again (PG-1: restore under 5 s)"),
+    # the EA's tick paths (issue 14; scenarios.tickclients): target an ea node, act on it and its drill consumer
+    FaultPackage("udp-loss", _ticks.udp_loss, ("ea",), "end", "UDP loss", "#ffbb78", ("percent",),
+                 description="the kernel drops percent % (default 30) of the UDP ticks arriving at the EA's consumer",
+                 check=_ticks.check_percent),
+    FaultPackage("udp-blackhole", _ticks.udp_blackhole, ("ea",), "end", "UDP blackhole", "#ff7f0e", (),
+                 description="every UDP tick to the EA's consumer dropped: TCP must serve them (EA-2)"),
+    FaultPackage("tick-cut", _ticks.tick_cut, ("ea",), "end", "UDP+TCP cut", "#8c564b", (),
+                 description="nftables: the EA and its consumer cut apart, UDP and TCP down together (EA-2)"),
+    FaultPackage("ea-network-down", _ticks.ea_network_down, ("ea",), "end", "EA network down", "#7f7f7f", (),
+                 description="nftables: the EA cut from its broker; it must restart itself by 30 s (EA-4)"),
 )}
 
 

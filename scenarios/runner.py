@@ -31,6 +31,7 @@ from scenarios import registry
 from scenarios.environment import DrillEnvironment, DrillError, DrillOptions
 from scenarios.history import RunDir
 from scenarios.schedule import Schedule
+from scenarios.tickclients import start_tick_clients
 from scenarios.workload import TradeClients
 from tradedrill import process
 
@@ -138,6 +139,7 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
     stop = threading.Event()   # the clients' stop: set on every way out, so none invokes after teardown
     ended = False
     failure: BaseException | None = None
+    ticks = None   # the tick consumers of a topology with EA nodes (issue 14)
 
     def enter(name: str) -> None:
         nonlocal phase
@@ -149,6 +151,7 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
         workload = env.workload()
         clients = TradeClients(env, workload, stop)
         enter("load")
+        ticks = start_tick_clients(env)
         started = time.monotonic()
         clients.start()
         schedule.start(started)
@@ -179,6 +182,8 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
     finally:
         with _teardown_guard(env, opts):
             stop.set()
+            if ticks is not None:
+                ticks.stop()
             # cancel every step still waiting and let a step that is injecting right now finish and heal (a heal
             # that restarts a node must come before the nodes are stopped, or it leaves an orphan behind)
             schedule.stop()

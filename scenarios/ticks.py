@@ -25,6 +25,8 @@ Checkers (``scenarios.checkers.CHECKERS``):
   outage, at 10 ms resolution), ``tcp_reconnect_attempts`` (most failed attempts of one outage, EA-2: 10), and
   ``missing_alerts`` (an outage of 10 failed attempts without ``tcp_gave_up``; UDP and TCP down together without
   ``both_down``).
+- ``ea_network_down`` (EA-4): ``restart_after_network_down_s`` (the cut to the EA's next start after its
+  ``network_down`` alert) and ``reconnect_attempts`` (from ``ea-events-*.jsonl``).
 - ``ea_restart``: ``restart_s`` (the EA killed, from the fault injection or the supervisor's ``exit``, to the first
   tick of its new stream delivered) and ``failed_restarts_before_stop`` (restarts within 30 s before the supervisor
   gave up, EA-1: 3).
@@ -40,6 +42,7 @@ from scenarios.history import FaultWindow
 from scenarios.verdicts import percentile
 
 TICKS_GLOB = "ticks-*.jsonl"
+EA_EVENTS_GLOB = "ea-events-*.jsonl"
 SUPERVISOR_GLOB = "supervisor*.jsonl"
 RESOLUTION_S = 0.01  # cadences are judged at 10 ms: thread wake-ups on a loaded 2-core machine
 
@@ -422,6 +425,54 @@ def check_ea_restart(histories: dict[str, list[dict]], windows: Sequence[FaultWi
     return _cr("ea_restart", requirement_ids, targets, metrics, evidence, summary)
 
 
+# -- network down (EA-4) -----------------------------------------------------------------------------------------------
+def ea_events(run_path: Path) -> tuple[list[dict], int]:
+    events, bad = [], 0
+    for path in sorted(Path(run_path).rglob(EA_EVENTS_GLOB)):
+        rows, b = read_rows(path)
+        events += rows
+        bad += b
+    return sorted(events, key=lambda e: e.get("wall", 0.0)), bad
+
+
+def check_ea_network_down(events: Sequence[dict], windows: Sequence[FaultWindow], *, faults: Sequence[str] | None = None,
+                          requirement_ids: Sequence[str] = ("EA-4",), targets=None, unreadable: int = 0):
+    """``restart_after_network_down_s``: each network cut (fault window) to the next ``start`` of the EA it cut off
+    after that EA alerted ``network_down``; ``reconnect_attempts``: the most broker reconnect attempts one EA
+    process made in a row (EA-4: 10, exponential backoff)."""
+    spans = _windows_wall(windows, faults)
+    restarts: list[float] = []
+    evidence: list[dict] = []
+    for a, _b, w in spans:
+        downs = [e for e in events if e.get("event") == "alert" and e.get("what") == "network_down"
+                 and e.get("wall", 0) >= a]
+        if not downs:
+            evidence.append({"kind": "window", "fault": w.fault, "network_down_alert": False})
+            continue
+        d = downs[0]
+        start = next((e for e in events if e.get("event") == "start" and e.get("instance") == d.get("instance")
+                      and e.get("wall", 0) > d["wall"]), None)
+        if start is not None:
+            restarts.append(start["wall"] - a)
+        evidence.append({"kind": "window", "fault": w.fault, "instance": d.get("instance"),
+                         "alert_after_s": _r(d["wall"] - a, 3),
+                         "restarted_after_s": _r(start["wall"] - a, 3) if start else None})
+    most, run_n = 0, 0
+    for e in events:
+        if e.get("event") == "reconnect_attempt":
+            run_n = int(e.get("n") or 0)
+            most = max(most, run_n)
+    if not restarts and not most:
+        return _none("ea_network_down", requirement_ids, targets,
+                     ("restart_after_network_down_s", "reconnect_attempts"),
+                     "no network cut followed by an EA restart, and no broker reconnect attempt", unreadable)
+    metrics = {"restart_after_network_down_s": _r(max(restarts), 3) if restarts else None,
+               "reconnect_attempts": most or None}
+    summary = (f"{len(restarts)} EA restart(s) after a network cut, worst {metrics['restart_after_network_down_s']} "
+               f"s after the cut; at most {most} broker reconnect attempts in a row")
+    return _cr("ea_network_down", requirement_ids, targets, metrics, evidence, summary)
+
+
 # -- the checker table entries (scenarios.checkers.CHECKERS) -----------------------------------------------------------
 def _tick_fn(name: str):
     def fn(view, params: dict, rids, targets):
@@ -451,6 +502,13 @@ def _fn_restart(view, params: dict, rids, targets):
     return check_ea_restart(hist, windows, sup, requirement_ids=rids, targets=targets, unreadable=bad + bad2)
 
 
+def _fn_network_down(view, params: dict, rids, targets):
+    events, bad = ea_events(view.run.path)
+    windows, _ = view.fault_windows_lenient()
+    return check_ea_network_down(events, windows, faults=params.get("faults"), requirement_ids=rids,
+                                 targets=targets, unreadable=bad)
+
+
 def checker_entries(checker_cls) -> list:
     """The four tick checkers as ``scenarios.checkers.Checker`` rows."""
     return [
@@ -469,4 +527,7 @@ def checker_entries(checker_cls) -> list:
                     "TCP reconnect cadence and attempts per outage (EA-2: 2 s x 10) and the alerts EA-2 requires"),
         checker_cls("ea_restart", _fn_restart, ("restart_s", "failed_restarts_before_stop"),
                     "EA kill to its new stream's first tick at a consumer; restarts before the supervisor gave up"),
+        checker_cls("ea_network_down", _fn_network_down, ("restart_after_network_down_s", "reconnect_attempts"),
+                    "network cut between an EA and its broker to the EA's restart; broker reconnect attempts in a "
+                    "row", ("faults",)),
     ]
