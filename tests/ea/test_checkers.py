@@ -1,0 +1,50 @@
+"""The tick checkers on hand-made records: unmeasured (never pass) with nothing to judge; gaps inside a fault window
+excused only when the scenario expects them; EA-4's restart after a network cut."""
+from __future__ import annotations
+
+from scenarios.history import FaultWindow
+from scenarios.ticks import (check_ea_network_down, check_ea_restart, check_tcp_reconnect, check_tick_fallback,
+                             check_ticks)
+from scenarios.verdicts import UNKNOWN
+
+S = 10**9
+
+
+def tick(seq, t, stream="1", path="udp"):
+    return {"t": "tick", "consumer": "c", "seq": seq, "stream": stream, "symbol": "EURUSD", "time_msc": t * 1000 - 1,
+            "sent_ns": t * S, "recv_ns": t * S, "deliver_ns": t * S + 100_000, "path": path}
+
+
+def window(t0, t1, name="udp-blackhole"):
+    return FaultWindow(name, name + "-1", 0.0, None, inject_wall=float(t0), heal_wall=float(t1))
+
+
+def test_nothing_to_judge_is_unmeasured_never_a_pass():
+    for result in (check_ticks({}), check_tick_fallback({}, []), check_tcp_reconnect({}),
+                   check_ea_restart({}, [], []), check_ea_network_down([], [])):
+        assert result.valid == UNKNOWN and result.summary.startswith("unmeasured"), result.checker
+    quiet = {"c": [tick(1, 100), tick(2, 101)]}
+    assert check_tick_fallback(quiet, [window(200, 201)]).valid == UNKNOWN  # no tick near the window
+
+
+def test_a_gap_is_excused_inside_a_fault_window_only_when_expected():
+    hist = {"c": [tick(1, 100), tick(2, 101), tick(9, 110), tick(10, 111)]}
+    outside = check_ticks(hist, [window(200, 210)], gaps_expected_in_faults=True)
+    assert outside.metrics["missed_ticks"] == 6 and outside.valid is False
+    inside = check_ticks(hist, [window(102, 108)], gaps_expected_in_faults=True)
+    assert inside.metrics["missed_ticks"] == 0 and inside.valid is True
+    assert check_ticks(hist, [window(102, 108)]).metrics["missed_ticks"] == 6
+
+
+def test_out_of_order_and_stale_ticks_are_counted_from_the_deliveries():
+    hist = {"c": [tick(1, 100), tick(3, 101), tick(2, 102), tick(1, 103, stream="2"), tick(4, 104)]}
+    r = check_ticks(hist)
+    assert r.metrics["out_of_order_ticks"] == 1 and r.metrics["stale_ticks_after_restart"] == 1
+
+
+def test_network_down_restart_is_measured_from_the_cut():
+    events = [{"event": "reconnect_attempt", "n": n, "wall": 101.0 + n, "instance": "ea-1"} for n in range(1, 8)]
+    events += [{"event": "alert", "what": "network_down", "wall": 129.0, "instance": "ea-1"},
+               {"event": "start", "wall": 129.3, "instance": "ea-1"}]
+    r = check_ea_network_down(events, [window(100, 133, "ea-network-down")])
+    assert r.metrics == {"restart_after_network_down_s": 29.3, "reconnect_attempts": 7} and r.valid is True
