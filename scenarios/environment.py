@@ -72,6 +72,7 @@ class ResolvedTarget:
     supervised: bool
 
 
+CLICKHOUSE_ROWS = "clickhouse_rows.json"   # the drill's ClickHouse outcome rows (FINAL), dumped after the engines
 DISK_FILL_TMPFS_MB = 32   # journal, snapshots and event log of a 40 s drill fit several times over
 
 
@@ -118,6 +119,9 @@ class DrillEnvironment:
             options["mt5"]["config_file"] = self.pg_logins.sim_config
             options["engine"]["overrides"] = {**self.pg_logins.engine_overrides, **options["engine"]["overrides"]}
             before.append(self.pg_logins.store)
+        if "clickhouse" in self.topology.services:
+            # CH-1 (issue 13): the engines sync every final outcome to the drill's ClickHouse
+            options["engine"]["overrides"] = {**self._clickhouse_overrides(), **options["engine"]["overrides"]}
         if any(step.fault == "config-corrupt" for step in self.scenario.faults):
             # CFG-1/2 (issue 13): each engine loads its user settings (JSON, 3 backups) at start
             from scenarios.packages import USER_SETTINGS_DIR
@@ -135,6 +139,40 @@ class DrillEnvironment:
         config = {"topology": self.topology.to_dict(), "engine": _redacted(self.stack.engine_config),
                   "workload": self.workload().__dict__, "comment_prefix": contract.COMMENT_PREFIX}
         (self.run.path / "config.json").write_text(json.dumps(config, indent=2, default=str))
+
+    def _clickhouse_overrides(self) -> dict:
+        """The engines' ClickHouse settings: the drill's server, its password in a 0600 file of the stack's secrets
+        (the config names the file), CH-1's retry figures as default, no CH-3 backups (another drill's subject)."""
+        from tradedrill.credentials import StackSecrets, write_private
+
+        spec = self.topology.node("clickhouse")
+        secrets = StackSecrets.ensure(self._stack_dir)
+        cred = secrets.clickhouse()
+        password_file = secrets.folder / "clickhouse-engine.password"
+        write_private(password_file, cred.password + "\n")
+        return {"clickhouse_url": f"http://{spec.address}:{spec.ports['http']}", "clickhouse_username": cred.username,
+                "clickhouse_password_file": str(password_file), "clickhouse_backup_dir": "off"}
+
+    def _dump_clickhouse(self) -> None:
+        """CLICKHOUSE_ROWS: every outcome row of ClickHouse as read with FINAL (one per trade key), and the raw row
+        count (resends not yet merged); or the error that kept them from being read."""
+        from reference.store.clickhouse_sync import COLUMN_NAMES
+
+        table = str((self.stack.engine_config or {}).get("clickhouse_table") or "trade_outcomes")
+        doc: dict[str, Any] = {"table": table}
+        try:
+            client = self.stack.clickhouse_client(connect_timeout=5, send_receive_timeout=30)
+            try:
+                wanted = [c for c in ("trade_key", "signal_id", "instance", "state", "status", "broker", "order_id",
+                                      "deal_id", "final_ms", "version") if c in COLUMN_NAMES]
+                result = client.query(f"SELECT {', '.join(wanted)} FROM {table} FINAL")
+                doc["rows"] = [dict(zip(wanted, row)) for row in result.result_rows]
+                doc["raw_rows"] = int(client.query(f"SELECT count() FROM {table}").result_rows[0][0])
+            finally:
+                client.close()
+        except Exception as exc:  # noqa: BLE001 - the checker says the rows could not be read
+            doc["error"] = " ".join(str(exc).split())[:300] or type(exc).__name__
+        (self.run.path / CLICKHOUSE_ROWS).write_text(json.dumps(doc, default=str))
 
     def _seed_user_settings(self, stack: LocalStack) -> None:
         """Each engine's ``<state_dir>/config/engine.json`` saved four times (three backups, CFG-1), the last save
@@ -238,6 +276,8 @@ class DrillEnvironment:
         if specs:
             setclients.dump_sets(self, specs, self.run.path / setclients.WRITERS_FILE)
         setclients.dump_roles(self, self.run.path / setclients.ROLES_FILE)
+        if "clickhouse" in self.topology.services:
+            self._dump_clickhouse()
 
     def _backlog(self, r: redis.Redis, results: set) -> dict:
         """RTSS entries without a result: undelivered (after the group's last delivered id) or pending."""

@@ -605,13 +605,13 @@ register(Scenario(
 register(Scenario(
     name="clickhouse-outage",
     requirement_ids=("CH-1", "BR-2", "ENG-1", "ENG-5"),
-    description="ClickHouse SIGKILLed 5 s into 10 signals/s and started again 22 s later, longer than CH-1's first "
+    description="ClickHouse SIGKILLed 4 s into 10 signals/s and started again 21 s later, longer than CH-1's first "
                 "try and three retries 5 s apart: the outcomes that could not be sent go to failed_syncs, trading "
                 "goes on, and once ClickHouse answers again every waiting row is resent (CH-1: under 5 s). After the "
                 "run every trade of the broker ledgers is in ClickHouse exactly once (read with FINAL); nothing "
                 "doubled, nothing lost.",
-    workload=Workload(op="trade", rate_per_s=10.0, duration_s=34.0, timeout_s=5.0, settle_s=12.0),
-    faults=(FaultStep("process-kill", "clickhouse", at_s=5.0, heal_after_s=22.0),),
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=30.0, timeout_s=5.0, settle_s=10.0),
+    faults=(FaultStep("process-kill", "clickhouse", at_s=4.0, heal_after_s=21.0),),
     checkers=(CheckerSpec("clickhouse_history", ("CH-1", "BR-2")),
               *_consistency(("ENG-5",)), *_fencing()),
     services=("clickhouse",),

@@ -452,7 +452,9 @@ class ClickHouseSync:
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any one failure; it reports it
                 self.emit("clickhouse_sync_error", error=" ".join(str(exc).split())[:300])
             if not more:
-                self._stop.wait(self.settings.interval_s)
+                # a retry due before the next tick is tried when due (CH-1: every 5 s, not 5 s + up to one tick)
+                due = self._next_try - time.monotonic() if self._tries else self.settings.interval_s
+                self._stop.wait(min(self.settings.interval_s, max(0.0, due)))
 
     # --- one tick -------------------------------------------------------------------------------------------------
     def run_once(self, now: float | None = None, now_ms: int | None = None) -> bool:
@@ -521,7 +523,8 @@ class ClickHouseSync:
         self.failures += 1
         self._outage = True
         self.last_error = error
-        self.emit("clickhouse_sync_failed", attempt=self._tries, rows=rows, error=error)
+        # started: the monotonic time this try began (CH-1's retry interval is measured between try starts)
+        self.emit("clickhouse_sync_failed", attempt=self._tries, rows=rows, error=error, started=round(now, 6))
         if self._tries <= s.retries:
             self._next_try = now + s.retry_s            # CH-1: every 5 s, 3 times
             return

@@ -74,6 +74,8 @@ def test_outage_three_retries_5s_apart_then_failed_syncs_then_exactly_once(serve
             if sync.failures > before:
                 tries.append(dt)
         assert tries == [0.0, 5.0, 10.0, 15.0]
+        # each failure says when its try began: the retry interval is measured between try starts (issue 13 drill)
+        assert [e["started"] for e in rec.named("clickhouse_sync_failed")][:4] == [1000.0, 1005.0, 1010.0, 1015.0]
         rows = journal.failed_syncs(TARGET)
         assert len(rows) == 1 and rows[0]["kind"] == KIND and rows[0]["attempts"] == 4
         assert len(rows[0]["payload"]["signal_ids"]) == 100

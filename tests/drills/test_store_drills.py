@@ -157,3 +157,18 @@ def test_damaged_settings_files_load_the_newest_backup_with_a_clear_line(drill, 
     lines = [ln for p in d.run.path.glob("nodes/engine-*.log") for ln in p.read_text().splitlines()
              if "settings:" in ln and "loaded the newest valid backup" in ln]
     assert len(lines) == 4, lines
+
+
+@pytest.mark.skipif(not ALL_DRILLS, reason="TRADEDRILL_ALL_DRILLS=1 runs every persistence drill")
+def test_a_clickhouse_outage_goes_through_failed_syncs_and_every_trade_lands_once(drill, record_property):
+    d = drill("clickhouse-outage", **AS_REGISTERED)
+    assert_exactly_once(d)
+    res = d.result("clickhouse_history")
+    for key in ("trades", "clickhouse_rows_final", "clickhouse_rows_raw", "rto_s", "sync_attempts",
+                "sync_retry_interval_s"):
+        record_property(key, res.metrics.get(key))
+    assert res.valid is True, f"{res.summary} ({d.run.path})"
+    assert res.metrics["trades"] > 0 and res.metrics["clickhouse_missing_trades"] == 0
+    assert res.metrics["clickhouse_duplicate_trades"] == 0 and res.metrics["outages_through_failed_syncs"] == 1
+    [outage] = res.outages
+    assert outage["outcomes_to_failed_syncs"] > 0 and outage["retries_before_failed_syncs"] == 3

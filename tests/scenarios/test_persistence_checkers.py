@@ -169,3 +169,74 @@ def _finite(value) -> bool:
         return not isinstance(value, bool) and value is not None and math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
+
+
+# -- clickhouse_history ------------------------------------------------------------------------------------------
+from scenarios.checkers import check_clickhouse_history  # noqa: E402
+from scenarios.history import Deal, FaultWindow  # noqa: E402
+
+
+def _ch(n=3, *, missing=(), dup=(), recovered=True, retries=3, gap=5.0):
+    ledger = [Deal(deal=i, order=100 + i, comment=f"td:s{i}", broker="mt5-primary") for i in range(n)]
+    rows = [{"signal_id": f"s{i}", "order_id": str(100 + i), "state": "DONE", "trade_key": f"o/primary/{100 + i}"}
+            for i in range(n) if f"s{i}" not in missing]
+    rows += [{"signal_id": s, "order_id": "", "state": "REJECTED", "trade_key": f"s/{s}"} for s in dup]
+    window = FaultWindow("process-kill", "k1", 10.0, 32.0, "SIGKILL clickhouse", details={"node": "clickhouse"})
+    events = [{"event": "clickhouse_sync_failed", "instance": "A", "attempt": k, "started": 11.0 + gap * (k - 1),
+               "mono": 11.01 + gap * (k - 1)} for k in range(1, retries + 2)]
+    events.append({"event": "clickhouse_failed_sync_added", "instance": "A", "attempts": retries + 1,
+                   "outcomes": 40, "mono": 11.02 + gap * retries})
+    if recovered:
+        events.append({"event": "clickhouse_sync_recovered", "instance": "A", "mono": 35.1, "failed_syncs_resent": 1})
+    return {"rows": rows, "raw_rows": len(rows)}, ledger, [window], events
+
+
+def _signal(comment):
+    return comment.split(":", 1)[1] if comment and ":" in comment else None
+
+
+def test_clickhouse_history_passes_when_every_trade_is_there_once():
+    dump, ledger, windows, events = _ch()
+    r = check_clickhouse_history(dump, ledger, windows, events, signal_of=_signal)
+    assert r.valid is True, r.summary
+    assert r.metrics["rto_s"] == 3.1 and r.metrics["sync_attempts"] == 3 and r.metrics["sync_retry_interval_s"] == 5.0
+
+
+def test_clickhouse_history_fails_on_missing_duplicated_late_or_never_resent():
+    r = check_clickhouse_history(*_ch(missing=("s1",))[:4], signal_of=_signal)
+    assert verdicts(r)["clickhouse_missing_trades"] == FAIL and r.metrics["clickhouse_missing_trades"] == 1
+    r = check_clickhouse_history(*_ch(dup=("s2",))[:4], signal_of=_signal)
+    assert verdicts(r)["clickhouse_duplicate_trades"] == FAIL
+    r = check_clickhouse_history(*_ch(retries=4)[:4], signal_of=_signal)
+    assert verdicts(r)["sync_attempts"] == FAIL
+    r = check_clickhouse_history(*_ch(gap=6.0)[:4], signal_of=_signal)
+    assert verdicts(r)["sync_retry_interval_s"] == FAIL
+    r = check_clickhouse_history(*_ch(recovered=False)[:4], signal_of=_signal)
+    assert verdicts(r)["rto_s"] == FAIL and r.valid is False
+
+
+def test_clickhouse_history_with_nothing_to_judge_is_unmeasured():
+    dump, ledger, windows, events = _ch()
+    for args, why in (((None, ledger), "never dumped"), (({"error": "refused"}, ledger), "could not be read"),
+                      ((dump, None), "no broker ledger"), ((dump, []), "no trade was executed")):
+        r = check_clickhouse_history(*args, windows, events, signal_of=_signal)
+        assert r.valid == "unknown" and why in r.summary, r.summary
+
+
+@settings(max_examples=300, deadline=None)
+@given(dump=st.none() | _json | st.fixed_dictionaries({"rows": st.lists(_json, max_size=5)},
+                                                        optional={"raw_rows": _json, "error": _json}),
+       events=st.none() | st.lists(_record | st.fixed_dictionaries(
+           {"event": st.sampled_from(["clickhouse_sync_failed", "clickhouse_failed_sync_added",
+                                      "clickhouse_sync_recovered"])},
+           optional={"mono": _json, "attempt": _json, "attempts": _json, "started": _json, "outcomes": _json,
+                     "instance": _json}), max_size=8),
+       heal=st.none() | st.floats(0, 100), n=st.integers(0, 3))
+def test_fuzz_clickhouse_history_never_raises_and_never_passes_without_a_trade(dump, events, heal, n):
+    ledger = [Deal(deal=i, order=i, comment=f"td:s{i}") for i in range(n)]
+    windows = [FaultWindow("process-kill", "k", 1.0, heal, "SIGKILL clickhouse", details={"node": "clickhouse"})]
+    r = check_clickhouse_history(dump if isinstance(dump, dict) or dump is None else None, ledger, windows, events,
+                                 signal_of=_signal)
+    if n == 0 or not isinstance(dump, dict):
+        assert r.valid == "unknown"
+    r.to_dict()
