@@ -620,26 +620,27 @@ register(Scenario(
 # -- the EA tick stream (issue 14) -----------------------------------------------------------------------------------
 # These run the ea service beside the usual nodes: ea-1 streams the primary broker's ticks on UDP and TCP under the
 # supervisor's EA-1 policy, and the drill's consumer of ea-1 (scenarios.tickclients, <subnet>.150) records what it
-# delivered in ticks-ea-1.jsonl. The trade load runs as usual, light. Not drills (yet): udp-dup-reorder (needs the
+# delivered in ticks-ea-1.jsonl. The trade load runs as usual, light, judged by the engine guarantees like every
+# drill with engines. Not drills (yet): udp-dup-reorder (needs the
 # fault proxy between the EA and the consumer) and ea-crash-loop (the supervisor's give-up is tested in tests/ea).
 TICK_LOAD = dict(op="trade", rate_per_s=5.0, timeout_s=5.0)
 
 register(Scenario(
     name="udp-loss",
-    requirement_ids=("EA-2", "PERF-1"),
+    requirement_ids=("EA-2", "PERF-1", "ENG-1", "ENG-5"),
     description="The kernel drops 30 % of the UDP ticks arriving at the consumer for 10 s: every sequence number is "
                 "still delivered exactly once and in order (the lost ones from TCP), with tick latency measured "
                 "outside the fault.",
     workload=Workload(duration_s=20.0, settle_s=4.0, **TICK_LOAD),
     faults=(FaultStep("udp-loss", "ea-1", at_s=4.0, heal_after_s=10.0, params={"percent": 30}),),
     checkers=(CheckerSpec("ticks", ("EA-2",)), CheckerSpec("tick_fallback", ("EA-2",), {"faults": ["udp-loss"]}),
-              CheckerSpec("tick_latency", ("PERF-1",))),
+              CheckerSpec("tick_latency", ("PERF-1",)), *_fencing()),
     services=("ea",),
 ))
 
 register(Scenario(
     name="udp-blackhole",
-    requirement_ids=("EA-2", "PERF-1"),
+    requirement_ids=("EA-2", "PERF-1", "ENG-1", "ENG-5"),
     description="Every UDP tick to the consumer is dropped for 8 s: TCP serves them within EA-2's 100 ms (our "
                 "target 50 ms; the distribution is reported), nothing missed or doubled, and the consumer is back on "
                 "UDP after heal.",
@@ -647,45 +648,45 @@ register(Scenario(
     faults=(FaultStep("udp-blackhole", "ea-1", at_s=4.0, heal_after_s=8.0),),
     checkers=(CheckerSpec("ticks", ("EA-2",)),
               CheckerSpec("tick_fallback", ("EA-2",), {"faults": ["udp-blackhole"]}),
-              CheckerSpec("tick_latency", ("PERF-1",))),
+              CheckerSpec("tick_latency", ("PERF-1",)), *_fencing()),
     services=("ea",),
 ))
 
 register(Scenario(
     name="tcp-cut",
-    requirement_ids=("EA-2", "BR-3"),
+    requirement_ids=("EA-2", "BR-3", "ENG-1", "ENG-5"),
     description="The EA and its consumer are cut apart for 22 s (UDP and TCP down together): the consumer alerts "
                 "both-down, retries TCP every 2 s for 10 attempts and alerts again; after heal ticks resume on UDP "
                 "with the gap reported, never filled with stale ticks.",
     workload=Workload(duration_s=30.0, settle_s=4.0, **TICK_LOAD),
     faults=(FaultStep("tick-cut", "ea-1", at_s=4.0, heal_after_s=22.0),),
     checkers=(CheckerSpec("ticks", ("EA-2",), {"gaps_expected_in_faults": True}),
-              CheckerSpec("tcp_reconnect", ("EA-2",)), CheckerSpec("stale_ticks", ("BR-3",))),
+              CheckerSpec("tcp_reconnect", ("EA-2",)), CheckerSpec("stale_ticks", ("BR-3",)), *_fencing()),
     services=("ea",),
 ))
 
 register(Scenario(
     name="ea-kill",
-    requirement_ids=("EA-1", "EA-2", "BR-3"),
+    requirement_ids=("EA-1", "EA-2", "BR-3", "ENG-1", "ENG-5"),
     description="SIGKILL the EA twice, 8 s apart: its supervisor restarts it (EA-1: within 500 ms, EA-HA 1 s, "
                 "measured to the first tick of the new stream at the consumer); the consumer starts clean on the new "
                 "stream: no stale or doubled tick.",
     workload=Workload(duration_s=20.0, settle_s=4.0, **TICK_LOAD),
     faults=(FaultStep("process-kill", "ea-1", at_s=4.0), FaultStep("process-kill", "ea-1", at_s=12.0)),
     checkers=(CheckerSpec("ea_restart", ("EA-1",)), CheckerSpec("stale_ticks", ("BR-3",)),
-              CheckerSpec("ticks", ("EA-2",), {"gaps_expected_in_faults": True})),
+              CheckerSpec("ticks", ("EA-2",), {"gaps_expected_in_faults": True}), *_fencing()),
     services=("ea",),
 ))
 
 register(Scenario(
     name="ea-network-down-30s",
-    requirement_ids=("EA-4", "BR-3"),
+    requirement_ids=("EA-4", "BR-3", "ENG-1", "ENG-5"),
     description="The EA is cut from its broker for 33 s: it reconnects with exponential backoff, alerts and exits "
                 "once the broker has been unreachable 29 s, and its supervisor restarts it by EA-4's 30 s; after "
                 "heal the new stream flows, with no stale tick.",
     workload=Workload(duration_s=37.0, settle_s=3.0, **TICK_LOAD),
     faults=(FaultStep("ea-network-down", "ea-1", at_s=2.0, heal_after_s=33.0),),
     checkers=(CheckerSpec("ea_network_down", ("EA-4",), {"faults": ["ea-network-down"]}),
-              CheckerSpec("stale_ticks", ("BR-3",))),
+              CheckerSpec("stale_ticks", ("BR-3",)), *_fencing()),
     services=("ea",),
 ))
