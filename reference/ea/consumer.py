@@ -4,12 +4,13 @@ It listens on both paths of an EA (``reference.ea.streamer``) at once and hands 
 of the stream at most once and in increasing order, from whichever path brought it first:
 
 - UDP (primary): the consumer sends a SUBSCRIBE datagram to ``udp_target`` (the EA, or a proxy in front of it) every
-  ``subscribe_every_s`` and at once when UDP falls silent; ticks come back to its UDP socket (``bind_host``).
+  ``subscribe_every_s``, and every ``subscribe_down_every_s`` while UDP is silent (a restarted EA knows no one); ticks come back to its UDP socket (``bind_host``).
 - TCP (backup): one connection to ``tcp_target``, leaving from ``bind_host`` like UDP (a fault can cut both). It carries every tick too, so a tick lost on UDP is served from TCP
   as soon as it arrives there (EA-2: within 100 ms, our target 50 ms). UDP silent for ``udp_silence_ms`` (the EA
   heartbeats every 5 ms) is logged as ``udp_lost``; the next UDP frame as ``udp_recovered`` (back to UDP).
 - A missing seq (a later one, or a heartbeat naming a later one, arrived) waits at most ``gap_hold_ms`` for the other
   path; then it is reported as a gap (with its reason) and never delivered later: no out-of-order tick.
+- TCP silent ``tcp_silence_ms`` (a cut that drops packets leaves the socket open) counts as disconnected.
 - TCP reconnects (EA-2): the first attempt at once, then every ``tcp_retry_s`` (2 s) from the start of the previous
   attempt, at most ``tcp_attempts`` (10) per outage; then ``alert`` ``tcp_gave_up`` and TCP stops. UDP silent while
   TCP is down: ``alert`` ``both_down`` (EA-2: both down, stop streaming and alert).
@@ -52,11 +53,13 @@ class ConsumerConfig:
     bind_host: str = "127.0.0.1"
     udp_port: int = 0
     subscribe_every_s: float = 0.25
+    subscribe_down_every_s: float = 0.02  # while UDP is silent: a restarted EA hears from us within 20 ms (EA-1)
     udp_silence_ms: float = 25.0  # 5 heartbeats missed (EA-2 detection, well inside 100 ms)
     gap_hold_ms: float = 50.0  # EA-2 our target: a missing tick waits at most 50 ms for the other path
     tcp_retry_s: float = 2.0  # EA-2: TCP reconnect every 2 s
     tcp_attempts: int = 10  # EA-2: 10 attempts, then alert
     tcp_connect_timeout_s: float = 1.0
+    tcp_silence_ms: float = 250.0  # 50 heartbeats missed: a cut that drops packets leaves the socket open, silent
     history_path: str | None = None
     redis: dict[str, Any] | None = None  # {"host", "port", "username", "password"}
     key_prefix: str = "tradedrill"
@@ -277,15 +280,20 @@ class TickConsumer:
 
     def _tcp_read(self, sock: socket.socket) -> str:
         reader = wire.FrameReader()
+        last = time.monotonic()
         while not self._stop.is_set():
             try:
                 data = sock.recv(65536)
             except socket.timeout:
+                silent = (time.monotonic() - last) * 1000.0
+                if silent >= self.cfg.tcp_silence_ms:
+                    return f"silent for {silent:.0f} ms (no heartbeat)"
                 continue
             except OSError as exc:
                 return str(exc)[:120]
             if not data:
                 return "stopped" if self._stop.is_set() else "closed by the EA"
+            last = time.monotonic()
             recv_ns = time.time_ns()
             try:
                 frames = reader.feed(data)
@@ -308,7 +316,7 @@ class TickConsumer:
                     self._record("udp_lost", last_udp_ns=self._last_udp_ns, wall_ns=time.time_ns())
                 self._next_subscribe = 0.0  # ask again at once: a restarted EA has forgotten us
             if now >= self._next_subscribe:
-                self._next_subscribe = now + cfg.subscribe_every_s
+                self._next_subscribe = now + (cfg.subscribe_every_s if self.udp_up else cfg.subscribe_down_every_s)
                 self._subscribe()
             self._expire_holes()
             if not self.udp_up and not self.tcp_connected and self.delivered and not self._both_down_alerted:

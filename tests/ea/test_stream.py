@@ -153,3 +153,23 @@ def test_tcp_reconnect_finds_the_latest_tick_only(make_ea, make_consumer):
     first = next(r for r in rows if r["t"] == "tick")
     assert first["seq"] > 50  # it joined a running stream at its latest tick, not from the start
     assert check_ticks({"late": rows}, name="stale_ticks").metrics["stale_ticks_after_restart"] == 0
+
+
+@pytest.mark.skipif(kernel_faults_available() is not None, reason=str(kernel_faults_available()))
+def test_a_cut_that_drops_packets_is_noticed_by_silence_and_alerted(make_ea, make_consumer):
+    """tcp-cut: dropped packets leave the TCP socket open and silent; 250 ms without a heartbeat is a disconnect."""
+    from faults.kernel import Partition
+
+    ea = make_ea("ea-1", EA_HOSTS[0])
+    host = CONSUMER_HOSTS[2]
+    c = make_consumer(ea, "cut", host, tcp_retry_s=0.1, tcp_connect_timeout_s=0.1)
+    wait_until(lambda: c.delivered > 50 and c.tcp_connected and c.udp_up, 20, "both paths up")
+    with Partition([[host], [EA_HOSTS[0]]], mode="drop"):
+        wait_until(lambda: c.tcp_gave_up, 20, "TCP given up")
+    assert c.alerts == ["both_down", "tcp_gave_up"]
+    wait_until(lambda: c.udp_up, 10, "UDP back after heal")
+    c.stop()
+    r = check_tcp_reconnect(history(make_consumer, "cut"))
+    assert r.metrics["tcp_reconnect_attempts"] == 10 and r.metrics["missing_alerts"] == 0
+    reasons = [row.get("reason", "") for row in history(make_consumer, "cut")["cut"] if row["t"] == "tcp_disconnected"]
+    assert reasons and reasons[0].startswith("silent for")
