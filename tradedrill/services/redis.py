@@ -89,8 +89,9 @@ REDIS_COMMANDS = {
                "+client|getname +client|id"),
     # a producer of signals and a reader of results (what a trading backend does); WAIT: a signal counts as
     # accepted only once a replica holds it (reference.engine.submit, issue 12)
+    # GET/SET: the claim of an alert id (SET NX PX), so a retried webhook puts one signal on RTSS (issue 15)
     "backend": ("-@all +xadd +wait +xread +xrange +xrevrange +xlen +xinfo|stream +hget +hgetall +smembers +sismember "
-                "+srem +ping +role +client|setname +client|getname +client|id"),
+                "+srem +get +set +ping +role +client|setname +client|getname +client|id"),
     "replica": "-@all +psync +sync +replconf +ping",
     # what Sentinel sends to a monitored Redis (the Redis documentation's list)
     "sentinel": ("-@all +multi +slaveof +replicaof +ping +exec +subscribe +config|rewrite +role +publish +info "

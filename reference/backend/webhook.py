@@ -1,0 +1,190 @@
+"""The TradingView webhook's rules, as pure functions and small objects the app wires together (BE-4).
+
+An alert is the JSON body TradingView POSTs (the alert's message, written by the user with placeholders)::
+
+    {"passphrase": "...", "alert_id": "ema-cross-EURUSD-1733011200", "symbol": "EURUSD", "side": "buy",
+     "volume": 0.01, "order_type": "market", "price": 0, "sl": 0, "tp": 0, "account": "5001"}
+
+- ``parse_alert(body, ...)`` -> :class:`Alert` or raises :class:`AlertError` (HTTP status + one sentence naming
+  the field). The signal it makes is checked by the engine's own ``parse_signal`` too, so the webhook refuses
+  exactly what the engine would reject.
+- ``passphrase_ok(given, expected)``: constant time (``hmac.compare_digest`` of SHA-256 digests: not even the
+  length leaks).
+- :class:`RateLimiter`: a token bucket per source address (``rate_per_s``, ``burst``), bounded in memory.
+- Idempotency by alert id: the signal id is ``tv-<alert_id>`` (deterministic, so a resend after an unconfirmed
+  submission or a second backend's retry carries the same id, which the engine answers ``duplicate``), and a claim
+  key ``<rts_prefix>:<group>:alert:<alert_id>`` (``SET NX``) lets only one request per alert id put it on RTSS.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from reference.engine.contract import Keys
+from reference.engine.signals import InvalidSignal, parse_signal
+
+ALERT_ID_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,60}")
+SIGNAL_ID_PREFIX = "tv-"
+SOURCE = "tradingview"
+FIELDS = ("passphrase", "alert_id", "symbol", "side", "volume", "order_type", "price", "sl", "tp", "account",
+          "comment", "time")
+REQUIRED = ("passphrase", "alert_id", "symbol", "side", "volume")
+
+# claim values: "pending:<instance>:<epoch ms>" while one request submits; "accepted:<signal id>:<entry id>" after
+PENDING = "pending"
+ACCEPTED = "accepted"
+
+
+class AlertError(ValueError):
+    """A webhook body that is refused: ``status`` (4xx) and ``message`` (one sentence naming what is wrong)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A valid alert: ``alert_id``, the signal id it becomes, and the RTSS fields (``reference.engine.signals``)."""
+
+    alert_id: str
+    signal_id: str
+    fields: dict
+
+    @property
+    def symbol(self) -> str:
+        return self.fields["symbol"]
+
+
+def signal_id_of(alert_id: str) -> str:
+    """The signal id of an alert id (``tv-<alert_id>``, at most 63 characters)."""
+    return f"{SIGNAL_ID_PREFIX}{alert_id}"
+
+
+def claim_key(keys: Keys, alert_id: str) -> str:
+    """The backend's claim of an alert id, under the group's RTS prefix (the backend role's keys)."""
+    return f"{keys.rts_prefix}:{keys.group}:alert:{alert_id}"
+
+
+def passphrase_ok(given: object, expected: str) -> bool:
+    """Constant-time comparison of the alert's passphrase with the configured one (False for a non-string)."""
+    if not isinstance(given, str) or not expected:
+        return False
+    return hmac.compare_digest(hashlib.sha256(given.encode("utf-8", "surrogatepass")).digest(),
+                               hashlib.sha256(expected.encode("utf-8")).digest())
+
+
+def _number_text(name: str, value: object) -> str:
+    """A JSON number or a decimal string as the engine's decimal text; AlertError for anything else."""
+    if isinstance(value, bool) or value is None:
+        raise AlertError(422, f"field {name!r} must be a number such as 0.01, not {json.dumps(value)}")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(float(value)):
+            raise AlertError(422, f"field {name!r} must be a finite number")
+        text = repr(float(value)) if isinstance(value, float) else str(value)
+        if "e" in text.lower():
+            text = f"{float(value):.12f}".rstrip("0").rstrip(".") or "0"
+        return text
+    if isinstance(value, str):
+        return value.strip()
+    raise AlertError(422, f"field {name!r} must be a number such as 0.01, not a {type(value).__name__}")
+
+
+def parse_body(raw: bytes, max_body_bytes: int) -> dict:
+    """The JSON object of a webhook body; AlertError 413 (too large), 400 (not UTF-8 JSON) or 422 (not an object)."""
+    if len(raw) > max_body_bytes:
+        raise AlertError(413, f"body is {len(raw)} bytes; an alert is at most {max_body_bytes} bytes")
+    if not raw.strip():
+        raise AlertError(400, "body is empty; send the alert as a JSON object")
+    try:
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError as exc:
+        raise AlertError(400, f"body is not UTF-8 (byte {exc.start})") from None
+    except (ValueError, RecursionError) as exc:
+        raise AlertError(400, f"body is not valid JSON: {' '.join(str(exc).split())[:120]}") from None
+    if not isinstance(doc, dict):
+        raise AlertError(422, f"body must be a JSON object of alert fields, not a JSON {type(doc).__name__}")
+    return doc
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_alert(doc: dict, *, account: str, max_volume: float, now_ms: int | None = None) -> Alert:
+    """Check an alert object (passphrase excluded: see :func:`passphrase_ok`) and build its signal.
+    Raises :class:`AlertError` 422 naming the first field that is wrong."""
+    unknown = sorted(k for k in doc if k not in FIELDS)
+    if unknown:
+        shown = ", ".join(repr(k[:40]) for k in unknown[:5])
+        raise AlertError(422, f"unknown field(s) {shown}; an alert has {', '.join(FIELDS)}")
+    missing = [k for k in REQUIRED if k not in doc]
+    if missing:
+        raise AlertError(422, f"field(s) {', '.join(map(repr, missing))} required")
+    alert_id = doc["alert_id"]
+    if not isinstance(alert_id, str) or not ALERT_ID_RE.fullmatch(alert_id):
+        raise AlertError(422, "field 'alert_id' must be 1-60 characters of letters, digits and _.:- (one id per "
+                              "alert: a retry sends the same id)")
+    for name in ("symbol", "side", "order_type", "account", "comment", "time"):
+        if name in doc and not isinstance(doc[name], str) and not (name == "account" and isinstance(doc[name], int)
+                                                                   and not isinstance(doc[name], bool)):
+            raise AlertError(422, f"field {name!r} must be a string")
+    signal_id = signal_id_of(alert_id)
+    fields = {"signal_id": signal_id, "account": str(doc.get("account", account)).strip(),
+              "symbol": doc["symbol"].strip(), "side": doc["side"].strip().lower(),
+              "volume": _number_text("volume", doc["volume"]),
+              "order_type": str(doc.get("order_type") or "market").strip().lower(), "source": SOURCE,
+              "created_ms": str(int(time.time() * 1000) if now_ms is None else now_ms)}
+    for name in ("price", "sl", "tp"):
+        if name in doc:
+            fields[name] = _number_text(name, doc[name])
+    parsed = parse_signal(fields, max_volume=max_volume, now_ms=now_ms)
+    if isinstance(parsed, InvalidSignal):
+        raise AlertError(422, f"{parsed.reason} ({parsed.code})")
+    return Alert(alert_id, signal_id, fields)
+
+
+class RateLimiter:
+    """A token bucket per source: ``rate_per_s`` tokens a second, at most ``burst``; ``max_sources`` buckets kept
+    (least recently used dropped). ``take(source)`` -> 0.0 when allowed, else the seconds until a token."""
+
+    def __init__(self, rate_per_s: float, burst: int, max_sources: int = 10_000):
+        self.rate = float(rate_per_s)
+        self.burst = float(burst)
+        self.max_sources = int(max_sources)
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, source: str, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.pop(source, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[source] = (tokens - 1.0, now)
+                wait = 0.0
+            else:
+                self._buckets[source] = (tokens, now)
+                wait = (1.0 - tokens) / self.rate
+            while len(self._buckets) > self.max_sources:
+                self._buckets.popitem(last=False)
+        return wait
+
+
+def parse_claim(value: str | bytes | None) -> tuple[str, str, str] | None:
+    """``(state, a, b)`` of a claim value: ``(pending, instance, ms)`` or ``(accepted, signal id, entry id)``."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    state, _, rest = str(value).partition(":")
+    a, _, b = rest.rpartition(":") if state == ACCEPTED else rest.partition(":")
+    return state, a, b

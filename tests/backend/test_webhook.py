@@ -1,0 +1,137 @@
+"""The webhook against a real Redis (BE-4): accepted once per alert id, every bad body a 4xx naming the problem,
+rate limit per source, status and datafeed endpoints, and the pure parts (passphrase, parse, rate limiter)."""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from reference.backend import webhook
+from reference.engine.contract import Keys
+from tests.backend.conftest import PASSPHRASE, alert, make_config
+
+KEYS = Keys()
+
+
+def test_alert_is_accepted_once_and_its_signal_is_on_rtss(client, rdb):
+    first = client.post("/webhook/tradingview", json=alert("x-1"))
+    assert first.status_code == 202, first.text
+    assert first.json()["signal_id"] == "tv-x-1"
+    again = client.post("/webhook/tradingview", json=alert("x-1"))
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    assert again.json()["entry_id"] == first.json()["entry_id"]
+    entries = rdb.xrange(KEYS.rtss)
+    assert len(entries) == 1
+    fields = entries[0][1]
+    assert fields["signal_id"] == "tv-x-1" and fields["source"] == "tradingview" and fields["account"] == "5001"
+    assert "passphrase" not in fields
+
+
+def test_concurrent_retries_of_one_alert_make_one_signal(client, rdb):
+    def post(_):
+        return client.post("/webhook/tradingview", json=alert("storm-1")).status_code
+
+    with ThreadPoolExecutor(5) as pool:
+        codes = list(pool.map(post, range(5)))
+    assert codes.count(202) == 1, codes
+    assert set(codes) <= {202, 200, 409}
+    assert len(rdb.xrange(KEYS.rtss)) == 1
+
+
+@pytest.mark.parametrize("body, status, words", [
+    (b"", 400, "empty"),
+    (b"{not json", 400, "not valid JSON"),
+    (b"\xff\xfe", 400, "UTF-8"),
+    (b"[1, 2]", 422, "JSON object"),
+    (b'{"alert_id": "a"}', 401, "passphrase"),
+    (json.dumps({**alert(), "passphrase": "wrong"}).encode(), 401, "passphrase"),
+    (json.dumps({**alert(), "passphrase": 5}).encode(), 401, "passphrase"),
+    (json.dumps({**alert(), "volume": -1}).encode(), 422, "volume"),
+    (json.dumps({**alert(), "volume": "1e3"}).encode(), 422, "volume"),
+    (json.dumps({**alert(), "volume": True}).encode(), 422, "volume"),
+    (json.dumps({**alert(), "side": "hold"}).encode(), 422, "side"),
+    (json.dumps({**alert(), "alert_id": "bad id!"}).encode(), 422, "alert_id"),
+    (json.dumps({**alert(), "symbol": 7}).encode(), 422, "symbol"),
+    (json.dumps({**alert(), "surprise": 1}).encode(), 422, "unknown field"),
+    (json.dumps({k: v for k, v in alert().items() if k != "volume"}).encode(), 422, "volume"),
+    (json.dumps({**alert(), "order_type": "limit"}).encode(), 422, "price"),
+    (b'{"passphrase": "x", "volume": NaN}', 400, "not valid JSON"),
+    (b"x" * 9000, 413, "bytes"),
+])
+def test_every_bad_body_is_a_4xx_that_says_what_is_wrong(client, rdb, body, status, words):
+    got = client.post("/webhook/tradingview", content=body, headers={"content-type": "application/json"})
+    assert got.status_code == status, got.text
+    message = got.json()["error"]
+    assert words.lower() in message.lower() and "\n" not in message
+    assert PASSPHRASE not in got.text
+    assert rdb.xlen(KEYS.rtss) == 0
+    assert client.get("/health").status_code == 200
+
+
+def test_rate_limit_per_source(tmp_path, redis_node, rdb):
+    from fastapi.testclient import TestClient
+
+    from reference.backend.app import create_app
+
+    app = create_app(make_config(tmp_path, redis_node.port, rate_per_s=0.001, rate_burst=2))
+    with TestClient(app) as c:
+        codes = [c.post("/webhook/tradingview", json=alert(f"r-{i}")).status_code for i in range(3)]
+        assert codes[:2] == [202, 202] and codes[2] == 429
+        last = c.post("/webhook/tradingview", json=alert("r-9"))
+        assert last.status_code == 429 and int(last.headers["retry-after"]) >= 1
+        assert "too many alerts" in last.json()["error"]
+
+
+def test_redis_down_is_a_503_with_a_sentence(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from reference.backend.app import create_app
+
+    cfg = make_config(tmp_path, 1, redis_host="127.0.85.250", redis_connect_timeout_s=0.2, submit_deadline_s=0.5)
+    with TestClient(create_app(cfg)) as c:
+        got = c.post("/webhook/tradingview", json=alert("down-1"))
+        assert got.status_code == 503 and "same alert_id" in got.json()["error"]
+        assert c.get("/ready").status_code == 503
+        assert c.get("/health").status_code == 200
+
+
+def test_status_endpoints(client, rdb):
+    assert client.get("/orders/tv-none").status_code == 404
+    rdb.hset(KEYS.rts_signal("tv-o-1"), mapping={"status": "executed", "order": "42"})
+    got = client.get("/orders/tv-o-1").json()
+    assert got["status"] == "executed" and got["order"] == "42"
+    assert client.get("/alerts/o-1").json()["order"]["order"] == "42"
+    rdb.hset(KEYS.rts_positions, "7", json.dumps({"symbol": "EURUSD", "volume": 0.01}))
+    assert client.get("/positions").json()["positions"][0]["ticket"] == "7"
+    assert client.get("/ready").json()["status"] == "ready"
+
+
+def test_datafeed_without_clickhouse_says_history_is_unavailable(client):
+    assert "1" in client.get("/config").json()["supported_resolutions"]
+    assert client.get("/symbols", params={"symbol": "EURUSD"}).json()["ticker"] == "EURUSD"
+    assert client.get("/symbols", params={"symbol": "NOPE"}).status_code == 404
+    got = client.get("/history", params={"symbol": "EURUSD", "resolution": "1", "from": 0, "to": 100})
+    assert got.status_code == 503 and "unavailable" in got.json()["errmsg"]
+    bad = client.get("/history", params={"symbol": "EURUSD", "resolution": "7", "from": 0, "to": 100})
+    assert bad.status_code == 422 and "resolution" in bad.json()["errmsg"]
+    missing = client.get("/history", params={"symbol": "EURUSD", "resolution": "1"})
+    assert missing.status_code == 422 and "to" in missing.json()["error"]
+    assert client.get("/time").text.isdigit()
+
+
+def test_passphrase_compare_and_claim_parsing():
+    assert webhook.passphrase_ok("s3cret", "s3cret")
+    assert not webhook.passphrase_ok("s3cre", "s3cret")
+    assert not webhook.passphrase_ok(None, "s3cret") and not webhook.passphrase_ok("", "")
+    assert webhook.parse_claim("accepted:tv-a:b:1-0") == ("accepted", "tv-a:b", "1-0")
+    assert webhook.parse_claim("pending:backend-a:123")[0] == "pending"
+    assert webhook.claim_key(KEYS, "a") == "RTS:engine:alert:a"
+
+
+def test_rate_limiter_refills():
+    limiter = webhook.RateLimiter(rate_per_s=10, burst=1)
+    assert limiter.take("s", now=0.0) == 0.0
+    assert limiter.take("s", now=0.0) == pytest.approx(0.1)
+    assert limiter.take("other", now=0.0) == 0.0
+    assert limiter.take("s", now=0.11) == 0.0
