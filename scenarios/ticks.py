@@ -15,7 +15,8 @@ Checkers (``scenarios.checkers.CHECKERS``):
 - ``ticks`` (EA-2): ``duplicate_ticks``, ``out_of_order_ticks``, ``missed_ticks`` (seqs never delivered; with
   ``gaps_expected_in_faults`` only those outside fault windows); ``stale_ticks`` (BR-3):
   ``stale_ticks_after_restart`` (a tick of a stream delivered after a newer stream's first tick);
-  ``tick_latency`` (PERF-1): ``tick_latency_p95_ms`` (broker ``time_msc`` to delivery, outside fault windows;
+  ``tick_latency`` (PERF-1): ``tick_latency_p95_ms`` (broker ``time_msc`` to delivery, outside fault windows and
+  without the snapshot a TCP connect replays;
   p50/p99 and the EA-send-to-delivery path latency beside it). One computation, three table rows.
 - ``tick_fallback``: ``tick_fallback_s``: in each window of the UDP faults (``faults`` param: fault names; default
   all), the worst send-to-delivery time of a tick served from TCP; a window whose ticks were not delivered at all
@@ -158,7 +159,8 @@ def stream_facts(rows: Sequence[dict], fault_spans: Sequence[tuple[float, float,
         if prev is None or seq > prev["seq"]:
             last[stream] = r
         deliver = r.get("deliver_ns")
-        if isinstance(deliver, int) and not _inside(deliver / 1e9, fault_spans, after_s=0.1):
+        # a snapshot is the latest tick replayed to a new TCP connection: its age is not the path's latency
+        if isinstance(deliver, int) and not r.get("snapshot") and not _inside(deliver / 1e9, fault_spans, after_s=0.1):
             if isinstance(r.get("time_msc"), int):
                 f.latency_msc_ms.append(deliver / 1e6 - r["time_msc"])
             if isinstance(r.get("sent_ns"), int) and r["sent_ns"] > 0:

@@ -21,7 +21,8 @@ of the stream at most once and in increasing order, from whichever path brought 
   own thread every ``redis_flush_ms`` (TV 1: Redis holds state, resync when TCP recovers).
 
 Record (``history_path``, JSONL, one object a line, times ``*_ns`` from ``time.time_ns()``):
-``{"t": "tick", "seq", "stream", "symbol", "time_msc", "sent_ns", "recv_ns", "deliver_ns", "path": "udp"|"tcp"}``,
+``{"t": "tick", "seq", "stream", "symbol", "time_msc", "sent_ns", "recv_ns", "deliver_ns", "path": "udp"|"tcp"}``
+(``"snapshot": true`` on the latest-tick replay after a TCP connect),
 ``{"t": "gap", "from", "to", "reason": "timeout"|"reconnect"|"restart", "wall_ns"}``, ``udp_lost``
 (``last_udp_ns``), ``udp_recovered``, ``tcp_connected``, ``tcp_disconnected``, ``tcp_attempt`` (``n``, ``ok``),
 ``alert`` (``what``, ``message``), ``stream`` (``stream``), ``start``/``stop`` (counters). ``scenarios.ticks`` judges it.
@@ -129,8 +130,9 @@ class TickConsumer:
         self.delivered += 1
         self.latest[tick.symbol] = tick
         self._latest_dirty = True
+        extra = {"snapshot": True} if tick.snapshot else {}  # a replay on (re)connect: its sent_ns is the original
         self._record("tick", seq=tick.seq, stream=str(tick.stream), symbol=tick.symbol, time_msc=tick.time_msc,
-                     sent_ns=tick.sent_ns, recv_ns=recv_ns, deliver_ns=deliver_ns, path=path)
+                     sent_ns=tick.sent_ns, recv_ns=recv_ns, deliver_ns=deliver_ns, path=path, **extra)
         try:
             self.on_tick(tick, path)
         except Exception:  # noqa: BLE001 - the application's handler must not stop the stream

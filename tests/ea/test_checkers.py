@@ -48,3 +48,9 @@ def test_network_down_restart_is_measured_from_the_cut():
                {"event": "start", "wall": 129.3, "instance": "ea-1"}]
     r = check_ea_network_down(events, [window(100, 133, "ea-network-down")])
     assert r.metrics == {"restart_after_network_down_s": 29.3, "reconnect_attempts": 7} and r.valid is True
+
+
+def test_a_snapshot_replay_is_not_counted_as_latency():
+    old = {**tick(5, 100), "deliver_ns": 100 * S + 240_000_000, "snapshot": True}
+    r = check_ticks({"c": [old, tick(6, 101)]}, name="tick_latency")
+    assert r.metrics["tick_path_p99_ms"] == 0.1
