@@ -10,7 +10,10 @@ Faults (``scenarios.packages.FAULTS``), each on an ``ea`` node target:
   (``faults.kernel.UdpLossKernel``, receiver side; the sequence is not seeded, the rate is);
 - ``udp-blackhole``: all of it (100 %);
 - ``tick-cut``: nftables partition between the consumer and its EA: UDP and TCP down together (EA-2's both-down);
-- ``ea-network-down``: nftables partition between the EA and the primary broker (EA-4).
+- ``ea-network-down``: nftables partition between the EA and the primary broker (EA-4);
+- ``udp-dup-reorder`` (``duplicate``, ``reorder`` 0..1, ``delay_ms``): the consumer's UDP passes a UDP proxy of an
+  embedded fault proxy on ``<subnet>.160`` (only in scenarios naming this fault); the fault duplicates and delays
+  (reorders) the ticks coming back through it, seeded by the run.
 """
 from __future__ import annotations
 
@@ -19,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 CONSUMER_HOST_BASE = 150  # <subnet>.150 ... : the drill's tick consumers (the set writers use .200-.249)
+PROXY_HOST = 160  # <subnet>.160: the drill's embedded fault proxy (API and UDP proxies) when a fault needs it
+PROXIED_FAULTS = ("udp-dup-reorder",)  # faults that need the consumers' UDP to pass the proxy
+_ACTIVE: dict[str, "TickClients"] = {}  # subnet -> the running drill's tick clients (the proxy faults find it)
 
 
 def consumer_address(subnet: str, ea_name: str) -> str:
@@ -28,43 +34,80 @@ def consumer_address(subnet: str, ea_name: str) -> str:
 
 
 class TickClients:
-    """The drill's tick consumers (one per EA node of ``topology``), recording into ``run_path``."""
+    """The drill's tick consumers (one per EA node of ``topology``), recording into ``run_path``. ``proxied``: each
+    consumer's UDP passes a UDP proxy of an embedded fault proxy (``faults.proxy``, seeded with ``seed``) on
+    ``<subnet>.160``, named ``ticks-<ea node>``; its TCP stays direct."""
 
-    def __init__(self, topology: Any, run_path: Path):
-        from reference.ea.consumer import ConsumerConfig, TickConsumer
-
-        self.consumers = []
-        for spec in topology.of_kind("ea"):
-            cfg = ConsumerConfig((spec.address, spec.port), (spec.address, spec.port),
-                                 consumer_id=f"consumer-{spec.name}",
-                                 bind_host=consumer_address(topology.subnet, spec.name),
-                                 history_path=str(Path(run_path) / f"ticks-{spec.name}.jsonl"), ea_instance=spec.name)
-            self.consumers.append(TickConsumer(cfg))
+    def __init__(self, topology: Any, run_path: Path, proxied: bool = False, seed: int | str = 0):
+        self.topology = topology
+        self.run_path = Path(run_path)
+        self.proxied = proxied
+        self.seed = seed
+        self.consumers: list = []
+        self.proxy = None
+        self.links = None
         self._lock = threading.Lock()
         self._started = False
 
     def start(self) -> "TickClients":
+        from reference.ea.consumer import ConsumerConfig, TickConsumer
+
         with self._lock:
-            for c in self.consumers:
-                c.start()
-            self._started = True
+            try:
+                if self.proxied:
+                    from faults.network import LinkFaults
+                    from faults.proxy.server import EmbeddedToxiproxy
+
+                    self.proxy = EmbeddedToxiproxy(listen=f"{self.topology.subnet}.{PROXY_HOST}:0",
+                                                   seed=self.seed).start()
+                    self.links = LinkFaults(self.proxy.url, seed=self.seed)
+                for spec in self.topology.of_kind("ea"):
+                    udp = (spec.address, spec.port)
+                    if self.links is not None:
+                        listen = self.links.proxy(f"ticks-{spec.name}", f"{spec.address}:{spec.port}",
+                                                  f"{self.topology.subnet}.{PROXY_HOST}:0", protocol="udp")
+                        host, _, port = listen.rpartition(":")
+                        udp = (host, int(port))
+                    cfg = ConsumerConfig(udp, (spec.address, spec.port), consumer_id=f"consumer-{spec.name}",
+                                         bind_host=consumer_address(self.topology.subnet, spec.name),
+                                         history_path=str(self.run_path / f"ticks-{spec.name}.jsonl"),
+                                         ea_instance=spec.name)
+                    self.consumers.append(TickConsumer(cfg).start())
+            finally:
+                self._started = True
+                _ACTIVE[self.topology.subnet] = self
         return self
 
     def stop(self) -> None:
-        """Stop every consumer (idempotent; each stops its threads within ~0.2 s and flushes its record)."""
+        """Stop every consumer and the proxy (idempotent; each consumer stops within ~0.2 s, flushing its record)."""
         with self._lock:
             if not self._started:
                 return
             self._started = False
+            _ACTIVE.pop(self.topology.subnet, None)
             for c in self.consumers:
                 c.stop()
+            if self.links is not None:
+                try:
+                    self.links.close()
+                except Exception:  # noqa: BLE001 - the embedded server goes away next anyway
+                    pass
+            if self.proxy is not None:
+                self.proxy.stop()
 
 
 def start_tick_clients(env: Any) -> TickClients | None:
-    """The consumers of ``env``'s EA nodes, started; None when its topology has none."""
+    """The consumers of ``env``'s EA nodes, started (through the proxy when a scenario fault needs it); None when
+    its topology has none."""
     if not env.topology.of_kind("ea"):
         return None
-    return TickClients(env.topology, env.run.path).start()
+    proxied = any(step.fault in PROXIED_FAULTS for step in env.scenario.faults)
+    clients = TickClients(env.topology, env.run.path, proxied=proxied, seed=env.seed)
+    try:
+        return clients.start()
+    except BaseException:
+        clients.stop()
+        raise
 
 
 # -- faults on the tick paths --------------------------------------------------------------------------------------
@@ -107,6 +150,38 @@ def ea_network_down(ctx, t, params: dict):
     return _named(Partition([[t.address], [broker.address]], mode="drop", log=ctx.fault_log,
                             requirements=ctx.requirement_ids), "ea-network-down",
                   f"{t.name} ({t.address}) cut from its broker {broker.name} ({broker.address})")
+
+
+def udp_dup_reorder(ctx, t, params: dict):
+    from faults.core import Composite
+    from faults.network import UdpDuplicate, UdpReorder
+
+    clients = _ACTIVE.get(ctx.topology.subnet)
+    if clients is None or clients.links is None:
+        raise ValueError("udp-dup-reorder needs the drill's tick proxy (started for scenarios that name this fault)")
+    name = f"ticks-{t.name}"
+    dup, reorder = float(params.get("duplicate", 0.3)), float(params.get("reorder", 0.3))
+    delay = float(params.get("delay_ms", 20.0))
+    api = clients.links.api
+    fault = Composite([UdpDuplicate(api, name, dup, stream="downstream", state=clients.links.state),
+                       UdpReorder(api, name, reorder, delay, stream="downstream", state=clients.links.state)],
+                      description=f"proxy {name}: {dup:.0%} of the UDP ticks duplicated, {reorder:.0%} delayed "
+                                  f"{delay:g} ms (reordered), seeded", log=ctx.fault_log,
+                      requirements=ctx.requirement_ids)
+    fault.name = "udp-dup-reorder"
+    return fault
+
+
+def check_dup_reorder(params: dict) -> list[str]:
+    out = []
+    for key in ("duplicate", "reorder"):
+        v = params.get(key, 0.3)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
+            out.append(f"{key} must be a number from 0 to 1, got {v!r}")
+    d = params.get("delay_ms", 20.0)
+    if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0 < d <= 1000:
+        out.append(f"delay_ms must be a number of milliseconds in (0, 1000], got {d!r}")
+    return out
 
 
 def check_percent(params: dict) -> list[str]:

@@ -88,7 +88,8 @@ def test_every_registered_checker_metric_has_a_target():
                      "duckdb-corrupt-wal-truncate", "duckdb-corrupt-wal-garble", "duckdb-corrupt-torn-write",
                      "engine-kill-heavy-writes", "disk-full",
                      "postgres-restore", "config-corrupt", "clickhouse-outage",
-                     "udp-loss", "udp-blackhole", "tcp-cut", "ea-kill", "ea-network-down-30s"}
+                     "udp-loss", "udp-blackhole", "tcp-cut", "ea-kill", "ea-network-down-30s",
+                     "udp-dup-reorder"}
     for s in registry.all_scenarios():
         for spec in s.checkers:
             for rid in spec.requirement_ids:
