@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Debian packages: the real services of the local stack, kernel fault tools, a browser to check the report
-APT_PACKAGES=(redis-server clickhouse-server postgresql nftables iproute2 procps util-linux chromium python3-venv zstd)
+# nginx: the real reverse proxy in front of the two backends (BE-2, issue 15)
+APT_PACKAGES=(redis-server clickhouse-server postgresql nftables iproute2 procps util-linux chromium python3-venv zstd nginx)
 
 install_debian_packages() {
   local missing=() p

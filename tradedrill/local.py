@@ -59,7 +59,9 @@ from tradedrill.credentials import Credential, StackSecrets, private_dir, write_
 from tradedrill.process import (NodeStartError, PidRegistry, ProcessNode, StackIndex, SubnetBusy, same_process_alive,
                                 stop_all)
 from tradedrill.services import clickhouse, mt5sim, postgres
+from tradedrill.services import backend as backend_svc
 from tradedrill.services import ea as ea_svc
+from tradedrill.services import nginx as nginx_svc
 from tradedrill.services import engine as engine_svc
 from tradedrill.services import redis as redis_svc
 from tradedrill.topology import NodeSpec, Topology
@@ -74,21 +76,25 @@ _BUILDERS: dict[str, Callable[..., ProcessNode]] = {
     "mt5": mt5sim.build_node,
     "engine": engine_svc.build_node,
     "ea": ea_svc.build_node,
+    "backend": backend_svc.build_node,
+    "nginx": nginx_svc.build_node,
 }
 # the kinds of node each service of a topology has
 SERVICE_KINDS: dict[str, tuple[str, ...]] = {
     "redis": ("redis", "sentinel"), "clickhouse": ("clickhouse",), "postgres": ("postgres",), "mt5": ("mt5",),
-    "engine": ("engine",), "ea": ("ea",),
+    "engine": ("engine",), "ea": ("ea",), "backend": ("backend", "nginx"),
 }
 # the options each kind understands (LocalStack's ``options``); every kind also takes ``supervise``
 _OPTIONS: dict[str, frozenset[str]] = {
     "mt5": frozenset({"seed", "config_file", "behaviour", "server_name", "ready_timeout"}),
     "engine": frozenset({"command", "env", "overrides", "state_tmpfs_mb"}),
     "ea": frozenset({"command", "overrides"}),
+    "backend": frozenset({"command", "overrides"}),
 }
 # the restart policy of ``supervise: True`` per kind, and which kinds are supervised unless told otherwise
-_POLICY_OF_KIND: dict[str, RestartPolicy] = {"engine": POLICIES["engine"], "ea": POLICIES["ea"]}  # ENG-3, EA-1
-_SUPERVISED_BY_DEFAULT = frozenset({"engine", "ea"})
+_POLICY_OF_KIND: dict[str, RestartPolicy] = {"engine": POLICIES["engine"], "ea": POLICIES["ea"],  # ENG-3, EA-1
+                                             "backend": POLICIES["backend"]}  # BE-1
+_SUPERVISED_BY_DEFAULT = frozenset({"engine", "ea", "backend"})
 
 
 class StackError(RuntimeError):
@@ -313,7 +319,8 @@ class LocalStack:
         if kind == "engine":  # crash handoff: the lease is released as soon as the dead engine is reaped
             on_exit = engine_svc.release_on_exit(self.topology.node(node.name), self.run_dir,
                                                  self.engine_config_path)
-        self.supervisors[kind].add(node, policy, on_exit=on_exit)
+        # a node may bring its own health probe (the backend's GET /health, BE-1's check every 3 s)
+        self.supervisors[kind].add(node, policy, health=node.extra.get("health"), on_exit=on_exit)
 
     def _start_and_wait(self, nodes: list[ProcessNode], timeout: float) -> None:
         for node in nodes:
@@ -604,6 +611,10 @@ def probe_health(spec: NodeSpec, run_dir: Path | None = None) -> str:
             ok = mt5sim.ping(spec)
         elif spec.kind == "engine":  # it serves nothing: healthy once its event log exists
             ok = run_dir is not None and engine_svc.events_path(spec, Path(run_dir)).exists()
+        elif spec.kind == "backend":
+            ok = backend_svc.health_probe(spec.address, spec.port)()
+        elif spec.kind == "nginx":
+            ok = backend_svc.http_get(spec.address, spec.port, nginx_svc.HEALTH_PATH)[0] == 200
         else:
             ok = False
         return "ok" if ok else "unhealthy"

@@ -18,6 +18,10 @@ service         nodes                                      kind        role
                                                                        address is its source address)
 ``ea``          ``ea-1`` ... ``ea-N`` (``ea.count``)        ea          ``ea`` (tick stream: UDP and TCP on
                                                                        ``ea.port``; reads ``mt5-primary``)
+``backend``     ``backend-a``, ``backend-b``                backend     ``backend-primary``, ``backend-backup``
+                                                                       (FastAPI on ``backend.port``)
+                ``proxy``                                  nginx       ``proxy`` (nginx on ``backend.proxy_port``:
+                                                                       A serves, B is its backup; BE-2)
 ==============  =========================================  ==========  ===========================================
 
 ``tradedrill up`` starts redis, clickhouse and postgres unless told otherwise; ``mt5`` and ``engine`` are opt-in
@@ -40,11 +44,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 # every service a topology understands, in address-allocation order
-SERVICES = ("redis", "clickhouse", "postgres", "mt5", "engine", "ea")
+SERVICES = ("redis", "clickhouse", "postgres", "mt5", "engine", "ea", "backend")
 # what `tradedrill up` and Topology.default() run when not told otherwise
 DEFAULT_SERVICES = ("redis", "clickhouse", "postgres")
 # a service that cannot run without others
-REQUIRES = {"engine": ("redis", "mt5"), "ea": ("mt5",)}
+REQUIRES = {"engine": ("redis", "mt5"), "ea": ("mt5",), "backend": ("redis",)}
 # the engine instances of the ``engine`` service, in start order (A is the first active)
 ENGINE_INSTANCES = ("A", "B")
 
@@ -158,6 +162,16 @@ SETTINGS: dict[str, Setting] = {
     "ea.port": _port(18900, "EA-2: the tick stream's UDP (primary) and TCP (backup) port on each EA's address"),
     "ea.symbols": _name("EURUSD,GBPUSD", "the symbols each EA streams (TV 1)", re.compile(
         r"[A-Za-z0-9._]{1,32}(?:,[A-Za-z0-9._]{1,32}){0,15}"), "1 to 16 symbol names separated by commas"),
+    "backend.port": _port(8000, "BE-1: each backend (FastAPI under uvicorn) on its own address"),
+    "backend.proxy_port": _port(8080, "BE-2: the one URL TradingView calls (nginx in front of both backends)"),
+    "backend.proxy_read_timeout_ms": _int(300, "BE-2: a frozen backend is left for the other within 500 ms", 1,
+                                          60000),
+    "backend.max_fails": _int(1, "BE-2: failed requests that mark a backend down (nginx max_fails)", 1, 100),
+    "backend.fail_timeout_s": _seconds(5.0, "BE-2: how long a failed backend is left alone (nginx fail_timeout)",
+                                       3600.0),
+    "backend.rate_per_s": Setting(100.0, "BE-4: webhook alerts per second per source (token bucket)", "float", 0.0,
+                                  1e6),
+    "backend.rate_burst": _int(200, "BE-4: webhook burst per source", 1, 10**6),
     "ready.timeout_s": _seconds(20.0, "deadline for the whole topology to be ready "
                                       "(target: 10 s, measured by nox -s bench)"),
 }
@@ -171,7 +185,7 @@ class NodeSpec:
     """One node: what it is (kind), what it does (role), where it listens (port 0: it listens nowhere)."""
 
     name: str
-    kind: str  # redis | sentinel | clickhouse | postgres | mt5 | engine | ea
+    kind: str  # redis | sentinel | clickhouse | postgres | mt5 | engine | ea | backend | nginx
     role: str  # primary | replica | sentinel | history | credentials | broker-primary | broker-backup | engine
     address: str
     port: int
@@ -233,6 +247,10 @@ class Topology:
         if "ea" in services:
             for i in range(settings["ea.count"]):
                 nodes.append(NodeSpec(f"ea-{i + 1}", "ea", "ea", addr(), settings["ea.port"]))
+        if "backend" in services:
+            for which, role in (("a", "backend-primary"), ("b", "backend-backup")):
+                nodes.append(NodeSpec(f"backend-{which}", "backend", role, addr(), settings["backend.port"]))
+            nodes.append(NodeSpec("proxy", "nginx", "proxy", addr(), settings["backend.proxy_port"]))
         return cls(subnet=subnet, services=services, settings=settings, nodes=nodes)
 
     @classmethod

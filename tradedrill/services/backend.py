@@ -1,0 +1,126 @@
+"""The reference backend (``reference/backend``) as local processes: one uvicorn per ``backend`` node (issue 15).
+
+- ``backend_node(name, config, state_dir, ...)``: a lone instance (tests, the benchmark): its config (a
+  ``BackendConfig`` mapping) is written 0600 to ``<state_dir>/backend.json`` and it runs as
+  ``python -m reference.backend run --config <state_dir>/backend.json``; ready once ``GET /health`` answers 200.
+- ``build_node(spec, topo, run_dir, registry)``: the backend of a ``backend`` node: Redis through the Sentinels as
+  the stack's ``backend`` user (its password file in ``secrets/``), the webhook passphrase in
+  ``secrets/webhook.passphrase`` (made once per run folder, 0600), the proxy's address trusted for ``X-Real-IP``,
+  ClickHouse history when the topology runs ClickHouse.
+- ``health_probe(node)``: BE-1's health check (``GET /health`` within 1 s), what the supervisor polls every 3 s.
+- ``backend_policy()``: BE-1 (``reference.supervisor.POLICIES["backend"]``: Restart=always, RestartSec=3).
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import secrets as pysecrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from reference.supervisor import POLICIES, RestartPolicy
+from tradedrill.credentials import StackSecrets, write_private
+from tradedrill.process import PidRegistry, ProcessNode
+from tradedrill.topology import NodeSpec, Topology
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_COMMAND = (sys.executable, "-m", "reference.backend")
+PASSPHRASE_FILE = "webhook.passphrase"
+
+
+def backend_policy() -> RestartPolicy:
+    return POLICIES["backend"]
+
+
+def http_get(address: str, port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
+    """``(status, body)`` of one GET; raises OSError/HTTPException when nothing answers."""
+    conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def health_probe(address: str, port: int, timeout: float = 1.0):
+    """BE-1's health check of one backend: True when ``GET /health`` answers 200 within ``timeout`` seconds."""
+    def probe() -> bool:
+        try:
+            return http_get(address, port, "/health", timeout)[0] == 200
+        except (OSError, http.client.HTTPException):
+            return False
+    return probe
+
+
+def backend_node(name: str, config: dict[str, Any], state_dir: Path, *, log_path: Path | None = None,
+                 registry: PidRegistry | None = None, command=None, ready_timeout: float = 20.0,
+                 role: str = "backend") -> ProcessNode:
+    """A backend process (not started). ``config``: ``BackendConfig`` fields (``host``/``port`` required)."""
+    state_dir = Path(state_dir)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    cfg = {"instance": name, **config}
+    cfg_path = state_dir / "backend.json"
+    write_private(cfg_path, json.dumps(cfg, indent=2))
+    host, port = str(cfg["host"]), int(cfg["port"])
+    probe = health_probe(host, port)
+    return ProcessNode(
+        name=name, role=role, address=host, port=port,
+        argv=[*(command or DEFAULT_COMMAND), "run", "--config", str(cfg_path)],
+        log_path=Path(log_path) if log_path else state_dir / f"{name}.log", cwd=REPO_ROOT, ready=probe,
+        ready_timeout=ready_timeout, registry=registry,
+        extra={"kind": "backend", "config": str(cfg_path), "health": probe},
+    )
+
+
+def passphrase_file(secrets: StackSecrets) -> Path:
+    """The run folder's webhook passphrase (0600, made once): what TradingView's alerts carry."""
+    path = secrets.folder / PASSPHRASE_FILE
+    if not path.exists():
+        write_private(path, pysecrets.token_urlsafe(24) + "\n", exclusive=True)
+    return path
+
+
+def read_passphrase(run_dir: Path | str) -> str:
+    """The webhook passphrase of a run folder (for the harness's webhook clients)."""
+    return (StackSecrets.folder_of(run_dir) / PASSPHRASE_FILE).read_text().strip()
+
+
+def backend_config(spec: NodeSpec, topo: Topology, run_dir: Path) -> dict[str, Any]:
+    """The ``BackendConfig`` mapping of a ``backend`` node of ``topo``."""
+    secrets = StackSecrets.ensure(run_dir)
+    sentinels = [[s.address, s.port] for s in topo.of_kind("sentinel")]
+    proxies = [s.address for s in topo.of_kind("nginx")]
+    cfg: dict[str, Any] = {
+        "instance": spec.name, "host": spec.address, "port": spec.port,
+        "sentinels": sentinels, "master_name": topo.master_name,
+        "redis_username": "backend", "redis_password_file": str(secrets.password_file("backend")),
+        "group": str(topo.settings["engine.group"]), "account": str(topo.settings["mt5.account"]),
+        "passphrase_file": str(passphrase_file(secrets)), "trusted_proxies": proxies,
+        "symbols": str(topo.settings["ea.symbols"]).split(","),
+        "rate_per_s": float(topo.settings["backend.rate_per_s"]),
+        "rate_burst": int(topo.settings["backend.rate_burst"]),
+        "wait_replicas": 1 if topo.settings["redis.replicas"] else 0,
+    }
+    if topo.of_kind("clickhouse"):
+        ch = topo.of_kind("clickhouse")[0]
+        cred = secrets.clickhouse()
+        pw = secrets.folder / "clickhouse-backend.password"
+        write_private(pw, cred.password + "\n")
+        cfg.update(clickhouse_url=f"http://{ch.address}:{ch.ports['http']}", clickhouse_username=cred.username,
+                   clickhouse_password_file=str(pw))
+    return cfg
+
+
+def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegistry | None, *,
+               command=None, overrides: dict | None = None) -> ProcessNode:
+    """The backend of ``spec`` (not started; a supervisor with ``backend_policy()`` may start it)."""
+    cfg = backend_config(spec, topo, run_dir)
+    cfg.update(overrides or {})
+    return backend_node(spec.name, cfg, Path(run_dir) / "backends" / spec.name, registry=registry,
+                        log_path=Path(run_dir) / "logs" / f"{spec.name}.log", command=command, role=spec.role)
+
+
+__all__ = ["backend_config", "backend_node", "backend_policy", "build_node", "health_probe", "http_get",
+           "passphrase_file", "read_passphrase"]

@@ -1,0 +1,151 @@
+"""nginx (Debian's package) in front of the two backends: the one URL TradingView calls (BE-2, issue 15).
+
+Active-passive with passive health checks: ``backend-a`` serves, ``backend-b`` is the ``backup`` server; a request
+that fails on A (connection refused or reset: A is down; no answer within ``backend.proxy_read_timeout_ms``: A is
+frozen) is sent again to B at once (``proxy_next_upstream error timeout non_idempotent``: a POST is retried too,
+which is safe because the webhook is idempotent by alert id), and A is left alone for ``backend.fail_timeout_s``
+after ``backend.max_fails`` failures, then tried again with one request.
+
+- ``nginx_conf(...)``: the configuration text (everything on the node's loopback addresses; request bodies never
+  spill to disk; no body and no query string is logged: the webhook body holds the passphrase);
+- ``proxy_node(name, address, port, upstreams, state_dir, ...)``: a lone nginx (tests, the benchmark);
+- ``build_node(spec, topo, run_dir, registry)``: the ``proxy`` node of a topology with the ``backend`` service.
+
+nginx runs in the foreground (``daemon off``) as the node's process; its master stays root (it only binds and opens
+logs) and its workers run as ``nobody``. The access log (``access.log`` beside the config) has one line per request
+with the upstream(s) it went to, so a failover is visible in it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Sequence
+
+from tradedrill.credentials import write_private
+from tradedrill.process import PidRegistry, ProcessNode
+from tradedrill.topology import NodeSpec, Topology
+
+NGINX = "/usr/sbin/nginx"
+HEALTH_PATH = "/proxy-health"
+
+
+class NginxMissing(RuntimeError):
+    """Debian's nginx is not installed; the message says how to install it."""
+
+
+def nginx_binary() -> str:
+    path = shutil.which("nginx") or (NGINX if os.path.exists(NGINX) else None)
+    if not path:
+        raise NginxMissing("nginx is not installed: run `bash run.sh setup` (or apt-get install nginx) first")
+    return path
+
+
+def nginx_conf(address: str, port: int, upstreams: Sequence[tuple[str, int]], prefix: Path, *,
+               read_timeout_ms: int = 300, connect_timeout_ms: int = 200, max_fails: int = 1,
+               fail_timeout_s: float = 5.0, max_body_bytes: int = 16384, worker_user: str | None = "nobody") -> str:
+    """The nginx.conf of a proxy listening on ``address:port`` in front of ``upstreams`` (the first serves, the
+    others are ``backup``). Timeouts in milliseconds; ``fail_timeout_s`` seconds."""
+    if not upstreams:
+        raise ValueError("a proxy needs at least one upstream backend")
+    prefix = Path(prefix)
+    servers = []
+    for i, (host, uport) in enumerate(upstreams):
+        servers.append(f"        server {host}:{int(uport)} max_fails={int(max_fails)} "
+                       f"fail_timeout={fail_timeout_s:g}s{' backup' if i else ''};")
+    user = f"user {worker_user} nogroup;\n" if worker_user and os.geteuid() == 0 else ""
+    temp = "\n".join(f"    {kind}_temp_path {prefix / 'tmp' / kind};" for kind in
+                     ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return f"""# rendered by tradedrill.services.nginx for {address}:{port} (BE-2); changes are overwritten at start
+{user}worker_processes 1;
+daemon off;
+master_process on;
+pid {prefix / 'nginx.pid'};
+error_log {prefix / 'error.log'} warn;
+events {{
+    worker_connections 2048;
+}}
+http {{
+    log_format failover '$msec $remote_addr "$request_method $uri" $status $request_time '
+                        'upstream="$upstream_addr" upstream_status="$upstream_status" '
+                        'upstream_time="$upstream_response_time"';
+    access_log {prefix / 'access.log'} failover buffer=32k flush=1s;
+{temp}
+    client_max_body_size {int(max_body_bytes)};
+    client_body_buffer_size {int(max_body_bytes)};
+    server_tokens off;
+    upstream backends {{
+{chr(10).join(servers)}
+        keepalive 64;
+    }}
+    server {{
+        listen {address}:{int(port)} backlog=1024;
+        location = {HEALTH_PATH} {{
+            access_log off;
+            return 200 "ok\\n";
+        }}
+        location / {{
+            proxy_pass http://backends;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_connect_timeout {int(connect_timeout_ms)}ms;
+            proxy_send_timeout 1s;
+            proxy_read_timeout {int(read_timeout_ms)}ms;
+            proxy_next_upstream error timeout non_idempotent;
+            proxy_next_upstream_tries {len(upstreams)};
+            proxy_next_upstream_timeout 3s;
+        }}
+    }}
+}}
+"""
+
+
+def _listening(address: str, port: int):
+    def probe() -> bool:
+        try:
+            with socket.create_connection((address, port), timeout=0.5) as s:
+                s.sendall(f"GET {HEALTH_PATH} HTTP/1.0\r\nHost: proxy\r\n\r\n".encode())
+                return s.recv(64).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+    return probe
+
+
+def proxy_node(name: str, address: str, port: int, upstreams: Sequence[tuple[str, int]], state_dir: Path, *,
+               log_path: Path | None = None, registry: PidRegistry | None = None, role: str = "proxy",
+               **conf) -> ProcessNode:
+    """An nginx process in front of ``upstreams`` (not started); ``conf``: :func:`nginx_conf` options. Ready when
+    ``GET /proxy-health`` answers 200 on ``address:port``."""
+    binary = nginx_binary()
+    prefix = Path(state_dir)
+    prefix.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (prefix / "tmp").mkdir(mode=0o700, exist_ok=True)
+    conf_path = prefix / "nginx.conf"
+
+    def render() -> None:  # before every (re)start: a folder never runs with what an earlier run left
+        write_private(conf_path, nginx_conf(address, port, upstreams, prefix, **conf))
+
+    render()
+    return ProcessNode(
+        name=name, role=role, address=address, port=port,
+        argv=[binary, "-p", str(prefix), "-c", str(conf_path), "-e", str(prefix / "error.log")],
+        log_path=Path(log_path) if log_path else prefix / f"{name}.log", ready=_listening(address, port),
+        registry=registry, before_start=render,
+        extra={"kind": "nginx", "config": str(conf_path), "access_log": str(prefix / "access.log")},
+    )
+
+
+def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegistry | None) -> ProcessNode:
+    """The proxy of a topology with the ``backend`` service: in front of its backends, A first, B as backup."""
+    backends = sorted(topo.of_kind("backend"), key=lambda s: s.name)
+    s = topo.settings
+    return proxy_node(spec.name, spec.address, spec.port, [(b.address, b.port) for b in backends],
+                      Path(run_dir) / "data" / spec.name, log_path=Path(run_dir) / "logs" / f"{spec.name}.log",
+                      registry=registry, role=spec.role, read_timeout_ms=int(s["backend.proxy_read_timeout_ms"]),
+                      max_fails=int(s["backend.max_fails"]), fail_timeout_s=float(s["backend.fail_timeout_s"]))
+
+
+__all__ = ["HEALTH_PATH", "NginxMissing", "build_node", "nginx_binary", "nginx_conf", "proxy_node"]
