@@ -115,9 +115,10 @@ def make_consumer(tmp_path):
 
     def make(ea: ProcessNode, consumer_id: str = "c1", host: str = CONSUMER_HOSTS[0], cls=TickConsumer,
              **overrides) -> TickConsumer:
-        cfg = ConsumerConfig(udp_target=ea.extra["udp"], tcp_target=ea.extra["tcp"], consumer_id=consumer_id,
-                             bind_host=host, history_path=str(run / f"ticks-{consumer_id}.jsonl"),
-                             ea_instance=ea.extra["instance"], **overrides)
+        cfg = ConsumerConfig(**{"udp_target": ea.extra["udp"], "tcp_target": ea.extra["tcp"],
+                                "consumer_id": consumer_id, "bind_host": host,
+                                "history_path": str(run / f"ticks-{consumer_id}.jsonl"),
+                                "ea_instance": ea.extra["instance"], **overrides})
         c = cls(cfg)
         consumers.append(c)
         return c.start()

@@ -173,3 +173,34 @@ def test_a_cut_that_drops_packets_is_noticed_by_silence_and_alerted(make_ea, mak
     assert r.metrics["tcp_reconnect_attempts"] == 10 and r.metrics["missing_alerts"] == 0
     reasons = [row.get("reason", "") for row in history(make_consumer, "cut")["cut"] if row["t"] == "tcp_disconnected"]
     assert reasons and reasons[0].startswith("silent for")
+
+
+def test_duplicated_and_reordered_udp_never_reaches_the_application(make_ea, make_consumer):
+    """udp-dup-reorder: the fault proxy duplicates and delays UDP ticks (seeded); the app sees each seq once, in
+    order; the consumer that hands over every copy is caught."""
+    from faults.network import LinkFaults
+    from faults.proxy.server import EmbeddedToxiproxy
+
+    ea = make_ea("ea-1", EA_HOSTS[0])
+    with EmbeddedToxiproxy(listen="127.0.82.30:0", seed=7) as srv:
+        links = LinkFaults(srv.url, seed=7)
+        try:
+            listen = links.proxy("ticks", f"{ea.extra['udp'][0]}:{ea.extra['udp'][1]}", "127.0.82.30:0",
+                                 protocol="udp")
+            host, _, port = listen.rpartition(":")
+            good = make_consumer(ea, "good", CONSUMER_HOSTS[0], udp_target=(host, int(port)))
+            both = make_consumer(ea, "both", CONSUMER_HOSTS[1], cls=BothCopies, udp_target=(host, int(port)))
+            wait_until(lambda: good.udp_up and both.udp_up, 10, "UDP through the proxy")
+            with links.udp_duplicate("ticks", 0.5, stream="downstream"), \
+                    links.udp_reorder("ticks", 0.3, delay_ms=15, stream="downstream"):
+                mark = good.delivered
+                wait_until(lambda: good.delivered > mark + 300, 20, "300 ticks under dup+reorder")
+            good.stop()
+            both.stop()
+        finally:
+            links.close()
+    assert good.dropped["udp"] > 0  # copies arrived and were refused
+    g = check_ticks(history(make_consumer, "good"))
+    assert g.valid is True and g.metrics["duplicate_ticks"] == g.metrics["out_of_order_ticks"] == 0, g.summary
+    b = check_ticks(history(make_consumer, "both"))
+    assert b.valid is False and b.metrics["duplicate_ticks"] > 0
