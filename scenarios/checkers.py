@@ -2319,6 +2319,121 @@ def check_clickhouse_history(dump: dict | None, ledger: Iterable[Deal] | None, w
                                    evidence, summary, judgements, outages=rows_out)
 
 
+REDIS_AOF_FAULT = "redis-aof-damaged"
+REDIS_RECOVERY_RULE = ("Per redis-aof-damaged of faults.jsonl (every Redis node stopped, each AOF damaged): the heal "
+                       "line's recovery decision per node. undetected_corruptions = damaged nodes whose redis-check-aof "
+                       "did not refuse the AOF; recovery_order_violations = nodes that did not start from what BR-1's "
+                       "order gives (a valid AOF; else a valid RDB; else the AOF cut at the damage), or whose damaged "
+                       "AOF was not kept; lost_acknowledged_writes = RTS keys, RTRS and RTSS entries read from the "
+                       "primary before the stop and missing after the restart; rto_s = heal start (files checked, "
+                       "nodes started) to that verification done.")
+
+
+@dataclass
+class RedisRecoveryResult(CheckResult):
+    nodes: list[dict] = field(default_factory=list)
+
+
+def _expected_source(decision: dict) -> str:
+    if decision.get("aof_ok") is True:
+        return "aof"
+    if decision.get("rdb_ok") is True:
+        return "rdb"
+    return "aof-truncated"
+
+
+def check_redis_recovery(records: Sequence[dict], *, requirement_ids: Sequence[str] = ("RDS-3", "RDS-6", "BR-1"),
+                         targets: targets_mod.Targets | None = None,
+                         unreadable: dict[str, int] | None = None) -> RedisRecoveryResult:
+    """RDS-3/RDS-6/BR-1 for every stop-damage-restart of the Redis nodes: the damage found, BR-1's order followed,
+    the state read before the stop all there after, and how long to a verified state. No injection: ``unmeasured``;
+    never healed: the restart is a failure (lower bound unknown)."""
+    names = ("undetected_corruptions", "recovery_order_violations", "lost_acknowledged_writes", "rto_s")
+    records = [r for r in records if isinstance(r, dict)]
+    injects = [r for r in records if r.get("event") == "inject" and r.get("fault") == REDIS_AOF_FAULT]
+    if not injects:
+        return _unmeasured(RedisRecoveryResult, "redis_recovery", requirement_ids, targets, names,
+                           f"no {REDIS_AOF_FAULT} injection in the fault log: no AOF was damaged",
+                           unreadable=unreadable, nodes=[])
+    heals = {r.get("fault_id"): r for r in records if r.get("fault") == REDIS_AOF_FAULT
+             and r.get("event") in ("heal", "heal-failed")}
+    rows: list[dict] = []
+    undetected = violations = 0
+    lost_total: int | None = 0
+    rtos: list[float] = []
+    failed: list[str] = []
+    for inj in injects:
+        di = inj.get("details") if isinstance(inj.get("details"), dict) else {}
+        heal = heals.get(inj.get("fault_id"))
+        dh = heal.get("details") if heal and isinstance(heal.get("details"), dict) else {}
+        if not heal or heal.get("event") != "heal":
+            failed.append(str(heal.get("error"))[:200] if heal else "never healed")
+        damaged = di.get("damaged") if isinstance(di.get("damaged"), dict) else {}
+        recovery = dh.get("recovery") if isinstance(dh.get("recovery"), dict) else {}
+        for node in sorted(set(damaged) | set(recovery)):
+            dec = recovery.get(node) if isinstance(recovery.get(node), dict) else {}
+            was_damaged = node in damaged
+            found = dec.get("aof_ok") is False
+            expected = _expected_source(dec) if dec else None
+            row = {"node": node, "damaged": damaged.get(node), "source": dec.get("source"), "expected": expected,
+                   "aof_report": dec.get("aof_report"), "rdb_report": dec.get("rdb_report"),
+                   "damaged_kept": dec.get("damaged_kept"), "steps": dec.get("steps"), "seconds": dec.get("seconds")}
+            if was_damaged and dec and not found:
+                undetected += 1
+                row["problem"] = "the damaged AOF passed redis-check-aof"
+            if not dec:
+                row["problem"] = "no recovery decision for this node"
+                violations += 1
+            elif dec.get("source") != expected or (was_damaged and found and not dec.get("damaged_kept")):
+                violations += 1
+                row["problem"] = (f"started from {dec.get('source')}, BR-1's order gives {expected}"
+                                  if dec.get("source") != expected else "the damaged AOF was not kept")
+            rows.append(row)
+        lost = dh.get("lost") if isinstance(dh.get("lost"), dict) else None
+        if lost is None or lost_total is None:
+            lost_total = None
+        else:
+            lost_total += sum(int(_num(v) or 0) for v in lost.values())
+        if _num(dh.get("verified_s")) is not None:
+            rtos.append(_num(dh["verified_s"]))
+    metrics: dict[str, Any] = {
+        # no node decision recorded: nothing to judge the order or the detection by (never a pass)
+        "undetected_corruptions": undetected if rows else None,
+        "recovery_order_violations": violations if rows else None,
+        "lost_acknowledged_writes": None if failed else lost_total,
+        "rto_s": max(rtos) if rtos and not failed else None,
+        "nodes": len(rows), "from_rdb": sum(r["source"] == "rdb" for r in rows),
+        "from_aof": sum(r["source"] == "aof" for r in rows),
+        "damaged_files_kept": sum(bool(r["damaged_kept"]) for r in rows),
+    }
+    judgements = judge({k: metrics[k] for k in names}, requirement_ids, targets,
+                       unmeasured_reason="; ".join(failed) if failed else
+                       "the heal recorded no recovery decision or no verification")
+    if failed:   # the nodes never came back through the recovery: a failure, not "nothing to judge"
+        judgements = [Judgement(j.requirement_id, j.metric, j.comparator, j.target, j.unit, j.source, None, FAIL,
+                                False, j.alternatives, j.contradictions, reason=f"recovery failed: {failed[0]}")
+                      if j.metric in ("lost_acknowledged_writes", "rto_s") else j for j in judgements]
+    evidence: list[dict] = [*({"kind": "node", **r} for r in rows)]
+    for inj in injects:
+        heal = heals.get(inj.get("fault_id")) or {}
+        dh = heal.get("details") if isinstance(heal.get("details"), dict) else {}
+        evidence.append({"kind": "verification", "before": (inj.get("details") or {}).get("before")
+                         if isinstance(inj.get("details"), dict) else None, "after": dh.get("after"),
+                         "lost": dh.get("lost"), "lost_examples": dh.get("lost_examples"),
+                         "recovery_s": dh.get("recovery_s"), "verified_s": dh.get("verified_s")})
+    evidence.append({"kind": "rule", "rule": REDIS_RECOVERY_RULE})
+    if unreadable:
+        evidence += _unreadable_evidence(unreadable)
+    summary = (f"{len(rows)} node(s): {metrics['from_rdb']} from the RDB, {metrics['from_aof']} from the AOF; "
+               f"{undetected} damaged AOF(s) not found, {violations} out of BR-1's order; "
+               f"{metrics['lost_acknowledged_writes']} acknowledged write(s) lost; state verified "
+               f"{metrics['rto_s']} s after the restart began")
+    if failed:
+        summary = f"the recovery failed ({failed[0]}); " + summary
+    return RedisRecoveryResult("redis_recovery", validity(judgements), tuple(requirement_ids), metrics, evidence,
+                               summary, judgements, nodes=rows)
+
+
 # -- a whole run directory -------------------------------------------------------------------------------------
 class RunView:
     """A run directory's data, each file loaded at most once (checkers share one view). ``ledger()`` is None
@@ -2591,6 +2706,11 @@ def _clickhouse_history(view: RunView, params: dict, rids: tuple[str, ...],
                                     requirement_ids=rids, targets=targets, unreadable=unreadable)
 
 
+def _redis_recovery(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
+    records, bad = read_event_lines(view.run.path / h.FAULTS)
+    return check_redis_recovery(records, requirement_ids=rids, targets=targets, unreadable={h.FAULTS: bad})
+
+
 CHECKERS: dict[str, Checker] = {c.name: c for c in (
     Checker("rto", _rto, ("rto_s",), "fault injection to the first successful operation of kind f invoked after it",
             ("f", "fault")),
@@ -2634,6 +2754,12 @@ CHECKERS: dict[str, Checker] = {c.name: c for c in (
     Checker("clickhouse_history", _clickhouse_history, ("clickhouse_missing_trades", "clickhouse_duplicate_trades"),
             "every trade of the broker ledgers in ClickHouse exactly once (FINAL) after an outage; the outage went "
             "through failed_syncs after the CH-1 retries and was resent once ClickHouse was back"),
+    # judges undetected_corruptions for every requirement it claims, and lost_acknowledged_writes (RDS-3),
+    # recovery_order_violations and rto_s (BR-1) where targets.toml has them
+    Checker("redis_recovery", _redis_recovery, ("undetected_corruptions",),
+            "every Redis node stopped and its AOF damaged: the damage found by redis-check-aof, BR-1's order (AOF, "
+            "else the last RDB) followed with the damaged files kept, the state read before the stop all there "
+            "after the restart, time to that verification"),
 )}
 
 # the EA tick-stream checkers (issue 14): ticks, stale_ticks, tick_latency, tick_fallback, tcp_reconnect, ea_restart

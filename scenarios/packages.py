@@ -323,6 +323,33 @@ def _check_config_mode(params: dict) -> list[str]:
     return [] if mode in CorruptJSON.MODES else [f"mode {mode!r} must be one of {', '.join(CorruptJSON.MODES)}"]
 
 
+# -- Redis persistence: every node stopped, its AOF damaged, BR-1's recovery (issue 13) ------------------------
+def redis_trade_state(ctx: FaultContext) -> dict[str, list[str]]:
+    """What the Redis primary holds of the trade state, to verify after a restore: RTS order keys, RTRS and RTSS
+    entry ids (``scenarios.environment`` keys of the drill's engine group)."""
+    r = ctx.stack.redis(timeout=2.0)
+    keys = ctx.keys
+    try:
+        return {"rts": sorted(r.scan_iter(match=keys.rts_signal_pattern, count=1000)),
+                "rtrs": [e for e, _ in r.xrange(keys.rtrs)], "rtss": [e for e, _ in r.xrange(keys.rtss)]}
+    finally:
+        r.close()
+
+
+def _redis_aof_damaged(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    from faults.redis_aof import AofDamaged
+    from reference.store.redis_recovery import recover_files
+    from tradedrill.services import redis as redis_svc
+
+    stack = ctx.stack
+    specs = list(ctx.topology.of_kind("redis"))
+    return AofDamaged([stack.node(s.name) for s in specs],
+                      {s.name: redis_svc.data_dir(s, stack.run_dir) for s in specs},
+                      primary=lambda: stack.redis_primary_node().name, snapshot=lambda: redis_trade_state(ctx),
+                      recover=recover_files, rng=random.Random(f"{ctx.seed}:redis-aof-damaged"),
+                      log=ctx.fault_log, requirements=ctx.requirement_ids)
+
+
 # -- the credentials database (issue 13, PG-1) ------------------------------------------------------------------
 def _postgres_restore(ctx: FaultContext, t: Target, params: dict) -> Fault:
     """pg_dump the drill's credentials database, drop it; heal: restore the newest dump and decrypt the logins
@@ -391,6 +418,10 @@ FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
                  ("mode",), description="damage the engine's JSON user settings (truncate, invalid-json, wrong-type, "
                  "oversize), then SIGKILL it: its restart must load the newest valid backup and say so (CFG-2)",
                  check=_check_config_mode),
+    FaultPackage("redis-aof-damaged", _redis_aof_damaged, ("redis",), "end", "Redis stopped, AOF damaged",
+                 "#ffbb78", (), description="SIGTERM every Redis node (RDB saved on the way out), damage each AOF; the "
+                 "heal follows BR-1: redis-check-aof, else the last RDB (redis-check-rdb) as the base of a new AOF, "
+                 "damaged files kept; starts them and verifies the state read before the stop"),
     FaultPackage("postgres-restore", _postgres_restore, ("postgres",), "end", "credentials DB restore", "#c5b0d5",
                  (), description="pg_dump the credentials database and DROP it; the heal restores the newest dump "
                  "and decrypts the broker logins again (PG-1: restore under 5 s)"),

@@ -691,6 +691,22 @@ register(Scenario(
     services=("ea",),
 ))
 
+# redis-aof-damaged: BR-1's recovery order, by the stack's own procedure (reference.store.redis_recovery) in the heal.
+register(Scenario(
+    name="redis-aof-damaged",
+    requirement_ids=("RDS-3", "RDS-6", "BR-1", "ENG-1", "ENG-5"),
+    description="Every Redis node stopped (SIGTERM: each writes its RDB) 8 s into 10 signals/s, each AOF damaged at a "
+                "seeded offset, and 8 s later every node started again through BR-1's order: redis-check-aof refuses "
+                "the AOF, redis-check-rdb accepts the RDB, which becomes the base of a fresh AOF (the damaged one kept "
+                "under damaged/); every RTS key and RTRS/RTSS entry read before the stop must be there after (BR-1: "
+                "verified within 10 s), and RTS must match the broker ledger at the end; nothing doubled, nothing lost.",
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=28.0, timeout_s=5.0, settle_s=12.0),
+    faults=(FaultStep("redis-aof-damaged", "redis-primary", at_s=8.0, heal_after_s=8.0),),
+    checkers=(CheckerSpec("redis_recovery", ("RDS-3", "RDS-6", "BR-1")),
+              CheckerSpec("state", ("BR-1", "RDS-6")),
+              *_consistency(("ENG-5",)), *_fencing()),
+))
+
 register(Scenario(
     name="udp-dup-reorder",
     requirement_ids=("EA-2", "PERF-1", "ENG-1", "ENG-5"),

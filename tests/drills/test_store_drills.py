@@ -172,3 +172,19 @@ def test_a_clickhouse_outage_goes_through_failed_syncs_and_every_trade_lands_onc
     assert res.metrics["clickhouse_duplicate_trades"] == 0 and res.metrics["outages_through_failed_syncs"] == 1
     [outage] = res.outages
     assert outage["outcomes_to_failed_syncs"] > 0 and outage["retries_before_failed_syncs"] == 3
+
+
+@pytest.mark.skipif(not ALL_DRILLS, reason="TRADEDRILL_ALL_DRILLS=1 runs every persistence drill")
+def test_every_redis_node_stopped_with_a_damaged_aof_comes_back_from_the_rdb(drill, record_property):
+    d = drill("redis-aof-damaged", **AS_REGISTERED)
+    assert_exactly_once(d)
+    res = d.result("redis_recovery")
+    for key in ("rto_s", "lost_acknowledged_writes", "from_rdb", "damaged_files_kept"):
+        record_property(key, res.metrics.get(key))
+    assert res.valid is True, f"{res.summary} ({d.run.path})"
+    assert res.metrics["from_rdb"] == 3 and res.metrics["damaged_files_kept"] == 3
+    assert res.metrics["lost_acknowledged_writes"] == 0
+    for r in d.results("state"):
+        assert r.valid is True, r.summary
+    kept = list(d.run.path.glob("stack/data/redis-*/damaged/appendonlydir-*"))
+    assert len(kept) == 3   # the damaged AOFs, kept as evidence

@@ -240,3 +240,67 @@ def test_fuzz_clickhouse_history_never_raises_and_never_passes_without_a_trade(d
     if n == 0 or not isinstance(dump, dict):
         assert r.valid == "unknown"
     r.to_dict()
+
+
+# -- redis_recovery ----------------------------------------------------------------------------------------------
+from scenarios.checkers import check_redis_recovery  # noqa: E402
+
+
+def _rd(*, source="rdb", aof_ok=False, rdb_ok=True, kept="damaged/appendonlydir-x", lost=0, heal="heal"):
+    inject = {"event": "inject", "fault": "redis-aof-damaged", "fault_id": "r1", "mono": 8.0,
+              "details": {"damaged": {"redis-1": {"file": "appendonlydir/a.incr.aof", "offset": 7}},
+                          "before": {"rts": 10, "rtrs": 10, "rtss": 10}}}
+    decision = {"source": source, "aof_ok": aof_ok, "rdb_ok": rdb_ok, "damaged_kept": kept,
+                "aof_report": "AOF a.incr.aof is not valid", "rdb_report": "RDB looks OK", "steps": []}
+    healed = {"event": heal, "fault": "redis-aof-damaged", "fault_id": "r1", "mono": 16.3,
+              "details": {"recovery": {"redis-1": decision}, "lost": {"rts": lost, "rtrs": 0, "rtss": 0},
+                          "verified_s": 0.28, "recovery_s": 0.05}}
+    if heal != "heal":
+        healed = {**healed, "error": "DeadlineExceeded('...')"}
+    return [inject, healed]
+
+
+def test_redis_recovery_passes_when_the_rdb_is_used_and_nothing_is_lost():
+    r = check_redis_recovery(_rd())
+    assert r.valid is True, r.summary
+    assert verdicts(r) == {"lost_acknowledged_writes": PASS, "undetected_corruptions": PASS,
+                           "recovery_order_violations": PASS, "rto_s": PASS}
+    assert r.metrics["from_rdb"] == 1 and r.metrics["rto_s"] == 0.28
+
+
+def test_redis_recovery_fails_on_order_undetected_damage_loss_or_a_failed_restart():
+    assert verdicts(check_redis_recovery(_rd(source="aof-truncated")))["recovery_order_violations"] == FAIL
+    assert verdicts(check_redis_recovery(_rd(kept=None)))["recovery_order_violations"] == FAIL
+    undetected = check_redis_recovery(_rd(source="aof", aof_ok=True))
+    assert verdicts(undetected)["undetected_corruptions"] == FAIL
+    assert verdicts(check_redis_recovery(_rd(lost=3)))["lost_acknowledged_writes"] == FAIL
+    failed = check_redis_recovery(_rd(heal="heal-failed"))
+    assert failed.valid is False and "recovery failed" in failed.summary
+
+
+def test_redis_recovery_with_nothing_injected_is_unmeasured():
+    r = check_redis_recovery([{"event": "inject", "fault": "process-kill", "mono": 1.0}])
+    assert r.valid == "unknown" and "no redis-aof-damaged injection" in r.summary
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=st.lists(st.fixed_dictionaries(
+    {"event": st.sampled_from(["inject", "heal", "heal-failed"]), "fault": st.just("redis-aof-damaged"),
+     "fault_id": st.sampled_from(["a", "b"])},
+    optional={"mono": _json, "details": _json | st.fixed_dictionaries(
+        {}, optional={"damaged": _json, "recovery": st.dictionaries(st.sampled_from(["redis-1", "redis-2"]), _json),
+                      "lost": _json, "verified_s": _json}), "error": _json}) | _record, max_size=6))
+def test_fuzz_redis_recovery_never_raises_and_never_passes_without_an_injection(records):
+    r = check_redis_recovery(records)
+    if not any(isinstance(x, dict) and x.get("event") == "inject" and x.get("fault") == "redis-aof-damaged"
+               for x in records):
+        assert r.valid == "unknown"
+    r.to_dict()
+
+
+def test_redis_recovery_without_node_decisions_is_not_a_pass():
+    records = _rd()
+    records[1]["details"] = {}
+    records[0]["details"] = {}
+    r = check_redis_recovery(records)
+    assert r.valid != True and verdicts(r)["recovery_order_violations"] == UNMEASURED  # noqa: E712

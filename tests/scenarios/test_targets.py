@@ -87,7 +87,7 @@ def test_every_registered_checker_metric_has_a_target():
                      "duckdb-corrupt-zero-header", "duckdb-corrupt-flip-block", "duckdb-corrupt-truncate",
                      "duckdb-corrupt-wal-truncate", "duckdb-corrupt-wal-garble", "duckdb-corrupt-torn-write",
                      "engine-kill-heavy-writes", "disk-full",
-                     "postgres-restore", "config-corrupt", "clickhouse-outage",
+                     "postgres-restore", "config-corrupt", "clickhouse-outage", "redis-aof-damaged",
                      "udp-loss", "udp-blackhole", "tcp-cut", "ea-kill", "ea-network-down-30s",
                      "udp-dup-reorder"}
     for s in registry.all_scenarios():

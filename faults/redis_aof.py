@@ -1,0 +1,126 @@
+"""Every Redis node stopped, its AOF damaged, started again through BR-1's recovery order (issue 13: RDS-3, RDS-6,
+BR-1).
+
+``AofDamaged`` injects: it reads the trade state the primary holds (``snapshot()``: the acknowledged writes to
+verify after the restart), stops every Redis node by its handle (SIGTERM: Redis saves its RDB on the way out, as a
+planned stop does), then damages each node's AOF at a seeded offset (the newest incremental file; the base when
+there is none): ``DAMAGE`` overwritten in place, so ``redis-check-aof`` must refuse it. Its heal runs the recovery
+(``recover(data_dir)``: ``reference.store.redis_recovery.recover_files``) for every node, the primary first,
+starts each node again, waits until the primary has loaded, and verifies the restored state against the snapshot
+(``snapshot()`` again): every key and stream entry read before the stop must be there. The heal line carries every
+node's decision (AOF or RDB, what each tool said, where the damaged files are kept), ``lost`` (what was read before
+and is missing after), ``recovery_s`` (heal start to the files decided) and ``verified_s`` (heal start to the state
+verified: BR-1's "Redis restart to trade state verified").
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from faults.core import Fault, FaultError
+
+DAMAGE = b"\r\n*garbled-by-tradedrill*\r\n"
+
+
+def aof_files(data_dir: Path) -> list[Path]:
+    """A node's AOF files, newest incremental first, base last (Redis 7's appendonlydir; else appendonly.aof)."""
+    folder = data_dir / "appendonlydir"
+    if folder.is_dir():
+        incr = sorted(folder.glob("*.incr.aof"), key=lambda p: p.name, reverse=True)
+        base = sorted(folder.glob("*.base.*"), key=lambda p: p.name, reverse=True)
+        return [p for p in (*incr, *base) if p.stat().st_size > 0]
+    single = data_dir / "appendonly.aof"
+    return [single] if single.exists() and single.stat().st_size > 0 else []
+
+
+def damage_aof(data_dir: Path, rng: random.Random) -> dict:
+    """Overwrite ``DAMAGE`` into the first non-empty AOF file of ``data_dir`` at a seeded offset; what was done."""
+    files = aof_files(data_dir)
+    if not files:
+        raise FaultError(f"{data_dir} has no AOF to damage (is appendonly on?)")
+    path = files[0]
+    size = path.stat().st_size
+    offset = rng.randrange(0, max(1, size - len(DAMAGE)))
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(DAMAGE)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return {"file": str(path.relative_to(data_dir)), "offset": offset, "size": size}
+
+
+class AofDamaged(Fault):
+    name = "redis-aof-damaged"
+
+    def __init__(self, nodes: Sequence[Any], data_dirs: dict[str, Path], *, primary: Callable[[], str],
+                 snapshot: Callable[[], dict[str, list[str]]], recover: Callable[[Path], Any],
+                 rng: random.Random, ready_timeout: float = 30.0, verify_timeout: float = 30.0, **kw):
+        super().__init__(**kw)
+        self.nodes = list(nodes)
+        self.data_dirs = data_dirs
+        self.primary = primary
+        self.snapshot = snapshot
+        self.recover = recover
+        self.rng = rng
+        self.ready_timeout = ready_timeout
+        self.verify_timeout = verify_timeout
+        self._before: dict[str, list[str]] = {}
+        self._primary_name: str | None = None
+        self._details: dict[str, Any] = {"nodes": [n.name for n in self.nodes]}
+
+    def describe(self) -> str:
+        return f"stop every Redis node ({', '.join(n.name for n in self.nodes)}), damage each AOF; heal: BR-1 recovery"
+
+    def details(self) -> dict[str, Any]:
+        return dict(self._details)
+
+    def _inject(self) -> None:
+        self._primary_name = self.primary()
+        self._before = self.snapshot()
+        self._details.update(primary=self._primary_name, before={k: len(v) for k, v in self._before.items()})
+        for node in self.nodes:
+            node.terminate()   # SIGTERM by its handle: Redis writes its RDB on the way out
+            if node.is_alive():
+                raise FaultError(f"{node.name} did not stop")
+        damaged = {}
+        for node in self.nodes:
+            damaged[node.name] = damage_aof(Path(self.data_dirs[node.name]), self.rng)
+        self._details["damaged"] = damaged
+
+    def _heal(self) -> None:
+        from tradedrill.waiting import wait_until
+
+        t0 = time.monotonic()
+        order = sorted(self.nodes, key=lambda n: n.name != self._primary_name)
+        decisions = {}
+        for node in order:
+            if node.is_alive():
+                continue
+            decision = self.recover(Path(self.data_dirs[node.name]))
+            decisions[node.name] = decision.to_dict() if hasattr(decision, "to_dict") else dict(decision)
+        self._details["recovery"] = decisions
+        self._details["recovery_s"] = round(time.monotonic() - t0, 6)
+        for node in order:
+            if not node.is_alive():
+                node.start()
+        for node in order:
+            node.wait_ready(self.ready_timeout)
+        after: dict[str, list[str]] = {}
+
+        def verified() -> bool:
+            nonlocal after
+            try:
+                after = self.snapshot()
+            except Exception:  # noqa: BLE001 - still loading or failing over: try again until the deadline
+                return False
+            return True
+
+        wait_until(verified, self.verify_timeout, "the restored Redis primary to answer the verification reads")
+        lost = {k: sorted(set(v) - set(after.get(k, ())))[:50] for k, v in self._before.items()}
+        self._details.update(after={k: len(v) for k, v in after.items()},
+                             lost={k: len(set(v) - set(after.get(k, ()))) for k, v in self._before.items()},
+                             lost_examples={k: v for k, v in lost.items() if v},
+                             verified_s=round(time.monotonic() - t0, 6))

@@ -1,0 +1,169 @@
+"""BR-1's recovery order for one Redis node's files, run while the node is stopped, before it starts again
+(RDS-3, RDS-6, BR-1; issue 13).
+
+1. **AOF**: ``redis-check-aof`` on the AOF (Redis 7's manifest in ``appendonlydir/``, or a single
+   ``appendonly.aof``). Valid: the node starts from it (``source = "aof"``).
+2. **else the last RDB**: ``redis-check-rdb`` on ``dump.rdb``. Valid: the damaged AOF folder is moved aside as
+   evidence (``<dir>/damaged/<name>-<UTC time>``, never deleted) and a fresh AOF folder is made whose base *is* that
+   RDB (a manifest naming ``<appendfilename>.1.base.rdb``, type ``b``), so the node loads the snapshot with
+   ``appendonly yes`` unchanged (Redis 7 loads no ``dump.rdb`` when AOF is on and the AOF is missing: it would
+   start empty) and goes on appending to a new incremental file (``source = "rdb"``).
+3. **else** the AOF cut at its first bad command (``redis-check-aof --fix`` on a copy kept as evidence first):
+   everything after the damage is lost and the report says so (``source = "aof-truncated"``); with nothing usable
+   at all the node starts empty (``source = "none"``).
+
+Then (step 3 of BR-1, not here: it needs the running node) the restored state is verified against DuckDB / the
+broker ledger; ``scenarios`` does that for the drill. Every step says what it saw (the tool's verdict line).
+Files made here get the owner of the data folder (the node's account).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+TOOL_TIMEOUT_S = 60.0
+
+
+@dataclass
+class RedisRecovery:
+    """What :func:`recover_files` decided for one node's folder."""
+
+    data_dir: str
+    source: str                     # aof | rdb | aof-truncated | none
+    aof: str | None = None          # the AOF checked (manifest or file), relative to data_dir
+    aof_ok: bool | None = None
+    aof_report: str = ""            # redis-check-aof's verdict line
+    rdb_ok: bool | None = None
+    rdb_report: str = ""
+    damaged_kept: str | None = None  # where the damaged AOF now lies (evidence)
+    seconds: float = 0.0
+    steps: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _verdict(output: str, good: tuple[str, ...]) -> str:
+    """The tool's line that says valid or not (else its last non-empty line)."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        low = ln.lower()
+        if "not valid" in low or "invalid" in low or "error" in low or any(g in low for g in good):
+            return ln[:300]
+    return lines[-1][:300] if lines else "no output"
+
+
+def _run(argv: list[str], stdin: str | None = None) -> tuple[int, str]:
+    # the tools echo bytes of the damaged file: never fail on them
+    proc = subprocess.run(argv, input=stdin, capture_output=True, encoding="utf-8", errors="replace",
+                          timeout=TOOL_TIMEOUT_S)
+    return proc.returncode, (proc.stdout or "") + (proc.stderr or "")
+
+
+def find_aof(data_dir: Path, appendfilename: str = "appendonly.aof", appenddirname: str = "appendonlydir") -> Path | None:
+    """The AOF to check: Redis 7's manifest, else a single-file AOF, else None."""
+    manifest = data_dir / appenddirname / f"{appendfilename}.manifest"
+    if manifest.exists():
+        return manifest
+    single = data_dir / appendfilename
+    return single if single.exists() else None
+
+
+def _chown_like(path: Path, like: Path) -> None:
+    st = like.stat()
+    if os.geteuid() == 0:
+        os.chown(path, st.st_uid, st.st_gid)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def recover_files(data_dir: Path | str, *, appendfilename: str = "appendonly.aof",
+                  appenddirname: str = "appendonlydir", dbfilename: str = "dump.rdb",
+                  check_aof: str = "redis-check-aof", check_rdb: str = "redis-check-rdb") -> RedisRecovery:
+    """Check a stopped node's AOF and RDB and leave the files it should start from (see the module docstring).
+    Never deletes a damaged file: it is moved under ``<data_dir>/damaged/``."""
+    started = time.monotonic()
+    data_dir = Path(data_dir)
+    out = RedisRecovery(str(data_dir), "none")
+    aof = find_aof(data_dir, appendfilename, appenddirname)
+    rdb = data_dir / dbfilename
+    if aof is not None:
+        out.aof = str(aof.relative_to(data_dir))
+        code, text = _run([check_aof, str(aof)])
+        out.aof_ok = code == 0
+        out.aof_report = _verdict(text, ("is valid", "are valid"))
+        out.steps.append(f"redis-check-aof {out.aof}: {out.aof_report}")
+        if out.aof_ok:
+            out.source = "aof"
+            out.seconds = round(time.monotonic() - started, 6)
+            return out
+    else:
+        out.steps.append("no AOF found")
+    if rdb.exists():
+        code, text = _run([check_rdb, str(rdb)])
+        out.rdb_ok = code == 0
+        out.rdb_report = _verdict(text, ("rdb looks ok",))
+        out.steps.append(f"redis-check-rdb {dbfilename}: {out.rdb_report}")
+    else:
+        out.rdb_ok = False
+        out.rdb_report = f"{dbfilename} does not exist"
+        out.steps.append(out.rdb_report)
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    damaged = data_dir / "damaged"
+    if out.rdb_ok:
+        aof_dir = data_dir / appenddirname
+        if aof is not None:
+            damaged.mkdir(mode=0o700, exist_ok=True)
+            moved = damaged / f"{(aof_dir if aof.parent == aof_dir else aof).name}-{stamp}"
+            os.replace(aof_dir if aof.parent == aof_dir else aof, moved)
+            out.damaged_kept = str(moved.relative_to(data_dir))
+            out.steps.append(f"damaged AOF kept as {out.damaged_kept}")
+        aof_dir.mkdir(mode=0o700)
+        base = aof_dir / f"{appendfilename}.1.base.rdb"
+        shutil.copyfile(rdb, base)
+        manifest = aof_dir / f"{appendfilename}.manifest"
+        manifest.write_text(f"file {base.name} seq 1 type b\n")
+        for path in (base, manifest, aof_dir):
+            _chown_like(path, data_dir)
+            _fsync(path)
+        _fsync(data_dir)
+        out.source = "rdb"
+        out.steps.append(f"{dbfilename} installed as the base of a new AOF ({appenddirname}/{base.name})")
+    elif aof is not None:
+        damaged.mkdir(mode=0o700, exist_ok=True)
+        evidence = damaged / f"{aof.parent.name if aof.parent != data_dir else aof.name}-{stamp}"
+        if aof.parent != data_dir:
+            shutil.copytree(aof.parent, evidence)
+        else:
+            shutil.copy2(aof, evidence)
+        out.damaged_kept = str(evidence.relative_to(data_dir))
+        code, text = _run([check_aof, "--fix", str(aof)], stdin="y\n")
+        verdict = _verdict(text, ("successfully truncated", "is valid"))
+        out.steps.append(f"redis-check-aof --fix: {verdict} (copy kept as {out.damaged_kept})")
+        out.source = "aof-truncated" if code == 0 else "none"
+        if code != 0:
+            os.replace(aof.parent if aof.parent != data_dir else aof, damaged / f"unusable-{stamp}")
+            out.steps.append("no usable AOF or RDB: the node starts empty")
+    out.seconds = round(time.monotonic() - started, 6)
+    return out
+
+
+_OFFSET = re.compile(r"ok_up_to=([0-9]+)")
+
+
+def damage_point(report: str) -> int | None:
+    """The byte offset up to which redis-check-aof found the file valid (``ok_up_to=``), if it said."""
+    m = _OFFSET.search(report or "")
+    return int(m.group(1)) if m else None

@@ -1,0 +1,138 @@
+"""BR-1's recovery order for a stopped Redis node's files (``reference.store.redis_recovery``), with a real Redis 7 on
+127.0.78.x (issue 13's block) stopped and started by its handle:
+
+- a valid AOF is used as it is;
+- a damaged AOF is refused by redis-check-aof, kept under damaged/, and the RDB written at shutdown becomes the base
+  of a new AOF: Redis (appendonly yes, unchanged) starts with every key the RDB holds;
+- no valid RDB: the AOF is cut at the damage (a copy kept first), and Redis starts with what came before it;
+- fuzz: any damage (offset, bytes) of the AOF files leaves files redis-check-aof accepts, or says "none".
+"""
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from faults.redis_aof import DAMAGE, aof_files, damage_aof
+from reference.store.redis_recovery import find_aof, recover_files
+from tradedrill.process import ProcessNode
+
+pytestmark = pytest.mark.services
+ADDRESS, PORT = "127.0.78.2", 6391
+
+
+def node(data: Path) -> ProcessNode:
+    conf = data / "redis.conf"
+    conf.write_text(f"bind {ADDRESS}\nport {PORT}\ndir {data}\nappendonly yes\nappendfsync always\nsave 60 1000\n"
+                    f"protected-mode no\n")
+
+    def ready() -> bool:
+        try:
+            return redis.Redis(ADDRESS, PORT, socket_timeout=0.3).ping()
+        except redis.RedisError:
+            return False
+    return ProcessNode(name="redis-recovery", role="test", address=ADDRESS, port=PORT,
+                       argv=[shutil.which("redis-server"), str(conf)], log_path=data / "redis.log", ready=ready,
+                       cwd=data)
+
+
+def client() -> redis.Redis:
+    return redis.Redis(ADDRESS, PORT, socket_timeout=2, decode_responses=True)
+
+
+@pytest.fixture
+def data(tmp_path):
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    return folder
+
+
+def filled(data: Path, keys: int = 50, *, save: bool = True) -> None:
+    """A node that took ``keys`` writes (one XADD too) and was stopped; with ``save`` its RDB holds them all."""
+    n = node(data)
+    n.start().wait_ready()
+    try:
+        c = client()
+        for i in range(keys):
+            c.set(f"k{i}", i)
+        c.xadd("stream", {"f": "v"})
+        if not save:
+            c.config_set("save", "")
+    finally:
+        n.terminate()   # SIGTERM: SHUTDOWN, an RDB when a save point is configured
+
+
+def started_keys(data: Path) -> set[str]:
+    n = node(data)
+    n.start().wait_ready()
+    try:
+        return set(client().keys("*"))
+    finally:
+        n.terminate()
+
+
+def test_a_valid_aof_is_used_as_it_is(data):
+    filled(data)
+    decision = recover_files(data)
+    assert decision.source == "aof" and decision.aof_ok and "valid" in decision.aof_report
+    assert decision.damaged_kept is None and not (data / "damaged").exists()
+    assert len(started_keys(data)) == 51
+
+
+def test_a_damaged_aof_falls_back_to_the_rdb_which_becomes_the_new_aof_base(data):
+    filled(data)
+    damage_aof(data, random.Random(3))
+    decision = recover_files(data)
+    assert decision.aof_ok is False and "not valid" in decision.aof_report
+    assert decision.rdb_ok and decision.source == "rdb"
+    kept = data / decision.damaged_kept
+    assert kept.is_dir() and any(DAMAGE in p.read_bytes() for p in kept.iterdir() if p.is_file())   # evidence
+    assert subprocess.run(["redis-check-aof", str(find_aof(data))], capture_output=True).returncode == 0
+    assert started_keys(data) == {f"k{i}" for i in range(50)} | {"stream"}   # appendonly yes, nothing lost
+
+
+def test_without_a_valid_rdb_the_aof_is_cut_at_the_damage_and_says_so(data):
+    filled(data, save=False)
+    (data / "dump.rdb").unlink(missing_ok=True)
+    damage_aof(data, random.Random(5))
+    decision = recover_files(data)
+    assert decision.source == "aof-truncated" and decision.rdb_ok is False
+    assert (data / decision.damaged_kept).exists() and any("--fix" in s for s in decision.steps)
+    keys = started_keys(data)
+    assert keys <= {f"k{i}" for i in range(50)} | {"stream"}   # what came before the damage, nothing invented
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("redis-template")
+    filled(folder, keys=20)
+    return folder
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(offset=st.integers(0, 10_000), junk=st.binary(min_size=1, max_size=16), drop_rdb=st.booleans(),
+       which=st.integers(0, 3))
+def test_fuzz_any_damage_leaves_files_redis_accepts(tmp_path_factory, template, offset, junk, drop_rdb, which):
+    data = tmp_path_factory.mktemp("fuzz")
+    shutil.copytree(template, data, dirs_exist_ok=True)
+    if drop_rdb:
+        (data / "dump.rdb").unlink()
+    files = aof_files(data)
+    target = files[which % len(files)]
+    raw = bytearray(target.read_bytes())
+    at = offset % max(1, len(raw))
+    raw[at:at + len(junk)] = junk
+    target.write_bytes(bytes(raw))
+    decision = recover_files(data)
+    assert decision.source in ("aof", "rdb", "aof-truncated", "none"), decision
+    assert all("\n" not in s for s in decision.steps)
+    if decision.source != "none":
+        check = subprocess.run(["redis-check-aof", str(find_aof(data))], capture_output=True, encoding="utf-8",
+                               errors="replace")
+        assert check.returncode == 0, (decision.steps, check.stdout[-300:])
