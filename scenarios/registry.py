@@ -621,8 +621,7 @@ register(Scenario(
 # These run the ea service beside the usual nodes: ea-1 streams the primary broker's ticks on UDP and TCP under the
 # supervisor's EA-1 policy, and the drill's consumer of ea-1 (scenarios.tickclients, <subnet>.150) records what it
 # delivered in ticks-ea-1.jsonl. The trade load runs as usual, light, judged by the engine guarantees like every
-# drill with engines. Not a drill (yet): ea-crash-loop (a fault whose victim stays down once the supervisor gives up
-# does not fit the heal modes; the give-up after 3 restarts in 30 s is tested in tests/ea).
+# drill with engines.
 TICK_LOAD = dict(op="trade", rate_per_s=5.0, timeout_s=5.0)
 
 register(Scenario(
@@ -716,5 +715,18 @@ register(Scenario(
     faults=(FaultStep("udp-dup-reorder", "ea-1", at_s=4.0, heal_after_s=10.0,
                       params={"duplicate": 0.3, "reorder": 0.3, "delay_ms": 20.0}),),
     checkers=(CheckerSpec("ticks", ("EA-2",)), CheckerSpec("tick_latency", ("PERF-1",)), *_fencing()),
+    services=("ea",),
+))
+
+register(Scenario(
+    name="ea-crash-loop",
+    requirement_ids=("EA-1", "EA-2", "ENG-1", "ENG-5"),
+    description="SIGKILL the EA four times 2.5 s apart: the supervisor restarts it three times, then (a fourth "
+                "failure within 30 s) stops restarting it and alerts (EA-1); the consumer alerts both paths down and "
+                "gives TCP up after 10 attempts; no duplicate or out-of-order tick meanwhile.",
+    workload=Workload(duration_s=32.0, settle_s=4.0, **TICK_LOAD),
+    faults=tuple(FaultStep("process-kill", "ea-1", at_s=3.0 + 2.5 * i) for i in range(4)),
+    checkers=(CheckerSpec("ea_restart", ("EA-1",)), CheckerSpec("tcp_reconnect", ("EA-2",)),
+              CheckerSpec("ticks", ("EA-2",), {"gaps_expected_in_faults": True}), *_fencing()),
     services=("ea",),
 ))
