@@ -2768,6 +2768,9 @@ CHECKERS.update({c.name: c for c in _ticks.checker_entries(Checker)})
 # the rate kept while some orders stall (issue 11): kept_rate
 from scenarios import throughput as _throughput  # noqa: E402 - needs Checker above; it never imports this module
 CHECKERS.update({c.name: c for c in _throughput.checker_entries(Checker, CheckResult, _unmeasured)})
+# the webhook's exactly-once and the client-seen backend failover gap (issue 15): webhook_once, http_failover
+from scenarios import webhook as _webhook  # noqa: E402 - needs Checker above; it never imports this module
+CHECKERS.update({c.name: c for c in _webhook.checker_entries(Checker, CheckResult, _unmeasured)})
 
 # the requirements each checker claims when a run names no checkers of its own
 DEFAULT_REQUIREMENTS: dict[str, tuple[str, ...]] = {

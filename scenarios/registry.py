@@ -9,6 +9,8 @@ Workload operations (the history's ``f``), so checkers and runner agree:
   unknown = no result within ``timeout_s``. The signal id is the history key and is also written to signals.jsonl.
 - ``submit``: submit one signal to the backend/RTSS only (ok = acknowledged).
 - ``redis_write``: one write through the Sentinel-aware client (ok = acknowledged by the primary).
+- ``webhook``: post one TradingView alert through the backends' proxy (issue 15; ok = HTTP 202 accepted or 200
+  duplicate; retried with the same alert id on 409/5xx/no answer until ``timeout_s``, then unknown).
 """
 from __future__ import annotations
 
@@ -97,7 +99,7 @@ def _tuples(d: dict) -> dict:
 SCENARIOS: dict[str, Scenario] = {}
 # the services a drill's topology runs (tradedrill.topology): scenario targets resolve to their nodes
 DRILL_SERVICES = ("redis", "mt5", "engine")
-WORKLOAD_OPS = ("trade",)          # what scenarios.workload drives as the main load
+WORKLOAD_OPS = ("trade", "webhook")  # what scenarios.workload drives as the main load (webhook: issue 15)
 EXTRA_OPS = ("redis_write",)       # Workload.params["also"]: extra clients beside it
 
 
@@ -139,9 +141,9 @@ def validate(scenario: Scenario) -> None:
         problems.append(f"workload.op: {w.op!r} is not an operation the workload drives; known: "
                         f"{', '.join(WORKLOAD_OPS)}")
     also = tuple(w.params.get("also", ()))
-    if set(also) - set(EXTRA_OPS) or set(w.params) - {"also", "writers"}:
-        problems.append(f"workload.params: only also=[{', '.join(EXTRA_OPS)}] and writers=[{{name, side, wait}}] "
-                        f"are understood, not {dict(w.params)}")
+    if set(also) - set(EXTRA_OPS) or set(w.params) - {"also", "writers", "copies"}:
+        problems.append(f"workload.params: only also=[{', '.join(EXTRA_OPS)}], writers=[{{name, side, wait}}] "
+                        f"and copies=[low, high] (webhook) are understood, not {dict(w.params)}")
     try:
         kinds = drill_node_kinds(scenario)
     except ValueError as exc:   # TopologyError: a service the topology does not know
@@ -729,4 +731,57 @@ register(Scenario(
     checkers=(CheckerSpec("ea_restart", ("EA-1",)), CheckerSpec("tcp_reconnect", ("EA-2",)),
               CheckerSpec("ticks", ("EA-2",), {"gaps_expected_in_faults": True}), *_fencing()),
     services=("ea",),
+))
+
+
+# -- the backend pair behind nginx, under webhook load (issue 15) ---------------------------------------------------
+# Scenario.services runs the backend service: backend-a (active) and backend-b (nginx's backup) under BE-1's
+# supervisor, and the proxy; the load is TradingView alerts posted through the proxy (op "webhook").
+_WEBHOOK_LOAD = dict(op="webhook", rate_per_s=20.0, concurrency=4, timeout_s=3.0, settle_s=8.0)
+
+
+def _webhook_checks(failover: str | None) -> tuple[CheckerSpec, ...]:
+    gap = (CheckerSpec("http_failover", ("BE-2",), {"fault": failover}),) if failover else ()
+    return (*gap, CheckerSpec("webhook_once", ("BE-4",)), *_consistency(("ENG-5",)), *_fencing())
+
+
+register(Scenario(
+    name="backend-kill",
+    requirement_ids=("BE-1", "BE-2", "BE-4", "ENG-1", "ENG-5"),
+    description="SIGKILL the active backend (backend-a) three times under 20 alerts/s posted through nginx; nginx "
+                "sends what fails on A to the backup B at once (proxy_next_upstream, max_fails 1), the supervisor "
+                "restarts A after 3 s (BE-1) and nginx returns to it after fail_timeout. Clients must keep "
+                "succeeding (BE-2: the longest wait a client sees under 500 ms), and every accepted alert is one "
+                "signal and at most one order.",
+    workload=Workload(duration_s=24.0, **_WEBHOOK_LOAD),
+    faults=tuple(FaultStep("process-kill", "backend-a", at_s=at, phase_s=1.0) for at in (5.0, 12.0, 19.0)),
+    checkers=(CheckerSpec("rto", ("BE-1",), {"f": "webhook", "fault": "process-kill"}), *_webhook_checks("process-kill")),
+    services=("backend",),
+))
+
+register(Scenario(
+    name="backend-pause",
+    requirement_ids=("BE-2", "BE-4", "ENG-1", "ENG-5"),
+    description="SIGSTOP the active backend (backend-a) for 4 s, twice, under 20 alerts/s through nginx: a frozen "
+                "backend accepts connections and never answers, so only nginx's read timeout (300 ms) sends a "
+                "request on to B. The longest wait a client sees must stay under 500 ms (BE-2), no request may "
+                "fail, and every accepted alert is one signal and at most one order.",
+    workload=Workload(duration_s=26.0, **_WEBHOOK_LOAD),
+    faults=tuple(FaultStep("process-pause", "backend-a", at_s=at, heal_after_s=4.0, phase_s=1.0) for at in (6.0, 16.0)),
+    checkers=_webhook_checks("process-pause"),
+    services=("backend",),
+))
+
+register(Scenario(
+    name="webhook-retry-storm",
+    requirement_ids=("BE-4", "ENG-1", "ENG-5"),
+    description="Every alert is posted 1 to 5 times at once (the count drawn from the seed), 10 alerts/s through "
+                "nginx for 20 s, the way a webhook sender that retries on timeouts does: one claim per alert id "
+                "lets one request put it on RTSS; the others answer duplicate (or 409 while it is in flight). One "
+                "signal and one order per alert id.",
+    workload=Workload(op="webhook", rate_per_s=10.0, duration_s=20.0, concurrency=4, timeout_s=3.0, settle_s=8.0,
+                      params={"copies": [1, 5]}),
+    faults=(),
+    checkers=_webhook_checks(None),
+    services=("backend",),
 ))

@@ -42,7 +42,9 @@ class TradeClients:
         self.run_tag = f"{env.scenario.name[:6]}{env.seed % 100000:05d}"
 
     def start(self) -> None:
-        for i in range(self.w.concurrency):
+        if self.w.op == "webhook":   # alerts through the backends' proxy (issue 15): WebhookClients below
+            self.threads += WebhookClients(self).threads()
+        for i in range(self.w.concurrency if self.w.op == "trade" else 0):
             t = threading.Thread(target=self._producer, args=(f"client-{i}", i), daemon=True)
             self.threads.append(t)
         self.threads.append(threading.Thread(target=self._results, daemon=True))
@@ -184,3 +186,114 @@ class TradeClients:
             self.pending.clear()
         for sid, (op, process, _d) in left:
             self.env.history.complete(op, process, "trade", sid, UNKNOWN, error="no result on RTRS before the end")
+
+
+class WebhookClients:
+    """Open-loop TradingView alert senders through the proxy (issue 15; op ``webhook``): one alert per tick, each
+    posted ``copies`` times at once (``params["copies"]``: ``[low, high]``, drawn per alert from the run's seed;
+    default one copy), every post its own history operation keyed by the alert id.
+
+    A post is ``ok`` on 202 (accepted: its signal is on RTSS) or 200 (duplicate: accepted before); a 409 (the
+    same alert id is being submitted), a 5xx or a connection error is retried with the same alert id until the
+    workload's ``timeout_s`` (that is what a webhook sender that must not lose an alert does), then ``unknown``
+    (it may have reached RTSS); any other 4xx is ``fail``. The first accepted post of an alert records its signal
+    in signals.jsonl (ack ``ok``), so the trade checkers (duplicates, lost signals) judge webhook signals too, and
+    the trade clients' RTRS reader waits for its result during the settle."""
+
+    RETRY_PAUSE_S = 0.05   # between two posts of one alert: pacing, not synchronisation (each post is fresh)
+
+    def __init__(self, trades: "TradeClients"):
+        from tradedrill.services.backend import read_passphrase
+
+        self.trades = trades
+        self.env = trades.env
+        self.w = trades.w
+        proxy = self.env.topology.node("proxy")
+        self.url = f"http://{proxy.address}:{proxy.port}/webhook/tradingview"
+        self.passphrase = read_passphrase(self.env.stack.run_dir)
+        low, high = (list(self.w.params.get("copies", (1, 1))) + [1, 1])[:2]
+        self.copies = (int(low), int(high))
+        self.accepted: set[str] = set()
+
+    def threads(self) -> list[threading.Thread]:
+        return [threading.Thread(target=self._sender, args=(f"client-{i}", i), daemon=True, name=f"webhook-{i}")
+                for i in range(self.w.concurrency)]
+
+    def _alert(self) -> tuple[str, dict, int]:
+        t = self.trades
+        with t.lock:
+            t.counter += 1
+            n = t.counter
+            side = t.rng.choice(("buy", "sell"))
+            symbol = t.rng.choice(self.w.symbols)
+            copies = t.rng.randint(*self.copies)
+        alert_id = f"{t.run_tag}-{n:05d}"
+        return alert_id, {"passphrase": self.passphrase, "alert_id": alert_id, "symbol": symbol, "side": side,
+                          "volume": self.w.volume}, copies
+
+    def _sender(self, process: str, index: int) -> None:
+        import httpx
+        from concurrent.futures import ThreadPoolExecutor
+
+        stop = self.trades.stop
+        interval = self.w.concurrency / self.w.rate_per_s
+        next_at = time.monotonic() + index * interval / self.w.concurrency
+        limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
+        with httpx.Client(timeout=httpx.Timeout(self.w.timeout_s), limits=limits) as http, \
+                ThreadPoolExecutor(max_workers=max(1, self.copies[1])) as pool:
+            while not stop.is_set():
+                if stop.wait(max(0.0, next_at - time.monotonic())):
+                    break
+                next_at += interval
+                alert_id, body, copies = self._alert()
+                futures = [pool.submit(self._post, http, f"{process}.{k}", alert_id, body) for k in range(copies)]
+                for f in futures:
+                    f.result()
+
+    def _post(self, http, process: str, alert_id: str, body: dict) -> None:
+        import httpx
+
+        history = self.env.history
+        op = history.invoke(process, "webhook", alert_id, {"symbol": body["symbol"], "side": body["side"]})
+        deadline = time.monotonic() + self.w.timeout_s
+        attempts, last_error, reached = 0, "not sent", False
+        while True:  # bounded by the deadline
+            attempts += 1
+            try:
+                got = http.post(self.url, json=body, timeout=max(0.05, deadline - time.monotonic()))
+                reached = True
+                if got.status_code in (200, 202):
+                    doc = got.json()
+                    self._accepted(alert_id, doc, got.status_code)
+                    history.complete(op, process, "webhook", alert_id, OK,
+                                     value={"http": got.status_code, "status": doc.get("status"),
+                                            "signal_id": doc.get("signal_id"), "attempts": attempts})
+                    return
+                last_error = f"HTTP {got.status_code}: {got.text[:160]}"
+                if got.status_code < 500 and got.status_code != 409:
+                    history.complete(op, process, "webhook", alert_id, FAIL, error=last_error)
+                    return
+            except httpx.HTTPError as exc:
+                reached = reached or not isinstance(exc, httpx.ConnectError)
+                last_error = f"{type(exc).__name__}: {exc}"[:200]
+            if time.monotonic() + self.RETRY_PAUSE_S >= deadline:
+                history.complete(op, process, "webhook", alert_id, UNKNOWN if reached else FAIL,
+                                 error=f"{attempts} post(s), last: {last_error}")
+                return
+            # pacing between two posts of one alert (bounded by the deadline); not stopped by the end of the load:
+            # an alert in flight when the load stops is still answered, as its sender would see it
+            time.sleep(self.RETRY_PAUSE_S)
+
+    def _accepted(self, alert_id: str, doc: dict, status: int) -> None:
+        sid = doc.get("signal_id")
+        if not sid:
+            return
+        t = self.trades
+        with t.lock:
+            first = alert_id not in self.accepted
+            self.accepted.add(alert_id)
+            if first:
+                t.awaiting.add(sid)
+        if first:
+            self.env.signal_log.record(sid, OK, alert_id=alert_id, http=status, source="webhook",
+                                       symbol=doc.get("symbol"), entry_id=doc.get("entry_id"))

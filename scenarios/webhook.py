@@ -1,0 +1,182 @@
+"""The webhook's checkers (issue 15), pure functions over a run folder like every checker.
+
+``webhook_once`` (BE-4, ENG-5): every alert id a client saw accepted (a ``webhook`` operation ``ok``: HTTP 202, or
+200 ``duplicate``) must be exactly one signal on RTSS and at most one order in the broker ledgers:
+
+- RTSS entries of an alert's signal (``tv-<alert id>``) = its RTRS results (the engine publishes one per entry
+  it read: executed, rejected or duplicate) + its entries still queued (backlog.json);
+- ``webhook_lost_alerts``: accepted alerts with no RTSS entry at all;
+- ``webhook_extra_signals``: RTSS entries beyond one per accepted alert (a retried webhook that made a second
+  entry; the engine answers it ``duplicate``, but the backend promised one);
+- ``webhook_duplicate_orders``: broker orders beyond one per alert (matched by the engine's comment code).
+
+``http_failover`` (BE-2, PERF-2): the gap a client of the proxy saw while a backend was killed or frozen. For each
+window of the named fault, over the ``webhook`` operations invoked from the injection to one second after the heal
+(or ``window_s`` after the injection when it has no heal) and those in flight at the injection, a client's wait
+caused by the fault is ``completion - max(invoke, injection)`` for an ``ok`` one, and for a failed or unknown one
+the time to the next ``ok`` completion; ``backend_failover_s`` is the longest of them (the worst window counts),
+and every window's gap is in the evidence (the distribution over injections and runs).
+``webhook_failed_requests``: operations of those windows that did not end ``ok``.
+
+Nothing to judge (no accepted alert, no RTRS dump, no fault window, no operation in one): ``unmeasured`` with the
+reason, never a pass.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+from reference.backend.webhook import signal_id_of
+from reference.engine.contract import signal_of_comment
+from scenarios import history as h
+from scenarios import targets as targets_mod
+from scenarios.verdicts import judge, validity
+
+ONCE_METRICS = ("webhook_lost_alerts", "webhook_extra_signals", "webhook_duplicate_orders")
+FAILOVER_METRICS = ("backend_failover_s", "webhook_failed_requests")
+OP = "webhook"
+
+
+def _quantile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def check_webhook_once(ops: Sequence[h.Operation], results: Sequence[h.TradeResult] | None, backlog: Sequence[str],
+                       ledger: Sequence[h.Deal] | None, *, requirement_ids: Sequence[str] = ("BE-4",),
+                       targets: targets_mod.Targets | None = None, result_cls=None, unmeasured=None):
+    """``ops``: the history; ``results``: RTRS as dumped (None: never dumped); ``backlog``: signal ids still queued;
+    ``ledger``: every broker deal (None: never dumped)."""
+    posts = [op for op in ops if op.f == OP]
+    accepted = sorted({str(op.key) for op in posts if op.outcome == h.OK})
+    if not accepted:
+        return unmeasured(result_cls, "webhook_once", requirement_ids, targets, ONCE_METRICS,
+                          "no webhook was accepted: there is no alert whose signals could be counted")
+    if results is None or ledger is None:
+        return unmeasured(result_cls, "webhook_once", requirement_ids, targets, ONCE_METRICS,
+                          "the run has no rtrs.jsonl or ledger.jsonl (never dumped): RTSS entries and orders cannot "
+                          "be counted")
+    entries = Counter(r.signal for r in results)
+    entries.update(backlog)
+    signal_of = signal_of_comment([signal_id_of(a) for a in accepted])
+    orders: dict[str, set] = {}
+    for d in ledger:
+        sid = signal_of(d.comment)
+        if sid is not None:
+            orders.setdefault(sid, set()).add((d.broker, d.order))
+    lost, extra, dup_orders = [], [], []
+    per_alert = Counter()
+    for alert in accepted:
+        sid = signal_id_of(alert)
+        n = entries.get(sid, 0)
+        per_alert[n] += 1
+        if n == 0:
+            lost.append(alert)
+        elif n > 1:
+            extra.append({"alert_id": alert, "rtss_entries": n})
+        if len(orders.get(sid, ())) > 1:
+            dup_orders.append({"alert_id": alert, "orders": sorted(map(list, orders[sid]))})
+    posts_per_alert = Counter(Counter(str(op.key) for op in posts).values())
+    metrics = {"webhook_lost_alerts": len(lost),
+               "webhook_extra_signals": sum(e["rtss_entries"] - 1 for e in extra),
+               "webhook_duplicate_orders": sum(len(d["orders"]) - 1 for d in dup_orders)}
+    ordered = sum(1 for a in accepted if orders.get(signal_id_of(a)))
+    evidence = [{"kind": "counts", "alerts_posted": len({str(op.key) for op in posts}), "posts": len(posts),
+                 "alerts_accepted": len(accepted), "alerts_with_an_order": ordered,
+                 "posts_per_alert": dict(sorted(posts_per_alert.items())),
+                 "rtss_entries_per_accepted_alert": dict(sorted(per_alert.items()))}]
+    if lost:
+        evidence.append({"kind": "lost_alerts", "alert_ids": lost[:20]})
+    if extra:
+        evidence.append({"kind": "extra_signals", "alerts": extra[:20]})
+    if dup_orders:
+        evidence.append({"kind": "duplicate_orders", "alerts": dup_orders[:20]})
+    judgements = judge(metrics, requirement_ids, targets)
+    summary = (f"{len(accepted)} alerts accepted ({len(posts)} posts): {ordered} with an order; "
+               f"{metrics['webhook_lost_alerts']} without a signal, {metrics['webhook_extra_signals']} extra RTSS "
+               f"entries, {metrics['webhook_duplicate_orders']} duplicate orders")
+    return result_cls("webhook_once", validity(judgements), tuple(requirement_ids),
+                      {**metrics, "alerts_accepted": len(accepted), "posts": len(posts)}, evidence, summary,
+                      judgements)
+
+
+def failover_gaps(ops: Sequence[h.Operation], windows: Sequence[h.FaultWindow], *, fault: str | None = None,
+                  window_s: float = 5.0) -> list[dict]:
+    """Per fault window (``fault``: its name; None: every window): ``{"fault_id", "gap_s", "requests", "failed",
+    "p50_s", "p99_s"}``; ``gap_s`` None when no webhook operation ran in the window. Times in seconds."""
+    posts = sorted((op for op in ops if op.f == OP), key=lambda o: o.invoke_mono)
+    oks = sorted(op.complete_mono for op in posts if op.outcome == h.OK and op.complete_mono is not None)
+    out = []
+    for w in windows:
+        if fault is not None and w.fault != fault:
+            continue
+        end = (w.heal_mono + 1.0) if w.heal_mono is not None else w.inject_mono + window_s
+        inside = [op for op in posts if op.invoke_mono < end
+                  and (op.complete_mono is None or op.complete_mono > w.inject_mono)]
+        waits, failed = [], 0
+        for op in inside:
+            start = max(op.invoke_mono, w.inject_mono)
+            if op.outcome == h.OK and op.complete_mono is not None:
+                waits.append(op.complete_mono - start)
+                continue
+            failed += 1
+            after = next((t for t in oks if t > (op.complete_mono or start)), None)
+            waits.append((after - start) if after is not None else float("inf"))
+        finite = [x for x in waits if x != float("inf")]
+        out.append({"fault_id": w.fault_id, "fault": w.fault, "description": w.description,
+                    "gap_s": (max(waits) if waits else None), "requests": len(inside), "failed": failed,
+                    "p50_s": _quantile(finite, 0.5), "p99_s": _quantile(finite, 0.99)})
+    return out
+
+
+def check_http_failover(ops: Sequence[h.Operation], windows: Sequence[h.FaultWindow], *, fault: str | None = None,
+                        window_s: float = 5.0, requirement_ids: Sequence[str] = ("BE-2",),
+                        targets: targets_mod.Targets | None = None, result_cls=None, unmeasured=None):
+    gaps = failover_gaps(ops, windows, fault=fault, window_s=window_s)
+    if not gaps:
+        return unmeasured(result_cls, "http_failover", requirement_ids, targets, FAILOVER_METRICS,
+                          f"no {fault or 'fault'} window in the run: no failover to measure")
+    measured = [g for g in gaps if g["gap_s"] is not None]
+    if not measured:
+        return unmeasured(result_cls, "http_failover", requirement_ids, targets, FAILOVER_METRICS,
+                          "no webhook request ran inside a fault window: the clients saw nothing to measure")
+    worst = max(g["gap_s"] for g in measured)
+    failed = sum(g["failed"] for g in measured)
+    metrics = {"backend_failover_s": worst if worst != float("inf") else None, "webhook_failed_requests": failed}
+    judgements = judge(metrics, requirement_ids, targets,
+                       unmeasured_reason="a request failed and no later request succeeded before the run ended")
+    evidence = [{"kind": "window", **{k: (round(v, 4) if isinstance(v, float) and v != float("inf") else v)
+                                      for k, v in g.items()}} for g in gaps]
+    evidence.append({"kind": "rule", "rule": "gap = per webhook request invoked from the injection to 1 s after "
+                     "the heal (or in flight at the injection): completion - max(invoke, injection) when ok, the "
+                     "time to the next ok completion otherwise; the longest counts"})
+    shown = "never recovered" if worst == float("inf") else f"{worst * 1000:.0f} ms"
+    each = ", ".join(f"{g['gap_s'] * 1000:.0f}" for g in measured if g["gap_s"] != float("inf"))
+    summary = (f"longest client-seen gap through the proxy {shown} over {len(measured)} fault window(s) "
+               f"({each} ms); "
+               f"{failed} request(s) not ok")
+    return result_cls("http_failover", validity(judgements), tuple(requirement_ids),
+                      {**metrics, "gaps_s": [g["gap_s"] for g in measured]}, evidence, summary, judgements)
+
+
+def checker_entries(checker_cls, result_cls, unmeasured) -> list:
+    """The two checkers as ``scenarios.checkers.Checker`` rows: ``webhook_once`` and ``http_failover`` (params
+    ``fault``, ``window_s``)."""
+
+    def once(view, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets):
+        return check_webhook_once(view.operations(), view.trade_results_or_none(), view.backlog(), view.ledger(),
+                                  requirement_ids=rids, targets=targets, result_cls=result_cls,
+                                  unmeasured=unmeasured)
+
+    def failover(view, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets):
+        return check_http_failover(view.operations(), view.fault_windows(), fault=params.get("fault"),
+                                   window_s=float(params.get("window_s", 5.0)), requirement_ids=rids,
+                                   targets=targets, result_cls=result_cls, unmeasured=unmeasured)
+
+    return [checker_cls("webhook_once", once, ONCE_METRICS,
+                        "each accepted webhook alert id: one signal on RTSS and at most one broker order (issue 15)"),
+            checker_cls("http_failover", failover, FAILOVER_METRICS,
+                        "the longest wait a client of the proxy saw while a backend was killed or frozen, and the "
+                        "requests that failed (issue 15)", ("fault", "window_s"))]
