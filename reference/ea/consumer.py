@@ -223,9 +223,7 @@ class TickConsumer:
 
     def _udp_loop(self) -> None:
         sock = self.udp
-        for _ in iter(int, 1):  # until stop; each pass waits at most 50 ms
-            if self._stop.is_set():
-                return
+        while not self._stop.is_set():  # until stop(); each pass waits at most 50 ms
             ready, _, _ = select.select([sock], [], [], 0.05)
             if not ready:
                 continue
@@ -250,9 +248,7 @@ class TickConsumer:
     def _tcp_loop(self) -> None:
         cfg = self.cfg
         attempt = 0
-        for _ in iter(int, 1):  # until stop or give-up; each outage is at most tcp_attempts attempts
-            if self._stop.is_set():
-                return
+        while not self._stop.is_set():  # until stop() or the give-up: at most tcp_attempts attempts per outage
             attempt += 1
             started = time.monotonic()
             try:
@@ -308,9 +304,7 @@ class TickConsumer:
     # -- monitor: silence, holes, subscriptions, both-down ----------------------------------------------------------
     def _monitor_loop(self) -> None:
         cfg = self.cfg
-        for _ in iter(int, 1):  # until stop; one pass per monitor_ms
-            if self._stop.wait(cfg.monitor_ms / 1000.0):
-                return
+        while not self._stop.wait(cfg.monitor_ms / 1000.0):  # until stop(); one pass per monitor_ms
             now = time.monotonic()
             if self.udp_up and (now - self._last_udp) * 1000.0 >= cfg.udp_silence_ms:
                 with self._lock:
@@ -336,7 +330,8 @@ class TickConsumer:
                              socket_timeout=0.2, socket_connect_timeout=0.2,
                              retry=Retry(NoBackoff(), 0))
         key = latest_key(self.cfg.key_prefix, self.cfg.ea_instance, self.cfg.consumer_id)
-        for _ in iter(int, 1):  # until stop; one write per redis_flush_ms at most
+        stopping = False
+        while not stopping:  # until stop() (then one last write); one write per redis_flush_ms at most
             stopping = self._stop.wait(self.cfg.redis_flush_ms / 1000.0)
             with self._lock:
                 dirty, self._latest_dirty = self._latest_dirty, False
@@ -348,9 +343,7 @@ class TickConsumer:
                 except Exception:  # noqa: BLE001 - Redis away: the next flush writes the newest again
                     with self._lock:
                         self._latest_dirty = True
-            if stopping:
-                client.close()
-                return
+        client.close()
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     def start(self) -> "TickConsumer":

@@ -21,7 +21,11 @@ stream id, starts, pid, last seq, broker) is written at start and every ``ris_be
 ``ris_retry_s`` (2 s); after ``ris_recoveries`` (5) failed retries the session is given up and the next connection
 starts a new session. Every key and port is per instance: several EAs run side by side.
 
-Events (one JSON object a line, ``<state_dir>/events-<instance>.jsonl``): start, stream, broker_connected,
+Why our own sockets instead of a messaging library (ZeroMQ, nanomsg/NNG, Redis pub/sub): EA-2 names the transports
+(UDP primary, TCP backup, both at once) and a consumer must see the same sequence number on both to merge them; a
+library's own framing, queues and reconnect policy would sit between the wire and EA-2's 2 s x 10 and hide them.
+
+Events (one JSON object a line, ``<state_dir>/ea-events-<instance>.jsonl``): start, stream, broker_connected,
 broker_lost, reconnect_attempt, alert, session_new, session_resumed, ris_lost, ris_attempt, stop, exit.
 """
 from __future__ import annotations
