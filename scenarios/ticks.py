@@ -389,13 +389,16 @@ def stream_starts(rows: Sequence[dict]) -> list[tuple[str, float]]:
     return out
 
 
+KILL_FAULTS = ("process-kill", "process-terminate")
+
+
 def check_ea_restart(histories: dict[str, list[dict]], windows: Sequence[FaultWindow], sup_events: Sequence[dict],
-                     *, program_prefix: str = "ea", interval_s: float = 30.0,
+                     *, program_prefix: str = "ea", interval_s: float = 30.0, faults: Sequence[str] = KILL_FAULTS,
                      requirement_ids: Sequence[str] = ("EA-1",), targets=None, unreadable: int = 0):
-    """``restart_s``: kill (fault injection, else the supervisor's ``exit``) to the first tick of the EA's next
-    stream at a consumer; ``failed_restarts_before_stop``: restarts within ``interval_s`` before a give-up."""
+    """``restart_s``: kill (a ``faults`` injection, else the supervisor's ``exit``) to the first tick of the EA's
+    next stream at a consumer; ``failed_restarts_before_stop``: restarts within ``interval_s`` before a give-up."""
     ea_events = [e for e in sup_events if str(e.get("program", "")).startswith(program_prefix)]
-    kills = sorted([w.inject_wall for w in windows if w.inject_wall is not None]
+    kills = sorted([w.inject_wall for w in windows if w.inject_wall is not None and w.fault in faults]
                    or [e["wall"] for e in ea_events if e.get("event") == "exit" and isinstance(e.get("wall"), float)])
     restarts: list[float] = []
     evidence: list[dict] = []
