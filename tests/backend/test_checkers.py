@@ -1,0 +1,73 @@
+"""The webhook checkers on hand-made histories (pure: no stack): exactly-once per alert id, the client-seen
+failover gap, and unmeasured (never pass) when there is nothing to judge."""
+from __future__ import annotations
+
+from scenarios import checkers, history as h
+from scenarios.webhook import check_http_failover, check_webhook_once, failover_gaps
+from reference.engine.contract import order_comment
+
+
+def op(i, key, outcome, invoke, complete, f="webhook"):
+    return h.Operation(i, f"client-{i}", f, key, outcome, invoke, complete)
+
+
+def deal(n, signal_id, attempt=1, order=None):
+    return h.Deal(deal=n, order=order or n, broker="mt5-primary", comment=order_comment(signal_id, attempt),
+                  symbol="EURUSD", volume=0.01, time=0)
+
+
+def once(ops, results, backlog=(), ledger=()):
+    return check_webhook_once(ops, results, list(backlog), list(ledger), result_cls=checkers.CheckResult,
+                              unmeasured=checkers._unmeasured)
+
+
+def test_one_signal_and_one_order_per_alert_passes():
+    ops = [op(1, "a", h.OK, 0, 0.01), op(2, "a", h.OK, 0, 0.02), op(3, "b", h.OK, 0, 0.01)]
+    results = [h.TradeResult("tv-a", "executed"), h.TradeResult("tv-b", "executed")]
+    r = once(ops, results, ledger=[deal(1, "tv-a"), deal(2, "tv-b")])
+    assert r.valid is True
+    assert r.metrics["webhook_extra_signals"] == 0 and r.metrics["alerts_accepted"] == 2
+
+
+def test_extra_entries_duplicate_orders_and_lost_alerts_fail():
+    ops = [op(1, "a", h.OK, 0, 0.01), op(2, "b", h.OK, 0, 0.01), op(3, "c", h.OK, 0, 0.01)]
+    results = [h.TradeResult("tv-a", "executed"), h.TradeResult("tv-a", "duplicate"),
+               h.TradeResult("tv-b", "executed")]
+    r = once(ops, results, ledger=[deal(1, "tv-b"), deal(2, "tv-b", attempt=2)])
+    assert r.valid is False
+    assert r.metrics["webhook_extra_signals"] == 1
+    assert r.metrics["webhook_duplicate_orders"] == 1
+    assert r.metrics["webhook_lost_alerts"] == 1          # c: accepted, never on RTSS
+    queued = once(ops[2:], [], backlog=["tv-c"])
+    assert queued.metrics["webhook_lost_alerts"] == 0     # still queued at the end: backlog, not lost
+
+
+def test_nothing_accepted_or_nothing_dumped_is_unmeasured():
+    assert once([op(1, "a", h.FAIL, 0, 0.01)], []).valid == checkers.UNKNOWN
+    assert once([op(1, "a", h.OK, 0, 0.01)], None).valid == checkers.UNKNOWN
+
+
+def window(inject, heal, fault="process-kill"):
+    return h.FaultWindow(fault, f"{fault}-1", inject, heal)
+
+
+def test_gap_is_the_longest_client_wait_caused_by_the_fault():
+    ops = [op(1, "a", h.OK, 9.9, 10.35),      # in flight at the injection: waited 0.35 s after it
+           op(2, "b", h.OK, 10.5, 10.51),
+           op(3, "c", h.UNKNOWN, 11.0, 13.0),  # failed: waits until the next ok completion (13.2)
+           op(4, "d", h.OK, 13.1, 13.2),
+           op(5, "e", h.OK, 30.0, 30.01)]      # long after the window
+    gaps = failover_gaps(ops, [window(10.0, 12.0)])
+    assert gaps[0]["requests"] == 3 and gaps[0]["failed"] == 1   # d is invoked after heal + 1 s
+    assert abs(gaps[0]["gap_s"] - 2.2) < 1e-9
+    r = check_http_failover(ops[:2], [window(10.0, 12.0)], result_cls=checkers.CheckResult,
+                            unmeasured=checkers._unmeasured)
+    assert r.valid is True and abs(r.metrics["backend_failover_s"] - 0.35) < 1e-9
+
+
+def test_no_window_or_no_request_in_it_is_unmeasured():
+    kw = dict(result_cls=checkers.CheckResult, unmeasured=checkers._unmeasured)
+    assert check_http_failover([op(1, "a", h.OK, 0, 0.1)], [], **kw).valid == checkers.UNKNOWN
+    assert check_http_failover([op(1, "a", h.OK, 0, 0.1)], [window(50, 51)], **kw).valid == checkers.UNKNOWN
+    never = check_http_failover([op(1, "a", h.UNKNOWN, 10.5, 13)], [window(10, 12)], **kw)
+    assert never.valid is not True and never.metrics["webhook_failed_requests"] == 1
