@@ -191,8 +191,9 @@ class TickConsumer:
                         self._hole_since = time.monotonic()
                 return
             self.known_max = max(self.known_max, msg.seq)
-            if msg.snapshot and msg.seq >= self.next_seq:
-                # BR-3: a reconnect starts from the latest tick; what is older and still missing is a gap
+            if msg.snapshot and msg.seq >= self.next_seq and not self.udp_up:
+                # BR-3: a reconnect starts from the latest tick; what is older and still missing is a gap (while UDP
+                # flows, the snapshot is an ordinary tick: what UDP still carries fills the holes before it)
                 self._gap(self.next_seq, msg.seq - 1, "reconnect")
                 for seq in [s for s in self._pending if s < msg.seq]:
                     del self._pending[seq]

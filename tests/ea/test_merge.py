@@ -71,3 +71,13 @@ def test_a_hole_expires_even_while_later_ticks_keep_arriving():
     since = c._hole_since
     c.accept(tick(4), "udp")  # a later tick must not restart the hole's clock
     assert c._hole_since == since
+
+
+def test_a_snapshot_while_udp_flows_does_not_discard_ticks_udp_still_carries():
+    c, got = consumer()
+    c.udp_up = True
+    c.accept(tick(1), "udp")
+    c.accept(tick(4, snapshot=True), "tcp")  # TCP reconnected; 2 and 3 are still on their way over UDP
+    c.accept(tick(2), "udp")
+    c.accept(tick(3), "udp")
+    assert got == [1, 2, 3, 4] and not c.gaps
