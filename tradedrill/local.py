@@ -611,6 +611,8 @@ def probe_health(spec: NodeSpec, run_dir: Path | None = None) -> str:
             ok = mt5sim.ping(spec)
         elif spec.kind == "engine":  # it serves nothing: healthy once its event log exists
             ok = run_dir is not None and engine_svc.events_path(spec, Path(run_dir)).exists()
+        elif spec.kind == "ea":  # healthy when its TCP path sends a frame (a heartbeat every 5 ms)
+            ok = ea_svc.ping(spec.address, spec.port)
         elif spec.kind == "backend":
             ok = backend_svc.health_probe(spec.address, spec.port)()
         elif spec.kind == "nginx":

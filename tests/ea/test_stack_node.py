@@ -3,7 +3,7 @@ on its own address and port, reading the primary broker; consumers read each of 
 from __future__ import annotations
 
 from reference.ea.consumer import ConsumerConfig, TickConsumer
-from tradedrill.local import LocalStack
+from tradedrill.local import LocalStack, probe_health
 from tradedrill.topology import Topology
 from tradedrill.waiting import wait_until
 
@@ -27,6 +27,7 @@ def test_two_ea_nodes_stream_side_by_side_under_the_supervisor(tmp_path, monkeyp
         wait_until(lambda: all(c.delivered > 50 for c in consumers), 30, "ticks from both EAs")
         assert consumers[0].stream != consumers[1].stream
         assert "ea" in stack.supervised_kinds
+        assert all(probe_health(s, stack.run_dir) == "ok" for s in eas)
     finally:
         for c in consumers:
             c.stop()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,27 @@ from tradedrill.topology import NodeSpec, Topology
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_COMMAND = (sys.executable, "-m", "reference.ea")
+
+
+def ping(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True when the EA's TCP path accepts a connection and sends a valid frame within ``timeout`` seconds."""
+    import socket
+
+    from reference.ea import wire
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            reader = wire.FrameReader()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                data = sock.recv(4096)
+                if not data:
+                    return False
+                if reader.feed(data):
+                    return True
+    except (OSError, wire.WireError):
+        return False
+    return False
 
 
 def ea_policy() -> RestartPolicy:
@@ -99,4 +121,4 @@ def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegis
                    address=spec.address, command=command)
 
 
-__all__ = ["build_node", "ea_config", "ea_node", "ea_policy", "events_path"]
+__all__ = ["build_node", "ea_config", "ea_node", "ea_policy", "events_path", "ping"]
