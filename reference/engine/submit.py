@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from .redislink import RedisLink, RedisUnavailable
+from .redislink import REDIS_ERRORS, RedisLink, RedisUnavailable
 
 CONFIRMED = "confirmed"      # on the primary and on ``wait_replicas`` replicas
 UNCONFIRMED = "unconfirmed"  # acknowledged by a primary, fewer replicas confirmed before the deadline: may be lost
@@ -147,6 +147,10 @@ class SignalSubmitter:
                               previous.address, previous.replicas, attempt, f"{type(exc).__name__}: {exc}"[:300])
         if isinstance(replies[0], Exception):  # the XADD itself was refused: the signal is not on the stream
             exc = replies[0]
+            if isinstance(exc, REDIS_ERRORS) or any(w in str(exc) for w in ("READONLY", "MASTERDOWN", "LOADING")):
+                # a demoted primary (READONLY after a planned failover) or one that is not serving: ask the
+                # Sentinels again before the next attempt instead of sending there again
+                self.link.mark_broken()
             return Submission(FAILED if previous.entry_id is None else UNCONFIRMED, previous.entry_id,
                               previous.address, previous.replicas, attempt, f"{type(exc).__name__}: {exc}"[:300])
         entry_id = replies[0]
