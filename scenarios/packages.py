@@ -435,6 +435,9 @@ FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
                  description="nftables: the EA and its consumer cut apart, UDP and TCP down together (EA-2)"),
     FaultPackage("ea-network-down", _ticks.ea_network_down, ("ea",), "end", "EA network down", "#7f7f7f", (),
                  description="nftables: the EA cut from its broker; it must restart itself by 30 s (EA-4)"),
+    FaultPackage("udp-loss-proxy", _ticks.udp_loss_proxy, ("ea",), "end", "UDP loss (proxy)", "#c7c7c7",
+                 ("percent",), description="the fault proxy drops percent % (default 30) of the UDP ticks to the "
+                 "EA's consumer, seeded by the run", check=_ticks.check_percent),
     FaultPackage("udp-dup-reorder", _ticks.udp_dup_reorder, ("ea",), "end", "UDP dup + reorder", "#dbdb8d",
                  ("duplicate", "reorder", "delay_ms"),
                  description="the fault proxy duplicates (default 30 %) and delays by delay_ms (default 20, "

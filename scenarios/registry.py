@@ -629,12 +629,14 @@ TICK_LOAD = dict(op="trade", rate_per_s=5.0, timeout_s=5.0)
 register(Scenario(
     name="udp-loss",
     requirement_ids=("EA-2", "PERF-1", "ENG-1", "ENG-5"),
-    description="The kernel drops 30 % of the UDP ticks arriving at the consumer for 10 s: every sequence number is "
-                "still delivered exactly once and in order (the lost ones from TCP), with tick latency measured "
-                "outside the fault.",
+    description="30 % of the UDP ticks to the consumer are lost for 5 s at the consumer's side (kernel rule), then "
+                "for 5 s through the fault proxy (seeded): every sequence number is still delivered exactly once and "
+                "in order (the lost ones from TCP), with tick latency measured outside the faults.",
     workload=Workload(duration_s=20.0, settle_s=4.0, **TICK_LOAD),
-    faults=(FaultStep("udp-loss", "ea-1", at_s=4.0, heal_after_s=10.0, params={"percent": 30}),),
-    checkers=(CheckerSpec("ticks", ("EA-2",)), CheckerSpec("tick_fallback", ("EA-2",), {"faults": ["udp-loss"]}),
+    faults=(FaultStep("udp-loss", "ea-1", at_s=4.0, heal_after_s=5.0, params={"percent": 30}),
+            FaultStep("udp-loss-proxy", "ea-1", at_s=10.0, heal_after_s=5.0, params={"percent": 30})),
+    checkers=(CheckerSpec("ticks", ("EA-2",)),
+              CheckerSpec("tick_fallback", ("EA-2",), {"faults": ["udp-loss", "udp-loss-proxy"]}),
               CheckerSpec("tick_latency", ("PERF-1",)), *_fencing()),
     services=("ea",),
 ))

@@ -11,6 +11,7 @@ Faults (``scenarios.packages.FAULTS``), each on an ``ea`` node target:
 - ``udp-blackhole``: all of it (100 %);
 - ``tick-cut``: nftables partition between the consumer and its EA: UDP and TCP down together (EA-2's both-down);
 - ``ea-network-down``: nftables partition between the EA and the primary broker (EA-4);
+- ``udp-loss-proxy`` (``percent``): the same loss through the proxy below, its sequence seeded by the run;
 - ``udp-dup-reorder`` (``duplicate``, ``reorder`` 0..1, ``delay_ms``): the consumer's UDP passes a UDP proxy of an
   embedded fault proxy on ``<subnet>.160`` (only in scenarios naming this fault); the fault duplicates and delays
   (reorders) the ticks coming back through it, seeded by the run.
@@ -23,7 +24,7 @@ from typing import Any
 
 CONSUMER_HOST_BASE = 150  # <subnet>.150 ... : the drill's tick consumers (the set writers use .200-.249)
 PROXY_HOST = 160  # <subnet>.160: the drill's embedded fault proxy (API and UDP proxies) when a fault needs it
-PROXIED_FAULTS = ("udp-dup-reorder",)  # faults that need the consumers' UDP to pass the proxy
+PROXIED_FAULTS = ("udp-dup-reorder", "udp-loss-proxy")  # faults that need the consumers' UDP to pass the proxy
 _ACTIVE: dict[str, "TickClients"] = {}  # subnet -> the running drill's tick clients (the proxy faults find it)
 
 
@@ -170,6 +171,18 @@ def udp_dup_reorder(ctx, t, params: dict):
                       requirements=ctx.requirement_ids)
     fault.name = "udp-dup-reorder"
     return fault
+
+
+def udp_loss_proxy(ctx, t, params: dict):
+    from faults.network import UdpLoss
+
+    clients = _ACTIVE.get(ctx.topology.subnet)
+    if clients is None or clients.links is None:
+        raise ValueError("udp-loss-proxy needs the drill's tick proxy (started for scenarios that name this fault)")
+    percent = int(params.get("percent", 30))
+    fault = UdpLoss(clients.links.api, f"ticks-{t.name}", percent / 100.0, stream="downstream",
+                    state=clients.links.state, log=ctx.fault_log, requirements=ctx.requirement_ids)
+    return _named(fault, "udp-loss-proxy", f"proxy ticks-{t.name}: {percent} % of the UDP ticks lost (seeded)")
 
 
 def check_dup_reorder(params: dict) -> list[str]:
