@@ -5,7 +5,8 @@ Endpoints (every error is JSON ``{"error": "<one sentence>"}`` with a 4xx/5xx st
 ====================================  =================================================================================
 ``POST /webhook/tradingview``         an alert (``reference.backend.webhook``) -> 202 ``accepted`` (its signal is on
                                       RTSS, confirmed by a replica), 200 ``duplicate`` (that alert id was accepted
-                                      before: nothing sent), 409 (the same alert id is being submitted right now:
+                                      before, or its claimant died after the engine read it (RTS has it): nothing
+                                      sent), 409 (the same alert id is being submitted right now:
                                       retry), 401 (passphrase), 400/413/422 (body), 429 (rate per source, with
                                       ``Retry-After``), 503 (Redis cannot confirm the signal: send it again with the
                                       same alert id; safe, the engine executes a signal id once)
@@ -152,6 +153,16 @@ class Backend:
             if state and state[0] == webhook.ACCEPTED:
                 return JSONResponse({"status": "duplicate", "alert_id": alert.alert_id, "signal_id": state[1],
                                      "entry_id": state[2]}, status_code=200)
+            # the claimant may have put it on RTSS and then died or frozen before answering (a killed or paused
+            # backend, nginx retrying here): once the engine has read it, its trade state is in RTS, so say so
+            try:
+                seen = sub.link.run(lambda c: c.hget(self.keys.rts_signal(alert.signal_id), "status"))
+            except (RedisUnavailable, redis.RedisError):
+                seen = None
+            if seen is not None:
+                return JSONResponse({"status": "duplicate", "alert_id": alert.alert_id,
+                                     "signal_id": alert.signal_id, "entry_id": None, "trade_status": seen},
+                                    status_code=200)
             return error(409, f"alert {alert.alert_id} is being submitted by another request; ask again in a "
                               f"moment with the same alert_id", {"Retry-After": "1"})
         got = sub.submit(self.keys.rtss, alert.fields, deadline_s=cfg.submit_deadline_s)

@@ -61,7 +61,7 @@ class BackendConfig:
     rate_per_s: float = 100.0
     rate_burst: int = 200
     trusted_proxies: list = field(default_factory=list)
-    claim_pending_ms: int = 5000
+    claim_pending_ms: int = 3000  # > submit_deadline_s + one socket timeout: a live claimant never loses it
     claim_ttl_s: int = 7 * 86400
     clickhouse_url: str = ""
     clickhouse_username: str = "default"

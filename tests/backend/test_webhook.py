@@ -135,3 +135,17 @@ def test_rate_limiter_refills():
     assert limiter.take("s", now=0.0) == pytest.approx(0.1)
     assert limiter.take("other", now=0.0) == 0.0
     assert limiter.take("s", now=0.11) == 0.0
+
+
+def test_a_claimant_that_died_after_its_xadd_is_answered_from_rts(client, rdb):
+    """A pending claim (its backend killed or frozen mid-request): 409 until the engine has read the signal, then
+    200 duplicate from RTS, never a second RTSS entry."""
+    from reference.backend.webhook import claim_key
+
+    rdb.set(claim_key(KEYS, "dead-1"), "pending:backend-x:1", px=60_000)
+    first = client.post("/webhook/tradingview", json=alert("dead-1"))
+    assert first.status_code == 409 and first.headers["retry-after"] == "1"
+    rdb.hset(KEYS.rts_signal("tv-dead-1"), mapping={"status": "executed"})
+    again = client.post("/webhook/tradingview", json=alert("dead-1"))
+    assert again.status_code == 200 and again.json()["trade_status"] == "executed"
+    assert rdb.xlen(KEYS.rtss) == 0
