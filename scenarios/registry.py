@@ -702,7 +702,10 @@ register(Scenario(
                 "seeded offset, and 8 s later every node started again through BR-1's order: redis-check-aof refuses "
                 "the AOF, redis-check-rdb accepts the RDB, which becomes the base of a fresh AOF (the damaged one kept "
                 "under damaged/); every RTS key and RTRS/RTSS entry read before the stop must be there after (BR-1: "
-                "verified within 10 s), and RTS must match the broker ledger at the end; nothing doubled, nothing lost.",
+                "verified within 10 s), and RTS must match the broker ledger at the end; nothing doubled, nothing lost. "
+                "A damage that lands inside a value's bytes keeps the AOF's framing: redis-check-aof (no checksum) "
+                "accepts it and the node loads altered data; the checker counts it as undetected and the keys it "
+                "lost (seed 22: 1 RTS key).",
     workload=Workload(op="trade", rate_per_s=10.0, duration_s=28.0, timeout_s=5.0, settle_s=12.0),
     faults=(FaultStep("redis-aof-damaged", "redis-primary", at_s=8.0, heal_after_s=8.0),),
     checkers=(CheckerSpec("redis_recovery", ("RDS-3", "RDS-6", "BR-1")),
