@@ -107,9 +107,9 @@ def simulator_node(
     )
 
 
-# two engines, each with its main connection and ``send_lanes`` (96) lanes, twice over: a lane whose order reply
+# two engines, each with its main connection and ``send_lanes`` (192) lanes, twice over: a lane whose order reply
 # is overdue is abandoned and reconnected while the old connection waits out the terminal's own timeout (issue 11)
-ENGINE_BROKER_CONNECTIONS = 400
+ENGINE_BROKER_CONNECTIONS = 800
 
 
 def state_dir(spec: NodeSpec, run_dir: Path) -> Path:
