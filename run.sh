@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 
 # Debian packages: the real services of the local stack, kernel fault tools, a browser to check the report
 # nginx: the real reverse proxy in front of the two backends (BE-2, issue 15)
-APT_PACKAGES=(redis-server clickhouse-server postgresql nftables iproute2 procps util-linux chromium python3-venv zstd nginx)
+APT_PACKAGES=(redis-server clickhouse-server postgresql nftables iproute2 procps util-linux chromium python3-venv zstd nginx nodejs)
 
 install_debian_packages() {
   local missing=() p
@@ -37,9 +37,24 @@ install_python_packages() {
   fi
 }
 
+# the local trading panel's chart library (TV-3): TradingView's lightweight-charts from npm, pinned by
+# reference/backend/web/package-lock.json, served by the backend (never a CDN at view time)
+install_panel_packages() {
+  local web=reference/backend/web
+  [ -f "$web/node_modules/lightweight-charts/package.json" ] && [ ! "$web/package-lock.json" -nt "$web/node_modules" ] \
+    && return 0
+  if ! command -v npm >/dev/null; then   # Debian's nodejs has no npm of its own (NodeSource's does)
+    [ "$(id -u)" = 0 ] || { echo "run.sh: npm is missing; run as root, or: sudo apt-get install -y npm" >&2; exit 2; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  fi
+  echo "run.sh: installing the panel's npm packages into $web/node_modules"
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 setup() {
   install_debian_packages
   install_python_packages
+  install_panel_packages
   export PATH="$PWD/.venv/bin:$PATH"
 }
 

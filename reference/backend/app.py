@@ -344,6 +344,9 @@ def create_app(config: BackendConfig, passphrase: str | None = None) -> FastAPI:
     def udf_time():
         return str(datafeed.server_time())
 
+    from . import panel
+
+    panel.mount(app, backend, error, _body_dependency())   # TV-3: the local trading panel
     return app
 
 

@@ -119,14 +119,16 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def parse_alert(doc: dict, *, account: str, max_volume: float, now_ms: int | None = None) -> Alert:
-    """Check an alert object (passphrase excluded: see :func:`passphrase_ok`) and build its signal.
+def parse_alert(doc: dict, *, account: str, max_volume: float, now_ms: int | None = None,
+                require_passphrase: bool = True) -> Alert:
+    """Check an alert object (the passphrase's value excluded: see :func:`passphrase_ok`; ``require_passphrase``
+    False for the panel, whose requests carry a session instead) and build its signal.
     Raises :class:`AlertError` 422 naming the first field that is wrong."""
     unknown = sorted(k for k in doc if k not in FIELDS)
     if unknown:
         shown = ", ".join(repr(k[:40]) for k in unknown[:5])
         raise AlertError(422, f"unknown field(s) {shown}; an alert has {', '.join(FIELDS)}")
-    missing = [k for k in REQUIRED if k not in doc]
+    missing = [k for k in REQUIRED if k not in doc and (require_passphrase or k != "passphrase")]
     if missing:
         raise AlertError(422, f"field(s) {', '.join(map(repr, missing))} required")
     alert_id = doc["alert_id"]

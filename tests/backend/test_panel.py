@@ -1,0 +1,97 @@
+"""The local trading panel (TV-3, TV-1) in a real headless Chromium (Debian's, through Playwright) against the real
+stack on 127.0.85.x: Redis with Sentinels, two MT5 simulators, both engines, both backends and nginx. The page logs
+in, places an order that reaches the broker's ledger, keeps its session across a SIGKILL of the active backend
+(the reload is answered by backend-b behind the same URL) and places another; every request stays on the proxy's
+origin (the chart library is served by the backend, not a CDN). A screenshot goes to out/panel/."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from reference.backend.panel import CHART_JS
+from reference.engine.contract import signal_of_comment
+from tradedrill.local import LocalStack
+from tradedrill.services.backend import read_passphrase
+from tradedrill.topology import Topology
+
+pytestmark = pytest.mark.services
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--headless=new", "--disable-gpu"]
+OUT = Path(__file__).resolve().parents[2] / "out" / "panel"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    if not CHROMIUM.exists() or shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        pytest.skip("needs Debian's chromium and nginx (bash run.sh setup)")
+    if not CHART_JS.exists():
+        pytest.skip("lightweight-charts is not installed (bash run.sh setup runs npm ci)")
+    base = tmp_path_factory.mktemp("panel-stack")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TRADEDRILL_STATE_DIR", str(base / "state"))
+    topo = Topology.default(subnet="127.0.85", services=("redis", "mt5", "engine", "backend"),
+                            overrides={"backend.port": 18500, "backend.proxy_port": 18580, "mt5.port": 18512})
+    s = LocalStack(topo, base / "stack")
+    try:
+        s.up()
+        yield s
+    finally:
+        s.down()
+        mp.undo()
+
+
+def _orders_at_broker(stack, alert_ids: list[str]) -> set[str]:
+    signal_of = signal_of_comment([f"tv-{a}" for a in alert_ids])
+    admin = stack.broker_admin("mt5-primary")
+    try:
+        return {signal_of(d["comment"] if isinstance(d, dict) else d.comment) for d in admin.ledger()} - {None}
+    finally:
+        admin.close()
+
+
+def test_panel_places_orders_and_keeps_its_session_across_a_backend_failover(stack):
+    from playwright.sync_api import expect, sync_playwright
+
+    proxy = stack.topology.node("proxy")
+    origin = f"http://{proxy.address}:{proxy.port}"
+    problems, requests = [], []
+    OUT.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 800})
+            page.on("console", lambda m: problems.append(f"{m.type}: {m.text} {m.location.get('url', '')}")
+                    if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(f"{origin}/panel/", wait_until="load")
+            page.fill("#passphrase", read_passphrase(stack.run_dir))
+            page.click("#login-button")
+            expect(page.locator("#trade")).to_be_visible(timeout=10_000)
+            expect(page.locator("#served")).to_have_text("served by backend-a", timeout=10_000)
+            page.click("#buy")
+            first = page.locator("#orders tbody tr").first
+            expect(first.locator("td").nth(4)).to_have_text("executed", timeout=20_000)
+            first_id = first.get_attribute("data-alert")
+            page.screenshot(path=str(OUT / "panel.png"), full_page=True)
+
+            stack.node("backend-a").kill()   # the supervisor restarts it 3 s later (BE-1); nginx uses B meanwhile
+            page.reload(wait_until="load")
+            expect(page.locator("#trade")).to_be_visible(timeout=10_000)   # no login form: the session is kept
+            expect(page.locator("#served")).to_have_text("served by backend-b", timeout=10_000)
+            page.click("#sell")
+            second = page.locator("#orders tbody tr").first
+            expect(second.locator("td").nth(4)).to_have_text("executed", timeout=20_000)
+            second_id = second.get_attribute("data-alert")
+            assert page.locator("#orders tbody tr").count() == 2   # the first order is still listed after the reload
+            page.screenshot(path=str(OUT / "panel-after-failover.png"), full_page=True)
+        finally:
+            browser.close()
+    assert first_id != second_id
+    assert _orders_at_broker(stack, [first_id, second_id]) == {f"tv-{first_id}", f"tv-{second_id}"}
+    # the one error the browser logs by itself: /history answers 503 "history is unavailable" (no ClickHouse in
+    # this stack), which the page shows under the chart
+    assert [m for m in problems if "/history?" not in m] == []
+    assert all(u.startswith(origin) for u in requests), [u for u in requests if not u.startswith(origin)]
