@@ -7,7 +7,8 @@ planned stop does), then damages each node's AOF at a seeded offset (the newest 
 there is none): ``DAMAGE`` overwritten in place, so ``redis-check-aof`` must refuse it. Its heal runs the recovery
 (``recover(data_dir)``: ``reference.store.redis_recovery.recover_files``) for every node, the primary first,
 starts each node again, waits until the primary has loaded, and verifies the restored state against the snapshot
-(``snapshot()`` again): every key and stream entry read before the stop must be there. The heal line carries every
+(``snapshot()`` again): every key and stream entry read before the stop must be there; ``verify_journal()`` is BR-1's
+own last step (the restored RTS against the engines' DuckDB snapshots). The heal line carries every
 node's decision (AOF or RDB, what each tool said, where the damaged files are kept), ``lost`` (what was read before
 and is missing after), ``recovery_s`` (heal start to the files decided) and ``verified_s`` (heal start to the state
 verified: BR-1's "Redis restart to trade state verified").
@@ -57,13 +58,15 @@ class AofDamaged(Fault):
 
     def __init__(self, nodes: Sequence[Any], data_dirs: dict[str, Path], *, primary: Callable[[], str],
                  snapshot: Callable[[], dict[str, list[str]]], recover: Callable[[Path], Any],
-                 rng: random.Random, ready_timeout: float = 30.0, verify_timeout: float = 30.0, **kw):
+                 rng: random.Random, verify_journal: Callable[[], dict] | None = None,
+                 ready_timeout: float = 30.0, verify_timeout: float = 30.0, **kw):
         super().__init__(**kw)
         self.nodes = list(nodes)
         self.data_dirs = data_dirs
         self.primary = primary
         self.snapshot = snapshot
         self.recover = recover
+        self.verify_journal = verify_journal   # BR-1's last step, the system's own: RTS against DuckDB
         self.rng = rng
         self.ready_timeout = ready_timeout
         self.verify_timeout = verify_timeout
@@ -119,6 +122,11 @@ class AofDamaged(Fault):
             return True
 
         wait_until(verified, self.verify_timeout, "the restored Redis primary to answer the verification reads")
+        if self.verify_journal is not None:
+            try:
+                self._details["journal_check"] = self.verify_journal()
+            except Exception as exc:  # noqa: BLE001 - recorded: the checker says the verification did not run
+                self._details["journal_check"] = {"error": " ".join(str(exc).split())[:300] or type(exc).__name__}
         lost = {k: sorted(set(v) - set(after.get(k, ())))[:50] for k, v in self._before.items()}
         self._details.update(after={k: len(v) for k, v in after.items()},
                              lost={k: len(set(v) - set(after.get(k, ()))) for k, v in self._before.items()},

@@ -2322,7 +2322,8 @@ def check_clickhouse_history(dump: dict | None, ledger: Iterable[Deal] | None, w
 REDIS_AOF_FAULT = "redis-aof-damaged"
 REDIS_RECOVERY_RULE = ("Per redis-aof-damaged of faults.jsonl (every Redis node stopped, each AOF damaged): the heal "
                        "line's recovery decision per node. undetected_corruptions = damaged nodes whose redis-check-aof "
-                       "did not refuse the AOF; recovery_order_violations = nodes that did not start from what BR-1's "
+                       "did not refuse the AOF and whose heal's verification against the engines' DuckDB "
+                       "snapshots (published outcomes without their RTS hash) found nothing; recovery_order_violations = nodes that did not start from what BR-1's "
                        "order gives (a valid AOF; else a valid RDB; else the AOF cut at the damage), or whose damaged "
                        "AOF was not kept; lost_acknowledged_writes = RTS keys, RTRS and RTSS entries read from the "
                        "primary before the stop and missing after the restart; rto_s = heal start (files checked, "
@@ -2358,6 +2359,7 @@ def check_redis_recovery(records: Sequence[dict], *, requirement_ids: Sequence[s
     heals = {r.get("fault_id"): r for r in records if r.get("fault") == REDIS_AOF_FAULT
              and r.get("event") in ("heal", "heal-failed")}
     rows: list[dict] = []
+    journal_checks: list[dict] = []
     undetected = violations = 0
     lost_total: int | None = 0
     rtos: list[float] = []
@@ -2370,6 +2372,12 @@ def check_redis_recovery(records: Sequence[dict], *, requirement_ids: Sequence[s
             failed.append(str(heal.get("error"))[:200] if heal else "never healed")
         damaged = di.get("damaged") if isinstance(di.get("damaged"), dict) else {}
         recovery = dh.get("recovery") if isinstance(dh.get("recovery"), dict) else {}
+        jc = dh.get("journal_check") if isinstance(dh.get("journal_check"), dict) else {}
+        journal_missing = int(_num(jc.get("missing")) or 0)
+        if jc:
+            journal_checks.append({"checked": jc.get("checked"), "missing": jc.get("missing"),
+                                   "missing_examples": jc.get("missing_examples"), "error": jc.get("error"),
+                                   "snapshots": jc.get("snapshots")})
         for node in sorted(set(damaged) | set(recovery)):
             dec = recovery.get(node) if isinstance(recovery.get(node), dict) else {}
             was_damaged = node in damaged
@@ -2379,8 +2387,12 @@ def check_redis_recovery(records: Sequence[dict], *, requirement_ids: Sequence[s
                    "aof_report": dec.get("aof_report"), "rdb_report": dec.get("rdb_report"),
                    "damaged_kept": dec.get("damaged_kept"), "steps": dec.get("steps"), "seconds": dec.get("seconds")}
             if was_damaged and dec and not found:
-                undetected += 1
-                row["problem"] = "the damaged AOF passed redis-check-aof"
+                if journal_missing:   # BR-1's last step saw what the framing check could not
+                    row["detected_by"] = (f"verification against DuckDB ({journal_missing} published outcome(s) "
+                                          f"missing from RTS); redis-check-aof accepted the AOF")
+                else:
+                    undetected += 1
+                    row["problem"] = "the damaged AOF passed redis-check-aof and the verification found nothing"
             if not dec:
                 row["problem"] = "no recovery decision for this node"
                 violations += 1
@@ -2405,6 +2417,9 @@ def check_redis_recovery(records: Sequence[dict], *, requirement_ids: Sequence[s
         "nodes": len(rows), "from_rdb": sum(r["source"] == "rdb" for r in rows),
         "from_aof": sum(r["source"] == "aof" for r in rows),
         "damaged_files_kept": sum(bool(r["damaged_kept"]) for r in rows),
+        # BR-1's own verification (RTS against the engines' DuckDB snapshots): outcomes checked / missing
+        "journal_checked": sum(int(_num(j.get("checked")) or 0) for j in journal_checks) if journal_checks else None,
+        "journal_missing": sum(int(_num(j.get("missing")) or 0) for j in journal_checks) if journal_checks else None,
     }
     judgements = judge({k: metrics[k] for k in names}, requirement_ids, targets,
                        unmeasured_reason="; ".join(failed) if failed else
@@ -2421,10 +2436,13 @@ def check_redis_recovery(records: Sequence[dict], *, requirement_ids: Sequence[s
                          if isinstance(inj.get("details"), dict) else None, "after": dh.get("after"),
                          "lost": dh.get("lost"), "lost_examples": dh.get("lost_examples"),
                          "recovery_s": dh.get("recovery_s"), "verified_s": dh.get("verified_s")})
+    evidence += [{"kind": "journal-verification", **j} for j in journal_checks]
     evidence.append({"kind": "rule", "rule": REDIS_RECOVERY_RULE})
     if unreadable:
         evidence += _unreadable_evidence(unreadable)
     summary = (f"{len(rows)} node(s): {metrics['from_rdb']} from the RDB, {metrics['from_aof']} from the AOF; "
+               f"verification against DuckDB: {metrics['journal_missing']} of {metrics['journal_checked']} published "
+               f"outcome(s) missing from RTS; "
                f"{undetected} damaged AOF(s) not found, {violations} out of BR-1's order; "
                f"{metrics['lost_acknowledged_writes']} acknowledged write(s) lost; state verified "
                f"{metrics['rto_s']} s after the restart began")

@@ -338,15 +338,27 @@ def redis_trade_state(ctx: FaultContext) -> dict[str, list[str]]:
 
 def _redis_aof_damaged(ctx: FaultContext, t: Target, params: dict) -> Fault:
     from faults.redis_aof import AofDamaged
-    from reference.store.redis_recovery import recover_files
+    from reference.store.redis_recovery import published_outcomes, recover_files, verify_against_journals
+    from tradedrill.services import engine as engine_svc
     from tradedrill.services import redis as redis_svc
 
     stack = ctx.stack
     specs = list(ctx.topology.of_kind("redis"))
+    snapshot_dirs = [engine_svc.state_dir(s, stack.run_dir) / "backup" / "duckdb" for s in ctx.topology.of_kind("engine")]
+
+    def verify_journal() -> dict:
+        published, notes = published_outcomes(snapshot_dirs)
+        r = stack.redis(timeout=2.0)
+        try:
+            return {**verify_against_journals(r, ctx.keys.rts_signal, published), "snapshots": notes}
+        finally:
+            r.close()
+
     return AofDamaged([stack.node(s.name) for s in specs],
                       {s.name: redis_svc.data_dir(s, stack.run_dir) for s in specs},
                       primary=lambda: stack.redis_primary_node().name, snapshot=lambda: redis_trade_state(ctx),
                       recover=recover_files, rng=random.Random(f"{ctx.seed}:redis-aof-damaged"),
+                      verify_journal=verify_journal,
                       log=ctx.fault_log, requirements=ctx.requirement_ids)
 
 

@@ -167,3 +167,64 @@ def damage_point(report: str) -> int | None:
     """The byte offset up to which redis-check-aof found the file valid (``ok_up_to=``), if it said."""
     m = _OFFSET.search(report or "")
     return int(m.group(1)) if m else None
+
+
+# -- BR-1's last step: the restored state verified against DuckDB -------------------------------------------------
+FINAL = ("DONE", "REJECTED")
+
+
+def _taken_ms(path: Path) -> int:
+    """The time a snapshot was taken, from its name ``journal-<i>.h<hwm>.t<epoch ms>.duckdb`` (0 if unreadable)."""
+    stamp = path.name.rsplit(".t", 1)[-1].split(".", 1)[0]
+    return int(stamp) if stamp.isdigit() else 0
+
+
+def published_outcomes(snapshot_dirs) -> tuple[dict[str, str], list[str]]:
+    """``{signal id: final state}`` of every outcome an engine's newest readable DuckDB snapshot
+    (``<state_dir>/backup/duckdb``, DDB-2) says was published to Redis, and one line per snapshot folder read (or
+    why not). Snapshots are read, never the live journal (its engine holds it)."""
+    import duckdb
+
+    out: dict[str, str] = {}
+    notes: list[str] = []
+    for folder in snapshot_dirs:
+        folder = Path(folder)
+        files = sorted(folder.glob("journal-*.h*.t*.duckdb"), key=_taken_ms, reverse=True)
+        for path in files:
+            try:
+                con = duckdb.connect(str(path), read_only=True)
+                try:
+                    # the journal's own fold: the compacted intents, then the newest logged row of each signal
+                    log = ("UNION ALL SELECT signal_id, state, published, seq FROM intent_log"
+                           if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = "
+                                          "'intent_log'").fetchone()[0] else "")
+                    rows = con.execute(
+                        "SELECT signal_id, state FROM (SELECT *, row_number() OVER (PARTITION BY signal_id ORDER "
+                        "BY seq DESC) AS newest FROM (SELECT signal_id, state, published, -1 AS seq FROM intents "
+                        f"{log})) WHERE newest = 1 AND published AND state IN ('DONE', 'REJECTED')").fetchall()
+                finally:
+                    con.close()
+            except (duckdb.Error, OSError) as exc:   # pruned meanwhile, or damaged: the next older one
+                notes.append(f"{path.name}: unreadable ({type(exc).__name__})")
+                continue
+            out.update({str(sid): str(state) for sid, state in rows})
+            notes.append(f"{path.name}: {len(rows)} published outcome(s)")
+            break
+        else:
+            notes.append(f"{folder}: no readable snapshot")
+    return out, notes
+
+
+def verify_against_journals(client, rts_key, published: dict[str, str]) -> dict:
+    """BR-1's verification: every outcome the engines' journals say they published must have its RTS hash in the
+    restored Redis (``rts_key(signal_id)`` names it). Returns ``checked``, ``missing`` (count) and up to 20 of the
+    missing signal ids."""
+    ids = sorted(published)
+    missing: list[str] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        pipe = client.pipeline(transaction=False)
+        for sid in chunk:
+            pipe.exists(rts_key(sid))
+        missing += [sid for sid, found in zip(chunk, pipe.execute()) if not found]
+    return {"checked": len(ids), "missing": len(missing), "missing_examples": missing[:20]}

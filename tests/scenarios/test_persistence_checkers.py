@@ -304,3 +304,13 @@ def test_redis_recovery_without_node_decisions_is_not_a_pass():
     records[0]["details"] = {}
     r = check_redis_recovery(records)
     assert r.valid != True and verdicts(r)["recovery_order_violations"] == UNMEASURED  # noqa: E712
+
+
+def test_a_damage_redis_check_aof_accepts_is_detected_only_by_the_journal_verification():
+    accepted = _rd(source="aof", aof_ok=True, kept=None, lost=1)
+    assert verdicts(check_redis_recovery(accepted))["undetected_corruptions"] == FAIL
+    accepted[1]["details"]["journal_check"] = {"checked": 80, "missing": 1, "missing_examples": ["s-56"]}
+    r = check_redis_recovery(accepted)
+    assert verdicts(r)["undetected_corruptions"] == PASS and r.metrics["journal_missing"] == 1
+    assert verdicts(r)["lost_acknowledged_writes"] == FAIL   # found, not repaired: the key is still gone
+    assert "verification against DuckDB" in r.nodes[0]["detected_by"]

@@ -136,3 +136,45 @@ def test_fuzz_any_damage_leaves_files_redis_accepts(tmp_path_factory, template, 
         check = subprocess.run(["redis-check-aof", str(find_aof(data))], capture_output=True, encoding="utf-8",
                                errors="replace")
         assert check.returncode == 0, (decision.steps, check.stdout[-300:])
+
+
+def test_the_restored_rts_is_verified_against_the_newest_readable_journal_snapshot(tmp_path):
+    import duckdb
+
+    from reference.store.redis_recovery import published_outcomes, verify_against_journals
+
+    folder = tmp_path / "backup" / "duckdb"
+    folder.mkdir(parents=True)
+    for taken, rows in ((1000, [("s1", "DONE", True)]),
+                        (2000, [("s1", "DONE", True), ("s2", "REJECTED", True), ("s3", "DONE", False),
+                                ("s4", "PENDING", True)])):
+        con = duckdb.connect(str(folder / f"journal-A.h{taken:012d}.t{taken}.duckdb"))
+        con.execute("CREATE TABLE intents (signal_id VARCHAR, state VARCHAR, published BOOLEAN)")
+        con.execute("CREATE TABLE intent_log (seq BIGINT, signal_id VARCHAR, state VARCHAR, published BOOLEAN)")
+        con.executemany("INSERT INTO intents VALUES (?, ?, ?)", rows[:1])
+        # the rest only in the log, s5 first final+published then superseded by an unpublished newer row
+        con.executemany("INSERT INTO intent_log VALUES (?, ?, ?, ?)",
+                        [(i, *row) for i, row in enumerate(rows[1:])] + [(90, "s5", "DONE", True),
+                                                                         (91, "s5", "DONE", False)])
+        con.close()
+    (folder / "journal-B.h000000000009.t9999.duckdb").write_bytes(b"not a database")   # damaged: skipped
+    published, notes = published_outcomes([folder])
+    assert published == {"s1": "DONE", "s2": "REJECTED"}     # the newest snapshot, published finals only
+    assert any("2 published" in n for n in notes)
+
+    class Pipe:
+        def __init__(self):
+            self.asked = []
+
+        def exists(self, key):
+            self.asked.append(key)
+
+        def execute(self):
+            return [int(k != "RTS:g:signal:s2") for k in self.asked]
+
+    class Client:
+        def pipeline(self, transaction=False):
+            return Pipe()
+
+    result = verify_against_journals(Client(), lambda sid: f"RTS:g:signal:{sid}", published)
+    assert result == {"checked": 2, "missing": 1, "missing_examples": ["s2"]}
