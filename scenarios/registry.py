@@ -100,7 +100,7 @@ SCENARIOS: dict[str, Scenario] = {}
 # the services a drill's topology runs (tradedrill.topology): scenario targets resolve to their nodes
 DRILL_SERVICES = ("redis", "mt5", "engine")
 WORKLOAD_OPS = ("trade", "webhook")  # what scenarios.workload drives as the main load (webhook: issue 15)
-EXTRA_OPS = ("redis_write",)       # Workload.params["also"]: extra clients beside it
+EXTRA_OPS = ("redis_write", "history")  # Workload.params["also"]: extra clients beside it (history: issue 15)
 
 
 class ScenarioError(ValueError):
@@ -789,4 +789,20 @@ register(Scenario(
     faults=(),
     checkers=_webhook_checks(None),
     services=("backend",),
+))
+
+register(Scenario(
+    name="clickhouse-down-history",
+    requirement_ids=("TV-4", "BE-4", "CH-1", "ENG-1", "ENG-5"),
+    description="ClickHouse SIGKILLed 6 s into 10 alerts/s through nginx and started again 10 s later, while a chart "
+                "client asks the backends for 1-minute bars 4 times a second (TradingView's UDF /history). During "
+                "the outage every answer must be bars or a clear 'history is unavailable' 503 within 1 s, never a "
+                "hang or a 500; bars return within 5 s of the restart (CH-1), and once the engines' sync has "
+                "resent what waited, the bars hold every executed trade.",
+    workload=Workload(op="webhook", rate_per_s=10.0, duration_s=24.0, concurrency=2, timeout_s=3.0, settle_s=10.0,
+                      params={"also": ["history"]}),
+    faults=(FaultStep("process-kill", "clickhouse", at_s=6.0, heal_after_s=10.0),),
+    checkers=(CheckerSpec("history_fallback", ("TV-4",), {"fault": "process-kill"}),
+              CheckerSpec("clickhouse_history", ("CH-1",)), *_webhook_checks(None)),
+    services=("backend", "clickhouse"),
 ))

@@ -18,11 +18,19 @@ the time to the next ``ok`` completion; ``backend_failover_s`` is the longest of
 and every window's gap is in the evidence (the distribution over injections and runs).
 ``webhook_failed_requests``: operations of those windows that did not end ``ok``.
 
+``history_fallback`` (TV-4): chart history while ClickHouse is away (``history`` operations of the chart client,
+``scenarios.workload.HistoryReader``): ``history_unclear_answers`` (neither bars nor a clear "history is
+unavailable" 503: a timeout, a reset, a 500), ``history_answer_s`` (the slowest answer, bars or refusal, to a
+request invoked during the outage), ``history_recovery_s`` (heal to the first bars answered by a request invoked
+after it), ``history_missing_trades`` (executed RTRS results of the chart's symbol older than ``lag_s`` when the
+last bars were asked for, missing from those bars' volume).
+
 Nothing to judge (no accepted alert, no RTRS dump, no fault window, no operation in one): ``unmeasured`` with the
 reason, never a pass.
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Sequence
 
@@ -34,6 +42,7 @@ from scenarios.verdicts import judge, validity
 
 ONCE_METRICS = ("webhook_lost_alerts", "webhook_extra_signals", "webhook_duplicate_orders")
 FAILOVER_METRICS = ("backend_failover_s", "webhook_failed_requests")
+HISTORY_METRICS = ("history_unclear_answers", "history_answer_s", "history_recovery_s", "history_missing_trades")
 OP = "webhook"
 
 
@@ -161,6 +170,70 @@ def check_http_failover(ops: Sequence[h.Operation], windows: Sequence[h.FaultWin
                       {**metrics, "gaps_s": [g["gap_s"] for g in measured]}, evidence, summary, judgements)
 
 
+def check_history_fallback(ops: Sequence[h.Operation], windows: Sequence[h.FaultWindow],
+                           results: Sequence[h.TradeResult] | None, *, fault: str = "process-kill",
+                           symbol: str = "EURUSD", lag_s: float = 5.0, requirement_ids: Sequence[str] = ("TV-4",),
+                           targets: targets_mod.Targets | None = None, result_cls=None, unmeasured=None):
+    """``ops``: the history (its ``history`` operations); ``windows``: the ClickHouse fault windows (``fault``);
+    ``results``: RTRS as dumped (None: never dumped); ``lag_s``: seconds an outcome may take to reach ClickHouse."""
+    reads = sorted((op for op in ops if op.f == "history"), key=lambda o: o.invoke_mono)
+    wins = [w for w in windows if w.fault == fault]
+    if not reads:
+        return unmeasured(result_cls, "history_fallback", requirement_ids, targets, HISTORY_METRICS,
+                          "no chart history was asked for (workload params also=[history])")
+    if not wins:
+        return unmeasured(result_cls, "history_fallback", requirement_ids, targets, HISTORY_METRICS,
+                          f"no {fault} window in the run: ClickHouse was never away")
+    unclear = [op for op in reads if op.outcome == h.UNKNOWN]
+    during, recoveries = [], []
+    for w in wins:
+        end = w.heal_mono if w.heal_mono is not None else math.inf
+        during += [op for op in reads if w.inject_mono <= op.invoke_mono < end and op.complete_mono is not None]
+        if w.heal_mono is not None:
+            first = next((op for op in reads if op.invoke_mono >= w.heal_mono and op.outcome == h.OK), None)
+            recoveries.append(None if first is None else first.complete_mono - w.heal_mono)
+    answer_s = max((op.latency for op in during if op.outcome in (h.OK, h.FAIL)), default=None)
+    recovery_s = None if not recoveries or None in recoveries else max(recoveries)
+    last = next((op for op in reversed(reads) if op.outcome == h.OK and isinstance(op.value, dict)), None)
+    missing = None
+    if last is not None and results is not None:
+        asked_ms = float(last.value.get("asked_ms") or 0)
+        executed: dict[str, float] = {}
+        for r in results:
+            raw = r.raw or {}
+            ts = _float(raw.get("ts_ms"))
+            if (str(r.status).lower() == "executed" and raw.get("symbol", symbol) == symbol and ts is not None
+                    and ts < asked_ms - lag_s * 1000):
+                executed[r.signal] = _float(raw.get("volume")) or 0.0
+        unit = sorted(executed.values())[len(executed) // 2] if executed else 0.0
+        short = sum(executed.values()) - float(last.value.get("volume") or 0.0)
+        missing = max(0, round(short / unit)) if unit > 0 else 0
+    refused = sum(1 for op in during if op.outcome == h.FAIL)
+    metrics = {"history_unclear_answers": len(unclear), "history_answer_s": answer_s,
+               "history_recovery_s": recovery_s, "history_missing_trades": missing}
+    judgements = judge(metrics, requirement_ids, targets, unmeasured_reason=(
+        "no history request ran during the outage, ClickHouse never came back during the run, or there are no "
+        "bars / no RTRS dump to compare"))
+    evidence = [{"kind": "counts", "requests": len(reads), "during_outage": len(during),
+                 "refused_clearly_during_outage": refused, "unclear": len(unclear),
+                 "last_bars": last.value if last is not None else None},
+                *({"kind": "unclear", "key": op.key, "error": op.error} for op in unclear[:10])]
+    summary = (f"{len(reads)} chart requests, {len(during)} during the outage ({refused} answered 'history is "
+               f"unavailable'), {len(unclear)} unclear; slowest answer during it "
+               f"{'-' if answer_s is None else f'{answer_s * 1000:.0f} ms'}, bars again "
+               f"{'never' if recovery_s is None else f'{recovery_s:.2f} s'} after the heal; "
+               f"{'?' if missing is None else missing} trade(s) missing from the last bars")
+    return result_cls("history_fallback", validity(judgements), tuple(requirement_ids), metrics, evidence, summary,
+                      judgements)
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def checker_entries(checker_cls, result_cls, unmeasured) -> list:
     """The two checkers as ``scenarios.checkers.Checker`` rows: ``webhook_once`` and ``http_failover`` (params
     ``fault``, ``window_s``)."""
@@ -175,7 +248,17 @@ def checker_entries(checker_cls, result_cls, unmeasured) -> list:
                                    window_s=float(params.get("window_s", 5.0)), requirement_ids=rids,
                                    targets=targets, result_cls=result_cls, unmeasured=unmeasured)
 
-    return [checker_cls("webhook_once", once, ONCE_METRICS,
+    def history(view, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets):
+        return check_history_fallback(view.operations(), view.fault_windows(), view.trade_results_or_none(),
+                                      fault=str(params.get("fault", "process-kill")),
+                                      symbol=str(params.get("symbol", "EURUSD")),
+                                      lag_s=float(params.get("lag_s", 5.0)), requirement_ids=rids, targets=targets,
+                                      result_cls=result_cls, unmeasured=unmeasured)
+
+    return [checker_cls("history_fallback", history, HISTORY_METRICS,
+                        "chart history while ClickHouse is away: bars or a clear 'unavailable', how fast, when bars "
+                        "return, trades missing from them (issue 15)", ("fault", "symbol", "lag_s")),
+            checker_cls("webhook_once", once, ONCE_METRICS,
                         "each accepted webhook alert id: one signal on RTSS and at most one broker order (issue 15)"),
             checker_cls("http_failover", failover, FAILOVER_METRICS,
                         "the longest wait a client of the proxy saw while a backend was killed or frozen, and the "

@@ -48,6 +48,8 @@ class TradeClients:
             t = threading.Thread(target=self._producer, args=(f"client-{i}", i), daemon=True)
             self.threads.append(t)
         self.threads.append(threading.Thread(target=self._results, daemon=True))
+        if "history" in self.w.params.get("also", ()):   # a chart client through the proxy (issue 15)
+            self.threads.append(HistoryReader(self).thread())
         if "redis_write" in self.w.params.get("also", ()):
             self.threads.append(threading.Thread(target=self._writer, daemon=True))
         for i, spec in enumerate(setclients.writer_specs(self.w.params)):
@@ -297,3 +299,57 @@ class WebhookClients:
         if first:
             self.env.signal_log.record(sid, OK, alert_id=alert_id, http=status, source="webhook",
                                        symbol=doc.get("symbol"), entry_id=doc.get("entry_id"))
+
+
+class HistoryReader:
+    """One chart client through the proxy (issue 15; op ``history``, ``params["also"]``): every
+    ``INTERVAL_S`` a UDF ``/history`` request for the run's first symbol, 1-minute bars from an hour before the
+    load to now. ``ok``: bars or ``no_data`` (value: ``bars``, ``volume`` lots summed, ``asked_ms`` wall epoch ms);
+    ``fail``: a clear refusal (HTTP 503 whose ``errmsg`` says history is unavailable); ``unknown``: anything
+    else (a timeout, a reset, a 500, an unreadable answer). It reads until the workload's clients finish, the
+    settle included, so the last answers show what was backfilled."""
+
+    INTERVAL_S = 0.25
+
+    def __init__(self, trades: "TradeClients"):
+        self.trades = trades
+        self.env = trades.env
+        proxy = self.env.topology.node("proxy")
+        self.url = f"http://{proxy.address}:{proxy.port}/history"
+        self.symbol = trades.w.symbols[0]
+        self.since_s = int(time.time()) - 3600
+
+    def thread(self) -> threading.Thread:
+        return threading.Thread(target=self._run, daemon=True, name="history-reader")
+
+    def _run(self) -> None:
+        import httpx
+
+        history, t = self.env.history, self.trades
+        n = 0
+        with httpx.Client(timeout=2.0) as http:
+            # until the clients finish (stop set and the settle's drain deadline passed): bounded by both
+            while not (t.stop.is_set() and time.monotonic() > getattr(t, "_drain_deadline", 0.0)):
+                n += 1
+                now_s = int(time.time())
+                params = {"symbol": self.symbol, "resolution": "1", "from": self.since_s, "to": now_s + 60}
+                op = history.invoke("chart", "history", f"h-{n}", None)
+                asked_ms = int(time.time() * 1000)
+                try:
+                    got = http.get(self.url, params=params)
+                    doc = got.json()
+                except (httpx.HTTPError, ValueError) as exc:
+                    history.complete(op, "chart", "history", f"h-{n}", UNKNOWN, error=f"{type(exc).__name__}: {exc}"[:200])
+                else:
+                    if got.status_code == 200 and doc.get("s") in ("ok", "no_data"):
+                        history.complete(op, "chart", "history", f"h-{n}", OK,
+                                         value={"bars": len(doc.get("t", [])), "volume": round(sum(doc.get("v", [])), 6),
+                                                "asked_ms": asked_ms})
+                    elif got.status_code == 503 and "unavailable" in str(doc.get("errmsg", "")):
+                        history.complete(op, "chart", "history", f"h-{n}", FAIL, error=str(doc.get("errmsg"))[:200])
+                    else:
+                        history.complete(op, "chart", "history", f"h-{n}", UNKNOWN,
+                                         error=f"HTTP {got.status_code}: {got.text[:160]}")
+                # pacing between two chart requests (the reader is open loop at 4/s); after the load stops, the
+                # settle is waited out here too, so every wait is bounded by the drain deadline
+                time.sleep(self.INTERVAL_S)

@@ -71,3 +71,25 @@ def test_no_window_or_no_request_in_it_is_unmeasured():
     assert check_http_failover([op(1, "a", h.OK, 0, 0.1)], [window(50, 51)], **kw).valid == checkers.UNKNOWN
     never = check_http_failover([op(1, "a", h.UNKNOWN, 10.5, 13)], [window(10, 12)], **kw)
     assert never.valid is not True and never.metrics["webhook_failed_requests"] == 1
+
+
+def test_history_fallback_judges_clear_refusals_recovery_and_missing_trades():
+    from scenarios.webhook import check_history_fallback
+
+    def read(i, outcome, invoke, complete, value=None):
+        return h.Operation(i, "chart", "history", f"h-{i}", outcome, invoke, complete, value=value)
+
+    reads = [read(1, h.OK, 1.0, 1.01, {"volume": 0.01, "asked_ms": 0}),
+             read(2, h.FAIL, 10.5, 10.51),                      # "history is unavailable": clear
+             read(3, h.OK, 20.2, 20.25, {"volume": 0.02, "asked_ms": 100_000})]
+    results = [h.TradeResult("tv-a", "executed", raw={"ts_ms": "1000", "volume": "0.01", "symbol": "EURUSD"}),
+               h.TradeResult("tv-b", "executed", raw={"ts_ms": "2000", "volume": "0.01", "symbol": "EURUSD"}),
+               h.TradeResult("tv-c", "executed", raw={"ts_ms": "3000", "volume": "0.01", "symbol": "EURUSD"})]
+    kw = dict(result_cls=checkers.CheckResult, unmeasured=checkers._unmeasured)
+    r = check_history_fallback(reads, [window(10.0, 20.0)], results, **kw)
+    assert r.metrics["history_unclear_answers"] == 0 and abs(r.metrics["history_recovery_s"] - 0.25) < 1e-9
+    assert r.metrics["history_missing_trades"] == 1 and r.valid is False     # 3 executed, 0.02 lots in the bars
+    hung = check_history_fallback([*reads[:2], read(4, h.UNKNOWN, 11.0, 13.0)], [window(10.0, 20.0)], results, **kw)
+    assert hung.metrics["history_unclear_answers"] == 1
+    assert check_history_fallback(reads, [], results, **kw).valid == checkers.UNKNOWN
+    assert check_history_fallback([], [window(10.0, 20.0)], results, **kw).valid == checkers.UNKNOWN
