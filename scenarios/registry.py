@@ -100,7 +100,7 @@ SCENARIOS: dict[str, Scenario] = {}
 # the services a drill's topology runs (tradedrill.topology): scenario targets resolve to their nodes
 DRILL_SERVICES = ("redis", "mt5", "engine")
 WORKLOAD_OPS = ("trade", "webhook")  # what scenarios.workload drives as the main load (webhook: issue 15)
-EXTRA_OPS = ("redis_write", "history")  # Workload.params["also"]: extra clients beside it (history: issue 15)
+EXTRA_OPS = ("redis_write", "history", "panel")  # Workload.params["also"]: extra clients (history, panel: issue 15)
 
 
 class ScenarioError(ValueError):
@@ -752,28 +752,32 @@ def _webhook_checks(failover: str | None) -> tuple[CheckerSpec, ...]:
 
 register(Scenario(
     name="backend-kill",
-    requirement_ids=("BE-1", "BE-2", "BE-4", "ENG-1", "ENG-5"),
+    requirement_ids=("BE-1", "BE-2", "BE-4", "TV-1", "ENG-1", "ENG-5"),
     description="SIGKILL the active backend (backend-a) three times under 20 alerts/s posted through nginx; nginx "
                 "sends what fails on A to the backup B at once (proxy_next_upstream, max_fails 1), the supervisor "
                 "restarts A after 3 s (BE-1) and nginx returns to it after fail_timeout. Clients must keep "
-                "succeeding (BE-2: the longest wait a client sees under 500 ms), and every accepted alert is one "
-                "signal and at most one order.",
-    workload=Workload(duration_s=24.0, **_WEBHOOK_LOAD),
+                "succeeding (BE-2: the longest wait a client sees under 500 ms), every accepted alert is one "
+                "signal and at most one order, and a local-panel user keeps the session (TV-1).",
+    workload=Workload(duration_s=24.0, **_WEBHOOK_LOAD, params={"also": ["panel"]}),
     faults=tuple(FaultStep("process-kill", "backend-a", at_s=at, phase_s=1.0) for at in (5.0, 12.0, 19.0)),
-    checkers=(CheckerSpec("rto", ("BE-1",), {"f": "webhook", "fault": "process-kill"}), *_webhook_checks("process-kill")),
+    checkers=(CheckerSpec("rto", ("BE-1",), {"f": "webhook", "fault": "process-kill"}),
+              CheckerSpec("session_continuity", ("TV-1",), {"fault": "process-kill"}),
+              *_webhook_checks("process-kill")),
     services=("backend",),
 ))
 
 register(Scenario(
     name="backend-pause",
-    requirement_ids=("BE-2", "BE-4", "ENG-1", "ENG-5"),
+    requirement_ids=("BE-2", "BE-4", "TV-1", "ENG-1", "ENG-5"),
     description="SIGSTOP the active backend (backend-a) for 4 s, twice, under 20 alerts/s through nginx: a frozen "
                 "backend accepts connections and never answers, so only nginx's read timeout (300 ms) sends a "
                 "request on to B. The longest wait a client sees must stay under 500 ms (BE-2), no request may "
-                "fail, and every accepted alert is one signal and at most one order.",
-    workload=Workload(duration_s=26.0, **_WEBHOOK_LOAD),
+                "fail, every accepted alert is one signal and at most one order, and a local-panel user keeps "
+                "the session (TV-1).",
+    workload=Workload(duration_s=26.0, **_WEBHOOK_LOAD, params={"also": ["panel"]}),
     faults=tuple(FaultStep("process-pause", "backend-a", at_s=at, heal_after_s=4.0, phase_s=1.0) for at in (6.0, 16.0)),
-    checkers=_webhook_checks("process-pause"),
+    checkers=(CheckerSpec("session_continuity", ("TV-1",), {"fault": "process-pause"}),
+              *_webhook_checks("process-pause")),
     services=("backend",),
 ))
 

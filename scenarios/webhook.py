@@ -25,6 +25,11 @@ request invoked during the outage), ``history_recovery_s`` (heal to the first ba
 after it), ``history_missing_trades`` (executed RTRS results of the chart's symbol older than ``lag_s`` when the
 last bars were asked for, missing from those bars' volume).
 
+``session_continuity`` (TV-1): the panel user's session across a backend fault (``panel`` operations of
+``scenarios.workload.PanelClient``): ``state_lost_on_reconnect`` = answers that the session is unknown (401) after
+it was opened (a session kept only in one backend's memory would be lost with it); ``rto_s`` = per fault window,
+injection to the completion of the first ``ok`` panel answer to a request invoked after it (the worst counts).
+
 Nothing to judge (no accepted alert, no RTRS dump, no fault window, no operation in one): ``unmeasured`` with the
 reason, never a pass.
 """
@@ -42,6 +47,7 @@ from scenarios.verdicts import judge, validity
 
 ONCE_METRICS = ("webhook_lost_alerts", "webhook_extra_signals", "webhook_duplicate_orders")
 FAILOVER_METRICS = ("backend_failover_s", "webhook_failed_requests")
+SESSION_METRICS = ("state_lost_on_reconnect", "rto_s")
 HISTORY_METRICS = ("history_unclear_answers", "history_answer_s", "history_recovery_s", "history_missing_trades")
 OP = "webhook"
 
@@ -227,6 +233,41 @@ def check_history_fallback(ops: Sequence[h.Operation], windows: Sequence[h.Fault
                       judgements)
 
 
+def check_session_continuity(ops: Sequence[h.Operation], windows: Sequence[h.FaultWindow], *,
+                             fault: str | None = None, requirement_ids: Sequence[str] = ("TV-1",),
+                             targets: targets_mod.Targets | None = None, result_cls=None, unmeasured=None):
+    """``ops``: the history (its ``panel`` operations); ``windows``: the backend fault windows (``fault``)."""
+    panel = sorted((op for op in ops if op.f == "panel"), key=lambda o: o.invoke_mono)
+    opened = next((op for op in panel if op.key == "login" and op.outcome == h.OK), None)
+    if opened is None:
+        return unmeasured(result_cls, "session_continuity", requirement_ids, targets, SESSION_METRICS,
+                          "no panel session was opened (workload params also=[panel]): no session to keep")
+    wins = [w for w in windows if fault is None or w.fault == fault]
+    if not wins:
+        return unmeasured(result_cls, "session_continuity", requirement_ids, targets, SESSION_METRICS,
+                          f"no {fault or 'fault'} window in the run: nothing to keep the session across")
+    lost = [op for op in panel if op.invoke_mono > opened.invoke_mono and op.outcome == h.FAIL]
+    rtos = []
+    for w in wins:
+        first = next((op for op in panel if op.invoke_mono >= w.inject_mono and op.outcome == h.OK
+                      and op.complete_mono is not None), None)
+        rtos.append(None if first is None else first.complete_mono - w.inject_mono)
+    rto = None if None in rtos else max(rtos)
+    metrics = {"state_lost_on_reconnect": len(lost), "rto_s": rto}
+    judgements = judge(metrics, requirement_ids, targets,
+                       unmeasured_reason="no panel answer succeeded after a fault before the run ended")
+    evidence = [{"kind": "counts", "panel_requests": len(panel), "session_lost": len(lost),
+                 "rto_s_per_window": [None if r is None else round(r, 4) for r in rtos],
+                 "instances": sorted({str((op.value or {}).get("instance")) for op in panel
+                                      if op.outcome == h.OK and isinstance(op.value, dict) and
+                                      op.value.get("instance")})},
+                *({"kind": "session_lost", "key": op.key, "error": op.error} for op in lost[:10])]
+    summary = (f"{len(panel)} panel requests on one session: {len(lost)} answered 'session unknown'; usable again "
+               f"{'never' if rto is None else f'{rto * 1000:.0f} ms'} after the worst of {len(wins)} fault(s)")
+    return result_cls("session_continuity", validity(judgements), tuple(requirement_ids), metrics, evidence,
+                      summary, judgements)
+
+
 def _float(value) -> float | None:
     try:
         return float(value)
@@ -255,7 +296,15 @@ def checker_entries(checker_cls, result_cls, unmeasured) -> list:
                                       lag_s=float(params.get("lag_s", 5.0)), requirement_ids=rids, targets=targets,
                                       result_cls=result_cls, unmeasured=unmeasured)
 
-    return [checker_cls("history_fallback", history, HISTORY_METRICS,
+    def session(view, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets):
+        return check_session_continuity(view.operations(), view.fault_windows(), fault=params.get("fault"),
+                                        requirement_ids=rids, targets=targets, result_cls=result_cls,
+                                        unmeasured=unmeasured)
+
+    return [checker_cls("session_continuity", session, SESSION_METRICS,
+                        "the local panel's session across a backend fault: lost sessions, time to usable again "
+                        "(issue 15)", ("fault",)),
+            checker_cls("history_fallback", history, HISTORY_METRICS,
                         "chart history while ClickHouse is away: bars or a clear 'unavailable', how fast, when bars "
                         "return, trades missing from them (issue 15)", ("fault", "symbol", "lag_s")),
             checker_cls("webhook_once", once, ONCE_METRICS,

@@ -50,6 +50,8 @@ class TradeClients:
         self.threads.append(threading.Thread(target=self._results, daemon=True))
         if "history" in self.w.params.get("also", ()):   # a chart client through the proxy (issue 15)
             self.threads.append(HistoryReader(self).thread())
+        if "panel" in self.w.params.get("also", ()):     # a local-panel user through the proxy (issue 15)
+            self.threads.append(PanelClient(self).thread())
         if "redis_write" in self.w.params.get("also", ()):
             self.threads.append(threading.Thread(target=self._writer, daemon=True))
         for i, spec in enumerate(setclients.writer_specs(self.w.params)):
@@ -353,3 +355,95 @@ class HistoryReader:
                 # pacing between two chart requests (the reader is open loop at 4/s); after the load stops, the
                 # settle is waited out here too, so every wait is bounded by the drain deadline
                 time.sleep(self.INTERVAL_S)
+
+
+class PanelClient:
+    """One user of the local trading panel through the proxy (issue 15; ``params["also"]`` ``panel``): logs in
+    once with the passphrase (``POST /panel/session``), then every ``INTERVAL_S`` reads its state with the token
+    (op ``panel``: ``ok`` 200, ``fail`` 401 = the session was lost, ``unknown`` otherwise) and every
+    ``ORDER_EVERY``-th tick places an order (op ``panel_order``, through the webhook's path; retried with the same
+    alert id on 409/5xx/no answer until the workload's ``timeout_s``; its signal is recorded in signals.jsonl like a
+    webhook's, so the trade checkers judge it)."""
+
+    INTERVAL_S = 0.25
+    ORDER_EVERY = 8
+
+    def __init__(self, trades: "TradeClients"):
+        from tradedrill.services.backend import read_passphrase
+
+        self.trades = trades
+        self.env = trades.env
+        proxy = self.env.topology.node("proxy")
+        self.base = f"http://{proxy.address}:{proxy.port}"
+        self.passphrase = read_passphrase(self.env.stack.run_dir)
+
+    def thread(self) -> threading.Thread:
+        return threading.Thread(target=self._run, daemon=True, name="panel-client")
+
+    def _run(self) -> None:
+        import httpx
+
+        history, t = self.env.history, self.trades
+        token, n = None, 0
+        with httpx.Client(base_url=self.base, timeout=2.0) as http:
+            while not t.stop.is_set():
+                n += 1
+                if token is None:
+                    op = history.invoke("panel", "panel", "login", None)
+                    try:
+                        got = http.post("/panel/session", json={"passphrase": self.passphrase})
+                        if got.status_code == 201:
+                            token = got.json()["token"]
+                            history.complete(op, "panel", "panel", "login", OK, value={"login": True})
+                        else:
+                            history.complete(op, "panel", "panel", "login", UNKNOWN, error=f"HTTP {got.status_code}")
+                    except (httpx.HTTPError, ValueError, KeyError) as exc:
+                        history.complete(op, "panel", "panel", "login", UNKNOWN, error=f"{type(exc).__name__}")
+                elif n % self.ORDER_EVERY == 0:
+                    self._order(http, token, n)
+                else:
+                    key = f"state-{n}"
+                    op = history.invoke("panel", "panel", key, None)
+                    try:
+                        got = http.get("/panel/state", headers={"authorization": f"Bearer {token}"})
+                        if got.status_code == 200:
+                            history.complete(op, "panel", "panel", key, OK, value={"instance": got.json().get("instance")})
+                        elif got.status_code == 401:
+                            history.complete(op, "panel", "panel", key, FAIL, error=f"session lost: {got.text[:120]}")
+                        else:
+                            history.complete(op, "panel", "panel", key, UNKNOWN, error=f"HTTP {got.status_code}")
+                    except (httpx.HTTPError, ValueError) as exc:
+                        history.complete(op, "panel", "panel", key, UNKNOWN, error=f"{type(exc).__name__}")
+                time.sleep(self.INTERVAL_S)   # pacing of the panel's polling (open loop, 4/s)
+
+    def _order(self, http, token: str, n: int) -> None:
+        import httpx
+
+        history, t = self.env.history, self.trades
+        alert_id = f"panel-{t.run_tag}-{n:05d}"
+        body = {"alert_id": alert_id, "symbol": t.w.symbols[0], "side": "buy" if n % 2 else "sell",
+                "volume": t.w.volume}
+        op = history.invoke("panel", "panel_order", alert_id, None)
+        deadline = time.monotonic() + t.w.timeout_s
+        last = "not sent"
+        while True:   # bounded by the deadline
+            try:
+                got = http.post("/panel/orders", json=body, headers={"authorization": f"Bearer {token}"})
+                if got.status_code in (200, 202):
+                    doc = got.json()
+                    sid = doc.get("signal_id")
+                    with t.lock:
+                        t.awaiting.add(sid)
+                    self.env.signal_log.record(sid, OK, alert_id=alert_id, http=got.status_code, source="panel")
+                    history.complete(op, "panel", "panel_order", alert_id, OK, value={"signal_id": sid})
+                    return
+                last = f"HTTP {got.status_code}: {got.text[:120]}"
+                if got.status_code < 500 and got.status_code != 409:
+                    history.complete(op, "panel", "panel_order", alert_id, FAIL, error=last)
+                    return
+            except httpx.HTTPError as exc:
+                last = type(exc).__name__
+            if time.monotonic() + 0.05 >= deadline:
+                history.complete(op, "panel", "panel_order", alert_id, UNKNOWN, error=last)
+                return
+            time.sleep(0.05)   # pacing between two posts of one order

@@ -93,3 +93,19 @@ def test_history_fallback_judges_clear_refusals_recovery_and_missing_trades():
     assert hung.metrics["history_unclear_answers"] == 1
     assert check_history_fallback(reads, [], results, **kw).valid == checkers.UNKNOWN
     assert check_history_fallback([], [window(10.0, 20.0)], results, **kw).valid == checkers.UNKNOWN
+
+
+def test_session_continuity_counts_lost_sessions_and_time_to_usable():
+    from scenarios.webhook import check_session_continuity
+
+    def panel(i, key, outcome, invoke, complete):
+        return h.Operation(i, "panel", "panel", key, outcome, invoke, complete, value={"instance": "backend-b"})
+
+    kw = dict(result_cls=checkers.CheckResult, unmeasured=checkers._unmeasured)
+    ops = [panel(1, "login", h.OK, 0.0, 0.1), panel(2, "state-2", h.OK, 5.0, 5.01),
+           panel(3, "state-3", h.UNKNOWN, 10.1, 10.5), panel(4, "state-4", h.OK, 10.6, 10.65)]
+    r = check_session_continuity(ops, [window(10.0, 12.0)], **kw)
+    assert r.valid is True and abs(r.metrics["rto_s"] - 0.65) < 1e-9 and r.metrics["state_lost_on_reconnect"] == 0
+    lost = check_session_continuity([*ops, panel(5, "state-5", h.FAIL, 11.0, 11.01)], [window(10.0, 12.0)], **kw)
+    assert lost.valid is False and lost.metrics["state_lost_on_reconnect"] == 1
+    assert check_session_continuity(ops[1:], [window(10.0, 12.0)], **kw).valid == checkers.UNKNOWN   # no login
