@@ -37,6 +37,7 @@ from faults.kernel import Isolate
 from faults.partition import CLIENT_SOURCE, PlannedFailover, RedisPartition, isolate_primary, majority_minority
 from faults.process import Kill, Pause, Terminate
 from scenarios import tickclients as _ticks
+from scenarios import webhook as _webhook
 
 # role -> the node kind it resolves to
 TARGET_ROLES: dict[str, str] = {
@@ -455,6 +456,10 @@ FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
                  description="the fault proxy duplicates (default 30 %) and delays by delay_ms (default 20, "
                              "reorder 30 %) the UDP ticks to the EA's consumer, seeded",
                  check=_ticks.check_dup_reorder),
+    # the backends' proxy (issue 15; scenarios.webhook): TradingView's webhook clients cut from it, the panel not
+    FaultPackage("webhook-cut", _webhook.webhook_cut, ("nginx",), "end", "TradingView away", "#1f77b4", ("mode",),
+                 description="nftables: the drill's TradingView address (<subnet>.251) cut from the proxy (reset, "
+                             "or drop); the local panel still reaches it (TV-2, TV-3)"),
 )}
 
 

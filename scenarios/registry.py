@@ -810,3 +810,20 @@ register(Scenario(
               CheckerSpec("clickhouse_history", ("CH-1",)), *_webhook_checks(None)),
     services=("backend", "clickhouse"),
 ))
+
+register(Scenario(
+    name="tradingview-away",
+    requirement_ids=("TV-1", "TV-2", "TV-3", "BE-4", "ENG-1", "ENG-5"),
+    description="TradingView is cut off from the proxy for 10 s (nftables resets its webhook clients' connections, "
+                "6 s into 10 alerts/s), while a local-panel user keeps trading through the same proxy: every panel "
+                "order placed meanwhile is accepted (TV-3), executed or rejected with a reason (TV-2), the session "
+                "holds (TV-1); when TradingView is back its alerts flow again, one signal and at most one order per "
+                "accepted alert id, and RTS agrees with the brokers.",
+    workload=Workload(op="webhook", rate_per_s=10.0, duration_s=24.0, concurrency=2, timeout_s=3.0, settle_s=8.0,
+                      params={"also": ["panel"]}),
+    faults=(FaultStep("webhook-cut", "proxy", at_s=6.0, heal_after_s=10.0),),
+    checkers=(CheckerSpec("panel_fallback", ("TV-3",), {"fault": "webhook-cut"}),
+              CheckerSpec("session_continuity", ("TV-1",), {"fault": "webhook-cut"}),
+              CheckerSpec("lost_signals", ("TV-2",)), *_webhook_checks(None)),
+    services=("backend",),
+))

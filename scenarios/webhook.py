@@ -47,6 +47,8 @@ from scenarios.verdicts import judge, validity
 
 ONCE_METRICS = ("webhook_lost_alerts", "webhook_extra_signals", "webhook_duplicate_orders")
 FAILOVER_METRICS = ("backend_failover_s", "webhook_failed_requests")
+PANEL_METRICS = ("panel_available",)
+TRADINGVIEW_HOST = 251   # <subnet>.251: where the drills' TradingView webhook clients leave from (webhook-cut)
 SESSION_METRICS = ("state_lost_on_reconnect", "rto_s")
 HISTORY_METRICS = ("history_unclear_answers", "history_answer_s", "history_recovery_s", "history_missing_trades")
 OP = "webhook"
@@ -268,6 +270,57 @@ def check_session_continuity(ops: Sequence[h.Operation], windows: Sequence[h.Fau
                       summary, judgements)
 
 
+def tradingview_address(subnet: str) -> str:
+    """The address the drill's webhook clients (TradingView) send from: ``webhook-cut`` cuts it from the proxy."""
+    return f"{subnet}.{TRADINGVIEW_HOST}"
+
+
+def webhook_cut(ctx, t, params: dict):
+    """The fault package ``webhook-cut`` (target: the proxy node): TradingView away. nftables cuts the webhook
+    clients' address from the proxy (``mode`` reset, the default: connections refused at once; or drop); the
+    local panel's user (127.0.0.1) still reaches it."""
+    from faults.kernel import Partition
+
+    addr, mode = tradingview_address(ctx.topology.subnet), params.get("mode", "reset")
+    fault = Partition([[addr], [t.address]], mode=mode, log=ctx.fault_log, requirements=ctx.requirement_ids)
+    fault.name = "webhook-cut"
+    fault.describe = lambda: f"TradingView ({addr}) cut from {t.name} ({t.address}:{t.node.port}, {mode})"
+    return fault
+
+
+def check_panel_fallback(ops: Sequence[h.Operation], windows: Sequence[h.FaultWindow], *, fault: str = "webhook-cut",
+                         requirement_ids: Sequence[str] = ("TV-3",), targets: targets_mod.Targets | None = None,
+                         result_cls=None, unmeasured=None):
+    """TV-3: ``panel_available`` is true when the panel placed at least one order while TradingView was cut off
+    (``fault`` windows) and every order placed from it then was accepted."""
+    wins = [w for w in windows if w.fault == fault]
+    if not wins:
+        return unmeasured(result_cls, "panel_fallback", requirement_ids, targets, PANEL_METRICS,
+                          f"no {fault} window in the run: TradingView was never away")
+    orders = [op for op in ops if op.f == "panel_order"]
+    posts = [op for op in ops if op.f == OP]
+
+    def inside(op, w):
+        return w.inject_mono <= op.invoke_mono < (w.heal_mono if w.heal_mono is not None else math.inf)
+
+    during = [op for op in orders if any(inside(op, w) for w in wins)]
+    if not during:
+        return unmeasured(result_cls, "panel_fallback", requirement_ids, targets, PANEL_METRICS,
+                          "no order was placed from the panel while TradingView was away (workload also=[panel])")
+    accepted = [op for op in during if op.outcome == h.OK]
+    webhooks_during = [op for op in posts if any(inside(op, w) for w in wins)]
+    metrics = {"panel_available": len(accepted) == len(during)}
+    judgements = judge(metrics, requirement_ids, targets)
+    evidence = [{"kind": "counts", "panel_orders_while_away": len(during), "accepted": len(accepted),
+                 "webhook_posts_while_away": len(webhooks_during),
+                 "webhook_posts_while_away_ok": sum(op.outcome == h.OK for op in webhooks_during)},
+                *({"kind": "refused", "key": op.key, "error": op.error} for op in during if op.outcome != h.OK)]
+    summary = (f"{len(accepted)} of {len(during)} panel orders accepted while TradingView was away "
+               f"({sum(op.outcome == h.OK for op in webhooks_during)} of {len(webhooks_during)} webhooks got through)")
+    return result_cls("panel_fallback", validity(judgements), tuple(requirement_ids), metrics, evidence, summary,
+                      judgements)
+
+
 def _float(value) -> float | None:
     try:
         return float(value)
@@ -301,7 +354,15 @@ def checker_entries(checker_cls, result_cls, unmeasured) -> list:
                                         requirement_ids=rids, targets=targets, result_cls=result_cls,
                                         unmeasured=unmeasured)
 
-    return [checker_cls("session_continuity", session, SESSION_METRICS,
+    def panel(view, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets):
+        return check_panel_fallback(view.operations(), view.fault_windows(),
+                                    fault=str(params.get("fault", "webhook-cut")), requirement_ids=rids,
+                                    targets=targets, result_cls=result_cls, unmeasured=unmeasured)
+
+    return [checker_cls("panel_fallback", panel, PANEL_METRICS,
+                        "orders placed from the local panel while TradingView is cut off are accepted (issue 15)",
+                        ("fault",)),
+            checker_cls("session_continuity", session, SESSION_METRICS,
                         "the local panel's session across a backend fault: lost sessions, time to usable again "
                         "(issue 15)", ("fault",)),
             checker_cls("history_fallback", history, HISTORY_METRICS,

@@ -242,8 +242,12 @@ class WebhookClients:
         stop = self.trades.stop
         interval = self.w.concurrency / self.w.rate_per_s
         next_at = time.monotonic() + index * interval / self.w.concurrency
+        from scenarios.webhook import tradingview_address
+
         limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
-        with httpx.Client(timeout=httpx.Timeout(self.w.timeout_s), limits=limits) as http, \
+        # TradingView's side leaves from its own address, so webhook-cut can take it away and leave the panel
+        transport = httpx.HTTPTransport(local_address=tradingview_address(self.env.topology.subnet), limits=limits)
+        with httpx.Client(timeout=httpx.Timeout(self.w.timeout_s), transport=transport) as http, \
                 ThreadPoolExecutor(max_workers=max(1, self.copies[1])) as pool:
             while not stop.is_set():
                 if stop.wait(max(0.0, next_at - time.monotonic())):
@@ -251,10 +255,18 @@ class WebhookClients:
                 next_at += interval
                 alert_id, body, copies = self._alert()
                 futures = [pool.submit(self._post, http, f"{process}.{k}", alert_id, body) for k in range(copies)]
-                for f in futures:
-                    f.result()
+                outcomes = [f.result() for f in futures]
+                with self.trades.lock:
+                    accepted = alert_id in self.accepted
+                if not accepted and UNKNOWN in outcomes:
+                    # no copy was answered, but one may have reached RTSS: the checkers must know its signal id
+                    from reference.backend.webhook import signal_id_of
 
-    def _post(self, http, process: str, alert_id: str, body: dict) -> None:
+                    self.env.signal_log.record(signal_id_of(alert_id), UNKNOWN, alert_id=alert_id, source="webhook",
+                                               error="no answer to any copy: it may be on RTSS")
+
+    def _post(self, http, process: str, alert_id: str, body: dict) -> str:
+        """Post one copy until an answer or the deadline; returns the operation's outcome."""
         import httpx
 
         history = self.env.history
@@ -272,18 +284,19 @@ class WebhookClients:
                     history.complete(op, process, "webhook", alert_id, OK,
                                      value={"http": got.status_code, "status": doc.get("status"),
                                             "signal_id": doc.get("signal_id"), "attempts": attempts})
-                    return
+                    return OK
                 last_error = f"HTTP {got.status_code}: {got.text[:160]}"
                 if got.status_code < 500 and got.status_code != 409:
                     history.complete(op, process, "webhook", alert_id, FAIL, error=last_error)
-                    return
+                    return FAIL
             except httpx.HTTPError as exc:
                 reached = reached or not isinstance(exc, httpx.ConnectError)
                 last_error = f"{type(exc).__name__}: {exc}"[:200]
             if time.monotonic() + self.RETRY_PAUSE_S >= deadline:
-                history.complete(op, process, "webhook", alert_id, UNKNOWN if reached else FAIL,
+                outcome = UNKNOWN if reached else FAIL
+                history.complete(op, process, "webhook", alert_id, outcome,
                                  error=f"{attempts} post(s), last: {last_error}")
-                return
+                return outcome
             # pacing between two posts of one alert (bounded by the deadline); not stopped by the end of the load:
             # an alert in flight when the load stops is still answered, as its sender would see it
             time.sleep(self.RETRY_PAUSE_S)

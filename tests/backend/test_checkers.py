@@ -109,3 +109,17 @@ def test_session_continuity_counts_lost_sessions_and_time_to_usable():
     lost = check_session_continuity([*ops, panel(5, "state-5", h.FAIL, 11.0, 11.01)], [window(10.0, 12.0)], **kw)
     assert lost.valid is False and lost.metrics["state_lost_on_reconnect"] == 1
     assert check_session_continuity(ops[1:], [window(10.0, 12.0)], **kw).valid == checkers.UNKNOWN   # no login
+
+
+def test_panel_fallback_needs_every_panel_order_while_away_accepted():
+    from scenarios.webhook import check_panel_fallback
+
+    kw = dict(result_cls=checkers.CheckResult, unmeasured=checkers._unmeasured)
+    cut = [h.FaultWindow("webhook-cut", "webhook-cut-1", 10.0, 20.0)]
+    orders = [op(1, "p-1", h.OK, 11.0, 11.01, f="panel_order"), op(2, "p-2", h.OK, 15.0, 15.02, f="panel_order"),
+              op(3, "a-1", h.FAIL, 12.0, 15.0)]
+    assert check_panel_fallback(orders, cut, **kw).metrics["panel_available"] is True
+    refused = [*orders, op(4, "p-3", h.UNKNOWN, 16.0, 19.0, f="panel_order")]
+    assert check_panel_fallback(refused, cut, **kw).valid is False
+    assert check_panel_fallback(orders[2:], cut, **kw).valid == checkers.UNKNOWN   # no panel order while away
+    assert check_panel_fallback(orders, [], **kw).valid == checkers.UNKNOWN

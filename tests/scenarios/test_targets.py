@@ -90,7 +90,8 @@ def test_every_registered_checker_metric_has_a_target():
                      "postgres-restore", "config-corrupt", "clickhouse-outage", "redis-aof-damaged",
                      "udp-loss", "udp-blackhole", "tcp-cut", "ea-kill", "ea-network-down-30s",
                      "udp-dup-reorder", "ea-crash-loop",
-                     "backend-kill", "backend-pause", "webhook-retry-storm", "clickhouse-down-history"}
+                     "backend-kill", "backend-pause", "webhook-retry-storm", "clickhouse-down-history",
+                     "tradingview-away"}
     for s in registry.all_scenarios():
         for spec in s.checkers:
             for rid in spec.requirement_ids:
