@@ -98,6 +98,7 @@ class Backend:
         self.trusted = {str(a) for a in config.trusted_proxies}
         self._local = threading.local()
         self._submitters: list[SignalSubmitter] = []
+        self.consumers: list = []   # reference.ea.consumer.TickConsumer, one per EA stream (start_ticks)
         self._lock = threading.Lock()
         self.started = time.time()
 
@@ -185,7 +186,37 @@ class Backend:
                           f"{got.error}); send it again with the same alert_id (the engine executes it once)",
                      {"Retry-After": "1"})
 
+    def start_ticks(self) -> None:
+        """One tick consumer per configured EA stream (``ea_streams``); a consumer that cannot start is logged and
+        left out (the panel then shows no ticks from it), never fatal."""
+        from reference.ea.consumer import ConsumerConfig, TickConsumer
+
+        for stream in self.config.ea_streams:
+            try:
+                cfg = ConsumerConfig(tuple(stream["udp"]), tuple(stream["tcp"]),
+                                     consumer_id=f"{self.config.instance}", bind_host=self.config.host,
+                                     ea_instance=str(stream.get("instance", "ea")))
+                self.consumers.append(TickConsumer(cfg).start())
+            except (OSError, KeyError, TypeError, ValueError) as exc:
+                log.error("tick consumer for %s not started: %s", stream, _line(exc))
+
+    def latest_ticks(self) -> dict:
+        """``{symbol: {"bid", "ask", "time_msc", "seq", "ea"}}``: the newest tick per symbol over every EA."""
+        out: dict = {}
+        for consumer in self.consumers:
+            for symbol, tick in dict(consumer.latest).items():
+                if symbol not in out or tick.time_msc > out[symbol]["time_msc"]:
+                    out[symbol] = {"bid": tick.bid, "ask": tick.ask, "time_msc": tick.time_msc, "seq": tick.seq,
+                                   "ea": consumer.cfg.ea_instance}
+        return out
+
     def close(self) -> None:
+        for consumer in self.consumers:
+            try:
+                consumer.stop()
+            except Exception:  # noqa: BLE001 - shutdown goes on
+                pass
+        self.consumers = []
         with self._lock:
             subs, self._submitters = self._submitters, []
         for sub in subs:
@@ -205,6 +236,7 @@ def create_app(config: BackendConfig, passphrase: str | None = None) -> FastAPI:
     backend = Backend(config, passphrase)
     @contextlib.asynccontextmanager
     async def lifespan(_app):
+        backend.start_ticks()
         try:
             yield
         finally:
@@ -339,6 +371,12 @@ def create_app(config: BackendConfig, passphrase: str | None = None) -> FastAPI:
             return error(422, str(bad))
         except datafeed.HistoryUnavailable as exc:
             return error(503, str(exc))
+
+    @app.get("/ticks")
+    def ticks():
+        """The latest tick per symbol from the EAs' streams: ``{"ticks": {symbol: {bid, ask, time_msc, seq, ea}},
+        "streams": n}`` (``streams`` 0: this backend reads no EA)."""
+        return {"ticks": backend.latest_ticks(), "streams": len(backend.consumers)}
 
     @app.get("/time", response_class=PlainTextResponse)
     def udf_time():

@@ -33,6 +33,9 @@ class BackendConfig:
       alert id is remembered).
     - History (TV-4): ``clickhouse_url`` (empty: history is unavailable and says so), ``clickhouse_username``,
       ``clickhouse_password_file``, ``clickhouse_table``, ``clickhouse_timeout_s``; ``symbols`` the datafeed lists.
+    - Ticks (TV 1, the panel's live prices): ``ea_streams`` ``[{"instance", "udp": [host, port], "tcp": [host,
+      port]}, ...]``: one tick consumer per EA (``reference.ea.consumer``, UDP with TCP as backup), leaving from
+      ``host``; empty: the panel says no ticks are streamed.
     """
 
     instance: str = "backend"
@@ -69,6 +72,7 @@ class BackendConfig:
     clickhouse_table: str = "trade_outcomes"
     clickhouse_timeout_s: float = 2.0
     symbols: list = field(default_factory=lambda: ["EURUSD", "GBPUSD"])
+    ea_streams: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         positive = ("port", "redis_socket_timeout_s", "redis_connect_timeout_s", "max_attempts", "submit_deadline_s",

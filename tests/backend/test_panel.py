@@ -1,6 +1,6 @@
 """The local trading panel (TV-3, TV-1) in a real headless Chromium (Debian's, through Playwright) against the real
-stack on 127.0.85.x: Redis with Sentinels, two MT5 simulators, both engines, both backends and nginx. The page logs
-in, places an order that reaches the broker's ledger, keeps its session across a SIGKILL of the active backend
+stack on 127.0.85.x: Redis with Sentinels, two MT5 simulators, both engines, an EA, both backends and nginx. The page
+logs in, shows live ticks from the EA's stream, places an order that reaches the broker's ledger, keeps its session across a SIGKILL of the active backend
 (the reload is answered by backend-b behind the same URL) and places another; every request stays on the proxy's
 origin (the chart library is served by the backend, not a CDN). A screenshot goes to out/panel/."""
 from __future__ import annotations
@@ -31,8 +31,9 @@ def stack(tmp_path_factory):
     base = tmp_path_factory.mktemp("panel-stack")
     mp = pytest.MonkeyPatch()
     mp.setenv("TRADEDRILL_STATE_DIR", str(base / "state"))
-    topo = Topology.default(subnet="127.0.85", services=("redis", "mt5", "engine", "backend"),
-                            overrides={"backend.port": 18500, "backend.proxy_port": 18580, "mt5.port": 18512})
+    topo = Topology.default(subnet="127.0.85", services=("redis", "mt5", "engine", "ea", "backend"),
+                            overrides={"backend.port": 18500, "backend.proxy_port": 18580, "mt5.port": 18512,
+                                       "ea.port": 18520})
     s = LocalStack(topo, base / "stack")
     try:
         s.up()
@@ -71,6 +72,8 @@ def test_panel_places_orders_and_keeps_its_session_across_a_backend_failover(sta
             page.click("#login-button")
             expect(page.locator("#trade")).to_be_visible(timeout=10_000)
             expect(page.locator("#served")).to_have_text("served by backend-a", timeout=10_000)
+            # live ticks from the EA's stream (UDP, TCP as backup) through backend-a's tick consumer
+            expect(page.locator('#ticks tbody tr[data-symbol="EURUSD"] td').nth(1)).not_to_be_empty(timeout=10_000)
             page.click("#buy")
             first = page.locator("#orders tbody tr").first
             expect(first.locator("td").nth(4)).to_have_text("executed", timeout=20_000)
@@ -81,6 +84,7 @@ def test_panel_places_orders_and_keeps_its_session_across_a_backend_failover(sta
             page.reload(wait_until="load")
             expect(page.locator("#trade")).to_be_visible(timeout=10_000)   # no login form: the session is kept
             expect(page.locator("#served")).to_have_text("served by backend-b", timeout=10_000)
+            expect(page.locator('#ticks tbody tr[data-symbol="EURUSD"]')).to_have_count(1, timeout=10_000)
             page.click("#sell")
             second = page.locator("#orders tbody tr").first
             expect(second.locator("td").nth(4)).to_have_text("executed", timeout=20_000)

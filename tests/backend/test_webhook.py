@@ -118,6 +118,7 @@ def test_datafeed_without_clickhouse_says_history_is_unavailable(client):
     missing = client.get("/history", params={"symbol": "EURUSD", "resolution": "1"})
     assert missing.status_code == 422 and "to" in missing.json()["error"]
     assert client.get("/time").text.isdigit()
+    assert client.get("/ticks").json() == {"ticks": {}, "streams": 0}
 
 
 def test_passphrase_compare_and_claim_parsing():

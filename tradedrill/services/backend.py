@@ -103,6 +103,9 @@ def backend_config(spec: NodeSpec, topo: Topology, run_dir: Path) -> dict[str, A
         "rate_burst": int(topo.settings["backend.rate_burst"]),
         "wait_replicas": 1 if topo.settings["redis.replicas"] else 0,
     }
+    # the panel's live ticks (TV 1): one consumer per EA node, leaving from this backend's address
+    cfg["ea_streams"] = [{"instance": e.name, "udp": [e.address, e.ports.get("udp", e.port)],
+                          "tcp": [e.address, e.port]} for e in topo.of_kind("ea")]
     if topo.of_kind("clickhouse"):
         ch = topo.of_kind("clickhouse")[0]
         cred = secrets.clickhouse()
