@@ -353,10 +353,14 @@ def _side_sign(value: Any) -> int | None:
 
 
 def broker_positions(ledger: Iterable[Deal]) -> tuple[dict[str, float], list[Any]]:
-    """Net volume per symbol (buy +, sell -) from the ledger, and the deals whose side is unknown."""
+    """Net volume per symbol (buy +, sell -) from the ledger, and the deals whose side is unknown. Deals without a
+    symbol (balance, credit, charge: MT5's DEAL_TYPE_BALANCE and after, the simulator's "initial deposit") move
+    money, not positions, and are left out; before, every run's deposit deal stopped the comparison."""
     net: dict[str, float] = defaultdict(float)
     unknown_side = []
     for d in ledger:
+        if not d.symbol and _side_sign(d.type) is None:
+            continue
         sign = _side_sign(d.type)
         if sign is None:
             unknown_side.append(d.deal)
@@ -366,9 +370,22 @@ def broker_positions(ledger: Iterable[Deal]) -> tuple[dict[str, float], list[Any
 
 
 def engine_positions(rts: dict) -> dict[str, float] | None:
-    """Net volume per symbol from an RTS dump; accepts {symbol: net}, {symbol: {volume, type|side}} or a list of
-    {symbol, volume, type|side}. None when the dump has no positions."""
+    """Net volume per symbol from an RTS dump; accepts {symbol: net}, {symbol: {volume, type|side}}, a list of
+    {symbol, volume, type|side}, or the drill's ``positions_raw`` (the engine's RTS positions hash: ticket -> JSON of
+    {symbol, type, volume, ...}). None when the dump has no positions."""
     raw = rts.get("positions")
+    if raw is None and isinstance(rts.get("positions_raw"), dict):
+        parsed = []
+        for ticket, text in rts["positions_raw"].items():
+            try:
+                p = json.loads(text) if isinstance(text, str) else text
+            except ValueError:
+                p = None
+            if not isinstance(p, dict):
+                parsed.append({"symbol": f"<unreadable position {ticket}>", "volume": 0.0})
+                continue
+            parsed.append(p)
+        raw = parsed
     if raw is None:
         return None
     items: list[tuple[str, Any]] = []
@@ -1375,9 +1392,10 @@ def check_redis_set(writes: Sequence[RedisWrite], final_read: dict | None, windo
     parts = []
     if metrics["acknowledged_writes_lost"] is not None:
         frac = metrics["acknowledged_writes_lost_fraction"]
+        in_win = totals["acknowledged_in_windows"]
         parts.append(f"{metrics['acknowledged_writes_lost']} of {totals['acknowledged']} acknowledged write(s) lost"
-                     + (f" ({frac:.0%} of the {totals['acknowledged_in_windows']} acknowledged during the fault "
-                        f"window)" if frac is not None else ""))
+                     + (f" (of the {in_win} acknowledged during the fault window, {round(frac * in_win)} = "
+                        f"{frac:.0%} lost)" if frac is not None else ""))
     if metrics["confirmed_writes_lost"] is not None:
         parts.append(f"{metrics['confirmed_writes_lost']} of {totals['confirmed']} WAIT-confirmed write(s) lost")
     losers = [f"{e['writer']} ({e['side'] or 'no side'}): {e['lost']}" for e in evidence

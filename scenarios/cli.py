@@ -176,7 +176,7 @@ def runs_per_scenario(profile: str, repeat: int | None) -> int:
                    "[default: 3; at least 20 with --profile thorough].")
 @click.option("--profile", type=click.Choice(sorted(PROFILES)), default="standard", show_default=True,
               help="thorough: every scenario at least 20 times with different seeds.")
-@click.option("--seed", type=int, default=None, help="Seed that replays the workload and fault schedule "
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed that replays the workload and fault schedule "
                                                      "(default: a fresh one, printed).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/drills"), show_default=True,
               help="Folder for run directories and the report.")

@@ -426,7 +426,9 @@ register(Scenario(
     requirement_ids=("RDS-1", "RDS-2", "RDS-4", "ENG-1", "ENG-5"),
     description="The Redis nodes and Sentinels split in two, the primary in the minority with one other node drawn "
                 "from the seed; a writer on each side (the minority ones with and without WAIT 1). The majority "
-                "fails over; on heal the minority's acknowledged writes are lost, the WAIT-confirmed ones are not.",
+                "fails over; on heal the minority's acknowledged writes are lost. WAIT 1 saves them only when the "
+                "other node is on the majority side: when a replica shares the minority, the writes it confirmed "
+                "are lost with it (seeds 21, 22); WAIT 2 (every replica) loses none.",
     workload=Workload(op="trade", rate_per_s=10.0, duration_s=30.0, timeout_s=5.0, settle_s=10.0,
                       params={"writers": _SIDED_WRITERS}),
     faults=(FaultStep("redis-partition", "redis-primary", at_s=8.0, heal_after_s=12.0,

@@ -75,12 +75,55 @@ class TradeClients:
         """Submit signals the way the reference sender does (``reference.engine.submit``): to the primary a majority
         of the Sentinels names, confirmed by WAIT, resent while unconfirmed. The signal's ack is ``ok`` only when
         confirmed, ``unknown`` when Redis may hold it (the op still waits for its result until its timeout), ``fail``
-        when it never reached a primary."""
+        when it never reached a primary.
+
+        Open loop: this thread only keeps the schedule; each submission runs on a worker of its own (up to
+        ``params["submit_workers"]``, default 16, each with its own sender), so a submission that waits for WAIT or
+        a failover does not hold back the next invocation (a new user measured 129 of 300 signals offered when the
+        submissions ran on this thread)."""
+        import concurrent.futures
+
         from reference.engine import submit as sub
 
         interval = self.w.concurrency / self.w.rate_per_s
         next_at = time.monotonic() + index * interval / self.w.concurrency
-        submitter = sub.SignalSubmitter(self.env.submitter_config(timeout=0.5), name=process, stop=self.stop)
+        local = threading.local()
+        senders: list = []
+        senders_lock = threading.Lock()
+
+        def sender():
+            if getattr(local, "sender", None) is None:
+                local.sender = sub.SignalSubmitter(self.env.submitter_config(timeout=0.5), name=process,
+                                                   stop=self.stop)
+                with senders_lock:
+                    senders.append(local.sender)
+            return local.sender
+
+        def submit(op: int, sig: dict, deadline: float) -> None:
+            sid = sig["signal_id"]
+            with self.lock:   # before the send: its result may come back before the send returns (after a resend)
+                self.pending[sid] = (op, process, deadline)
+            got = sender().submit(self.env.keys.rtss, sig, deadline_s=max(0.0, deadline - time.monotonic()))
+            meta = {"symbol": sig["symbol"], "side": sig["side"], "volume": self.w.volume,
+                    "attempts": got.attempts, "replicas": got.replicas,
+                    "primary": f"{got.address[0]}:{got.address[1]}" if got.address else None}
+            if got.outcome == sub.FAILED:
+                self.env.signal_log.record(sid, FAIL, error=got.error, **meta)
+                with self.lock:
+                    mine = self.pending.pop(sid, None) is not None
+                if mine:
+                    self.env.history.complete(op, process, "trade", sid, FAIL, error=f"submit: {got.error}")
+                return
+            if got.confirmed:
+                self.env.signal_log.record(sid, OK, **meta)
+            else:  # Redis may hold it: not an acknowledgement, but its result is still awaited until the timeout
+                self.env.signal_log.record(sid, UNKNOWN, error=got.error, **meta)
+            with self.lock:
+                if got.confirmed and sid in self.pending:   # not answered yet: the settle waits for its result
+                    self.awaiting.add(sid)
+
+        workers = int(self.w.params.get("submit_workers", 16))
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{process}-submit")
         try:
             while not self.stop.is_set():
                 if self.stop.wait(max(0.0, next_at - time.monotonic())):
@@ -89,25 +132,11 @@ class TradeClients:
                 sig = self._next_signal()
                 sid = sig["signal_id"]
                 op = self.env.history.invoke(process, "trade", sid, {k: sig[k] for k in ("symbol", "side", "volume")})
-                deadline = time.monotonic() + self.w.timeout_s
-                got = submitter.submit(self.env.keys.rtss, sig, deadline_s=self.w.timeout_s)
-                meta = {"symbol": sig["symbol"], "side": sig["side"], "volume": self.w.volume,
-                        "attempts": got.attempts, "replicas": got.replicas,
-                        "primary": f"{got.address[0]}:{got.address[1]}" if got.address else None}
-                if got.outcome == sub.FAILED:
-                    self.env.signal_log.record(sid, FAIL, error=got.error, **meta)
-                    self.env.history.complete(op, process, "trade", sid, FAIL, error=f"submit: {got.error}")
-                    continue
-                if got.confirmed:
-                    self.env.signal_log.record(sid, OK, **meta)
-                else:  # Redis may hold it: not an acknowledgement, but its result is still awaited until the timeout
-                    self.env.signal_log.record(sid, UNKNOWN, error=got.error, **meta)
-                with self.lock:
-                    self.pending[sid] = (op, process, deadline)
-                    if got.confirmed:
-                        self.awaiting.add(sid)
+                pool.submit(submit, op, sig, time.monotonic() + self.w.timeout_s)
         finally:
-            submitter.close()
+            pool.shutdown(wait=True)   # every invoked signal is recorded (its sends are bounded by its timeout)
+            for s in senders:
+                s.close()
 
     def _results(self) -> None:
         from reference.engine.redislink import RedisLink, RedisUnavailable

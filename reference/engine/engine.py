@@ -50,6 +50,7 @@ from .handoff import lease_value_file
 from .lease import Lease
 from .redislink import RedisLink, RedisUnavailable
 from .retcodes import Outcome, classify_none, constant
+from . import contract
 from .contract import Keys, ResultStatus
 from .signals import InvalidSignal, Signal, comment_prefix_for, order_comment, parse_signal
 from .watchdog import Watchdog
@@ -269,7 +270,8 @@ class Engine:
     def after_primary_change(self) -> None:
         """What an asynchronous failover can lose, put back from the journal: the stream's consumer group, the RTS
         hashes (``rebuild_rts``), and the RTRS results of recent outcomes (republished where the new primary's
-        results index does not know their entry); then the pending list is read again."""
+        results index does not know their entry); the RTS positions from the broker; then the pending list is read
+        again."""
         self._group_ready = False
         self._ensure_group()
         rebuilt = self.rebuild_rts()
@@ -287,9 +289,11 @@ class Engine:
             missing += [i for i, there in zip(chunk, self.redis.run(known)) if not there]
         if missing:
             self.publish_many(missing)
+        # the RTS positions the old primary held and did not replicate: the broker's list is the truth (BRK-3)
+        positions = self.sync_positions("primary changed")
         self._reread_pending = True
         self.emit("failover_rechecked", rts_rebuilt=rebuilt["signals"], results_republished=len(missing),
-                  checked=len(recent))
+                  checked=len(recent), positions=positions)
         if missing or rebuilt["signals"]:
             self.alerts.raise_("failover_repaired", f"a Redis primary change lost {len(missing)} result(s) and "
                                f"{rebuilt['signals']} trade state(s) of group {self.cfg.group}: republished from the "
@@ -1136,15 +1140,32 @@ class Engine:
             return
         batch = [(self._rts_signal(i.signal_id) if i.signal_id else "", i.entry_id, self._result_fields(i))
                  for i in intents]
-        self._publish_pipelined(batch)
+        self._publish_pipelined(batch, self._opened_positions(batch))
         self.journal.mark_published_many([i.signal_id for i in intents])
         for intent, (_key, _entry, fields) in zip(intents, batch):
             intent.published = True
             self.stats["acked"] += 1
             self.emit("ack", signal_id=intent.signal_id, entry_id=intent.entry_id, status=fields["status"])
 
-    def _publish_pipelined(self, batch: list[tuple[str, str, dict[str, str]]]) -> None:
-        """The PUBLISH script for each (RTS key, entry, fields), pipelined; fenced by this instance's token."""
+    def _opened_positions(self, batch: list[tuple[str, str, dict[str, str]]]) -> list[str]:
+        """``[ticket, json, ...]`` of the positions the executed results of ``batch`` opened, in the form
+        ``sync_positions`` stores the broker's (a market order's position ticket is its order ticket): RTS
+        positions follow every fill, not only a takeover (issue 12: RTS stayed at the takeover's 81 positions while
+        the broker held 293)."""
+        pairs: list[str] = []
+        for _key, _entry, f in batch:
+            if not contract.is_executed(f.get("status", "")) or not f.get("order"):
+                continue
+            side = f.get("side", "").lower()
+            pairs += [f["order"], json.dumps({
+                "symbol": f.get("symbol"), "type": 1 if side in ("sell", "short") else 0,
+                "volume": float(f.get("volume") or 0), "price_open": float(f["price"]) if f.get("price") else None,
+                "comment": f.get("comment"), "broker": f.get("broker")})]
+        return pairs
+
+    def _publish_pipelined(self, batch: list[tuple[str, str, dict[str, str]]], positions: list[str] = ()) -> None:
+        """The PUBLISH script for each (RTS key, entry, fields), and the opened ``positions`` pairs into the RTS
+        positions hash, pipelined; every write fenced by this instance's token."""
         token = self.lease.token
 
         def run(r):
@@ -1155,8 +1176,13 @@ class Engine:
                     flat += [k, v]
                 pipe.eval(PUBLISH, 5, self.keys.fence, rts_key, self._rts_results, self.cfg.rtrs_key,
                           self.cfg.rtss_key, token, self.group, entry_id, self.cfg.results_maxlen, len(fields), *flat)
+            if positions:
+                pipe.eval(FENCED_WRITE, 2, self.keys.fence, self._rts_positions, token, "hset", *positions)
             return pipe.execute()
         answers = self.redis.run(run)
+        if positions and int(answers[-1]) == -1:
+            self._fenced_out("hset RTS positions", token)
+        answers = answers[:len(batch)]
         refused = [entry for (_k, entry, _f), a in zip(batch, answers) if int(a) == -1]
         if refused:
             self._fenced_out("publish", token, entries=refused[:20], count=len(refused))
