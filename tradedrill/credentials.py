@@ -35,9 +35,9 @@ from pathlib import Path
 SECRETS_DIR = "secrets"
 SECRETS_FILE = "secrets.json"
 # the Redis (and Sentinel) users: one per role; every Redis node and every Sentinel knows all of them
-REDIS_ROLES = ("harness", "engine", "backend", "replica", "sentinel")
+REDIS_ROLES = ("harness", "engine", "backend", "replica", "sentinel", "ea")
 # roles whose programs read their password from a file of their own (``redis_password_file``)
-PASSWORD_FILE_ROLES = ("engine", "backend")
+PASSWORD_FILE_ROLES = ("engine", "backend", "ea")
 POSTGRES_USER = "postgres"
 CLICKHOUSE_USER = "default"
 
@@ -142,6 +142,13 @@ class StackSecrets:
                 existing = cls(doc, run_dir)
         os.chmod(path, 0o600)
         missing = [r for r in REDIS_ROLES if r not in existing.doc["redis"]]
+        if missing and "postgres" in existing.doc and "clickhouse" in existing.doc:
+            # a run folder of a version with fewer roles (the EA's, issue 14): its new roles get passwords of
+            # their own; the others keep theirs
+            for role in missing:
+                existing.doc["redis"][role] = {"username": role, "password": _token()}
+            write_private(path, json.dumps(existing.doc, indent=2))
+            missing = []
         if missing or "postgres" not in existing.doc or "clickhouse" not in existing.doc:
             raise SecretsError(f"{path} lacks the passwords of {missing or ['postgres/clickhouse']}; delete the run "
                                f"folder and start again")

@@ -71,7 +71,9 @@ class EAConfig:
     # EA-4: network down 30 s -> restart the EA: it gives up at 29 s so that, with the supervisor's 0.1 s delay and
     # its start, it is serving again by 30 s
     network_down_s: float = 29.0
-    redis: dict[str, Any] | None = None  # {"host", "port", "username", "password"}: RIS (EA-3)
+    # RIS (EA-3): {"sentinels": [[host, port], ...], "master_name"} (the primary the engine would pick) or
+    # {"host", "port"}; with "username" and "password" or "password_file"; optional "source_address"
+    redis: dict[str, Any] | None = None
     key_prefix: str = "tradedrill"
     ris_beat_s: float = 1.0
     ris_retry_s: float = 2.0  # EA-3: reconnect every 2 s
@@ -126,15 +128,21 @@ class RisSession:
     """The EA's session state in RIS (EA-3), on its own thread so a slow Redis never delays a tick."""
 
     def __init__(self, cfg: EAConfig, stream: int, emit: EventLog, stop: threading.Event):
-        import redis  # the reference stack's Redis client (redis-py), imported only when RIS is configured
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
+        from reference.engine.redislink import RedisLink
+        from reference.engine.submit import SubmitterConfig
 
-        r = cfg.redis or {}
-        self.client = redis.Redis(host=r.get("host", "127.0.0.1"), port=int(r.get("port", 6379)),
-                                  username=r.get("username"), password=r.get("password"),
-                                  socket_timeout=0.5, socket_connect_timeout=0.5,
-                                  retry=Retry(NoBackoff(), 0))  # EA-3's cadence is ours: no hidden retries
+        r = dict(cfg.redis or {})
+        password = r.get("password")
+        if r.get("password_file"):
+            password = Path(r["password_file"]).read_text().strip()
+        # the primary as the engine finds it (a majority of the Sentinels, the newest config epoch), or a fixed
+        # address without Sentinels; EA-3's cadence is ours: no hidden retries, one attempt per ris_retry_s
+        self.link = RedisLink(SubmitterConfig(   # type: ignore[arg-type] - duck-typed link config
+            sentinels=[list(a) for a in r.get("sentinels", [])], master_name=r.get("master_name", "mymaster"),
+            redis_host=r.get("host", "127.0.0.1"), redis_port=int(r.get("port", 6379)),
+            credentials=(r.get("username"), password), redis_socket_timeout_s=0.5, redis_connect_timeout_s=0.5,
+            redis_source_address=r.get("source_address", ""), redis_retry_interval_s=0.0, instance=cfg.instance,
+            client_prefix="ea", wait_replicas=0), name="ris")
         self.cfg, self.stream, self.emit, self.stop = cfg, stream, emit, stop
         self.key = session_key(cfg.key_prefix, cfg.instance)
         self.session_id: str | None = None
@@ -142,20 +150,21 @@ class RisSession:
         self.thread = threading.Thread(target=self._run, name="ea-ris", daemon=True)
 
     def _open(self, fresh: bool) -> None:
-        old = None if fresh else self.client.hgetall(self.key)
-        sid = old.get(b"session_id", b"").decode() if old else ""
+        run = self.link.run
+        old = None if fresh else run(lambda c: c.hgetall(self.key))
+        sid = str(old.get("session_id", "")) if old else ""
         if sid:
-            self.client.hset(self.key, mapping={"stream": str(self.stream), "pid": os.getpid(),
-                                                "updated_ms": int(time.time() * 1000)})
-            self.client.hincrby(self.key, "starts", 1)
+            run(lambda c: c.hset(self.key, mapping={"stream": str(self.stream), "pid": os.getpid(),
+                                                    "updated_ms": int(time.time() * 1000)}))
+            run(lambda c: c.hincrby(self.key, "starts", 1))
             self.session_id = sid
             self.emit("session_resumed", session=sid)
         else:
             sid = secrets.token_hex(8)
-            self.client.delete(self.key)
-            self.client.hset(self.key, mapping={"session_id": sid, "stream": str(self.stream), "starts": 1,
-                                                "pid": os.getpid(), "broker": json.dumps(self.cfg.broker),
-                                                "last_seq": 0, "updated_ms": int(time.time() * 1000)})
+            run(lambda c: c.delete(self.key))
+            run(lambda c: c.hset(self.key, mapping={"session_id": sid, "stream": str(self.stream), "starts": 1,
+                                                    "pid": os.getpid(), "broker": json.dumps(self.cfg.broker),
+                                                    "last_seq": 0, "updated_ms": int(time.time() * 1000)}))
             self.session_id = sid
             self.emit("session_new", session=sid, reason="fresh" if fresh else "none in RIS")
 
@@ -166,8 +175,8 @@ class RisSession:
                 if not opened:
                     self._open(fresh)
                     opened, fresh, failures = True, False, 0
-                self.client.hset(self.key, mapping={"last_seq": self.last_seq,
-                                                    "updated_ms": int(time.time() * 1000)})
+                self.link.run(lambda c: c.hset(self.key, mapping={"last_seq": self.last_seq,
+                                                                  "updated_ms": int(time.time() * 1000)}))
                 wait = self.cfg.ris_beat_s
             except Exception as exc:  # noqa: BLE001 - any Redis failure is a lost RIS link, retried
                 if opened:

@@ -33,3 +33,44 @@ def test_two_ea_nodes_stream_side_by_side_under_the_supervisor(tmp_path, monkeyp
             c.stop()
         stack.down()
     assert not any(n.is_alive() for n in stack.nodes.values())
+
+
+def test_an_ea_node_keeps_its_session_in_ris_as_its_own_redis_user_and_resumes_it_after_a_kill(tmp_path,
+                                                                                             monkeypatch):
+    """EA-3 in the stack: the EA logs in as the `ea` user (its own session hash and nothing else), finds the primary
+    through the Sentinels, writes its session, and a restarted EA resumes the same session."""
+    import json
+
+    import redis as redis_lib
+
+    monkeypatch.setenv("TRADEDRILL_STATE_DIR", str(tmp_path / "state"))
+    topo = Topology.default(subnet="127.0.83", services=("redis", "mt5", "ea"),
+                            overrides={"ea.count": 1, "ea.port": 18992, "mt5.port": 18993})
+    stack = LocalStack(topo, tmp_path / "stack")
+    try:
+        stack.up()
+        r = stack.redis()
+        key = "tradedrill:ea:ea-1:session"
+        first = wait_until(lambda: r.hget(key, "session_id"), 20, "the EA's session in RIS")
+        users = {c["user"] for c in r.client_list() if c.get("name", "").startswith("ea-")}
+        assert users == {"ea"}, users
+        ea_cred = stack.secrets.redis("ea")
+        host, port = stack.redis_primary()
+        as_ea = redis_lib.Redis(host=host, port=port, username=ea_cred.username, password=ea_cred.password,
+                                decode_responses=True)
+        try:   # the EA's user may not touch the engine's keys
+            as_ea.xadd("RTSS", {"x": "1"})
+            raise AssertionError("the ea user could write RTSS")
+        except redis_lib.exceptions.NoPermissionError:
+            pass
+        node = stack.node("ea-1")
+        pid = node.pid
+        node.kill()
+        wait_until(lambda: node.pid not in (None, pid) and node.is_alive(), 20, "the supervisor to restart the EA")
+        events = node.extra["events"]
+        wait_until(lambda: any(json.loads(line).get("event") == "session_resumed"
+                               for line in open(events)), 20, "the restarted EA to resume its session")
+        assert r.hget(key, "session_id") == first and int(r.hget(key, "starts")) >= 2
+    finally:
+        stack.down()
+    assert not any(n.is_alive() for n in stack.nodes.values())

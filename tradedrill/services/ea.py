@@ -5,8 +5,8 @@
   ``python -m reference.ea run --config <state_dir>/ea.json``; ready once its event log has its ``start`` line.
 - ``build_node(spec, topo, run_dir, registry, ...)``: the EA of an ``ea`` node: it reads the primary broker
   (``mt5-primary``) with ``mt5.account``, sends UDP from and listens for TCP on its own address (ports
-  ``ea.udp_port`` / ``ea.tcp_port``). Its RIS session (EA-3) needs a Redis user of its own, which the stack's ACL
-  does not have yet: in the stack it runs without RIS; ``overrides={"redis": {...}}`` turns it on.
+  ``ea.udp_port`` / ``ea.tcp_port``). Its RIS session (EA-3) logs in as the stack's ``ea`` Redis user (its own
+  session hashes only) and finds the primary through the Sentinels.
 - ``ea_policy()``: the supervisor's EA-1 policy (``reference.supervisor.POLICIES["ea"]``).
 
 Instances never share keys (``<prefix>:ea:<instance>:...``), ports or state folders.
@@ -108,6 +108,15 @@ def ea_config(spec: NodeSpec, topo: Topology, run_dir: Path) -> dict[str, Any]:
         "udp_bind": [spec.address, spec.ports.get("udp", spec.port)],
         "tcp_bind": [spec.address, spec.port],
     }
+    sentinels = topo.of_kind("sentinel")
+    if sentinels:
+        from tradedrill.credentials import StackSecrets
+
+        # its session in RIS (EA-3) as the stack's `ea` Redis user, whose password stays in the run folder's
+        # secrets (a file of its own, 0600); leaving from its own address so a partition cuts it like its node
+        cfg["redis"] = {"sentinels": [[s.address, s.port] for s in sentinels], "master_name": topo.master_name,
+                        "username": "ea", "password_file": str(StackSecrets.ensure(run_dir).password_file("ea")),
+                        "source_address": spec.address}
     return cfg
 
 

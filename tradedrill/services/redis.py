@@ -92,6 +92,9 @@ REDIS_COMMANDS = {
     # GET/SET: the claim of an alert id (SET NX PX), so a retried webhook puts one signal on RTSS (issue 15)
     "backend": ("-@all +xadd +wait +xread +xrange +xrevrange +xlen +xinfo|stream +hget +hgetall +smembers +sismember "
                 "+srem +get +set +ping +role +client|setname +client|getname +client|id"),
+    # the EA's session hash in RIS (EA-3, issue 14): read, write, expire, nothing else
+    "ea": ("-@all +hset +hget +hgetall +hincrby +del +exists +pexpire +ping +role +client|setname +client|getname "
+           "+client|id"),
     "replica": "-@all +psync +sync +replconf +ping",
     # what Sentinel sends to a monitored Redis (the Redis documentation's list)
     "sentinel": ("-@all +multi +slaveof +replicaof +ping +exec +subscribe +config|rewrite +role +publish +info "
@@ -110,7 +113,11 @@ SENTINEL_COMMANDS = {
     "backend": ("-@all +ping +sentinel|get-master-addr-by-name +sentinel|master +sentinel|masters "
                 "+sentinel|replicas +sentinel|slaves +sentinel|sentinels +client|setname +client|getname "
                 "+client|id +role"),
+    "ea": "-@all +ping +sentinel|get-master-addr-by-name +sentinel|master +client|setname +client|getname +role",
 }
+
+
+EA_KEY_PREFIX = "tradedrill"   # reference.ea.streamer.EAConfig.key_prefix: its RIS hashes are <prefix>:ea:<instance>:*
 
 
 def _acl_keys(role: str, sentinel: bool) -> str:
@@ -124,6 +131,8 @@ def _acl_keys(role: str, sentinel: bool) -> str:
         # plus the empty key ("~"): the engine's result script names '' for "no RTS hash" (a rejected entry), and
         # Redis checks every declared key of EVAL
         return "resetchannels ~ " + " ".join(f"~{k}" for k in engine_key_patterns())
+    if role == "ea" and not sentinel:
+        return f"resetchannels ~{EA_KEY_PREFIX}:ea:*"
     return "resetkeys resetchannels"
 
 
