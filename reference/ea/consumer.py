@@ -17,6 +17,15 @@ of the stream at most once and in increasing order, from whichever path brought 
 - After a TCP (re)connect the EA sends the latest tick of each symbol (snapshot): anything older still missing is a
   gap (reason ``reconnect``), never filled with stale ticks (BR-3). A new EA stream id (the EA restarted) starts
   clean (reason ``restart``).
+- UDP is taken only from the address the consumer subscribed to (``udp_target``: the EA, or the proxy in front of
+  it); a datagram from anywhere else is refused. A new stream id over UDP is believed only when TCP carries it (a
+  TCP connection is to the EA's own address: nobody can inject into it blind) or when it answers our subscription:
+  the current stream has been silent on both paths for ``udp_silence_ms`` and a SUBSCRIBE was sent since (a
+  restarted EA knows no one until it hears one). Such a stream stays provisional until TCP carries it: a later TCP
+  connection that carries the retired stream again switches back (a forged stream cannot stop the consumer for
+  good). Refused datagrams are counted (``udp_refused``: ``foreign_source``, ``unconfirmed_stream``) and logged at
+  most one line per ``log_every_s``; ``foreign_alert_count`` of them within ``foreign_alert_window_s`` raise
+  ``alert`` ``udp_foreign`` (at most once per ``foreign_alert_every_s``).
 - The latest delivered tick per symbol is kept in Redis (``latest_key``) when ``redis`` is given, written from its
   own thread every ``redis_flush_ms`` (TV 1: Redis holds state, resync when TCP recovers).
 
@@ -25,7 +34,8 @@ Record (``history_path``, JSONL, one object a line, times ``*_ns`` from ``time.t
 (``"snapshot": true`` on the latest-tick replay after a TCP connect),
 ``{"t": "gap", "from", "to", "reason": "timeout"|"reconnect"|"restart", "wall_ns"}``, ``udp_lost``
 (``last_udp_ns``), ``udp_recovered``, ``tcp_connected``, ``tcp_disconnected``, ``tcp_attempt`` (``n``, ``ok``),
-``alert`` (``what``, ``message``), ``stream`` (``stream``), ``start``/``stop`` (counters). ``scenarios.ticks`` judges it.
+``alert`` (``what``, ``message``), ``stream`` (``stream``), ``udp_refused`` (counts since the last such row, the
+last source; rate-limited like the log line), ``start``/``stop`` (counters). ``scenarios.ticks`` judges it.
 
 Why our own instead of a library: no Python library merges a UDP and a TCP copy of one sequenced stream (ZeroMQ's
 PGM/NORM do reliable multicast, not "first copy of two transports"); the merge is a reorder buffer of ~50 lines.
@@ -33,6 +43,7 @@ PGM/NORM do reliable multicast, not "first copy of two transports"); the merge i
 from __future__ import annotations
 
 import json
+import logging
 import select
 import socket
 import threading
@@ -42,6 +53,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from reference.ea import wire
+
+log = logging.getLogger("tradedrill.ea.consumer")
 
 
 @dataclass
@@ -67,6 +80,10 @@ class ConsumerConfig:
     ea_instance: str = "ea-1"
     redis_flush_ms: float = 50.0
     monitor_ms: float = 2.0
+    log_every_s: float = 1.0  # refused datagrams: at most one log line (and one record row) per this many seconds
+    foreign_alert_count: int = 20  # refused datagrams within foreign_alert_window_s that raise alert udp_foreign
+    foreign_alert_window_s: float = 1.0
+    foreign_alert_every_s: float = 60.0
 
 
 def latest_key(prefix: str, ea_instance: str, consumer_id: str) -> str:
@@ -106,6 +123,18 @@ class TickConsumer:
         self.tcp_gave_up = False
         self._both_down_alerted = False
         self._next_subscribe = 0.0
+        self._last_current = 0.0  # monotonic: the last frame of the current stream, either path
+        self._last_subscribe = 0.0  # monotonic: the last SUBSCRIBE sent
+        self._provisional = False  # the current stream was believed from UDP and TCP has not carried it yet
+        self._tcp_conn = 0  # TCP connections made so far (a frame's connection number)
+        self._retired_at: dict[int, int] = {}  # retired stream -> the TCP connection number when it was retired
+        self.udp_refused: dict[str, int] = {"foreign_source": 0, "unconfirmed_stream": 0}
+        self._refused_pending: dict[str, int] = {}
+        self._refused_last_src = ""
+        self._refused_logged = 0.0
+        self._foreign_times: list[float] = []
+        self._foreign_alerted = float("-inf")
+        self._udp_peer: tuple[str, int] | None = None
         self.udp: socket.socket | None = None
         self._tcp_sock: socket.socket | None = None
         self._threads: list[threading.Thread] = []
@@ -161,27 +190,54 @@ class TickConsumer:
 
     def _new_stream(self, stream: int) -> None:
         # the first stream this consumer sees starts where it joined; a later one (the EA restarted) at seq 1, so
-        # what it sent before we heard from it is a gap
-        self.next_seq = None if self.stream is None else 1
+        # what it sent before we heard from it is a gap; a stream we retired that comes back (TCP overruled a
+        # stream believed from UDP) resumes where it is now
+        self.next_seq = None if self.stream is None or stream in self._retired else 1
         if self.stream is not None:
             self._retired.add(self.stream)
+            self._retired_at[self.stream] = self._tcp_conn
+        self._retired.discard(stream)
         self.stream = stream
         self.known_max = 0
         self._pending.clear()
         self._hole_since = None
         self._record("stream", stream=str(stream), wall_ns=time.time_ns())
 
-    def accept(self, msg: wire.Message, path: str, recv_ns: int | None = None) -> None:
-        """Feed one decoded frame that arrived on ``path`` ("udp" | "tcp"); thread-safe. Public so tests can drive
-        the merge without sockets."""
+    def _stream_believed(self, stream: int, path: str, conn: int | None) -> bool:
+        """May a frame of ``stream`` (not the current one) on ``path`` make it the current stream?"""
+        if path == "tcp":
+            if stream not in self._retired:
+                return True
+            # a stream retired while the current one was only believed from UDP, carried by a TCP connection made
+            # after that: the UDP stream was not the EA's (forged); the EA's own stream comes back
+            return self._provisional and conn is not None and conn > self._retired_at.get(stream, conn)
+        if stream in self._retired:
+            return False
+        if self.stream is None:
+            return True
+        # the answer to our subscription: the current stream silent on both paths, a SUBSCRIBE sent since
+        now = time.monotonic()
+        return ((now - self._last_current) * 1000.0 >= self.cfg.udp_silence_ms
+                and self._last_subscribe > self._last_current)
+
+    def accept(self, msg: wire.Message, path: str, recv_ns: int | None = None, conn: int | None = None) -> bool:
+        """Feed one decoded frame that arrived on ``path`` ("udp" | "tcp"; ``conn``: the TCP connection's number);
+        thread-safe. Returns False when the frame's stream is not (and does not become) the current one. Public so
+        tests can drive the merge without sockets."""
         recv_ns = recv_ns or time.time_ns()
         with self._lock:
-            if isinstance(msg, wire.Subscribe) or msg.stream in self._retired:
-                return
+            if isinstance(msg, wire.Subscribe):
+                return False
             if msg.stream != self.stream:
+                if not self._stream_believed(msg.stream, path, conn):
+                    return False
                 if self.stream is not None:
                     self._gap(self.next_seq or 1, self.known_max, "restart")
                 self._new_stream(msg.stream)
+                self._provisional = path == "udp"
+            elif path == "tcp":
+                self._provisional = False
+            self._last_current = time.monotonic()
             if self.next_seq is None:
                 self.next_seq = msg.seq + 1 if isinstance(msg, wire.Heartbeat) else msg.seq
             if isinstance(msg, wire.Heartbeat):
@@ -189,7 +245,7 @@ class TickConsumer:
                     self.known_max = msg.seq
                     if self._hole_since is None and self._has_hole():
                         self._hole_since = time.monotonic()
-                return
+                return True
             self.known_max = max(self.known_max, msg.seq)
             if msg.snapshot and msg.seq >= self.next_seq and not self.udp_up:
                 # BR-3: a reconnect starts from the latest tick; what is older and still missing is a gap (while UDP
@@ -200,9 +256,10 @@ class TickConsumer:
                 self.next_seq = msg.seq
             if msg.seq < self.next_seq or msg.seq in self._pending:
                 self.dropped[path] += 1
-                return
+                return True
             self._pending[msg.seq] = (msg, path, recv_ns)
             self._drain()
+            return True
 
     def _expire_holes(self) -> None:
         with self._lock:
@@ -217,6 +274,7 @@ class TickConsumer:
 
     # -- UDP ------------------------------------------------------------------------------------------------------
     def _subscribe(self) -> None:
+        self._last_subscribe = time.monotonic()
         try:
             self.udp.sendto(wire.encode_subscribe(wire.Subscribe(self.cfg.consumer_id)), tuple(self.cfg.udp_target))
         except OSError:
@@ -229,13 +287,20 @@ class TickConsumer:
             if not ready:
                 continue
             try:
-                data, _addr = sock.recvfrom(2048)
+                data, addr = sock.recvfrom(2048)
             except OSError:
                 continue
             recv_ns = time.time_ns()
+            if tuple(addr[:2]) != self._udp_peer:
+                self._refuse("foreign_source", addr)
+                continue
             try:
                 msg = wire.decode(data)
             except wire.WireError:
+                continue
+            if not self.accept(msg, "udp", recv_ns):
+                if not isinstance(msg, wire.Subscribe):
+                    self._refuse("unconfirmed_stream", addr)
                 continue
             self._last_udp, self._last_udp_ns = time.monotonic(), recv_ns
             if not self.udp_up:
@@ -243,7 +308,38 @@ class TickConsumer:
                     self.udp_up = True
                     self._both_down_alerted = False
                     self._record("udp_recovered", wall_ns=recv_ns)
-            self.accept(msg, "udp", recv_ns)
+
+    def _refuse(self, why: str, addr) -> None:
+        """Count a refused datagram; one log line and one ``udp_refused`` row per ``log_every_s`` at most; alert
+        ``udp_foreign`` when they keep coming from somewhere other than our EA."""
+        now = time.monotonic()
+        src = f"{addr[0]}:{addr[1]}" if addr else "?"
+        with self._lock:
+            self.udp_refused[why] = self.udp_refused.get(why, 0) + 1
+            self._refused_pending[why] = self._refused_pending.get(why, 0) + 1
+            self._refused_last_src = src
+            if why in ("foreign_source", "unconfirmed_stream"):
+                self._foreign_times = [t for t in self._foreign_times if now - t < self.cfg.foreign_alert_window_s]
+                self._foreign_times.append(now)
+                if (len(self._foreign_times) >= self.cfg.foreign_alert_count
+                        and now - self._foreign_alerted >= self.cfg.foreign_alert_every_s):
+                    self._foreign_alerted = now
+                    self._alert("udp_foreign", f"{len(self._foreign_times)} UDP datagrams in "
+                                               f"{self.cfg.foreign_alert_window_s:g} s not from our EA's stream "
+                                               f"(last from {src}); refused")
+            if now - self._refused_logged >= self.cfg.log_every_s:
+                self._flush_refused(now)
+
+    def _flush_refused(self, now: float) -> None:
+        if not self._refused_pending:
+            return
+        self._refused_logged = now
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(self._refused_pending.items()))
+        log.warning("consumer %s refused UDP datagrams (%s; last from %s; EA %s:%s)", self.cfg.consumer_id, counts,
+                    self._refused_last_src, *self.cfg.udp_target)
+        self._record("udp_refused", counts=dict(self._refused_pending), last_from=self._refused_last_src,
+                     wall_ns=time.time_ns())
+        self._refused_pending = {}
 
     # -- TCP ------------------------------------------------------------------------------------------------------
     def _tcp_loop(self) -> None:
@@ -266,6 +362,8 @@ class TickConsumer:
                 continue
             self._record("tcp_attempt", n=attempt, ok=True, wall_ns=time.time_ns())
             attempt = 0
+            with self._lock:
+                self._tcp_conn += 1
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(0.1)
             self._tcp_sock = sock
@@ -278,6 +376,7 @@ class TickConsumer:
             self._record("tcp_disconnected", reason=reason, wall_ns=time.time_ns())
 
     def _tcp_read(self, sock: socket.socket) -> str:
+        conn = self._tcp_conn
         reader = wire.FrameReader()
         last = time.monotonic()
         while not self._stop.is_set():
@@ -299,7 +398,7 @@ class TickConsumer:
             except wire.WireError as exc:
                 return f"bad frame: {exc}"
             for msg in frames:
-                self.accept(msg, "tcp", recv_ns)
+                self.accept(msg, "tcp", recv_ns, conn=conn)
         return "stopped"
 
     # -- monitor: silence, holes, subscriptions, both-down ----------------------------------------------------------
@@ -349,6 +448,8 @@ class TickConsumer:
     # -- lifecycle ------------------------------------------------------------------------------------------------
     def start(self) -> "TickConsumer":
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        host, port = self.cfg.udp_target
+        self._udp_peer = (socket.gethostbyname(host), int(port))  # UDP is taken from this address only
         self.udp.bind((self.cfg.bind_host, self.cfg.udp_port))
         self._record("start", udp=list(self.udp.getsockname()), wall_ns=time.time_ns())
         targets = [self._udp_loop, self._tcp_loop, self._monitor_loop]
@@ -374,8 +475,9 @@ class TickConsumer:
         if self.udp is not None:
             self.udp.close()
         with self._lock:
+            self._flush_refused(time.monotonic())
             self._record("stop", delivered=self.delivered, dropped=self.dropped, gaps=len(self.gaps),
-                         wall_ns=time.time_ns())
+                         udp_refused=self.udp_refused, wall_ns=time.time_ns())
             if self._hist is not None:
                 self._hist.close()
                 self._hist = None

@@ -15,6 +15,7 @@ from tradedrill.process import ProcessNode
 from tradedrill.services.ea import ea_node
 from tradedrill.services.mt5sim import simulator_node
 
+BLOCK = "127.0.82"  # the EA tests' loopback block
 SIM_HOST = "127.0.82.1"
 EA_HOSTS = ("127.0.82.2", "127.0.82.3", "127.0.82.4")
 CONSUMER_HOSTS = ("127.0.82.10", "127.0.82.11", "127.0.82.12")

@@ -58,10 +58,33 @@ def test_a_reconnect_snapshot_starts_from_the_latest_tick_only():
 def test_a_new_stream_starts_clean_and_the_old_one_is_ignored():
     c, got = consumer()
     c.accept(tick(7, stream=1), "udp")
-    c.accept(tick(1, stream=2), "udp")
-    c.accept(tick(8, stream=1), "tcp")  # a late frame of the dead EA
-    c.accept(tick(2, stream=2), "tcp")
+    c.accept(tick(1, stream=2), "tcp", conn=1)  # the restarted EA, over TCP
+    c.accept(tick(8, stream=1), "tcp", conn=1)  # a late frame of the dead EA
+    c.accept(tick(2, stream=2), "udp")
     assert got == [7, 1, 2] and c.stream == 2
+
+
+def test_a_forged_stream_over_udp_is_not_believed_while_the_ea_streams():
+    """One datagram with a new stream id (from the EA's address, spoofed) must not stop the consumer for good."""
+    c, got = consumer()
+    c.accept(tick(1, stream=1), "udp")
+    assert c.accept(tick(1, stream=666), "udp") is False  # the EA is alive: not an answer to a subscription
+    c.accept(tick(2, stream=1), "udp")
+    c.accept(tick(3, stream=1), "tcp", conn=1)
+    assert got == [1, 2, 3] and c.stream == 1 and not c.gaps
+
+
+def test_a_new_stream_over_udp_is_believed_as_the_answer_to_a_subscription_and_tcp_has_the_last_word():
+    c, got = consumer(udp_silence_ms=0.0)
+    c._tcp_conn = 1  # TCP connection 1 is open
+    c.accept(tick(1, stream=1), "tcp", conn=1)
+    c._last_subscribe = c._last_current + 1.0  # the stream went silent, we subscribed again since
+    assert c.accept(tick(1, stream=666), "udp") is True  # a restarted EA answers (or a forger: provisional)
+    assert c.stream == 666 and c._provisional
+    c.accept(tick(2, stream=1), "tcp", conn=1)  # the old connection's late frame: still retired
+    assert c.stream == 666
+    c.accept(tick(2, stream=1), "tcp", conn=2)  # a new TCP connection carries the EA's own stream: it wins
+    assert c.stream == 1 and got == [1, 1, 2]
 
 
 def test_a_hole_expires_even_while_later_ticks_keep_arriving():

@@ -26,21 +26,21 @@ from .conftest import CONSUMER_HOSTS, EA_HOSTS, free_port
 class BothCopies(TickConsumer):
     """Broken on purpose: hands the application every copy it receives."""
 
-    def accept(self, msg, path, recv_ns=None):
+    def accept(self, msg, path, recv_ns=None, conn=None):
         if isinstance(msg, wire.Tick):
             with self._lock:
                 self._deliver(msg, path, recv_ns or time.time_ns())
-            return
-        super().accept(msg, path, recv_ns)
+            return True
+        return super().accept(msg, path, recv_ns, conn)
 
 
 class NoFallback(TickConsumer):
     """Broken on purpose: reads TCP but never serves a tick from it."""
 
-    def accept(self, msg, path, recv_ns=None):
+    def accept(self, msg, path, recv_ns=None, conn=None):
         if path == "tcp":
-            return
-        super().accept(msg, path, recv_ns)
+            return True
+        return super().accept(msg, path, recv_ns, conn)
 
 
 class NeverAlerts(TickConsumer):
