@@ -29,8 +29,13 @@ Checkers (``scenarios.checkers.CHECKERS``):
 - ``ea_network_down`` (EA-4): ``restart_after_network_down_s`` (the cut to the EA's next start after its
   ``network_down`` alert) and ``reconnect_attempts`` (from ``ea-events-*.jsonl``).
 - ``ea_restart``: ``restart_s`` (the EA killed, from the fault injection or the supervisor's ``exit``, to the first
-  tick of its new stream delivered) and ``failed_restarts_before_stop`` (restarts within 30 s before the supervisor
-  gave up, EA-1: 3).
+  tick of its new stream delivered), ``restarts_missing`` (kills never followed by a new stream before the next kill
+  or the end of the record, the supervisor not having given up: each one fails, and ``restart_s`` is then a lower
+  bound, kill to the end) and ``failed_restarts_before_stop`` (restarts within 30 s before the supervisor gave up,
+  EA-1: 3).
+
+A kill (``process-kill``/``process-terminate``, no heal) excuses missing ticks only until the first tick of a new
+stream or ``KILL_WINDOW_S`` (1 s, EA-1's restart budget) after it, whichever is first (``close_kill_windows``).
 """
 from __future__ import annotations
 
@@ -102,6 +107,23 @@ def _windows_wall(windows: Sequence[FaultWindow], names: Iterable[str] | None = 
         if w.inject_wall is None:
             continue
         out.append((w.inject_wall, w.heal_wall if w.heal_wall is not None else (end or float("inf")), w))
+    return out
+
+
+KILL_WINDOW_S = 1.0  # EA-1 (EA-HA 3.1): a killed EA serves again within 1 s; its kill excuses no more than that
+
+
+def close_kill_windows(spans: Sequence[tuple[float, float, Any]], rows: Sequence[dict],
+                       bound_s: float = KILL_WINDOW_S) -> list[tuple[float, float, Any]]:
+    """The fault spans with each kill's (it has no heal) closed at the first tick of a new stream delivered after it,
+    or ``bound_s`` after it, whichever is first: a kill excuses the restart, not what goes missing afterwards."""
+    starts = stream_starts(rows)
+    out = []
+    for a, b, w in spans:
+        if w.fault in KILL_FAULTS and w.heal_wall is None:
+            first_new = next((t for s, t in starts if t >= a), None)
+            b = min(a + bound_s, first_new if first_new is not None else float("inf"))
+        out.append((a, b, w))
     return out
 
 
@@ -205,12 +227,13 @@ def check_ticks(histories: dict[str, list[dict]], windows: Sequence[FaultWindow]
     if not any(_ticks(rows) for rows in histories.values()):
         return _none(name, requirement_ids, targets, TICK_CHECKS.get(name, TICK_METRICS),
                      "no consumer delivered a tick (no ticks-*.jsonl with tick rows)", unreadable)
-    spans = _windows_wall(windows)
+    all_spans = _windows_wall(windows)
     worst = dict.fromkeys(TICK_METRICS[:4], 0)
     lat_msc: list[float] = []
     lat_path: list[float] = []
     evidence: list[dict] = []
     for consumer, rows in sorted(histories.items()):
+        spans = close_kill_windows(all_spans, rows)
         f = stream_facts(rows, spans)
         missed = [h for h in f.holes if not (gaps_expected_in_faults and _overlaps(h["t0"], h["t1"], spans, 0.1))]
         for h in f.holes:
@@ -392,25 +415,46 @@ def stream_starts(rows: Sequence[dict]) -> list[tuple[str, float]]:
 KILL_FAULTS = ("process-kill", "process-terminate")
 
 
+def _row_wall(r: dict) -> float:
+    ns = r.get("deliver_ns") if isinstance(r.get("deliver_ns"), int) else r.get("wall_ns")
+    return ns / 1e9 if isinstance(ns, int) else 0.0
+
+
 def check_ea_restart(histories: dict[str, list[dict]], windows: Sequence[FaultWindow], sup_events: Sequence[dict],
                      *, program_prefix: str = "ea", interval_s: float = 30.0, faults: Sequence[str] = KILL_FAULTS,
                      requirement_ids: Sequence[str] = ("EA-1",), targets=None, unreadable: int = 0):
     """``restart_s``: kill (a ``faults`` injection, else the supervisor's ``exit``) to the first tick of the EA's
-    next stream at a consumer; ``failed_restarts_before_stop``: restarts within ``interval_s`` before a give-up."""
+    next stream at a consumer (before the next kill); ``restarts_missing``: kills after which no new stream reached
+    a consumer before the next kill or the end of its record, and the supervisor did not give up either (a restart
+    that never happened: ``restart_s`` is then at least the time from that kill to the end, a lower bound);
+    ``failed_restarts_before_stop``: restarts within ``interval_s`` before a give-up."""
     ea_events = [e for e in sup_events if str(e.get("program", "")).startswith(program_prefix)]
     kills = sorted([w.inject_wall for w in windows if w.inject_wall is not None and w.fault in faults]
                    or [e["wall"] for e in ea_events if e.get("event") == "exit" and isinstance(e.get("wall"), float)])
+    gave = [e for e in ea_events if e.get("event") == "gave_up"]
     restarts: list[float] = []
+    unrestarted: list[float] = []  # kill to the end of the record, for each kill with no new stream
     evidence: list[dict] = []
     for consumer, rows in sorted(histories.items()):
-        for stream, first in stream_starts(rows)[1:]:
-            before = [k for k in kills if k <= first]
-            if before:
-                restarts.append(first - before[-1])
-                evidence.append({"kind": "restart", "consumer": consumer, "stream": stream,
-                                 "killed_wall": before[-1], "first_tick_wall": first,
-                                 "restart_s": _r(first - before[-1], 4)})
-    gave = [e for e in ea_events if e.get("event") == "gave_up"]
+        starts = stream_starts(rows)
+        end = max((_row_wall(r) for r in rows), default=0.0)
+        if not starts:
+            continue
+        for i, k in enumerate(kills):
+            if k < starts[0][1]:
+                continue  # before this consumer saw any stream: nothing to restart for it
+            until = kills[i + 1] if i + 1 < len(kills) else float("inf")
+            new = next(((s, t) for s, t in starts if k <= t < until), None)
+            if new is not None:
+                restarts.append(new[1] - k)
+                evidence.append({"kind": "restart", "consumer": consumer, "stream": new[0], "killed_wall": k,
+                                 "first_tick_wall": new[1], "restart_s": _r(new[1] - k, 4)})
+            elif any(k <= g.get("wall", 0.0) < until for g in gave):
+                evidence.append({"kind": "given_up", "consumer": consumer, "killed_wall": k})
+            else:
+                unrestarted.append(max(0.0, min(until, end) - k))
+                evidence.append({"kind": "not_restarted", "consumer": consumer, "killed_wall": k,
+                                 "no_new_stream_for_s": _r(unrestarted[-1], 4)})
     counts = []
     for g in gave:
         n = sum(1 for e in ea_events if e.get("event") == "restart" and e.get("program") == g.get("program")
@@ -418,16 +462,26 @@ def check_ea_restart(histories: dict[str, list[dict]], windows: Sequence[FaultWi
         counts.append(n)
         evidence.append({"kind": "gave_up", "program": g.get("program"), "restarts_within_s": interval_s,
                          "restarts": n, "detail": g.get("detail")})
-    if not restarts and not counts:
-        return _none("ea_restart", requirement_ids, targets, ("restart_s", "failed_restarts_before_stop"),
+    if not restarts and not counts and not unrestarted:
+        return _none("ea_restart", requirement_ids, targets, RESTART_METRICS,
                      "no EA restart seen by a consumer and no supervisor give-up", unreadable)
-    metrics = {"restart_s": _r(max(restarts), 4) if restarts else None,
+    worst_missing = max(unrestarted, default=None)
+    lower: tuple[str, ...] = ()
+    restart_s = max(restarts) if restarts else None
+    if worst_missing is not None and (restart_s is None or worst_missing >= restart_s):
+        restart_s, lower = worst_missing, ("restart_s",)  # it took longer than the whole rest of the run
+    metrics = {"restart_s": _r(restart_s, 4),
                "restart_p50_s": _r(percentile(restarts, 50), 4) if restarts else None,
+               "restarts_missing": len(unrestarted) if (restarts or unrestarted) else None,
                "failed_restarts_before_stop": max(counts) if counts else None,
                "crashes_logged": sum(1 for e in ea_events if e.get("event") == "exit")}
-    summary = (f"{len(restarts)} EA restart(s) seen by consumers, worst {metrics['restart_s']} s; "
-               f"{len(counts)} give-up(s) after {metrics['failed_restarts_before_stop']} restarts")
-    return _cr("ea_restart", requirement_ids, targets, metrics, evidence, summary)
+    summary = (f"{len(restarts)} EA restart(s) seen by consumers, worst {_r(max(restarts), 4) if restarts else None}"
+               f" s; {len(unrestarted)} kill(s) never followed by a new stream; {len(counts)} give-up(s) after "
+               f"{metrics['failed_restarts_before_stop']} restarts")
+    return _cr("ea_restart", requirement_ids, targets, metrics, evidence, summary, lower=lower)
+
+
+RESTART_METRICS = ("restart_s", "restarts_missing", "failed_restarts_before_stop")
 
 
 # -- network down (EA-4) -----------------------------------------------------------------------------------------------
@@ -530,8 +584,9 @@ def checker_entries(checker_cls) -> list:
                     ("faults",)),
         checker_cls("tcp_reconnect", _fn_reconnect, RECONNECT_METRICS,
                     "TCP reconnect cadence and attempts per outage (EA-2: 2 s x 10) and the alerts EA-2 requires"),
-        checker_cls("ea_restart", _fn_restart, ("restart_s", "failed_restarts_before_stop"),
-                    "EA kill to its new stream's first tick at a consumer; restarts before the supervisor gave up"),
+        checker_cls("ea_restart", _fn_restart, RESTART_METRICS,
+                    "EA kill to its new stream's first tick at a consumer (a kill never followed by one, without a "
+                    "supervisor give-up, is a missing restart); restarts before the supervisor gave up"),
         checker_cls("ea_network_down", _fn_network_down, ("restart_after_network_down_s", "reconnect_attempts"),
                     "network cut between an EA and its broker to the EA's restart; broker reconnect attempts in a "
                     "row", ("faults",)),

@@ -54,3 +54,37 @@ def test_a_snapshot_replay_is_not_counted_as_latency():
     old = {**tick(5, 100), "deliver_ns": 100 * S + 240_000_000, "snapshot": True}
     r = check_ticks({"c": [old, tick(6, 101)]}, name="tick_latency")
     assert r.metrics["tick_path_p99_ms"] == 0.1
+
+
+def kill(t0):
+    return FaultWindow("process-kill", "process-kill-1", 0.0, None, inject_wall=float(t0), heal_wall=None)
+
+
+def test_a_kill_the_ea_never_comes_back_from_is_a_failed_restart():
+    hist = {"c": [tick(1, 100), tick(2, 101), tick(3, 102), {"t": "stop", "consumer": "c", "wall_ns": 120 * S}]}
+    r = check_ea_restart(hist, [kill(103)], [])
+    assert r.valid is False and r.metrics["restarts_missing"] == 1, r.summary
+    assert r.metrics["restart_s"] == 17.0
+    j = next(j for j in r.judgements if j.metric == "restart_s")
+    assert j.verdict == "fail" and j.lower_bound
+    # one restart seen, the second kill never followed by a stream: still a failure, not hidden by the first
+    hist = {"c": [tick(1, 100), tick(1, 104, stream="2"), tick(2, 105, stream="2"),
+                  {"t": "stop", "consumer": "c", "wall_ns": 120 * S}]}
+    r = check_ea_restart(hist, [kill(103.8), kill(110)], [])
+    assert r.valid is False and r.metrics["restarts_missing"] == 1
+    # a kill the supervisor gave up after (EA-1's stop) is not a missing restart
+    gave = [{"program": "ea-1", "event": "gave_up", "wall": 110.2, "detail": "x"}] + [
+        {"program": "ea-1", "event": "restart", "wall": w} for w in (104.0, 106.0, 108.0)]
+    r = check_ea_restart(hist, [kill(103.8), kill(110)], gave)
+    assert r.metrics["restarts_missing"] == 0 and abs(r.metrics["restart_s"] - 0.2) < 0.01 and r.valid is True, r.summary
+
+
+def test_a_kill_window_closes_at_the_new_streams_first_tick():
+    # killed at 103, new stream at 103.3; a hole in the new stream 10 s later is not excused by the kill
+    hist = {"c": [tick(1, 100), tick(2, 101), {**tick(1, 103, stream="2"), "deliver_ns": int(103.3 * S)},
+                  tick(2, 104, stream="2"), tick(9, 113, stream="2"), tick(10, 114, stream="2")]}
+    r = check_ticks(hist, [kill(103)], gaps_expected_in_faults=True)
+    assert r.metrics["missed_ticks"] == 6 and r.valid is False, r.summary
+    # and without a new stream the kill excuses at most 1 s (EA-1)
+    hist = {"c": [tick(1, 100), tick(2, 101), tick(3, 105), tick(9, 110), tick(10, 111)]}
+    assert check_ticks(hist, [kill(103)], gaps_expected_in_faults=True).metrics["missed_ticks"] == 5
