@@ -40,14 +40,15 @@ class ResendOnTimeout(Engine):
         super().__init__(*args, **kwargs)
         self._resend_blindly: set[str] = set()
 
-    def reconcile(self, intent) -> None:
-        self._resend_blindly.add(intent.signal_id)
-        self.emit("blind_resend", signal_id=intent.signal_id, attempt=intent.attempt, comment=intent.comment,
-                  broker=intent.broker)
-        intent.state = "DEFERRED"
-        intent.next_try_ms = now_ms()
-        self.journal.put(intent)
-        self.deferred[intent.signal_id] = intent
+    def reconcile_many(self, intents) -> None:   # every reconciliation goes through here (reconcile too)
+        for intent in intents:
+            self._resend_blindly.add(intent.signal_id)
+            self.emit("blind_resend", signal_id=intent.signal_id, attempt=intent.attempt, comment=intent.comment,
+                      broker=intent.broker)
+            intent.state = "DEFERRED"
+            intent.next_try_ms = now_ms()
+            self.journal.put(intent)
+            self.deferred[intent.signal_id] = intent
 
     def _lookup(self, intent, session):
         if intent.signal_id in self._resend_blindly:
