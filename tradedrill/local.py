@@ -88,7 +88,8 @@ SERVICE_KINDS: dict[str, tuple[str, ...]] = {
 _OPTIONS: dict[str, frozenset[str]] = {
     "mt5": frozenset({"seed", "config_file", "behaviour", "server_name", "ready_timeout"}),
     "engine": frozenset({"command", "env", "overrides", "state_tmpfs_mb"}),
-    "ea": frozenset({"command", "overrides"}),
+    # detached_supervisor: the EAs' EA-1 supervisor as a process of its own (``tradedrill up``, which exits)
+    "ea": frozenset({"command", "overrides", "detached_supervisor"}),
     "backend": frozenset({"command", "overrides"}),
 }
 # the restart policy of ``supervise: True`` per kind, and which kinds are supervised unless told otherwise
@@ -214,7 +215,7 @@ class LocalStack:
         return self.run_dir / "engine.json"
 
     def _build(self, spec: NodeSpec) -> ProcessNode:
-        opts = {k: v for k, v in self.options.get(spec.kind, {}).items() if k != "supervise"}
+        opts = {k: v for k, v in self.options.get(spec.kind, {}).items() if k not in ("supervise", "detached_supervisor")}
         if spec.kind == "engine":
             return engine_svc.build_node(spec, self.topology, self.run_dir, self.registry,
                                          config_path=self.engine_config_path, command=opts.get("command"),
@@ -274,7 +275,8 @@ class LocalStack:
         kinds = {s.name: s.kind for s in self.topology.nodes}
         # Sentinels start once the replicas are linked: a Sentinel learns replicas from the primary's INFO,
         # which it reads once at connect and then only every 10 s. Engines start once Redis and the brokers serve.
-        first = [n for n in self.nodes.values() if kinds[n.name] not in ("sentinel", "engine")]
+        detached = [n for n in self.nodes.values() if kinds[n.name] == "ea" and self._ea_detached()]
+        first = [n for n in self.nodes.values() if kinds[n.name] not in ("sentinel", "engine") and n not in detached]
         sentinels = [n for n in self.nodes.values() if kinds[n.name] == "sentinel"]
         engines = [n for n in self.nodes.values() if kinds[n.name] == "engine"]
         t0 = time.monotonic()
@@ -291,7 +293,14 @@ class LocalStack:
                 self.before_engines(self)
             self._start_engines(engines, timeout)
             self.timings["engines_settled_s"] = time.monotonic() - t2
+        if detached:  # last: from here on only that process writes pids.json (its EAs' PIDs)
+            sup = ea_svc.supervisor_node(detached, self.run_dir, self.registry, ready_timeout=timeout)
+            self.nodes[sup.name] = sup
+            sup.start().wait_ready(timeout)
         self.timings["nodes_ready_s"] = time.monotonic() - t0
+
+    def _ea_detached(self) -> bool:
+        return bool(self.options.get("ea", {}).get("detached_supervisor")) and self._policy("ea") is not None
 
     def _start_engines(self, engines: list[ProcessNode], timeout: float) -> None:
         """The first engine (A) takes the lease before the next starts, so A is the first active."""
@@ -409,7 +418,7 @@ class LocalStack:
             "topology": self.topology.to_dict(),
             "services": list(self.services),
             "nodes": {name: {**n.describe(), "create_time": n.create_time} for name, n in self.nodes.items()},
-            "supervised": sorted(self.supervisors),
+            "supervised": sorted(set(self.supervisors) | ({"ea"} if ea_svc.SUPERVISOR_NAME in self.nodes else set())),
             "timings": self.timings,
         }
         if self.engine_config is not None:
@@ -634,11 +643,14 @@ def status_rows(run_dir: Path) -> tuple[list[dict], tuple[str, int] | None]:
     secrets = StackSecrets.load(run_dir)
     harness = secrets.harness if secrets else None
     holder = _detached_lease_holder(run_dir, topo, harness) if "engine" in kinds else None
+    live_pids = PidRegistry(Path(run_dir) / "pids.json").entries()
     rows = []
     for spec in topo.nodes:
         if spec.kind not in kinds:
             continue
         entry = state["nodes"].get(spec.name, {})
+        if spec.kind == "ea" and ea_svc.SUPERVISOR_NAME in state["nodes"]:  # its detached supervisor records it
+            entry = live_pids.get(spec.name, {})
         alive = bool(entry.get("pid")) and same_process_alive(entry["pid"], entry.get("create_time"))
         role = spec.role
         if spec.kind == "redis" and alive:
@@ -655,6 +667,13 @@ def status_rows(run_dir: Path) -> tuple[list[dict], tuple[str, int] | None]:
             "pid": entry.get("pid"), "process": "running" if alive else "stopped",
             "health": probe_health(spec, run_dir) if alive else "down",
         })
+    sup = state["nodes"].get(ea_svc.SUPERVISOR_NAME)
+    if sup:  # the EAs' EA-1 supervisor, a process of its own under `up`
+        e = live_pids.get(ea_svc.SUPERVISOR_NAME, {})
+        alive = bool(e.get("pid")) and same_process_alive(e["pid"], e.get("create_time"))
+        rows.append({"name": ea_svc.SUPERVISOR_NAME, "kind": "supervisor", "role": "EA-1 (restarts the EAs)",
+                     "address": sup.get("address", ""), "pid": e.get("pid"), "process": "running" if alive else "stopped",
+                     "health": "ok" if alive else "down"})
     primary = None
     if "redis" in started:
         primary = sentinel_primary([(s.address, s.port) for s in topo.of_kind("sentinel")], topo.master_name,

@@ -9,7 +9,9 @@ Settings are checked before anything is written: a bad one is a one-line error (
 The run folder is private to the user that ran ``up`` (0700): ``status`` reads the stack's credentials from its
 ``secrets/`` to ask the servers (another user gets a one-line error), ``down`` stops the processes by PID.
 Engines (``--services redis,mt5,engine``) run unsupervised here, because ``up`` returns and its process exits; the
-drills supervise theirs.
+drills supervise theirs. EAs (``--services ...,ea``) are supervised by EA-1's policy from a process of their own
+(``ea-supervisor`` in ``status``, ``python -m tradedrill.services.ea supervise``), which ``down`` stops by its PID
+(it stops its EAs first).
 """
 from __future__ import annotations
 
@@ -64,7 +66,8 @@ def up(stack_dir: Path, subnet: str, services: str, topology_file: Path | None, 
     if load_state(stack_dir):
         down_detached(stack_dir)
     # the engines of a stack started from the command line are not supervised: nobody is left to supervise them
-    stack = LocalStack(topo, stack_dir, options={"engine": {"supervise": False}})
+    # the EAs' supervisor (EA-1) runs as a detached process of its own: it outlives `up`
+    stack = LocalStack(topo, stack_dir, options={"engine": {"supervise": False}, "ea": {"detached_supervisor": True}})
     try:
         stack.up()
     except (StackError, NodeStartError, FileNotFoundError, DeadlineExceeded, SecretsError) as exc:

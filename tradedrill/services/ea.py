@@ -8,6 +8,11 @@
   ``ea.udp_port`` / ``ea.tcp_port``). Its RIS session (EA-3) logs in as the stack's ``ea`` Redis user (its own
   session hashes only) and finds the primary through the Sentinels.
 - ``ea_policy()``: the supervisor's EA-1 policy (``reference.supervisor.POLICIES["ea"]``).
+- ``supervisor_node(nodes, run_dir, registry)``: the EA-1 supervisor of a stack whose owner exits (``tradedrill up``)
+  as a process of its own, ``python -m tradedrill.services.ea supervise``: it starts the EA nodes (built by
+  ``build_node``, not started), restarts them by EA-1's policy (events in ``<run_dir>/supervisor.jsonl``, each EA's
+  PID in the stack's ``pids.json``), and on SIGTERM (``tradedrill down`` stops it by its PID) stops them by their
+  own handles and exits.
 
 Instances never share keys (``<prefix>:ea:<instance>:...``), ports or state folders.
 """
@@ -130,4 +135,70 @@ def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegis
                    address=spec.address, command=command)
 
 
-__all__ = ["build_node", "ea_config", "ea_node", "ea_policy", "events_path", "ping"]
+SUPERVISOR_NAME = "ea-supervisor"
+
+
+def supervisor_node(nodes: list[ProcessNode], run_dir: Path, registry: PidRegistry | None,
+                    ready_timeout: float = 30.0) -> ProcessNode:
+    """A detached EA-1 supervisor process for ``nodes`` (EA nodes, not started); ready once every EA has started."""
+    run_dir = Path(run_dir)
+    spec = [{"name": n.name, "role": n.role, "address": n.address, "port": n.port, "argv": list(n.argv),
+             "log_path": str(n.log_path), "cwd": str(n.cwd or REPO_ROOT), "extra": n.extra} for n in nodes]
+    spec_path = run_dir / "eas" / "supervised.json"
+    spec_path.parent.mkdir(parents=True, exist_ok=True)
+    spec_path.write_text(json.dumps(spec, indent=2))
+    argv = [sys.executable, "-m", "tradedrill.services.ea", "supervise", "--spec", str(spec_path),
+            "--events", str(run_dir / "supervisor.jsonl"),
+            "--pids", str(registry.path if registry is not None else run_dir / "pids.json")]
+    return ProcessNode(
+        name=SUPERVISOR_NAME, role="supervisor", address=nodes[0].address if nodes else "", port=0, argv=argv,
+        log_path=run_dir / "logs" / f"{SUPERVISOR_NAME}.log", cwd=REPO_ROOT,
+        ready=lambda: all(n.ready() for n in nodes), ready_timeout=ready_timeout, registry=registry,
+        extra={"kind": SUPERVISOR_NAME, "supervises": [n.name for n in nodes], "policy": "ea"},
+    )
+
+
+def _supervise(spec_path: Path, events: Path, pids: Path) -> int:
+    import signal
+    import threading
+
+    from reference.supervisor import Supervisor
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    registry = PidRegistry(pids)
+    sup = Supervisor(events_path=events)
+    try:
+        for s in json.loads(Path(spec_path).read_text()):
+            ev = Path(s["extra"]["events"])
+            node = ProcessNode(name=s["name"], role=s["role"], address=s["address"], port=int(s["port"]),
+                               argv=s["argv"], log_path=Path(s["log_path"]), cwd=Path(s["cwd"]),
+                               ready=lambda ev=ev: _started(ev), registry=registry, extra=s["extra"])
+            sup.add(node, ea_policy())
+        while not stop.wait(0.5):  # until SIGTERM/SIGINT/SIGHUP; the supervisor's threads do the work
+            pass
+    finally:
+        sup.stop()  # every EA by its own handle
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tradedrill.services.ea")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sp = sub.add_parser("supervise", help="start the EAs of a spec file and restart them by EA-1's policy")
+    sp.add_argument("--spec", required=True)
+    sp.add_argument("--events", required=True)
+    sp.add_argument("--pids", required=True)
+    args = parser.parse_args(argv)
+    return _supervise(Path(args.spec), Path(args.events), Path(args.pids))
+
+
+__all__ = ["SUPERVISOR_NAME", "build_node", "ea_config", "ea_node", "ea_policy", "events_path", "ping",
+           "supervisor_node"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
