@@ -22,8 +22,10 @@ Checkers (``scenarios.checkers.CHECKERS``):
   all), the worst send-to-delivery time of a tick served from TCP; a window whose ticks were not delivered at all
   counts as not served within the window (its length). Beside it: the distribution, the ``udp_lost`` detection
   after injection and the return to UDP after heal.
-- ``tcp_reconnect``: ``tcp_reconnect_interval_s`` (the longest interval between consecutive failed attempts of one
-  outage, at 10 ms resolution), ``tcp_reconnect_attempts`` (most failed attempts of one outage, EA-2: 10), and
+- ``tcp_reconnect``: ``tcp_reconnect_interval_s`` and ``tcp_reconnect_interval_min_s`` (the longest and the shortest
+  interval between consecutive failed attempts of one outage, at 10 ms resolution: EA-2's 2 s both ways, the
+  shortest with a 0.1 s tolerance), ``tcp_reconnect_attempts`` (most failed attempts of one outage, EA-2: 10),
+  ``tcp_attempts_before_give_up`` (failed attempts of an outage the consumer gave up on: exactly 10), and
   ``missing_alerts`` (an outage of 10 failed attempts without ``tcp_gave_up``; UDP and TCP down together without
   ``both_down``).
 - ``ea_network_down`` (EA-4): ``restart_after_network_down_s`` (the cut to the EA's next start after its
@@ -335,14 +337,18 @@ def tcp_outages(rows: Sequence[dict]) -> list[list[dict]]:
     return outages
 
 
-RECONNECT_METRICS = ("tcp_reconnect_interval_s", "tcp_reconnect_attempts", "missing_alerts")
+RECONNECT_METRICS = ("tcp_reconnect_interval_s", "tcp_reconnect_interval_min_s", "tcp_reconnect_attempts",
+                     "tcp_attempts_before_give_up", "missing_alerts")
 
 
 def check_tcp_reconnect(histories: dict[str, list[dict]], *, retry_s: float = 2.0, attempts: int = 10,
                         requirement_ids: Sequence[str] = ("EA-2",), targets=None, unreadable: int = 0):
     """Cadence and count of the consumer's TCP reconnects and the alerts EA-2 requires (``tcp_gave_up`` after
-    ``attempts`` failures; ``both_down`` when UDP was lost while TCP was down)."""
+    ``attempts`` failures; ``both_down`` when UDP was lost while TCP was down). An outage the consumer gave up on
+    (a ``tcp_gave_up`` alert after its last attempt, or no further attempt although its record goes on for more
+    than ``retry_s`` + 1 s) yields ``tcp_attempts_before_give_up``: the count furthest from ``attempts``."""
     intervals: list[float] = []
+    gave_up_counts: list[int] = []
     most = 0
     missing: list[dict] = []
     evidence: list[dict] = []
@@ -359,6 +365,13 @@ def check_tcp_reconnect(histories: dict[str, list[dict]], *, retry_s: float = 2.
                 "wall_ns", 0)]
             if len(outage) >= attempts and not gave_up:
                 missing.append({"consumer": consumer, "alert": "tcp_gave_up", "attempts": len(outage)})
+            last_ns = outage[-1].get("wall_ns", 0)
+            later = [r for r in rows if r.get("wall_ns", 0) > last_ns or r.get("deliver_ns", 0) > last_ns]
+            recovered = any(r.get("t") == "tcp_attempt" and r.get("ok") for r in later)
+            record_end = max((max(r.get("wall_ns", 0), r.get("deliver_ns", 0)) for r in rows), default=0)
+            stopped_trying = (record_end - last_ns) / 1e9 > retry_s + 1.0
+            if not recovered and (gave_up or stopped_trying):
+                gave_up_counts.append(len(outage))
             evidence.append({"kind": "outage", "consumer": consumer, "failed_attempts": len(outage),
                              "intervals_s": gaps[:12], "gave_up_alert": bool(gave_up)})
         # both down: UDP lost while TCP disconnected (and it had delivered before), without a both_down alert
@@ -391,7 +404,10 @@ def check_tcp_reconnect(histories: dict[str, list[dict]], *, retry_s: float = 2.
                      "no failed TCP connect and no both-down episode in any consumer history", unreadable)
     metrics = {"tcp_reconnect_interval_s": max(intervals) if intervals else None,
                "tcp_reconnect_interval_min_s": min(intervals) if intervals else None,
-               "tcp_reconnect_attempts": most, "missing_alerts": len(missing)}
+               "tcp_reconnect_attempts": most,
+               "tcp_attempts_before_give_up": max(gave_up_counts, key=lambda n: abs(n - attempts))
+               if gave_up_counts else None,
+               "missing_alerts": len(missing)}
     evidence.append({"kind": "missing_alerts", "items": missing})
     summary = (f"{outages_seen} outage(s): at most {most} failed attempts, intervals "
                f"{metrics['tcp_reconnect_interval_min_s']}..{metrics['tcp_reconnect_interval_s']} s (10 ms "

@@ -88,3 +88,35 @@ def test_a_kill_window_closes_at_the_new_streams_first_tick():
     # and without a new stream the kill excuses at most 1 s (EA-1)
     hist = {"c": [tick(1, 100), tick(2, 101), tick(3, 105), tick(9, 110), tick(10, 111)]}
     assert check_ticks(hist, [kill(103)], gaps_expected_in_faults=True).metrics["missed_ticks"] == 5
+
+
+def attempts(t0, n, every, consumer="c"):
+    return [{"t": "tcp_attempt", "consumer": consumer, "n": i + 1, "ok": False, "wall_ns": int((t0 + i * every) * S)}
+            for i in range(n)]
+
+
+UDP_UP = [{"t": "udp_recovered", "consumer": "c", "wall_ns": 98 * S}, tick(1, 99)]  # UDP serves all along
+
+
+def gave_up(t):
+    return {"t": "alert", "consumer": "c", "what": "tcp_gave_up", "message": "", "wall_ns": int(t * S)}
+
+
+def test_tcp_retries_too_fast_or_given_up_too_early_fail():
+    good = {"c": [*UDP_UP, *attempts(100, 10, 2.0), gave_up(118.01)]}
+    r = check_tcp_reconnect(good)
+    assert r.valid is True and r.metrics["tcp_attempts_before_give_up"] == 10, r.summary
+    fast = {"c": [*UDP_UP, *attempts(100, 10, 0.5), gave_up(104.6)]}
+    r = check_tcp_reconnect(fast)
+    assert r.valid is False and r.metrics["tcp_reconnect_interval_min_s"] == 0.5, r.summary
+    once = {"c": [*UDP_UP, *attempts(100, 1, 2.0), gave_up(100.01)]}
+    r = check_tcp_reconnect(once)
+    assert r.valid is False and r.metrics["tcp_attempts_before_give_up"] == 1, r.summary
+    # giving up without a word, the record going on: still a give-up after 1 attempt
+    silent = {"c": [*UDP_UP, *attempts(100, 1, 2.0), {"t": "stop", "consumer": "c", "wall_ns": 120 * S}]}
+    assert check_tcp_reconnect(silent).metrics["tcp_attempts_before_give_up"] == 1
+    # an outage that ends in a reconnect after 3 attempts is no give-up
+    healed = {"c": [*UDP_UP, *attempts(100, 3, 2.0),
+                    {"t": "tcp_attempt", "consumer": "c", "n": 4, "ok": True, "wall_ns": 106 * S}]}
+    r = check_tcp_reconnect(healed)
+    assert r.valid is True and r.metrics["tcp_attempts_before_give_up"] is None, r.summary
