@@ -140,8 +140,11 @@ def test_each_redis_role_can_do_its_job_and_no_more(stack):
     backend = _login(stack, "backend")
     assert backend.xadd("sec:RTSS", {"signal_id": "s2"}) and backend.xrange("sec:RTSS")
     for call in (lambda: backend.eval("return 1", 0), lambda: backend.delete("sec:lease"),
-                 lambda: backend.set("sec:lease", "B:1"), lambda: backend.flushall()):
+                 lambda: backend.set("sec:lease", "B:1"), lambda: backend.get("sec:fence"),
+                 lambda: backend.set("RTS:sec:signal:s1", "x"), lambda: backend.flushall()):
         assert _refused(call)
+    # its one string write: the claim of an alert id (issue 15)
+    assert backend.set("RTS:sec:alert:a1", "pending:x:1", nx=True, px=1000) and backend.get("RTS:sec:alert:a1")
     for role in ("replica", "sentinel"):
         client = _login(stack, role)
         assert client.ping()

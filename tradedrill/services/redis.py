@@ -89,9 +89,12 @@ REDIS_COMMANDS = {
                "+client|getname +client|id"),
     # a producer of signals and a reader of results (what a trading backend does); WAIT: a signal counts as
     # accepted only once a replica holds it (reference.engine.submit, issue 12)
-    # GET/SET: the claim of an alert id (SET NX PX), so a retried webhook puts one signal on RTSS (issue 15)
+    # GET/SET only on the claims of alert ids (SET NX PX: a retried webhook puts one signal on RTSS) and on the
+    # panel's session tokens (TV-1), issue 15: a Redis 7 selector, so the backend cannot SET the lease, the fence,
+    # RTS or anything else
     "backend": ("-@all +xadd +wait +xread +xrange +xrevrange +xlen +xinfo|stream +hget +hgetall +smembers +sismember "
-                "+srem +get +set +ping +role +client|setname +client|getname +client|id"),
+                "+srem +ping +role +client|setname +client|getname +client|id "
+                f"(~{contract.RTS_PREFIX}:*:alert:* ~{contract.RIS_PREFIX}:*:panel:session:* +get +set +del)"),
     # the EA's session hash in RIS (EA-3, issue 14): read, write, expire, nothing else
     "ea": ("-@all +hset +hget +hgetall +hincrby +del +exists +pexpire +ping +role +client|setname +client|getname "
            "+client|id"),
