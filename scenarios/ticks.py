@@ -320,18 +320,26 @@ def check_tick_fallback(histories: dict[str, list[dict]], windows: Sequence[Faul
 
 # -- TCP reconnects and alerts ---------------------------------------------------------------------------------------
 def tcp_outages(rows: Sequence[dict]) -> list[list[dict]]:
-    """The failed ``tcp_attempt`` rows of each outage (an outage ends at a successful attempt)."""
+    """The failed ``tcp_attempt`` rows of each outage (an outage ends at a successful attempt, unless the connection
+    it made ended in a bad frame: the consumer's ``bad_frame`` row of the same ``n`` makes it a failed one)."""
     outages: list[list[dict]] = []
     current: list[dict] = []
+    last_ok: dict | None = None
+    held: list[dict] = []
     for r in rows:
         if r.get("t") != "tcp_attempt":
             continue
         if r.get("ok"):
             if current:
                 outages.append(current)
-            current = []
+            held, current, last_ok = current, [], r
+        elif r.get("bad_frame") and last_ok is not None and r.get("n") == last_ok.get("n"):
+            if held and outages and outages[-1] is held:
+                outages.pop()
+            current, last_ok = held + [r], None
         else:
             current.append(r)
+            last_ok = None
     if current:
         outages.append(current)
     return outages

@@ -12,7 +12,9 @@ of the stream at most once and in increasing order, from whichever path brought 
   path; then it is reported as a gap (with its reason) and never delivered later: no out-of-order tick.
 - TCP silent ``tcp_silence_ms`` (a cut that drops packets leaves the socket open) counts as disconnected.
 - TCP reconnects (EA-2): the first attempt at once, then every ``tcp_retry_s`` (2 s) from the start of the previous
-  attempt, at most ``tcp_attempts`` (10) per outage; then ``alert`` ``tcp_gave_up`` and TCP stops. UDP silent while
+  attempt, at most ``tcp_attempts`` (10) per outage; then ``alert`` ``tcp_gave_up`` and TCP stops. A connection
+  that ends in a bad frame (another wire version, garbage, a bad length) is a failed attempt of the outage
+  (recorded as a second ``tcp_attempt`` row of the same ``n`` with ``ok`` false and ``bad_frame``). UDP silent while
   TCP is down: ``alert`` ``both_down`` (EA-2: both down, stop streaming and alert).
 - After a TCP (re)connect the EA sends the latest tick of each symbol (snapshot): anything older still missing is a
   gap (reason ``reconnect``), never filled with stale ticks (BR-3). A new EA stream id (the EA restarted) starts
@@ -342,6 +344,12 @@ class TickConsumer:
         self._refused_pending = {}
 
     # -- TCP ------------------------------------------------------------------------------------------------------
+    def _tcp_gave_up(self, attempt: int) -> None:
+        cfg = self.cfg
+        self.tcp_gave_up = True
+        self._alert("tcp_gave_up", f"TCP to {cfg.tcp_target[0]}:{cfg.tcp_target[1]} failed {attempt} times, "
+                                   f"{cfg.tcp_retry_s:g} s apart; TCP stopped (EA-2)")
+
     def _tcp_loop(self) -> None:
         cfg = self.cfg
         attempt = 0
@@ -354,14 +362,11 @@ class TickConsumer:
             except OSError as exc:
                 self._record("tcp_attempt", n=attempt, ok=False, error=str(exc)[:120], wall_ns=time.time_ns())
                 if attempt >= cfg.tcp_attempts:
-                    self.tcp_gave_up = True
-                    self._alert("tcp_gave_up", f"TCP to {cfg.tcp_target[0]}:{cfg.tcp_target[1]} failed "
-                                               f"{attempt} times, {cfg.tcp_retry_s:g} s apart; TCP stopped (EA-2)")
+                    self._tcp_gave_up(attempt)
                     return
                 self._stop.wait(max(0.0, started + cfg.tcp_retry_s - time.monotonic()))
                 continue
             self._record("tcp_attempt", n=attempt, ok=True, wall_ns=time.time_ns())
-            attempt = 0
             with self._lock:
                 self._tcp_conn += 1
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -374,6 +379,17 @@ class TickConsumer:
             self._tcp_sock = None
             sock.close()
             self._record("tcp_disconnected", reason=reason, wall_ns=time.time_ns())
+            if not reason.startswith("bad frame"):
+                attempt = 0  # a connection that served and ended: the next outage starts with an attempt at once
+                continue
+            # a connection that ends in a bad frame (another wire version, garbage, a bad length) is a failed
+            # attempt of this outage: EA-2's cadence and count hold, never a reconnect loop
+            self._record("tcp_attempt", n=attempt, ok=False, bad_frame=True, error=reason[:120],
+                         wall_ns=time.time_ns())
+            if attempt >= cfg.tcp_attempts:
+                self._tcp_gave_up(attempt)
+                return
+            self._stop.wait(max(0.0, started + cfg.tcp_retry_s - time.monotonic()))
 
     def _tcp_read(self, sock: socket.socket) -> str:
         conn = self._tcp_conn
