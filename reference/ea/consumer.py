@@ -25,7 +25,8 @@ of the stream at most once and in increasing order, from whichever path brought 
   the current stream has been silent on both paths for ``udp_silence_ms`` and a SUBSCRIBE was sent since (a
   restarted EA knows no one until it hears one). Such a stream stays provisional until TCP carries it: a later TCP
   connection that carries the retired stream again switches back (a forged stream cannot stop the consumer for
-  good). Refused datagrams are counted (``udp_refused``: ``foreign_source``, ``unconfirmed_stream``) and logged at
+  good). Refused datagrams are counted (``udp_refused``: ``foreign_source``, ``unconfirmed_stream``, and ``garbage``:
+  not a valid frame, with the decoder's sentence) and logged at
   most one line per ``log_every_s``; ``foreign_alert_count`` of them within ``foreign_alert_window_s`` raise
   ``alert`` ``udp_foreign`` (at most once per ``foreign_alert_every_s``).
 - The latest delivered tick per symbol is kept in Redis (``latest_key``) when ``redis`` is given, written from its
@@ -130,7 +131,7 @@ class TickConsumer:
         self._provisional = False  # the current stream was believed from UDP and TCP has not carried it yet
         self._tcp_conn = 0  # TCP connections made so far (a frame's connection number)
         self._retired_at: dict[int, int] = {}  # retired stream -> the TCP connection number when it was retired
-        self.udp_refused: dict[str, int] = {"foreign_source": 0, "unconfirmed_stream": 0}
+        self.udp_refused: dict[str, int] = {"foreign_source": 0, "unconfirmed_stream": 0, "garbage": 0}
         self._refused_pending: dict[str, int] = {}
         self._refused_last_src = ""
         self._refused_logged = 0.0
@@ -292,26 +293,31 @@ class TickConsumer:
                 data, addr = sock.recvfrom(2048)
             except OSError:
                 continue
-            recv_ns = time.time_ns()
-            if tuple(addr[:2]) != self._udp_peer:
-                self._refuse("foreign_source", addr)
-                continue
-            try:
-                msg = wire.decode(data)
-            except wire.WireError:
-                continue
-            if not self.accept(msg, "udp", recv_ns):
-                if not isinstance(msg, wire.Subscribe):
-                    self._refuse("unconfirmed_stream", addr)
-                continue
-            self._last_udp, self._last_udp_ns = time.monotonic(), recv_ns
-            if not self.udp_up:
-                with self._lock:
-                    self.udp_up = True
-                    self._both_down_alerted = False
-                    self._record("udp_recovered", wall_ns=recv_ns)
+            self._on_datagram(data, addr, time.time_ns())
 
-    def _refuse(self, why: str, addr) -> None:
+    def _on_datagram(self, data: bytes, addr, recv_ns: int) -> None:
+        """One UDP datagram from ``addr``: refused (counted, rate-limited log) unless it is a valid frame of our
+        EA's stream from the address we subscribed to."""
+        if tuple(addr[:2]) != self._udp_peer:
+            self._refuse("foreign_source", addr)
+            return
+        try:
+            msg = wire.decode(data)
+        except wire.WireError as exc:
+            self._refuse("garbage", addr, str(exc))
+            return
+        if not self.accept(msg, "udp", recv_ns):
+            self._refuse("unconfirmed_stream" if not isinstance(msg, wire.Subscribe) else "garbage", addr,
+                         "a SUBSCRIBE frame (consumer -> EA only)" if isinstance(msg, wire.Subscribe) else "")
+            return
+        self._last_udp, self._last_udp_ns = time.monotonic(), recv_ns
+        if not self.udp_up:
+            with self._lock:
+                self.udp_up = True
+                self._both_down_alerted = False
+                self._record("udp_recovered", wall_ns=recv_ns)
+
+    def _refuse(self, why: str, addr, detail: str = "") -> None:
         """Count a refused datagram; one log line and one ``udp_refused`` row per ``log_every_s`` at most; alert
         ``udp_foreign`` when they keep coming from somewhere other than our EA."""
         now = time.monotonic()
@@ -319,7 +325,7 @@ class TickConsumer:
         with self._lock:
             self.udp_refused[why] = self.udp_refused.get(why, 0) + 1
             self._refused_pending[why] = self._refused_pending.get(why, 0) + 1
-            self._refused_last_src = src
+            self._refused_last_src = src + (f" ({detail})" if detail else "")
             if why in ("foreign_source", "unconfirmed_stream"):
                 self._foreign_times = [t for t in self._foreign_times if now - t < self.cfg.foreign_alert_window_s]
                 self._foreign_times.append(now)

@@ -7,6 +7,9 @@ import logging
 import socket
 import time
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from reference.ea import wire
 from reference.ea.consumer import ConsumerConfig, TickConsumer
 from tradedrill.waiting import wait_until
@@ -60,3 +63,41 @@ def test_a_forged_udp_source_is_refused_counted_logged_once_and_alerted(tmp_path
         c.stop()
         ea.close()
         forger.close()
+
+
+def test_garbage_udp_from_the_ea_is_counted_and_logged_once_a_second(tmp_path, caplog):
+    ea = _udp(EA_ADDR)
+    got: list[int] = []
+    cfg = ConsumerConfig(ea.getsockname(), (EA_ADDR, 1), consumer_id="c-garbage", bind_host=CONSUMER_ADDR,
+                         history_path=str(tmp_path / "ticks-c.jsonl"), tcp_connect_timeout_s=0.2)
+    c = TickConsumer(cfg, on_tick=lambda t, path: got.append(t.seq))
+    caplog.set_level(logging.WARNING, logger="tradedrill.ea.consumer")
+    try:
+        c.start()
+        me = c.udp_address
+        ea.sendto(_tick(1, 1), me)
+        for i in range(30):
+            ea.sendto(b"not a frame %d" % i, me)
+        ea.sendto(bytes([*b"TDEA", 2]) + _tick(1, 2)[5:], me)  # another wire version
+        ea.sendto(_tick(1, 2), me)
+        wait_until(lambda: got == [1, 2] and c.udp_refused["garbage"] == 31, 5, "31 garbage datagrams refused")
+    finally:
+        c.stop()
+    lines = [r.getMessage() for r in caplog.records if "refused UDP datagrams" in r.getMessage()]
+    assert 1 <= len(lines) <= 2 and "garbage" in lines[0], lines
+    assert "udp_foreign" not in c.alerts  # our EA's address: not a foreign source
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=200))
+def test_any_datagram_from_the_ea_is_delivered_or_counted_never_an_exception(data):
+    c = TickConsumer(ConsumerConfig((EA_ADDR, 9), (EA_ADDR, 9)))
+    c._udp_peer = (EA_ADDR, 9)
+    before = sum(c.udp_refused.values())
+    c._on_datagram(data, (EA_ADDR, 9), time.time_ns())
+    try:
+        wire.decode(data)
+        valid = True
+    except wire.WireError:
+        valid = False
+    assert valid or sum(c.udp_refused.values()) == before + 1
