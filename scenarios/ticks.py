@@ -20,8 +20,10 @@ Checkers (``scenarios.checkers.CHECKERS``):
   p50/p99 and the EA-send-to-delivery path latency beside it). One computation, three table rows.
 - ``tick_fallback``: ``tick_fallback_s``: in each window of the UDP faults (``faults`` param: fault names; default
   all), the worst send-to-delivery time of a tick served from TCP; a window whose ticks were not delivered at all
-  counts as not served within the window (its length). Beside it: the distribution, the ``udp_lost`` detection
-  after injection and the return to UDP after heal.
+  counts as not served within the window (its length). Beside it: the distribution and the ``udp_lost``
+  detection after injection. ``back_to_udp_s``: for each heal that found UDP down (``udp_lost`` the consumer's last
+  UDP state), the heal to its ``udp_recovered`` (the worst; one that never came back before the record ended is a
+  lower bound, heal to end).
 - ``tcp_reconnect``: ``tcp_reconnect_interval_s`` and ``tcp_reconnect_interval_min_s`` (the longest and the shortest
   interval between consecutive failed attempts of one outage, at 10 ms resolution: EA-2's 2 s both ways, the
   shortest with a 0.1 s tolerance), ``tcp_reconnect_attempts`` (most failed attempts of one outage, EA-2: 10),
@@ -273,10 +275,11 @@ def check_tick_fallback(histories: dict[str, list[dict]], windows: Sequence[Faul
     window in which ticks went missing and none came from TCP counts as its whole length."""
     spans = _windows_wall(windows, faults)
     if not spans:
-        return _none("tick_fallback", requirement_ids, targets, ("tick_fallback_s",),
+        return _none("tick_fallback", requirement_ids, targets, FALLBACK_METRICS,
                      "no UDP fault window in faults.jsonl", unreadable)
     delays: list[float] = []
     worst: float | None = None
+    back_to_udp: list[tuple[float, bool]] = []
     evidence: list[dict] = []
     judged_windows = 0
     for consumer, rows in sorted(histories.items()):
@@ -299,23 +302,53 @@ def check_tick_fallback(histories: dict[str, list[dict]], windows: Sequence[Faul
                 worst = value if worst is None else max(worst, value)
             lost = [r for r in rows if r.get("t") == "udp_lost" and a <= r.get("wall_ns", 0) / 1e9 <= b_eff + 1]
             back = [t for t in ticks if t.get("path") == "udp" and b_eff < t.get("deliver_ns", 0) / 1e9]
+            returned = _back_to_udp(rows, b) if b != float("inf") else None
+            if returned is not None:
+                back_to_udp.append(returned)
             evidence.append({
                 "kind": "window", "consumer": consumer, "fault": w.fault, "fault_id": w.fault_id,
                 "delivered": len(inside), "tcp_served": len(served), "missing_seqs": sum(h["count"] for h in missing),
                 "worst_s": _r(value, 6),
                 "udp_lost_detected_s": _r(lost[0]["wall_ns"] / 1e9 - a, 4) if lost else None,
-                "back_to_udp_s": _r(back[0]["deliver_ns"] / 1e9 - b, 4) if back and b != float("inf") else None})
+                "first_udp_tick_after_heal_s": _r(back[0]["deliver_ns"] / 1e9 - b, 4)
+                if back and b != float("inf") else None,
+                "back_to_udp_s": None if returned is None else _r(returned[0], 4),
+                "back_to_udp_before_the_end": None if returned is None else not returned[1]})
     if not judged_windows:
-        return _none("tick_fallback", requirement_ids, targets, ("tick_fallback_s",),
+        return _none("tick_fallback", requirement_ids, targets, FALLBACK_METRICS,
                      "no tick delivered or missed inside a UDP fault window", unreadable)
+    worst_back = max(back_to_udp, default=None)
     metrics = {"tick_fallback_s": _r(worst, 6),
+               "back_to_udp_s": None if worst_back is None else _r(worst_back[0], 4),
                "tick_fallback_p50_ms": _r(None if not delays else percentile(delays, 50) * 1000),
                "tick_fallback_p99_ms": _r(None if not delays else percentile(delays, 99) * 1000),
                "tick_fallback_samples": len(delays)}
     summary = (f"{len(delays)} ticks served from TCP in {judged_windows} UDP fault window(s): worst "
                f"{metrics['tick_fallback_s']} s, p50 {metrics['tick_fallback_p50_ms']} ms, p99 "
                f"{metrics['tick_fallback_p99_ms']} ms")
-    return _cr("tick_fallback", requirement_ids, targets, metrics, evidence, summary)
+    summary += (f"; back on UDP {metrics['back_to_udp_s']} s after the worst heal" if worst_back else
+                "; UDP never left at a heal (back_to_udp unmeasured)")
+    lower = ("back_to_udp_s",) if worst_back is not None and worst_back[1] else ()
+    return _cr("tick_fallback", requirement_ids, targets, metrics, evidence, summary, lower=lower)
+
+
+FALLBACK_METRICS = ("tick_fallback_s", "back_to_udp_s")
+
+
+def _back_to_udp(rows: Sequence[dict], heal: float) -> tuple[float, bool] | None:
+    """(seconds from ``heal`` to the consumer's ``udp_recovered``, whether that is only a lower bound: it never
+    came back before its record ended), or None when UDP was not down (``udp_lost``) at the heal."""
+    state = None
+    for r in rows:
+        if r.get("t") in ("udp_lost", "udp_recovered") and r.get("wall_ns", 0) / 1e9 <= heal:
+            state = r["t"]
+    if state != "udp_lost":
+        return None
+    after = [r["wall_ns"] / 1e9 for r in rows if r.get("t") == "udp_recovered" and r.get("wall_ns", 0) / 1e9 > heal]
+    if after:
+        return after[0] - heal, False
+    end = max((_row_wall(r) for r in rows), default=heal)
+    return max(0.0, end - heal), True
 
 
 # -- TCP reconnects and alerts ---------------------------------------------------------------------------------------
@@ -603,8 +636,9 @@ def checker_entries(checker_cls) -> list:
         checker_cls("tick_latency", _tick_fn("tick_latency"), TICK_CHECKS["tick_latency"],
                     "broker time_msc to delivery, p95 outside fault windows (p50/p99 and the EA-to-consumer path "
                     "beside it)"),
-        checker_cls("tick_fallback", _fn_fallback, ("tick_fallback_s",),
-                    "in each UDP fault window: the worst send-to-delivery time of a tick served from TCP",
+        checker_cls("tick_fallback", _fn_fallback, FALLBACK_METRICS,
+                    "in each UDP fault window: the worst send-to-delivery time of a tick served from TCP; after "
+                    "each heal that found UDP down, the time to the consumer's return to UDP",
                     ("faults",)),
         checker_cls("tcp_reconnect", _fn_reconnect, RECONNECT_METRICS,
                     "TCP reconnect cadence and attempts per outage (EA-2: 2 s x 10) and the alerts EA-2 requires"),

@@ -120,3 +120,25 @@ def test_tcp_retries_too_fast_or_given_up_too_early_fail():
                     {"t": "tcp_attempt", "consumer": "c", "n": 4, "ok": True, "wall_ns": 106 * S}]}
     r = check_tcp_reconnect(healed)
     assert r.valid is True and r.metrics["tcp_attempts_before_give_up"] is None, r.summary
+
+
+def _udp_state(t, what):
+    return {"t": what, "consumer": "c", "wall_ns": int(t * S)}
+
+
+def test_the_return_to_udp_after_heal_is_judged():
+    def hist(back_at):
+        rows = [_udp_state(99, "udp_recovered"), tick(1, 100), tick(2, 101), _udp_state(102.03, "udp_lost"),
+                tick(3, 103, path="tcp"), tick(4, 104, path="tcp")]
+        if back_at is not None:
+            rows.append(_udp_state(back_at, "udp_recovered"))
+        return {"c": rows + [tick(5, 107), {"t": "stop", "consumer": "c", "wall_ns": 110 * S}]}
+
+    w = [window(102, 105)]
+    r = check_tick_fallback(hist(105.02), w)
+    assert r.valid is True and abs(r.metrics["back_to_udp_s"] - 0.02) < 1e-6, r.summary
+    r = check_tick_fallback(hist(106.5), w)
+    assert r.valid is False and r.metrics["back_to_udp_s"] == 1.5, r.summary
+    r = check_tick_fallback(hist(None), w)  # never back on UDP: heal to the end, a failing lower bound
+    j = next(j for j in r.judgements if j.metric == "back_to_udp_s")
+    assert r.valid is False and j.lower_bound and r.metrics["back_to_udp_s"] == 5.0
