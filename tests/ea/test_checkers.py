@@ -142,3 +142,17 @@ def test_the_return_to_udp_after_heal_is_judged():
     r = check_tick_fallback(hist(None), w)  # never back on UDP: heal to the end, a failing lower bound
     j = next(j for j in r.judgements if j.metric == "back_to_udp_s")
     assert r.valid is False and j.lower_bound and r.metrics["back_to_udp_s"] == 5.0
+
+
+def test_the_issues_own_50_ms_fallback_target_is_judged_beside_tv_and_ea_ha():
+    def hist(delay_s):
+        late = {**tick(3, 103, path="tcp"), "deliver_ns": int((103 + delay_s) * S)}
+        return {"c": [tick(1, 100), tick(2, 101), late, tick(4, 106)]}
+
+    def alternatives(delay_s):
+        r = check_tick_fallback(hist(delay_s), [window(102, 105)])
+        j = next(j for j in r.judgements if j.metric == "tick_fallback_s")
+        return {a["value"]: a["verdict"] for a in j.alternatives}
+
+    assert alternatives(0.03) == {0.1: "pass", 0.05: "pass"}
+    assert alternatives(0.07) == {0.1: "pass", 0.05: "fail"}
