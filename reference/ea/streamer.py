@@ -61,7 +61,7 @@ class EAConfig:
     login: int | None = 5001
     udp_bind: tuple[str, int] = ("127.0.0.1", 0)
     tcp_bind: tuple[str, int] = ("127.0.0.1", 0)
-    state_dir: str = "."
+    state_dir: str = ""  # required: where the event log goes (never the current directory by accident)
     poll_ms: float = 1.0  # PERF-1: tick latency 10 ms, our target 1 ms: poll often
     heartbeat_ms: float = 5.0  # EA-2: fallback within 100 ms (our target 50): silence visible in ~20 ms
     subscriber_ttl_s: float = 5.0
@@ -83,17 +83,35 @@ class EAConfig:
 
     @classmethod
     def from_dict(cls, raw: dict) -> "EAConfig":
-        """An EAConfig from a JSON mapping; an unknown key is a one-line ValueError."""
+        """An EAConfig from a JSON mapping; an unknown key or a bad value is a one-line ValueError."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"the EA config must be a JSON object, got {type(raw).__name__}")
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(f"unknown EA setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         cfg = cls(**raw)
+        cfg.validate()
         cfg.udp_bind = tuple(cfg.udp_bind)  # type: ignore[assignment]
         cfg.tcp_bind = tuple(cfg.tcp_bind)  # type: ignore[assignment]
-        if not cfg.symbols:
-            raise ValueError("symbols must name at least one symbol")
         return cfg
+
+    def validate(self) -> None:
+        """Raise ValueError, one line naming the setting, for a value the EA cannot run with."""
+        for name in ("udp_bind", "tcp_bind"):
+            v = getattr(self, name)
+            if (not isinstance(v, (list, tuple)) or len(v) != 2 or not isinstance(v[0], str)
+                    or not isinstance(v[1], int) or isinstance(v[1], bool) or not 0 <= v[1] <= 65535):
+                raise ValueError(f"{name} must be [host, port] with a port from 0 to 65535, got {v!r}")
+        if not isinstance(self.symbols, list) or not self.symbols:
+            raise ValueError(f"symbols must be a list of symbol names like [\"EURUSD\"], got {self.symbols!r}")
+        for sym in self.symbols:
+            if not isinstance(sym, str) or not 0 < len(sym.encode()) <= wire.MAX_SYMBOL:
+                raise ValueError(f"symbols: each must be a name of 1..{wire.MAX_SYMBOL} UTF-8 bytes, got {sym!r}")
+        if not isinstance(self.state_dir, str) or not self.state_dir.strip():
+            raise ValueError("state_dir is required: the folder of the EA's event log (or --state-dir)")
+        if not isinstance(self.instance, str) or not self.instance:
+            raise ValueError(f"instance must be a non-empty name, got {self.instance!r}")
 
     def events_path(self) -> Path:
         return Path(self.state_dir) / f"ea-events-{self.instance}.jsonl"
