@@ -79,6 +79,7 @@ class EAConfig:
     ris_retry_s: float = 2.0  # EA-3: reconnect every 2 s
     ris_recoveries: int = 5  # EA-3: after 5 failed recoveries start a new session
     tcp_send_timeout_s: float = 0.2
+    log_every_s: float = 1.0  # bad datagrams: at most one WARNING line per this many seconds, with the count
     max_runtime_s: float | None = None
 
     @classmethod
@@ -238,6 +239,9 @@ class TickStreamer:
         self._lock = threading.Lock()
         self.ris: RisSession | None = None
         self.sent = 0
+        self.bad_datagrams = 0
+        self._bad_pending = 0
+        self._bad_logged = float("-inf")
 
     # -- paths ----------------------------------------------------------------------------------------------------
     def _udp_listen(self) -> None:
@@ -248,9 +252,9 @@ class TickStreamer:
             except (socket.timeout, OSError):
                 continue
             try:
-                msg = wire.decode(data)
+                msg = wire.decode(data, reader="EA")
             except wire.WireError as exc:
-                log.warning("bad datagram from %s: %s", addr, exc)
+                self._bad_datagram(addr, str(exc))
                 continue
             if isinstance(msg, wire.Subscribe):
                 with self._lock:
@@ -258,6 +262,17 @@ class TickStreamer:
                     self._subs[addr] = time.monotonic() + self.cfg.subscriber_ttl_s
                 if new:
                     self.emit("udp_subscriber", addr=list(addr), consumer=msg.consumer)
+
+    def _bad_datagram(self, addr, problem: str) -> None:
+        """Count a datagram that is not a valid frame; one WARNING line per ``log_every_s`` at most, with the count
+        since the last line and the last one's source and problem."""
+        self.bad_datagrams += 1
+        self._bad_pending += 1
+        now = time.monotonic()
+        if now - self._bad_logged >= self.cfg.log_every_s:
+            log.warning("%d bad datagram(s) since the last report (%d in all); the last from %s:%s: %s",
+                        self._bad_pending, self.bad_datagrams, addr[0], addr[1], problem)
+            self._bad_logged, self._bad_pending = now, 0
 
     def _accept(self) -> None:
         self.tcp.settimeout(0.2)

@@ -117,8 +117,9 @@ def frame_for_tcp(frame: bytes) -> bytes:
     return _LEN.pack(len(frame)) + frame
 
 
-def decode(data: bytes) -> Message:
-    """One whole frame -> Tick | Heartbeat | Subscribe. Raises WireError (one line) for anything else."""
+def decode(data: bytes, reader: str = "consumer") -> Message:
+    """One whole frame -> Tick | Heartbeat | Subscribe. Raises WireError (one line) for anything else; ``reader``
+    names who refuses a frame of another version ("consumer", "EA")."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise WireError(f"frame must be bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -128,7 +129,7 @@ def decode(data: bytes) -> Message:
     if magic != MAGIC:
         raise WireError(f"bad magic {magic!r} (expected {MAGIC!r})")
     if version != VERSION:
-        raise WireError(f"wire version {version} is not supported (this consumer reads version {VERSION})")
+        raise WireError(f"wire version {version} is not supported (this {reader} reads version {VERSION})")
     body = data[HEADER_SIZE:]
     if kind == KIND_TICK:
         if len(body) < _TICK.size:

@@ -204,3 +204,18 @@ def test_duplicated_and_reordered_udp_never_reaches_the_application(make_ea, mak
     assert g.valid is True and g.metrics["duplicate_ticks"] == g.metrics["out_of_order_ticks"] == 0, g.summary
     b = check_ticks(history(make_consumer, "both"))
     assert b.valid is False and b.metrics["duplicate_ticks"] > 0
+
+
+def test_the_ea_logs_bad_datagrams_once_a_second_with_a_count_in_its_own_words(make_ea):
+    import socket as _socket
+
+    ea = make_ea("ea-1", EA_HOSTS[0])
+    other_version = bytes([*b"TDEA", 2]) + wire.encode_subscribe(wire.Subscribe("x"))[5:]
+    with _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM) as s:
+        s.bind((CONSUMER_HOSTS[0], 0))
+        for _ in range(50):
+            s.sendto(other_version, ea.extra["udp"])
+    wait_until(lambda: "bad datagram" in ea.log_path.read_text(), 5, "the EA to report the bad datagrams")
+    lines = [line for line in ea.log_path.read_text().splitlines() if "bad datagram" in line]
+    assert len(lines) == 1, lines  # not one line per datagram
+    assert "wire version 2 is not supported (this EA reads version 1)" in lines[0], lines[0]
