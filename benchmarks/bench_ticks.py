@@ -15,13 +15,16 @@ Targets (issue 14): tick path p99 <= 1 ms on loopback (PERF-1 asks 10 ms), UDP->
 - reconnect: a consumer against a closed TCP port: 10 attempts 2 s apart, then its alert (about 18 s; ``--quick``
   skips it).
 
-Addresses 127.0.83.x (the tick benchmark's block). Writes out/bench/ticks.json. Run:
+Addresses 127.0.83.x (the tick benchmark's block; ``TRADEDRILL_EA_BENCH_SUBNET`` moves it). Writes
+out/bench/ticks.json. Run:
 ``.venv/bin/python benchmarks/bench_ticks.py [--seconds 10] [--quick]``.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import shutil
 import signal
 import socket
@@ -45,7 +48,10 @@ from tradedrill.services.ea import ea_node  # noqa: E402
 from tradedrill.services.mt5sim import simulator_node  # noqa: E402
 from tradedrill.waiting import wait_until  # noqa: E402
 
-SIM, EA, ECHO, CONSUMER, SPARE = "127.0.83.1", "127.0.83.2", "127.0.83.3", "127.0.83.10", "127.0.83.11"
+BLOCK = os.environ.get("TRADEDRILL_EA_BENCH_SUBNET", "127.0.83").strip()
+if not re.fullmatch(r"127\.(25[0-5]|2[0-4]\d|1?\d?\d)\.(25[0-5]|2[0-4]\d|1?\d?\d)", BLOCK):
+    sys.exit(f"bench_ticks: TRADEDRILL_EA_BENCH_SUBNET={BLOCK!r} is not a loopback block like 127.0.83 (127.x.y)")
+SIM, EA, ECHO, CONSUMER, SPARE = (f"{BLOCK}.{n}" for n in (1, 2, 3, 10, 11))
 TARGETS = {"tick_path_p99_ms": 1.0, "fallback_ms": 50.0, "restart_ms": 500.0}
 
 ECHO_SERVER = """

@@ -1,9 +1,12 @@
 """Fixtures of the EA tests: a real MT5 simulator (ticks every 5 ms), a real redis-server, EA processes and
-consumers on 127.0.82.x (the EA test block; the tick benchmark uses 127.0.83.x). Every process is a ProcessNode
+consumers on 127.0.82.x (the EA test block; the tick benchmark uses 127.0.83.x; ``TRADEDRILL_EA_TEST_SUBNET`` moves
+the tests, e.g. to run two checkouts' EA tests at once). Every process is a ProcessNode
 stopped by its handle at teardown, also when the test failed; every consumer is stopped too."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -15,11 +18,21 @@ from tradedrill.process import ProcessNode
 from tradedrill.services.ea import ea_node
 from tradedrill.services.mt5sim import simulator_node
 
-BLOCK = "127.0.82"  # the EA tests' loopback block
-SIM_HOST = "127.0.82.1"
-EA_HOSTS = ("127.0.82.2", "127.0.82.3", "127.0.82.4")
-CONSUMER_HOSTS = ("127.0.82.10", "127.0.82.11", "127.0.82.12")
-REDIS_HOST = "127.0.82.20"
+
+
+def loopback_block(variable: str, default: str) -> str:
+    """``variable``'s loopback /24 (three octets, 127.x.y), else ``default``; anything else is a one-line error."""
+    value = os.environ.get(variable, default).strip()
+    if not re.fullmatch(r"127\.(25[0-5]|2[0-4]\d|1?\d?\d)\.(25[0-5]|2[0-4]\d|1?\d?\d)", value):
+        raise RuntimeError(f"{variable}={value!r} is not a loopback block like 127.0.82 (three octets, 127.x.y)")
+    return value
+
+
+BLOCK = loopback_block("TRADEDRILL_EA_TEST_SUBNET", "127.0.82")  # the EA tests' loopback block
+SIM_HOST = f"{BLOCK}.1"
+EA_HOSTS = (f"{BLOCK}.2", f"{BLOCK}.3", f"{BLOCK}.4")
+CONSUMER_HOSTS = (f"{BLOCK}.10", f"{BLOCK}.11", f"{BLOCK}.12")
+REDIS_HOST = f"{BLOCK}.20"
 TICK_STEP_MS = 5
 
 

@@ -1,6 +1,6 @@
 """An EA (or anything at its address) that sends bad TCP frames (another wire version, garbage, a bad length): each
 such connection is a failed attempt of EA-2's cadence (every tcp_retry_s, tcp_attempts of them, then alert
-``tcp_gave_up``), never a reconnect loop. Real sockets on 127.0.82.5x; the byte streams are fuzzed (hypothesis)."""
+``tcp_gave_up``), never a reconnect loop. Real sockets on <block>.5x; the byte streams are fuzzed (hypothesis)."""
 from __future__ import annotations
 
 import socket

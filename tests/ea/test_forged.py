@@ -1,6 +1,6 @@
 """UDP that is not from our EA (issue 14 check, item 1): a consumer takes UDP only from the address it subscribed
 to, counts and logs (one line per second) what it refuses, and alerts ``udp_foreign`` when it keeps coming. Real
-sockets on 127.0.82.4x: a stand-in EA (UDP only; its TCP port is closed) and a forger on another address."""
+sockets on <block>.4x (127.0.82 unless TRADEDRILL_EA_TEST_SUBNET): a stand-in EA (UDP only; its TCP port is closed) and a forger on another address."""
 from __future__ import annotations
 
 import logging

@@ -4,6 +4,8 @@ from __future__ import annotations
 from reference.ea import wire
 from reference.ea.consumer import ConsumerConfig, TickConsumer
 
+from .conftest import BLOCK
+
 
 def tick(seq: int, stream: int = 1, snapshot: bool = False, symbol: str = "EURUSD") -> wire.Tick:
     return wire.Tick(stream, seq, symbol, 1000 + seq, 1.0, 1.1, sent_ns=seq, snapshot=snapshot)
@@ -11,7 +13,7 @@ def tick(seq: int, stream: int = 1, snapshot: bool = False, symbol: str = "EURUS
 
 def consumer(**kw) -> tuple[TickConsumer, list[int]]:
     got: list[int] = []
-    c = TickConsumer(ConsumerConfig(("127.0.82.2", 1), ("127.0.82.2", 1), **kw),
+    c = TickConsumer(ConsumerConfig((f"{BLOCK}.2", 1), (f"{BLOCK}.2", 1), **kw),
                      on_tick=lambda t, path: got.append(t.seq))
     return c, got
 

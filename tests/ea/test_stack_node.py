@@ -7,12 +7,12 @@ from tradedrill.local import LocalStack, probe_health
 from tradedrill.topology import Topology
 from tradedrill.waiting import wait_until
 
-from .conftest import CONSUMER_HOSTS
+from .conftest import BLOCK, CONSUMER_HOSTS
 
 
 def test_two_ea_nodes_stream_side_by_side_under_the_supervisor(tmp_path, monkeypatch):
     monkeypatch.setenv("TRADEDRILL_STATE_DIR", str(tmp_path / "state"))
-    topo = Topology.default(subnet="127.0.82", services=("mt5", "ea"),
+    topo = Topology.default(subnet=BLOCK, services=("mt5", "ea"),
                             overrides={"ea.count": 2, "ea.port": 18990, "mt5.port": 18991})
     stack = LocalStack(topo, tmp_path / "stack")
     consumers = []
@@ -44,7 +44,7 @@ def test_an_ea_node_keeps_its_session_in_ris_as_its_own_redis_user_and_resumes_i
     import redis as redis_lib
 
     monkeypatch.setenv("TRADEDRILL_STATE_DIR", str(tmp_path / "state"))
-    topo = Topology.default(subnet="127.0.83", services=("redis", "mt5", "ea"),
+    topo = Topology.default(subnet=BLOCK, services=("redis", "mt5", "ea"),
                             overrides={"ea.count": 1, "ea.port": 18992, "mt5.port": 18993})
     stack = LocalStack(topo, tmp_path / "stack")
     try:

@@ -20,7 +20,7 @@ from scenarios.ticks import (check_ea_restart, check_tcp_reconnect, check_tick_f
                              consumer_histories)
 from tradedrill.waiting import wait_until
 
-from .conftest import CONSUMER_HOSTS, EA_HOSTS, free_port
+from .conftest import BLOCK, CONSUMER_HOSTS, EA_HOSTS, free_port
 
 
 class BothCopies(TickConsumer):
@@ -182,10 +182,10 @@ def test_duplicated_and_reordered_udp_never_reaches_the_application(make_ea, mak
     from faults.proxy.server import EmbeddedToxiproxy
 
     ea = make_ea("ea-1", EA_HOSTS[0])
-    with EmbeddedToxiproxy(listen="127.0.82.30:0", seed=7) as srv:
+    with EmbeddedToxiproxy(listen=f"{BLOCK}.30:0", seed=7) as srv:
         links = LinkFaults(srv.url, seed=7)
         try:
-            listen = links.proxy("ticks", f"{ea.extra['udp'][0]}:{ea.extra['udp'][1]}", "127.0.82.30:0",
+            listen = links.proxy("ticks", f"{ea.extra['udp'][0]}:{ea.extra['udp'][1]}", f"{BLOCK}.30:0",
                                  protocol="udp")
             host, _, port = listen.rpartition(":")
             good = make_consumer(ea, "good", CONSUMER_HOSTS[0], udp_target=(host, int(port)))
