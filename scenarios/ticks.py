@@ -160,6 +160,7 @@ def stream_facts(rows: Sequence[dict], fault_spans: Sequence[tuple[float, float,
     seen: dict[str, set[int]] = {}
     last: dict[str, dict] = {}
     order: list[str] = []  # streams in the order their first tick was delivered
+    first_of_symbol: set[tuple[str, Any]] = set()
     for r in _ticks(rows):
         stream = str(r.get("stream"))
         seq = r["seq"]
@@ -185,8 +186,12 @@ def stream_facts(rows: Sequence[dict], fault_spans: Sequence[tuple[float, float,
         if prev is None or seq > prev["seq"]:
             last[stream] = r
         deliver = r.get("deliver_ns")
-        # a snapshot is the latest tick replayed to a new TCP connection: its age is not the path's latency
-        if isinstance(deliver, int) and not r.get("snapshot") and not _inside(deliver / 1e9, fault_spans, after_s=0.1):
+        # a restarted EA's first tick of a symbol is the broker's standing tick, as old as the broker's last change:
+        # like a snapshot (the latest tick replayed to a new TCP connection), its age is not the path's latency
+        restarted_first = len(order) > 1 and (stream, r.get("symbol")) not in first_of_symbol
+        first_of_symbol.add((stream, r.get("symbol")))
+        if (isinstance(deliver, int) and not r.get("snapshot") and not restarted_first
+                and not _inside(deliver / 1e9, fault_spans, after_s=0.1)):
             if isinstance(r.get("time_msc"), int):
                 f.latency_msc_ms.append(deliver / 1e6 - r["time_msc"])
             if isinstance(r.get("sent_ns"), int) and r["sent_ns"] > 0:
