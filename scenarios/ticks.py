@@ -21,9 +21,9 @@ Checkers (``scenarios.checkers.CHECKERS``):
 - ``tick_fallback``: ``tick_fallback_s``: in each window of the UDP faults (``faults`` param: fault names; default
   all), the worst send-to-delivery time of a tick served from TCP; a window whose ticks were not delivered at all
   counts as not served within the window (its length). Beside it: the distribution and the ``udp_lost``
-  detection after injection. ``back_to_udp_s``: for each heal that found UDP down (``udp_lost`` the consumer's last
-  UDP state), the heal to its ``udp_recovered`` (the worst; one that never came back before the record ended is a
-  lower bound, heal to end).
+  detection after injection. ``back_to_udp_s``: for each window in which UDP went down (a ``udp_lost`` inside it),
+  the heal to the consumer's ``udp_recovered`` after the last such loss (0 when before the recorded heal; the worst;
+  one that never came back before the record ended is a lower bound, heal to end).
 - ``tcp_reconnect``: ``tcp_reconnect_interval_s`` and ``tcp_reconnect_interval_min_s`` (the longest and the shortest
   interval between consecutive failed attempts of one outage, at 10 ms resolution: EA-2's 2 s both ways, the
   shortest with a 0.1 s tolerance), ``tcp_reconnect_attempts`` (most failed attempts of one outage, EA-2: 10),
@@ -307,7 +307,7 @@ def check_tick_fallback(histories: dict[str, list[dict]], windows: Sequence[Faul
                 worst = value if worst is None else max(worst, value)
             lost = [r for r in rows if r.get("t") == "udp_lost" and a <= r.get("wall_ns", 0) / 1e9 <= b_eff + 1]
             back = [t for t in ticks if t.get("path") == "udp" and b_eff < t.get("deliver_ns", 0) / 1e9]
-            returned = _back_to_udp(rows, b) if b != float("inf") else None
+            returned = _back_to_udp(rows, a, b) if b != float("inf") else None
             if returned is not None:
                 back_to_udp.append(returned)
             evidence.append({
@@ -340,18 +340,18 @@ def check_tick_fallback(histories: dict[str, list[dict]], windows: Sequence[Faul
 FALLBACK_METRICS = ("tick_fallback_s", "back_to_udp_s")
 
 
-def _back_to_udp(rows: Sequence[dict], heal: float) -> tuple[float, bool] | None:
-    """(seconds from ``heal`` to the consumer's ``udp_recovered``, whether that is only a lower bound: it never
-    came back before its record ended), or None when UDP was not down (``udp_lost``) at the heal."""
-    state = None
-    for r in rows:
-        if r.get("t") in ("udp_lost", "udp_recovered") and r.get("wall_ns", 0) / 1e9 <= heal:
-            state = r["t"]
-    if state != "udp_lost":
+def _back_to_udp(rows: Sequence[dict], inject: float, heal: float) -> tuple[float, bool] | None:
+    """(seconds from ``heal`` to the consumer's ``udp_recovered`` after its last ``udp_lost`` inside the window, 0
+    when it was back before the recorded heal; whether that is only a lower bound: it never came back before its
+    record ended), or None when UDP never went down (no ``udp_lost``) inside the window."""
+    lost = [r["wall_ns"] / 1e9 for r in rows if r.get("t") == "udp_lost"
+            and isinstance(r.get("wall_ns"), int) and inject <= r["wall_ns"] / 1e9 <= heal]
+    if not lost:
         return None
-    after = [r["wall_ns"] / 1e9 for r in rows if r.get("t") == "udp_recovered" and r.get("wall_ns", 0) / 1e9 > heal]
+    after = [r["wall_ns"] / 1e9 for r in rows if r.get("t") == "udp_recovered"
+             and isinstance(r.get("wall_ns"), int) and r["wall_ns"] / 1e9 > lost[-1]]
     if after:
-        return after[0] - heal, False
+        return max(0.0, after[0] - heal), False
     end = max((_row_wall(r) for r in rows), default=heal)
     return max(0.0, end - heal), True
 

@@ -164,3 +164,11 @@ def test_a_restarted_eas_first_tick_of_a_symbol_is_not_latency_once_the_kill_win
     healed = FaultWindow("process-kill", "process-kill-1", 0.0, None, inject_wall=103.0, heal_wall=103.16)
     r = check_ticks(hist, [healed], name="tick_latency")  # the drill's kill heals when the supervisor restarts
     assert r.metrics["tick_latency_p99_ms"] < 10, r.metrics
+
+
+def test_back_on_udp_just_before_the_recorded_heal_counts_as_back():
+    # the fault log writes the heal after the rule is gone: the consumer may be back a few ms "before" it
+    rows = [_udp_state(99, "udp_recovered"), tick(1, 100), _udp_state(102.03, "udp_lost"), tick(2, 103, path="tcp"),
+            _udp_state(104.994, "udp_recovered"), tick(3, 106), {"t": "stop", "consumer": "c", "wall_ns": 110 * S}]
+    r = check_tick_fallback({"c": rows}, [window(102, 105)])
+    assert r.metrics["back_to_udp_s"] == 0.0, r.summary
