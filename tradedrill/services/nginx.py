@@ -4,7 +4,9 @@ Active-passive with passive health checks: ``backend-a`` serves, ``backend-b`` i
 that fails on A (connection refused or reset: A is down; no answer within ``backend.proxy_read_timeout_ms``: A is
 frozen) is sent again to B at once (``proxy_next_upstream error timeout non_idempotent``: a POST is retried too,
 which is safe because the webhook is idempotent by alert id), and A is left alone for ``backend.fail_timeout_s``
-after ``backend.max_fails`` failures, then tried again with one request.
+after ``backend.max_fails`` failures, then tried again with one request. The backup is never marked down
+(``max_fails=0``): it is the last live upstream while A is away, and a single slow answer from it must cost one
+504, not ``fail_timeout`` of 502 "no live upstreams".
 
 - ``nginx_conf(...)``: the configuration text (everything on the node's loopback addresses; request bodies never
   spill to disk; no body and no query string is logged: the webhook body holds the passphrase);
@@ -52,7 +54,12 @@ def nginx_conf(address: str, port: int, upstreams: Sequence[tuple[str, int]], pr
     prefix = Path(prefix)
     servers = []
     for i, (host, uport) in enumerate(upstreams):
-        servers.append(f"        server {host}:{int(uport)} max_fails={int(max_fails)} "
+        # the backups are never marked down (max_fails=0): with A dead, B is the last live upstream, and one slow
+        # answer from it (a 0.4 s stall, a GC pause) would otherwise make nginx answer 502 "no live upstreams"
+        # to everything for fail_timeout (issue 15: 218 x 502 over 5.8 s); a dead B still fails each request at
+        # once (connection refused), so nothing waits for it
+        fails = int(max_fails) if i == 0 else 0
+        servers.append(f"        server {host}:{int(uport)} max_fails={fails} "
                        f"fail_timeout={fail_timeout_s:g}s{' backup' if i else ''};")
     user = f"user {worker_user} nogroup;\n" if worker_user and os.geteuid() == 0 else ""
     temp = "\n".join(f"    {kind}_temp_path {prefix / 'tmp' / kind};" for kind in
