@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 import duckdb  # noqa: E402
 
 from faults.files import CorruptDuckDB  # noqa: E402
-from reference.engine.journal import Intent, Journal  # noqa: E402
+from reference.engine.journal import _COLUMNS, Intent, Journal  # noqa: E402
 
 from bench_engine import source_revision  # noqa: E402 - same folder: which commit was measured
 
@@ -61,23 +61,73 @@ def timed(fn) -> float:
 
 
 def build_journal(db: Path, mb: int, row_bytes: int) -> int:
-    """A journal file of at least ``mb`` MB of final intents; returns the number of rows."""
-    Journal(db).close()
-    con = duckdb.connect(str(db))
+    """A journal file of ``mb`` MB (within one batch) of final intents; returns the number of rows.
+
+    The rows are written through the journal's own schema (``reference.engine.journal._COLUMNS``): the columns
+    named here get the SQL below, every other column the default of ``Intent`` (a column added later, such as
+    ``ch_synced``, is filled with its default instead of breaking the INSERT)."""
     md5s = max(1, row_bytes // 32)
-    rows, batch = 0, 10_000
-    while db.stat().st_size < mb * 1_000_000:
-        con.execute(f"""INSERT INTO intents SELECT 'sig-' || (i + {rows})::VARCHAR, (i + {rows})::VARCHAR || '-0',
-            '{{"symbol":"EURUSD","side":"buy","note":"' ||
-              (SELECT string_agg(md5(((i + {rows}) * 1000 + k)::VARCHAR), '') FROM range({md5s}) t(k)) || '"}}',
-            'DONE', 1, 'td' || (i + {rows})::VARCHAR || '-1', 'primary', 0, 0, 0, 0, 0,
-            '{{"status":"executed","order":' || (i + {rows})::VARCHAR || '}}', true, 0 FROM range({batch}) r(i)""")
-        rows += batch
+    defaults = Journal._row(Intent(signal_id="", entry_id="", signal={}))
+    names = [n for n, _ in _COLUMNS]
+
+    def column_sql(name: str, default, first: int) -> str:
+        n = f"(i + {first})"
+        given = {
+            "signal_id": f"'sig-' || {n}::VARCHAR",
+            "entry_id": f"{n}::VARCHAR || '-0'",
+            "signal": f"""'{{"symbol":"EURUSD","side":"buy","note":"' || (SELECT string_agg(md5(({n} * 1000 + k)"""
+                      f"""::VARCHAR), '') FROM range({md5s}) t(k)) || '"}}'""",
+            "state": "'DONE'", "attempt": "1", "comment": f"'td' || {n}::VARCHAR || '-1'", "broker": "'primary'",
+            "result": f"""'{{"status":"executed","order":' || {n}::VARCHAR || '}}'""", "published": "true",
+        }
+        if name in given:
+            return given[name]
+        return "NULL" if default is None else duckdb_literal(default)
+
+    def fill(path: Path, count: int) -> int:
+        """``count`` rows in one checkpoint: DuckDB's file then grows with the data, not with the free blocks
+        that a checkpoint per batch leaves behind (which made the 256 MB file 354 MB)."""
+        Journal(path).close()
+        con = duckdb.connect(str(path))
+        con.execute("SET checkpoint_threshold = '4GB'")
+        done, batch = 0, 20_000
+        while done < count:
+            part = min(batch, count - done)
+            exprs = [column_sql(n, defaults[k], done) for k, n in enumerate(names)]
+            con.execute(f"INSERT INTO intents ({', '.join(names)}) SELECT {', '.join(exprs)} FROM range({part}) r(i)")
+            done += part
+        con.execute("INSERT OR REPLACE INTO journal_meta VALUES ('hwm', ?)", [count])
         con.execute("CHECKPOINT")
-    con.execute("INSERT OR REPLACE INTO journal_meta VALUES ('hwm', ?)", [rows])
-    con.execute("CHECKPOINT")
-    con.close()
+        con.close()
+        return path.stat().st_size
+
+    # the bytes a row takes on disk, measured on a probe file of the same rows, then the file in one go
+    probe = db.with_name(db.name + ".probe")
+    empty = fill(probe, 0)
+    probe.unlink()
+    probe_rows = 20_000
+    per_row = (fill(probe, probe_rows) - empty) / probe_rows
+    probe.unlink()
+    target = mb * 1_000_000
+    rows = max(1, int((target - empty) / per_row))
+    size = fill(db, rows)
+    for _ in range(3):   # the probe's bytes per row are an estimate: at most three refits to within 1 %
+        if abs(size - target) <= target * 0.01:
+            break
+        rows = max(1, int(rows * (target - empty) / max(1, size - empty)))
+        db.unlink()
+        for extra in (Path(str(db) + ".wal"), Path(str(db) + ".hwm")):
+            extra.unlink(missing_ok=True)
+        size = fill(db, rows)
     return rows
+
+
+def duckdb_literal(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def main() -> int:
