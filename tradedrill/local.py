@@ -90,7 +90,8 @@ _OPTIONS: dict[str, frozenset[str]] = {
     "engine": frozenset({"command", "env", "overrides", "state_tmpfs_mb"}),
     # detached_supervisor: the EAs' EA-1 supervisor as a process of its own (``tradedrill up``, which exits)
     "ea": frozenset({"command", "overrides", "detached_supervisor"}),
-    "backend": frozenset({"command", "overrides"}),
+    # detached_supervisor: the backends' BE-1 supervisor as a process of its own (``tradedrill up``, which exits)
+    "backend": frozenset({"command", "overrides", "detached_supervisor"}),
 }
 # the restart policy of ``supervise: True`` per kind, and which kinds are supervised unless told otherwise
 _POLICY_OF_KIND: dict[str, RestartPolicy] = {"engine": POLICIES["engine"], "ea": POLICIES["ea"],  # ENG-3, EA-1
@@ -276,6 +277,9 @@ class LocalStack:
         # Sentinels start once the replicas are linked: a Sentinel learns replicas from the primary's INFO,
         # which it reads once at connect and then only every 10 s. Engines start once Redis and the brokers serve.
         detached = [n for n in self.nodes.values() if kinds[n.name] == "ea" and self._ea_detached()]
+        detached_backends = [n for n in self.nodes.values()
+                             if kinds[n.name] == "backend" and self._detached("backend")]
+        detached += detached_backends
         first = [n for n in self.nodes.values() if kinds[n.name] not in ("sentinel", "engine") and n not in detached]
         sentinels = [n for n in self.nodes.values() if kinds[n.name] == "sentinel"]
         engines = [n for n in self.nodes.values() if kinds[n.name] == "engine"]
@@ -293,14 +297,22 @@ class LocalStack:
                 self.before_engines(self)
             self._start_engines(engines, timeout)
             self.timings["engines_settled_s"] = time.monotonic() - t2
-        if detached:  # last: from here on only that process writes pids.json (its EAs' PIDs)
-            sup = ea_svc.supervisor_node(detached, self.run_dir, self.registry, ready_timeout=timeout)
+        eas = [n for n in detached if n not in detached_backends]
+        if eas:  # last: from here on only that process writes pids.json (its EAs' PIDs)
+            sup = ea_svc.supervisor_node(eas, self.run_dir, self.registry, ready_timeout=timeout)
+            self.nodes[sup.name] = sup
+            sup.start().wait_ready(timeout)
+        if detached_backends:  # BE-1's supervisor, a process of its own like the EAs' (it records their PIDs)
+            sup = backend_svc.supervisor_node(detached_backends, self.run_dir, self.registry, ready_timeout=timeout)
             self.nodes[sup.name] = sup
             sup.start().wait_ready(timeout)
         self.timings["nodes_ready_s"] = time.monotonic() - t0
 
     def _ea_detached(self) -> bool:
-        return bool(self.options.get("ea", {}).get("detached_supervisor")) and self._policy("ea") is not None
+        return self._detached("ea")
+
+    def _detached(self, kind: str) -> bool:
+        return bool(self.options.get(kind, {}).get("detached_supervisor")) and self._policy(kind) is not None
 
     def _start_engines(self, engines: list[ProcessNode], timeout: float) -> None:
         """The first engine (A) takes the lease before the next starts, so A is the first active."""
@@ -418,7 +430,8 @@ class LocalStack:
             "topology": self.topology.to_dict(),
             "services": list(self.services),
             "nodes": {name: {**n.describe(), "create_time": n.create_time} for name, n in self.nodes.items()},
-            "supervised": sorted(set(self.supervisors) | ({"ea"} if ea_svc.SUPERVISOR_NAME in self.nodes else set())),
+            "supervised": sorted(set(self.supervisors) | ({"ea"} if ea_svc.SUPERVISOR_NAME in self.nodes else set())
+                                 | ({"backend"} if backend_svc.SUPERVISOR_NAME in self.nodes else set())),
             "timings": self.timings,
         }
         if self.engine_config is not None:
@@ -651,6 +664,8 @@ def status_rows(run_dir: Path) -> tuple[list[dict], tuple[str, int] | None]:
         entry = state["nodes"].get(spec.name, {})
         if spec.kind == "ea" and ea_svc.SUPERVISOR_NAME in state["nodes"]:  # its detached supervisor records it
             entry = live_pids.get(spec.name, {})
+        if spec.kind == "backend" and backend_svc.SUPERVISOR_NAME in state["nodes"]:  # likewise (BE-1)
+            entry = live_pids.get(spec.name, {})
         alive = bool(entry.get("pid")) and same_process_alive(entry["pid"], entry.get("create_time"))
         role = spec.role
         if spec.kind == "redis" and alive:
@@ -667,13 +682,15 @@ def status_rows(run_dir: Path) -> tuple[list[dict], tuple[str, int] | None]:
             "pid": entry.get("pid"), "process": "running" if alive else "stopped",
             "health": probe_health(spec, run_dir) if alive else "down",
         })
-    sup = state["nodes"].get(ea_svc.SUPERVISOR_NAME)
-    if sup:  # the EAs' EA-1 supervisor, a process of its own under `up`
-        e = live_pids.get(ea_svc.SUPERVISOR_NAME, {})
-        alive = bool(e.get("pid")) and same_process_alive(e["pid"], e.get("create_time"))
-        rows.append({"name": ea_svc.SUPERVISOR_NAME, "kind": "supervisor", "role": "EA-1 (restarts the EAs)",
-                     "address": sup.get("address", ""), "pid": e.get("pid"), "process": "running" if alive else "stopped",
-                     "health": "ok" if alive else "down"})
+    for sup_name, sup_role in ((ea_svc.SUPERVISOR_NAME, "EA-1 (restarts the EAs)"),
+                               (backend_svc.SUPERVISOR_NAME, "BE-1 (restarts the backends)")):
+        sup = state["nodes"].get(sup_name)
+        if sup:  # a supervisor that is a process of its own under `up`
+            e = live_pids.get(sup_name, {})
+            alive = bool(e.get("pid")) and same_process_alive(e["pid"], e.get("create_time"))
+            rows.append({"name": sup_name, "kind": "supervisor", "role": sup_role,
+                         "address": sup.get("address", ""), "pid": e.get("pid"),
+                         "process": "running" if alive else "stopped", "health": "ok" if alive else "down"})
     primary = None
     if "redis" in started:
         primary = sentinel_primary([(s.address, s.port) for s in topo.of_kind("sentinel")], topo.master_name,

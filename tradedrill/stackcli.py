@@ -11,7 +11,8 @@ The run folder is private to the user that ran ``up`` (0700): ``status`` reads t
 Engines (``--services redis,mt5,engine``) run unsupervised here, because ``up`` returns and its process exits; the
 drills supervise theirs. EAs (``--services ...,ea``) are supervised by EA-1's policy from a process of their own
 (``ea-supervisor`` in ``status``, ``python -m tradedrill.services.ea supervise``), which ``down`` stops by its PID
-(it stops its EAs first).
+(it stops its EAs first). The backends (``--services ...,backend``) likewise, under BE-1's policy
+(``backend-supervisor``, ``python -m tradedrill.services.backend supervise``).
 """
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def up(stack_dir: Path, subnet: str, services: str, topology_file: Path | None, 
         down_detached(stack_dir)
     # the engines of a stack started from the command line are not supervised: nobody is left to supervise them
     # the EAs' supervisor (EA-1) runs as a detached process of its own: it outlives `up`
-    stack = LocalStack(topo, stack_dir, options={"engine": {"supervise": False}, "ea": {"detached_supervisor": True}})
+    stack = LocalStack(topo, stack_dir, options={"engine": {"supervise": False}, "ea": {"detached_supervisor": True},
+                                                "backend": {"detached_supervisor": True}})
     try:
         stack.up()
     except (StackError, NodeStartError, FileNotFoundError, DeadlineExceeded, SecretsError) as exc:

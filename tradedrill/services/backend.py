@@ -9,6 +9,11 @@
   ClickHouse history when the topology runs ClickHouse.
 - ``health_probe(node)``: BE-1's health check (``GET /health`` within 1 s), what the supervisor polls every 3 s.
 - ``backend_policy()``: BE-1 (``reference.supervisor.POLICIES["backend"]``: Restart=always, RestartSec=3).
+- ``supervisor_node(nodes, run_dir, registry)``: BE-1's supervisor of a stack whose owner exits (``tradedrill up``)
+  as a process of its own, ``python -m tradedrill.services.backend supervise``: it starts the backend nodes (built
+  by ``build_node``, not started), restarts them by BE-1's policy with BE-1's health check (events in
+  ``<run_dir>/supervisor.jsonl``, each backend's PID in the stack's ``pids.json``), and on SIGTERM (``tradedrill
+  down`` stops it by its PID) stops them by their own handles and exits.
 """
 from __future__ import annotations
 
@@ -125,5 +130,72 @@ def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegis
                         log_path=Path(run_dir) / "logs" / f"{spec.name}.log", command=command, role=spec.role)
 
 
-__all__ = ["backend_config", "backend_node", "backend_policy", "build_node", "health_probe", "http_get",
-           "passphrase_file", "read_passphrase"]
+SUPERVISOR_NAME = "backend-supervisor"
+
+
+def supervisor_node(nodes: list[ProcessNode], run_dir: Path, registry: PidRegistry | None,
+                    ready_timeout: float = 30.0) -> ProcessNode:
+    """A detached BE-1 supervisor process for ``nodes`` (backend nodes, not started); ready once every backend
+    answers ``GET /health``."""
+    run_dir = Path(run_dir)
+    spec = [{"name": n.name, "role": n.role, "address": n.address, "port": n.port, "argv": list(n.argv),
+             "log_path": str(n.log_path), "cwd": str(n.cwd or REPO_ROOT),
+             "extra": {k: v for k, v in n.extra.items() if k != "health"}} for n in nodes]
+    spec_path = run_dir / "backends" / "supervised.json"
+    spec_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_private(spec_path, json.dumps(spec, indent=2))
+    argv = [sys.executable, "-m", "tradedrill.services.backend", "supervise", "--spec", str(spec_path),
+            "--events", str(run_dir / "supervisor.jsonl"),
+            "--pids", str(registry.path if registry is not None else run_dir / "pids.json")]
+    return ProcessNode(
+        name=SUPERVISOR_NAME, role="supervisor", address=nodes[0].address if nodes else "", port=0, argv=argv,
+        log_path=run_dir / "logs" / f"{SUPERVISOR_NAME}.log", cwd=REPO_ROOT,
+        ready=lambda: all(n.ready() for n in nodes), ready_timeout=ready_timeout, registry=registry,
+        extra={"kind": SUPERVISOR_NAME, "supervises": [n.name for n in nodes], "policy": "backend"},
+    )
+
+
+def _supervise(spec_path: Path, events: Path, pids: Path) -> int:
+    import signal
+    import threading
+
+    from reference.supervisor import Supervisor
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    registry = PidRegistry(pids)
+    sup = Supervisor(events_path=events)
+    try:
+        for s in json.loads(Path(spec_path).read_text()):
+            probe = health_probe(s["address"], int(s["port"]))
+            node = ProcessNode(name=s["name"], role=s["role"], address=s["address"], port=int(s["port"]),
+                               argv=s["argv"], log_path=Path(s["log_path"]), cwd=Path(s["cwd"]), ready=probe,
+                               registry=registry, extra={**s["extra"], "health": probe})
+            sup.add(node, backend_policy(), health=probe)
+        while not stop.wait(0.5):  # until SIGTERM/SIGINT/SIGHUP; the supervisor's threads do the work
+            pass
+    finally:
+        sup.stop()  # every backend by its own handle
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tradedrill.services.backend")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sp = sub.add_parser("supervise", help="start the backends of a spec file and restart them by BE-1's policy")
+    sp.add_argument("--spec", required=True)
+    sp.add_argument("--events", required=True)
+    sp.add_argument("--pids", required=True)
+    args = parser.parse_args(argv)
+    return _supervise(Path(args.spec), Path(args.events), Path(args.pids))
+
+
+__all__ = ["SUPERVISOR_NAME", "backend_config", "backend_node", "backend_policy", "build_node", "health_probe",
+           "http_get", "passphrase_file", "read_passphrase", "supervisor_node"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
