@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -92,25 +93,89 @@ class SnapshotSet:
         self.stem = self.db_path.stem
         self.manifest_path = self.folder / f"{self.stem}.manifest.json"
         self.manifest_note = ""     # why the manifest could not be read, when it could not
+        self._manifest_damage = ""  # the damaged manifest moved aside, until a new manifest is written
 
     # --- reading ------------------------------------------------------------------------------------------------
     def entries(self) -> list[SnapshotInfo]:
-        """The manifest's snapshots, newest (highest hwm) first; [] when there is none. A manifest that cannot be
-        read is reported in ``manifest_note`` and counts as empty (its snapshots cannot be verified)."""
-        self.manifest_note = ""
+        """The snapshots, newest (highest hwm) first; [] when there is none.
+
+        A manifest that cannot be read is not the end of the snapshots: it is moved aside as evidence (into
+        ``damaged/`` of the folder, never deleted; said in ``manifest_note``) and the snapshot files are listed from
+        their own names (``<stem>.h<hwm>.t<ms>.duckdb``: the high-water mark is in the name), each checked by
+        opening it read-only; a file that does not open is moved aside with the manifest. Such entries carry no
+        checksum (``sha256`` ""): the next manifest written gives them one."""
+        if not self._manifest_damage:
+            self.manifest_note = ""
         try:
             raw = self.manifest_path.read_bytes()
         except FileNotFoundError:
-            return []
+            return self._scan()
+        except IsADirectoryError:
+            return self._manifest_damaged("is a folder")
         except OSError as exc:
-            self.manifest_note = f"manifest {self.manifest_path} unreadable: {exc.strerror}"
-            return []
+            return self._manifest_damaged(f"unreadable: {exc.strerror}")
         try:
             data = json.loads(raw)
             items = [SnapshotInfo(**item) for item in data["snapshots"]]
         except (ValueError, KeyError, TypeError) as exc:
-            self.manifest_note = f"manifest {self.manifest_path} is damaged ({type(exc).__name__})"
+            return self._manifest_damaged(f"is damaged ({type(exc).__name__})")
+        self._manifest_damage = ""
+        self.manifest_note = ""
+        return sorted(items, key=lambda s: (s.hwm, s.taken_ms), reverse=True)
+
+    def _evidence_folder(self) -> Path:
+        return self.folder / "damaged"
+
+    def _manifest_damaged(self, why: str) -> list[SnapshotInfo]:
+        """Keep the damaged manifest as evidence, then list the snapshots from their files."""
+        kept = ""
+        try:
+            evidence = self._evidence_folder()
+            evidence.mkdir(parents=True, exist_ok=True)
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+            dest = evidence / f"{self.manifest_path.name}.{stamp}"
+            n = 1
+            while dest.exists():
+                n += 1
+                dest = evidence / f"{self.manifest_path.name}.{stamp}-{n}"
+            os.replace(self.manifest_path, dest)
+            fsync_dir(self.folder)
+            kept = f", kept as {dest}"
+        except OSError as exc:
+            kept = f", left in place (could not be moved aside: {exc.strerror or exc})"
+        self._manifest_damage = (f"manifest {self.manifest_path} {why}{kept}; the snapshots were listed from their "
+                                 f"files")
+        self.manifest_note = self._manifest_damage
+        return self._scan()
+
+    def _scan(self) -> list[SnapshotInfo]:
+        """The snapshot files of this database, from their names, each opened read-only to check it (nothing is
+        deleted: a file that does not open is moved into ``damaged/``)."""
+        items: list[SnapshotInfo] = []
+        try:
+            files = sorted(self.folder.glob(f"{self.stem}.h*.t*.duckdb"))
+        except OSError:
             return []
+        for path in files:
+            match = _SNAPSHOT_NAME.fullmatch(path.name[len(self.stem):])
+            if not match:
+                continue
+            problem = _opens(path)
+            if problem:
+                try:
+                    evidence = self._evidence_folder()
+                    evidence.mkdir(parents=True, exist_ok=True)
+                    os.replace(path, evidence / path.name)
+                except OSError:
+                    pass
+                note = f"snapshot {path.name} does not open ({problem}), moved into damaged/"
+                self.manifest_note = f"{self.manifest_note}; {note}" if self.manifest_note else note
+                continue
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+            items.append(SnapshotInfo(path.name, "", size, int(match["hwm"]), int(match["ms"]), 0.0))
         return sorted(items, key=lambda s: (s.hwm, s.taken_ms), reverse=True)
 
     def newest(self) -> SnapshotInfo | None:
@@ -127,7 +192,7 @@ class SnapshotSet:
             size = path.stat().st_size
             if size != info.bytes:
                 return f"snapshot {info.file} has {size} bytes, the manifest says {info.bytes}"
-            if sha256_file(path) != info.sha256:
+            if info.sha256 and sha256_file(path) != info.sha256:
                 return f"snapshot {info.file} fails its sha256"
         except FileNotFoundError:
             return f"snapshot {info.file} is missing"
@@ -171,12 +236,26 @@ class SnapshotSet:
         return info
 
     def _record(self, info: SnapshotInfo) -> None:
-        items = [info, *(s for s in self.entries() if s.file != info.file)]
+        listed_before = self.entries()
+        from_files = not self.manifest_path.exists()   # no sound manifest: the list came from the files
+        items = [info]
+        for s in listed_before:
+            if s.file == info.file:
+                continue
+            if not s.sha256:   # listed from its file (it opened): its checksum from now on
+                try:
+                    s = SnapshotInfo(s.file, sha256_file(self.path_of(s)), s.bytes, s.hwm, s.taken_ms, s.took_s)
+                except OSError:
+                    continue
+            items.append(s)
         keep, drop = items[:self.kept], items[self.kept:]
         self._write_manifest(keep)
+        self._manifest_damage = ""
         for old in drop:                      # rotation of our own backups (DDB-2), never of damaged evidence
             self.path_of(old).unlink(missing_ok=True)
-        listed = {s.file for s in keep}
+        if from_files:
+            return   # without a manifest nothing proves a file unlisted is a leftover: none is deleted
+        listed = {s.file for s in keep} | {s.file for s in drop}
         for stray in self.folder.glob(f"{self.stem}.h*.t*.duckdb"):
             if stray.name not in listed:     # taken by a process that died before its manifest write
                 stray.unlink(missing_ok=True)
@@ -210,12 +289,30 @@ class SnapshotSet:
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise SnapshotError(f"snapshot {info.file} could not be copied to {dest}: {exc.strerror}") from None
-        if size != info.bytes or digest.hexdigest() != info.sha256:
+        if size != info.bytes or (info.sha256 and digest.hexdigest() != info.sha256):
             tmp.unlink(missing_ok=True)
             raise SnapshotError(f"snapshot {info.file} fails its sha256" if size == info.bytes else
                                 f"snapshot {info.file} has {size} bytes, the manifest says {info.bytes}")
         os.replace(tmp, dest)
         fsync_dir(dest.parent)
+
+
+_SNAPSHOT_NAME = re.compile(r"\.h(?P<hwm>\d+)\.t(?P<ms>\d+)\.duckdb")
+
+
+def _opens(path: Path) -> str:
+    """"" when the DuckDB file opens read-only and lists its tables, else why not (one clause)."""
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        return " ".join(str(exc).split())[:160]
+    try:
+        con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        return ""
+    except duckdb.Error as exc:
+        return " ".join(str(exc).split())[:160]
+    finally:
+        con.close()
 
 
 def _sql_str(path: Path) -> str:

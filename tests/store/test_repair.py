@@ -186,3 +186,47 @@ def test_manifest_lists_checksummed_snapshots_and_keeps_the_configured_count(tmp
     for s in manifest["snapshots"]:
         assert digest(folder / s["file"]) == s["sha256"]
     assert manifest["snapshots"][0]["hwm"] == 5
+
+
+def test_a_damaged_manifest_deletes_no_snapshot_and_a_damaged_journal_still_restores_the_newest(tmp_path):
+    db = tmp_path / "journal-A.duckdb"
+    write_journal(db, 20)                  # snapshot 1: s0..s19
+    write_journal(db, 10, first=20)        # snapshot 2: s0..s29
+    folder = tmp_path / "backup" / "duckdb"
+    snaps = sorted(folder.glob("journal-A.h*.duckdb"))
+    assert len(snaps) == 2
+    manifest = folder / "journal-A.manifest.json"
+    garbled = manifest.read_bytes()[:40] + b"\x00garbled"
+    manifest.write_bytes(garbled)
+    journal = Journal(db)                  # a sound journal beside a damaged manifest
+    try:
+        assert journal.repair is None
+        journal.put(Intent(signal_id="s30", entry_id="30-0", signal={}, state="SENDING"))
+        assert journal.snapshot() is not None
+    finally:
+        journal.close()
+    for snap in snaps:                     # the good snapshots were not deleted as strays
+        assert snap.exists(), snap
+    kept = list((folder / "damaged").glob("journal-A.manifest.json.*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == garbled   # the damaged manifest is evidence
+    listed = json.loads(manifest.read_text())["snapshots"]
+    assert [s["hwm"] for s in listed][:3] == sorted((s["hwm"] for s in listed), reverse=True)[:3]
+    assert {p.name for p in snaps} <= {s["file"] for s in listed}
+    for s in listed:
+        assert digest(folder / s["file"]) == s["sha256"]
+
+    # now the manifest and the journal are both damaged: the newest snapshot that opens is restored
+    manifest.write_bytes(b"{not json")
+    newest = max(folder.glob("journal-A.h*.duckdb"))
+    broken = folder / "journal-A.h999999999999.t1.duckdb"   # a snapshot file that does not open: not used
+    broken.write_bytes(b"\x00" * 8192)
+    with CorruptDuckDB(db, "zero-header", random.Random(0), restore_on_heal=False):
+        pass
+    journal = Journal(db)
+    try:
+        assert journal.repair is not None and newest.name in journal.repair.recovered, journal.repair.line
+        assert len(journal.in_flight()) == 31
+    finally:
+        journal.close()
+    assert newest.exists() and (folder / "damaged" / broken.name).exists()
+    assert len(list((folder / "damaged").glob("journal-A.manifest.json.*"))) == 2
