@@ -51,6 +51,7 @@ from reference.store.failed_syncs import Resync, RetryPolicy
 TARGET = "clickhouse"     # failed_syncs target
 KIND = "outcomes"         # failed_syncs kind: a list of signal ids whose outcomes did not reach ClickHouse
 DAY_MS = 86_400_000
+STOP_FLUSH_S = 2.0         # at stop, the outcomes still waiting get this long to reach ClickHouse (CH-1: every trade)
 
 # (name, ClickHouse type) of one outcome row, in insert order
 COLUMNS: list[tuple[str, str]] = [
@@ -432,17 +433,75 @@ class ClickHouseSync:
         self._thread.start()
         return self
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the thread (after its current try), write the marks still pending, close the client."""
+    def stop(self, timeout: float = 10.0, flush_s: float = STOP_FLUSH_S) -> None:
+        """Stop the thread (after its current try), send the outcomes still waiting (an engine stops a few ms after
+        its last ack, before the next tick would have sent it) for at most ``flush_s`` seconds, put what could not
+        be sent into failed_syncs (sent at the next start), write the marks still pending, close the client."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self._flush_at_stop(max(0.0, float(flush_s)))
         try:
             self.journal.flush_published()
         except Exception as exc:  # noqa: BLE001 - closing anyway; a lost mark only resends
             self.emit("clickhouse_sync_error", error=str(exc))
         self.target.close()
+
+    def _flush_at_stop(self, flush_s: float) -> None:
+        """The last outcomes before a stop: batches sent until none waits, one fails or ``flush_s`` runs out (a
+        try that hangs is left behind at the deadline: its rows are idempotent); the rest goes to failed_syncs."""
+        started = time.monotonic()
+        deadline = started + flush_s
+        outcome = {"sent": 0, "error": ""}
+        gave_up = threading.Event()
+
+        def flush() -> None:
+            while not gave_up.is_set() and time.monotonic() < deadline:
+                batch = self.journal.ch_unsynced(self.settings.batch_rows, exclude=self._held)
+                if not batch:
+                    return
+                try:
+                    outcome["sent"] += self.send(batch)
+                except ClickHouseError as exc:
+                    outcome["error"] = str(exc)
+                    return
+                except Exception as exc:  # noqa: BLE001 - a stop must end; what is left is kept below
+                    outcome["error"] = " ".join(str(exc).split())[:300]
+                    return
+
+        try:
+            waiting = self.journal.ch_unsynced(1, exclude=self._held)
+        except Exception as exc:  # noqa: BLE001
+            self.emit("clickhouse_sync_error", error=str(exc), where="stop")
+            return
+        if not waiting:
+            return
+        worker = threading.Thread(target=flush, name="clickhouse-sync-stop", daemon=True)
+        worker.start()
+        worker.join(flush_s)
+        if worker.is_alive():
+            gave_up.set()
+            outcome["error"] = outcome["error"] or f"no answer within the stop deadline of {flush_s:g} s"
+        try:
+            left = self.journal.ch_unsynced(exclude=self._held)
+        except Exception as exc:  # noqa: BLE001
+            self.emit("clickhouse_sync_error", error=str(exc), where="stop")
+            return
+        kept = 0
+        if left:
+            ids = [i.signal_id for i in left]
+            now_ms = int(time.time() * 1000)
+            try:
+                self.journal.add_failed_sync(f"{ids[0]}+{len(ids)}@{now_ms}", KIND, {"signal_ids": ids}, now_ms,
+                                             outcome["error"] or "the engine stopped before they were sent",
+                                             attempts=1, target=TARGET)
+                self._held.update(ids)
+                kept = len(ids)
+            except Exception as exc:  # noqa: BLE001 - still unsynced in the journal: sent at the next start
+                self.emit("clickhouse_sync_error", error=str(exc), where="stop")
+        self.emit("clickhouse_sync_stop_flush", sent=outcome["sent"], failed_syncs=kept,
+                  took_s=round(time.monotonic() - started, 4), error=outcome["error"])
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -169,3 +169,32 @@ def test_bad_credentials_give_one_line_that_says_what_to_fix(server, table, jour
     sync.run_once(0.0, 1_800_000_000_000)
     assert "refused the login" in rec.named("clickhouse_sync_failed")[0]["error"]
     assert "not-the-password" not in rec.text() and server.credential.password not in rec.text()
+
+
+def test_stop_sends_the_outcomes_still_waiting(server, table, journal):
+    """An engine stops a few ms after its last ack, before the next tick: stop() sends what waits (it only wrote
+    the marks, and the last trades reached ClickHouse only at the next start, if ever)."""
+    rec = Recorder()
+    target = server.target(table)
+    sync = ClickHouseSync(journal, target, instance="A", emit=rec.emit, alert=rec.alert)
+    final_outcomes(journal, 30)          # final, never ticked: what the thread had not seen yet
+    sync.stop()
+    assert server.target(table).count_final() == 30
+    assert journal.ch_unsynced() == [] and journal.failed_syncs(TARGET) == []
+    assert rec.named("clickhouse_sync_stop_flush")[0]["sent"] == 30
+
+
+def test_stop_leaves_what_it_could_not_send_in_failed_syncs(server, table, journal):
+    rec = Recorder()
+    target = server.target(table)
+    sync = ClickHouseSync(journal, target, instance="A", emit=rec.emit, alert=rec.alert)
+    final_outcomes(journal, 12)
+    server.node.terminate()
+    try:
+        sync.stop(flush_s=2.0)
+    finally:
+        server.node.start().wait_ready()
+    rows = journal.failed_syncs(TARGET)
+    assert len(rows) == 1 and len(rows[0]["payload"]["signal_ids"]) == 12, rows
+    flushed = rec.named("clickhouse_sync_stop_flush")[0]
+    assert flushed["sent"] == 0 and flushed["failed_syncs"] == 12 and flushed["error"]
