@@ -63,7 +63,9 @@ ALERT_SCHEMA: dict[str, Any] = {
         "volume": {"oneOf": [{"type": "number"}, {"type": "string", "maxLength": 32}]},
         "order_type": {"type": "string", "enum": ["market", "limit", "stop"]},
         "price": {"type": "number"}, "sl": {"type": "number"}, "tp": {"type": "number"},
-        "account": {"type": "string", "maxLength": 20},
+        # the broker login: a string of digits, or the same number as a JSON integer (TradingView templates)
+        "account": {"oneOf": [{"type": "string", "maxLength": 20},
+                              {"type": "integer", "minimum": 0, "maximum": webhook.MAX_ACCOUNT}]},
         "comment": {"type": "string", "maxLength": 64},
         "time": {"type": "string", "maxLength": 40},
     },

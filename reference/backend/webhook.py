@@ -28,7 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from reference.engine.contract import Keys
-from reference.engine.signals import InvalidSignal, parse_signal
+from reference.engine.signals import ORDER_TYPES, SIDES, InvalidSignal, parse_signal
 
 ALERT_ID_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,60}")
 SIGNAL_ID_PREFIX = "tv-"
@@ -36,6 +36,7 @@ SOURCE = "tradingview"
 FIELDS = ("passphrase", "alert_id", "symbol", "side", "volume", "order_type", "price", "sl", "tp", "account",
           "comment", "time")
 REQUIRED = ("passphrase", "alert_id", "symbol", "side", "volume")
+MAX_ACCOUNT = 10 ** 20 - 1  # an integer account: at most 20 digits, like the engine's ACCOUNT_RE
 
 # claim values: "pending:<instance>:<epoch ms>" while one request submits; "accepted:<signal id>:<entry id>" after
 PENDING = "pending"
@@ -139,6 +140,12 @@ def parse_alert(doc: dict, *, account: str, max_volume: float, now_ms: int | Non
         if name in doc and not isinstance(doc[name], str) and not (name == "account" and isinstance(doc[name], int)
                                                                    and not isinstance(doc[name], bool)):
             raise AlertError(422, f"field {name!r} must be a string")
+    # what the OpenAPI schema says, exactly: the lowercase words of its enums (no "BUY", no padding)
+    for name, words in (("side", SIDES), ("order_type", ORDER_TYPES)):
+        if name in doc and doc[name] not in words:
+            raise AlertError(422, f"field {name!r} must be one of {', '.join(words)} (lowercase)")
+    if isinstance(doc.get("account"), int) and not 0 <= doc["account"] <= MAX_ACCOUNT:
+        raise AlertError(422, "field 'account' must be the broker login: 1-20 digits, as a string or an integer >= 0")
     signal_id = signal_id_of(alert_id)
     fields = {"signal_id": signal_id, "account": str(doc.get("account", account)).strip(),
               "symbol": doc["symbol"].strip(), "side": doc["side"].strip().lower(),

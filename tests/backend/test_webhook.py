@@ -150,3 +150,25 @@ def test_a_claimant_that_died_after_its_xadd_is_answered_from_rts(client, rdb):
     again = client.post("/webhook/tradingview", json=alert("dead-1"))
     assert again.status_code == 200 and again.json()["trade_status"] == "executed"
     assert rdb.xlen(KEYS.rtss) == 0
+
+
+def test_schema_and_validation_agree_on_side_order_type_and_account(client, rdb):
+    """The OpenAPI schema is the contract: side and order_type are the exact lowercase words of its enums (a "BUY"
+    is refused with 422 naming them), and the account is a string of digits or a non-negative integer (documented
+    as such, and accepted). Before: the schema said enum buy/sell and a string, yet "BUY" and 5001 got 202."""
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/webhook/tradingview"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    props = body["properties"]
+    assert props["side"]["enum"] == ["buy", "sell"]
+    assert props["order_type"]["enum"] == ["market", "limit", "stop"]
+    assert {"type": "integer", "minimum": 0} in [{k: v for k, v in alt.items() if k != "maximum"}
+                                                 for alt in props["account"]["oneOf"]]
+    for field, value in (("side", "BUY"), ("side", " buy"), ("order_type", "MARKET")):
+        got = client.post("/webhook/tradingview", json={**alert(f"case-{field}-{value.strip()}"), field: value})
+        assert got.status_code == 422, (field, value, got.text)
+        assert field in got.json()["error"], got.text
+    got = client.post("/webhook/tradingview", json={**alert("int-account"), "account": 5001})
+    assert got.status_code == 202, got.text
+    assert rdb.xrange(KEYS.rtss)[-1][1]["account"] == "5001"
+    assert client.post("/webhook/tradingview", json={**alert("neg-account"), "account": -1}).status_code == 422
+    assert [f["signal_id"] for _, f in rdb.xrange(KEYS.rtss)] == ["tv-int-account"]
