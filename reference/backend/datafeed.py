@@ -30,6 +30,9 @@ class HistoryUnavailable(RuntimeError):
     """ClickHouse cannot answer; the message (one line) says why, never a password."""
 
 
+MAX_EPOCH_S = 2**33  # the latest ``to`` a /history query may name (the year 2242)
+
+
 class BadRequest(ValueError):
     """A datafeed query parameter is wrong; the message names it."""
 
@@ -60,8 +63,9 @@ def check_history_query(symbol: str, resolution: str, from_s: int, to_s: int) ->
         raise BadRequest("symbol must be 1-32 characters of letters, digits and ._#-")
     if resolution not in RESOLUTIONS:
         raise BadRequest(f"resolution {resolution[:10]!r} is not one of {', '.join(RESOLUTIONS)}")
-    if not 0 <= from_s <= to_s <= 2**33:
-        raise BadRequest("from and to must be epoch seconds with 0 <= from <= to")
+    if not 0 <= from_s <= to_s <= MAX_EPOCH_S:
+        raise BadRequest(f"from and to must be epoch seconds with 0 <= from <= to <= {MAX_EPOCH_S} "
+                         f"(got from={from_s}, to={to_s})")
     return name, RESOLUTIONS[resolution]
 
 

@@ -172,3 +172,13 @@ def test_schema_and_validation_agree_on_side_order_type_and_account(client, rdb)
     assert rdb.xrange(KEYS.rtss)[-1][1]["account"] == "5001"
     assert client.post("/webhook/tradingview", json={**alert("neg-account"), "account": -1}).status_code == 422
     assert [f["signal_id"] for _, f in rdb.xrange(KEYS.rtss)] == ["tv-int-account"]
+
+
+def test_history_422_names_the_real_range_limit(client):
+    """``to`` beyond 2**33 s was refused with "0 <= from <= to", which it met; the message names the bound."""
+    for params in ({"from": 0, "to": 2**33 + 1}, {"from": 5, "to": 4}, {"from": -1, "to": 4}):
+        got = client.get("/history", params={"symbol": "EURUSD", "resolution": "1", **params})
+        assert got.status_code == 422, got.text
+        assert str(2**33) in got.json()["errmsg"], got.text
+    ok = client.get("/history", params={"symbol": "EURUSD", "resolution": "1", "from": 0, "to": 2**33})
+    assert ok.status_code != 422, ok.text
