@@ -108,3 +108,21 @@ def test_passphrase_is_private_and_never_logged(stack):
     for path in stack.run_dir.rglob("*"):
         if path.is_file() and "secrets" not in path.parts and path.suffix in (".log", ".json", ".conf"):
             assert passphrase not in path.read_text(errors="replace"), path
+
+
+def test_a_body_over_the_limit_gets_the_backends_json_413_through_the_proxy(stack):
+    """Before: nginx's client_max_body_size was 16 KB, so above it nginx answered an HTML 413 itself and the
+    sender never learnt the limit. Now nginx passes bodies up to 64 KB on (the backend answers its JSON),
+    and anything larger gets nginx's own 413 in the same JSON shape."""
+    from reference.backend.config import BackendConfig
+
+    limit = f"at most {BackendConfig.max_body_bytes} bytes"
+    with _client(stack) as c:
+        big = {**_alert(stack, "big-1"), "comment": "x" * 20_000}
+        got = c.post("/webhook/tradingview", json=big)
+        assert got.status_code == 413 and got.headers["content-type"].startswith("application/json"), got.text
+        assert limit in got.json()["error"], got.text
+        huge = c.post("/webhook/tradingview", content=b"{" + b" " * 200_000 + b"}",
+                      headers={"content-type": "application/json"})
+        assert huge.status_code == 413 and huge.headers["content-type"].startswith("application/json"), huge.text
+        assert limit in huge.json()["error"], huge.text

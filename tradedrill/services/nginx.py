@@ -19,12 +19,14 @@ with the upstream(s) it went to, so a failover is visible in it.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 from pathlib import Path
 from typing import Sequence
 
+from reference.backend.config import BackendConfig
 from tradedrill.credentials import write_private
 from tradedrill.process import PidRegistry, ProcessNode
 from tradedrill.topology import NodeSpec, Topology
@@ -44,11 +46,19 @@ def nginx_binary() -> str:
     return path
 
 
+def proxy_body_bytes(max_body_bytes: int) -> int:
+    """nginx's client_max_body_size in front of backends refusing bodies over ``max_body_bytes``: room above it,
+    so the backend itself says what is wrong (4x, at least 64 KB; still held in memory, never spilled to disk)."""
+    return max(4 * int(max_body_bytes), 65536)
+
+
 def nginx_conf(address: str, port: int, upstreams: Sequence[tuple[str, int]], prefix: Path, *,
                read_timeout_ms: int = 300, connect_timeout_ms: int = 200, max_fails: int = 1,
-               fail_timeout_s: float = 5.0, max_body_bytes: int = 16384, worker_user: str | None = "nobody") -> str:
+               fail_timeout_s: float = 5.0, max_body_bytes: int = 8192, worker_user: str | None = "nobody") -> str:
     """The nginx.conf of a proxy listening on ``address:port`` in front of ``upstreams`` (the first serves, the
-    others are ``backup``). Timeouts in milliseconds; ``fail_timeout_s`` seconds."""
+    others are ``backup``). Timeouts in milliseconds; ``fail_timeout_s`` seconds. ``max_body_bytes`` is the
+    backends' own limit: nginx passes bodies up to ``proxy_body_bytes(max_body_bytes)`` on, so the backend answers
+    an oversized alert with its JSON 413, and answers a larger one itself with a 413 in the same JSON shape."""
     if not upstreams:
         raise ValueError("a proxy needs at least one upstream backend")
     prefix = Path(prefix)
@@ -62,6 +72,8 @@ def nginx_conf(address: str, port: int, upstreams: Sequence[tuple[str, int]], pr
         servers.append(f"        server {host}:{int(uport)} max_fails={fails} "
                        f"fail_timeout={fail_timeout_s:g}s{' backup' if i else ''};")
     user = f"user {worker_user} nogroup;\n" if worker_user and os.geteuid() == 0 else ""
+    passed = proxy_body_bytes(max_body_bytes)
+    too_large = json.dumps({"error": f"body is over {passed} bytes; an alert is at most {int(max_body_bytes)} bytes"})
     temp = "\n".join(f"    {kind}_temp_path {prefix / 'tmp' / kind};" for kind in
                      ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""# rendered by tradedrill.services.nginx for {address}:{port} (BE-2); changes are overwritten at start
@@ -79,8 +91,8 @@ http {{
                         'upstream_time="$upstream_response_time"';
     access_log {prefix / 'access.log'} failover buffer=32k flush=1s;
 {temp}
-    client_max_body_size {int(max_body_bytes)};
-    client_body_buffer_size {int(max_body_bytes)};
+    client_max_body_size {passed};
+    client_body_buffer_size {passed};
     server_tokens off;
     upstream backends {{
 {chr(10).join(servers)}
@@ -88,6 +100,12 @@ http {{
     }}
     server {{
         listen {address}:{int(port)} backlog=1024;
+        # a body too large even to pass on: the backend's JSON shape, not nginx's HTML page
+        error_page 413 = @too_large;
+        location @too_large {{
+            default_type application/json;
+            return 413 '{too_large}';
+        }}
         location = {HEALTH_PATH} {{
             access_log off;
             return 200 "ok\\n";
@@ -152,7 +170,8 @@ def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegis
     return proxy_node(spec.name, spec.address, spec.port, [(b.address, b.port) for b in backends],
                       Path(run_dir) / "data" / spec.name, log_path=Path(run_dir) / "logs" / f"{spec.name}.log",
                       registry=registry, role=spec.role, read_timeout_ms=int(s["backend.proxy_read_timeout_ms"]),
-                      max_fails=int(s["backend.max_fails"]), fail_timeout_s=float(s["backend.fail_timeout_s"]))
+                      max_fails=int(s["backend.max_fails"]), fail_timeout_s=float(s["backend.fail_timeout_s"]),
+                      max_body_bytes=BackendConfig.max_body_bytes)
 
 
-__all__ = ["HEALTH_PATH", "NginxMissing", "build_node", "nginx_binary", "nginx_conf", "proxy_node"]
+__all__ = ["HEALTH_PATH", "NginxMissing", "build_node", "nginx_binary", "nginx_conf", "proxy_body_bytes", "proxy_node"]
