@@ -102,7 +102,12 @@ class AofDamaged(Fault):
         for node in order:
             if node.is_alive():
                 continue
-            decision = self.recover(Path(self.data_dirs[node.name]))
+            try:
+                decision = self.recover(Path(self.data_dirs[node.name]))
+            except Exception as exc:  # noqa: BLE001 - one line in the record (e.g. damaged/ is a file); it starts as found
+                decisions[node.name] = {"source": "error", "error": " ".join(str(exc).split())[:300]
+                                        or type(exc).__name__}
+                continue
             decisions[node.name] = decision.to_dict() if hasattr(decision, "to_dict") else dict(decision)
         self._details["recovery"] = decisions
         self._details["recovery_s"] = round(time.monotonic() - t0, 6)

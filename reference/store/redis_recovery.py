@@ -28,6 +28,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 TOOL_TIMEOUT_S = 60.0
+TRIAL_LOAD_TIMEOUT_S = 60.0   # a trial load of the AOF (redis-server on a unix socket, no TCP port)
+
+
+class RedisRecoveryError(RuntimeError):
+    """The node's folder is in a state recovery cannot act on; the message is one line naming the path and what to
+    do."""
 
 
 @dataclass
@@ -42,6 +48,8 @@ class RedisRecovery:
     rdb_ok: bool | None = None
     rdb_report: str = ""
     damaged_kept: str | None = None  # where the damaged AOF now lies (evidence)
+    aof_keys: int | None = None     # keys the AOF loads (trial load), when compared with the RDB
+    rdb_keys: int | None = None     # keys redis-check-rdb read from the RDB
     seconds: float = 0.0
     steps: list[str] = field(default_factory=list)
 
@@ -89,47 +97,149 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _rdb_keys(report: str) -> int | None:
+    m = re.search(r"\[info\]\s+([0-9]+)\s+keys read", report or "")
+    return int(m.group(1)) if m else None
+
+
+def trial_load_keys(data_dir: Path, aof: Path, *, appendfilename: str, appenddirname: str,
+                    redis_server: str = "redis-server") -> tuple[int | None, str]:
+    """The number of keys Redis loads from the AOF ``aof`` (a copy, in a temporary folder, loaded by a
+    ``redis-server`` listening on a unix socket only, stopped by its handle), and one line saying how it went."""
+    import tempfile
+
+    import redis
+
+    work = Path(tempfile.mkdtemp(prefix="redis-trial-"))
+    proc = None
+    try:
+        if aof.parent != data_dir:
+            shutil.copytree(aof.parent, work / appenddirname)
+        else:
+            shutil.copy2(aof, work / appendfilename)
+        sock = work / "trial.sock"
+        argv = [redis_server, "--port", "0", "--unixsocket", str(sock), "--dir", str(work), "--save", "",
+                "--appendonly", "yes", "--appendfilename", appendfilename, "--appenddirname", appenddirname,
+                "--dbfilename", "trial-none.rdb", "--aof-load-truncated", "no", "--daemonize", "no",
+                "--logfile", str(work / "trial.log")]
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+        except OSError as exc:
+            return None, f"trial load not possible: {redis_server}: {exc.strerror or exc}"
+        deadline = time.monotonic() + TRIAL_LOAD_TIMEOUT_S
+        client = redis.Redis(unix_socket_path=str(sock), socket_timeout=5)
+        while True:
+            try:
+                return int(client.dbsize()), "trial load ok"
+            except (redis.BusyLoadingError, redis.ConnectionError):
+                pass
+            except redis.RedisError as exc:
+                return None, f"trial load failed: {' '.join(str(exc).split())[:160]}"
+            if time.monotonic() >= deadline:
+                return None, f"trial load gave no answer within {TRIAL_LOAD_TIMEOUT_S:g} s"
+            try:
+                code = proc.wait(timeout=0.02)   # the pause between tries is a wait on the trial process itself
+            except subprocess.TimeoutExpired:
+                continue
+            return None, f"trial load: redis-server exited with status {code} while loading the AOF"
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _damaged_folder(data_dir: Path) -> Path:
+    damaged = data_dir / "damaged"
+    if damaged.exists() and not damaged.is_dir():
+        raise RedisRecoveryError(f"{damaged} is a file, not the evidence folder: recovery keeps damaged files there; "
+                                 f"move that file elsewhere and run the recovery again")
+    damaged.mkdir(mode=0o700, exist_ok=True)
+    return damaged
+
+
 def recover_files(data_dir: Path | str, *, appendfilename: str = "appendonly.aof",
                   appenddirname: str = "appendonlydir", dbfilename: str = "dump.rdb",
-                  check_aof: str = "redis-check-aof", check_rdb: str = "redis-check-rdb") -> RedisRecovery:
+                  check_aof: str = "redis-check-aof", check_rdb: str = "redis-check-rdb",
+                  redis_server: str = "redis-server") -> RedisRecovery:
     """Check a stopped node's AOF and RDB and leave the files it should start from (see the module docstring).
-    Never deletes a damaged file: it is moved under ``<data_dir>/damaged/``."""
+    Never deletes a damaged file: it is moved under ``<data_dir>/damaged/``. A valid AOF that loads fewer keys
+    than the valid RDB holds (an emptied incremental file passes redis-check-aof) gives way to the RDB, and the
+    record says so. Raises RedisRecoveryError (one line) when ``damaged`` is a file or the folder is missing."""
     started = time.monotonic()
     data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise RedisRecoveryError(f"Redis data folder {data_dir} does not exist or is not a folder")
     out = RedisRecovery(str(data_dir), "none")
     aof = find_aof(data_dir, appendfilename, appenddirname)
+    aof_dir = data_dir / appenddirname
     rdb = data_dir / dbfilename
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    if aof is None and (aof_dir.exists() or aof_dir.is_symlink()):
+        what = "a file, not a folder" if not aof_dir.is_dir() else f"a folder without {appendfilename}.manifest"
+        out.steps.append(f"{appenddirname} is {what}: no AOF Redis can load")
     if aof is not None:
         out.aof = str(aof.relative_to(data_dir))
         code, text = _run([check_aof, str(aof)])
         out.aof_ok = code == 0
         out.aof_report = _verdict(text, ("is valid", "are valid"))
         out.steps.append(f"redis-check-aof {out.aof}: {out.aof_report}")
-        if out.aof_ok:
-            out.source = "aof"
-            out.seconds = round(time.monotonic() - started, 6)
-            return out
-    else:
+    elif not out.steps:
         out.steps.append("no AOF found")
+    if out.aof_ok and not rdb.exists():
+        out.source = "aof"
+        out.seconds = round(time.monotonic() - started, 6)
+        return out
     if rdb.exists():
         code, text = _run([check_rdb, str(rdb)])
         out.rdb_ok = code == 0
         out.rdb_report = _verdict(text, ("rdb looks ok",))
-        out.steps.append(f"redis-check-rdb {dbfilename}: {out.rdb_report}")
+        out.rdb_keys = _rdb_keys(text) if out.rdb_ok else None
+        out.steps.append(f"redis-check-rdb {dbfilename}: {out.rdb_report}"
+                         + (f" ({out.rdb_keys} keys)" if out.rdb_keys is not None else ""))
     else:
         out.rdb_ok = False
         out.rdb_report = f"{dbfilename} does not exist"
         out.steps.append(out.rdb_report)
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    damaged = data_dir / "damaged"
+    if out.aof_ok:
+        # redis-check-aof checks the format, not the content: an emptied incremental file is valid. Compare what
+        # the AOF loads with what the RDB holds, and take the RDB when the AOF holds less.
+        if out.rdb_ok and out.rdb_keys:
+            out.aof_keys, how = trial_load_keys(data_dir, aof, appendfilename=appendfilename,
+                                                appenddirname=appenddirname, redis_server=redis_server)
+            if out.aof_keys is None:
+                out.steps.append(f"{how}; the AOF is used as it is")
+            elif out.aof_keys < out.rdb_keys:
+                out.steps.append(f"the AOF loads {out.aof_keys} keys, {dbfilename} holds {out.rdb_keys}: the AOF "
+                                 f"holds less, the RDB is preferred")
+                out.aof_ok = False
+            else:
+                out.steps.append(f"the AOF loads {out.aof_keys} keys, {dbfilename} holds {out.rdb_keys}: the AOF "
+                                 f"is used")
+        if out.aof_ok:
+            out.source = "aof"
+            out.seconds = round(time.monotonic() - started, 6)
+            return out
     if out.rdb_ok:
-        aof_dir = data_dir / appenddirname
-        if aof is not None:
-            damaged.mkdir(mode=0o700, exist_ok=True)
-            moved = damaged / f"{(aof_dir if aof.parent == aof_dir else aof).name}-{stamp}"
-            os.replace(aof_dir if aof.parent == aof_dir else aof, moved)
-            out.damaged_kept = str(moved.relative_to(data_dir))
-            out.steps.append(f"damaged AOF kept as {out.damaged_kept}")
+        # whatever is where the new AOF folder goes (the damaged AOF, a folder without manifest, a file of that
+        # name) is kept as evidence first
+        moving = [p for p in {aof_dir if aof is not None and aof.parent == aof_dir else aof, aof_dir}
+                  if p is not None and (p.exists() or p.is_symlink())]
+        if moving:
+            damaged = _damaged_folder(data_dir)
+            kept = []
+            for path in sorted(moving):
+                moved = damaged / f"{path.name}-{stamp}"
+                os.replace(path, moved)
+                kept.append(str(moved.relative_to(data_dir)))
+            out.damaged_kept = kept[0]
+            out.steps.append(f"{'damaged ' if aof is not None and out.aof_keys is None else ''}AOF kept as "
+                             f"{', '.join(kept)}")
         aof_dir.mkdir(mode=0o700)
         base = aof_dir / f"{appendfilename}.1.base.rdb"
         shutil.copyfile(rdb, base)
@@ -142,7 +252,7 @@ def recover_files(data_dir: Path | str, *, appendfilename: str = "appendonly.aof
         out.source = "rdb"
         out.steps.append(f"{dbfilename} installed as the base of a new AOF ({appenddirname}/{base.name})")
     elif aof is not None:
-        damaged.mkdir(mode=0o700, exist_ok=True)
+        damaged = _damaged_folder(data_dir)
         evidence = damaged / f"{aof.parent.name if aof.parent != data_dir else aof.name}-{stamp}"
         if aof.parent != data_dir:
             shutil.copytree(aof.parent, evidence)
@@ -156,6 +266,12 @@ def recover_files(data_dir: Path | str, *, appendfilename: str = "appendonly.aof
         if code != 0:
             os.replace(aof.parent if aof.parent != data_dir else aof, damaged / f"unusable-{stamp}")
             out.steps.append("no usable AOF or RDB: the node starts empty")
+    elif aof_dir.exists() and not aof_dir.is_dir():
+        damaged = _damaged_folder(data_dir)
+        os.replace(aof_dir, damaged / f"{aof_dir.name}-{stamp}")
+        out.damaged_kept = f"damaged/{aof_dir.name}-{stamp}"
+        out.steps.append(f"no usable AOF or RDB: {appenddirname} (a file) kept as {out.damaged_kept}; the node "
+                         f"starts empty")
     out.seconds = round(time.monotonic() - started, 6)
     return out
 

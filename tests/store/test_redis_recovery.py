@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from faults.redis_aof import DAMAGE, aof_files, damage_aof
-from reference.store.redis_recovery import find_aof, recover_files
+from reference.store.redis_recovery import RedisRecoveryError, find_aof, recover_files
 from tradedrill.process import ProcessNode
 
 pytestmark = pytest.mark.services
@@ -106,6 +106,53 @@ def test_without_a_valid_rdb_the_aof_is_cut_at_the_damage_and_says_so(data):
     assert (data / decision.damaged_kept).exists() and any("--fix" in s for s in decision.steps)
     keys = started_keys(data)
     assert keys <= {f"k{i}" for i in range(50)} | {"stream"}   # what came before the damage, nothing invented
+
+
+def test_a_deleted_manifest_with_its_folder_left_falls_back_to_the_rdb(data):
+    filled(data)
+    (data / "appendonlydir" / "appendonly.aof.manifest").unlink()   # was: FileExistsError traceback
+    decision = recover_files(data)
+    assert decision.source == "rdb" and any("without appendonly.aof.manifest" in s for s in decision.steps)
+    assert (data / decision.damaged_kept).is_dir()                   # the folder left behind is evidence
+    assert started_keys(data) == {f"k{i}" for i in range(50)} | {"stream"}
+
+
+def test_an_aof_folder_that_is_a_file_falls_back_to_the_rdb(data):
+    filled(data)
+    shutil.rmtree(data / "appendonlydir")
+    (data / "appendonlydir").write_bytes(b"not a folder")
+    decision = recover_files(data)
+    assert decision.source == "rdb" and any("a file, not a folder" in s for s in decision.steps)
+    assert (data / decision.damaged_kept).read_bytes() == b"not a folder"
+    assert started_keys(data) == {f"k{i}" for i in range(50)} | {"stream"}
+
+
+def test_a_damaged_evidence_path_that_is_a_file_is_one_clear_line(data):
+    filled(data)
+    damage_aof(data, random.Random(3))
+    (data / "damaged").write_text("someone's file")
+    with pytest.raises(RedisRecoveryError) as err:
+        recover_files(data)
+    assert str(data / "damaged") in str(err.value) and "\n" not in str(err.value)
+    assert (data / "damaged").read_text() == "someone's file"
+
+
+def test_an_emptied_incremental_aof_gives_way_to_the_rdb_that_holds_more(data):
+    filled(data, keys=200)
+    incr = [p for p in (data / "appendonlydir").iterdir() if ".incr." in p.name]
+    assert len(incr) == 1
+    incr[0].write_bytes(b"")                        # passes redis-check-aof; Redis would start with DBSIZE 0
+    decision = recover_files(data)
+    assert decision.source == "rdb" and decision.aof_keys == 0 and decision.rdb_keys == 201, decision
+    assert any("the RDB is preferred" in s for s in decision.steps)
+    assert (data / decision.damaged_kept).is_dir()
+    assert started_keys(data) == {f"k{i}" for i in range(200)} | {"stream"}
+
+
+def test_a_sound_aof_with_its_rdb_is_used_after_the_comparison(data):
+    filled(data)
+    decision = recover_files(data)
+    assert decision.source == "aof" and decision.aof_keys == 51 == decision.rdb_keys
 
 
 @pytest.fixture(scope="module")
