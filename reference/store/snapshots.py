@@ -106,6 +106,9 @@ class SnapshotSet:
         checksum (``sha256`` ""): the next manifest written gives them one."""
         if not self._manifest_damage:
             self.manifest_note = ""
+        if self.folder.exists() and not self.folder.is_dir():
+            self.manifest_note = f"the snapshot folder {self.folder} is a file, not a folder: no snapshot there"
+            return []
         try:
             raw = self.manifest_path.read_bytes()
         except FileNotFoundError:
@@ -207,11 +210,18 @@ class SnapshotSet:
         transaction). ``hwm_of(con, catalog)`` reads the high-water mark of the copy (catalog ``"snap"``).
         Returns the new manifest entry; raises SnapshotError (the live database is untouched)."""
         started = time.perf_counter()
-        self.folder.mkdir(parents=True, exist_ok=True)
         partial = self.folder / f".{self.stem}.partial.duckdb"
-        for leftover in (partial, Path(str(partial) + ".wal")):
-            leftover.unlink(missing_ok=True)
         try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise SnapshotError(f"snapshot of {self.db_path} failed: the snapshot folder {self.folder} is a file, "
+                                f"not a folder; move it away (no snapshot is taken until then)") from None
+        except OSError as exc:
+            raise SnapshotError(f"snapshot of {self.db_path} failed: the snapshot folder {self.folder} cannot be "
+                                f"made: {exc.strerror or exc}") from None
+        try:
+            for leftover in (partial, Path(str(partial) + ".wal")):
+                leftover.unlink(missing_ok=True)
             source = con.execute("SELECT current_database()").fetchone()[0]
             con.execute(f"ATTACH '{_sql_str(partial)}' AS td_snapshot")
             try:

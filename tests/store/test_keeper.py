@@ -92,3 +92,22 @@ def test_the_keeper_thread_snapshots_and_stops(journal):
 def test_bad_intervals_are_refused(journal):
     with pytest.raises(ValueError, match="DDB-2"):
         StoreKeeper(journal, emit=print, alert=print, snapshot_s=0)
+
+
+def test_a_snapshot_folder_that_is_a_file_raises_the_snapshot_failed_alert_naming_it(tmp_path):
+    """backup/duckdb as a file turned snapshots off silently (a store_keeper_error event a tick, no alert)."""
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "duckdb").write_text("not a folder")
+    journal = Journal(tmp_path / "journal-A.duckdb")
+    try:
+        journal.put(Intent(signal_id="s1", entry_id="1-0", signal={}, state="SENDING"))
+        rec = Recorder()
+        keeper = StoreKeeper(journal, emit=rec.emit, alert=rec.alert, snapshot_s=0.5, health_s=1.0)
+        keeper.take_snapshot()
+        keeper.take_snapshot()
+    finally:
+        journal.close()
+    assert [a[0] for a in rec.alerts] == ["snapshot_failed"]       # one alert per failing streak
+    assert str(tmp_path / "backup" / "duckdb") in rec.alerts[0][1] and "is a file" in rec.alerts[0][1]
+    assert len(rec.named("snapshot_failed")) == 2
+    assert (tmp_path / "backup" / "duckdb").read_text() == "not a folder"
