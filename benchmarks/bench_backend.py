@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import re
 import sys
 import tempfile
 import threading
@@ -40,7 +42,9 @@ from tradedrill.services.backend import http_get, read_passphrase  # noqa: E402
 from tradedrill.topology import Topology  # noqa: E402
 from tradedrill.waiting import wait_until  # noqa: E402
 
-SUBNET = "127.0.86"
+SUBNET = os.environ.get("TRADEDRILL_BACKEND_BENCH_SUBNET", "127.0.86").strip()  # docs/CONVENTIONS.md
+if not re.fullmatch(r"127\.(25[0-5]|2[0-4]\d|1?\d?\d)\.(25[0-5]|2[0-4]\d|1?\d?\d)", SUBNET):
+    sys.exit(f"TRADEDRILL_BACKEND_BENCH_SUBNET={SUBNET!r} is not a loopback block like 127.0.86 (127.x.y)")
 TARGET_GAP_S = 0.5  # BE-2 / PERF-2
 
 

@@ -1,9 +1,12 @@
-"""Fixtures of the backend tests (issue 15): a real redis-server on 127.0.85.x (the backend test block; the
-backend's real-stack tests and benchmark use 127.0.86.x) and the backend app in-process (Starlette's TestClient)
+"""Fixtures of the backend tests (issue 15): a real redis-server on 127.0.85.x (the backend test block,
+``TRADEDRILL_BACKEND_TEST_SUBNET`` moves it; the backend's real-stack tests use 127.0.86.x,
+``TRADEDRILL_BACKEND_STACK_SUBNET``) and the backend app in-process (Starlette's TestClient)
 with a signal sender that waits for no replica (one Redis node here; WAIT 1 is exercised by the stack tests).
 Every process is a ProcessNode stopped by its handle at teardown."""
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import socket
 
@@ -12,7 +15,31 @@ import redis
 
 from tradedrill.process import ProcessNode
 
-REDIS_HOST = "127.0.85.1"
+
+
+def loopback_block(variable: str, default: str) -> str:
+    """``variable``'s loopback /24 (three octets, 127.x.y), else ``default``; anything else is a one-line error."""
+    value = os.environ.get(variable, default).strip()
+    if not re.fullmatch(r"127\.(25[0-5]|2[0-4]\d|1?\d?\d)\.(25[0-5]|2[0-4]\d|1?\d?\d)", value):
+        raise RuntimeError(f"{variable}={value!r} is not a loopback block like 127.0.85 (three octets, 127.x.y)")
+    return value
+
+
+# the backend tests' loopback blocks (docs/CONVENTIONS.md); the environment moves them, e.g. to run two
+# checkouts' backend tests at once
+BLOCK = loopback_block("TRADEDRILL_BACKEND_TEST_SUBNET", "127.0.85")         # app's Redis, panel stack, proxy test
+STACK_BLOCK = loopback_block("TRADEDRILL_BACKEND_STACK_SUBNET", "127.0.86")  # the real-stack tests
+
+
+def address(host: int) -> str:
+    return f"{BLOCK}.{int(host)}"
+
+
+def stack_address(host: int) -> str:
+    return f"{STACK_BLOCK}.{int(host)}"
+
+
+REDIS_HOST = address(1)
 PASSPHRASE = "correct horse battery staple"
 
 

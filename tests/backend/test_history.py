@@ -11,13 +11,13 @@ import shutil
 import pytest
 
 from reference.store.clickhouse_sync import COLUMN_NAMES, ClickHouseSettings, ClickHouseTarget
-from tests.backend.conftest import make_config
+from tests.backend.conftest import BLOCK, address, make_config
 from tradedrill.credentials import StackSecrets, write_private
 from tradedrill.services import clickhouse as clickhouse_svc
 from tradedrill.topology import Topology
 
 pytestmark = pytest.mark.services
-HOST = "127.0.85.20"
+HOST = address(20)
 TABLE = "trade_outcomes"
 
 
@@ -25,7 +25,7 @@ TABLE = "trade_outcomes"
 def clickhouse(tmp_path_factory):
     if shutil.which("clickhouse-server") is None and shutil.which("clickhouse") is None:
         pytest.skip("clickhouse-server is not installed")
-    topo = Topology.default(subnet="127.0.85", services=("clickhouse",),
+    topo = Topology.default(subnet=BLOCK, services=("clickhouse",),
                             overrides={"clickhouse.tcp_port": 18590, "clickhouse.http_port": 18591})
     spec = topo.node("clickhouse")
     spec = type(spec)(spec.name, spec.kind, spec.role, HOST, spec.port, dict(spec.ports))

@@ -12,6 +12,7 @@ import pytest
 
 from reference.backend.panel import CHART_JS
 from reference.engine.contract import signal_of_comment
+from tests.backend.conftest import BLOCK
 from tradedrill.local import LocalStack
 from tradedrill.services.backend import read_passphrase
 from tradedrill.topology import Topology
@@ -31,7 +32,7 @@ def stack(tmp_path_factory):
     base = tmp_path_factory.mktemp("panel-stack")
     mp = pytest.MonkeyPatch()
     mp.setenv("TRADEDRILL_STATE_DIR", str(base / "state"))
-    topo = Topology.default(subnet="127.0.85", services=("redis", "mt5", "engine", "ea", "backend"),
+    topo = Topology.default(subnet=BLOCK, services=("redis", "mt5", "engine", "ea", "backend"),
                             overrides={"backend.port": 18500, "backend.proxy_port": 18580, "mt5.port": 18512,
                                        "ea.port": 18520})
     s = LocalStack(topo, base / "stack")

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.backend.conftest import BLOCK
 from tradedrill.process import ProcessNode
 from tradedrill.services.nginx import nginx_conf, proxy_node
 from tradedrill.waiting import wait_until
@@ -50,7 +51,7 @@ ThreadingHTTPServer.daemon_threads = True
 ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
 """
 
-SUBNET = "127.0.85"
+SUBNET = BLOCK
 PORT = 18540
 PROXY_PORT = 18580
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from reference.engine.contract import Keys
+from tests.backend.conftest import STACK_BLOCK
 from tradedrill.local import LocalStack
 from tradedrill.services.backend import http_get, read_passphrase
 from tradedrill.topology import Topology
@@ -27,7 +28,7 @@ def stack(tmp_path_factory):
     base = tmp_path_factory.mktemp("backend-stack")
     mp = pytest.MonkeyPatch()
     mp.setenv("TRADEDRILL_STATE_DIR", str(base / "state"))
-    topo = Topology.default(subnet="127.0.86", services=("redis", "backend"),
+    topo = Topology.default(subnet=STACK_BLOCK, services=("redis", "backend"),
                             overrides={"backend.port": 18600, "backend.proxy_port": 18680})
     s = LocalStack(topo, base / "stack")
     try:

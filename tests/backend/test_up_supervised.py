@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.backend.conftest import STACK_BLOCK
 from tradedrill.process import same_process_alive
 from tradedrill.services.backend import health_probe
 from tradedrill.topology import Topology
@@ -21,7 +22,7 @@ from tradedrill.waiting import wait_until
 pytestmark = pytest.mark.services
 
 TD = [sys.executable, "-m", "tradedrill.cli"]
-SUBNET = "127.0.86"
+SUBNET = STACK_BLOCK
 
 
 def run(*args, env=None, check=True):

@@ -9,7 +9,7 @@ import pytest
 
 from reference.backend import webhook
 from reference.engine.contract import Keys
-from tests.backend.conftest import PASSPHRASE, alert, make_config
+from tests.backend.conftest import PASSPHRASE, address, alert, make_config
 
 KEYS = Keys()
 
@@ -88,7 +88,7 @@ def test_redis_down_is_a_503_with_a_sentence(tmp_path):
 
     from reference.backend.app import create_app
 
-    cfg = make_config(tmp_path, 1, redis_host="127.0.85.250", redis_connect_timeout_s=0.2, submit_deadline_s=0.5)
+    cfg = make_config(tmp_path, 1, redis_host=address(250), redis_connect_timeout_s=0.2, submit_deadline_s=0.5)
     with TestClient(create_app(cfg)) as c:
         got = c.post("/webhook/tradingview", json=alert("down-1"))
         assert got.status_code == 503 and "same alert_id" in got.json()["error"]
