@@ -49,6 +49,7 @@ import os
 import shutil
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -175,6 +176,26 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _format_mark(seq: int) -> bytes:
+    """The mark file's one line: the write number (20 digits) and a CRC-32 of it, so a garbled mark is told from a
+    mark: ``b"00000000000000000042 1a2b3c4d\n"`` (30 bytes, written in place)."""
+    digits = b"%020d" % seq
+    return digits + b" %08x\n" % zlib.crc32(digits)
+
+
+def _parse_mark(text: str) -> int | None:
+    """The write number of a mark line, or None when it is not one this journal wrote (garbled, cut, foreign). A
+    bare 20-digit line (the format before the CRC) is still read."""
+    parts = text.split()
+    if len(parts) == 2 and len(parts[0]) == 20 and parts[0].isdigit() and len(parts[1]) == 8:
+        if "%08x" % zlib.crc32(parts[0].encode()) == parts[1].lower():
+            return int(parts[0])
+        return None
+    if len(parts) == 1 and len(parts[0]) == 20 and parts[0].isdigit():
+        return int(parts[0])
+    return None
+
+
 def _hwm_of(con: duckdb.DuckDBPyConnection, catalog: str = "") -> int:
     """The highest write number a journal database holds (``catalog``: an attached copy's name)."""
     prefix = f'"{catalog}".' if catalog else ""
@@ -250,15 +271,23 @@ class Journal:
                                     f"measured with 2.0.0; only a cut file is found while it runs (DDB-6)")
 
     # --- open and repair ----------------------------------------------------------------------------------------
+    mark_garbled: str | None = None   # why the mark file beside the journal was ignored at open, if it was
+
     def _committed_mark(self) -> tuple[int, str]:
         """The highest write number known to be committed, and who says so (the mark file, the newest snapshot)."""
         mark, said = 0, ""
         try:
             text = self.mark_path.read_text().strip()
-            if text:
-                mark, said = int(text), f"{self.mark_path.name} says #{int(text)} was committed"
-        except (OSError, ValueError):
-            pass   # no mark (a journal older than issue 13) or a garbled one: no evidence either way
+        except (OSError, UnicodeDecodeError):
+            text = ""   # no mark (a journal older than issue 13) or an unreadable one: no evidence either way
+        if text:
+            value = _parse_mark(text)
+            if value is None:
+                # a garbled mark is no evidence of lost writes (a new user's '99999999999' moved a sound journal
+                # aside as 99999999769 writes lost): kept as found for the record, rewritten at the next commit
+                self.mark_garbled = f"{self.mark_path.name} is not a mark this journal wrote ({text[:40]!r}): ignored"
+            else:
+                mark, said = value, f"{self.mark_path.name} says #{value} was committed"
         newest = self.snapshots.newest()
         if newest is not None and newest.hwm > mark:
             mark, said = newest.hwm, f"snapshot {newest.file} holds #{newest.hwm}"
@@ -527,7 +556,7 @@ class Journal:
     def _write_mark(self) -> None:
         """Mirror the high-water mark beside the file (after the commit it follows; no fsync, see the module)."""
         if self._mark_fd is not None:
-            os.pwrite(self._mark_fd, b"%020d\n" % self._seq, 0)
+            os.pwrite(self._mark_fd, _format_mark(self._seq), 0)
 
     @property
     def hwm(self) -> int:

@@ -169,6 +169,36 @@ def test_a_sound_journal_is_not_touched(tmp_path):
         journal.close()
 
 
+@pytest.mark.parametrize("garble", ["99999999999", "00000000000000000999 deadbeef", "x" * 30, "\x00" * 30])
+def test_a_garbled_mark_does_not_move_a_sound_journal_aside(tmp_path, garble):
+    """A new user wrote 99999999999 into the mark file beside a sound journal: it was moved aside as 99999999769
+    committed writes lost. A mark that is not one the journal wrote (no valid CRC) is no evidence of loss."""
+    db = tmp_path / "journal-A.duckdb"
+    write_journal(db, 12, snapshot=False)
+    Path(str(db) + ".hwm").write_text(garble)
+    journal = Journal(db)
+    try:
+        assert journal.repair is None and len(journal.in_flight()) == 12
+        assert journal.mark_garbled and "ignored" in journal.mark_garbled
+        assert not (tmp_path / "backup" / "duckdb" / "damaged").exists()
+    finally:
+        journal.close()
+
+
+def test_a_sound_mark_ahead_of_the_journal_still_means_lost_writes(tmp_path):
+    """The CRC keeps the detection: a mark the journal wrote, ahead of what it holds, is silent loss."""
+    from reference.engine.journal import _format_mark
+
+    db = tmp_path / "journal-A.duckdb"
+    written = write_journal(db, 12, snapshot=False)
+    Path(str(db) + ".hwm").write_bytes(_format_mark(written + 5))
+    journal = Journal(db)
+    try:
+        assert journal.repair is not None and "5 committed write(s) silently lost" in journal.repair.line
+    finally:
+        journal.close()
+
+
 def test_manifest_lists_checksummed_snapshots_and_keeps_the_configured_count(tmp_path):
     db = tmp_path / "journal-A.duckdb"
     journal = Journal(db, snapshots_kept=3)
