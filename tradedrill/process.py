@@ -7,6 +7,7 @@ killed by name: the handle keeps the PID and the process start time, and a PID w
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import pwd
@@ -269,14 +270,27 @@ class PidRegistry:
         return [name for name, e in self.entries().items()
                 if kill_group(e["pid"], e.get("create_time"), signal.SIGKILL)]
 
-    def record(self, name: str, pid: int, create_time: float | None) -> None:
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """This process's lock and an flock on ``<file>.lock``: the detached supervisors (EA, backend) and the
+        harness rewrite the file from separate processes, and a read-modify-write without it lost records."""
         with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)   # releases the flock
+
+    def record(self, name: str, pid: int, create_time: float | None) -> None:
+        with self._exclusive():
             entries = self._read()
             entries[name] = {"pid": pid, "create_time": create_time}
             self._write(entries)
 
     def forget(self, name: str) -> None:
-        with self._lock:
+        with self._exclusive():
             entries = self._read()
             entries.pop(name, None)
             self._write(entries)
