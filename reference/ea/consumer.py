@@ -141,11 +141,16 @@ class TickConsumer:
         self.udp: socket.socket | None = None
         self._tcp_sock: socket.socket | None = None
         self._threads: list[threading.Thread] = []
+        self._record_lock = threading.Lock()   # one whole line at a time (see _record)
 
     # -- record ---------------------------------------------------------------------------------------------------
     def _record(self, t: str, **fields: Any) -> None:
-        if self._hist is not None:
-            self._hist.write(json.dumps({"t": t, "consumer": self.cfg.consumer_id, **fields}) + "\n")
+        """One line of the record, whole: the UDP, TCP and watchdog threads all write it (CI once read a torn line
+        when two wrote at once), so each line is written under its own lock, and never after stop() closed it."""
+        line = json.dumps({"t": t, "consumer": self.cfg.consumer_id, **fields}) + "\n"
+        with self._record_lock:
+            if self._hist is not None:
+                self._hist.write(line)
 
     def _alert(self, what: str, message: str) -> None:
         self.alerts.append(what)
@@ -500,12 +505,13 @@ class TickConsumer:
             self._flush_refused(time.monotonic())
             self._record("stop", delivered=self.delivered, dropped=self.dropped, gaps=len(self.gaps),
                          udp_refused=self.udp_refused, wall_ns=time.time_ns())
-            if self._hist is not None:
-                self._hist.close()
-                self._hist = None
+            with self._record_lock:
+                if self._hist is not None:
+                    self._hist.close()
+                    self._hist = None
 
     def flush(self) -> None:
-        with self._lock:
+        with self._record_lock:
             if self._hist is not None:
                 self._hist.flush()
 
