@@ -498,28 +498,7 @@ class StaleWriteResult(CheckResult):
     stale: list[dict] = field(default_factory=list)
 
 
-def read_event_lines(path: str | Path) -> tuple[list[dict], int]:
-    """Every JSON object of one engine event log, and how many lines could not be read. Lenient on purpose: a
-    SIGKILLed engine leaves a torn last line, and the restarted one appends after it, so a torn line may sit in the
-    middle of the file."""
-    events, torn = [], 0
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return [], 0
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            torn += 1
-            continue
-        if isinstance(row, dict):
-            events.append(row)
-        else:
-            torn += 1
-    return events, torn
+read_event_lines = h.read_jsonl_counting   # every JSONL of a run is read the one lenient way (scenarios.history)
 
 
 def _num(value: Any) -> float | None:

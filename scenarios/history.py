@@ -569,3 +569,27 @@ def _read_json(path: Path, default: Any, kind: type | None = None) -> Any:
 
 def as_dict(obj: Any) -> dict:
     return asdict(obj)
+
+
+def read_jsonl_counting(path: str | Path) -> tuple[list[dict], int]:
+    """Every JSON object of a JSONL file (an event log, the history, a tick record), and how many lines could not
+    be read. Lenient on purpose: a SIGKILLed writer leaves a torn last line, and a restarted one appends after it,
+    so a torn line may sit in the middle of the file. A missing or unreadable file is ``([], 0)``."""
+    rows, bad = [], 0
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return [], 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad += 1
+    return rows, bad

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from scenarios.history import FaultWindow
+from scenarios.history import FaultWindow, read_jsonl_counting
 from scenarios.verdicts import percentile
 
 TICKS_GLOB = "ticks-*.jsonl"
@@ -58,26 +58,7 @@ RESOLUTION_S = 0.01  # cadences are judged at 10 ms: thread wake-ups on a loaded
 
 
 # -- reading -------------------------------------------------------------------------------------------------------
-def read_rows(path: Path) -> tuple[list[dict], int]:
-    """The JSON objects of a JSONL file, and how many lines were unreadable (a killed writer leaves a torn line)."""
-    rows, bad = [], 0
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return [], 0
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-        else:
-            bad += 1
-    return rows, bad
+read_rows = read_jsonl_counting   # the one lenient JSONL reader (scenarios.history)
 
 
 def consumer_histories(run_path: Path) -> tuple[dict[str, list[dict]], int]:
