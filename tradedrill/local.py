@@ -385,6 +385,12 @@ class LocalStack:
 
         wait_until(agree, timeout, "every Sentinel to know the primary, its replicas and the other Sentinels")
 
+    def start_engines(self) -> None:
+        """Start the engines again after ``stop_kind("engine")`` (under a new supervisor, A first), e.g. on state a
+        harness reset between two examples of the stateful test (``scenarios.stateful``)."""
+        engines = [n for n in self.nodes.values() if _kind(n) == "engine"]
+        self._start_engines(engines, float(self.topology.settings["ready.timeout_s"]))
+
     def stop_kind(self, kind: str) -> list[str]:
         """Stop every node of ``kind`` for good (its supervisor first, so nothing restarts them); returns
         teardown errors. The drills stop the engines this way before they dump the ground truth."""
