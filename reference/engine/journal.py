@@ -740,6 +740,27 @@ class Journal:
                 changed += 1
         return changed
 
+    def live_settings(self) -> dict:
+        """DDB-1 as the running DuckDB has it (read from this connection, not from our configuration):
+        ``checkpoint_threshold`` (DuckDB's own spelling, e.g. '15.2 MiB' for 16 MB), ``access_mode``,
+        ``skip_wal_threshold`` (DuckDB writes a commit estimated above this many bytes straight to the file, not
+        the WAL), ``wal_bytes`` (pragma database_size) and the WAL file's size on disk (0 when there is none)."""
+        with self._lock:
+            cur = self._db.cursor()
+            try:
+                threshold, mode, skip = cur.execute(
+                    "SELECT current_setting('checkpoint_threshold'), current_setting('access_mode'), "
+                    "current_setting('auto_checkpoint_skip_wal_threshold')").fetchone()
+                wal_text = cur.execute("SELECT wal_size FROM pragma_database_size()").fetchone()[0]
+            finally:
+                cur.close()
+        try:
+            on_disk = os.stat(self.wal_path).st_size
+        except OSError:
+            on_disk = 0
+        return {"checkpoint_threshold": str(threshold), "access_mode": str(mode),
+                "skip_wal_threshold": str(skip), "wal_size": str(wal_text), "wal_file_bytes": on_disk}
+
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         with self._lock:
