@@ -803,9 +803,11 @@ register(Scenario(
     requirement_ids=("TV-4", "BE-4", "CH-1", "ENG-1", "ENG-5"),
     description="ClickHouse SIGKILLed 6 s into 10 alerts/s through nginx and started again 10 s later, while a chart "
                 "client asks the backends for 1-minute bars 4 times a second (TradingView's UDF /history). During "
-                "the outage every answer must be bars or a clear 'history is unavailable' 503 within 1 s, never a "
-                "hang or a 500; bars return within 5 s of the restart (CH-1), and once the engines' sync has "
-                "resent what waited, the bars hold every executed trade.",
+                "the outage the backend answers from its DuckDB copy of the fills it read from RTRS (TV 6), and "
+                "those bars hold every executed trade; every answer must be bars or a clear 'history is "
+                "unavailable' 503 within 1 s, never a hang or a 500; bars from ClickHouse return within 5 s of the "
+                "restart (CH-1), and once the engines' sync has resent what waited, they hold every executed "
+                "trade.",
     workload=Workload(op="webhook", rate_per_s=10.0, duration_s=24.0, concurrency=2, timeout_s=3.0, settle_s=10.0,
                       params={"also": ["history"]}),
     faults=(FaultStep("process-kill", "clickhouse", at_s=6.0, heal_after_s=10.0),),

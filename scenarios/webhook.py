@@ -21,9 +21,13 @@ and every window's gap is in the evidence (the distribution over injections and 
 ``history_fallback`` (TV-4): chart history while ClickHouse is away (``history`` operations of the chart client,
 ``scenarios.workload.HistoryReader``): ``history_unclear_answers`` (neither bars nor a clear "history is
 unavailable" 503: a timeout, a reset, a 500), ``history_answer_s`` (the slowest answer, bars or refusal, to a
-request invoked during the outage), ``history_recovery_s`` (heal to the first bars answered by a request invoked
-after it), ``history_missing_trades`` (executed RTRS results of the chart's symbol older than ``lag_s`` when the
-last bars were asked for, missing from those bars' volume).
+request invoked during the outage), ``history_recovery_s`` (heal to the first bars *from ClickHouse* answered by a
+request invoked after it), ``history_missing_trades`` (executed RTRS results of the chart's symbol older than
+``lag_s`` when the last bars were asked for, missing from those bars' volume), ``history_fallback_missing_trades``
+(the same count for the last bars a backend answered from its DuckDB copy during the outage: TV 6 "backend store
+state temporarily"; None when no answer came from the copy, so a backend that only refuses is not judged on it).
+An answer's source is the backend's ``X-History-Source`` header (``clickhouse`` / ``duckdb``); an answer without
+one (older runs) counts as ClickHouse's.
 
 ``session_continuity`` (TV-1): the panel user's session across a backend fault (``panel`` operations of
 ``scenarios.workload.PanelClient``): ``state_lost_on_reconnect`` = answers that the session is unknown (401) after
@@ -50,7 +54,8 @@ FAILOVER_METRICS = ("backend_failover_s", "webhook_failed_requests")
 PANEL_METRICS = ("panel_available",)
 TRADINGVIEW_HOST = 251   # <subnet>.251: where the drills' TradingView webhook clients leave from (webhook-cut)
 SESSION_METRICS = ("state_lost_on_reconnect", "rto_s")
-HISTORY_METRICS = ("history_unclear_answers", "history_answer_s", "history_recovery_s", "history_missing_trades")
+HISTORY_METRICS = ("history_unclear_answers", "history_answer_s", "history_recovery_s", "history_missing_trades",
+                   "history_fallback_missing_trades")
 OP = "webhook"
 
 
@@ -193,40 +198,40 @@ def check_history_fallback(ops: Sequence[h.Operation], windows: Sequence[h.Fault
         return unmeasured(result_cls, "history_fallback", requirement_ids, targets, HISTORY_METRICS,
                           f"no {fault} window in the run: ClickHouse was never away")
     unclear = [op for op in reads if op.outcome == h.UNKNOWN]
+
+    def source(op) -> str:
+        return str((op.value or {}).get("source") or "clickhouse") if isinstance(op.value, dict) else "clickhouse"
+
     during, recoveries = [], []
     for w in wins:
         end = w.heal_mono if w.heal_mono is not None else math.inf
         during += [op for op in reads if w.inject_mono <= op.invoke_mono < end and op.complete_mono is not None]
         if w.heal_mono is not None:
-            first = next((op for op in reads if op.invoke_mono >= w.heal_mono and op.outcome == h.OK), None)
+            first = next((op for op in reads if op.invoke_mono >= w.heal_mono and op.outcome == h.OK
+                          and source(op) == "clickhouse"), None)
             recoveries.append(None if first is None else first.complete_mono - w.heal_mono)
     answer_s = max((op.latency for op in during if op.outcome in (h.OK, h.FAIL)), default=None)
     recovery_s = None if not recoveries or None in recoveries else max(recoveries)
     last = next((op for op in reversed(reads) if op.outcome == h.OK and isinstance(op.value, dict)), None)
-    missing = None
-    if last is not None and results is not None:
-        asked_ms = float(last.value.get("asked_ms") or 0)
-        executed: dict[str, float] = {}
-        for r in results:
-            raw = r.raw or {}
-            ts = _float(raw.get("ts_ms"))
-            if (str(r.status).lower() == "executed" and raw.get("symbol", symbol) == symbol and ts is not None
-                    and ts < asked_ms - lag_s * 1000):
-                executed[r.signal] = _float(raw.get("volume")) or 0.0
-        unit = sorted(executed.values())[len(executed) // 2] if executed else 0.0
-        short = sum(executed.values()) - float(last.value.get("volume") or 0.0)
-        missing = max(0, round(short / unit)) if unit > 0 else 0
+    from_copy = [op for op in during if op.outcome == h.OK and source(op) == "duckdb"]
+    last_copy = from_copy[-1] if from_copy else None
+    missing = _missing_trades(last, results, symbol, lag_s)
+    copy_missing = _missing_trades(last_copy, results, symbol, lag_s)
     refused = sum(1 for op in during if op.outcome == h.FAIL)
     metrics = {"history_unclear_answers": len(unclear), "history_answer_s": answer_s,
-               "history_recovery_s": recovery_s, "history_missing_trades": missing}
+               "history_recovery_s": recovery_s, "history_missing_trades": missing,
+               "history_fallback_missing_trades": copy_missing}
     judgements = judge(metrics, requirement_ids, targets, unmeasured_reason=(
         "no history request ran during the outage, ClickHouse never came back during the run, or there are no "
         "bars / no RTRS dump to compare"))
     evidence = [{"kind": "counts", "requests": len(reads), "during_outage": len(during),
-                 "refused_clearly_during_outage": refused, "unclear": len(unclear),
-                 "last_bars": last.value if last is not None else None},
+                 "refused_clearly_during_outage": refused, "answered_from_duckdb_during_outage": len(from_copy),
+                 "unclear": len(unclear), "last_bars": last.value if last is not None else None,
+                 "last_bars_from_duckdb": last_copy.value if last_copy is not None else None},
                 *({"kind": "unclear", "key": op.key, "error": op.error} for op in unclear[:10])]
-    summary = (f"{len(reads)} chart requests, {len(during)} during the outage ({refused} answered 'history is "
+    summary = (f"{len(reads)} chart requests, {len(during)} during the outage ({len(from_copy)} answered with bars "
+               f"from the backend's DuckDB copy"
+               f"{'' if copy_missing is None else f' missing {copy_missing} trade(s)'}, {refused} 'history is "
                f"unavailable'), {len(unclear)} unclear; slowest answer during it "
                f"{'-' if answer_s is None else f'{answer_s * 1000:.0f} ms'}, bars again "
                f"{'never' if recovery_s is None else f'{recovery_s:.2f} s'} after the heal; "
@@ -319,6 +324,24 @@ def check_panel_fallback(ops: Sequence[h.Operation], windows: Sequence[h.FaultWi
                f"({sum(op.outcome == h.OK for op in webhooks_during)} of {len(webhooks_during)} webhooks got through)")
     return result_cls("panel_fallback", validity(judgements), tuple(requirement_ids), metrics, evidence, summary,
                       judgements)
+
+
+def _missing_trades(last, results, symbol: str, lag_s: float) -> int | None:
+    """Executed results of ``symbol`` older than ``lag_s`` before ``last`` (a ``history`` operation) was asked,
+    missing from its bars' volume, in trades (the median fill's lots); None without bars or results."""
+    if last is None or results is None or not isinstance(last.value, dict):
+        return None
+    asked_ms = float(last.value.get("asked_ms") or 0)
+    executed: dict[str, float] = {}
+    for r in results:
+        raw = r.raw or {}
+        ts = _float(raw.get("ts_ms"))
+        if (str(r.status).lower() == "executed" and raw.get("symbol", symbol) == symbol and ts is not None
+                and ts < asked_ms - lag_s * 1000):
+            executed[r.signal] = _float(raw.get("volume")) or 0.0
+    unit = sorted(executed.values())[len(executed) // 2] if executed else 0.0
+    short = sum(executed.values()) - float(last.value.get("volume") or 0.0)
+    return max(0, round(short / unit)) if unit > 0 else 0
 
 
 def _float(value) -> float | None:

@@ -348,7 +348,8 @@ class WebhookClients:
 class HistoryReader:
     """One chart client through the proxy (issue 15; op ``history``, ``params["also"]``): every
     ``INTERVAL_S`` a UDF ``/history`` request for the run's first symbol, 1-minute bars from an hour before the
-    load to now. ``ok``: bars or ``no_data`` (value: ``bars``, ``volume`` lots summed, ``asked_ms`` wall epoch ms);
+    load to now. ``ok``: bars or ``no_data`` (value: ``bars``, ``volume`` lots summed, ``asked_ms`` wall epoch ms,
+    ``source``: the backend's ``X-History-Source``, ``clickhouse`` or ``duckdb`` (its copy while ClickHouse is away));
     ``fail``: a clear refusal (HTTP 503 whose ``errmsg`` says history is unavailable); ``unknown``: anything
     else (a timeout, a reset, a 500, an unreadable answer). It reads until the workload's clients finish, the
     settle included, so the last answers show what was backfilled."""
@@ -388,7 +389,8 @@ class HistoryReader:
                     if got.status_code == 200 and doc.get("s") in ("ok", "no_data"):
                         history.complete(op, "chart", "history", f"h-{n}", OK,
                                          value={"bars": len(doc.get("t", [])), "volume": round(sum(doc.get("v", [])), 6),
-                                                "asked_ms": asked_ms})
+                                                "asked_ms": asked_ms,
+                                                "source": got.headers.get("x-history-source", "clickhouse")})
                     elif got.status_code == 503 and "unavailable" in str(doc.get("errmsg", "")):
                         history.complete(op, "chart", "history", f"h-{n}", FAIL, error=str(doc.get("errmsg"))[:200])
                     else:

@@ -15,8 +15,10 @@ Endpoints (every error is JSON ``{"error": "<one sentence>"}`` with a 4xx/5xx st
 ``GET /positions``                    the engine's open positions from RTS
 ``GET /health``                       liveness: 200 while the process serves
 ``GET /ready``                        readiness: 200 when a primary a majority of Sentinels names answers PING
-``GET /config`` ``/symbols``          TradingView's UDF datafeed (``reference.backend.datafeed``); ``/history`` 503
-``GET /history`` ``/time``            when ClickHouse cannot answer
+``GET /config`` ``/symbols``          TradingView's UDF datafeed (``reference.backend.datafeed``); while ClickHouse
+``GET /history`` ``/time``            cannot answer, ``/history`` answers from this backend's DuckDB copy of the fills
+                                      it read from RTRS (``reference.backend.historycache``: ``"source": "duckdb"``,
+                                      header ``X-History-Source``), and 503 "history is unavailable" when it has none
 ``GET /trades``                       the newest final outcomes of a symbol from ClickHouse
 ====================================  =================================================================================
 
@@ -97,6 +99,7 @@ class Backend:
         self.redis_password = read_secret(config.redis_password_file, "Redis password") or None
         self.limiter = webhook.RateLimiter(config.rate_per_s, config.rate_burst)
         self.history = datafeed.ClickHouseHistory(config)
+        self.cache = None   # reference.backend.historycache.HistoryCache (start_history_cache)
         self.trusted = {str(a) for a in config.trusted_proxies}
         self._local = threading.local()
         self._submitters: list[SignalSubmitter] = []
@@ -188,6 +191,22 @@ class Backend:
                           f"{got.error}); send it again with the same alert_id (the engine executes it once)",
                      {"Retry-After": "1"})
 
+    def start_history_cache(self) -> None:
+        """The DuckDB copy of RTRS's fills (``history_cache_path``; none when empty): never fatal."""
+        if not self.config.history_cache_path:
+            return
+        from reference.engine.redislink import RedisLink
+
+        from .historycache import HistoryCache
+
+        name = f"{self.config.instance}-history"
+        try:
+            self.cache = HistoryCache(self.config.history_cache_path, self.keys.rtrs,
+                                      lambda: RedisLink(self.submitter_config(), name=name)).start()
+        except Exception as exc:  # noqa: BLE001 - the backend serves without its copy; /ready says so
+            log.error("history cache %s not started: %s", self.config.history_cache_path, _line(exc))
+            self.cache = None
+
     def start_ticks(self) -> None:
         """One tick consumer per configured EA stream (``ea_streams``); a consumer that cannot start is logged and
         left out (the panel then shows no ticks from it), never fatal."""
@@ -219,6 +238,8 @@ class Backend:
             except Exception:  # noqa: BLE001 - shutdown goes on
                 pass
         self.consumers = []
+        if self.cache is not None:
+            self.cache.stop()
         with self._lock:
             subs, self._submitters = self._submitters, []
         for sub in subs:
@@ -239,6 +260,7 @@ def create_app(config: BackendConfig, passphrase: str | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         backend.start_ticks()
+        backend.start_history_cache()
         try:
             yield
         finally:
@@ -335,7 +357,8 @@ def create_app(config: BackendConfig, passphrase: str | None = None) -> FastAPI:
         addr = backend.link.address
         return {"status": "ready", "instance": config.instance,
                 "redis_primary": f"{addr[0]}:{addr[1]}" if addr else None,
-                "history": "configured" if backend.history.configured else "unavailable (no ClickHouse configured)"}
+                "history": "configured" if backend.history.configured else "unavailable (no ClickHouse configured)",
+                "history_cache": backend.cache.status() if backend.cache is not None else None}
 
     @app.get("/config")
     def udf_config():
@@ -351,16 +374,28 @@ def create_app(config: BackendConfig, passphrase: str | None = None) -> FastAPI:
     @app.get("/history")
     def udf_history(symbol: str, resolution: str, to: int, from_: int = Query(0, alias="from"),
                     countback: int | None = None):  # noqa: ARG001 - UDF sends it; the from..to range decides
-        """UDF bars ``{"s": "ok", "t", "o", "h", "l", "c", "v"}`` / ``{"s": "no_data"}``; 503 when ClickHouse
-        cannot answer (TV-4), 422 for a wrong parameter."""
+        """UDF bars ``{"s": "ok", "t", "o", "h", "l", "c", "v"}`` / ``{"s": "no_data"}`` from ClickHouse (TV-4);
+        while ClickHouse cannot answer, from this backend's DuckDB copy (the same shape plus ``"source":
+        "duckdb"``, ``cache_complete_from_ms``, ``partial`` and ``clickhouse``: why ClickHouse did not answer); 503
+        when neither can; 422 for a wrong parameter. Header ``X-History-Source``: ``clickhouse`` or ``duckdb``."""
         start_s = from_
         try:
             name, bar_s = datafeed.check_history_query(symbol, resolution, start_s, to)
-            return backend.history.bars(name, bar_s, start_s, to)
+            return JSONResponse(backend.history.bars(name, bar_s, start_s, to),
+                                headers={"X-History-Source": "clickhouse"})
         except (ValueError, datafeed.BadRequest) as bad:
             return JSONResponse({"s": "error", "errmsg": str(bad)[:200]}, status_code=422)
         except datafeed.HistoryUnavailable as exc:
-            return JSONResponse({"s": "error", "errmsg": str(exc)}, status_code=503)
+            cached = None
+            if backend.cache is not None:
+                try:
+                    cached = backend.cache.bars(name, bar_s, start_s, to, datafeed.MAX_BARS)
+                except Exception as cache_exc:  # noqa: BLE001 - a copy that cannot answer: unavailable, said
+                    log.error("history cache cannot answer: %s", _line(cache_exc))
+            if cached is None:
+                why = "" if backend.cache is None else "; this backend's DuckDB copy cannot answer either"
+                return JSONResponse({"s": "error", "errmsg": f"{exc}{why}"}, status_code=503)
+            return JSONResponse({**cached, "clickhouse": str(exc)}, headers={"X-History-Source": "duckdb"})
 
     @app.get("/trades")
     def trades(symbol: str, limit: int = 100):

@@ -32,7 +32,9 @@ class BackendConfig:
       (how long a crashed request's claim of an alert id blocks a retry), ``claim_ttl_s`` (how long an accepted
       alert id is remembered).
     - History (TV-4): ``clickhouse_url`` (empty: history is unavailable and says so), ``clickhouse_username``,
-      ``clickhouse_password_file``, ``clickhouse_table``, ``clickhouse_timeout_s``; ``symbols`` the datafeed lists.
+      ``clickhouse_password_file``, ``clickhouse_table``, ``clickhouse_timeout_s``; ``symbols`` the datafeed lists;
+      ``history_cache_path``: this backend's DuckDB copy of the fills it read from RTRS, what ``/history`` answers
+      from while ClickHouse cannot (``reference.backend.historycache``; empty: no copy, history is then unavailable).
     - Ticks (TV 1, the panel's live prices): ``ea_streams`` ``[{"instance", "udp": [host, port], "tcp": [host,
       port]}, ...]``: one tick consumer per EA (``reference.ea.consumer``, UDP with TCP as backup), leaving from
       ``host``; empty: the panel says no ticks are streamed.
@@ -72,6 +74,7 @@ class BackendConfig:
     clickhouse_table: str = "trade_outcomes"
     clickhouse_timeout_s: float = 2.0
     symbols: list = field(default_factory=lambda: ["EURUSD", "GBPUSD"])
+    history_cache_path: str = ""
     ea_streams: list = field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -123,3 +123,30 @@ def test_panel_fallback_needs_every_panel_order_while_away_accepted():
     assert check_panel_fallback(refused, cut, **kw).valid is False
     assert check_panel_fallback(orders[2:], cut, **kw).valid == checkers.UNKNOWN   # no panel order while away
     assert check_panel_fallback(orders, [], **kw).valid == checkers.UNKNOWN
+
+
+def test_history_fallback_judges_the_bars_answered_from_the_duckdb_copy():
+    """Bars from a backend's DuckDB copy during the outage are answers (not refusals), judged for missing trades;
+    recovery is the first answer from ClickHouse after the heal, not a later copy answer."""
+    from scenarios.webhook import check_history_fallback
+
+    def read(i, invoke, complete, volume, asked_ms, source):
+        return h.Operation(i, "chart", "history", f"h-{i}", h.OK, invoke, complete,
+                           value={"volume": volume, "asked_ms": asked_ms, "source": source})
+
+    results = [h.TradeResult(f"tv-{k}", "executed", raw={"ts_ms": str(1000 * k), "volume": "0.01",
+                                                          "symbol": "EURUSD"}) for k in (1, 2, 3)]
+    reads = [read(1, 1.0, 1.01, 0.01, 10_000, "clickhouse"),
+             read(2, 12.0, 12.01, 0.03, 100_000, "duckdb"),     # every trade: nothing missing
+             read(3, 20.1, 20.11, 0.03, 100_000, "duckdb"),     # after the heal, still the copy
+             read(4, 20.5, 20.52, 0.03, 100_000, "clickhouse")]
+    kw = dict(result_cls=checkers.CheckResult, unmeasured=checkers._unmeasured)
+    r = check_history_fallback(reads, [window(10.0, 20.0)], results, **kw)
+    assert r.metrics["history_fallback_missing_trades"] == 0 and r.valid is True
+    assert abs(r.metrics["history_recovery_s"] - 0.52) < 1e-9
+    short = check_history_fallback([*reads[:1], read(2, 12.0, 12.01, 0.01, 100_000, "duckdb"), reads[3]],
+                                   [window(10.0, 20.0)], results, **kw)
+    assert short.metrics["history_fallback_missing_trades"] == 2 and short.valid is False
+    refused = check_history_fallback([reads[0], h.Operation(2, "chart", "history", "h-2", h.FAIL, 12.0, 12.01),
+                                      reads[3]], [window(10.0, 20.0)], results, **kw)
+    assert refused.metrics["history_fallback_missing_trades"] is None

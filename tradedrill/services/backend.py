@@ -6,7 +6,8 @@
 - ``build_node(spec, topo, run_dir, registry)``: the backend of a ``backend`` node: Redis through the Sentinels as
   the stack's ``backend`` user (its password file in ``secrets/``), the webhook passphrase in
   ``secrets/webhook.passphrase`` (made once per run folder, 0600), the proxy's address trusted for ``X-Real-IP``,
-  ClickHouse history when the topology runs ClickHouse.
+  ClickHouse history when the topology runs ClickHouse, and its DuckDB copy of RTRS's fills
+  (``backends/<name>/history.duckdb``, what ``/history`` answers from while ClickHouse cannot).
 - ``health_probe(node)``: BE-1's health check (``GET /health`` within 1 s), what the supervisor polls every 3 s.
 - ``backend_policy()``: BE-1 (``reference.supervisor.POLICIES["backend"]``: Restart=always, RestartSec=3).
 - ``supervisor_node(nodes, run_dir, registry)``: BE-1's supervisor of a stack whose owner exits (``tradedrill up``)
@@ -107,6 +108,8 @@ def backend_config(spec: NodeSpec, topo: Topology, run_dir: Path) -> dict[str, A
         "rate_per_s": float(topo.settings["backend.rate_per_s"]),
         "rate_burst": int(topo.settings["backend.rate_burst"]),
         "wait_replicas": 1 if topo.settings["redis.replicas"] else 0,
+        # chart history while ClickHouse is away: the fills this backend read from RTRS (TV 6, BE-3)
+        "history_cache_path": str(Path(run_dir) / "backends" / spec.name / "history.duckdb"),
     }
     # the panel's live ticks (TV 1): one consumer per EA node, leaving from this backend's address
     cfg["ea_streams"] = [{"instance": e.name, "udp": [e.address, e.ports.get("udp", e.port)],
