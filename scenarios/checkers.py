@@ -2786,6 +2786,10 @@ CHECKERS.update({c.name: c for c in _throughput.checker_entries(Checker, CheckRe
 # the webhook's exactly-once and the client-seen backend failover gap (issue 15): webhook_once, http_failover
 from scenarios import webhook as _webhook  # noqa: E402 - needs Checker above; it never imports this module
 CHECKERS.update({c.name: c for c in _webhook.checker_entries(Checker, CheckResult, _unmeasured)})
+# the local store as it ran, and the writes it refused (issue 13): store_wal, store_snapshots, store_health
+# (DDB-1/2/6), failed_writes (DDB-5)
+from scenarios import persistence as _persistence  # noqa: E402 - needs Checker above; it never imports this module
+CHECKERS.update({c.name: c for c in _persistence.checker_entries(Checker, CheckResult, _unmeasured)})
 
 # the requirements each checker claims when a run names no checkers of its own
 DEFAULT_REQUIREMENTS: dict[str, tuple[str, ...]] = {

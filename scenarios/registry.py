@@ -512,7 +512,7 @@ for _mode in STORE_LIVE_MODES:
                     f"diagnosis and raise one alert naming it; trading goes on: nothing doubled, nothing lost.",
         workload=Workload(**_STORE_LOAD),
         faults=(FaultStep("duckdb-corrupt", "active-engine", at_s=10.0, phase_s=1.0, params={"mode": _mode}),),
-        checkers=(CheckerSpec("store_repair", ("DDB-3", "DDB-6")),
+        checkers=(CheckerSpec("store_repair", ("DDB-3", "DDB-6")), CheckerSpec("store_health", ("DDB-6",)),
                   *_consistency(("ENG-5",)), *_fencing()),
     ))
 
@@ -534,15 +534,19 @@ for _mode in STORE_CRASH_MODES:
 
 register(Scenario(
     name="engine-kill-heavy-writes",
-    requirement_ids=("ENG-1", "ENG-5"),
+    requirement_ids=("ENG-1", "ENG-5", "DDB-1", "DDB-2", "DDB-6"),
     description="SIGKILL the active engine while it journals 175 signals a second (group commits of its intents and "
                 "outcomes in flight): every signal acknowledged to its sender must be executed once or rejected with "
                 "a reason, from the journal, RTSS and the broker's ledger, after the passive takes over and the "
-                "victim restarts.",
+                "victim restarts. The store keeper under that load is timed from its own lines (store_wal, store_snapshots, store_health): "
+                "DuckDB's live checkpoint threshold and the largest WAL (DDB-1), the snapshot interval while the "
+                "journal changes and the snapshot files kept (DDB-2), the health-check interval (DDB-6).",
     workload=Workload(op="trade", rate_per_s=175.0, duration_s=20.0, concurrency=8, timeout_s=3.0, settle_s=15.0),
     faults=(FaultStep("process-kill", "active-engine", at_s=10.0, phase_s=1.0),),
     checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-kill"}),
               CheckerSpec("lost_signals", ("ENG-1",)),
+              CheckerSpec("store_wal", ("DDB-1",)), CheckerSpec("store_snapshots", ("DDB-2",)),
+              CheckerSpec("store_health", ("DDB-6",)),
               *_consistency(("ENG-5",)), *_fencing()),
 ))
 
@@ -557,10 +561,12 @@ register(Scenario(
                 "signals/s: every journal write is refused with one clear line (a journal_disk_full alert), no "
                 "signal whose intent could not be made durable is sent or acknowledged, the engine neither exits "
                 "nor moves its healthy journal into the damaged-evidence folder, and it trades again once space "
-                "returns: nothing doubled, nothing lost.",
+                "returns: nothing doubled, nothing lost. DDB-5 (failed_writes): every write refused meanwhile (a "
+                "signal's intent, a snapshot) is retried and applied after the space returns, or recorded in "
+                "failed_syncs / the backlog; none lost.",
     workload=Workload(op="trade", rate_per_s=10.0, duration_s=24.0, timeout_s=5.0, settle_s=14.0),
     faults=(FaultStep("disk-fill", "active-engine", at_s=8.0, heal_after_s=8.0),),
-    checkers=(*_consistency(("ENG-5",)), *_fencing()),
+    checkers=(CheckerSpec("failed_writes", ("DDB-5",)), *_consistency(("ENG-5",)), *_fencing()),
 ))
 
 

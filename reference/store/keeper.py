@@ -9,6 +9,7 @@ and one alert whose message names the file and what was seen.
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any, Callable
@@ -22,6 +23,27 @@ from .snapshots import SnapshotError
 # the thread's wake-up delay (measured in the truncate drill: 1.002 s). So the next check starts ``health_s`` less
 # the last check's cost less this slack after the previous start (never sooner than half of ``health_s``).
 HEALTH_SLACK_S = 0.05
+# DDB-2 asks for a snapshot every ``snapshot_s``: the keeper wakes when one is due (not on its next 0.1 s tick) and
+# schedules the next one this much early, so the thread's wake-up delay does not stretch the interval past it.
+SNAPSHOT_SLACK_S = 0.02
+
+
+def mib_of(text: str) -> float | None:
+    """DuckDB's spelling of a size ('15.2 MiB', '256.0 MiB', '1.0 GiB', '16MB', '0 bytes') in MiB; None when it is
+    not one."""
+    parts = str(text).replace("bytes", " B").split()
+    if len(parts) == 1:
+        m = re.fullmatch(r"([0-9.]+)\s*([A-Za-z]*)", parts[0])
+        parts = [m.group(1), m.group(2) or "B"] if m else []
+    if len(parts) != 2:
+        return None
+    try:
+        value = float(parts[0])
+    except ValueError:
+        return None
+    scale = {"B": 1, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40,
+             "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}.get(parts[1].upper())
+    return None if scale is None else value * scale / (1 << 20)
 
 
 class StoreKeeper:
@@ -54,6 +76,7 @@ class StoreKeeper:
         self.last_check_s = 0.0
         self.snapshots_taken = 0
         self.health_checks = 0
+        self.wal_bytes_max = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="store-keeper", daemon=True)
@@ -70,18 +93,23 @@ class StoreKeeper:
                 self.run_once(time.monotonic())
             except Exception as exc:  # noqa: BLE001 - the keeper must outlive any one failure; it reports it
                 self.emit("store_keeper_error", error=repr(exc))
-            self._stop.wait(max(0.0, min(self.tick_s, self._next_health - time.monotonic())))
+            now = time.monotonic()
+            self._stop.wait(max(0.0, min(self.tick_s, self._next_health - now, self._next_snapshot - now)))
 
     def run_once(self, now: float) -> None:
         """One tick: whatever is due at monotonic time ``now``."""
         if now >= self._next_health:
             started = time.monotonic()
-            self.check_health()
+            ok = self.check_health()
             self.last_check_s = time.monotonic() - started
             self._next_health = now + max(self.health_s / 2, self.health_s - self.last_check_s - HEALTH_SLACK_S)
+            wal = self._wal_bytes()
+            self.wal_bytes_max = max(self.wal_bytes_max, wal)
+            # one line per check: DDB-6's interval and DDB-1's WAL size are measured from these, not assumed
+            self.emit("journal_health", ok=ok, took_s=round(self.last_check_s, 6), wal_bytes=wal)
         self.watch_disk()
         if now >= self._next_snapshot:
-            self._next_snapshot = now + self.snapshot_s
+            self._next_snapshot = now + max(self.snapshot_s / 2, self.snapshot_s - SNAPSHOT_SLACK_S)
             self.take_snapshot()
         if self.resync is not None:
             try:
@@ -120,17 +148,56 @@ class StoreKeeper:
                 self.emit("snapshot_recovered", file=info.file)
             self._snapshot_failing = False
             self.snapshots_taken += 1
-            self.emit("snapshot", file=info.file, hwm=info.hwm, bytes=info.bytes, took_s=info.took_s)
+            self.emit("snapshot", file=info.file, hwm=info.hwm, bytes=info.bytes, took_s=info.took_s,
+                      on_disk=self._snapshots_on_disk())
 
-    def check_health(self) -> None:
+    def _snapshots_on_disk(self) -> int | None:
+        """The snapshot files in the backup folder now (its listing, not the configuration: DDB-2's count)."""
+        snaps = getattr(self.journal, "snapshots", None)
+        folder, stem = getattr(snaps, "folder", None), getattr(snaps, "stem", None)
+        if folder is None or stem is None:
+            return None
+        try:
+            return sum(1 for _ in folder.glob(f"{stem}.h*.t*.duckdb"))
+        except OSError:
+            return None
+
+    def _wal_bytes(self) -> int:
+        wal = getattr(self.journal, "wal_path", None)
+        try:
+            return wal.stat().st_size if wal is not None else 0
+        except OSError:
+            return 0
+
+    def report_settings(self) -> None:
+        """One ``store_settings`` event: DDB-1's WAL settings read from the running DuckDB (``live_settings``), and
+        the keeper's own intervals (DDB-2, DDB-6) and the snapshots kept, so a run records what it ran with."""
+        fields: dict[str, Any] = {"file": str(self.journal.path), "snapshot_interval_s": self.snapshot_s,
+                                  "health_interval_s": self.health_s,
+                                  "snapshots_kept": getattr(getattr(self.journal, "snapshots", None), "kept", None)}
+        live = getattr(self.journal, "live_settings", None)
+        if live is not None:
+            try:
+                settings = live()
+            except Exception as exc:  # noqa: BLE001 - said, never fatal: the journal's own checks go on
+                fields["error"] = f"{type(exc).__name__}: {exc}"
+            else:
+                fields.update(settings)
+                fields["checkpoint_threshold_mib"] = mib_of(settings.get("checkpoint_threshold", ""))
+        self.emit("store_settings", **fields)
+
+    def check_health(self) -> bool:
+        """One health check; True when the journal was sound."""
         self.health_checks += 1
+        if self.health_checks == 1:
+            self.report_settings()
         off = getattr(self.journal, "block_check_off", "")
         if self.health_checks == 1 and off:   # said once: the check runs, but cannot see flipped bytes
             self.emit("journal_block_check_off", file=str(self.journal.path), reason=off)
             self.alert("journal_block_check_off", off, file=str(self.journal.path))
         problem = self.journal.health()
         if problem is None:
-            return
+            return True
         self.emit("journal_unhealthy", file=str(self.journal.path), problem=problem)
         try:
             repair = self.journal.rebuild_from_memory(problem)
@@ -139,7 +206,8 @@ class StoreKeeper:
             if not self._repair_failing:   # one alert per failing streak (a full disk: tried every check)
                 self.alert("journal_repair_failed", str(exc), file=str(self.journal.path))
             self._repair_failing = True
-            return
+            return False
         self._repair_failing = False
         self.emit("journal_repaired", **repair.fields())
         self.alert("journal_repaired", repair.line, file=repair.file, evidence=repair.evidence)
+        return False
