@@ -2,8 +2,10 @@
 BR-1).
 
 ``AofDamaged`` injects: it reads the trade state the primary holds (``snapshot()``: the acknowledged writes to
-verify after the restart), stops every Redis node by its handle (SIGTERM: Redis saves its RDB on the way out, as a
-planned stop does), then damages each node's AOF at a seeded offset (the newest incremental file; the base when
+verify after the restart) and each node's persistence settings (``config_of()``: CONFIG GET on the running node,
+RDS-3), stops every Redis node by its handle - ``stop="term"``: SIGTERM, Redis saves its RDB on the way out, as a
+planned stop does; ``stop="kill"``: SIGKILL, a crash, so the RDB is whatever ``save`` last wrote (or a replica's
+initial sync; or none) and BR-1's "last RDB" is really the last one - then damages each node's AOF at a seeded offset (the newest incremental file; the base when
 there is none): ``DAMAGE`` overwritten in place, so ``redis-check-aof`` must refuse it. Its heal runs the recovery
 (``recover(data_dir)``: ``reference.store.redis_recovery.recover_files``) for every node, the primary first,
 starts each node again, waits until the primary has loaded, and verifies the restored state against the snapshot
@@ -24,6 +26,17 @@ from typing import Any, Callable, Sequence
 from faults.core import Fault, FaultError
 
 DAMAGE = b"\r\n*garbled-by-tradedrill*\r\n"
+STOPS = ("term", "kill")   # SIGTERM (Redis saves its RDB on the way out) or SIGKILL (a crash: no save)
+
+
+def rdb_state(data_dir: Path) -> dict:
+    """The RDB a recovery would fall back on: whether ``dump.rdb`` exists, its size and age (s)."""
+    rdb = Path(data_dir) / "dump.rdb"
+    try:
+        st = rdb.stat()
+    except OSError:
+        return {"exists": False}
+    return {"exists": True, "bytes": st.st_size, "age_s": round(time.time() - st.st_mtime, 3)}
 
 
 def aof_files(data_dir: Path) -> list[Path]:
@@ -59,8 +72,13 @@ class AofDamaged(Fault):
     def __init__(self, nodes: Sequence[Any], data_dirs: dict[str, Path], *, primary: Callable[[], str],
                  snapshot: Callable[[], dict[str, list[str]]], recover: Callable[[Path], Any],
                  rng: random.Random, verify_journal: Callable[[], dict] | None = None,
+                 config_of: Callable[[], dict] | None = None, stop: str = "term",
                  ready_timeout: float = 30.0, verify_timeout: float = 30.0, **kw):
         super().__init__(**kw)
+        if stop not in STOPS:
+            raise FaultError(f"stop {stop!r}: use one of {', '.join(STOPS)}")
+        self.stop = stop
+        self.config_of = config_of   # RDS-3: CONFIG GET of every running node, before the stop and after the start
         self.nodes = list(nodes)
         self.data_dirs = data_dirs
         self.primary = primary
@@ -75,7 +93,9 @@ class AofDamaged(Fault):
         self._details: dict[str, Any] = {"nodes": [n.name for n in self.nodes]}
 
     def describe(self) -> str:
-        return f"stop every Redis node ({', '.join(n.name for n in self.nodes)}), damage each AOF; heal: BR-1 recovery"
+        how = "SIGKILL" if self.stop == "kill" else "SIGTERM"
+        return (f"{how} every Redis node ({', '.join(n.name for n in self.nodes)}), damage each AOF; heal: BR-1 "
+                f"recovery")
 
     def details(self) -> dict[str, Any]:
         return dict(self._details)
@@ -83,11 +103,18 @@ class AofDamaged(Fault):
     def _inject(self) -> None:
         self._primary_name = self.primary()
         self._before = self.snapshot()
-        self._details.update(primary=self._primary_name, before={k: len(v) for k, v in self._before.items()})
+        self._details.update(primary=self._primary_name, before={k: len(v) for k, v in self._before.items()},
+                             stop="SIGKILL" if self.stop == "kill" else "SIGTERM")
+        if self.config_of is not None:
+            self._details["config_before"] = self._config()
         for node in self.nodes:
-            node.terminate()   # SIGTERM by its handle: Redis writes its RDB on the way out
+            if self.stop == "kill":
+                node.kill()        # a crash: no RDB written on the way out
+            else:
+                node.terminate()   # SIGTERM by its handle: Redis writes its RDB on the way out
             if node.is_alive():
                 raise FaultError(f"{node.name} did not stop")
+        self._details["rdb_at_stop"] = {n.name: rdb_state(Path(self.data_dirs[n.name])) for n in self.nodes}
         damaged = {}
         for node in self.nodes:
             damaged[node.name] = damage_aof(Path(self.data_dirs[node.name]), self.rng)
@@ -132,8 +159,16 @@ class AofDamaged(Fault):
                 self._details["journal_check"] = self.verify_journal()
             except Exception as exc:  # noqa: BLE001 - recorded: the checker says the verification did not run
                 self._details["journal_check"] = {"error": " ".join(str(exc).split())[:300] or type(exc).__name__}
+        if self.config_of is not None:
+            self._details["config_after"] = self._config()
         lost = {k: sorted(set(v) - set(after.get(k, ())))[:50] for k, v in self._before.items()}
         self._details.update(after={k: len(v) for k, v in after.items()},
                              lost={k: len(set(v) - set(after.get(k, ()))) for k, v in self._before.items()},
                              lost_examples={k: v for k, v in lost.items() if v},
                              verified_s=round(time.monotonic() - t0, 6))
+
+    def _config(self) -> dict:
+        try:
+            return self.config_of()
+        except Exception as exc:  # noqa: BLE001 - recorded: the checker says the settings were not read
+            return {"error": " ".join(str(exc).split())[:300] or type(exc).__name__}

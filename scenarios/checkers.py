@@ -2327,6 +2327,49 @@ REDIS_RECOVERY_RULE = ("Per redis-aof-damaged of faults.jsonl (every Redis node 
                        "nodes started) to that verification done.")
 
 
+REDIS_SETTINGS_RULE = ("RDS-3 from CONFIG GET on every running Redis node just before the stop (config_before of "
+                       "the inject line; config_after of the heal line once they are back): appendfsync, "
+                       "aof_rewrite_min_size_mb (auto-aof-rewrite-min-size / 2^20), rdb_save (save); a node whose value "
+                       "differs from the first node's is reported as that node's value, so one diverging node fails")
+
+
+def redis_persistence_settings(injects: Sequence[dict]) -> tuple[dict[str, Any], str, list[dict]]:
+    """RDS-3's settings as the running nodes had them (the fault's CONFIG GET before each stop): the metrics
+    (``appendfsync``, ``aof_rewrite_min_size_mb``, ``rdb_save``; None when no node answered), why not, and the
+    evidence rows."""
+    seen: dict[str, dict[str, str]] = {}
+    problems: list[str] = []
+    for inj in injects:
+        d = inj.get("details") if isinstance(inj.get("details"), dict) else {}
+        cfg = d.get("config_before")
+        if not isinstance(cfg, dict):
+            continue
+        for node, values in cfg.items():
+            if not isinstance(values, dict) or "error" in values:
+                problems.append(f"{node}: {values.get('error') if isinstance(values, dict) else values}")
+                continue
+            seen[str(node)] = {str(k): str(v) for k, v in values.items()}
+    out: dict[str, Any] = {"appendfsync": None, "aof_rewrite_min_size_mb": None, "rdb_save": None}
+    for metric, key, conv in (("appendfsync", "appendfsync", str),
+                              ("aof_rewrite_min_size_mb", "auto-aof-rewrite-min-size",
+                               lambda v: round(int(v) / (1 << 20), 3)),
+                              ("rdb_save", "save", lambda v: " ".join(v.split()))):
+        values = []
+        for node in sorted(seen):
+            if key in seen[node]:
+                try:
+                    values.append(conv(seen[node][key]))
+                except (TypeError, ValueError):
+                    values.append(seen[node][key])
+        if values:
+            out[metric] = next((v for v in values if v != values[0]), values[0])
+    reason = ("no CONFIG GET of the running nodes in the fault log (a run older than this check, or every node "
+              "refused: " + "; ".join(problems)[:200] + ")") if not seen else ""
+    rows = [{"kind": "redis-settings", "rule": REDIS_SETTINGS_RULE, "nodes": seen, "problems": problems}] if (
+        seen or problems) else []
+    return out, reason, rows
+
+
 @dataclass
 class RedisRecoveryResult(CheckResult):
     nodes: list[dict] = field(default_factory=list)
@@ -2418,9 +2461,14 @@ def check_redis_recovery(records: Sequence[dict], *, requirement_ids: Sequence[s
         "journal_checked": sum(int(_num(j.get("checked")) or 0) for j in journal_checks) if journal_checks else None,
         "journal_missing": sum(int(_num(j.get("missing")) or 0) for j in journal_checks) if journal_checks else None,
     }
+    config_metrics, config_reason, config_rows = redis_persistence_settings(injects)
+    metrics.update(config_metrics)
+    metrics["stop"] = sorted({str((i.get("details") or {}).get("stop") or "SIGTERM") for i in injects
+                              if isinstance(i.get("details"), dict)})
     judgements = judge({k: metrics[k] for k in names}, requirement_ids, targets,
                        unmeasured_reason="; ".join(failed) if failed else
                        "the heal recorded no recovery decision or no verification")
+    judgements += judge(config_metrics, requirement_ids, targets, unmeasured_reason=config_reason)
     if failed:   # the nodes never came back through the recovery: a failure, not "nothing to judge"
         judgements = [Judgement(j.requirement_id, j.metric, j.comparator, j.target, j.unit, j.source, None, FAIL,
                                 False, j.alternatives, j.contradictions, reason=f"recovery failed: {failed[0]}")
@@ -2434,10 +2482,13 @@ def check_redis_recovery(records: Sequence[dict], *, requirement_ids: Sequence[s
                          "lost": dh.get("lost"), "lost_examples": dh.get("lost_examples"),
                          "recovery_s": dh.get("recovery_s"), "verified_s": dh.get("verified_s")})
     evidence += [{"kind": "journal-verification", **j} for j in journal_checks]
+    evidence += config_rows
     evidence.append({"kind": "rule", "rule": REDIS_RECOVERY_RULE})
     if unreadable:
         evidence += _unreadable_evidence(unreadable)
-    summary = (f"{len(rows)} node(s): {metrics['from_rdb']} from the RDB, {metrics['from_aof']} from the AOF; "
+    summary = (f"{'/'.join(metrics['stop'])}; {len(rows)} node(s): {metrics['from_rdb']} from the RDB, "
+               f"{metrics['from_aof']} from the AOF, {sum(r['source'] == 'aof-truncated' for r in rows)} from the AOF "
+               f"cut at the damage; "
                f"verification against DuckDB: {metrics['journal_missing']} of {metrics['journal_checked']} published "
                f"outcome(s) missing from RTS; "
                f"{undetected} damaged AOF(s) not found, {violations} out of BR-1's order; "

@@ -337,6 +337,29 @@ def redis_trade_state(ctx: FaultContext) -> dict[str, list[str]]:
         r.close()
 
 
+REDIS_PERSISTENCE_SETTINGS = ("appendonly", "appendfsync", "auto-aof-rewrite-min-size", "auto-aof-rewrite-percentage",
+                              "save", "aof-use-rdb-preamble")
+
+
+def redis_persistence_config(ctx: FaultContext) -> dict[str, dict[str, str]]:
+    """RDS-3 as each running Redis node has it: CONFIG GET of its persistence settings, node by node (a node that
+    does not answer gets ``{"error": ...}``)."""
+    out: dict[str, dict[str, str]] = {}
+    for spec in ctx.topology.of_kind("redis"):
+        try:
+            r = ctx.stack.redis_node_client(spec.name, timeout=2.0)
+            try:
+                got: dict[str, str] = {}
+                for name in REDIS_PERSISTENCE_SETTINGS:
+                    got.update({str(k): str(v) for k, v in r.config_get(name).items()})
+                out[spec.name] = got
+            finally:
+                r.close()
+        except Exception as exc:  # noqa: BLE001 - one line per node, the rest still read
+            out[spec.name] = {"error": " ".join(str(exc).split())[:200] or type(exc).__name__}
+    return out
+
+
 def _redis_aof_damaged(ctx: FaultContext, t: Target, params: dict) -> Fault:
     from faults.redis_aof import AofDamaged
     from reference.store.redis_recovery import published_outcomes, recover_files, verify_against_journals
@@ -359,8 +382,16 @@ def _redis_aof_damaged(ctx: FaultContext, t: Target, params: dict) -> Fault:
                       {s.name: redis_svc.data_dir(s, stack.run_dir) for s in specs},
                       primary=lambda: stack.redis_primary_node().name, snapshot=lambda: redis_trade_state(ctx),
                       recover=recover_files, rng=random.Random(f"{ctx.seed}:redis-aof-damaged"),
-                      verify_journal=verify_journal,
+                      verify_journal=verify_journal, config_of=lambda: redis_persistence_config(ctx),
+                      stop=str(params.get("stop", "term")),
                       log=ctx.fault_log, requirements=ctx.requirement_ids)
+
+
+def _check_stop(params: dict) -> list[str]:
+    from faults.redis_aof import STOPS
+
+    stop = params.get("stop", "term")
+    return [] if stop in STOPS else [f"stop {stop!r} must be one of {', '.join(STOPS)}"]
 
 
 # -- the credentials database (issue 13, PG-1) ------------------------------------------------------------------
@@ -432,9 +463,11 @@ FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
                  "oversize), then SIGKILL it: its restart must load the newest valid backup and say so (CFG-2)",
                  check=_check_config_mode),
     FaultPackage("redis-aof-damaged", _redis_aof_damaged, ("redis",), "end", "Redis stopped, AOF damaged",
-                 "#ffbb78", (), description="SIGTERM every Redis node (RDB saved on the way out), damage each AOF; the "
+                 "#ffbb78", ("stop",), description="stop every Redis node (stop=term: SIGTERM, RDB saved on the way "
+                 "out; stop=kill: SIGKILL, a crash, the last RDB is whatever save wrote before), damage each AOF; the "
                  "heal follows BR-1: redis-check-aof, else the last RDB (redis-check-rdb) as the base of a new AOF, "
-                 "damaged files kept; starts them and verifies the state read before the stop"),
+                 "damaged files kept; starts them and verifies the state read before the stop; CONFIG GET of each "
+                 "node's persistence settings before and after (RDS-3)", check=_check_stop),
     FaultPackage("postgres-restore", _postgres_restore, ("postgres",), "end", "credentials DB restore", "#c5b0d5",
                  (), description="pg_dump the credentials database and DROP it; the heal restores the newest dump "
                  "and decrypts the broker logins again (PG-1: restore under 5 s)"),

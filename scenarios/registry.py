@@ -713,9 +713,31 @@ register(Scenario(
                 "verified within 10 s), and RTS must match the broker ledger at the end; nothing doubled, nothing lost. "
                 "A damage that lands inside a value's bytes keeps the AOF's framing: redis-check-aof (no checksum) "
                 "accepts it and the node loads altered data; the checker counts it as undetected and the keys it "
-                "lost (seed 22: 1 RTS key).",
+                "lost (seed 22: 1 RTS key). RDS-3's settings are read with CONFIG GET from every running node before "
+                "the stop.",
     workload=Workload(op="trade", rate_per_s=10.0, duration_s=28.0, timeout_s=5.0, settle_s=12.0),
     faults=(FaultStep("redis-aof-damaged", "redis-primary", at_s=8.0, heal_after_s=8.0),),
+    checkers=(CheckerSpec("redis_recovery", ("RDS-3", "RDS-6", "BR-1")),
+              CheckerSpec("state", ("BR-1", "RDS-6")),
+              *_consistency(("ENG-5",)), *_fencing()),
+))
+
+# the same with a crash: SIGTERM makes every node write a fresh RDB on the way out, so the "last RDB" branch of BR-1
+# above restores a copy taken a moment ago; SIGKILL leaves whatever `save 60 1000` (RDS-3) or a replica's initial
+# sync wrote, or none, which is what a crash leaves.
+register(Scenario(
+    name="redis-aof-damaged-kill",
+    requirement_ids=("RDS-3", "RDS-6", "BR-1", "ENG-1", "ENG-5"),
+    description="Every Redis node SIGKILLed (a crash: no RDB written on the way out) 8 s into 10 signals/s, each AOF "
+                "damaged at a seeded offset, and 8 s later every node started again through BR-1's order: "
+                "redis-check-aof refuses the AOF; the last RDB is only what `save 60 1000` or a replica's initial "
+                "sync left (the heal records each node's dump.rdb and its age at the stop), else the AOF is cut at "
+                "the damage; then the restored RTS is verified against the engines' DuckDB snapshots. Every key and "
+                "RTRS/RTSS entry read before the crash must be there after (BR-1, RDS-3: no acknowledged write "
+                "lost) and RTS must match the broker ledger at the end; RDS-3's settings are read with CONFIG GET "
+                "from every running node before the crash.",
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=28.0, timeout_s=5.0, settle_s=12.0),
+    faults=(FaultStep("redis-aof-damaged", "redis-primary", at_s=8.0, heal_after_s=8.0, params={"stop": "kill"}),),
     checkers=(CheckerSpec("redis_recovery", ("RDS-3", "RDS-6", "BR-1")),
               CheckerSpec("state", ("BR-1", "RDS-6")),
               *_consistency(("ENG-5",)), *_fencing()),

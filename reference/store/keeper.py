@@ -9,6 +9,7 @@ and one alert whose message names the file and what was seen.
 """
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -97,20 +98,23 @@ class StoreKeeper:
             self._stop.wait(max(0.0, min(self.tick_s, self._next_health - now, self._next_snapshot - now)))
 
     def run_once(self, now: float) -> None:
-        """One tick: whatever is due at monotonic time ``now``."""
-        if now >= self._next_health:
-            started = time.monotonic()
-            ok = self.check_health()
-            self.last_check_s = time.monotonic() - started
-            self._next_health = now + max(self.health_s / 2, self.health_s - self.last_check_s - HEALTH_SLACK_S)
-            wal = self._wal_bytes()
-            self.wal_bytes_max = max(self.wal_bytes_max, wal)
-            # one line per check: DDB-6's interval and DDB-1's WAL size are measured from these, not assumed
-            self.emit("journal_health", ok=ok, took_s=round(self.last_check_s, 6), wal_bytes=wal)
+        """One tick: whatever is due at monotonic time ``now``; a health check and a snapshot due in the same tick
+        run in the order they fell due, each scheduled from when it really started (so one does not stretch the
+        other's interval by its own cost more than once)."""
+        tick = time.monotonic()
+        due = sorted(((self._next_health, 0) if now >= self._next_health else (math.inf, 0),
+                      (self._next_snapshot, 1) if now >= self._next_snapshot else (math.inf, 1)))
+        for when, which in due:
+            if when == math.inf:
+                continue
+            started = now + (time.monotonic() - tick)
+            if which == 0:
+                self._health_step(started)
+                self.watch_disk()
+            else:
+                self._next_snapshot = started + max(self.snapshot_s / 2, self.snapshot_s - SNAPSHOT_SLACK_S)
+                self.take_snapshot()
         self.watch_disk()
-        if now >= self._next_snapshot:
-            self._next_snapshot = now + max(self.snapshot_s / 2, self.snapshot_s - SNAPSHOT_SLACK_S)
-            self.take_snapshot()
         if self.resync is not None:
             try:
                 counts = self.resync.run_due(int(time.time() * 1000))
@@ -121,6 +125,16 @@ class StoreKeeper:
                 return
             if counts["synced"] or counts["failed"]:
                 self.emit("failed_syncs_resync", **counts)
+
+    def _health_step(self, started: float) -> None:
+        t0 = time.monotonic()
+        ok = self.check_health()
+        self.last_check_s = time.monotonic() - t0
+        self._next_health = started + max(self.health_s / 2, self.health_s - self.last_check_s - HEALTH_SLACK_S)
+        wal = self._wal_bytes()
+        self.wal_bytes_max = max(self.wal_bytes_max, wal)
+        # one line per check: DDB-6's interval and DDB-1's WAL size are measured from these, not assumed
+        self.emit("journal_health", ok=ok, took_s=round(self.last_check_s, 6), wal_bytes=wal)
 
     def watch_disk(self) -> None:
         """One event and alert when the journal's writes start being refused for lack of space, one event when

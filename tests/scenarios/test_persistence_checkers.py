@@ -263,9 +263,31 @@ def _rd(*, source="rdb", aof_ok=False, rdb_ok=True, kept="damaged/appendonlydir-
 def test_redis_recovery_passes_when_the_rdb_is_used_and_nothing_is_lost():
     r = check_redis_recovery(_rd())
     assert r.valid is True, r.summary
+    # RDS-3's settings were not read in this record (no config_before): said unmeasured, never passed
     assert verdicts(r) == {"lost_acknowledged_writes": PASS, "undetected_corruptions": PASS,
-                           "recovery_order_violations": PASS, "rto_s": PASS}
+                           "recovery_order_violations": PASS, "rto_s": PASS, "appendfsync": UNMEASURED,
+                           "aof_rewrite_min_size_mb": UNMEASURED, "rdb_save": UNMEASURED}
     assert r.metrics["from_rdb"] == 1 and r.metrics["rto_s"] == 0.28
+    assert all("CONFIG GET" in j.reason for j in r.judgements if j.verdict == UNMEASURED)
+
+
+def _with_config(records, **override):
+    node = {"appendonly": "yes", "appendfsync": "always", "auto-aof-rewrite-min-size": str(64 << 20),
+            "save": "60 1000"}
+    cfg = {"redis-1": dict(node), "redis-2": {**node, **override}}
+    return [{**records[0], "details": {**records[0]["details"], "config_before": cfg, "stop": "SIGKILL"}},
+            *records[1:]]
+
+
+def test_redis_recovery_judges_rds3_from_the_running_nodes_config():
+    r = check_redis_recovery(_with_config(_rd()))
+    assert {m: v for m, v in verdicts(r).items() if m in ("appendfsync", "aof_rewrite_min_size_mb", "rdb_save")} == {
+        "appendfsync": PASS, "aof_rewrite_min_size_mb": PASS, "rdb_save": PASS}
+    assert r.metrics["aof_rewrite_min_size_mb"] == 64 and r.summary.startswith("SIGKILL")
+    # one node that diverges fails the target, with its value
+    bad = check_redis_recovery(_with_config(_rd(), appendfsync="everysec", save="3600 1 300 100 60 10000"))
+    assert verdicts(bad)["appendfsync"] == FAIL and bad.metrics["appendfsync"] == "everysec"
+    assert verdicts(bad)["rdb_save"] == FAIL and bad.valid is False
 
 
 def test_redis_recovery_fails_on_order_undetected_damage_loss_or_a_failed_restart():
