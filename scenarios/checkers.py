@@ -2141,7 +2141,8 @@ def check_config_fallback(records: Sequence[dict], logs: Sequence[tuple[str, Seq
         backups_kept.append(len(kept))
         finals.append({"file": str(found.relative_to(run_path)) if run_path in found.parents else str(found),
                        "valid_at_end": valid, "why": why, "backups": kept,
-                       "damaged_kept": (found.parent / (found.name + ".damaged")).exists()})
+                       "damaged_kept": any(found.parent.glob(found.name + "*.damaged")),
+                       "damaged_copies": sum(1 for _ in found.parent.glob(found.name + "*.damaged"))})
     loads = [r["load_s"] for r in rows if r.get("load_s") is not None]
     not_recovered = sum(not r["recovered"] for r in rows) + sum(f["valid_at_end"] is False for f in finals)
     metrics: dict[str, Any] = {

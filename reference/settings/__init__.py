@@ -39,7 +39,7 @@ def engine_settings(folder: Path | str = CONFIG_DIR,
 def load_user_settings(config) -> tuple[EngineUserSettings | None, dict]:
     """The engine's user settings (CFG-1/2) from ``<config.user_settings_dir>/engine.json`` (a relative folder is
     inside ``config.state_dir``), loaded once at start: the file, else its newest valid backup (the file rewritten
-    from it, the damaged one kept as ``engine.json.damaged``), and what may be logged about it. The settings that
+    from it, the damaged one kept as ``engine.json.<UTC time>.damaged``), and what may be logged about it. The settings that
     are also engine options (``filling``, ``deviation_points``, ``max_volume``) are applied to ``config``.
     ``(None, {})`` when ``user_settings_dir`` is empty. Raises SettingsError (one line) when neither the file nor a
     backup is valid."""
@@ -63,7 +63,7 @@ def load_user_settings(config) -> tuple[EngineUserSettings | None, dict]:
     info = {"file": str(store.path), "source": str(loaded.source) if loaded.source else None,
             "fell_back": loaded.fell_back, "message": loaded.message, "problems": list(loaded.problems),
             "load_s": round(load_s, 6), "backups": [p.name for p in store.backups()],
-            "damaged_kept": store.damaged_path.exists()}
+            "damaged_kept": bool(store.damaged_copies()), "damaged_copies": len(store.damaged_copies())}
     return settings, info
 
 

@@ -25,7 +25,8 @@ class ConfigPolicy:
     load_target_s: float = 1.0        # CFG-2: load under 1 s (benchmarked in benchmarks/bench_settings.py, never a
                                       # timed test)
     repair: bool = True               # on a fallback, rewrite the file from the backup it loaded
-    keep_damaged: bool = True         # ... and keep the damaged file beside it (<name>.damaged) as evidence
+    keep_damaged: bool = True         # ... and keep the damaged file beside it (<name>.<UTC time>.damaged) as evidence
+    damaged_kept: int = 10            # every damaged copy is kept, timestamped; the oldest beyond this many deleted
 
     def __post_init__(self) -> None:
         _check(self, "max_bytes", int, 2, 16 * 1024 * KB)
@@ -33,6 +34,7 @@ class ConfigPolicy:
         _check(self, "load_target_s", float, 0.0, 3600.0, low_open=True)
         _check(self, "repair", bool)
         _check(self, "keep_damaged", bool)
+        _check(self, "damaged_kept", int, 1, 1000)
 
     @classmethod
     def from_mapping(cls, doc: Mapping[str, Any]) -> "ConfigPolicy":

@@ -7,7 +7,9 @@ Layout of a settings folder (EA-BR 3.4: ``./config/``), for a store of ``config/
     config/ea.json.000041.bak        the last ``backups_kept`` (3) saved versions, newest = highest number; the newest
     config/ea.json.000040.bak        is the same text as ea.json, so a damaged ea.json loses no saved change
     config/ea.json.000039.bak
-    config/ea.json.damaged           the last file a load found damaged, kept as evidence (never read)
+    config/ea.json.20261201T053700123456Z.damaged
+                                     every file a load found damaged, kept as evidence under the UTC time it was
+                                     found (never read); the newest ``damaged_kept`` (10) of them
     config/.ea.json.lock             the writers' flock
     config/.ea.json.<pid>.<hex>.tmp  left only by a writer killed mid-write: never read, removed by the next save
 
@@ -15,8 +17,9 @@ Every save validates what it writes (it must load again), refuses more than ``ma
 and then its backup (each: temp file, fsync, rename, fsync of the folder) and prunes the oldest backups. A load reads
 at most ``max_bytes + 1`` bytes, validates them against the schema (``reference.settings.schema``), and when the file
 is missing, truncated, not JSON, of a wrong type, out of range or over the cap, loads the newest valid backup, says so
-in one line (``Loaded.message``, also passed to ``on_notice``), keeps the damaged file as ``<name>.damaged`` and
-rewrites the file from that backup.
+in one line (``Loaded.message``, also passed to ``on_notice``), keeps the damaged file as
+``<name>.<UTC time>.damaged`` (every one, up to ``damaged_kept``: a second damage does not overwrite the evidence of
+the first) and rewrites the file from that backup.
 
 Why our own: no maintained library keeps validated, rotated JSON backups with a fallback; the atomic write is
 ``reference.settings.durable`` (see why there).
@@ -69,12 +72,35 @@ class SettingsStore(Generic[M]):
         self.policy = policy or ConfigPolicy()
         self.on_notice = on_notice or log.warning
         self._backup = re.compile(rf"{re.escape(self.path.name)}\.([0-9]{{1,12}})\.bak")
+        self._damaged = re.compile(rf"{re.escape(self.path.name)}\.[0-9]{{8}}T[0-9]{{12}}Z(?:-[0-9]+)?\.damaged")
         self._temp = re.compile(rf"\.{re.escape(self.path.name)}(?:\.[0-9]{{1,12}}\.bak)?\.[0-9]+\.[0-9a-f]+\.tmp")
 
     # -- where ------------------------------------------------------------------------------------------------
     @property
     def damaged_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".damaged")
+        """The newest damaged copy kept (``<name>.<UTC time>.damaged``; ``<name>.damaged`` when none is kept, the
+        name older versions used)."""
+        copies = self.damaged_copies()
+        return copies[0] if copies else self.path.with_name(self.path.name + ".damaged")
+
+    def damaged_copies(self) -> list[Path]:
+        """Every damaged copy kept, newest first (an older version's ``<name>.damaged`` last)."""
+        try:
+            names = os.listdir(self.path.parent)
+        except FileNotFoundError:
+            return []
+        stamped = sorted((n for n in names if self._damaged.fullmatch(n)), reverse=True)
+        legacy = [self.path.name + ".damaged"] if self.path.name + ".damaged" in names else []
+        return [self.path.parent / n for n in stamped + legacy]
+
+    def _new_damaged_path(self) -> Path:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        path = self.path.with_name(f"{self.path.name}.{stamp}.damaged")
+        n = 1
+        while path.exists() or path.is_symlink():   # two damages in one microsecond: never overwrite evidence
+            path = self.path.with_name(f"{self.path.name}.{stamp}-{n}.damaged")
+            n += 1
+        return path
 
     def backup_path(self, generation: int) -> Path:
         return self.path.with_name(f"{self.path.name}.{generation:06d}.bak")
@@ -158,8 +184,11 @@ class SettingsStore(Generic[M]):
                 data = backup.read_bytes()
                 kept = ""
                 if self.policy.keep_damaged and (self.path.exists() or self.path.is_symlink()):
-                    os.replace(self.path, self.damaged_path)
-                    kept = f", the damaged file kept as {self.damaged_path.name}"
+                    evidence = self._new_damaged_path()
+                    os.replace(self.path, evidence)
+                    kept = f", the damaged file kept as {evidence.name}"
+                    for old in self.damaged_copies()[self.policy.damaged_kept:]:
+                        old.unlink(missing_ok=True)   # bounded: the oldest evidence beyond damaged_kept
                 durable.write_atomic(self.path, data)
             return f"; {self.path.name} rewritten from it{kept}"
         except OSError as exc:

@@ -232,3 +232,23 @@ def test_policies_name_a_bad_setting():
     defaults = DumpPolicy()
     assert (defaults.interval_s, defaults.dumps_kept, defaults.restore_target_s) == (21600.0, 14, 5.0)  # PG-1
     assert (ConfigPolicy().max_bytes, ConfigPolicy().backups_kept) == (10240, 3)                       # CFG-1
+
+
+def test_every_damaged_copy_is_kept_timestamped_and_bounded(tmp_path):
+    """A second damage does not overwrite the evidence of the first: each damaged file is kept under the UTC time it
+    was found (<name>.<time>.damaged), the oldest deleted beyond damaged_kept."""
+    store = saved_three(tmp_path / "config")
+    store.policy = ConfigPolicy(damaged_kept=3)
+    texts = []
+    for i in range(5):
+        text = f'{{"broken": {i}'
+        store.path.write_text(text)
+        texts.append(text)
+        loaded = store.load()
+        assert loaded.fell_back and store.damaged_path.name in loaded.message
+    copies = store.damaged_copies()
+    assert len(copies) == 3 and all(p.name.endswith(".damaged") and p.name != "ea.json.damaged" for p in copies)
+    assert [p.read_text() for p in copies] == texts[:-4:-1]   # the newest three, newest first
+    assert store.damaged_path == copies[0]
+    with pytest.raises(SettingsError, match="damaged_kept"):
+        ConfigPolicy(damaged_kept=0)

@@ -225,3 +225,20 @@ def test_the_restored_rts_is_verified_against_the_newest_readable_journal_snapsh
 
     result = verify_against_journals(Client(), lambda sid: f"RTS:g:signal:{sid}", published)
     assert result == {"checked": 2, "missing": 1, "missing_examples": ["s2"]}
+
+
+def test_up_runs_br1_on_the_files_an_earlier_run_left(data, tmp_path):
+    """``tradedrill up`` on a stack folder whose AOF was damaged while it was down: the first start of the node's
+    handle runs BR-1's order (tradedrill.services.redis.recover_on_start), so Redis starts from the RDB with every
+    key instead of refusing the AOF; the decision is in recovery.json and one line of the node's log. A new folder
+    is left alone."""
+    from tradedrill.services import redis as redis_svc
+
+    assert redis_svc.recover_on_start(data) is None   # nothing there yet: a new stack
+    filled(data)
+    damage_aof(data, random.Random(5))
+    log = tmp_path / "logs" / "redis-1.log"
+    decision = redis_svc.recover_on_start(data, log)
+    assert decision["source"] == "rdb" and decision["aof_ok"] is False and decision["damaged_kept"]
+    assert (data / redis_svc.RECOVERY_RECORD).exists() and "source=rdb" in log.read_text()
+    assert started_keys(data) == {f"k{i}" for i in range(50)} | {"stream"}

@@ -253,6 +253,38 @@ def config_path(spec: NodeSpec, run_dir: Path) -> Path:
     return StackSecrets.folder_of(run_dir) / spec.name / name
 
 
+RECOVERY_RECORD = "recovery.json"   # in the node's data folder: BR-1's decision at the last first start
+
+
+def recover_on_start(data: Path, log_path: Path | None = None) -> dict | None:
+    """BR-1's recovery order on a Redis node's files before the first start of its handle (``tradedrill up`` on a
+    stack folder that already holds data): the AOF if redis-check-aof accepts it, else the last RDB, else the AOF cut
+    at the damage, damaged files kept under ``damaged/`` (``reference.store.redis_recovery.recover_files``). A folder
+    with neither AOF nor RDB (a new stack) is left alone: None. The decision is written to ``recovery.json`` of
+    the folder and one line to the node's log; a folder recovery cannot act on raises RedisRecoveryError (one line:
+    ``up`` says it and does not start that node on files it could not check)."""
+    import datetime as _dt
+    import json
+
+    from reference.store.redis_recovery import recover_files
+
+    data = Path(data)
+    if not (data / "appendonlydir").exists() and not (data / "appendonly.aof").exists() \
+            and not (data / "dump.rdb").exists():
+        return None
+    decision = recover_files(data).to_dict()
+    decision["at"] = _dt.datetime.now(_dt.timezone.utc).isoformat()
+    (data / RECOVERY_RECORD).write_text(json.dumps(decision, indent=1) + "\n")
+    if log_path is not None:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a") as fh:
+            fh.write(f"tradedrill BR-1 recovery before start: source={decision['source']}; "
+                     f"{'; '.join(decision.get('steps') or [])}"
+                     + (f"; damaged files kept in {decision['damaged_kept']}" if decision.get("damaged_kept") else "")
+                     + "\n")
+    return decision
+
+
 def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegistry | None) -> ProcessNode:
     binary = require_binary()
     run_dir = Path(run_dir)
@@ -276,6 +308,10 @@ def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegis
         # fresh from the settings on this handle's first start; a restart within the run keeps what Sentinel /
         # CONFIG REWRITE wrote (a healed old primary must come back as the replica the failover made it)
         if first_start[0] or not conf_path.exists():
+            if first_start[0] and spec.kind == "redis":
+                # BR-1 on what an earlier run left (a restart within the run loads what this run wrote; a drill that
+                # damages the files runs the same recovery in its heal)
+                recover_on_start(data, run_dir / "logs" / f"{spec.name}.log")
             write_private(conf_path, render(spec, topo, data, secrets), owner=account)
             first_start[0] = False
 
