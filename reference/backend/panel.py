@@ -7,12 +7,22 @@
   (``<ris_prefix>:<group>:panel:session:<token>``, ``session_ttl_s``), so any backend accepts it: a reload or a
   backend failover keeps the session (TV-1); the page caches it in ``localStorage``.
 - ``GET /panel/state`` (``Authorization: Bearer <token>``) -> positions from RTS and the instance that answered.
+- ``GET /panel/events`` (Bearer): the panel's state pushed to it (BE-3 "push state back", TV-1), Server-Sent Events
+  over one long response: ``event: state`` (the instance serving, positions from RTS, the session's orders with
+  their trade state from RTS) at once on connect and again whenever it changes, ``event: ticks`` when the latest
+  ticks change, a comment line every ``HEARTBEAT_S`` so a dead stream is noticed (the page drops a stream silent
+  for 3 s and connects again, through the proxy, to whichever backend serves: a failed or recovered backend's
+  clients get the state pushed on their next connection without a reload); ``event: session`` and the end of the
+  stream when the session is gone. nginx passes it unbuffered (``tradedrill.services.nginx``).
 - ``POST /panel/orders`` (Bearer) ``{"alert_id", "symbol", "side", "volume", ...}``: the webhook's own path
   (same validation, same alert-id claim, same signal sender; source ``panel``), so an order placed while
-  TradingView is away flows through Redis like any alert (TV-2); answers as the webhook does.
+  TradingView is away flows through Redis like any alert (TV-2); answers as the webhook does. An accepted order's
+  alert id is added to the session's order list (``<session key>:orders``, the newest ``SESSION_ORDERS``), which
+  the pushed state reports on, whichever backend took it.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -20,7 +30,8 @@ from pathlib import Path
 
 import redis
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from reference.engine.redislink import RedisUnavailable
 
@@ -29,11 +40,39 @@ from . import webhook
 WEB = Path(__file__).resolve().parent / "web"
 CHART_JS = WEB / "node_modules" / "lightweight-charts" / "dist" / "lightweight-charts.standalone.production.js"
 SESSION_TTL_S = 24 * 3600
+SESSION_ORDERS = 50      # alert ids a session's pushed state reports on (the newest)
+PUSH_INTERVAL_S = 0.25   # how often a stream looks for a change of state or ticks
+HEARTBEAT_S = 1.0        # a comment line at least this often: nginx's read timeout on the stream is 3 s
 TOKEN_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 def session_key(backend, token: str) -> str:
     return f"{backend.keys.ris_prefix}:{backend.keys.group}:panel:session:{token}"
+
+
+def orders_key(backend, token: str) -> str:
+    return f"{session_key(backend, token)}:orders"
+
+
+def positions_of(raw: dict | None) -> list[dict]:
+    out = []
+    for ticket, value in sorted((raw or {}).items()):
+        try:
+            item = json.loads(value)
+        except ValueError:
+            item = {}
+        out.append({"ticket": ticket, **(item if isinstance(item, dict) else {})})
+    return out
+
+
+def alert_ids_of(raw: str | None) -> list[str]:
+    """The session's order list as stored (a JSON list of alert ids); anything else is an empty list."""
+    try:
+        got = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [a for a in got if isinstance(a, str) and webhook.ALERT_ID_RE.fullmatch(a)][:SESSION_ORDERS] \
+        if isinstance(got, list) else []
 
 
 def mount(app: FastAPI, backend, error, body) -> None:
@@ -96,14 +135,70 @@ def mount(app: FastAPI, backend, error, body) -> None:
             raw = backend.link.run(lambda c: c.hgetall(backend.keys.rts_positions))
         except (RedisUnavailable, redis.RedisError) as exc:
             return error(503, f"Redis cannot answer now ({' '.join(str(exc).split())[:120]})")
-        positions = []
-        for ticket, value in sorted((raw or {}).items()):
-            try:
-                item = json.loads(value)
-            except ValueError:
-                item = {}
-            positions.append({"ticket": ticket, **(item if isinstance(item, dict) else {})})
-        return {"instance": backend.config.instance, "positions": positions}
+        return {"instance": backend.config.instance, "positions": positions_of(raw)}
+
+    def pushed_state(token: str) -> dict | None:
+        """The state a stream pushes: ``{"instance", "positions", "orders"}``, or ``{"instance", "error"}`` while
+        Redis cannot answer; None when the session is gone."""
+        instance = backend.config.instance
+        try:
+            def read(c):
+                pipe = c.pipeline(transaction=False)
+                pipe.get(session_key(backend, token))
+                pipe.get(orders_key(backend, token))
+                pipe.hgetall(backend.keys.rts_positions)
+                return pipe.execute()
+            alive, listed, raw_positions = backend.link.run(read)
+            if alive is None:
+                return None
+            ids = alert_ids_of(listed)
+
+            def trades(c):
+                pipe = c.pipeline(transaction=False)
+                for alert_id in ids:
+                    pipe.hgetall(backend.keys.rts_signal(webhook.signal_id_of(alert_id)))
+                return pipe.execute()
+            states = backend.link.run(trades) if ids else []
+        except (RedisUnavailable, redis.RedisError) as exc:
+            return {"instance": instance, "error": f"Redis cannot answer now ({' '.join(str(exc).split())[:120]})"}
+        orders = [{"alert_id": a, "status": (st or {}).get("status") or "accepted", "price": (st or {}).get("price"),
+                   "symbol": (st or {}).get("symbol"), "side": (st or {}).get("side"),
+                   "volume": (st or {}).get("volume")} for a, st in zip(ids, states)]
+        return {"instance": instance, "positions": positions_of(raw_positions), "orders": orders}
+
+    @app.get("/panel/events", include_in_schema=False)
+    async def panel_events(request: Request):
+        """The panel's state pushed (Server-Sent Events): see the module docstring."""
+        token, bad = await run_in_threadpool(session_of, request)
+        if bad is not None:
+            return bad
+
+        async def stream():
+            last_state = last_ticks = None
+            last_sent = time.monotonic()
+            yield ": connected\n\n"
+            while not await request.is_disconnected():
+                state = await run_in_threadpool(pushed_state, token)
+                if state is None:
+                    yield "event: session\ndata: {\"error\": \"the session expired or is unknown: log in again\"}\n\n"
+                    return
+                text = json.dumps(state, sort_keys=True)
+                if text != last_state:
+                    last_state, last_sent = text, time.monotonic()
+                    yield f"event: state\ndata: {text}\n\n"
+                ticks = json.dumps({"ticks": backend.latest_ticks(), "streams": len(backend.consumers)},
+                                   sort_keys=True)
+                if ticks != last_ticks:
+                    last_ticks, last_sent = ticks, time.monotonic()
+                    yield f"event: ticks\ndata: {ticks}\n\n"
+                if time.monotonic() - last_sent >= HEARTBEAT_S:
+                    last_sent = time.monotonic()
+                    yield ": alive\n\n"
+                # pacing of the push loop (how often a change is looked for), not synchronisation
+                await asyncio.sleep(PUSH_INTERVAL_S)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.post("/panel/orders", status_code=202)
     def place_order(request: Request, raw: bytes = body):
@@ -119,4 +214,19 @@ def mount(app: FastAPI, backend, error, body) -> None:
         except webhook.AlertError as bad_body:
             return error(bad_body.status, bad_body.message)
         alert.fields["source"] = "panel"
-        return backend.accept(alert)
+        answer = backend.accept(alert)
+        if answer.status_code in (200, 202):
+            remember(token, alert.alert_id)
+        return answer
+
+    def remember(token: str, alert_id: str) -> None:
+        """Add ``alert_id`` to the session's order list (newest first). Two orders of one session taken at the
+        same moment by two backends can drop one of them from the list (GET then SET): its state is then not
+        pushed, the order itself is unaffected."""
+        key = orders_key(backend, token)
+        try:
+            ids = alert_ids_of(backend.link.run(lambda c: c.get(key)))
+            ids = [alert_id, *(a for a in ids if a != alert_id)][:SESSION_ORDERS]
+            backend.link.run(lambda c: c.set(key, json.dumps(ids), ex=SESSION_TTL_S))
+        except (RedisUnavailable, redis.RedisError):
+            pass   # the order stands; the page keeps its own list and shows it as accepted

@@ -8,6 +8,10 @@ after ``backend.max_fails`` failures, then tried again with one request. The bac
 (``max_fails=0``): it is the last live upstream while A is away, and a single slow answer from it must cost one
 504, not ``fail_timeout`` of 502 "no live upstreams".
 
+``GET /panel/events`` (the local panel's pushed state, Server-Sent Events) is passed unbuffered, with a read timeout
+of ``EVENTS_READ_TIMEOUT_S`` (the backend's heartbeat is every second), through an upstream of its own in which no
+server is marked down (see the comment in :func:`nginx_conf`).
+
 - ``nginx_conf(...)``: the configuration text (everything on the node's loopback addresses; request bodies never
   spill to disk; no body and no query string is logged: the webhook body holds the passphrase);
 - ``proxy_node(name, address, port, upstreams, state_dir, ...)``: a lone nginx (tests, the benchmark);
@@ -33,6 +37,7 @@ from tradedrill.topology import NodeSpec, Topology
 
 NGINX = "/usr/sbin/nginx"
 HEALTH_PATH = "/proxy-health"
+EVENTS_READ_TIMEOUT_S = 3   # /panel/events: the backend's heartbeat is every 1 s (reference.backend.panel)
 
 
 class NginxMissing(RuntimeError):
@@ -61,6 +66,7 @@ def nginx_conf(address: str, port: int, upstreams: Sequence[tuple[str, int]], pr
     an oversized alert with its JSON 413, and answers a larger one itself with a 413 in the same JSON shape."""
     if not upstreams:
         raise ValueError("a proxy needs at least one upstream backend")
+    events_timeout_s = EVENTS_READ_TIMEOUT_S
     prefix = Path(prefix)
     servers = []
     for i, (host, uport) in enumerate(upstreams):
@@ -71,6 +77,12 @@ def nginx_conf(address: str, port: int, upstreams: Sequence[tuple[str, int]], pr
         fails = int(max_fails) if i == 0 else 0
         servers.append(f"        server {host}:{int(uport)} max_fails={fails} "
                        f"fail_timeout={fail_timeout_s:g}s{' backup' if i else ''};")
+    # the panel's event streams have their own upstream: nginx takes a server that failed back with one probe
+    # request and counts it back only when that request ends, so a long stream as the probe would keep backend-a
+    # "down" for everything else; here no server is ever marked down (a dead one refuses at once, a frozen one
+    # costs a stream the read timeout)
+    event_servers = [f"        server {host}:{int(uport)} max_fails=0{' backup' if i else ''};"
+                     for i, (host, uport) in enumerate(upstreams)]
     user = f"user {worker_user} nogroup;\n" if worker_user and os.geteuid() == 0 else ""
     passed = proxy_body_bytes(max_body_bytes)
     too_large = json.dumps({"error": f"body is over {passed} bytes; an alert is at most {int(max_body_bytes)} bytes"})
@@ -98,6 +110,9 @@ http {{
 {chr(10).join(servers)}
         keepalive 64;
     }}
+    upstream panel_events {{
+{chr(10).join(event_servers)}
+    }}
     server {{
         listen {address}:{int(port)} backlog=1024;
         # a body too large even to pass on: the backend's JSON shape, not nginx's HTML page
@@ -109,6 +124,22 @@ http {{
         location = {HEALTH_PATH} {{
             access_log off;
             return 200 "ok\\n";
+        }}
+        # the panel's pushed state (Server-Sent Events, BE-3): passed on as it comes (no buffering), a stream
+        # silent for {events_timeout_s}s is closed (the backend sends a heartbeat every second), so a frozen
+        # backend's stream ends and the page connects again, to whichever backend serves (upstream panel_events)
+        location = /panel/events {{
+            proxy_pass http://panel_events;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_buffering off;
+            proxy_cache off;
+            proxy_connect_timeout {int(connect_timeout_ms)}ms;
+            proxy_read_timeout {events_timeout_s}s;
+            proxy_next_upstream error timeout;
+            proxy_next_upstream_tries {len(upstreams)};
         }}
         location / {{
             proxy_pass http://backends;
