@@ -2034,6 +2034,15 @@ def check_pg_restore(records: Sequence[dict], events: Sequence[dict] | None, sca
         reasons.append(f"secret_leaks: the run has no readable {SECRETS_SCAN} (key_found_in, password_found_in)")
     judgements = judge({k: metrics[k] for k in names}, requirement_ids, targets,
                        lower_bounds=("restore_s",) if lower else (), unmeasured_reason="; ".join(reasons))
+    # PG-1's schedule is hours long: a drill of a minute sees one dump (the fault's own), never the 6-hourly ones,
+    # so these are said unmeasured, not passed (the schedule is in reference.settings.policy.DumpPolicy and
+    # reference.settings.pgdumps, exercised with a clock of their own in tests/settings)
+    judgements += judge({"dump_interval_h": None}, requirement_ids, targets, unmeasured_reason=(
+        "dump_interval_h: a drill lasts about a minute and sees only the dump its fault takes; the 6-hourly schedule "
+        "(DumpPolicy.interval_s) is never observed running here"))
+    judgements += judge({"dumps_kept": None}, requirement_ids, targets, unmeasured_reason=(
+        "dumps_kept: the drill takes one dump; the rotation to 14 (DumpPolicy.dumps_kept) needs 14 scheduled dumps, "
+        "3.5 days at 6 h"))
     evidence: list[dict] = [*rows, *({"kind": "engine-login", **x} for x in logged_in)]
     if isinstance(scan, dict):
         evidence.append({"kind": "secrets-scan", **{k: scan.get(k) for k in ("scanned_files", "key_found_in",
@@ -2193,6 +2202,48 @@ CH_RULE = ("ClickHouse rows = clickhouse_rows.json, read with FINAL after both e
            "resent).")
 
 
+def failed_sync_tries(events: Sequence[dict]) -> tuple[dict[str, Any], dict[str, str], list[dict]]:
+    """The failed_syncs retries of the ClickHouse rows as the engines logged them (``clickhouse_failed_syncs``: one
+    line per try that had rows due, with synced/failed counts), per engine process: ``failed_sync_retry_s`` (CH-1,
+    ORD-2: the largest interval between two consecutive tries of one process), ``first_resync_s`` (BR-2: an
+    engine's start to its first try, when rows were waiting at that start) and ``resync_backoff_s`` (BR-2: the
+    intervals between the tries that followed a start, in order). None with the reason when the run has no such
+    tries (the rows were resent before a retry of failed_syncs fell due, or no engine started with rows waiting)."""
+    procs: dict[tuple, list[dict]] = defaultdict(list)
+    for e in events:
+        if e.get("event") in ("engine_start", "clickhouse_failed_syncs") and _num(e.get("mono")) is not None:
+            procs[(str(e.get("instance")), e.get("pid"))].append(e)
+    gaps, firsts, backoffs, rows = [], [], [], []
+    for (instance, pid), evs in procs.items():
+        evs.sort(key=lambda e: _num(e["mono"]))
+        start = next((e for e in evs if e.get("event") == "engine_start"), None)
+        tries = [e for e in evs if e.get("event") == "clickhouse_failed_syncs"]
+        times = [_num(e["mono"]) for e in tries]
+        seq = [round(b - a, 3) for a, b in zip(times, times[1:])]
+        gaps += seq
+        if start is not None and tries:
+            first = round(times[0] - _num(start["mono"]), 3)
+            # a first try soon after the start: rows were waiting (a try later on is a row added since)
+            if first <= 5.0:
+                firsts.append(first)
+                backoffs.append([s for s, e in zip(seq, tries) if int(_num(e.get("failed")) or 0) > 0])
+        if tries:
+            rows.append({"kind": "failed-syncs-tries", "instance": instance, "pid": pid, "tries": len(tries),
+                         "intervals_s": seq[:20], "failed": [int(_num(e.get("failed")) or 0) for e in tries][:20]})
+    out = {"failed_sync_retry_s": max(gaps) if gaps else None,
+           "first_resync_s": max(firsts) if firsts else None,
+           "resync_backoff_s": next((b for b in backoffs if b), None)}
+    why = {"failed_sync_retry_s": "no engine process tried its failed_syncs rows twice (ClickHouse was back, and the "
+                                  "rows resent, before a 60 s failed_syncs retry fell due)",
+           "first_resync_s": "no engine started while ClickHouse rows waited in its failed_syncs (this drill restarts "
+                             "no engine during the outage)",
+           "resync_backoff_s": "no failed_syncs try failed after an engine start. Note: the reference stack's "
+                               "ClickHouse rows follow CH-1 (a failed_syncs retry every 60 s, an alert after 5), not "
+                               "BR-2's 1, 2, 4, 8, 16 s, and no other failed_syncs target is resynced on that "
+                               "schedule (orders follow ORD-2's 60 s)"}
+    return out, why, rows
+
+
 @dataclass
 class ClickHouseHistoryResult(CheckResult):
     outages: list[dict] = field(default_factory=list)
@@ -2294,13 +2345,17 @@ def check_clickhouse_history(dump: dict | None, ledger: Iterable[Deal] | None, w
         reasons.append("sync_retry_interval_s: no two consecutive failed tries")
     judgements = judge({k: metrics[k] for k in names}, requirement_ids, targets, lower_bounds=lower,
                        unmeasured_reason="; ".join(reasons))
+    resync, resync_why, resync_rows = failed_sync_tries(events)
+    metrics.update(resync)
+    for metric, value in resync.items():
+        judgements += judge({metric: value}, requirement_ids, targets, unmeasured_reason=resync_why.get(metric, ""))
     if through and any(r["recovery_s"] is None for r in through):
         judgements = [j if j.metric not in ("rto_s", "failed_trades_recovery_s") else
                       Judgement(j.requirement_id, j.metric, j.comparator, j.target, j.unit, j.source, None, FAIL,
                                 False, j.alternatives, j.contradictions,
                                 reason="failed_syncs rows were never resent after ClickHouse came back")
                       for j in judgements]
-    evidence: list[dict] = [*({"kind": "outage", **r} for r in rows_out),
+    evidence: list[dict] = [*({"kind": "outage", **r} for r in rows_out), *resync_rows,
                             *({"kind": "missing-in-clickhouse", **m} for m in missing[:20]),
                             *({"kind": "duplicate-in-clickhouse", **d} for d in duplicates[:20]),
                             {"kind": "rule", "rule": CH_RULE}]

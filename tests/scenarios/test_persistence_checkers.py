@@ -41,8 +41,10 @@ def verdicts(result) -> dict[str, str]:
 def test_a_restore_under_5_s_with_logins_decrypted_and_an_engine_login_passes():
     r = check_pg_restore(_restore_records(), _login_events(), CLEAN_SCAN)
     assert r.valid is True, r.summary
+    # the 6-hourly schedule and its rotation are never observed in a drill: said unmeasured with the reason
     assert verdicts(r) == {"restore_s": PASS, "logins_not_decrypted": PASS, "engine_logins_after_restore": PASS,
-                           "secret_leaks": PASS}
+                           "secret_leaks": PASS, "dump_interval_h": UNMEASURED, "dumps_kept": UNMEASURED}
+    assert all("drill" in j.reason for j in r.judgements if j.verdict == UNMEASURED)
     assert r.metrics["restore_s"] == 0.15 and r.metrics["engine_logins_after_restore"] == 1
 
 

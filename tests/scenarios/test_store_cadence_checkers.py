@@ -134,3 +134,15 @@ def test_the_scenarios_claim_ddb_1_2_5_6_through_these_checkers():
     assert ("disk-full", "failed_writes", "DDB-5") in claims
     assert {("engine-kill-heavy-writes", "store_wal", "DDB-1"), ("engine-kill-heavy-writes", "store_snapshots", "DDB-2"),
             ("engine-kill-heavy-writes", "store_health", "DDB-6")} <= claims
+
+
+def test_failed_sync_tries_time_the_first_resync_and_the_backoff_after_a_start():
+    from scenarios.checkers import failed_sync_tries
+
+    start = {"event": "engine_start", "mono": 50.0, "instance": "A", "pid": 9}
+    tries = [{"event": "clickhouse_failed_syncs", "mono": 50.0 + t, "instance": "A", "pid": 9, "failed": 1,
+              "synced": 0} for t in (0.4, 1.4, 3.4, 7.4)]
+    got, why, rows = failed_sync_tries([start, *tries])
+    assert got == {"failed_sync_retry_s": 4.0, "first_resync_s": 0.4, "resync_backoff_s": [1.0, 2.0, 4.0]}
+    nothing, why, rows = failed_sync_tries([start])
+    assert set(nothing.values()) == {None} and "CH-1" in why["resync_backoff_s"] and rows == []
