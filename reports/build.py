@@ -272,6 +272,7 @@ def render_html(run_checks, verdicts, rows, targets, generated, title, benchmark
         for k, rc in enumerate(sorted(rcs, key=lambda r: (r.repeat if r.repeat is not None else 0, r.run_dir))):
             runs.append({"rc": rc, "anchor": f"run-{i}-{k}",
                          "plot": _figure_html(timeline_figure(rc), f"plot-{i}-{k}"),
+                         "panel": panel_view(rc.run_dir),
                          "rto": [r for r in rc.results if isinstance(r, RtoResult)],
                          "others": [r for r in rc.results if not isinstance(r, RtoResult)]})
         scenarios.append({"name": name, "anchor": f"scenario-{name}", "definition": definition, "runs": runs,
@@ -283,6 +284,30 @@ def render_html(run_checks, verdicts, rows, targets, generated, title, benchmark
         totals=_counts([r.verdict for r in rows]), n_runs=len(run_checks),
         plotlyjs=plotly.offline.get_plotlyjs(), targets_file=str(targets_mod.TARGETS_PATH),
         bench=benchmarks if benchmarks is not None else load_benchmarks(None))
+
+
+def panel_view(run_dir: str | os.PathLike | None) -> dict | None:
+    """The run's panel screenshot (``scenarios.panelshot``) for the report: ``{"captured", "src"`` (a data: URI,
+    so the report stays one file), ``"served_by", "reason"}``; None when the run took none (no panel user)."""
+    import base64
+
+    from scenarios import panelshot
+
+    if run_dir is None:
+        return None
+    record = panelshot.load(run_dir)
+    if record is None:
+        return None
+    view = {"captured": bool(record.get("captured")), "src": None, "served_by": record.get("served_by"),
+            "pushed_connections": record.get("pushed_connections"),
+            "reason": record.get("reason") or ("" if record.get("captured") else "not recorded")}
+    if view["captured"]:
+        try:
+            data = (Path(run_dir) / panelshot.PNG).read_bytes()
+            view["src"] = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+        except OSError as exc:
+            view.update(captured=False, reason=f"{panelshot.PNG} cannot be read ({exc.strerror or exc})")
+    return view
 
 
 # -- benchmarks (benchmarks/bench_engine.py, benchmarks/bench_rto.py) -----------------------------------------------

@@ -160,6 +160,10 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
         schedule.stop()
         enter("settle")
         clients.finish(drain_s=workload.settle_s)
+        if "panel" in workload.params.get("also", ()):   # issue 15: the panel as its user sees it, for the report
+            enter("screenshot")
+            shot = _panel_screenshot(env, run)
+            opts.say(f"  panel screenshot: {'panel.png' if shot['captured'] else 'not captured: ' + shot['reason']}")
         enter("dump")
         env.stop_engines()
         env.dump_ground_truth()
@@ -198,6 +202,20 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
         elif ended:
             run.mark("error" if schedule.errors else "complete", reason="; ".join(problems) or None)
     return run
+
+
+def _panel_screenshot(env: DrillEnvironment, run: RunDir) -> dict:
+    """The local panel in headless Chromium through the proxy, into the run folder (``scenarios.panelshot``);
+    never raises: a screenshot that cannot be taken is recorded as such."""
+    from scenarios import panelshot
+
+    try:
+        from tradedrill.services.backend import read_passphrase
+
+        proxy = env.topology.node("proxy")
+        return panelshot.capture(f"http://{proxy.address}:{proxy.port}", read_passphrase(env.stack.run_dir), run.path)
+    except Exception as exc:  # noqa: BLE001 - e.g. no proxy node: said in the record, the drill goes on
+        return panelshot.not_captured(run.path, f"{type(exc).__name__}: {exc}")
 
 
 def run_drills(names: Sequence[str], opts: DrillOptions) -> DrillResult:
