@@ -106,6 +106,11 @@ def test_a_full_disk_refuses_journal_writes_and_trading_resumes_after(drill, rec
     assert not during, f"{len(during)} signal(s) acknowledged while the journal could not write"
     assert after, "no trade after the disk had space again"
     record_property("first_ack_after_heal_s", round(after[0] - window.heal_mono, 3))
+    # DDB-5: every write refused meanwhile was applied after, or is still recorded; none lost
+    failed = d.result("failed_writes")
+    record_property("refused_writes", failed.metrics["refused_writes"])
+    assert failed.valid is True and failed.metrics["lost_writes"] == 0, failed.summary
+    assert failed.metrics["refused_writes"] > 0, failed.summary
 
 
 @pytest.mark.skipif(not ALL_DRILLS, reason="TRADEDRILL_ALL_DRILLS=1 runs every DuckDB damage drill")
@@ -200,3 +205,24 @@ def test_every_redis_node_stopped_with_a_damaged_aof_comes_back_from_the_rdb(dri
         assert r.valid is True, r.summary
     kept = list(d.run.path.glob("stack/data/redis-*/damaged/appendonlydir-*"))
     assert len(kept) == 3   # the damaged AOFs, kept as evidence
+
+
+@pytest.mark.skipif(not ALL_DRILLS, reason="TRADEDRILL_ALL_DRILLS=1 runs every persistence drill")
+def test_every_redis_node_crashed_with_a_damaged_aof_follows_br1s_order(drill, record_property):
+    """redis-aof-damaged-kill: SIGKILL, so no RDB is written on the way out; BR-1's order is followed with whatever
+    RDB a crash leaves (RDS-3's settings read from the running nodes). What it cannot bring back is counted, not
+    hidden: measured (seed 32) the primary had no dump.rdb and the replicas a 0-key one, 121 acknowledged writes
+    lost, 39 of 80 published outcomes missing by BR-1's own verification against DuckDB."""
+    d = drill("redis-aof-damaged-kill", **AS_REGISTERED)
+    res = d.result("redis_recovery")
+    for key in ("rto_s", "lost_acknowledged_writes", "from_rdb", "journal_missing", "appendfsync"):
+        record_property(key, res.metrics.get(key))
+    assert res.metrics["stop"] == ["SIGKILL"] and res.metrics["recovery_order_violations"] == 0, res.summary
+    assert res.metrics["appendfsync"] == "always" and res.metrics["rdb_save"] == "60 1000", res.summary
+    assert res.metrics["journal_checked"], f"BR-1's verification against DuckDB checked nothing: {res.summary}"
+    if res.metrics["lost_acknowledged_writes"]:
+        # found by BR-1's last step, not repaired: RDS-6's "else from DuckDB" is not built
+        assert res.metrics["journal_missing"], res.summary
+        pytest.xfail(f"a crash leaves no RDB newer than the damage; the loss is found, not repaired: {res.summary}")
+    assert_exactly_once(d)
+    assert res.valid is True, f"{res.summary} ({d.run.path})"
