@@ -122,6 +122,36 @@ def build_journal(db: Path, mb: int, row_bytes: int) -> int:
     return rows
 
 
+def keeper_cadence(journal: Journal, seconds: float) -> dict:
+    """The store keeper (DDB-2: a snapshot every 500 ms after changes) run on ``journal`` for ``seconds`` while an
+    intent is written every 10 ms: the start-to-start intervals of its snapshots and what each took."""
+    from reference.store.keeper import StoreKeeper
+
+    snaps: list[tuple[float, float]] = []
+
+    def emit(event, **fields):
+        if event == "snapshot":
+            snaps.append((time.monotonic() - float(fields.get("took_s") or 0.0), float(fields.get("took_s") or 0.0)))
+
+    keeper = StoreKeeper(journal, emit=emit, alert=lambda *a, **k: None, snapshot_s=DDB2_INTERVAL_S, health_s=1.0)
+    keeper.start()
+    deadline, n = time.monotonic() + seconds, 0
+    try:
+        while time.monotonic() < deadline:
+            journal.put(Intent(signal_id=f"cadence{n}", entry_id=f"c{n}-0", signal={"symbol": "EURUSD"},
+                               state="SENDING"))
+            n += 1
+            time.sleep(0.01)   # the write load's pace, not a synchronisation
+    finally:
+        keeper.stop(timeout=600.0)   # a snapshot in progress ends before the journal may be closed
+    starts = [s for s, _t in snaps]
+    return {"seconds": seconds, "writes": n, "snapshots": len(snaps),
+            # fewer than two snapshots in the window: the interval is longer than the window (a lower bound)
+            "interval_lower_bound_s": seconds if len(snaps) < 2 else None,
+            "interval_s": summary([b - a for a, b in zip(starts, starts[1:])]) if len(starts) > 1 else {"samples": 0},
+            "took_s": summary([t for _s, t in snaps]) if snaps else {"samples": 0}}
+
+
 def duckdb_literal(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -137,6 +167,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="restores of the big journal (default 3)")
     ap.add_argument("--live-intents", type=int, default=10_000, help="intents in the live journal (default 10,000)")
     ap.add_argument("--snapshots", type=int, default=30, help="snapshots of the live journal (default 30)")
+    ap.add_argument("--cadence-s", type=float, default=15.0,
+                    help="seconds the store keeper runs on the big journal under writes (default 15)")
     ap.add_argument("--dir", type=Path, default=None, help="where the temporary folder goes")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench" / "store.json")
     args = ap.parse_args()
@@ -194,8 +226,28 @@ def main() -> int:
                        "snapshot_restore_met": max(snapshot_restore) <= DDB3_RESTORE_S,
                        "journal_repair_met": max(repair) <= DDB3_RESTORE_S},
         }
+        shutil.copyfile(pristine, big)
+        box = {"j": Journal(big)}
+        try:
+            cadence = keeper_cadence(box["j"], args.cadence_s)
+        finally:
+            box["j"].close()
+        # DDB-2 under a large store: a snapshot is a COPY FROM DATABASE of every block (DuckDB has no incremental
+        # copy), so the keeper's cadence is the copy time, not the 500 ms it is set to; measured with the keeper
+        # itself under writes, and said against the target rather than hidden
         report["snapshot_big"] = {"file_bytes": size, "snapshot_s": round(snap_big, 4),
-                                  "floor_bare_copy_s": round(copy_big, 4)}
+                                  "floor_bare_copy_s": round(copy_big, 4),
+                                  "keeper_cadence": cadence,
+                                  "target": {"requirement": "DDB-2", "interval_s": DDB2_INTERVAL_S,
+                                             "worst_interval_s": cadence["interval_s"].get("max_s")
+                                             or cadence["interval_lower_bound_s"],
+                                             "worst_is_lower_bound": cadence["interval_lower_bound_s"] is not None,
+                                             "met": (cadence["interval_s"].get("max_s") or 1e9) <= DDB2_INTERVAL_S,
+                                             "largest_store_mb_within_interval_estimate": round(
+                                                 size / 1e6 * DDB2_INTERVAL_S / snap_big, 1),
+                                             "why": "each snapshot copies the whole database (COPY FROM DATABASE, "
+                                                    "consistent without blocking writers); its time grows with "
+                                                    "the file, and the next one cannot start before it ends"}}
         shutil.rmtree(big.parent)
 
         # --- snapshots of a live journal --------------------------------------------------------------------------
@@ -224,7 +276,11 @@ def main() -> int:
         say(f"  live journal ({args.live_intents} intents, {live_bytes / 1e6:.1f} MB): snapshot p50 "
             f"{statistics.median(takes) * 1000:.1f} ms / max {max(takes) * 1000:.1f} ms; bare copy p50 "
             f"{statistics.median(copies) * 1000:.1f} ms")
-        say(f"  {args.mb} MB journal: snapshot {snap_big:.3f} s, bare copy {copy_big:.3f} s")
+        say(f"  {args.mb} MB journal: snapshot {snap_big:.3f} s, bare copy {copy_big:.3f} s; the store keeper "
+            f"under writes took {cadence['snapshots']} snapshot(s) in {cadence['seconds']:g} s, every "
+            f"{cadence['interval_s'].get('p50_s') or ('> %g' % cadence['seconds'])} s (max "
+            f"{cadence['interval_s'].get('max_s') or ('> %g' % cadence['seconds'])} s) against DDB-2's "
+            f"{DDB2_INTERVAL_S} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report["host"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
