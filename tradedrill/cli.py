@@ -28,6 +28,8 @@ _AREA_COMMANDS = [
     ("scenarios.cli", "drill"),
     ("scenarios.cli", "scenarios"),
     ("scenarios.cli", "check"),
+    ("scenarios.verifycli", "replay"),
+    ("scenarios.verifycli", "soak"),
 ]
 
 

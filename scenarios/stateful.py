@@ -1,0 +1,793 @@
+"""Fault schedules that search for failures: a Hypothesis ``RuleBasedStateMachine`` against the running local stack
+(Redis primary + 2 replicas + 3 Sentinels, two MT5 simulators, two supervised engines), whose failures shrink to a
+short schedule and replay from their run folder (``tradedrill replay RUN_DIR``).
+
+The pieces, each usable alone:
+
+- :data:`FAULT_MOVES`: the fault table of the stateful test and the soak (``scenarios.soak``): a name per move, each a
+  package of ``scenarios.packages.FAULTS`` on a role resolved when it is injected, plus one compound move
+  (``engine-pause-in-flight``: the active engine frozen with an order in flight at a slow broker).
+- :class:`StatefulSession`: one stack for many examples. Between two examples it resets the *state*, not the
+  processes: engines stopped, Redis flushed (``FLUSHALL`` on the primary, replicated), both brokers restarted on an
+  empty ledger, the engines' journals and event logs removed, the engines started again (A takes the lease first).
+  Every example therefore begins from the state a fresh stack begins from, at a fraction of a fresh stack's cost.
+- :class:`Example`: one schedule. ``apply(step)`` runs one step (a plain JSON dict, the unit of a schedule and of
+  its replay), ``invariant_symptoms()`` is the check after every step, ``finish()`` heals, settles, dumps the ground
+  truth into the example's run folder (the layout of ``scenarios.history``) and judges it with the library's own
+  checkers (:data:`STATEFUL_CHECKERS`).
+- :func:`machine_for`: the state machine over a session; its rules only build steps and hand them to ``apply``, so a
+  schedule saved from a run is exactly what the machine did.
+- :func:`replay`: a saved schedule against a fresh stack; says whether the recorded symptom comes back.
+
+Steps (``schedule.json`` holds ``{"seed", "steps": [...], "engine": {...}}``)::
+
+    {"op": "submit", "kind": "market" | "close" | "bad", "signal": "s3", "side": "buy", "symbol": "EURUSD",
+     "bad": "volume" | "side" | "unknown-symbol"}      # bad only for kind bad
+    {"op": "resubmit", "signal": "s3"}                  # the same signal id again (the sender's retry): no new order
+    {"op": "inject", "fault": "engine-kill"}            # a name of FAULT_MOVES
+    {"op": "heal"}                                      # every active fault healed, the stack given time to recover
+    {"op": "wait", "s": 4.0}                            # time passes (a paused engine's lease lapses)
+
+A failing example's run folder holds ``seed``, ``schedule.json`` (the shrunk schedule once Hypothesis is done: the
+last example it runs is the minimal one), ``verdict.json`` (the symptoms, each naming its checker: the duplicate,
+the loss, the mismatch) and everything a drill's run folder holds, so ``tradedrill check`` re-judges it too.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from faults.core import Fault
+from scenarios import registry
+from scenarios.checkers import check_duplicates, check_run, default_signal_of
+from scenarios.environment import DrillEnvironment, DrillError, DrillOptions
+from scenarios.history import FAIL, OK, UNKNOWN, Deal, RunDir
+from scenarios.packages import FAULTS
+from tradedrill.waiting import DeadlineExceeded, wait_until
+
+SCHEDULE = "schedule.json"
+VERDICT = "verdict.json"
+
+SYMBOLS = ("EURUSD", "GBPUSD")
+VOLUME = 0.01
+RESULT_WAIT_S = 2.0        # a submit step waits this long for its result before the next step (pacing, not a check)
+SUBMIT_DEADLINE_S = 3.0    # the sender's deadline for one submission (WAIT 1 and its resends)
+HEAL_RECOVERY_S = 20.0     # after a heal: an engine holds the lease and the Redis primary answers, or go on
+SETTLE_S = 20.0            # at the end: every acknowledged signal gets its result, or the checkers say what is missing
+IN_FLIGHT_LATENCY_MS = 1500.0   # the slow broker of engine-pause-in-flight: the order stays in flight this long
+
+
+@dataclass(frozen=True)
+class FaultMove:
+    """One row of the fault table: ``package`` of ``scenarios.packages.FAULTS`` on ``target`` (a role, resolved at
+    injection) with ``params``; ``heal_after_s`` is what the soak uses (None: the package's heal mode)."""
+
+    name: str
+    package: str
+    target: str
+    params: dict = field(default_factory=dict)
+    heal_after_s: float | None = 4.0
+    description: str = ""
+
+
+FAULT_MOVES: dict[str, FaultMove] = {m.name: m for m in (
+    FaultMove("engine-kill", "process-kill", "active-engine", heal_after_s=None,
+              description="SIGKILL the active engine (its supervisor restarts it)"),
+    FaultMove("engine-pause", "process-pause", "active-engine", heal_after_s=5.0,
+              description="SIGSTOP the active engine (past its 3 s lease); SIGCONT on heal"),
+    FaultMove("engine-restart", "process-terminate", "active-engine", heal_after_s=None,
+              description="SIGTERM the active engine (a clean stop; its supervisor restarts it)"),
+    FaultMove("engine-pause-in-flight", "process-pause", "active-engine", heal_after_s=5.0,
+              description=f"the primary broker slowed to {IN_FLIGHT_LATENCY_MS:g} ms per order, a signal submitted, "
+                          f"and the active engine SIGSTOPped once its order_send is in flight"),
+    FaultMove("redis-primary-kill", "process-kill", "redis-primary", heal_after_s=6.0,
+              description="SIGKILL the Redis primary (Sentinel fails over; the heal starts it again)"),
+    FaultMove("redis-partition", "redis-partition", "redis-primary", {"shape": "isolate", "with": ["active-engine"]},
+              heal_after_s=6.0, description="nftables: the Redis primary alone with the active engine"),
+    FaultMove("broker-lost-replies", "broker-lose-reply", "broker-primary", {"rate": 0.5},
+              description="the primary broker executes half the orders but loses their replies"),
+    FaultMove("broker-requotes", "broker-behaviour", "broker-primary", {"requote_rate": 0.5},
+              description="the primary broker requotes half the orders"),
+    FaultMove("broker-primary-down", "process-kill", "broker-primary", heal_after_s=6.0,
+              description="SIGKILL the primary broker (the engine falls back to the backup); the heal restarts it"),
+)}
+
+BAD_SIGNALS: dict[str, dict[str, str]] = {
+    "volume": {"volume": "0"},             # refused by the engine's parser (BAD_VOLUME)
+    "side": {"side": "hold"},              # BAD_SIDE
+    "unknown-symbol": {"symbol": "XQZ123"},  # reaches the broker, which does not know it (UNKNOWN_SYMBOL)
+}
+
+# the library's own checkers, judged on the example's run folder
+STATEFUL_CHECKERS = (
+    registry.CheckerSpec("duplicates", ("ENG-5",)),
+    registry.CheckerSpec("lost_signals", ("ENG-1",)),
+    registry.CheckerSpec("state", ("ENG-5",)),
+    registry.CheckerSpec("one_active", ("ENG-1",)),
+    registry.CheckerSpec("results_delivered", ("ENG-5",)),
+    registry.CheckerSpec("stale_writes", ("ENG-1", "ENG-5")),
+)
+
+# the invariants a stateful example fails on by default (the issue's four); the others of STATEFUL_CHECKERS are
+# findings, written to verdict.json; ``SessionOptions.judged`` = ALL_CHECKERS fails on them too (the variant sweep)
+SAFETY_CHECKERS = ("duplicates", "lost_signals", "state", "one_active")
+ALL_CHECKERS = tuple(c.checker for c in STATEFUL_CHECKERS)
+
+SCENARIO = registry.Scenario(
+    name="stateful", requirement_ids=("ENG-1", "ENG-5"),
+    description="a Hypothesis fault schedule (scenarios.stateful): signals and faults interleaved by rules",
+    workload=registry.Workload(op="trade", rate_per_s=1.0, duration_s=0.0, concurrency=1, symbols=SYMBOLS,
+                               volume=VOLUME, timeout_s=SETTLE_S),
+    faults=(), checkers=STATEFUL_CHECKERS)
+
+
+# -- settings profiles (Hypothesis's own shape: named settings) -------------------------------------------------
+PROFILES: dict[str, dict[str, Any]] = {
+    # the default test run: five short schedules (under a minute with the stack's start)
+    "ci": {"max_examples": 5, "stateful_step_count": 8},
+    "dev": {"max_examples": 15, "stateful_step_count": 10},
+    "soak": {"max_examples": 200, "stateful_step_count": 20},
+}
+
+
+def hypothesis_settings(profile: str, database_dir: Path | str | None, **changes):
+    """The named profile as ``hypothesis.settings``, with the example database in ``database_dir`` (a found
+    failure is tried first next time) and no deadline (a step against a real stack takes seconds)."""
+    from hypothesis import HealthCheck, settings
+    from hypothesis.database import DirectoryBasedExampleDatabase
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown stateful profile {profile!r}; known: {', '.join(PROFILES)}")
+    db = DirectoryBasedExampleDatabase(str(database_dir)) if database_dir else None
+    return settings(deadline=None, database=db, suppress_health_check=list(HealthCheck), print_blob=True,
+                    **{**PROFILES[profile], **changes})
+
+
+# -- the session: one stack, many examples ----------------------------------------------------------------------
+@dataclass
+class SessionOptions:
+    """Where and what to run. ``engine_command``/``engine_env``: a broken engine (tests run them this way; they are
+    recorded in every schedule, so a replay runs the same engine); ``say``: progress lines."""
+
+    subnet: str
+    out_dir: Path
+    engine_command: tuple[str, ...] | None = None
+    engine_env: dict = field(default_factory=dict)
+    engine_overrides: dict = field(default_factory=dict)
+    say: Callable[[str], None] | None = None
+    judged: tuple[str, ...] = SAFETY_CHECKERS
+
+    def engine(self) -> dict:
+        return {"command": list(self.engine_command) if self.engine_command else None, "env": dict(self.engine_env),
+                "overrides": dict(self.engine_overrides)}
+
+
+class StatefulSession:
+    """``up()`` starts one stack; ``example(seed)`` gives an :class:`Example` on fresh state; ``down()`` stops
+    everything by its own handle. Use as a context manager."""
+
+    def __init__(self, opts: SessionOptions):
+        self.opts = opts
+        self.root = Path(opts.out_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.drill_opts = DrillOptions(subnet=opts.subnet, seed=0, repeat=1, out_dir=self.root,
+                                       engine_overrides=dict(opts.engine_overrides),
+                                       engine_command=opts.engine_command, engine_env=dict(opts.engine_env),
+                                       progress=opts.say)
+        self._env: DrillEnvironment | None = None
+        self.count = 0
+        self.dirty = False
+        self.examples: list[Path] = []
+        self.failures: list[Path] = []
+        self.findings: list[Path] = []
+        self.reset_s: list[float] = []
+
+    @property
+    def stack(self):
+        return self._env.stack
+
+    def up(self) -> "StatefulSession":
+        run = RunDir.create(self.root / "stack", seed=0, scenario=SCENARIO.to_dict(), config={})
+        self._env = DrillEnvironment(SCENARIO, run, 0, self.drill_opts)
+        try:
+            self._env.up()
+        except BaseException:
+            self._env.down()
+            raise
+        return self
+
+    def down(self) -> list[str]:
+        return self._env.down() if self._env is not None else []
+
+    def __enter__(self) -> "StatefulSession":
+        return self.up()
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+
+    def example(self, seed: int) -> "Example":
+        if self.dirty:
+            started = time.monotonic()
+            self.reset()
+            self.reset_s.append(time.monotonic() - started)
+        self.dirty = True
+        self.count += 1
+        path = self.root / f"example-{self.count:03d}"
+        self.examples.append(path)
+        return Example(self, path, seed)
+
+    def reset(self) -> None:
+        """The state a fresh stack starts from, without restarting Redis or the Sentinels (see the module
+        docstring). Raises DrillError when the stack cannot be brought back."""
+        stack = self.stack
+        stack.stop_kind("engine")
+        for node in (stack.node(s.name) for s in stack.topology.of_kind("redis")):
+            if not node.is_alive():   # a heal that could not restart it: the next example needs every node
+                node.start().wait_ready(15)
+        try:
+            wait_until(lambda: _replicas_linked(stack) >= 2, 30, "the Redis primary with both replicas linked")
+            r = stack.redis(timeout=2.0)
+            try:
+                r.flushall()
+                r.execute_command("WAIT", 2, 2000)
+            finally:
+                r.close()
+        except (DeadlineExceeded, Exception) as exc:  # noqa: BLE001 - one sentence for the caller
+            raise DrillError(f"cannot reset the stateful stack's Redis: {exc}") from exc
+        for node in stack.brokers.values():
+            node.stop()
+            state = Path(node.extra["state_dir"])
+            token = Path(node.extra["admin_token_file"])
+            for item in state.iterdir() if state.is_dir() else ():
+                if item != token:
+                    shutil.rmtree(item) if item.is_dir() else item.unlink()
+            node.start().wait_ready(15)
+        for node in stack.engines.values():
+            state = Path(node.extra["state_dir"])
+            if state.is_dir():
+                for item in state.iterdir():
+                    shutil.rmtree(item) if item.is_dir() else item.unlink()
+        stack.start_engines()
+
+
+def _replicas_linked(stack) -> int:
+    r = stack.redis(timeout=1.0)
+    try:
+        return int(r.info("replication").get("connected_slaves", 0))
+    finally:
+        r.close()
+
+
+# -- one example: a schedule applied step by step ---------------------------------------------------------------
+@dataclass
+class Verdict:
+    """How an example ended: ``symptoms`` (empty: it passed), each ``{"checker", "summary", "evidence"}``."""
+
+    run_dir: Path
+    symptoms: list[dict]
+    steps: list[dict]
+    findings: list[dict] = field(default_factory=list)   # failed checkers outside ``judged``
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.symptoms)
+
+    def describe(self) -> str:
+        lines = [f"{s['checker']}: {s['summary']}" for s in self.symptoms]
+        return "; ".join(lines) or "no symptom"
+
+
+class Example:
+    """One schedule against the session's stack, recorded in its own run folder."""
+
+    def __init__(self, session: StatefulSession, path: Path, seed: int):
+        self.session = session
+        self.seed = seed
+        self.steps: list[dict] = []
+        self.run = RunDir.create(path, seed=seed, scenario=SCENARIO.to_dict(), config={})
+        self.env = DrillEnvironment(SCENARIO, self.run, seed, session.drill_opts)
+        self.env.stack = session.stack   # the session's stack: this env only records
+        self.tag = f"x{session.count:03d}{seed % 100000:05d}"
+        self.active: list[Fault] = []
+        self.started_mono = time.monotonic()
+        self.signals: dict[str, dict] = {}      # schedule name -> the fields sent
+        self.desk = SignalDesk(self.env)
+        self._write_schedule()
+        config = {"engine": _engine_config(session), "comment_prefix": "td", "stateful": session.opts.engine()}
+        (self.run.path / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        self.finished: Verdict | None = None
+
+    # the schedule as data
+    def _write_schedule(self, verdict: dict | None = None) -> None:
+        doc = {"seed": self.seed, "steps": self.steps, "engine": self.session.opts.engine(),
+               "subnet": self.session.opts.subnet}
+        (self.run.path / SCHEDULE).write_text(json.dumps(doc, indent=2))
+
+    def apply(self, step: dict) -> dict:
+        """Run one step and record it (with what happened: ``note``) in ``schedule.json``."""
+        step = dict(step)
+        op = step["op"]
+        if op == "submit":
+            self._submit(step)
+        elif op == "resubmit":
+            self._resubmit(step)
+        elif op == "inject":
+            self._inject(step)
+        elif op == "heal":
+            self._heal(step)
+        elif op == "wait":
+            # the schedule's own time (a lease lapsing under a pause), not a synchronisation
+            threading.Event().wait(float(step["s"]))
+        else:
+            raise ValueError(f"unknown step op {op!r}; known: submit, resubmit, inject, heal, wait")
+        self.steps.append(step)
+        self._write_schedule()
+        return step
+
+    def _fields(self, step: dict) -> dict:
+        sid = f"{self.tag}-{step['signal']}"
+        fields = {"signal_id": sid, "account": str(self.env.account), "symbol": step["symbol"], "side": step["side"],
+                  "volume": f"{VOLUME}", "order_type": "market", "source": "stateful",
+                  "created_ms": str(int(time.time() * 1000))}
+        if step.get("kind") == "bad":
+            fields.update(BAD_SIGNALS[step["bad"]])
+        return fields
+
+    def _submit(self, step: dict, wait_s: float = RESULT_WAIT_S) -> str:
+        fields = self._fields(step)
+        self.signals[step["signal"]] = fields
+        step["note"] = self.desk.submit(fields, wait_s)
+        return fields["signal_id"]
+
+    def _resubmit(self, step: dict) -> None:
+        fields = self.signals.get(step["signal"])
+        if fields is None:
+            step["note"] = "skipped: no such signal in this schedule"
+            return
+        step["note"] = self.desk.resubmit(fields)
+
+    def _inject(self, step: dict) -> None:
+        if self.active:
+            step["note"] = "skipped: a fault is active"
+            return
+        move = FAULT_MOVES[step["fault"]]
+        try:
+            if move.name == "engine-pause-in-flight":
+                self._pause_in_flight(step)
+            else:
+                target = self.env.resolve(move.target)
+                fault = FAULTS[move.package].build(self.env, target, dict(move.params))
+                fault.inject()
+                self.active.append(fault)
+                step["note"] = f"injected on {target.name}"
+        except Exception as exc:  # noqa: BLE001 - a step that cannot run is recorded, the schedule goes on
+            step["note"] = f"not injected: {type(exc).__name__}: {exc}"[:300]
+
+    def _pause_in_flight(self, step: dict) -> None:
+        broker = self.env.resolve("broker-primary")
+        slow = FAULTS["broker-latency"].build(self.env, broker, {"ms": IN_FLIGHT_LATENCY_MS})
+        slow.inject()
+        self.active.append(slow)
+        sid = self._submit({"signal": f"{step.get('signal', 'f')}", "kind": "market", "side": "buy",
+                            "symbol": SYMBOLS[0]}, wait_s=0.0)
+        try:
+            wait_until(lambda: any(e.get("event") == "order_send_invoke" and e.get("signal_id") == sid
+                                   for e in self._events()), 5.0, f"the active engine to send {sid}")
+            in_flight = True
+        except DeadlineExceeded:
+            in_flight = False
+        target = self.env.resolve("active-engine")
+        pause = FAULTS["process-pause"].build(self.env, target, {})
+        pause.inject()
+        self.active.append(pause)
+        step["note"] = f"{target.name} paused with {sid} " + ("in flight" if in_flight else "not yet sent")
+
+    def _heal(self, step: dict) -> None:
+        if not self.active:
+            step["note"] = "nothing to heal"
+            return
+        errors = self._heal_all()
+        recovered = self._wait_recovered(HEAL_RECOVERY_S)
+        step["note"] = ("healed" if not errors else f"heal errors: {errors}") + ("" if recovered else
+                                                                                  "; not recovered in time")
+
+    def _heal_all(self) -> list[str]:
+        errors = []
+        for fault in reversed(self.active):
+            try:
+                fault.heal()
+            except Exception as exc:  # noqa: BLE001 - recorded; the next heal goes on
+                errors.append(f"{fault.fault_id}: {exc}")
+        self.active = []
+        return errors
+
+    def _wait_recovered(self, timeout: float) -> bool:
+        stack = self.env.stack
+
+        def ready() -> bool:
+            if not all(n.is_alive() for n in stack.brokers.values()):
+                return False
+            if stack.redis_primary() is None:
+                return False
+            return stack.lease_holder() is not None
+        try:
+            wait_until(ready, timeout, "an engine holding the lease, a Redis primary and both brokers")
+            return True
+        except DeadlineExceeded:
+            return False
+
+    # -- checks ----------------------------------------------------------------------------------------------
+    def _events(self) -> list[dict]:
+        out = []
+        for node in self.env.stack.engines.values():
+            for path in Path(node.extra["state_dir"]).glob("events-*.jsonl"):
+                with contextlib.suppress(OSError):
+                    for line in path.read_text(errors="replace").splitlines():
+                        with contextlib.suppress(ValueError):
+                            out.append(json.loads(line))
+        return out
+
+    def invariant_symptoms(self) -> list[dict]:
+        """After every step: no signal of this schedule has two orders in the brokers' live ledgers (a duplicate
+        never goes away, so it is seen at once). The other invariants are eventual and judged by :meth:`finish`."""
+        deals = []
+        for name in self.env.stack.brokers:
+            try:
+                admin = self.env.broker_admin(name)
+                try:
+                    deals += [Deal.from_dict({**dict(d), "broker": name}) for d in admin.ledger()]
+                finally:
+                    admin.close()
+            except Exception:  # noqa: BLE001 - a broker that is down now is read at the end
+                continue
+        ids = [f["signal_id"] for f in self.signals.values()]
+        result = check_duplicates(deals, signal_of=default_signal_of(ids))
+        if result.valid is False:
+            return [{"checker": "duplicates", "summary": result.summary, "evidence": result.evidence[:5]}]
+        return []
+
+    def finish(self) -> Verdict:
+        """Heal, recover, settle, dump the ground truth and judge the run folder with :data:`STATEFUL_CHECKERS`."""
+        if self.finished is not None:
+            return self.finished
+        problems = self._heal_all()
+        if not self._wait_recovered(HEAL_RECOVERY_S * 1.5):
+            problems.append("the stack did not recover within the settle")
+        # one signal after the heal: the history reaches past every fault (a run whose history stops before its
+        # last fault cannot be judged), and the stack is seen trading again
+        self._submit({"signal": "end", "kind": "market", "side": "buy", "symbol": SYMBOLS[0]})
+        self.desk.settle(SETTLE_S)
+        self.desk.close()
+        try:
+            self.env.dump_ground_truth()   # engines still running: settled, so nothing is in flight
+        except Exception as exc:  # noqa: BLE001 - the run cannot be judged; said in its status
+            problems.append(f"ground truth dump failed: {exc}")
+        self._copy_events()
+        self.env.history.close()
+        self.env.signal_log.close()
+        self.run.mark("complete" if not problems else "error", reason="; ".join(problems) or None)
+        check = check_run(self.run, checkers=STATEFUL_CHECKERS)
+        failed = [{"checker": r.checker, "summary": r.summary, "evidence": _jsonable(r.evidence[:5])}
+                  for r in check.results if r.valid is False]
+        judged = set(self.session.opts.judged)
+        symptoms = [f for f in failed if f["checker"] in judged]
+        if not check.run_validity.valid and not symptoms:
+            symptoms = [{"checker": "run", "summary": "; ".join(check.run_validity.reasons), "evidence": []}]
+        verdict = Verdict(self.run.path, symptoms, list(self.steps), [f for f in failed if f["checker"] not in judged])
+        (self.run.path / VERDICT).write_text(json.dumps(
+            {"failed": verdict.failed, "symptoms": symptoms, "findings": verdict.findings, "steps": len(self.steps),
+             "judged": sorted(judged),
+             "results": {r.checker: {"valid": r.valid, "summary": r.summary} for r in check.results}},
+            indent=2, default=str))
+        if verdict.failed:
+            self.session.failures.append(self.run.path)
+        if verdict.findings:
+            self.session.findings.append(self.run.path)
+        self.finished = verdict
+        return verdict
+
+    def _copy_events(self) -> None:
+        """The engines' event logs into the run folder (``stack/engines/<node>/``), where the checkers read them."""
+        for name, node in self.env.stack.engines.items():
+            dest = self.run.path / "stack" / "engines" / name
+            dest.mkdir(parents=True, exist_ok=True)
+            for path in Path(node.extra["state_dir"]).glob("events-*.jsonl"):
+                shutil.copy(path, dest / path.name)
+
+
+def _engine_config(session: StatefulSession) -> dict:
+    cfg = session.stack.engine_config or {}
+    return {k: ("<redacted>" if any(w in k.lower() for w in ("password", "secret", "token")) else v)
+            for k, v in cfg.items()}
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+class SignalDesk:
+    """The schedule's signal sender (``reference.engine.submit``: majority primary, WAIT 1, resends with the same
+    id) and one RTRS reader completing each signal's ``trade`` operation in the history."""
+
+    def __init__(self, env: DrillEnvironment):
+        from reference.engine.submit import SignalSubmitter
+
+        self.env = env
+        self.stop = threading.Event()
+        self.submitter = SignalSubmitter(env.submitter_config(timeout=0.5), name="stateful", stop=self.stop)
+        self.lock = threading.Lock()
+        self.pending: dict[str, int] = {}        # signal id -> history op id
+        self.awaiting: set[str] = set()          # acknowledged, no result yet
+        self.answered: dict[str, threading.Event] = {}
+        self.reader = threading.Thread(target=self._read, daemon=True, name="stateful-rtrs")
+        self.reader.start()
+
+    def submit(self, fields: dict, wait_s: float) -> str:
+        from reference.engine import submit as sub
+
+        sid = fields["signal_id"]
+        op = self.env.history.invoke("client-0", "trade", sid, {k: fields[k] for k in ("symbol", "side", "volume")})
+        with self.lock:
+            self.pending[sid] = op
+            self.answered[sid] = threading.Event()
+        got = self.submitter.submit(self.env.keys.rtss, fields, deadline_s=SUBMIT_DEADLINE_S)
+        meta = {"symbol": fields["symbol"], "side": fields["side"], "volume": VOLUME, "attempts": got.attempts}
+        if got.outcome == sub.FAILED:
+            self.env.signal_log.record(sid, FAIL, error=got.error, **meta)
+            with self.lock:
+                mine = self.pending.pop(sid, None) is not None
+            if mine:
+                self.env.history.complete(op, "client-0", "trade", sid, FAIL, error=f"submit: {got.error}")
+            return "not accepted"
+        self.env.signal_log.record(sid, OK if got.confirmed else UNKNOWN, error=got.error, **meta)
+        with self.lock:
+            if got.confirmed and sid in self.pending:
+                self.awaiting.add(sid)
+        if wait_s > 0:
+            self.answered[sid].wait(wait_s)   # pacing: the next step comes after the answer or wait_s
+        return "acknowledged" if got.confirmed else "unconfirmed"
+
+    def resubmit(self, fields: dict) -> str:
+        """The same signal again, as a sender that missed the first acknowledgement does: no new history op (the
+        signal's own op already awaits its result); the engine must answer ``duplicate`` and send nothing."""
+        got = self.submitter.submit(self.env.keys.rtss, fields, deadline_s=SUBMIT_DEADLINE_S)
+        return f"resent ({got.outcome})"
+
+    def _read(self) -> None:
+        import redis
+
+        from reference.engine import contract
+        from reference.engine.redislink import RedisLink, RedisUnavailable
+
+        last = "0-0"
+        link = RedisLink(self.env.submitter_config(timeout=1.0, redis_socket_timeout_s=1.5), name="stateful-rtrs")
+        try:
+            while not self.stop.is_set():
+                try:
+                    batches = link.run(lambda c: c.xread({self.env.keys.rtrs: last}, count=500, block=200))
+                except (RedisUnavailable, redis.RedisError):
+                    self.stop.wait(0.1)
+                    continue
+                for _stream, entries in batches or []:
+                    for entry_id, fields in entries:
+                        last = entry_id
+                        self._complete(fields, contract)
+        finally:
+            link.close()
+
+    def _complete(self, fields: dict, contract) -> None:
+        sid = fields.get("signal_id") or fields.get("signal")
+        status = (fields.get("status") or "").lower()
+        if status == contract.ResultStatus.DUPLICATE.value:
+            return   # the answer to a resent copy: the signal's own result is the one that counts
+        with self.lock:
+            self.awaiting.discard(sid)
+            op = self.pending.pop(sid, None)
+            event = self.answered.get(sid)
+        if event is not None:
+            event.set()
+        if op is None:
+            return
+        outcome = OK if contract.is_executed(status) else FAIL
+        self.env.history.complete(op, "client-0", "trade", sid, outcome, value=fields,
+                                  error=None if outcome == OK else fields.get("reason") or status)
+
+    def settle(self, timeout: float) -> bool:
+        """Every acknowledged signal answered on RTRS, or ``timeout``; the rest stay for the checkers to judge."""
+        try:
+            wait_until(lambda: not self.awaiting, timeout, "a result for every acknowledged signal")
+            return True
+        except DeadlineExceeded:
+            return False
+
+    def close(self) -> None:
+        self.stop.set()
+        self.reader.join(timeout=5)
+        self.submitter.close()
+        with self.lock:
+            left = list(self.pending.items())
+            self.pending.clear()
+        for sid, op in left:
+            self.env.history.complete(op, "client-0", "trade", sid, UNKNOWN, error="no result on RTRS by the end")
+
+
+# -- the state machine -------------------------------------------------------------------------------------------
+def machine_for(session: StatefulSession):
+    """A ``RuleBasedStateMachine`` class whose examples run on ``session``'s stack. Rules submit signals (market,
+    close, a resent duplicate, bad ones), inject one fault of :data:`FAULT_MOVES` at a time, heal, and let time
+    pass; the invariant after every step is :meth:`Example.invariant_symptoms`, the teardown :meth:`Example.finish`
+    (a failure raises AssertionError naming the symptoms and the run folder)."""
+    from hypothesis import strategies as st
+    from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+    class FaultSchedule(RuleBasedStateMachine):
+        signals = Bundle("signals")
+
+        def __init__(self):
+            super().__init__()
+            self.example: Example | None = None
+            self.n = 0
+            self.last_side: dict[str, str] = {}
+            # preconditions read only the machine's own state, never the stack's (Hypothesis must draw the same
+            # way when it replays an example): whether a fault was injected, not whether the injection took
+            self.faulted = False
+
+        @initialize(seed=st.integers(min_value=0, max_value=2**31 - 1))
+        def start(self, seed):
+            self.example = session.example(seed)
+
+        def _name(self) -> str:
+            self.n += 1
+            return f"s{self.n}"
+
+        @rule(target=signals, side=st.sampled_from(("buy", "sell")), symbol=st.sampled_from(SYMBOLS))
+        def submit_market(self, side, symbol):
+            name = self._name()
+            self.example.apply({"op": "submit", "kind": "market", "signal": name, "side": side, "symbol": symbol})
+            self.last_side[symbol] = side
+            return name
+
+        @precondition(lambda self: bool(self.last_side))
+        @rule(target=signals, symbol=st.sampled_from(SYMBOLS))
+        def submit_close(self, symbol):
+            name = self._name()
+            side = {"buy": "sell", "sell": "buy"}[self.last_side.get(symbol, "buy")]
+            self.example.apply({"op": "submit", "kind": "close", "signal": name, "side": side, "symbol": symbol})
+            self.last_side.pop(symbol, None)
+            return name
+
+        @rule(signal=signals)
+        def resubmit(self, signal):
+            self.example.apply({"op": "resubmit", "signal": signal})
+
+        @rule(bad=st.sampled_from(sorted(BAD_SIGNALS)))
+        def submit_bad(self, bad):
+            self.example.apply({"op": "submit", "kind": "bad", "bad": bad, "signal": self._name(), "side": "buy",
+                                "symbol": SYMBOLS[0]})
+
+        @precondition(lambda self: not self.faulted)
+        @rule(fault=st.sampled_from(sorted(FAULT_MOVES)))
+        def inject(self, fault):
+            step = {"op": "inject", "fault": fault}
+            if fault == "engine-pause-in-flight":
+                step["signal"] = self._name()
+            self.faulted = True
+            self.example.apply(step)
+
+        @precondition(lambda self: self.faulted)
+        @rule()
+        def heal(self):
+            self.faulted = False
+            self.example.apply({"op": "heal"})
+
+        @rule(s=st.sampled_from((1.0, 4.0)))
+        def wait(self, s):
+            self.example.apply({"op": "wait", "s": s})
+
+        @invariant()
+        def no_duplicate_order(self):
+            if self.example is None:
+                return
+            symptoms = self.example.invariant_symptoms()
+            assert not symptoms, failure_message(self.example, symptoms)
+
+        def teardown(self):
+            if self.example is None:
+                return
+            verdict = self.example.finish()
+            assert not verdict.failed, failure_message(self.example, verdict.symptoms)
+
+    FaultSchedule.__name__ = FaultSchedule.__qualname__ = "FaultSchedule"
+    return FaultSchedule
+
+
+def failure_message(example: Example, symptoms: Sequence[dict]) -> str:
+    steps = [{k: v for k, v in s.items() if k != "note"} for s in example.steps]
+    return (f"{'; '.join(s['checker'] + ': ' + s['summary'] for s in symptoms)} after {len(steps)} step(s) "
+            f"{json.dumps(steps)}; run folder {example.run.path} (replay: tradedrill replay {example.run.path})")
+
+
+def run_search(session: StatefulSession, profile: str, database_dir: Path | str | None, **changes) -> Verdict | None:
+    """Run the state machine on ``session`` under a profile; the minimal failing example's verdict, or None when
+    every example passed. The minimal example is the last failing one Hypothesis runs."""
+    from hypothesis.stateful import run_state_machine_as_test
+
+    machine = machine_for(session)
+    try:
+        run_state_machine_as_test(machine, settings=hypothesis_settings(profile, database_dir, **changes))
+    except AssertionError:
+        if not session.failures:
+            raise
+        path = session.failures[-1]
+        return load_verdict(path)
+    return None
+
+
+def load_verdict(path: Path) -> Verdict:
+    doc = json.loads((path / VERDICT).read_text())
+    steps = json.loads((path / SCHEDULE).read_text())["steps"]
+    return Verdict(path, doc["symptoms"], steps)
+
+
+# -- replay ------------------------------------------------------------------------------------------------------
+@dataclass
+class ReplayResult:
+    """``reproduced``: the replay failed with a symptom of a checker the original failed with."""
+
+    original: Path
+    replay: Verdict
+    expected: list[str]
+    reproduced: bool
+
+
+def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callable[[str], None] | None = None
+           ) -> ReplayResult:
+    """Run the schedule saved in ``run_dir`` against a fresh stack (same seed, same steps, same engine), judge it
+    the same way, and say whether the original symptom came back."""
+    run_dir = Path(run_dir)
+    try:
+        doc = json.loads((run_dir / SCHEDULE).read_text())
+    except FileNotFoundError:
+        raise DrillError(f"{run_dir} holds no {SCHEDULE}: pass the run folder of a stateful example (the failure "
+                         f"message names it)") from None
+    except ValueError as exc:
+        raise DrillError(f"{run_dir / SCHEDULE} is not JSON ({exc}); it cannot be replayed") from None
+    expected, judged = [], SAFETY_CHECKERS
+    if (run_dir / VERDICT).exists():
+        original = json.loads((run_dir / VERDICT).read_text())
+        expected = sorted({s["checker"] for s in original.get("symptoms", [])})
+        judged = tuple(original.get("judged") or SAFETY_CHECKERS)
+    engine = doc.get("engine") or {}
+    opts = SessionOptions(subnet=subnet, out_dir=Path(out_dir),
+                          engine_command=tuple(engine["command"]) if engine.get("command") else None,
+                          engine_env=dict(engine.get("env") or {}), engine_overrides=dict(engine.get("overrides") or {}),
+                          say=say, judged=judged)
+    with StatefulSession(opts) as session:
+        example = session.example(int(doc.get("seed", 0)))
+        symptoms: list[dict] = []
+        try:
+            for step in doc.get("steps", []):
+                example.apply({k: v for k, v in step.items() if k != "note"})
+                if say:
+                    say(f"  {json.dumps({k: v for k, v in example.steps[-1].items()})}")
+                symptoms = example.invariant_symptoms()
+                if symptoms:
+                    break
+        finally:
+            verdict = example.finish()
+        if symptoms and not verdict.failed:
+            verdict.symptoms = symptoms
+    found = {s["checker"] for s in verdict.symptoms}
+    reproduced = bool(found & set(expected)) if expected else bool(found)
+    return ReplayResult(run_dir, verdict, expected, reproduced)
+
+
+def default_out() -> Path:
+    return Path(os.environ.get("TRADEDRILL_OUT_ROOT", "out"))

@@ -1,0 +1,76 @@
+"""``tradedrill replay RUN_DIR`` (a stateful example's schedule against a fresh stack) and ``tradedrill soak``
+(minutes of load with a seeded fault every 10 s; ``scenarios.soak``).
+
+Exit status of ``replay``: 0 the recorded symptom came back, 1 it did not, 2 the replay could not run.
+Exit status of ``soak``: 0 no duplicate and no lost acknowledged signal, 1 otherwise, 2 it could not run.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+
+class CannotRun(click.ClickException):
+    exit_code = 2
+
+
+@click.command("replay")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--subnet", default="127.0.94", show_default=True, help="Loopback /24 for the fresh stack.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder for the replay's run folder [default: RUN_DIR/replay-<n>].")
+def replay(run_dir: Path, subnet: str, out_dir: Path | None) -> None:
+    """Re-run a stateful example's saved schedule (RUN_DIR/schedule.json: seed, steps, engine) against a fresh
+    stack and say whether its symptom reproduces."""
+    from scenarios.environment import DrillError
+    from scenarios.stateful import replay as run_replay
+
+    if not (run_dir / "schedule.json").exists():
+        raise CannotRun(f"{run_dir} holds no schedule.json: pass the run folder a failing stateful example wrote "
+                        f"(its failure message names it)")
+    if out_dir is None:
+        n = 1 + sum(1 for _ in run_dir.glob("replay-*"))
+        out_dir = run_dir / f"replay-{n}"
+    try:
+        result = run_replay(run_dir, subnet=subnet, out_dir=out_dir, say=lambda m: click.echo(m))
+    except DrillError as exc:
+        raise CannotRun(str(exc)) from None
+    steps = len(result.replay.steps)
+    found = ", ".join(f"{s['checker']}: {s['summary']}" for s in result.replay.symptoms) or "no symptom"
+    click.echo(f"replayed {steps} step(s) of {run_dir} in {result.replay.run_dir}")
+    click.echo(f"expected: {', '.join(result.expected) or 'a failure'}; found: {found}")
+    if result.reproduced:
+        click.echo("reproduced")
+        return
+    click.echo("not reproduced")
+    sys.exit(1)
+
+
+@click.command("soak")
+@click.option("--minutes", type=click.FloatRange(min=0.5, max=24 * 60), default=30.0, show_default=True,
+              help="Minutes of load.")
+@click.option("--seed", type=click.IntRange(min=0), default=16, show_default=True,
+              help="Seed of the fault sequence and the signals.")
+@click.option("--rate", type=click.FloatRange(min=1, max=500), default=10.0, show_default=True,
+              help="Signals per second.")
+@click.option("--every", "every_s", type=click.FloatRange(min=5, max=600), default=10.0, show_default=True,
+              help="Seconds between two faults.")
+@click.option("--subnet", default="127.0.95", show_default=True, help="Loopback /24 for the soak's stack.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/soak"), show_default=True)
+def soak(minutes: float, seed: int, rate: float, every_s: float, subnet: str, out_dir: Path) -> None:
+    """Minutes of load with a seeded random fault of the fault table every 10 s; reports duplicates, lost
+    acknowledged signals, the RSS slope of every long-running process, fds and processes before and after."""
+    from scenarios.environment import DrillError
+    from scenarios.soak import SoakOptions, run_soak
+
+    try:
+        result = run_soak(SoakOptions(minutes=minutes, seed=seed, rate_per_s=rate, every_s=every_s, subnet=subnet,
+                                      out_dir=out_dir, say=lambda m: click.echo(m)))
+    except DrillError as exc:
+        raise CannotRun(str(exc)) from None
+    click.echo(json.dumps(result.summary, indent=2))
+    click.echo(f"report: {result.report}")
+    sys.exit(0 if result.passed else 1)
