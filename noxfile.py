@@ -48,3 +48,20 @@ def bench(session: nox.Session) -> None:
     os.makedirs("out/bench", exist_ok=True)
     for script in sorted(glob.glob("benchmarks/bench_*.py")):
         session.run("python", script, *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """Minutes of load with a seeded random fault of the fault table every 10 s (issue 16; ``tradedrill soak``):
+    0 duplicates and 0 lost acknowledged signals, the RSS slope of every process, fds and processes before and
+    after, in out/soak/verification.md. 30 minutes by default; CI runs ``nox -s soak -- --minutes 2``."""
+    args = list(session.posargs) or ["--minutes", os.environ.get("TRADEDRILL_SOAK_MINUTES", "30")]
+    session.run("tradedrill", "soak", *args)
+
+
+@nox.session
+def variants(session: nox.Session) -> None:
+    """Verification power (issue 16): every broken engine of tests/variants against the stateful test and the
+    engine drills; the catch rate in out/verification/. About 2 minutes a variant."""
+    session.env["TRADEDRILL_VARIANT_SWEEP"] = "1"
+    session.run("pytest", "tests/variants", "-p", "no:cacheprovider", "-rA", *session.posargs)

@@ -1,0 +1,69 @@
+"""The report's verification section (issue 16): the broken-engine catch rate (``catch_rate.json`` of the variant
+sweep) and the soak's figures (``soak.json`` of ``tradedrill soak``), as ``verification.md`` and
+``verification.html`` in the same folder. Each input is optional: a missing one is said, not guessed."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def catch_rate_lines(doc: dict | None) -> list[str]:
+    if not doc:
+        return ["No variant sweep yet (`nox -s variants`)."]
+    rate = doc.get("catch_rate")
+    lines = [f"Catch rate: **{doc['caught']} of {doc['total']}** broken engines"
+             + (f" ({rate * 100:.0f} %)" if rate is not None else ""), "",
+             "| variant | bug | caught by | symptom | shrunk schedule | replay |", "|---|---|---|---|---|---|"]
+    for r in doc.get("variants", []):
+        symptom = "; ".join(f"{s['checker']}: {s['summary']}" for s in r.get("symptoms") or [])[:200] or "-"
+        steps = r.get("schedule")
+        schedule = (f"{len(steps)} step(s): " + ", ".join(
+            s["op"] + (f" {s.get('fault') or s.get('kind') or ''}".rstrip()) for s in steps)) if steps else "-"
+        rep = r.get("replay")
+        rep_text = "-" if not rep else ("reproduced" if rep["reproduced"] else f"not reproduced ({rep['found']})")
+        lines.append(f"| {r['variant']} | {r['bug']} | {r.get('caught_by') or '**missed**'} | {symptom} | "
+                     f"{schedule} | {rep_text} |")
+    return lines
+
+
+def soak_lines(doc: dict | None) -> list[str]:
+    if not doc:
+        return ["No soak yet (`nox -s soak`)."]
+    s = doc["summary"]
+    lines = [f"{s['minutes']:g} min at {s['rate_per_s']:g} signals/s, a seeded fault every {s['every_s']:g} s "
+             f"(seed {s['seed']}): {s['faults_injected']} faults ({', '.join(f'{k} x{v}' for k, v in s['fault_counts'].items())})",
+             "", f"- acknowledged signals: {s['acknowledged']}; duplicates: **{s['duplicate_orders']}**; lost "
+             f"acknowledged: **{s['lost_signals']}**; RTS mismatches: {s['state_mismatches']}",
+             f"- harness: fds {s['harness_fds_before']} -> {s['harness_fds_after']}, threads "
+             f"{s['harness_threads_before']} -> {s['harness_threads_after']}; stack processes "
+             f"{s['processes_before']} -> {s['processes_after']}", "",
+             "| process | RSS first MB | RSS last MB | slope MB/min | fds first | fds last | restarts |",
+             "|---|---|---|---|---|---|---|"]
+    for name, p in sorted(doc.get("processes", {}).items()):
+        lines.append(f"| {name} | {p['rss_first_mb']:.1f} | {p['rss_last_mb']:.1f} | {p['rss_slope_mb_per_min']:+.3f} | "
+                     f"{p['fds_first']} | {p['fds_last']} | {p['pids'] - 1} |")
+    return lines
+
+
+def write_section(folder: Path | str, soak_json: Path | str | None = None) -> Path:
+    """``verification.md`` and ``verification.html`` in ``folder`` from its ``catch_rate.json`` and the soak's
+    ``soak.json`` (``soak_json``, else ``folder/soak.json``). Returns the markdown path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    soak = _load(Path(soak_json) if soak_json else folder / "soak.json")
+    lines = ["# Verification power (issue 16)", "", "## Broken engines", "", *catch_rate_lines(
+        _load(folder / "catch_rate.json")), "", "## Soak", "", *soak_lines(soak), ""]
+    md = folder / "verification.md"
+    md.write_text("\n".join(lines))
+    body = "\n".join(f"<p>{html.escape(line)}</p>" if not line.startswith("|") else
+                     "<pre>" + html.escape(line) + "</pre>" for line in lines if line)
+    (folder / "verification.html").write_text(f"<!doctype html><meta charset=utf-8><title>verification</title>{body}")
+    return md
