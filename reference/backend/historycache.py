@@ -37,6 +37,9 @@ from reference.engine import contract
 log = logging.getLogger("tradedrill.backend.history")
 
 BATCH = 500          # RTRS entries per XREAD
+READ_EVERY_S = 1.0   # at most one XREAD (one DuckDB commit) a second: a commit costs ~10 ms of CPU however few
+                     # rows it holds, and 20 results/s read one by one cost a backend a quarter of a core
+DUCKDB_CONFIG = {"threads": 1}   # a small single-writer file: DuckDB's worker threads only add CPU
 BLOCK_MS = 250       # XREAD BLOCK: below the link's socket timeout (0.5 s), so a quiet stream is not an error
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS fills (
@@ -98,7 +101,7 @@ class HistoryCache:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            db = duckdb.connect(str(self.path))
+            db = duckdb.connect(str(self.path), config=DUCKDB_CONFIG)
             db.execute(SCHEMA)
         except duckdb.Error as exc:
             aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time() * 1000)}")
@@ -114,7 +117,7 @@ class HistoryCache:
             self.moved_aside = str(aside)
             log.error("history cache %s could not be opened (%s); kept as %s, a new one is read from %s",
                       self.path, _line(exc), aside, self.stream)
-            db = duckdb.connect(str(self.path))
+            db = duckdb.connect(str(self.path), config=DUCKDB_CONFIG)
             db.execute(SCHEMA)
         row = db.execute("SELECT last_id, complete_from_ms FROM cursor WHERE id = 1").fetchone()
         if row:
@@ -141,8 +144,10 @@ class HistoryCache:
             try:
                 if link is None:
                     link = self.link_factory()
-                self.read_once(link)
+                read = self.read_once(link)
                 self.error = None
+                if read:   # pacing of the copy (READ_EVERY_S behind RTRS at most), not synchronisation
+                    self._stop.wait(READ_EVERY_S)
             except Exception as exc:  # noqa: BLE001 - Redis away, a DuckDB error: said in status(), retried
                 self.error = f"{type(exc).__name__}: {_line(exc)}"
                 # pacing of the retries while Redis is away (the link has its own backoff too)
@@ -168,8 +173,10 @@ class HistoryCache:
             db = self._db
             db.execute("BEGIN TRANSACTION")
             try:
-                if rows:
-                    db.executemany("INSERT OR REPLACE INTO fills VALUES (?, ?, ?, ?, ?, NULL)", rows)
+                if rows:   # one statement for the batch (executemany runs one statement per row: 10x the CPU)
+                    rows = list({r[0]: r for r in rows}.values())   # a signal id twice in one batch: the last
+                    db.execute("INSERT OR REPLACE INTO fills VALUES " + ", ".join(["(?, ?, ?, ?, ?, NULL)"] * len(rows)),
+                               [v for r in rows for v in r])
                 db.execute("INSERT OR REPLACE INTO cursor VALUES (1, ?, ?, ?)",
                            [last, int(self.complete_from_ms or 0), int(time.time() * 1000)])
                 db.execute("COMMIT")
