@@ -25,8 +25,9 @@ Figures:
 The brokers run with ``margin_check`` off: the benchmark opens tens of thousands of 0.01-lot positions on the
 hedging account, which would otherwise run out of margin (NO_MONEY suspends the account) half way through.
 
-``--profile`` attaches ``py-spy record`` to the active engine for the rate phases and writes a flame graph
-(``out/bench/engine-profile.svg``) and collapsed stacks (``out/bench/engine-profile.txt``).
+``--profile`` attaches ``py-spy record`` to the active engine for the rate phases and writes collapsed stacks per
+thread (``out/bench/engine-profile/engine-profile.txt``; any flame-graph tool reads them) and a summary of where
+the busy samples go into the JSON (``profile_summary``).
 
 Run: ``.venv/bin/python benchmarks/bench_engine.py [--seconds 10] [--profile]``; writes ``out/bench/engine.json``.
 """
@@ -353,24 +354,28 @@ def issue11_targets(fixed: list[dict], highest: float | None) -> list[dict]:
 
 
 class Profiler:
-    """``py-spy record`` attached to one engine process, stopped by its own handle (SIGINT: py-spy writes out)."""
+    """``py-spy record`` attached to one engine process, stopped by its own handle (SIGINT: py-spy writes out).
 
-    def __init__(self, pid: int, out_dir: Path):
+    One recorder, collapsed stacks per thread (``--threads``) at ``rate`` Hz: two recorders at 100 Hz fell 14 s
+    behind on 2 busy cores and dropped most samples. :func:`summarise_profile` reads the file back."""
+
+    def __init__(self, pid: int, out_dir: Path, rate: int = 25):
         self.pid = pid
         self.out_dir = out_dir
+        self.rate = rate
         self.procs: list[subprocess.Popen] = []
-        self.outputs = [out_dir / "engine-profile.svg", out_dir / "engine-profile.txt"]
+        self.outputs = [out_dir / "engine-profile.txt"]
 
     def start(self) -> None:
         exe = shutil.which("py-spy", path=os.pathsep.join([str(Path(sys.executable).parent),
                                                           os.environ.get("PATH", "")]))
         if exe is None:
             raise RuntimeError("--profile needs py-spy (pip install the project's test extra)")
-        for out, fmt in zip(self.outputs, ("flamegraph", "raw")):
+        for out in self.outputs:
             with open(out.with_suffix(".log"), "w") as log:  # py-spy's own messages (attach errors, sample count)
                 self.procs.append(subprocess.Popen(
-                    [exe, "record", "--pid", str(self.pid), "--nonblocking", "--rate", "100", "--format", fmt,
-                     "--output", str(out)], stdout=log, stderr=subprocess.STDOUT))
+                    [exe, "record", "--pid", str(self.pid), "--nonblocking", "--threads", "--rate", str(self.rate),
+                     "--format", "raw", "--output", str(out)], stdout=log, stderr=subprocess.STDOUT))
 
     def stop(self) -> list[str]:
         written = []
@@ -388,6 +393,31 @@ class Profiler:
         return written
 
 
+def summarise_profile(path: Path, top: int = 15) -> dict:
+    """The busy samples of a collapsed-stack file (``py-spy --format raw --threads``; idle waits are not sampled):
+    shares per thread kind and per innermost project or library frame ("self"), and per project function anywhere
+    on the stack ("total"). Shape: ``{"samples": int, "threads": {name: share}, "self": [[frame, share]],
+    "total": [[function, share]]}``, shares of all samples (0..1), rounded to 3 places."""
+    threads: Counter = Counter()
+    self_: Counter = Counter()
+    total: Counter = Counter()
+    n = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        k = int(count)
+        n += k
+        frames = stack.split(";")
+        head = frames[0]
+        threads[head.split("(")[0].strip().strip('"').split(" ")[0] or head] += k
+        self_[frames[-1]] += k
+        for f in {f.split(" (")[0] for f in frames[1:] if "reference/" in f}:
+            total[f] += k
+    share = (lambda c: [[name, round(v / n, 3)] for name, v in c.most_common(top)]) if n else (lambda c: [])
+    return {"samples": n, "threads": dict(share(threads)), "self": share(self_), "total": share(total)}
+
+
 # -- main --------------------------------------------------------------------------------------------------------
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -402,6 +432,9 @@ def main() -> int:
                     help="at most this many seconds for a phase's backlog to drain before the next (default 300)")
     ap.add_argument("--floor-orders", type=int, default=2000, help="samples of each floor (default 2000)")
     ap.add_argument("--profile", action="store_true", help="py-spy record the active engine during the load")
+    ap.add_argument("--engine-set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="an EngineConfig field for both engines (JSON value), e.g. send_chunk=256; repeatable")
+    ap.add_argument("--profile-rate", type=int, default=25, help="py-spy samples per second (default 25)")
     ap.add_argument("--subnet", default=SUBNET)
     ap.add_argument("--run-dir", type=Path, default=None,
                     help="keep the stack's run folder here (default: a temporary folder, removed afterwards)")
@@ -421,7 +454,17 @@ def main() -> int:
     measured_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     source = source_revision()
     load_start = load_average()
-    stack = LocalStack(topo, run_dir, options={"mt5": {"behaviour": {"margin_check": False}}})
+    overrides = {}
+    for item in args.engine_set:
+        name, sep, value = item.partition("=")
+        if not sep or name not in EngineConfig.__dataclass_fields__:
+            ap.error(f"--engine-set {item!r}: use FIELD=VALUE with an EngineConfig field")
+        try:
+            overrides[name] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[name] = value
+    stack = LocalStack(topo, run_dir, options={"mt5": {"behaviour": {"margin_check": False}},
+                                               "engine": {"overrides": overrides}})
     bench = None
     profiler = None
     report: dict = {}
@@ -458,7 +501,7 @@ def main() -> int:
         if args.profile:
             profile_dir = args.out.parent / f"{args.out.stem}-profile"   # beside the JSON, never loose in its folder
             profile_dir.mkdir(parents=True, exist_ok=True)
-            profiler = Profiler(active.pid, profile_dir)
+            profiler = Profiler(active.pid, profile_dir, args.profile_rate)
             profiler.start()
 
         ramp, stopped_at = [], None
@@ -521,9 +564,11 @@ def main() -> int:
                          "RTRS (client monotonic clock, latency from the scheduled send time), open-loop producer",
             "measured_at": measured_at, "source": source,
             "host": {"cpus": os.cpu_count(), "load_average_start": load_start, "load_average_end": load_average()},
-            "stack": {"subnet": args.subnet, "engines": "A active, B passive (default engine settings)",
-                      "engine_settings": {k: getattr(engine_defaults, k) for k in
-                                          ("read_count", "read_block_ms", "heartbeat_s", "lease_ttl_s")},
+            "stack": {"subnet": args.subnet, "engines": "A active, B passive",
+                      "engine_settings": {**{k: getattr(engine_defaults, k) for k in
+                                             ("read_count", "send_chunk", "send_lanes", "read_block_ms",
+                                              "heartbeat_s", "lease_ttl_s")}, **overrides},
+                      "engine_overrides": overrides,
                       "account": account, "symbol": SYMBOL, "volume": VOLUME,
                       "broker_behaviour": {"margin_check": False}, "stack_ready_s": round(stack.timings["ready_s"], 3)},
             "floors": floors,
@@ -537,6 +582,8 @@ def main() -> int:
             },
             "queue_at_end": queue, "reader_errors": bench.reader_errors,
             "profile": profile_files,
+            "profile_summary": (summarise_profile(ROOT / profile_files[0] if not Path(profile_files[0]).is_absolute()
+                                                  else Path(profile_files[0])) if profile_files else None),
             "profiled": bool(args.profile),
             "targets": issue11_targets(fixed, highest),
         }

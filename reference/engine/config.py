@@ -88,6 +88,9 @@ class EngineConfig:
                                             # call; with it, 30 % lost replies at 200/s held every lane (issue 11)
     park_after_s: float = 0.05              # a send not answered by then is parked; the batch goes on without it
     read_count: int = 256                  # entries per XREADGROUP: one batch, one group commit (issue 11)
+    send_chunk: int = 64                    # a read's signals go out and are published in chunks of this many, so
+                                            # the first results of a 256-entry backlog read (a takeover, a burst)
+                                            # are out after a quarter of the batch, not all of it (issue 11)
     # --- lease / heartbeat (ENG-1, ENG-2, ENG-5) -----------------------------------------------------------------
     heartbeat_s: float = 1.0                # ENG-1: heartbeat to Redis every 1 s
     lease_ttl_s: float = 3.0                # ENG-1: passive takes over after 3 s without heartbeat
@@ -201,6 +204,8 @@ class EngineConfig:
         if self.lease_safety_margin_s + self.send_flight_s >= self.lease_ttl_s - self.heartbeat_s:
             raise ConfigError("lease_safety_margin_s + send_flight_s must be smaller than lease_ttl_s - heartbeat_s, "
                               "or a holder could never send between two heartbeats")
+        if self.read_count < 1 or self.send_chunk < 1:
+            raise ConfigError(f"read_count = {self.read_count}, send_chunk = {self.send_chunk}: both must be >= 1")
         if self.read_block_ms / 1000.0 >= self.redis_socket_timeout_s:
             raise ConfigError("read_block_ms must stay under redis_socket_timeout_s")
         if not 0 < self.order_reply_timeout_s <= self.broker_timeout_s:

@@ -570,9 +570,13 @@ class Engine:
         return sum(len(entries) for _stream, entries in resp or [])
 
     def _send_read_batch(self, ready: list[Intent]) -> None:
-        """Send what one read of RTSS made ready; then forget which signal ids that read held."""
+        """Send what one read of RTSS made ready, ``send_chunk`` at a time (each chunk journaled, sent, journaled
+        and published before the next: results of a large read come out as its chunks finish); then forget which
+        signal ids that read held."""
+        chunk = self.cfg.send_chunk
         try:
-            self.send_batch(ready)
+            for start in range(0, len(ready), chunk):
+                self.send_batch(ready[start:start + chunk])
         finally:
             self._in_batch.clear()
 

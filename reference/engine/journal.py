@@ -161,6 +161,11 @@ _COLUMNS = [
     ("ch_synced", "BOOLEAN"),   # CH-1: added after issue 13's first files; older files get it (false) at open
 ]
 _INDEX = {n: i for i, (n, _t) in enumerate(_COLUMNS)}
+# a journal write of more rows than this binds one list per column (``_UNNEST_INSERT``); fewer, one scalar per value
+# (cheaper for a single row: 0.94 ms against 1.10 ms)
+_VALUES_MAX_ROWS = 4
+_UNNEST_INSERT = ("INSERT INTO intent_log SELECT "
+                  + ", ".join(f"unnest(${i + 1})" for i in range(len(_COLUMNS) + 1)))
 
 # one row per write that could not reach its target; (target, kind, sync_id) is the key: an order (target
 # "broker", kind "order", the signal id), a result for Redis or a row for ClickHouse
@@ -618,13 +623,18 @@ class Journal:
                 self._published_pending = {}
             if not rows:
                 return
-            values = []
-            for row in rows:
-                self._seq += 1
-                values += [self._seq, *row]
+            seqs = list(range(self._seq + 1, self._seq + 1 + len(rows)))
+            self._seq += len(rows)
             try:
-                self._db.execute(f"INSERT INTO intent_log VALUES "
-                                 f"{', '.join(['(' + ', '.join('?' * width) + ')'] * len(rows))}", values)
+                if len(rows) <= _VALUES_MAX_ROWS:
+                    values = [v for seq, row in zip(seqs, rows) for v in (seq, *row)]
+                    self._db.execute(f"INSERT INTO intent_log VALUES "
+                                     f"{', '.join(['(' + ', '.join('?' * width) + ')'] * len(rows))}", values)
+                else:
+                    # one list parameter per column, unnested: DuckDB binds 17 lists instead of 17 x N scalars,
+                    # 3.2 ms instead of 29.9 ms for 256 rows (issue 11's profile: the scalar binding was 29 % of
+                    # the engine's busy samples at 1,000 signals/s)
+                    self._db.execute(_UNNEST_INSERT, [seqs, *map(list, zip(*rows))])
             except duckdb.Error as exc:
                 if no_space(exc):
                     # rolled back: the published flags that rode along wait for the next transaction again
