@@ -165,6 +165,35 @@ def floor_redis_round_trip(r: redis.Redis, count: int) -> dict:
             "p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99), "max_ms": round(float(ms.max()), 3)}
 
 
+def floor_journal_commit(folder: Path, count: int) -> dict:
+    """One intent made durable the way the engine does it (``Journal.put_many`` of one intent: a DuckDB commit of
+    the WAL on this filesystem), ``count`` times in a journal of its own in ``folder``. The durability rule costs two
+    of these per order (ENG-5: the intent before order_send, the outcome before the result is published)."""
+    from reference.engine.journal import Intent, Journal
+
+    journal = Journal(folder / "floor-journal.duckdb")
+    try:
+        def one(n: int) -> None:
+            journal.put_many([Intent(signal_id=f"floor-{n}", entry_id=f"{n}-0", signal={"symbol": SYMBOL},
+                                     state="SENDING", attempt=1, comment=f"floor{n}-1", broker="primary")])
+
+        for n in range(min(100, count)):
+            one(-1 - n)
+        lat = np.empty(count)
+        start = time.perf_counter()
+        for n in range(count):
+            t0 = time.perf_counter()
+            one(n)
+            lat[n] = time.perf_counter() - t0
+        elapsed = time.perf_counter() - start
+    finally:
+        journal.close()
+    ms = lat * 1000
+    return {"what": "Journal.put_many of one intent (one DuckDB commit, WAL on the run folder's filesystem)",
+            "commits": count, "seconds": round(elapsed, 3), "commits_per_second": round(count / elapsed, 1),
+            "p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99), "max_ms": round(float(ms.max()), 3)}
+
+
 # -- the order path ----------------------------------------------------------------------------------------------
 class Phase:
     """One offered rate for a while: what was scheduled, acknowledged and answered."""
@@ -483,13 +512,24 @@ def main() -> int:
                                                     with_tick=True),
             "redis_stream_round_trip": floor_redis_round_trip(r, args.floor_orders),
         }
+        floors["journal_commit"] = floor_journal_commit(run_dir, args.floor_orders // 2)
         floors["sum_p50_ms"] = round(floors["tick_and_order_send"]["p50_ms"]
                                      + floors["redis_stream_round_trip"]["p50_ms"], 3)
+        # what the durability rule adds to that on the order path, one signal at a time: its intent and its outcome
+        # each committed before the next step (ENG-5)
+        floors["durable_sum_p50_ms"] = round(floors["sum_p50_ms"] + 2 * floors["journal_commit"]["p50_ms"], 3)
+        floors["durable_sum_p99_ms"] = round(floors["tick_and_order_send"]["p99_ms"]
+                                             + floors["redis_stream_round_trip"]["p99_ms"]
+                                             + 2 * floors["journal_commit"]["p99_ms"], 3)
         floors["load_average_1m"] = round(os.getloadavg()[0], 2)
         f_os, f_rt = floors["order_send"], floors["redis_stream_round_trip"]
         say(f"  order_send: p50 {f_os['p50_ms']} ms, p99 {f_os['p99_ms']} ms, {f_os['orders_per_second']} orders/s "
             f"(tick + order_send p50 {floors['tick_and_order_send']['p50_ms']} ms)")
         say(f"  redis XADD+XREADGROUP+XACK: p50 {f_rt['p50_ms']} ms, p99 {f_rt['p99_ms']} ms")
+        f_jc = floors["journal_commit"]
+        say(f"  journal commit (one intent): p50 {f_jc['p50_ms']} ms, p99 {f_jc['p99_ms']} ms; the order path's floor "
+            f"under the durability rule (tick + order_send + stream round trip + 2 commits): p50 "
+            f"{floors['durable_sum_p50_ms']} ms, p99 {floors['durable_sum_p99_ms']} ms")
 
         bench = Bench(stack, account, keys)
         bench.start()

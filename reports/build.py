@@ -367,12 +367,24 @@ def _engine_view(doc: dict) -> dict:
             "floor_tick": {"p50": _g(floors, "tick_and_order_send", "p50_ms"),
                            "p99": _g(floors, "tick_and_order_send", "p99_ms")},
             "floor_rt": {"p50": frt.get("p50_ms"), "p99": frt.get("p99_ms")},
+            "floor_commit": {"p50": _g(floors, "journal_commit", "p50_ms"), "p99": _g(floors, "journal_commit", "p99_ms")},
+            "floor_durable": {"p50": floors.get("durable_sum_p50_ms"), "p99": floors.get("durable_sum_p99_ms")},
+            "profile": _profile_view(doc.get("profile_summary")),
             "floor_load": floors.get("load_average_1m"),
             "highest": _g(doc, "sustained", "highest_sustained_per_s"),
             "criterion": _g(doc, "sustained", "criterion") or "",
             "stopped_at": _g(doc, "sustained", "stopped_at_per_s"),
             "targets": [t for t in (doc.get("targets") or []) if isinstance(t, dict)],
             "profiled": doc.get("profiled_note") if doc.get("profiled") else None}
+
+
+def _profile_view(summary: Any) -> dict | None:
+    """The busy-sample shares of a profiled bench run (``bench_engine.summarise_profile``), or None."""
+    if not isinstance(summary, dict) or not summary.get("samples"):
+        return None
+    rows = [(str(name), share) for name, share in (summary.get("total") or [])
+            if isinstance(share, (int, float))][:12]
+    return {"samples": summary.get("samples"), "rows": rows}
 
 
 def _rto_view(doc: dict) -> dict:

@@ -161,3 +161,29 @@ def test_the_engine_speed_targets_say_met_or_not_and_a_profiled_run_says_so(run_
     assert re.search(r"1000 signals/s sustained.*measured 100 signals/s\s+against 1000 signals/s: <strong>not met",
                      targets, re.S), targets
     assert "Profiled run: py-spy was attached" in section
+
+
+def test_the_durability_floor_and_the_profile_are_shown(run_dir, tmp_path):
+    """Issue 11: the order path's floor under the durability rule (two journal commits per signal) and where a
+    profiled run's samples went are in the report, from the bench JSON."""
+    doc = engine_doc()
+    doc["floors"]["journal_commit"] = {"commits": 500, "p50_ms": 2.417, "p99_ms": 6.903, "max_ms": 9.1}
+    doc["floors"]["durable_sum_p50_ms"] = 6.224
+    doc["floors"]["durable_sum_p99_ms"] = 21.863
+    doc["profile_summary"] = {"samples": 344, "threads": {}, "self": [],
+                              "total": [["Engine.send_batch", 0.262], ["Engine.finish_many", 0.125]]}
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "engine.json").write_text(json.dumps(doc))
+    section = _section(build_report(run_dir, tmp_path / "report", bench_dir=bench).read_text())
+    assert re.search(r"durability rule.*p50 <strong>6.224 ms</strong>, p99 21.863 ms", section, re.S)
+    assert "one journal commit p50 2.417 / p99 6.903 ms" in section
+    assert "344 busy samples" in section and "<code>Engine.send_batch</code> 26.2 %" in section
+
+
+def test_no_durability_floor_row_without_the_figure(run_dir, tmp_path):
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "engine.json").write_text(json.dumps(engine_doc()))   # an engine.json from before the commit floor
+    section = _section(build_report(run_dir, tmp_path / "report", bench_dir=bench).read_text())
+    assert "durability rule" not in section and "busy samples" not in section
