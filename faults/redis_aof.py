@@ -10,7 +10,10 @@ there is none): ``DAMAGE`` overwritten in place, so ``redis-check-aof`` must ref
 (``recover(data_dir)``: ``reference.store.redis_recovery.recover_files``) for every node, the primary first,
 starts each node again, waits until the primary has loaded, and verifies the restored state against the snapshot
 (``snapshot()`` again): every key and stream entry read before the stop must be there; ``verify_journal()`` is BR-1's
-own last step (the restored RTS against the engines' DuckDB snapshots). The heal line carries every
+own last step (the restored RTS against the engines' DuckDB snapshots). ``restore(data_dir)`` (RDS-6's "else from
+DuckDB", ``reference.store.redis_restore.restore_offline``) runs on the primary's recovered files before any node
+starts: what the engines' journals hold and the files lost is written back while nothing else can write (its report
+is the heal's ``journal_restore``). The heal line carries every
 node's decision (AOF or RDB, what each tool said, where the damaged files are kept), ``lost`` (what was read before
 and is missing after), ``recovery_s`` (heal start to the files decided) and ``verified_s`` (heal start to the state
 verified: BR-1's "Redis restart to trade state verified").
@@ -73,6 +76,7 @@ class AofDamaged(Fault):
                  snapshot: Callable[[], dict[str, list[str]]], recover: Callable[[Path], Any],
                  rng: random.Random, verify_journal: Callable[[], dict] | None = None,
                  config_of: Callable[[], dict] | None = None, stop: str = "term",
+                 restore: Callable[[Path], dict] | None = None,
                  ready_timeout: float = 30.0, verify_timeout: float = 30.0, **kw):
         super().__init__(**kw)
         if stop not in STOPS:
@@ -85,6 +89,7 @@ class AofDamaged(Fault):
         self.snapshot = snapshot
         self.recover = recover
         self.verify_journal = verify_journal   # BR-1's last step, the system's own: RTS against DuckDB
+        self.restore = restore                 # RDS-6: else from DuckDB, on the primary's files before they serve
         self.rng = rng
         self.ready_timeout = ready_timeout
         self.verify_timeout = verify_timeout
@@ -138,6 +143,15 @@ class AofDamaged(Fault):
             decisions[node.name] = decision.to_dict() if hasattr(decision, "to_dict") else dict(decision)
         self._details["recovery"] = decisions
         self._details["recovery_s"] = round(time.monotonic() - t0, 6)
+        primary = next((n for n in order if n.name == self._primary_name), None)
+        if self.restore is not None and primary is not None and not primary.is_alive():
+            try:
+                self._details["journal_restore"] = {"node": primary.name,
+                                                    **self.restore(Path(self.data_dirs[primary.name]))}
+            except Exception as exc:  # noqa: BLE001 - recorded: the checker says the restore did not run
+                self._details["journal_restore"] = {"node": primary.name,
+                                                    "error": " ".join(str(exc).split())[:300] or type(exc).__name__}
+            self._details["restore_s"] = round(time.monotonic() - t0, 6)
         for node in order:
             if not node.is_alive():
                 node.start()

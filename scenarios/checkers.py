@@ -2379,8 +2379,12 @@ REDIS_RECOVERY_RULE = ("Per redis-aof-damaged of faults.jsonl (every Redis node 
                        "snapshots (published outcomes without their RTS hash) found nothing; recovery_order_violations = nodes that did not start from what BR-1's "
                        "order gives (a valid AOF; else a valid RDB; else the AOF cut at the damage), or whose damaged "
                        "AOF was not kept; lost_acknowledged_writes = RTS keys, RTRS and RTSS entries read from the "
-                       "primary before the stop and missing after the restart; rto_s = heal start (files checked, "
-                       "nodes started) to that verification done.")
+                       "primary before the stop and missing after the restart (an RTRS result named by the RTSS entry "
+                       "it answers), after RDS-6's restore from DuckDB (journal_restore: the engines' journal snapshots "
+                       "written back into the primary's files before it serves); rtss_unrecoverable = acknowledged "
+                       "RTSS entries still missing then (no journal holds a signal no engine had read: only its "
+                       "sender has it); rto_s = heal start (files checked, restored, nodes started) to that "
+                       "verification done.")
 
 
 REDIS_SETTINGS_RULE = ("RDS-3 from CONFIG GET on every running Redis node just before the stop (config_before of "
@@ -2456,6 +2460,8 @@ def check_redis_recovery(records: Sequence[dict], *, requirement_ids: Sequence[s
              and r.get("event") in ("heal", "heal-failed")}
     rows: list[dict] = []
     journal_checks: list[dict] = []
+    restores: list[dict] = []
+    rtss_unrecoverable: int | None = 0
     undetected = violations = 0
     lost_total: int | None = 0
     rtos: list[float] = []
@@ -2469,7 +2475,11 @@ def check_redis_recovery(records: Sequence[dict], *, requirement_ids: Sequence[s
         damaged = di.get("damaged") if isinstance(di.get("damaged"), dict) else {}
         recovery = dh.get("recovery") if isinstance(dh.get("recovery"), dict) else {}
         jc = dh.get("journal_check") if isinstance(dh.get("journal_check"), dict) else {}
-        journal_missing = int(_num(jc.get("missing")) or 0)
+        jr = dh.get("journal_restore") if isinstance(dh.get("journal_restore"), dict) else {}
+        if jr:
+            restores.append(jr)
+        # BR-1's verification before RDS-6's restore (what the files lacked), else the one after the start
+        journal_missing = max(int(_num(jc.get("missing")) or 0), int(_num(jr.get("rts_missing_before")) or 0))
         if jc:
             journal_checks.append({"checked": jc.get("checked"), "missing": jc.get("missing"),
                                    "missing_examples": jc.get("missing_examples"), "error": jc.get("error"),
@@ -2502,6 +2512,10 @@ def check_redis_recovery(records: Sequence[dict], *, requirement_ids: Sequence[s
             lost_total = None
         else:
             lost_total += sum(int(_num(v) or 0) for v in lost.values())
+        if lost is None or rtss_unrecoverable is None:
+            rtss_unrecoverable = None
+        else:
+            rtss_unrecoverable += int(_num(lost.get("rtss")) or 0)
         if _num(dh.get("verified_s")) is not None:
             rtos.append(_num(dh["verified_s"]))
     metrics: dict[str, Any] = {
@@ -2516,6 +2530,14 @@ def check_redis_recovery(records: Sequence[dict], *, requirement_ids: Sequence[s
         # BR-1's own verification (RTS against the engines' DuckDB snapshots): outcomes checked / missing
         "journal_checked": sum(int(_num(j.get("checked")) or 0) for j in journal_checks) if journal_checks else None,
         "journal_missing": sum(int(_num(j.get("missing")) or 0) for j in journal_checks) if journal_checks else None,
+        # RDS-6's restore from DuckDB (None: the run had none, or it failed: restore_errors)
+        **{f"restored_{k}": (sum(int(_num(r.get(f"{k}_restored")) or 0) for r in restores)
+                             if restores and not any(r.get("error") for r in restores) else None)
+           for k in ("rts", "rtrs", "rtss")},
+        "rts_missing_before_restore": sum(int(_num(r.get("rts_missing_before")) or 0) for r in restores)
+        if restores else None,
+        "restore_errors": [str(r["error"])[:200] for r in restores if r.get("error")],
+        "rtss_unrecoverable": None if failed else rtss_unrecoverable,
     }
     config_metrics, config_reason, config_rows = redis_persistence_settings(injects)
     metrics.update(config_metrics)
@@ -2538,6 +2560,7 @@ def check_redis_recovery(records: Sequence[dict], *, requirement_ids: Sequence[s
                          "lost": dh.get("lost"), "lost_examples": dh.get("lost_examples"),
                          "recovery_s": dh.get("recovery_s"), "verified_s": dh.get("verified_s")})
     evidence += [{"kind": "journal-verification", **j} for j in journal_checks]
+    evidence += [{"kind": "journal-restore", **{k: v for k, v in r.items() if k != "notes" or v}} for r in restores]
     evidence += config_rows
     evidence.append({"kind": "rule", "rule": REDIS_RECOVERY_RULE})
     if unreadable:
@@ -2548,7 +2571,12 @@ def check_redis_recovery(records: Sequence[dict], *, requirement_ids: Sequence[s
                f"verification against DuckDB: {metrics['journal_missing']} of {metrics['journal_checked']} published "
                f"outcome(s) missing from RTS; "
                f"{undetected} damaged AOF(s) not found, {violations} out of BR-1's order; "
-               f"{metrics['lost_acknowledged_writes']} acknowledged write(s) lost; state verified "
+               + (f"restored from DuckDB: {metrics['restored_rts']} RTS hash(es), {metrics['restored_rtrs']} RTRS "
+                  f"result(s), {metrics['restored_rtss']} RTSS entr(y/ies) ({metrics['rts_missing_before_restore']} "
+                  f"published outcome(s) missing before), {metrics['rtss_unrecoverable']} acknowledged RTSS "
+                  f"entr(y/ies) no journal holds; " if restores and not metrics["restore_errors"] else
+                  f"the restore from DuckDB failed: {metrics['restore_errors'][0]}; " if restores else "")
+               + f"{metrics['lost_acknowledged_writes']} acknowledged write(s) lost; state verified "
                f"{metrics['rto_s']} s after the restart began")
     if failed:
         summary = f"the recovery failed ({failed[0]}); " + summary

@@ -326,13 +326,16 @@ def _check_config_mode(params: dict) -> list[str]:
 
 # -- Redis persistence: every node stopped, its AOF damaged, BR-1's recovery (issue 13) ------------------------
 def redis_trade_state(ctx: FaultContext) -> dict[str, list[str]]:
-    """What the Redis primary holds of the trade state, to verify after a restore: RTS order keys, RTRS and RTSS
-    entry ids (``scenarios.environment`` keys of the drill's engine group)."""
+    """What the Redis primary holds of the trade state, to verify after a restore: RTS order keys, RTRS results (by
+    the RTSS entry each answers) and RTSS entry ids (``scenarios.environment`` keys of the drill's engine group)."""
     r = ctx.stack.redis(timeout=2.0)
     keys = ctx.keys
     try:
+        # an RTRS result is named by the RTSS entry it answers (its own stream id when it has none): a result restored
+        # from DuckDB comes back under a new stream id (the journal does not know the old one), one per entry
         return {"rts": sorted(r.scan_iter(match=keys.rts_signal_pattern, count=1000)),
-                "rtrs": [e for e, _ in r.xrange(keys.rtrs)], "rtss": [e for e, _ in r.xrange(keys.rtss)]}
+                "rtrs": [f"answers:{f['entry_id']}" if f.get("entry_id") else e for e, f in r.xrange(keys.rtrs)],
+                "rtss": [e for e, _ in r.xrange(keys.rtss)]}
     finally:
         r.close()
 
@@ -363,12 +366,19 @@ def redis_persistence_config(ctx: FaultContext) -> dict[str, dict[str, str]]:
 def _redis_aof_damaged(ctx: FaultContext, t: Target, params: dict) -> Fault:
     from faults.redis_aof import AofDamaged
     from reference.store.redis_recovery import published_outcomes, recover_files, verify_against_journals
+    from reference.store.redis_restore import restore_offline
     from tradedrill.services import engine as engine_svc
     from tradedrill.services import redis as redis_svc
 
     stack = ctx.stack
     specs = list(ctx.topology.of_kind("redis"))
     snapshot_dirs = [engine_svc.state_dir(s, stack.run_dir) / "backup" / "duckdb" for s in ctx.topology.of_kind("engine")]
+
+    def restore(data_dir) -> dict:
+        # RDS-6's "else from DuckDB": before the primary serves anyone (stream ids go back only above the last one)
+        return restore_offline(data_dir, ctx.keys, group=ctx.keys.group, snapshot_dirs=snapshot_dirs,
+                               lease_files=[p for s in ctx.topology.of_kind("engine")
+                                            for p in sorted(engine_svc.state_dir(s, stack.run_dir).glob("lease-*"))])
 
     def verify_journal() -> dict:
         published, notes = published_outcomes(snapshot_dirs)
@@ -383,7 +393,7 @@ def _redis_aof_damaged(ctx: FaultContext, t: Target, params: dict) -> Fault:
                       primary=lambda: stack.redis_primary_node().name, snapshot=lambda: redis_trade_state(ctx),
                       recover=recover_files, rng=random.Random(f"{ctx.seed}:redis-aof-damaged"),
                       verify_journal=verify_journal, config_of=lambda: redis_persistence_config(ctx),
-                      stop=str(params.get("stop", "term")),
+                      stop=str(params.get("stop", "term")), restore=restore,
                       log=ctx.fault_log, requirements=ctx.requirement_ids)
 
 

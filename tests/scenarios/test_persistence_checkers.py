@@ -302,6 +302,27 @@ def test_redis_recovery_fails_on_order_undetected_damage_loss_or_a_failed_restar
     assert failed.valid is False and "recovery failed" in failed.summary
 
 
+def test_redis_recovery_counts_what_the_restore_from_duckdb_gave_back_and_what_no_journal_holds():
+    records = _rd(source="aof-truncated", rdb_ok=False)
+    restore = {"node": "redis-1", "rts_missing_before": 41, "rts_restored": 41, "rtrs_restored": 41,
+               "rtss_restored": 40, "rts_missing_after": 0}
+    records[1]["details"]["journal_restore"] = restore
+    r = check_redis_recovery(records)
+    assert r.valid is True, r.summary
+    assert (r.metrics["restored_rts"], r.metrics["restored_rtrs"], r.metrics["restored_rtss"]) == (41, 41, 40)
+    assert r.metrics["rts_missing_before_restore"] == 41 and r.metrics["rtss_unrecoverable"] == 0
+    assert "restored from DuckDB: 41 RTS" in r.summary
+    assert any(e["kind"] == "journal-restore" for e in r.evidence)
+    # a signal confirmed to its sender that no engine had read: gone with Redis, counted, and a lost write
+    records[1]["details"]["lost"] = {"rts": 0, "rtrs": 0, "rtss": 2}
+    gone = check_redis_recovery(records)
+    assert gone.metrics["rtss_unrecoverable"] == 2 and verdicts(gone)["lost_acknowledged_writes"] == FAIL
+    # the restore itself failed: said, no restored counts
+    records[1]["details"]["journal_restore"] = {"node": "redis-1", "error": "restore failed: boom"}
+    failed = check_redis_recovery(records)
+    assert failed.metrics["restored_rts"] is None and "restore from DuckDB failed: restore failed: boom" in failed.summary
+
+
 def test_redis_recovery_with_nothing_injected_is_unmeasured():
     r = check_redis_recovery([{"event": "inject", "fault": "process-kill", "mono": 1.0}])
     assert r.valid == "unknown" and "no redis-aof-damaged injection" in r.summary
