@@ -2921,6 +2921,10 @@ CHECKERS.update({c.name: c for c in _throughput.checker_entries(Checker, CheckRe
 # the webhook's exactly-once and the client-seen backend failover gap (issue 15): webhook_once, http_failover
 from scenarios import webhook as _webhook  # noqa: E402 - needs Checker above; it never imports this module
 CHECKERS.update({c.name: c for c in _webhook.checker_entries(Checker, CheckResult, _unmeasured)})
+# the persistence targets the others left unmeasured (issue 13): order_failed_syncs (ORD-2), clickhouse_backfill
+# (CH-2), clickhouse_backups (CH-3), clickhouse_failover (CH-4), journal_rebuild (DDB-4)
+from scenarios import store_gaps as _store_gaps  # noqa: E402 - needs Checker above; it never imports this module
+CHECKERS.update({c.name: c for c in _store_gaps.checker_entries(Checker, CheckResult, _unmeasured)})
 # the local store as it ran, and the writes it refused (issue 13): store_wal, store_snapshots, store_health
 # (DDB-1/2/6), failed_writes (DDB-5)
 from scenarios import persistence as _persistence  # noqa: E402 - needs Checker above; it never imports this module

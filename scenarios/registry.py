@@ -281,7 +281,7 @@ register(Scenario(
 
 register(Scenario(
     name="lost-reply",
-    requirement_ids=("ENG-1", "ENG-5", "BRK-4", "PERF-1"),
+    requirement_ids=("ENG-1", "ENG-5", "BRK-4", "PERF-1", "ORD-2"),
     description="The broker executes order_send but its reply is lost (the dangerous case: None/-10005 after the "
                 "order was applied). The engine must reconcile by magic+comment instead of resending blindly: "
                 "no duplicate order, and every signal ends executed or rejected with a reason.",
@@ -289,6 +289,8 @@ register(Scenario(
     faults=(FaultStep("broker-lose-reply", "broker-primary", at_s=5.0, heal_after_s=15.0, params={"rate": 0.3}),),
     checkers=(CheckerSpec("duplicates", ("ENG-5", "BRK-4")), CheckerSpec("lost_signals", ("ENG-5", "BRK-4")),
               CheckerSpec("state", ("ENG-5",)), *_fencing(),
+              # ORD-2 when an order fails ORD-1's five tries here (else unmeasured, with the reason)
+              CheckerSpec("order_failed_syncs", ("ORD-2",)),
               # issue 11: the other signals keep >= 90 % of the rate the fault leaves (a lost reply stalls one order)
               CheckerSpec("kept_rate", ("PERF-1",), params={"fault": "broker-lose-reply", "loss": 0.3, "prompt_s": 1.0})),
 ))
@@ -505,7 +507,7 @@ _STORE_LOAD = dict(op="trade", rate_per_s=20.0, duration_s=24.0, timeout_s=3.0, 
 for _mode in STORE_LIVE_MODES:
     register(Scenario(
         name=f"duckdb-corrupt-{_mode}",
-        requirement_ids=("DDB-3", "DDB-6", "ENG-1", "ENG-5"),
+        requirement_ids=("DDB-3", "DDB-4", "DDB-6", "ENG-1", "ENG-5"),
         description=f"DuckDB {_mode} on the active engine's live intent journal, 10 s into 20 signals/s: the health "
                     f"check (every 1 s, DDB-6) must find it, the engine rewrite the file from memory (DDB-3: within "
                     f"3 s, no committed write missing), keep the damaged file under backup/duckdb/damaged/ with a "
@@ -513,20 +515,21 @@ for _mode in STORE_LIVE_MODES:
         workload=Workload(**_STORE_LOAD),
         faults=(FaultStep("duckdb-corrupt", "active-engine", at_s=10.0, phase_s=1.0, params={"mode": _mode}),),
         checkers=(CheckerSpec("store_repair", ("DDB-3", "DDB-6")), CheckerSpec("store_health", ("DDB-6",)),
+                  CheckerSpec("journal_rebuild", ("DDB-4",)),
                   *_consistency(("ENG-5",)), *_fencing()),
     ))
 
 for _mode in STORE_CRASH_MODES:
     register(Scenario(
         name=f"duckdb-corrupt-{_mode}",
-        requirement_ids=("DDB-3", "ENG-1", "ENG-5"),
+        requirement_ids=("DDB-3", "DDB-4", "ENG-1", "ENG-5"),
         description=f"SIGKILL the active engine 10 s into 20 signals/s and leave its journal with a {_mode} (what a "
                     f"crash mid-write leaves); the passive takes over, the supervisor restarts the victim, which must "
                     f"repair the journal on open (DDB-3: within 3 s of the damage, damaged files kept, newest valid "
                     f"snapshot restored, the writes it lacks looked up at the broker); nothing doubled, nothing lost.",
         workload=Workload(**_STORE_LOAD),
         faults=(FaultStep("duckdb-crash-corrupt", "active-engine", at_s=10.0, phase_s=1.0, params={"mode": _mode}),),
-        checkers=(CheckerSpec("store_repair", ("DDB-3",)),
+        checkers=(CheckerSpec("store_repair", ("DDB-3",)), CheckerSpec("journal_rebuild", ("DDB-4",)),
                   CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "duckdb-crash-corrupt"}),
                   CheckerSpec("lost_signals", ("ENG-1",)),
                   *_consistency(("ENG-5",)), *_fencing()),
@@ -614,7 +617,7 @@ register(Scenario(
 # clickhouse-outage runs ClickHouse beside the usual nodes; the engines sync every final outcome to it (CH-1).
 register(Scenario(
     name="clickhouse-outage",
-    requirement_ids=("CH-1", "BR-2", "ENG-1", "ENG-5"),
+    requirement_ids=("CH-1", "CH-2", "CH-3", "CH-4", "BR-2", "ENG-1", "ENG-5"),
     description="ClickHouse SIGKILLed 4 s into 10 signals/s and started again 21 s later, longer than CH-1's first "
                 "try and three retries 5 s apart: the outcomes that could not be sent go to failed_syncs, trading "
                 "goes on, and once ClickHouse answers again every waiting row is resent (CH-1: under 5 s). After the "
@@ -622,7 +625,8 @@ register(Scenario(
                 "doubled, nothing lost.",
     workload=Workload(op="trade", rate_per_s=10.0, duration_s=30.0, timeout_s=5.0, settle_s=10.0),
     faults=(FaultStep("process-kill", "clickhouse", at_s=4.0, heal_after_s=21.0),),
-    checkers=(CheckerSpec("clickhouse_history", ("CH-1", "BR-2")),
+    checkers=(CheckerSpec("clickhouse_history", ("CH-1", "BR-2")), CheckerSpec("clickhouse_backfill", ("CH-2",)),
+              CheckerSpec("clickhouse_backups", ("CH-3",)), CheckerSpec("clickhouse_failover", ("CH-4",)),
               *_consistency(("ENG-5",)), *_fencing()),
     services=("clickhouse",),
 ))
