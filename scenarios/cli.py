@@ -187,8 +187,14 @@ def runs_per_scenario(profile: str, repeat: int | None) -> int:
               help="Seconds to let outcomes settle after the load.")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=2000), default=None,
               help="Signals/s offered (default: the scenario's; issue 11 drills at 200).")
+@click.option("--provider", type=click.Choice(["local", "docker", "external"]), default="local", show_default=True,
+              help="What runs the stack: local processes, Docker containers (one host per node; --subnet in "
+                   "172.30.0.0/16, default 172.30.17), or a deployment you run (--deployment).")
+@click.option("--deployment", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="With --provider external: the TOML file of the deployment's addresses and its Toxiproxy.")
 def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, profile: str, seed: int | None,
-          out_dir: Path, subnet: str, duration: float | None, settle: float | None, rate: float | None) -> None:
+          out_dir: Path, subnet: str, duration: float | None, settle: float | None, rate: float | None,
+          provider: str = "local", deployment: Path | None = None) -> None:
     """Run fault drills against the local stack, then judge them and write the RTO report; exit 1 when a target
     is missed, 2 when a run cannot be judged."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -207,10 +213,16 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, pr
     if unknown:
         known = ", ".join(s.name for s in registry.all_scenarios())
         raise CannotJudge(f"unknown scenario {', '.join(unknown)}; known: {known} (see `tradedrill scenarios`)")
+    from tradedrill import providers
+
+    provider_options = {"deployment": deployment} if deployment is not None else {}
+    if (provider == "external") != (deployment is not None):
+        raise click.UsageError("--deployment FILE goes with --provider external (and it needs one)")
     try:
-        Topology.default(subnet=subnet, services=registry.DRILL_SERVICES)
+        providers.stack_class(provider).drill_topology(subnet=subnet, services=registry.DRILL_SERVICES,
+                                                       **provider_options)
     except TopologyError as exc:
-        raise click.BadParameter(str(exc), param_hint="--subnet") from None
+        raise click.BadParameter(str(exc), param_hint="--deployment" if deployment else "--subnet") from None
     for name, value in (("--duration", duration), ("--settle", settle), ("--rate", rate)):
         if value is not None and value != value:  # NaN passes every range check
             raise click.BadParameter("must be a number, not nan", param_hint=name)
@@ -219,6 +231,7 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, pr
                         TimeElapsedColumn(), console=console)
     task = progress.add_task("drills", total=len(scenario_names) * repeat)
     opts = DrillOptions(seed=seed, repeat=repeat, out_dir=out_dir, subnet=subnet, duration_s=duration,
+                        provider=provider, provider_options=provider_options,
                         settle_s=settle, rate_per_s=rate, progress=lambda m: progress.console.print(m, markup=False),
                         on_run_done=lambda: progress.advance(task))
     with interruptible():

@@ -20,6 +20,7 @@ from reference.engine import contract
 from scenarios import registry, setclients
 from scenarios.history import BACKLOG, RTRS, RTS, History, RunDir, SignalLog
 from scenarios.packages import TARGET_ROLES
+from tradedrill import providers
 from tradedrill.local import LocalStack, StackError
 from tradedrill.process import NodeStartError, ProcessNode
 from tradedrill.waiting import DeadlineExceeded
@@ -39,6 +40,10 @@ class DrillOptions:
     engines that way, so production code carries no switch for them."""
 
     subnet: str = "127.0.0"
+    # which provider realises the topology (tradedrill.providers: local, docker, external); provider_options are
+    # its own (the external provider's topology file, ...)
+    provider: str = "local"
+    provider_options: dict = field(default_factory=dict)
     seed: int | None = None
     repeat: int = 3
     out_dir: Path = Path("out/drills")
@@ -72,6 +77,7 @@ class ResolvedTarget:
     supervised: bool
 
 
+PROVIDER_FILE = "provider.json"   # the provider of the run, its capabilities and the faults it could not inject
 CLICKHOUSE_ROWS = "clickhouse_rows.json"   # the drill's ClickHouse outcome rows (FINAL), dumped after the engines
 DISK_FILL_TMPFS_MB = 32   # journal, snapshots and event log of a 40 s drill fit several times over
 
@@ -87,14 +93,16 @@ class DrillEnvironment:
         self.seed = seed
         self.opts = opts
         self.rng = random.Random(seed)
-        self.stack: LocalStack | None = None
+        self.stack: LocalStack | None = None   # or any provider's stack (tradedrill.providers.base.Stack)
+        self.skipped_faults: list[dict] = []
         self.pg_logins = None   # scenarios.pglogins.DrillLogins when the topology runs postgres
         self.fault_log = FaultLog(run.path / "faults.jsonl")
         self.history = History(run.path / "history.jsonl")
         self.signal_log = SignalLog(run.path / "signals.jsonl")
         self._stack_dir = run.path / "stack"
-        self.topology = Topology.default(subnet=opts.subnet, services=registry.drill_services(scenario),
-                                         overrides=dict(opts.topology_overrides))
+        self.topology = providers.stack_class(opts.provider).drill_topology(
+            subnet=opts.subnet, services=registry.drill_services(scenario), overrides=dict(opts.topology_overrides),
+            **opts.provider_options)
         self.keys = contract.Keys(group=str(self.topology.settings["engine.group"]))
         self.account = int(self.topology.settings["mt5.account"])
 
@@ -131,14 +139,35 @@ class DrillEnvironment:
         before_engines = (lambda stack: [step(stack) for step in before]) if before else None
         for line in heal_dead_leftovers():  # kernel rules and mounts of a SIGKILLed earlier drill
             self.opts.say(f"  {line}")
-        self.stack = LocalStack(self.topology, self._stack_dir, options=options, before_engines=before_engines)
+        self.stack = providers.build(self.opts.provider, self.topology, self._stack_dir, options=options,
+                                     before_engines=before_engines, **self.opts.provider_options)
+        self._write_provider()
         try:
             self.stack.up()
         except (StackError, NodeStartError, DeadlineExceeded) as exc:
-            raise DrillError(f"the drill's stack on {self.topology.subnet}.x did not start: {exc}") from None
+            raise DrillError(f"the drill's stack ({self.opts.provider} provider) on {self.topology.subnet}.x did "
+                             f"not start: {exc}") from None
+        self._write_provider()
         config = {"topology": self.topology.to_dict(), "engine": _redacted(self.stack.engine_config),
                   "workload": self.workload().__dict__, "comment_prefix": contract.COMMENT_PREFIX}
         (self.run.path / "config.json").write_text(json.dumps(config, indent=2, default=str))
+
+    def _write_provider(self) -> None:
+        """PROVIDER_FILE: which provider ran the stack, what it can inject and the faults it skipped (the report
+        shows it)."""
+        stack = self.stack
+        doc = {"provider": getattr(stack, "provider", self.opts.provider),
+               "capabilities": sorted(getattr(stack, "capabilities", ())),
+               "skipped_faults": list(self.skipped_faults)}
+        doc.update(getattr(stack, "provider_details", lambda: {})())
+        (self.run.path / PROVIDER_FILE).write_text(json.dumps(doc, indent=2, default=str))
+
+    def skip_fault(self, index: int, fault: str, target: str, missing: list[str]) -> None:
+        """A scheduled fault this provider cannot inject: recorded, never silently dropped."""
+        self.skipped_faults.append({"step": index, "fault": fault, "target": target, "missing": missing,
+                                    "reason": f"the {self.opts.provider} provider cannot inject {fault} "
+                                              f"(needs {', '.join(missing)})"})
+        self._write_provider()
 
     def _clickhouse_overrides(self) -> dict:
         """The engines' ClickHouse settings: the drill's server, its password in a 0600 file of the stack's secrets

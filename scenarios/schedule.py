@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from faults.core import Fault
 from scenarios.packages import FAULTS
+from tradedrill.providers.base import CAPABILITIES, missing_capabilities
 from tradedrill.waiting import DeadlineExceeded, wait_until
 
 if TYPE_CHECKING:
@@ -55,6 +56,11 @@ class Schedule:
         if self._end.wait(max(0.0, at_mono - time.monotonic())):
             return
         package = FAULTS[step.fault]
+        missing = missing_capabilities(step.fault, getattr(self.env.stack, "capabilities", CAPABILITIES))
+        if missing:   # this provider cannot inject it: listed as skipped in the run and the report
+            self.env.skip_fault(i, step.fault, step.target, missing)
+            self.env.opts.say(f"  skipped {step.fault} on {step.target}: the provider lacks {', '.join(missing)}")
+            return
         try:
             target = self.env.resolve(step.target)
             fault = package.build(self.env, target, dict(step.params))

@@ -147,7 +147,12 @@ def _port_free(spec: NodeSpec) -> bool:
 
 class LocalStack:
     """The running topology. ``options`` maps a node kind to the options of its builder (see the module
-    docstring); ``services`` limits which of the topology's services ``up`` starts (default: all of them)."""
+    docstring); ``services`` limits which of the topology's services ``up`` starts (default: all of them).
+    It is the ``local`` provider of ``tradedrill.providers`` (the interface in ``tradedrill.providers.base``)."""
+
+    provider = "local"
+    # every fault mechanism: the harness owns the processes, their files and the loopback addresses
+    capabilities = frozenset({"process", "pause", "kernel-net", "node-files", "fault-proxy", "broker-admin", "disk"})
 
     def __init__(self, topology: Topology, run_dir: Path | str, options: dict[str, dict] | None = None,
                  services: Iterable[str] | None = None, before_engines: Callable[["LocalStack"], None] | None = None):
@@ -172,6 +177,11 @@ class LocalStack:
         self.supervisors: dict[str, Supervisor] = {}
         self.engine_config: dict | None = None
         self._secrets: StackSecrets | None = None
+
+    @staticmethod
+    def drill_topology(subnet: str, services: Iterable[str], overrides: dict | None = None) -> Topology:
+        """The topology a drill of this provider runs: the documents' topology on a loopback subnet."""
+        return Topology.default(subnet=subnet, services=services, overrides=overrides)
 
     @property
     def secrets(self) -> StackSecrets:

@@ -206,11 +206,13 @@ class Topology:
         subnet: str = "127.0.0",
         services: Iterable[str] = DEFAULT_SERVICES,
         overrides: dict[str, Any] | None = None,
+        network: str = "loopback",
     ) -> "Topology":
         """The documents' topology of ``services`` on ``subnet``, with ``overrides`` of the settings. Raises
-        :class:`TopologyError` (one line) for anything invalid."""
+        :class:`TopologyError` (one line) for anything invalid. ``network`` is ``loopback`` (the local provider)
+        or ``docker`` (a user-defined Docker network in ``DOCKER_SUBNETS``, one container per node)."""
         services = _check_services(services)
-        _check_subnet(subnet)
+        _check_subnet(subnet, network)
         settings = check_settings(overrides)
         nodes: list[NodeSpec] = []
         host = 2
@@ -451,7 +453,10 @@ def _check_services(services: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _check_subnet(subnet: Any) -> None:
+DOCKER_SUBNETS = ipaddress.ip_network("172.30.0.0/16")   # the docker provider's networks stay inside this block
+
+
+def _check_subnet(subnet: Any, network: str = "loopback") -> None:
     if not isinstance(subnet, str):
         raise TopologyError(f"subnet {_show(subnet)} must be a string of three octets like \"127.0.0\"")
     try:
@@ -461,6 +466,11 @@ def _check_subnet(subnet: Any) -> None:
         valid = False
     if not valid:
         raise TopologyError(f"subnet {_show(subnet)} must be three octets like 127.0.0")
+    if network == "docker":
+        if net not in DOCKER_SUBNETS or subnet.split(".")[2] == "0":
+            raise TopologyError(f"subnet {subnet} is not one of the docker provider's: choose a /24 in "
+                                f"{DOCKER_SUBNETS} other than 172.30.0 (dockerd's own bridge), e.g. 172.30.17")
+        return
     if not net.is_loopback:
         raise TopologyError(
             f"subnet {subnet} is not loopback: the local stack and its faults stay on 127.0.0.0/8"
