@@ -169,3 +169,45 @@ def test_killing_a_fails_over_at_once(pair):
     ops = _load(url, rate=20.0, duration_s=1.5, fault_at_s=0.5, fault=a.kill)
     assert [code for _, _, code in ops] == [202] * len(ops)
     assert max(end - start for start, end, _ in ops) < 0.5
+
+
+def _json_error(got: httpx.Response) -> str:
+    """The one-line message of a proxy error, which must be JSON in the backends' shape (and UDF's)."""
+    assert got.headers["content-type"].startswith("application/json"), got.text[:200]
+    doc = got.json()
+    assert doc["error"] and doc["s"] == "error" and doc["errmsg"] == doc["error"], doc
+    return doc["error"]
+
+
+def test_the_proxys_own_errors_are_json_not_nginx_html(pair):
+    """No backend answering in time (504) or none reachable (502): a chart client or a webhook sender reads one
+    line of JSON, not nginx's HTML page (issue 15: the first chart request of a clickhouse-down-history run)."""
+    a, b, proxy = pair
+    base = f"http://{proxy.address}:{proxy.port}"
+    a.pause()
+    b.pause()
+    try:
+        slow = httpx.get(f"{base}/history", params={"symbol": "EURUSD"}, timeout=5)
+    finally:
+        a.resume()
+        b.resume()
+    assert slow.status_code == 504 and "no backend answered" in _json_error(slow)
+    a.kill()
+    b.kill()
+    gone = httpx.post(f"{base}/webhook/tradingview", json={}, timeout=5)
+    assert gone.status_code == 502 and "reached no backend" in _json_error(gone)
+
+
+def test_a_chunked_body_over_the_limit_is_the_json_413_and_the_proxy_stays_up(pair):
+    """A body without a length (chunked) larger than nginx passes on: the same JSON 413 as a declared one, never
+    a 500 (nginx's workers cannot write a spilled body into the root-owned run folder)."""
+    _, _, proxy = pair
+    url = f"http://{proxy.address}:{proxy.port}/webhook/tradingview"
+
+    def chunks():
+        for _ in range(64):
+            yield b"a" * 16384   # 1 MB in 16 KB chunks
+
+    got = httpx.post(url, content=chunks(), headers={"content-type": "application/json"}, timeout=10)
+    assert got.status_code == 413 and "body is over" in got.json()["error"], got.text[:200]
+    assert httpx.post(url, json={}, timeout=5).status_code == 202

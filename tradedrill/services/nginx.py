@@ -86,6 +86,22 @@ def nginx_conf(address: str, port: int, upstreams: Sequence[tuple[str, int]], pr
     user = f"user {worker_user} nogroup;\n" if worker_user and os.geteuid() == 0 else ""
     passed = proxy_body_bytes(max_body_bytes)
     too_large = json.dumps({"error": f"body is over {passed} bytes; an alert is at most {int(max_body_bytes)} bytes"})
+    # nginx's own errors (no backend reachable, none answered in time, a failure of the proxy itself) in the
+    # backends' JSON shape, with the UDF datafeed's "s"/"errmsg" too, never its HTML page: a webhook sender or a
+    # chart client always reads one line of JSON (issue 15: a chart request that met a 300 ms read timeout got
+    # nginx's HTML 504, an "unclear" answer)
+    proxy_errors = {
+        500: "the proxy failed to pass the request on; try again",
+        502: "the proxy reached no backend (every backend refused or is marked down); try again",
+        503: "the proxy cannot take the request now; try again",
+        504: f"no backend answered within {int(read_timeout_ms)} ms (the proxy read timeout); try again",
+    }
+    error_pages = "\n".join(
+        f"        error_page {code} = @proxy_{code};\n"
+        f"        location @proxy_{code} {{\n"
+        f"            default_type application/json;\n"
+        f"            return {code} '{json.dumps({'error': text, 's': 'error', 'errmsg': text})}';\n"
+        f"        }}" for code, text in proxy_errors.items())
     temp = "\n".join(f"    {kind}_temp_path {prefix / 'tmp' / kind};" for kind in
                      ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     return f"""# rendered by tradedrill.services.nginx for {address}:{port} (BE-2); changes are overwritten at start
@@ -104,7 +120,12 @@ http {{
     access_log {prefix / 'access.log'} failover buffer=32k flush=1s;
 {temp}
     client_max_body_size {passed};
-    client_body_buffer_size {passed};
+    # a buffer larger than the largest body passed on: a chunked body over the limit meets the limit (413) before
+    # the buffer is full, so no body is ever written to client_body_temp_path (the workers, ``nobody``, cannot
+    # write into the root-owned run folder: a 50 MB chunked body was a 500 HTML page)
+    client_body_buffer_size {2 * passed};
+    # answers are passed on through memory buffers only, never spilled to proxy_temp_path (same reason)
+    proxy_max_temp_file_size 0;
     server_tokens off;
     upstream backends {{
 {chr(10).join(servers)}
@@ -121,6 +142,7 @@ http {{
             default_type application/json;
             return 413 '{too_large}';
         }}
+{error_pages}
         location = {HEALTH_PATH} {{
             access_log off;
             return 200 "ok\\n";
