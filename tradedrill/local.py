@@ -249,15 +249,7 @@ class LocalStack:
         self._secrets = StackSecrets.ensure(self.run_dir)
         for spec in specs:
             self.nodes[spec.name] = self._build(spec)
-        listening = [s for s in specs if s.port]
-        if leftovers:  # the kernel may take a moment to release the sockets of the processes just killed
-            try:
-                wait_until(lambda: all(_port_free(s) for s in listening), 5.0,
-                           "the ports of the reaped processes to be released")
-            except TimeoutError:
-                pass  # check_port_free below names the holder
-        for spec in listening:
-            check_port_free(spec)
+        self._check_ports([s for s in specs if s.port], bool(leftovers))
         write_private(self.run_dir / "topology.json", json.dumps(self.topology.to_dict(), indent=2))
         if any(s.kind == "engine" for s in specs):
             overrides = self.options.get("engine", {}).get("overrides")
@@ -280,6 +272,18 @@ class LocalStack:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
         self._write_state()
         return self
+
+    def _check_ports(self, listening: list[NodeSpec], reaped: bool) -> None:
+        """Every listening node's address and port is free here (a provider whose nodes have their own hosts
+        skips this)."""
+        if reaped:  # the kernel may take a moment to release the sockets of the processes just killed
+            try:
+                wait_until(lambda: all(_port_free(s) for s in listening), 5.0,
+                           "the ports of the reaped processes to be released")
+            except TimeoutError:
+                pass  # check_port_free below names the holder
+        for spec in listening:
+            check_port_free(spec)
 
     def _start_all(self) -> None:
         timeout = float(self.topology.settings["ready.timeout_s"])

@@ -126,6 +126,11 @@ def down(stack_dir: Path, every: bool, subnet: str | None) -> None:
         if names:
             click.echo(f"stopped {len(names)} process(es) of {run_dir}: {', '.join(names)}")
             said = True
+    from tradedrill.providers.docker import down_leftovers
+
+    for line in down_leftovers(every=every):   # containers and networks of killed docker-provider runs (by label)
+        click.echo(line)
+        said = True
     if not said:
         click.echo("nothing was running")
     from faults.cli import heal_dead_leftovers

@@ -1,0 +1,60 @@
+"""The docker provider's pure parts, without a Docker engine: the label sweep's choice, the images' content
+hashes, a node's command line in its container."""
+from __future__ import annotations
+
+import os
+import sys
+
+from tradedrill.docker import images, labels
+from tradedrill.docker.nodes import container_argv
+
+
+def test_the_sweep_takes_only_tradedrill_objects_of_dead_owners_or_of_its_run():
+    mine = labels.run_labels("run1", "/tmp/x")          # owner: this (live) process
+    dead = {**mine, labels.RUN: "run0", labels.OWNER: "999999999:1.0"}
+    foreign = {"com.example": "x"}
+    assert not labels.select(mine)                       # a live run's objects stay
+    assert labels.select(dead)                           # a killed run's objects go
+    assert not labels.select(foreign) and not labels.select(foreign, orphans_only=False)
+    assert labels.select(mine, orphans_only=False)       # down --all
+    assert labels.select(mine, run_id="run1") and not labels.select(dead, run_id="run1")
+
+
+def test_an_image_tag_changes_exactly_when_an_input_changes():
+    parent = images.ImageRecipe("base", None, base_packages=("ca-certificates",))
+    files = {"a.txt": b"one"}
+    child = images.ImageRecipe("svc", parent, "RUN true\n", lambda: dict(files))
+    tag = child.tag
+    assert tag.startswith("tradedrill/svc:") and child.tag == tag          # stable
+    files["a.txt"] = b"two"
+    assert child.tag != tag                                                # a copied file
+    files["a.txt"] = b"one"
+    assert child.tag == tag
+    other_parent = images.ImageRecipe("base", None, base_packages=("ca-certificates", "curl"))
+    assert images.ImageRecipe("svc", other_parent, "RUN true\n", lambda: dict(files)).tag != tag   # the parent
+    assert images.ImageRecipe("svc", parent, "RUN false\n", lambda: dict(files)).tag != tag       # the recipe
+
+
+def test_the_app_image_installs_the_pinned_runtime_dependencies_only():
+    reqs = images.app_requirements()
+    assert any(r.startswith("redis==") for r in reqs)
+    assert not any(r.startswith("pytest") for r in reqs)
+    assert images.REPO_ROOT.joinpath("tradedrill", "docker", "images.py") in images.source_files()
+    assert not any("__pycache__" in p.parts for p in images.source_files())
+
+
+def test_pip_in_a_build_trusts_the_hosts_ca_bundle(tmp_path, monkeypatch):
+    bundle = tmp_path / "ca.crt"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("PIP_CERT", str(bundle))
+    assert images.host_ca_bundle() == bundle
+    assert images._deps_context()["host-ca.crt"] == bundle.read_bytes()
+    assert "PIP_CERT=/tmp/build/host-ca.crt" in images.APP_DEPS.dockerfile
+
+
+def test_a_node_command_runs_on_the_images_python():
+    assert container_argv([sys.executable, "-m", "reference.engine", "run"]) == \
+        [images.APP_PYTHON, "-m", "reference.engine", "run"]
+    assert container_argv(["/usr/bin/redis-server", "/x/redis.conf"]) == ["/usr/bin/redis-server", "/x/redis.conf"]
+    argv = container_argv([sys.executable, "-m", "reference.mt5.simcli", "serve", "--host", "172.30.17.8"], "mt5")
+    assert argv[4] == "--allow-remote"   # a container address is not loopback, and is this machine's own network

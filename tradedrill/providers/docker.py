@@ -1,0 +1,202 @@
+"""The docker provider: the same declarative topology as the local provider, every node a container (one host per
+node) on a user-defined Docker network, each with its own address and DNS name.
+
+    stack = DockerStack(DockerStack.drill_topology("172.30.17", ("redis", "mt5", "engine")), run_dir)
+    with stack:   # dockerd started if none answers (root), images built if their inputs changed
+        stack.node("engine-a").kill()          # docker kill
+        stack.node("redis-1").pause()          # the cgroup freezer
+
+It is ``LocalStack`` with other node handles: the service modules render the same configs into the same run folder
+(mounted into every container at the same path), the start order, the Sentinels' agreement, the engines' lease
+handover, the supervisors and every client are the local provider's code, reaching the containers' addresses from
+the host across the bridge. What differs is the place of each node (``tradedrill.docker.nodes.ContainerNode``),
+the engine (``tradedrill.docker.engine``), the images (``tradedrill.docker.images``) and the cleanup: everything a
+run creates carries its label and is removed by it at ``down``; a run killed with SIGKILL is swept at the next
+``up`` or by ``tradedrill down`` (``tradedrill.docker.labels``).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+from tradedrill.local import LocalStack, StackError
+from tradedrill.process import PidRegistry
+from tradedrill.topology import NodeSpec, Topology
+
+DEFAULT_SUBNET = "172.30.17"
+KINDS = ("redis", "sentinel", "mt5", "engine", "ea", "backend", "clickhouse")   # postgres: see docs/DOCKER.md
+
+
+class _RunRegistry(PidRegistry):
+    """The run's PID registry; its ``kill_all`` (a drill's teardown escalation) also removes the run's
+    containers by label."""
+
+    def __init__(self, path: Path, stack: "DockerStack"):
+        super().__init__(path)
+        self._stack = stack
+
+    def kill_all(self) -> list[str]:
+        killed = super().kill_all()
+        if self._stack.client is not None:
+            from tradedrill.docker import labels
+
+            killed += labels.sweep(self._stack.client, run_id=self._stack.run_id, orphans_only=False).containers
+        return killed
+
+
+class DockerStack(LocalStack):
+    provider = "docker"
+    # no fault proxy between containers yet, and no tmpfs of the engine's own to fill (a mount made on the host
+    # after the container started does not reach it)
+    capabilities = frozenset({"process", "pause", "kernel-net", "node-files", "broker-admin"})
+
+    def __init__(self, topology: Topology, run_dir: Path | str, options: dict[str, dict] | None = None,
+                 services: Iterable[str] | None = None, before_engines: Callable[["LocalStack"], None] | None = None,
+                 stop_engine: bool | None = None):
+        super().__init__(topology, run_dir, options=options, services=services, before_engines=before_engines)
+        self.run_id = hashlib.sha256(f"{self.run_dir}:{os.getpid()}:{time.time()}".encode()).hexdigest()[:10]
+        self.registry = _RunRegistry(self.run_dir / "pids.json", self)
+        self.client = None
+        self.engine = None          # tradedrill.docker.engine.DockerEngine
+        self.network = None
+        self.images: dict[str, str] = {}
+        self.image_records: list = []
+        # stop a dockerd we started at down (default); tests that run several stacks keep it
+        self.stop_engine = (os.environ.get("TRADEDRILL_DOCKER_KEEP_ENGINE") != "1") if stop_engine is None \
+            else stop_engine
+
+    @staticmethod
+    def drill_topology(subnet: str, services: Iterable[str], overrides: dict | None = None) -> Topology:
+        """The documents' topology on a Docker network (a loopback subnet, the drills' default, becomes
+        DEFAULT_SUBNET)."""
+        if subnet.startswith("127."):
+            subnet = os.environ.get("TRADEDRILL_DOCKER_SUBNET", DEFAULT_SUBNET)
+        return Topology.default(subnet=subnet, services=services, overrides=overrides, network="docker")
+
+    def provider_details(self) -> dict:
+        return {"run_id": self.run_id, "network": getattr(self.network, "name", None),
+                "subnet": f"{self.topology.subnet}.0/24", "images": dict(self.images),
+                "image_builds": [{"image": r.name, "tag": r.tag, "built": r.built, "seconds": round(r.seconds, 2),
+                                  "size_mb": round(r.size_mb, 1)} for r in self.image_records],
+                "engine_started_by_harness": bool(self.engine and self.engine.started)}
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def _check_ports(self, listening: list[NodeSpec], reaped: bool) -> None:
+        """Every node is its own host: nothing on this machine's addresses to check."""
+
+    def up(self) -> "DockerStack":
+        from tradedrill.docker import engine, images, labels
+
+        unsupported = sorted({s.kind for s in self._specs()} - set(KINDS))
+        if unsupported:
+            raise StackError(f"the docker provider does not run {', '.join(unsupported)} nodes yet; run those "
+                             f"services with the local provider")
+        started = time.monotonic()
+        try:
+            self.engine = engine.ensure()
+            self.client = engine.client(timeout=1800)
+        except engine.DockerUnavailable as exc:
+            raise StackError(str(exc)) from None
+        try:
+            swept = labels.sweep(self.client)   # what a killed earlier run left
+            if swept:
+                print(f"tradedrill: removed {swept.describe()} left by an earlier docker run")
+            log_dir = self.run_dir / "logs"
+            tags: dict[str, str] = {}   # one tag per recipe in one up (the source may change meanwhile)
+            for kind in sorted({s.kind for s in self._specs()}):
+                recipe = images.IMAGE_OF_KIND[kind]
+                if recipe.name not in tags:
+                    tags[recipe.name] = images.ensure(self.client, recipe, log_dir, records=self.image_records)
+                self.images[kind] = tags[recipe.name]
+            self.timings["images_s"] = time.monotonic() - started
+            self.network = self._make_network()
+        except BaseException:
+            self._remove_docker_objects()
+            raise
+        try:
+            return super().up()
+        finally:
+            self.timings["docker_up_s"] = time.monotonic() - started
+
+    def _make_network(self):
+        from docker.types import IPAMConfig, IPAMPool
+        from testcontainers.core.network import Network
+
+        from tradedrill.docker import labels
+
+        subnet = f"{self.topology.subnet}.0/24"
+        for net in self.client.networks.list(filters={"label": f"{labels.PROVIDER}=docker"}):
+            configs = (net.attrs.get("IPAM") or {}).get("Config") or []
+            if any(c.get("Subnet") == subnet for c in configs):
+                run_dir = (net.attrs.get("Labels") or {}).get(labels.RUN_DIR, "?")
+                raise StackError(f"subnet {subnet} is used by the docker network {net.name} of a live run "
+                                 f"({run_dir}); choose another --subnet in 172.30.0.0/16 or stop that run "
+                                 f"(`tradedrill down --all`)")
+        ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=subnet, gateway=f"{self.topology.subnet}.1")])
+        network = Network(docker_network_kw={"ipam": ipam, "driver": "bridge", "labels": self._labels()})
+        network.name = f"tradedrill-{self.run_id}"
+        try:
+            return network.create()
+        except Exception as exc:  # noqa: BLE001 - e.g. a pool that overlaps a network someone else made
+            raise StackError(f"cannot create the docker network {network.name} on {subnet}: {exc}; choose "
+                             f"another --subnet in 172.30.0.0/16") from None
+
+    def _labels(self) -> dict[str, str]:
+        from tradedrill.docker import labels
+
+        return labels.run_labels(self.run_id, str(self.run_dir))
+
+    def _build(self, spec: NodeSpec):
+        from tradedrill.docker.nodes import ContainerNode
+
+        inner = super()._build(spec)   # never started itself: its command, config writer and probe are reused
+        return ContainerNode(inner, kind=spec.kind, image=self.images[spec.kind], network=self.network,
+                             run_dir=self.run_dir, labels=self._labels(),
+                             container_name=f"tradedrill-{self.run_id}-{spec.name}")
+
+    def down(self) -> list[str]:
+        errors = super().down()
+        errors += self._remove_docker_objects()
+        return errors
+
+    def _remove_docker_objects(self) -> list[str]:
+        from tradedrill.docker import labels
+
+        errors: list[str] = []
+        if self.client is not None:
+            swept = labels.sweep(self.client, run_id=self.run_id, orphans_only=False)
+            errors += [f"docker: {e}" for e in swept.errors]
+        if self.engine is not None and self.engine.started and self.stop_engine:
+            try:
+                if self.client is None or not labels.sweep_needed(self.client):
+                    self.engine.stop()
+            except Exception as exc:  # noqa: BLE001 - teardown goes on
+                errors.append(f"dockerd: {exc}")
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        return errors
+
+
+def down_leftovers(every: bool = False) -> list[str]:
+    """``tradedrill down``: remove what docker runs whose harness process is gone left (every run's with
+    ``every``), then stop the dockerd a harness started once nothing of ours runs on it. Lines to print."""
+    from tradedrill.docker import engine, labels
+
+    if not os.path.exists(engine.SOCKET) or not engine.answers():
+        return []
+    lines = []
+    client = engine.client()
+    try:
+        swept = labels.sweep(client, orphans_only=not every)
+        if swept:
+            lines.append(f"removed {swept.describe()} of docker runs: {', '.join(swept.containers + swept.networks)}")
+        lines += [f"docker: {e}" for e in swept.errors]
+        if not labels.sweep_needed(client) and engine.stop_recorded():
+            lines.append("stopped the dockerd a tradedrill run had started")
+    finally:
+        client.close()
+    return lines
