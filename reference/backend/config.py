@@ -32,7 +32,9 @@ class BackendConfig:
       (how long a crashed request's claim of an alert id blocks a retry), ``claim_ttl_s`` (how long an accepted
       alert id is remembered).
     - History (TV-4): ``clickhouse_url`` (empty: history is unavailable and says so), ``clickhouse_username``,
-      ``clickhouse_password_file``, ``clickhouse_table``, ``clickhouse_timeout_s``; ``symbols`` the datafeed lists;
+      ``clickhouse_password_file``, ``clickhouse_table``, ``clickhouse_timeout_s`` (each socket operation),
+      ``clickhouse_deadline_s`` (a whole request's wait for ClickHouse: below the proxy's read timeout, so a slow
+      ClickHouse is this backend's clear answer, not the proxy's 504); ``symbols`` the datafeed lists;
       ``history_cache_path``: this backend's DuckDB copy of the fills it read from RTRS, what ``/history`` answers
       from while ClickHouse cannot (``reference.backend.historycache``; empty: no copy, history is then unavailable).
     - Ticks (TV 1, the panel's live prices): ``ea_streams`` ``[{"instance", "udp": [host, port], "tcp": [host,
@@ -73,6 +75,7 @@ class BackendConfig:
     clickhouse_password_file: str = ""
     clickhouse_table: str = "trade_outcomes"
     clickhouse_timeout_s: float = 2.0
+    clickhouse_deadline_s: float = 1.0   # the stack sets half of the proxy read timeout (tradedrill.services.backend)
     symbols: list = field(default_factory=lambda: ["EURUSD", "GBPUSD"])
     history_cache_path: str = ""
     ea_streams: list = field(default_factory=list)
@@ -80,7 +83,7 @@ class BackendConfig:
     def __post_init__(self) -> None:
         positive = ("port", "redis_socket_timeout_s", "redis_connect_timeout_s", "max_attempts", "submit_deadline_s",
                     "max_volume", "max_body_bytes", "rate_per_s", "rate_burst", "claim_pending_ms", "claim_ttl_s",
-                    "clickhouse_timeout_s")
+                    "clickhouse_timeout_s", "clickhouse_deadline_s")
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \

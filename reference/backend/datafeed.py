@@ -9,9 +9,16 @@ extremes, volume the lots. When ClickHouse is not configured or does not answer,
 
 ClickHouse 18.16 has no server-side query parameters, so every value put into SQL is checked first (symbol by
 pattern, times as integers, resolution from a fixed table).
+
+Every request waits for ClickHouse at most ``clickhouse_deadline_s`` in all (client set-up and query), below the
+proxy's read timeout: a slow or frozen ClickHouse is then this backend's own answer (its DuckDB copy, or 503
+"history is unavailable"), never the proxy giving up on the backend (an HTML 504, and backend-a marked down for
+``fail_timeout`` by a chart request). The call itself runs on a small pool of its own and ends at the socket
+timeout (``clickhouse_timeout_s``); a call still queued when its request gives up is cancelled.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import re
 import threading
 import time
@@ -75,6 +82,7 @@ class ClickHouseHistory:
     def __init__(self, config: BackendConfig):
         self.config = config
         self._local = threading.local()
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="clickhouse")
         if config.clickhouse_url and not TABLE_RE.fullmatch(config.clickhouse_table):
             raise ValueError(f"clickhouse_table {config.clickhouse_table!r} is not a plain table name")
 
@@ -115,6 +123,19 @@ class ClickHouseHistory:
         return f"history is unavailable: ClickHouse at {self.config.clickhouse_url} cannot answer ({text[:200]})"
 
     def _query(self, sql: str) -> list:
+        """``sql``'s rows within ``clickhouse_deadline_s`` (see the module docstring). Raises HistoryUnavailable."""
+        if not self.configured:
+            return self._query_now(sql)    # raises the "no ClickHouse configured" answer at once
+        deadline = self.config.clickhouse_deadline_s
+        future = self._pool.submit(self._query_now, sql)
+        try:
+            return future.result(timeout=deadline)
+        except concurrent.futures.TimeoutError:
+            future.cancel()   # still queued behind calls to a frozen ClickHouse: never run
+            raise HistoryUnavailable(f"history is unavailable: ClickHouse at {self.config.clickhouse_url} cannot "
+                                     f"answer (no answer within {deadline:g} s)") from None
+
+    def _query_now(self, sql: str) -> list:
         client = self._client()
         try:
             return client.query(sql).result_rows
@@ -161,6 +182,7 @@ class ClickHouseHistory:
         return out
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         client = getattr(self._local, "client", None)
         if client is not None:
             try:

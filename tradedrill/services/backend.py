@@ -119,8 +119,12 @@ def backend_config(spec: NodeSpec, topo: Topology, run_dir: Path) -> dict[str, A
         cred = secrets.clickhouse()
         pw = secrets.folder / "clickhouse-backend.password"
         write_private(pw, cred.password + "\n")
+        # a chart request waits for ClickHouse at most half the proxy's read timeout, so the backend answers (its
+        # DuckDB copy, or 503 "history is unavailable") before nginx gives up on it (an HTML 504 before, and A
+        # marked down for fail_timeout by one slow chart request)
         cfg.update(clickhouse_url=f"http://{ch.address}:{ch.ports['http']}", clickhouse_username=cred.username,
-                   clickhouse_password_file=str(pw))
+                   clickhouse_password_file=str(pw),
+                   clickhouse_deadline_s=int(topo.settings["backend.proxy_read_timeout_ms"]) / 2000)
     return cfg
 
 
