@@ -65,11 +65,17 @@ def collect_run_checks(source: Any, *, targets: targets_mod.Targets | None = Non
 
 
 def build_report(source: Any, out_dir: str | os.PathLike, *, targets: targets_mod.Targets | None = None,
-                 title: str = "tradedrill RTO report", bench_dir: str | os.PathLike | None = None) -> Path:
+                 title: str = "tradedrill RTO report", bench_dir: str | os.PathLike | None = None,
+                 verification: dict | None = None) -> Path:
     """Judge the runs in ``source`` (see :func:`collect_run_checks`) and write report.html, report.json and
     junit.xml into ``out_dir``. Returns the path of report.html. The "Benchmarks" section shows
     ``engine.json`` and ``rto.json`` of ``bench_dir`` (default ``out/bench`` of the current directory, where
-    ``nox -s bench`` writes them) when they are there."""
+    ``nox -s bench`` writes them) when they are there. The "Verification power" section shows the catch rate and
+    the soak (``reports.verification.section_view``: ``verification``, default from ``out/``), "not measured"
+    without them."""
+    from reports.verification import section_view
+
+    verification = section_view() if verification is None else verification
     targets = targets or targets_mod.load()
     benchmarks = load_benchmarks(BENCH_DIR if bench_dir is None else bench_dir)
     run_checks = collect_run_checks(source, targets=targets)
@@ -82,9 +88,14 @@ def build_report(source: Any, out_dir: str | os.PathLike, *, targets: targets_mo
 
     report = _report_dict(run_checks, verdicts, rows, targets, generated, title)
     report["benchmarks"] = {k: benchmarks[k] for k in ("dir", "engine", "rto", "problems")}
+    report["verification"] = {k: {"measured": v["measured"], "path": v["path"], "figure": v["figure"]}
+                              for k, v in verification.items()}
+    report["load"] = {rc.run_dir: load_summary for rc in run_checks
+                      if (load_summary := _load_summary(rc.run_dir)) is not None}
     (out / REPORT_JSON).write_text(json.dumps(report, indent=2, default=str))
     write_junit(run_checks, verdicts, out / JUNIT_XML)
-    html = render_html(run_checks, verdicts, rows, targets, generated, title, benchmarks=benchmarks)
+    html = render_html(run_checks, verdicts, rows, targets, generated, title, benchmarks=benchmarks,
+                       verification=verification)
     path = out / REPORT_HTML
     path.write_text(html, encoding="utf-8")
     return path
@@ -261,7 +272,25 @@ def _env() -> jinja2.Environment:
     return env
 
 
-def render_html(run_checks, verdicts, rows, targets, generated, title, benchmarks: dict | None = None) -> str:
+def _load_summary(run_dir) -> dict | None:
+    from scenarios.load import read_summary
+
+    return None if run_dir is None else read_summary(run_dir)
+
+
+def load_plot(rc: RunCheck) -> dict | None:
+    """The run's locust load (issue 16) with its fault windows, one inline SVG (``scenarios.load.load_view``)."""
+    from scenarios.load import load_view
+
+    styles = report_styles()
+    windows = [{**w, "label": styles.get(w["fault"], {}).get("label", w["fault"])} for w in rc.timeline.fault_windows]
+    return load_view(rc.run_dir, rc.timeline.t0, windows, rc.timeline.metrics.get("duration_s"))
+
+
+def render_html(run_checks, verdicts, rows, targets, generated, title, benchmarks: dict | None = None,
+                verification: dict | None = None) -> str:
+    from reports.verification import section_view
+
     by_scenario: dict[str, list[RunCheck]] = {}
     for rc in run_checks:
         by_scenario.setdefault(rc.scenario, []).append(rc)
@@ -272,7 +301,7 @@ def render_html(run_checks, verdicts, rows, targets, generated, title, benchmark
         for k, rc in enumerate(sorted(rcs, key=lambda r: (r.repeat if r.repeat is not None else 0, r.run_dir))):
             runs.append({"rc": rc, "anchor": f"run-{i}-{k}",
                          "plot": _figure_html(timeline_figure(rc), f"plot-{i}-{k}"),
-                         "panel": panel_view(rc.run_dir),
+                         "panel": panel_view(rc.run_dir), "load": load_plot(rc),
                          "rto": [r for r in rc.results if isinstance(r, RtoResult)],
                          "others": [r for r in rc.results if not isinstance(r, RtoResult)]})
         scenarios.append({"name": name, "anchor": f"scenario-{name}", "definition": definition, "runs": runs,
@@ -283,7 +312,8 @@ def render_html(run_checks, verdicts, rows, targets, generated, title, benchmark
         contradictions=list(targets.contradictions.values()),
         totals=_counts([r.verdict for r in rows]), n_runs=len(run_checks),
         plotlyjs=plotly.offline.get_plotlyjs(), targets_file=str(targets_mod.TARGETS_PATH),
-        bench=benchmarks if benchmarks is not None else load_benchmarks(None))
+        bench=benchmarks if benchmarks is not None else load_benchmarks(None),
+        verification=verification if verification is not None else section_view())
 
 
 def panel_view(run_dir: str | os.PathLike | None) -> dict | None:

@@ -67,3 +67,50 @@ def write_section(folder: Path | str, soak_json: Path | str | None = None) -> Pa
                      "<pre>" + html.escape(line) + "</pre>" for line in lines if line)
     (folder / "verification.html").write_text(f"<!doctype html><meta charset=utf-8><title>verification</title>{body}")
     return md
+
+
+# -- the section of the main report (reports.build) ----------------------------------------------------------------
+CATCH_RATE_JSON = Path("out/verification/catch_rate.json")   # where `nox -s variants` writes (relative to the cwd)
+SOAK_JSON = Path("out/soak/soak.json")                        # where `nox -s soak` writes
+
+
+def _lines_html(lines: list[str]) -> str:
+    """The markdown lines above as HTML: ``|`` rows as one table, ``- `` items as a list, the rest as paragraphs."""
+    import re
+
+    def inline(text: str) -> str:
+        text = html.escape(text)
+        text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+        return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+    out: list[str] = []
+    rows = [line for line in lines if line.startswith("|") and not set(line) <= set("|-")]
+    if rows:
+        head, *body = rows
+        cells = lambda row: [c.strip() for c in row.strip("|").split("|")]   # noqa: E731
+        out.append("<table><thead><tr>" + "".join(f"<th>{inline(c)}</th>" for c in cells(head)) + "</tr></thead><tbody>"
+                   + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in cells(r)) + "</tr>" for r in body)
+                   + "</tbody></table>")
+    items = [line[2:] for line in lines if line.startswith("- ")]
+    if items:
+        out.insert(0, "<ul>" + "".join(f"<li>{inline(i)}</li>" for i in items) + "</ul>")
+    for line in reversed([line for line in lines if line and not line.startswith(("|", "- "))]):
+        out.insert(0, f"<p>{inline(line)}</p>")
+    return "\n".join(out)
+
+
+def section_view(catch_rate_json: Path | str | None = None, soak_json: Path | str | None = None) -> dict:
+    """The verification section of ``report.html``: ``{"catch_rate": {"measured", "html", "doc"}, "soak": ...}``
+    from ``catch_rate_json`` (default ``out/verification/catch_rate.json``) and ``soak_json`` (default
+    ``out/soak/soak.json``); a part whose file is missing or unreadable is ``measured: False`` ("not measured")."""
+    view: dict = {}
+    for key, path, lines_of in (("catch_rate", catch_rate_json or CATCH_RATE_JSON, catch_rate_lines),
+                                ("soak", soak_json or SOAK_JSON, soak_lines)):
+        doc = _load(Path(path))
+        try:
+            body = _lines_html(lines_of(doc)) if doc else ""
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            doc, body = None, f"<p class=\"fail\">{html.escape(str(path))} cannot be read ({type(exc).__name__})</p>"
+        view[key] = {"measured": bool(doc), "html": body, "path": str(path),
+                     "figure": (doc or {}).get("catch_rate") if key == "catch_rate" else None}
+    return view

@@ -30,6 +30,7 @@ from typing import Iterator, Sequence
 from scenarios import registry
 from scenarios.environment import DrillEnvironment, DrillError, DrillOptions
 from scenarios.history import RunDir
+from scenarios.load import LoadOptions, with_load_services
 from scenarios.schedule import Schedule
 from scenarios.tickclients import start_tick_clients
 from scenarios.workload import TradeClients
@@ -124,9 +125,11 @@ class DrillResult:
     runs: list[RunDir] = field(default_factory=list)
 
 
-def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: DrillOptions, repeat: int = 0) -> RunDir:
+def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: DrillOptions, repeat: int = 0,
+             load: "LoadOptions | None" = None) -> RunDir:
     """One run of ``scenario`` into ``run_path``. Raises DrillError when the stack cannot run; a fault that could
-    not be injected marks the run ``error`` (judged invalid) instead."""
+    not be injected marks the run ``error`` (judged invalid) instead. ``load``: locust users beside the scenario's
+    workload (``scenarios.load``, issue 16)."""
     try:
         run = RunDir.create(run_path, seed=seed, scenario={**scenario.to_dict(), "repeat": repeat}, config={})
     except OSError as exc:
@@ -140,6 +143,7 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
     ended = False
     failure: BaseException | None = None
     ticks = None   # the tick consumers of a topology with EA nodes (issue 14)
+    locust = None  # the locust load process (issue 16)
 
     def enter(name: str) -> None:
         nonlocal phase
@@ -153,6 +157,10 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
         enter("load")
         ticks = start_tick_clients(env)
         started = time.monotonic()
+        if load is not None:
+            from scenarios.load import LoadProcess
+
+            locust = LoadProcess(env, load).start(started, workload.duration_s)
         clients.start()
         schedule.start(started)
         stop.wait(workload.duration_s)
@@ -160,6 +168,8 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
         schedule.stop()
         enter("settle")
         clients.finish(drain_s=workload.settle_s)
+        if locust is not None:
+            opts.say("  " + locust.finish(workload.settle_s))
         if "panel" in workload.params.get("also", ()):   # issue 15: the panel as its user sees it, for the report
             enter("screenshot")
             shot = _panel_screenshot(env, run)
@@ -186,6 +196,8 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
     finally:
         with _teardown_guard(env, opts):
             stop.set()
+            if locust is not None:
+                locust.stop()
             if ticks is not None:
                 ticks.stop()
             # cancel every step still waiting and let a step that is injecting right now finish and heal (a heal
@@ -218,9 +230,10 @@ def _panel_screenshot(env: DrillEnvironment, run: RunDir) -> dict:
         return panelshot.not_captured(run.path, f"{type(exc).__name__}: {exc}")
 
 
-def run_drills(names: Sequence[str], opts: DrillOptions) -> DrillResult:
+def run_drills(names: Sequence[str], opts: DrillOptions, load: "LoadOptions | None" = None) -> DrillResult:
     """Run every named scenario ``opts.repeat`` times (seeds ``seed``, ``seed+1``, ...) into
-    ``opts.out_dir/drill-<stamp>-<seed>/<scenario>/run-<k>``. Raises DrillError for an unknown scenario."""
+    ``opts.out_dir/drill-<stamp>-<seed>/<scenario>/run-<k>``, each with the locust ``load`` when given (its
+    topology then also runs what the load's users need). Raises DrillError for an unknown scenario."""
     names = list(dict.fromkeys(names))   # a name given twice runs once (its runs would share run-1, run-2, ...)
     unknown = [n for n in names if registry.get(n) is None]
     if unknown:
@@ -230,11 +243,12 @@ def run_drills(names: Sequence[str], opts: DrillOptions) -> DrillResult:
     root = Path(opts.out_dir) / f"drill-{time.strftime('%Y%m%d-%H%M%S')}-{seed}"
     result = DrillResult(root, seed)
     for name in names:
-        scenario = registry.get(name)
+        scenario = with_load_services(registry.get(name), load)
         for k in range(opts.repeat):
             run_seed = seed + k
             opts.say(f"{name} [{k + 1}/{opts.repeat}] seed {run_seed}")
-            result.runs.append(run_once(scenario, root / name / f"run-{k + 1}", run_seed, opts, repeat=k + 1))
+            result.runs.append(run_once(scenario, root / name / f"run-{k + 1}", run_seed, opts, repeat=k + 1,
+                                        load=load))
             if opts.on_run_done:
                 opts.on_run_done()
     return result

@@ -1,0 +1,278 @@
+"""Locust load inside a drill (issue 16): ``tradedrill drill SCENARIO --users N --spawn-rate R [--load-mix ...]``.
+
+The users (``scenarios.locustfiles``: RTSS producers, webhook senders through nginx, tick consumers on the EA) run
+headless in a process of their own, started by handle when the drill's load starts and stopped by its PID at the
+end (on time, or SIGTERM then SIGKILL of its group when late, and by the run's PID registry when a drill is torn
+down hard). A separate process because importing locust monkeypatches the standard library for gevent: in the
+drill process that would turn the runner's threads (fault schedule, writers, tick consumers, RTRS reader) into
+greenlets of one OS thread, and any blocking C call (DuckDB, psutil, a subprocess wait) would freeze them and the
+fault schedule with them. The two processes share the run folder (the load appends its operations to
+``history.jsonl`` and ``signals.jsonl`` with op ids of its own range) and CLOCK_MONOTONIC, so the fault log, the
+history and the load's statistics sit on one timeline.
+
+In the run folder: ``load/spec.json`` (what ran, no secret: the load process reads the credentials from the
+stack's secrets folder), ``load/stats.jsonl`` (per second: users, requests, failures, p50/p95/p99 per request
+type), ``load/summary.json`` (totals), ``load/locust_*.csv`` (locust's own), ``nodes/locust.log``.
+:func:`load_view` and :func:`load_svg` give the report one plot of the load's statistics and the fault windows.
+"""
+from __future__ import annotations
+
+import html
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOAD_DIR, STATS, SUMMARY, SPEC = "load", "stats.jsonl", "summary.json", "spec.json"
+USER_KINDS = ("rtss", "webhook", "ticks")
+SERVICE_OF = {"webhook": "backend", "ticks": "ea"}      # what a user kind needs the drill's topology to run
+DEFAULT_MIX = {"rtss": 3, "webhook": 2, "ticks": 1}
+MAX_USERS = 5000
+TICK_BIND_HOST = 170          # <subnet>.170: where the load's tick consumers leave from
+STOP_GRACE_S = 15.0           # after the settle: the load process writes its summary and exits, or is stopped
+
+
+class LoadError(ValueError):
+    """A load option is wrong; the message says which and what is allowed."""
+
+
+def parse_mix(text: str | None) -> dict[str, int]:
+    """``"rtss=3,webhook=2,ticks=1"`` (or ``"rtss,webhook"``: weight 1 each) -> ``{kind: weight}``."""
+    if text is None:
+        return dict(DEFAULT_MIX)
+    mix: dict[str, int] = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        kind, _, weight = part.partition("=")
+        kind = kind.strip()
+        if kind not in USER_KINDS:
+            raise LoadError(f"unknown user kind {kind!r} in the load mix; use {', '.join(USER_KINDS)} "
+                            f"(e.g. rtss=3,webhook=2,ticks=1)")
+        try:
+            w = int(weight) if weight.strip() else 1
+        except ValueError:
+            raise LoadError(f"the weight of {kind} must be a whole number, not {weight!r}") from None
+        if not 1 <= w <= 100:
+            raise LoadError(f"the weight of {kind} must be 1..100, not {w}")
+        if kind in mix:
+            raise LoadError(f"{kind} is named twice in the load mix")
+        mix[kind] = w
+    if not mix:
+        raise LoadError("the load mix names no user kind; use rtss, webhook and/or ticks")
+    return mix
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """``users`` locust users spawned at ``spawn_rate`` users/s, of the kinds and weights of ``mix``."""
+
+    users: int
+    spawn_rate: float
+    mix: dict = field(default_factory=lambda: dict(DEFAULT_MIX))
+
+    def __post_init__(self) -> None:
+        if isinstance(self.users, bool) or not isinstance(self.users, int) or not 1 <= self.users <= MAX_USERS:
+            raise LoadError(f"--users must be a whole number 1..{MAX_USERS}, not {self.users!r}")
+        rate = self.spawn_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate != rate or not 0 < rate <= 1000:
+            raise LoadError(f"--spawn-rate must be a number of users per second above 0 and at most 1000, not "
+                            f"{rate!r}")
+        parse_mix(",".join(f"{k}={v}" for k, v in self.mix.items()))
+
+    def services(self) -> tuple[str, ...]:
+        """The services the drill's topology must run besides the scenario's for these users."""
+        return tuple(dict.fromkeys(SERVICE_OF[k] for k in self.mix if k in SERVICE_OF))
+
+    def to_dict(self) -> dict:
+        return {"users": self.users, "spawn_rate": self.spawn_rate, "mix": dict(self.mix)}
+
+
+def with_load_services(scenario, load: LoadOptions | None):
+    """``scenario`` with the services its load needs added (the backend and nginx for webhook senders, the EA for
+    tick consumers); itself when nothing is missing."""
+    from dataclasses import replace
+
+    if load is None:
+        return scenario
+    missing = tuple(s for s in load.services() if s not in scenario.services)
+    return replace(scenario, services=(*scenario.services, *missing)) if missing else scenario
+
+
+def build_spec(env, load: LoadOptions, end_mono: float) -> dict:
+    """The load process's spec for the drill environment ``env`` (no secret in it)."""
+    w = env.workload()
+    topo = env.topology
+    spec: dict[str, Any] = {
+        **load.to_dict(), "run_dir": str(env.run.path), "stack_dir": str(env.stack.run_dir),
+        "sentinels": [list(a) for a in env.stack.sentinel_addresses()], "master_name": env.stack.master_name,
+        "rtss": env.keys.rtss, "rtrs": env.keys.rtrs, "account": env.account, "symbols": list(w.symbols),
+        "volume": w.volume, "timeout_s": w.timeout_s, "settle_s": w.settle_s, "end_mono": end_mono,
+        "seed": env.seed, "wait_replicas": int(w.params.get("submit_wait", 1)),
+        "wait_ms": int(w.params.get("submit_wait_ms", 500)),
+        "eas": [[s.address, s.port] for s in topo.of_kind("ea")],
+        "tick_bind_host": f"{topo.subnet}.{TICK_BIND_HOST}", "webhook_url": None}
+    proxies = topo.of_kind("nginx")
+    if proxies:
+        spec["webhook_url"] = f"http://{proxies[0].address}:{proxies[0].port}/webhook/tradingview"
+    return spec
+
+
+class LoadProcess:
+    """The drill's locust process, by handle: ``start`` it with the load, ``finish`` it after the settle."""
+
+    def __init__(self, env, load: LoadOptions):
+        self.env = env
+        self.load = load
+        self.node = None
+
+    def start(self, started_mono: float, duration_s: float) -> "LoadProcess":
+        from tradedrill.process import ProcessNode
+
+        folder = self.env.run.path / LOAD_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        spec_path = folder / SPEC
+        spec_path.write_text(json.dumps(build_spec(self.env, self.load, started_mono + duration_s), indent=2))
+        root = Path(__file__).resolve().parents[1]
+        registry = getattr(self.env.stack, "registry", None)
+        self.node = ProcessNode(name="locust", role="load", address="", port=0,
+                                argv=[sys.executable, "-m", "scenarios.locustfiles", "run", str(spec_path)],
+                                log_path=self.env.run.path / "nodes" / "locust.log", ready=lambda: True, cwd=root,
+                                env={"PYTHONPATH": str(root)}, registry=registry)
+        self.node.start()
+        return self
+
+    def finish(self, settle_s: float) -> str:
+        """Wait for the load process to end (its own settle included), at most ``settle_s + STOP_GRACE_S``; a
+        late one is stopped (SIGTERM, then SIGKILL of its group). Returns a line for the drill's progress."""
+        node = self.node
+        if node is None:
+            return "load: not started"
+        deadline = time.monotonic() + settle_s + STOP_GRACE_S
+        try:
+            node._proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            late = False
+        except subprocess.TimeoutExpired:
+            late = True
+        node.stop()
+        summary = read_summary(self.env.run.path)
+        if late:
+            return f"load: the locust process outlived the settle by {STOP_GRACE_S:.0f} s and was stopped"
+        if summary is None:
+            return f"load: the locust process exited with status {node.returncode} and wrote no summary " \
+                   f"(nodes/locust.log)"
+        t = summary["total"]
+        return (f"load: {summary['users']} users, {t['requests']} requests ({t['rps']:.1f}/s), {t['failures']} "
+                f"failures, p50 {t['p50_ms']:.0f} ms, p95 {t['p95_ms']:.0f} ms, p99 {t['p99_ms']:.0f} ms")
+
+    def stop(self) -> None:
+        """Teardown: stop it by its handle whatever state it is in (idempotent)."""
+        if self.node is not None:
+            self.node.stop()
+
+
+# -- reading back, for the report ----------------------------------------------------------------------------------
+def read_summary(run_dir: str | Path) -> dict | None:
+    try:
+        doc = json.loads((Path(run_dir) / LOAD_DIR / SUMMARY).read_text())
+        return doc if isinstance(doc, dict) and isinstance(doc.get("total"), dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def read_stats(run_dir: str | Path) -> list[dict]:
+    rows = []
+    try:
+        lines = (Path(run_dir) / LOAD_DIR / STATS).read_text().splitlines()
+    except OSError:
+        return rows
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue   # a torn last line of a killed load process
+        if isinstance(row, dict) and isinstance(row.get("mono"), (int, float)):
+            rows.append(row)
+    return sorted(rows, key=lambda r: r["mono"])
+
+
+def load_view(run_dir: str | Path | None, t0: float, fault_windows: list[dict], end_s: float | None = None) -> dict | None:
+    """The run's load for the report: the summary, the per-second rows relative to ``t0`` (the timeline's origin)
+    and one SVG of requests/s, failures/s, p50/p95/p99 with the fault windows shaded; None when the run had no
+    locust load."""
+    if run_dir is None or not (Path(run_dir) / LOAD_DIR).is_dir():
+        return None
+    rows = [{**r, "t": r["mono"] - t0} for r in read_stats(run_dir)]
+    summary = read_summary(run_dir)
+    return {"summary": summary, "rows": rows, "svg": load_svg(rows, fault_windows, end_s),
+            "reason": None if summary else "the load process wrote no summary (see nodes/locust.log)"}
+
+
+_SERIES = (("p50", "#1565c0"), ("p95", "#6a1b9a"), ("p99", "#ad1457"))
+
+
+def load_svg(rows: list[dict], fault_windows: list[dict], end_s: float | None = None, width: int = 900,
+             height: int = 360) -> str:
+    """One inline SVG: above, p50/p95/p99 response time (ms) per second; below, requests/s (bars) and failures/s
+    (red); both on the run's time axis (seconds since the run started) with each fault window shaded and named."""
+    left, right, top, gap, bottom = 60, 20, 24, 30, 36
+    inner_w = width - left - right
+    h1 = (height - top - gap - bottom) * 0.55
+    h2 = (height - top - gap - bottom) - h1
+    y2_top = top + h1 + gap
+    ts = [r["t"] for r in rows]
+    starts = [w["start"] for w in fault_windows]
+    ends = [w["end"] if w.get("end") is not None else w["start"] for w in fault_windows]
+    lo = min([0.0, *ts, *starts])
+    hi = max([1.0, *(t + 1 for t in ts), *ends, end_s or 0.0])
+    span = max(hi - lo, 1e-9)
+    x = lambda t: left + (t - lo) / span * inner_w   # noqa: E731 - a scale, one line
+    lat_max = max([1.0, *(r.get(k) or 0 for r in rows for k, _ in _SERIES)])
+    req_max = max([1, *(r.get("requests", 0) for r in rows)])
+    parts = [f'<svg class="load-plot" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
+             '<title>locust load and fault windows</title>',
+             f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>']
+    for w, start, end in zip(fault_windows, starts, ends):
+        x0, x1 = x(start), max(x(end if w.get("end") is not None else hi), x(start) + 2)
+        label = html.escape(str(w.get("label") or w.get("fault") or "fault"))
+        parts.append(f'<rect class="fault-window" x="{x0:.1f}" y="{top}" width="{x1 - x0:.1f}" '
+                     f'height="{height - top - bottom}" fill="rgba(198,40,40,0.13)"><title>{label} '
+                     f'{start:.2f}-{end:.2f} s</title></rect>')
+        parts.append(f'<text x="{x0 + 3:.1f}" y="{top + 11}" fill="#c62828">{label}</text>')
+    bar_w = max(1.0, inner_w / span * 0.8)
+    for r in rows:
+        req, fail = r.get("requests", 0), r.get("failures", 0)
+        bh, fh = req / req_max * h2, fail / req_max * h2
+        parts.append(f'<rect x="{x(r["t"]):.1f}" y="{y2_top + h2 - bh:.1f}" width="{bar_w:.1f}" height="{bh:.1f}" '
+                     f'fill="#90caf9"><title>t={r["t"]:.0f} s: {req} requests, {fail} failures, '
+                     f'{r.get("users", 0)} users</title></rect>')
+        if fail:
+            parts.append(f'<rect class="failures" x="{x(r["t"]):.1f}" y="{y2_top + h2 - fh:.1f}" '
+                         f'width="{bar_w:.1f}" height="{fh:.1f}" fill="#c62828"/>')
+    for key, colour in _SERIES:
+        pts = [(x(r["t"] + 0.5), top + h1 - (r[key] / lat_max) * h1) for r in rows if r.get(key) is not None]
+        if pts:
+            parts.append(f'<polyline class="{key}" fill="none" stroke="{colour}" stroke-width="1.5" points="'
+                         + " ".join(f"{a:.1f},{b:.1f}" for a, b in pts) + '"/>')
+    parts += [f'<line x1="{left}" y1="{top + h1}" x2="{left + inner_w}" y2="{top + h1}" stroke="#888"/>',
+              f'<line x1="{left}" y1="{y2_top + h2}" x2="{left + inner_w}" y2="{y2_top + h2}" stroke="#888"/>',
+              f'<text x="{left - 4}" y="{top + 4}" text-anchor="end">{lat_max:.0f} ms</text>',
+              f'<text x="{left - 4}" y="{top + h1}" text-anchor="end">0</text>',
+              f'<text x="{left - 4}" y="{y2_top + 4}" text-anchor="end">{req_max}/s</text>',
+              f'<text x="{left - 4}" y="{y2_top + h2}" text-anchor="end">0</text>']
+    step = max(1, int(span / 10))
+    t = int(lo)
+    while t <= hi:   # bounded: at most ~11 ticks
+        parts.append(f'<text x="{x(t):.1f}" y="{height - bottom + 14}" text-anchor="middle">{t}</text>')
+        t += step
+    legend = "  ".join(f'<tspan fill="{c}">{k}</tspan>' for k, c in _SERIES)
+    parts += [f'<text x="{left}" y="{top - 8}">response time per second (ms): {legend}</text>',
+              f'<text x="{left}" y="{y2_top - 8}">requests/s <tspan fill="#c62828">(failures/s in red)</tspan></text>',
+              f'<text x="{left + inner_w / 2:.0f}" y="{height - 6}" text-anchor="middle">seconds since the run '
+              f'started (fault windows shaded)</text>', '</svg>']
+    return "\n".join(parts)
