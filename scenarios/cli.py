@@ -168,6 +168,23 @@ def runs_per_scenario(profile: str, repeat: int | None) -> int:
     return max(repeat, least) if profile == "thorough" else repeat
 
 
+def _load_options(users: int | None, spawn_rate: float | None, load_mix: str | None):
+    """The drill's locust load (``scenarios.load.LoadOptions``), or None without ``--users``."""
+    from scenarios.load import LoadError, LoadOptions, parse_mix
+
+    if users is None:
+        if spawn_rate is not None or load_mix is not None:
+            raise click.UsageError("--spawn-rate and --load-mix go with --users N (the number of locust users)")
+        return None
+    if spawn_rate is not None and spawn_rate != spawn_rate:   # NaN passes every range check
+        raise click.BadParameter("must be a number, not nan", param_hint="--spawn-rate")
+    try:
+        return LoadOptions(users, spawn_rate if spawn_rate is not None else max(1.0, users / 10),
+                           parse_mix(load_mix))
+    except LoadError as exc:
+        raise click.BadParameter(str(exc), param_hint="--load-mix") from None
+
+
 @click.command("drill")
 @click.argument("scenario_names", metavar="SCENARIO...", nargs=-1)
 @click.option("--all", "run_all", is_flag=True, help="Run every scenario of `tradedrill scenarios`.")
@@ -187,6 +204,13 @@ def runs_per_scenario(profile: str, repeat: int | None) -> int:
               help="Seconds to let outcomes settle after the load.")
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True, max=2000), default=None,
               help="Signals/s offered (default: the scenario's; issue 11 drills at 200).")
+@click.option("--users", type=click.IntRange(min=1, max=5000), default=None,
+              help="Locust users beside the scenario's workload (issue 16; scenarios/load.py): each one request/s.")
+@click.option("--spawn-rate", type=click.FloatRange(min=0, min_open=True, max=1000), default=None,
+              help="Locust users started per second [default: --users / 10].")
+@click.option("--load-mix", default=None, metavar="KIND=W,...",
+              help="Locust user kinds and weights: rtss (signals on RTSS), webhook (through nginx; adds the "
+                   "backend), ticks (EA consumers; adds the EA) [default: rtss=3,webhook=2,ticks=1].")
 @click.option("--provider", type=click.Choice(["local", "docker", "external"]), default="local", show_default=True,
               help="What runs the stack: local processes, Docker containers (one host per node; --subnet in "
                    "172.30.0.0/16, default 172.30.17), or a deployment you run (--deployment).")
@@ -194,7 +218,8 @@ def runs_per_scenario(profile: str, repeat: int | None) -> int:
               help="With --provider external: the TOML file of the deployment's addresses and its Toxiproxy.")
 def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, profile: str, seed: int | None,
           out_dir: Path, subnet: str, duration: float | None, settle: float | None, rate: float | None,
-          provider: str = "local", deployment: Path | None = None) -> None:
+          provider: str = "local", deployment: Path | None = None, users: int | None = None,
+          spawn_rate: float | None = None, load_mix: str | None = None) -> None:
     """Run fault drills against the local stack, then judge them and write the RTO report; exit 1 when a target
     is missed, 2 when a run cannot be judged."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -226,6 +251,7 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, pr
     for name, value in (("--duration", duration), ("--settle", settle), ("--rate", rate)):
         if value is not None and value != value:  # NaN passes every range check
             raise click.BadParameter("must be a number, not nan", param_hint=name)
+    load = _load_options(users, spawn_rate, load_mix)
     console = _console()
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
                         TimeElapsedColumn(), console=console)
@@ -237,7 +263,7 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, pr
     with interruptible():
         try:
             with progress:
-                result = run_drills(list(scenario_names), opts)
+                result = run_drills(list(scenario_names), opts, load=load)
             run_checks = [check_run(run) for run in result.runs]
             console.print(f"seed {result.seed} (replay with --seed {result.seed})")
             _judge(console, run_checks, str(result.root), result.root)
