@@ -22,6 +22,7 @@ import hmac
 import json
 import math
 import re
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -99,6 +100,9 @@ def _number_text(name: str, value: object) -> str:
     raise AlertError(422, f"field {name!r} must be a number such as 0.01, not a {type(value).__name__}")
 
 
+JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
 def parse_body(raw: bytes, max_body_bytes: int) -> dict:
     """The JSON object of a webhook body; AlertError 413 (too large), 400 (not UTF-8 JSON) or 422 (not an object)."""
     if len(raw) > max_body_bytes:
@@ -110,9 +114,13 @@ def parse_body(raw: bytes, max_body_bytes: int) -> dict:
     except UnicodeDecodeError as exc:
         raise AlertError(400, f"body is not UTF-8 (byte {exc.start})") from None
     except (ValueError, RecursionError) as exc:
+        if "integer string conversion" in str(exc):   # Python's own hint (sys.set_int_max_str_digits) is no answer
+            raise AlertError(400, f"body is not valid JSON: a number has more than {sys.get_int_max_str_digits()} "
+                                  "digits") from None
         raise AlertError(400, f"body is not valid JSON: {' '.join(str(exc).split())[:120]}") from None
     if not isinstance(doc, dict):
-        raise AlertError(422, f"body must be a JSON object of alert fields, not a JSON {type(doc).__name__}")
+        kind = "null" if doc is None else JSON_KINDS.get(type(doc), type(doc).__name__)
+        raise AlertError(422, f"body must be a JSON object of alert fields, not a JSON {kind}")
     return doc
 
 

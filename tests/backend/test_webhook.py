@@ -58,6 +58,12 @@ def test_concurrent_retries_of_one_alert_make_one_signal(client, rdb):
     (json.dumps({**alert(), "order_type": "limit"}).encode(), 422, "price"),
     (b'{"passphrase": "x", "volume": NaN}', 400, "not valid JSON"),
     (b"x" * 9000, 413, "bytes"),
+    # JSON's names for what came instead of an object, not Python's (NoneType, list, str)
+    (b"null", 422, "not a JSON null"),
+    (b"[1, 2]", 422, "not a JSON array"),
+    (b'"buy"', 422, "not a JSON string"),
+    # a number too long for Python to read: the sentence says so, not Python's sys.set_int_max_str_digits() hint
+    (b'{"volume": 1' + b"0" * 5000 + b"}", 400, "number has more than 4300 digits"),
 ])
 def test_every_bad_body_is_a_4xx_that_says_what_is_wrong(client, rdb, body, status, words):
     got = client.post("/webhook/tradingview", content=body, headers={"content-type": "application/json"})
