@@ -653,6 +653,8 @@ class Engine:
             return
         prefix = comment_prefix_for(sig.signal_id, self.cfg.comment_prefix)
         if prefix in self.known:
+            if self._answered_elsewhere(intent, entry_id):
+                return
             self._adopt(intent, self.known[prefix], "takeover scan")
             return
         if not self._account_ok(intent, sig):
@@ -667,10 +669,29 @@ class Engine:
                 self._defer(intent, self.cfg.reconcile_poll_s, "broker lookup failed")
                 return
             if trace is not None:
+                if self._answered_elsewhere(intent, entry_id):
+                    return
                 self._adopt(intent, trace, "redelivery lookup")
                 return
         self._in_batch[intent.signal_id] = entry_id
         return intent
+
+    def _answered_elsewhere(self, intent: Intent, entry_id: str) -> bool:
+        """Before adopting a broker order for ``intent`` that this instance's journal does not know: when RTS says
+        the signal was already answered (executed or rejected) for another RTSS entry, by an earlier holder whose
+        journal we do not share, this entry is the sender's resend and gets DUPLICATE, not a second result
+        (issue 16's stateful test: submit s1, kill the active engine, resend s1). True when answered here."""
+        if intent.attempt > 0:
+            return False   # our own journal sent it: it is ours to settle
+        fields = self.redis.run(lambda r: r.hmget(self._rts_signal(intent.signal_id), "entry_id", "status"))
+        first_entry, status = (fields or [None, None])[:2]
+        if not first_entry or first_entry == entry_id or status not in (ResultStatus.EXECUTED.value,
+                                                                        ResultStatus.REJECTED.value):
+            return False
+        self.reject_entry(entry_id, intent.signal_id, "DUPLICATE_SIGNAL",
+                          f"signal id already handled in entry {first_entry} ({status}, by an earlier holder)",
+                          alert=False, status=ResultStatus.DUPLICATE.value)
+        return True
 
     def _account_ok(self, intent: Intent, sig: Signal) -> bool:
         if sig.account in self.suspended_accounts:

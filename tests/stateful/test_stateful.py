@@ -23,9 +23,6 @@ def test_the_reference_engine_holds_under_random_fault_schedules(session, record
     assert len(session.examples) >= 1
 
 
-@pytest.mark.xfail(strict=True, reason="known finding of the stateful test, reported to the engine's owner: a signal "
-                   "resent by its sender after a takeover gets a second 'executed' result (RECONCILED) instead of "
-                   "'duplicate', because the new holder's journal does not know it")
 def test_a_signal_resent_after_a_takeover_gets_exactly_one_result(session):
     example = session.example(16)
     for step in ({"op": "submit", "kind": "market", "signal": "s1", "side": "buy", "symbol": "EURUSD"},
