@@ -9,7 +9,9 @@ cd "$(dirname "$0")"
 
 # Debian packages: the real services of the local stack, kernel fault tools, a browser to check the report
 # nginx: the real reverse proxy in front of the two backends (BE-2, issue 15)
-APT_PACKAGES=(redis-server clickhouse-server postgresql nftables iproute2 procps util-linux chromium python3-venv zstd nginx nodejs)
+# docker.io + mmdebstrap: the docker provider (issue 17) starts dockerd itself and builds its images from a bookworm base
+APT_PACKAGES=(redis-server clickhouse-server postgresql nftables iproute2 procps util-linux chromium python3-venv zstd nginx nodejs
+              docker.io mmdebstrap)
 
 install_debian_packages() {
   local missing=() p
@@ -32,7 +34,7 @@ install_python_packages() {
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "run.sh: installing Python packages into .venv"
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[test]'
+    .venv/bin/python -m pip install -q -e '.[test,docker]'
     touch "$stamp"
   fi
 }

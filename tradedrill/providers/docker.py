@@ -195,7 +195,8 @@ def down_leftovers(every: bool = False) -> list[str]:
         if swept:
             lines.append(f"removed {swept.describe()} of docker runs: {', '.join(swept.containers + swept.networks)}")
         lines += [f"docker: {e}" for e in swept.errors]
-        if not labels.sweep_needed(client) and engine.stop_recorded():
+        keep = os.environ.get("TRADEDRILL_DOCKER_KEEP_ENGINE") == "1"
+        if not keep and not labels.sweep_needed(client) and engine.stop_recorded():
             lines.append("stopped the dockerd a tradedrill run had started")
     finally:
         client.close()
