@@ -1,0 +1,76 @@
+"""The locust load in the report (issue 16): one plot of the load's statistics and the fault windows on the run's
+timeline, the load's numbers beside it, and the verification section (catch rate, soak) or "not measured"."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from reports import build_report
+from reports.verification import section_view
+from scenarios import synthetic
+from scenarios.load import LOAD_DIR, load_svg
+
+
+def _add_load(run, mono0: float = 1000.0, seconds: int = 20) -> None:
+    folder = run / LOAD_DIR
+    folder.mkdir()
+    rows = [{"mono": int(mono0) + s, "wall_ts": 0, "users": min(50, 10 * (s + 1)), "requests": 40,
+             "failures": 7 if 8 <= s <= 9 else 0, "p50": 9.0, "p95": 30.0 + s, "p99": 45.0 + s, "types": {}}
+            for s in range(seconds)]
+    (folder / "stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"mono": 10')  # torn line
+    entry = {"requests": 800, "failures": 14, "rps": 40.0, "p50_ms": 9, "p95_ms": 38, "p99_ms": 61, "max_ms": 90.5}
+    (folder / "summary.json").write_text(json.dumps({"users": 50, "spawn_rate": 10, "mix": {"rtss": 3, "webhook": 2},
+                                                     "total": entry, "by_name": {"RTSS submit": entry}}))
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loaddrill")
+    run = root / "engine-kill" / "run-1"
+    synthetic.write_run(run, scenario="engine-kill", seed=3, repeat=1, outage_s=1.5, rate_per_s=5.0, inject_at_s=8.0)
+    _add_load(run)
+    plain = root / "engine-kill" / "run-2"
+    synthetic.write_run(plain, scenario="engine-kill", seed=4, repeat=2, outage_s=1.5, rate_per_s=5.0)
+    catch = root / "catch_rate.json"
+    catch.write_text(json.dumps({"caught": 10, "total": 10, "catch_rate": 1.0, "variants": [
+        {"variant": "no-fencing", "bug": "sends after losing the lease", "caught_by": "stateful",
+         "symptoms": [{"checker": "duplicates", "summary": "1 duplicate order"}], "schedule": [{"op": "kill"}]}]}))
+    path = build_report([run, plain], root / "report",
+                        verification=section_view(catch, root / "no-soak.json"))
+    return path.read_text()
+
+
+def test_one_plot_holds_the_load_and_the_fault_window(html):
+    svgs = re.findall(r'<svg class="load-plot".*?</svg>', html, re.S)
+    assert len(svgs) == 1   # the run without load has none
+    svg = svgs[0]
+    for series in ("p50", "p95", "p99"):
+        assert f'<polyline class="{series}"' in svg
+    window = re.search(r'class="fault-window"[^>]*><title>([^<]*)</title>', svg)
+    assert window and re.search(r" (7\.9|8\.0)\d-", window.group(1)), window   # at the injection, on the run's time axis
+    assert svg.count('class="failures"') == 2   # the two seconds with failures
+
+
+def test_the_load_numbers_are_beside_the_plot(html):
+    assert "50 users (rtss x3, webhook x2), spawn rate 10/s: 800 requests (40/s), 14 failures" in html
+    assert "p95 38 ms, p99 61 ms" in html
+
+
+def test_verification_section_shows_what_exists_and_says_what_does_not(html):
+    section = html.split('id="verification"')[1].split('id="benchmarks"')[0]
+    assert "Catch rate: <strong>10 of 10</strong>" in section and "no-fencing" in section
+    soak = section.split('id="verification-soak"')[1]
+    assert "not measured" in soak and "nox -s soak" in soak
+
+
+def test_no_data_at_all_is_not_measured(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    view = section_view()
+    assert not view["catch_rate"]["measured"] and not view["soak"]["measured"]
+
+
+def test_svg_without_rows_still_shows_the_windows():
+    svg = load_svg([], [{"fault": "process-kill", "start": 3.0, "end": None}], end_s=10.0)
+    assert 'class="fault-window"' in svg and "<polyline" not in svg
