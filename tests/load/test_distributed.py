@@ -1,0 +1,97 @@
+"""The same load distributed (issue 16): one locust master and two workers on loopback, started and stopped by
+handle, running this project's locustfile (``scenarios/locustfiles.py``) against a webhook that answers like the
+backend. The master aggregates what both workers' users sent; each worker records its requests in the run's
+history. About 15 s."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = os.environ.get("TRADEDRILL_LOAD_TEST_HOST", "127.0.101.1")
+
+
+class _Webhook(BaseHTTPRequestHandler):
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        self.seen.append(body["alert_id"])
+        answer = json.dumps({"status": "accepted", "signal_id": "sig-" + body["alert_id"]}).encode()
+        self.send_response(202)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def webhook():
+    _Webhook.seen = []
+    server = ThreadingHTTPServer((HOST, 0), _Webhook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{HOST}:{server.server_address[1]}/webhook/tradingview"
+    server.shutdown()
+    server.server_close()
+
+
+def test_one_master_two_workers(tmp_path, webhook):
+    spec = {"run_dir": str(tmp_path), "stack_dir": str(tmp_path), "passphrase": "test-passphrase",
+            "webhook_url": webhook, "sentinels": [], "symbols": ["EURUSD"], "volume": 0.01, "timeout_s": 2.0,
+            "account": 5001, "seed": 1}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    env = {**os.environ, "TRADEDRILL_LOAD_SPEC": str(tmp_path / "spec.json"), "PYTHONPATH": str(ROOT)}
+    port = _free_port()
+    locust = [sys.executable, "-m", "locust", "-f", str(ROOT / "scenarios" / "locustfiles.py")]
+    master_cmd = [*locust, "--master", "--headless", "--master-bind-host", HOST, "--master-bind-port", str(port),
+                  "--expect-workers", "2", "--expect-workers-max-wait", "60", "-u", "4", "-r", "4", "-t", "6s",
+                  "--csv", str(tmp_path / "dist"), "--only-summary", "WebhookSender"]
+    worker_cmd = [*locust, "--worker", "--master-host", HOST, "--master-port", str(port), "WebhookSender"]
+    procs: list[subprocess.Popen] = []
+    try:
+        log = open(tmp_path / "master.log", "wb")
+        procs.append(subprocess.Popen(master_cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+        for i in range(2):
+            wlog = open(tmp_path / f"worker-{i}.log", "wb")
+            procs.append(subprocess.Popen(worker_cmd, cwd=ROOT, env=env, stdout=wlog, stderr=subprocess.STDOUT))
+        master = procs[0]
+        master.wait(timeout=120)   # bounded: 6 s of load after both workers joined
+        for worker in procs[1:]:
+            worker.wait(timeout=30)   # a worker quits when its master does
+    finally:
+        for p in procs:   # stopped by handle, also when the test fails
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+    output = (tmp_path / "master.log").read_text()
+    assert master.returncode == 0, output[-2000:]
+    rows = {r.split(",")[1].strip('"'): r.split(",") for r in (tmp_path / "dist_stats.csv").read_text().splitlines()[1:]}
+    aggregated = rows["Aggregated"]
+    requests, failures = int(aggregated[2]), int(aggregated[3])
+    assert requests > 0 and failures == 0, output[-2000:]
+    # both workers ran users: their alert ids carry each worker's own tag, and the master counted them all
+    tags = {alert.rsplit("-w-", 1)[0] for alert in _Webhook.seen}
+    assert len(tags) == 2, tags
+    assert requests <= len(_Webhook.seen)   # a post cut by the stop reaches the webhook without a request event
+    # and each worker wrote its requests into the run's history
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    done = [h for h in history if h["type"] == "ok" and h["f"] == "webhook"]
+    assert len(done) == requests
