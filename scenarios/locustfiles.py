@@ -399,7 +399,17 @@ def _on_init(environment, **_kw) -> None:
     if isinstance(environment.runner, MasterRunner):
         return
     environment.tradedrill = LoadContext(spec, environment, tag=f"lw{os.getpid() % 100000}")
+    environment.tradedrill.cli = True
     environment.tradedrill.start_reader()
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment, **_kw) -> None:
+    """A CLI worker's load is over: its acknowledged signals get their results (bounded by the spec's settle_s),
+    then its history is closed. (``run`` settles its own after the load.)"""
+    ctx = getattr(environment, "tradedrill", None)
+    if ctx is not None and getattr(ctx, "cli", False) and not ctx.stopping:
+        ctx.settle(time.monotonic() + float(ctx.spec.get("settle_s", 10.0)))
 
 
 def run(spec_path: str | Path) -> int:
