@@ -56,7 +56,7 @@ from pathlib import Path
 import duckdb
 
 from reference.store.blocks import BlockVerifier, checksum_scheme_matches, size_problem
-from reference.store.diagnosis import describe, lock_holder
+from reference.store.diagnosis import describe, lock_holder, short_file
 from reference.store.nospace import no_space
 from reference.store.failed_syncs import RetryPolicy
 from reference.store.snapshots import SnapshotError, SnapshotInfo, SnapshotSet, fsync_dir
@@ -328,7 +328,7 @@ class Journal:
                 raise JournalLocked(f"the intent journal {self.path} is locked by {holder}: an engine with the same "
                                     f"instance name is running; stop it, or give this instance a name of its "
                                     f"own") from None
-            return self._recover(describe(exc), committed, started)
+            return self._recover(describe(exc, self.path), committed, started)
         if held < committed:
             return self._recover(f"it opens but holds writes only up to #{held} while {said}: "
                                  f"{committed - held} committed write(s) silently lost", committed, started,
@@ -396,7 +396,10 @@ class Journal:
         had_wal = self.wal_path.exists()
         evidence = self._move_aside(saw)
         skipped: list[str] = []
-        for info in self.snapshots.entries():
+        entries = self.snapshots.entries()
+        if self.snapshots.manifest_note:   # said whichever copy is restored: a damaged manifest is damage too
+            skipped.append(self.snapshots.manifest_note)
+        for info in entries:
             if held is not None and info.hwm <= held:
                 break   # the file that lost writes still holds more than this snapshot
             try:
@@ -410,8 +413,6 @@ class Journal:
                                       committed, got, started, skipped)
             skipped.append(f"snapshot {info.file} does not open ({problem})")
             self._set_aside(evidence, f"unusable-{info.file}")
-        if self.snapshots.manifest_note:
-            skipped.append(self.snapshots.manifest_note)
         original = evidence / self.path.name
         if original.exists() and (held is not None or had_wal):
             shutil.copyfile(original, self.path)      # a copy: the evidence stays as it was found
@@ -908,7 +909,11 @@ class Journal:
         except OSError as exc:
             return f"the file cannot be read: {exc.strerror}"
         if head[8:12] != b"DUCK":
-            return "the file header is no longer a DuckDB header (zeroed or overwritten)"
+            try:
+                short = short_file(os.fstat(self._read_fd).st_size)
+            except OSError:
+                short = None
+            return short or "the file header is no longer a DuckDB header (zeroed or overwritten)"
         with self._lock:   # no commit (and so no checkpoint) between the pragma and the stat
             cur = self._db.cursor()
             try:

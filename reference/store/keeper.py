@@ -209,6 +209,13 @@ class StoreKeeper:
         if self.health_checks == 1 and off:   # said once: the check runs, but cannot see flipped bytes
             self.emit("journal_block_check_off", file=str(self.journal.path), reason=off)
             self.alert("journal_block_check_off", off, file=str(self.journal.path))
+        garbled = getattr(self.journal, "mark_garbled", None)
+        if self.health_checks == 1 and garbled:   # the silent-loss detector was blind at this start: said once
+            mark = str(getattr(self.journal, "mark_path", ""))
+            self.emit("journal_mark_ignored", file=mark, journal=str(self.journal.path), reason=garbled)
+            self.alert("journal_mark_ignored", f"intent journal {self.journal.path}: {garbled}, so it could not "
+                       f"show whether committed writes were lost before this start (the newest snapshot still "
+                       f"could); nothing was moved, the mark is rewritten from the journal", file=mark)
         problem = self.journal.health()
         if problem is None:
             return True
