@@ -19,7 +19,7 @@ import re
 import shutil
 import subprocess
 import threading
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from faults.core import Fault, FaultError, FaultState
 from faults.safety import check_address
@@ -43,8 +43,11 @@ def table_name(pid: int | None = None) -> str:
     return f"{TABLE_PREFIX}_{pid or os.getpid()}"
 
 
-def nft(script: str, timeout: float = 10.0) -> str:
-    proc = subprocess.run(["nft", "-f", "-"], input=script, text=True, capture_output=True, timeout=timeout)
+def nft(script: str, timeout: float = 10.0, netns_pid: int | None = None) -> str:
+    """Run an nft script in this network namespace, or in that of process ``netns_pid`` (a container's init,
+    entered from the host with nsenter: the docker provider's nodes each have their own)."""
+    argv = ["nft", "-f", "-"] if netns_pid is None else ["nsenter", "-t", str(netns_pid), "-n", "nft", "-f", "-"]
+    proc = subprocess.run(argv, input=script, text=True, capture_output=True, timeout=timeout)
     if proc.returncode != 0:
         raise FaultError(f"nft refused the rules ({proc.stderr.strip()}); script was:\n{script}")
     return proc.stdout
@@ -91,6 +94,10 @@ class NftFault(Fault):
         self.table = table_name()
         self.chain = f"f{os.getpid()}_{next(_chain_ids)}"
         self.state = self.state or FaultState()
+        # where the rules go: this namespace (None), or every network namespace of these PIDs, asked at inject time
+        # (the docker provider sets it: one namespace per container, each filters its own input)
+        self.netns_pids: Callable[[], list[int]] | None = None
+        self._placed: list[int] = []
 
     def rules(self) -> list[str]:
         raise NotImplementedError
@@ -107,12 +114,24 @@ class NftFault(Fault):
                   f"add chain inet {self.table} {self.chain} "
                   f"{{ type filter hook input priority {self.priority}; policy accept; }}"]
         script += [f"add rule inet {self.table} {self.chain} {rule}" for rule in rules]
+        if self.netns_pids is not None:
+            self._placed = []
+            for pid in self.netns_pids():
+                nft("\n".join(script) + "\n", netns_pid=pid)
+                self._placed.append(pid)
+            return
         with _lock:
             self.state.add("nft_tables", {"table": self.table, "pid": os.getpid()})
             nft("\n".join(script) + "\n")
             _live_chains.add(self.chain)
 
     def _heal(self) -> None:
+        if self.netns_pids is not None:
+            for pid in self._placed:   # a namespace that is gone (its container stopped) took its rules along
+                subprocess.run(["nsenter", "-t", str(pid), "-n", "nft", "delete", "chain", "inet", self.table,
+                                self.chain], text=True, capture_output=True, timeout=10)
+            self._placed = []
+            return
         with _lock:
             _live_chains.discard(self.chain)
             if _live_chains:

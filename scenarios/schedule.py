@@ -64,6 +64,7 @@ class Schedule:
         try:
             target = self.env.resolve(step.target)
             fault = package.build(self.env, target, dict(step.params))
+            getattr(self.env.stack, "place_fault", lambda f: f)(fault)   # the provider puts it where its nodes are
             with self._lock:
                 self.made.append(fault)
             fault.inject()

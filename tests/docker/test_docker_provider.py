@@ -103,3 +103,22 @@ def test_a_drill_killed_midway_leaves_nothing_after_tradedrill_down(docker_clien
     assert down.returncode == 0, down.stderr
     assert "removed" in down.stdout
     assert tradedrill_objects(docker_client) == []
+
+
+def test_a_partition_between_containers_is_made_in_their_namespaces_and_healed(docker_client, tmp_path):
+    from faults.kernel import Partition
+    from tradedrill.providers.docker import DockerStack
+
+    s = DockerStack(DockerStack.drill_topology(SUBNET, ("redis",)), tmp_path / "stack", stop_engine=False)
+    s.up()
+    try:
+        primary, replica = s.node("redis-1"), s.node("redis-2").container
+        reach = ["timeout", "2", "bash", "-c", f"</dev/tcp/{primary.address}/6379"]
+        fault = s.place_fault(Partition([[primary.address], [s.node("redis-2").address]]))
+        fault.inject()
+        assert replica.exec_run(reach).exit_code != 0       # cut between the two containers
+        assert s.redis_node_client("redis-1", 0.5).ping()   # the harness (the bridge's gateway) is on no side
+        fault.heal()
+        assert replica.exec_run(reach).exit_code == 0
+    finally:
+        s.down()

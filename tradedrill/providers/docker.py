@@ -84,6 +84,15 @@ class DockerStack(LocalStack):
                 "engine_started_by_harness": bool(self.engine and self.engine.started)}
 
     # -- lifecycle -------------------------------------------------------------------------------------------
+    def place_fault(self, fault):
+        """Kernel rules go into every container's own network namespace (each filters its input, as the host's
+        one namespace does for the local provider's loopback addresses)."""
+        from faults.kernel import NftFault
+
+        if isinstance(fault, NftFault):
+            fault.netns_pids = lambda: [n.pid for n in self.nodes.values() if n.pid]
+        return fault
+
     def _check_ports(self, listening: list[NodeSpec], reaped: bool) -> None:
         """Every node is its own host: nothing on this machine's addresses to check."""
 
@@ -113,6 +122,11 @@ class DockerStack(LocalStack):
                 self.images[kind] = tags[recipe.name]
             self.timings["images_s"] = time.monotonic() - started
             self.network = self._make_network()
+            # the faults' safety check admits this run's own network (faults.safety)
+            from faults.safety import NETWORKS_ENV
+
+            nets = [n for n in os.environ.get(NETWORKS_ENV, "").split(",") if n]
+            os.environ[NETWORKS_ENV] = ",".join(dict.fromkeys([*nets, f"{self.topology.subnet}.0/24"]))
         except BaseException:
             self._remove_docker_objects()
             raise
