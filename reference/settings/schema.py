@@ -10,6 +10,7 @@ The numbers here are what a user may change. Broker logins are not settings: the
 """
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
@@ -143,13 +144,33 @@ def parse_settings(data: bytes | str, model: type[M], *, max_bytes: int | None =
                             source=source)
     if not raw.strip():
         raise SettingsError(f"{source} is empty", source=source)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise SettingsError(f"{source} starts with a UTF-8 byte order mark (an editor such as Notepad adds it): save "
+                            f"it as UTF-8 without a BOM", source=source)
     try:
-        return model.model_validate_json(raw)
+        settings = model.model_validate_json(raw)
     except ValidationError as err:
         raise describe_validation_error(err, source) from None
     except (ValueError, RecursionError, MemoryError) as exc:  # the parser's own limits (depth, number size)
         raise SettingsError(f"{source} cannot be read as settings: {type(exc).__name__}: {str(exc)[:120]}",
                             source=source) from None
+    _refuse_repeated_keys(raw, source)
+    return settings
+
+
+def _refuse_repeated_keys(raw: bytes, source: str) -> None:
+    """A key written twice is an error naming the field: JSON parsers keep the last one in silence, so a
+    ``"trading_enabled": false`` a user added at the top of the file was ignored."""
+    def pairs(items: list[tuple[str, Any]], path: tuple = ()) -> dict:
+        seen: dict[str, Any] = {}
+        for key, value in items:
+            if key in seen:
+                raise SettingsError(f"{source}: field '{key}' is written twice (JSON would keep only the last, "
+                                    f"{_show(value)}, in silence): keep one", field=key, source=source)
+            seen[key] = value
+        return seen
+
+    json.loads(raw, object_pairs_hook=pairs)
 
 
 def dump_settings(settings: BaseModel) -> bytes:
