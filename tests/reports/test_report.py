@@ -72,14 +72,15 @@ def test_junit_parses_with_one_case_per_scenario_and_requirement(report):
                           ("drill.redis-primary-kill", "RDS-2"), ("drill.redis-primary-kill", "ENG-1"),
                           ("drill.redis-primary-kill", "ENG-5"),
                           ("drill.lost-reply", "ENG-1"), ("drill.lost-reply", "ENG-5"), ("drill.lost-reply", "BRK-4"),
-                          ("drill.lost-reply", "PERF-1")}   # issue 11: the rate kept during the lost-reply fault
+                          ("drill.lost-reply", "PERF-1"),   # issue 11: the rate kept during the lost-reply fault
+                          ("drill.lost-reply", "ORD-2")}    # issue 13: orders in failed_syncs (unmeasured here)
     brk = cases[("drill.lost-reply", "BRK-4")].find("failure")
     assert brk is not None and "s-4-0007" in brk.text and "s-4-0011" in brk.text
     assert cases[("drill.engine-kill", "ENG-1")].find("failure") is not None
     # one engine at a time and no stale write in the synthetic lost-reply run: ENG-1 is judged there and passes
     assert cases[("drill.lost-reply", "ENG-1")].find("failure") is None
     assert cases[("drill.lost-reply", "ENG-1")].find("skipped") is None
-    assert int(root.get("tests")) == 9 and int(root.get("failures")) >= 3
+    assert int(root.get("tests")) == 10 and int(root.get("failures")) >= 3
 
 
 def test_every_guarantee_has_its_row_and_its_evidence(tmp_path):
