@@ -58,3 +58,17 @@ def test_a_node_command_runs_on_the_images_python():
     assert container_argv(["/usr/bin/redis-server", "/x/redis.conf"]) == ["/usr/bin/redis-server", "/x/redis.conf"]
     argv = container_argv([sys.executable, "-m", "reference.mt5.simcli", "serve", "--host", "172.30.17.8"], "mt5")
     assert argv[4] == "--allow-remote"   # a container address is not loopback, and is this machine's own network
+
+
+def test_down_without_the_docker_sdk_says_so_instead_of_failing(monkeypatch, tmp_path):
+    """`tradedrill down` on a machine where a Docker engine runs but the venv lacks the docker extra (a clone set up
+    before issue 17) printed a ModuleNotFoundError traceback and stopped nothing after it."""
+    from tradedrill.docker import engine
+    from tradedrill.providers import docker as provider
+
+    socket = tmp_path / "docker.sock"
+    socket.touch()
+    monkeypatch.setattr(engine, "SOCKET", str(socket))
+    monkeypatch.setitem(sys.modules, "docker", None)   # import docker -> ImportError
+    lines = provider.down_leftovers()
+    assert len(lines) == 1 and "docker SDK is not installed" in lines[0] and "run.sh setup" in lines[0]

@@ -200,7 +200,14 @@ def down_leftovers(every: bool = False) -> list[str]:
     ``every``), then stop the dockerd a harness started once nothing of ours runs on it. Lines to print."""
     from tradedrill.docker import engine, labels
 
-    if not os.path.exists(engine.SOCKET) or not engine.answers():
+    if not os.path.exists(engine.SOCKET):
+        return []
+    try:
+        import docker  # noqa: F401 - the SDK is the docker extra; without it nothing of a docker run can be swept
+    except ImportError:
+        return ["docker: containers of docker-provider runs were not looked for: the docker SDK is not installed "
+                "(bash run.sh setup installs it)"]
+    if not engine.answers():
         return []
     lines = []
     client = engine.client()
