@@ -166,6 +166,9 @@ SETTINGS: dict[str, Setting] = {
     "backend.proxy_port": _port(8080, "BE-2: the one URL TradingView calls (nginx in front of both backends)"),
     "backend.proxy_read_timeout_ms": _int(300, "BE-2: a frozen backend is left for the other within 500 ms", 1,
                                           60000),
+    "backend.chart_read_timeout_ms": _int(1000, "TV-4: chart history, the datafeed and the panel's files through "
+                                                "the proxy: a slow answer is waited for, never a 504 at 300 ms, and "
+                                                "never takes backend-a out of service (issue 15)", 1, 60000),
     "backend.max_fails": _int(1, "BE-2: failed requests that mark a backend down (nginx max_fails)", 1, 100),
     "backend.fail_timeout_s": _seconds(5.0, "BE-2: how long a failed backend is left alone (nginx fail_timeout)",
                                        3600.0),

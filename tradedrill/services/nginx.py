@@ -12,6 +12,15 @@ after ``backend.max_fails`` failures, then tried again with one request. The bac
 of ``EVENTS_READ_TIMEOUT_S`` (the backend's heartbeat is every second), through an upstream of its own in which no
 server is marked down (see the comment in :func:`nginx_conf`).
 
+The chart reads (``CHART_PATHS``: the UDF datafeed ``/config`` ``/symbols`` ``/history`` ``/time``, ``/trades``)
+and the panel's static files (``STATIC_PATHS``: the page, the chart library, the icon) are GETs that may take
+longer than a webhook without anything being wrong (a ClickHouse query, a 190 KB file, a backend starved of CPU),
+so they go through an upstream of their own (``charts``, no server ever marked down) with
+``chart_read_timeout_ms`` (default 1 s): a slow answer is waited for instead of being a 504 at 300 ms, it never
+takes backend-a out of service for the webhook (issue 15: one slow chart answer at load 6 marked A down and six
+chart requests after it got 502 "no live upstreams"), and a frozen or dead A is still left for B (``error
+timeout``: a frozen A costs a chart request the longer timeout before B answers it).
+
 - ``nginx_conf(...)``: the configuration text (everything on the node's loopback addresses; request bodies never
   spill to disk; no body and no query string is logged: the webhook body holds the passphrase);
 - ``proxy_node(name, address, port, upstreams, state_dir, ...)``: a lone nginx (tests, the benchmark);
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -38,6 +48,9 @@ from tradedrill.topology import NodeSpec, Topology
 NGINX = "/usr/sbin/nginx"
 HEALTH_PATH = "/proxy-health"
 EVENTS_READ_TIMEOUT_S = 3   # /panel/events: the backend's heartbeat is every 1 s (reference.backend.panel)
+CHART_READ_TIMEOUT_MS = 1000   # chart reads and static files (backend.chart_read_timeout_ms)
+CHART_PATHS = ("/config", "/symbols", "/history", "/time", "/trades")   # UDF datafeed and trade history (TV-4)
+STATIC_PATHS = ("/panel/", "/panel/lightweight-charts.js", "/favicon.ico")   # the panel's page and files (TV-3)
 
 
 class NginxMissing(RuntimeError):
@@ -59,14 +72,16 @@ def proxy_body_bytes(max_body_bytes: int) -> int:
 
 def nginx_conf(address: str, port: int, upstreams: Sequence[tuple[str, int]], prefix: Path, *,
                read_timeout_ms: int = 300, connect_timeout_ms: int = 200, max_fails: int = 1,
-               fail_timeout_s: float = 5.0, max_body_bytes: int = 8192, worker_user: str | None = "nobody") -> str:
+               fail_timeout_s: float = 5.0, chart_read_timeout_ms: int = CHART_READ_TIMEOUT_MS, max_body_bytes: int = 8192, worker_user: str | None = "nobody") -> str:
     """The nginx.conf of a proxy listening on ``address:port`` in front of ``upstreams`` (the first serves, the
-    others are ``backup``). Timeouts in milliseconds; ``fail_timeout_s`` seconds. ``max_body_bytes`` is the
+    others are ``backup``). Timeouts in milliseconds (``read_timeout_ms``: the webhook and the panel's session,
+    state and orders, BE-2; ``chart_read_timeout_ms``: ``CHART_PATHS`` and ``STATIC_PATHS``); ``fail_timeout_s`` seconds. ``max_body_bytes`` is the
     backends' own limit: nginx passes bodies up to ``proxy_body_bytes(max_body_bytes)`` on, so the backend answers
     an oversized alert with its JSON 413, and answers a larger one itself with a 413 in the same JSON shape."""
     if not upstreams:
         raise ValueError("a proxy needs at least one upstream backend")
     events_timeout_s = EVENTS_READ_TIMEOUT_S
+    chart_regex = "|".join(re.escape(path) for path in (*CHART_PATHS, *STATIC_PATHS))
     prefix = Path(prefix)
     servers = []
     for i, (host, uport) in enumerate(upstreams):
@@ -83,6 +98,9 @@ def nginx_conf(address: str, port: int, upstreams: Sequence[tuple[str, int]], pr
     # costs a stream the read timeout)
     event_servers = [f"        server {host}:{int(uport)} max_fails=0{' backup' if i else ''};"
                      for i, (host, uport) in enumerate(upstreams)]
+    # chart reads and static files: the same servers, none ever marked down, so a slow chart answer (a timeout)
+    # never takes backend-a out of service for the webhook's upstream, which keeps its own failure count
+    chart_servers = event_servers
     user = f"user {worker_user} nogroup;\n" if worker_user and os.geteuid() == 0 else ""
     passed = proxy_body_bytes(max_body_bytes)
     too_large = json.dumps({"error": f"body is over {passed} bytes; an alert is at most {int(max_body_bytes)} bytes"})
@@ -94,7 +112,8 @@ def nginx_conf(address: str, port: int, upstreams: Sequence[tuple[str, int]], pr
         500: "the proxy failed to pass the request on; try again",
         502: "the proxy reached no backend (every backend refused or is marked down); try again",
         503: "the proxy cannot take the request now; try again",
-        504: f"no backend answered within {int(read_timeout_ms)} ms (the proxy read timeout); try again",
+        504: f"no backend answered in time (the proxy read timeout: {int(read_timeout_ms)} ms, "
+             f"{int(chart_read_timeout_ms)} ms for chart history and the panel page); try again",
     }
     error_pages = "\n".join(
         f"        error_page {code} = @proxy_{code};\n"
@@ -134,6 +153,10 @@ http {{
     upstream panel_events {{
 {chr(10).join(event_servers)}
     }}
+    upstream charts {{
+{chr(10).join(chart_servers)}
+        keepalive 16;
+    }}
     server {{
         listen {address}:{int(port)} backlog=1024;
         # a body too large even to pass on: the backend's JSON shape, not nginx's HTML page
@@ -163,6 +186,23 @@ http {{
             proxy_next_upstream error timeout;
             proxy_next_upstream_tries {len(upstreams)};
         }}
+        # chart reads and the panel's static files (GETs): a longer read timeout and an upstream in which no
+        # server is marked down, so a slow answer is waited for, never a 504 at {int(read_timeout_ms)} ms, and never
+        # takes backend-a out of service for the webhook; a dead A (error) or a frozen one (timeout, after
+        # {int(chart_read_timeout_ms)} ms) is left for B. POSTs are never sent twice here (no non_idempotent)
+        location ~ ^({chart_regex})$ {{
+            proxy_pass http://charts;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Real-IP $remote_addr;
+            proxy_connect_timeout {int(connect_timeout_ms)}ms;
+            proxy_send_timeout 1s;
+            proxy_read_timeout {int(chart_read_timeout_ms)}ms;
+            proxy_next_upstream error timeout;
+            proxy_next_upstream_tries {len(upstreams)};
+        }}
+        # the webhook (BE-2's failover under 500 ms) and the panel's session, state and orders (TV-1)
         location / {{
             proxy_pass http://backends;
             proxy_http_version 1.1;
@@ -224,7 +264,8 @@ def build_node(spec: NodeSpec, topo: Topology, run_dir: Path, registry: PidRegis
                       Path(run_dir) / "data" / spec.name, log_path=Path(run_dir) / "logs" / f"{spec.name}.log",
                       registry=registry, role=spec.role, read_timeout_ms=int(s["backend.proxy_read_timeout_ms"]),
                       max_fails=int(s["backend.max_fails"]), fail_timeout_s=float(s["backend.fail_timeout_s"]),
+                      chart_read_timeout_ms=int(s["backend.chart_read_timeout_ms"]),
                       max_body_bytes=BackendConfig.max_body_bytes)
 
 
-__all__ = ["HEALTH_PATH", "NginxMissing", "build_node", "nginx_binary", "nginx_conf", "proxy_body_bytes", "proxy_node"]
+__all__ = ["CHART_PATHS", "CHART_READ_TIMEOUT_MS", "HEALTH_PATH", "STATIC_PATHS", "NginxMissing", "build_node", "nginx_binary", "nginx_conf", "proxy_body_bytes", "proxy_node"]
