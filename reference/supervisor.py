@@ -43,13 +43,20 @@ class RestartPolicy:
     health_interval_s: float | None = None  # probe the program's health this often, if it has a probe
     health_failures: int = 2  # consecutive failed probes that count as a crash
     requirement: str = ""
+    # systemd's TimeoutStartSec: after each (re)start, failed probes do not count until the program has passed one
+    # (it is ready); one that has not passed one within start_timeout_s is killed as a failed start. None: failed
+    # probes count from the start (a program whose probe is only about liveness)
+    start_timeout_s: float | None = None
 
 
 POLICIES: dict[str, RestartPolicy] = {
     # EA-1: restart within 1 s (TV: 500 ms); 3 failed restarts within 30 s: stop and alert
     "ea": RestartPolicy("ea", "always", delay_s=0.1, limit_burst=3, limit_interval_s=30.0, requirement="EA-1"),
-    # BE-1: Restart=always, RestartSec=3; health check every 3 s
-    "backend": RestartPolicy("backend", "always", delay_s=3.0, health_interval_s=3.0, requirement="BE-1"),
+    # BE-1: Restart=always, RestartSec=3; health check every 3 s; a start-up grace of 30 s before failed checks
+    # count (TimeoutStartSec): uvicorn and the app's imports took over 6 s at load average 6, and two failed checks
+    # 3 s apart killed every start (issue 15, webhook-retry-storm)
+    "backend": RestartPolicy("backend", "always", delay_s=3.0, health_interval_s=3.0, requirement="BE-1",
+                             start_timeout_s=30.0),
     # ENG-3: a crash (or a deadlock the engine's watchdog turns into an exit) is restarted; same start limit as EA-1
     "engine": RestartPolicy("engine", "always", delay_s=1.0, limit_burst=3, limit_interval_s=30.0, requirement="ENG-3"),
 }
@@ -79,6 +86,18 @@ class SupervisorEvent:
     pid: int | None = None
     returncode: int | None = None
     detail: str = ""
+
+
+def _probe(health: Callable[[], bool]) -> tuple[bool, str]:
+    """``(ok, why)`` of one health probe: a probe may keep why it failed in ``last_failure`` (the backend's
+    ``GET /health`` does: timed out, refused, HTTP status); an exception is a failure named by it."""
+    try:
+        ok = bool(health())
+    except Exception as exc:  # noqa: BLE001 - a failing probe is an unhealthy program
+        return False, f"the probe raised {type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+    if ok:
+        return True, ""
+    return False, str(getattr(health, "last_failure", "") or "the probe answered unhealthy")
 
 
 class Supervisor:
@@ -136,22 +155,35 @@ class Supervisor:
     def _watch(self, name: str) -> None:
         program, policy, health = self._programs[name]
         restarts: deque[float] = deque()
-        failed_probes = 0
-        next_probe = time.monotonic() + (policy.health_interval_s or 0)
+        failed: list[str] = []        # the consecutive failed probes of this start: when and why
+        watched_pid = None            # a new PID is a new start: its probes begin again
+        started = next_probe = 0.0
+        ready = False
         while not self._stop.is_set():
             if program.is_alive():
+                if program.pid != watched_pid:
+                    watched_pid, started, ready, failed = program.pid, time.monotonic(), False, []
+                    next_probe = started + (policy.health_interval_s or 0)
                 if health and policy.health_interval_s and time.monotonic() >= next_probe:
                     next_probe = time.monotonic() + policy.health_interval_s
-                    ok = False
-                    try:
-                        ok = bool(health())
-                    except Exception:  # noqa: BLE001 - a failing probe is an unhealthy program
-                        ok = False
-                    failed_probes = 0 if ok else failed_probes + 1
-                    if failed_probes >= policy.health_failures:
-                        self._record("unhealthy", program, f"{failed_probes} failed health checks")
+                    ok, why = _probe(health)
+                    since = time.monotonic() - started
+                    if ok:
+                        ready, failed = True, []
+                    else:
+                        failed.append(f"+{since:.1f} s: {why}")
+                    grace = policy.start_timeout_s is not None and not ready
+                    if grace and not ok and since >= policy.start_timeout_s:
+                        self._record("unhealthy", program, (
+                            f"not ready within {policy.start_timeout_s:g} s of its start (no health check passed; "
+                            f"{len(failed)} failed: {'; '.join(failed[-3:])})"))
                         program.kill()
-                        failed_probes = 0
+                        failed = []
+                    elif not grace and len(failed) >= policy.health_failures:
+                        self._record("unhealthy", program, f"{len(failed)} failed health checks "
+                                                           f"({'; '.join(failed)})")
+                        program.kill()
+                        failed = []
                 self._stop.wait(self.poll_s)
                 continue
             rc = program.returncode

@@ -50,14 +50,37 @@ def http_get(address: str, port: int, path: str, timeout: float = 1.0) -> tuple[
         conn.close()
 
 
-def health_probe(address: str, port: int, timeout: float = 1.0):
-    """BE-1's health check of one backend: True when ``GET /health`` answers 200 within ``timeout`` seconds."""
-    def probe() -> bool:
+class HealthProbe:
+    """BE-1's health check of one backend: calling it is True when ``GET /health`` answers 200 within ``timeout``
+    seconds; after a failed call, ``last_failure`` says what happened (the supervisor logs it when it kills)."""
+
+    def __init__(self, address: str, port: int, timeout: float = 1.0):
+        self.address, self.port, self.timeout = address, int(port), float(timeout)
+        self.last_failure = ""
+
+    def __call__(self) -> bool:
+        where = f"GET /health at {self.address}:{self.port}"
         try:
-            return http_get(address, port, "/health", timeout)[0] == 200
-        except (OSError, http.client.HTTPException):
+            status = http_get(self.address, self.port, "/health", self.timeout)[0]
+        except TimeoutError:
+            self.last_failure = f"{where}: no answer within {self.timeout:g} s"
             return False
-    return probe
+        except ConnectionRefusedError:
+            self.last_failure = f"{where}: connection refused (not listening yet, or gone)"
+            return False
+        except (OSError, http.client.HTTPException) as exc:
+            self.last_failure = f"{where}: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}"
+            return False
+        if status != 200:
+            self.last_failure = f"{where}: HTTP {status}"
+            return False
+        self.last_failure = ""
+        return True
+
+
+def health_probe(address: str, port: int, timeout: float = 1.0) -> HealthProbe:
+    """BE-1's health check of one backend (see :class:`HealthProbe`)."""
+    return HealthProbe(address, port, timeout)
 
 
 def backend_node(name: str, config: dict[str, Any], state_dir: Path, *, log_path: Path | None = None,
@@ -119,12 +142,12 @@ def backend_config(spec: NodeSpec, topo: Topology, run_dir: Path) -> dict[str, A
         cred = secrets.clickhouse()
         pw = secrets.folder / "clickhouse-backend.password"
         write_private(pw, cred.password + "\n")
-        # a chart request waits for ClickHouse at most half the proxy's read timeout, so the backend answers (its
-        # DuckDB copy, or 503 "history is unavailable") before nginx gives up on it (an HTML 504 before, and A
-        # marked down for fail_timeout by one slow chart request)
+        # a chart request waits for ClickHouse at most half the proxy's read timeout of chart requests
+        # (backend.chart_read_timeout_ms), so the backend answers (its DuckDB copy, or 503 "history is
+        # unavailable") before nginx gives up on it
         cfg.update(clickhouse_url=f"http://{ch.address}:{ch.ports['http']}", clickhouse_username=cred.username,
                    clickhouse_password_file=str(pw),
-                   clickhouse_deadline_s=int(topo.settings["backend.proxy_read_timeout_ms"]) / 2000)
+                   clickhouse_deadline_s=int(topo.settings["backend.chart_read_timeout_ms"]) / 2000)
     return cfg
 
 
@@ -200,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     return _supervise(Path(args.spec), Path(args.events), Path(args.pids))
 
 
-__all__ = ["SUPERVISOR_NAME", "backend_config", "backend_node", "backend_policy", "build_node", "health_probe",
+__all__ = ["SUPERVISOR_NAME", "HealthProbe", "backend_config", "backend_node", "backend_policy", "build_node", "health_probe",
            "http_get", "passphrase_file", "read_passphrase", "supervisor_node"]
 
 
