@@ -74,6 +74,8 @@ def run(config_path, instance, state_dir, sets, echo_events):
         raise click.ClickException(str(exc)) from None
     eng.install_signal_handlers()
     click.echo(f"engine {config.group}/{config.instance}: events in {eng.events_path}", err=True)
+    if eng.journal.repair is not None:   # DDB-3: the repair's one line in the engine's log too, not only in events
+        click.echo(f"engine {config.group}/{config.instance}: journal: {eng.journal.repair.line}", err=True)
     if user_settings:       # CFG-2: which file was loaded, and when it was a backup, why (one line)
         eng.emit("user_settings_loaded", **user_settings)
         if user_settings["fell_back"]:

@@ -80,6 +80,9 @@ def test_engine_repairs_a_garbled_journal_and_trades_again(harness, case):
         assert repaired["missing_writes"] > 0 and repaired["restored"] == 0, repaired
     evidence = Path(repaired["evidence"])
     assert (evidence / "journal-A.duckdb.wal").exists() and (evidence / "journal-A.duckdb").exists()
+    # the operator reading the engine's own log sees the same one line (not only the events file and ALERTS)
+    logged = [line for line in node.log_path.read_text().splitlines() if ": journal: " in line]
+    assert logged and str(db) in logged[-1] and "WAL fails its checksum" in logged[-1], logged
 
     def alert():
         entries = harness.redis().xrange(harness.alerts)
