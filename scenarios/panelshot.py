@@ -67,7 +67,13 @@ def _capture(proxy_url: str, passphrase: str, png: Path, chromium: Path) -> dict
             page.fill("#passphrase", passphrase)
             page.click("#login-button")
             pushed = page.locator("#pushed")
-            expect(pushed).to_have_attribute("data-instance", _any_instance(), timeout=TIMEOUT_MS)
+            try:
+                expect(pushed).to_have_attribute("data-instance", _any_instance(), timeout=TIMEOUT_MS)
+            except AssertionError:
+                # what the page itself says (a login refused, the proxy's error, the stream's state) is the reason
+                said = {k: (page.locator(f"#{k}").text_content() or "").strip() for k in ("message", "served")}
+                raise AssertionError(f"no state pushed within {TIMEOUT_MS // 1000} s; the page says "
+                                     f"message={said['message']!r}, backend={said['served']!r}") from None
             # the ticks pushed: a row, or the note that this backend reads no EA stream
             expect(page.locator("#ticks tbody tr, #ticks-note:not(:empty)").first).to_be_visible(timeout=TIMEOUT_MS)
             page.screenshot(path=str(png))
