@@ -112,8 +112,12 @@ class DrillEnvironment:
 
     # -- bring-up -------------------------------------------------------------------------------------------------
     def up(self) -> None:
+        from scenarios import overrides as overrides_mod
+
+        # the scenario's drill-sized settings, recorded with the documents' values (the report says "overridden")
+        overrides_mod.record(self.run.path, dict(self.scenario.engine_overrides), dict(self.opts.engine_overrides))
         options = {"mt5": {"seed": self.seed},
-                   "engine": {"overrides": dict(self.opts.engine_overrides),
+                   "engine": {"overrides": {**self.scenario.engine_overrides, **self.opts.engine_overrides},
                               "command": self.opts.engine_command, "env": dict(self.opts.engine_env) or None}}
         if any(step.fault == "disk-fill" for step in self.scenario.faults):
             # the fault only fills a tmpfs of the engine's own: mounted before the engines start, undone by down()
@@ -172,15 +176,10 @@ class DrillEnvironment:
     def _clickhouse_overrides(self) -> dict:
         """The engines' ClickHouse settings: the drill's server, its password in a 0600 file of the stack's secrets
         (the config names the file), CH-1's retry figures as default, no CH-3 backups (another drill's subject)."""
-        from tradedrill.credentials import StackSecrets, write_private
+        from tradedrill.credentials import StackSecrets
+        from tradedrill.services.engine import clickhouse_config
 
-        spec = self.topology.node("clickhouse")
-        secrets = StackSecrets.ensure(self._stack_dir)
-        cred = secrets.clickhouse()
-        password_file = secrets.folder / "clickhouse-engine.password"
-        write_private(password_file, cred.password + "\n")
-        return {"clickhouse_url": f"http://{spec.address}:{spec.ports['http']}", "clickhouse_username": cred.username,
-                "clickhouse_password_file": str(password_file), "clickhouse_backup_dir": "off"}
+        return clickhouse_config(self.topology, StackSecrets.ensure(self._stack_dir))
 
     def _dump_clickhouse(self) -> None:
         """CLICKHOUSE_ROWS: every outcome row of ClickHouse as read with FINAL (one per trade key), and the raw row

@@ -94,8 +94,27 @@ def credentials_config(secrets: StackSecrets, role: str = ROLE) -> dict[str, str
             "sentinel_username": user, "sentinel_password_file": password_file}
 
 
+def clickhouse_config(topo: Topology, secrets: StackSecrets) -> dict[str, str]:
+    """The ``EngineConfig`` fields that make the engines sync every final outcome to the topology's ClickHouse
+    (CH-1): its HTTP URL, the stack's ClickHouse user and a 0600 file of its password in the stack's secrets (the
+    config names the file); CH-3's backups off, as in the drills. Empty when the topology runs no ClickHouse."""
+    from tradedrill.credentials import write_private
+
+    nodes = topo.of_kind("clickhouse")
+    if not nodes:
+        return {}
+    spec = nodes[0]
+    cred = secrets.clickhouse()
+    password_file = secrets.folder / "clickhouse-engine.password"
+    write_private(password_file, cred.password + "\n")
+    return {"clickhouse_url": f"http://{spec.address}:{spec.ports['http']}", "clickhouse_username": cred.username,
+            "clickhouse_password_file": str(password_file), "clickhouse_backup_dir": "off"}
+
+
 def engine_config(topo: Topology, overrides: dict | None = None, secrets: StackSecrets | None = None) -> dict:
-    """The engine configuration (a JSON-able dict of ``EngineConfig`` fields) for ``topo``."""
+    """The engine configuration (a JSON-able dict of ``EngineConfig`` fields) for ``topo``; with ``secrets`` and
+    ClickHouse among the topology's services, the engines sync their outcomes to it (:func:`clickhouse_config`:
+    ``tradedrill up --services redis,clickhouse,mt5,engine,...`` fills ClickHouse as the drills do)."""
     brokers = sorted(topo.of_kind("mt5"), key=lambda s: (s.role != "broker-primary", s.name))
     cfg: dict[str, Any] = {
         "group": str(topo.settings["engine.group"]),
@@ -105,6 +124,7 @@ def engine_config(topo: Topology, overrides: dict | None = None, secrets: StackS
     }
     if secrets is not None:
         cfg.update(credentials_config(secrets))
+        cfg.update(clickhouse_config(topo, secrets))
     cfg.update(overrides or {})
     return cfg
 
