@@ -95,8 +95,33 @@ class _Transport:
                 return value, tuple(error)
 
 
+class _InProcessTransport:
+    """The same calls as :class:`_Transport`, answered by a simulator server object in this process (the frames
+    still go through the wire encoding both ways): unit tests and the ``MetaTrader5`` shim without a socket."""
+
+    def __init__(self, server):
+        self.server = server
+        self.sock = None
+        self._session: dict = {}
+
+    def connect(self, timeout: float) -> None:
+        self.sock = True
+        self._session = {"login": None, "admin": False}
+
+    def close(self) -> None:
+        self.sock = None
+
+    def call(self, method: str, args, kwargs, deadline: float, token: str | None = None):
+        _msgid, method, args, kwargs, token = protocol.request(protocol.pack([1, method, list(args), kwargs, token])[
+            protocol.HEADER.size:])
+        value, error, _reply = self.server._dispatch(self._session, method, args, kwargs, token)
+        _rid, value, error = protocol.unpack(protocol.pack([1, value, list(error)])[protocol.HEADER.size:])
+        return value, tuple(error)
+
+
 class SimulatorTerminal:
-    """An mt5-like object talking to ``tradedrill mt5sim serve`` at (host, port)."""
+    """An mt5-like object talking to ``tradedrill mt5sim serve`` at (host, port); ``SimulatorTerminal.in_process
+    (broker)`` talks to a :class:`~reference.mt5.simulator.broker.Broker` of this process instead."""
 
     # the named tuple types, as attributes like on the real module
     TradePosition = _t.TradePosition
@@ -124,6 +149,15 @@ class SimulatorTerminal:
 
     def __repr__(self) -> str:
         return f"SimulatorTerminal({self.host}:{self.port}, initialized={self._initialized})"
+
+    @classmethod
+    def in_process(cls, broker, call_timeout: float = DEFAULT_CALL_TIMEOUT) -> "SimulatorTerminal":
+        """A terminal whose calls a simulator server around ``broker`` answers in this process (no socket)."""
+        from reference.mt5.simulator.server import SimServer
+
+        terminal = cls("in-process", 0, call_timeout)
+        terminal._transport = _InProcessTransport(SimServer(broker, "in-process", 0))
+        return terminal
 
     # -- transport -----------------------------------------------------------------------------------------------
     def _fail(self, error, value=None):

@@ -30,9 +30,18 @@ json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=
                            | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
 window = st.builds(lambda a, b: f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}",
                    st.integers(0, 1439), st.integers(1, 1440))
+days = st.sampled_from(["", "Mon ", "Fri ", "Sun ", "Mon-Thu ", "Sat-Mon ", "Thu-Tue ", "Xyz "])
+weekly_window = st.builds(lambda d, w: d + w, days, window)
+date = st.builds(lambda y, m, d: f"{y:04d}-{m:02d}-{d:02d}", st.integers(1999, 2101), st.integers(0, 13),
+                 st.integers(0, 32))
 VALID = {
-    "sessions": st.dictionaries(st.sampled_from(["EURUSD", "GBPUSD", "XYZ"]), st.lists(window, max_size=3),
+    "sessions": st.dictionaries(st.sampled_from(["EURUSD", "GBPUSD", "XYZ"]), st.lists(weekly_window, max_size=3),
                                 max_size=3),
+    "holidays": st.dictionaries(st.sampled_from(["*", "EURUSD", "", "XYZ"]), st.lists(date, max_size=3), max_size=3),
+    "execution_modes": st.dictionaries(st.sampled_from(["EURUSD", "USDJPY", ""]),
+                                       st.sampled_from(["instant", "request", "market", "exchange", "fast", 1]),
+                                       max_size=3),
+    "requote_points": st.integers(-3, 200_000) | st.floats(-1, 10),
     "margin_check": st.booleans(), "trade_allowed": st.booleans(),
     "comment_limit": st.integers(-5, 300), "lose_next_replies": st.integers(-2, 2_000_000),
     "latency_ms": st.floats(-1, 400_000) | st.integers(-1, 400_000),
@@ -92,6 +101,11 @@ def test_behaviour_update_is_typed_ranged_and_all_or_nothing(changes):
     ("sessions", {"EURUSD": ["9-17"]}, ("'sessions'", "HH:MM-HH:MM")),
     ("sessions", {"EURUSD": ["17:00-09:00"]}, ("'sessions'", "start before end")),
     ("sessions", ["EURUSD"], ("'sessions'",)),
+    ("sessions", {"EURUSD": ["Fry 00:00-22:00"]}, ("'sessions'", "weekdays")),
+    ("holidays", {"*": ["2026-02-30"]}, ("'holidays'", "YYYY-MM-DD", "'2026-02-30'")),
+    ("holidays", ["2026-12-25"], ("'holidays'",)),
+    ("execution_modes", {"EURUSD": "fast"}, ("'execution_modes'", "instant", "request")),
+    ("requote_points", 2.5, ("'requote_points'", "an integer")),
     ("retcode_faults", [{"retcode": 12345, "rate": 1.0}], ("'retcode_faults'", "TRADE_RETCODE")),
     ("retcode_faults", [{"retcode": 10012, "rate": "all"}], ("retcode_faults[].rate",)),
     ("retcode_faults", [{"retcode": 10012, "ratio": 1}], ("'retcode_faults'",)),

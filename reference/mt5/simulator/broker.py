@@ -4,11 +4,25 @@ Every call returns ``(value, error)`` where ``error`` is the ``last_error()`` pa
 raises for a user mistake. A mutation is computed from the current state as a list of *changes*, written to the
 journal (fsync) and only then applied to memory and answered: whatever was answered survives ``kill -9``.
 
+The price walk moves the book (``advance``, run before every call that reads or changes it, journaled like any
+trade, so a run replays from its seed): a position's SL closes it at the market price of the first tick through it,
+its TP at the TP price (deal and order reason SL/TP, comment ``[sl 1.08450]`` as MT5 writes it); a BUY/SELL LIMIT
+fills at its price, a STOP at the market price of the tick that crosses it, a STOP_LIMIT turns into the LIMIT at its
+``stoplimit`` price; ORDER_TIME_DAY / SPECIFIED / SPECIFIED_DAY orders expire (state EXPIRED); nothing triggers while
+the symbol's market is closed. With ``margin_check`` on, an account whose margin level falls below 30 % is stopped
+out (its biggest loser first, reason SO).
+
+Money: profit is taken in the symbol's profit currency and converted to the account currency at the current cross
+rate (a pair FROMTO at its bid, a pair TOFROM at 1/ask, else through USD; no pair at all: 1:1); margin is volume x
+contract size in the margin currency (the base currency for forex) converted the same way (at the open price when
+the symbol itself quotes it in the account currency) / leverage.
+
+Deviation: a market DEAL with a price, on a symbol in INSTANT execution, whose price is further than ``deviation``
+points from the market is REQUOTE (10004) with the new bid/ask; in REQUEST execution PRICE_OFF (10021); MARKET and
+EXCHANGE execution fill at the market price whatever the request's price. ``requote_rate`` / ``price_changed_rate``
+with ``requote_points`` move the market between the quote and the send; without it they answer the retcode.
+
 Simplifications (said here so nobody is surprised):
-- profit and margin are computed in the account currency for every symbol: profit = price move x volume x
-  contract size; margin = volume x contract size x open price / leverage;
-- pending orders are placed, modified and removed, but never triggered by the price walk; SL/TP never trigger;
-- a market DEAL fills at the current ask (buy) or bid (sell), whatever the request's price and deviation;
 - netting reversal (INOUT) keeps the position's ticket and identifier, flips its type and opens the rest at the deal
   price; ORDER_FILLING_RETURN behaves like IOC (the unfilled rest is cancelled);
 - PENDING placement answers 10009 with the order in state PLACED and ``deal=0`` (what brokers answer in practice).
@@ -26,8 +40,10 @@ import time
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+import numpy as np
+
 from reference.mt5 import constants as c
-from reference.mt5.simulator.config import Behaviour, Dice, SimConfig, SymbolSpec
+from reference.mt5.simulator.config import EXECUTION_MODES, Behaviour, Dice, SimConfig, SymbolSpec, session_windows
 from reference.mt5.simulator.journal import Journal
 from reference.mt5.simulator.ticks import TickWalk, rates_from_ticks, valid_timeframe
 from reference.mt5.types import (
@@ -46,6 +62,7 @@ OK = c.ERR_SUCCESS
 BUILD = 4755
 MARKET_TYPES = (c.ORDER_TYPE_BUY, c.ORDER_TYPE_SELL)
 PENDING_TYPES = tuple(range(c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_SELL_STOP_LIMIT + 1))
+STOP_OUT_LEVEL = 30.0  # AccountInfo.margin_so_so, percent
 
 
 def now_ms() -> int:
@@ -73,13 +90,15 @@ def group_matches(name: str, group: str) -> bool:
 class TradeResult(Exception):
     """Internal: stop processing a request with this retcode (never leaves the broker)."""
 
-    def __init__(self, retcode: int):
+    def __init__(self, retcode: int, bid: float | None = None, ask: float | None = None):
         super().__init__(retcode)
         self.retcode = retcode
+        self.prices = (bid, ask) if bid is not None else None
 
 
 class Broker:
-    def __init__(self, config: SimConfig, state_dir: Path, seed: int = 0):
+    def __init__(self, config: SimConfig, state_dir: Path, seed: int = 0, clock=None):
+        self.clock = clock or now_ms  # epoch ms; a test passes its own to move time without sleeping
         self.config = config
         self.seed = seed
         self.behaviour: Behaviour = config.behaviour
@@ -97,6 +116,10 @@ class Broker:
         # login -> symbol -> [buy volume, buy sum(volume*open), sell volume, sell sum(volume*open)]: margin and
         # floating profit in O(symbols) per order instead of O(positions) (a hedging account may hold thousands)
         self.exposure: dict[int, dict[str, list[float]]] = {}
+        # (login, "pos"|"order", ticket) of every position with an SL/TP and every placed pending order: what the
+        # price walk can trigger, so advance() never walks every position of the book
+        self._armed: set[tuple[int, str, int]] = set()
+        self._scanned: dict[str, int] = {}  # symbol -> last tick index advance() has looked at (memory only)
         self._load()
         origin = self.meta["tick_origin_ms"]
         self.walks = {
@@ -119,9 +142,15 @@ class Broker:
                 self._expose(login, p, +1)
         for changes in records:
             self._apply(changes)
+        for login in self.positions:
+            for p in self.positions[login].values():
+                self._arm(login, "pos", p)
+        for login in self.orders:
+            for o in self.orders[login].values():
+                self._arm(login, "order", o)
         fresh = not self.meta
         if fresh:
-            origin = self.config.tick_origin_ms or now_ms() - 3600 * 1000  # an hour of history for copy_* calls
+            origin = self.config.tick_origin_ms or self.clock() - 3600 * 1000  # an hour of history for copy_* calls
             self.meta = {"next_ticket": self.config.first_ticket, "tick_origin_ms": origin}
         for login in list(self.accounts):
             for name in ("orders", "positions", "deals"):
@@ -153,14 +182,28 @@ class Broker:
                     getattr(self, name).setdefault(key, {})
             elif kind == "order":
                 self.orders[key][value["ticket"]] = value
+                self._arm(key, "order", value)
             elif kind == "pos":
                 self._expose(key, self.positions[key].get(value["ticket"]), -1)
                 self.positions[key][value["ticket"]] = value
                 self._expose(key, value, +1)
+                self._arm(key, "pos", value)
             elif kind == "pos_del":
                 self._expose(key[0], self.positions[key[0]].pop(key[1], None), -1)
+                self._armed.discard((key[0], "pos", key[1]))
             elif kind == "deal":
                 self.deals[key][value["ticket"]] = value
+
+    def _arm(self, login: int, kind: str, record: dict) -> None:
+        key = (login, kind, record["ticket"])
+        if kind == "pos":
+            armed = bool(record["sl"] or record["tp"])
+        else:
+            armed = record["state"] == c.ORDER_STATE_PLACED and record["type"] in PENDING_TYPES
+        if armed:
+            self._armed.add(key)
+        else:
+            self._armed.discard(key)
 
     def _expose(self, login: int, position: dict | None, sign: int) -> None:
         if position is None:
@@ -191,7 +234,7 @@ class Broker:
         changes.append(("acct", spec.login, account))
         # the opening balance is a balance deal, as on a real server: balance == sum of deal profits
         ticket = self._ticket(changes)
-        t = now_ms()
+        t = self.clock()
         deal = self._deal_record(ticket, 0, t, c.DEAL_TYPE_BALANCE, c.DEAL_ENTRY_IN, 0, 0, c.DEAL_REASON_CLIENT, 0.0,
                                  0.0, spec.balance, "", "initial deposit")
         changes.append(("deal", spec.login, deal))
@@ -203,7 +246,7 @@ class Broker:
     # -- prices ---------------------------------------------------------------------------------------------------
     def tick(self, symbol: str, at_ms: int | None = None) -> list:
         walk = self.walks[symbol]
-        index = max(0, walk.index_at(now_ms() if at_ms is None else at_ms))
+        index = max(0, walk.index_at(self.clock() if at_ms is None else at_ms))
         return list(walk.tick(index))
 
     def _prices(self, symbol: str) -> tuple[float, float]:
@@ -247,16 +290,21 @@ class Broker:
         """(floating profit, used margin) of the account, from the per-symbol exposure sums."""
         profit = margin = 0.0
         leverage = self.accounts[login]["leverage"]
+        account_ccy = self.accounts[login]["currency"]
         for symbol, (buy_vol, buy_cost, sell_vol, sell_cost) in self.exposure.get(login, {}).items():
             if abs(buy_vol) < 1e-9 and abs(sell_vol) < 1e-9:
                 continue
-            size = self.symbols[symbol].contract_size
+            spec = self.symbols[symbol]
+            size = spec.contract_size
             bid, ask = self._prices(symbol)
-            profit += size * (bid * buy_vol - buy_cost) + size * (sell_cost - ask * sell_vol)
-            margin += size * (buy_cost + sell_cost) / leverage
+            raw = size * (bid * buy_vol - buy_cost) + size * (sell_cost - ask * sell_vol)
+            profit += raw * self._rate(spec.currency_profit, account_ccy)
+            rate = self._margin_rate(spec, login, None)
+            margin += size * ((buy_cost + sell_cost) if rate is None else (buy_vol + sell_vol) * rate) / leverage
         return round(profit, 2), round(margin, 2)
 
     def account_info(self, login: int):
+        self.advance()
         a = self.accounts[login]
         profit, margin = self._floating(login)
         equity = round(a["balance"] + profit, 2)
@@ -286,7 +334,7 @@ class Broker:
             custom=False, chart_mode=c.SYMBOL_CHART_MODE_BID, select=True, visible=True, time=t[0],
             digits=spec.digits, spread=spec.spread, spread_float=False, trade_calc_mode=c.SYMBOL_CALC_MODE_FOREX,
             trade_mode=spec.trade_mode, trade_stops_level=spec.stops_level,
-            trade_exemode=c.SYMBOL_TRADE_EXECUTION_MARKET, swap_mode=c.SYMBOL_SWAP_MODE_POINTS,
+            trade_exemode=self._execution_mode(spec), swap_mode=c.SYMBOL_SWAP_MODE_POINTS,
             swap_rollover3days=c.DAY_OF_WEEK_WEDNESDAY,
             expiration_mode=c.SYMBOL_EXPIRATION_GTC | c.SYMBOL_EXPIRATION_DAY | c.SYMBOL_EXPIRATION_SPECIFIED
             | c.SYMBOL_EXPIRATION_SPECIFIED_DAY,
@@ -333,7 +381,7 @@ class Broker:
         if symbol not in self.symbols:
             return None, c.ERR_NOT_FOUND
         walk = self.walks[symbol]
-        current = walk.index_at(now_ms())
+        current = walk.index_at(self.clock())
         first = max(0, -(-(date_from * 1000 - walk.origin_ms) // walk.step_ms))
         last = min(current, first + count - 1)
         return walk.ticks(first, last), OK
@@ -342,14 +390,14 @@ class Broker:
         if symbol not in self.symbols:
             return None, c.ERR_NOT_FOUND
         walk = self.walks[symbol]
-        current = walk.index_at(now_ms())
+        current = walk.index_at(self.clock())
         first = max(0, -(-(date_from * 1000 - walk.origin_ms) // walk.step_ms))
         last = min(current, walk.index_at(date_to * 1000))
         return walk.ticks(first, last), OK
 
     def _rates(self, symbol: str, timeframe: int):
         walk = self.walks[symbol]
-        ticks = walk.ticks(0, walk.index_at(now_ms()))
+        ticks = walk.ticks(0, walk.index_at(self.clock()))
         return rates_from_ticks(ticks, timeframe, self.symbols[symbol].spread)
 
     def _rates_check(self, symbol: str, timeframe: int):
@@ -389,7 +437,11 @@ class Broker:
         current = bid if p["type"] == c.POSITION_TYPE_BUY else ask
         sign = 1 if p["type"] == c.POSITION_TYPE_BUY else -1
         p["price_current"] = current
-        p["profit"] = round(sign * (current - p["price_open"]) * p["volume"] * spec.contract_size, 2)
+        p["profit"] = round(self._convert_profit(p["login"], sign * (current - p["price_open"]) * p["volume"]
+                                                 * spec.contract_size, spec), 2)
+
+    def _convert_profit(self, login: int, amount: float, spec: SymbolSpec) -> float:
+        return amount * self._rate(spec.currency_profit, self.accounts[login]["currency"])
 
     @staticmethod
     def _filter(rows, symbol, group, ticket):
@@ -402,10 +454,12 @@ class Broker:
         return list(rows)
 
     def positions_total(self, login: int):
+        self.advance()
         return len(self.positions[login]), OK
 
     def positions_get(self, login: int, symbol=None, group=None, ticket=None):
-        rows = [dict(p) for p in self._filter(self.positions[login].values(), symbol, group, ticket)]
+        self.advance()
+        rows = [dict(p, login=login) for p in self._filter(self.positions[login].values(), symbol, group, ticket)]
         for p in rows:  # on copies: price_current and profit are quotes, not state
             self._refresh_position(p)
         return [_row(p, TRADE_POSITION_FIELDS) for p in sorted(rows, key=lambda r: r["ticket"])], OK
@@ -414,9 +468,11 @@ class Broker:
         return [o for o in self.orders[login].values() if o["state"] == c.ORDER_STATE_PLACED]
 
     def orders_total(self, login: int):
+        self.advance()
         return len(self._active_orders(login)), OK
 
     def orders_get(self, login: int, symbol=None, group=None, ticket=None):
+        self.advance()
         rows = [dict(o) for o in self._filter(self._active_orders(login), symbol, group, ticket)]
         for o in rows:
             bid, ask = self._prices(o["symbol"])
@@ -428,6 +484,7 @@ class Broker:
         return len(rows), error
 
     def history_orders_get(self, login: int, date_from=None, date_to=None, group=None, ticket=None, position=None):
+        self.advance()
         history = [o for o in self.orders[login].values() if o["state"] != c.ORDER_STATE_PLACED]
         rows = _history_form(history, "ticket", "time_setup", date_from, date_to, group, ticket, position)
         return [_row(o, TRADE_ORDER_FIELDS) for o in rows], OK
@@ -438,27 +495,61 @@ class Broker:
 
     def history_deals_get(self, login: int, date_from=None, date_to=None, group=None, ticket=None, position=None):
         # ticket= is an ORDER ticket here: the deals that order produced
+        self.advance()
         rows = _history_form(self.deals[login].values(), "order", "time", date_from, date_to, group, ticket, position)
         return [_row(d, TRADE_DEAL_FIELDS) for d in rows], OK
 
     # -- trading ------------------------------------------------------------------------------------------------------
     def _margin(self, symbol: str, volume: float, price: float, login: int) -> float:
         spec = self.symbols[symbol]
-        return volume * spec.contract_size * price / self.accounts[login]["leverage"]
+        return volume * spec.contract_size * self._margin_rate(spec, login, price) / self.accounts[login]["leverage"]
 
-    def _market_open(self, symbol: str) -> bool:
+    def _market_open(self, symbol: str, at_ms: int | None = None) -> bool:
+        """Whether ``symbol`` trades at ``at_ms`` (now): not a holiday of it (or of "*"), inside a session window."""
+        t = time.gmtime((self.clock() if at_ms is None else at_ms) / 1000)
+        holidays = self.behaviour.holidays
+        if holidays:
+            date = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
+            if date in holidays.get(symbol, ()) or date in holidays.get("*", ()):
+                return False
         windows = self.behaviour.sessions.get(symbol)
         if windows is None:
             return True
-        t = time.gmtime()
         minute = t.tm_hour * 60 + t.tm_min
-        for window in windows:
-            start, end = window.split("-")
-            h1, m1 = (int(x) for x in start.split(":"))
-            h2, m2 = (int(x) for x in end.split(":"))
-            if h1 * 60 + m1 <= minute < h2 * 60 + m2:
-                return True
-        return False
+        return any(t.tm_wday in days and start <= minute < end for days, start, end in session_windows(windows))
+
+    def _sessions_apply(self, symbol: str) -> bool:
+        return symbol in self.behaviour.sessions or symbol in self.behaviour.holidays or "*" in self.behaviour.holidays
+
+    # -- money ---------------------------------------------------------------------------------------------------------
+    def _rate(self, src: str, dst: str, depth: int = 0) -> float:
+        """How much ``dst`` one ``src`` is worth now: a pair SRCDST at its bid, a pair DSTSRC at 1/ask, else
+        through USD; 1.0 when no pair links them (said in the module docstring)."""
+        if not src or not dst or src == dst:
+            return 1.0
+        for spec in self.symbols.values():
+            if spec.currency_base == src and spec.currency_profit == dst:
+                return self._prices(spec.name)[0]
+            if spec.currency_base == dst and spec.currency_profit == src:
+                return 1.0 / self._prices(spec.name)[1]
+        if depth == 0 and "USD" not in (src, dst):
+            return self._rate(src, "USD", 1) * self._rate("USD", dst, 1)
+        return 1.0
+
+    def _to_account(self, login: int, amount: float, currency: str) -> float:
+        """``amount`` of ``currency`` in the account's currency, to the cent."""
+        return round(amount * self._rate(currency, self.accounts[login]["currency"]), 2)
+
+    def _margin_rate(self, spec: SymbolSpec, login: int, price: float | None) -> float | None:
+        """Account currency per unit of the symbol's margin currency; None: the symbol quotes its base in the
+        account currency, so the margin is taken at the position's own price (``price`` when given)."""
+        margin_ccy = spec.currency_margin or spec.currency_base or spec.currency_profit
+        account_ccy = self.accounts[login]["currency"]
+        if margin_ccy == account_ccy:
+            return 1.0
+        if margin_ccy == spec.currency_base and spec.currency_profit == account_ccy:
+            return price
+        return self._rate(margin_ccy, account_ccy)
 
     def _throttled(self) -> bool:
         if self.dice.roll(self.behaviour.too_many_requests_rate):
@@ -544,6 +635,7 @@ class Broker:
             return None, c.invalid_argument("comment")
         if req["symbol"] and req["symbol"] not in self.symbols:
             return None, c.ERR_NOT_FOUND
+        self.advance()
         bid, ask = self._prices(req["symbol"]) if req["symbol"] else (0.0, 0.0)
         if self._throttled():
             return self._result(c.TRADE_RETCODE_TOO_MANY_REQUESTS, req, bid=bid, ask=ask), OK
@@ -565,6 +657,7 @@ class Broker:
         try:
             result = handler(login, req, bid, ask)
         except TradeResult as outcome:
+            bid, ask = outcome.prices or (bid, ask)
             return self._result(outcome.retcode, req, bid=bid, ask=ask), OK
         if fault is not None:  # executed, but the terminal is told something ambiguous
             result[0] = int(fault["retcode"])
@@ -581,6 +674,7 @@ class Broker:
             return None, c.invalid_argument("comment")
         if req["symbol"] and req["symbol"] not in self.symbols:
             return None, c.ERR_NOT_FOUND
+        self.advance()
         account = self.accounts[login]
         profit, margin = self._floating(login)
         equity = round(account["balance"] + profit, 2)
@@ -613,6 +707,10 @@ class Broker:
         return [retcode, account["balance"], equity, profit, total, round(equity - total, 2),
                 round(equity / total * 100, 2) if total else 0.0, comment, request], OK
 
+    def _execution_mode(self, spec: SymbolSpec) -> int:
+        mode = self.behaviour.execution_modes.get(spec.name)
+        return EXECUTION_MODES[mode] if mode is not None else spec.execution_mode
+
     def _deal(self, login: int, req: dict, bid: float, ask: float) -> list:
         spec = self.symbols.get(req["symbol"])
         if spec is None:
@@ -627,12 +725,21 @@ class Broker:
             raise TradeResult(c.TRADE_RETCODE_TRADE_DISABLED)
         if not self._market_open(spec.name):
             raise TradeResult(c.TRADE_RETCODE_MARKET_CLOSED)
-        if self.dice.roll(self.behaviour.requote_rate):
-            raise TradeResult(c.TRADE_RETCODE_REQUOTE)
-        if self.dice.roll(self.behaviour.price_changed_rate):
-            raise TradeResult(c.TRADE_RETCODE_PRICE_CHANGED)
-        buy = req["type"] == c.ORDER_TYPE_BUY
+        for rate, retcode in ((self.behaviour.requote_rate, c.TRADE_RETCODE_REQUOTE),
+                              (self.behaviour.price_changed_rate, c.TRADE_RETCODE_PRICE_CHANGED)):
+            if self.dice.roll(rate):
+                if self.behaviour.requote_points <= 0:
+                    raise TradeResult(retcode)
+                # the market moved between the terminal's quote and this send: the deviation decides below
+                move = self.behaviour.requote_points * spec.point * (1 if self.dice.roll(0.5) else -1)
+                bid, ask = round(bid + move, spec.digits), round(ask + move, spec.digits)
+                break
         price = ask if buy else bid
+        mode = self._execution_mode(spec)
+        if req["price"] > 0 and mode in (c.SYMBOL_TRADE_EXECUTION_INSTANT, c.SYMBOL_TRADE_EXECUTION_REQUEST) and \
+                abs(price - req["price"]) > req["deviation"] * spec.point + spec.point / 10:
+            raise TradeResult(c.TRADE_RETCODE_REQUOTE if mode == c.SYMBOL_TRADE_EXECUTION_INSTANT
+                              else c.TRADE_RETCODE_PRICE_OFF, bid, ask)
         account = self.accounts[login]
         netting = account["margin_mode"] != c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
         positions = self.positions[login]
@@ -656,18 +763,37 @@ class Broker:
             if spec.volume_min - 1e-9 <= part < volume - 1e-9:
                 volume, retcode = part, c.TRADE_RETCODE_DONE_PARTIAL
 
+        if not self._margin_ok(login, spec, buy, volume, price, target):
+            raise TradeResult(c.TRADE_RETCODE_NO_MONEY)
+
+        changes: list = []
+        t = self.clock()
+        order_ticket = self._ticket(changes)
+        deal_ticket, position_id = self._book(login, spec, buy, volume, price, t, changes, order_ticket, target,
+                                              req, c.DEAL_REASON_EXPERT)
+        remaining = round(req["volume"] - volume, 8)
+        changes.append(("order", login, self._order_record(
+            order_ticket, t, req, c.ORDER_STATE_FILLED, req["volume"], remaining, price, position_id, spec.name)))
+        self._commit(changes)
+        return self._result(retcode, req, deal=deal_ticket, order=order_ticket, volume=volume, price=price,
+                            bid=bid, ask=ask)
+
+    def _margin_ok(self, login: int, spec: SymbolSpec, buy: bool, volume: float, price: float, target) -> bool:
         opening = volume
         if target is not None and (target["type"] == c.POSITION_TYPE_BUY) != buy:
             opening = max(0.0, volume - target["volume"])
         if opening > 0 and self.behaviour.margin_check:
             profit, used = self._floating(login)
-            free = account["balance"] + profit - used
-            if self._margin(spec.name, opening, price, login) > free:
-                raise TradeResult(c.TRADE_RETCODE_NO_MONEY)
+            free = self.accounts[login]["balance"] + profit - used
+            return self._margin(spec.name, opening, price, login) <= free
+        return True
 
-        changes: list = []
-        t = now_ms()
-        order_ticket = self._ticket(changes)
+    def _book(self, login: int, spec: SymbolSpec, buy: bool, volume: float, price: float, t: int, changes: list,
+              order_ticket: int, target: dict | None, req: dict, reason: int) -> tuple[int, int]:
+        """The deal of a fill of ``volume`` at ``price`` and what it does to the positions (a new one whose ticket
+        and identifier are the order's, added to, reduced, closed or reversed) and the balance, appended to
+        ``changes``; (deal ticket, position id)."""
+        account = self.accounts[login]
         deal_ticket = self._ticket(changes)
         dtype = c.DEAL_TYPE_BUY if buy else c.DEAL_TYPE_SELL
         ptype = c.POSITION_TYPE_BUY if buy else c.POSITION_TYPE_SELL
@@ -694,7 +820,8 @@ class Broker:
             else:
                 closed = min(volume, target["volume"])
                 sign = 1 if target["type"] == c.POSITION_TYPE_BUY else -1
-                profit = round(sign * (price - target["price_open"]) * closed * spec.contract_size, 2)
+                profit = round(self._convert_profit(login, sign * (price - target["price_open"]) * closed
+                                                    * spec.contract_size, spec), 2)
                 rest = round(target["volume"] - volume, 8)
                 if rest > 1e-9:
                     entry = c.DEAL_ENTRY_OUT
@@ -707,17 +834,172 @@ class Broker:
                 else:
                     entry = c.DEAL_ENTRY_OUT
                     changes.append(("pos_del", (login, target["ticket"]), None))
-        remaining = round(req["volume"] - volume, 8)
-        changes.append(("order", login, self._order_record(
-            order_ticket, t, req, c.ORDER_STATE_FILLED, req["volume"], remaining, price, position_id, spec.name)))
         changes.append(("deal", login, self._deal_record(
-            deal_ticket, order_ticket, t, dtype, entry, req["magic"], position_id, c.DEAL_REASON_EXPERT, volume,
-            price, profit, spec.name, req["comment"])))
+            deal_ticket, order_ticket, t, dtype, entry, req["magic"], position_id, reason, volume, price, profit,
+            spec.name, req["comment"])))
         if profit:
             changes.append(("acct", login, dict(account, balance=round(account["balance"] + profit, 2))))
+        return deal_ticket, position_id
+
+    # -- the price walk acts ---------------------------------------------------------------------------------------
+    def advance(self) -> int:
+        """Apply what the price walk did since the last look, in time order, each event journaled (one commit per
+        event): SL/TP hits, pending fills, STOP_LIMIT turning LIMIT, expirations, then a stop-out. Deterministic
+        from the seed and the book: a restart looks again from each item's arming time and finds the same ticks.
+        Returns the number of events applied."""
+        now = self.clock()
+        applied = 0
+        for _ in range(100_000):  # bounded: every event removes or changes one armed item
+            event = self._next_event(now)
+            if event is None:
+                break
+            self._fire(*event)
+            applied += 1
+        for symbol, walk in self.walks.items():
+            self._scanned[symbol] = walk.index_at(now)
+        if self.behaviour.margin_check:
+            applied += self._stop_out(now)
+        return applied
+
+    @staticmethod
+    def _expiry_ms(o: dict) -> int | None:
+        kind = o["type_time"]
+        if kind == c.ORDER_TIME_SPECIFIED and o["time_expiration"]:
+            return o["time_expiration"] * 1000
+        if kind == c.ORDER_TIME_DAY:  # the end of the (server, UTC) day it was placed
+            return (o["time_setup_msc"] // 86_400_000 + 1) * 86_400_000
+        if kind == c.ORDER_TIME_SPECIFIED_DAY and o["time_expiration"]:
+            return (o["time_expiration"] // 86_400 + 1) * 86_400_000
+        return None
+
+    def _next_event(self, now: int):
+        """(time_msc, ticket, what, login, record, tick or None) of the earliest event before ``now``, or None."""
+        best = None
+        for login, kind, ticket in self._armed:
+            rec = (self.positions if kind == "pos" else self.orders)[login].get(ticket)
+            if rec is None:
+                continue
+            walk = self.walks[rec["symbol"]]
+            armed_ms = rec["time_update_msc"] if kind == "pos" else rec.get("armed_msc", rec["time_setup_msc"])
+            first = max(walk.index_at(armed_ms) + 1, self._scanned.get(rec["symbol"], -1) + 1, 0)
+            last = walk.index_at(now)
+            found = None
+            expiry = self._expiry_ms(rec) if kind == "order" else None
+            if expiry is not None and expiry <= now:
+                found = (expiry, ticket, "expire", login, rec, None)
+                last = min(last, walk.index_at(expiry - 1))
+            if last >= first:
+                hit = self._first_hit(kind, rec, walk.ticks(first, last))
+                if hit is not None:
+                    found = (int(hit[1]["time_msc"]), ticket, hit[0], login, rec, hit[1])
+            if found is not None and (best is None or found[:2] < best[:2]):
+                best = found
+        return best
+
+    def _first_hit(self, kind: str, rec: dict, ticks):
+        """(what, tick) of the first tick of ``ticks`` that triggers ``rec``, or None."""
+        bid, ask = ticks["bid"], ticks["ask"]
+        eps = self.symbols[rec["symbol"]].point / 10
+        if kind == "pos":
+            buy = rec["type"] == c.POSITION_TYPE_BUY
+            masks = []
+            if rec["sl"]:
+                masks.append(("sl", bid <= rec["sl"] + eps if buy else ask >= rec["sl"] - eps))
+            if rec["tp"]:
+                masks.append(("tp", bid >= rec["tp"] - eps if buy else ask <= rec["tp"] + eps))
+        else:
+            price, otype = rec["price_open"], rec["type"]
+            mask = {c.ORDER_TYPE_BUY_LIMIT: ask <= price + eps, c.ORDER_TYPE_SELL_LIMIT: bid >= price - eps,
+                    c.ORDER_TYPE_BUY_STOP: ask >= price - eps, c.ORDER_TYPE_SELL_STOP: bid <= price + eps,
+                    c.ORDER_TYPE_BUY_STOP_LIMIT: ask >= price - eps,
+                    c.ORDER_TYPE_SELL_STOP_LIMIT: bid <= price + eps}[otype]
+            masks = [("stoplimit" if otype >= c.ORDER_TYPE_BUY_STOP_LIMIT else "fill", mask)]
+        if self._sessions_apply(rec["symbol"]):
+            open_ = np.array([self._market_open(rec["symbol"], int(ms)) for ms in ticks["time_msc"]], dtype=bool)
+            masks = [(what, m & open_) for what, m in masks]
+        best = None
+        for what, m in masks:  # SL before TP on the same tick
+            if m.any():
+                i = int(np.argmax(m))
+                if best is None or i < best[0]:
+                    best = (i, what)
+        return None if best is None else (best[1], ticks[best[0]])
+
+    def _fire(self, t: int, ticket: int, what: str, login: int, rec: dict, tick) -> None:
+        changes: list = []
+        spec = self.symbols[rec["symbol"]]
+        if what == "expire":
+            changes.append(("order", login, dict(rec, state=c.ORDER_STATE_EXPIRED, time_done=t // 1000,
+                                                 time_done_msc=t)))
+        elif what == "stoplimit":  # the stop price was reached: the order becomes the limit at its stoplimit price
+            limit = c.ORDER_TYPE_BUY_LIMIT if rec["type"] == c.ORDER_TYPE_BUY_STOP_LIMIT else c.ORDER_TYPE_SELL_LIMIT
+            changes.append(("order", login, dict(rec, type=limit, price_open=rec["price_stoplimit"],
+                                                 price_stoplimit=0.0, armed_msc=t)))
+        elif what == "fill":
+            buy = rec["type"] % 2 == 0
+            limit = rec["type"] in (c.ORDER_TYPE_BUY_LIMIT, c.ORDER_TYPE_SELL_LIMIT)
+            price = rec["price_open"] if limit else float(tick["ask"] if buy else tick["bid"])
+            positions = self.positions[login]
+            target = None
+            if self.accounts[login]["margin_mode"] != c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING:
+                target = next((p for p in positions.values() if p["symbol"] == spec.name), None)
+            volume = rec["volume_current"]
+            if not self._margin_ok(login, spec, buy, volume, price, target):
+                changes.append(("order", login, dict(rec, state=c.ORDER_STATE_REJECTED, time_done=t // 1000,
+                                                     time_done_msc=t)))
+            else:
+                req = {"magic": rec["magic"], "sl": rec["sl"], "tp": rec["tp"], "comment": rec["comment"]}
+                _deal, position_id = self._book(login, spec, buy, volume, price, t, changes, rec["ticket"], target,
+                                                req, c.DEAL_REASON_EXPERT)
+                changes.append(("order", login, dict(rec, state=c.ORDER_STATE_FILLED, time_done=t // 1000,
+                                                     time_done_msc=t, volume_current=0.0, price_current=price,
+                                                     position_id=position_id)))
+        else:  # "sl" / "tp": the position is closed whole by the server
+            buy = rec["type"] == c.POSITION_TYPE_BUY
+            price = rec["tp"] if what == "tp" else float(tick["bid"] if buy else tick["ask"])
+            self._server_close(login, rec, price, t, what, changes)
         self._commit(changes)
-        return self._result(retcode, req, deal=deal_ticket, order=order_ticket, volume=volume, price=price,
-                            bid=bid, ask=ask)
+
+    def _server_close(self, login: int, p: dict, price: float, t: int, what: str, changes: list) -> None:
+        """Close position ``p`` whole at ``price`` on the server's own initiative (SL, TP, stop-out): an order and
+        a deal of that reason, comment ``[sl 1.08450]`` as MT5 writes it."""
+        spec = self.symbols[p["symbol"]]
+        buy = p["type"] == c.POSITION_TYPE_BUY
+        reasons = {"sl": (c.ORDER_REASON_SL, c.DEAL_REASON_SL), "tp": (c.ORDER_REASON_TP, c.DEAL_REASON_TP),
+                   "so": (c.ORDER_REASON_SO, c.DEAL_REASON_SO)}
+        order_reason, deal_reason = reasons[what]
+        comment = f"[{what} {price:.{spec.digits}f}]"
+        order_ticket = self._ticket(changes)
+        req = dict(REQUEST_DEFAULTS, type=c.ORDER_TYPE_SELL if buy else c.ORDER_TYPE_BUY, magic=p["magic"],
+                   comment=comment, sl=0.0, tp=0.0, position=p["ticket"], volume=p["volume"])
+        _deal, position_id = self._book(login, spec, not buy, p["volume"], price, t, changes, order_ticket, p, req,
+                                        deal_reason)
+        order = self._order_record(order_ticket, t, req, c.ORDER_STATE_FILLED, p["volume"], 0.0, price, position_id,
+                                   spec.name)
+        order["reason"] = order_reason
+        changes.append(("order", login, order))
+
+    def _stop_out(self, now: int) -> int:
+        """Close the biggest loser of every account whose margin level is under ``margin_so_so`` (30 %) until it is
+        not; at the current prices."""
+        closed = 0
+        for login, positions in self.positions.items():
+            for _ in range(len(positions)):
+                if not positions:
+                    break
+                profit, margin = self._floating(login)
+                equity = self.accounts[login]["balance"] + profit
+                if margin <= 0 or equity / margin * 100 >= STOP_OUT_LEVEL:
+                    break
+                rows = [dict(p, login=login) for p in positions.values()]
+                for p in rows:
+                    self._refresh_position(p)
+                worst = min(rows, key=lambda r: (r["profit"], r["ticket"]))
+                changes: list = []
+                self._server_close(login, positions[worst["ticket"]], worst["price_current"], now, "so", changes)
+                self._commit(changes)
+                closed += 1
+        return closed
 
     def _pending(self, login: int, req: dict, bid: float, ask: float) -> list:
         spec = self.symbols.get(req["symbol"])
@@ -732,13 +1014,20 @@ class Broker:
         self._check_stops(spec, req["type"] % 2 == 0, reference, req["sl"], req["tp"])
         if not self._market_open(spec.name):
             raise TradeResult(c.TRADE_RETCODE_MARKET_CLOSED)
-        if req["type_time"] == c.ORDER_TIME_SPECIFIED and req["expiration"] <= time.time():
+        if req["type_time"] not in (c.ORDER_TIME_GTC, c.ORDER_TIME_DAY, c.ORDER_TIME_SPECIFIED,
+                                    c.ORDER_TIME_SPECIFIED_DAY):
+            raise TradeResult(c.TRADE_RETCODE_INVALID_EXPIRATION)
+        if req["type_time"] in (c.ORDER_TIME_SPECIFIED, c.ORDER_TIME_SPECIFIED_DAY) and \
+                self._expiry_ms({"type_time": req["type_time"], "time_expiration": req["expiration"],
+                                 "time_setup_msc": 0}) <= self.clock():
             raise TradeResult(c.TRADE_RETCODE_INVALID_EXPIRATION)
         changes: list = []
-        t = now_ms()
+        t = self.clock()
         ticket = self._ticket(changes)
-        changes.append(("order", login, self._order_record(
-            ticket, t, req, c.ORDER_STATE_PLACED, req["volume"], req["volume"], req["price"], 0, spec.name)))
+        order = self._order_record(ticket, t, req, c.ORDER_STATE_PLACED, req["volume"], req["volume"], req["price"], 0,
+                                   spec.name)
+        order["armed_msc"] = t  # the price walk triggers it from the next tick on
+        changes.append(("order", login, order))
         self._commit(changes)
         return self._result(c.TRADE_RETCODE_DONE, req, order=ticket, volume=req["volume"], price=req["price"],
                             bid=bid, ask=ask)
@@ -753,7 +1042,7 @@ class Broker:
         self._check_stops(self.symbols[p["symbol"]], buy, bid if buy else ask, sl, tp)
         if sl == p["sl"] and tp == p["tp"]:
             raise TradeResult(c.TRADE_RETCODE_NO_CHANGES)
-        t = now_ms()
+        t = self.clock()
         self._commit([("pos", login, dict(p, sl=sl, tp=tp, time_update=t // 1000, time_update_msc=t))])
         return self._result(c.TRADE_RETCODE_DONE, req, bid=bid, ask=ask)
 
@@ -772,12 +1061,13 @@ class Broker:
                        time_expiration=req["expiration"], price_stoplimit=req["stoplimit"])
         if changed == o:
             raise TradeResult(c.TRADE_RETCODE_NO_CHANGES)
+        changed["armed_msc"] = self.clock()
         self._commit([("order", login, changed)])
         return self._result(c.TRADE_RETCODE_DONE, req, order=o["ticket"], bid=bid, ask=ask)
 
     def _remove(self, login: int, req: dict, bid: float, ask: float) -> list:
         o = self._placed(login, req["order"])
-        t = now_ms()
+        t = self.clock()
         self._commit([("order", login, dict(o, state=c.ORDER_STATE_CANCELED, time_done=t // 1000, time_done_msc=t))])
         return self._result(c.TRADE_RETCODE_DONE, req, order=o["ticket"], bid=bid, ask=ask)
 
@@ -793,7 +1083,7 @@ class Broker:
         spec = self.symbols[a["symbol"]]
         volume = min(a["volume"], b["volume"])
         changes: list = []
-        t = now_ms()
+        t = self.clock()
         order_ticket = self._ticket(changes)
         account = self.accounts[login]
         total = 0.0
@@ -804,7 +1094,8 @@ class Broker:
         changes.append(("order", login, order))
         for p, close_price in ((a, b["price_open"]), (b, b["price_open"])):
             sign = 1 if p["type"] == c.POSITION_TYPE_BUY else -1
-            profit = round(sign * (close_price - p["price_open"]) * volume * spec.contract_size, 2)
+            profit = round(self._convert_profit(login, sign * (close_price - p["price_open"]) * volume
+                                                * spec.contract_size, spec), 2)
             total += profit
             dtype = c.DEAL_TYPE_SELL if p["type"] == c.POSITION_TYPE_BUY else c.DEAL_TYPE_BUY
             changes.append(("deal", login, self._deal_record(
@@ -829,6 +1120,7 @@ class Broker:
 
     def ledger(self, login: int | None = None, since_ticket: int = 0) -> list[dict]:
         """Every deal the server executed (ground truth), oldest first, each with its account login."""
+        self.advance()
         rows = []
         for account, deals in self.deals.items():
             if login is not None and account != login:
@@ -837,6 +1129,7 @@ class Broker:
         return sorted(rows, key=lambda r: r["ticket"])
 
     def ledger_orders(self, login: int | None = None) -> list[dict]:
+        self.advance()
         rows = []
         for account, orders in self.orders.items():
             if login is None or account == login:
@@ -845,6 +1138,7 @@ class Broker:
 
     def accounts_summary(self) -> list[dict]:
         """Every account without its password (``has_password`` instead) and with its number of positions."""
+        self.advance()
         rows = []
         for login, a in sorted(self.accounts.items()):
             row = {k: v for k, v in a.items() if k != "password"}

@@ -6,6 +6,7 @@ data so a run's configuration can be written to its run directory and replayed. 
 """
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import random
@@ -43,12 +44,31 @@ def _flag(key: str, value) -> bool:
     return value
 
 
-_WINDOW = re.compile(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$")
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # time.gmtime().tm_wday order
+_DAY = "|".join(DAYS)
+_WINDOW = re.compile(rf"^(?:({_DAY})(?:-({_DAY}))? )?(\d\d):(\d\d)-(\d\d):(\d\d)$")
+# the forex week in UTC: opens Sunday 22:00, closes Friday 22:00 (the weekend close); use as a symbol's sessions
+FOREX_WEEK = ["Sun 22:00-24:00", "Mon-Thu 00:00-24:00", "Fri 00:00-22:00"]
+
+
+def session_windows(windows: list[str]) -> list[tuple[set[int], int, int]]:
+    """(weekdays, start minute, end minute) of checked windows; a window without days holds every day."""
+    out = []
+    for window in windows:
+        first, last, h1, m1, h2, m2 = _WINDOW.match(window).groups()
+        if first is None:
+            days = set(range(7))
+        else:
+            a, b = DAYS.index(first), DAYS.index(last or first)
+            days = {d % 7 for d in range(a, b + 1 if b >= a else b + 8)}
+        out.append((days, int(h1) * 60 + int(m1), int(h2) * 60 + int(m2)))
+    return out
 
 
 def _sessions(key: str, value) -> dict[str, list[str]]:
-    what = (f"{key!r} must be a table of symbol -> list of daily UTC windows \"HH:MM-HH:MM\" (start before end, "
-            f"end at most 24:00; [] = closed)")
+    what = (f"{key!r} must be a table of symbol -> list of UTC windows \"HH:MM-HH:MM\", each optionally after "
+            f"weekdays (\"Fri 00:00-22:00\", \"Mon-Thu 00:00-24:00\"; start before end, end at most 24:00; "
+            f"[] = closed)")
     if not isinstance(value, dict) or len(value) > 1000:
         raise SettingError(f"{what}, got {_show(value)}")
     out: dict[str, list[str]] = {}
@@ -60,12 +80,54 @@ def _sessions(key: str, value) -> dict[str, list[str]]:
             m = _WINDOW.match(window) if isinstance(window, str) else None
             if m is None:
                 raise SettingError(f"{what}, got {_show(window)} for {symbol!r}")
-            h1, m1, h2, m2 = (int(x) for x in m.groups())
+            h1, m1, h2, m2 = (int(x) for x in m.groups()[2:])
             start, end = h1 * 60 + m1, h2 * 60 + m2
             if h1 > 23 or m1 > 59 or m2 > 59 or end > 24 * 60 or start >= end:
                 raise SettingError(f"{what}, got {_show(window)} for {symbol!r}")
         out[symbol] = list(windows)
     return out
+
+
+_DATE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)$")
+
+
+def _holidays(key: str, value) -> dict[str, list[str]]:
+    what = (f"{key!r} must be a table of symbol (or \"*\" for every symbol) -> list (at most 366) of UTC dates "
+            f"\"YYYY-MM-DD\" on which the market is closed all day")
+    if not isinstance(value, dict) or len(value) > 1000:
+        raise SettingError(f"{what}, got {_show(value)}")
+    out: dict[str, list[str]] = {}
+    for symbol, dates in value.items():
+        if not isinstance(symbol, str) or not 0 < len(symbol) <= 64 or not isinstance(dates, list) \
+                or len(dates) > 366:
+            raise SettingError(f"{what}, got {_show({symbol: dates})}")
+        for date in dates:
+            m = _DATE.match(date) if isinstance(date, str) else None
+            try:
+                ok = m is not None and bool(datetime.date(*(int(x) for x in m.groups())))
+            except ValueError:
+                ok = False
+            if not ok:
+                raise SettingError(f"{what}, got {_show(date)} for {symbol!r}")
+        out[symbol] = list(dates)
+    return out
+
+
+EXECUTION_MODES = {"request": c.SYMBOL_TRADE_EXECUTION_REQUEST, "instant": c.SYMBOL_TRADE_EXECUTION_INSTANT,
+                   "market": c.SYMBOL_TRADE_EXECUTION_MARKET, "exchange": c.SYMBOL_TRADE_EXECUTION_EXCHANGE}
+
+
+def _execution_modes(key: str, value) -> dict[str, str]:
+    what = (f"{key!r} must be a table of symbol -> execution mode, one of {', '.join(EXECUTION_MODES)} "
+            f"(instant: a price beyond the deviation is REQUOTE; request: PRICE_OFF; market/exchange: filled at "
+            f"the market price)")
+    if not isinstance(value, dict) or len(value) > 1000:
+        raise SettingError(f"{what}, got {_show(value)}")
+    for symbol, mode in value.items():
+        if not isinstance(symbol, str) or not 0 < len(symbol) <= 64 or not isinstance(mode, str) \
+                or mode not in EXECUTION_MODES:
+            raise SettingError(f"{what}, got {_show({symbol: mode})}")
+    return dict(value)
 
 
 def _retcode_faults(key: str, value) -> list[dict]:
@@ -127,8 +189,14 @@ class SymbolSpec:
     # SYMBOL_FILLING_IOC (2); FOK-only (1) and IOC-only (2) brokers exist. ORDER_FILLING_RETURN is always allowed
     # (market execution); anything else is refused with TRADE_RETCODE_INVALID_FILL (10030)
     filling_mode: int = c.SYMBOL_FILLING_FOK | c.SYMBOL_FILLING_IOC
+    # SymbolInfo.trade_exemode: INSTANT answers a market price beyond the request's deviation with REQUOTE (10004),
+    # REQUEST with PRICE_OFF (10021); MARKET and EXCHANGE fill at the market price whatever the request's price
+    execution_mode: int = c.SYMBOL_TRADE_EXECUTION_MARKET
+    currency_margin: str = ""  # "" = the base currency (forex)
 
     def __post_init__(self) -> None:
+        _number(f"symbol {self.name}: 'execution_mode'", self.execution_mode, 0, 3,
+                " (0 request, 1 instant, 2 market, 3 exchange)", integer=True)
         _number(f"symbol {self.name}: 'filling_mode'", self.filling_mode, 0,
                 c.SYMBOL_FILLING_FOK | c.SYMBOL_FILLING_IOC, " (bit mask: 1 = FOK, 2 = IOC)", integer=True)
         _number(f"symbol {self.name}: 'stops_level'", self.stops_level, 0, 1_000_000, " (points)", integer=True)
@@ -158,6 +226,11 @@ MAX_LATENCY_MS = 300_000.0  # 5 minutes: longer than any client's call timeout; 
 _RATE = (lambda k, v: _number(k, v, 0.0, 1.0, " (a probability)"))
 BEHAVIOUR_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "sessions": _sessions,
+    "holidays": _holidays,
+    "execution_modes": _execution_modes,
+    "requote_points": lambda k, v: _number(k, v, 0, 100_000, " (points the price moves between quote and send on "
+                                                             "a requote or price change; 0 = answer the retcode)",
+                                           integer=True),
     "margin_check": _flag,
     "requote_rate": _RATE,
     "price_changed_rate": _RATE,
@@ -182,8 +255,17 @@ class Behaviour:
     Every setting is typed and range-checked (``BEHAVIOUR_CHECKS``): ``update`` refuses a wrong one with a
     :class:`SettingError` naming the key, the type and the range, and then changes nothing at all."""
 
-    # symbol -> daily UTC windows "HH:MM-HH:MM"; a symbol not listed trades all day, [] means closed
+    # symbol -> UTC windows "HH:MM-HH:MM", daily or after weekdays ("Fri 00:00-22:00", FOREX_WEEK); a symbol not
+    # listed trades all day every day, [] means closed
     sessions: dict[str, list[str]] = field(default_factory=dict)
+    # symbol or "*" -> UTC dates "YYYY-MM-DD" closed all day (MARKET_CLOSED; no stop or pending order triggers)
+    holidays: dict[str, list[str]] = field(default_factory=dict)
+    # symbol -> "instant" | "request" | "market" | "exchange": overrides the symbol's configured execution mode
+    execution_modes: dict[str, str] = field(default_factory=dict)
+    # on a requote/price-changed roll the price moves this many points (a seeded direction) between the quote and
+    # the send, and the request's deviation decides (instant: REQUOTE, request: PRICE_OFF, market: filled at the
+    # moved price); 0 keeps the plain retcode
+    requote_points: int = 0
     margin_check: bool = True
     requote_rate: float = 0.0  # TRADE_RETCODE_REQUOTE with a new bid/ask
     price_changed_rate: float = 0.0  # TRADE_RETCODE_PRICE_CHANGED
