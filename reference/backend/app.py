@@ -10,7 +10,8 @@ Endpoints (every error is JSON ``{"error": "<one sentence>"}`` with a 4xx/5xx st
                                       retry), 401 (passphrase), 400/413/422 (body), 429 (rate per source, with
                                       ``Retry-After``), 503 (Redis cannot confirm the signal: send it again with the
                                       same alert id; safe, the engine executes a signal id once)
-``GET /alerts/{alert_id}``            what became of an alert: its claim and its signal's trade state (RTS)
+``GET /alerts/{alert_id}``            what became of an alert: its claim and its signal's trade state (RTS); 404
+                                      if neither exists (never sent, or its claim expired with no trade state)
 ``GET /orders/{signal_id}``           a signal's trade state from RTS (status, order, attempts, ...); 404 if none
 ``GET /positions``                    the engine's open positions from RTS
 ``GET /health``                       liveness: 200 while the process serves
@@ -303,7 +304,8 @@ def create_app(config: BackendConfig, passphrase: str | None = None) -> FastAPI:
 
     @app.get("/alerts/{alert_id}")
     def alert_status(alert_id: str):
-        """``{"alert_id", "claim": {state, ...} | null, "order": RTS hash | null}``."""
+        """``{"alert_id", "claim": {state, ...} | null, "order": RTS hash | null}``; 404 when both are missing
+        (like ``/orders/<signal_id>``: an unknown id is not an answer full of nulls)."""
         if not webhook.ALERT_ID_RE.fullmatch(alert_id):
             return error(422, "alert_id must be 1-60 characters of letters, digits and _.:-")
         try:
@@ -312,6 +314,9 @@ def create_app(config: BackendConfig, passphrase: str | None = None) -> FastAPI:
         except (RedisUnavailable, redis.RedisError) as exc:
             return error(503, f"Redis cannot answer now ({_line(exc)})")
         parsed = webhook.parse_claim(claim)
+        if not parsed and not order:
+            return error(404, f"no alert {alert_id!r} is known (never accepted, or its claim expired after "
+                              f"{config.claim_ttl_s // 86400} days with no trade state)")
         return {"alert_id": alert_id, "signal_id": webhook.signal_id_of(alert_id),
                 "claim": {"state": parsed[0]} if parsed else None, "order": order or None}
 

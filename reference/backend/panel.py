@@ -54,14 +54,25 @@ def orders_key(backend, token: str) -> str:
     return f"{session_key(backend, token)}:orders"
 
 
+# MT5's ORDER_TYPE_* / POSITION_TYPE_* numbers in RTS positions' "type": 0/1 a position's side, 2..7 a pending order
+MT5_TYPES = {0: "buy", 1: "sell", 2: "buy limit", 3: "sell limit", 4: "buy stop", 5: "sell stop",
+             6: "buy stop limit", 7: "sell stop limit"}
+
+
 def positions_of(raw: dict | None) -> list[dict]:
+    """RTS positions (ticket -> JSON) as the panel lists them, each with its ``side`` in words (from MT5's
+    ``type``: ``buy``, ``sell``, ``sell limit``, ...; None when RTS has no type) and ``pending`` (True for a
+    pending order's type)."""
     out = []
     for ticket, value in sorted((raw or {}).items()):
         try:
             item = json.loads(value)
         except ValueError:
             item = {}
-        out.append({"ticket": ticket, **(item if isinstance(item, dict) else {})})
+        item = item if isinstance(item, dict) else {}
+        kind = item.get("type")
+        side = MT5_TYPES.get(kind) if isinstance(kind, int) and not isinstance(kind, bool) else None
+        out.append({"ticket": ticket, **item, "side": side, "pending": side is not None and kind >= 2})
     return out
 
 

@@ -37,6 +37,7 @@ SOURCE = "tradingview"
 FIELDS = ("passphrase", "alert_id", "symbol", "side", "volume", "order_type", "price", "sl", "tp", "account",
           "comment", "time")
 REQUIRED = ("passphrase", "alert_id", "symbol", "side", "volume")
+MAX_NUMBER = 10 ** 15        # volume, price, sl, tp: at most 15 digits before the point, as the engine reads them
 MAX_ACCOUNT = 10 ** 20 - 1  # an integer account: at most 20 digits, like the engine's ACCOUNT_RE
 
 # claim values: "pending:<instance>:<epoch ms>" while one request submits; "accepted:<signal id>:<entry id>" after
@@ -89,8 +90,13 @@ def _number_text(name: str, value: object) -> str:
     if isinstance(value, bool) or value is None:
         raise AlertError(422, f"field {name!r} must be a number such as 0.01, not {json.dumps(value)}")
     if isinstance(value, (int, float)):
-        if not math.isfinite(float(value)):
-            raise AlertError(422, f"field {name!r} must be a finite number")
+        # the engine reads at most 15 digits before the point (reference.engine.signals.DECIMAL_RE): a larger number
+        # is out of range, said as such (1e308 was written out as 309 digits: "longer than 256 characters"; JSON's
+        # 1e999 reads as infinity, and a 400-digit integer cannot even be made a float)
+        if (isinstance(value, int) and abs(value) >= MAX_NUMBER) or \
+                (isinstance(value, float) and not (math.isfinite(value) and abs(value) < MAX_NUMBER)):
+            raise AlertError(422, f"field {name!r} is out of range: a number below 1e15 (at most 15 digits before "
+                                  f"the decimal point)")
         text = repr(float(value)) if isinstance(value, float) else str(value)
         if "e" in text.lower():
             text = f"{float(value):.12f}".rstrip("0").rstrip(".") or "0"
@@ -106,7 +112,9 @@ JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool
 def parse_body(raw: bytes, max_body_bytes: int) -> dict:
     """The JSON object of a webhook body; AlertError 413 (too large), 400 (not UTF-8 JSON) or 422 (not an object)."""
     if len(raw) > max_body_bytes:
-        raise AlertError(413, f"body is {len(raw)} bytes; an alert is at most {max_body_bytes} bytes")
+        # the body is read only up to the limit (and in chunks of up to 64 KB), so its length here is a lower
+        # bound, not its size: a 99 MB body said "body is 65536 bytes"
+        raise AlertError(413, f"body is over {max_body_bytes} bytes; an alert is at most {max_body_bytes} bytes")
     if not raw.strip():
         raise AlertError(400, "body is empty; send the alert as a JSON object")
     try:

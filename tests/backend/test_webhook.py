@@ -188,3 +188,47 @@ def test_history_422_names_the_real_range_limit(client):
         assert str(2**33) in got.json()["errmsg"], got.text
     ok = client.get("/history", params={"symbol": "EURUSD", "resolution": "1", "from": 0, "to": 2**33})
     assert ok.status_code != 422, ok.text
+
+
+# -- the new-user report's minor items (issue 15) ------------------------------------------------------------------
+@pytest.mark.parametrize("body, words", [
+    # far more than the backend reads (it stops at the limit, in chunks of up to 64 KB): the size is a lower bound
+    (b"x" * 200_000, "body is over 8192 bytes"),
+    (b"x" * 9000, "body is over 8192 bytes"),
+])
+def test_an_oversized_body_is_said_to_be_over_the_limit_not_a_chunks_size(client, rdb, body, words):
+    got = client.post("/webhook/tradingview", content=body, headers={"content-type": "application/json"})
+    assert got.status_code == 413 and words in got.json()["error"], got.text
+    assert "65536" not in got.text
+
+
+@pytest.mark.parametrize("field, value", [("price", 1e308), ("price", 1e15), ("sl", 10 ** 20), ("tp", 1e999),
+                                          ("volume", 1e300)])
+def test_a_number_too_large_is_out_of_range_not_too_long(client, rdb, field, value):
+    body = {**alert("big-1", order_type="limit", price=1.1), field: value}
+    got = client.post("/webhook/tradingview", content=json.dumps(body).replace("Infinity", "1e999"),
+                      headers={"content-type": "application/json"})
+    message = got.json()["error"]
+    assert got.status_code == 422 and f"field {field!r} is out of range" in message, message
+    assert "256 characters" not in message
+    assert rdb.xlen(KEYS.rtss) == 0
+
+
+def test_unknown_alert_and_order_ids_are_both_404(client, rdb):
+    assert client.get("/orders/tv-none").status_code == 404
+    got = client.get("/alerts/none")
+    assert got.status_code == 404 and "no alert 'none' is known" in got.json()["error"], got.text
+    # a claimed alert (accepted, before the engine answered) is known
+    assert client.post("/webhook/tradingview", json=alert("k-1")).status_code == 202
+    known = client.get("/alerts/k-1")
+    assert known.status_code == 200 and known.json()["claim"]["state"] == "accepted"
+
+
+def test_positions_say_their_side_and_a_pending_orders_type():
+    from reference.backend.panel import positions_of
+
+    got = positions_of({"1": json.dumps({"symbol": "EURUSD", "type": 1, "volume": 0.01}),
+                        "2": json.dumps({"symbol": "EURUSD", "type": 3, "volume": 0.02}),
+                        "3": json.dumps({"symbol": "EURUSD", "volume": 0.03}), "4": "garbled"})
+    assert [(p["ticket"], p["side"], p["pending"]) for p in got] == [
+        ("1", "sell", False), ("2", "sell limit", True), ("3", None, False), ("4", None, False)]
