@@ -434,6 +434,11 @@ def check_state(rts: dict | None, ledger: Iterable[Deal], *, signal_of: SignalOf
             if abs(b - e) > tolerance:
                 mismatches.append({"kind": "position", "symbol": symbol, "broker": round(b, 10),
                                    "engine": round(e, 10)})
+    from scenarios import positions as positions_mod   # issue 20: sides (hedges) and the broker's own closes
+
+    by_side, side_metrics = positions_mod.compare(rts, ledger)
+    net_differs = any(m["kind"] == "position" for m in mismatches)
+    mismatches += [m for m in by_side if not (net_differs and m["kind"] == "position_side")]
     broker_orders = orders_by_signal(ledger, signal_of)
     eng_orders = engine_orders(rts)
     for sid in sorted(set(broker_orders) | set(eng_orders)):
@@ -451,7 +456,7 @@ def check_state(rts: dict | None, ledger: Iterable[Deal], *, signal_of: SignalOf
                                "broker_orders": [o["order"] for o in bo]})
     metrics = {"state_mismatches": len(mismatches),
                "positions_compared": len(set(broker_net) | set(eng_net or {})) if eng_net is not None else 0,
-               "signals_compared": len(set(broker_orders) | set(eng_orders))}
+               "signals_compared": len(set(broker_orders) | set(eng_orders)), **side_metrics}
     evidence = list(mismatches)
     if unknown_side:
         evidence.append({"kind": "note", "why": f"{len(unknown_side)} ledger deal(s) without a side: positions "

@@ -287,13 +287,17 @@ class Deal:
     broker: str = ""
     type: Any = None  # 0/"buy" or 1/"sell" when known
     entry: Any = None  # 0 in, 1 out, ...
+    position_id: Any = None  # the position it opened or closed (issue 20: positions compared by side)
+    reason: Any = None  # DEAL_REASON_*: 4 SL, 5 TP, 6 stop-out are the broker's own closes
+    login: Any = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "Deal":
         return cls(deal=d.get("deal", d.get("ticket")), order=d.get("order"), comment=d.get("comment") or "",
                    magic=d.get("magic"), symbol=d.get("symbol") or "", volume=float(d.get("volume") or 0.0),
                    price=d.get("price"), time=d.get("time", d.get("time_msc")), broker=d.get("broker") or "",
-                   type=d.get("type", d.get("side")), entry=d.get("entry"))
+                   type=d.get("type", d.get("side")), entry=d.get("entry"), position_id=d.get("position_id"),
+                   reason=d.get("reason"), login=d.get("login"))
 
 
 @dataclass(frozen=True)
