@@ -864,3 +864,19 @@ register(Scenario(
               CheckerSpec("lost_signals", ("TV-2",)), *_webhook_checks(None)),
     services=("backend",),
 ))
+
+# -- a broker that moves (issue 20) -------------------------------------------------------------------------------
+register(Scenario(
+    name="requote-storm",
+    requirement_ids=("BRK-4", "ENG-1", "ENG-5"),
+    description="The primary broker executes EURUSD in INSTANT mode and moves the price 30 points between quote and "
+                "send on half the orders for 15 s: beyond the engine's 20-point deviation that is REQUOTE (10004) "
+                "with the new price. Every signal must end executed (at a price within its deviation) or rejected "
+                "with a reason, never sent twice under one comment.",
+    workload=Workload(op="trade", timeout_s=10.0),
+    faults=(FaultStep("broker-behaviour", "broker-primary", at_s=5.0, heal_after_s=15.0,
+                      params={"execution_modes": {"EURUSD": "instant"}, "requote_rate": 0.5,
+                              "requote_points": 30}),),
+    checkers=(CheckerSpec("duplicates", ("ENG-5", "BRK-4")), CheckerSpec("lost_signals", ("ENG-5", "BRK-4")),
+              CheckerSpec("state", ("ENG-5",)), *_fencing()),
+))
