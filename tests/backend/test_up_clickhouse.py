@@ -9,13 +9,14 @@ import stat
 from pathlib import Path
 
 from reference.engine.config import EngineConfig
+from tests.backend.conftest import BLOCK
 from tradedrill.credentials import StackSecrets
 from tradedrill.services.engine import engine_config
 from tradedrill.topology import Topology
 
 
 def test_the_engine_config_of_up_syncs_to_the_topologys_clickhouse(tmp_path):
-    topo = Topology.default(subnet="127.0.85", services=("redis", "clickhouse", "mt5", "engine", "backend"))
+    topo = Topology.default(subnet=BLOCK, services=("redis", "clickhouse", "mt5", "engine", "backend"))
     secrets = StackSecrets.ensure(tmp_path)
     cfg = engine_config(topo, None, secrets)
     ch = topo.node("clickhouse")
@@ -32,7 +33,7 @@ def test_the_engine_config_of_up_syncs_to_the_topologys_clickhouse(tmp_path):
 
 def test_without_clickhouse_the_engines_do_not_sync_and_overrides_still_win(tmp_path):
     secrets = StackSecrets.ensure(tmp_path)
-    plain = engine_config(Topology.default(subnet="127.0.85", services=("redis", "mt5", "engine")), None, secrets)
+    plain = engine_config(Topology.default(subnet=BLOCK, services=("redis", "mt5", "engine")), None, secrets)
     assert "clickhouse_url" not in plain
-    topo = Topology.default(subnet="127.0.85", services=("redis", "clickhouse", "mt5", "engine"))
+    topo = Topology.default(subnet=BLOCK, services=("redis", "clickhouse", "mt5", "engine"))
     assert engine_config(topo, {"clickhouse_url": ""}, secrets)["clickhouse_url"] == ""
