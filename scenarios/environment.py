@@ -112,12 +112,8 @@ class DrillEnvironment:
 
     # -- bring-up -------------------------------------------------------------------------------------------------
     def up(self) -> None:
-        from scenarios import overrides as overrides_mod
-
-        # the scenario's drill-sized settings, recorded with the documents' values (the report says "overridden")
-        overrides_mod.record(self.run.path, dict(self.scenario.engine_overrides), dict(self.opts.engine_overrides))
         options = {"mt5": {"seed": self.seed},
-                   "engine": {"overrides": {**self.scenario.engine_overrides, **self.opts.engine_overrides},
+                   "engine": {"overrides": dict(self.opts.engine_overrides),
                               "command": self.opts.engine_command, "env": dict(self.opts.engine_env) or None}}
         if any(step.fault == "disk-fill" for step in self.scenario.faults):
             # the fault only fills a tmpfs of the engine's own: mounted before the engines start, undone by down()
