@@ -107,6 +107,9 @@ class EngineConfig:
     broker_heartbeat_s: float = 3.0         # BRK-1
     broker_timeout_s: float = 5.0           # BRK-1: connection/call timeout
     broker_reconnect_s: float = 3.0         # BRK-2: retry every 3 s
+    broker_close_poll_s: float = 1.0        # positions the broker closed on its own (SL, TP, stop-out) leave RTS
+                                            # within this long: the active engine reads the new closing deals
+                                            # (BRK-3; issue 20)
     broker_switch_after: int = 5            # BRK-2: switch to the backup after 5 failures
     broker_suspend_after: int = 10          # BRK-2/BRK-5: notify and suspend after 10
     # --- orders (ENG-5, BRK-4, ORD-1, ORD-2) ---------------------------------------------------------------------
@@ -204,6 +207,8 @@ class EngineConfig:
         if self.lease_safety_margin_s + self.send_flight_s >= self.lease_ttl_s - self.heartbeat_s:
             raise ConfigError("lease_safety_margin_s + send_flight_s must be smaller than lease_ttl_s - heartbeat_s, "
                               "or a holder could never send between two heartbeats")
+        if not 0 < self.broker_close_poll_s <= 3600:
+            raise ConfigError(f"broker_close_poll_s = {self.broker_close_poll_s}: must be > 0 and <= 3600 seconds")
         if self.read_count < 1 or self.send_chunk < 1:
             raise ConfigError(f"read_count = {self.read_count}, send_chunk = {self.send_chunk}: both must be >= 1")
         if self.read_block_ms / 1000.0 >= self.redis_socket_timeout_s:

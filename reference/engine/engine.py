@@ -35,6 +35,7 @@ import signal as os_signal
 import threading
 import time
 import traceback
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .alerts import Alerts
@@ -78,7 +79,8 @@ return first
 """
 
 # every other write of shared state, fenced the same way (KEYS[1] = fence, ARGV[1] = token):
-# op "hset" (KEYS[2] hash, field/value pairs), "replace" (KEYS[2] hash deleted, then field/value pairs), "sadd"
+# op "hset" (KEYS[2] hash, field/value pairs), "replace" (KEYS[2] hash deleted, then field/value pairs), "sadd",
+# "hdel" (KEYS[2] hash, fields)
 # The field/value pairs go to HSET 1,000 at a time: Lua's unpack() of more than ~8,000 values fails ("too many
 # results to unpack"), and a script that fails after its DEL leaves the hash empty (Redis does not roll a script
 # back): a takeover with 6,000 open positions emptied RTS positions that way (issue 11's lost-reply drill at 200/s).
@@ -88,6 +90,10 @@ local newest = tonumber(redis.call('GET', KEYS[1]) or '0')
 if newest > tonumber(ARGV[1]) then return -1 end
 local op = ARGV[2]
 if op == 'sadd' then return redis.call('SADD', KEYS[2], ARGV[3]) end
+if op == 'hdel' then
+  for i = 3, #ARGV, 1000 do redis.call('HDEL', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
+  return 1
+end
 if (#ARGV - 2) % 2 ~= 0 then return redis.error_reply('field/value pairs expected') end
 if op == 'replace' then redis.call('DEL', KEYS[2]) end
 for i = 3, #ARGV, 2000 do
@@ -95,6 +101,11 @@ for i = 3, #ARGV, 2000 do
 end
 return 1
 """
+
+
+# MT5 deal reasons of a close the broker made on its own (DEAL_REASON_SL, _TP, _SO), and DEAL_ENTRY_OUT
+BROKER_CLOSE_REASONS = frozenset({4, 5, 6})
+DEAL_ENTRY_OUT = 1
 
 
 class LeaseLost(Exception):
@@ -157,6 +168,8 @@ class Engine:
         self._redis_down_since: float | None = None
         self._errors_in_row = 0
         self._next_ris_refresh = 0.0
+        self._next_close_sweep = 0.0
+        self._closes_seen_until: datetime | None = None   # broker-side closes read up to here (issue 20)
         self._next_primary_check = 0.0
         self._recheck_after_failover = False
         self._reread_pending = False
@@ -354,6 +367,9 @@ class Engine:
         if not self.brokers.usable:
             self.stop_event.wait(0.1)   # BRK-2/BRK-5: signals suspended while no broker is usable
             return
+        if time.monotonic() >= self._next_close_sweep:
+            self._next_close_sweep = time.monotonic() + self.cfg.broker_close_poll_s
+            self.sweep_broker_closes()
         if self._reread_pending:
             self.claim_pending()        # entries left pending by an error are judged again
         self.collect_parked()
@@ -1315,6 +1331,34 @@ class Engine:
         self.emit("positions_restored", why=why, broker=session.name, positions=len(ours),
                   gone_since_rts=len(missing), new_since_rts=len(added))
         return len(ours)
+
+    def sweep_broker_closes(self) -> int | None:
+        """BRK-3 between takeovers: positions the broker closed on its own initiative (a stop loss, a take profit, a
+        stop-out: closing deals of reason SL/TP/SO with our magic) leave RTS positions, read from the deals since the
+        last sweep (with a 2 s overlap). Returns how many were removed; None when the broker did not answer (the
+        next sweep reads the same window again). Issue 20: RTS kept such a position until the next takeover."""
+        session = self.brokers.active
+        if not session.connected:
+            return None
+        now = datetime.now(timezone.utc)
+        since = (self._closes_seen_until or now - timedelta(seconds=self.cfg.broker_close_poll_s)) \
+            - timedelta(seconds=2)
+        try:
+            rows, _err = session.call("history_deals_get", since, now + timedelta(days=1))
+        except BrokerCallFailed:
+            return None
+        if rows is None:
+            return None
+        self._closes_seen_until = now
+        gone = sorted({str(_field(d, "position_id")) for d in rows
+                       if int(_field(d, "reason", -1)) in BROKER_CLOSE_REASONS
+                       and int(_field(d, "entry", -1)) == DEAL_ENTRY_OUT
+                       and int(_field(d, "magic", 0) or 0) == self.cfg.magic})
+        if not gone:
+            return 0
+        self._fenced_write("hdel", self._rts_positions, *gone)
+        self.emit("positions_closed_at_broker", positions=gone[:50], count=len(gone), broker=session.name)
+        return len(gone)
 
     def on_broker_recovered(self) -> None:
         """BRK-3: restore positions (RTS vs broker), restore/record the session (RIS), resend pending work."""
