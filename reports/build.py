@@ -187,6 +187,10 @@ def _verdict_line(v: RequirementVerdict) -> str:
                 f"max={_fmt_num(d.max)}")
     if v.lower_bounds:
         measured += f" (+{v.lower_bounds} run(s) never recovered)"
+    if v.overridden:
+        from scenarios.overrides import label
+
+        measured += "; overridden: " + ", ".join(label(e) for e in v.overridden)
     return f"{v.requirement_id} {v.target_label} [{v.source}]: {v.verdict.upper()} ({measured})"
 
 
@@ -269,7 +273,14 @@ def _env() -> jinja2.Environment:
     env.filters["num"] = _fmt_num
     env.filters["tojson_compact"] = lambda o: json.dumps(_jsonable(o), default=str)
     env.filters["val"] = targets_mod._fmt
+    env.filters["override"] = _override_label
     return env
+
+
+def _override_label(entry: dict) -> str:
+    from scenarios.overrides import label
+
+    return label(entry)
 
 
 def _load_summary(run_dir) -> dict | None:

@@ -3102,6 +3102,11 @@ def check_run(run_dir: str | Path | h.RunDir, *, checkers: Sequence[Any] | None 
     view = RunView(run, signal_of)
     ops, windows = view.operations(), view.fault_windows()
     results = [run_checker(spec, view, targets) for spec in checkers]
+    from scenarios import overrides as overrides_mod   # engine settings not the documents': never a silent pass
+
+    overridden = overrides_mod.load(run.path)
+    if overridden:
+        overrides_mod.annotate((j for r in results for j in r.judgements), overridden)
     tl_f = next((_spec_dict(s)["params"].get("f") for s in checkers if _spec_dict(s)["checker"] == "rto"), None)
     return RunCheck(str(run.path), scenario.get("name") or run.path.name, scenario.get("repeat"), run.seed,
                     results, timeline(ops, windows, f=tl_f), windows,

@@ -48,6 +48,14 @@ class CannotJudge(click.ClickException):
     exit_code = 2
 
 
+def _override(entry: dict) -> str:
+    from rich.markup import escape
+
+    from scenarios.overrides import label
+
+    return escape(label(entry))
+
+
 def _print_verdicts(console: Console, verdicts) -> None:
     table = Table(title="requirements against targets (worst case over repeats)")
     for col in ("scenario", "requirement", "target", "source", "n", "min", "median", "p95", "max", "verdict",
@@ -60,7 +68,9 @@ def _print_verdicts(console: Console, verdicts) -> None:
         alts = "; ".join(f"{a['value']} ({a['source']}): {a['verdict']}" for a in v.alternatives)
         table.add_row(v.scenario, v.requirement_id, v.target_label, v.source, n, _fmt_num(d.min),
                       _fmt_num(d.median), _fmt_num(d.p95), _fmt_num(d.max),
-                      f"[{_STYLE[v.verdict]}]{v.verdict}[/]", alts)
+                      f"[{_STYLE[v.verdict]}]{v.verdict}[/]"
+                      + (" [yellow]overridden[/]: " + "; ".join(_override(e) for e in v.overridden)
+                         if getattr(v, "overridden", None) else ""), alts)
     console.print(table)
 
 

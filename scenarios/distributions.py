@@ -7,6 +7,7 @@ already exceeded). Each alternative target (another document's number) gets its 
 """
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
@@ -61,6 +62,7 @@ class RequirementVerdict:
     alternatives: list[dict] = field(default_factory=list)  # value, source, note, verdict
     contradictions: list[str] = field(default_factory=list)
     lower_bounds: int = 0  # runs where only a lower bound was observed (never recovered)
+    overridden: list[dict] = field(default_factory=list)  # engine settings not the documents' (scenarios.overrides)
 
     @property
     def target_label(self) -> str:
@@ -90,7 +92,9 @@ def summarize(run_checks: Iterable[RunCheck], targets: targets_mod.Targets | Non
             runs=[{"run_dir": rc.run_dir, "repeat": rc.repeat, "seed": rc.seed, "measured": j.measured,
                    "lower_bound": j.lower_bound, "verdict": j.verdict} for rc, j in items],
             alternatives=alts, contradictions=list(first.contradictions),
-            lower_bounds=sum(j.lower_bound for _, j in items)))
+            lower_bounds=sum(j.lower_bound for _, j in items),
+            overridden=list({(e["key"], json.dumps(e.get("drill"), default=str)): e
+                             for _, j in items for e in getattr(j, "overridden", [])}.values())))
     return sorted(out, key=lambda v: (targets_mod.requirement_sort_key(v.requirement_id), v.metric, v.scenario))
 
 

@@ -420,6 +420,26 @@ def _postgres_restore(ctx: FaultContext, t: Target, params: dict) -> Fault:
                           requirements=ctx.requirement_ids)
 
 
+# -- ClickHouse loses rows (issue 13, CH-2) -------------------------------------------------------------------------
+def _clickhouse_data_lost(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    """TRUNCATE (or delete the newest day of) the engines' outcome table while trades flow
+    (``faults.clickhouse.ClickHouseDataLost``)."""
+    from faults.clickhouse import ClickHouseDataLost
+
+    stack = ctx.stack
+    table = str((getattr(stack, "engine_config", None) or {}).get("clickhouse_table") or "trade_outcomes")
+    return ClickHouseDataLost(lambda: stack.clickhouse_client(connect_timeout=5, send_receive_timeout=30), table,
+                              mode=str(params.get("mode", "truncate")), node=t.name, log=ctx.fault_log,
+                              requirements=ctx.requirement_ids)
+
+
+def _check_loss_mode(params: dict) -> list[str]:
+    from faults.clickhouse import MODES
+
+    mode = params.get("mode", "truncate")
+    return [] if mode in MODES else [f"mode {mode!r} must be one of {', '.join(MODES)}"]
+
+
 FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
     FaultPackage("process-kill", _kill, (), "supervisor", "SIGKILL", "#d62728",
                  description="SIGKILL the target's process group"),
@@ -481,6 +501,11 @@ FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
     FaultPackage("postgres-restore", _postgres_restore, ("postgres",), "end", "credentials DB restore", "#c5b0d5",
                  (), description="pg_dump the credentials database and DROP it; the heal restores the newest dump "
                  "and decrypts the broker logins again (PG-1: restore under 5 s)"),
+    FaultPackage("clickhouse-data-lost", _clickhouse_data_lost, ("clickhouse",), "end", "ClickHouse rows lost",
+                 "#e7969c", ("mode",), check=_check_loss_mode,
+                 description="TRUNCATE the engines' ClickHouse outcome table (mode truncate) or delete its newest UTC "
+                             "day (mode day) while trades flow; the heal undoes nothing and counts the lost rows "
+                             "back (CH-2: the backfill from DuckDB puts them back)"),
     # the EA's tick paths (issue 14; scenarios.tickclients): target an ea node, act on it and its drill consumer
     FaultPackage("udp-loss", _ticks.udp_loss, ("ea",), "end", "UDP loss", "#ffbb78", ("percent",),
                  description="the kernel drops percent % (default 30) of the UDP ticks arriving at the EA's consumer",

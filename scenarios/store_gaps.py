@@ -104,13 +104,23 @@ def check_order_failed_syncs(events: Sequence[dict] | None, executed: set[str], 
 
 # -- CH-2, CH-3, CH-4 ----------------------------------------------------------------------------------------------
 CH_LOSS_FAULTS = ("clickhouse-data-lost",)
+CLICKHOUSE_RESTORE = "clickhouse_restore.json"   # scenarios.environment.CLICKHOUSE_RESTORE
+CH2_RULE = ("lost_rows = trades of the broker ledgers missing from ClickHouse (FINAL) after the run, plus outcome "
+            "rows without a trade (rejections) the clickhouse-data-lost fault deleted that never came back; "
+            "duplicate_rows = signals with more than one row read with FINAL; backfill_s (not judged: the documents "
+            "give CH-2 no time) = per loss, the newest synced_ms of the rows put back (read at the fault's heal, "
+            "else in the rows after the run) minus the fault's inject time; detected_s = the loss to the first "
+            "engine backfill check that found rows missing")
 
 
-def check_clickhouse_backfill(windows, events, missing_trades: int | None, *, requirement_ids=("CH-2",), targets=None,
-                              result_cls, unmeasured):
+def check_clickhouse_backfill(windows, events, missing_trades: int | None, *, duplicate_trades: int | None = None,
+                              rows: list | None = None, heals: dict | None = None, requirement_ids=("CH-2",),
+                              targets=None, result_cls, unmeasured):
+    """``heals``: fault_id -> the details of its heal line in the fault log (what was back then)."""
     backfills = [e for e in (events or []) if isinstance(e, dict) and e.get("event") == "clickhouse_backfill"]
     evidence = [{"kind": "backfill-check", "instance": e.get("instance"), "days": e.get("days"),
-                 "short_days": e.get("short_days"), "missing": e.get("missing")} for e in backfills[:50]]
+                 "short_days": e.get("short_days"), "missing": e.get("missing")} for e in backfills
+                if _num(e.get("missing"))][:50]
     lost = [w for w in windows if w.fault in CH_LOSS_FAULTS]
     if not lost:
         reason = (f"ClickHouse lost no data in this run (no {'/'.join(CH_LOSS_FAULTS)} fault: an outage stops the "
@@ -120,52 +130,146 @@ def check_clickhouse_backfill(windows, events, missing_trades: int | None, *, re
         res = unmeasured(result_cls, "clickhouse_backfill", requirement_ids, targets, ("lost_rows",), reason)
         res.evidence.extend(evidence)
         return res
-    metrics = {"lost_rows": missing_trades}
-    return _result(result_cls, unmeasured, "clickhouse_backfill", requirement_ids, targets, metrics,
-                   "no ClickHouse rows dump (clickhouse_rows.json) or no ledger to compare", evidence,
-                   f"ClickHouse lost data {len(lost)} time(s); {missing_trades} trade(s) still missing after the "
-                   f"backfill")
+    by_key = {str(r.get("trade_key")): r for r in (rows or []) if isinstance(r, dict)}
+    losses, never_back_untraded = [], 0
+    for w in lost:
+        d = {**(w.details or {}), **{k: v for k, v in ((heals or {}).get(w.fault_id) or {}).items()
+                                     if v is not None}}
+        keys = [str(k) for k in d.get("lost_keys") or []]
+        back = [by_key[k] for k in keys if k in by_key]
+        never_back_untraded += sum(1 for k in keys if k not in by_key and k.startswith("s/"))
+        synced = [_num(r.get("synced_ms")) for r in back if _num(r.get("synced_ms")) is not None]
+        took = timed_by = None
+        if keys and w.inject_wall is not None:
+            if d.get("back_at_heal") == len(keys) and _num(d.get("back_synced_ms_max")) is not None:
+                # every lost row was back when the fault was healed: the newest of them then (a later loss may
+                # delete the same rows again, so the rows after the run would time that one)
+                took, timed_by = round(_num(d["back_synced_ms_max"]) / 1000.0 - w.inject_wall, 3), "heal"
+            elif synced and len(back) == len(keys):
+                took, timed_by = round(max(synced) / 1000.0 - w.inject_wall, 3), "rows after the run"
+        found = next((e for e in backfills if _num(e.get("missing")) and _num(e.get("mono")) is not None
+                      and _num(e["mono"]) >= w.inject_mono), None)
+        losses.append({"kind": "loss", "fault_id": w.fault_id, "mode": d.get("mode"),
+                       "rows_before": d.get("rows_before"), "lost": len(keys), "back": len(back),
+                       "back_at_heal": d.get("back_at_heal"), "backfill_s": took, "timed_by": timed_by,
+                       "detected_s": round(_num(found["mono"]) - w.inject_mono, 3) if found else None,
+                       "detected_by": found.get("instance") if found else None})
+    deleted = sum(x["lost"] for x in losses)
+    if not deleted:
+        res = unmeasured(result_cls, "clickhouse_backfill", requirement_ids, targets, ("lost_rows",),
+                         f"the {CH_LOSS_FAULTS[0]} fault ran {len(lost)} time(s) but deleted no row (the table was "
+                         f"empty): nothing to backfill")
+        res.evidence.extend([*losses, *evidence])
+        return res
+    lost_rows = None if missing_trades is None else missing_trades + never_back_untraded
+    times = [x["backfill_s"] for x in losses if x["lost"]]
+    metrics = {"lost_rows": lost_rows, "duplicate_rows": duplicate_trades,
+               "backfill_s": max(times) if times and all(t is not None for t in times) else None,
+               "rows_deleted": deleted}
+    judged = {k: metrics[k] for k in ("lost_rows", "duplicate_rows")}
+    res = _result(result_cls, unmeasured, "clickhouse_backfill", requirement_ids, targets, judged,
+                  "no ClickHouse rows dump (clickhouse_rows.json) or no ledger to compare",
+                  [*losses, *evidence, {"kind": "rule", "rule": CH2_RULE}],
+                  f"ClickHouse lost {deleted} row(s) in {len(losses)} deletion(s) while trades flowed; "
+                  + "; ".join(f"{x['back']}/{x['lost']} back (FINAL)"
+                              + (f" {x['backfill_s']} s after the loss" if x["backfill_s"] is not None else
+                                 " (not all back: no time)")
+                              + (f", found missing by {x['detected_by']}'s backfill check {x['detected_s']} s after"
+                                 if x["detected_s"] is not None else ", no backfill check found them missing")
+                              for x in losses)
+                  + f"; after the run {lost_rows} row(s) missing, {duplicate_trades} signal(s) with two rows")
+    res.metrics.update(metrics)
+    return res
 
 
-def check_clickhouse_backups(events, *, requirement_ids=("CH-3",), targets=None, result_cls, unmeasured):
+CH3_SCHEDULE = (("full_backup_interval_h", "full_s", 3600.0, "full backup every", 43200.0),
+                ("incremental_backup_interval_h", "incremental_s", 3600.0, "incremental every", 3600.0),
+                ("backup_retention_days", "keep_days", None, "kept", 7.0))
+
+
+def check_clickhouse_backups(events, restore: dict | None = None, *, requirement_ids=("CH-3",), targets=None,
+                             result_cls, unmeasured):
+    """CH-3: ``zstd_level`` (judged) from the backups the engines took; ``restore_missing_rows`` (judged) from the
+    drill's restore of each engine's newest backup chain (``clickhouse_restore.json``); the schedule (12 h / 1 h /
+    7 days) is configuration: read from what the engines ran with (``clickhouse_backup_settings``), never measured
+    by a drill (unmeasured, with the configured values and the drill's backup gaps in the reason)."""
     events = [e for e in (events or []) if isinstance(e, dict)]
     backups = [e for e in events if e.get("event") == "clickhouse_backup"]
     pruned = [e for e in events if e.get("event") == "clickhouse_backup_pruned"]
+    settings = [e for e in events if e.get("event") == "clickhouse_backup_settings"]
     levels = sorted({int(_num(e.get("level"))) for e in backups if _num(e.get("level")) is not None})
     per: dict[tuple, list[float]] = defaultdict(list)
     for e in backups:
         if _num(e.get("taken_ms")) is not None:
             per[(e.get("instance"), e.get("pid"), e.get("kind"))].append(_num(e["taken_ms"]))
-    intervals = {"full": [], "incremental": []}
+    gaps = {"full": [], "incremental": []}
     for (_i, _p, kind), times in per.items():
         times.sort()
-        if kind in intervals:
-            intervals[kind] += [(b - a) / 3.6e6 for a, b in zip(times, times[1:])]
+        if kind in gaps:
+            gaps[kind] += [(b - a) / 1000.0 for a, b in zip(times, times[1:])]
+    engines = [e for e in ((restore or {}).get("engines") or []) if isinstance(e, dict)]
+    checked = [e for e in engines if _num(e.get("missing")) is not None]
     metrics = {
         # the worst level seen (a level other than CH-3's 3 fails)
         "zstd_level": next((lv for lv in levels if lv != 3), levels[0]) if levels else None,
-        "full_backup_interval_h": round(max(intervals["full"]), 4) if intervals["full"] else None,
-        "incremental_backup_interval_h": round(max(intervals["incremental"]), 4) if intervals["incremental"] else None,
-        "backup_retention_days": None,   # needs a prune after 7 days: never within a drill
+        "restore_missing_rows": sum(int(_num(e["missing"])) for e in checked) if checked else None,
+        "full_backup_interval_h": None, "incremental_backup_interval_h": None, "backup_retention_days": None,
     }
-    span = (max(_num(e.get("mono")) or 0 for e in events) - min(_num(e.get("mono")) or 0 for e in events)) if events \
-        else 0.0
-    reason = (f"{len(backups)} backup(s) in a run of {span:.0f} s: CH-3's schedule (full every 12 h, incremental every "
-              f"1 h, 7 days kept) shows no second backup of a kind and no prune within a drill"
-              + (f"; {len(pruned)} prune(s)" if pruned else "") if backups else
-              "no ClickHouse backup was taken in this run (no clickhouse_backup event)")
+    configured = []
+    for s_ in {(e.get("full_s"), e.get("incremental_s"), e.get("keep_days"), e.get("level")): e
+               for e in settings}.values():
+        configured.append(f"full every {_num(s_.get('full_s')):g} s, incremental every "
+                          f"{_num(s_.get('incremental_s')):g} s, kept {_num(s_.get('keep_days')):g} days, ZSTD level "
+                          f"{s_.get('level')}")
+    drill_gaps = "; ".join(f"{k} backups {min(v):.1f}-{max(v):.1f} s apart" for k, v in gaps.items() if v)
+    schedule_why = ("configuration, not measured: CH-3's schedule (full every 12 h = 43200 s, incremental every 1 h = "
+                    "3600 s, 7 days kept) cannot show within a drill; the engines ran with "
+                    + (" / ".join(configured) if configured else "no recorded backup settings")
+                    + " (clickhouse_backup_settings, read from the live config)"
+                    + (f"; the drill's {drill_gaps}" if drill_gaps else "")
+                    + (f"; {len(pruned)} prune(s)" if pruned else ""))
+    restore_why = ("; ".join(f"{e.get('engine')}: {e.get('error')}" for e in engines if e.get("error"))
+                   or "the run has no clickhouse_restore.json (no backups to restore)")
+    reasons = {"zstd_level": "no ClickHouse backup was taken in this run (no clickhouse_backup event)",
+               "restore_missing_rows": f"the backups' restore was not checked: {restore_why}"}
+    judgements = []
+    for metric, value in metrics.items():
+        judgements += judge({metric: value}, requirement_ids, targets,
+                            unmeasured_reason=reasons.get(metric, schedule_why))
     evidence = [{"kind": "backup", **{k: e.get(k) for k in ("instance", "file", "kind", "codec", "level", "rows",
                                                             "bytes", "raw_bytes", "taken_ms")}} for e in backups[:50]]
-    return _result(result_cls, unmeasured, "clickhouse_backups", requirement_ids, targets, metrics, reason, evidence,
-                   f"{len(backups)} backup(s), ZSTD level(s) {levels}; " + reason)
+    evidence += [{"kind": "restore", **{k: e.get(k) for k in ("engine", "chain", "restored_rows", "expected_rows",
+                                                             "rows_inserted", "missing", "missing_keys", "seconds",
+                                                             "error")}} for e in engines]
+    evidence += [{"kind": "settings", **{k: e.get(k) for k in ("instance", "full_s", "incremental_s", "keep_days",
+                                                              "level", "codec", "tick_s")}} for e in settings[:10]]
+    summary = (f"{len(backups)} backup(s), ZSTD level(s) {levels}; "
+               + ("; ".join(f"{e.get('engine')}'s chain of {len(e.get('chain') or [])} file(s) restored: "
+                            f"{e.get('restored_rows')} row(s) (FINAL), {e.get('missing')} of the "
+                            f"{e.get('expected_rows')} synced before its last backup missing, {e.get('seconds')} s"
+                            for e in checked) or f"restore not checked: {restore_why}")
+               + "; schedule: " + schedule_why)
+    res = result_cls("clickhouse_backups", validity(judgements), tuple(requirement_ids), dict(metrics), evidence,
+                     summary, judgements)
+    res.metrics["backups"] = len(backups)
+    return res
 
 
-def check_clickhouse_failover(topology: dict | None, *, requirement_ids=("CH-4",), targets=None, result_cls,
-                              unmeasured):
+NOT_MEASURABLE = "not measurable in this topology"
+
+
+def check_clickhouse_failover(topology: dict | None, windows=(), *, requirement_ids=("CH-4",), targets=None,
+                              result_cls, unmeasured):
     nodes = [n for n in (topology or {}).get("nodes", []) if isinstance(n, dict) and n.get("kind") == "clickhouse"]
-    reason = (f"the stack runs {len(nodes)} ClickHouse node(s): no passive node to fail over to (CH-4's "
-              f"active-passive pair is not built), so no failover happened to time" if len(nodes) < 2 else
-              "no ClickHouse failover was injected in this run")
+    lost = [w for w in windows if "clickhouse" in str((w.details or {}).get("node") or w.description)]
+    if len(nodes) < 2:
+        reason = (f"{NOT_MEASURABLE}: single ClickHouse node ({len(nodes)} in the drill's topology; CH-4's "
+                  f"active-passive pair is not built, the engines' sync has one URL), so there is no passive node to "
+                  f"fail over to and no failover to time"
+                  + (f"; this run lost the only node {len(lost)} time(s) ({', '.join(w.fault for w in lost)}): "
+                     f"an outage, judged by CH-1" if lost else ""))
+    else:
+        reason = "no ClickHouse failover was injected in this run"
     return unmeasured(result_cls, "clickhouse_failover", requirement_ids, targets, ("rto_s",), reason)
 
 
@@ -268,16 +372,25 @@ def checker_entries(checker_cls, result_cls, unmeasured) -> list:
     def backfill(view, params, rids, targets):
         from scenarios import checkers as c
         windows, _bad = view.fault_windows_lenient()
-        missing = None
+        missing = duplicates = rows = heals = None
         if any(w.fault in CH_LOSS_FAULTS for w in windows):
             hist = c.CHECKERS["clickhouse_history"].fn(view, {}, ("CH-1",), targets)
             missing = hist.metrics.get("clickhouse_missing_trades")
-        return check_clickhouse_backfill(windows, view.engine_events(), missing, requirement_ids=rids,
-                                         targets=targets, result_cls=result_cls, unmeasured=unmeasured)
+            duplicates = hist.metrics.get("clickhouse_duplicate_trades")
+            dump, _why = view.json_doc(c.CLICKHOUSE_ROWS)
+            rows = dump.get("rows") if isinstance(dump, dict) else None
+            lines, _bad = c.read_event_lines(view.run.path / "faults.jsonl")
+            heals = {e.get("fault_id"): e.get("details") for e in lines
+                     if isinstance(e, dict) and e.get("event") == "heal" and isinstance(e.get("details"), dict)}
+        return check_clickhouse_backfill(windows, view.engine_events(), missing, duplicate_trades=duplicates,
+                                         rows=rows, heals=heals, requirement_ids=rids, targets=targets,
+                                         result_cls=result_cls, unmeasured=unmeasured)
 
     def backups(view, params, rids, targets):
-        return check_clickhouse_backups(view.engine_events(), requirement_ids=rids, targets=targets,
-                                        result_cls=result_cls, unmeasured=unmeasured)
+        restore, _why = view.json_doc(CLICKHOUSE_RESTORE)
+        return check_clickhouse_backups(view.engine_events(), restore if isinstance(restore, dict) else None,
+                                        requirement_ids=rids, targets=targets, result_cls=result_cls,
+                                        unmeasured=unmeasured)
 
     def failover(view, params, rids, targets):
         topo = None
@@ -286,7 +399,8 @@ def checker_entries(checker_cls, result_cls, unmeasured) -> list:
                 topo = json.loads(p.read_text())
             except (OSError, ValueError):
                 pass
-        return check_clickhouse_failover(topo, requirement_ids=rids, targets=targets, result_cls=result_cls,
+        windows, _bad = view.fault_windows_lenient()
+        return check_clickhouse_failover(topo, windows, requirement_ids=rids, targets=targets, result_cls=result_cls,
                                          unmeasured=unmeasured)
 
     def rebuild(view, params, rids, targets):
@@ -303,11 +417,13 @@ def checker_entries(checker_cls, result_cls, unmeasured) -> list:
         checker_cls("order_failed_syncs", ord2, ("failed_sync_retry_s", "lost_signals"),
                     "ORD-2: orders put in failed_syncs after ORD-1's tries, the time to their retry, and whether each "
                     "ended executed or rejected with a reason"),
-        checker_cls("clickhouse_backfill", backfill, ("lost_rows",),
-                    "CH-2: trades missing from ClickHouse after it lost data and the engines backfilled from DuckDB"),
-        checker_cls("clickhouse_backups", backups, ("zstd_level", "full_backup_interval_h",
+        checker_cls("clickhouse_backfill", backfill, ("lost_rows", "duplicate_rows"),
+                    "CH-2: rows missing or doubled in ClickHouse (FINAL) after it lost data and the engines "
+                    "backfilled from DuckDB, and how long the backfill took"),
+        checker_cls("clickhouse_backups", backups, ("zstd_level", "restore_missing_rows", "full_backup_interval_h",
                                                     "incremental_backup_interval_h", "backup_retention_days"),
-                    "CH-3: the ZSTD level, intervals and retention of the backups the engines took"),
+                    "CH-3: the ZSTD level of the backups the engines took, whether they restore, and the schedule "
+                    "they ran with (configuration)"),
         checker_cls("clickhouse_failover", failover, ("rto_s",),
                     "CH-4: an active ClickHouse node lost to the first successful query on the passive one"),
         checker_cls("journal_rebuild", rebuild, ("state_mismatches",),

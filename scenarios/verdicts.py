@@ -50,6 +50,9 @@ class Judgement:
     alternatives: list[dict] = field(default_factory=list)
     contradictions: list[str] = field(default_factory=list)
     reason: str = ""
+    # engine settings the run used instead of the documents' values that bear on this requirement
+    # (scenarios.overrides: {key, drill, document, requirement_ids, source}); the report says "overridden"
+    overridden: list[dict] = field(default_factory=list)
 
 
 def verdict_of(target: targets_mod.Target, measured: Any, lower_bound: bool = False) -> str:

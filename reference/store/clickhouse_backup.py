@@ -224,6 +224,10 @@ class ClickHouseBackups:
         return None
 
     def start(self) -> "ClickHouseBackups":
+        # what this process runs with (CH-3's schedule is configuration: a check reads it here, not from a document)
+        self.emit("clickhouse_backup_settings", folder=str(self.folder), full_s=self.settings.full_s,
+                  incremental_s=self.settings.incremental_s, keep_days=self.settings.keep_days,
+                  level=self.settings.level, codec=self.codec, tick_s=self.tick_s)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="clickhouse-backup", daemon=True)
         self._thread.start()

@@ -705,5 +705,7 @@ def from_engine_config(cfg: Any, journal: Any, *, emit: Callable[..., None],
     backups = None
     if backup_settings is not None:
         # its own client: a backup streams for a while and must not hold the sync's
-        backups = ClickHouseBackups(ClickHouseTarget(target.settings), backup_settings, emit=emit, alert=alert)
+        # the schedule is looked at every 30 s, or four times an incremental interval when that is shorter
+        backups = ClickHouseBackups(ClickHouseTarget(target.settings), backup_settings, emit=emit, alert=alert,
+                                    tick_s=min(30.0, backup_settings.incremental_s / 4))
     return ClickHouseHistory(sync, backups)
