@@ -105,7 +105,7 @@ return 1
 
 # MT5 deal reasons of a close the broker made on its own (DEAL_REASON_SL, _TP, _SO), and DEAL_ENTRY_OUT
 BROKER_CLOSE_REASONS = frozenset({4, 5, 6})
-DEAL_ENTRY_OUT = 1
+DEAL_ENTRY_IN, DEAL_ENTRY_OUT = 0, 1
 
 
 class LeaseLost(Exception):
@@ -170,6 +170,7 @@ class Engine:
         self._next_ris_refresh = 0.0
         self._next_close_sweep = 0.0
         self._closes_seen_until: datetime | None = None   # broker-side closes read up to here (issue 20)
+        self._pending_orders: set[str] = set()   # tickets of our pending orders not filled yet (sweep_broker_closes)
         self._next_primary_check = 0.0
         self._recheck_after_failover = False
         self._reread_pending = False
@@ -1204,6 +1205,11 @@ class Engine:
         for _key, _entry, f in batch:
             if not contract.is_executed(f.get("status", "")) or not f.get("order"):
                 continue
+            if not f.get("deal"):
+                # a pending order placed (limit/stop): no position yet; its fill at the broker is a position the
+                # sweep adds (sweep_broker_closes), the panel showed it as a position (issue 15's new user)
+                self._pending_orders.add(str(f["order"]))
+                continue
             side = f.get("side", "").lower()
             pairs += [f["order"], json.dumps({
                 "symbol": f.get("symbol"), "type": 1 if side in ("sell", "short") else 0,
@@ -1328,6 +1334,13 @@ class Engine:
         added = sorted(set(ours) - set(before))
 
         self._fenced_write("replace", self._rts_positions, *_pairs(ours))
+        try:   # our pending orders an earlier holder placed: their fills are positions too (sweep_broker_closes)
+            orders, _err = session.call("orders_get")
+        except BrokerCallFailed:
+            orders = None
+        if orders is not None:
+            self._pending_orders = {str(_field(o, "ticket")) for o in orders
+                                    if int(_field(o, "magic", 0) or 0) == self.cfg.magic}
         self.emit("positions_restored", why=why, broker=session.name, positions=len(ours),
                   gone_since_rts=len(missing), new_since_rts=len(added))
         return len(ours)
@@ -1335,8 +1348,9 @@ class Engine:
     def sweep_broker_closes(self) -> int | None:
         """BRK-3 between takeovers: positions the broker closed on its own initiative (a stop loss, a take profit, a
         stop-out: closing deals of reason SL/TP/SO with our magic) leave RTS positions, read from the deals since the
-        last sweep (with a 2 s overlap). Returns how many were removed; None when the broker did not answer (the
-        next sweep reads the same window again). Issue 20: RTS kept such a position until the next takeover."""
+        last sweep (with a 2 s overlap); positions our pending orders opened when the price reached them join RTS.
+        Returns how many were removed; None when the broker did not answer (the next sweep reads the same window
+        again). Issue 20: RTS kept such a position until the next takeover."""
         session = self.brokers.active
         if not session.connected:
             return None
@@ -1350,14 +1364,23 @@ class Engine:
         if rows is None:
             return None
         self._closes_seen_until = now
-        gone = sorted({str(_field(d, "position_id")) for d in rows
+        ours = [d for d in rows if int(_field(d, "magic", 0) or 0) == self.cfg.magic]
+        gone = sorted({str(_field(d, "position_id")) for d in ours
                        if int(_field(d, "reason", -1)) in BROKER_CLOSE_REASONS
-                       and int(_field(d, "entry", -1)) == DEAL_ENTRY_OUT
-                       and int(_field(d, "magic", 0) or 0) == self.cfg.magic})
-        if not gone:
-            return 0
-        self._fenced_write("hdel", self._rts_positions, *gone)
-        self.emit("positions_closed_at_broker", positions=gone[:50], count=len(gone), broker=session.name)
+                       and int(_field(d, "entry", -1)) == DEAL_ENTRY_OUT})
+        filled = {str(_field(d, "position_id")): d for d in ours
+                  if int(_field(d, "entry", -1)) == DEAL_ENTRY_IN and str(_field(d, "order")) in self._pending_orders}
+        if filled:   # our pending orders the price reached: the positions they opened
+            self._fenced_write("hset", self._rts_positions, *_pairs({ticket: json.dumps({
+                "symbol": _field(d, "symbol"), "type": _field(d, "type"), "volume": _field(d, "volume"),
+                "price_open": _field(d, "price"), "comment": _field(d, "comment"), "broker": session.name})
+                for ticket, d in filled.items() if ticket not in gone}))
+            self._pending_orders -= {str(_field(d, "order")) for d in filled.values()}
+            self.emit("positions_opened_at_broker", positions=sorted(filled)[:50], count=len(filled),
+                      broker=session.name)
+        if gone:
+            self._fenced_write("hdel", self._rts_positions, *gone)
+            self.emit("positions_closed_at_broker", positions=gone[:50], count=len(gone), broker=session.name)
         return len(gone)
 
     def on_broker_recovered(self) -> None:

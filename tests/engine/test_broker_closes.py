@@ -51,3 +51,34 @@ def test_a_position_closed_by_its_stop_at_the_broker_leaves_rts(harness):
     swept = harness.wait_event("A", "positions_closed_at_broker", 10)
     assert ticket in swept["positions"], swept
     assert not [e for e in harness.events("A") if e["event"] in ("engine_error", "lease_lost")]
+
+
+def test_a_pending_order_is_no_position_until_the_price_reaches_it(harness):
+    """A placed limit order is an order, not a position (RTS listed it as one); once the walk reaches it, the
+    position it opened joins RTS without a takeover. A buy limit 2 points under the bid and a sell limit 2 points
+    over the ask: the walk leaves that band within a few ticks, so one of them fills."""
+    harness.engine("A", broker_close_poll_s=0.5)
+    harness.wait_event("A", "takeover_ready", 20)
+    primary = harness.topology.node("mt5-primary")
+    terminal = SimulatorTerminal(primary.address, primary.port)
+    assert terminal.initialize(login=LOGIN), terminal.last_error()
+    try:
+        point = terminal.symbol_info("EURUSD").point
+        tick = terminal.symbol_info_tick("EURUSD")
+        far, _ = harness.submit(order_type="limit", side="buy", price=f"{tick.bid - 5000 * point:.5f}")
+        low, _ = harness.submit(order_type="limit", side="buy", price=f"{tick.bid - 2 * point:.5f}")
+        high, _ = harness.submit(order_type="limit", side="sell", price=f"{tick.ask + 2 * point:.5f}")
+    finally:
+        terminal.shutdown()
+    placed = {sid: harness.result_for(sid) for sid in (far, low, high)}
+    assert all(r["status"] == "executed" and r["order"] and not r["deal"] for r in placed.values()), placed
+    positions = f"RTS:{harness.group}:positions"
+
+    def filled():
+        deals = [d for d in harness.ledger(harness.admin) if d.get("entry") == 0]
+        return [d for d in deals if str(d.get("order")) in (placed[low]["order"], placed[high]["order"])]
+    fills = wait_until(filled, 60, "one of the two near limit orders filled at the broker")
+    ticket = str(fills[0]["position_id"])
+    wait_until(lambda: ticket in harness.redis().hgetall(positions), 10, f"position {ticket} of a filled limit in RTS")
+    held = harness.redis().hgetall(positions)
+    assert placed[far]["order"] not in held, held     # the unfilled limit order is not a position
