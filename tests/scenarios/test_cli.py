@@ -177,7 +177,7 @@ def test_drill_profile_sets_the_runs_per_scenario(monkeypatch, tmp_path, args, r
 
     seen = {}
 
-    def fake_run_drills(names, opts):
+    def fake_run_drills(names, opts, load=None):
         seen.update(names=names, repeat=opts.repeat)
         raise runner.DrillError("stopped by the test")
 
@@ -192,7 +192,7 @@ def test_run_drills_gives_every_repeat_its_own_seed(monkeypatch, tmp_path):
     from scenarios import runner
 
     seeds = []
-    monkeypatch.setattr(runner, "run_once", lambda scenario, path, seed, opts, repeat=0: seeds.append(seed))
+    monkeypatch.setattr(runner, "run_once", lambda scenario, path, seed, opts, repeat=0, load=None: seeds.append(seed))
     runner.run_drills(["engine-pause"], runner.DrillOptions(seed=11, repeat=cli.runs_per_scenario("thorough", None),
                                                             out_dir=tmp_path))
     assert len(seeds) == 20 and len(set(seeds)) == 20

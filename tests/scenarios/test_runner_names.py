@@ -11,7 +11,7 @@ from scenarios.runner import DrillOptions
 def test_a_scenario_named_twice_runs_once_into_its_own_folders(tmp_path, monkeypatch):
     calls: list[tuple[str, Path]] = []
 
-    def fake_run_once(scenario, run_path, seed, opts, repeat=0):
+    def fake_run_once(scenario, run_path, seed, opts, repeat=0, load=None):
         calls.append((scenario.name, run_path))
         return run_path
 
