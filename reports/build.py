@@ -298,6 +298,23 @@ def load_plot(rc: RunCheck) -> dict | None:
     return load_view(rc.run_dir, rc.timeline.t0, windows, rc.timeline.metrics.get("duration_s"))
 
 
+def _ran_workloads(rcs, definition) -> list[dict]:
+    """The workloads the runs of one scenario ran with (their scenario.json: --rate/--duration/--settle applied),
+    each once; the registry's when a run recorded none."""
+    seen: dict[str, dict] = {}
+    for rc in rcs:
+        try:
+            doc = json.loads((Path(rc.run_dir) / "scenario.json").read_text())
+            workload = doc.get("workload") if isinstance(doc, dict) else None
+        except (OSError, ValueError):
+            workload = None
+        if isinstance(workload, dict) and workload:
+            seen.setdefault(json.dumps(workload, sort_keys=True), workload)
+    if not seen and definition is not None:
+        return [asdict(definition.workload)]
+    return list(seen.values())
+
+
 def render_html(run_checks, verdicts, rows, targets, generated, title, benchmarks: dict | None = None,
                 verification: dict | None = None) -> str:
     from reports.verification import section_view
@@ -316,6 +333,7 @@ def render_html(run_checks, verdicts, rows, targets, generated, title, benchmark
                          "rto": [r for r in rc.results if isinstance(r, RtoResult)],
                          "others": [r for r in rc.results if not isinstance(r, RtoResult)]})
         scenarios.append({"name": name, "anchor": f"scenario-{name}", "definition": definition, "runs": runs,
+                          "workloads": _ran_workloads(rcs, definition),
                           "verdicts": [v for v in verdicts if v.scenario == name]})
     template = _env().get_template("report.html.j2")
     return template.render(

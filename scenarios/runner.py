@@ -130,8 +130,13 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
     """One run of ``scenario`` into ``run_path``. Raises DrillError when the stack cannot run; a fault that could
     not be injected marks the run ``error`` (judged invalid) instead. ``load``: locust users beside the scenario's
     workload (``scenarios.load``, issue 16)."""
+    ran = scenario.to_dict()
+    # the workload as it ran (--rate/--duration/--settle), so the report says 200/s when it ran at 200/s
+    ran["workload"] = {**ran.get("workload", {}),
+                       **{k: v for k, v in (("duration_s", opts.duration_s), ("settle_s", opts.settle_s),
+                                            ("rate_per_s", opts.rate_per_s)) if v is not None}}
     try:
-        run = RunDir.create(run_path, seed=seed, scenario={**scenario.to_dict(), "repeat": repeat}, config={})
+        run = RunDir.create(run_path, seed=seed, scenario={**ran, "repeat": repeat}, config={})
     except OSError as exc:
         raise DrillError(f"cannot write the run folder {run_path}: {exc.strerror or exc}; choose a writable folder "
                          f"with --out") from None

@@ -69,6 +69,9 @@ def write_run(path: str | Path, *, scenario: str = "engine-kill", seed: int = 1,
     op = op or (rto_spec.params.get("f") if rto_spec else None) or "trade"
     fault = (spec.faults[0].fault if spec and spec.faults else "process-kill")
     scenario_doc = dict(spec.to_dict() if spec else {"name": scenario, "checkers": []}, repeat=repeat)
+    # the workload as this run "ran" it, as the runner records it
+    scenario_doc["workload"] = {**(scenario_doc.get("workload") or {}), "op": op, "rate_per_s": rate_per_s,
+                                "duration_s": duration_s, "timeout_s": timeout_s}
     run = h.RunDir.create(path, seed=seed, scenario=scenario_doc, config={"synthetic": True})
     clock, wall = _Clock(mono0), _Clock(wall0)
     inject = mono0 + inject_at_s

@@ -134,3 +134,15 @@ def test_plots_render_in_headless_chromium_without_console_errors(report):
     assert all(n > 0 for n in shaded)  # fault windows shaded
     assert problems == []
     assert all(u.startswith(("file:", "data:", "about:")) for u in requests), requests
+
+
+def test_the_scenario_says_the_rate_its_runs_ran_at(tmp_path):
+    """A drill at --rate 200 of a scenario defined at 20/s: the report names 200/s (it printed the registry's 20/s
+    for runs at 200/s; found by a new user's check of issue 11)."""
+    run = tmp_path / "runs" / "engine-kill" / "run-1"
+    synthetic.write_run(run, scenario="engine-kill", seed=3, rate_per_s=200.0)
+    doc = json.loads((run / "scenario.json").read_text())
+    assert doc["workload"]["rate_per_s"] == 200.0, doc["workload"]
+    html = build_report(tmp_path / "runs", tmp_path / "report", bench_dir=tmp_path / "no-bench").read_text()
+    section = html[html.index('id="scenario-engine-kill"'):]
+    assert re.search(r"workload: \w+ at 200/s for", section), section[:600]
