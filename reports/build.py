@@ -456,6 +456,7 @@ def _rto_view(doc: dict) -> dict:
                      "p95": d.get("p95"), "max": d.get("max"), "target": _g(c, "target", "label") or "-",
                      "target_source": _g(c, "target", "source") or "", "floor": c.get("detection_floor_s"),
                      "floor_what": c.get("detection_floor") or "", "duplicates": c.get("duplicates"),
-                     "lost": c.get("lost"), "load": (f"{min(loads):.2f}-{max(loads):.2f}" if loads else "-")})
+                     "lost": c.get("lost"), "load": (f"{min(loads):.2f}-{max(loads):.2f}" if loads else "-"),
+                     "issue_targets": [t for t in (c.get("issue_targets") or []) if isinstance(t, dict)]})
     return {"when": _when(doc), "rows": rows, "complete": doc.get("complete", True),
             "runs_per_case": doc.get("runs_per_case"), "workload": doc.get("workload") or {}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,25 @@ def test_no_durability_floor_row_without_the_figure(run_dir, tmp_path):
     (bench / "engine.json").write_text(json.dumps(engine_doc()))   # an engine.json from before the commit floor
     section = _section(build_report(run_dir, tmp_path / "report", bench_dir=bench).read_text())
     assert "durability rule" not in section and "busy samples" not in section
+
+
+def test_issue_11_distribution_targets_are_judged_beside_the_rto_distribution(run_dir, tmp_path):
+    """The engine-pause case carries issue 11's median and max targets, each measured and met / not met; the
+    report says both (a new user found the report judged only ENG-1's 3 s)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import bench_rto
+
+    pause = bench_rto.Case("engine-pause", "engine-pause")
+    judged = bench_rto.issue_targets(pause, {"median": 2.94, "p95": 3.1, "max": 3.14})
+    assert [(t["statistic"], t["met"]) for t in judged] == [("median", False), ("max", True)]
+    assert bench_rto.issue_targets(pause, {"median": None, "max": None})[0]["met"] is None
+    floor, what = bench_rto.detection_floor_s(pause)
+    assert floor == 2.0 and "2-3 s" in what
+    doc = rto_doc()
+    doc["cases"][0]["issue_targets"] = judged
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "rto.json").write_text(json.dumps(doc))
+    section = _section(build_report(run_dir, tmp_path / "report", bench_dir=bench).read_text())
+    assert "issue 11: engine-pause RTO median &lt;= 2.8 s: 2.94 s, <strong>not met</strong>" in section
+    assert "issue 11: engine-pause RTO max &lt;= 3.3 s: 3.14 s, <strong>met</strong>" in section
