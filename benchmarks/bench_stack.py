@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
@@ -17,7 +16,19 @@ from tradedrill.local import LocalStack
 from tradedrill.process import group_members
 from tradedrill.topology import Topology
 
-RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+def _runs() -> int:
+    """``bench_stack.py [RUNS]`` (default 3): a one-line usage error for anything else, ``--help`` included."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="?", type=int, default=3, help="cold starts of each topology (default 3)")
+    args = ap.parse_args()
+    if not 1 <= args.runs <= 100:
+        ap.error(f"runs {args.runs}: give 1 to 100")
+    return args.runs
+
+
+RUNS = _runs() if __name__ == "__main__" else 3
 TARGET_S = 10.0
 
 
