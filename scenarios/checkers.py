@@ -247,7 +247,7 @@ def check_duplicates(ledger: Iterable[Deal], *, signal_of: SignalOf = signal_id_
     by_signal = orders_by_signal(ledger, signal_of)
     dups = {sid: orders for sid, orders in sorted(by_signal.items()) if len(orders) > 1}
     metrics = {"duplicate_orders": len(dups), "extra_orders": sum(len(o) - 1 for o in dups.values()),
-               "signals_executed": len(by_signal), "deals": len(ledger)}
+               "signals_executed": len(by_signal), "deals": sum(d.kind == "deal" for d in ledger)}
     judgements = judge(metrics, requirement_ids, targets)
     evidence = [{"signal": sid, "orders": [{k: o[k] for k in ("broker", "order", "deals", "volume", "time")}
                                            for o in orders]} for sid, orders in dups.items()]
@@ -359,8 +359,8 @@ def broker_positions(ledger: Iterable[Deal]) -> tuple[dict[str, float], list[Any
     net: dict[str, float] = defaultdict(float)
     unknown_side = []
     for d in ledger:
-        if not d.symbol and _side_sign(d.type) is None:
-            continue
+        if d.kind != "deal" or (not d.symbol and _side_sign(d.type) is None):
+            continue   # a placed pending order (issue 20) or a balance deal moves no position
         sign = _side_sign(d.type)
         if sign is None:
             unknown_side.append(d.deal)
@@ -2613,6 +2613,17 @@ class RunView:
     def ledger(self) -> list[Deal] | None:
         return self._once("ledger", lambda: self.run.ledger() if self.run.has(h.LEDGER) else None)
 
+    def placed_orders(self) -> list[Deal]:
+        """Pending orders the brokers placed with no deal (``orders.jsonl``; [] without it), as ``Deal`` rows of
+        kind ``order``."""
+        return self._once("placed", self.run.placed_orders)
+
+    def orders_ledger(self) -> list[Deal] | None:
+        """The ledger's deals and the placed pending orders without a deal (issue 20): what a signal's order is at
+        the broker, for the duplicate, lost-signal and state checkers. None when the run has no ledger.jsonl."""
+        ledger = self.ledger()
+        return None if ledger is None else self._once("orders_ledger", lambda: ledger + self.placed_orders())
+
     def signals(self) -> list[Signal]:
         return self._once("signals", self.run.signals)
 
@@ -2655,6 +2666,68 @@ class RunView:
             torn += bad
         events.sort(key=lambda e: _num(e.get("mono")) if _num(e.get("mono")) is not None else math.inf)
         return events, torn
+
+    def broker_close_poll_s(self) -> float:
+        """How often the active engine reads the broker's own closes and fills (config.json, else 1 s; issue 20)."""
+        config = self.run.config if isinstance(self.run.config, dict) else {}
+        engine = config.get("engine") if isinstance(config.get("engine"), dict) else {}
+        overrides = engine.get("overrides") if isinstance(engine.get("overrides"), dict) else {}
+        poll = _num(engine.get("broker_close_poll_s")) or _num(overrides.get("broker_close_poll_s"))
+        return poll if poll and poll > 0 else 1.0
+
+    def last_look_ms(self) -> float | None:
+        """Wall ms until which the final lease holder can have seen what the broker did on its own: its last
+        ``engine_stop`` minus one ``broker_close_poll_s`` (issue 20). The ledger is dumped after the engines stop,
+        while the broker's price walk goes on: a stop or a limit reached after this moment is no engine's to see.
+        None when the events do not say (then nothing is cut)."""
+        events = self.engine_events()
+        holders = [e for e in events if e.get("event") == "lease_acquired" and _num(e.get("ts")) is not None]
+        if not holders:
+            return None
+        last = max(holders, key=lambda e: _num(e.get("ts")))["instance"]
+        stops = [_num(e.get("ts")) for e in events if e.get("event") == "engine_stop" and e.get("instance") == last
+                 and _num(e.get("ts")) is not None]
+        return (max(stops) - self.broker_close_poll_s()) * 1000 if stops else None
+
+    def settled_rows(self) -> tuple[list[dict] | None, list[dict]]:
+        """ledger.jsonl's rows without the broker's own moves (SL/TP/stop-out closes, fills of pending orders) after
+        :meth:`last_look_ms` that RTS does not show (a move inside the last look that the engine did record is
+        kept), and those left out (None when the run has no ledger)."""
+        def load():
+            if not self.run.has(h.LEDGER):
+                return None, []
+            rows = h.read_jsonl(self.run.path / h.LEDGER)
+            cut = self.last_look_ms()
+            if cut is None:
+                return rows, []
+            pending = {(o.get("broker") or "", o.get("ticket")) for o in self.run.broker_orders()
+                       if int(o.get("type", 0) or 0) in h.PENDING_ORDER_TYPES}
+            late = [r for r in rows if float(r.get("time_msc") or 0) > cut
+                    and (r.get("reason") in (4, 5, 6) or ((r.get("broker") or "", r.get("order")) in pending
+                                                          and r.get("entry") == 0))]
+            # inside the last look RTS may or may not show a move yet: a position whose end state at the broker is
+            # what RTS shows keeps its late deals; the others lose them (the engine could not have seen them)
+            from scenarios import positions as positions_mod
+
+            held = positions_mod.rts_positions(self.trade_state() or {}) or {}
+            end, _complete = positions_mod.ledger_positions(Deal.from_dict(r) for r in rows)
+            seen = {key for key, p in end.items() if (p["volume"] > 1e-9) == (key.split(":", 1)[1] in held)}
+            late = [r for r in late if f"{r.get('broker') or ''}:{r.get('position_id')}" not in seen]
+            late_ids = {id(r) for r in late}
+            return [r for r in rows if id(r) not in late_ids], late
+        return self._once("settled_rows", load)
+
+    def settled_ledger(self) -> list[Deal] | None:
+        """The deals of :meth:`settled_rows` and the placed pending orders (those filled only after the last look
+        among them), for the state checker."""
+        rows, late = self.settled_rows()
+        if rows is None:
+            return None
+        late_orders = {(r.get("broker") or "", r.get("order")) for r in late if r.get("entry") == 0}
+        placed = [Deal(deal=None, order=r.get("order"), comment=r.get("comment") or "", magic=r.get("magic"),
+                       symbol=r.get("symbol") or "", broker=r.get("broker") or "", kind="order") for r in late
+                  if (r.get("broker") or "", r.get("order")) in late_orders and r.get("entry") == 0]
+        return [Deal.from_dict(r) for r in rows] + self.placed_orders() + placed
 
     def lease_ttl_s(self) -> float:
         """The engines' lease TTL as the run configured it (config.json's engine settings), else the default."""
@@ -2756,16 +2829,16 @@ def _rto(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mo
 
 
 def _duplicates(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
-    return check_duplicates(view.ledger(), signal_of=view.signal_of, requirement_ids=rids, targets=targets)
+    return check_duplicates(view.orders_ledger(), signal_of=view.signal_of, requirement_ids=rids, targets=targets)
 
 
 def _lost(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
-    return check_lost_signals(view.signals(), view.ledger(), view.trade_results(), signal_of=view.signal_of,
+    return check_lost_signals(view.signals(), view.orders_ledger(), view.trade_results(), signal_of=view.signal_of,
                               requirement_ids=rids, targets=targets, backlog=view.backlog())
 
 
 def _state(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
-    return check_state(view.trade_state(), view.ledger(), signal_of=view.signal_of, requirement_ids=rids,
+    return check_state(view.trade_state(), view.settled_ledger(), signal_of=view.signal_of, requirement_ids=rids,
                        targets=targets)
 
 
@@ -2934,6 +3007,9 @@ CHECKERS.update({c.name: c for c in _store_gaps.checker_entries(Checker, CheckRe
 # (DDB-1/2/6), failed_writes (DDB-5)
 from scenarios import persistence as _persistence  # noqa: E402 - needs Checker above; it never imports this module
 CHECKERS.update({c.name: c for c in _persistence.checker_entries(Checker, CheckResult, _unmeasured)})
+# the moving broker's own closes and fills during failovers (issue 20): broker_closes, pending_fills
+from scenarios import broker_moves as _broker_moves  # noqa: E402 - needs Checker above; it never imports this module
+CHECKERS.update({c.name: c for c in _broker_moves.checker_entries(Checker, CheckResult, _unmeasured)})
 
 # the requirements each checker claims when a run names no checkers of its own
 DEFAULT_REQUIREMENTS: dict[str, tuple[str, ...]] = {

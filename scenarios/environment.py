@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +18,7 @@ from faults.cli import heal_dead_leftovers
 from faults.core import FaultLog
 from reference.engine import contract
 from scenarios import registry, setclients
-from scenarios.history import BACKLOG, RTRS, RTS, History, RunDir, SignalLog
+from scenarios.history import BACKLOG, BROKER_ORDERS, RTRS, RTS, History, RunDir, SignalLog
 from scenarios.packages import TARGET_ROLES
 from tradedrill import providers
 from tradedrill.local import LocalStack, StackError
@@ -142,6 +142,9 @@ class DrillEnvironment:
 
             options["engine"]["overrides"] = {"user_settings_dir": USER_SETTINGS_DIR, **options["engine"]["overrides"]}
             before.append(self._seed_user_settings)
+        if self.scenario.broker_symbols:
+            # issue 20: drill brokers with their own symbol settings (a wider price step so stops trigger in a drill)
+            options["mt5"]["config_file"] = self._broker_config(options["mt5"].get("config_file"))
         before_engines = (lambda stack: [step(stack) for step in before]) if before else None
         for line in heal_dead_leftovers():  # kernel rules and mounts of a SIGKILLed earlier drill
             self.opts.say(f"  {line}")
@@ -157,6 +160,20 @@ class DrillEnvironment:
         config = {"topology": self.topology.to_dict(), "engine": _redacted(self.stack.engine_config),
                   "workload": self.workload().__dict__, "comment_prefix": contract.COMMENT_PREFIX}
         (self.run.path / "config.json").write_text(json.dumps(config, indent=2, default=str))
+
+    def _broker_config(self, base: Path | None) -> Path:
+        """The simulators' configuration file with the scenario's ``broker_symbols`` over the default symbols (and
+        whatever ``base``, e.g. PostgreSQL's sealed-login accounts, already holds; the file stays private)."""
+        from reference.mt5.simulator.config import DEFAULT_SYMBOLS, SimConfig
+        from tradedrill.credentials import write_private
+
+        doc = json.loads(Path(base).read_text()) if base else {}
+        doc["symbols"] = [dict(asdict(s), **self.scenario.broker_symbols.get(s.name, {})) for s in DEFAULT_SYMBOLS]
+        SimConfig.from_dict(doc)   # every value checked before a simulator is started with it
+        path = Path(base) if base else self._stack_dir / "mt5-config.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_private(path, json.dumps(doc, indent=2))
+        return path
 
     def _write_provider(self) -> None:
         """PROVIDER_FILE: which provider ran the stack, what it can inject and the faults it skipped (the report
@@ -339,6 +356,15 @@ class DrillEnvironment:
                         row = dict(deal._asdict() if hasattr(deal, "_asdict") else deal)
                         row["broker"] = name
                         out.write(json.dumps(row, default=str) + "\n")
+                finally:
+                    admin.close()
+        # issue 20: the brokers' orders too; a pending order the price never reached has no deal in the ledger
+        with open(self.run.path / BROKER_ORDERS, "w") as out:
+            for name in self.stack.brokers:
+                admin = self.broker_admin(name)
+                try:
+                    for order in admin.orders():
+                        out.write(json.dumps(dict(order, broker=name), default=str) + "\n")
                 finally:
                     admin.close()
         r = self.redis(timeout=2.0)

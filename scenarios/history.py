@@ -18,6 +18,9 @@ Run directory layout (one directory per scenario x repeat; every file is plain t
                       wall_ts (epoch s), mono (time.monotonic() after the fault took effect / was healed), details
       ledger.jsonl    broker ground truth: one executed deal per line with deal, order, magic, comment, symbol,
                       volume, price, time, broker (and type/entry when the simulator knows them)
+      orders.jsonl    the brokers' orders after the run (issue 20): every order each simulator holds (placed,
+                      filled, cancelled, expired) with ticket, type, state, comment, symbol, position_id, broker;
+                      a pending order (limit/stop) that never filled has no deal in the ledger and is read from here
       signals.jsonl   every signal submitted: {"signal": id, "ack": "ok" | "fail" | "unknown", "wall_ts", "mono",
                       plus symbol/side/volume when known}; written by :class:`SignalLog`
       rtrs.jsonl      the engine's trade result stream (RTRS) dumped after the run: one result per line with
@@ -55,11 +58,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 OK, FAIL, UNKNOWN = "ok", "fail", "unknown"
+PENDING_ORDER_TYPES = frozenset(range(2, 8))   # ORDER_TYPE_BUY_LIMIT .. ORDER_TYPE_SELL_STOP_LIMIT
 OUTCOMES = (OK, FAIL, UNKNOWN)
 
 HISTORY = "history.jsonl"
 FAULTS = "faults.jsonl"
 LEDGER = "ledger.jsonl"
+BROKER_ORDERS = "orders.jsonl"   # issue 20: the brokers' orders (pending orders that never filled)
 SIGNALS = "signals.jsonl"
 RTRS = "rtrs.jsonl"
 RTS = "rts.json"
@@ -290,6 +295,9 @@ class Deal:
     position_id: Any = None  # the position it opened or closed (issue 20: positions compared by side)
     reason: Any = None  # DEAL_REASON_*: 4 SL, 5 TP, 6 stop-out are the broker's own closes
     login: Any = None
+    # "deal"; "order" for a pending order the broker placed that has no deal (issue 20: ``RunDir.placed_orders``):
+    # the signal's order exists at the broker, but it moved no volume
+    kind: str = "deal"
 
     @classmethod
     def from_dict(cls, d: dict) -> "Deal":
@@ -504,6 +512,25 @@ class RunDir:
 
     def ledger(self) -> list[Deal]:
         return [Deal.from_dict(d) for d in read_jsonl(self.path / LEDGER)]
+
+    def broker_orders(self) -> list[dict]:
+        """orders.jsonl as dumped ([] when the run has none: runs before issue 20)."""
+        return read_jsonl(self.path / BROKER_ORDERS) if self.has(BROKER_ORDERS) else []
+
+    def placed_orders(self) -> list[Deal]:
+        """The pending orders (limit, stop, stop-limit) the brokers placed that have no deal in the ledger, each as a
+        ``Deal`` of kind ``order`` (volume 0, no side): a signal whose order is a placed limit was executed as the
+        engine means it (RTRS executed, an order and no deal) although the price never reached it."""
+        dealt = {(d.broker, str(d.order)) for d in self.ledger()} if self.has(LEDGER) else set()
+        out = []
+        for o in self.broker_orders():
+            if int(o.get("type", 0) or 0) not in PENDING_ORDER_TYPES or (o.get("broker") or "", str(o.get("ticket"))) in dealt:
+                continue
+            out.append(Deal(deal=None, order=o.get("ticket"), comment=o.get("comment") or "", magic=o.get("magic"),
+                            symbol=o.get("symbol") or "", volume=0.0, price=o.get("price_open"),
+                            time=o.get("time_setup_msc"), broker=o.get("broker") or "", type=None, entry=None,
+                            position_id=None, reason=None, login=o.get("login"), kind="order"))
+        return out
 
     def signals(self) -> list[Signal]:
         """signals.jsonl; when absent, derived from the history's ``submit`` operations (key = signal id)."""

@@ -31,7 +31,7 @@ def ledger_positions(ledger: Iterable[Any]) -> tuple[dict[str, dict], bool]:
     complete = True
     for d in ledger:
         side = _side(d.type)
-        if not d.symbol or side is None:
+        if getattr(d, "kind", "deal") != "deal" or not d.symbol or side is None:
             continue
         if not d.position_id:
             complete = False

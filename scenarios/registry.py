@@ -80,6 +80,9 @@ class Scenario:
     # Every one is written to the run folder (scenarios.overrides) and the report marks the verdicts it bears on
     # "overridden" with both values; drill options' engine_overrides win over these
     engine_overrides: dict = field(default_factory=dict)
+    # issue 20: symbol settings of the drill's brokers over the simulator's defaults, e.g. a wider price step so
+    # stops and pending orders trigger within a drill: {"EURUSD": {"sigma_points": 40}} (SymbolSpec fields)
+    broker_symbols: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -94,7 +97,8 @@ class Scenario:
                    faults=tuple(FaultStep(**f) for f in d.get("faults", ())),
                    checkers=tuple(CheckerSpec(c["checker"], tuple(c.get("requirement_ids", ())), c.get("params", {}))
                                   for c in d.get("checkers", ())),
-                   services=tuple(d.get("services", ())), engine_overrides=dict(d.get("engine_overrides") or {}))
+                   services=tuple(d.get("services", ())), engine_overrides=dict(d.get("engine_overrides") or {}),
+                   broker_symbols=dict(d.get("broker_symbols") or {}))
 
 
 def _tuples(d: dict) -> dict:
@@ -124,6 +128,62 @@ def drill_node_kinds(scenario: "Scenario | None" = None) -> dict[str, str]:
     return {n.name: n.kind for n in Topology.default(services=drill_services(scenario)).nodes}
 
 
+PENDING_ORDER_TYPES = ("limit", "stop")   # the signal order types scenarios.workload can place (issue 20)
+
+
+def price_param_problems(params: dict) -> list[str]:
+    """What is wrong with ``params["stops"]`` ({sl_points, tp_points}: SL/TP that many points from the live price;
+    0 = none) and ``params["pending"]`` ({order_type: limit|stop, points: > 0}) of a workload (issue 20)."""
+    problems = []
+
+    def points(where: str, value, low: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= 100_000:
+            problems.append(f"{where}: {value!r} must be a number of points in [{low:g}, 100000]")
+
+    stops = params.get("stops")
+    if stops is not None:
+        if not isinstance(stops, dict) or not stops or set(stops) - {"sl_points", "tp_points"}:
+            problems.append(f"stops: {stops!r} must be {{sl_points, tp_points}} (points from the live price)")
+        else:
+            for key, value in stops.items():
+                points(f"stops.{key}", value, 0)
+    pending = params.get("pending")
+    if pending is not None:
+        if not isinstance(pending, dict) or set(pending) != {"order_type", "points"}:
+            problems.append(f"pending: {pending!r} must be {{order_type, points}}")
+        else:
+            if pending["order_type"] not in PENDING_ORDER_TYPES:
+                problems.append(f"pending.order_type: {pending['order_type']!r} is not one of "
+                                f"{', '.join(PENDING_ORDER_TYPES)}")
+            points("pending.points", pending["points"], 1)
+    return problems
+
+
+def broker_symbol_problems(symbols: dict) -> list[str]:
+    """What is wrong with a scenario's ``broker_symbols`` ({symbol: {SymbolSpec field: value}}), checked by the
+    simulator's own SymbolSpec."""
+    from dataclasses import asdict as _asdict
+
+    from reference.mt5.simulator.config import DEFAULT_SYMBOLS, SettingError, SymbolSpec
+
+    known = {s.name: s for s in DEFAULT_SYMBOLS}
+    problems = []
+    if not isinstance(symbols, dict):
+        return [f"{symbols!r} must be a table of symbol -> settings"]
+    for name, changes in symbols.items():
+        if name not in known:
+            problems.append(f"{name!r} is not a symbol of the simulator ({', '.join(known)})")
+            continue
+        if not isinstance(changes, dict) or "name" in changes:
+            problems.append(f"{name}: {changes!r} must be a table of symbol settings (not its name)")
+            continue
+        try:
+            SymbolSpec(**dict(_asdict(known[name]), **changes))
+        except (TypeError, SettingError) as exc:
+            problems.append(f"{name}: {exc}")
+    return problems
+
+
 def validate(scenario: Scenario) -> None:
     """Raise :class:`ScenarioError` naming the field when the scenario names an unknown fault, a target that
     resolves to no role or node the fault accepts, an unknown checker or parameter, or claims a requirement and
@@ -146,9 +206,12 @@ def validate(scenario: Scenario) -> None:
         problems.append(f"workload.op: {w.op!r} is not an operation the workload drives; known: "
                         f"{', '.join(WORKLOAD_OPS)}")
     also = tuple(w.params.get("also", ()))
-    if set(also) - set(EXTRA_OPS) or set(w.params) - {"also", "writers", "copies"}:
-        problems.append(f"workload.params: only also=[{', '.join(EXTRA_OPS)}], writers=[{{name, side, wait}}] "
-                        f"and copies=[low, high] (webhook) are understood, not {dict(w.params)}")
+    if set(also) - set(EXTRA_OPS) or set(w.params) - {"also", "writers", "copies", "stops", "pending"}:
+        problems.append(f"workload.params: only also=[{', '.join(EXTRA_OPS)}], writers=[{{name, side, wait}}], "
+                        f"copies=[low, high] (webhook), stops={{sl_points, tp_points}} and pending={{order_type, "
+                        f"points}} are understood, not {dict(w.params)}")
+    problems += [f"workload.params.{p}" for p in price_param_problems(w.params)]
+    problems += [f"broker_symbols: {p}" for p in broker_symbol_problems(scenario.broker_symbols)]
     try:
         kinds = drill_node_kinds(scenario)
     except ValueError as exc:   # TopologyError: a service the topology does not know
@@ -933,4 +996,45 @@ register(Scenario(
                               "requote_points": 30}),),
     checkers=(CheckerSpec("duplicates", ("ENG-5", "BRK-4")), CheckerSpec("lost_signals", ("ENG-5", "BRK-4")),
               CheckerSpec("state", ("ENG-5",)), *_fencing()),
+))
+
+
+# -- a broker that moves (issue 20) -----------------------------------------------------------------------------
+# EURUSD steps 40 points a tick (250 ms) on the drill's brokers instead of 2, so a stop 200 points away is reached in
+# about 6 s and a limit 80 points away in about a second or two (first passage of a random walk; some never are)
+MOVING_EURUSD = {"EURUSD": {"sigma_points": 40.0}}
+
+register(Scenario(
+    name="stops-during-failover",
+    requirement_ids=("BRK-3", "ENG-1", "ENG-5"),
+    description="Every signal opens a position with its SL and TP 200 points from the live price on a broker whose "
+                "EURUSD walks 40 points a tick; the active engine is SIGSTOPped for 6 s at 8 s and the next active "
+                "one SIGKILLed at 20 s while the price runs through the stops. After each takeover RTS must show "
+                "the positions the broker closed as closed (closed_at_broker 0), no position closed twice, nothing "
+                "duplicated, nothing lost.",
+    workload=Workload(op="trade", rate_per_s=5.0, duration_s=30.0, timeout_s=10.0, settle_s=10.0,
+                      params={"stops": {"sl_points": 200, "tp_points": 200}}),
+    faults=(FaultStep("process-pause", "active-engine", at_s=8.0, heal_after_s=6.0, phase_s=1.0),
+            FaultStep("process-kill", "active-engine", at_s=20.0, phase_s=1.0)),
+    checkers=(CheckerSpec("broker_closes", ("BRK-3",)), CheckerSpec("duplicates", ("ENG-5",)),
+              CheckerSpec("lost_signals", ("ENG-5", "BRK-3")), CheckerSpec("state", ("ENG-5", "BRK-3")),
+              *_fencing()),
+    broker_symbols=MOVING_EURUSD,
+))
+
+register(Scenario(
+    name="pending-orders-across-takeover",
+    requirement_ids=("BRK-3", "ENG-1", "ENG-5"),
+    description="Every signal places a limit order 80 points from the live price (a buy under the ask, a sell over "
+                "the bid) on a broker whose EURUSD walks 40 points a tick; the active engine is SIGKILLed at 10 s, so "
+                "orders it placed fill while it is dead and after its successor took over. RTS must hold the "
+                "positions they opened at the end (adopted), no unfilled order as a position, no signal ordered "
+                "twice, none lost.",
+    workload=Workload(op="trade", rate_per_s=4.0, duration_s=25.0, timeout_s=10.0, settle_s=10.0,
+                      params={"pending": {"order_type": "limit", "points": 80}}),
+    faults=(FaultStep("process-kill", "active-engine", at_s=10.0, phase_s=1.0),),
+    checkers=(CheckerSpec("pending_fills", ("BRK-3",)), CheckerSpec("duplicates", ("ENG-5",)),
+              CheckerSpec("lost_signals", ("ENG-5", "BRK-3")), CheckerSpec("state", ("ENG-5", "BRK-3")),
+              *_fencing()),
+    broker_symbols=MOVING_EURUSD,
 ))

@@ -7,6 +7,13 @@ Open loop: producers keep invoking at the offered rate during an outage, so the 
 seen when it happens. Operations (``scenarios.registry`` lists them): ``trade`` is ok when the signal's RTRS
 result says executed, fail when it says rejected, unknown when no result came within the workload's timeout
 (the settle period still waits for every acknowledged signal's result before the run ends).
+
+Prices (issue 20): ``params["stops"]`` (``{sl_points, tp_points}``) gives every market signal a stop loss and take
+profit that many points from the live price; ``params["pending"]`` (``{order_type: limit|stop, points}``) makes
+every signal a pending order that many points away (a buy limit under the ask, a sell limit over the bid; stops the
+other way). The live price comes from the primary broker through the simulator client (``Quotes``: one reader
+thread, a fresh tick every ``INTERVAL_S``), so the producers stay open loop: a signal takes the newest quote the
+reader has, never waits for one; the quote, SL/TP and price go into the operation's history value.
 """
 from __future__ import annotations
 
@@ -40,8 +47,13 @@ class TradeClients:
         self.threads: list[threading.Thread] = []
         self.rng = random.Random(env.seed)
         self.run_tag = f"{env.scenario.name[:6]}{env.seed % 100000:05d}"
+        self.quotes: Quotes | None = None   # the live price, when the signals carry prices (issue 20)
 
     def start(self) -> None:
+        self.quotes = Quotes(self.env, self.w.symbols, self.stop) if priced(self.w.params) else None
+        if self.quotes is not None:
+            self.quotes.first()   # one quote per symbol before the load starts (bounded by the client's timeout)
+            self.threads.append(self.quotes.thread())
         if self.w.op == "webhook":   # alerts through the backends' proxy (issue 15): WebhookClients below
             self.threads += WebhookClients(self).threads()
         for i in range(self.w.concurrency if self.w.op == "trade" else 0):
@@ -67,9 +79,12 @@ class TradeClients:
             n = self.counter
             side = self.rng.choice(("buy", "sell"))
             symbol = self.rng.choice(self.w.symbols)
-        return {"signal_id": f"{self.run_tag}-{n:05d}", "account": str(self.env.account), "symbol": symbol, "side": side,
-                "volume": f"{self.w.volume}", "order_type": "market", "source": "drill",
-                "created_ms": str(int(time.time() * 1000))}
+        sig = {"signal_id": f"{self.run_tag}-{n:05d}", "account": str(self.env.account), "symbol": symbol, "side": side,
+               "volume": f"{self.w.volume}", "order_type": "market", "source": "drill",
+               "created_ms": str(int(time.time() * 1000))}
+        if self.quotes is not None:
+            sig.update(price_fields(self.w.params, side, self.quotes.latest(symbol)))
+        return sig
 
     def _producer(self, process: str, index: int) -> None:
         """Submit signals the way the reference sender does (``reference.engine.submit``): to the primary a majority
@@ -105,6 +120,7 @@ class TradeClients:
                 self.pending[sid] = (op, process, deadline)
             got = sender().submit(self.env.keys.rtss, sig, deadline_s=max(0.0, deadline - time.monotonic()))
             meta = {"symbol": sig["symbol"], "side": sig["side"], "volume": self.w.volume,
+                    **{k: sig[k] for k in ("price", "sl", "tp") if k in sig},
                     "attempts": got.attempts, "replicas": got.replicas,
                     "primary": f"{got.address[0]}:{got.address[1]}" if got.address else None}
             if got.outcome == sub.FAILED:
@@ -131,7 +147,14 @@ class TradeClients:
                 next_at += interval
                 sig = self._next_signal()
                 sid = sig["signal_id"]
-                op = self.env.history.invoke(process, "trade", sid, {k: sig[k] for k in ("symbol", "side", "volume")})
+                extra = {k: sig.pop(k) for k in ("quote", "no_quote") if k in sig}   # recorded, not sent
+                value = {k: sig[k] for k in PRICED_FIELDS if k in sig}
+                if "quote" in extra:
+                    value["quote"] = extra["quote"]
+                op = self.env.history.invoke(process, "trade", sid, value)
+                if "no_quote" in extra:   # no live price yet for a priced signal: not sent (its stops would be a guess)
+                    self.env.history.complete(op, process, "trade", sid, FAIL, error=extra["no_quote"])
+                    continue
                 pool.submit(submit, op, sig, time.monotonic() + self.w.timeout_s)
         finally:
             pool.shutdown(wait=True)   # every invoked signal is recorded (its sends are bounded by its timeout)
@@ -219,6 +242,118 @@ class TradeClients:
             self.pending.clear()
         for sid, (op, process, _d) in left:
             self.env.history.complete(op, process, "trade", sid, UNKNOWN, error="no result on RTRS before the end")
+
+
+PRICED_FIELDS = ("symbol", "side", "volume", "order_type", "price", "sl", "tp")   # what a trade op records
+
+
+def priced(params: dict) -> bool:
+    """Whether a workload's signals carry prices from the live quote (``stops`` or ``pending``)."""
+    return bool(params.get("stops") or params.get("pending"))
+
+
+def price_fields(params: dict, side: str, quote: dict | None) -> dict:
+    """The signal fields ``params["stops"]`` / ``params["pending"]`` add to a ``side`` signal at ``quote``
+    ({bid, ask, point, digits, time_msc}); ``{"no_quote": why}`` when there is none yet. Pure, so it is tested
+    without a broker.
+
+    Stops: a buy's SL under the bid and TP over it, a sell's SL over the ask and TP under it (the side each closes
+    at). Pending: a buy limit ``points`` under the ask and a sell limit over the bid; a buy stop over the ask and a
+    sell stop under the bid."""
+    if quote is None:
+        return {"no_quote": "no live price from the primary broker yet"}
+    point, digits = float(quote["point"]), int(quote["digits"])
+    buy = side == "buy"
+    out: dict = {"quote": {k: quote[k] for k in ("bid", "ask", "time_msc")}}
+    pending = params.get("pending")
+    if pending:
+        away = float(pending["points"]) * point
+        limit = pending["order_type"] == "limit"
+        if buy:
+            price = quote["ask"] - away if limit else quote["ask"] + away
+        else:
+            price = quote["bid"] + away if limit else quote["bid"] - away
+        out.update(order_type=pending["order_type"], price=f"{price:.{digits}f}")
+        reference = price
+    else:
+        reference = quote["bid"] if buy else quote["ask"]
+    stops = params.get("stops") or {}
+    sign = 1 if buy else -1
+    if stops.get("sl_points"):
+        out["sl"] = f"{reference - sign * float(stops['sl_points']) * point:.{digits}f}"
+    if stops.get("tp_points"):
+        out["tp"] = f"{reference + sign * float(stops['tp_points']) * point:.{digits}f}"
+    return out
+
+
+class Quotes:
+    """The live price of the workload's symbols, read from the primary broker by one thread through the simulator
+    client (``SimulatorTerminal(host, port).initialize(login=...)``), every ``INTERVAL_S``; producers take the newest
+    (``latest``) and never wait for the broker, so the load stays open loop while the broker is slow or away."""
+
+    INTERVAL_S = 0.1
+
+    def __init__(self, env: "DrillEnvironment", symbols: tuple[str, ...], stop: threading.Event):
+        self.env = env
+        self.symbols = tuple(symbols)
+        self.stop = stop
+        self.lock = threading.Lock()
+        self.quotes: dict[str, dict] = {}
+        self.points: dict[str, tuple[float, int]] = {}
+        self.terminal = None
+        broker = next(n for n in env.topology.of_kind("mt5") if n.role == "broker-primary")
+        self.address = (broker.address, broker.port)
+
+    def _read(self) -> None:
+        from reference.mt5.simclient import SimulatorTerminal
+
+        if self.terminal is None:
+            terminal = SimulatorTerminal(*self.address)
+            if not terminal.initialize(login=int(self.env.account)):
+                raise ConnectionError(f"quotes: {terminal.last_error()}")
+            self.terminal = terminal
+        for symbol in self.symbols:
+            if symbol not in self.points:
+                info = self.terminal.symbol_info(symbol)
+                if info is None:
+                    raise ConnectionError(f"quotes: no symbol_info({symbol}): {self.terminal.last_error()}")
+                self.points[symbol] = (float(info.point), int(info.digits))
+            tick = self.terminal.symbol_info_tick(symbol)
+            if tick is None:
+                raise ConnectionError(f"quotes: no tick for {symbol}: {self.terminal.last_error()}")
+            point, digits = self.points[symbol]
+            with self.lock:
+                self.quotes[symbol] = {"bid": float(tick.bid), "ask": float(tick.ask), "time_msc": int(tick.time_msc),
+                                       "point": point, "digits": digits}
+
+    def _read_safely(self) -> None:
+        try:
+            self._read()
+        except Exception:  # noqa: BLE001 - the broker away: keep the last quote, reconnect at the next read
+            if self.terminal is not None:
+                try:
+                    self.terminal.shutdown()
+                except Exception:  # noqa: BLE001
+                    pass
+            self.terminal = None
+
+    def first(self) -> None:
+        self._read_safely()
+
+    def latest(self, symbol: str) -> dict | None:
+        with self.lock:
+            q = self.quotes.get(symbol)
+            return dict(q) if q else None
+
+    def thread(self) -> threading.Thread:
+        def run() -> None:
+            try:
+                while not self.stop.wait(self.INTERVAL_S):   # pacing of the reader (open loop), not synchronisation
+                    self._read_safely()
+            finally:
+                if self.terminal is not None:
+                    self.terminal.shutdown()
+        return threading.Thread(target=run, daemon=True, name="quotes")
 
 
 class WebhookClients:

@@ -89,6 +89,7 @@ def test_every_registered_checker_metric_has_a_target():
                      "engine-kill-heavy-writes", "disk-full",
                      "postgres-restore", "config-corrupt", "clickhouse-outage", "redis-aof-damaged",
                      "redis-aof-damaged-kill", "clickhouse-data-loss", "order-failed-syncs", "requote-storm",
+                     "stops-during-failover", "pending-orders-across-takeover",
                      "udp-loss", "udp-blackhole", "tcp-cut", "ea-kill", "ea-network-down-30s",
                      "udp-dup-reorder", "ea-crash-loop",
                      "backend-kill", "backend-pause", "webhook-retry-storm", "clickhouse-down-history",

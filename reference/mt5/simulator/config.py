@@ -200,6 +200,8 @@ class SymbolSpec:
         _number(f"symbol {self.name}: 'filling_mode'", self.filling_mode, 0,
                 c.SYMBOL_FILLING_FOK | c.SYMBOL_FILLING_IOC, " (bit mask: 1 = FOK, 2 = IOC)", integer=True)
         _number(f"symbol {self.name}: 'stops_level'", self.stops_level, 0, 1_000_000, " (points)", integer=True)
+        _number(f"symbol {self.name}: 'sigma_points'", self.sigma_points, 0, 100_000,
+                " (points, the random walk's step per tick)")
 
     @property
     def point(self) -> float:
