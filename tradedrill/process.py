@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import threading
@@ -237,6 +238,11 @@ class StackIndex:
         return out
 
 
+# see ProcessNode._start: the node's program runs only after one line arrives on stdin (then stdin is /dev/null)
+GATE_SHELL = "/bin/sh"
+GATE_SCRIPT = 'read -r _ || exit 70; exec "$@" </dev/null'
+
+
 class PidRegistry:
     """A JSON file of every process a stack started (name, pid, start time), so a later run can clean up
     after a crashed one: entries are checked by PID *and* start time before anything is signalled."""
@@ -377,14 +383,23 @@ class ProcessNode:
         group, extra_groups = _groups_of(self.user)
         # an interrupt raised through ``interrupt()`` waits until the child is recorded: it never lands between
         # the start and the registry entry (only SIGKILL of this process can, for the microseconds in between)
+        exe = str(self.argv[0])
+        if not (os.access(exe, os.X_OK) if os.sep in exe else shutil.which(exe, path=env.get("PATH"))):
+            raise NodeStartError(f"{self.name}: cannot run {exe!r}: no such executable")
         section = critical()
         section.__enter__()
+        # the start gate: the child is a shell that execs the node only once the registry holds its PID (it reads
+        # one line from a pipe this process writes after record()); if this process dies in between (SIGKILL), the
+        # pipe closes and the shell exits without starting the node, so no node ever runs unrecorded. The window
+        # was 'microseconds' until record() took a file lock: a drill SIGKILLed during stack start left an
+        # unrecorded Sentinel holding its port (tests/drills/test_interrupt.py, CI)
+        gate_r, gate_w = os.pipe()
         try:
             self._proc = subprocess.Popen(
-                list(self.argv),
+                [GATE_SHELL, "-c", GATE_SCRIPT, "tradedrill-gate", *map(str, self.argv)],
                 cwd=str(self.cwd) if self.cwd else None,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=gate_r,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -393,12 +408,18 @@ class ProcessNode:
                 extra_groups=extra_groups,
                 umask=0o077,
             )
+            os.close(gate_r)
+            gate_r = -1
             self._create_time = _create_time(self._proc.pid)
             if self.registry:
                 self.registry.record(self.name, self._proc.pid, self._create_time)
+            os.write(gate_w, b"start\n")   # recorded: the gate execs the node (same PID, same start time)
         except FileNotFoundError as exc:
             raise NodeStartError(f"{self.name}: cannot run {self.argv[0]!r}: {exc.strerror}") from exc
         finally:
+            for fd in (gate_r, gate_w):
+                if fd >= 0:
+                    os.close(fd)
             section.__exit__(None, None, None)
         self.paused = False
         self.starts += 1
