@@ -55,6 +55,7 @@ FAULT_NEEDS: dict[str, frozenset[str]] = {
     "udp-loss-proxy": frozenset({"fault-proxy"}),
     "udp-dup-reorder": frozenset({"fault-proxy"}),
     "webhook-cut": frozenset({"kernel-net"}),
+    "clickhouse-data-lost": frozenset(),                # SQL on ClickHouse only (TRUNCATE, ALTER ... DELETE)
 }
 DEFAULT_NEEDS = frozenset({"process", "node-files"})
 
