@@ -8,6 +8,11 @@ import os
 import nox
 
 nox.options.default_venv_backend = "none"
+# `.venv/bin/nox -s bench` without an activated venv ran the system's pytest/python ("No module named httpx"; a new
+# user's finding): the project's venv goes first on PATH whenever it exists
+_VENV_BIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".venv", "bin")
+if os.path.isdir(_VENV_BIN) and _VENV_BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _VENV_BIN + os.pathsep + os.environ.get("PATH", "")
 nox.options.sessions = ["tests"]
 
 DRILL_OUT = os.environ.get("TRADEDRILL_OUT", "out/drills")
