@@ -28,7 +28,7 @@ CHOSEN = [v for v in os.environ.get("TRADEDRILL_VARIANTS", "").split(",") if v] 
 SUBNET = os.environ.get("TRADEDRILL_VARIANT_SUBNET", "127.0.96")
 OUT = Path(os.environ.get("TRADEDRILL_VERIFICATION_OUT", REPO / "out" / "verification"))
 SHRINK_BUDGET_S = 45      # Hypothesis's own bound is 300 s a search; a sweep of 13 variants needs less
-LIBRARY = ("engine-kill", "engine-pause", "broker-lost-reply")
+LIBRARY = ("engine-kill", "engine-pause", "lost-reply")
 SAFETY = ("duplicates", "lost_signals", "state", "one_active", "results_delivered", "stale_writes")
 
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(4 * 3600),
