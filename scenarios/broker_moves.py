@@ -120,8 +120,8 @@ def check_broker_closes(ledger_rows: list[dict] | None, orders: list[dict], rts:
                    or "POSITION_CLOSED" in str(getattr(r, "raw", {}).get("code", ""))]
     repeated += [{"signal": r.signal, "why": "the engine sent a close the broker answered POSITION_CLOSED"}
                  for r in told_closed]
-    mismatches, side_metrics = positions_mod.compare(rts, [h.Deal.from_dict(d) for d in ledger_rows])
-    still = [m for m in mismatches if m["kind"] == "closed_at_broker"]
+    # the final RTS positions against the broker's closing deals: every ticket still in RTS is named
+    still = positions_mod.closed_at_broker(rts, [h.Deal.from_dict(d) for d in ledger_rows])
     swept: dict[str, float] = {}
     for e in events:
         if e.get("event") == "positions_closed_at_broker" and e.get("ts") is not None:
@@ -144,7 +144,9 @@ def check_broker_closes(ledger_rows: list[dict] | None, orders: list[dict], rts:
                           f"not close a stop during a failover")
     judgements = judge({"closed_at_broker": len(still), "repeated_closes": len(repeated)}, requirement_ids, targets)
     summary = (f"{len(closes)} position(s) closed by the broker ({len(during)} during a fault, {len(while_idle)} with "
-               f"no engine ready); {len(still)} still in RTS, {len(repeated)} closed twice")
+               f"no engine ready); {len(still)} still in RTS"
+               f"{' (' + ', '.join(str(m['position']) for m in still[:10]) + ')' if still else ''}, "
+               f"{len(repeated)} closed twice")
     return result_cls("broker_closes", validity(judgements), tuple(requirement_ids), metrics, evidence, summary,
                       judgements)
 

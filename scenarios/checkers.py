@@ -428,13 +428,17 @@ def check_state(rts: dict | None, ledger: Iterable[Deal], *, signal_of: SignalOf
     mismatches: list[dict] = []
     broker_net, unknown_side = broker_positions(ledger)
     eng_net = engine_positions(rts)
+    from scenarios import positions as positions_mod   # issue 20: sides (hedges) and the broker's own closes
+
     if eng_net is not None and not unknown_side:
+        tickets = positions_mod.ticket_differences(rts, ledger, tolerance)
         for symbol in sorted(set(broker_net) | set(eng_net)):
             b, e = broker_net.get(symbol, 0.0), eng_net.get(symbol, 0.0)
             if abs(b - e) > tolerance:
+                # the tickets that differ, per side, when RTS and the ledger name their positions
+                named = {side: diff for (sym, side), diff in sorted(tickets.items()) if sym == symbol}
                 mismatches.append({"kind": "position", "symbol": symbol, "broker": round(b, 10),
-                                   "engine": round(e, 10)})
-    from scenarios import positions as positions_mod   # issue 20: sides (hedges) and the broker's own closes
+                                   "engine": round(e, 10), **({"tickets": named} if named else {})})
 
     by_side, side_metrics = positions_mod.compare(rts, ledger)
     net_differs = any(m["kind"] == "position" for m in mismatches)

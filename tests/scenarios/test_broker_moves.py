@@ -183,3 +183,24 @@ def test_the_brokers_own_moves_after_the_last_look_are_left_out(tmp_path):
     rows, late = view.settled_rows()
     assert [r["ticket"] for r in rows] == [11] and [r["ticket"] for r in late] == [13]
     assert [(d.order, d.kind) for d in view.settled_ledger()] == [(10, "deal"), (12, "order")]
+
+
+def test_a_position_closed_by_sl_still_in_rts_is_named_even_without_a_broker_in_rts():
+    """A new user's run: rts.json held 10000005 (comment, side, volume, no broker field), the broker had closed it by
+    SL; broker_closes said 0 and the state checker only an unnamed net volume."""
+    ledger = [_deal(11, 10000005, 10000005, 0, 0), _deal(21, 20, 10000005, 1, 1, reason=4, comment="[sl 1.08300]"),
+              _deal(31, 10000007, 10000007, 0, 1, comment="TD:s-2"), {"ticket": 1, "type": 2, "entry": 0,
+                                                                       "volume": 0, "symbol": "", "comment": "dep"}]
+    ledger[1]["time_msc"] = 1_002_000
+    rts = {"positions_raw": {"10000005": json.dumps({"symbol": "EURUSD", "type": 0, "volume": 0.01,
+                                                     "comment": "TD:s-1"})}}
+    r = _judge(bm.check_broker_closes, ledger, [], rts, [], [WIN], EVENTS)
+    assert r.valid is False and r.metrics["closed_at_broker"] == 1 and "10000005" in r.summary
+    named = [e for e in r.evidence if e.get("kind") == "closed_at_broker"]
+    assert named[0]["position"] == "10000005" and named[0]["comment"] == "TD:s-1"
+    assert (named[0]["side"], named[0]["volume"], named[0]["closed_by"]) == ("buy", 0.01, "sl")
+    state = c.check_state(rts, [Deal.from_dict(d) for d in ledger])
+    pos = [m for m in state.mismatches if m["kind"] == "position"]
+    assert pos and pos[0]["tickets"] == {"buy": {"only_in_rts": ["10000005"], "only_at_broker": []},
+                                         "sell": {"only_in_rts": [], "only_at_broker": ["10000007"]}}
+    assert any(m["kind"] == "closed_at_broker" and m["position"] == "10000005" for m in state.mismatches)

@@ -30,7 +30,8 @@ def test_a_position_closed_at_the_broker_by_its_stop_must_leave_rts():
     ledger = [deal(1, 1, 0, 0), deal(3, 1, 1, 1, reason=4)]  # opened, then closed by its SL
     stale = check_state(rts(**{"1": (0, 0.1)}), ledger)
     closed = [m for m in stale.mismatches if m["kind"] == "closed_at_broker"]
-    assert closed == [{"kind": "closed_at_broker", "position": "1", "symbol": "EURUSD", "closed_by": "sl",
-                       "why": "the broker closed it (SL); RTS still holds it"}]
+    assert closed == [{"kind": "closed_at_broker", "position": "1", "symbol": "EURUSD", "side": "buy", "volume": 0.1,
+                       "comment": None, "broker": "", "closed_by": "sl", "deal": 3, "close_comment": "",
+                       "why": "the broker closed position 1 (SL, deal 3); RTS still holds it"}]
     assert stale.metrics["closed_at_broker"] == 1 and stale.metrics["state_mismatches"] >= 1
     assert check_state(rts(), ledger).mismatches == []
