@@ -313,3 +313,25 @@ def test_nothing_triggers_while_the_market_is_closed(tmp_path):
     clock.now = T0 + 30 * HOUR
     order = mt5.history_orders_get(ticket=placed.order)
     assert order and order[0].state == c.ORDER_STATE_FILLED and order[0].time_done_msc >= T0 + 24 * HOUR
+
+
+# -- a new user's findings ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("otype, ref, offset, stoplimit", [
+    (c.ORDER_TYPE_BUY_LIMIT, "ask", 40, None),        # a buy limit above the ask
+    (c.ORDER_TYPE_SELL_LIMIT, "bid", -40, None),      # a sell limit below the bid
+    (c.ORDER_TYPE_BUY_STOP, "ask", -40, None),        # a buy stop below the ask
+    (c.ORDER_TYPE_SELL_STOP, "bid", 40, None),        # a sell stop above the bid
+    (c.ORDER_TYPE_BUY_STOP_LIMIT, "ask", -40, -60),   # its stop below the ask
+    (c.ORDER_TYPE_BUY_STOP_LIMIT, "ask", 40, 0),      # no stoplimit
+    (c.ORDER_TYPE_BUY_STOP_LIMIT, "ask", 40, 60),     # its limit above its stop
+    (c.ORDER_TYPE_SELL_STOP_LIMIT, "bid", 40, 60),    # its stop above the bid
+    (c.ORDER_TYPE_SELL_STOP_LIMIT, "bid", -40, 0),    # no stoplimit
+    (c.ORDER_TYPE_SELL_STOP_LIMIT, "bid", -40, -60),  # its limit below its stop
+])
+def test_a_pending_order_on_the_wrong_side_of_the_price_is_invalid_price(tmp_path, otype, ref, offset, stoplimit):
+    _broker, mt5, _clock = open_sim(tmp_path, FLAT)
+    tick = mt5.symbol_info_tick("EURUSD")
+    base = getattr(tick, ref)
+    extra = {} if stoplimit is None else {"stoplimit": round(base + stoplimit * 0.00001, 5) if stoplimit else 0.0}
+    result = pending(mt5, otype, round(base + offset * 0.00001, 5), **extra)
+    assert result.retcode == c.TRADE_RETCODE_INVALID_PRICE and mt5.orders_total() == 0

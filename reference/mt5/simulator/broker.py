@@ -1001,6 +1001,19 @@ class Broker:
                 closed += 1
         return closed
 
+    @staticmethod
+    def _check_pending_side(otype: int, price: float, stoplimit: float, bid: float, ask: float) -> None:
+        """INVALID_PRICE (10015) for a pending order on the wrong side of the market, as MT5 answers: BUY_LIMIT
+        above the ask, SELL_LIMIT below the bid, BUY_STOP (and BUY_STOP_LIMIT's stop) below the ask, SELL_STOP
+        (and SELL_STOP_LIMIT's stop) above the bid; a STOP_LIMIT whose stoplimit is 0 or on the wrong side of its
+        stop price (a buy limit above it, a sell limit below it)."""
+        wrong = {c.ORDER_TYPE_BUY_LIMIT: price > ask, c.ORDER_TYPE_SELL_LIMIT: price < bid,
+                 c.ORDER_TYPE_BUY_STOP: price < ask, c.ORDER_TYPE_SELL_STOP: price > bid,
+                 c.ORDER_TYPE_BUY_STOP_LIMIT: price < ask or stoplimit <= 0 or stoplimit > price,
+                 c.ORDER_TYPE_SELL_STOP_LIMIT: price > bid or stoplimit <= 0 or stoplimit < price}.get(otype, False)
+        if wrong:
+            raise TradeResult(c.TRADE_RETCODE_INVALID_PRICE)
+
     def _pending(self, login: int, req: dict, bid: float, ask: float) -> list:
         spec = self.symbols.get(req["symbol"])
         if spec is None or req["type"] not in PENDING_TYPES:
@@ -1009,6 +1022,7 @@ class Broker:
         self._check_filling(spec, req["type"], req["type_filling"])
         if req["price"] <= 0:
             raise TradeResult(c.TRADE_RETCODE_INVALID_PRICE)
+        self._check_pending_side(req["type"], req["price"], req["stoplimit"], bid, ask)
         stop_limit = req["type"] in (c.ORDER_TYPE_BUY_STOP_LIMIT, c.ORDER_TYPE_SELL_STOP_LIMIT)
         reference = req["stoplimit"] if stop_limit and req["stoplimit"] > 0 else req["price"]
         self._check_stops(spec, req["type"] % 2 == 0, reference, req["sl"], req["tp"])
