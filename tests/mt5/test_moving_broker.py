@@ -335,3 +335,16 @@ def test_a_pending_order_on_the_wrong_side_of_the_price_is_invalid_price(tmp_pat
     extra = {} if stoplimit is None else {"stoplimit": round(base + stoplimit * 0.00001, 5) if stoplimit else 0.0}
     result = pending(mt5, otype, round(base + offset * 0.00001, 5), **extra)
     assert result.retcode == c.TRADE_RETCODE_INVALID_PRICE and mt5.orders_total() == 0
+
+
+@pytest.mark.parametrize("type_time", [c.ORDER_TIME_SPECIFIED, c.ORDER_TIME_SPECIFIED_DAY])
+def test_a_specified_expiration_of_zero_is_invalid_expiration_not_a_server_error(tmp_path, type_time):
+    _broker, mt5, _clock = open_sim(tmp_path, FLAT)
+    far = round(mt5.symbol_info_tick("EURUSD").ask - 0.05, 5)
+    result = pending(mt5, c.ORDER_TYPE_BUY_LIMIT, far, type_time=type_time, expiration=0)
+    assert result is not None, mt5.last_error()
+    assert result.retcode == c.TRADE_RETCODE_INVALID_EXPIRATION and mt5.orders_total() == 0
+    placed = pending(mt5, c.ORDER_TYPE_BUY_LIMIT, far)
+    modified = mt5.order_send({"action": c.TRADE_ACTION_MODIFY, "order": placed.order, "price": far,
+                               "type_time": type_time, "expiration": 0})
+    assert modified is not None and modified.retcode == c.TRADE_RETCODE_INVALID_EXPIRATION

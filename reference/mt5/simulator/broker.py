@@ -1014,6 +1014,18 @@ class Broker:
         if wrong:
             raise TradeResult(c.TRADE_RETCODE_INVALID_PRICE)
 
+    def _check_expiration(self, req: dict) -> None:
+        """INVALID_EXPIRATION (10022): an unknown ``type_time``, or ORDER_TIME_SPECIFIED(_DAY) with no expiration
+        (0) or one already past."""
+        if req["type_time"] not in (c.ORDER_TIME_GTC, c.ORDER_TIME_DAY, c.ORDER_TIME_SPECIFIED,
+                                    c.ORDER_TIME_SPECIFIED_DAY):
+            raise TradeResult(c.TRADE_RETCODE_INVALID_EXPIRATION)
+        if req["type_time"] in (c.ORDER_TIME_SPECIFIED, c.ORDER_TIME_SPECIFIED_DAY):
+            expiry = self._expiry_ms({"type_time": req["type_time"], "time_expiration": req["expiration"],
+                                      "time_setup_msc": 0})
+            if expiry is None or expiry <= self.clock():
+                raise TradeResult(c.TRADE_RETCODE_INVALID_EXPIRATION)
+
     def _pending(self, login: int, req: dict, bid: float, ask: float) -> list:
         spec = self.symbols.get(req["symbol"])
         if spec is None or req["type"] not in PENDING_TYPES:
@@ -1028,13 +1040,7 @@ class Broker:
         self._check_stops(spec, req["type"] % 2 == 0, reference, req["sl"], req["tp"])
         if not self._market_open(spec.name):
             raise TradeResult(c.TRADE_RETCODE_MARKET_CLOSED)
-        if req["type_time"] not in (c.ORDER_TIME_GTC, c.ORDER_TIME_DAY, c.ORDER_TIME_SPECIFIED,
-                                    c.ORDER_TIME_SPECIFIED_DAY):
-            raise TradeResult(c.TRADE_RETCODE_INVALID_EXPIRATION)
-        if req["type_time"] in (c.ORDER_TIME_SPECIFIED, c.ORDER_TIME_SPECIFIED_DAY) and \
-                self._expiry_ms({"type_time": req["type_time"], "time_expiration": req["expiration"],
-                                 "time_setup_msc": 0}) <= self.clock():
-            raise TradeResult(c.TRADE_RETCODE_INVALID_EXPIRATION)
+        self._check_expiration(req)
         changes: list = []
         t = self.clock()
         ticket = self._ticket(changes)
@@ -1071,6 +1077,7 @@ class Broker:
         if req["price"] <= 0:
             raise TradeResult(c.TRADE_RETCODE_INVALID_PRICE)
         self._check_stops(self.symbols[o["symbol"]], o["type"] % 2 == 0, req["price"], req["sl"], req["tp"])
+        self._check_expiration(req)
         changed = dict(o, price_open=req["price"], sl=req["sl"], tp=req["tp"], type_time=req["type_time"],
                        time_expiration=req["expiration"], price_stoplimit=req["stoplimit"])
         if changed == o:
