@@ -348,3 +348,21 @@ def test_a_specified_expiration_of_zero_is_invalid_expiration_not_a_server_error
     modified = mt5.order_send({"action": c.TRADE_ACTION_MODIFY, "order": placed.order, "price": far,
                                "type_time": type_time, "expiration": 0})
     assert modified is not None and modified.retcode == c.TRADE_RETCODE_INVALID_EXPIRATION
+
+
+def test_modifications_while_the_market_is_closed_are_market_closed(tmp_path):
+    broker, mt5, _clock = open_sim(tmp_path, FLAT)
+    tick = mt5.symbol_info_tick("EURUSD")
+    opened = market(mt5, "EURUSD", "buy")
+    far = round(tick.ask - 0.05, 5)
+    placed = pending(mt5, c.ORDER_TYPE_BUY_LIMIT, far)
+    assert opened.retcode == placed.retcode == c.TRADE_RETCODE_DONE
+    broker.behaviour.update(holidays={"EURUSD": ["2026-01-01"]})
+    sltp = mt5.order_send({"action": c.TRADE_ACTION_SLTP, "symbol": "EURUSD", "position": opened.order,
+                           "sl": round(tick.bid - 0.01, 5), "tp": 0.0})
+    modify = mt5.order_send({"action": c.TRADE_ACTION_MODIFY, "order": placed.order, "price": round(far - 0.001, 5)})
+    remove = mt5.order_send({"action": c.TRADE_ACTION_REMOVE, "order": placed.order})
+    assert [r.retcode for r in (sltp, modify, remove)] == [c.TRADE_RETCODE_MARKET_CLOSED] * 3
+    assert mt5.positions_get(ticket=opened.order)[0].sl == 0.0 and mt5.orders_total() == 1
+    broker.behaviour.update(holidays={})
+    assert mt5.order_send({"action": c.TRADE_ACTION_REMOVE, "order": placed.order}).retcode == c.TRADE_RETCODE_DONE

@@ -1057,6 +1057,8 @@ class Broker:
         if p is None:
             raise TradeResult(c.TRADE_RETCODE_POSITION_CLOSED)
         bid, ask = self._prices(p["symbol"])
+        if not self._market_open(p["symbol"]):
+            raise TradeResult(c.TRADE_RETCODE_MARKET_CLOSED)
         sl, tp = req["sl"], req["tp"]
         buy = p["type"] == c.POSITION_TYPE_BUY
         self._check_stops(self.symbols[p["symbol"]], buy, bid if buy else ask, sl, tp)
@@ -1067,9 +1069,13 @@ class Broker:
         return self._result(c.TRADE_RETCODE_DONE, req, bid=bid, ask=ask)
 
     def _placed(self, login: int, ticket: int) -> dict:
+        """The placed order ``ticket`` to MODIFY or REMOVE: INVALID_ORDER when there is none, MARKET_CLOSED (10018)
+        while its symbol's market is closed (as MT5 answers every trade request then)."""
         o = self.orders[login].get(ticket)
         if o is None or o["state"] != c.ORDER_STATE_PLACED:
             raise TradeResult(c.TRADE_RETCODE_INVALID_ORDER)
+        if not self._market_open(o["symbol"]):
+            raise TradeResult(c.TRADE_RETCODE_MARKET_CLOSED)
         return o
 
     def _modify(self, login: int, req: dict, bid: float, ask: float) -> list:
