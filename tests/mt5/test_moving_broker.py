@@ -366,3 +366,21 @@ def test_modifications_while_the_market_is_closed_are_market_closed(tmp_path):
     assert mt5.positions_get(ticket=opened.order)[0].sl == 0.0 and mt5.orders_total() == 1
     broker.behaviour.update(holidays={})
     assert mt5.order_send({"action": c.TRADE_ACTION_REMOVE, "order": placed.order}).retcode == c.TRADE_RETCODE_DONE
+
+
+def test_a_symbol_without_a_cross_rate_to_the_account_currency_is_refused_at_load(tmp_path):
+    from reference.mt5.simulator.config import SettingError
+
+    lonely = flat("USDCHF", 0.90000, 5, 10, "USD", "CHF")  # CHF -> EUR: no CHF pair with EUR, none EURUSD either
+    with pytest.raises(SettingError, match=r"symbol USDCHF: no cross rate CHF->EUR") as err:
+        open_sim(tmp_path, [lonely], login=EUR)
+    assert "\n" not in str(err.value)
+    raw = {"accounts": [{"login": EUR, "currency": "EUR"}],
+           "symbols": [{"name": "USDCHF", "price": 0.9, "currency_base": "USD", "currency_profit": "CHF"}]}
+    with pytest.raises(SettingError, match=r"USDCHF.*CHF->EUR"):
+        SimConfig.from_dict(raw)
+    # with EURUSD beside it the rate goes through USD: accepted, and converted (not 1:1)
+    _broker, mt5, _clock = open_sim(tmp_path, [lonely, FLAT[0]], login=EUR, name="ok")
+    opened = market(mt5, "USDCHF", "buy")
+    profit = mt5.positions_get(ticket=opened.order)[0].profit
+    assert profit == round(-0.0001 * 10_000 / 0.9 / 1.1001, 2)   # 1 CHF of spread -> USD at 1/0.9001 -> EUR

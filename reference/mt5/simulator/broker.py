@@ -13,7 +13,8 @@ the symbol's market is closed. With ``margin_check`` on, an account whose margin
 out (its biggest loser first, reason SO).
 
 Money: profit is taken in the symbol's profit currency and converted to the account currency at the current cross
-rate (a pair FROMTO at its bid, a pair TOFROM at 1/ask, else through USD; no pair at all: 1:1); margin is volume x
+rate (a pair FROMTO at its bid, a pair TOFROM at 1/ask, else through USD; no pair at all: refused at load,
+``SimConfig.check_rates``); margin is volume x
 contract size in the margin currency (the base currency for forex) converted the same way (at the open price when
 the symbol itself quotes it in the account currency) / leverage.
 
@@ -98,6 +99,7 @@ class TradeResult(Exception):
 
 class Broker:
     def __init__(self, config: SimConfig, state_dir: Path, seed: int = 0, clock=None):
+        config.check_rates()  # a symbol with no cross rate to an account's currency is refused, not taken 1:1
         self.clock = clock or now_ms  # epoch ms; a test passes its own to move time without sleeping
         self.config = config
         self.seed = seed
@@ -524,7 +526,8 @@ class Broker:
     # -- money ---------------------------------------------------------------------------------------------------------
     def _rate(self, src: str, dst: str, depth: int = 0) -> float:
         """How much ``dst`` one ``src`` is worth now: a pair SRCDST at its bid, a pair DSTSRC at 1/ask, else
-        through USD; 1.0 when no pair links them (said in the module docstring)."""
+        through USD. A configuration where no pair links them is refused when the broker starts
+        (``SimConfig.check_rates``)."""
         if not src or not dst or src == dst:
             return 1.0
         for spec in self.symbols.values():

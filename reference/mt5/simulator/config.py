@@ -335,7 +335,20 @@ class SimConfig:
                 raise SettingError(f"unknown simulator setting {key!r}; known: accounts, symbols, behaviour, "
                                    f"{', '.join(sorted(_CONFIG_CHECKS))}")
             setattr(cfg, key, check(key, value))
+        cfg.check_rates()
         return cfg
+
+    def check_rates(self) -> None:
+        """SettingError (one line, naming the symbol and the missing rate) when a symbol's profit or margin currency
+        has no cross rate to an account's currency: a pair of the two, or both through USD (the broker's
+        ``_rate``); before, such a symbol was converted 1:1."""
+        missing = missing_rates(self.symbols, self.accounts)
+        if missing:
+            symbol, what, src, dst, login = missing[0]
+            more = f" ({len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise SettingError(f"symbol {symbol}: no cross rate {src}->{dst} for its {what} currency in account "
+                               f"{login}'s {dst}: add a symbol {src}{dst} or {dst}{src} (or pairs of both with "
+                               f"USD){more}")
 
     @classmethod
     def from_file(cls, path: Path) -> "SimConfig":
@@ -353,6 +366,31 @@ class SimConfig:
         for account in doc["accounts"]:
             account["has_password"] = bool(account.pop("password"))
         return doc
+
+
+def missing_rates(symbols: list[SymbolSpec], accounts: list[AccountSpec]) -> list[tuple[str, str, str, str, int]]:
+    """(symbol, "profit"|"margin", from, to, login) for every conversion the broker would need and cannot make:
+    a pair of the two currencies (either way round), or, when neither is USD, one with USD for each."""
+    pairs = {(s.currency_base, s.currency_profit) for s in symbols}
+
+    def direct(a: str, b: str) -> bool:
+        return a == b or (a, b) in pairs or (b, a) in pairs
+
+    def rate(a: str, b: str) -> bool:
+        if not a or not b or direct(a, b):
+            return True
+        return "USD" not in (a, b) and direct(a, "USD") and direct("USD", b)
+
+    out = []
+    for account in accounts:
+        ac = account.currency
+        for s in symbols:
+            if not rate(s.currency_profit, ac):
+                out.append((s.name, "profit", s.currency_profit, ac, account.login))
+            margin = s.currency_margin or s.currency_base or s.currency_profit
+            if not (margin == ac or (margin == s.currency_base and s.currency_profit == ac) or rate(margin, ac)):
+                out.append((s.name, "margin", margin, ac, account.login))
+    return out
 
 
 def _text(key: str, value) -> str:
