@@ -111,6 +111,7 @@ def serve(host, allow_remote, port, state_dir, seed, config_file, server_name, b
             if not isinstance(overrides, dict):
                 raise ValueError("--behaviour must be a JSON object of settings")
             config.behaviour.update(**overrides)
+        config.check()
     except (ValueError, TypeError, OSError) as exc:
         raise OptionError(f"cannot use this configuration: {exc}. Fix the file or option and retry.") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -35,10 +35,11 @@ weekly_window = st.builds(lambda d, w: d + w, days, window)
 date = st.builds(lambda y, m, d: f"{y:04d}-{m:02d}-{d:02d}", st.integers(1999, 2101), st.integers(0, 13),
                  st.integers(0, 32))
 VALID = {
-    "sessions": st.dictionaries(st.sampled_from(["EURUSD", "GBPUSD", "XYZ"]), st.lists(weekly_window, max_size=3),
+    "sessions": st.dictionaries(st.sampled_from(["EURUSD", "GBPUSD", "XYZ", "eurusd"]),
+                                st.lists(weekly_window, max_size=3), max_size=3),
+    "holidays": st.dictionaries(st.sampled_from(["*", "EURUSD", "", "XYZ", "Eurusd"]), st.lists(date, max_size=3),
                                 max_size=3),
-    "holidays": st.dictionaries(st.sampled_from(["*", "EURUSD", "", "XYZ"]), st.lists(date, max_size=3), max_size=3),
-    "execution_modes": st.dictionaries(st.sampled_from(["EURUSD", "USDJPY", ""]),
+    "execution_modes": st.dictionaries(st.sampled_from(["EURUSD", "USDJPY", "", "usdjpy", "XYZ"]),
                                        st.sampled_from(["instant", "request", "market", "exchange", "fast", 1]),
                                        max_size=3),
     "requote_points": st.integers(-3, 200_000) | st.floats(-1, 10),
@@ -87,6 +88,50 @@ def test_behaviour_update_is_typed_ranged_and_all_or_nothing(changes):
                 assert after[key] == value and type(after[key]) in (type(value), float)
         for value in after.values():
             assert not (isinstance(value, float) and not math.isfinite(value))
+
+
+BROKER_SYMBOLS = frozenset({"EURUSD", "GBPUSD", "USDJPY", "XAUUSD"})
+SYMBOL_KEYED = ("sessions", "holidays", "execution_modes")
+
+
+@settings(max_examples=300)
+@given(changes=changes_strategy)
+def test_per_symbol_settings_name_the_brokers_symbols_exactly(changes):
+    """A Behaviour bound to a broker's symbols takes per-symbol settings (sessions, holidays, execution_modes) only
+    for those names, exactly as spelt (holidays also "*"); an unknown or wrongly-cased one is refused in one line
+    naming the key, and nothing changes."""
+    behaviour = Behaviour()
+    behaviour.bind_symbols(BROKER_SYMBOLS)
+    before = behaviour.as_dict()
+    try:
+        behaviour.update(**changes)
+    except SettingError as exc:
+        message = str(exc)
+        assert "\n" not in message and message.endswith("the behaviour is unchanged")
+        assert any(repr(str(k)) in message or str(k) in message for k in changes)
+        assert behaviour.as_dict() == before
+    else:
+        for key in SYMBOL_KEYED:
+            assert set(behaviour.as_dict()[key]) <= BROKER_SYMBOLS | ({"*"} if key == "holidays" else set())
+    strays = {k: v for k, v in changes.items() if k in SYMBOL_KEYED and isinstance(v, dict) and
+              set(v) - BROKER_SYMBOLS - ({"*"} if k == "holidays" else set())}
+    if strays:   # a setting naming another symbol is never applied
+        assert all(behaviour.as_dict()[k] == before[k] for k in strays)
+
+
+@pytest.mark.parametrize("key, value", [("sessions", {"eurusd": ["00:00-24:00"]}), ("holidays", {"XYZ": []}),
+                                        ("execution_modes", {"EURUSD ": "instant"}), ("holidays", {"all": []})])
+def test_an_unknown_or_wrongly_cased_symbol_is_refused_at_load_and_at_run_time(key, value):
+    with pytest.raises(SettingError) as caught:
+        SimConfig.from_dict({"behaviour": {key: value}})
+    message = str(caught.value)
+    assert "\n" not in message and repr(key) in message and "unknown symbol" in message
+    if key == "sessions":
+        assert "did you mean 'EURUSD'" in message
+    cfg = SimConfig()
+    cfg.behaviour.update(**{key: value})   # a Behaviour on its own knows no symbols...
+    with pytest.raises(SettingError, match=repr(key)):
+        cfg.check()                        # ...the broker's configuration does
 
 
 @pytest.mark.parametrize("key, value, words", [
@@ -263,5 +308,10 @@ def test_half_sent_frames_cannot_grow_the_process(make_sim):
 def test_admin_connections_may_send_larger_frames(sim, admin):
     big = {"EURUSD": ["00:00-24:00"], **{f"S{i:04d}_{'x' * 40}": ["00:00-24:00"] for i in range(999)}}
     assert len(json.dumps(big)) > 50_000
-    assert len(admin.set_behaviour(sessions=big)["sessions"]) == 1000
+    # the whole frame is read and judged: its symbols are not the broker's (refused by name since a new user's
+    # report, issue 20), and the connection goes on serving
+    with pytest.raises(AdminError, match=r"'sessions' names the unknown symbol 'S0000_x"):
+        admin.set_behaviour(sessions=big)
+    assert admin.behaviour()["sessions"] == {}
+    assert admin.set_behaviour(sessions={"EURUSD": ["00:00-24:00"]})["sessions"] == {"EURUSD": ["00:00-24:00"]}
     admin.set_behaviour(sessions={})

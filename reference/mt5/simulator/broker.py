@@ -99,7 +99,9 @@ class TradeResult(Exception):
 
 class Broker:
     def __init__(self, config: SimConfig, state_dir: Path, seed: int = 0, clock=None):
-        config.check_rates()  # a symbol with no cross rate to an account's currency is refused, not taken 1:1
+        # refused: a symbol with no cross rate to an account's currency (was taken 1:1), a per-symbol behaviour
+        # setting naming a symbol the broker does not have (was ignored); and later set_behaviour calls are checked
+        config.check()
         self.clock = clock or now_ms  # epoch ms; a test passes its own to move time without sleeping
         self.config = config
         self.seed = seed

@@ -222,6 +222,23 @@ DEFAULT_SYMBOLS = [
 ]
 
 
+SYMBOL_KEYED = ("sessions", "holidays", "execution_modes")  # behaviour settings keyed by symbol name
+EVERY = "; \"*\" = every symbol"
+
+
+def _known_symbols(key: str, value: dict, symbols: frozenset[str]) -> None:
+    """SettingError for a symbol name in ``value`` (a per-symbol setting) the broker does not have; holidays also
+    take "*" (every symbol). Names are case-sensitive, as in MT5."""
+    for name in value:
+        if name in symbols or (key == "holidays" and name == "*"):
+            continue
+        near = next((s for s in sorted(symbols) if s.lower() == str(name).lower()), None)
+        hint = f" (did you mean {near!r}? names are case-sensitive)" if near else ""
+        raise SettingError(f"{key!r} names the unknown symbol {_show(name)}{hint}; the broker's symbols: "
+                           f"{', '.join(sorted(symbols)) if len(symbols) <= 20 else str(len(symbols)) + ' symbols'}"
+                           f"{EVERY if key == 'holidays' else ''}")
+
+
 MAX_LATENCY_MS = 300_000.0  # 5 minutes: longer than any client's call timeout; more is a typo
 
 # every behaviour setting: key -> checker(key, value) -> the value to store (typed, in range)
@@ -284,9 +301,15 @@ class Behaviour:
     # [{"retcode": 10012|10031|10011|10021..., "rate": p, "executed": bool}] - ambiguous results
     retcode_faults: list[dict] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # the broker's symbol names (``bind_symbols``): a per-symbol setting naming another is refused; None (a
+        # Behaviour on its own) checks only the form. Not a field: not in as_dict, not sent over the wire
+        self.known_symbols: frozenset[str] | None = None
+
     @staticmethod
-    def checked(changes: dict) -> dict:
-        """The changes, typed and range-checked; raises SettingError for the first wrong one."""
+    def checked(changes: dict, symbols: frozenset[str] | None = None) -> dict:
+        """The changes, typed and range-checked (and, given the broker's ``symbols``, every per-symbol setting
+        naming one of them, exactly as spelt); raises SettingError for the first wrong one."""
         unknown = sorted(str(k) for k in changes if k not in BEHAVIOUR_CHECKS)
         if unknown:
             raise SettingError(f"unknown behaviour setting(s) {unknown}; known: {sorted(BEHAVIOUR_CHECKS)}; "
@@ -295,13 +318,22 @@ class Behaviour:
         for key, value in changes.items():
             try:
                 out[key] = BEHAVIOUR_CHECKS[key](key, value)
+                if symbols is not None and key in SYMBOL_KEYED:
+                    _known_symbols(key, out[key], symbols)
             except SettingError as exc:
                 raise SettingError(f"behaviour setting {exc}; the behaviour is unchanged") from None
         return out
 
+    def bind_symbols(self, names) -> None:
+        """Check per-symbol settings against the broker's symbol ``names`` from now on, and the current ones now
+        (SettingError naming the key and the symbol; nothing is bound then)."""
+        names = frozenset(names)
+        self.checked({k: getattr(self, k) for k in SYMBOL_KEYED}, names)
+        self.known_symbols = names
+
     def update(self, **changes) -> None:
         """Apply ``changes`` all together, or none of them (SettingError)."""
-        for key, value in self.checked(changes).items():
+        for key, value in self.checked(changes, self.known_symbols).items():
             setattr(self, key, value)
 
     def as_dict(self) -> dict:
@@ -327,6 +359,7 @@ class SimConfig:
             cfg.accounts = [AccountSpec(**a) for a in raw.pop("accounts")]
         if "symbols" in raw:
             cfg.symbols = [SymbolSpec(**s) for s in raw.pop("symbols")]
+        cfg.behaviour.bind_symbols(s.name for s in cfg.symbols)
         if "behaviour" in raw:
             cfg.behaviour.update(**raw.pop("behaviour"))
         for key, value in raw.items():
@@ -335,8 +368,14 @@ class SimConfig:
                 raise SettingError(f"unknown simulator setting {key!r}; known: accounts, symbols, behaviour, "
                                    f"{', '.join(sorted(_CONFIG_CHECKS))}")
             setattr(cfg, key, check(key, value))
-        cfg.check_rates()
+        cfg.check()
         return cfg
+
+    def check(self) -> None:
+        """What a broker refuses to start with: a symbol without a cross rate (``check_rates``), a per-symbol
+        behaviour setting naming a symbol it does not have (``Behaviour.bind_symbols``). SettingError, one line."""
+        self.check_rates()
+        self.behaviour.bind_symbols(s.name for s in self.symbols)
 
     def check_rates(self) -> None:
         """SettingError (one line, naming the symbol and the missing rate) when a symbol's profit or margin currency
