@@ -135,7 +135,8 @@ def test_sl_and_tp_close_at_the_first_tick_through_them(tmp_path, kind):
     assert len(deals) == 2 and out.reason == reason and out.entry == c.DEAL_ENTRY_OUT
     assert out.time_msc == int(expected["time_msc"])
     price = float(expected["bid"]) if kind == "sl" else tp
-    assert out.price == price and out.comment == f"[{kind} {price:.5f}]"
+    # the comment carries the SL/TP level, the price the fill (a stop fills at the first tick through its level)
+    assert out.price == price and out.comment == f"[{kind} {(sl if kind == 'sl' else tp):.5f}]"
     order = mt5.history_orders_get(ticket=out.order)[0]
     assert order.reason == (c.ORDER_REASON_SL if kind == "sl" else c.ORDER_REASON_TP)
     assert out.profit == round((price - opened.price) * 0.1 * 100_000, 2)
@@ -384,3 +385,15 @@ def test_a_symbol_without_a_cross_rate_to_the_account_currency_is_refused_at_loa
     opened = market(mt5, "USDCHF", "buy")
     profit = mt5.positions_get(ticket=opened.order)[0].profit
     assert profit == round(-0.0001 * 10_000 / 0.9 / 1.1001, 2)   # 1 CHF of spread -> USD at 1/0.9001 -> EUR
+
+
+def test_the_sl_close_comment_carries_the_sl_level_not_the_fill_price(tmp_path):
+    broker, mt5, clock = open_sim(tmp_path, MOVING)
+    bid = mt5.symbol_info_tick("EURUSD").bid
+    sl = round(bid - 0.00037, 5)
+    opened = market(mt5, "EURUSD", "buy", sl=sl)
+    clock.now += 6 * HOUR
+    out = mt5.history_deals_get(position=opened.order)[-1]
+    assert out.reason == c.DEAL_REASON_SL and out.comment == f"[sl {sl:.5f}]"
+    assert out.price < sl   # the walk went through the level: the fill is beyond it, the comment is not
+    assert mt5.history_orders_get(ticket=out.order)[0].comment == f"[sl {sl:.5f}]"

@@ -962,18 +962,20 @@ class Broker:
         else:  # "sl" / "tp": the position is closed whole by the server
             buy = rec["type"] == c.POSITION_TYPE_BUY
             price = rec["tp"] if what == "tp" else float(tick["bid"] if buy else tick["ask"])
-            self._server_close(login, rec, price, t, what, changes)
+            self._server_close(login, rec, price, t, what, changes, level=rec[what])
         self._commit(changes)
 
-    def _server_close(self, login: int, p: dict, price: float, t: int, what: str, changes: list) -> None:
+    def _server_close(self, login: int, p: dict, price: float, t: int, what: str, changes: list,
+                      level: float | None = None) -> None:
         """Close position ``p`` whole at ``price`` on the server's own initiative (SL, TP, stop-out): an order and
-        a deal of that reason, comment ``[sl 1.08450]`` as MT5 writes it."""
+        a deal of that reason, comment ``[sl 1.08450]`` as MT5 writes it: the SL/TP ``level`` that triggered, not
+        the fill price (a stop fills at the first tick through it, often beyond the level)."""
         spec = self.symbols[p["symbol"]]
         buy = p["type"] == c.POSITION_TYPE_BUY
         reasons = {"sl": (c.ORDER_REASON_SL, c.DEAL_REASON_SL), "tp": (c.ORDER_REASON_TP, c.DEAL_REASON_TP),
                    "so": (c.ORDER_REASON_SO, c.DEAL_REASON_SO)}
         order_reason, deal_reason = reasons[what]
-        comment = f"[{what} {price:.{spec.digits}f}]"
+        comment = f"[{what} {(price if level is None else level):.{spec.digits}f}]"
         order_ticket = self._ticket(changes)
         req = dict(REQUEST_DEFAULTS, type=c.ORDER_TYPE_SELL if buy else c.ORDER_TYPE_BUY, magic=p["magic"],
                    comment=comment, sl=0.0, tp=0.0, position=p["ticket"], volume=p["volume"])
