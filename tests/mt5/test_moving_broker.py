@@ -397,3 +397,13 @@ def test_the_sl_close_comment_carries_the_sl_level_not_the_fill_price(tmp_path):
     assert out.reason == c.DEAL_REASON_SL and out.comment == f"[sl {sl:.5f}]"
     assert out.price < sl   # the walk went through the level: the fill is beyond it, the comment is not
     assert mt5.history_orders_get(ticket=out.order)[0].comment == f"[sl {sl:.5f}]"
+
+
+def test_forex_week_is_accepted_by_name_in_a_config_file(tmp_path):
+    cfg = SimConfig.from_dict({"behaviour": {"sessions": {"EURUSD": "FOREX_WEEK"}}})
+    assert cfg.behaviour.sessions == {"EURUSD": FOREX_WEEK}
+    broker, mt5, _clock = open_sim(tmp_path, FLAT, at=T0 + 2 * 24 * HOUR + 12 * HOUR)   # Saturday noon
+    broker.behaviour.update(sessions={"EURUSD": "FOREX_WEEK"})
+    assert broker.behaviour.sessions["EURUSD"] == FOREX_WEEK
+    assert market(mt5, "EURUSD", "buy").retcode == c.TRADE_RETCODE_MARKET_CLOSED
+    assert market(mt5, "USDJPY", "buy").retcode == c.TRADE_RETCODE_DONE   # not listed: trades all week

@@ -49,6 +49,8 @@ _DAY = "|".join(DAYS)
 _WINDOW = re.compile(rf"^(?:({_DAY})(?:-({_DAY}))? )?(\d\d):(\d\d)-(\d\d):(\d\d)$")
 # the forex week in UTC: opens Sunday 22:00, closes Friday 22:00 (the weekend close); use as a symbol's sessions
 FOREX_WEEK = ["Sun 22:00-24:00", "Mon-Thu 00:00-24:00", "Fri 00:00-22:00"]
+# named sessions a symbol's value may be instead of a list of windows ("EURUSD": "FOREX_WEEK"); stored expanded
+SESSION_PRESETS = {"FOREX_WEEK": FOREX_WEEK}
 
 
 def session_windows(windows: list[str]) -> list[tuple[set[int], int, int]]:
@@ -68,11 +70,13 @@ def session_windows(windows: list[str]) -> list[tuple[set[int], int, int]]:
 def _sessions(key: str, value) -> dict[str, list[str]]:
     what = (f"{key!r} must be a table of symbol -> list of UTC windows \"HH:MM-HH:MM\", each optionally after "
             f"weekdays (\"Fri 00:00-22:00\", \"Mon-Thu 00:00-24:00\"; start before end, end at most 24:00; "
-            f"[] = closed)")
+            f"[] = closed), or a preset name: {', '.join(repr(k) for k in SESSION_PRESETS)}")
     if not isinstance(value, dict) or len(value) > 1000:
         raise SettingError(f"{what}, got {_show(value)}")
     out: dict[str, list[str]] = {}
     for symbol, windows in value.items():
+        if isinstance(windows, str) and windows in SESSION_PRESETS:
+            windows = list(SESSION_PRESETS[windows])
         if not isinstance(symbol, str) or not 0 < len(symbol) <= 64 or not isinstance(windows, list) \
                 or len(windows) > 48:
             raise SettingError(f"{what}, got {_show({symbol: windows})}")
