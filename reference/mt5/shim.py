@@ -18,7 +18,7 @@ FUNCTIONS = (
     "symbols_get", "symbol_info", "symbol_info_tick", "symbol_select", "copy_rates_from", "copy_rates_from_pos",
     "copy_rates_range", "copy_ticks_from", "copy_ticks_range", "orders_total", "orders_get", "positions_total",
     "positions_get", "history_orders_total", "history_orders_get", "history_deals_total", "history_deals_get",
-    "order_check", "order_send",
+    "order_calc_margin", "order_calc_profit", "order_check", "order_send",
 )
 TYPES = ("TradePosition", "TradeOrder", "TradeDeal", "TradeRequest", "OrderSendResult", "OrderCheckResult", "Tick",
          "AccountInfo", "TerminalInfo", "SymbolInfo")

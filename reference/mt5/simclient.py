@@ -405,6 +405,14 @@ class SimulatorTerminal:
     def _check_result(v):
         return _t.OrderCheckResult(*v[:8], _t.TradeRequest(*v[8]))
 
+    def order_calc_margin(self, action, symbol, volume, price):
+        """The margin of the order in the account currency (MetaQuotes' ``order_calc_margin``), or None."""
+        return self._value("order_calc_margin", action, symbol, volume, price)
+
+    def order_calc_profit(self, action, symbol, volume, price_open, price_close):
+        """The profit of the trade in the account currency (MetaQuotes' ``order_calc_profit``), or None."""
+        return self._value("order_calc_profit", action, symbol, volume, price_open, price_close)
+
     def order_check(self, request):
         parsed = self._request(request)
         if parsed is _FAILED:

@@ -407,3 +407,42 @@ def test_forex_week_is_accepted_by_name_in_a_config_file(tmp_path):
     assert broker.behaviour.sessions["EURUSD"] == FOREX_WEEK
     assert market(mt5, "EURUSD", "buy").retcode == c.TRADE_RETCODE_MARKET_CLOSED
     assert market(mt5, "USDJPY", "buy").retcode == c.TRADE_RETCODE_DONE   # not listed: trades all week
+
+
+# -- order_calc_margin / order_calc_profit (MetaQuotes' API, in the account currency) --------------------------------
+@pytest.mark.parametrize("login, action, symbol, volume, price, margin", [
+    (USD, c.ORDER_TYPE_BUY, "USDJPY", 0.1, 150.0, 100.00),     # 10,000 USD / 100
+    (USD, c.ORDER_TYPE_SELL, "EURUSD", 0.1, 1.2, 120.00),      # 10,000 EUR at the given 1.2 USD / 100
+    (EUR, c.ORDER_TYPE_BUY, "EURUSD", 0.1, 1.2, 100.00),       # 10,000 EUR / 100, in EUR
+    (EUR, c.ORDER_TYPE_BUY, "USDJPY", 0.1, 150.0, 90.90),      # 10,000 USD / EURUSD ask 1.10010 / 100
+])
+def test_order_calc_margin_in_the_account_currency(tmp_path, login, action, symbol, volume, price, margin):
+    from reference.mt5 import shim
+
+    _broker, mt5, _clock = open_sim(tmp_path, FLAT, login=login)
+    assert mt5.order_calc_margin(action, symbol, volume, price) == margin
+    assert shim.module(mt5).order_calc_margin(action, symbol, volume, price) == margin
+
+
+@pytest.mark.parametrize("login, action, symbol, open_, close_, profit", [
+    (USD, c.ORDER_TYPE_BUY, "USDJPY", 150.0, 150.1, 6.67),     # 1,000 JPY / USDJPY ask 150.012
+    (USD, c.ORDER_TYPE_SELL, "EURUSD", 1.1, 1.0999, 1.00),     # 10,000 x 0.0001 USD
+    (USD, c.ORDER_TYPE_BUY, "EURJPY", 165.0, 164.9, -6.67),    # -1,000 JPY / 150.012
+    (EUR, c.ORDER_TYPE_BUY, "EURUSD", 1.1, 1.1011, 10.00),     # 11 USD / EURUSD ask 1.10010
+])
+def test_order_calc_profit_in_the_account_currency(tmp_path, login, action, symbol, open_, close_, profit):
+    from reference.mt5 import shim
+
+    _broker, mt5, _clock = open_sim(tmp_path, FLAT, login=login)
+    assert mt5.order_calc_profit(action, symbol, 0.1, open_, close_) == profit
+    assert shim.module(mt5).order_calc_profit(action, symbol, 0.1, open_, close_) == profit
+
+
+def test_order_calc_refuses_wrong_arguments(tmp_path):
+    _broker, mt5, _clock = open_sim(tmp_path, FLAT)
+    assert mt5.order_calc_margin(c.ORDER_TYPE_BUY_LIMIT, "EURUSD", 0.1, 1.1) is None
+    assert mt5.last_error()[0] == c.ERR_INVALID_ARGUMENTS[0]
+    assert mt5.order_calc_margin(c.ORDER_TYPE_BUY, "NOPE", 0.1, 1.1) is None
+    assert mt5.last_error() == c.ERR_NOT_FOUND
+    assert mt5.order_calc_profit(c.ORDER_TYPE_BUY, "EURUSD", 0.0, 1.1, 1.2) is None
+    assert mt5.order_calc_profit(c.ORDER_TYPE_SELL, "EURUSD", 0.1, 1.1, -1) is None

@@ -669,6 +669,47 @@ class Broker:
             result[7] = c.RETCODE_COMMENTS.get(result[0], "")
         return result, OK
 
+    def _calc_args(self, action, symbol, volume, prices) -> tuple | None:
+        """ERR_* for order_calc_*'s arguments, or None: a BUY/SELL action, a known symbol, a positive volume and
+        positive finite prices."""
+        def number(x):
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+        if not isinstance(action, int) or isinstance(action, bool) or action not in MARKET_TYPES:
+            return c.invalid_argument("action")
+        if not isinstance(symbol, str):
+            return c.invalid_argument("symbol")
+        if symbol not in self.symbols:
+            return c.ERR_NOT_FOUND
+        if not number(volume) or volume <= 0:
+            return c.invalid_argument("volume")
+        if not all(number(p) and p > 0 for p in prices):
+            return c.invalid_argument("price")
+        return None
+
+    def order_calc_margin(self, login: int, action, symbol, volume, price):
+        """MetaQuotes' ``order_calc_margin(action, symbol, volume, price)``: the margin of ``volume`` lots of
+        ``symbol`` bought (ORDER_TYPE_BUY) or sold at ``price``, in the account currency; None and the error for a
+        wrong argument."""
+        error = self._calc_args(action, symbol, volume, (price,))
+        if error is not None:
+            return None, error
+        self.advance()
+        return round(self._margin(symbol, float(volume), float(price), login), 2), OK
+
+    def order_calc_profit(self, login: int, action, symbol, volume, price_open, price_close):
+        """MetaQuotes' ``order_calc_profit(action, symbol, volume, price_open, price_close)``: the profit of a
+        ``volume``-lot buy (ORDER_TYPE_BUY) or sell of ``symbol`` from ``price_open`` to ``price_close``, in the
+        account currency at the current cross rates (as the broker books it); None and the error for a wrong
+        argument."""
+        error = self._calc_args(action, symbol, volume, (price_open, price_close))
+        if error is not None:
+            return None, error
+        self.advance()
+        spec = self.symbols[symbol]
+        sign = 1 if action == c.ORDER_TYPE_BUY else -1
+        raw = sign * (float(price_close) - float(price_open)) * float(volume) * spec.contract_size
+        return round(self._convert_profit(login, raw, spec), 2), OK
+
     def order_check(self, login: int, request: dict):
         parsed, error = parse_request(request)  # again here: a peer may bypass the client's parsing
         if error is not None:

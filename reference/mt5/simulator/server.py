@@ -38,6 +38,7 @@ TERMINAL_METHODS = {
     "symbol_select", "copy_ticks_from", "copy_ticks_range", "copy_rates_from", "copy_rates_from_pos",
     "copy_rates_range", "orders_total", "orders_get", "positions_total", "positions_get", "history_orders_total",
     "history_orders_get", "history_deals_total", "history_deals_get", "order_check", "order_send",
+    "order_calc_margin", "order_calc_profit",
 }
 TRADE_METHODS = {"order_send", "order_check"}
 ADMIN_COMMANDS = {"ping", "set_behaviour", "behaviour", "ledger", "orders", "accounts", "config"}
