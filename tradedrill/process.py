@@ -240,7 +240,8 @@ class StackIndex:
 
 # see ProcessNode._start: the node's program runs only after one line arrives on stdin (then stdin is /dev/null)
 GATE_SHELL = "/bin/sh"
-GATE_SCRIPT = 'read -r _ || exit 70; exec "$@" </dev/null'
+# (the shell exports PWD: it is unset so the node keeps its minimal environment, tests/security)
+GATE_SCRIPT = 'read -r _ || exit 70; unset PWD OLDPWD; exec "$@" </dev/null'
 
 
 class PidRegistry:
