@@ -100,6 +100,20 @@ def say(message: str) -> None:
 
 
 # -- floors ------------------------------------------------------------------------------------------------------
+def _timed(one, count: int, warmup) -> tuple[np.ndarray, float]:
+    """``one(n)`` for each ``n`` of ``warmup`` (not timed), then ``count`` timed calls ``one(0..count-1)``: the
+    latencies in ms and the seconds the timed calls took in all (the floors below)."""
+    for n in warmup:
+        one(n)
+    lat = np.empty(count)
+    start = time.perf_counter()
+    for n in range(count):
+        t0 = time.perf_counter()
+        one(n)
+        lat[n] = time.perf_counter() - t0
+    return lat * 1000, time.perf_counter() - start
+
+
 def floor_order_send(host: str, port: int, count: int, with_tick: bool) -> dict:
     """Sequential order_send round trips from one client (netting account: alternate buy/sell keeps the position
     small); with_tick: symbol_info_tick first and its price in the request, as the engine sends a market order."""
@@ -119,18 +133,9 @@ def floor_order_send(host: str, port: int, count: int, with_tick: bool) -> dict:
             if result is None or result.retcode != mt5.TRADE_RETCODE_DONE:
                 raise RuntimeError(f"floor order_send failed: {result} {mt5.last_error()}")
 
-        for n in range(min(200, count)):  # warm-up
-            one(n)
-        lat = np.empty(count)
-        start = time.perf_counter()
-        for n in range(count):
-            t0 = time.perf_counter()
-            one(n)
-            lat[n] = time.perf_counter() - t0
-        elapsed = time.perf_counter() - start
+        ms, elapsed = _timed(one, count, warmup=range(min(200, count)))
     finally:
         mt5.shutdown()
-    ms = lat * 1000
     return {"what": ("symbol_info_tick + order_send" if with_tick else "order_send") + " round trip, one client",
             "orders": count, "seconds": round(elapsed, 3), "orders_per_second": round(count / elapsed, 1),
             "p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99), "max_ms": round(float(ms.max()), 3)}
@@ -148,18 +153,9 @@ def floor_redis_round_trip(r: redis.Redis, count: int) -> dict:
             entry_id = resp[0][1][0][0]
             r.xack(key, group, entry_id)
 
-        for n in range(min(200, count)):
-            one(n)
-        lat = np.empty(count)
-        start = time.perf_counter()
-        for n in range(count):
-            t0 = time.perf_counter()
-            one(n)
-            lat[n] = time.perf_counter() - t0
-        elapsed = time.perf_counter() - start
+        ms, elapsed = _timed(one, count, warmup=range(min(200, count)))
     finally:
         r.delete(key)
-    ms = lat * 1000
     return {"what": "XADD + XREADGROUP + XACK round trip on the primary (appendfsync always), one client",
             "round_trips": count, "seconds": round(elapsed, 3), "round_trips_per_second": round(count / elapsed, 1),
             "p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99), "max_ms": round(float(ms.max()), 3)}
@@ -177,18 +173,9 @@ def floor_journal_commit(folder: Path, count: int) -> dict:
             journal.put_many([Intent(signal_id=f"floor-{n}", entry_id=f"{n}-0", signal={"symbol": SYMBOL},
                                      state="SENDING", attempt=1, comment=f"floor{n}-1", broker="primary")])
 
-        for n in range(min(100, count)):
-            one(-1 - n)
-        lat = np.empty(count)
-        start = time.perf_counter()
-        for n in range(count):
-            t0 = time.perf_counter()
-            one(n)
-            lat[n] = time.perf_counter() - t0
-        elapsed = time.perf_counter() - start
+        ms, elapsed = _timed(one, count, warmup=(-1 - n for n in range(min(100, count))))
     finally:
         journal.close()
-    ms = lat * 1000
     return {"what": "Journal.put_many of one intent (one DuckDB commit, WAL on the run folder's filesystem)",
             "commits": count, "seconds": round(elapsed, 3), "commits_per_second": round(count / elapsed, 1),
             "p50_ms": pct(ms, 50), "p99_ms": pct(ms, 99), "max_ms": round(float(ms.max()), 3)}

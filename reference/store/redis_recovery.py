@@ -144,14 +144,7 @@ def trial_load_keys(data_dir: Path, aof: Path, *, appendfilename: str, appenddir
                 continue
             return None, f"trial load: redis-server exited with status {code} while loading the AOF"
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_scratch_server(proc, work)
 
 
 def _damaged_folder(data_dir: Path) -> Path:
@@ -344,3 +337,16 @@ def verify_against_journals(client, rts_key, published: dict[str, str]) -> dict:
             pipe.exists(rts_key(sid))
         missing += [sid for sid, found in zip(chunk, pipe.execute()) if not found]
     return {"checked": len(ids), "missing": len(missing), "missing_examples": missing[:20]}
+
+
+def stop_scratch_server(proc: subprocess.Popen | None, work: Path) -> None:
+    """Stop a private redis-server this module (or ``redis_restore``) started on a copy, by its handle (SIGTERM,
+    SIGKILL after 10 s), and remove its scratch folder."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    shutil.rmtree(work, ignore_errors=True)

@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
+
+from reference.store.redis_recovery import stop_scratch_server
 
 FINAL_STATES = ("DONE", "REJECTED")
 START_TIMEOUT_S = 60.0
@@ -434,12 +435,5 @@ def restore_offline(data_dir: Path | str, keys, *, group: str, snapshot_dirs: It
         out["error"] = f"restore failed: {' '.join(str(exc).split())[:200]}"
         return out
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_scratch_server(proc, work)
         out["seconds"] = round(time.monotonic() - started, 6)
