@@ -3,6 +3,7 @@
 #   bash run.sh drill   the main job: fault drills against the embedded local stack, ending in the HTML report
 #   bash run.sh test    the test suite (what CI runs)
 #   bash run.sh bench   the benchmarks (numbers into out/bench/)
+#   bash run.sh soak    load with a seeded fault every 10 s (30 min; CI: --minutes 2), figures into out/soak/
 #   bash run.sh setup   only install what the others need
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -67,5 +68,6 @@ case "$cmd" in
   test)  setup; exec nox -s tests -- "$@" ;;
   drill) setup; exec nox -s drills -- "$@" ;;
   bench) setup; exec nox -s bench -- "$@" ;;
-  *) echo "usage: bash run.sh drill|test|bench|setup [args...]" >&2; exit 2 ;;
+  soak)  setup; exec nox -s soak -- "$@" ;;
+  *) echo "usage: bash run.sh drill|test|bench|soak|setup [args...]" >&2; exit 2 ;;
 esac
