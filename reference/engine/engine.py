@@ -131,7 +131,7 @@ class Engine:
                                snapshots_kept=config.store_snapshots_kept,
                                checkpoint_threshold_mb=config.store_checkpoint_threshold_mb,
                                verify_mb_per_check=config.store_verify_mb_per_check)
-        self.redis = RedisLink(config, "main", on_rediscover=self._on_rediscover)
+        self.redis = RedisLink(config, "main", on_rediscover=self._on_rediscover, on_attempt=self._on_redis_attempt)
         self.alerts = Alerts(self.redis, config.alerts_key, config.instance, self.emit, config.webhook_url,
                              config.alerts_maxlen)
         if self.journal.repair is not None:
@@ -259,6 +259,11 @@ class Engine:
                            f"{row['target']} after {row['attempts']} tries (last error: {row['last_error']}); "
                            f"still retried every {self.cfg.failed_sync_retry_s:g} s", target=row["target"],
                            sync_kind=row["kind"], sync_id=row["sync_id"])
+
+    def _on_redis_attempt(self, ok: bool, failures: int, error: str, took_s: float) -> None:
+        """ORD-3's cadence (issue 19): one ``redis_attempt`` line per reconnect attempt of the main link (a first
+        success after failures too), timed by the checkers from the lines' clocks."""
+        self.emit("redis_attempt", ok=ok, failures=failures, error=error[:200] or None, took_s=round(took_s, 4))
 
     def _on_rediscover(self, failures: int) -> None:
         self.emit("redis_rediscover", failures=failures)

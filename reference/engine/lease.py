@@ -89,6 +89,9 @@ return 0
 """
 
 
+HEARTBEAT_SLACK_S = 0.03   # a heartbeat falls due this much before heartbeat_s has passed (thread wake-up latency)
+
+
 @dataclass
 class Acquisition:
     value: str
@@ -183,6 +186,8 @@ class Lease:
                 if self.value == value:
                     self._deadline = start + self._sending_window()
             self.last_renew_ok = start
+            # ENG-1's heartbeat, one line per renewal written to Redis (issue 19 times them: start = mono - took_s)
+            self.emit("heartbeat", token=self.token, took_s=round(time.monotonic() - start, 4))
             return True
         self._lose("taken by another instance")
         return False
@@ -249,6 +254,7 @@ class Lease:
         confirm = bool(self.config.lease_confirm_primary and self.config.sentinels)
         while not self._stop.is_set():
             interval = self.config.heartbeat_s
+            started = time.monotonic()
             try:
                 view = None
                 if confirm:
@@ -309,4 +315,8 @@ class Lease:
                 interval = min(interval, self.config.passive_poll_s)
             except Exception as exc:  # noqa: BLE001 - the heartbeat thread must survive anything
                 self.emit("lease_error", error=repr(exc))
-            self._stop.wait(interval)
+            # start to start, not end to start: a renewal's own round trip (and a wake-up a little late) must not
+            # stretch ENG-1's 1 s heartbeat; due HEARTBEAT_SLACK_S early so the measured interval stays within it
+            renewing = self.value is not None and interval == self.config.heartbeat_s > HEARTBEAT_SLACK_S
+            due = started + interval - (HEARTBEAT_SLACK_S if renewing else 0.0)
+            self._stop.wait(max(0.0, due - time.monotonic()))
