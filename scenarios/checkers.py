@@ -3014,6 +3014,9 @@ CHECKERS.update({c.name: c for c in _persistence.checker_entries(Checker, CheckR
 # the moving broker's own closes and fills during failovers (issue 20): broker_closes, pending_fills
 from scenarios import broker_moves as _broker_moves  # noqa: E402 - needs Checker above; it never imports this module
 CHECKERS.update({c.name: c for c in _broker_moves.checker_entries(Checker, CheckResult, _unmeasured)})
+# the documents' settings read from the running nodes of every drill (issue 19): conformance
+from scenarios import conformance as _conformance  # noqa: E402 - needs Checker above; it never imports this module
+CHECKERS.update({c.name: c for c in _conformance.checker_entries(Checker, CheckResult, _unmeasured)})
 
 # the requirements each checker claims when a run names no checkers of its own
 DEFAULT_REQUIREMENTS: dict[str, tuple[str, ...]] = {
@@ -3165,13 +3168,15 @@ def check_run(run_dir: str | Path | h.RunDir, *, checkers: Sequence[Any] | None 
               signal_of: SignalOf | None = None, targets: targets_mod.Targets | None = None) -> RunCheck:
     """Apply the checkers of the run's scenario.json (or ``checkers``; or the registry's definition of the
     scenario; or DEFAULT_CHECKERS) to a saved run directory, and say whether the run can be judged at all.
-    Raises FileNotFoundError when ``run_dir`` is not a folder."""
+    Raises FileNotFoundError when ``run_dir`` is not a folder. Unless ``checkers`` is given, the checkers every drill
+    runs (``scenarios.registry.EVERY_RUN_CHECKERS``: the live configuration read, issue 19) are added."""
     run = run_dir if isinstance(run_dir, h.RunDir) else h.RunDir(run_dir)
     if not run.path.is_dir():
         raise FileNotFoundError(f"{run.path} is not a run directory; pass the folder a drill wrote "
                                 f"(it holds history.jsonl)")
     targets = targets or targets_mod.load()
     scenario = run.scenario
+    explicit = checkers is not None
     if checkers is None:
         checkers = scenario.get("checkers")
     if not checkers and scenario.get("name"):
@@ -3179,6 +3184,9 @@ def check_run(run_dir: str | Path | h.RunDir, *, checkers: Sequence[Any] | None 
         known = registry.get(scenario["name"])
         checkers = known.checkers if known else None
     checkers = checkers or DEFAULT_CHECKERS
+    if not explicit:
+        from scenarios import registry
+        checkers = registry.with_every_run(checkers)
     view = RunView(run, signal_of)
     ops, windows = view.operations(), view.fault_windows()
     results = [run_checker(spec, view, targets) for spec in checkers]

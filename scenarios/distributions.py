@@ -15,7 +15,8 @@ from typing import Any, Iterable, Sequence
 
 from scenarios import targets as targets_mod
 from scenarios.checkers import RunCheck
-from scenarios.verdicts import FAIL, PASS, UNMEASURED, Judgement, as_json as _jsonable, percentile as _percentile
+from scenarios.verdicts import (FAIL, OVERRIDDEN, PASS, UNMEASURED, Judgement, as_json as _jsonable,
+                                percentile as _percentile)
 
 
 @dataclass
@@ -37,9 +38,12 @@ class Distribution:
 
 
 def combine(verdicts: Sequence[str]) -> str:
-    """Worst case over runs: any fail fails; otherwise any pass passes; otherwise unmeasured."""
+    """Worst case over runs: any fail fails; otherwise any overridden (a setting the harness changed, issue 19) is
+    overridden, never a silent pass; otherwise any pass passes; otherwise unmeasured."""
     if FAIL in verdicts:
         return FAIL
+    if OVERRIDDEN in verdicts:
+        return OVERRIDDEN
     if PASS in verdicts:
         return PASS
     return UNMEASURED

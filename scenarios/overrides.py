@@ -7,6 +7,12 @@ then carries ``engine_overrides`` (``scenarios.registry.Scenario``) with drill-s
 ``reference.engine.config.EngineConfig``) and the requirement IDs its line in ``config.py`` names. ``check_run``
 attaches every entry to each judgement of a requirement it names (``Judgement.overridden``), and the report shows
 "overridden: key = drill value (documents: value)" beside the verdict.
+
+Topology settings a drill runs with instead of the documents' (``tradedrill drill --set sentinel.down_after_ms=1000``,
+``DrillOptions.topology_overrides``; issue 19) are recorded the same way, their documents' value and requirement IDs
+from ``tradedrill.topology.SETTINGS`` (its ``why``). :func:`parse_sets` reads ``--set KEY=VALUE`` pairs: a topology
+setting by its dotted key, an engine setting as ``engine.<EngineConfig field>``; anything else is one
+:class:`SetError` line that says what to write instead.
 """
 from __future__ import annotations
 
@@ -22,8 +28,10 @@ OVERRIDES_FILE = "overrides.json"
 _FIELD = re.compile(r"^\s{4}(\w+)\s*:\s*[^=#]+=[^#]*(?:#\s*(.*))?$")
 _CONTINUED = re.compile(r"^\s+#\s*(.*)$")
 _RID = re.compile(r"\b[A-Z]{2,4}-\d+\b")
-# a requirement defined on top of another: ORD-2 is "after ORD-1's five failures", so an ORD-1 figure changes it too
-BUILDS_ON = {"ORD-1": ("ORD-2",)}
+# a requirement defined on top of another: ORD-2 is "after ORD-1's five failures", so an ORD-1 figure changes it too;
+# RDS-2's failover time and PERF-2's Redis recovery are RDS-1's Sentinel figures at work (sentinel-down-after)
+BUILDS_ON = {"ORD-1": ("ORD-2",), "RDS-1": ("RDS-2", "PERF-2")}
+ENGINE_SET_PREFIX = "engine."   # --set engine.<EngineConfig field>=VALUE
 
 
 @lru_cache(maxsize=1)
@@ -72,11 +80,35 @@ def entries(overrides: dict[str, Any], source: str) -> list[dict]:
     return out
 
 
-def record(run_path: Path, scenario_overrides: dict[str, Any], option_overrides: dict[str, Any]) -> list[dict]:
+def topology_entries(overrides: dict[str, Any], source: str) -> list[dict]:
+    """One record per topology setting whose (checked) value differs from the documents' default
+    (``tradedrill.topology.SETTINGS``), with the requirement IDs its ``why`` names. Raises TopologyError for an
+    unknown key or a bad value."""
+    from tradedrill.topology import SETTINGS, TopologyError, check_setting
+
+    out = []
+    for key, value in overrides.items():
+        if key not in SETTINGS:
+            raise TopologyError(f"unknown setting {key!r}; known settings: {', '.join(SETTINGS)}")
+        value = check_setting(key, value)
+        setting = SETTINGS[key]
+        if value == setting.default:
+            continue
+        rids = tuple(dict.fromkeys(_RID.findall(setting.why)))
+        rids = tuple(dict.fromkeys((*rids, *(r for rid in rids for r in BUILDS_ON.get(rid, ())))))
+        out.append({"key": key, "drill": value, "document": setting.default, "requirement_ids": list(rids),
+                    "source": source, "kind": "topology"})
+    return out
+
+
+def record(run_path: Path, scenario_overrides: dict[str, Any], option_overrides: dict[str, Any],
+           topology_overrides: dict[str, Any] | None = None) -> list[dict]:
     """Write OVERRIDES_FILE (always, [] when none) and return its entries; the options' value wins for a key both
-    set (as in the engine's config)."""
+    set (as in the engine's config). ``topology_overrides``: the drill's topology settings (``--set``) that are not
+    the documents'."""
     merged = [*entries({k: v for k, v in scenario_overrides.items() if k not in option_overrides}, "scenario"),
-              *entries(option_overrides, "drill options")]
+              *entries(option_overrides, "drill options"),
+              *topology_entries(dict(topology_overrides or {}), "drill options")]
     (Path(run_path) / OVERRIDES_FILE).write_text(json.dumps(merged, indent=2, default=str))
     return merged
 
@@ -90,11 +122,13 @@ def load(run_path: Path) -> list[dict]:
 
 
 def annotate(judgements: Iterable[Any], overrides: list[dict]) -> None:
-    """Attach each override to every judgement of a requirement it names (in place)."""
+    """Attach each override to every judgement of a requirement it names (in place; an entry a checker already
+    attached is not attached twice)."""
     for j in judgements:
-        hits = [e for e in overrides if j.requirement_id in (e.get("requirement_ids") or ())]
+        have = list(getattr(j, "overridden", []))
+        hits = [e for e in overrides if j.requirement_id in (e.get("requirement_ids") or ()) and e not in have]
         if hits:
-            j.overridden = [*getattr(j, "overridden", []), *hits]
+            j.overridden = [*have, *hits]
 
 
 def label(entry: dict) -> str:
@@ -107,3 +141,72 @@ def _show(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_show(v) for v in value) + "]"
     return str(value)
+
+
+class SetError(ValueError):
+    """A ``--set KEY=VALUE`` the drill cannot use; the message is one line that says what to write instead."""
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[:limit - 4] + "...'"
+
+
+def _engine_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def parse_sets(pairs: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--set`` pairs into (topology settings, engine settings), every value checked: a topology key
+    (``sentinel.down_after_ms=1000``) by ``tradedrill.topology.check_setting`` and the settings' cross-checks, an
+    engine key (``engine.store_snapshots_kept=10``; the value read as JSON, else as text) by
+    ``EngineConfig.from_mapping``. Raises :class:`SetError` (one line) for a pair without ``=``, an unknown key, a
+    bad value, a key given twice, or a secret (passwords come from the run folder, never the command line)."""
+    from reference.engine.config import ConfigError, EngineConfig
+    from tradedrill.topology import SETTINGS, TopologyError, check_setting, check_settings
+
+    topology: dict[str, Any] = {}
+    engine: dict[str, Any] = {}
+    for pair in pairs:
+        if not isinstance(pair, str):
+            raise SetError(f"--set takes KEY=VALUE text, not {type(pair).__name__}")
+        key, sep, raw = pair.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key:
+            raise SetError(f"--set {_shown(pair)}: write it as KEY=VALUE, e.g. --set sentinel.down_after_ms=1000")
+        if key in topology or key[len(ENGINE_SET_PREFIX):] in engine and key.startswith(ENGINE_SET_PREFIX):
+            raise SetError(f"--set {_shown(key)} is given twice; give each setting once")
+        if key in SETTINGS:
+            try:
+                topology[key] = check_setting(key, raw)
+            except TopologyError as exc:
+                raise SetError(f"--set {_one_line(exc)}") from None
+            continue
+        field = key[len(ENGINE_SET_PREFIX):] if key.startswith(ENGINE_SET_PREFIX) else ""
+        if field and known(field):
+            if "password" in field:
+                raise SetError(f"--set {key}: secrets are not set on the command line; the drill writes its own "
+                               f"into the run folder")
+            value = _engine_value(raw)
+            try:
+                EngineConfig.from_mapping({field: value})
+            except (ConfigError, TypeError, ValueError) as exc:
+                raise SetError(f"--set {_one_line(exc)}") from None
+            engine[field] = value
+            continue
+        raise SetError(f"--set {_shown(key)} is not a setting: use a topology setting (e.g. sentinel.down_after_ms, "
+                       f"redis.appendfsync; `tradedrill up --help`) or engine.<EngineConfig field> (e.g. "
+                       f"engine.store_snapshots_kept)")
+    try:
+        check_settings(topology)
+    except TopologyError as exc:
+        raise SetError(f"--set {_one_line(exc)}") from None
+    return topology, engine

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from scenarios.conformance import REQUIREMENT_IDS as CONFORMANCE_IDS
+
 
 @dataclass(frozen=True)
 class Workload:
@@ -284,6 +286,32 @@ def validate(scenario: Scenario) -> None:
         problems.append("workload: rate_per_s, duration_s, timeout_s > 0, concurrency >= 1, settle_s >= 0")
     if problems:
         raise ScenarioError(f"{where}: " + "; ".join(problems))
+
+
+# the checkers every drill runs whatever its scenario names (issue 19): the documents' settings read from the running
+# nodes (scenarios.conformance; the runner takes the reads into conformance.json). check_run adds them to a run's own
+EVERY_RUN_CHECKERS: tuple[CheckerSpec, ...] = (CheckerSpec("conformance", CONFORMANCE_IDS),)
+EVERY_RUN = "every drill"   # the claimant's name of an every-run checker (coverage gate, report)
+
+
+def with_every_run(specs) -> list:
+    """``specs`` (CheckerSpec or dicts) and every EVERY_RUN_CHECKERS entry they do not name already."""
+    named = {(s.get("checker") or s.get("name")) if isinstance(s, dict) else s.checker for s in specs}
+    return [*specs, *(s for s in EVERY_RUN_CHECKERS if s.checker not in named)]
+
+
+def claims() -> dict[str, list[str]]:
+    """Requirement ID -> what claims it: ``"<scenario>: <checker>"`` for a scenario's checker, ``"every drill:
+    <checker>"`` for EVERY_RUN_CHECKERS (the coverage gate: an ID nothing claims needs ``not_measurable``)."""
+    out: dict[str, list[str]] = {}
+    for s in SCENARIOS.values():
+        for c in s.checkers:
+            for rid in c.requirement_ids:
+                out.setdefault(rid, []).append(f"{s.name}: {c.checker}")
+    for c in EVERY_RUN_CHECKERS:
+        for rid in c.requirement_ids:
+            out.setdefault(rid, []).append(f"{EVERY_RUN}: {c.checker}")
+    return {rid: list(dict.fromkeys(v)) for rid, v in out.items()}
 
 
 def register(scenario: Scenario) -> Scenario:

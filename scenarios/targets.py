@@ -3,6 +3,10 @@
 ``load()`` returns a :class:`Targets` with one :class:`Requirement` per ID (each with its :class:`Target` list) and
 the known :class:`Contradiction` entries. ``Target.meets(measured)`` applies the comparator; alternatives are
 targets too (``Target.alternative_targets()``), so a report can show the verdict under every document's number.
+
+``not_measurable = "reason"`` on a requirement (issue 19) says why no scenario or checker can measure it on this
+project's stack; the coverage gate (``tests/reports/test_coverage.py``) accepts an unclaimed ID only with one, and the
+report prints the reason. It must be a sentence, not empty.
 """
 from __future__ import annotations
 
@@ -63,6 +67,7 @@ class Requirement:
     sources: tuple[str, ...]
     targets: tuple[Target, ...]
     note: str = ""
+    not_measurable: str = ""   # why nothing can measure it here (issue 19); "" = it must be measured
 
     def target(self, metric: str) -> Target | None:
         return next((t for t in self.targets if t.metric == metric), None)
@@ -102,6 +107,10 @@ class Targets:
 
     def ids(self) -> list[str]:
         return sorted(self.requirements, key=requirement_sort_key)
+
+    def not_measurable(self) -> dict[str, str]:
+        """Requirement ID -> the reason targets.toml gives why nothing can measure it (issue 19)."""
+        return {rid: r.not_measurable for rid, r in self.requirements.items() if r.not_measurable}
 
 
 def requirement_sort_key(rid: str) -> tuple:
@@ -150,8 +159,12 @@ def parse(doc: dict) -> Targets:
                                   t.get("measure", ""), alts, tuple(t.get("contradictions") or ())))
         if not targets:
             raise TargetsError(f"{rid} has no measurable target in targets.toml")
+        why = body.get("not_measurable", "")
+        if not isinstance(why, str) or ("not_measurable" in body and not why.strip()):
+            raise TargetsError(f"{rid}: not_measurable must be a sentence saying why nothing can measure it, not "
+                               f"{why!r}")
         requirements[rid] = Requirement(rid, body.get("title", ""), tuple(body.get("sources") or ()),
-                                        tuple(targets), body.get("note", ""))
+                                        tuple(targets), body.get("note", ""), " ".join(why.split()))
     contradictions = {}
     for c in doc.get("contradictions") or []:
         contradictions[c["id"]] = Contradiction(c["id"], tuple(c.get("requirement_ids") or ()), c.get("summary", ""),

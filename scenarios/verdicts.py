@@ -2,7 +2,9 @@
 
 Three words, never confused with the history's outcomes (ok / fail / unknown, ``scenarios.history``):
 
-- :class:`Verdict` of one (requirement, metric): ``pass``, ``fail``, or ``unmeasured`` (no evidence; never a pass).
+- :class:`Verdict` of one (requirement, metric): ``pass``, ``fail``, ``unmeasured`` (no evidence; never a pass), or
+  ``overridden`` (issue 19: a setting the harness itself changed for the run was read live at its drill value; the
+  judgement keeps both values in ``overridden`` and is neither a pass nor a fail of the design).
 - ``CheckResult.valid`` of one checker: True, False, or ``"unknown"`` (nothing to judge).
 - :class:`RunValidity` of one run directory: ``valid`` or ``invalid`` with the reasons (the drill was interrupted,
   the history is empty, a scheduled fault was never injected). An invalid run's judgements prove nothing:
@@ -24,12 +26,14 @@ class Verdict(str, Enum):
     PASS = "pass"
     FAIL = "fail"
     UNMEASURED = "unmeasured"
+    OVERRIDDEN = "overridden"
 
     def __str__(self) -> str:  # so f-strings and JSON show the word
         return self.value
 
 
 PASS, FAIL, UNMEASURED = Verdict.PASS.value, Verdict.FAIL.value, Verdict.UNMEASURED.value
+OVERRIDDEN = Verdict.OVERRIDDEN.value
 UNKNOWN = "unknown"  # a checker's ``valid`` when it has nothing to judge
 
 
