@@ -226,10 +226,14 @@ def _load_options(users: int | None, spawn_rate: float | None, load_mix: str | N
                    "172.30.0.0/16, default 172.30.17), or a deployment you run (--deployment).")
 @click.option("--deployment", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="With --provider external: the TOML file of the deployment's addresses and its Toxiproxy.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Run with a setting other than the documents': a topology setting (sentinel.down_after_ms=1000) "
+                   "or engine.<EngineConfig field> (engine.store_snapshots_kept=10); repeatable. The report marks "
+                   "every verdict it bears on 'overridden' with both values (issue 19).")
 def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, profile: str, seed: int | None,
           out_dir: Path, subnet: str, duration: float | None, settle: float | None, rate: float | None,
           provider: str = "local", deployment: Path | None = None, users: int | None = None,
-          spawn_rate: float | None = None, load_mix: str | None = None) -> None:
+          spawn_rate: float | None = None, load_mix: str | None = None, sets: tuple[str, ...] = ()) -> None:
     """Run fault drills against the local stack, then judge them and write the RTO report; exit 1 when a target
     is missed, 2 when a run cannot be judged."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -253,9 +257,15 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, pr
     provider_options = {"deployment": deployment} if deployment is not None else {}
     if (provider == "external") != (deployment is not None):
         raise click.UsageError("--deployment FILE goes with --provider external (and it needs one)")
+    from scenarios.overrides import SetError, parse_sets
+
+    try:
+        topology_sets, engine_sets = parse_sets(sets)
+    except SetError as exc:
+        raise CannotJudge(str(exc)) from None
     try:
         providers.stack_class(provider).drill_topology(subnet=subnet, services=registry.DRILL_SERVICES,
-                                                       **provider_options)
+                                                       overrides=dict(topology_sets), **provider_options)
     except TopologyError as exc:
         raise click.BadParameter(str(exc), param_hint="--deployment" if deployment else "--subnet") from None
     for name, value in (("--duration", duration), ("--settle", settle), ("--rate", rate)):
@@ -268,7 +278,8 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, pr
     task = progress.add_task("drills", total=len(scenario_names) * repeat)
     opts = DrillOptions(seed=seed, repeat=repeat, out_dir=out_dir, subnet=subnet, duration_s=duration,
                         provider=provider, provider_options=provider_options,
-                        settle_s=settle, rate_per_s=rate, progress=lambda m: progress.console.print(m, markup=False),
+                        settle_s=settle, rate_per_s=rate, topology_overrides=topology_sets,
+                        engine_overrides=engine_sets, progress=lambda m: progress.console.print(m, markup=False),
                         on_run_done=lambda: progress.advance(task))
     with interruptible():
         try:

@@ -291,11 +291,15 @@ class ConformanceProbe:
         self._thread.start()
         return self
 
-    def finish(self, overrides: Iterable[dict] = ()) -> Path:
-        """Stop sampling, read again, and write the file (also when a read failed)."""
+    def stop(self) -> None:
+        """Stop sampling (no read, no file): the way out of a drill that failed or was interrupted."""
         self._stop.set()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5.0)
+
+    def finish(self) -> Path:
+        """Stop sampling, read again, and write the file (also when a read failed)."""
+        self.stop()
         self._read("end")
         doc = {"format": FORMAT, "rule": RULE, "master_name": getattr(self.topology, "master_name", None),
                "services": list(getattr(self.topology, "services", ())),

@@ -117,7 +117,8 @@ class DrillEnvironment:
         from scenarios import overrides as overrides_mod
 
         # the scenario's drill-sized settings, recorded with the documents' values (the report says "overridden")
-        overrides_mod.record(self.run.path, dict(self.scenario.engine_overrides), dict(self.opts.engine_overrides))
+        overrides_mod.record(self.run.path, dict(self.scenario.engine_overrides), dict(self.opts.engine_overrides),
+                             dict(self.opts.topology_overrides))   # --set of the drill's topology (issue 19)
         options = {"mt5": {"seed": self.seed},
                    "engine": {"overrides": {**self.scenario.engine_overrides, **self.opts.engine_overrides},
                               "command": self.opts.engine_command, "env": dict(self.opts.engine_env) or None}}

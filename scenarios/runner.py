@@ -6,6 +6,8 @@ One run, in order (each phase is written to the run folder's ``status.json``):
    topology of ``scenarios.environment`` (Redis primary, two replicas, three Sentinels, two MT5 simulators, two
    supervised engines);
 2. ``load``: the workload (``scenarios.workload``) and the fault schedule (``scenarios.schedule``) side by side;
+   the live configuration read (``scenarios.conformance``) once before it and once before the dump, the folders
+   listed about once a second in between (``conformance.json``, issue 19);
 3. ``settle``: every acknowledged signal gets its result, or the settle period ends;
 4. ``dump``: the engines are stopped, then the ground truth is dumped (ledgers, RTRS, RTS, RTSS backlog);
 5. everything is stopped by its own handle, and the run is marked ``complete`` (or ``error`` with the reason).
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from scenarios import registry
+from scenarios.conformance import ConformanceProbe
 from scenarios.environment import DrillEnvironment, DrillError, DrillOptions
 from scenarios.history import RunDir
 from scenarios.load import LoadOptions, with_load_services
@@ -155,8 +158,10 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
         phase = name
         run.mark("running", phase=name)
 
+    probe = None   # the live configuration read (issue 19: scenarios.conformance)
     try:
         env.up()
+        probe = ConformanceProbe(env.stack, env.topology, run.path / "stack", run.path).start()
         workload = env.workload()
         clients = TradeClients(env, workload, stop)
         enter("load")
@@ -180,6 +185,7 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
             shot = _panel_screenshot(env, run)
             opts.say(f"  panel screenshot: {'panel.png' if shot['captured'] else 'not captured: ' + shot['reason']}")
         enter("dump")
+        probe.finish()   # the second read while every node still runs, then conformance.json
         env.stop_engines()
         env.dump_ground_truth()
         ended = True
@@ -201,6 +207,8 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
     finally:
         with _teardown_guard(env, opts):
             stop.set()
+            if probe is not None:
+                probe.stop()
             if locust is not None:
                 locust.stop()
             if ticks is not None:
