@@ -34,22 +34,46 @@ def catch_rate_lines(doc: dict | None) -> list[str]:
     return lines
 
 
+def _num(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
 def soak_lines(doc: dict | None) -> list[str]:
+    """The soak's figures (``soak.json`` of ``scenarios.soak``) as markdown lines: verdict, signals, faults by
+    kind, duplicates, lost, per process RSS slope (MB/min) and its bound, fds first/last, what was left after the
+    teardown."""
     if not doc:
         return ["No soak yet (`nox -s soak`)."]
     s = doc["summary"]
+    faults = ", ".join(f"{k} x{v}" for k, v in s["fault_counts"].items()) or "none"
+    verdict = "passed" if s.get("passed") else "**failed**: " + "; ".join(s.get("failed_because") or ["-"])
+    leaked = s.get("harness_leaked") or {}
+    before, after = s.get("harness_before") or {}, s.get("harness_after") or {}
+    b = s.get("bounds") or {}
     lines = [f"{s['minutes']:g} min at {s['rate_per_s']:g} signals/s, a seeded fault every {s['every_s']:g} s "
-             f"(seed {s['seed']}): {s['faults_injected']} faults ({', '.join(f'{k} x{v}' for k, v in s['fault_counts'].items())})",
-             "", f"- acknowledged signals: {s['acknowledged']}; duplicates: **{s['duplicate_orders']}**; lost "
-             f"acknowledged: **{s['lost_signals']}**; RTS mismatches: {s['state_mismatches']}",
-             f"- harness: fds {s['harness_fds_before']} -> {s['harness_fds_after']}, threads "
-             f"{s['harness_threads_before']} -> {s['harness_threads_after']}; stack processes "
-             f"{s['processes_before']} -> {s['processes_after']}", "",
-             "| process | RSS first MB | RSS last MB | slope MB/min | fds first | fds last | restarts |",
-             "|---|---|---|---|---|---|---|"]
+             f"(seed {s['seed']}): verdict {verdict}", "",
+             f"- signals sent: {s.get('signals')}; acknowledged: {s['acknowledged']}; duplicates: "
+             f"**{s['duplicate_orders']}**; lost acknowledged: **{s['lost_signals']}**; RTS mismatches: "
+             f"{s['state_mismatches']}",
+             f"- faults injected: {s['faults_injected']} of {s['faults_scheduled']} ({faults})",
+             f"- stack processes alive: {s['processes_before']} at the start of the load, {s['processes_after']} at "
+             f"its end, **{s['processes_left_after_teardown']}** after the teardown",
+             f"- harness before -> after the stack: fds {before.get('fds')} -> {after.get('fds')}, threads "
+             f"{before.get('threads')} -> {after.get('threads')}, child processes {len(before.get('children', []))}"
+             f" -> {len(after.get('children', []))} (leaked: fds {leaked.get('fds')}, threads {leaked.get('threads')}"
+             f", children {len(leaked.get('children') or [])})",
+             f"- flat: RSS slope (within each PID, after its first {b.get('warmup_s', '?')} s) at most "
+             f"{b.get('rss_flat_mb_per_min', '?')} MB/min above what the process keeps by design (Redis: its "
+             f"used_memory slope; a broker: {b.get('broker_bytes_per_deal', '?')} B a deal); fds at most "
+             f"{b.get('fds_flat_per_min', '?')} a minute", "",
+             "| process | RSS first MB | RSS last MB | slope MB/min | bound MB/min | RSS | fds first | fds last | "
+             "fds/min | fds | restarts |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, p in sorted(doc.get("processes", {}).items()):
-        lines.append(f"| {name} | {p['rss_first_mb']:.1f} | {p['rss_last_mb']:.1f} | {p['rss_slope_mb_per_min']:+.3f} | "
-                     f"{p['fds_first']} | {p['fds_last']} | {p['pids'] - 1} |")
+        lines.append(f"| {name} | {_num(p['rss_first_mb'], '.1f')} | {_num(p['rss_last_mb'], '.1f')} | "
+                     f"{_num(p['rss_slope_mb_per_min'], '+.3f')} | {_num(p.get('rss_bound_mb_per_min'), '.3f')} | "
+                     f"{p.get('rss_verdict', '-')} | {p['fds_first']} | {p['fds_last']} | "
+                     f"{_num(p.get('fds_slope_per_min'), '+.2f')} | {p.get('fds_verdict', '-')} | {p['pids'] - 1} |")
     return lines
 
 

@@ -12,6 +12,7 @@ before and after; the stack's live processes at the start of the load, at its en
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -30,6 +31,37 @@ from scenarios.stateful import FAULT_MOVES, STATEFUL_CHECKERS, SYMBOLS
 from tradedrill.waiting import DeadlineExceeded, wait_until
 
 SAMPLE_S = 2.0
+HARNESS = "harness"           # the soak's own process, sampled beside the stack's
+SAMPLES = "samples.jsonl"     # the raw samples, in the run folder
+
+# -- what "flat" means (the soak's own bounds; the design documents set none for memory or descriptors) ----------
+# A slope is a least-squares fit of value against time *within* each PID of a process (one common slope, one
+# intercept per PID: a restarted engine starts from its own baseline), over the samples taken after the PID's first
+# WARMUP_S seconds: a Python node imports, opens its pools and fills its first caches there (the 30 s trial's
+# engines grew 5-8 MB/min over their first minute), which is start-up, not a leak.
+WARMUP_S = 20.0
+# Fewer seconds than this of post-warm-up samples (summed over a process's PIDs) and the slope is "unmeasured"
+# (a verdict that never passes): a 2 s sampler needs a minute to separate a trend from one allocator step.
+MIN_SPAN_S = 60.0
+# RSS: a process that keeps no data by design (an engine, a Sentinel) is flat when its RSS grows by at most
+# RSS_FLAT_MB_PER_MIN. Why 0.5: the RSS of a Python process moves in steps of pymalloc's 256 KiB arenas and glibc's
+# 128 KiB top pad, so one or two steps inside a 2-minute window already read as ~0.2-0.4 MB/min; and a leak of
+# 0.5 MB/min is still found by the 30-minute soak as 15 MB of steady growth (720 MB a day: one that matters).
+RSS_FLAT_MB_PER_MIN = 0.5
+# A process that keeps data by design may grow by what it keeps, and RSS_FLAT_MB_PER_MIN more:
+# - a Redis node keeps every signal and result (the drills' results_maxlen = 0): its own INFO ``used_memory`` slope,
+#   measured in the same samples, is its allowance (RSS - used_memory: allocator and buffers, must stay flat);
+# - a broker (MT5 simulator) keeps every order, deal and position of its ledger: BROKER_BYTES_PER_DEAL per deal of
+#   its ledger in the run. Measured: 2.3 KB of Python heap per market order (tracemalloc over 2,000 orders of an
+#   in-process Broker, 2026-12-01; tests/soak/test_soak_figures.py re-measures it and fails if it outgrows this);
+#   twice that for pymalloc's arena slack and dict growth steps.
+BROKER_BYTES_PER_DEAL = 5000
+# - the harness keeps every operation of the run in memory until it judges them: its RSS is reported, not judged;
+#   its fds, threads and child processes are judged after the teardown (they must be back where they began).
+# File descriptors: a process leaks when its fd count keeps rising. Connections come and go with the faults (a
+# killed engine's sockets close, a restarted one opens its own), so the same within-PID slope is used, bounded by
+# FDS_FLAT_PER_MIN: one new descriptor every 2 minutes and kept for good (15 in 30 min).
+FDS_FLAT_PER_MIN = 0.5
 # the compound move needs a signal in flight at the right moment: a stateful step, not a timed one
 SOAK_MOVES = tuple(sorted(n for n in FAULT_MOVES if n != "engine-pause-in-flight"))
 
@@ -54,14 +86,20 @@ class SoakResult:
     processes: dict = field(default_factory=dict)
 
 
-def soak_scenario(opts: SoakOptions) -> registry.Scenario:
-    """The soak as a scenario: the load, and one seeded move of the fault table every ``every_s`` seconds (none in
-    the last interval, so the last fault has healed before the load ends)."""
+def soak_moves(opts: SoakOptions) -> list[str]:
+    """The seeded sequence of fault-table moves (names of ``FAULT_MOVES``), one every ``every_s`` seconds from
+    ``every_s`` on, none in the last interval. The same seed gives the same sequence."""
     rng = random.Random(f"{opts.seed}:soak")
+    return [rng.choice(SOAK_MOVES) for _ in range(1, int(opts.minutes * 60.0 // opts.every_s))]
+
+
+def soak_scenario(opts: SoakOptions) -> registry.Scenario:
+    """The soak as a scenario: the load, and one seeded move of the fault table every ``every_s`` seconds
+    (``soak_moves``; none in the last interval, so the last fault has healed before the load ends)."""
     duration = opts.minutes * 60.0
     steps = []
-    for i in range(1, int(duration // opts.every_s)):
-        move = FAULT_MOVES[rng.choice(SOAK_MOVES)]
+    for i, name in enumerate(soak_moves(opts), start=1):
+        move = FAULT_MOVES[name]
         heal = None if move.heal_after_s is None else min(move.heal_after_s, opts.every_s * 0.6)
         steps.append(registry.FaultStep(move.package, move.target, at_s=i * opts.every_s, heal_after_s=heal,
                                         params=dict(move.params)))
@@ -75,7 +113,9 @@ def soak_scenario(opts: SoakOptions) -> registry.Scenario:
 
 class Sampler:
     """Every SAMPLE_S while the run is in its load or settle phase: RSS and fds of each process in the stack's
-    ``pids.json``, and the count of those alive."""
+    ``pids.json`` and of the harness itself (``HARNESS``), each row with the PID's age (seconds since it started);
+    for each Redis node also ``used_memory`` (INFO memory: the bytes of data it holds). Rows go to ``rows`` and, as
+    they are taken, to ``samples.jsonl`` in the run folder (a crashed soak keeps what it measured)."""
 
     def __init__(self, run_path: Path):
         self.run_path = run_path
@@ -83,7 +123,8 @@ class Sampler:
         self.alive: list[int] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True, name="soak-sampler")
-        self.harness_first: dict | None = None
+        self._redis: dict[str, object] = {}
+        self._t0: float | None = None
 
     def _phase(self) -> str | None:
         try:
@@ -92,117 +133,345 @@ class Sampler:
             return None
         return doc.get("phase") if doc.get("state") == "running" else None
 
-    def _loop(self) -> None:
-        me = psutil.Process()
-        while not self.stop.wait(SAMPLE_S):
-            if self._phase() not in ("load", "settle"):
-                continue
-            if self.harness_first is None:
-                self.harness_first = {"fds": me.num_fds(), "threads": me.num_threads()}
+    def _redis_used_memory(self, name: str) -> int | None:
+        """``used_memory`` of Redis node ``name`` (None: not a Redis node, or it does not answer: killed, paused)."""
+        if name not in self._redis:
             try:
-                entries = json.loads((self.run_path / "stack" / "pids.json").read_text())
-            except (OSError, ValueError):
+                from tradedrill.credentials import StackSecrets
+                from tradedrill.services import redis as redis_service
+
+                topo = json.loads((self.run_path / "stack" / "topology.json").read_text())
+                node = next(n for n in topo["nodes"] if n["name"] == name)
+                if node["kind"] != "redis":
+                    self._redis[name] = None
+                    return None
+                secrets = StackSecrets.load(self.run_path / "stack")
+                self._redis[name] = redis_service.client(node["address"], node["port"], timeout=0.3,
+                                                         credential=secrets.harness if secrets else None)
+            except (OSError, ValueError, KeyError, StopIteration):
+                return None
+        client = self._redis[name]
+        if client is None:
+            return None
+        try:
+            return int(client.info("memory")["used_memory"])
+        except Exception:  # noqa: BLE001 - a node down or partitioned away: no figure for this sample
+            return None
+
+    def sample(self, now: float | None = None) -> None:
+        """One sample of every process (the loop calls it every SAMPLE_S)."""
+        t = time.time() if now is None else now
+        if self._t0 is None:
+            self._t0 = t
+        try:
+            entries = json.loads((self.run_path / "stack" / "pids.json").read_text())
+        except (OSError, ValueError):
+            entries = {}
+        alive = 0
+        rows = []
+        for name, entry in [(HARNESS, {"pid": os.getpid()}), *entries.items()]:
+            try:
+                proc = psutil.Process(int(entry["pid"]))
+                with proc.oneshot():
+                    rss, fds, started = proc.memory_info().rss, proc.num_fds(), proc.create_time()
+            except (psutil.Error, KeyError, ValueError, TypeError):
                 continue
-            t, alive = time.monotonic(), 0
-            for name, entry in entries.items():
-                try:
-                    proc = psutil.Process(int(entry["pid"]))
-                    with proc.oneshot():
-                        rss, fds = proc.memory_info().rss, proc.num_fds()
-                except (psutil.Error, KeyError, ValueError, TypeError):
-                    continue
+            if name != HARNESS:
                 alive += 1
-                self.rows.append({"t": t, "name": name, "pid": int(entry["pid"]), "rss": rss, "fds": fds})
-            self.alive.append(alive)
+            row = {"t": round(t - self._t0, 3), "name": name, "pid": int(entry["pid"]),
+                   "age_s": round(t - started, 3), "rss": rss, "fds": fds}
+            used = self._redis_used_memory(name) if name != HARNESS else None
+            if used is not None:
+                row["used_memory"] = used
+            rows.append(row)
+        self.rows.extend(rows)
+        self.alive.append(alive)
+        with open(self.run_path / SAMPLES, "a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(SAMPLE_S):
+            if self._phase() in ("load", "settle"):
+                self.sample()
 
     def start(self) -> None:
         self.thread.start()
 
     def finish(self) -> None:
         self.stop.set()
-        self.thread.join(timeout=10)
-
-    def per_process(self) -> dict:
-        import numpy as np
-
-        out = {}
-        for name in sorted({r["name"] for r in self.rows}):
-            rows = [r for r in self.rows if r["name"] == name]
-            pids = Counter(r["pid"] for r in rows)
-            longest = [r for r in rows if r["pid"] == pids.most_common(1)[0][0]]
-            slope = 0.0
-            if len(longest) >= 3 and longest[-1]["t"] > longest[0]["t"]:
-                ts = np.array([(r["t"] - longest[0]["t"]) / 60.0 for r in longest])
-                mb = np.array([r["rss"] / 2**20 for r in longest])
-                slope = float(np.polyfit(ts, mb, 1)[0])
-            out[name] = {"rss_first_mb": rows[0]["rss"] / 2**20, "rss_last_mb": rows[-1]["rss"] / 2**20,
-                         "rss_slope_mb_per_min": slope, "fds_first": rows[0]["fds"], "fds_last": rows[-1]["fds"],
-                         "pids": len(pids), "samples": len(rows)}
-        return out
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
+        for client in self._redis.values():
+            if client is not None:
+                client.close()
+        self._redis.clear()
 
 
-def _stack_processes(run_path: Path) -> int:
-    """Live processes started for this run (their command line or working folder inside the run folder)."""
-    marker = str(run_path.resolve())
+def pooled_slope(rows: list[dict], key: str, warmup_s: float = WARMUP_S, min_span_s: float = MIN_SPAN_S,
+                 unit: float = 1.0) -> dict:
+    """The within-PID least-squares slope of ``row[key] / unit`` per minute over ``rows`` (each ``{"t": s, "pid",
+    "age_s": s since the PID started, key: number}``; rows without ``key`` are skipped), leaving out every row whose
+    ``age_s`` < ``warmup_s``. One common slope, one intercept per PID, so a restart's drop to a new baseline is not
+    read as a fall (nor its warm-up as a rise). Returns ``{"slope_per_min": float | None, "span_s", "samples",
+    "pids", "reason"}``: slope None (reason says why) when the PIDs' post-warm-up samples span less than
+    ``min_span_s`` seconds in all."""
+    by_pid: dict[int, list[tuple[float, float]]] = {}
+    for r in rows:
+        if r.get(key) is None or r.get("age_s", 0.0) < warmup_s:
+            continue
+        by_pid.setdefault(r["pid"], []).append((float(r["t"]), float(r[key]) / unit))
+    num = den = span = 0.0
     n = 0
+    for points in by_pid.values():
+        if len(points) < 2:
+            continue
+        tm = sum(t for t, _ in points) / len(points)
+        ym = sum(y for _, y in points) / len(points)
+        num += sum((t - tm) * (y - ym) for t, y in points)
+        den += sum((t - tm) ** 2 for t, _ in points)
+        span += max(t for t, _ in points) - min(t for t, _ in points)
+        n += len(points)
+    out = {"slope_per_min": None, "span_s": round(span, 1), "samples": n, "pids": len(by_pid), "reason": None}
+    if span < min_span_s or den <= 0.0:
+        out["reason"] = (f"{span:.0f} s of samples after each PID's first {warmup_s:g} s (needs {min_span_s:g} s)")
+        return out
+    out["slope_per_min"] = num / den * 60.0
+    return out
+
+
+def kind_of(name: str) -> str:
+    """The role kind of a sampled process name: ``redis``, ``sentinel``, ``broker``, ``engine``, ``harness`` or
+    ``other``."""
+    if name == HARNESS:
+        return "harness"
+    for prefix, kind in (("sentinel", "sentinel"), ("redis", "redis"), ("mt5", "broker"), ("engine", "engine")):
+        if name.startswith(prefix):
+            return kind
+    return "other"
+
+
+def judge_process(name: str, rows: list[dict], deals_per_min: float = 0.0) -> dict:
+    """Figures and verdicts of one process from its samples (``Sampler`` rows): RSS first/last (MB), its slope
+    (MB/min, ``pooled_slope``), the allowance for data it keeps by design (MB/min; see the bounds above), fds
+    first/last and slope (fds/min), restarts. ``rss_verdict`` and ``fds_verdict``: ``flat``, ``growing``,
+    ``unmeasured`` (with ``*_reason``) or, for the harness's RSS, ``reported`` (kept data, not judged).
+    ``deals_per_min``: a broker's ledger deals per minute of the run."""
+    rows = sorted(rows, key=lambda r: r["t"])
+    kind = kind_of(name)
+    mb = float(2**20)
+    rss = pooled_slope(rows, "rss", unit=mb)
+    fds = pooled_slope(rows, "fds")
+    out = {"kind": kind, "rss_first_mb": rows[0]["rss"] / mb if rows else None,
+           "rss_last_mb": rows[-1]["rss"] / mb if rows else None, "rss_slope_mb_per_min": rss["slope_per_min"],
+           "fds_first": rows[0]["fds"] if rows else None, "fds_last": rows[-1]["fds"] if rows else None,
+           "fds_slope_per_min": fds["slope_per_min"], "pids": len({r["pid"] for r in rows}), "samples": len(rows),
+           "span_s": rss["span_s"], "allowance_mb_per_min": 0.0}
+    if kind == "redis":
+        used = pooled_slope(rows, "used_memory", unit=mb)
+        out["used_memory_slope_mb_per_min"] = used["slope_per_min"]
+        out["allowance_mb_per_min"] = None if used["slope_per_min"] is None else max(0.0, used["slope_per_min"])
+        if used["slope_per_min"] is None:
+            rss = {**rss, "slope_per_min": None, "reason": f"its used_memory: {used['reason']}"}
+    elif kind == "broker":
+        out["allowance_mb_per_min"] = deals_per_min * BROKER_BYTES_PER_DEAL / mb
+    if kind == "harness":
+        out["rss_verdict"], out["rss_reason"] = "reported", "keeps the run's operations in memory until it judges them"
+    elif rss["slope_per_min"] is None:
+        out["rss_verdict"], out["rss_reason"] = "unmeasured", rss["reason"]
+    else:
+        bound = out["allowance_mb_per_min"] + RSS_FLAT_MB_PER_MIN
+        out["rss_bound_mb_per_min"] = bound
+        out["rss_verdict"] = "flat" if rss["slope_per_min"] <= bound else "growing"
+        out["rss_reason"] = f"{rss['slope_per_min']:+.3f} MB/min against at most {bound:.3f}"
+    if fds["slope_per_min"] is None:
+        out["fds_verdict"], out["fds_reason"] = "unmeasured", fds["reason"]
+    else:
+        out["fds_verdict"] = "flat" if fds["slope_per_min"] <= FDS_FLAT_PER_MIN else "growing"
+        out["fds_reason"] = f"{fds['slope_per_min']:+.2f} fds/min against at most {FDS_FLAT_PER_MIN:g}"
+    return out
+
+
+def harness_leaks(before: dict, after: dict) -> dict:
+    """What the soak's own process kept after the teardown: ``before``/``after`` are ``harness_state()`` taken
+    before the stack starts and after it is down. Returns ``{"fds": n, "threads": n, "children": [pids]}``, each
+    what is more after than before (0 / [] when nothing leaked)."""
+    return {"fds": max(0, after["fds"] - before["fds"]), "threads": max(0, after["threads"] - before["threads"]),
+            "children": sorted(set(after["children"]) - set(before["children"]))}
+
+
+def harness_state() -> dict:
+    """This process's open fds, threads and live (non-zombie) child processes: ``{"fds", "threads", "children"}``."""
+    me = psutil.Process()
+    children = []
+    for child in me.children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                children.append(child.pid)
+        except psutil.Error:
+            continue
+    return {"fds": me.num_fds(), "threads": me.num_threads(), "children": children}
+
+
+def faults_by_move(scenario: registry.Scenario, moves: list[str], fault_log: list[dict]) -> dict[str, int]:
+    """Injected faults counted by move of the fault table (``engine-kill``, ``broker-primary-down``, ...): the k-th
+    ``inject`` of a package in the fault log is the k-th step of that package in ``scenario`` (steps inject in
+    order); ``moves`` names each step."""
+    steps_of: dict[str, list[str]] = {}
+    for step, move in zip(scenario.faults, moves):
+        steps_of.setdefault(step.fault, []).append(move)
+    seen: Counter = Counter()
+    counts: Counter = Counter()
+    for line in fault_log:
+        if line.get("event") != "inject":
+            continue
+        package = line.get("fault")
+        k = seen[package]
+        seen[package] += 1
+        names = steps_of.get(package, [])
+        counts[names[k] if k < len(names) else f"{package} (unscheduled)"] += 1
+    return dict(sorted(counts.items()))
+
+
+def _stack_processes(run_path: Path) -> list[int]:
+    """PIDs of live processes started for this run (their command line or working folder inside the run folder)."""
+    marker = str(run_path.resolve())
+    pids = []
     for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
-        if proc.info.get("status") == psutil.STATUS_ZOMBIE:
+        if proc.info.get("status") == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
             continue
         if marker in " ".join(proc.info.get("cmdline") or ()) or (proc.info.get("cwd") or "").startswith(marker):
-            n += 1
-    return n
+            pids.append(proc.pid)
+    return pids
+
+
+def _stack_pids_alive(run_path: Path) -> dict[str, int]:
+    """Nodes of the stack's last ``pids.json`` whose process (same PID, same start time) still runs: name -> PID."""
+    try:
+        entries = json.loads((run_path / "stack" / "pids.json").read_text())
+    except (OSError, ValueError):
+        return []
+    alive = {}
+    for name, entry in entries.items():
+        try:
+            proc = psutil.Process(int(entry["pid"]))
+            if proc.status() != psutil.STATUS_ZOMBIE and abs(proc.create_time() - float(entry["create_time"])) < 1.0:
+                alive[name] = proc.pid
+        except (psutil.Error, KeyError, ValueError, TypeError):
+            continue
+    return alive
+
+
+def verdict(summary: dict, processes: dict) -> tuple[bool, list[str]]:
+    """The soak's verdict from its figures: passed only when there is no duplicate and no lost acknowledged signal
+    (both measured), the run is valid, every judged process is ``flat`` in RSS and fds (``unmeasured`` fails), and
+    nothing is left after the teardown (stack processes, the harness's fds, threads and children). Returns
+    ``(passed, reasons it failed)``."""
+    why = []
+    for key, what in (("duplicate_orders", "duplicate orders"), ("lost_signals", "lost acknowledged signals")):
+        if summary.get(key) != 0:
+            why.append(f"{what}: {summary.get(key) if summary.get(key) is not None else 'unmeasured'}")
+    if not summary.get("acknowledged"):
+        why.append("no acknowledged signal: the load never ran")
+    if not summary.get("valid", False):
+        why.append("the run is not valid: " + "; ".join(summary.get("run_validity") or ["see its status.json"]))
+    for name, p in sorted(processes.items()):
+        for what in ("rss", "fds"):
+            if p.get(f"{what}_verdict") in ("growing", "unmeasured"):
+                why.append(f"{name} {'RSS' if what == 'rss' else 'fds'} {p[f'{what}_verdict']}: {p[f'{what}_reason']}")
+    if not processes:
+        why.append("no process was sampled (memory and fds unmeasured)")
+    if summary.get("processes_left_after_teardown") != 0:
+        why.append(f"processes left after the teardown: {summary.get('processes_left_after_teardown')}")
+    leaks = summary.get("harness_leaked") or {}
+    if leaks.get("fds") or leaks.get("threads") or leaks.get("children"):
+        why.append(f"the harness kept after the teardown: {leaks}")
+    return not why, why
 
 
 def run_soak(opts: SoakOptions) -> SoakResult:
-    """Run the soak into ``opts.out_dir/soak-<stamp>-<seed>`` and write its figures. Raises DrillError when the
-    stack cannot run."""
-    from reports.verification import write_section
+    """Run the soak into ``opts.out_dir/soak-<stamp>-<seed>`` and write its figures (``soak.json`` and ``soak.md``
+    in the run folder and in ``opts.out_dir``). Raises DrillError when the stack cannot run."""
+    from reports.verification import soak_lines
 
     scenario = soak_scenario(opts)
+    moves = soak_moves(opts)
     out = Path(opts.out_dir)
     run_path = out / f"soak-{time.strftime('%Y%m%d-%H%M%S')}-{opts.seed}"
     drill_opts = DrillOptions(subnet=opts.subnet, seed=opts.seed, repeat=1, out_dir=out, progress=opts.say)
     sampler = Sampler(run_path)
-    me = psutil.Process()
+    harness_before = harness_state()
     sampler.start()
     try:
         run = run_once(scenario, run_path, opts.seed, drill_opts, repeat=1)
     finally:
         sampler.finish()
-    with_leftovers = 0
+    leftovers: list[str] = []
+
+    def gone() -> bool:
+        nonlocal leftovers
+        nodes = _stack_pids_alive(run_path)
+        leftovers = [f"{name} (pid {pid})" for name, pid in sorted(nodes.items())] + [
+            f"pid {pid}" for pid in _stack_processes(run_path) if pid not in nodes.values()]
+        return not leftovers
+
     try:
-        wait_until(lambda: _stack_processes(run_path) == 0, 10, "every process of the soak to exit")
+        wait_until(gone, 10, "every process of the soak to exit")
     except DeadlineExceeded:
-        with_leftovers = _stack_processes(run_path)
+        pass
     check = check_run(run)
     res = {r.checker: r for r in check.results}
     faults = [json.loads(line) for line in (run.path / "faults.jsonl").read_text().splitlines() if line.strip()]
     injected = Counter(f.get("fault") for f in faults if f.get("event") == "inject")
-    first = sampler.harness_first or {"fds": None, "threads": None}
+    harness_after = harness_state()
+    deals = Counter()
+    try:
+        for line in (run.path / "ledger.jsonl").read_text().splitlines():
+            if line.strip():
+                deals[json.loads(line).get("broker")] += 1
+    except OSError:
+        pass
+    rows_of: dict[str, list[dict]] = {}
+    for r in sampler.rows:
+        rows_of.setdefault(r["name"], []).append(r)
+    span_min = max(1e-9, (max((r["t"] for r in sampler.rows), default=0.0)) / 60.0)
+    processes = {name: judge_process(name, rows, deals_per_min=deals.get(name, 0) / span_min)
+                 for name, rows in sorted(rows_of.items())}
     summary = {
         "minutes": opts.minutes, "rate_per_s": opts.rate_per_s, "every_s": opts.every_s, "seed": opts.seed,
+        "signals": _count_lines(run.path / "signals.jsonl"),
         "faults_scheduled": len(scenario.faults), "faults_injected": sum(injected.values()),
-        "fault_counts": dict(injected),
+        "fault_counts": faults_by_move(scenario, moves, faults), "fault_packages": dict(injected),
         "acknowledged": res["lost_signals"].metrics.get("acknowledged"),
         "duplicate_orders": res["duplicates"].metrics.get("duplicate_orders"),
         "lost_signals": res["lost_signals"].metrics.get("lost_signals"),
         "state_mismatches": res["state"].metrics.get("state_mismatches"),
         "valid": check.valid, "run_validity": check.run_validity.reasons,
         "failed_checkers": {r.checker: r.summary for r in check.results if r.valid is False},
-        "harness_fds_before": first["fds"], "harness_fds_after": me.num_fds(),
-        "harness_threads_before": first["threads"], "harness_threads_after": me.num_threads(),
+        "harness_before": harness_before, "harness_after": harness_after,
+        "harness_leaked": harness_leaks(harness_before, harness_after),
         "processes_before": sampler.alive[0] if sampler.alive else None,
         "processes_after": sampler.alive[-1] if sampler.alive else None,
-        "processes_left_after_teardown": with_leftovers,
+        "processes_left_after_teardown": len(leftovers), "left_after_teardown": leftovers,
+        "bounds": {"warmup_s": WARMUP_S, "min_span_s": MIN_SPAN_S, "rss_flat_mb_per_min": RSS_FLAT_MB_PER_MIN,
+                   "broker_bytes_per_deal": BROKER_BYTES_PER_DEAL, "fds_flat_per_min": FDS_FLAT_PER_MIN},
     }
-    processes = sampler.per_process()
+    passed, why = verdict(summary, processes)
+    summary["passed"], summary["failed_because"] = passed, why
     doc = {"summary": summary, "processes": processes, "run_dir": str(run.path)}
-    (run.path / "soak.json").write_text(json.dumps(doc, indent=2, default=str))
-    (out / "soak.json").write_text(json.dumps(doc, indent=2, default=str))
-    report = write_section(out)
-    passed = (summary["duplicate_orders"] == 0 and summary["lost_signals"] == 0 and check.run_validity.valid
-              and with_leftovers == 0)
-    return SoakResult(run.path, summary, report, passed, processes)
+    text = json.dumps(doc, indent=2, default=str)
+    md = "\n".join(["# Soak (issue 16)", "", *soak_lines(doc), ""])
+    for folder in (run.path, out):
+        (folder / "soak.json").write_text(text)
+        (folder / "soak.md").write_text(md)
+    return SoakResult(run.path, summary, out / "soak.md", passed, processes)
+
+
+def _count_lines(path: Path) -> int | None:
+    try:
+        with open(path) as f:
+            return sum(1 for line in f if line.strip())
+    except OSError:
+        return None
 
 
 __all__ = ["DrillError", "SoakOptions", "SoakResult", "run_soak", "soak_scenario"]
