@@ -3014,6 +3014,13 @@ CHECKERS.update({c.name: c for c in _persistence.checker_entries(Checker, CheckR
 # the moving broker's own closes and fills during failovers (issue 20): broker_closes, pending_fills
 from scenarios import broker_moves as _broker_moves  # noqa: E402 - needs Checker above; it never imports this module
 CHECKERS.update({c.name: c for c in _broker_moves.checker_entries(Checker, CheckResult, _unmeasured)})
+# cadences measured from the components' own lines (issue 19): heartbeat_cadence (ENG-1), broker_heartbeat (BRK-1),
+# broker_retry (BRK-2), brokers_down (BRK-5), redis_retry (ORD-3), order_backoff (ORD-1), ris_reconnect (EA-3),
+# backend_health_cadence (BE-1); and uptime (EA-5) from the measured recoveries and the model of targets.toml
+from scenarios import cadences as _cadences  # noqa: E402 - needs Checker above; it never imports this module
+CHECKERS.update({c.name: c for c in _cadences.checker_entries(Checker, CheckResult, _unmeasured)})
+from scenarios import uptime as _uptime  # noqa: E402 - needs Checker above; it imports this module only when run
+CHECKERS.update({c.name: c for c in _uptime.checker_entries(Checker, CheckResult, _unmeasured)})
 # the documents' settings read from the running nodes of every drill (issue 19): conformance
 from scenarios import conformance as _conformance  # noqa: E402 - needs Checker above; it never imports this module
 CHECKERS.update({c.name: c for c in _conformance.checker_entries(Checker, CheckResult, _unmeasured)})

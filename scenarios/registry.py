@@ -345,27 +345,35 @@ def _fencing() -> tuple[CheckerSpec, ...]:
 
 register(Scenario(
     name="engine-kill",
-    requirement_ids=("ENG-1", "ENG-5"),
+    requirement_ids=("ENG-1", "ENG-2", "ENG-3", "ENG-5", "BRK-1", "EA-5"),
     description="SIGKILL the active trade engine under load (at a seeded phase of its heartbeat). Its supervisor reaps "
                 "the process and releases its lease, so the passive takes over without waiting out the 3 s TTL "
                 "(issue 11) and resumes RTSS from RTS, with no order executed twice and no acknowledged signal lost.",
     workload=Workload(op="trade"),
     faults=(FaultStep("process-kill", "active-engine", at_s=10.0, phase_s=1.0),),
-    checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-kill"}),
-              CheckerSpec("lost_signals", ("ENG-1",)),  # RPO 0
-              *_consistency(("ENG-5",)), *_fencing()),
+    # ENG-3: the crash is restarted by the supervisor and trading recovers within its RTO; ENG-2: after the
+    # takeover RTS agrees with the brokers and every pending RTSS signal was resumed (none lost)
+    checkers=(CheckerSpec("rto", ("ENG-1", "ENG-3"), {"f": "trade", "fault": "process-kill"}),
+              CheckerSpec("lost_signals", ("ENG-1", "ENG-2")),  # RPO 0
+              CheckerSpec("duplicates", ("ENG-5",)), CheckerSpec("lost_signals", ("ENG-5",)),
+              CheckerSpec("state", ("ENG-5", "ENG-2")), *_fencing(),
+              # issue 19: cadences from the engines' own lines, and the uptime the measured recovery gives
+              CheckerSpec("heartbeat_cadence", ("ENG-1",)), CheckerSpec("broker_heartbeat", ("BRK-1",)),
+              CheckerSpec("uptime", ("EA-5",))),
 ))
 
 register(Scenario(
     name="engine-pause",
-    requirement_ids=("ENG-1", "ENG-5"),
+    requirement_ids=("ENG-1", "ENG-3", "ENG-5", "EA-5"),
     description="SIGSTOP the active engine (a freeze: alive, no progress) for 8 s, then SIGCONT; the passive takes "
                 "over, and the resumed old active must not execute anything (fenced by its lost lease).",
     workload=Workload(op="trade"),
     faults=(FaultStep("process-pause", "active-engine", at_s=10.0, heal_after_s=8.0, phase_s=1.0),),
-    checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-pause"}),
+    # ENG-3: a freeze (alive, no progress) counts as a failure: trading must recover within its RTO
+    checkers=(CheckerSpec("rto", ("ENG-1", "ENG-3"), {"f": "trade", "fault": "process-pause"}),
               CheckerSpec("lost_signals", ("ENG-1",)),
-              *_consistency(("ENG-5",)), *_fencing()),
+              *_consistency(("ENG-5",)), *_fencing(), CheckerSpec("heartbeat_cadence", ("ENG-1",)),
+              CheckerSpec("uptime", ("EA-5",))),
 ))
 
 register(Scenario(
@@ -434,7 +442,7 @@ register(Scenario(
 
 register(Scenario(
     name="engine-pause-repeated",
-    requirement_ids=("ENG-1", "ENG-5"),
+    requirement_ids=("ENG-1", "ENG-5", "ENG-6"),
     description="Four short freezes of whichever engine is active at the time: 1.5 s and 2 s (shorter than the 3 s "
                 "lease TTL: the holder must resume without a takeover) and 4 s and 3.5 s (longer: the passive takes "
                 "over, the old holder must notice it lost the lease before doing anything). Leases change hands "
@@ -444,9 +452,10 @@ register(Scenario(
             FaultStep("process-pause", "active-engine", at_s=8.0, heal_after_s=4.0),
             FaultStep("process-pause", "active-engine", at_s=15.0, heal_after_s=2.0),
             FaultStep("process-pause", "active-engine", at_s=20.0, heal_after_s=3.5)),
+    # ENG-6: both engine instances run all along and the lease changes hands four times: no order twice
     checkers=(CheckerSpec("rto", ("ENG-1",), {"f": "trade", "fault": "process-pause"}),
-              CheckerSpec("lost_signals", ("ENG-1",)),
-              *_consistency(("ENG-5",)), *_fencing()),
+              CheckerSpec("lost_signals", ("ENG-1",)), CheckerSpec("duplicates", ("ENG-5", "ENG-6")),
+              CheckerSpec("lost_signals", ("ENG-5",)), CheckerSpec("state", ("ENG-5",)), *_fencing()),
 ))
 
 register(Scenario(
@@ -474,6 +483,26 @@ register(Scenario(
             FaultStep("broker-lose-reply", "broker-primary", at_s=8.0, heal_after_s=6.0, params={"rate": 0.3})),
     checkers=(CheckerSpec("duplicates", ("ENG-5", "BRK-4")), CheckerSpec("lost_signals", ("ENG-5", "BRK-4")),
               CheckerSpec("state", ("ENG-5",)), *_fencing()),
+))
+
+# issue 19: the broker connection's own cadence and limits (BRK-1, BRK-2, BRK-5), timed from the engines' lines
+register(Scenario(
+    name="brokers-down",
+    requirement_ids=("BRK-1", "BRK-2", "BRK-5", "ENG-1", "ENG-5", "EA-5"),
+    description="Both brokers SIGKILLed 4 s into 10 signals/s: the primary for 30 s, the backup for 16 s. The active "
+                "engine retries the primary every 3 s (BRK-2), switches to the backup after 5 failures, finds it down "
+                "too: every broker down, so it suspends trading and alerts (BRK-5) and sends nothing meanwhile; it "
+                "keeps retrying every 3 s and trades on the backup once it is back. Reconnect intervals, failures "
+                "before the switch and before the suspension, and the broker heartbeat (BRK-1) are timed from the "
+                "engines' lines; the RTO against BRK-2's 5 s (a primary down longer than 5 x 3 s cannot meet it: "
+                "broker-retry-vs-rto); nothing doubled, nothing lost.",
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=34.0, timeout_s=5.0, settle_s=12.0),
+    faults=(FaultStep("process-kill", "broker-primary", at_s=4.0, heal_after_s=30.0),
+            FaultStep("process-kill", "broker-backup", at_s=4.0, heal_after_s=16.0)),
+    checkers=(CheckerSpec("rto", ("BRK-2",), {"f": "trade", "fault": "process-kill"}),
+              CheckerSpec("broker_retry", ("BRK-2",)), CheckerSpec("brokers_down", ("BRK-5",)),
+              CheckerSpec("broker_heartbeat", ("BRK-1",)), CheckerSpec("lost_signals", ("BRK-2",)),
+              CheckerSpec("uptime", ("EA-5",)), *_consistency(("ENG-5",)), *_fencing()),
 ))
 
 register(Scenario(
@@ -590,7 +619,7 @@ register(Scenario(
     workload=Workload(op="trade", rate_per_s=10.0, duration_s=28.0, timeout_s=5.0, settle_s=12.0,
                       params={"writers": [{"name": "majority", "side": "majority"}]}),
     faults=(FaultStep("redis-all-down", "redis-primary", at_s=6.0, heal_after_s=20.0),),
-    checkers=_redis_checks("none"),
+    checkers=(*_redis_checks("none"), CheckerSpec("redis_retry", ("ORD-3",))),
 ))
 
 
@@ -763,7 +792,7 @@ register(Scenario(
 # recorded in the run folder (overrides.json) and marked "overridden" with both values beside the ORD-2 verdicts.
 register(Scenario(
     name="order-failed-syncs",
-    requirement_ids=("ORD-2", "ENG-1", "ENG-5"),
+    requirement_ids=("ORD-1", "ORD-2", "ENG-1", "ENG-5"),
     description="The primary broker answers every order_send with TRADE_RETCODE_TOO_MANY_REQUESTS (a retcode ORD-1 "
                 "retries) for 10 s under 10 signals/s. Orders refused through all five ORD-1 tries (backoff 0.25, "
                 "0.5, 1, 2, 4 s here) go to failed_syncs and are sent again after the failed_syncs retry (15 s "
@@ -772,7 +801,8 @@ register(Scenario(
     workload=Workload(op="trade", rate_per_s=10.0, duration_s=30.0, timeout_s=5.0, settle_s=10.0),
     faults=(FaultStep("broker-behaviour", "broker-primary", at_s=4.0, heal_after_s=10.0,
                       params={"too_many_requests_rate": 1.0}),),
-    checkers=(CheckerSpec("order_failed_syncs", ("ORD-2",)), *_consistency(("ENG-5",)), *_fencing()),
+    checkers=(CheckerSpec("order_failed_syncs", ("ORD-2",)), CheckerSpec("order_backoff", ("ORD-1",)),
+              *_consistency(("ENG-5",)), *_fencing()),
     engine_overrides={"retry_backoff_s": [0.25, 0.5, 1.0, 2.0, 4.0], "failed_sync_retry_s": 15.0},
 ))
 
@@ -876,7 +906,7 @@ register(Scenario(
 # sync wrote, or none, which is what a crash leaves.
 register(Scenario(
     name="redis-aof-damaged-kill",
-    requirement_ids=("RDS-3", "RDS-6", "BR-1", "ENG-1", "ENG-5"),
+    requirement_ids=("RDS-3", "RDS-6", "BR-1", "ENG-1", "ENG-4", "ENG-5"),
     description="Every Redis node SIGKILLed (a crash: no RDB written on the way out) 8 s into 10 signals/s, each AOF "
                 "damaged at a seeded offset, and 8 s later every node started again through BR-1's order: "
                 "redis-check-aof refuses the AOF; the last RDB is only what `save 60 1000` or a replica's initial "
@@ -887,8 +917,10 @@ register(Scenario(
                 "from every running node before the crash.",
     workload=Workload(op="trade", rate_per_s=10.0, duration_s=28.0, timeout_s=5.0, settle_s=12.0),
     faults=(FaultStep("redis-aof-damaged", "redis-primary", at_s=8.0, heal_after_s=8.0, params={"stop": "kill"}),),
+    # ENG-4: the Redis state the crash lost is rebuilt from the engines' DuckDB journals (redis_restore): RTS must
+    # then agree with the broker ledger
     checkers=(CheckerSpec("redis_recovery", ("RDS-3", "RDS-6", "BR-1")),
-              CheckerSpec("state", ("BR-1", "RDS-6")),
+              CheckerSpec("state", ("BR-1", "RDS-6", "ENG-4")),
               *_consistency(("ENG-5",)), *_fencing()),
 ))
 
@@ -918,6 +950,23 @@ register(Scenario(
 ))
 
 
+# issue 19: EA-3's session in RIS across Redis outages, and ORD-3's reconnect cadence, timed from the lines written
+register(Scenario(
+    name="ea-ris-lost",
+    requirement_ids=("EA-3", "ORD-3", "ENG-1", "ENG-5"),
+    description="The Redis primary SIGKILLed for 1 s 4 s in (back before Sentinel's 3 s down-after: no failover), "
+                "then every Redis node down for 14 s from 10 s. The EA keeps streaming ticks and retries its session "
+                "in RIS every 2 s (EA-3); after 5 failed recoveries it starts a new session once Redis answers; the "
+                "session must be back within 3 s of Redis. The engines retry Redis every 2 s (ORD-3), keep what "
+                "they execute in DuckDB and publish it when Redis is back: nothing doubled, nothing lost.",
+    workload=Workload(duration_s=30.0, settle_s=8.0, **TICK_LOAD),
+    faults=(FaultStep("process-kill", "redis-primary", at_s=4.0, heal_after_s=1.0),
+            FaultStep("redis-all-down", "redis-primary", at_s=10.0, heal_after_s=14.0)),
+    checkers=(CheckerSpec("ris_reconnect", ("EA-3",)), CheckerSpec("redis_retry", ("ORD-3",)),
+              CheckerSpec("lost_signals", ("ORD-3",)), *_consistency(("ENG-5",)), *_fencing()),
+    services=("ea",),
+))
+
 # -- the backend pair behind nginx, under webhook load (issue 15) ---------------------------------------------------
 # Scenario.services runs the backend service: backend-a (active) and backend-b (nginx's backup) under BE-1's
 # supervisor, and the proxy; the load is TradingView alerts posted through the proxy (op "webhook").
@@ -932,7 +981,7 @@ def _webhook_checks(failover: str | None) -> tuple[CheckerSpec, ...]:
 
 register(Scenario(
     name="backend-kill",
-    requirement_ids=("BE-1", "BE-2", "BE-4", "TV-1", "ENG-1", "ENG-5", "PERF-2"),
+    requirement_ids=("BE-1", "BE-2", "BE-3", "BE-4", "TV-1", "ENG-1", "ENG-5", "PERF-2", "EA-5"),
     description="SIGKILL the active backend (backend-a) three times under 20 alerts/s posted through nginx; nginx "
                 "sends what fails on A to the backup B at once (proxy_next_upstream, max_fails 1), the supervisor "
                 "restarts A after 3 s (BE-1) and nginx returns to it after fail_timeout. Clients must keep "
@@ -942,7 +991,9 @@ register(Scenario(
     faults=tuple(FaultStep("process-kill", "backend-a", at_s=at, phase_s=1.0) for at in (5.0, 12.0, 19.0)),
     checkers=(CheckerSpec("rto", ("BE-1",), {"f": "webhook", "fault": "process-kill"}),
               CheckerSpec("session_continuity", ("TV-1",), {"fault": "process-kill"}),
-              *_webhook_checks("process-kill")),
+              # BE-3: on recovery the backend reconnects and RTSS processing goes on: no acknowledged signal lost
+              CheckerSpec("lost_signals", ("BE-3",)), CheckerSpec("backend_health_cadence", ("BE-1",)),
+              CheckerSpec("uptime", ("EA-5",)), *_webhook_checks("process-kill")),
     services=("backend",),
 ))
 

@@ -992,6 +992,10 @@ class Engine:
         try:
             session.heartbeat()
         except BrokerCallFailed as exc:
+            # BRK-1's connection timeout is timed from this line too (issue 19); a passing check writes none, so
+            # the periodic heartbeat's cadence stays what the pool's own ticks did
+            self.emit("broker_heartbeat", broker=session.name, ok=False, took_s=round(time.monotonic() - now, 4),
+                      error=str(exc)[:200], via="after_ambiguity")
             self.brokers.connection_lost(str(exc))
 
     def _retry_later(self, intent: Intent, why: str) -> None:
