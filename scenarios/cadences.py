@@ -459,7 +459,8 @@ def check_order_backoff(events: Sequence[dict], *, requirement_ids=("ORD-1",), t
                 retry_from = None       # the next try is ORD-2's failed_syncs retry, not a backoff step
         if k:
             rows.append({"kind": "signal", "signal_id": sid, "retry_steps": k, "attempts": invokes})
-    target = targets.target(requirement_ids[0], "order_backoff_s") if targets and requirement_ids else None
+    targets = targets or targets_mod.load()
+    target = next((t for rid in requirement_ids if (t := targets.target(rid, "order_backoff_s")) is not None), None)
     medians = [statistics.median(steps[i]) for i in sorted(steps)]
     schedule = schedule_at_resolution(medians, target.value if target else None) if medians else None
     metrics = {"order_backoff_s": schedule,
