@@ -73,6 +73,7 @@ def build_report(source: Any, out_dir: str | os.PathLike, *, targets: targets_mo
     ``nox -s bench`` writes them) when they are there. The "Verification power" section shows the catch rate and
     the soak (``reports.verification.section_view``: ``verification``, default from ``out/``), "not measured"
     without them."""
+    from reports import uptime_section
     from reports.verification import section_view
 
     verification = section_view() if verification is None else verification
@@ -98,6 +99,7 @@ def build_report(source: Any, out_dir: str | os.PathLike, *, targets: targets_mo
                        verification=verification)
     path = out / REPORT_HTML
     path.write_text(html, encoding="utf-8")
+    uptime_section.attach(out, run_checks, targets)   # issue 19: cadences and uptime (reports/uptime_section.py)
     return path
 
 

@@ -58,21 +58,21 @@ BROKER_NODE_PREFIX = "mt5-"        # the drill's broker nodes (mt5-primary, mt5-
 DOWN_FAULTS = ("process-kill", "process-pause", "process-terminate", "node-isolate")   # a node that cannot answer
 EVIDENCE_MAX = 40                   # series listed per checker; the distribution counts them all
 
-# every cadence of issue 19 part 2: metric -> (requirement, checker that measures it, the events it is timed from)
-CADENCES: dict[str, tuple[str, str, str]] = {
-    "heartbeat_interval_s": ("ENG-1", "heartbeat_cadence", "engine heartbeat (lease renewal)"),
-    "broker_heartbeat_interval_s": ("BRK-1", "broker_heartbeat", "engine broker_heartbeat"),
-    "broker_connection_timeout_s": ("BRK-1", "broker_heartbeat", "engine broker_heartbeat ok=false took_s"),
-    "broker_retry_interval_s": ("BRK-2", "broker_retry", "engine broker_connect_failed"),
-    "order_backoff_s": ("ORD-1", "order_backoff", "engine order_send_complete -> deferred -> order_send_invoke"),
-    "redis_retry_interval_s": ("ORD-3", "redis_retry", "engine redis_attempt"),
-    "sync_retry_interval_s": ("CH-1", "clickhouse_history", "engine clickhouse_failed_sync_added attempts"),
-    "tcp_reconnect_interval_s": ("EA-2", "tcp_reconnect", "consumer tcp_attempt"),
-    "ris_reconnect_interval_s": ("EA-3", "ris_reconnect", "EA ris_attempt"),
-    "resync_backoff_s": ("BR-2", "clickhouse_history", "engine failed_syncs_resync"),
-    "health_check_interval_s": ("DDB-6", "store_health", "engine journal_health"),
-    "backend_health_check_interval_s": ("BE-1", "backend_health_cadence", "supervisor health (backend-*)"),
-}
+# every cadence of issue 19 part 2: (requirement, metric, the checker that measures it, the lines it is timed from)
+CADENCES: tuple[tuple[str, str, str, str], ...] = (
+    ("ENG-1", "heartbeat_interval_s", "heartbeat_cadence", "engine heartbeat (lease renewal)"),
+    ("BRK-1", "broker_heartbeat_interval_s", "broker_heartbeat", "engine broker_heartbeat"),
+    ("BRK-1", "broker_connection_timeout_s", "broker_heartbeat", "engine broker_heartbeat ok=false took_s"),
+    ("BRK-2", "broker_retry_interval_s", "broker_retry", "engine broker_connect_failed"),
+    ("ORD-1", "order_backoff_s", "order_backoff", "engine order_send_complete, deferred, order_send_invoke"),
+    ("ORD-3", "redis_retry_interval_s", "redis_retry", "engine redis_attempt"),
+    ("CH-1", "sync_retry_interval_s", "clickhouse_history", "engine clickhouse_failed_sync_added"),
+    ("EA-2", "tcp_reconnect_interval_s", "tcp_reconnect", "consumer TCP attempts"),
+    ("EA-3", "ris_reconnect_interval_s", "ris_reconnect", "EA ris_attempt"),
+    ("BR-2", "resync_backoff_s", "clickhouse_history", "engine failed_syncs resync tries"),
+    ("DDB-6", "health_check_interval_s", "store_health", "engine journal_health"),
+    ("BE-1", "health_check_interval_s", "backend_health_cadence", "supervisor health (backend-*)"),
+)
 
 
 # -- distributions -----------------------------------------------------------------------------------------------
@@ -174,6 +174,14 @@ def _result(result_cls, name: str, rids, targets, metrics: dict, reasons: dict[s
     return result_cls(name, validity(judgements), tuple(rids), metrics, evidence, summary, judgements)
 
 
+VALUES_MAX = 5000   # raw intervals kept per metric in the evidence (the report pools them over runs)
+
+
+def _values(values: Sequence[float]) -> list[float]:
+    """The raw intervals (4 decimals) for the evidence, so a report can pool runs into one distribution."""
+    return [round(v, 4) for v in values[:VALUES_MAX]]
+
+
 def _worst(values: Sequence[float]) -> float | None:
     return round(max(values), 4) if values else None
 
@@ -206,7 +214,8 @@ def check_heartbeat(events: Sequence[dict], windows: Sequence[FaultWindow], *, r
                f"{d.get('p95')} / max {d.get('max')} s ({left_out} across a fault left out)"
                if d["n"] else f"unmeasured: {reasons['heartbeat_interval_s']}")
     return _result(result_cls, name, requirement_ids, targets, metrics, reasons, ("heartbeat_interval_s",),
-                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "heartbeat_interval_s": d},
+                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "heartbeat_interval_s": d,
+                                           "values": {"heartbeat_interval_s": _values(gaps)}},
                     {"kind": "rule", "rule": HEARTBEAT_RULE}], summary)
 
 
@@ -254,7 +263,9 @@ def check_broker_heartbeat(events: Sequence[dict], windows: Sequence[FaultWindow
     return _result(result_cls, name, requirement_ids, targets, metrics, reasons,
                    ("broker_heartbeat_interval_s", "broker_connection_timeout_s"),
                    [*rows[:EVIDENCE_MAX], {"kind": "distribution", "broker_heartbeat_interval_s": d,
-                                           "broker_connection_timeout_s": dt},
+                                           "broker_connection_timeout_s": dt,
+                                           "values": {"broker_heartbeat_interval_s": _values(gaps),
+                                                      "broker_connection_timeout_s": _values(timeouts)}},
                     {"kind": "rule", "rule": BROKER_HEARTBEAT_RULE}], summary)
 
 
@@ -307,7 +318,8 @@ def check_broker_retry(events: Sequence[dict], *, requirement_ids=("BRK-2",), ta
                f"{len(before_suspend)} suspension(s) after {metrics['failures_before_suspend']}")
     return _result(result_cls, name, requirement_ids, targets, metrics, reasons,
                    ("broker_retry_interval_s", "failures_before_secondary", "failures_before_suspend"),
-                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "broker_retry_interval_s": d},
+                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "broker_retry_interval_s": d,
+                                           "values": {"broker_retry_interval_s": _values(gaps)}},
                     {"kind": "rule", "rule": BROKER_RETRY_RULE}], summary)
 
 
@@ -408,7 +420,8 @@ def check_redis_retry(events: Sequence[dict], *, requirement_ids=("ORD-3",), tar
                f"{d.get('max')} s; rediscovery after {metrics['attempts_before_sentinel_switch']} failures")
     return _result(result_cls, name, requirement_ids, targets, metrics, reasons,
                    ("redis_retry_interval_s", "attempts_before_sentinel_switch"),
-                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "redis_retry_interval_s": d},
+                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "redis_retry_interval_s": d,
+                                           "values": {"redis_retry_interval_s": _values(gaps)}},
                     {"kind": "rule", "rule": REDIS_RETRY_RULE}], summary)
 
 
@@ -476,7 +489,8 @@ def check_order_backoff(events: Sequence[dict], *, requirement_ids=("ORD-1",), t
                f"attempts; recovered after at most {metrics['order_retry_recovery_s']} s")
     return _result(result_cls, name, requirement_ids, targets, metrics, reasons,
                    ("order_backoff_s", "order_attempts", "order_retry_recovery_s"),
-                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "steps": metrics["order_backoff_steps"]},
+                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "steps": metrics["order_backoff_steps"],
+                                           "values": {f"order_backoff_s[{i}]": _values(steps[i]) for i in sorted(steps)}},
                     {"kind": "rule", "rule": ORDER_BACKOFF_RULE}], summary)
 
 
@@ -535,7 +549,8 @@ def check_ris_reconnect(events: Sequence[dict], windows: Sequence[FaultWindow], 
                f"{metrics['rto_s']} s after Redis")
     return _result(result_cls, name, requirement_ids, targets, metrics, reasons,
                    ("ris_reconnect_interval_s", "recoveries_before_new_session", "rto_s"),
-                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "ris_reconnect_interval_s": d},
+                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "ris_reconnect_interval_s": d,
+                                           "values": {"ris_reconnect_interval_s": _values(gaps)}},
                     {"kind": "rule", "rule": RIS_RULE}], summary)
 
 
@@ -569,7 +584,8 @@ def check_backend_health(sup_events: Sequence[dict], windows: Sequence[FaultWind
     summary = (f"{d['n']} backend health-check intervals over {len(rows)} process(es): median {d.get('median')} / "
                f"p95 {d.get('p95')} / max {d.get('max')} s")
     return _result(result_cls, name, requirement_ids, targets, metrics, reasons, ("health_check_interval_s",),
-                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "health_check_interval_s": d},
+                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "health_check_interval_s": d,
+                                           "values": {"health_check_interval_s": _values(gaps)}},
                     {"kind": "rule", "rule": BACKEND_HEALTH_RULE}], summary)
 
 

@@ -489,16 +489,16 @@ register(Scenario(
 register(Scenario(
     name="brokers-down",
     requirement_ids=("BRK-1", "BRK-2", "BRK-5", "ENG-1", "ENG-5", "EA-5"),
-    description="Both brokers SIGKILLed 4 s into 10 signals/s: the primary for 30 s, the backup for 16 s. The active "
+    description="Both brokers SIGKILLed 3 s into 10 signals/s: the primary for 24 s, the backup for 14 s. The active "
                 "engine retries the primary every 3 s (BRK-2), switches to the backup after 5 failures, finds it down "
                 "too: every broker down, so it suspends trading and alerts (BRK-5) and sends nothing meanwhile; it "
                 "keeps retrying every 3 s and trades on the backup once it is back. Reconnect intervals, failures "
                 "before the switch and before the suspension, and the broker heartbeat (BRK-1) are timed from the "
                 "engines' lines; the RTO against BRK-2's 5 s (a primary down longer than 5 x 3 s cannot meet it: "
                 "broker-retry-vs-rto); nothing doubled, nothing lost.",
-    workload=Workload(op="trade", rate_per_s=10.0, duration_s=34.0, timeout_s=5.0, settle_s=12.0),
-    faults=(FaultStep("process-kill", "broker-primary", at_s=4.0, heal_after_s=30.0),
-            FaultStep("process-kill", "broker-backup", at_s=4.0, heal_after_s=16.0)),
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=28.0, timeout_s=5.0, settle_s=12.0),
+    faults=(FaultStep("process-kill", "broker-primary", at_s=3.0, heal_after_s=24.0),
+            FaultStep("process-kill", "broker-backup", at_s=3.0, heal_after_s=14.0)),
     checkers=(CheckerSpec("rto", ("BRK-2",), {"f": "trade", "fault": "process-kill"}),
               CheckerSpec("broker_retry", ("BRK-2",)), CheckerSpec("brokers_down", ("BRK-5",)),
               CheckerSpec("broker_heartbeat", ("BRK-1",)), CheckerSpec("lost_signals", ("BRK-2",)),
