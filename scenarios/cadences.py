@@ -324,11 +324,12 @@ def check_broker_retry(events: Sequence[dict], *, requirement_ids=("BRK-2",), ta
 
 
 # -- BRK-5 every broker down ---------------------------------------------------------------------------------------
+LOSS_EVENTS = ("broker_lost", "broker_connect_failed", "broker_heartbeat", "broker_suspended")
 BROKERS_DOWN_RULE = ("Every broker down = the wall-clock intersection of fault windows that killed, paused or cut "
-                     "each broker node (details.node mt5-*; the run's broker nodes are those any fault named or the "
-                     "engines' broker_* lines name); orders_sent_while_suspended = order_send_invoke lines inside that "
-                     "span made by an engine process after its broker_suspended and before its next "
-                     "broker_connected, plus any order_send_invoke inside the span whose engine never suspended; "
+                     "each broker node (details.node mt5-*, every broker node a fault of the run named); "
+                     "orders_sent_while_suspended = order_send_invoke lines inside that span made by an engine process "
+                     "once it knew (its first broker_lost, failed broker_heartbeat, broker_connect_failed or "
+                     "broker_suspended inside the span; a send before that is one no engine could have held back); "
                      "alerts_raised = broker_suspended alerts raised inside the span (the last broker down to the "
                      "first back).")
 
@@ -364,19 +365,21 @@ def check_brokers_down(events: Sequence[dict], windows: Sequence[FaultWindow], *
                        f"unmeasured: {why}")
     sent, alerts, rows = 0, 0, []
     for (instance, pid), evs in by_process(events, clock="ts").items():
-        suspended = False
+        suspended, knows = False, False
         for e in evs:
             ev, t = e.get("event"), _num(e.get("ts"))
+            inside = t is not None and any(a <= t <= b for a, b in down)
+            if ev in LOSS_EVENTS and inside and (ev != "broker_heartbeat" or e.get("ok") is False):
+                knows = True
             if ev == "broker_suspended":
                 suspended = True
             elif ev == "broker_connected":
                 suspended = False
-            elif ev == "order_send_invoke" and t is not None and any(a <= t <= b for a, b in down):
+            elif ev == "order_send_invoke" and inside and (knows or suspended):
                 sent += 1
                 rows.append({"kind": "order_sent_while_down", "instance": instance, "pid": pid,
                              "signal_id": e.get("signal_id"), "broker": e.get("broker"), "suspended": suspended})
-            elif ev == "alert" and e.get("kind") == "broker_suspended" and t is not None \
-                    and any(a <= t <= b for a, b in down):
+            elif ev == "alert" and e.get("kind") == "broker_suspended" and inside:
                 alerts += 1
                 rows.append({"kind": "alert", "instance": instance, "pid": pid, "message": e.get("message")})
     metrics = {"orders_sent_while_suspended": sent, "alerts_raised": alerts,
