@@ -35,13 +35,31 @@ def docker(session: nox.Session) -> None:
     session.run("pytest", "tests/docker", "-m", "docker", "-p", "no:cacheprovider", "-rA", *session.posargs)
 
 
+DOCKER_DRILLS = ["engine-kill", "redis-primary-kill", "redis-primary-isolated", "udp-loss"]
+DOCKER_DRILL_SEED = os.environ.get("TRADEDRILL_DOCKER_DRILL_SEED", "17")
+DOCKER_DRILL_OUT = os.environ.get("TRADEDRILL_DOCKER_DRILL_OUT", "out/drills-docker")
+
+
 @nox.session
 def drills_docker(session: nox.Session) -> None:
-    """Drills on the docker provider (every node a container; subnet 172.30.17): ``nox -s drills_docker --
-    redis-primary-kill --repeat 3``. Exit status as for ``drills``."""
-    args = list(session.posargs) or ["engine-kill", "redis-primary-kill", "--repeat", "1"]
-    session.run("tradedrill", "drill", *args, "--provider", "docker", "--out", "out/drills-docker",
+    """Drills on the docker provider (every node a container; subnet 172.30.17), then the same scenarios with the
+    same seed on the local provider (subnet 127.0.97), and their verdicts side by side in
+    out/drills-docker/verdicts.json (``python -m tradedrill.providers.compare``). The default scenarios are
+    engine-kill, redis-primary-kill, a Redis partition that also cuts the harness's own set writers
+    (redis-primary-isolated) and UDP loss on the EA's ticks (udp-loss). ``nox -s drills_docker -- redis-primary-kill
+    --repeat 3`` runs those on docker only. Exit status as for ``drills``; the comparison fails the session when a
+    verdict differs."""
+    if session.posargs:
+        session.run("tradedrill", "drill", *session.posargs, "--provider", "docker", "--out", DOCKER_DRILL_OUT,
+                    success_codes=[0, 1])
+        return
+    common = [*DOCKER_DRILLS, "--repeat", "1", "--seed", DOCKER_DRILL_SEED]
+    session.run("tradedrill", "drill", *common, "--provider", "docker", "--out", f"{DOCKER_DRILL_OUT}/docker",
                 success_codes=[0, 1])
+    session.run("tradedrill", "drill", *common, "--subnet", "127.0.97", "--out", f"{DOCKER_DRILL_OUT}/local",
+                success_codes=[0, 1])
+    session.run("python", "-m", "tradedrill.providers.compare", f"{DOCKER_DRILL_OUT}/local",
+                f"{DOCKER_DRILL_OUT}/docker", "--out", f"{DOCKER_DRILL_OUT}/verdicts.json")
 
 
 @nox.session

@@ -28,6 +28,12 @@ from tradedrill.topology import NodeSpec, Topology
 
 DEFAULT_SUBNET = "172.30.17"
 KINDS = ("redis", "sentinel", "mt5", "engine", "ea", "backend", "clickhouse")   # postgres: see docs/DOCKER.md
+# The drill's own clients that leave from an address of their own (scenarios: tick consumers .150-.159, the tick
+# fault proxy .160, the load's tick consumers .170, the set writers .200-.249, the webhook clients .251). Locally
+# they are loopback addresses; here they are addresses of the host on the run's bridge (``ip addr add``), so a
+# partition can put a harness client on either side and the containers reach the host's proxy and consumers.
+HOST_CLIENT_HOSTS = (*range(150, 161), 170, *range(200, 250), 251)
+BRIDGE_PREFIX = "td-"   # the run's bridge device: td-<run id> (15 characters at most)
 
 
 class _RunRegistry(PidRegistry):
@@ -49,9 +55,9 @@ class _RunRegistry(PidRegistry):
 
 class DockerStack(LocalStack):
     provider = "docker"
-    # no fault proxy between containers yet, and no tmpfs of the engine's own to fill (a mount made on the host
-    # after the container started does not reach it)
-    capabilities = frozenset({"process", "pause", "kernel-net", "node-files", "broker-admin"})
+    # no tmpfs of the engine's own to fill (a mount made on the host after the container started does not reach
+    # it); the fault proxy is the drill's own (the tick proxy on a host address of the run's bridge)
+    capabilities = frozenset({"process", "pause", "kernel-net", "node-files", "broker-admin", "fault-proxy"})
 
     def __init__(self, topology: Topology, run_dir: Path | str, options: dict[str, dict] | None = None,
                  services: Iterable[str] | None = None, before_engines: Callable[["LocalStack"], None] | None = None,
@@ -64,6 +70,8 @@ class DockerStack(LocalStack):
         self.network = None
         self.images: dict[str, str] = {}
         self.image_records: list = []
+        self.host_addresses: list[str] = []   # the harness's client addresses on the run's bridge
+        self._host_rules = False               # a kernel fault placed rules in the harness's own namespace
         # stop a dockerd we started at down (default); tests that run several stacks keep it
         self.stop_engine = (os.environ.get("TRADEDRILL_DOCKER_KEEP_ENGINE") != "1") if stop_engine is None \
             else stop_engine
@@ -76,21 +84,43 @@ class DockerStack(LocalStack):
             subnet = os.environ.get("TRADEDRILL_DOCKER_SUBNET", DEFAULT_SUBNET)
         return Topology.default(subnet=subnet, services=services, overrides=overrides, network="docker")
 
+    @property
+    def gateway(self) -> str:
+        """The host's own address on the run's network: where the harness's clients leave from when they bind
+        no address of their own (the local provider's 127.0.0.1)."""
+        return f"{self.topology.subnet}.1"
+
+    @property
+    def bridge(self) -> str:
+        return f"{BRIDGE_PREFIX}{self.run_id}"
+
     def provider_details(self) -> dict:
         return {"run_id": self.run_id, "network": getattr(self.network, "name", None),
-                "subnet": f"{self.topology.subnet}.0/24", "images": dict(self.images),
+                "subnet": f"{self.topology.subnet}.0/24", "images": dict(self.images), "bridge": self.bridge,
+                "harness_address": self.gateway, "harness_client_addresses": len(self.host_addresses),
                 "image_builds": [{"image": r.name, "tag": r.tag, "built": r.built, "seconds": round(r.seconds, 2),
                                   "size_mb": round(r.size_mb, 1)} for r in self.image_records],
                 "engine_started_by_harness": bool(self.engine and self.engine.started)}
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def place_fault(self, fault):
-        """Kernel rules go into every container's own network namespace (each filters its input, as the host's
-        one namespace does for the local provider's loopback addresses)."""
-        from faults.kernel import NftFault
+        """Kernel rules go into every container's own network namespace and into the harness's (each filters its
+        input, as the host's one namespace does for the local provider's loopback addresses; the harness's own
+        clients and the drill's tick consumers are host addresses on the run's bridge). The harness's unbound
+        clients leave from the bridge's gateway, not 127.0.0.1: a partition that places "the harness" on a side
+        places the gateway there."""
+        from faults.kernel import NftFault, Partition
+        from faults.partition import CLIENT_SOURCE
 
+        if isinstance(fault, Partition):
+            fault.groups = [list(dict.fromkeys(self.gateway if a == CLIENT_SOURCE else a for a in g))
+                            for g in fault.groups]
         if isinstance(fault, NftFault):
-            fault.netns_pids = lambda: [n.pid for n in self.nodes.values() if n.pid]
+            def pids() -> list[int]:
+                self._host_rules = True
+                return [os.getpid(), *(n.pid for n in self.nodes.values() if n.pid)]
+
+            fault.netns_pids = pids
         return fault
 
     def _check_ports(self, listening: list[NodeSpec], reaped: bool) -> None:
@@ -122,6 +152,7 @@ class DockerStack(LocalStack):
                 self.images[kind] = tags[recipe.name]
             self.timings["images_s"] = time.monotonic() - started
             self.network = self._make_network()
+            self._add_host_addresses()
             # the faults' safety check admits this run's own network (faults.safety)
             from faults.safety import NETWORKS_ENV
 
@@ -149,14 +180,30 @@ class DockerStack(LocalStack):
                 raise StackError(f"subnet {subnet} is used by the docker network {net.name} of a live run "
                                  f"({run_dir}); choose another --subnet in 172.30.0.0/16 or stop that run "
                                  f"(`tradedrill down --all`)")
-        ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=subnet, gateway=f"{self.topology.subnet}.1")])
-        network = Network(docker_network_kw={"ipam": ipam, "driver": "bridge", "labels": self._labels()})
+        ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=subnet, gateway=self.gateway)])
+        network = Network(docker_network_kw={"ipam": ipam, "driver": "bridge", "labels": self._labels(),
+                                             "options": {"com.docker.network.bridge.name": self.bridge}})
         network.name = f"tradedrill-{self.run_id}"
         try:
             return network.create()
         except Exception as exc:  # noqa: BLE001 - e.g. a pool that overlaps a network someone else made
             raise StackError(f"cannot create the docker network {network.name} on {subnet}: {exc}; choose "
                              f"another --subnet in 172.30.0.0/16") from None
+
+    def _add_host_addresses(self) -> None:
+        """The harness's client addresses (``HOST_CLIENT_HOSTS`` not used by a node) on the run's bridge, /32 each:
+        they go with the bridge when the network is removed. Raises StackError when ``ip`` refuses."""
+        import subprocess
+
+        used = {n.address for n in self.topology.nodes}
+        wanted = [a for a in (f"{self.topology.subnet}.{h}" for h in HOST_CLIENT_HOSTS) if a not in used]
+        script = "".join(f"address add {a}/32 dev {self.bridge}\n" for a in wanted)
+        proc = subprocess.run(["ip", "-batch", "-"], input=script, text=True, capture_output=True, timeout=30)
+        if proc.returncode != 0:
+            raise StackError(f"cannot give the harness its client addresses on {self.bridge} "
+                             f"({proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else proc.returncode}); "
+                             f"the docker provider runs as root")
+        self.host_addresses = wanted
 
     def _labels(self) -> dict[str, str]:
         from tradedrill.docker import labels
@@ -180,6 +227,13 @@ class DockerStack(LocalStack):
         from tradedrill.docker import labels
 
         errors: list[str] = []
+        if self._host_rules:
+            # the harness's own table (its chains went at each heal); another live kernel fault keeps it
+            from faults import kernel
+
+            if not kernel._live_chains:
+                kernel.delete_table(kernel.table_name())
+            self._host_rules = False
         if self.client is not None:
             swept = labels.sweep(self.client, run_id=self.run_id, orphans_only=False)
             errors += [f"docker: {e}" for e in swept.errors]
