@@ -259,7 +259,8 @@ def check_broker_heartbeat(events: Sequence[dict], windows: Sequence[FaultWindow
                "broker_connection_timeout_s": "no broker heartbeat failed in this run (no broker went away while "
                                               "connected)"}
     summary = (f"{d['n']} broker heartbeat intervals: median {d.get('median')} / p95 {d.get('p95')} / max "
-               f"{d.get('max')} s; {dt['n']} failed heartbeat(s), declared lost after at most {dt.get('max')} s")
+               f"{d.get('max')} s; {dt['n']} failed heartbeat(s), declared lost after at most {dt.get('max')} s"
+               if d["n"] or dt["n"] else f"unmeasured: {reasons['broker_heartbeat_interval_s']}")
     return _result(result_cls, name, requirement_ids, targets, metrics, reasons,
                    ("broker_heartbeat_interval_s", "broker_connection_timeout_s"),
                    [*rows[:EVIDENCE_MAX], {"kind": "distribution", "broker_heartbeat_interval_s": d,
