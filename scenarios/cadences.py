@@ -7,11 +7,11 @@ Each cadence is the start-to-start interval of consecutive lines of one process 
 (a heartbeat series at a lease loss or acquisition, a retry series at the success that ends the outage).
 
 - ``heartbeat_cadence`` (ENG-1 ``heartbeat_interval_s``): the engines' ``heartbeat`` lines (one per lease renewal
-  written to Redis), per process, split at ``lease_acquired`` / ``lease_lost``; intervals during which a fault was
-  injected or in effect are left out (a freeze or a Redis outage is judged by the RTO checkers, not as a cadence).
+  written to Redis), per process, split at ``lease_acquired`` / ``lease_lost``; an interval across a fault's
+  injection or heal is left out (a freeze or a Redis outage is judged by the RTO checkers, not as a cadence).
 - ``broker_heartbeat`` (BRK-1 ``broker_heartbeat_interval_s``, ``broker_connection_timeout_s``): the engines'
-  ``broker_heartbeat`` lines per process and broker, split at a loss, a connection or a switch, fault windows left
-  out; the timeout is the ``took_s`` of a heartbeat that failed (its start to the connection declared lost).
+  ``broker_heartbeat`` lines per process and broker, split at a loss, a connection or a switch, intervals across a
+  fault's injection or heal left out; the timeout is the ``took_s`` of a heartbeat that failed (its start to the connection declared lost).
 - ``broker_retry`` (BRK-2 ``broker_retry_interval_s``, ``failures_before_secondary``, ``failures_before_suspend``):
   ``broker_connect_failed`` lines per process until its next ``broker_connected``; the failed attempts of the old
   broker before each ``broker_switch``; the failed attempts before each ``broker_suspended``.
@@ -31,7 +31,7 @@ Each cadence is the start-to-start interval of consecutive lines of one process 
   ``ris_session_lost`` alert; Redis reachable again (the fault's heal, or the loss when Redis came back first) to
   ``session_resumed`` / ``session_new``.
 - ``backend_health_cadence`` (BE-1 ``health_check_interval_s``): the supervisor's ``health`` lines per backend
-  process, fault windows left out.
+  process, intervals across a fault's injection or heal left out.
 
 Already measured elsewhere and reused, not repeated: EA-2's TCP reconnect (``ticks.tcp_reconnect``), CH-1's sync
 retries and BR-2's resync backoff (``checkers.clickhouse_history``, ``store_gaps``), DDB-6's health checks
@@ -102,12 +102,14 @@ def start_of(event: dict, clock: str = "mono") -> float | None:
 
 
 def fault_spans(windows: Sequence[FaultWindow]) -> list[tuple[float, float]]:
-    """Each fault as a wall-clock span [inject, heal] (a point for a fault with no heal, such as a kill)."""
+    """Each fault's two instants, its injection and its heal, as zero-length wall-clock spans: an interval across
+    one is the fault's (a freeze, a connection cut), judged by the RTO checkers; ticks inside a long fault of another
+    node (a broker down for 24 s while the engine heartbeats its backup) are a steady cadence and count."""
     out = []
     for w in windows:
-        if w.inject_wall is None:
-            continue
-        out.append((w.inject_wall, w.heal_wall if w.heal_wall is not None else w.inject_wall))
+        for t in (w.inject_wall, w.heal_wall):
+            if t is not None:
+                out.append((t, t))
     return out
 
 
@@ -189,8 +191,8 @@ def _worst(values: Sequence[float]) -> float | None:
 # -- ENG-1 heartbeat -----------------------------------------------------------------------------------------------
 HEARTBEAT_RULE = ("heartbeat_interval_s = the largest start-to-start interval (start = mono - took_s) between "
                   "consecutive 'heartbeat' lines (one per lease renewal written to Redis) of one engine process while "
-                  "it held one lease (series split at lease_acquired / lease_lost); intervals during which a fault "
-                  "was injected or in effect are left out (a freeze or outage is judged by the RTO checkers).")
+                  "it held one lease (series split at lease_acquired / lease_lost); an interval across a fault's "
+                  "injection or heal is left out (a freeze or outage is judged by the RTO checkers).")
 
 
 def check_heartbeat(events: Sequence[dict], windows: Sequence[FaultWindow], *, requirement_ids=("ENG-1",),
@@ -222,7 +224,7 @@ def check_heartbeat(events: Sequence[dict], windows: Sequence[FaultWindow], *, r
 # -- BRK-1 broker heartbeat ---------------------------------------------------------------------------------------
 BROKER_HEARTBEAT_RULE = ("broker_heartbeat_interval_s = the largest start-to-start interval between consecutive "
                          "'broker_heartbeat' lines of one engine process and broker (series split at broker_lost, "
-                         "broker_connected, broker_switch), intervals during a fault left out; "
+                         "broker_connected, broker_switch), an interval across a fault's injection or heal left out; "
                          "broker_connection_timeout_s = the largest took_s of a failed heartbeat (its start to the "
                          "connection declared lost).")
 
@@ -561,7 +563,7 @@ def check_ris_reconnect(events: Sequence[dict], windows: Sequence[FaultWindow], 
 # -- BE-1 backend health checks ---------------------------------------------------------------------------------------
 BACKEND_HEALTH_RULE = ("health_check_interval_s = the largest start-to-start interval (start = mono - took_s) "
                        "between consecutive 'health' lines of the supervisor for one backend process (program "
-                       "backend-*, one pid), intervals during which a fault was injected or in effect left out.")
+                       "backend-*, one pid), an interval across a fault's injection or heal left out.")
 
 
 def check_backend_health(sup_events: Sequence[dict], windows: Sequence[FaultWindow], *, requirement_ids=("BE-1",),

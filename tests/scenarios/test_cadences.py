@@ -62,6 +62,10 @@ def test_heartbeat_pass_fail_and_fault_left_out():
     # the same gap inside a fault window is the fault's (judged by the RTO checkers), not the cadence
     r = cad.check_heartbeat(late, [window("process-pause", 9.6, 10.9)], result_cls=CheckResult)
     assert verdicts(r)[("ENG-1", "heartbeat_interval_s")] == PASS and r.metrics["intervals_in_faults_left_out"] == 1
+    # ticks inside a long fault of another node are a steady cadence: only intervals across an injection or a heal
+    # are the fault's
+    r = cad.check_heartbeat(late, [window("process-kill", 0.2, 30.0, "mt5-primary")], result_cls=CheckResult)
+    assert verdicts(r)[("ENG-1", "heartbeat_interval_s")] == FAIL and r.metrics["intervals_in_faults_left_out"] == 0
 
 
 def test_heartbeat_series_split_at_lease_changes_and_unmeasured_without_lines():
