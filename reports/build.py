@@ -1,5 +1,10 @@
 """Build the RTO report from run directories: ``report.html`` (one self-contained file, plotly.js inlined, opens
-offline), ``report.json`` (every number) and ``junit.xml`` (one testcase per scenario x requirement) side by side.
+offline), ``report.json`` (every number), ``junit.xml`` (one testcase per scenario x requirement) and ``summary.md``
+side by side.
+
+The first line of each (issue 19's coverage gate, :func:`coverage`): "N of 51 requirement IDs measured: p pass,
+f fail, o overridden, u unmeasured", then the reason of every unmeasured ID (``not_measurable`` of targets.toml,
+or what its checkers said).
 """
 from __future__ import annotations
 
@@ -20,12 +25,13 @@ from scenarios import registry
 from scenarios import targets as targets_mod
 from scenarios.checkers import RtoResult, RunCheck, check_run
 from scenarios.packages import report_styles
-from scenarios.verdicts import FAIL, PASS, UNMEASURED, fmt_num, as_json as _jsonable
+from scenarios.verdicts import FAIL, OVERRIDDEN, PASS, UNMEASURED, fmt_num, as_json as _jsonable
 from scenarios.distributions import RequirementVerdict, requirement_table, summarize, verdicts_to_dict
 from scenarios.history import RunDir
 
 TEMPLATES = Path(__file__).with_name("templates")
-REPORT_HTML, REPORT_JSON, JUNIT_XML = "report.html", "report.json", "junit.xml"
+REPORT_HTML, REPORT_JSON, JUNIT_XML, SUMMARY_MD = "report.html", "report.json", "junit.xml", "summary.md"
+STATUSES = (PASS, FAIL, OVERRIDDEN, UNMEASURED)   # a requirement ID's status in the summary line
 BENCH_DIR = Path("out/bench")  # relative to the current directory: where `nox -s bench` writes
 BENCH_ENGINE, BENCH_RTO = "engine.json", "rto.json"
 
@@ -87,7 +93,8 @@ def build_report(source: Any, out_dir: str | os.PathLike, *, targets: targets_mo
     rows = requirement_table(verdicts, targets, planned)
     generated = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
-    report = _report_dict(run_checks, verdicts, rows, targets, generated, title)
+    cov = coverage(rows, targets, run_checks)
+    report = _report_dict(run_checks, verdicts, rows, targets, generated, title, cov)
     report["benchmarks"] = {k: benchmarks[k] for k in ("dir", "engine", "rto", "problems")}
     report["verification"] = {k: {"measured": v["measured"], "path": v["path"], "figure": v["figure"]}
                               for k, v in verification.items()}
@@ -95,8 +102,9 @@ def build_report(source: Any, out_dir: str | os.PathLike, *, targets: targets_mo
                       if (load_summary := _load_summary(rc.run_dir)) is not None}
     (out / REPORT_JSON).write_text(json.dumps(report, indent=2, default=str))
     write_junit(run_checks, verdicts, out / JUNIT_XML)
+    (out / SUMMARY_MD).write_text(summary_markdown(cov, title, generated, len(run_checks)), encoding="utf-8")
     html = render_html(run_checks, verdicts, rows, targets, generated, title, benchmarks=benchmarks,
-                       verification=verification)
+                       verification=verification, cov=cov)
     path = out / REPORT_HTML
     path.write_text(html, encoding="utf-8")
     uptime_section.attach(out, run_checks, targets)   # issue 19: cadences and uptime (reports/uptime_section.py)
@@ -112,18 +120,86 @@ def _planned_scenarios() -> dict[str, list[str]]:
 
 
 def _counts(verdicts: Sequence[str]) -> dict[str, int]:
-    return {k: sum(v == k for v in verdicts) for k in (PASS, FAIL, UNMEASURED)}
+    return {k: sum(v == k for v in verdicts) for k in STATUSES}
 
 
-def _report_dict(run_checks, verdicts, rows, targets, generated, title) -> dict:
+def requirement_status(row) -> str:
+    """One requirement ID's status over every target and scenario: ``fail`` if any target failed; else
+    ``overridden`` if a target was judged under a setting the harness changed (an ``overridden`` verdict, or a pass
+    carrying overrides: never a silent pass); else ``pass`` if any target passed; else ``unmeasured``."""
+    verdicts = [t["verdict"] for t in row.targets]
+    if FAIL in verdicts:
+        return FAIL
+    if OVERRIDDEN in verdicts or any(v.overridden for t in row.targets for v in t["measured"] if v.verdict == PASS):
+        return OVERRIDDEN
+    return PASS if PASS in verdicts else UNMEASURED
+
+
+def _unmeasured_reason(rid: str, targets: targets_mod.Targets, run_checks: Sequence[RunCheck]) -> str:
+    why = targets[rid].not_measurable
+    if why:
+        return f"not measurable here: {why}"
+    reasons = list(dict.fromkeys(j.reason for rc in run_checks for j in rc.judgements
+                                 if j.requirement_id == rid and j.verdict == UNMEASURED and j.reason))
+    if reasons:
+        shown = "; ".join(" ".join(r.split())[:220] for r in reasons[:2])
+        return shown + (f" (and {len(reasons) - 2} more reasons in report.json)" if len(reasons) > 2 else "")
+    claimed = registry.claims().get(rid, [])
+    if claimed:
+        names = sorted({c.split(":", 1)[0] for c in claimed})
+        return (f"no run of this report measures it; run {', '.join(names[:4])}"
+                + (f" (+{len(names) - 4} more)" if len(names) > 4 else ""))
+    return "no scenario or checker claims it, and targets.toml gives no not_measurable reason (the coverage gate fails)"
+
+
+def coverage(rows, targets: targets_mod.Targets, run_checks: Sequence[RunCheck] = ()) -> dict:
+    """The report's first line (issue 19): how many requirement IDs these runs measured (pass, fail or overridden)
+    out of every ID of targets.toml, the count of each status, each ID's status, and the reason of every unmeasured
+    one (``not_measurable`` of targets.toml, else what its checkers said, else which scenarios would measure it).
+    Shape: ``{"line", "measured", "total", "counts": {status: n}, "status": {rid: status}, "unmeasured": {rid:
+    reason}, "not_measurable": {rid: reason}}``."""
+    status = {row.requirement_id: requirement_status(row) for row in rows}
+    counts = {k: sum(v == k for v in status.values()) for k in STATUSES}
+    measured = counts[PASS] + counts[FAIL] + counts[OVERRIDDEN]
+    not_measurable = targets.not_measurable()
+    line = (f"{measured} of {len(status)} requirement IDs measured: {counts[PASS]} pass, {counts[FAIL]} fail, "
+            f"{counts[OVERRIDDEN]} overridden, {counts[UNMEASURED]} unmeasured"
+            + (f" ({sum(rid in not_measurable for rid, v in status.items() if v == UNMEASURED)} of them not "
+               f"measurable here)" if not_measurable else ""))
+    unmeasured = {rid: _unmeasured_reason(rid, targets, run_checks) for rid, v in status.items() if v == UNMEASURED}
+    return {"line": line, "measured": measured, "total": len(status), "counts": counts, "status": status,
+            "unmeasured": unmeasured, "not_measurable": not_measurable}
+
+
+def summary_markdown(cov: dict, title: str, generated: str, n_runs: int) -> str:
+    """``summary.md``: the coverage line first, then the unmeasured IDs with their reasons."""
+    lines = [f"**{cov['line']}**", "", f"# {title}", "", f"generated {generated}, {n_runs} run(s)", ""]
+    if cov["unmeasured"]:
+        lines += ["## Unmeasured requirement IDs", ""]
+        lines += [f"- {rid}: {why}" for rid, why in cov["unmeasured"].items()]
+        lines.append("")
+    if cov["not_measurable"]:
+        lines += ["## Not measurable here (targets.toml)", ""]
+        lines += [f"- {rid}: {why}" for rid, why in cov["not_measurable"].items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _report_dict(run_checks, verdicts, rows, targets, generated, title, cov=None) -> dict:
+    cov = cov or coverage(rows, targets, run_checks)
     return _jsonable({
+        "summary": cov["line"],
         "title": title, "generated": generated, "targets_file": str(targets_mod.TARGETS_PATH),
-        "totals": {"requirements": _counts([r.verdict for r in rows]),
+        "coverage": cov,
+        "totals": {"requirements": cov["counts"], "measured": cov["measured"], "requirement_ids": cov["total"],
                    "scenario_requirements": _counts([v.verdict for v in verdicts]),
                    "runs": len(run_checks),
                    "invalid_runs": sum(not rc.run_validity.valid for rc in run_checks)},
-        "requirements": [{**asdict(r), "targets": [{**t, "measured": verdicts_to_dict(t["measured"])}
-                                                  for t in r.targets]} for r in rows],
+        "requirements": [{**asdict(r), "status": cov["status"][r.requirement_id],
+                          "unmeasured_reason": cov["unmeasured"].get(r.requirement_id),
+                          "not_measurable": cov["not_measurable"].get(r.requirement_id),
+                          "targets": [{**t, "measured": verdicts_to_dict(t["measured"])}
+                                      for t in r.targets]} for r in rows],
         "verdicts": verdicts_to_dict(verdicts),
         "contradictions": [asdict(c) for c in targets.contradictions.values()],
         "runs": [rc.to_dict() for rc in run_checks],
@@ -318,7 +394,7 @@ def _ran_workloads(rcs, definition) -> list[dict]:
 
 
 def render_html(run_checks, verdicts, rows, targets, generated, title, benchmarks: dict | None = None,
-                verification: dict | None = None) -> str:
+                verification: dict | None = None, cov: dict | None = None) -> str:
     from reports.verification import section_view
 
     by_scenario: dict[str, list[RunCheck]] = {}
@@ -341,7 +417,7 @@ def render_html(run_checks, verdicts, rows, targets, generated, title, benchmark
     return template.render(
         title=title, generated=generated, rows=rows, scenarios=scenarios, verdicts=verdicts,
         contradictions=list(targets.contradictions.values()),
-        totals=_counts([r.verdict for r in rows]), n_runs=len(run_checks),
+        totals=(cov := cov or coverage(rows, targets, run_checks))["counts"], cov=cov, n_runs=len(run_checks),
         plotlyjs=plotly.offline.get_plotlyjs(), targets_file=str(targets_mod.TARGETS_PATH),
         bench=benchmarks if benchmarks is not None else load_benchmarks(None),
         verification=verification if verification is not None else section_view())

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from scenarios import registry
 
-_STYLE = {"pass": "green", "fail": "bold red", "unmeasured": "dim"}
+_STYLE = {"pass": "green", "fail": "bold red", "unmeasured": "dim", "overridden": "yellow"}
 
 
 def _console() -> Console:
@@ -117,10 +117,19 @@ def _judge(console: Console, run_checks, where: str, report_dir: Path | None) ->
     """Print the verdicts, write the report, and exit 2 (invalid run), 1 (target missed) or return."""
     from scenarios.distributions import summarize
 
+    from reports.build import coverage
+    from scenarios import targets as targets_mod
+    from scenarios.distributions import requirement_table
+
     verdicts = summarize(run_checks)
+    targets = targets_mod.load()
+    cov = coverage(requirement_table(verdicts, targets), targets, run_checks)
+    console.print(cov["line"], markup=False, soft_wrap=True)   # the first line, as in the report (issue 19)
     console.print(f"checked {len(run_checks)} run(s) under {where}")
     _print_verdicts(console, verdicts)
     _print_evidence(console, run_checks)
+    for rid, why in cov["unmeasured"].items():
+        console.print(f"  unmeasured {rid}: {why}", markup=False, soft_wrap=True)
     invalid = _print_invalid(console, run_checks)
     if report_dir is not None:
         from reports import build_report

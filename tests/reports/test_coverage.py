@@ -1,0 +1,132 @@
+"""Issue 19's coverage gate: every requirement ID of targets.toml is claimed by a scenario's checker or by a checker
+every drill runs, or carries an explicit ``not_measurable`` reason; and the report's first line (HTML, summary.md,
+report.json, the console) says how many IDs were measured, with the reason of every unmeasured one.
+
+The gate is static (the registry and targets.toml, no stack) so it runs in the default test run."""
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+
+import pytest
+
+from reports import build_report
+from reports.build import coverage, requirement_status
+from scenarios import registry, synthetic
+from scenarios import targets as targets_mod
+from scenarios.distributions import Distribution, RequirementRow, RequirementVerdict
+
+
+def test_every_requirement_id_is_claimed_or_says_why_not():
+    targets = targets_mod.load()
+    claims = registry.claims()
+    unclaimed = [rid for rid in targets.ids() if rid not in claims and not targets[rid].not_measurable]
+    assert not unclaimed, (f"{len(unclaimed)} requirement ID(s) of targets.toml are claimed by no scenario or checker "
+                           f"and give no not_measurable reason: {', '.join(unclaimed)}")
+
+
+def test_a_claim_names_a_real_checker_with_targets_for_its_metrics():
+    from scenarios.checkers import CHECKERS
+
+    targets = targets_mod.load()
+    for spec in registry.EVERY_RUN_CHECKERS:
+        assert spec.checker in CHECKERS
+        for rid in spec.requirement_ids:
+            assert any(targets.target(rid, m) for m in CHECKERS[spec.checker].metrics), (spec.checker, rid)
+    for rid, names in registry.claims().items():
+        assert rid in targets, f"{rid} is claimed ({names[0]}) but is not a requirement of targets.toml"
+
+
+def test_not_measurable_must_be_a_sentence():
+    with open(targets_mod.TARGETS_PATH, "rb") as fh:
+        doc = tomllib.load(fh)
+    doc["requirements"]["EA-5"]["not_measurable"] = "  "
+    with pytest.raises(targets_mod.TargetsError, match="EA-5: not_measurable must be a sentence"):
+        targets_mod.parse(doc)
+    doc["requirements"]["EA-5"]["not_measurable"] = "needs a year of operation"
+    assert targets_mod.parse(doc).not_measurable() == {"EA-5": "needs a year of operation"}
+
+
+def _row(rid: str, *verdicts: tuple[str, list]) -> RequirementRow:
+    targets = []
+    for i, (verdict, overridden) in enumerate(verdicts):
+        v = RequirementVerdict(rid, f"m{i}", "s", "==", 1, "count", "doc", Distribution(1), verdict,
+                               overridden=overridden)
+        targets.append({"metric": f"m{i}", "verdict": verdict, "measured": [v] if verdict != "unmeasured" else []})
+    return RequirementRow(rid, "t", [], "x", targets, [], [])
+
+
+def test_status_fail_then_overridden_then_pass_then_unmeasured():
+    entry = [{"key": "k", "drill": 1, "document": 2}]
+    assert requirement_status(_row("A-1", ("pass", []), ("fail", []), ("overridden", entry))) == "fail"
+    assert requirement_status(_row("A-1", ("pass", []), ("overridden", entry))) == "overridden"
+    assert requirement_status(_row("A-1", ("pass", entry), ("unmeasured", []))) == "overridden"   # a pass under it
+    assert requirement_status(_row("A-1", ("pass", []), ("unmeasured", []))) == "pass"
+    assert requirement_status(_row("A-1", ("unmeasured", []))) == "unmeasured"
+
+
+@pytest.fixture(scope="module")
+def report_with_a_reason(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cov")
+    synthetic.write_run(root / "runs" / "engine-kill" / "run-1", scenario="engine-kill", seed=1, repeat=1,
+                        outage_s=1.0, rate_per_s=5.0)
+    with open(targets_mod.TARGETS_PATH, "rb") as fh:
+        doc = tomllib.load(fh)
+    doc["requirements"]["EA-5"]["not_measurable"] = "a year of operation is not a drill (test reason)"
+    targets = targets_mod.parse(doc)
+    path = build_report(root / "runs", root / "report", targets=targets, bench_dir=root / "no-bench")
+    return path, targets
+
+
+def test_the_first_line_of_every_summary_is_the_coverage_line(report_with_a_reason):
+    path, targets = report_with_a_reason
+    data = json.loads((path.parent / "report.json").read_text())
+    line = data["summary"]
+    m = re.fullmatch(r"(\d+) of (\d+) requirement IDs measured: (\d+) pass, (\d+) fail, (\d+) overridden, "
+                     r"(\d+) unmeasured \((\d+) of them not measurable here\)", line)
+    assert m, line
+    measured, total, p, f, o, u, nm = map(int, m.groups())
+    assert total == len(targets.ids()) == 51 and measured == p + f + o and measured + u == total and nm == 1
+    assert data["totals"]["measured"] == measured and data["coverage"]["counts"]["unmeasured"] == u
+    assert (path.parent / "summary.md").read_text().splitlines()[0] == f"**{line}**"
+    html = path.read_text()
+    body = html[html.index("<body>"):]
+    first_text = re.sub(r"<[^>]+>", " ", body[:body.index("</p>")]).split()
+    assert " ".join(first_text) == line
+
+
+def test_every_unmeasured_id_has_its_reason_and_not_measurable_is_printed(report_with_a_reason):
+    path, _targets = report_with_a_reason
+    data = json.loads((path.parent / "report.json").read_text())
+    rows = {r["requirement_id"]: r for r in data["requirements"]}
+    unmeasured = [rid for rid, r in rows.items() if r["status"] == "unmeasured"]
+    assert unmeasured and all(rows[rid]["unmeasured_reason"] for rid in unmeasured)
+    assert rows["EA-5"]["unmeasured_reason"] == "not measurable here: a year of operation is not a drill (test reason)"
+    # no conformance.json in a synthetic run: the settings' reason is the checker's own
+    assert "conformance.json" in rows["RDS-5"]["unmeasured_reason"]
+    html = path.read_text()
+    assert "a year of operation is not a drill (test reason)" in html and 'id="unmeasured-list"' in html
+    assert "EA-5: not measurable here: a year of operation" in (path.parent / "summary.md").read_text()
+
+
+def test_the_console_prints_the_coverage_line_first(tmp_path):
+    from click.testing import CliRunner
+
+    from scenarios.cli import check
+
+    synthetic.write_run(tmp_path / "r", scenario="engine-kill", outage_s=1.0, rate_per_s=5.0)
+    out = CliRunner().invoke(check, [str(tmp_path / "r")]).output
+    assert re.match(r"\d+ of 51 requirement IDs measured: \d+ pass, \d+ fail, \d+ overridden, \d+ unmeasured",
+                    out.splitlines()[0]), out[:300]
+    assert "unmeasured RDS-5:" in out
+
+
+def test_coverage_counts_an_overridden_id_as_measured_never_as_pass():
+    targets = targets_mod.load()
+    rows = [_row(rid, ("unmeasured", [])) for rid in targets.ids()]
+    rows[0] = _row(rows[0].requirement_id, ("overridden", [{"key": "k", "drill": 1, "document": 2}]))
+    rows[1] = _row(rows[1].requirement_id, ("pass", []))
+    cov = coverage(rows, targets)
+    assert cov["counts"] == {"pass": 1, "fail": 0, "overridden": 1, "unmeasured": len(rows) - 2}
+    assert cov["line"].startswith(f"2 of {len(rows)} requirement IDs measured: 1 pass, 0 fail, 1 overridden")
