@@ -54,6 +54,7 @@ def cadence_rows(run_checks: Sequence[Any], targets: targets_mod.Targets | None 
         worst_per_run: list[float] = []
         verdicts, reasons, scenarios = [], set(), set()
         steps: dict[str, list[float]] = {}
+        overridden: dict[str, str] = {}
         for rc in run_checks:
             if not rc.run_validity.valid:
                 continue
@@ -66,6 +67,8 @@ def cadence_rows(run_checks: Sequence[Any], targets: targets_mod.Targets | None 
                 scenarios.add(rc.scenario)
                 for j in js:
                     verdicts.append(j.verdict)
+                    for o in getattr(j, "overridden", None) or []:
+                        overridden[o.get("key")] = f"{o.get('key')} {o.get('drill')} (documents: {o.get('document')})"
                     if j.verdict == UNMEASURED and j.reason:
                         reasons.add(j.reason)
                 dist_values = next((e.get("values") or {} for e in r.evidence if isinstance(e, dict)
@@ -83,7 +86,7 @@ def cadence_rows(run_checks: Sequence[Any], targets: targets_mod.Targets | None 
                      "target": t.label if t else "-", "source": t.source if t else "",
                      "scenarios": sorted(scenarios), "verdict": combine(verdicts) if verdicts else UNMEASURED,
                      "distribution": _pool(values) if values else _pool(worst_per_run),
-                     "pooled": bool(values) or bool(steps),
+                     "pooled": bool(values) or bool(steps), "overridden": sorted(overridden.values()),
                      "steps": {k: _pool(v) for k, v in sorted(steps.items(), key=lambda kv: int(kv[0].strip("[]")))},
                      "reasons": sorted(reasons)[:3] if r_unmeasured(values, worst_per_run, steps) else []})
     return rows
@@ -110,6 +113,8 @@ def markdown(doc: dict) -> str:
     for r in doc["cadences"]:
         d = r["distribution"]
         verdict = r["verdict"] + ("" if r["pooled"] or d["n"] == 0 else " (each run's worst only)")
+        if r["overridden"]:
+            verdict += " (overridden: the drill ran " + "; ".join(r["overridden"]) + ")"
         if r["steps"]:
             verdict += "; steps (median of n): " + ", ".join(f"{k} {fmt_num(v.get('median'))} s ({v['n']})"
                                                              for k, v in r["steps"].items())
