@@ -241,3 +241,30 @@ def test_set_parser_fuzz_returns_settings_or_one_line_error(pairs):
     assert isinstance(topo, dict) and isinstance(engine, dict)
     from tradedrill.topology import check_settings
     check_settings(topo)   # what it returned is a topology the drill can build
+
+
+def test_the_folders_it_lists_are_the_ones_the_drill_writes():
+    from scenarios import packages, pglogins
+
+    assert cf.USER_SETTINGS_DIR == packages.USER_SETTINGS_DIR and cf.PG_DUMPS_DIR == pglogins.DUMPS_DIR
+
+
+def test_a_probe_on_a_stack_that_answers_nothing_writes_every_error(tmp_path):
+    from tradedrill.topology import Topology
+
+    class Down:
+        provider = "local"
+        supervisors = {}
+
+        def redis_node_client(self, name, timeout=0.5):
+            raise ConnectionError(f"Error 111 connecting to {name}. Connection refused.")
+
+    topo = Topology.default(subnet="127.0.107", services=("redis", "mt5", "engine"))
+    (tmp_path / "stack" / "engines" / "engine-a" / "backup" / "duckdb").mkdir(parents=True)
+    path = cf.ConformanceProbe(Down(), topo, tmp_path / "stack", tmp_path, sample_s=0.01).start().finish()
+    d = json.loads(path.read_text())
+    assert [r["phase"] for r in d["reads"]] == ["start", "end"] and len(d["listings"]) >= 2
+    assert all("Connection refused" in v["error"] for r in d["reads"] for v in r["redis"].values())
+    assert "engines/engine-a/backup/duckdb" in d["listings"][0]["folders"]
+    j, valid, _ = judged(d)
+    assert valid == "unknown" and "Connection refused" in j[("RDS-5", "tcp_backlog")].reason
