@@ -130,3 +130,35 @@ def test_coverage_counts_an_overridden_id_as_measured_never_as_pass():
     cov = coverage(rows, targets)
     assert cov["counts"] == {"pass": 1, "fail": 0, "overridden": 1, "unmeasured": len(rows) - 2}
     assert cov["line"].startswith(f"2 of {len(rows)} requirement IDs measured: 1 pass, 0 fail, 1 overridden")
+
+
+def test_an_overridden_setting_is_shown_with_both_values_in_every_output(tmp_path):
+    """A run whose Sentinels ran the harness's down-after 1000: report.json, the HTML and junit.xml all say
+    overridden with 1000 and the documents' 3000; junit does not count it a pass."""
+    import xml.etree.ElementTree as ET
+
+    from scenarios import conformance as cf
+    from scenarios import overrides
+
+    run = tmp_path / "runs" / "engine-kill" / "run-1"
+    synthetic.write_run(run, scenario="engine-kill", seed=1, repeat=1, outage_s=1.0, rate_per_s=5.0)
+    ok = {"quorum": 2, "down-after-milliseconds": 1000, "failover-timeout": 5000, "parallel-syncs": 1}
+    read = {"redis": {}, "sentinel": {f"sentinel-{i}": dict(ok) for i in (1, 2, 3)}, "engines": {}, "supervisors": {}}
+    (run / cf.CONFORMANCE_FILE).write_text(json.dumps({"format": 1, "services": ["redis"], "listings": [],
+                                                       "reads": [{**read, "phase": "start"}, {**read, "phase": "end"}]}))
+    overrides.record(run, {}, {}, {"sentinel.down_after_ms": 1000})
+    path = build_report(tmp_path / "runs", tmp_path / "report", bench_dir=tmp_path / "no-bench")
+    data = json.loads((path.parent / "report.json").read_text())
+    rds1 = next(r for r in data["requirements"] if r["requirement_id"] == "RDS-1")
+    assert rds1["status"] == "overridden"
+    down = next(t for t in rds1["targets"] if t["metric"] == "sentinel_down_after_ms")
+    [v] = down["measured"]
+    assert v["verdict"] == "overridden" and v["distribution"]["max"] == 1000 and v["target"] == 3000
+    assert [(e["key"], e["drill"], e["document"]) for e in v["overridden"]] == [("sentinel.down_after_ms", 1000, 3000)]
+    assert data["coverage"]["counts"]["overridden"] >= 1 and re.search(r" [1-9]\d* overridden", data["summary"])
+    html = path.read_text()
+    assert "sentinel.down_after_ms = 1000 (documents: 3000)" in html
+    case = next(c for c in ET.parse(path.parent / "junit.xml").getroot().iter("testcase")
+                if c.get("name") == "RDS-1")
+    assert case.find("skipped") is not None and "sentinel.down_after_ms = 1000 (documents: 3000)" in \
+        case.find("skipped").get("message") and case.find("failure") is None
