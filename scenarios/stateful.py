@@ -21,15 +21,29 @@ The pieces, each usable alone:
 
 Steps (``schedule.json`` holds ``{"seed", "steps": [...], "engine": {...}}``)::
 
-    {"op": "submit", "kind": "market" | "close" | "bad", "signal": "s3", "side": "buy", "symbol": "EURUSD",
-     "bad": "volume" | "side" | "unknown-symbol"}      # bad only for kind bad
+    {"op": "submit", "kind": "market" | "close" | "bad" | "limit" | "stop", "signal": "s3", "side": "buy",
+     "symbol": "EURUSD", "bad": "volume" | "side" | "unknown-symbol",   # bad only for kind bad
+     "points": 50}                                      # limit/stop: that many points from the live quote
     {"op": "resubmit", "signal": "s3"}                  # the same signal id again (the sender's retry): no new order
-    {"op": "inject", "fault": "engine-kill"}            # a name of FAULT_MOVES
+    {"op": "inject", "fault": "engine-kill"}            # a name of STATEFUL_MOVES
+    {"op": "inject", "fault": "broker-requotes", "signal": "s4"}   # ... and a market signal submitted into it
     {"op": "heal"}                                      # every active fault healed, the stack given time to recover
     {"op": "wait", "s": 4.0}                            # time passes (a paused engine's lease lapses)
 
-A failing example's run folder holds ``seed``, ``schedule.json`` (the shrunk schedule once Hypothesis is done: the
-last example it runs is the minimal one), ``verdict.json`` (the symptoms, each naming its checker: the duplicate,
+Shrinking: Hypothesis generates (``PROFILES``; its example database keeps a found failure and tries it first next
+time) but does not shrink; :func:`minimise` does, on the saved schedule itself: it replays the schedule on the same
+stack with steps dropped while it still fails with one of its symptoms' checkers, bounded by ``MINIMISE_TRIALS``
+replays and ``MINIMISE_BUDGET_S`` seconds (Hypothesis's own shrinker spends hundreds of examples, and an example
+against a stack takes seconds: a variant's shrink ran past 5 minutes). The search is bounded too: no example starts
+after ``search_budget_s``.
+
+Liveness (BRK-2): a signal acknowledged while the primary broker is down (``broker-primary-down`` injected, not
+healed) must get its result within :data:`SWITCH_BOUND_S` (``failures_before_secondary`` reconnects every
+``broker_retry_interval_s``, then ``rto_s`` to the first trade: scenarios/targets.toml); checked after every step
+and, before the end heals the broker, by waiting out the bound (checker ``broker_fallback``).
+
+A failing example's run folder holds ``seed``, ``schedule.json`` (the minimised schedule in the folder
+:func:`run_search` returns), ``verdict.json`` (the symptoms, each naming its checker: the duplicate,
 the loss, the mismatch) and everything a drill's run folder holds, so ``tradedrill check`` re-judges it too.
 """
 from __future__ import annotations
@@ -50,6 +64,7 @@ from scenarios.checkers import check_duplicates, check_run, default_signal_of
 from scenarios.environment import DrillEnvironment, DrillError, DrillOptions
 from scenarios.history import FAIL, OK, UNKNOWN, Deal, RunDir
 from scenarios.packages import FAULTS
+from scenarios.registry import PENDING_ORDER_TYPES
 from tradedrill.waiting import DeadlineExceeded, wait_until
 
 SCHEDULE = "schedule.json"
@@ -62,6 +77,25 @@ SUBMIT_DEADLINE_S = 3.0    # the sender's deadline for one submission (WAIT 1 an
 HEAL_RECOVERY_S = 20.0     # after a heal: an engine holds the lease and the Redis primary answers, or go on
 SETTLE_S = 20.0            # at the end: every acknowledged signal gets its result, or the checkers say what is missing
 IN_FLIGHT_LATENCY_MS = 1500.0   # the slow broker of engine-pause-in-flight: the order stays in flight this long
+MINIMISE_TRIALS = 12       # replays :func:`minimise` may spend on one failure
+MINIMISE_BUDGET_S = 240.0  # ... and seconds (a trial started before the budget runs to its end)
+# a pending signal this many points from the live quote: far enough that it rests through an example (the ground
+# truth is dumped with the engines running, so a fill in the last poll interval would read as a mismatch)
+PENDING_POINTS = (200, 500)
+
+
+def _switch_bound_s() -> tuple[float, str]:
+    """BRK-2's bound on a result while the primary broker is down, from scenarios/targets.toml: the switch after
+    ``failures_before_secondary`` reconnects every ``broker_retry_interval_s``, then ``rto_s`` to the first trade."""
+    import tomllib
+
+    doc = tomllib.loads((Path(__file__).with_name("targets.toml")).read_text())
+    values = {t["metric"]: float(t["value"]) for t in doc["requirements"]["BRK-2"]["targets"]}
+    n, every, rto = values["failures_before_secondary"], values["broker_retry_interval_s"], values["rto_s"]
+    return n * every + rto, f"BRK-2: {n:g} reconnects x {every:g} s, then RTO {rto:g} s"
+
+
+SWITCH_BOUND_S, SWITCH_BOUND_WHY = _switch_bound_s()
 
 
 @dataclass(frozen=True)
@@ -99,6 +133,14 @@ FAULT_MOVES: dict[str, FaultMove] = {m.name: m for m in (
               description="SIGKILL the primary broker (the engine falls back to the backup); the heal restarts it"),
 )}
 
+# compound moves only a stateful step can make (a signal in flight at the right moment); not in the soak's table
+STATEFUL_MOVES: dict[str, FaultMove] = {**FAULT_MOVES, **{m.name: m for m in (
+    FaultMove("engine-kill-in-flight", "process-kill", "active-engine", heal_after_s=None,
+              description=f"the primary broker slowed to {IN_FLIGHT_LATENCY_MS:g} ms per order, a signal submitted, "
+                          f"and the active engine SIGKILLed once its order_send is in flight"),
+)}}
+IN_FLIGHT_MOVES = ("engine-pause-in-flight", "engine-kill-in-flight")
+
 BAD_SIGNALS: dict[str, dict[str, str]] = {
     "volume": {"volume": "0"},             # refused by the engine's parser (BAD_VOLUME)
     "side": {"side": "hold"},              # BAD_SIDE
@@ -118,7 +160,8 @@ STATEFUL_CHECKERS = (
 # the invariants a stateful example fails on by default (the issue's four); the others of STATEFUL_CHECKERS are
 # findings, written to verdict.json; ``SessionOptions.judged`` = ALL_CHECKERS fails on them too (the variant sweep)
 SAFETY_CHECKERS = ("duplicates", "lost_signals", "state", "one_active")
-ALL_CHECKERS = tuple(c.checker for c in STATEFUL_CHECKERS)
+LIVENESS_CHECKER = "broker_fallback"   # BRK-2 (see the module docstring); judged by Example itself
+ALL_CHECKERS = tuple(c.checker for c in STATEFUL_CHECKERS) + (LIVENESS_CHECKER,)
 
 SCENARIO = registry.Scenario(
     name="stateful", requirement_ids=("ENG-1", "ENG-5"),
@@ -134,19 +177,23 @@ PROFILES: dict[str, dict[str, Any]] = {
     "ci": {"max_examples": 5, "stateful_step_count": 8},
     "dev": {"max_examples": 15, "stateful_step_count": 10},
     "soak": {"max_examples": 200, "stateful_step_count": 20},
+    # the variant sweep (tests/variants): short schedules, more of them; bounded in time by search_budget_s
+    "sweep": {"max_examples": 25, "stateful_step_count": 6},
 }
 
 
 def hypothesis_settings(profile: str, database_dir: Path | str | None, **changes):
     """The named profile as ``hypothesis.settings``, with the example database in ``database_dir`` (a found
-    failure is tried first next time) and no deadline (a step against a real stack takes seconds)."""
-    from hypothesis import HealthCheck, settings
+    failure is tried first next time) and no deadline (a step against a real stack takes seconds). Hypothesis stops
+    at the first failure and does not shrink it (:func:`minimise` does, bounded)."""
+    from hypothesis import HealthCheck, Phase, settings
     from hypothesis.database import DirectoryBasedExampleDatabase
 
     if profile not in PROFILES:
         raise ValueError(f"unknown stateful profile {profile!r}; known: {', '.join(PROFILES)}")
     db = DirectoryBasedExampleDatabase(str(database_dir)) if database_dir else None
     return settings(deadline=None, database=db, suppress_health_check=list(HealthCheck), print_blob=True,
+                    report_multiple_bugs=False, phases=(Phase.explicit, Phase.reuse, Phase.generate),
                     **{**PROFILES[profile], **changes})
 
 
@@ -163,10 +210,22 @@ class SessionOptions:
     engine_overrides: dict = field(default_factory=dict)
     say: Callable[[str], None] | None = None
     judged: tuple[str, ...] = SAFETY_CHECKERS
+    # "module:function": signal ids -> (comment -> signal id | None), for an engine whose order comments are not the
+    # reference's (``scenarios.checkers.default_signal_of``); recorded with the engine, so a replay reads the same
+    signal_of: str | None = None
 
     def engine(self) -> dict:
         return {"command": list(self.engine_command) if self.engine_command else None, "env": dict(self.engine_env),
-                "overrides": dict(self.engine_overrides)}
+                "overrides": dict(self.engine_overrides), "signal_of": self.signal_of}
+
+    def signal_of_for(self, signal_ids):
+        """The comment -> signal mapping the checkers judge this engine's orders by."""
+        if not self.signal_of:
+            return default_signal_of(signal_ids)
+        import importlib
+
+        module, _, name = self.signal_of.partition(":")
+        return getattr(importlib.import_module(module), name)(list(signal_ids))
 
 
 class StatefulSession:
@@ -188,6 +247,8 @@ class StatefulSession:
         self.failures: list[Path] = []
         self.findings: list[Path] = []
         self.reset_s: list[float] = []
+        self.search_until: float | None = None   # monotonic: no example of a search starts after it
+        self.minimised: dict = {}                # what minimise() did to the last failure
 
     @property
     def stack(self):
@@ -211,6 +272,9 @@ class StatefulSession:
 
     def __exit__(self, *exc) -> None:
         self.down()
+
+    def out_of_time(self) -> bool:
+        return self.search_until is not None and time.monotonic() > self.search_until
 
     def example(self, seed: int) -> "Example":
         if self.dirty:
@@ -274,6 +338,7 @@ class Verdict:
     symptoms: list[dict]
     steps: list[dict]
     findings: list[dict] = field(default_factory=list)   # failed checkers outside ``judged``
+    original_steps: int | None = None   # the schedule's length before minimise()
 
     @property
     def failed(self) -> bool:
@@ -298,6 +363,8 @@ class Example:
         self.active: list[Fault] = []
         self.started_mono = time.monotonic()
         self.signals: dict[str, dict] = {}      # schedule name -> the fields sent
+        self.outages: list[list] = []           # [start, end | None] (monotonic) of broker-primary-down
+        self.seen: list[dict] = []              # symptoms an invariant failed on after a step
         self.desk = SignalDesk(self.env)
         self._write_schedule()
         config = {"engine": _engine_config(session), "comment_prefix": "td", "stateful": session.opts.engine()}
@@ -331,20 +398,63 @@ class Example:
         self._write_schedule()
         return step
 
-    def _fields(self, step: dict) -> dict:
+    def _fields(self, step: dict) -> dict | None:
+        """The signal's fields; None for a pending signal when no broker gives a quote to price it from."""
         sid = f"{self.tag}-{step['signal']}"
         fields = {"signal_id": sid, "account": str(self.env.account), "symbol": step["symbol"], "side": step["side"],
                   "volume": f"{VOLUME}", "order_type": "market", "source": "stateful",
                   "created_ms": str(int(time.time() * 1000))}
         if step.get("kind") == "bad":
             fields.update(BAD_SIGNALS[step["bad"]])
+        elif step.get("kind") in PENDING_ORDER_TYPES:
+            from scenarios.workload import price_fields
+
+            quote = self._quote(step["symbol"])
+            if quote is None:
+                return None
+            priced = price_fields({"pending": {"order_type": step["kind"], "points": step.get("points", 50)}},
+                                  step["side"], quote)
+            fields.update(order_type=priced["order_type"], price=priced["price"])
         return fields
 
-    def _submit(self, step: dict, wait_s: float = RESULT_WAIT_S) -> str:
+    def _quote(self, symbol: str) -> dict | None:
+        """The live quote of ``symbol`` ({bid, ask, time_msc, point, digits}) from the primary broker, else the
+        backup; None when neither answers within 2 s."""
+        from reference.mt5.simclient import SimulatorTerminal
+
+        for role in ("broker-primary", "broker-backup"):
+            node = next((n for n in self.env.topology.of_kind("mt5") if n.role == role), None)
+            if node is None:
+                continue
+            terminal = SimulatorTerminal(node.address, node.port, call_timeout=2.0)
+            try:
+                if not terminal.initialize(login=int(self.env.account)):
+                    continue
+                info, tick = terminal.symbol_info(symbol), terminal.symbol_info_tick(symbol)
+                if info is None or tick is None:
+                    continue
+                return {"bid": float(tick.bid), "ask": float(tick.ask), "time_msc": int(tick.time_msc),
+                        "point": float(info.point), "digits": int(info.digits)}
+            except Exception:  # noqa: BLE001 - a broker that is down: try the other
+                continue
+            finally:
+                with contextlib.suppress(Exception):
+                    terminal.shutdown()
+        return None
+
+    def _submit(self, step: dict, wait_s: float = RESULT_WAIT_S) -> str | None:
         fields = self._fields(step)
+        if fields is None:
+            step["note"] = "skipped: no live quote to price the pending signal"
+            return None
         self.signals[step["signal"]] = fields
         step["note"] = self.desk.submit(fields, wait_s)
+        if self._primary_down():
+            self.desk.mark_outage(fields["signal_id"])
         return fields["signal_id"]
+
+    def _primary_down(self) -> bool:
+        return bool(self.outages) and self.outages[-1][1] is None
 
     def _resubmit(self, step: dict) -> None:
         fields = self.signals.get(step["signal"])
@@ -357,20 +467,27 @@ class Example:
         if self.active:
             step["note"] = "skipped: a fault is active"
             return
-        move = FAULT_MOVES[step["fault"]]
+        move = STATEFUL_MOVES[step["fault"]]
         try:
-            if move.name == "engine-pause-in-flight":
-                self._pause_in_flight(step)
+            if move.name in IN_FLIGHT_MOVES:
+                self._in_flight(step, move)
             else:
                 target = self.env.resolve(move.target)
                 fault = FAULTS[move.package].build(self.env, target, dict(move.params))
                 fault.inject()
                 self.active.append(fault)
+                if move.name == "broker-primary-down":
+                    self.outages.append([time.monotonic(), None])
                 step["note"] = f"injected on {target.name}"
+                if step.get("signal"):   # a market signal into the fault
+                    self._submit({"signal": step["signal"], "kind": "market", "side": "buy", "symbol": SYMBOLS[0]})
+                    step["note"] += f"; {step['signal']} {self.signals.get(step['signal'], {}).get('signal_id')}"
         except Exception as exc:  # noqa: BLE001 - a step that cannot run is recorded, the schedule goes on
             step["note"] = f"not injected: {type(exc).__name__}: {exc}"[:300]
 
-    def _pause_in_flight(self, step: dict) -> None:
+    def _in_flight(self, step: dict, move: FaultMove) -> None:
+        """The primary broker slowed, a signal submitted, and ``move``'s package on the active engine once the
+        engine's order_send for it is in flight."""
         broker = self.env.resolve("broker-primary")
         slow = FAULTS["broker-latency"].build(self.env, broker, {"ms": IN_FLIGHT_LATENCY_MS})
         slow.inject()
@@ -384,10 +501,11 @@ class Example:
         except DeadlineExceeded:
             in_flight = False
         target = self.env.resolve("active-engine")
-        pause = FAULTS["process-pause"].build(self.env, target, {})
-        pause.inject()
-        self.active.append(pause)
-        step["note"] = f"{target.name} paused with {sid} " + ("in flight" if in_flight else "not yet sent")
+        fault = FAULTS[move.package].build(self.env, target, {})
+        fault.inject()
+        self.active.append(fault)
+        what = "paused" if move.package == "process-pause" else "killed"
+        step["note"] = f"{target.name} {what} with {sid} " + ("in flight" if in_flight else "not yet sent")
 
     def _heal(self, step: dict) -> None:
         if not self.active:
@@ -399,6 +517,8 @@ class Example:
                                                                                   "; not recovered in time")
 
     def _heal_all(self) -> list[str]:
+        if self._primary_down():
+            self.outages[-1][1] = time.monotonic()
         errors = []
         for fault in reversed(self.active):
             try:
@@ -448,15 +568,54 @@ class Example:
             except Exception:  # noqa: BLE001 - a broker that is down now is read at the end
                 continue
         ids = [f["signal_id"] for f in self.signals.values()]
-        result = check_duplicates(deals, signal_of=default_signal_of(ids))
-        if result.valid is False:
-            return [{"checker": "duplicates", "summary": result.summary, "evidence": result.evidence[:5]}]
-        return []
+        result = check_duplicates(deals, signal_of=self.session.opts.signal_of_for(ids))
+        found = ([{"checker": "duplicates", "summary": result.summary, "evidence": result.evidence[:5]}]
+                 if result.valid is False else self.liveness_symptoms(final=False))
+        if found and not self.seen:
+            self.seen = _jsonable(found)   # the first invariant failure: finish() keeps it in the verdict
+        return found
+
+    def liveness_symptoms(self, final: bool) -> list[dict]:
+        """BRK-2: every signal acknowledged while the primary broker was down has its result within
+        :data:`SWITCH_BOUND_S` of its acknowledgement (``final``: also one still unanswered, however young)."""
+        if LIVENESS_CHECKER not in self.session.opts.judged:
+            return []
+        now = time.monotonic()
+        late = []
+        for sid, acked in self.desk.outage_acks():
+            answered = self.desk.result_at.get(sid)
+            waited = (answered if answered is not None else now) - acked
+            if waited > SWITCH_BOUND_S or (final and answered is None):
+                late.append({"signal": sid, "result_after_s": round(waited, 1) if answered is not None else None,
+                             "waited_s": round(waited, 1), "bound_s": SWITCH_BOUND_S})
+        if not late:
+            return []
+        parts = [f"{e['signal']} " + (f"answered after {e['result_after_s']} s" if e["result_after_s"] is not None
+                                      else f"no result after {e['waited_s']} s") for e in late]
+        return [{"checker": LIVENESS_CHECKER,
+                 "summary": f"{len(late)} signal(s) acknowledged while the primary broker was down got no result "
+                            f"within {SWITCH_BOUND_S:g} s ({SWITCH_BOUND_WHY}): {', '.join(parts)}",
+                 "evidence": late}]
+
+    def _wait_out_outage(self) -> None:
+        """Before the end heals a primary broker the schedule left down: the outage's acknowledged signals get
+        until :data:`SWITCH_BOUND_S` after their acknowledgement (what the engine must do with the primary gone)."""
+        if not self._primary_down() or LIVENESS_CHECKER not in self.session.opts.judged:
+            return
+        acks = self.desk.outage_acks()
+        if not acks:
+            return
+        until = max(acked for _sid, acked in acks) + SWITCH_BOUND_S + 0.5
+        with contextlib.suppress(DeadlineExceeded):
+            wait_until(lambda: all(sid in self.desk.result_at for sid, _ in acks),
+                       max(0.0, until - time.monotonic()), "a result for every signal of the broker outage")
 
     def finish(self) -> Verdict:
         """Heal, recover, settle, dump the ground truth and judge the run folder with :data:`STATEFUL_CHECKERS`."""
         if self.finished is not None:
             return self.finished
+        self._wait_out_outage()
+        liveness = self.liveness_symptoms(final=self._primary_down())
         problems = self._heal_all()
         if not self._wait_recovered(HEAL_RECOVERY_S * 1.5):
             problems.append("the stack did not recover within the settle")
@@ -473,9 +632,11 @@ class Example:
         self.env.history.close()
         self.env.signal_log.close()
         self.run.mark("complete" if not problems else "error", reason="; ".join(problems) or None)
-        check = check_run(self.run, checkers=STATEFUL_CHECKERS)
+        signal_of = self.session.opts.signal_of_for(f["signal_id"] for f in self.signals.values())
+        check = check_run(self.run, checkers=STATEFUL_CHECKERS, signal_of=signal_of)
         failed = [{"checker": r.checker, "summary": r.summary, "evidence": _jsonable(r.evidence[:5])}
-                  for r in check.results if r.valid is False]
+                  for r in check.results if r.valid is False] + _jsonable(liveness)
+        failed += [f for f in self.seen if f["checker"] not in {g["checker"] for g in failed}]
         judged = set(self.session.opts.judged)
         symptoms = [f for f in failed if f["checker"] in judged]
         if not check.run_validity.valid and not symptoms:
@@ -484,7 +645,12 @@ class Example:
         (self.run.path / VERDICT).write_text(json.dumps(
             {"failed": verdict.failed, "symptoms": symptoms, "findings": verdict.findings, "steps": len(self.steps),
              "judged": sorted(judged),
-             "results": {r.checker: {"valid": r.valid, "summary": r.summary} for r in check.results}},
+             "results": {**{r.checker: {"valid": r.valid, "summary": r.summary} for r in check.results},
+                         LIVENESS_CHECKER: {"valid": not liveness if self.outages else "unmeasured",
+                                            "summary": liveness[0]["summary"] if liveness else (
+                                                f"every signal of {len(self.desk.outage_acks())} acknowledged in "
+                                                f"a primary broker outage answered within {SWITCH_BOUND_S:g} s"
+                                                if self.outages else "no primary broker outage in this schedule")}}},
             indent=2, default=str))
         if verdict.failed:
             self.session.failures.append(self.run.path)
@@ -526,6 +692,9 @@ class SignalDesk:
         self.pending: dict[str, int] = {}        # signal id -> history op id
         self.awaiting: set[str] = set()          # acknowledged, no result yet
         self.answered: dict[str, threading.Event] = {}
+        self.acked_at: dict[str, float] = {}     # monotonic, when the submit was confirmed
+        self.result_at: dict[str, float] = {}    # monotonic, when its result came on RTRS
+        self.in_outage: set[str] = set()         # acknowledged while the primary broker was down
         self.reader = threading.Thread(target=self._read, daemon=True, name="stateful-rtrs")
         self.reader.start()
 
@@ -533,7 +702,9 @@ class SignalDesk:
         from reference.engine import submit as sub
 
         sid = fields["signal_id"]
-        op = self.env.history.invoke("client-0", "trade", sid, {k: fields[k] for k in ("symbol", "side", "volume")})
+        op = self.env.history.invoke("client-0", "trade", sid, {k: fields[k] for k in ("symbol", "side", "volume",
+                                                                                      "order_type", "price")
+                                                                 if k in fields})
         with self.lock:
             self.pending[sid] = op
             self.answered[sid] = threading.Event()
@@ -548,11 +719,22 @@ class SignalDesk:
             return "not accepted"
         self.env.signal_log.record(sid, OK if got.confirmed else UNKNOWN, error=got.error, **meta)
         with self.lock:
+            if got.confirmed:
+                self.acked_at.setdefault(sid, time.monotonic())
             if got.confirmed and sid in self.pending:
                 self.awaiting.add(sid)
         if wait_s > 0:
             self.answered[sid].wait(wait_s)   # pacing: the next step comes after the answer or wait_s
         return "acknowledged" if got.confirmed else "unconfirmed"
+
+    def mark_outage(self, sid: str) -> None:
+        with self.lock:
+            if sid in self.acked_at:
+                self.in_outage.add(sid)
+
+    def outage_acks(self) -> list[tuple[str, float]]:
+        with self.lock:
+            return [(sid, self.acked_at[sid]) for sid in sorted(self.in_outage)]
 
     def resubmit(self, fields: dict) -> str:
         """The same signal again, as a sender that missed the first acknowledgement does: no new history op (the
@@ -589,6 +771,7 @@ class SignalDesk:
             return   # the answer to a resent copy: the signal's own result is the one that counts
         with self.lock:
             self.awaiting.discard(sid)
+            self.result_at.setdefault(sid, time.monotonic())
             op = self.pending.pop(sid, None)
             event = self.answered.get(sid)
         if event is not None:
@@ -641,17 +824,31 @@ def machine_for(session: StatefulSession):
 
         @initialize(seed=st.integers(min_value=0, max_value=2**31 - 1))
         def start(self, seed):
-            self.example = session.example(seed)
+            # past the search's time budget no example touches the stack (its steps are drawn and dropped): the
+            # search ends within one example of the budget whatever max_examples says
+            self.example = None if session.out_of_time() else session.example(seed)
 
         def _name(self) -> str:
             self.n += 1
             return f"s{self.n}"
 
+        def _apply(self, step: dict) -> None:
+            if self.example is not None:
+                self.example.apply(step)
+
         @rule(target=signals, side=st.sampled_from(("buy", "sell")), symbol=st.sampled_from(SYMBOLS))
         def submit_market(self, side, symbol):
             name = self._name()
-            self.example.apply({"op": "submit", "kind": "market", "signal": name, "side": side, "symbol": symbol})
+            self._apply({"op": "submit", "kind": "market", "signal": name, "side": side, "symbol": symbol})
             self.last_side[symbol] = side
+            return name
+
+        @rule(target=signals, kind=st.sampled_from(PENDING_ORDER_TYPES), side=st.sampled_from(("buy", "sell")),
+              symbol=st.sampled_from(SYMBOLS), points=st.sampled_from(PENDING_POINTS))
+        def submit_pending(self, kind, side, symbol, points):
+            name = self._name()
+            self._apply({"op": "submit", "kind": kind, "signal": name, "side": side, "symbol": symbol,
+                         "points": points})
             return name
 
         @precondition(lambda self: bool(self.last_side))
@@ -659,37 +856,37 @@ def machine_for(session: StatefulSession):
         def submit_close(self, symbol):
             name = self._name()
             side = {"buy": "sell", "sell": "buy"}[self.last_side.get(symbol, "buy")]
-            self.example.apply({"op": "submit", "kind": "close", "signal": name, "side": side, "symbol": symbol})
+            self._apply({"op": "submit", "kind": "close", "signal": name, "side": side, "symbol": symbol})
             self.last_side.pop(symbol, None)
             return name
 
         @rule(signal=signals)
         def resubmit(self, signal):
-            self.example.apply({"op": "resubmit", "signal": signal})
+            self._apply({"op": "resubmit", "signal": signal})
 
         @rule(bad=st.sampled_from(sorted(BAD_SIGNALS)))
         def submit_bad(self, bad):
-            self.example.apply({"op": "submit", "kind": "bad", "bad": bad, "signal": self._name(), "side": "buy",
-                                "symbol": SYMBOLS[0]})
+            self._apply({"op": "submit", "kind": "bad", "bad": bad, "signal": self._name(), "side": "buy",
+                         "symbol": SYMBOLS[0]})
 
         @precondition(lambda self: not self.faulted)
-        @rule(fault=st.sampled_from(sorted(FAULT_MOVES)))
-        def inject(self, fault):
+        @rule(fault=st.sampled_from(sorted(STATEFUL_MOVES)), with_signal=st.booleans())
+        def inject(self, fault, with_signal):
             step = {"op": "inject", "fault": fault}
-            if fault == "engine-pause-in-flight":
+            if fault in IN_FLIGHT_MOVES or with_signal:
                 step["signal"] = self._name()
             self.faulted = True
-            self.example.apply(step)
+            self._apply(step)
 
         @precondition(lambda self: self.faulted)
         @rule()
         def heal(self):
             self.faulted = False
-            self.example.apply({"op": "heal"})
+            self._apply({"op": "heal"})
 
         @rule(s=st.sampled_from((1.0, 4.0)))
         def wait(self, s):
-            self.example.apply({"op": "wait", "s": s})
+            self._apply({"op": "wait", "s": s})
 
         @invariant()
         def no_duplicate_order(self):
@@ -714,20 +911,102 @@ def failure_message(example: Example, symptoms: Sequence[dict]) -> str:
             f"{json.dumps(steps)}; run folder {example.run.path} (replay: tradedrill replay {example.run.path})")
 
 
-def run_search(session: StatefulSession, profile: str, database_dir: Path | str | None, **changes) -> Verdict | None:
-    """Run the state machine on ``session`` under a profile; the minimal failing example's verdict, or None when
-    every example passed. The minimal example is the last failing one Hypothesis runs."""
+def run_search(session: StatefulSession, profile: str, database_dir: Path | str | None, *,
+               search_budget_s: float | None = None, minimise_trials: int = MINIMISE_TRIALS,
+               minimise_budget_s: float = MINIMISE_BUDGET_S, **changes) -> Verdict | None:
+    """Run the state machine on ``session`` under a profile; the verdict of the failure, minimised by
+    :func:`minimise` (its run folder holds the short schedule), or None when every example passed. No example
+    starts after ``search_budget_s`` seconds (None: the profile's ``max_examples`` alone bounds the search)."""
     from hypothesis.stateful import run_state_machine_as_test
 
     machine = machine_for(session)
+    session.search_until = time.monotonic() + search_budget_s if search_budget_s else None
     try:
         run_state_machine_as_test(machine, settings=hypothesis_settings(profile, database_dir, **changes))
-    except AssertionError:
+    except Exception:  # noqa: BLE001 - AssertionError, or Hypothesis's Flaky when its final re-run passed
         if not session.failures:
             raise
-        path = session.failures[-1]
-        return load_verdict(path)
-    return None
+    finally:
+        session.search_until = None
+    if not session.failures:
+        return None
+    # the failure with the fewest steps (Hypothesis's final re-run of the same example may have failed again)
+    found = min((load_verdict(p) for p in session.failures), key=lambda v: len(v.steps))
+    return minimise(session, found, trials=minimise_trials, budget_s=minimise_budget_s)
+
+
+def _clean(steps: Sequence[dict]) -> list[dict]:
+    return [{k: v for k, v in step.items() if k != "note"} for step in steps]
+
+
+def _idle(step: dict) -> bool:
+    """A step that did nothing (a resubmit of a signal never sent, a heal with nothing to heal, an injection
+    skipped): dropping it changes no outcome but time."""
+    note = str(step.get("note") or "")
+    return note.startswith(("skipped", "nothing to heal", "not injected"))
+
+
+def _without(steps: list[dict], i: int) -> list[dict]:
+    """``steps`` without step ``i`` and without what refers to the signal it submitted (its resubmits)."""
+    gone = steps[i].get("signal") if steps[i]["op"] == "submit" else None
+    return [s for j, s in enumerate(steps) if j != i and not (gone and s["op"] == "resubmit" and s["signal"] == gone)]
+
+
+def try_schedule(session: StatefulSession, seed: int, steps: Sequence[dict]) -> Verdict:
+    """One example on ``session`` running exactly ``steps``; it stops at the first step an invariant fails after
+    (as Hypothesis does), and its verdict carries that symptom when the end judged none."""
+    example = session.example(seed)
+    try:
+        for step in steps:
+            example.apply(step)
+            if example.invariant_symptoms():
+                break
+    finally:
+        verdict = example.finish()
+    return verdict
+
+
+def minimise(session: StatefulSession, verdict: Verdict, *, trials: int = MINIMISE_TRIALS,
+             budget_s: float = MINIMISE_BUDGET_S, say: Callable[[str], None] | None = None) -> Verdict:
+    """The shortest schedule found that still fails with a checker of ``verdict``'s symptoms: first without its
+    idle steps, then one step dropped at a time (the last first), each candidate replayed on the session's stack.
+    Bounded by ``trials`` replays and ``budget_s`` seconds; returns the verdict of the shortest failing run
+    (``verdict`` itself when nothing shorter failed). ``session.minimised`` records what was tried."""
+    say = say or session.opts.say
+    expected = {s["checker"] for s in verdict.symptoms}
+    seed = json.loads((verdict.run_dir / SCHEDULE).read_text()).get("seed", 0)
+    best, steps = verdict, list(verdict.steps)
+    started, spent = time.monotonic(), 0
+    log: list[dict] = []
+
+    def attempt(candidate: list[dict]) -> bool:
+        nonlocal best, steps, spent
+        spent += 1
+        got = try_schedule(session, seed, _clean(candidate))
+        ok = bool({s["checker"] for s in got.symptoms} & expected)
+        log.append({"steps": len(candidate), "failed": ok, "run_dir": str(got.run_dir),
+                    "found": sorted({s["checker"] for s in got.symptoms})})
+        if say:
+            say(f"minimise: {len(candidate)} step(s) -> {'still fails' if ok else 'passes'} ({got.describe()})")
+        if ok:
+            best, steps = got, list(got.steps)
+        return ok
+
+    def left() -> bool:
+        return spent < trials and time.monotonic() - started < budget_s
+
+    if any(_idle(s) for s in steps) and left():
+        attempt([s for s in steps if not _idle(s)])
+    i = len(steps) - 1
+    while i >= 0 and len(steps) > 1 and left():
+        before = len(steps)
+        attempt(_without(steps, i))
+        i = min(i - 1, len(steps) - 1) if len(steps) == before else min(i, len(steps)) - 1
+    session.minimised = {"from_steps": len(verdict.steps), "to_steps": len(best.steps), "trials": spent,
+                         "seconds": round(time.monotonic() - started, 1), "log": log,
+                         "original_run_dir": str(verdict.run_dir)}
+    best.original_steps = len(verdict.steps)
+    return best
 
 
 def load_verdict(path: Path) -> Verdict:
@@ -768,7 +1047,7 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
     opts = SessionOptions(subnet=subnet, out_dir=Path(out_dir),
                           engine_command=tuple(engine["command"]) if engine.get("command") else None,
                           engine_env=dict(engine.get("env") or {}), engine_overrides=dict(engine.get("overrides") or {}),
-                          say=say, judged=judged)
+                          say=say, judged=judged, signal_of=engine.get("signal_of"))
     with StatefulSession(opts) as session:
         example = session.example(int(doc.get("seed", 0)))
         symptoms: list[dict] = []

@@ -17,9 +17,11 @@ DATABASE = Path(os.environ.get("TRADEDRILL_HYPOTHESIS_DB", REPO / "out" / "hypot
 
 
 def variant_options(variant: str | None, out_dir: Path, subnet: str = SUBNET,
-                    judged: tuple[str, ...] = SAFETY_CHECKERS) -> SessionOptions:
+                    judged: tuple[str, ...] = SAFETY_CHECKERS, say=None) -> SessionOptions:
+    from tests.variants.engines import SIGNAL_OF
+
     pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    return SessionOptions(subnet=subnet, out_dir=out_dir, judged=judged,
+    return SessionOptions(subnet=subnet, out_dir=out_dir, judged=judged, signal_of=SIGNAL_OF.get(variant or ""), say=say,
                           engine_command=(sys.executable, "-m", "tests.variants.engines", variant) if variant else None,
                           engine_env={"PYTHONPATH": pythonpath} if variant else {})
 

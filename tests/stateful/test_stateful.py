@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from scenarios.stateful import VERDICT, run_search
+from scenarios.checkers import default_signal_of
+from scenarios.stateful import LIVENESS_CHECKER, VERDICT, run_search
 from tests.stateful.conftest import DATABASE, PROFILE
 
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(900)]
@@ -33,3 +34,27 @@ def test_a_signal_resent_after_a_takeover_gets_exactly_one_result(session):
     verdict = example.finish()
     assert not verdict.failed, verdict.describe()
     assert not verdict.findings, "; ".join(f["checker"] + ": " + f["summary"] for f in verdict.findings)
+
+
+def test_a_signal_acknowledged_while_the_primary_broker_is_down_gets_its_result_in_time(session):
+    """BRK-2 liveness on the reference engine: a market signal submitted into a primary broker outage the schedule
+    never heals is answered within SWITCH_BOUND_S (from the backup); a pending limit priced from the backup's quote
+    is placed. The broken ``no-broker-fallback`` variant fails this very schedule (tests/variants)."""
+    judged = session.opts.judged
+    session.opts.judged = judged + (LIVENESS_CHECKER,)
+    try:
+        example = session.example(17)
+        example.apply({"op": "inject", "fault": "broker-primary-down", "signal": "s1"})
+        example.apply({"op": "submit", "kind": "limit", "signal": "s2", "side": "buy", "symbol": "EURUSD",
+                       "points": 200})
+        verdict = example.finish()
+    finally:
+        session.opts.judged = judged
+    assert not verdict.failed, verdict.describe()
+    doc = json.loads((verdict.run_dir / VERDICT).read_text())
+    assert doc["results"][LIVENESS_CHECKER]["valid"] is True, doc["results"][LIVENESS_CHECKER]
+    assert example.desk.outage_acks(), "no signal was acknowledged during the outage: the check judged nothing"
+    limit = example.signals["s2"]["signal_id"]
+    signal_of = default_signal_of([limit])
+    orders = [json.loads(line) for line in (verdict.run_dir / "orders.jsonl").read_text().splitlines()]
+    assert [o for o in orders if signal_of(o.get("comment")) == limit], f"no order at a broker for {limit}: {orders}"

@@ -62,6 +62,22 @@ def _short_comment(signal_id: str, attempt: int, prefix: str = "td", max_len: in
     return f"{_short_prefix(signal_id, prefix)}{attempt}"
 
 
+def short_comment_signal_of(signal_ids):
+    """The checkers' comment -> signal mapping for ``short-comment``'s orders (``td<1 char>-<attempt>``): the harness
+    reads an engine's orders by the comments that engine writes (``SessionOptions.signal_of``). Signals that share
+    the character share the comment, and the ledger cannot tell their orders apart: the last of them is named."""
+    index = {_short_prefix(s): s for s in signal_ids}
+
+    def signal_of(comment):
+        c = (comment or "").strip()
+        head, sep, attempt = c.rpartition("-")
+        return index.get(head + sep) if sep and attempt.isdigit() else None
+    return signal_of
+
+
+SIGNAL_OF: dict[str, str] = {"short-comment": "tests.variants.engines:short_comment_signal_of"}
+
+
 class ShortLookback(Engine):
     """Bug: the reconciliation window is far too short (history queried for the last 50 ms instead of days): an
     order the broker executed a moment ago is out of the window, so an ambiguous send is judged "not sent" and
