@@ -19,18 +19,31 @@ def catch_rate_lines(doc: dict | None) -> list[str]:
     if not doc:
         return ["No variant sweep yet (`nox -s variants`)."]
     rate = doc.get("catch_rate")
+    of = doc.get("of_variants")
     lines = [f"Catch rate: **{doc['caught']} of {doc['total']}** broken engines"
-             + (f" ({rate * 100:.0f} %)" if rate is not None else ""), "",
-             "| variant | bug | caught by | symptom | shrunk schedule | replay |", "|---|---|---|---|---|---|"]
+             + (f" ({rate * 100:.0f} %)" if rate is not None else "")
+             + (f"; {of - doc['total']} of the {of} variants not measured in this sweep" if of and of > doc["total"]
+                else ""), ""]
+    bounds = doc.get("bounds")
+    if bounds:
+        lines += [f"Bounds a variant: profile `{bounds['profile']}`, no example starts after {bounds['search_s']:g} s "
+                  f"of search; the failure minimised by replay in at most {bounds['minimise_trials']} replays / "
+                  f"{bounds['minimise_s']:g} s; the aim is a schedule of at most 5 steps.", ""]
+    lines += ["| variant | bug | caught by | symptom | shrunk schedule | replay | seconds |",
+              "|---|---|---|---|---|---|---|"]
     for r in doc.get("variants", []):
-        symptom = "; ".join(f"{s['checker']}: {s['summary']}" for s in r.get("symptoms") or [])[:200] or "-"
+        symptom = "; ".join(f"{s['checker']}: {s['summary']}" for s in r.get("symptoms") or [])[:300] or "-"
         steps = r.get("schedule")
         schedule = (f"{len(steps)} step(s): " + ", ".join(
-            s["op"] + (f" {s.get('fault') or s.get('kind') or ''}".rstrip()) for s in steps)) if steps else "-"
+            s["op"] + (f" {s.get('fault') or s.get('kind') or ''}".rstrip())
+            + (f" +{s['signal']}" if s["op"] == "inject" and s.get("signal") else "") for s in steps)) if steps else "-"
+        mini = r.get("minimise")
+        if steps and mini:
+            schedule += f" (from {mini['from_steps']} in {mini['trials']} replay(s), {mini['seconds']:g} s)"
         rep = r.get("replay")
         rep_text = "-" if not rep else ("reproduced" if rep["reproduced"] else f"not reproduced ({rep['found']})")
         lines.append(f"| {r['variant']} | {r['bug']} | {r.get('caught_by') or '**missed**'} | {symptom} | "
-                     f"{schedule} | {rep_text} |")
+                     f"{schedule} | {rep_text} | {r.get('seconds', '-')} |")
     return lines
 
 
