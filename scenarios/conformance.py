@@ -64,6 +64,7 @@ USER_SETTINGS_DIR = "config"   # scenarios.packages.USER_SETTINGS_DIR (the engin
 PG_DUMPS_DIR = "backup/postgres"   # scenarios.pglogins.DUMPS_DIR, under the stack folder
 _PG_DUMP_TIME = re.compile(r"-(\d{8}T\d{6})(\d{0,6})Z\.sql\.gz$")
 _BACKUP_GENERATION = re.compile(r"\.(\d{6,})\.bak$")
+_SNAPSHOT = re.compile(r"\.h\d+\.t\d+\.duckdb$")   # reference.store.snapshots: <stem>.h<hwm>.t<epoch ms>.duckdb
 
 RULE = ("Settings read from the running nodes twice (start, end) into conformance.json: CONFIG GET on every Redis "
         "node, SENTINEL MASTER on every Sentinel, each engine's store_settings / clickhouse_backup_settings event "
@@ -455,7 +456,7 @@ def _store_metrics(reads: Sequence[dict], listings: Sequence[dict]) -> tuple[dic
     for lst in listings:
         for folder, files in (lst.get("folders") or {}).items():
             if folder.endswith("backup/duckdb"):
-                names = {f["name"] for f in files if f.get("name", "").endswith(".duckdb")}
+                names = {f["name"] for f in files if _SNAPSHOT.search(f.get("name", ""))}   # no temp files
                 taken.setdefault(folder, set()).update(names)
                 on_disk[folder] = max(on_disk.get(folder, 0), len(names))
     pruned = {f: n for f, n in on_disk.items() if len(taken.get(f, ())) > n}

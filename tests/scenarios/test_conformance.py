@@ -101,7 +101,11 @@ def test_an_engine_override_of_a_store_setting_is_overridden():
 def test_snapshots_kept_is_unmeasured_until_the_listing_shows_a_prune():
     listing = {"mono": 1.0, "folders": {"engines/engine-a/backup/duckdb":
                                         [{"name": f"journal-A.h{i:012d}.t{i}.duckdb", "bytes": 1} for i in range(3)]}}
-    j, _valid, _ = judged(doc(listings=[listing]))
+    # a snapshot being written (its temp file) beside the one kept is not a second snapshot (a run of
+    # order-failed-syncs: the passive engine's one snapshot was judged "1 kept")
+    partial = {"mono": 0.5, "folders": {"engines/engine-a/backup/duckdb": [
+        {"name": ".journal-A.partial.duckdb", "bytes": 1}, {"name": "journal-A.h000000000000.t0.duckdb", "bytes": 1}]}}
+    j, _valid, _ = judged(doc(listings=[partial, listing]))
     assert j[("DDB-2", "snapshots_kept")].verdict == "unmeasured" and "pruned" in j[("DDB-2", "snapshots_kept")].reason
     five = [{"mono": k, "folders": {"engines/engine-a/backup/duckdb":
                                     [{"name": f"j.h{i}.t{i}.duckdb", "bytes": 1} for i in range(k, k + 5)]}}
