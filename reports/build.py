@@ -147,6 +147,13 @@ def _unmeasured_reason(rid: str, targets: targets_mod.Targets, run_checks: Seque
     claimed = registry.claims().get(rid, [])
     if claimed:
         names = sorted({c.split(":", 1)[0] for c in claimed})
+        ran = sorted({rc.scenario for rc in run_checks} & set(names))
+        if ran:
+            invalid = [n for n in ran if all(not rc.run_validity.valid for rc in run_checks if rc.scenario == n)]
+            if invalid:
+                return f"the runs of {', '.join(invalid)} here cannot be judged (invalid runs, see each run)"
+            return (f"the runs of {', '.join(ran)} here were judged by the definition they ran with (their "
+                    f"scenario.json), which did not claim it yet: run {', '.join(ran)} again")
         return (f"no run of this report measures it; run {', '.join(names[:4])}"
                 + (f" (+{len(names) - 4} more)" if len(names) > 4 else ""))
     return "no scenario or checker claims it, and targets.toml gives no not_measurable reason (the coverage gate fails)"

@@ -162,3 +162,17 @@ def test_an_overridden_setting_is_shown_with_both_values_in_every_output(tmp_pat
                 if c.get("name") == "RDS-1")
     assert case.find("skipped") is not None and "sentinel.down_after_ms = 1000 (documents: 3000)" in \
         case.find("skipped").get("message") and case.find("failure") is None
+
+
+def test_an_old_run_of_a_claiming_scenario_says_it_ran_an_older_definition(tmp_path):
+    from scenarios.checkers import check_run
+    from scenarios.distributions import requirement_table, summarize
+
+    synthetic.write_run(tmp_path / "r", scenario="engine-kill", outage_s=1.0, rate_per_s=5.0)
+    doc = json.loads((tmp_path / "r" / "scenario.json").read_text())
+    doc["checkers"] = [c for c in doc["checkers"] if c["checker"] == "rto"]   # saved before ENG-5 was claimed
+    (tmp_path / "r" / "scenario.json").write_text(json.dumps(doc))
+    runs = [check_run(tmp_path / "r")]
+    targets = targets_mod.load()
+    cov = coverage(requirement_table(summarize(runs), targets), targets, runs)
+    assert "the runs of engine-kill here were judged by the definition they ran with" in cov["unmeasured"]["ENG-5"]
