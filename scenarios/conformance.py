@@ -586,6 +586,8 @@ def _pg_time(name: str) -> float | None:
 
 
 def _pg_metrics(listings, reads, services) -> tuple[dict, dict, list[dict]]:
+    """PG-1's schedule from the dump folder's listings: always unmeasured in a drill (the 6 h schedule cannot show,
+    and the dumps a drill holds are taken by its postgres-restore fault, not by a schedule), with what was seen."""
     dumps: set[str] = set()
     most = 0
     seen = False
@@ -598,22 +600,16 @@ def _pg_metrics(listings, reads, services) -> tuple[dict, dict, list[dict]]:
         dumps |= names
         most = max(most, len(names))
     span = _drill_span_s(listings, reads)
-    times = [t for n in dumps if (t := _pg_time(n)) is not None]
     base = ("the drill runs no PostgreSQL" if "postgres" not in services else
-            f"the drill listed {PG_DUMPS_DIR} for {span:.0f} s and saw {len(dumps)} dump(s)" if seen else
+            f"the drill listed {PG_DUMPS_DIR} for {span:.0f} s and saw {len(dumps)} dump(s), taken by its "
+            f"postgres-restore fault, not by a schedule" if seen else
             f"the drill's stack has no {PG_DUMPS_DIR} folder")
     why = {"dump_interval_h": f"PG-1's pg_dump every 6 h cannot show in a drill: {base}",
            "dumps_kept": f"PG-1's 56 (or 14) dumps kept take 14 days (3.5 days) of 6-hourly dumps: {base}"}
-    # a listing holding more dumps than a drill could have taken on the documents' schedule is the schedule
-    # overridden (a drill-sized one); the interval is then measured from the dumps' own times
-    interval = _pg_times_interval(times) if len(times) >= 2 else None
-    return ({"dump_interval_h": interval, "dumps_kept": None},
-            {k: v for k, v in why.items() if not (k == "dump_interval_h" and interval is not None)},
-            [{"kind": "pg-dumps", "seen": sorted(dumps)[:20], "most_listed": most}] if seen else [])
-
-
-def _pg_times_interval(times: Sequence[float]) -> float | None:
-    return _pairs_interval_h(times)
+    times = sorted(t for n in dumps if (t := _pg_time(n)) is not None)
+    return ({"dump_interval_h": None, "dumps_kept": None}, why,
+            [{"kind": "pg-dumps", "seen": sorted(dumps)[:20], "most_listed": most,
+              "largest_gap_h": _pairs_interval_h(times)}] if seen else [])
 
 
 def measure(doc: dict) -> tuple[dict[str, Any], dict[str, str], list[dict]]:
