@@ -3052,10 +3052,15 @@ class RunCheck:
 
     @property
     def valid(self) -> bool | str:
-        """Jepsen's merge-valid over the checkers; ``"invalid"`` when the run itself cannot be judged."""
+        """Jepsen's merge-valid over the scenario's checkers; ``"invalid"`` when the run itself cannot be judged.
+        The checkers every drill runs (``registry.EVERY_RUN_CHECKERS``: the stack's configuration, issue 19) are
+        judged per requirement (report, exit status), not as this run's behaviour."""
         if not self.run_validity.valid:
             return "invalid"
-        vals = [r.valid for r in self.results]
+        from scenarios.registry import EVERY_RUN_CHECKERS
+
+        every_run = {s.checker for s in EVERY_RUN_CHECKERS}
+        vals = [r.valid for r in self.results if r.checker not in every_run]
         if False in vals:
             return False
         if vals and all(v is True for v in vals):

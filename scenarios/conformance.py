@@ -35,6 +35,7 @@ Claims ``REQUIREMENT_IDS`` in every drill (``scenarios.registry.EVERY_RUN_CHECKE
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import json
 import math
 import re
@@ -577,7 +578,6 @@ def _pg_time(name: str) -> float | None:
     m = _PG_DUMP_TIME.search(name)
     if not m:
         return None
-    import datetime as _dt
     try:
         t = _dt.datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=_dt.timezone.utc)
     except ValueError:

@@ -272,3 +272,22 @@ def test_a_probe_on_a_stack_that_answers_nothing_writes_every_error(tmp_path):
     assert "engines/engine-a/backup/duckdb" in d["listings"][0]["folders"]
     j, valid, _ = judged(d)
     assert valid == "unknown" and "Connection refused" in j[("RDS-5", "tcp_backlog")].reason
+
+
+def test_a_settings_miss_fails_its_requirement_not_the_runs_behaviour(tmp_path):
+    """DDB-2's 5 snapshots kept (the documents' strictest is 10) fails DDB-2 in the report, while the run's own
+    merge-valid (what the soak and the variants read) stays the scenario's checkers'."""
+    from scenarios.distributions import summarize
+
+    write_run(tmp_path / "r", scenario="engine-kill", outage_s=1.0, rate_per_s=5.0)
+    five = [{"mono": k, "folders": {"engines/engine-a/backup/duckdb":
+                                    [{"name": f"j.h{i}.t{i}.duckdb", "bytes": 1} for i in range(k, k + 5)]}}
+            for k in range(3)]
+    (tmp_path / "r" / cf.CONFORMANCE_FILE).write_text(json.dumps(doc(listings=five)))
+    rc = check_run(tmp_path / "r")
+    [res] = [r for r in rc.results if r.checker == "conformance"]
+    assert res.valid is False
+    assert all(r.valid is not False for r in rc.results if r.checker != "conformance")
+    assert rc.valid is not False   # no checker of engine-kill failed on this synthetic run
+    v = {(x.requirement_id, x.metric): x.verdict for x in summarize([rc])}
+    assert v[("DDB-2", "snapshots_kept")] == "fail"
