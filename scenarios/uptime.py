@@ -129,7 +129,7 @@ class KindFigures:
         return statistics.median(self.rtos) if which == "median" else percentile(self.rtos, 95)
 
 
-def figures(model: Model, measured: dict[str, list[tuple[float, bool, str]]]) -> dict:
+def figures(model: Model, measured: dict[str, list[tuple]]) -> dict:
     """The uptime table: per kind its RTO distribution, downtime a year and the failures a year the target allows,
     and the system's uptime at the median and at the p95 RTOs over the kinds measured. ``measured``: kind -> [(rto_s,
     lower_bound, run)]. Kinds with no measurement are listed as unmeasured and left out of the sums (said, never
@@ -137,7 +137,10 @@ def figures(model: Model, measured: dict[str, list[tuple[float, bool, str]]]) ->
     rows, med_rates, med_rtos, p95_rtos = [], [], [], []
     for k in model.kinds:
         kf = KindFigures(k)
-        for rto, lower, run in measured.get(k.kind, []):
+        held = []
+        for rto, lower, run, *rest in measured.get(k.kind, []):
+            if rest and rest[0] is not None:
+                held.append(rest[0])
             kf.rtos.append(rto)
             kf.lower_bounds += bool(lower)
             if run not in kf.runs:
@@ -147,7 +150,11 @@ def figures(model: Model, measured: dict[str, list[tuple[float, bool, str]]]) ->
                "source": k.source, "requirement_ids": list(k.requirement_ids), "n": len(kf.rtos),
                "runs": len(kf.runs), "lower_bounds": kf.lower_bounds,
                "rto_min_s": min(kf.rtos) if kf.rtos else None, "rto_median_s": med, "rto_p95_s": p95,
-               "rto_max_s": max(kf.rtos) if kf.rtos else None}
+               "rto_max_s": max(kf.rtos) if kf.rtos else None,
+               # how long the drills held the fault (inject to heal; None: a kill the stack itself recovers from).
+               # An RTO near it is the fault's own duration, not a recovery time: that kind's downtime then rests on
+               # how long such a fault lasts in the field, which no document gives
+               "fault_held_median_s": statistics.median(held) if held else None}
         if med is None:
             row.update(measured=False, downtime_median_s=None, downtime_p95_s=None, allowed_median=None,
                        allowed_p95=None)
@@ -183,16 +190,16 @@ def figures(model: Model, measured: dict[str, list[tuple[float, bool, str]]]) ->
 
 
 # -- measurement from a run folder ---------------------------------------------------------------------------------
-def kind_rtos(view, model: Model) -> dict[str, list[tuple[float, bool, str]]]:
-    """Per failure kind of ``model``, the recoveries one run measured: [(rto_s, lower_bound, run_dir)]. ``view`` is a
-    ``scenarios.checkers.RunView``."""
+def kind_rtos(view, model: Model) -> dict[str, list[tuple]]:
+    """Per failure kind of ``model``, the recoveries one run measured: [(rto_s, lower_bound, run_dir, fault_held_s)]
+    (``fault_held_s``: inject to heal, None for a fault with no heal). ``view`` is a ``scenarios.checkers.RunView``."""
     from scenarios import checkers as c
     from scenarios import ticks
 
     run = str(view.run.path)
     windows = view.fault_windows()
     ops = None
-    out: dict[str, list[tuple[float, bool, str]]] = {}
+    out: dict[str, list[tuple]] = {}
     for k in model.kinds:
         hits = [w for w in windows if w.fault == k.fault
                 and str((w.details or {}).get("node") or "").startswith(k.node_prefix)]
@@ -204,9 +211,9 @@ def kind_rtos(view, model: Model) -> dict[str, list[tuple[float, bool, str]]]:
             r = ticks.check_ea_restart(histories, hits, sup, requirement_ids=(), targets=None)
             for e in r.evidence:
                 if isinstance(e, dict) and e.get("restart_s") is not None:
-                    out.setdefault(k.kind, []).append((float(e["restart_s"]), False, run))
+                    out.setdefault(k.kind, []).append((float(e["restart_s"]), False, run, None))
                 elif isinstance(e, dict) and e.get("kind") == "not_restarted" and e.get("no_new_stream_for_s") is not None:
-                    out.setdefault(k.kind, []).append((float(e["no_new_stream_for_s"]), True, run))
+                    out.setdefault(k.kind, []).append((float(e["no_new_stream_for_s"]), True, run, None))
             continue
         ops = view.operations() if ops is None else ops
         if not any(op.f == k.f for op in ops):
@@ -214,7 +221,8 @@ def kind_rtos(view, model: Model) -> dict[str, list[tuple[float, bool, str]]]:
         r = c.check_rto(ops, hits, f=k.f, requirement_ids=())
         for m in r.measurements:
             value, lower = (m.rto_s, False) if m.rto_s is not None else (m.observed_s, True)
-            out.setdefault(k.kind, []).append((float(value), lower, run))
+            held = None if m.heal_mono is None else m.heal_mono - m.inject_mono
+            out.setdefault(k.kind, []).append((float(value), lower, run, held))
     return out
 
 
@@ -224,10 +232,10 @@ UPTIME_RULE = ("uptime_percent = 100 x (1 - sum over the failure kinds this run 
                "sums every kind over every run (median and p95).")
 
 
-def check_uptime(measured: dict[str, list[tuple[float, bool, str]]], model: Model, *, requirement_ids=("EA-5",),
+def check_uptime(measured: dict[str, list[tuple]], model: Model, *, requirement_ids=("EA-5",),
                  targets=None, result_cls, name: str = "uptime"):
     """EA-5 for one run: the uptime the model gives at the worst RTO of each failure kind the run measured."""
-    table = figures(model, {k: [(max(v for v, _l, _r in rows), any(lw for _v, lw, _r in rows), rows[0][2])]
+    table = figures(model, {k: [(max(r[0] for r in rows), any(r[1] for r in rows), rows[0][2])]
                             for k, rows in measured.items() if rows})
     total = table["total"]
     value = total["uptime_median_percent"]
@@ -273,7 +281,7 @@ def run_figures(run_dirs: Iterable[str | Path], model: Model | None = None) -> d
     from scenarios import history as h
 
     model = model or load_model()
-    measured: dict[str, list[tuple[float, bool, str]]] = {}
+    measured: dict[str, list[tuple]] = {}
     problems = []
     for d in run_dirs:
         try:

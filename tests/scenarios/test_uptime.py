@@ -96,3 +96,11 @@ def test_check_uptime_pass_fail_unmeasured():
     # never recovered: the uptime is only an upper bound, so a pass cannot be claimed
     r = up.check_uptime({"engine-crash": [(5.0, True, "r")]}, _model(), result_cls=CheckResult)
     assert r.judgements[0].verdict == UNMEASURED
+
+
+def test_the_time_a_drill_held_its_fault_is_shown_beside_the_rto():
+    t = up.figures(_model(), {"engine-crash": [(14.9, False, "r1", 14.0), (15.1, False, "r2", 14.2)]})
+    row = next(r for r in t["kinds"] if r["kind"] == "engine-crash")
+    assert row["fault_held_median_s"] == pytest.approx(14.1) and row["rto_median_s"] == pytest.approx(15.0)
+    t = up.figures(_model(), {"engine-crash": [(0.2, False, "r1")]})
+    assert t["kinds"][0]["fault_held_median_s"] is None
