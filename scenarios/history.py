@@ -31,6 +31,10 @@ Run directory layout (one directory per scenario x repeat; every file is plain t
       status.json     how the run ended: {"state": "running" | "complete" | "interrupted" | "error", "phase",
                       "reason", "wall"}; a run that is not "complete" is judged invalid (``scenarios.verdicts``)
       nodes/*.log     stdout/stderr of every process the run started
+      conformance.json  the documents' settings read from the running nodes near the start and the end, and the
+                      snapshot/backup/dump folders listed about once a second (``scenarios.conformance``, issue 19)
+      overrides.json  the settings the run used instead of the documents' (a scenario's engine_overrides, the
+                      drill's --set): key, drill, document, requirement_ids, source (``scenarios.overrides``)
 
 History line schema (JSON lines, append-only; an operation is two lines, so an operation whose process died
 mid-flight still has its invoke and is read back as ``unknown``)::
