@@ -3206,7 +3206,8 @@ def check_run(run_dir: str | Path | h.RunDir, *, checkers: Sequence[Any] | None 
 
     overridden = overrides_mod.load(run.path)
     if overridden:
-        overrides_mod.annotate((j for r in results for j in r.judgements), overridden)
+        # the conformance read attaches to each setting the override of that setting only (scenarios.conformance)
+        overrides_mod.annotate((j for r in results if r.checker != "conformance" for j in r.judgements), overridden)
     tl_f = next((_spec_dict(s)["params"].get("f") for s in checkers if _spec_dict(s)["checker"] == "rto"), None)
     return RunCheck(str(run.path), scenario.get("name") or run.path.name, scenario.get("repeat"), run.seed,
                     results, timeline(ops, windows, f=tl_f), windows,

@@ -291,3 +291,14 @@ def test_a_settings_miss_fails_its_requirement_not_the_runs_behaviour(tmp_path):
     assert rc.valid is not False   # no checker of engine-kill failed on this synthetic run
     v = {(x.requirement_id, x.metric): x.verdict for x in summarize([rc])}
     assert v[("DDB-2", "snapshots_kept")] == "fail"
+
+
+def test_an_override_marks_its_own_setting_only(tmp_path):
+    write_run(tmp_path / "r", scenario="engine-kill", outage_s=1.0, rate_per_s=5.0)
+    sentinel = {f"sentinel-{i}": {**SENTINEL_OK, "down-after-milliseconds": "1000"} for i in (1, 2, 3)}
+    (tmp_path / "r" / cf.CONFORMANCE_FILE).write_text(json.dumps(doc(sentinel=sentinel)))
+    overrides.record(tmp_path / "r", {}, {}, {"sentinel.down_after_ms": 1000})
+    [res] = [r for r in check_run(tmp_path / "r").results if r.checker == "conformance"]
+    j = {x.metric: x for x in res.judgements}
+    assert j["sentinel_down_after_ms"].overridden and not j["sentinel_quorum"].overridden
+    assert j["sentinel_quorum"].verdict == "pass"
