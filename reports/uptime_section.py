@@ -151,9 +151,11 @@ def markdown(doc: dict) -> str:
         lines.append(f"| {k['kind']} | {k['component']} | {fmt_num(k['per_year'])} ({k['source']}) | {k['runs']} | "
                      f"{k['n']}{lb} | {fmt_num(k.get('fault_held_median_s'))} s | {fmt_num(k['rto_median_s'])} s | "
                      f"{fmt_num(k['rto_p95_s'])} s | "
-                     f"{fmt_num(k['rto_max_s'])} s | {fmt_num(k['downtime_median_s'])} / {fmt_num(k['downtime_p95_s'])} s "
-                     f"| {fmt_num(k['allowed_median'])} / {fmt_num(k['allowed_p95'])} |")
-    lines += ["", "| component (EA-HA 6) | kinds measured | uptime (median RTO) | uptime (p95 RTO) |", "|---|---|---|---|"]
+                     f"{fmt_num(k['rto_max_s'])} s | {fmt_num(k['downtime_median_s'])} / "
+                     f"{fmt_num(k['downtime_p95_s'])} s | {fmt_num(k['allowed_median'])} / "
+                     f"{fmt_num(k['allowed_p95'])} |")
+    lines += ["", "| component (EA-HA 6) | kinds measured | uptime (median RTO) | uptime (p95 RTO) |",
+              "|---|---|---|---|"]
     for c in u["components"]:
         lines.append(f"| {c['component']} | {', '.join(c['kinds_measured']) or 'none'} | "
                      f"{_pct(c['uptime_median_percent'])} | {_pct(c['uptime_p95_percent'])} |")

@@ -11,7 +11,8 @@ Each cadence is the start-to-start interval of consecutive lines of one process 
   injection or heal is left out (a freeze or a Redis outage is judged by the RTO checkers, not as a cadence).
 - ``broker_heartbeat`` (BRK-1 ``broker_heartbeat_interval_s``, ``broker_connection_timeout_s``): the engines'
   ``broker_heartbeat`` lines per process and broker, split at a loss, a connection or a switch, intervals across a
-  fault's injection or heal left out; the timeout is the ``took_s`` of a heartbeat that failed (its start to the connection declared lost).
+  fault's injection or heal left out; the timeout is the ``took_s`` of a heartbeat that failed (its start to the
+  connection declared lost).
 - ``broker_retry`` (BRK-2 ``broker_retry_interval_s``, ``failures_before_secondary``, ``failures_before_suspend``):
   ``broker_connect_failed`` lines per process until its next ``broker_connected``; the failed attempts of the old
   broker before each ``broker_switch``; the failed attempts before each ``broker_suspended``.
@@ -359,7 +360,8 @@ def check_brokers_down(events: Sequence[dict], windows: Sequence[FaultWindow], *
     brokers = sorted(named)
     down = every_broker_down(windows, brokers) if len(brokers) >= 2 else []
     if not down:
-        why = (f"every broker was never down at once in this run (broker nodes faulted: {', '.join(brokers) or 'none'})")
+        why = (f"every broker was never down at once in this run (broker nodes faulted: "
+               f"{', '.join(brokers) or 'none'})")
         metrics = {"orders_sent_while_suspended": None, "alerts_raised": None}
         return _result(result_cls, name, requirement_ids, targets, metrics,
                        {"orders_sent_while_suspended": why, "alerts_raised": why},
@@ -496,7 +498,8 @@ def check_order_backoff(events: Sequence[dict], *, requirement_ids=("ORD-1",), t
     return _result(result_cls, name, requirement_ids, targets, metrics, reasons,
                    ("order_backoff_s", "order_attempts", "order_retry_recovery_s"),
                    [*rows[:EVIDENCE_MAX], {"kind": "distribution", "steps": metrics["order_backoff_steps"],
-                                           "values": {f"order_backoff_s[{i}]": _values(steps[i]) for i in sorted(steps)}},
+                                           "values": {f"order_backoff_s[{i}]": _values(steps[i])
+                                                      for i in sorted(steps)}},
                     {"kind": "rule", "rule": ORDER_BACKOFF_RULE}], summary)
 
 

@@ -146,7 +146,8 @@ def figures(model: Model, measured: dict[str, list[tuple]]) -> dict:
             if run not in kf.runs:
                 kf.runs.append(run)
         med, p95 = kf.stat("median"), kf.stat("p95")
-        row = {"kind": k.kind, "component": k.component, "fault": k.fault, "node": k.node_prefix, "f": k.f, "per_year": k.per_year,
+        row = {"kind": k.kind, "component": k.component, "fault": k.fault, "node": k.node_prefix, "f": k.f,
+               "per_year": k.per_year,
                "source": k.source, "requirement_ids": list(k.requirement_ids), "n": len(kf.rtos),
                "runs": len(kf.runs), "lower_bounds": kf.lower_bounds,
                "rto_min_s": min(kf.rtos) if kf.rtos else None, "rto_median_s": med, "rto_p95_s": p95,
@@ -212,7 +213,8 @@ def kind_rtos(view, model: Model) -> dict[str, list[tuple]]:
             for e in r.evidence:
                 if isinstance(e, dict) and e.get("restart_s") is not None:
                     out.setdefault(k.kind, []).append((float(e["restart_s"]), False, run, None))
-                elif isinstance(e, dict) and e.get("kind") == "not_restarted" and e.get("no_new_stream_for_s") is not None:
+                elif isinstance(e, dict) and e.get("kind") == "not_restarted" \
+                        and e.get("no_new_stream_for_s") is not None:
                     out.setdefault(k.kind, []).append((float(e["no_new_stream_for_s"]), True, run, None))
             continue
         ops = view.operations() if ops is None else ops
@@ -241,7 +243,8 @@ def check_uptime(measured: dict[str, list[tuple]], model: Model, *, requirement_
     value = total["uptime_median_percent"]
     lower = any(r["lower_bounds"] for r in table["kinds"] if r["measured"])
     metrics = {"uptime_percent": None if value is None else round(value, 6),
-               "downtime_s_per_year": None if total["downtime_median_s"] is None else round(total["downtime_median_s"], 3),
+               "downtime_s_per_year": (None if total["downtime_median_s"] is None
+                                       else round(total["downtime_median_s"], 3)),
                "kinds_measured": [r["kind"] for r in table["kinds"] if r["measured"]],
                "budget_s_per_year": round(model.budget_s, 1)}
     why = ("unmeasured: no failure kind of the uptime model ([uptime] in targets.toml) was injected and timed in this "
