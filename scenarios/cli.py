@@ -39,6 +39,8 @@ def scenarios() -> None:
                            for f in s.faults)
         checks = "\n".join(f"{c.checker} ({', '.join(c.requirement_ids)})" for c in s.checkers)
         table.add_row(s.name, ", ".join(s.requirement_ids), faults, checks, s.description)
+    table.caption = "every drill also runs: " + "; ".join(f"{c.checker} ({', '.join(c.requirement_ids)})"
+                                                          for c in registry.EVERY_RUN_CHECKERS)
     _console().print(table)
 
 
