@@ -437,7 +437,14 @@ def _store_metrics(reads: Sequence[dict], listings: Sequence[dict]) -> tuple[dic
     modes = {k: e.get("access_mode") for k, e in settings.items()}
     on = [k for k, e in settings.items() if str(e.get("access_mode", "")).lower() != "read_only"]
     wal_any = any(b > 0 for b in wal_seen) or any((_num(e.get("wal_file_bytes")) or 0) > 0 for e in settings.values())
-    metrics["wal_enabled"] = bool(on) and wal_any and len(on) == len(settings)
+    if len(on) < len(settings):   # a read-only journal writes no WAL
+        metrics["wal_enabled"] = False
+    elif wal_any:
+        metrics["wal_enabled"] = True
+    else:
+        metrics["wal_enabled"] = None
+        why["wal_enabled"] = (f"no journal's WAL file was seen non-empty in {len(listings)} listing(s) or at the "
+                              f"engines' settings reads (the WAL may be folded in before a listing sees it)")
     thresholds = {k: round(b / 1e6, 3) for k, e in settings.items()
                   if (b := duckdb_bytes(e.get("checkpoint_threshold"))) is not None}
     largest_wal_mb = round(max(wal_seen, default=0) / 1e6, 3)

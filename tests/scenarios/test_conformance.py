@@ -302,3 +302,15 @@ def test_an_override_marks_its_own_setting_only(tmp_path):
     j = {x.metric: x for x in res.judgements}
     assert j["sentinel_down_after_ms"].overridden and not j["sentinel_quorum"].overridden
     assert j["sentinel_quorum"].verdict == "pass"
+
+
+def test_wal_enabled_needs_a_wal_seen_or_a_read_only_journal():
+    no_wal = {"engine-a": {"store_settings": {**STORE, "wal_file_bytes": 0}}}
+    j, _valid, _ = judged(doc(engines=no_wal))
+    assert j[("DDB-1", "wal_enabled")].verdict == "unmeasured" and "WAL file" in j[("DDB-1", "wal_enabled")].reason
+    listed = [{"mono": 1.0, "folders": {"engines/engine-a/*.wal": [{"name": "journal-A.duckdb.wal", "bytes": 812}]}}]
+    j, _valid, _ = judged(doc(engines=no_wal, listings=listed))
+    assert j[("DDB-1", "wal_enabled")].verdict == "pass"
+    ro = {"engine-a": {"store_settings": {**STORE, "access_mode": "read_only"}}}
+    j, _valid, _ = judged(doc(engines=ro))
+    assert j[("DDB-1", "wal_enabled")].verdict == "fail"
