@@ -36,8 +36,8 @@ class UptimeError(ValueError):
 @dataclass(frozen=True)
 class FailureKind:
     """One failure kind of the model: which faults it is (``fault`` name, node name prefix), which operation's
-    recovery is its downtime (``f``; ``"ea_restart"``: the EA's restart to its first tick), and how often it is
-    assumed to happen (``per_year``, with ``source``)."""
+    recovery is its downtime (``f``; ``"ea_restart"``: the EA's restart to its first tick; ``"ris_session"``: the
+    EA's session in RIS lost to back), and how often it is assumed to happen (``per_year``, with ``source``)."""
 
     kind: str
     fault: str
@@ -216,6 +216,22 @@ def kind_rtos(view, model: Model) -> dict[str, list[tuple]]:
                 elif isinstance(e, dict) and e.get("kind") == "not_restarted" \
                         and e.get("no_new_stream_for_s") is not None:
                     out.setdefault(k.kind, []).append((float(e["no_new_stream_for_s"]), True, run, None))
+            continue
+        if k.f == "ris_session":
+            # EA-3's session in RIS: down from the EA's ris_lost to its session back (resumed or new)
+            from scenarios import cadences
+            events, _bad = ticks.ea_events(view.run.path)
+            r = cadences.check_ris_reconnect(events, hits, requirement_ids=(), targets=None,
+                                             result_cls=c.CheckResult)
+            spans = [(w.inject_wall, w.heal_wall) for w in hits if w.inject_wall is not None]
+            for e in r.evidence:
+                if isinstance(e, dict) and e.get("kind") == "session_back":
+                    lost = float(e["lost_wall"])
+                    w = next(((a, b) for a, b in spans if a - 1.0 <= lost <= (b if b is not None else lost)), None)
+                    if w is not None:
+                        back = float(e["redis_back_wall"]) + float(e["rto_s"])
+                        out.setdefault(k.kind, []).append((back - lost, False, run,
+                                                           None if w[1] is None else w[1] - w[0]))
             continue
         ops = view.operations() if ops is None else ops
         if not any(op.f == k.f for op in ops):
