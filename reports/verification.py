@@ -60,6 +60,8 @@ def soak_lines(doc: dict | None) -> list[str]:
     s = doc["summary"]
     faults = ", ".join(f"{k} x{v}" for k, v in s["fault_counts"].items()) or "none"
     verdict = "passed" if s.get("passed") else "**failed**: " + "; ".join(s.get("failed_because") or ["-"])
+    if s.get("unmeasured"):
+        verdict += f" (not measured, so neither flat nor growing: {'; '.join(s['unmeasured'])})"
     leaked = s.get("harness_leaked") or {}
     before, after = s.get("harness_before") or {}, s.get("harness_after") or {}
     b = s.get("bounds") or {}
@@ -69,6 +71,8 @@ def soak_lines(doc: dict | None) -> list[str]:
              f"**{s['duplicate_orders']}**; lost acknowledged: **{s['lost_signals']}**; RTS mismatches: "
              f"{s['state_mismatches']}",
              f"- faults injected: {s['faults_injected']} of {s['faults_scheduled']} ({faults})",
+             *([f"- other checkers' findings (not the soak's verdict): "
+                + "; ".join(f"{k}: {v}" for k, v in s["findings"].items())] if s.get("findings") else []),
              f"- stack processes alive: {s['processes_before']} at the start of the load, {s['processes_after']} at "
              f"its end, **{s['processes_left_after_teardown']}** after the teardown",
              f"- harness before -> after the stack: fds {before.get('fds')} -> {after.get('fds')}, threads "
@@ -76,17 +80,19 @@ def soak_lines(doc: dict | None) -> list[str]:
              f" -> {len(after.get('children', []))} (leaked: fds {leaked.get('fds')}, threads {leaked.get('threads')}"
              f", children {len(leaked.get('children') or [])})",
              f"- flat: RSS slope (within each PID, after its first {b.get('warmup_s', '?')} s) at most "
-             f"{b.get('rss_flat_mb_per_min', '?')} MB/min above what the process keeps by design (Redis: its "
-             f"used_memory slope; a broker: {b.get('broker_bytes_per_deal', '?')} B a deal); fds at most "
+             f"{b.get('rss_flat_mb_per_min', '?')} MB/min above what the process keeps by design (Redis: "
+             f"{b.get('redis_rss_per_data', 1)}x its used_memory slope; a broker: {b.get('broker_bytes_per_deal', '?')} B a deal); no socket in "
+             f"CLOSE_WAIT for {b.get('close_wait_persist_s', '?')} s; non-socket fds rising at most "
              f"{b.get('fds_flat_per_min', '?')} a minute", "",
              "| process | RSS first MB | RSS last MB | slope MB/min | bound MB/min | RSS | fds first | fds last | "
-             "fds/min | fds | restarts |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "non-socket fds/min | CLOSE_WAIT s | fds | restarts |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, p in sorted(doc.get("processes", {}).items()):
         lines.append(f"| {name} | {_num(p['rss_first_mb'], '.1f')} | {_num(p['rss_last_mb'], '.1f')} | "
                      f"{_num(p['rss_slope_mb_per_min'], '+.3f')} | {_num(p.get('rss_bound_mb_per_min'), '.3f')} | "
                      f"{p.get('rss_verdict', '-')} | {p['fds_first']} | {p['fds_last']} | "
-                     f"{_num(p.get('fds_slope_per_min'), '+.2f')} | {p.get('fds_verdict', '-')} | {p['pids'] - 1} |")
+                     f"{_num(p.get('other_fds_slope_per_min'), '+.2f')} | {_num(p.get('close_wait_max_s'), '.0f')} | "
+                     f"{p.get('fds_verdict', '-')} | {p['pids'] - 1} |")
     return lines
 
 

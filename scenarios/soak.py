@@ -27,20 +27,24 @@ from scenarios import registry
 from scenarios.checkers import check_run
 from scenarios.environment import DrillError, DrillOptions
 from scenarios.runner import run_once
-from scenarios.stateful import FAULT_MOVES, STATEFUL_CHECKERS, SYMBOLS
+from scenarios.stateful import FAULT_MOVES, SAFETY_CHECKERS, STATEFUL_CHECKERS, SYMBOLS
 from tradedrill.waiting import DeadlineExceeded, wait_until
 
 SAMPLE_S = 2.0
 HARNESS = "harness"           # the soak's own process, sampled beside the stack's
 SAMPLES = "samples.jsonl"     # the raw samples, in the run folder
+FACTS = "soak-facts.json"     # what run_soak saw around the run (the harness before/after, leftovers), for judge_run
 
 # -- what "flat" means (the soak's own bounds; the design documents set none for memory or descriptors) ----------
-# A slope is a least-squares fit of value against time *within* each PID of a process (one common slope, one
-# intercept per PID: a restarted engine starts from its own baseline), over the samples taken after the PID's first
-# WARMUP_S seconds: a Python node imports, opens its pools and fills its first caches there (the 30 s trial's
-# engines grew 5-8 MB/min over their first minute), which is start-up, not a leak.
+# A slope is a least-squares fit of value against time within each *steady segment* of a process (one common
+# slope, one intercept per segment), leaving out the first WARMUP_S seconds of every PID (imports, first caches)
+# and of every growth of its thread pool: an engine opens its send lanes (a thread and a broker connection each, up
+# to send_lanes = 192) only when the orders in flight need them, i.e. after a takeover or a broker fault, and a
+# broker serves each new connection on a new thread. In the 2-minute trials an engine grew 5-8 MB/min through such
+# steps (16 -> 81 fds in one of them), then stayed level: a pool filling, not a leak. A process whose threads
+# keep rising has no steady segment and is "unmeasured", which fails (an unbounded pool is a leak too).
 WARMUP_S = 20.0
-# Fewer seconds than this of post-warm-up samples (summed over a process's PIDs) and the slope is "unmeasured"
+# Fewer seconds than this of steady samples (summed over a process's segments) and the slope is "unmeasured"
 # (a verdict that never passes): a 2 s sampler needs a minute to separate a trend from one allocator step.
 MIN_SPAN_S = 60.0
 # RSS: a process that keeps no data by design (an engine, a Sentinel) is flat when its RSS grows by at most
@@ -49,18 +53,31 @@ MIN_SPAN_S = 60.0
 # 0.5 MB/min is still found by the 30-minute soak as 15 MB of steady growth (720 MB a day: one that matters).
 RSS_FLAT_MB_PER_MIN = 0.5
 # A process that keeps data by design may grow by what it keeps, and RSS_FLAT_MB_PER_MIN more:
-# - a Redis node keeps every signal and result (the drills' results_maxlen = 0): its own INFO ``used_memory`` slope,
-#   measured in the same samples, is its allowance (RSS - used_memory: allocator and buffers, must stay flat);
+# - a Redis node keeps every signal and result (the drills' results_maxlen = 0): REDIS_RSS_PER_DATA times its own
+#   INFO ``used_memory`` slope, measured in the same samples, is its allowance. Why 2: jemalloc rounds each
+#   allocation up to its size class (at most 25 %) and keeps freed extents resident until they decay (10 s), so RSS
+#   grows faster than the data it holds; in the 2-minute trials RSS rose 1.3-1.7x as fast as used_memory. A Redis
+#   whose RSS grows more than twice as fast as its data (and 0.5 MB/min more) holds memory that is not data;
 # - a broker (MT5 simulator) keeps every order, deal and position of its ledger: BROKER_BYTES_PER_DEAL per deal of
 #   its ledger in the run. Measured: 2.3 KB of Python heap per market order (tracemalloc over 2,000 orders of an
 #   in-process Broker, 2026-12-01; tests/soak/test_soak_figures.py re-measures it and fails if it outgrows this);
 #   twice that for pymalloc's arena slack and dict growth steps.
 BROKER_BYTES_PER_DEAL = 5000
+REDIS_RSS_PER_DATA = 2.0
 # - the harness keeps every operation of the run in memory until it judges them: its RSS is reported, not judged;
 #   its fds, threads and child processes are judged after the teardown (they must be back where they began).
-# File descriptors: a process leaks when its fd count keeps rising. Connections come and go with the faults (a
-# killed engine's sockets close, a restarted one opens its own), so the same within-PID slope is used, bounded by
-# FDS_FLAT_PER_MIN: one new descriptor every 2 minutes and kept for good (15 in 30 min).
+# File descriptors. Sockets come and go with the faults: a failover makes every client open a pool to the new
+# primary, a broker fallback makes the engine open its send lanes to the backup (the 2-minute trials: an engine
+# 16 -> 81 fds in one step, the harness 42 -> 105, each Sentinel 26 -> 42, then level), so a slope of the fd count
+# reads those steps as growth. A leak is judged on what a leak leaves:
+# - a socket whose peer has closed and that the process never closes stays in CLOSE_WAIT: a PID with CLOSE_WAIT
+#   sockets in every sample for CLOSE_WAIT_PERSIST_S leaks sockets. 20 s: the slowest detection path of the stack
+#   is the engine's on a dead broker (heartbeat 3 s + call timeout 5 s, then it closes the lanes: the 2-minute
+#   trials saw 57 lanes in CLOSE_WAIT for 6-8 s after a broker kill), plus a sample, doubled;
+# - descriptors that are not sockets (files, pipes, eventfds) are opened for the process's life, not per
+#   connection: their within-PID slope is at most FDS_FLAT_PER_MIN (one kept for good every 2 minutes: 15 in 30 min).
+# The total fd count and its slope are reported beside them.
+CLOSE_WAIT_PERSIST_S = 20.0
 FDS_FLAT_PER_MIN = 0.5
 # the compound move needs a signal in flight at the right moment: a stateful step, not a timed one
 SOAK_MOVES = tuple(sorted(n for n in FAULT_MOVES if n != "engine-pause-in-flight"))
@@ -174,12 +191,17 @@ class Sampler:
                 proc = psutil.Process(int(entry["pid"]))
                 with proc.oneshot():
                     rss, fds, started = proc.memory_info().rss, proc.num_fds(), proc.create_time()
+                    threads = proc.num_threads()
+                conns = proc.net_connections(kind="inet")
             except (psutil.Error, KeyError, ValueError, TypeError):
                 continue
             if name != HARNESS:
                 alive += 1
             row = {"t": round(t - self._t0, 3), "name": name, "pid": int(entry["pid"]),
-                   "age_s": round(t - started, 3), "rss": rss, "fds": fds}
+                   "age_s": round(t - started, 3), "rss": rss, "fds": fds, "threads": threads,
+                   "sockets": len(conns),
+                   "other_fds": fds - len(conns),
+                   "close_wait": sum(1 for c in conns if c.status == psutil.CONN_CLOSE_WAIT)}
             used = self._redis_used_memory(name) if name != HARNESS else None
             if used is not None:
                 row["used_memory"] = used
@@ -207,33 +229,56 @@ class Sampler:
         self._redis.clear()
 
 
+def steady_segments(rows: list[dict], warmup_s: float = WARMUP_S) -> dict[tuple[int, int], list[dict]]:
+    """``rows`` (one process's samples) in steady segments: per PID, a new segment starts whenever its thread count
+    rises (``row["threads"]``: a pool grew: an engine's send lanes, a broker's thread per connection), and every
+    sample within ``warmup_s`` of the PID's start (``age_s``) or of the rise that began its segment is left out.
+    Returns ``{(pid, k): [rows in time order]}``. A process whose threads keep rising never has a steady sample
+    (its slope is then unmeasured, which fails the verdict: an unbounded thread pool is a leak too)."""
+    by_pid: dict[int, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: r["t"]):
+        by_pid.setdefault(r["pid"], []).append(r)
+    out: dict[tuple[int, int], list[dict]] = {}
+    for pid, samples in by_pid.items():
+        k, since, threads = 0, None, None
+        for r in samples:
+            n = r.get("threads")
+            if threads is not None and n is not None and n > threads:
+                k, since = k + 1, r["t"]
+            if n is not None:
+                threads = n
+            if r.get("age_s", 0.0) < warmup_s or (since is not None and r["t"] - since < warmup_s):
+                continue
+            out.setdefault((pid, k), []).append(r)
+    return out
+
+
 def pooled_slope(rows: list[dict], key: str, warmup_s: float = WARMUP_S, min_span_s: float = MIN_SPAN_S,
                  unit: float = 1.0) -> dict:
-    """The within-PID least-squares slope of ``row[key] / unit`` per minute over ``rows`` (each ``{"t": s, "pid",
-    "age_s": s since the PID started, key: number}``; rows without ``key`` are skipped), leaving out every row whose
-    ``age_s`` < ``warmup_s``. One common slope, one intercept per PID, so a restart's drop to a new baseline is not
-    read as a fall (nor its warm-up as a rise). Returns ``{"slope_per_min": float | None, "span_s", "samples",
-    "pids", "reason"}``: slope None (reason says why) when the PIDs' post-warm-up samples span less than
-    ``min_span_s`` seconds in all."""
-    by_pid: dict[int, list[tuple[float, float]]] = {}
-    for r in rows:
-        if r.get(key) is None or r.get("age_s", 0.0) < warmup_s:
-            continue
-        by_pid.setdefault(r["pid"], []).append((float(r["t"]), float(r[key]) / unit))
+    """The least-squares slope of ``row[key] / unit`` per minute over one process's ``rows`` (each ``{"t": s, "pid",
+    "age_s": s since the PID started, "threads" (optional), key: number}``; rows without ``key`` are skipped), within
+    the steady segments of ``steady_segments`` (the warm-up after a start or a pool's growth left out): one common
+    slope, one intercept per segment, so a restart's drop to a new baseline is not read as a fall, nor a pool's
+    step as a rise. Returns ``{"slope_per_min": float | None, "span_s", "samples", "pids", "segments",
+    "reason"}``: slope None (reason says why) when the segments span less than ``min_span_s`` seconds in all."""
     num = den = span = 0.0
     n = 0
-    for points in by_pid.values():
+    segments = steady_segments([r for r in rows if r.get(key) is not None], warmup_s)
+    for seg in segments.values():
+        points = [(float(r["t"]), float(r[key]) / unit) for r in seg]
         if len(points) < 2:
             continue
         tm = sum(t for t, _ in points) / len(points)
         ym = sum(y for _, y in points) / len(points)
         num += sum((t - tm) * (y - ym) for t, y in points)
         den += sum((t - tm) ** 2 for t, _ in points)
-        span += max(t for t, _ in points) - min(t for t, _ in points)
+        span += points[-1][0] - points[0][0]
         n += len(points)
-    out = {"slope_per_min": None, "span_s": round(span, 1), "samples": n, "pids": len(by_pid), "reason": None}
+    out = {"slope_per_min": None, "span_s": round(span, 1), "samples": n, "pids": len({p for p, _ in segments}),
+           "segments": len(segments), "reason": None}
     if span < min_span_s or den <= 0.0:
-        out["reason"] = (f"{span:.0f} s of samples after each PID's first {warmup_s:g} s (needs {min_span_s:g} s)")
+        out["reason"] = (f"{span:.0f} s of steady samples (after each start or thread-pool growth, {warmup_s:g} s "
+                         f"left out; needs {min_span_s:g} s)")
         return out
     out["slope_per_min"] = num / den * 60.0
     return out
@@ -265,11 +310,14 @@ def judge_process(name: str, rows: list[dict], deals_per_min: float = 0.0) -> di
            "rss_last_mb": rows[-1]["rss"] / mb if rows else None, "rss_slope_mb_per_min": rss["slope_per_min"],
            "fds_first": rows[0]["fds"] if rows else None, "fds_last": rows[-1]["fds"] if rows else None,
            "fds_slope_per_min": fds["slope_per_min"], "pids": len({r["pid"] for r in rows}), "samples": len(rows),
-           "span_s": rss["span_s"], "allowance_mb_per_min": 0.0}
+           "span_s": rss["span_s"], "segments": rss.get("segments"), "allowance_mb_per_min": 0.0,
+           "threads_first": rows[0].get("threads") if rows else None,
+           "threads_last": rows[-1].get("threads") if rows else None}
     if kind == "redis":
         used = pooled_slope(rows, "used_memory", unit=mb)
         out["used_memory_slope_mb_per_min"] = used["slope_per_min"]
-        out["allowance_mb_per_min"] = None if used["slope_per_min"] is None else max(0.0, used["slope_per_min"])
+        out["allowance_mb_per_min"] = (None if used["slope_per_min"] is None
+                                       else REDIS_RSS_PER_DATA * max(0.0, used["slope_per_min"]))
         if used["slope_per_min"] is None:
             rss = {**rss, "slope_per_min": None, "reason": f"its used_memory: {used['reason']}"}
     elif kind == "broker":
@@ -283,24 +331,54 @@ def judge_process(name: str, rows: list[dict], deals_per_min: float = 0.0) -> di
         out["rss_bound_mb_per_min"] = bound
         out["rss_verdict"] = "flat" if rss["slope_per_min"] <= bound else "growing"
         out["rss_reason"] = f"{rss['slope_per_min']:+.3f} MB/min against at most {bound:.3f}"
-    if fds["slope_per_min"] is None:
-        out["fds_verdict"], out["fds_reason"] = "unmeasured", fds["reason"]
+    other = pooled_slope(rows, "other_fds")
+    out["other_fds_slope_per_min"] = other["slope_per_min"]
+    out["close_wait_max_s"] = close_wait_s = close_wait_persistence(rows)
+    if close_wait_s >= CLOSE_WAIT_PERSIST_S:
+        out["fds_verdict"] = "growing"
+        out["fds_reason"] = (f"sockets left in CLOSE_WAIT for {close_wait_s:.0f} s (its peer closed them; "
+                             f"at most {CLOSE_WAIT_PERSIST_S:g} s)")
+    elif other["slope_per_min"] is None:
+        out["fds_verdict"], out["fds_reason"] = "unmeasured", f"its non-socket fds: {other['reason']}"
     else:
-        out["fds_verdict"] = "flat" if fds["slope_per_min"] <= FDS_FLAT_PER_MIN else "growing"
-        out["fds_reason"] = f"{fds['slope_per_min']:+.2f} fds/min against at most {FDS_FLAT_PER_MIN:g}"
+        out["fds_verdict"] = "flat" if other["slope_per_min"] <= FDS_FLAT_PER_MIN else "growing"
+        out["fds_reason"] = (f"non-socket fds {other['slope_per_min']:+.2f}/min against at most {FDS_FLAT_PER_MIN:g}"
+                             f"; CLOSE_WAIT at most {close_wait_s:.0f} s")
     return out
+
+
+def close_wait_persistence(rows: list[dict]) -> float:
+    """The longest time (s) one PID had CLOSE_WAIT sockets in every sample in a row (``row["close_wait"]`` > 0),
+    from the first to the last sample of that run of samples; 0.0 when it never had one."""
+    longest = 0.0
+    by_pid: dict[int, list[dict]] = {}
+    for r in rows:
+        by_pid.setdefault(r["pid"], []).append(r)
+    for samples in by_pid.values():
+        since = None
+        for r in sorted(samples, key=lambda r: r["t"]):
+            if r.get("close_wait", 0) > 0:
+                since = r["t"] if since is None else since
+                longest = max(longest, r["t"] - since)
+            else:
+                since = None
+    return longest
 
 
 def harness_leaks(before: dict, after: dict) -> dict:
     """What the soak's own process kept after the teardown: ``before``/``after`` are ``harness_state()`` taken
-    before the stack starts and after it is down. Returns ``{"fds": n, "threads": n, "children": [pids]}``, each
-    what is more after than before (0 / [] when nothing leaked)."""
+    before the stack starts and after it is down. Returns ``{"fds": n, "threads": n, "children": [pids],
+    "fd_targets": [what the extra fds point at]}``, each what is more after than before (0 / [] when nothing
+    leaked)."""
+    extra = Counter(after.get("fd_targets", [])) - Counter(before.get("fd_targets", []))
     return {"fds": max(0, after["fds"] - before["fds"]), "threads": max(0, after["threads"] - before["threads"]),
-            "children": sorted(set(after["children"]) - set(before["children"]))}
+            "children": sorted(set(after["children"]) - set(before["children"])),
+            "fd_targets": sorted(extra.elements())}
 
 
 def harness_state() -> dict:
-    """This process's open fds, threads and live (non-zombie) child processes: ``{"fds", "threads", "children"}``."""
+    """This process's open fds (and what each points at: a path, ``socket:[inode]`` shown as ``socket``, ...),
+    threads and live (non-zombie) child processes: ``{"fds", "fd_targets", "threads", "children"}``."""
     me = psutil.Process()
     children = []
     for child in me.children(recursive=True):
@@ -309,7 +387,14 @@ def harness_state() -> dict:
                 children.append(child.pid)
         except psutil.Error:
             continue
-    return {"fds": me.num_fds(), "threads": me.num_threads(), "children": children}
+    targets = []
+    for fd in sorted(os.listdir("/proc/self/fd"), key=int):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:   # the listing's own fd, closed by now
+            continue
+        targets.append(target.split(":[")[0] if ":[" in target else target)
+    return {"fds": me.num_fds(), "fd_targets": targets, "threads": me.num_threads(), "children": children}
 
 
 def faults_by_move(scenario: registry.Scenario, moves: list[str], fault_log: list[dict]) -> dict[str, int]:
@@ -361,37 +446,45 @@ def _stack_pids_alive(run_path: Path) -> dict[str, int]:
     return alive
 
 
-def verdict(summary: dict, processes: dict) -> tuple[bool, list[str]]:
-    """The soak's verdict from its figures: passed only when there is no duplicate and no lost acknowledged signal
-    (both measured), the run is valid, every judged process is ``flat`` in RSS and fds (``unmeasured`` fails), and
-    nothing is left after the teardown (stack processes, the harness's fds, threads and children). Returns
-    ``(passed, reasons it failed)``."""
-    why = []
+def verdict(summary: dict, processes: dict) -> tuple[bool, list[str], list[str]]:
+    """The soak's verdict from its figures. It fails on: a duplicate or a lost acknowledged signal (or either
+    unmeasured), no acknowledged signal, a run that cannot be judged, a failed safety checker of the stateful test
+    (``safety_failed``: duplicates, lost_signals, state, one_active), a process ``growing`` in RSS or fds, no
+    process with a measured RSS slope, anything left after the teardown (stack processes, the harness's fds,
+    threads, children). A process whose slope is ``unmeasured`` (too few steady samples: an engine killed or
+    taking over every few seconds) is named in the third list, never counted as flat, and does not fail the soak
+    (the drills' rule: exit 0 when every target is met or unmeasured). Returns ``(passed, why it failed,
+    unmeasured)``."""
+    why, unmeasured = [], []
     for key, what in (("duplicate_orders", "duplicate orders"), ("lost_signals", "lost acknowledged signals")):
         if summary.get(key) != 0:
             why.append(f"{what}: {summary.get(key) if summary.get(key) is not None else 'unmeasured'}")
     if not summary.get("acknowledged"):
         why.append("no acknowledged signal: the load never ran")
     if not summary.get("valid", False):
-        why.append("the run is not valid: " + "; ".join(summary.get("run_validity") or ["see its status.json"]))
+        why.append("the run cannot be judged: " + "; ".join(summary.get("run_validity") or ["see its status.json"]))
+    for checker, text in sorted((summary.get("safety_failed") or {}).items()):
+        why.append(f"{checker}: {text}")
     for name, p in sorted(processes.items()):
-        for what in ("rss", "fds"):
-            if p.get(f"{what}_verdict") in ("growing", "unmeasured"):
-                why.append(f"{name} {'RSS' if what == 'rss' else 'fds'} {p[f'{what}_verdict']}: {p[f'{what}_reason']}")
-    if not processes:
-        why.append("no process was sampled (memory and fds unmeasured)")
+        for what, label in (("rss", "RSS"), ("fds", "fds")):
+            state = p.get(f"{what}_verdict")
+            if state == "growing":
+                why.append(f"{name} {label} growing: {p[f'{what}_reason']}")
+            elif state == "unmeasured":
+                unmeasured.append(f"{name} {label}: {p[f'{what}_reason']}")
+    if not any(p.get("rss_verdict") in ("flat", "growing") for p in processes.values()):
+        why.append("no process has a measured RSS slope (memory unmeasured)")
     if summary.get("processes_left_after_teardown") != 0:
         why.append(f"processes left after the teardown: {summary.get('processes_left_after_teardown')}")
     leaks = summary.get("harness_leaked") or {}
     if leaks.get("fds") or leaks.get("threads") or leaks.get("children"):
         why.append(f"the harness kept after the teardown: {leaks}")
-    return not why, why
+    return not why, why, unmeasured
 
 
 def run_soak(opts: SoakOptions) -> SoakResult:
-    """Run the soak into ``opts.out_dir/soak-<stamp>-<seed>`` and write its figures (``soak.json`` and ``soak.md``
-    in the run folder and in ``opts.out_dir``). Raises DrillError when the stack cannot run."""
-    from reports.verification import soak_lines
+    """Run the soak into ``opts.out_dir/soak-<stamp>-<seed>`` and judge it (``judge_run``: ``soak.json`` and
+    ``soak.md`` in the run folder and in ``opts.out_dir``). Raises DrillError when the stack cannot run."""
 
     scenario = soak_scenario(opts)
     moves = soak_moves(opts)
@@ -418,52 +511,83 @@ def run_soak(opts: SoakOptions) -> SoakResult:
         wait_until(gone, 10, "every process of the soak to exit")
     except DeadlineExceeded:
         pass
+    facts = {
+        "minutes": opts.minutes, "rate_per_s": opts.rate_per_s, "every_s": opts.every_s, "seed": opts.seed,
+        "faults_scheduled": len(scenario.faults), "moves": moves,
+        "harness_before": harness_before, "harness_after": harness_state(),
+        "processes_before": sampler.alive[0] if sampler.alive else None,
+        "processes_after": sampler.alive[-1] if sampler.alive else None,
+        "processes_left_after_teardown": len(leftovers), "left_after_teardown": leftovers,
+    }
+    (run.path / FACTS).write_text(json.dumps(facts, indent=2))
+    doc = judge_run(run.path, out)
+    s = doc["summary"]
+    return SoakResult(run.path, s, out / "soak.md", s["passed"], doc["processes"])
+
+
+def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
+    """Judge a finished soak's run folder: its checkers (``check_run``), its ``samples.jsonl`` (``judge_process``
+    per process), its ``soak-facts.json`` (what ``run_soak`` saw around the run: the harness before and after, what
+    was left after the teardown) and the verdict; writes ``soak.json`` and ``soak.md`` into the run folder and
+    ``out_dir`` (when given) and returns the document ``{"summary", "processes", "run_dir"}``. Judging again after
+    a change of the bounds reads the same samples. Raises OSError/ValueError for a folder that is not a soak's."""
+    from reports.verification import soak_lines
+    from scenarios.history import RunDir
+
+    run_path = Path(run_path)
+    facts = json.loads((run_path / FACTS).read_text())
+    run = RunDir(run_path)
     check = check_run(run)
     res = {r.checker: r for r in check.results}
-    faults = [json.loads(line) for line in (run.path / "faults.jsonl").read_text().splitlines() if line.strip()]
+    faults = [json.loads(line) for line in (run_path / "faults.jsonl").read_text().splitlines() if line.strip()]
     injected = Counter(f.get("fault") for f in faults if f.get("event") == "inject")
-    harness_after = harness_state()
-    deals = Counter()
+    opts = SoakOptions(minutes=facts["minutes"], seed=facts["seed"], rate_per_s=facts["rate_per_s"],
+                       every_s=facts["every_s"])
+    deals: Counter = Counter()
     try:
-        for line in (run.path / "ledger.jsonl").read_text().splitlines():
+        for line in (run_path / "ledger.jsonl").read_text().splitlines():
             if line.strip():
                 deals[json.loads(line).get("broker")] += 1
     except OSError:
         pass
+    rows = [json.loads(line) for line in (run_path / SAMPLES).read_text().splitlines() if line.strip()] \
+        if (run_path / SAMPLES).exists() else []
     rows_of: dict[str, list[dict]] = {}
-    for r in sampler.rows:
+    for r in rows:
         rows_of.setdefault(r["name"], []).append(r)
-    span_min = max(1e-9, (max((r["t"] for r in sampler.rows), default=0.0)) / 60.0)
-    processes = {name: judge_process(name, rows, deals_per_min=deals.get(name, 0) / span_min)
-                 for name, rows in sorted(rows_of.items())}
+    span_min = max(1e-9, max((r["t"] for r in rows), default=0.0) / 60.0)
+    processes = {name: judge_process(name, prow, deals_per_min=deals.get(name, 0) / span_min)
+                 for name, prow in sorted(rows_of.items())}
+    metric = lambda checker, key: res[checker].metrics.get(key) if checker in res else None   # noqa: E731
     summary = {
-        "minutes": opts.minutes, "rate_per_s": opts.rate_per_s, "every_s": opts.every_s, "seed": opts.seed,
-        "signals": _count_lines(run.path / "signals.jsonl"),
-        "faults_scheduled": len(scenario.faults), "faults_injected": sum(injected.values()),
-        "fault_counts": faults_by_move(scenario, moves, faults), "fault_packages": dict(injected),
-        "acknowledged": res["lost_signals"].metrics.get("acknowledged"),
-        "duplicate_orders": res["duplicates"].metrics.get("duplicate_orders"),
-        "lost_signals": res["lost_signals"].metrics.get("lost_signals"),
-        "state_mismatches": res["state"].metrics.get("state_mismatches"),
-        "valid": check.valid, "run_validity": check.run_validity.reasons,
-        "failed_checkers": {r.checker: r.summary for r in check.results if r.valid is False},
-        "harness_before": harness_before, "harness_after": harness_after,
-        "harness_leaked": harness_leaks(harness_before, harness_after),
-        "processes_before": sampler.alive[0] if sampler.alive else None,
-        "processes_after": sampler.alive[-1] if sampler.alive else None,
-        "processes_left_after_teardown": len(leftovers), "left_after_teardown": leftovers,
+        **{k: v for k, v in facts.items() if k != "moves"},
+        "signals": _count_lines(run_path / "signals.jsonl"),
+        "faults_injected": sum(injected.values()),
+        "fault_counts": faults_by_move(soak_scenario(opts), facts["moves"], faults), "fault_packages": dict(injected),
+        "acknowledged": metric("lost_signals", "acknowledged"),
+        "duplicate_orders": metric("duplicates", "duplicate_orders"),
+        "lost_signals": metric("lost_signals", "lost_signals"),
+        "state_mismatches": metric("state", "state_mismatches"),
+        "valid": bool(check.run_validity.valid), "run_validity": check.run_validity.reasons,
+        "safety_failed": {r.checker: r.summary for r in check.results
+                          if r.checker in SAFETY_CHECKERS and r.valid is False},
+        "findings": {r.checker: r.summary for r in check.results
+                     if r.checker not in SAFETY_CHECKERS and r.valid is False},
+        "harness_leaked": harness_leaks(facts["harness_before"], facts["harness_after"]),
         "bounds": {"warmup_s": WARMUP_S, "min_span_s": MIN_SPAN_S, "rss_flat_mb_per_min": RSS_FLAT_MB_PER_MIN,
-                   "broker_bytes_per_deal": BROKER_BYTES_PER_DEAL, "fds_flat_per_min": FDS_FLAT_PER_MIN},
+                   "broker_bytes_per_deal": BROKER_BYTES_PER_DEAL, "redis_rss_per_data": REDIS_RSS_PER_DATA,
+                   "fds_flat_per_min": FDS_FLAT_PER_MIN,
+                   "close_wait_persist_s": CLOSE_WAIT_PERSIST_S},
     }
-    passed, why = verdict(summary, processes)
-    summary["passed"], summary["failed_because"] = passed, why
-    doc = {"summary": summary, "processes": processes, "run_dir": str(run.path)}
+    passed, why, unmeasured = verdict(summary, processes)
+    summary["passed"], summary["failed_because"], summary["unmeasured"] = passed, why, unmeasured
+    doc = {"summary": summary, "processes": processes, "run_dir": str(run_path)}
     text = json.dumps(doc, indent=2, default=str)
     md = "\n".join(["# Soak (issue 16)", "", *soak_lines(doc), ""])
-    for folder in (run.path, out):
+    for folder in [run_path] + ([Path(out_dir)] if out_dir is not None else []):
         (folder / "soak.json").write_text(text)
         (folder / "soak.md").write_text(md)
-    return SoakResult(run.path, summary, out / "soak.md", passed, processes)
+    return doc
 
 
 def _count_lines(path: Path) -> int | None:
@@ -474,4 +598,4 @@ def _count_lines(path: Path) -> int | None:
         return None
 
 
-__all__ = ["DrillError", "SoakOptions", "SoakResult", "run_soak", "soak_scenario"]
+__all__ = ["DrillError", "SoakOptions", "SoakResult", "judge_run", "run_soak", "soak_scenario"]

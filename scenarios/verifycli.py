@@ -2,7 +2,8 @@
 (minutes of load with a seeded fault every 10 s; ``scenarios.soak``).
 
 Exit status of ``replay``: 0 the recorded symptom came back, 1 it did not, 2 the replay could not run.
-Exit status of ``soak``: 0 no duplicate and no lost acknowledged signal, 1 otherwise, 2 it could not run.
+Exit status of ``soak``: 0 its verdict passed (no duplicate, no lost acknowledged signal, every process flat in RSS
+and fds, nothing left after the teardown: ``scenarios.soak.verdict``), 1 otherwise, 2 it could not run.
 """
 from __future__ import annotations
 

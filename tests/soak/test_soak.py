@@ -34,11 +34,14 @@ def test_a_soak_under_a_fault_every_10_s_loses_nothing_and_leaks_nothing(tmp_pat
     assert s["acknowledged"], f"no signal was acknowledged: the load never ran {where}"
     assert s["duplicate_orders"] == 0, f"{s['failed_checkers']} {where}"
     assert s["lost_signals"] == 0, f"{s['failed_checkers']} {where}"
-    growing = {n: (p["rss_verdict"], p["rss_reason"], p["fds_verdict"], p["fds_reason"])
-               for n, p in result.processes.items()
-               if p["rss_verdict"] not in ("flat", "reported") or p["fds_verdict"] != "flat"}
-    assert not growing, f"not flat: {growing} {where}"
-    assert {n for n in result.processes} >= {"engine-a", "engine-b", "mt5-primary", "redis-1", "sentinel-1"}
+    growing = {n: (p["rss_reason"], p["fds_reason"]) for n, p in result.processes.items()
+               if "growing" in (p["rss_verdict"], p["fds_verdict"])}
+    assert not growing, f"growing: {growing} {where}"
+    assert {n for n in result.processes} >= {"engine-a", "engine-b", "mt5-primary", "redis-1", "sentinel-1", "harness"}
+    # the Sentinels are never a fault's target: they live the whole soak, so theirs are measured, not unmeasured
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        p = result.processes[name]
+        assert (p["rss_verdict"], p["fds_verdict"]) == ("flat", "flat"), f"{name}: {p} {where}"
     assert s["processes_left_after_teardown"] == 0, f"left running: {s['left_after_teardown']} {where}"
     assert s["harness_leaked"] == {"fds": 0, "threads": 0, "children": []}, f"{s['harness_leaked']} {where}"
     assert result.passed, f"{s['failed_because']} {where}"

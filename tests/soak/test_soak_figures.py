@@ -16,23 +16,28 @@ from hypothesis import strategies as st
 
 from reports.verification import soak_lines
 from scenarios import soak
-from scenarios.soak import (BROKER_BYTES_PER_DEAL, FDS_FLAT_PER_MIN, RSS_FLAT_MB_PER_MIN, WARMUP_S, Sampler,
-                            SoakOptions, faults_by_move, harness_leaks, judge_process, pooled_slope, soak_moves,
-                            soak_scenario, verdict)
+from scenarios.soak import (BROKER_BYTES_PER_DEAL, FDS_FLAT_PER_MIN, REDIS_RSS_PER_DATA, RSS_FLAT_MB_PER_MIN,
+                            WARMUP_S, Sampler, SoakOptions, close_wait_persistence, faults_by_move, harness_leaks, judge_process,
+                            pooled_slope, soak_moves, soak_scenario, verdict)
 
 MB = 2**20
 
 
 def series(name="engine-a", minutes=3.0, mb_per_min=0.0, base_mb=120.0, fds=20, fds_per_min=0.0, pid=100,
-           start_t=0.0, age0=30.0, step_s=2.0, used_mb_per_min=None, used_base_mb=2.0):
-    """Samples of one PID every step_s: RSS rising mb_per_min, fds rising fds_per_min."""
+           start_t=0.0, age0=30.0, step_s=2.0, used_mb_per_min=None, used_base_mb=2.0, sockets=10,
+           sockets_step_at=None, close_wait=None):
+    """Samples of one PID every step_s: RSS rising mb_per_min, non-socket fds rising fds_per_min, ``sockets`` sockets
+    (60 more from ``sockets_step_at`` s on: a pool opened after a failover), ``close_wait(t)`` of them in CLOSE_WAIT."""
     rows = []
     n = int(minutes * 60 / step_s)
     for i in range(n):
         t = start_t + i * step_s
         row = {"t": t, "name": name, "pid": pid, "age_s": age0 + i * step_s,
                "rss": int((base_mb + mb_per_min * (t - start_t) / 60.0 + 0.1 * ((i * 7) % 3)) * MB),
-               "fds": int(fds + fds_per_min * (t - start_t) / 60.0)}
+               "other_fds": int(fds + fds_per_min * (t - start_t) / 60.0),
+               "sockets": sockets + (60 if sockets_step_at is not None and t >= sockets_step_at else 0),
+               "close_wait": close_wait(t) if close_wait else 0}
+        row["fds"] = row["other_fds"] + row["sockets"]
         if used_mb_per_min is not None:
             row["used_memory"] = int((used_base_mb + used_mb_per_min * (t - start_t) / 60.0) * MB)
         rows.append(row)
@@ -68,6 +73,29 @@ def test_the_warm_up_of_every_pid_is_left_out():
     assert pooled_slope(rows, "rss", unit=MB, warmup_s=0)["slope_per_min"] > 0.5   # what the warm-up would add
 
 
+def test_a_thread_pool_growing_in_steps_is_warm_up_but_a_leak_between_the_steps_shows():
+    # an engine that opens 64 send lanes at 60 s (threads 10 -> 74, RSS +12 MB at once), level otherwise
+    def engine(leak_mb_per_min):
+        return [{"t": t, "pid": 1, "age_s": 30.0 + t, "threads": 10 if t < 60 else 74,
+                 "rss": int((120 + (12 if t >= 60 else 0) + leak_mb_per_min * t / 60.0) * MB)}
+                for t in range(0, 240, 2)]
+    assert abs(pooled_slope(engine(0.0), "rss", unit=MB)["slope_per_min"]) < 0.01
+    assert pooled_slope(engine(0.0), "rss", unit=MB)["segments"] == 2
+    assert pooled_slope([{k: v for k, v in r.items() if k != "threads"} for r in engine(0.0)], "rss",
+                        unit=MB)["slope_per_min"] > 2   # without the thread count the step reads as growth
+    assert pooled_slope(engine(1.5), "rss", unit=MB)["slope_per_min"] == pytest.approx(1.5, abs=0.01)
+
+
+def test_threads_that_keep_rising_leave_no_steady_sample_so_the_verdict_is_unmeasured():
+    rows = [{"t": t, "pid": 1, "age_s": 30.0 + t, "threads": 10 + t // 10, "rss": 100 * MB, "fds": 20,
+             "other_fds": 10} for t in range(0, 300, 2)]
+    p = judge_process("engine-a", rows)
+    assert p["rss_verdict"] == "unmeasured" and "thread" in p["rss_reason"]
+    # unmeasured is named, never flat; alone (no process measured) it fails the soak
+    passed, why, unmeasured = verdict(clean_summary(), {"engine-a": p})
+    assert not passed and "memory unmeasured" in why[0] and unmeasured[0].startswith("engine-a RSS:")
+
+
 def test_too_few_samples_are_unmeasured_not_flat():
     out = pooled_slope(series(minutes=0.5), "rss", unit=MB)
     assert out["slope_per_min"] is None and "needs" in out["reason"]
@@ -95,8 +123,8 @@ def test_an_engine_that_keeps_growing_is_growing():
 
 
 def test_redis_may_grow_by_the_data_it_holds_but_not_beyond():
-    holds = series("redis-1", mb_per_min=1.5, used_mb_per_min=1.5)
-    leaks = series("redis-1", mb_per_min=3.0, used_mb_per_min=1.0)
+    holds = series("redis-1", mb_per_min=1.5 * REDIS_RSS_PER_DATA, used_mb_per_min=1.5)
+    leaks = series("redis-1", mb_per_min=1.0 * REDIS_RSS_PER_DATA + 1.0, used_mb_per_min=1.0)
     assert judge_process("redis-1", holds)["rss_verdict"] == "flat"
     assert judge_process("redis-1", leaks)["rss_verdict"] == "growing"
     # no used_memory figure: the allowance is unknown, so the verdict is too
@@ -114,9 +142,22 @@ def test_a_broker_may_grow_by_its_ledger_but_not_beyond():
                          deals_per_min=0.0)["rss_verdict"] == "growing"
 
 
-def test_leaking_file_descriptors_are_growing_and_a_step_is_not_a_leak_over_a_long_run():
+def test_leaking_file_descriptors_are_growing_and_a_pool_opened_in_one_step_is_not():
     assert judge_process("engine-a", series(fds_per_min=FDS_FLAT_PER_MIN * 4))["fds_verdict"] == "growing"
     assert judge_process("engine-a", series(fds_per_min=0.0))["fds_verdict"] == "flat"
+    # 60 sockets opened at once at 40 s and kept (send lanes to the backup broker): flat, though the count rose
+    step = judge_process("engine-a", series(sockets_step_at=40.0))
+    assert step["fds_verdict"] == "flat" and step["fds_slope_per_min"] > 10
+
+
+def test_sockets_left_in_close_wait_are_a_leak_and_a_passing_one_is_not():
+    stuck = judge_process("redis-1", series("redis-1", used_mb_per_min=0.0, close_wait=lambda t: 1 if t >= 60 else 0))
+    assert stuck["fds_verdict"] == "growing" and "CLOSE_WAIT" in stuck["fds_reason"]
+    passing = judge_process("redis-1", series("redis-1", used_mb_per_min=0.0,
+                                              close_wait=lambda t: 1 if int(t) % 20 == 0 else 0))
+    assert passing["fds_verdict"] == "flat"
+    assert close_wait_persistence([{"pid": 1, "t": t, "close_wait": 1} for t in range(0, 13, 2)]) == 12.0
+    assert close_wait_persistence([{"pid": 1, "t": 0, "close_wait": 0}]) == 0.0
 
 
 def test_the_harness_rss_is_reported_not_judged_but_its_fds_are():
@@ -125,11 +166,13 @@ def test_the_harness_rss_is_reported_not_judged_but_its_fds_are():
 
 
 def test_harness_leaks_are_what_is_more_after_than_before():
-    before = {"fds": 7, "threads": 2, "children": [11]}
-    assert harness_leaks(before, {"fds": 7, "threads": 2, "children": [11]}) == {"fds": 0, "threads": 0,
-                                                                                 "children": []}
-    assert harness_leaks(before, {"fds": 9, "threads": 3, "children": [11, 12]}) == {"fds": 2, "threads": 1,
-                                                                                     "children": [12]}
+    before = {"fds": 7, "threads": 2, "children": [11], "fd_targets": ["/dev/null", "pipe"]}
+    assert harness_leaks(before, {**before}) == {"fds": 0, "threads": 0, "children": [], "fd_targets": []}
+    after = {"fds": 9, "threads": 3, "children": [11, 12], "fd_targets": ["/dev/null", "pipe", "socket", "socket"]}
+    assert harness_leaks(before, after) == {"fds": 2, "threads": 1, "children": [12],
+                                            "fd_targets": ["socket", "socket"]}
+    now = soak.harness_state()
+    assert now["fds"] >= 3 and len(now["fd_targets"]) >= 3 and now["threads"] >= 1
 
 
 def clean_summary(**changes):
@@ -143,21 +186,25 @@ def clean_summary(**changes):
     ({"lost_signals": 2}, "lost acknowledged signals: 2"),
     ({"lost_signals": None}, "lost acknowledged signals: unmeasured"),
     ({"acknowledged": 0}, "load never ran"),
-    ({"valid": False, "run_validity": ["a fault could not be injected"]}, "not valid"),
+    ({"valid": False, "run_validity": ["a fault could not be injected"]}, "cannot be judged"),
+    ({"safety_failed": {"state": "RTS holds 2 positions the ledger does not"}}, "state: RTS holds"),
     ({"processes_left_after_teardown": 1}, "left after the teardown: 1"),
     ({"harness_leaked": {"fds": 3, "threads": 0, "children": []}}, "harness kept"),
     ({"harness_leaked": {"fds": 0, "threads": 0, "children": [4242]}}, "harness kept"),
 ])
 def test_the_verdict_fails_on_each_finding(change, fragment):
     processes = {"engine-a": judge_process("engine-a", series())}
-    assert verdict(clean_summary(), processes) == (True, [])
-    passed, why = verdict(clean_summary(**change), processes)
+    assert verdict(clean_summary(), processes) == (True, [], [])
+    passed, why, _ = verdict(clean_summary(**change), processes)
     assert not passed and any(fragment in w for w in why), why
 
 
-def test_the_verdict_fails_on_a_growing_or_unmeasured_process_and_on_no_process():
+def test_the_verdict_fails_on_a_growing_process_and_on_no_process_and_names_the_unmeasured_ones():
+    flat = judge_process("redis-1", series("redis-1", used_mb_per_min=0.5))
     assert not verdict(clean_summary(), {"engine-a": judge_process("engine-a", series(mb_per_min=4.0))})[0]
-    assert not verdict(clean_summary(), {"engine-a": judge_process("engine-a", series(minutes=0.4))})[0]
+    passed, why, unmeasured = verdict(clean_summary(), {"engine-a": judge_process("engine-a", series(minutes=0.4)),
+                                                        "redis-1": flat})
+    assert passed and not why and [u.split(":")[0] for u in unmeasured] == ["engine-a RSS", "engine-a fds"]
     assert not verdict(clean_summary(), {})[0]
 
 
@@ -237,7 +284,7 @@ def test_the_report_lines_show_the_figures_and_a_failed_verdict_with_its_reason(
                             state_mismatches=0, processes_before=10, processes_after=10,
                             harness_before={"fds": 7, "threads": 2, "children": []},
                             harness_after={"fds": 7, "threads": 2, "children": []}, bounds={"warmup_s": 20})
-    summary["passed"], summary["failed_because"] = verdict(summary, processes)
+    summary["passed"], summary["failed_because"], summary["unmeasured"] = verdict(summary, processes)
     text = "\n".join(soak_lines({"summary": summary, "processes": processes}))
     assert "verdict **failed**: engine-a RSS growing" in text
     assert "signals sent: 1200" in text and "engine-kill x1, redis-partition x1" in text
