@@ -65,7 +65,9 @@ USER_SETTINGS_DIR = "config"   # scenarios.packages.USER_SETTINGS_DIR (the engin
 PG_DUMPS_DIR = "backup/postgres"   # scenarios.pglogins.DUMPS_DIR, under the stack folder
 _PG_DUMP_TIME = re.compile(r"-(\d{8}T\d{6})(\d{0,6})Z\.sql\.gz$")
 _BACKUP_GENERATION = re.compile(r"\.(\d{6,})\.bak$")
-_SNAPSHOT = re.compile(r"\.h\d+\.t\d+\.duckdb$")   # reference.store.snapshots: <stem>.h<hwm>.t<epoch ms>.duckdb
+# reference.store.snapshots: <stem>.h<hwm>.t<epoch ms>.duckdb (a finished snapshot; its time taken)
+_SNAPSHOT = re.compile(r"\.h\d+\.t\d+\.duckdb$")
+_SNAPSHOT_MS = re.compile(r"\.t(\d+)\.duckdb$")
 
 RULE = ("Settings read from the running nodes twice (start, end) into conformance.json: CONFIG GET on every Redis "
         "node, SENTINEL MASTER on every Sentinel, each engine's store_settings / clickhouse_backup_settings event "
@@ -468,6 +470,13 @@ def _store_metrics(reads: Sequence[dict], listings: Sequence[dict]) -> tuple[dic
                 taken.setdefault(folder, set()).update(names)
                 on_disk[folder] = max(on_disk.get(folder, 0), len(names))
     pruned = {f: n for f, n in on_disk.items() if len(taken.get(f, ())) > n}
+    # the snapshots' own times (<stem>.h<hwm>.t<epoch ms>.duckdb) in the listings: evidence of the interval at work
+    # (gaps include idle spells: the keeper snapshots only after a change), not its judgement
+    gaps: list[float] = []
+    for names in taken.values():
+        ms = sorted(int(m.group(1)) for n in names if (m := _SNAPSHOT_MS.search(n)))
+        gaps += [(b - a) / 1000.0 for a, b in zip(ms, ms[1:])]
+    gaps.sort()
     if pruned:
         metrics["snapshots_kept"] = min(pruned.values())
     else:
@@ -479,7 +488,9 @@ def _store_metrics(reads: Sequence[dict], listings: Sequence[dict]) -> tuple[dic
     evidence = [{"kind": "store", "metric": "DDB-1/DDB-2", "access_mode": modes, "checkpoint_threshold_mb": thresholds,
                  "diverging": diverging, "largest_wal_mb_listed": largest_wal_mb, "snapshot_interval_s": intervals,
                  "snapshots_kept_setting": kept_cfg, "snapshots_on_disk_max": on_disk,
-                 "snapshots_seen": {k: len(v) for k, v in taken.items()}}]
+                 "snapshots_seen": {k: len(v) for k, v in taken.items()},
+                 "listed_snapshot_gaps_s": {"n": len(gaps), "median": gaps[len(gaps) // 2] if gaps else None,
+                                            "max": gaps[-1] if gaps else None}}]
     return metrics, why, evidence
 
 
