@@ -11,6 +11,7 @@ before and after; the stack's live processes at the start of the load, at its en
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
@@ -378,7 +379,9 @@ def harness_leaks(before: dict, after: dict) -> dict:
 
 def harness_state() -> dict:
     """This process's open fds (and what each points at: a path, ``socket:[inode]`` shown as ``socket``, ...),
-    threads and live (non-zombie) child processes: ``{"fds", "fd_targets", "threads", "children"}``."""
+    threads and live (non-zombie) child processes: ``{"fds", "fd_targets", "threads", "children"}``. Garbage is
+    collected first: a socket only unreachable objects hold is closed by that, not kept."""
+    gc.collect()
     me = psutil.Process()
     children = []
     for child in me.children(recursive=True):
