@@ -42,6 +42,13 @@ def catch_rate_lines(doc: dict | None) -> list[str]:
             schedule += f" (from {mini['from_steps']} in {mini['trials']} replay(s), {mini['seconds']:g} s)"
         rep = r.get("replay")
         rep_text = "-" if not rep else ("reproduced" if rep["reproduced"] else f"not reproduced ({rep['found']})")
+        control = r.get("control")
+        if control:   # the same schedule on the reference engine
+            rep_text += ("; the reference engine fails it too: " + "; ".join(control["found"])[:200]
+                         if control["reference_failed"] else "; the reference engine passes it")
+        if r.get("not_attributable") and not r.get("caught_by"):
+            symptom = "not the variant's (the reference fails the same way): " + "; ".join(
+                f"{s['checker']}: {s['summary']}" for s in r["not_attributable"])[:250]
         lines.append(f"| {r['variant']} | {r['bug']} | {r.get('caught_by') or '**missed**'} | {symptom} | "
                      f"{schedule} | {rep_text} | {r.get('seconds', '-')} |")
     return lines
@@ -71,6 +78,8 @@ def soak_lines(doc: dict | None) -> list[str]:
              f"**{s['duplicate_orders']}**; lost acknowledged: **{s['lost_signals']}**; RTS mismatches: "
              f"{s['state_mismatches']}",
              f"- faults injected: {s['faults_injected']} of {s['faults_scheduled']} ({faults})",
+             *([f"- sockets held after their peer closed them (a finding, not a leak: bounded pools): "
+                + "; ".join(f"{k}: {v}" for k, v in s["sockets_held"].items())] if s.get("sockets_held") else []),
              *([f"- other checkers' findings (not the soak's verdict): "
                 + "; ".join(f"{k}: {v}" for k, v in s["findings"].items())] if s.get("findings") else []),
              f"- stack processes alive: {s['processes_before']} at the start of the load, {s['processes_after']} at "

@@ -150,12 +150,11 @@ def test_leaking_file_descriptors_are_growing_and_a_pool_opened_in_one_step_is_n
     assert step["fds_verdict"] == "flat" and step["fds_slope_per_min"] > 10
 
 
-def test_sockets_left_in_close_wait_are_a_leak_and_a_passing_one_is_not():
-    stuck = judge_process("redis-1", series("redis-1", used_mb_per_min=0.0, close_wait=lambda t: 1 if t >= 60 else 0))
-    assert stuck["fds_verdict"] == "growing" and "CLOSE_WAIT" in stuck["fds_reason"]
-    passing = judge_process("redis-1", series("redis-1", used_mb_per_min=0.0,
-                                              close_wait=lambda t: 1 if int(t) % 20 == 0 else 0))
-    assert passing["fds_verdict"] == "flat"
+def test_sockets_left_in_close_wait_are_reported_as_held_and_a_passing_one_is_not():
+    stuck = judge_process("engine-b", series("engine-b", close_wait=lambda t: 10 if t >= 60 else 0))
+    assert "CLOSE_WAIT for 118 s" in stuck["held"] and stuck["close_wait_max"] == 10
+    passing = judge_process("engine-b", series("engine-b", close_wait=lambda t: 57 if int(t) % 20 == 0 else 0))
+    assert "held" not in passing and passing["close_wait_max"] == 57
     assert close_wait_persistence([{"pid": 1, "t": t, "close_wait": 1} for t in range(0, 13, 2)]) == 12.0
     assert close_wait_persistence([{"pid": 1, "t": 0, "close_wait": 0}]) == 0.0
 
@@ -285,7 +284,9 @@ def test_the_report_lines_show_the_figures_and_a_failed_verdict_with_its_reason(
                             harness_before={"fds": 7, "threads": 2, "children": []},
                             harness_after={"fds": 7, "threads": 2, "children": []}, bounds={"warmup_s": 20})
     summary["passed"], summary["failed_because"], summary["unmeasured"] = verdict(summary, processes)
+    summary["sockets_held"] = {"engine-b": "up to 10 socket(s) left in CLOSE_WAIT for 30 s"}
     text = "\n".join(soak_lines({"summary": summary, "processes": processes}))
+    assert "sockets held after their peer closed them" in text and "engine-b: up to 10 socket(s)" in text
     assert "verdict **failed**: engine-a RSS growing" in text
     assert "signals sent: 1200" in text and "engine-kill x1, redis-partition x1" in text
     assert "| engine-a | " in text and "| growing |" in text and "**0** after the teardown" in text
