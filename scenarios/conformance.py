@@ -68,6 +68,8 @@ _BACKUP_GENERATION = re.compile(r"\.(\d{6,})\.bak$")
 # reference.store.snapshots: <stem>.h<hwm>.t<epoch ms>.duckdb (a finished snapshot; its time taken)
 _SNAPSHOT = re.compile(r"\.h\d+\.t\d+\.duckdb$")
 _SNAPSHOT_MS = re.compile(r"\.t(\d+)\.duckdb$")
+# reference.store.clickhouse_backup: <table>-<YYYYmmddTHHMMSS.mmmZ>-<full|incremental>.native.zst
+_CH_BACKUP = re.compile(r"-(\d{8}T\d{6}\.\d{3})Z-(full|incremental)\.native\.zst$")
 
 RULE = ("Settings read from the running nodes twice (start, end) into conformance.json: CONFIG GET on every Redis "
         "node, SENTINEL MASTER on every Sentinel, each engine's store_settings / clickhouse_backup_settings event "
@@ -548,16 +550,44 @@ def _clickhouse_metrics(reads, listings, services) -> tuple[dict, dict, list[dic
     configured = {k: {f: e.get(f) for f in ("full_s", "incremental_s", "keep_days", "codec")}
                   for k, e in settings.items()}
     some = next(iter(configured.values()))
+    # the backups listed, per engine folder and kind, by the time in their names: two of one kind in one folder
+    # are an interval at work (only a drill-sized schedule can show one; scenarios.overrides marks it overridden)
+    stamps: dict[tuple[str, str], set[float]] = {}
+    for lst in listings:
+        for folder, files in (lst.get("folders") or {}).items():
+            if folder.endswith("backup/clickhouse"):
+                for f in files:
+                    m = _CH_BACKUP.search(f.get("name", ""))
+                    if m and (t := _backup_time(m.group(1))) is not None:
+                        stamps.setdefault((folder, m.group(2)), set()).add(t)
+    gaps_h = {}
+    for kind in ("full", "incremental"):
+        gaps = [b - a for (folder, k), ts in stamps.items() if k == kind
+                for a, b in zip(sorted(ts), sorted(ts)[1:])]
+        gaps_h[kind] = round(max(gaps) / 3600.0, 6) if gaps else None
+    metrics["full_backup_interval_h"] = gaps_h["full"]
+    metrics["incremental_backup_interval_h"] = gaps_h["incremental"]
     for metric, field, unit, scale in (("full_backup_interval_h", "full_s", "s", 1.0),
                                         ("incremental_backup_interval_h", "incremental_s", "s", 1.0),
                                         ("backup_retention_days", "keep_days", "days", 86400.0)):
+        if metrics[metric] is not None:
+            continue
         need = (_num(some.get(field)) or 0.0) * scale
         why[metric] = (f"a schedule longer than the drill cannot be seen: the engines run with {field} = "
                        f"{some.get(field)} {unit} (clickhouse_backup_settings), the drill listed backups for "
                        f"{span:.0f} s{'' if need > span else ' (the listing holds no two backups of one kind)'}; "
                        f"configuration is not a measurement")
     return metrics, why, [{"kind": "clickhouse", "levels": levels, "diverging": diverging,
-                           "configured": configured, "system_settings": ch_read}]
+                           "configured": configured, "system_settings": ch_read,
+                           "backups_listed": {f"{folder} {kind}": len(ts) for (folder, kind), ts in stamps.items()}}]
+
+
+def _backup_time(stamp: str) -> float | None:
+    try:
+        t = _dt.datetime.strptime(stamp[:15], "%Y%m%dT%H%M%S").replace(tzinfo=_dt.timezone.utc)
+    except ValueError:
+        return None
+    return t.timestamp() + (int(stamp[16:19]) / 1000.0 if stamp[15:16] == "." and stamp[16:19].isdigit() else 0.0)
 
 
 def _cfg_metrics(listings) -> tuple[dict, dict, list[dict]]:

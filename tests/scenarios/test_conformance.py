@@ -314,3 +314,20 @@ def test_wal_enabled_needs_a_wal_seen_or_a_read_only_journal():
     ro = {"engine-a": {"store_settings": {**STORE, "access_mode": "read_only"}}}
     j, _valid, _ = judged(doc(engines=ro))
     assert j[("DDB-1", "wal_enabled")].verdict == "fail"
+
+
+def test_a_drill_sized_backup_schedule_is_measured_from_the_listing_and_overridden():
+    engines = {"engine-a": {"store_settings": dict(STORE), "clickhouse_backup_settings": {
+        "event": "clickhouse_backup_settings", "full_s": 20.0, "incremental_s": 5.0, "keep_days": 7.0, "level": 3}}}
+    files = [{"name": f"trade_outcomes-20261201T0100{s:02d}.000Z-{kind}.native.zst", "bytes": 9}
+             for s, kind in ((0, "full"), (5, "incremental"), (10, "incremental"), (20, "full"))]
+    listing = [{"mono": 30.0, "folders": {"engines/engine-a/backup/clickhouse": files}}]
+    d = doc(engines=engines, listings=listing, services=("redis", "clickhouse", "mt5", "engine"))
+    j, _valid, _ = judged(d)
+    assert j[("CH-3", "full_backup_interval_h")].measured == round(20 / 3600, 6)
+    assert j[("CH-3", "full_backup_interval_h")].verdict == "pass"   # as listed, without the override it is a pass
+    entry = overrides.entries({"clickhouse_backup_full_s": 20.0, "clickhouse_backup_incremental_s": 5.0}, "scenario")
+    j, _valid, _ = judged(d, entry)
+    for m in ("full_backup_interval_h", "incremental_backup_interval_h"):
+        assert j[("CH-3", m)].verdict == "overridden" and j[("CH-3", m)].overridden, j[("CH-3", m)]
+    assert j[("CH-3", "backup_retention_days")].verdict == "unmeasured"
