@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from reports.verification import soak_lines
 from scenarios import soak
 from scenarios.soak import (BROKER_BYTES_PER_DEAL, FDS_FLAT_PER_MIN, REDIS_RSS_PER_DATA, RSS_FLAT_MB_PER_MIN,
-                            WARMUP_S, Sampler, SoakOptions, close_wait_persistence, faults_by_move, harness_leaks, judge_process,
-                            pooled_slope, soak_moves, soak_scenario, verdict)
+                            WARMUP_S, Sampler, SoakOptions, close_wait_persistence, faults_by_move, harness_leaks,
+                            judge_process, pooled_slope, soak_moves, soak_scenario, verdict)
 
 MB = 2**20
 
