@@ -103,7 +103,7 @@ def section(run_checks: Sequence[Any], targets: targets_mod.Targets | None = Non
 
 
 def _pct(x: Any) -> str:
-    return "-" if x is None else f"{x:.5f} %"
+    return "-" if x is None else f"{x:.6f} %"
 
 
 def markdown(doc: dict) -> str:
