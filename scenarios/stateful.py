@@ -140,6 +140,15 @@ STATEFUL_MOVES: dict[str, FaultMove] = {**FAULT_MOVES, **{m.name: m for m in (
                           f"and the active engine SIGKILLed once its order_send is in flight"),
 )}}
 IN_FLIGHT_MOVES = ("engine-pause-in-flight", "engine-kill-in-flight")
+# moves the reference engine fails today: a finding, pinned by a strict xfail in tests/stateful, and kept out of
+# the moves the machine draws (else every search, the reference's and each broken variant's, finds this failure
+# first and no other); a schedule may still name them (replay, tests)
+REFERENCE_FAILS: dict[str, str] = {
+    "engine-kill-in-flight": "the supervisor releases a killed holder's lease at once ('released': 'exit'); the "
+                             "successor's broker scan runs while the dead holder's order is still in flight at the "
+                             "slow broker, finds nothing, and sends the signal again: two orders (ENG-5)",
+}
+DRAWN_MOVES = tuple(sorted(m for m in STATEFUL_MOVES if m not in REFERENCE_FAILS))
 
 BAD_SIGNALS: dict[str, dict[str, str]] = {
     "volume": {"volume": "0"},             # refused by the engine's parser (BAD_VOLUME)
@@ -870,7 +879,7 @@ def machine_for(session: StatefulSession):
                          "symbol": SYMBOLS[0]})
 
         @precondition(lambda self: not self.faulted)
-        @rule(fault=st.sampled_from(sorted(STATEFUL_MOVES)), with_signal=st.booleans())
+        @rule(fault=st.sampled_from(DRAWN_MOVES), with_signal=st.booleans())
         def inject(self, fault, with_signal):
             step = {"op": "inject", "fault": fault}
             if fault in IN_FLIGHT_MOVES or with_signal:
@@ -1026,10 +1035,11 @@ class ReplayResult:
     reproduced: bool
 
 
-def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callable[[str], None] | None = None
-           ) -> ReplayResult:
+def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callable[[str], None] | None = None,
+           engine: dict | None = None) -> ReplayResult:
     """Run the schedule saved in ``run_dir`` against a fresh stack (same seed, same steps, same engine), judge it
-    the same way, and say whether the original symptom came back."""
+    the same way, and say whether the original symptom came back. ``engine`` ({"command", "env", "overrides",
+    "signal_of"}; ``{}`` the reference engine) runs another engine on the schedule: a control run."""
     run_dir = Path(run_dir)
     try:
         doc = json.loads((run_dir / SCHEDULE).read_text())
@@ -1043,7 +1053,7 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
         original = json.loads((run_dir / VERDICT).read_text())
         expected = sorted({s["checker"] for s in original.get("symptoms", [])})
         judged = tuple(original.get("judged") or SAFETY_CHECKERS)
-    engine = doc.get("engine") or {}
+    engine = (doc.get("engine") or {}) if engine is None else engine
     opts = SessionOptions(subnet=subnet, out_dir=Path(out_dir),
                           engine_command=tuple(engine["command"]) if engine.get("command") else None,
                           engine_env=dict(engine.get("env") or {}), engine_overrides=dict(engine.get("overrides") or {}),
