@@ -113,9 +113,9 @@ def _address(path: Path, where: str, value: Any) -> str:
                                 f"hurt exactly the addresses it was given)") from None
 
 
-def _port(path: Path, where: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise _err(path, where, f"a port 1-65535, not {str(value)[:40]!r}")
+def _port(path: Path, where: str, value: Any, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 65535:
+        raise _err(path, where, f"a port {low}-65535, not {str(value)[:40]!r}")
     return value
 
 
@@ -186,8 +186,9 @@ def load_deployment(path: Path | str) -> Deployment:
             raise _err(path, f"{where}.name", f"an engine is named engine-<instance> (engine-a holds instance A), "
                                               f"not {name}")
         address = _address(path, f"{where}.address", item["address"])
-        port = _port(path, f"{where}.port", item["port"])
-        if (address, port) in endpoints:
+        # an engine listens nowhere: port 0
+        port = _port(path, f"{where}.port", item["port"], low=0 if kind == "engine" else 1)
+        if port and (address, port) in endpoints:
             raise _err(path, f"{where}", f"{address}:{port} is listed twice")
         role = _text(path, f"{where}.role", item.get("role", DEFAULT_ROLE[kind]))
         names.add(name)
@@ -230,7 +231,10 @@ class ExternalNode:
     returncode = None
 
     def is_alive(self) -> bool:
-        """Whether its port accepts a TCP connection within 0.5 s."""
+        """Whether its port accepts a TCP connection within 0.5 s (a node without a port, an engine, is taken
+        as alive: the checkers judge an engine by what it writes)."""
+        if not self.port:
+            return True
         try:
             with socket.create_connection((self.address, self.port), timeout=0.5):
                 return True
@@ -296,6 +300,10 @@ class ExternalStack(LocalStack):
         self.deployment = load_deployment(deployment)
         self.capabilities = self.deployment.capabilities()
         self._toxiproxy = None
+        if self.deployment.secrets is not None:
+            # the deployment's own folder: its secrets, the signals' passphrase and the brokers' tokens are read
+            # there (nothing is written to it: no node of it is ours)
+            self.run_dir = self.deployment.secrets
 
     # -- what differs from a stack we run ----------------------------------------------------------------------
     @property
