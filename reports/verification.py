@@ -97,6 +97,14 @@ def soak_lines(doc: dict | None) -> list[str]:
              "| process | RSS first MB | RSS last MB | slope MB/min | bound MB/min | RSS | fds first | fds last | "
              "non-socket fds/min | CLOSE_WAIT s | fds | restarts |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    restarts = [(name, p["restart_baselines"]) for name, p in sorted(doc.get("processes", {}).items())
+                if (p.get("restart_baselines") or {}).get("slope_mb_per_min") is not None]
+    if restarts:
+        lines[-3:-3] = [f"- RSS a process starts from, across its restarts (median {b.get('warmup_s', '?')}-"
+                        f"{(b.get('warmup_s') or 0) + 20:g} s after each start; reported, not judged): " + "; ".join(
+                            f"{name} {len(r['baselines_mb'])} starts, {r['baselines_mb'][0]:.1f} -> "
+                            f"{r['baselines_mb'][-1]:.1f} MB ({r['slope_mb_per_min']:+.3f} MB/min)"
+                            for name, r in restarts)]
     for name, p in sorted(doc.get("processes", {}).items()):
         lines.append(f"| {name} | {_num(p['rss_first_mb'], '.1f')} | {_num(p['rss_last_mb'], '.1f')} | "
                      f"{_num(p['rss_slope_mb_per_min'], '+.3f')} | {_num(p.get('rss_bound_mb_per_min'), '.3f')} | "

@@ -290,6 +290,31 @@ def pooled_slope(rows: list[dict], key: str, warmup_s: float = WARMUP_S, min_spa
     return out
 
 
+def restart_baselines(rows: list[dict], warmup_s: float = WARMUP_S, window_s: float = 20.0) -> dict:
+    """How the RSS a process *starts* from moves across its restarts: per PID (in order of start) the median RSS
+    (MB) of its samples aged ``warmup_s`` to ``warmup_s + window_s``, and the least-squares slope (MB/min) of those
+    baselines against the time of the PID's first such sample. A process that reloads state it keeps (an engine
+    reads its whole journal into memory at start) starts higher each time; within-PID slopes cannot see that.
+    Returns ``{"baselines_mb": [...], "slope_mb_per_min": float | None}`` (None: fewer than 3 PIDs)."""
+    by_pid: dict[int, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: r["t"]):
+        if warmup_s <= r.get("age_s", 0.0) < warmup_s + window_s:
+            by_pid.setdefault(r["pid"], []).append(r)
+    points = []
+    for samples in by_pid.values():
+        values = sorted(r["rss"] / 2**20 for r in samples)
+        points.append((samples[0]["t"], values[len(values) // 2]))
+    points.sort()
+    out = {"baselines_mb": [round(v, 1) for _, v in points], "slope_mb_per_min": None}
+    if len(points) >= 3:
+        tm = sum(t for t, _ in points) / len(points)
+        ym = sum(v for _, v in points) / len(points)
+        den = sum((t - tm) ** 2 for t, _ in points)
+        if den > 0:
+            out["slope_mb_per_min"] = sum((t - tm) * (v - ym) for t, v in points) / den * 60.0
+    return out
+
+
 def kind_of(name: str) -> str:
     """The role kind of a sampled process name: ``redis``, ``sentinel``, ``broker``, ``engine``, ``harness`` or
     ``other``."""
@@ -318,6 +343,7 @@ def judge_process(name: str, rows: list[dict], deals_per_min: float = 0.0) -> di
            "fds_first": rows[0]["fds"] if rows else None, "fds_last": rows[-1]["fds"] if rows else None,
            "fds_slope_per_min": fds["slope_per_min"], "pids": len({r["pid"] for r in rows}), "samples": len(rows),
            "span_s": rss["span_s"], "segments": rss.get("segments"), "allowance_mb_per_min": 0.0,
+           "restart_baselines": restart_baselines(rows),
            "threads_first": rows[0].get("threads") if rows else None,
            "threads_last": rows[-1].get("threads") if rows else None}
     if kind == "redis":

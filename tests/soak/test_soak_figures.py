@@ -96,6 +96,16 @@ def test_threads_that_keep_rising_leave_no_steady_sample_so_the_verdict_is_unmea
     assert not passed and "memory unmeasured" in why[0] and unmeasured[0].startswith("engine-a RSS:")
 
 
+def test_a_process_that_starts_higher_after_every_restart_shows_it_in_its_restart_baselines():
+    rising = (series(pid=1, age0=0.0, minutes=1.0, base_mb=120) + series(pid=2, start_t=60, age0=0.0, minutes=1.0,
+              base_mb=124) + series(pid=3, start_t=120, age0=0.0, minutes=1.0, base_mb=128))
+    out = soak.restart_baselines(rising)
+    assert out["slope_mb_per_min"] == pytest.approx(4.0, abs=0.2) and len(out["baselines_mb"]) == 3
+    level = series(pid=1, age0=0.0, minutes=1.0) + series(pid=2, start_t=60, age0=0.0, minutes=1.0)
+    assert soak.restart_baselines(level)["slope_mb_per_min"] is None   # two starts: no trend
+    assert judge_process("engine-a", rising)["restart_baselines"]["slope_mb_per_min"] > 3
+
+
 def test_too_few_samples_are_unmeasured_not_flat():
     out = pooled_slope(series(minutes=0.5), "rss", unit=MB)
     assert out["slope_per_min"] is None and "needs" in out["reason"]
