@@ -1,13 +1,18 @@
-"""The soak (issue 16, part 3): minutes of open-loop load with a seeded random fault of the fault table
-(``scenarios.stateful.FAULT_MOVES``) every ``every_s`` seconds, run as one generated scenario through the drill
-runner (``scenarios.runner.run_once``), judged by the library's checkers, while a sampler records the RSS and
-open fds of every long-running process of the stack (read from the stack's ``pids.json``, so a restarted engine's
-new process is followed) and of the harness itself.
+"""The soak (issue 16, part 3; requirement IDs ENG-1, ENG-5): minutes of open-loop load with a seeded random fault
+of the fault table (``scenarios.stateful.FAULT_MOVES``) every ``every_s`` seconds, run as one generated scenario
+through the drill runner (``scenarios.runner.run_once``), judged by the library's checkers, while a sampler records
+every SAMPLE_S seconds the RSS, fds, threads and sockets (CLOSE_WAIT among them) of every long-running process of
+the stack (read from the stack's ``pids.json``, so a restarted engine's new process is followed), of the harness
+itself, and each Redis node's ``used_memory`` (``samples.jsonl`` in the run folder).
 
-Figures (``soak.json`` in the run folder and in ``out_dir``; the report section ``reports.verification``):
-duplicates, lost acknowledged signals, RTS mismatches; per process the RSS first/last and its slope (MB/min, least
-squares over the samples of its longest-lived PID), fds first/last and restarts; the harness's fds and threads
-before and after; the stack's live processes at the start of the load, at its end, and after the teardown (0).
+Figures (``soak.json`` and ``soak.md`` in the run folder and in ``out_dir``; the report section
+``reports.verification``): signals sent and acknowledged, faults injected by move, duplicates, lost acknowledged
+signals, RTS mismatches; per process RSS first/last (MB), its slope (MB/min, least squares within steady segments,
+``pooled_slope``) against its bound, the RSS it restarts from (``restart_baselines``), fds first/last, non-socket
+fd slope (fds/min), sockets held in CLOSE_WAIT, restarts; the harness's fds (with their targets), threads and child
+processes before and after the stack; the stack's live processes at the start of the load, at its end, and after
+the teardown. The verdict (``verdict``) and every bound with its reasoning are below; ``judge_run`` judges a run
+folder again from its samples.
 """
 from __future__ import annotations
 
