@@ -46,6 +46,9 @@ def catch_rate_lines(doc: dict | None) -> list[str]:
         if control:   # the same schedule on the reference engine
             rep_text += ("; the reference engine fails it too: " + "; ".join(control["found"])[:200]
                          if control["reference_failed"] else "; the reference engine passes it")
+        if r.get("unreproduced") and not r.get("caught_by"):
+            symptom = "not reproduced by replay (a flaky failure): " + "; ".join(
+                f"{s['checker']}: {s['summary']}" for s in r["unreproduced"])[:250]
         if r.get("not_attributable") and not r.get("caught_by"):
             symptom = "not the variant's (the reference fails the same way): " + "; ".join(
                 f"{s['checker']}: {s['summary']}" for s in r["not_attributable"])[:250]

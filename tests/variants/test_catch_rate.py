@@ -57,6 +57,19 @@ def _library_catch(variant: str, out: Path) -> dict | None:
     return None
 
 
+def _judged(row: dict) -> dict:
+    """A stateful catch counts when ``tradedrill replay`` reproduces it on a fresh stack and the reference engine
+    passes the same schedule (the control); otherwise the symptoms are kept under ``unreproduced`` or
+    ``not_attributable`` and the variant is not caught by the stateful test."""
+    if row.get("caught_by") != "stateful":
+        return row
+    if not (row.get("replay") or {}).get("reproduced"):
+        row.update(caught_by=None, unreproduced=row.pop("symptoms", None))
+    elif (row.get("control") or {}).get("reference_failed"):
+        row.update(caught_by=None, not_attributable=row.pop("symptoms", None))
+    return row
+
+
 def _write(rows: list[dict]) -> dict:
     from reports.verification import write_section
 
@@ -65,7 +78,7 @@ def _write(rows: list[dict]) -> dict:
     except (OSError, ValueError, KeyError, TypeError):
         old = {}
     mine = {r["variant"]: r for r in rows}
-    rows = [mine.get(v) or old[v] for v in VARIANTS if v in mine or v in old]
+    rows = [_judged(mine.get(v) or old[v]) for v in VARIANTS if v in mine or v in old]
     caught = [r for r in rows if r["caught_by"]]
     doc = {"variants": rows, "caught": len(caught), "total": len(rows), "of_variants": len(VARIANTS),
            "catch_rate": len(caught) / len(rows) if rows else None,
@@ -105,8 +118,7 @@ def test_the_library_and_the_stateful_test_catch_the_broken_engines(tmp_path_fac
             row["control"] = {"reference_failed": control.reproduced,
                               "found": [f"{s['checker']}: {s['summary']}" for s in control.replay.symptoms],
                               "run_dir": str(control.replay.run_dir)}
-            if control.reproduced:
-                row.update(caught_by=None, not_attributable=row.pop("symptoms"))
+            _judged(row)
         if not row["caught_by"]:
             lib = _library_catch(variant, root / variant / "library")
             if lib is not None:
