@@ -462,16 +462,22 @@ def _store_metrics(reads: Sequence[dict], listings: Sequence[dict]) -> tuple[dic
     if not intervals:
         why["snapshot_interval_s"] = "no engine reported its snapshot interval"
     kept_cfg = {k: _int(e.get("snapshots_kept")) for k, e in settings.items() if _int(e.get("snapshots_kept"))}
-    # the snapshots on disk, per engine folder: the most listed once more were taken than kept (pruning seen)
+    # the snapshots on disk, per engine folder, once a listing shows one gone that an earlier listing held (pruning
+    # seen): the count most listings show from then on (a listing between a new snapshot and its prune shows one
+    # more; ties: the smaller count)
     on_disk: dict[str, int] = {}
     taken: dict[str, set] = {}
+    after_prune: dict[str, list[int]] = {}
     for lst in listings:
         for folder, files in (lst.get("folders") or {}).items():
             if folder.endswith("backup/duckdb"):
                 names = {f["name"] for f in files if _SNAPSHOT.search(f.get("name", ""))}   # no temp files
-                taken.setdefault(folder, set()).update(names)
+                seen = taken.setdefault(folder, set())
+                if folder in after_prune or (seen - names):
+                    after_prune.setdefault(folder, []).append(len(names))
+                seen.update(names)
                 on_disk[folder] = max(on_disk.get(folder, 0), len(names))
-    pruned = {f: n for f, n in on_disk.items() if len(taken.get(f, ())) > n}
+    pruned = {f: min(set(c), key=lambda n: (-c.count(n), n)) for f, c in after_prune.items() if c}
     # the snapshots' own times (<stem>.h<hwm>.t<epoch ms>.duckdb) in the listings: evidence of the interval at work
     # (gaps include idle spells: the keeper snapshots only after a change), not its judgement
     gaps: list[float] = []
@@ -613,7 +619,7 @@ def _cfg_metrics(listings) -> tuple[dict, dict, list[dict]]:
                     kept[stem] = max(kept.get(stem, 0), len(gens))
     metrics = {"config_backups_kept": min(kept.values()) if kept else None, "config_size_kb": None}
     why = {"config_size_kb": ("CFG-1's 10 KB cap is a refusal on save; a listing shows only files within it "
-                              f"(largest settings file seen: {largest} bytes)" if seen else
+                              f"(largest settings file listed, damaged ones a drill wrote included: {largest} bytes)" if seen else
                               "the drill's engines keep no user settings folder (only the config-corrupt drills do)")}
     if not kept:
         why["config_backups_kept"] = (("no settings file was saved more often than its backups are kept, so no "

@@ -331,3 +331,13 @@ def test_a_drill_sized_backup_schedule_is_measured_from_the_listing_and_overridd
     for m in ("full_backup_interval_h", "incremental_backup_interval_h"):
         assert j[("CH-3", m)].verdict == "overridden" and j[("CH-3", m)].overridden, j[("CH-3", m)]
     assert j[("CH-3", "backup_retention_days")].verdict == "unmeasured"
+
+
+def test_a_listing_between_a_snapshot_and_its_prune_does_not_count_one_more_kept():
+    # a clickhouse-data-loss run: a listing caught 6 files (the new snapshot written, the oldest not yet pruned)
+    def listing(k, first, last):
+        return {"mono": k, "folders": {"engines/engine-a/backup/duckdb":
+                                       [{"name": f"j.h{i}.t{i}.duckdb", "bytes": 1} for i in range(first, last)]}}
+    lst = [listing(0, 0, 5), listing(1, 0, 6), listing(2, 1, 6), listing(3, 2, 7), listing(4, 2, 8), listing(5, 3, 8)]
+    j, _valid, _ = judged(doc(listings=lst))
+    assert j[("DDB-2", "snapshots_kept")].measured == 5
