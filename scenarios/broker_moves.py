@@ -122,12 +122,17 @@ def check_broker_closes(ledger_rows: list[dict] | None, orders: list[dict], rts:
                  for r in told_closed]
     # the final RTS positions against the broker's closing deals: every ticket still in RTS is named
     still = positions_mod.closed_at_broker(rts, [h.Deal.from_dict(d) for d in ledger_rows])
-    swept: dict[str, float] = {}
+    # swept by (broker, ticket): two brokers number their tickets alike; an event naming no broker matches any
+    swept: dict[tuple[str, str], float] = {}
     for e in events:
         if e.get("event") == "positions_closed_at_broker" and e.get("ts") is not None:
             for ticket in e.get("positions") or ():
-                swept.setdefault(str(ticket), float(e["ts"]))
-    lags = sorted(round(swept[str(k[1])] - t, 3) for k, t in close_s.items() if str(k[1]) in swept)
+                swept.setdefault((positions_mod.broker_name(e.get("broker")), str(ticket)), float(e["ts"]))
+
+    def swept_at(k) -> float | None:
+        at = swept.get((positions_mod.broker_name(k[0]), str(k[1])))
+        return at if at is not None else swept.get(("", str(k[1])))
+    lags = sorted(round(swept_at(k) - t, 3) for k, t in close_s.items() if swept_at(k) is not None)
     metrics = {"closed_at_broker": len(still), "repeated_closes": len(repeated), "broker_closes": len(closes),
                "by_reason": {r: sum(v[0].get("reason") == code for v in closes.values())
                              for code, r in CLOSE_REASONS.items()},
@@ -187,16 +192,20 @@ def check_pending_fills(ledger_rows: list[dict] | None, orders: list[dict], rts:
             adopted.append({"order": key[1], "signal": sid, "placed_by": placer.get(sid), "holder_at_fill": holder})
     engine = positions_mod.rts_positions(rts) or {}
     broker, _complete = positions_mod.ledger_positions([h.Deal.from_dict(d) for d in ledger_rows])
+    held = set(positions_mod.match_rts(engine, broker).values())   # RTS holds every broker's, by broker + ticket
     missing = []
     for key, d in fills.items():
         p = broker.get(f"{key[0]}:{d.get('position_id')}")
-        if p is not None and p["volume"] > 1e-9 and str(d.get("position_id")) not in engine:
+        if p is not None and p["volume"] > 1e-9 and f"{key[0]}:{d.get('position_id')}" not in held:
             missing.append({"kind": "pending_fill_missing", "position": d.get("position_id"), "order": key[1],
                             "broker": key[0], "why": "a position our limit/stop order opened, open at the broker, "
                                                      "not in RTS"})
-    unfilled = {str(k[1]) for k, o in pending.items() if k not in fills}
-    phantom = [{"kind": "placed_order_as_position", "order": t, "why": "an unfilled pending order in RTS positions"}
-               for t in sorted(engine) if t in unfilled]
+    # matched among every broker's positions and orders, so a backup's position is not a primary's unfilled order
+    # of the same ticket
+    unfilled = {f"{k[0]}:{k[1]}" for k in pending if k not in fills}
+    is_what = positions_mod.match_rts(engine, set(broker) | {f"{k[0]}:{k[1]}" for k in pending})
+    phantom = [{"kind": "placed_order_as_position", "order": engine[f]["ticket"], "broker": engine[f]["broker"],
+                "why": "an unfilled pending order in RTS positions"} for f in sorted(engine) if is_what[f] in unfilled]
     metrics = {"pending_fills_missing_in_rts": len(missing), "placed_orders_in_rts": len(phantom),
                "pending_orders": len(pending), "pending_filled": len(fills), "filled_during_fault": len(during),
                "adopted_fills": len(adopted)}

@@ -371,8 +371,8 @@ def broker_positions(ledger: Iterable[Deal]) -> tuple[dict[str, float], list[Any
 
 def engine_positions(rts: dict) -> dict[str, float] | None:
     """Net volume per symbol from an RTS dump; accepts {symbol: net}, {symbol: {volume, type|side}}, a list of
-    {symbol, volume, type|side}, or the drill's ``positions_raw`` (the engine's RTS positions hash: ticket -> JSON of
-    {symbol, type, volume, ...}). None when the dump has no positions."""
+    {symbol, volume, type|side}, or the drill's ``positions_raw`` (the engine's RTS positions hash, every broker's:
+    ``<broker>:<ticket>`` -> JSON of {symbol, type, volume, ...}, ENG-5). None when the dump has no positions."""
     raw = rts.get("positions")
     if raw is None and isinstance(rts.get("positions_raw"), dict):
         parsed = []
@@ -2713,9 +2713,10 @@ class RunView:
             # what RTS shows keeps its late deals; the others lose them (the engine could not have seen them)
             from scenarios import positions as positions_mod
 
-            held = positions_mod.rts_positions(self.trade_state() or {}) or {}
+            rts_held = positions_mod.rts_positions(self.trade_state() or {}) or {}
             end, _complete = positions_mod.ledger_positions(Deal.from_dict(r) for r in rows)
-            seen = {key for key, p in end.items() if (p["volume"] > 1e-9) == (key.split(":", 1)[1] in held)}
+            held = set(positions_mod.match_rts(rts_held, end).values())   # by broker + ticket (ENG-5)
+            seen = {key for key, p in end.items() if (p["volume"] > 1e-9) == (key in held)}
             late = [r for r in late if f"{r.get('broker') or ''}:{r.get('position_id')}" not in seen]
             late_ids = {id(r) for r in late}
             return [r for r in rows if id(r) not in late_ids], late

@@ -45,7 +45,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from reference.engine.contract import Keys
+from reference.engine.contract import Keys, parse_position_field
 from reference.engine.redislink import RedisLink, RedisUnavailable
 from reference.engine.submit import SignalSubmitter, SubmitterConfig
 
@@ -333,18 +333,22 @@ def create_app(config: BackendConfig, passphrase: str | None = None) -> FastAPI:
 
     @app.get("/positions")
     def positions():
-        """``{"positions": [{...}, ...]}``: the engine's open positions from RTS (ticket -> JSON)."""
+        """``{"positions": [{"ticket", "broker", ...}, ...]}``: the engine's open positions at every broker from RTS
+        (``<broker>:<ticket>`` -> JSON, ENG-5), ordered by broker then ticket; ``broker`` from the field (else the
+        JSON's: a bare-ticket field of an older engine). 503 while Redis cannot answer."""
         try:
             raw = backend.link.run(lambda c: c.hgetall(backend.keys.rts_positions))
         except (RedisUnavailable, redis.RedisError) as exc:
             return error(503, f"Redis cannot answer now ({_line(exc)})")
         out = []
-        for ticket, value in sorted((raw or {}).items()):
+        for field, value in sorted((raw or {}).items()):
             try:
                 item = json.loads(value)
             except ValueError:
                 item = {"raw": value}
-            out.append({"ticket": ticket, **(item if isinstance(item, dict) else {"value": item})})
+            item = item if isinstance(item, dict) else {"value": item}
+            broker, ticket = parse_position_field(field)
+            out.append({**item, "ticket": ticket, "broker": broker or str(item.get("broker") or "")})
         return {"positions": out}
 
     @app.get("/health")

@@ -33,6 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from reference.engine.contract import parse_position_field
 from reference.engine.redislink import RedisUnavailable
 
 from . import webhook
@@ -60,19 +61,23 @@ MT5_TYPES = {0: "buy", 1: "sell", 2: "buy limit", 3: "sell limit", 4: "buy stop"
 
 
 def positions_of(raw: dict | None) -> list[dict]:
-    """RTS positions (ticket -> JSON) as the panel lists them, each with its ``side`` in words (from MT5's
-    ``type``: ``buy``, ``sell``, ``sell limit``, ...; None when RTS has no type) and ``pending`` (True for a
-    pending order's type)."""
+    """RTS positions (``<broker>:<ticket>`` -> JSON, every broker's, ENG-5: ``contract.position_field``; a bare
+    ticket of an older engine too) as the panel lists them, ordered by broker then field: each with its ``ticket``
+    and ``broker`` (from the field, else the JSON's, else ""), its ``side`` in words (from MT5's ``type``: ``buy``,
+    ``sell``, ``sell limit``, ...; None when RTS has no type) and ``pending`` (True for a pending order's type).
+    Two brokers' positions of the same ticket are two rows."""
     out = []
-    for ticket, value in sorted((raw or {}).items()):
+    for field, value in sorted((raw or {}).items()):
         try:
             item = json.loads(value)
         except ValueError:
             item = {}
         item = item if isinstance(item, dict) else {}
+        broker, ticket = parse_position_field(field)
         kind = item.get("type")
         side = MT5_TYPES.get(kind) if isinstance(kind, int) and not isinstance(kind, bool) else None
-        out.append({"ticket": ticket, **item, "side": side, "pending": side is not None and kind >= 2})
+        out.append({**item, "ticket": ticket, "broker": broker or str(item.get("broker") or ""), "side": side,
+                    "pending": side is not None and kind >= 2})
     return out
 
 

@@ -11,7 +11,8 @@ Keys of one engine group ``g`` (the prefixes are configuration: ``EngineConfig.r
 ``RTRS``                   result stream (one entry per RTSS entry: executed, rejected or duplicate)
 ``RTS:g:signal:<id>``      trade state of one signal (hash: status, order, attempts, ...)
 ``RTS:g:results``          index of RTSS entry ids whose result is on RTRS (exactly-once publish)
-``RTS:g:positions``        the engine's view of its open positions (hash: ticket -> JSON)
+``RTS:g:positions``        the engine's view of its open positions at every broker (hash: ``<broker>:<ticket>``
+                           -> JSON; ``position_field``, ENG-5)
 ``RIS:g:session``          instance/session state (active broker, suspended brokers)
 ``RIS:g:suspended_accounts`` accounts suspended after NO_MONEY (set)
 ``g:lease``                ``"<instance>:<token>"`` with a TTL (ENG-1)
@@ -21,6 +22,13 @@ Keys of one engine group ``g`` (the prefixes are configuration: ``EngineConfig.r
 ``g:lease:released``       how the last holder let go, read and cleared by the next acquisition: ``exit`` (its
                            supervisor reaped it and released for it) or ``clean`` (it released on shutdown)
 =========================  ======================================================================================
+
+Positions (ENG-5): one field per open position, ``<broker>:<ticket>`` (the broker's name in the engine config, e.g.
+``primary:10000003``), value JSON ``{"symbol", "type", "volume", "price_open", "comment", "broker"}``. Two brokers
+number their tickets alike (the simulator starts every ledger at 10000001), so a ticket alone cannot hold both brokers'
+positions; the engine rewrites only the part of the broker it reads (``sync_positions``) and keeps the others'.
+An engine before this key wrote the bare ticket; readers take such a field as a position of the broker its JSON
+names (``parse_position_field`` gives ``("", ticket)``), and the engine rewrites it under the new key at its next sync.
 
 Order comments (MT5_API exactly-once): ``<prefix><12 base32 chars of sha256(signal id)>-<attempt>``, e.g.
 ``tdabcdefghijkl-2``; every attempt of one signal shares the prefix, so two executed attempts are a duplicate.
@@ -119,6 +127,34 @@ class Keys:
     def lease_keys(self) -> list[str]:
         """The KEYS of the lease scripts, in their order: lease, fence, renewed_ms, holder, released."""
         return [self.lease, self.fence, self.renewed_ms, self.lease_holder, self.lease_released]
+
+
+# -- positions ---------------------------------------------------------------------------------------------------
+def position_field(broker: str, ticket: int | str) -> str:
+    """``"<broker>:<ticket>"``, the field of one open position in ``RTS:g:positions`` (ENG-5). ``broker`` is the
+    broker's name in the engine config (not empty); ``ticket`` the position's ticket (its opening order's). Raises
+    ValueError for an empty broker name or a ticket that is empty or holds a ':'."""
+    broker, ticket = str(broker), str(ticket)
+    if not broker or not ticket or ":" in ticket:
+        raise ValueError(f"position field needs a broker name and a ticket, got {broker!r}, {ticket!r}")
+    return f"{broker}:{ticket}"
+
+
+def position_prefix(broker: str) -> str:
+    """``"<broker>:"``: what every ``position_field`` of ``broker`` starts with."""
+    if not str(broker):
+        raise ValueError("position prefix needs a broker name")
+    return f"{broker}:"
+
+
+def parse_position_field(field: str | bytes) -> tuple[str, str]:
+    """``(broker, ticket)`` of an ``RTS:g:positions`` field; ``("", ticket)`` for a bare ticket (an engine before
+    ENG-5's per-broker key wrote those; the broker is then in the value's JSON, if anywhere). The ticket is what
+    follows the last ':', so a broker name may itself hold one."""
+    if isinstance(field, bytes):
+        field = field.decode("utf-8", "replace")
+    broker, _sep, ticket = str(field).rpartition(":")
+    return broker, ticket
 
 
 # -- the lease value -------------------------------------------------------------------------------------------

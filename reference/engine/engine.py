@@ -80,7 +80,9 @@ return first
 
 # every other write of shared state, fenced the same way (KEYS[1] = fence, ARGV[1] = token):
 # op "hset" (KEYS[2] hash, field/value pairs), "replace" (KEYS[2] hash deleted, then field/value pairs), "sadd",
-# "hdel" (KEYS[2] hash, fields)
+# "hdel" (KEYS[2] hash, fields), "replace_part" (ARGV[3] a prefix, ARGV[4] a count n, then n fields, then field/value
+# pairs: every field of KEYS[2] that is the prefix followed by no further ':' and the n fields are deleted, then the
+# pairs written; the other fields stay - RTS positions hold every broker's, and a sync rewrites one broker's, ENG-5)
 # The field/value pairs go to HSET 1,000 at a time: Lua's unpack() of more than ~8,000 values fails ("too many
 # results to unpack"), and a script that fails after its DEL leaves the hash empty (Redis does not roll a script
 # back): a takeover with 6,000 open positions emptied RTS positions that way (issue 11's lost-reply drill at 200/s).
@@ -92,6 +94,24 @@ local op = ARGV[2]
 if op == 'sadd' then return redis.call('SADD', KEYS[2], ARGV[3]) end
 if op == 'hdel' then
   for i = 3, #ARGV, 1000 do redis.call('HDEL', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
+  return 1
+end
+if op == 'replace_part' then
+  local prefix, n = ARGV[3], tonumber(ARGV[4])
+  if not prefix or prefix == '' or not n or n < 0 or 4 + n > #ARGV then
+    return redis.error_reply('prefix and field count expected')
+  end
+  local first = 5 + n
+  if (#ARGV - first + 1) % 2 ~= 0 then return redis.error_reply('field/value pairs expected') end
+  local gone = {}
+  for _, f in ipairs(redis.call('HKEYS', KEYS[2])) do
+    if string.sub(f, 1, #prefix) == prefix and not string.find(f, ':', #prefix + 1, true) then gone[#gone + 1] = f end
+  end
+  for i = 5, 4 + n do gone[#gone + 1] = ARGV[i] end
+  for i = 1, #gone, 1000 do redis.call('HDEL', KEYS[2], unpack(gone, i, math.min(i + 999, #gone))) end
+  for i = first, #ARGV, 2000 do
+    redis.call('HSET', KEYS[2], unpack(ARGV, i, math.min(i + 1999, #ARGV)))
+  end
   return 1
 end
 if (#ARGV - 2) % 2 ~= 0 then return redis.error_reply('field/value pairs expected') end
@@ -170,7 +190,8 @@ class Engine:
         self._next_ris_refresh = 0.0
         self._next_close_sweep = 0.0
         self._closes_seen_until: datetime | None = None   # broker-side closes read up to here (issue 20)
-        self._pending_orders: set[str] = set()   # tickets of our pending orders not filled yet (sweep_broker_closes)
+        # "<broker>:<ticket>" of our pending orders not filled yet (sweep_broker_closes; tickets overlap across brokers)
+        self._pending_orders: set[str] = set()
         self._next_primary_check = 0.0
         self._recheck_after_failover = False
         self._reread_pending = False
@@ -1206,24 +1227,26 @@ class Engine:
             self.emit("ack", signal_id=intent.signal_id, entry_id=intent.entry_id, status=fields["status"])
 
     def _opened_positions(self, batch: list[tuple[str, str, dict[str, str]]]) -> list[str]:
-        """``[ticket, json, ...]`` of the positions the executed results of ``batch`` opened, in the form
-        ``sync_positions`` stores the broker's (a market order's position ticket is its order ticket): RTS
+        """``["<broker>:<ticket>", json, ...]`` of the positions the executed results of ``batch`` opened, in the
+        form ``sync_positions`` stores the broker's (a market order's position ticket is its order ticket; the broker
+        is the one the order went to, ``contract.position_field``, ENG-5): RTS
         positions follow every fill, not only a takeover (issue 12: RTS stayed at the takeover's 81 positions while
         the broker held 293)."""
         pairs: list[str] = []
         for _key, _entry, f in batch:
             if not contract.is_executed(f.get("status", "")) or not f.get("order"):
                 continue
+            broker = f.get("broker") or self.brokers.active.name
             if not f.get("deal"):
                 # a pending order placed (limit/stop): no position yet; its fill at the broker is a position the
                 # sweep adds (sweep_broker_closes), the panel showed it as a position (issue 15's new user)
-                self._pending_orders.add(str(f["order"]))
+                self._pending_orders.add(contract.position_field(broker, f["order"]))
                 continue
             side = f.get("side", "").lower()
-            pairs += [f["order"], json.dumps({
+            pairs += [contract.position_field(broker, f["order"]), json.dumps({
                 "symbol": f.get("symbol"), "type": 1 if side in ("sell", "short") else 0,
                 "volume": float(f.get("volume") or 0), "price_open": float(f["price"]) if f.get("price") else None,
-                "comment": f.get("comment"), "broker": f.get("broker")})]
+                "comment": f.get("comment"), "broker": broker})]
         return pairs
 
     def _publish_pipelined(self, batch: list[tuple[str, str, dict[str, str]]], positions: list[str] = ()) -> None:
@@ -1324,7 +1347,13 @@ class Engine:
                            account=account, signal_id=signal_id)
 
     def sync_positions(self, why: str) -> int | None:
-        """BRK-3: compare the positions RTS remembers with the broker's, then store the broker's (it is the truth)."""
+        """BRK-3, ENG-5: compare the positions RTS remembers at the active broker with the broker's, then store the
+        broker's (it is the truth). Only that broker's part of ``RTS:g:positions`` (fields ``<broker>:<ticket>``,
+        ``contract.position_field``) is replaced, in one fenced script; the positions RTS holds at every other broker
+        are kept: a broker the engine cannot reach now (the primary after a switch to the backup) still holds them,
+        and its tickets overlap this broker's. Bare-ticket fields an older engine wrote are dropped, or moved under
+        their broker's key when their JSON names another broker. Returns the number of positions at the active
+        broker, or None when it did not answer (RTS untouched). Raises LeaseLost when fenced out."""
         session = self.brokers.active
         if not session.connected:
             return None
@@ -1334,24 +1363,39 @@ class Engine:
             return None
         if rows is None:
             return None
-        ours = {str(_field(p, "ticket")): json.dumps({
+        ours = {contract.position_field(session.name, _field(p, "ticket")): json.dumps({
             "symbol": _field(p, "symbol"), "type": _field(p, "type"), "volume": _field(p, "volume"),
             "price_open": _field(p, "price_open"), "comment": _field(p, "comment"), "broker": session.name})
             for p in rows if int(_field(p, "magic", 0) or 0) == self.cfg.magic}
         before = self.redis.run(lambda r: r.hgetall(self._rts_positions))
-        missing = sorted(set(before) - set(ours))
-        added = sorted(set(ours) - set(before))
+        prefix = contract.position_prefix(session.name)
+        mine = {f for f in before if contract.parse_position_field(f)[0] == session.name}
+        legacy, carried = [], {}
+        for field, value in before.items():
+            broker, ticket = contract.parse_position_field(field)
+            if broker:
+                continue
+            legacy.append(field)   # a bare ticket (an engine before ENG-5's key): its broker is in the JSON
+            owner = _broker_of(value)
+            if owner == session.name or not owner:
+                mine.add(contract.position_field(session.name, ticket))
+            elif contract.position_field(owner, ticket) not in before:
+                carried[contract.position_field(owner, ticket)] = value
+        missing = sorted(mine - set(ours))
+        added = sorted(set(ours) - mine)
 
-        self._fenced_write("replace", self._rts_positions, *_pairs(ours))
+        self._fenced_write("replace_part", self._rts_positions, prefix, len(legacy), *legacy,
+                           *_pairs({**carried, **ours}))
         try:   # our pending orders an earlier holder placed: their fills are positions too (sweep_broker_closes)
             orders, _err = session.call("orders_get")
         except BrokerCallFailed:
             orders = None
         if orders is not None:
-            self._pending_orders = {str(_field(o, "ticket")) for o in orders
+            self._pending_orders = {contract.position_field(session.name, _field(o, "ticket")) for o in orders
                                     if int(_field(o, "magic", 0) or 0) == self.cfg.magic}
+        elsewhere = sum(1 for f in before if contract.parse_position_field(f)[0] not in ("", session.name))
         self.emit("positions_restored", why=why, broker=session.name, positions=len(ours),
-                  gone_since_rts=len(missing), new_since_rts=len(added))
+                  gone_since_rts=len(missing), new_since_rts=len(added), kept_elsewhere=elsewhere + len(carried))
         return len(ours)
 
     def sweep_broker_closes(self) -> int | None:
@@ -1359,7 +1403,8 @@ class Engine:
         stop-out: closing deals of reason SL/TP/SO with our magic) leave RTS positions, read from the deals since the
         last sweep (with a 2 s overlap); positions our pending orders opened when the price reached them join RTS.
         Returns how many were removed; None when the broker did not answer (the next sweep reads the same window
-        again). Issue 20: RTS kept such a position until the next takeover."""
+        again). Issue 20: RTS kept such a position until the next takeover. Only the active broker's fields
+        (``<broker>:<ticket>``, ENG-5) are written or deleted."""
         session = self.brokers.active
         if not session.connected:
             return None
@@ -1377,18 +1422,21 @@ class Engine:
         gone = sorted({str(_field(d, "position_id")) for d in ours
                        if int(_field(d, "reason", -1)) in BROKER_CLOSE_REASONS
                        and int(_field(d, "entry", -1)) == DEAL_ENTRY_OUT})
+        def placed(d) -> str:   # the _pending_orders entry of a deal's order at this broker
+            return contract.position_field(session.name, _field(d, "order"))
         filled = {str(_field(d, "position_id")): d for d in ours
-                  if int(_field(d, "entry", -1)) == DEAL_ENTRY_IN and str(_field(d, "order")) in self._pending_orders}
+                  if int(_field(d, "entry", -1)) == DEAL_ENTRY_IN and placed(d) in self._pending_orders}
         if filled:   # our pending orders the price reached: the positions they opened
-            self._fenced_write("hset", self._rts_positions, *_pairs({ticket: json.dumps({
-                "symbol": _field(d, "symbol"), "type": _field(d, "type"), "volume": _field(d, "volume"),
-                "price_open": _field(d, "price"), "comment": _field(d, "comment"), "broker": session.name})
+            self._fenced_write("hset", self._rts_positions, *_pairs({
+                contract.position_field(session.name, ticket): json.dumps({
+                    "symbol": _field(d, "symbol"), "type": _field(d, "type"), "volume": _field(d, "volume"),
+                    "price_open": _field(d, "price"), "comment": _field(d, "comment"), "broker": session.name})
                 for ticket, d in filled.items() if ticket not in gone}))
-            self._pending_orders -= {str(_field(d, "order")) for d in filled.values()}
+            self._pending_orders -= {placed(d) for d in filled.values()}
             self.emit("positions_opened_at_broker", positions=sorted(filled)[:50], count=len(filled),
                       broker=session.name)
         if gone:
-            self._fenced_write("hdel", self._rts_positions, *gone)
+            self._fenced_write("hdel", self._rts_positions, *[contract.position_field(session.name, t) for t in gone])
             self.emit("positions_closed_at_broker", positions=gone[:50], count=len(gone), broker=session.name)
         return len(gone)
 
@@ -1414,6 +1462,15 @@ def _pairs(mapping: dict) -> list[str]:
     for k, v in mapping.items():
         flat += [str(k), str(v)]
     return flat
+
+
+def _broker_of(value: str | None) -> str:
+    """The ``broker`` a positions hash value (JSON) names; "" when it names none or is not JSON."""
+    try:
+        item = json.loads(value or "")
+    except ValueError:
+        return ""
+    return str(item.get("broker") or "") if isinstance(item, dict) else ""
 
 
 def _trace_rank(trace: BrokerTrace) -> int:

@@ -110,6 +110,13 @@ def test_status_endpoints(client, rdb):
     assert client.get("/alerts/o-1").json()["order"]["order"] == "42"
     rdb.hset(KEYS.rts_positions, "7", json.dumps({"symbol": "EURUSD", "volume": 0.01}))
     assert client.get("/positions").json()["positions"][0]["ticket"] == "7"
+    # ENG-5: every broker's positions, keyed <broker>:<ticket>; the same ticket at two brokers is two positions
+    rdb.delete(KEYS.rts_positions)
+    rdb.hset(KEYS.rts_positions, mapping={"primary:10000001": json.dumps({"symbol": "EURUSD", "volume": 0.01}),
+                                          "backup:10000001": json.dumps({"symbol": "EURUSD", "volume": 0.05})})
+    got = client.get("/positions").json()["positions"]
+    assert [(p["broker"], p["ticket"], p["volume"]) for p in got] == [("backup", "10000001", 0.05),
+                                                                      ("primary", "10000001", 0.01)]
     assert client.get("/ready").json()["status"] == "ready"
 
 
@@ -232,3 +239,7 @@ def test_positions_say_their_side_and_a_pending_orders_type():
                         "3": json.dumps({"symbol": "EURUSD", "volume": 0.03}), "4": "garbled"})
     assert [(p["ticket"], p["side"], p["pending"]) for p in got] == [
         ("1", "sell", False), ("2", "sell limit", True), ("3", None, False), ("4", None, False)]
+    by_broker = positions_of({"primary:10000001": json.dumps({"symbol": "EURUSD", "type": 0, "broker": "primary"}),
+                              "backup:10000001": json.dumps({"symbol": "EURUSD", "type": 1, "broker": "backup"})})
+    assert [(p["broker"], p["ticket"], p["side"]) for p in by_broker] == [("backup", "10000001", "sell"),
+                                                                          ("primary", "10000001", "buy")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from reference.engine.contract import parse_position_field, position_field
 from reference.mt5.simclient import SimulatorTerminal
 from tests.engine.conftest import LOGIN
 from tradedrill.waiting import wait_until
@@ -40,13 +41,14 @@ def test_a_position_closed_by_its_stop_at_the_broker_leaves_rts(harness):
         terminal.shutdown()
     ticket = opened["order"]             # a position's ticket is its opening order's (hedging account)
     positions = f"RTS:{harness.group}:positions"
-    wait_until(lambda: ticket in harness.redis().hgetall(positions), 10, f"position {ticket} in RTS")
+    field = position_field("primary", ticket)   # RTS positions: <broker>:<ticket> (ENG-5)
+    wait_until(lambda: field in harness.redis().hgetall(positions), 10, f"position {field} in RTS")
 
     def closed_by_broker():
         return next((d for d in harness.ledger(harness.admin)
                      if str(d.get("position_id")) == ticket and d.get("reason") in SL_TP_REASONS), None)
     closing = wait_until(closed_by_broker, 60, f"the broker closing position {ticket} by its SL or TP")
-    wait_until(lambda: ticket not in harness.redis().hgetall(positions), 10,
+    wait_until(lambda: field not in harness.redis().hgetall(positions), 10,
                f"position {ticket} gone from RTS after the broker closed it ({closing})")
     swept = harness.wait_event("A", "positions_closed_at_broker", 10)
     assert ticket in swept["positions"], swept
@@ -79,6 +81,8 @@ def test_a_pending_order_is_no_position_until_the_price_reaches_it(harness):
         return [d for d in deals if str(d.get("order")) in (placed[low]["order"], placed[high]["order"])]
     fills = wait_until(filled, 60, "one of the two near limit orders filled at the broker")
     ticket = str(fills[0]["position_id"])
-    wait_until(lambda: ticket in harness.redis().hgetall(positions), 10, f"position {ticket} of a filled limit in RTS")
+    field = position_field("primary", ticket)   # RTS positions: <broker>:<ticket> (ENG-5)
+    wait_until(lambda: field in harness.redis().hgetall(positions), 10, f"position {field} of a filled limit in RTS")
     held = harness.redis().hgetall(positions)
-    assert placed[far]["order"] not in held, held     # the unfilled limit order is not a position
+    # the unfilled limit order is not a position (at any broker: RTS positions are <broker>:<ticket>)
+    assert not [f for f in held if parse_position_field(f)[1] == placed[far]["order"]], held
