@@ -290,7 +290,7 @@ class StatefulSession:
     def out_of_time(self) -> bool:
         return self.search_until is not None and time.monotonic() > self.search_until
 
-    def example(self, seed: int) -> "Example":
+    def example(self, seed: int, tag: str | None = None) -> "Example":
         if self.dirty:
             started = time.monotonic()
             self.reset()
@@ -299,7 +299,7 @@ class StatefulSession:
         self.count += 1
         path = self.root / f"example-{self.count:03d}"
         self.examples.append(path)
-        return Example(self, path, seed)
+        return Example(self, path, seed, tag)
 
     def reset(self) -> None:
         """The state a fresh stack starts from, without restarting Redis or the Sentinels (see the module
@@ -366,14 +366,15 @@ class Verdict:
 class Example:
     """One schedule against the session's stack, recorded in its own run folder."""
 
-    def __init__(self, session: StatefulSession, path: Path, seed: int):
+    def __init__(self, session: StatefulSession, path: Path, seed: int, tag: str | None = None):
         self.session = session
         self.seed = seed
         self.steps: list[dict] = []
         self.run = RunDir.create(path, seed=seed, scenario=SCENARIO.to_dict(), config={})
         self.env = DrillEnvironment(SCENARIO, self.run, seed, session.drill_opts)
         self.env.stack = session.stack   # the session's stack: this env only records
-        self.tag = f"x{session.count:03d}{seed % 100000:05d}"
+        # the signal ids' prefix; a replay reuses the original's (an engine may treat ids differently by their text)
+        self.tag = tag or f"x{session.count:03d}{seed % 100000:05d}"
         self.active: list[Fault] = []
         self.started_mono = time.monotonic()
         self.signals: dict[str, dict] = {}      # schedule name -> the fields sent
@@ -387,7 +388,7 @@ class Example:
 
     # the schedule as data
     def _write_schedule(self, verdict: dict | None = None) -> None:
-        doc = {"seed": self.seed, "steps": self.steps, "engine": self.session.opts.engine(),
+        doc = {"seed": self.seed, "tag": self.tag, "steps": self.steps, "engine": self.session.opts.engine(),
                "subnet": self.session.opts.subnet}
         (self.run.path / SCHEDULE).write_text(json.dumps(doc, indent=2))
 
@@ -968,10 +969,10 @@ def _without(steps: list[dict], i: int) -> list[dict]:
     return [s for j, s in enumerate(steps) if j != i and not (gone and s["op"] == "resubmit" and s["signal"] == gone)]
 
 
-def try_schedule(session: StatefulSession, seed: int, steps: Sequence[dict]) -> Verdict:
+def try_schedule(session: StatefulSession, seed: int, steps: Sequence[dict], tag: str | None = None) -> Verdict:
     """One example on ``session`` running exactly ``steps``; it stops at the first step an invariant fails after
     (as Hypothesis does), and its verdict carries that symptom when the end judged none."""
-    example = session.example(seed)
+    example = session.example(seed, tag)
     try:
         for step in steps:
             example.apply(step)
@@ -990,7 +991,8 @@ def minimise(session: StatefulSession, verdict: Verdict, *, trials: int = MINIMI
     (``verdict`` itself when nothing shorter failed). ``session.minimised`` records what was tried."""
     say = say or session.opts.say
     expected = {s["checker"] for s in verdict.symptoms}
-    seed = json.loads((verdict.run_dir / SCHEDULE).read_text()).get("seed", 0)
+    saved = json.loads((verdict.run_dir / SCHEDULE).read_text())
+    seed, tag = saved.get("seed", 0), saved.get("tag")
     best, steps = verdict, list(verdict.steps)
     started, spent = time.monotonic(), 0
     log: list[dict] = []
@@ -998,7 +1000,7 @@ def minimise(session: StatefulSession, verdict: Verdict, *, trials: int = MINIMI
     def attempt(candidate: list[dict]) -> bool:
         nonlocal best, steps, spent
         spent += 1
-        got = try_schedule(session, seed, _clean(candidate))
+        got = try_schedule(session, seed, _clean(candidate), tag)
         ok = bool({s["checker"] for s in got.symptoms} & expected)
         log.append({"steps": len(candidate), "failed": ok, "run_dir": str(got.run_dir),
                     "found": sorted({s["checker"] for s in got.symptoms})})
@@ -1066,7 +1068,7 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
                           engine_env=dict(engine.get("env") or {}), engine_overrides=dict(engine.get("overrides") or {}),
                           say=say, judged=judged, signal_of=engine.get("signal_of"))
     with StatefulSession(opts) as session:
-        example = session.example(int(doc.get("seed", 0)))
+        example = session.example(int(doc.get("seed", 0)), doc.get("tag"))
         symptoms: list[dict] = []
         try:
             for step in doc.get("steps", []):

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 
 from scenarios import registry
-from scenarios.checkers import check_run
+from scenarios.checkers import RunView, check_run
 from scenarios.runner import DrillOptions, run_once
 from scenarios.stateful import ALL_CHECKERS, StatefulSession, replay, run_search
 from tests.stateful.conftest import DATABASE, REPO, variant_options
-from tests.variants.engines import BUGS, VARIANTS
+from tests.variants.engines import BUGS, SIGNAL_OF, VARIANTS
 
 SWEEP = bool(os.environ.get("TRADEDRILL_VARIANT_SWEEP"))
 CHOSEN = [v for v in os.environ.get("TRADEDRILL_VARIANTS", "").split(",") if v] or list(VARIANTS)
@@ -50,7 +50,11 @@ def _library_catch(variant: str, out: Path) -> dict | None:
                             rate_per_s=10.0, fault_at_s=4.0, engine_env={"PYTHONPATH": pythonpath},
                             engine_command=(sys.executable, "-m", "tests.variants.engines", variant))
         run = run_once(registry.get(name), out / name, 7, opts, repeat=1)
-        failed = [r for r in check_run(run).results if r.checker in SAFETY and r.valid is False]
+        signal_of = None
+        if variant in SIGNAL_OF:   # the variant's own comments (as the stateful test reads them)
+            ids = [s.id for s in RunView(run).signals()]
+            signal_of = variant_options(variant, out).signal_of_for(ids)
+        failed = [r for r in check_run(run, signal_of=signal_of).results if r.checker in SAFETY and r.valid is False]
         if failed:
             return {"scenario": name, "run_dir": str(run.path),
                     "symptoms": [{"checker": r.checker, "summary": r.summary} for r in failed]}
