@@ -42,6 +42,11 @@ healed) must get its result within :data:`SWITCH_BOUND_S` (``failures_before_sec
 ``broker_retry_interval_s``, then ``rto_s`` to the first trade: scenarios/targets.toml); checked after every step
 and, before the end heals the broker, by waiting out the bound (checker ``broker_fallback``).
 
+Findings about the reference engine (:data:`REFERENCE_FAILS`): schedules it fails today are kept out of what the
+machine draws (each pinned by a test), so that a search against a broken variant finds the variant's bug rather
+than the reference's; the variant sweep replays every catch on the reference engine too (``replay(engine={})``,
+``tradedrill replay --reference``) and counts a catch only when the reference passes it.
+
 A failing example's run folder holds ``seed``, ``schedule.json`` (the minimised schedule in the folder
 :func:`run_search` returns), ``verdict.json`` (the symptoms, each naming its checker: the duplicate,
 the loss, the mismatch) and everything a drill's run folder holds, so ``tradedrill check`` re-judges it too.

@@ -23,7 +23,10 @@ class CannotRun(click.ClickException):
 @click.option("--subnet", default="127.0.94", show_default=True, help="Loopback /24 for the fresh stack.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Folder for the replay's run folder [default: RUN_DIR/replay-<n>].")
-def replay(run_dir: Path, subnet: str, out_dir: Path | None) -> None:
+@click.option("--reference", is_flag=True, default=False,
+              help="Run the schedule on the reference engine instead of the recorded one (a control: a broken "
+                   "variant's symptom that the reference shows too is not the variant's).")
+def replay(run_dir: Path, subnet: str, out_dir: Path | None, reference: bool) -> None:
     """Re-run a stateful example's saved schedule (RUN_DIR/schedule.json: seed, steps, engine) against a fresh
     stack and say whether its symptom reproduces."""
     from scenarios.environment import DrillError
@@ -36,7 +39,8 @@ def replay(run_dir: Path, subnet: str, out_dir: Path | None) -> None:
         n = 1 + sum(1 for _ in run_dir.glob("replay-*"))
         out_dir = run_dir / f"replay-{n}"
     try:
-        result = run_replay(run_dir, subnet=subnet, out_dir=out_dir, say=lambda m: click.echo(m))
+        result = run_replay(run_dir, subnet=subnet, out_dir=out_dir, say=lambda m: click.echo(m),
+                            engine={} if reference else None)
     except DrillError as exc:
         raise CannotRun(str(exc)) from None
     steps = len(result.replay.steps)
