@@ -1039,6 +1039,53 @@ def load_verdict(path: Path) -> Verdict:
 
 
 # -- replay ------------------------------------------------------------------------------------------------------
+_KINDS = ("market", "close", "bad", *PENDING_ORDER_TYPES)
+
+
+def schedule_problems(doc: Any) -> list[str]:
+    """What keeps a ``schedule.json`` document from being replayed (empty: nothing): each step must be one of the
+    module docstring's shapes, with a known op, kind, bad signal and fault."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("steps"), list):
+        return ["schedule.json must be an object with a list of steps"]
+    problems = []
+    if not isinstance(doc.get("seed", 0), int) or isinstance(doc.get("seed", 0), bool):
+        problems.append(f"seed: {doc.get('seed')!r} is not an integer")
+    if doc.get("tag") is not None and not (isinstance(doc["tag"], str) and doc["tag"].isalnum()):
+        problems.append(f"tag: {doc['tag']!r} is not letters and digits")
+    for i, step in enumerate(doc["steps"]):
+        where = f"step {i + 1}"
+        if not isinstance(step, dict):
+            problems.append(f"{where}: not an object")
+            continue
+        op = step.get("op")
+        if op == "submit":
+            if step.get("kind") not in _KINDS:
+                problems.append(f"{where}: kind {step.get('kind')!r} is not one of {', '.join(_KINDS)}")
+            if step.get("kind") == "bad" and step.get("bad") not in BAD_SIGNALS:
+                problems.append(f"{where}: bad {step.get('bad')!r} is not one of {', '.join(BAD_SIGNALS)}")
+            if step.get("side") not in ("buy", "sell") or step.get("symbol") not in SYMBOLS:
+                problems.append(f"{where}: side must be buy|sell and symbol one of {', '.join(SYMBOLS)}")
+            if not isinstance(step.get("signal"), str) or not step["signal"].isalnum():
+                problems.append(f"{where}: signal {step.get('signal')!r} is not a name of letters and digits")
+            points = step.get("points", 50)
+            if isinstance(points, bool) or not isinstance(points, (int, float)) or not 1 <= points <= 100_000:
+                problems.append(f"{where}: points {points!r} must be a number in [1, 100000]")
+        elif op == "resubmit":
+            if not isinstance(step.get("signal"), str):
+                problems.append(f"{where}: resubmit needs the signal's name")
+        elif op == "inject":
+            if step.get("fault") not in STATEFUL_MOVES:
+                problems.append(f"{where}: fault {step.get('fault')!r} is not one of {', '.join(STATEFUL_MOVES)}")
+            if step.get("signal") is not None and not (isinstance(step["signal"], str) and step["signal"].isalnum()):
+                problems.append(f"{where}: signal {step.get('signal')!r} is not a name of letters and digits")
+        elif op == "wait":
+            s_ = step.get("s")
+            if isinstance(s_, bool) or not isinstance(s_, (int, float)) or not 0 <= s_ <= 60:
+                problems.append(f"{where}: wait s {s_!r} must be a number of seconds in [0, 60]")
+        elif op != "heal":
+            problems.append(f"{where}: op {op!r} is not one of submit, resubmit, inject, heal, wait")
+    return problems
+
 @dataclass
 class ReplayResult:
     """``reproduced``: the replay failed with a symptom of a checker the original failed with."""
@@ -1062,6 +1109,10 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
                          f"message names it)") from None
     except ValueError as exc:
         raise DrillError(f"{run_dir / SCHEDULE} is not JSON ({exc}); it cannot be replayed") from None
+    problems = schedule_problems(doc)
+    if problems:
+        raise DrillError(f"{run_dir / SCHEDULE} cannot be replayed: {'; '.join(problems[:3])}"
+                         + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
     expected, judged = [], SAFETY_CHECKERS
     if (run_dir / VERDICT).exists():
         original = json.loads((run_dir / VERDICT).read_text())

@@ -1,0 +1,48 @@
+"""``tradedrill replay RUN_DIR``'s input, schedule.json: a document that is not a replayable schedule is refused in
+one line (exit 2) before any stack starts; every schedule a run writes is accepted (no stack here)."""
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scenarios import stateful
+from scenarios.verifycli import replay
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                           lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=6), kids, max_size=4),
+                           max_leaves=12)
+
+
+def test_a_folder_without_a_schedule_is_refused_in_one_line(tmp_path):
+    got = CliRunner().invoke(replay, [str(tmp_path)])
+    assert got.exit_code == 2 and "holds no schedule.json" in got.output and "Traceback" not in got.output
+
+
+def test_the_steps_a_machine_writes_are_replayable():
+    doc = {"seed": 3, "tag": "x00100003", "steps": [
+        {"op": "submit", "kind": "limit", "signal": "s1", "side": "buy", "symbol": "EURUSD", "points": 200},
+        {"op": "submit", "kind": "bad", "bad": "volume", "signal": "s2", "side": "buy", "symbol": "EURUSD"},
+        {"op": "resubmit", "signal": "s1"}, {"op": "inject", "fault": "broker-requotes", "signal": "s3"},
+        {"op": "inject", "fault": "engine-kill-in-flight", "signal": "s4"}, {"op": "heal"}, {"op": "wait", "s": 4.0}]}
+    assert stateful.schedule_problems(doc) == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(doc=json_values | st.fixed_dictionaries({"seed": json_values, "steps": st.lists(
+    st.dictionaries(st.sampled_from(["op", "kind", "signal", "side", "symbol", "fault", "s", "bad", "points"]),
+                    json_values | st.sampled_from(["submit", "inject", "wait", "heal", "resubmit", "market",
+                                                   "engine-kill", "buy", "EURUSD", "s1"]), max_size=6),
+    max_size=5)}))
+def test_any_other_document_is_refused_in_one_line_before_a_stack_starts(tmp_path_factory, doc):
+    problems = stateful.schedule_problems(doc)
+    if not problems:
+        return   # a replayable schedule (it would start a stack: not here)
+    folder = tmp_path_factory.mktemp("run")
+    (folder / "schedule.json").write_text(json.dumps(doc))
+    got = CliRunner().invoke(replay, [str(folder)])
+    assert got.exit_code == 2, got.output
+    assert "cannot be replayed" in got.output and "Traceback" not in got.output
+    assert len(got.output.strip().splitlines()) == 1
