@@ -43,5 +43,6 @@ def test_a_soak_under_a_fault_every_10_s_loses_nothing_and_leaks_nothing(tmp_pat
         p = result.processes[name]
         assert (p["rss_verdict"], p["fds_verdict"]) == ("flat", "flat"), f"{name}: {p} {where}"
     assert s["processes_left_after_teardown"] == 0, f"left running: {s['left_after_teardown']} {where}"
-    assert s["harness_leaked"] == {"fds": 0, "threads": 0, "children": []}, f"{s['harness_leaked']} {where}"
+    assert s["harness_leaked"] == {"fds": 0, "threads": 0, "children": [], "fd_targets": []}, \
+        f"{s['harness_leaked']} {where}"
     assert result.passed, f"{s['failed_because']} {where}"
