@@ -106,3 +106,47 @@ def test_a_partition_between_containers_is_made_in_their_namespaces_and_healed(d
         assert replica.exec_run(reach).exit_code == 0
     finally:
         s.down()
+
+
+def _connects(source: str, address: str, port: int) -> bool:
+    import socket
+
+    s = socket.socket()
+    s.settimeout(1.0)
+    try:
+        s.bind((source, 0))
+        s.connect((address, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def test_a_partition_cuts_the_harnesss_own_client_addresses_and_udp_loss_reaches_the_host(docker_client, tmp_path):
+    """The set writers and tick consumers leave from host addresses on the run's bridge (.200, .150): a partition
+    places them on a side like any node, and "the harness" (127.0.0.1 in a scenario's shape) is the gateway."""
+    from faults.kernel import Partition
+    from faults.partition import CLIENT_SOURCE
+    from tradedrill.providers.docker import DockerStack
+
+    s = DockerStack(DockerStack.drill_topology(SUBNET, ("redis",)), tmp_path / "stack", stop_engine=False)
+    s.up()
+    try:
+        primary = s.node("redis-1")
+        writer, other = f"{SUBNET}.200", f"{SUBNET}.201"
+        assert writer in s.host_addresses and _connects(writer, primary.address, primary.port)
+        fault = s.place_fault(Partition([[primary.address, other], [writer, CLIENT_SOURCE]]))
+        assert fault.groups[1] == [writer, s.gateway]
+        fault.inject()
+        try:
+            assert not _connects(writer, primary.address, primary.port)        # the writer's side is cut
+            assert not _connects(s.gateway, primary.address, primary.port)     # so is the harness's
+            assert _connects(other, primary.address, primary.port)            # a minority-side client is not
+            assert _connects(writer, s.node("redis-2").address, 6379)          # nor is anything else
+        finally:
+            fault.heal()
+        assert _connects(writer, primary.address, primary.port)
+    finally:
+        s.down()
+    assert f"td-{s.run_id}" not in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
