@@ -130,7 +130,7 @@ class EngineConfig:
     signal_max_age_s: float = 0.0           # 0 = never stale; else older signals are rejected as STALE
     # --- local store: the journal's snapshots, health and failed_syncs (DDB-1..6, BR-2; issue 13) ------------------
     store_snapshot_interval_s: float = 0.5  # DDB-2: a snapshot every 500 ms after changes (MT5-HA: every 1 minute)
-    store_snapshots_kept: int = 5           # DDB-2: keep the last 5 (EA-BR); up to 10 (MT5-HA)
+    store_snapshots_kept: int = 10          # DDB-2: the strictest document's 10 (MT5-HA 4.3), which holds EA-BR's last 5
     store_health_check_s: float = 1.0       # DDB-6: health check every 1 s
     store_disk_full_retry_s: float = 1.0    # DDB-5: a journal write refused for lack of space is retried this often
                                             # (signals stay pending, unacknowledged; the engine does not exit)

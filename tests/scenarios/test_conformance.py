@@ -87,15 +87,18 @@ def test_an_override_the_node_does_not_run_is_judged_as_read():
 
 
 def test_an_engine_override_of_a_store_setting_is_overridden():
-    engines = {"engine-a": {"store_settings": {**STORE, "snapshots_kept": 10}}}
+    # the engine's default keeps 10 (the strictest document); a drill that keeps EA-BR's 5 runs overridden, and the
+    # 5 on disk fails the 10 only as "overridden", with both values
+    engines = {"engine-a": {"store_settings": {**STORE, "snapshots_kept": 5}}}
     listing = {"mono": 1.0, "folders": {"engines/engine-a/backup/duckdb":
-                                        [{"name": f"journal-A.h{i:012d}.t{i}.duckdb", "bytes": 1} for i in range(10)]}}
+                                        [{"name": f"journal-A.h{i:012d}.t{i}.duckdb", "bytes": 1} for i in range(5)]}}
     later = {"mono": 2.0, "folders": {"engines/engine-a/backup/duckdb":
-                                      [{"name": f"journal-A.h{i:012d}.t{i}.duckdb", "bytes": 1} for i in range(3, 13)]}}
-    entry = overrides.entries({"store_snapshots_kept": 10}, "drill options")
+                                      [{"name": f"journal-A.h{i:012d}.t{i}.duckdb", "bytes": 1} for i in range(3, 8)]}}
+    entry = overrides.entries({"store_snapshots_kept": 5}, "drill options")
+    assert entry and entry[0]["drill"] == 5 and entry[0]["document"] == 10
     j, _valid, _ = judged(doc(engines=engines, listings=[listing, later]), entry)
     kept = j[("DDB-2", "snapshots_kept")]
-    assert kept.measured == 10 and kept.verdict == "overridden" and kept.overridden == entry
+    assert kept.measured == 5 and kept.verdict == "overridden" and kept.overridden == entry
 
 
 def test_snapshots_kept_is_unmeasured_until_the_listing_shows_a_prune():
