@@ -239,7 +239,7 @@ def _load_options(users: int | None, spawn_rate: float | None, load_mix: str | N
               help="With --provider external: the TOML file of the deployment's addresses and its Toxiproxy.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Run with a setting other than the documents': a topology setting (sentinel.down_after_ms=1000) "
-                   "or engine.<EngineConfig field> (engine.store_snapshots_kept=10); repeatable. The report marks "
+                   "or engine.<EngineConfig field> (engine.store_snapshots_kept=5); repeatable. The report marks "
                    "every verdict it bears on 'overridden' with both values (issue 19).")
 def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, profile: str, seed: int | None,
           out_dir: Path, subnet: str, duration: float | None, settle: float | None, rate: float | None,

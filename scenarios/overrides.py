@@ -167,7 +167,7 @@ def _engine_value(raw: str) -> Any:
 def parse_sets(pairs: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``--set`` pairs into (topology settings, engine settings), every value checked: a topology key
     (``sentinel.down_after_ms=1000``) by ``tradedrill.topology.check_setting`` and the settings' cross-checks, an
-    engine key (``engine.store_snapshots_kept=10``; the value read as JSON, else as text) by
+    engine key (``engine.store_snapshots_kept=5``; the value read as JSON, else as text) by
     ``EngineConfig.from_mapping``. Raises :class:`SetError` (one line) for a pair without ``=``, an unknown key, a
     bad value, a key given twice, or a secret (passwords come from the run folder, never the command line)."""
     from reference.engine.config import ConfigError, EngineConfig
