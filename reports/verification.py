@@ -92,10 +92,10 @@ def soak_lines(doc: dict | None) -> list[str]:
              f" -> {len(after.get('children', []))} (leaked: fds {leaked.get('fds')}, threads {leaked.get('threads')}"
              f", children {len(leaked.get('children') or [])})",
              f"- flat: RSS slope (within each steady segment: {b.get('warmup_s', '?')} s after a start or a "
-             f"thread-pool growth left out) at most {b.get('rss_flat_mb_per_min', '?')} MB/min above what the process "
-             f"keeps by design (Redis: {b.get('redis_rss_per_data', 1)}x its used_memory slope; a broker: "
+             f"thread-pool growth left out) at most {b.get('rss_flat_mb_per_min', '?')} MB/min, plus one allocator step "
+             f"({b.get('rss_step_mb', '?')} MB) over the steady span, above what the process keeps by design (Redis: {b.get('redis_rss_per_data', 1)}x its used_memory slope; a broker: "
              f"{b.get('broker_bytes_per_deal', '?')} B a deal); non-socket fds rising at most "
-             f"{b.get('fds_flat_per_min', '?')} a minute; sockets in CLOSE_WAIT over "
+             f"{b.get('fds_flat_per_min', '?')} a minute plus one fd over the span; sockets in CLOSE_WAIT over "
              f"{b.get('close_wait_persist_s', '?')} s are reported as held", "",
              "| process | RSS first MB | RSS last MB | slope MB/min | bound MB/min | RSS | fds first | fds last | "
              "non-socket fds/min | CLOSE_WAIT s | fds | restarts |",

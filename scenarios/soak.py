@@ -58,6 +58,13 @@ MIN_SPAN_S = 60.0
 # 128 KiB top pad, so one or two steps inside a 2-minute window already read as ~0.2-0.4 MB/min; and a leak of
 # 0.5 MB/min is still found by the 30-minute soak as 15 MB of steady growth (720 MB a day: one that matters).
 RSS_FLAT_MB_PER_MIN = 0.5
+# A slope from a short window cannot tell growth from one step of the allocator: RSS moves in steps of up to
+# RSS_STEP_MB (CPython's pymalloc arena is 1 MiB; Redis's jemalloc stepped 0.4-1.3 MB in the trials), so a process
+# may also rise by one step over its steady span: the bound gains RSS_STEP_MB / span (minutes). Over a 30-minute
+# soak that is ~0.04 MB/min; over a 2-minute one ~0.6 MB/min (seed 16's 2-minute run read one such step of two young
+# Redis nodes, flat over 30 minutes, as +1.0 and +1.6 MB/min). Likewise one descriptor (FD_STEP) for the fd slope.
+RSS_STEP_MB = 1.0
+FD_STEP = 1.0
 # A process that keeps data by design may grow by what it keeps, and RSS_FLAT_MB_PER_MIN more:
 # - a Redis node keeps every signal and result (the drills' results_maxlen = 0): REDIS_RSS_PER_DATA times its own
 #   INFO ``used_memory`` slope, measured in the same samples, is its allowance. Why 2: jemalloc rounds each
@@ -365,7 +372,8 @@ def judge_process(name: str, rows: list[dict], deals_per_min: float = 0.0) -> di
     elif rss["slope_per_min"] is None:
         out["rss_verdict"], out["rss_reason"] = "unmeasured", rss["reason"]
     else:
-        bound = out["allowance_mb_per_min"] + RSS_FLAT_MB_PER_MIN
+        out["rss_resolution_mb_per_min"] = RSS_STEP_MB / (rss["span_s"] / 60.0)
+        bound = out["allowance_mb_per_min"] + RSS_FLAT_MB_PER_MIN + out["rss_resolution_mb_per_min"]
         out["rss_bound_mb_per_min"] = bound
         out["rss_verdict"] = "flat" if rss["slope_per_min"] <= bound else "growing"
         out["rss_reason"] = f"{rss['slope_per_min']:+.3f} MB/min against at most {bound:.3f}"
@@ -379,8 +387,10 @@ def judge_process(name: str, rows: list[dict], deals_per_min: float = 0.0) -> di
     if other["slope_per_min"] is None:
         out["fds_verdict"], out["fds_reason"] = "unmeasured", f"its non-socket fds: {other['reason']}"
     else:
-        out["fds_verdict"] = "flat" if other["slope_per_min"] <= FDS_FLAT_PER_MIN else "growing"
-        out["fds_reason"] = f"non-socket fds {other['slope_per_min']:+.2f}/min against at most {FDS_FLAT_PER_MIN:g}"
+        fd_bound = FDS_FLAT_PER_MIN + FD_STEP / (other["span_s"] / 60.0)
+        out["fds_bound_per_min"] = fd_bound
+        out["fds_verdict"] = "flat" if other["slope_per_min"] <= fd_bound else "growing"
+        out["fds_reason"] = f"non-socket fds {other['slope_per_min']:+.2f}/min against at most {fd_bound:.2f}"
     return out
 
 
@@ -615,6 +625,7 @@ def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
         "harness_leaked": harness_leaks(facts["harness_before"], facts["harness_after"]),
         "bounds": {"warmup_s": WARMUP_S, "min_span_s": MIN_SPAN_S, "rss_flat_mb_per_min": RSS_FLAT_MB_PER_MIN,
                    "broker_bytes_per_deal": BROKER_BYTES_PER_DEAL, "redis_rss_per_data": REDIS_RSS_PER_DATA,
+                   "rss_step_mb": RSS_STEP_MB, "fd_step": FD_STEP,
                    "fds_flat_per_min": FDS_FLAT_PER_MIN,
                    "close_wait_persist_s": CLOSE_WAIT_PERSIST_S},
     }

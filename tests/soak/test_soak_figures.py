@@ -132,6 +132,15 @@ def test_an_engine_that_keeps_growing_is_growing():
     assert judge_process("sentinel-1", series("sentinel-1", mb_per_min=1.0))["rss_verdict"] == "growing"
 
 
+def test_one_allocator_step_in_a_short_window_is_not_growth_but_a_slow_leak_over_30_minutes_is():
+    step = [{"t": t, "pid": 1, "age_s": 30.0 + t, "rss": int((100 + (1.0 if t >= 50 else 0.0)) * MB), "fds": 9,
+             "other_fds": 7} for t in range(0, 100, 2)]
+    assert pooled_slope(step, "rss", unit=MB)["slope_per_min"] > RSS_FLAT_MB_PER_MIN   # the slope alone would say so
+    assert judge_process("sentinel-1", step)["rss_verdict"] == "flat"
+    slow = series("sentinel-1", minutes=30.0, mb_per_min=RSS_FLAT_MB_PER_MIN + 0.2)
+    assert judge_process("sentinel-1", slow)["rss_verdict"] == "growing"
+
+
 def test_redis_may_grow_by_the_data_it_holds_but_not_beyond():
     holds = series("redis-1", mb_per_min=1.5 * REDIS_RSS_PER_DATA, used_mb_per_min=1.5)
     leaks = series("redis-1", mb_per_min=1.0 * REDIS_RSS_PER_DATA + 1.0, used_mb_per_min=1.0)
