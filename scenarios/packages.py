@@ -140,6 +140,19 @@ def _isolate_primary(ctx: FaultContext, t: Target, params: dict) -> Fault:
                            requirements=ctx.requirement_ids)
 
 
+def _disconnect(ctx: FaultContext, t: Target, params: dict) -> Fault:
+    """The node cut off entirely: ``docker network disconnect`` of its container on the docker provider
+    (``faults.docker_net``); elsewhere every packet to and from its address dropped (nftables)."""
+    if hasattr(t.node, "disconnect"):
+        from faults.docker_net import NodeDisconnect
+
+        return NodeDisconnect(t.node, log=ctx.fault_log, requirements=ctx.requirement_ids)
+    fault = Isolate(t.address, mode="drop", description=f"{t.name} ({t.address}) cut off entirely (drop)",
+                    log=ctx.fault_log, requirements=ctx.requirement_ids)
+    fault.name = "node-disconnect"
+    return fault
+
+
 PARTITION_SHAPES = ("isolate", "majority-minority", "sentinels-apart")
 PARTITION_MEMBERS = ("active-engine", "passive-engine")
 
@@ -459,6 +472,9 @@ FAULTS: dict[str, FaultPackage] = {p.name: p for p in (
     FaultPackage("node-isolate", _isolate, (), "end", "isolated", "#7f7f7f", ("mode",),
                  description="nftables: drop (or reset) every packet to and from the target's address",
                  check=_check_mode),
+    FaultPackage("node-disconnect", _disconnect, (), "end", "disconnected", "#525252", (),
+                 description="the node cut off entirely: docker network disconnect of its container (docker "
+                             "provider), every packet to and from its address dropped elsewhere; heal reconnects it"),
     FaultPackage("redis-primary-isolated", _isolate_primary, ("redis",), "end", "primary isolated", "#bcbd22",
                  ("mode",), description="nftables: the Redis primary cut from clients, replicas and Sentinels",
                  check=_check_mode),

@@ -390,6 +390,19 @@ register(Scenario(
 ))
 
 register(Scenario(
+    name="redis-primary-disconnected",
+    requirement_ids=("RDS-2", "ENG-1", "ENG-5"),
+    description="The Redis primary cut off entirely for 12 s (docker network disconnect of its container on the "
+                "docker provider; every packet to and from its address dropped locally) while it keeps running; "
+                "Sentinel promotes a replica and clients switch. On reconnect the old primary must rejoin as a "
+                "replica of the promoted one; trades across the failover must not duplicate or vanish.",
+    workload=Workload(op="trade", params={"also": ["redis_write"]}),
+    faults=(FaultStep("node-disconnect", "redis-primary", at_s=10.0, heal_after_s=12.0),),
+    checkers=(CheckerSpec("rto", ("RDS-2",), {"f": "redis_write", "fault": "node-disconnect"}),
+              *_consistency(("ENG-5",)), *_fencing()),
+))
+
+register(Scenario(
     name="lost-reply",
     requirement_ids=("ENG-1", "ENG-5", "BRK-4", "PERF-1", "ORD-2"),
     description="The broker executes order_send but its reply is lost (the dangerous case: None/-10005 after the "

@@ -152,7 +152,8 @@ class LocalStack:
 
     provider = "local"
     # every fault mechanism: the harness owns the processes, their files and the loopback addresses
-    capabilities = frozenset({"process", "pause", "kernel-net", "node-files", "fault-proxy", "broker-admin", "disk"})
+    capabilities = frozenset({"process", "pause", "kernel-net", "node-files", "fault-proxy", "broker-admin", "disk",
+                              "node-disconnect"})
 
     def __init__(self, topology: Topology, run_dir: Path | str, options: dict[str, dict] | None = None,
                  services: Iterable[str] | None = None, before_engines: Callable[["LocalStack"], None] | None = None):

@@ -78,8 +78,8 @@ def test_every_registered_checker_metric_has_a_target():
     from scenarios.checkers import CHECKERS
     t = targets_mod.load()
     names = {s.name for s in registry.all_scenarios()}
-    assert names == {"engine-kill", "engine-pause", "redis-primary-kill", "lost-reply", "engine-pause-in-flight",
-                     "engine-pause-repeated", "engine-kill-reading", "broker-backup-down-primary-ambiguous",
+    assert names == {"engine-kill", "engine-pause", "redis-primary-kill", "redis-primary-disconnected", "lost-reply",
+                     "engine-pause-in-flight", "engine-pause-repeated", "engine-kill-reading", "broker-backup-down-primary-ambiguous",
                      "engine-pause-during-failover", "redis-restart-in-flight", "redis-primary-isolated",
                      "redis-majority-minority", "redis-planned-failover", "redis-planned-failover-bare",
                      "redis-sentinel-partition",

@@ -212,6 +212,30 @@ class ContainerNode:
                 pass
             self.paused = False
 
+    def _sdk_network(self):
+        return self.container.client.networks.get(self.network.name)
+
+    def connected(self) -> bool:
+        """Whether the container is attached to the run's network (False while ``disconnect`` holds)."""
+        if self._container is None:
+            return False
+        self.container.reload()
+        return self.network.name in (self.container.attrs["NetworkSettings"].get("Networks") or {})
+
+    def disconnect(self) -> None:
+        """``docker network disconnect``: the node cut off entirely (its interface on the run's network removed;
+        it keeps running, with only its loopback). Raises the docker SDK's APIError when the engine refuses."""
+        with self._lifecycle:
+            if self._container is not None and self.connected():
+                self._sdk_network().disconnect(self.container, force=True)
+
+    def reconnect(self) -> None:
+        """``docker network connect`` back at the node's own address with its DNS alias (undoes ``disconnect``;
+        a no-op when attached)."""
+        with self._lifecycle:
+            if self._container is not None and not self.connected():
+                self._sdk_network().connect(self.container, ipv4_address=self.address, aliases=[self.name])
+
     def restart(self, ready: bool = True) -> "ContainerNode":
         self.terminate()
         self.start()

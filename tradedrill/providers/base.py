@@ -23,6 +23,7 @@ CAPABILITIES = {
     "process": "kill, terminate, restart a node (SIGKILL/SIGTERM locally, docker kill/stop in a container)",
     "pause": "freeze a node (SIGSTOP locally, the cgroup freezer of docker pause)",
     "kernel-net": "nftables rules between node addresses (partitions, UDP loss, link down)",
+    "node-disconnect": "a node cut off entirely (docker network disconnect/connect; nftables drop locally)",
     "node-files": "damage a node's files (journal, settings, AOF) where the harness can write them",
     "fault-proxy": "toxics on the TCP/UDP links through a Toxiproxy-compatible proxy",
     "broker-admin": "the MT5 simulators' admin endpoint (lost replies, requotes, outages)",
@@ -38,6 +39,7 @@ FAULT_NEEDS: dict[str, frozenset[str]] = {
     "broker-latency": frozenset({"broker-admin"}),
     "broker-behaviour": frozenset({"broker-admin"}),
     "node-isolate": frozenset({"kernel-net"}),
+    "node-disconnect": frozenset({"node-disconnect"}),
     "redis-primary-isolated": frozenset({"kernel-net"}),
     "redis-partition": frozenset({"kernel-net"}),
     "redis-failover": frozenset(),                      # Redis commands only: any provider that reaches Redis

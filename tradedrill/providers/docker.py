@@ -57,7 +57,8 @@ class DockerStack(LocalStack):
     provider = "docker"
     # no tmpfs of the engine's own to fill (a mount made on the host after the container started does not reach
     # it); the fault proxy is the drill's own (the tick proxy on a host address of the run's bridge)
-    capabilities = frozenset({"process", "pause", "kernel-net", "node-files", "broker-admin", "fault-proxy"})
+    capabilities = frozenset({"process", "pause", "kernel-net", "node-files", "broker-admin", "fault-proxy",
+                              "node-disconnect"})
 
     def __init__(self, topology: Topology, run_dir: Path | str, options: dict[str, dict] | None = None,
                  services: Iterable[str] | None = None, before_engines: Callable[["LocalStack"], None] | None = None,
