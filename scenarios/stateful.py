@@ -149,9 +149,6 @@ IN_FLIGHT_MOVES = ("engine-pause-in-flight", "engine-kill-in-flight")
 # the moves the machine draws (else every search, the reference's and each broken variant's, finds this failure
 # first and no other); a schedule may still name them (replay, tests)
 REFERENCE_FAILS: dict[str, str] = {
-    "engine-kill-in-flight": "the supervisor releases a killed holder's lease at once ('released': 'exit'); the "
-                             "successor's broker scan runs while the dead holder's order is still in flight at the "
-                             "slow broker, finds nothing, and sends the signal again: two orders (ENG-5)",
     # not a move: the machine draws no pending signal while the primary broker is down
     "pending-into-broker-outage": "a pending signal carries its price, so it is sent to the dead primary at once; "
                                   "the refused connect ('IPC initialize failed') is taken for an ambiguous send and "

@@ -265,7 +265,13 @@ class Engine:
                 self.emit("engine_error", error=repr(exc), where="shutdown")
         self.watchdog.stop()
         self.lease.stop()
-        self.lease.release()
+        in_flight = [i.signal_id for i in self.journal.in_flight()] if self.lease.value is not None else []
+        if in_flight:
+            # an order with no answer may still execute at a slow broker: a successor that took over at once would
+            # not find it in its scan and send the signal again (issue 16); the lease runs out instead (ENG-1 TTL)
+            self.emit("lease_kept_to_lapse", in_flight=len(in_flight), example=in_flight[0])
+        else:
+            self.lease.release()
         self.emit("engine_stop", stats=self.stats)
         self.brokers.close()
         if self.clickhouse is not None:

@@ -1072,6 +1072,36 @@ class Journal:
         con.execute("CHECKPOINT")
 
 
+def in_flight_in_file(path: str | Path) -> list[str]:
+    """The signal ids whose newest state in the journal file ``path`` is in flight (``SENDING`` or ``UNKNOWN``:
+    an ``order_send`` that may have reached the broker with no answer recorded), read read-only from the compacted
+    ``intents`` table overlaid by ``intent_log`` (newest ``seq`` wins). For the supervisor's crash handoff
+    (``handoff.release_after_exit``, ENG-1/ENG-5) after the writer has exited; a missing file is ``[]``.
+    Raises duckdb.Error when the file cannot be read (the caller then keeps the lease TTL)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = 'main'").fetchall()}
+        parts = []
+        if "intents" in tables:
+            parts.append("SELECT signal_id, state, -1 AS seq FROM intents")
+        if "intent_log" in tables:
+            parts.append("SELECT signal_id, state, seq FROM intent_log")
+        if not parts:
+            return []
+        states = ", ".join(f"'{s}'" for s in IN_FLIGHT_STATES)
+        rows = con.execute(f"SELECT signal_id FROM ({' UNION ALL '.join(parts)}) "
+                           f"QUALIFY row_number() OVER (PARTITION BY signal_id ORDER BY seq DESC) = 1 "
+                           f"AND state IN ({states}) ORDER BY signal_id").fetchall()
+        return [r[0] for r in rows]
+    finally:
+        _close_quietly(con)
+
+
 def _select_columns(con: duckdb.DuckDBPyConnection, table: str) -> str:
     """The select list of ``table`` in ``_COLUMNS`` order; a column an older file lacks reads as false/NULL."""
     have = {r[0] for r in con.execute(

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from scenarios.checkers import default_signal_of
-from scenarios.stateful import LIVENESS_CHECKER, REFERENCE_FAILS, VERDICT, run_search
+from scenarios.stateful import LIVENESS_CHECKER, VERDICT, run_search
 from tests.stateful.conftest import DATABASE, PROFILE
 
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(900)]
@@ -73,11 +73,11 @@ def test_a_pending_signal_is_placed_at_the_broker(session):
     assert [o for o in orders if signal_of(o.get("comment")) == limit], f"no order at a broker for {limit}: {orders}"
 
 
-@pytest.mark.xfail(strict=True, reason="reference engine finding (issue 16): " + REFERENCE_FAILS["engine-kill-in-flight"])
 def test_a_takeover_after_a_kill_with_an_order_in_flight_sends_it_once(session):
     """The active engine SIGKILLed while its order_send waits at a slow broker (1.5 s); the successor must find
-    that order (or wait for it) rather than send the signal again. The reference engine sends it twice (3 of 3
-    runs); when this passes, drop the move from REFERENCE_FAILS so the machine draws it."""
+    that order (or wait for it) rather than send the signal again. Before the fix the supervisor released the dead
+    holder's lease at once and the successor sent the signal twice (3 of 3 runs); now a journal with an order in
+    flight keeps the lease to its lapse (``reference.engine.handoff``)."""
     example = session.example(18)
     example.apply({"op": "inject", "fault": "engine-kill-in-flight", "signal": "s1"})
     example.apply({"op": "submit", "kind": "market", "signal": "s2", "side": "buy", "symbol": "EURUSD"})
