@@ -142,7 +142,11 @@ def _isolate_primary(ctx: FaultContext, t: Target, params: dict) -> Fault:
 
 def _disconnect(ctx: FaultContext, t: Target, params: dict) -> Fault:
     """The node cut off entirely: ``docker network disconnect`` of its container on the docker provider
-    (``faults.docker_net``); elsewhere every packet to and from its address dropped (nftables)."""
+    (``faults.docker_net``); on the external provider every link to it through the user's Toxiproxy down
+    (``ExternalStack.cut_node``); elsewhere every packet to and from its address dropped (nftables)."""
+    cut = getattr(getattr(ctx, "stack", None), "cut_node", None)
+    if cut is not None:
+        return cut(t.name, log=ctx.fault_log, requirements=ctx.requirement_ids)
     if hasattr(t.node, "disconnect"):
         from faults.docker_net import NodeDisconnect
 

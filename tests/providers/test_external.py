@@ -56,13 +56,13 @@ def test_a_deployment_file_becomes_a_topology_of_its_addresses(tmp_path):
     assert [n.name for n in dep.nodes] == ["redis-1", "sentinel-1", "broker-1", "engine-a"]
     assert dep.services == ("redis", "mt5", "engine")
     assert dep.proxies == {"redis-1": "redis-1"}
-    assert dep.capabilities() == {"fault-proxy"}            # no secrets folder: the brokers' admin is unknown
+    assert dep.capabilities() == {"fault-proxy", "node-disconnect"}   # no secrets folder: no brokers' admin
     topo = dep.topology(("redis", "mt5"))
     assert topo.node("redis-1").address == "127.0.98.2" and topo.master_name == "mymaster"
     with pytest.raises(DeploymentError, match="needs clickhouse"):
         dep.topology(("redis", "clickhouse"))
     with_secrets = load_deployment(_write(tmp_path, 'secrets = "stack"\n' + GOOD.replace("port = 0", "port = 1")))
-    assert with_secrets.capabilities() == {"fault-proxy", "broker-admin"}
+    assert with_secrets.capabilities() == {"fault-proxy", "broker-admin", "node-disconnect"}
 
 
 @pytest.mark.parametrize("change, field", [
@@ -195,7 +195,7 @@ def test_attached_to_our_own_stack_with_our_fault_proxy_as_its_toxiproxy(tmp_pat
         ext = ExternalStack(ExternalStack.drill_topology("127.0.98", ("redis", "mt5"), deployment=path),
                             tmp_path / "external-run", deployment=path).up()
         try:
-            assert ext.capabilities == {"fault-proxy", "broker-admin"}
+            assert ext.capabilities == {"fault-proxy", "broker-admin", "node-disconnect"}
             assert ext.redis_primary() == (primary.address, primary.port)
             assert ext.redis().ping() and ext.node("mt5-primary").is_alive()
             with ext.broker_admin("mt5-primary") as admin:
@@ -227,3 +227,70 @@ def test_attached_to_our_own_stack_with_our_fault_proxy_as_its_toxiproxy(tmp_pat
     finally:
         proxy.stop()
         local.down()
+
+
+def test_a_scenarios_node_disconnect_goes_to_the_users_toxiproxy(tmp_path):
+    """The library's node-disconnect (redis-primary-disconnected) on the external provider: every proxy whose
+    upstream is the node disabled through the Toxiproxy API (our fault proxy standing in), so nothing reaches the
+    node through it until healed; the faults it cannot inject are planned as skipped, with what they lack."""
+    import socket
+    import socketserver
+    import threading
+    from types import SimpleNamespace
+
+    from faults.core import FaultLog
+    from faults.network import ToxiproxyAPI
+    from faults.proxy.server import EmbeddedToxiproxy
+    from scenarios.packages import FAULTS
+
+    class Echo(socketserver.BaseRequestHandler):
+        def handle(self):
+            while data := self.request.recv(1024):
+                self.request.sendall(data)
+
+    upstream = socketserver.ThreadingTCPServer(("127.0.98.40", 0), Echo)
+    upstream.daemon_threads = True
+    serving = threading.Thread(target=upstream.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    serving.start()
+    proxy = EmbeddedToxiproxy(listen="127.0.98.160:0").start()
+    try:
+        api = ToxiproxyAPI(proxy.url)
+        listen = api.create_proxy("redis-1", f"127.0.98.40:{upstream.server_address[1]}", "127.0.98.160:0")["listen"]
+        api.close()
+        host, _, port = listen.rpartition(":")
+
+        def echoes() -> bool:
+            try:
+                with socket.create_connection((host, int(port)), timeout=1.0) as c:
+                    c.sendall(b"ping")
+                    return c.recv(16) == b"ping"
+            except OSError:
+                return False
+
+        path = _write(tmp_path, GOOD.replace("port = 0", "port = 1").replace("http://127.0.0.1:8474", proxy.url))
+        ext = ExternalStack(ExternalStack.drill_topology("127.0.98", ("redis", "mt5"), deployment=path),
+                            tmp_path / "run", deployment=path)
+        plan = ext.plan(registry.get("redis-primary-disconnected"))
+        assert plan == {"run": [{"fault": "node-disconnect", "target": "redis-primary"}], "skipped": []}
+        mixed = ext.plan(registry.get("engine-pause-during-failover"))
+        assert [s["fault"] for s in mixed["skipped"]] == ["process-pause", "process-kill"]
+        log = FaultLog(tmp_path / "faults.jsonl")
+        ctx = SimpleNamespace(stack=ext, fault_log=log, requirement_ids=("RDS-2",))
+        target = SimpleNamespace(name="redis-1", kind="redis", address="127.0.98.2", node=None, supervised=False)
+        fault = FAULTS["node-disconnect"].build(ctx, target, {})
+        assert echoes()
+        fault.inject()
+        try:
+            assert not echoes()                          # nothing reaches redis-1 through its proxy
+        finally:
+            fault.heal()
+        assert echoes()
+        assert [(e["event"], e["fault"]) for e in log.read()] == [("inject", "node-disconnect"),
+                                                                   ("heal", "node-disconnect")]
+        with pytest.raises(StackError, match="no proxy .* leads to sentinel-1"):
+            ext.cut_node("sentinel-1")
+        ext.down()
+    finally:
+        proxy.stop()
+        upstream.shutdown()
+        upstream.server_close()

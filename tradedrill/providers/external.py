@@ -77,6 +77,7 @@ class Deployment:
         caps = set()
         if self.toxiproxy_url and self.proxies:
             caps.add("fault-proxy")
+            caps.add("node-disconnect")   # every link to the node through the Toxiproxy down (cut_node)
         if self.secrets is not None and any(n.kind == "mt5" for n in self.nodes):
             caps.add("broker-admin")
         return frozenset(caps)
@@ -283,7 +284,7 @@ class ExternalStack(LocalStack):
     """The deployment of a file as a ``Stack`` (see the module docstring). Nothing is started or stopped."""
 
     provider = "external"
-    capabilities = frozenset({"fault-proxy", "broker-admin"})   # at most; an instance has its file's
+    capabilities = frozenset({"fault-proxy", "broker-admin", "node-disconnect"})   # at most; an instance has its file's
 
     @staticmethod
     def drill_topology(subnet: str, services: Iterable[str], overrides: dict | None = None,
@@ -389,6 +390,24 @@ class ExternalStack(LocalStack):
         if toxic not in makers:
             raise StackError(f"toxic {toxic!r}: one of {', '.join(LINK_TOXICS)}")
         return makers[toxic]()
+
+    def cut_node(self, name: str, **kw: Any):
+        """The scenario fault ``node-disconnect`` here: node ``name`` cut off from everything that reaches it
+        through the user's Toxiproxy, every proxy whose upstream it is disabled (``faults.network.LinkDown``: new
+        connections refused, open ones closed); heal enables them. Links that bypass the Toxiproxy are not cut (the
+        deployment file says which links pass through it). ``kw``: the fault's log and requirements. Raises
+        StackError when no proxy of the file leads to it."""
+        from faults import network
+        from faults.core import Composite
+
+        proxies = [p for p, node in self.deployment.proxies.items() if node == name]
+        if not proxies:
+            raise StackError(f"no proxy of {self.deployment.path} leads to {name}: the external provider cuts a "
+                             f"node only through the Toxiproxy in front of it")
+        fault = Composite([network.LinkDown(self.toxiproxy, p) for p in proxies],
+                          description=f"{name}: every link through the Toxiproxy down ({', '.join(proxies)})", **kw)
+        fault.name = "node-disconnect"
+        return fault
 
     def plan(self, scenario: Any) -> dict:
         """Which of ``scenario``'s fault steps run here and which are skipped (and the mechanisms they lack):
