@@ -174,8 +174,31 @@ def coverage(rows, targets: targets_mod.Targets, run_checks: Sequence[RunCheck] 
             + (f" ({sum(rid in not_measurable for rid, v in status.items() if v == UNMEASURED)} of them not "
                f"measurable here)" if not_measurable else ""))
     unmeasured = {rid: _unmeasured_reason(rid, targets, run_checks) for rid, v in status.items() if v == UNMEASURED}
+    overridden = {row.requirement_id: sorted({_override_label(e) for t in row.targets for v in t["measured"]
+                                              for e in (v.overridden or ())})
+                  for row in rows if status[row.requirement_id] == OVERRIDDEN}
     return {"line": line, "measured": measured, "total": len(status), "counts": counts, "status": status,
-            "unmeasured": unmeasured, "not_measurable": not_measurable}
+            "unmeasured": unmeasured, "not_measurable": not_measurable, "overridden": overridden,
+            "settings": settings_changed(run_checks)}
+
+
+def settings_changed(run_checks: Sequence[RunCheck]) -> list[dict]:
+    """Every setting the harness changed for these runs (each run folder's ``overrides.json``, issue 19): one row
+    per (key, drill value, documents' value, source) with the requirement IDs it bears on and the scenarios that ran
+    with it. Shape: ``[{"key", "drill", "document", "source", "requirement_ids": [str], "scenarios": [str]}]``."""
+    from scenarios import overrides as overrides_mod
+
+    rows: dict[tuple, dict] = {}
+    for rc in run_checks:
+        for e in overrides_mod.load(Path(rc.run_dir)):
+            k = (e.get("key"), repr(e.get("drill")), repr(e.get("document")), e.get("source"))
+            row = rows.setdefault(k, {"key": e.get("key"), "drill": overrides_mod._show(e.get("drill")),
+                                      "document": overrides_mod._show(e.get("document")),
+                                      "source": e.get("source") or "", "requirement_ids": [], "scenarios": []})
+            row["requirement_ids"] = list(dict.fromkeys([*row["requirement_ids"], *(e.get("requirement_ids") or ())]))
+            if rc.scenario not in row["scenarios"]:
+                row["scenarios"].append(rc.scenario)
+    return sorted(rows.values(), key=lambda r: (r["key"], r["source"]))
 
 
 def summary_markdown(cov: dict, title: str, generated: str, n_runs: int) -> str:
@@ -184,6 +207,16 @@ def summary_markdown(cov: dict, title: str, generated: str, n_runs: int) -> str:
     if cov["unmeasured"]:
         lines += ["## Unmeasured requirement IDs", ""]
         lines += [f"- {rid}: {why}" for rid, why in cov["unmeasured"].items()]
+        lines.append("")
+    if cov.get("overridden"):
+        lines += ["## Overridden requirement IDs (the drill's value, the documents')", ""]
+        lines += [f"- {rid}: {'; '.join(labels) or 'see report.html'}" for rid, labels in cov["overridden"].items()]
+        lines.append("")
+    if cov.get("settings"):
+        lines += ["## Settings changed for these runs", "",
+                  "| key | drill value | documents' value | source | requirement IDs | scenarios |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['key']} | {r['drill']} | {r['document']} | {r['source']} | "
+                  f"{', '.join(r['requirement_ids']) or 'none'} | {', '.join(r['scenarios'])} |" for r in cov["settings"]]
         lines.append("")
     if cov["not_measurable"]:
         lines += ["## Not measurable here (targets.toml)", ""]

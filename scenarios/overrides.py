@@ -30,7 +30,47 @@ _CONTINUED = re.compile(r"^\s+#\s*(.*)$")
 _RID = re.compile(r"\b[A-Z]{2,4}-\d+\b")
 # a requirement defined on top of another: ORD-2 is "after ORD-1's five failures", so an ORD-1 figure changes it too;
 # RDS-2's failover time and PERF-2's Redis recovery are RDS-1's Sentinel figures at work (sentinel-down-after)
-BUILDS_ON = {"ORD-1": ("ORD-2",), "RDS-1": ("RDS-2", "PERF-2")}
+# ENG-1's takeover is ENG-3's restart RTO in an engine drill, EA-5's uptime is computed from those RTOs, and the
+# lease that fences a paused active is ENG-5's exactly-once
+BUILDS_ON = {"ORD-1": ("ORD-2",), "RDS-1": ("RDS-2", "PERF-2"), "ENG-1": ("ENG-3", "EA-5", "ENG-5"),
+             "ENG-3": ("EA-5",), "RDS-2": ("EA-5",), "BRK-2": ("EA-5",), "EA-3": ("EA-5",), "CH-1": ("EA-5",)}
+# EngineConfig fields whose comment in reference/engine/config.py names no requirement ID: the IDs they bear on
+# (issue 19: an override never maps to nothing), or () with the reason in NO_REQUIREMENT
+ENGINE_IDS: dict[str, tuple[str, ...]] = {
+    "group": ("ENG-1",), "master_name": ("RDS-1",), "redis_host": ("RDS-1", "RDS-2"), "redis_port": ("RDS-1",),
+    "redis_socket_timeout_s": ("RDS-2", "PERF-2"), "redis_connect_timeout_s": ("RDS-2", "PERF-2"),
+    "redis_source_address": ("RDS-1",), "republish_window_s": ("ENG-2", "ENG-5"),
+    "publish_wait_replicas": ("RDS-4", "ENG-2"), "publish_wait_ms": ("RDS-4", "PERF-1"),
+    "rtss_key": ("ENG-2",), "rtrs_key": ("ENG-2",), "rts_prefix": ("ENG-4", "ENG-5"), "ris_prefix": ("EA-4",),
+    "alerts_key": ("BR-2",), "consumer_group": ("ENG-2", "ENG-5"), "read_block_ms": ("PERF-1",),
+    "send_lanes": ("PERF-1",), "park_after_s": ("PERF-1",), "read_count": ("PERF-1",), "send_chunk": ("PERF-1",),
+    "lease_safety_margin_s": ("ENG-1", "ENG-5"), "lease_confirm_primary": ("ENG-1", "ENG-5"),
+    "passive_poll_s": ("ENG-1",), "send_flight_s": ("ENG-5", "ENG-6"), "exit_flight_s": ("ENG-5", "ENG-6"),
+    "magic": ("ENG-6", "BRK-3"), "comment_prefix": ("ENG-6", "BRK-3"), "comment_max_len": ("ENG-6", "BRK-3"),
+    "deviation_points": ("BRK-4",), "filling": ("BRK-4",), "ambiguous_grace_s": ("ENG-5", "BRK-2"),
+    "reconcile_poll_s": ("BRK-3", "ENG-4"), "reconcile_lookback_s": ("BRK-3", "ENG-4"), "max_volume": ("BRK-4",),
+    "signal_max_age_s": ("ENG-2",), "clickhouse_username": ("CH-1",), "clickhouse_password_file": ("CH-1",),
+    "clickhouse_table": ("CH-1",), "clickhouse_batch_rows": ("CH-1",), "clickhouse_sync_interval_s": ("CH-1",),
+    "clickhouse_timeout_s": ("CH-1", "CH-4"), "watchdog_timeout_s": ("ENG-3",), "webhook_url": ("BE-2",),
+    "alerts_maxlen": ("BR-2",), "results_maxlen": ("ENG-2",), "redis_username": ("RDS-1",),
+    "redis_password_file": ("RDS-1",), "sentinel_username": ("RDS-1",), "sentinel_password_file": ("RDS-1",),
+}
+# fields that bear on no requirement, each with why (a test fails on a field in neither table)
+NO_REQUIREMENT: dict[str, str] = {
+    "instance": "the stack sets each engine's instance name; --set refuses it",
+    "state_dir": "the stack sets each instance's state directory; --set refuses it",
+    "sentinels": "the stack lists its Sentinels; --set refuses it",
+    "brokers": "the stack lists its brokers; --set refuses it",
+    "redis_password": "a secret: --set refuses it",
+    "sentinel_password": "a secret: --set refuses it",
+}
+# topology settings whose ``why`` names no requirement ID
+TOPOLOGY_IDS: dict[str, tuple[str, ...]] = {
+    "sentinel.port": ("RDS-1",), "clickhouse.tcp_port": ("CH-1",), "clickhouse.http_port": ("CH-1",),
+    "postgres.port": ("PG-1",), "mt5.port": ("BRK-1",), "mt5.account": ("BRK-3",), "ea.count": ("EA-1", "EA-5"),
+    "ea.symbols": ("EA-1", "EA-2"), "ready.timeout_s": ("ENG-3", "EA-5"),
+}
+TOPOLOGY_NO_REQUIREMENT: dict[str, str] = {}
 ENGINE_SET_PREFIX = "engine."   # --set engine.<EngineConfig field>=VALUE
 
 
@@ -60,7 +100,26 @@ def _fields() -> dict[str, tuple[Any, tuple[str, ...]]]:
             comments[current] += " " + c.group(1)
         else:
             current = None
-    return {k: (v, tuple(dict.fromkeys(_RID.findall(comments.get(k, ""))))) for k, v in defaults.items()}
+    return {k: (v, tuple(dict.fromkeys((*_RID.findall(comments.get(k, "")), *ENGINE_IDS.get(k, ())))))
+            for k, v in defaults.items()}
+
+
+def closure(rids: Iterable[str]) -> tuple[str, ...]:
+    """``rids`` and every requirement that builds on one of them (:data:`BUILDS_ON`, transitively), in order."""
+    out = list(dict.fromkeys(rids))
+    i = 0
+    while i < len(out):
+        out.extend(r for r in BUILDS_ON.get(out[i], ()) if r not in out)
+        i += 1
+    return tuple(out)
+
+
+def topology_ids(key: str) -> tuple[str, ...]:
+    """The requirement IDs topology setting ``key`` bears on: its ``why`` and :data:`TOPOLOGY_IDS`."""
+    from tradedrill.topology import SETTINGS
+
+    why = SETTINGS[key].why if key in SETTINGS else ""
+    return tuple(dict.fromkeys((*_RID.findall(why), *TOPOLOGY_IDS.get(key, ()))))
 
 
 def known(key: str) -> bool:
@@ -74,8 +133,7 @@ def entries(overrides: dict[str, Any], source: str) -> list[dict]:
         default, rids = _fields().get(key, (None, ()))
         if value == default:
             continue
-        rids = tuple(dict.fromkeys((*rids, *(r for rid in rids for r in BUILDS_ON.get(rid, ())))))
-        out.append({"key": key, "drill": value, "document": default, "requirement_ids": list(rids),
+        out.append({"key": key, "drill": value, "document": default, "requirement_ids": list(closure(rids)),
                     "source": source})
     return out
 
@@ -94,9 +152,8 @@ def topology_entries(overrides: dict[str, Any], source: str) -> list[dict]:
         setting = SETTINGS[key]
         if value == setting.default:
             continue
-        rids = tuple(dict.fromkeys(_RID.findall(setting.why)))
-        rids = tuple(dict.fromkeys((*rids, *(r for rid in rids for r in BUILDS_ON.get(rid, ())))))
-        out.append({"key": key, "drill": value, "document": setting.default, "requirement_ids": list(rids),
+        out.append({"key": key, "drill": value, "document": setting.default,
+                    "requirement_ids": list(closure(topology_ids(key))),
                     "source": source, "kind": "topology"})
     return out
 
@@ -123,12 +180,30 @@ def load(run_path: Path) -> list[dict]:
 
 def annotate(judgements: Iterable[Any], overrides: list[dict]) -> None:
     """Attach each override to every judgement of a requirement it names (in place; an entry a checker already
-    attached is not attached twice)."""
+    attached is not attached twice), and to every judgement of the same run that measured the same metric with the
+    same value as one it names (the same event judged against another requirement: ENG-3's RTO is ENG-1's
+    takeover in an engine drill). A ``pass`` so touched becomes ``overridden``: never a silent pass."""
+    from scenarios.verdicts import OVERRIDDEN, PASS
+
+    judgements = list(judgements)
+    same: dict[tuple, list[dict]] = {}
+    for j in judgements:
+        hits = [e for e in overrides if j.requirement_id in (e.get("requirement_ids") or ())]
+        if hits and getattr(j, "measured", None) is not None:
+            same.setdefault((j.metric, repr(j.measured)), []).extend(hits)
     for j in judgements:
         have = list(getattr(j, "overridden", []))
-        hits = [e for e in overrides if j.requirement_id in (e.get("requirement_ids") or ()) and e not in have]
+        hits = [e for e in overrides if j.requirement_id in (e.get("requirement_ids") or ())]
+        if getattr(j, "measured", None) is not None:
+            hits += same.get((j.metric, repr(j.measured)), [])
+        hits = [e for i, e in enumerate(hits) if e not in have and e not in hits[:i]]
         if hits:
             j.overridden = [*have, *hits]
+        if j.overridden and j.verdict == PASS:
+            j.verdict = OVERRIDDEN
+            for alt in getattr(j, "alternatives", None) or []:
+                if alt.get("verdict") == PASS:
+                    alt["verdict"] = OVERRIDDEN
 
 
 def label(entry: dict) -> str:

@@ -66,7 +66,7 @@ def test_an_override_the_node_runs_is_overridden_with_both_values_never_pass():
     sentinel = {f"sentinel-{i}": {**SENTINEL_OK, "down-after-milliseconds": "1000"} for i in (1, 2, 3)}
     entry = overrides.topology_entries({"sentinel.down_after_ms": 1000}, "drill options")
     assert entry == [{"key": "sentinel.down_after_ms", "drill": 1000, "document": 3000,
-                      "requirement_ids": ["RDS-1", "RDS-2", "PERF-2"], "source": "drill options", "kind": "topology"}]
+                      "requirement_ids": ["RDS-1", "RDS-2", "PERF-2", "EA-5"], "source": "drill options", "kind": "topology"}]
     j, valid, summary = judged(doc(sentinel=sentinel), entry)
     down = j[("RDS-1", "sentinel_down_after_ms")]
     assert down.verdict == "overridden" and down.measured == 1000 and down.target == 3000

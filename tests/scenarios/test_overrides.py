@@ -46,3 +46,55 @@ def test_a_scenario_may_only_override_settings_the_engine_has():
     assert registry.Scenario.from_dict(good.to_dict()).engine_overrides == good.engine_overrides
     with pytest.raises(registry.ScenarioError, match="engine_overrides: 'no_such_setting'"):
         registry.validate(dataclasses.replace(good, engine_overrides={"no_such_setting": 1}))
+
+
+def test_every_engine_field_and_topology_setting_bears_on_a_requirement_or_says_why_not():
+    """Issue 19: an override never maps to nothing (lease_confirm_primary was recorded with requirement_ids [])."""
+    import dataclasses
+
+    from reference.engine.config import EngineConfig
+    from tradedrill.topology import SETTINGS
+
+    fields = overrides._fields()
+    nothing = [f.name for f in dataclasses.fields(EngineConfig)
+               if not fields[f.name][1] and f.name not in overrides.NO_REQUIREMENT]
+    assert nothing == [], f"EngineConfig fields bearing on no requirement ID: {nothing}"
+    assert all(overrides.NO_REQUIREMENT.values())
+    topo = [k for k in SETTINGS if not overrides.topology_ids(k) and k not in overrides.TOPOLOGY_NO_REQUIREMENT]
+    assert topo == [], f"topology settings bearing on no requirement ID: {topo}"
+
+
+def test_a_lease_override_marks_every_requirement_its_takeover_measures():
+    """engine-pause with lease_ttl_s=2 and lease_confirm_primary=false: ENG-1, ENG-3 (same RTO), EA-5 (uptime from
+    that takeover) and ENG-5 are overridden, never pass."""
+    got = overrides.entries({"lease_ttl_s": 2.0, "lease_confirm_primary": False}, "drill options")
+    by_key = {e["key"]: e for e in got}
+    assert {"ENG-1", "ENG-3", "EA-5", "ENG-5"} <= set(by_key["lease_ttl_s"]["requirement_ids"])
+    assert {"ENG-1", "ENG-5"} <= set(by_key["lease_confirm_primary"]["requirement_ids"])
+    eng1 = _judgement("ENG-1", "rto_s", 1.47)
+    same = _judgement("BR-1", "rto_s", 1.47)      # the same measurement judged for a requirement not named
+    other = _judgement("BE-1", "rto_s", 0.3)
+    overrides.annotate([eng1, same, other], got)
+    assert eng1.verdict == same.verdict == "overridden" and other.verdict == "pass"
+    assert same.overridden and not other.overridden
+
+
+def test_the_report_lists_every_changed_setting(tmp_path):
+    from types import SimpleNamespace
+
+    from reports import build
+
+    run = tmp_path / "engine-pause"
+    run.mkdir()
+    overrides.record(run, {}, {"lease_confirm_primary": False})
+    rows = build.settings_changed([SimpleNamespace(run_dir=str(run), scenario="engine-pause")])
+    assert [(r["key"], r["drill"], r["document"], r["source"]) for r in rows] == [
+        ("lease_confirm_primary", "False", "True", "drill options")]
+    assert "ENG-5" in rows[0]["requirement_ids"]
+    md = build.summary_markdown({"line": "x", "unmeasured": {}, "not_measurable": {}, "overridden": {},
+                                 "settings": rows}, "t", "now", 1)
+    assert "## Settings changed for these runs" in md and "| lease_confirm_primary | False | True |" in md
+
+
+def _judgement(rid, metric, measured):
+    return Judgement(rid, metric, "<=", 3.0, "s", "x", measured, PASS)
