@@ -444,4 +444,6 @@ def _redacted(cfg: Any) -> Any:
                 for k, v in cfg.items()}
     if isinstance(cfg, list):
         return [_redacted(v) for v in cfg]
-    return cfg
+    from scenarios.overrides import redact   # a URL's user:password@ (issue 19: a DSN or webhook given by --set)
+
+    return redact(cfg)

@@ -166,6 +166,7 @@ def record(run_path: Path, scenario_overrides: dict[str, Any], option_overrides:
     merged = [*entries({k: v for k, v in scenario_overrides.items() if k not in option_overrides}, "scenario"),
               *entries(option_overrides, "drill options"),
               *topology_entries(dict(topology_overrides or {}), "drill options")]
+    merged = redact(merged)   # defence in depth: parse_sets refuses a URL password already
     (Path(run_path) / OVERRIDES_FILE).write_text(json.dumps(merged, indent=2, default=str))
     return merged
 
@@ -218,17 +219,38 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+# scheme://user:password@host: the password part of a URL's userinfo (DSNs, webhooks)
+_USERINFO_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*):(?P<password>[^/@\s]*)@")
+
+
+def has_url_password(text: str) -> bool:
+    """True when ``text`` holds a URL whose userinfo carries a password (``scheme://user:secret@host``)."""
+    return isinstance(text, str) and bool(_USERINFO_PASSWORD.search(text))
+
+
+def redact(value: Any) -> Any:
+    """``value`` (a string, or dicts/lists of them) with every URL userinfo password replaced by ``<redacted>``
+    (``postgresql://u:hunter2@h/db`` -> ``postgresql://u:<redacted>@h/db``): for run folders, never the secret."""
+    if isinstance(value, str):
+        return _USERINFO_PASSWORD.sub(lambda m: f"{m.group('head')}:<redacted>@", value)
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    return value
+
+
 class SetError(ValueError):
     """A ``--set KEY=VALUE`` the drill cannot use; the message is one line that says what to write instead."""
 
 
 def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
+    text = redact(" ".join(str(text).split()))
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _shown(text: str, limit: int = 60) -> str:
-    shown = repr(text)
+    shown = repr(redact(text))
     return shown if len(shown) <= limit else shown[:limit - 4] + "...'"
 
 
@@ -271,6 +293,10 @@ def parse_sets(pairs: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
                 raise SetError(f"--set {key}: secrets are not set on the command line; the drill writes its own "
                                f"into the run folder")
             value = _engine_value(raw)
+            if any(has_url_password(v) for v in (value if isinstance(value, list) else [value])):
+                raise SetError(f"--set {key}: the value carries a password in its URL (user:password@); put the "
+                               f"password in the file the setting's *_file key names (the run folder's secrets), "
+                               f"never on the command line")
             try:
                 EngineConfig.from_mapping({field: value})
             except (ConfigError, TypeError, ValueError) as exc:

@@ -221,6 +221,8 @@ def test_set_pairs_split_into_topology_and_engine_settings():
     (["no.such=1"], "is not a setting"),
     (["engine.heartbeat_s=fast"], "must be a float"),
     (["engine.redis_password=x"], "secrets are not set on the command line"),
+    (["engine.credentials_dsn=postgresql://u:hunter2@127.0.0.1/db"], "put the password in the file"),
+    (["engine.webhook_url=http://u:hunter2@x/"], "put the password in the file"),
     (["sentinel.quorum=3", "sentinel.count=2"], "sentinel.count"),
     (["redis.save=60 1000", "redis.save=900 1"], "given twice"),
 ])
@@ -236,16 +238,22 @@ def test_bad_set_pairs_are_one_line_errors(pairs, fragment):
     st.builds(lambda k, v: f"{k}={v}", st.sampled_from(["sentinel.down_after_ms", "sentinel.quorum", "redis.save",
                                                           "redis.appendfsync", "redis.auto_aof_rewrite_min_size",
                                                           "engine.store_snapshots_kept", "engine.retry_backoff_s",
-                                                          "engine.group", "engine.heartbeat_s", "x", ""]),
-              st.text(max_size=30))), max_size=4))
+                                                          "engine.group", "engine.heartbeat_s", "x", "",
+                                                          "engine.credentials_dsn", "engine.webhook_url"]),
+              st.one_of(st.text(max_size=30),
+                        st.builds(lambda s, u, p, h: f"{s}://{u}:{p}hunter2@{h}/", st.sampled_from(
+                            ["postgresql", "http", "https"]), st.text("abc", max_size=4),
+                            st.text("xyz%", max_size=4), st.text("h.1", min_size=1, max_size=6))))), max_size=4))
 def test_set_parser_fuzz_returns_settings_or_one_line_error(pairs):
     try:
         topo, engine = overrides.parse_sets(pairs)
     except overrides.SetError as exc:
         message = str(exc)
         assert message.startswith("--set") and "\n" not in message and "\r" not in message and len(message) < 600
+        assert "hunter2" not in message   # the secret is never echoed
         return
     assert isinstance(topo, dict) and isinstance(engine, dict)
+    assert "hunter2" not in json.dumps(engine, default=str)   # a URL password is refused, never accepted
     from tradedrill.topology import check_settings
     check_settings(topo)   # what it returned is a topology the drill can build
 
@@ -344,3 +352,13 @@ def test_a_listing_between_a_snapshot_and_its_prune_does_not_count_one_more_kept
     lst = [listing(0, 0, 5), listing(1, 0, 6), listing(2, 1, 6), listing(3, 2, 7), listing(4, 2, 8), listing(5, 3, 8)]
     j, _valid, _ = judged(doc(listings=lst))
     assert j[("DDB-2", "snapshots_kept")].measured == 5
+
+
+def test_a_url_password_is_redacted_in_the_run_folder_anyway(tmp_path):
+    """Defence in depth (issue 19): overrides.json and config.json never hold a URL's password."""
+    from scenarios.environment import _redacted
+
+    got = overrides.record(tmp_path, {}, {"credentials_dsn": "postgresql://u:hunter2@127.0.0.1/db"})
+    assert got[0]["drill"] == "postgresql://u:<redacted>@127.0.0.1/db"
+    assert "hunter2" not in (tmp_path / overrides.OVERRIDES_FILE).read_text()
+    assert _redacted({"webhook_url": "http://u:hunter2@x/"}) == {"webhook_url": "http://u:<redacted>@x/"}
