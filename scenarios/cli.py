@@ -240,7 +240,9 @@ def _load_options(users: int | None, spawn_rate: float | None, load_mix: str | N
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Run with a setting other than the documents': a topology setting (sentinel.down_after_ms=1000) "
                    "or engine.<EngineConfig field> (engine.store_snapshots_kept=5); repeatable. The report marks "
-                   "every verdict it bears on 'overridden' with both values (issue 19).")
+                   "every verdict it bears on 'overridden' with both values (issue 19). Refused: what the "
+                   "stack sets per node (engine.instance, state_dir, sentinels, brokers, redis_source_address), "
+                   "ports below 1024, passwords (a password field or a URL's user:password@).")
 def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, profile: str, seed: int | None,
           out_dir: Path, subnet: str, duration: float | None, settle: float | None, rate: float | None,
           provider: str = "local", deployment: Path | None = None, users: int | None = None,

@@ -57,10 +57,10 @@ ENGINE_IDS: dict[str, tuple[str, ...]] = {
 }
 # fields that bear on no requirement, each with why (a test fails on a field in neither table)
 NO_REQUIREMENT: dict[str, str] = {
-    "instance": "the stack sets each engine's instance name; --set refuses it",
-    "state_dir": "the stack sets each instance's state directory; --set refuses it",
-    "sentinels": "the stack lists its Sentinels; --set refuses it",
-    "brokers": "the stack lists its brokers; --set refuses it",
+    "instance": "the stack sets each engine's instance name; --set refuses it (STACK_SET)",
+    "state_dir": "the stack sets each instance's state directory; --set refuses it (STACK_SET)",
+    "sentinels": "the stack lists its Sentinels; --set refuses it (STACK_SET)",
+    "brokers": "the stack lists its brokers; --set refuses it (STACK_SET)",
     "redis_password": "a secret: --set refuses it",
     "sentinel_password": "a secret: --set refuses it",
 }
@@ -240,6 +240,18 @@ def redact(value: Any) -> Any:
     return value
 
 
+# EngineConfig fields the stack sets per node (tradedrill/services/engine.py): a --set of them would be ignored or
+# break the stack, so it is refused with why
+STACK_SET: dict[str, str] = {
+    "instance": "the stack names each engine instance (A, B) by its node",
+    "state_dir": "the stack gives each instance its own state directory in the run folder",
+    "sentinels": "the stack lists its own Sentinels' addresses",
+    "brokers": "the stack lists its own MT5 simulators (primary first)",
+    "redis_source_address": "the stack binds each engine to its node's own address",
+}
+PRIVILEGED_PORTS = 1024   # a drill's node listens unprivileged: a port below this cannot be bound
+
+
 class SetError(ValueError):
     """A ``--set KEY=VALUE`` the drill cannot use; the message is one line that says what to write instead."""
 
@@ -266,7 +278,9 @@ def parse_sets(pairs: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     (``sentinel.down_after_ms=1000``) by ``tradedrill.topology.check_setting`` and the settings' cross-checks, an
     engine key (``engine.store_snapshots_kept=5``; the value read as JSON, else as text) by
     ``EngineConfig.from_mapping``. Raises :class:`SetError` (one line) for a pair without ``=``, an unknown key, a
-    bad value, a key given twice, or a secret (passwords come from the run folder, never the command line)."""
+    bad value, a key given twice, a secret (a password field or a URL with ``user:password@``: passwords come from
+    the run folder, never the command line), an engine field the stack sets per node (:data:`STACK_SET`), or a
+    port below 1024 (:data:`PRIVILEGED_PORTS`)."""
     from reference.engine.config import ConfigError, EngineConfig
     from tradedrill.topology import SETTINGS, TopologyError, check_setting, check_settings
 
@@ -286,8 +300,15 @@ def parse_sets(pairs: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
                 topology[key] = check_setting(key, raw)
             except TopologyError as exc:
                 raise SetError(f"--set {_one_line(exc)}") from None
+            if (key.endswith("port") and isinstance(topology[key], int)
+                    and topology[key] < PRIVILEGED_PORTS):
+                raise SetError(f"--set {key}={topology[key]}: a privileged port (below {PRIVILEGED_PORTS}) that the "
+                               f"drill's unprivileged nodes cannot listen on (and often a system service holds, "
+                               f"e.g. 22 ssh); give {PRIVILEGED_PORTS} to 65535")
             continue
         field = key[len(ENGINE_SET_PREFIX):] if key.startswith(ENGINE_SET_PREFIX) else ""
+        if field and field in STACK_SET:
+            raise SetError(f"--set {key}: the stack sets it per node ({STACK_SET[field]}); it cannot be set here")
         if field and known(field):
             if "password" in field:
                 raise SetError(f"--set {key}: secrets are not set on the command line; the drill writes its own "

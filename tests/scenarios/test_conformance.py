@@ -223,6 +223,12 @@ def test_set_pairs_split_into_topology_and_engine_settings():
     (["engine.redis_password=x"], "secrets are not set on the command line"),
     (["engine.credentials_dsn=postgresql://u:hunter2@127.0.0.1/db"], "put the password in the file"),
     (["engine.webhook_url=http://u:hunter2@x/"], "put the password in the file"),
+    (["engine.instance=C"], "the stack sets it per node"),
+    (["engine.state_dir=/tmp/x"], "the stack sets it per node"),
+    (["engine.sentinels=[[\"127.0.0.1\", 26379]]"], "the stack sets it per node"),
+    (["engine.brokers=[]"], "the stack sets it per node"),
+    (["redis.port=22"], "privileged port"),
+    (["backend.proxy_port=80"], "privileged port"),
     (["sentinel.quorum=3", "sentinel.count=2"], "sentinel.count"),
     (["redis.save=60 1000", "redis.save=900 1"], "given twice"),
 ])
