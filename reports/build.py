@@ -135,6 +135,49 @@ def requirement_status(row) -> str:
     return PASS if PASS in verdicts else UNMEASURED
 
 
+REASON_MAX = 600   # characters of one reason in the first line's lists; report.json keeps every reason whole
+
+
+def shorten(reason: str, limit: int = REASON_MAX) -> str:
+    """``reason`` on one line, whole when it fits in ``limit`` characters; else cut after its last full sentence
+    that fits, or else at its last word that fits, and ended with "…" (never mid-word, never silently)."""
+    text = " ".join(str(reason).split())
+    if len(text) <= limit:
+        return text
+    head = text[:limit - 1]
+    cut = max(head.rfind(". "), head.rfind("; "), head.rfind(": "))
+    if cut >= limit // 3:
+        return head[:cut + 1] + " …"
+    cut = head.rfind(" ")
+    return (head[:cut] if cut > 0 else head).rstrip(",;: ") + " …"
+
+
+def _target_reason(rid: str, metric: str, run_checks: Sequence[RunCheck]) -> str:
+    """Why ``rid``'s target on ``metric`` is unmeasured in these runs: its checkers' reasons, else none ran it."""
+    reasons = list(dict.fromkeys(j.reason for rc in run_checks for j in rc.judgements
+                                 if j.requirement_id == rid and j.metric == metric and j.verdict == UNMEASURED
+                                 and j.reason))
+    if reasons:
+        return "; ".join(shorten(r) for r in reasons[:2]) + (
+            f" (and {len(reasons) - 2} more reasons in report.json)" if len(reasons) > 2 else "")
+    return f"no run of this report measured {metric}"
+
+
+def partly_measured(rows, status: dict[str, str], run_checks: Sequence[RunCheck] = ()) -> dict[str, list[dict]]:
+    """Measured requirement IDs (pass, fail or overridden) with some targets unmeasured (issue 19): ``{rid:
+    [{"metric", "label", "reason"}]}``, one item per unmeasured target with why."""
+    out: dict[str, list[dict]] = {}
+    for row in rows:
+        if status.get(row.requirement_id) == UNMEASURED:
+            continue
+        missing = [{"metric": t["metric"], "label": t["label"],
+                    "reason": _target_reason(row.requirement_id, t["metric"], run_checks)}
+                   for t in row.targets if t["verdict"] == UNMEASURED]
+        if missing:
+            out[row.requirement_id] = missing
+    return out
+
+
 def _unmeasured_reason(rid: str, targets: targets_mod.Targets, run_checks: Sequence[RunCheck]) -> str:
     why = targets[rid].not_measurable
     if why:
@@ -142,7 +185,7 @@ def _unmeasured_reason(rid: str, targets: targets_mod.Targets, run_checks: Seque
     reasons = list(dict.fromkeys(j.reason for rc in run_checks for j in rc.judgements
                                  if j.requirement_id == rid and j.verdict == UNMEASURED and j.reason))
     if reasons:
-        shown = "; ".join(" ".join(r.split())[:220] for r in reasons[:2])
+        shown = "; ".join(shorten(r) for r in reasons[:2])
         return shown + (f" (and {len(reasons) - 2} more reasons in report.json)" if len(reasons) > 2 else "")
     claimed = registry.claims().get(rid, [])
     if claimed:
@@ -169,7 +212,10 @@ def coverage(rows, targets: targets_mod.Targets, run_checks: Sequence[RunCheck] 
     counts = {k: sum(v == k for v in status.values()) for k in STATUSES}
     measured = counts[PASS] + counts[FAIL] + counts[OVERRIDDEN]
     not_measurable = targets.not_measurable()
-    line = (f"{measured} of {len(status)} requirement IDs measured: {counts[PASS]} pass, {counts[FAIL]} fail, "
+    partial = partly_measured(rows, status, run_checks)
+    in_part = (f" ({len(partial)} of them in part: {sum(len(v) for v in partial.values())} targets unmeasured)"
+               if partial else "")
+    line = (f"{measured} of {len(status)} requirement IDs measured{in_part}: {counts[PASS]} pass, {counts[FAIL]} fail, "
             f"{counts[OVERRIDDEN]} overridden, {counts[UNMEASURED]} unmeasured"
             + (f" ({sum(rid in not_measurable for rid, v in status.items() if v == UNMEASURED)} of them not "
                f"measurable here)" if not_measurable else ""))
@@ -178,7 +224,7 @@ def coverage(rows, targets: targets_mod.Targets, run_checks: Sequence[RunCheck] 
                                               for e in (v.overridden or ())})
                   for row in rows if status[row.requirement_id] == OVERRIDDEN}
     return {"line": line, "measured": measured, "total": len(status), "counts": counts, "status": status,
-            "unmeasured": unmeasured, "not_measurable": not_measurable, "overridden": overridden,
+            "unmeasured": unmeasured, "not_measurable": not_measurable, "overridden": overridden, "partial": partial,
             "settings": settings_changed(run_checks)}
 
 
@@ -207,6 +253,11 @@ def summary_markdown(cov: dict, title: str, generated: str, n_runs: int) -> str:
     if cov["unmeasured"]:
         lines += ["## Unmeasured requirement IDs", ""]
         lines += [f"- {rid}: {why}" for rid, why in cov["unmeasured"].items()]
+        lines.append("")
+    if cov.get("partial"):
+        lines += ["## Partly measured requirement IDs (their verdict covers only the measured targets)", ""]
+        for rid, missing in cov["partial"].items():
+            lines.append(f"- {rid}: " + "; ".join(f"{m['label']} unmeasured: {m['reason']}" for m in missing))
         lines.append("")
     if cov.get("overridden"):
         lines += ["## Overridden requirement IDs (the drill's value, the documents')", ""]

@@ -83,10 +83,13 @@ def test_the_first_line_of_every_summary_is_the_coverage_line(report_with_a_reas
     path, targets = report_with_a_reason
     data = json.loads((path.parent / "report.json").read_text())
     line = data["summary"]
-    m = re.fullmatch(r"(\d+) of (\d+) requirement IDs measured: (\d+) pass, (\d+) fail, (\d+) overridden, "
+    m = re.fullmatch(r"(\d+) of (\d+) requirement IDs measured(?: \((\d+) of them in part: (\d+) targets "
+                     r"unmeasured\))?: (\d+) pass, (\d+) fail, (\d+) overridden, "
                      r"(\d+) unmeasured \((\d+) of them not measurable here\)", line)
     assert m, line
-    measured, total, p, f, o, u, nm = map(int, m.groups())
+    measured, total, n_part, n_targets, p, f, o, u, nm = (int(g) if g else 0 for g in m.groups())
+    partial = data["coverage"]["partial"]
+    assert n_part == len(partial) and n_targets == sum(len(v) for v in partial.values())
     assert total == len(targets.ids()) == 51 and measured == p + f + o and measured + u == total and nm == 1
     assert data["totals"]["measured"] == measured and data["coverage"]["counts"]["unmeasured"] == u
     assert (path.parent / "summary.md").read_text().splitlines()[0] == f"**{line}**"
@@ -117,7 +120,7 @@ def test_the_console_prints_the_coverage_line_first(tmp_path):
 
     synthetic.write_run(tmp_path / "r", scenario="engine-kill", outage_s=1.0, rate_per_s=5.0)
     out = CliRunner().invoke(check, [str(tmp_path / "r")]).output
-    assert re.match(r"\d+ of 51 requirement IDs measured: \d+ pass, \d+ fail, \d+ overridden, \d+ unmeasured",
+    assert re.match(r"\d+ of 51 requirement IDs measured(?: \(\d+ of them in part: \d+ targets unmeasured\))?: \d+ pass, \d+ fail, \d+ overridden, \d+ unmeasured",
                     out.splitlines()[0]), out[:300]
     assert "unmeasured RDS-5:" in out
 
@@ -176,3 +179,37 @@ def test_an_old_run_of_a_claiming_scenario_says_it_ran_an_older_definition(tmp_p
     targets = targets_mod.load()
     cov = coverage(requirement_table(summarize(runs), targets), targets, runs)
     assert "the runs of engine-kill here were judged by the definition they ran with" in cov["unmeasured"]["ENG-5"]
+
+
+def test_a_partly_measured_id_says_so_with_each_unmeasured_target_and_why():
+    """Issue 19: an ID with one target passed and one unmeasured is counted 'in part' on the first line and listed
+    with the unmeasured target and its reason (was a plain pass)."""
+    from reports.build import summary_markdown
+
+    targets = targets_mod.load()
+    rows = [_row(rid, ("unmeasured", [])) for rid in targets.ids()]
+    rows[0] = _row(rows[0].requirement_id, ("pass", []), ("unmeasured", []))
+    rows[0].targets[1]["label"] = "m1 <= 1 s"
+    for r in rows:
+        for t in r.targets:
+            t.setdefault("label", t["metric"])
+    cov = coverage(rows, targets)
+    assert cov["line"].startswith(f"1 of {len(rows)} requirement IDs measured (1 of them in part: 1 targets "
+                                  f"unmeasured): 1 pass")
+    assert cov["partial"] == {rows[0].requirement_id: [{"metric": "m1", "label": "m1 <= 1 s",
+                                                        "reason": "no run of this report measured m1"}]}
+    md = summary_markdown(cov, "t", "now", 0)
+    assert f"- {rows[0].requirement_id}: m1 <= 1 s unmeasured: no run of this report measured m1" in md
+
+
+def test_a_long_reason_is_whole_or_cut_at_a_sentence_with_an_ellipsis():
+    from reports.build import REASON_MAX, shorten
+
+    short = "the drill runs no PostgreSQL; dumps_kept needs 14 scheduled dumps"
+    assert shorten(short) == short
+    long = "First sentence says why. " + "word " * 200
+    got = shorten(long)
+    assert got.endswith("…") and len(got) <= REASON_MAX + 2 and got.startswith("First sentence says why.")
+    nosentence = "abcdefghij " * 100
+    got = shorten(nosentence)
+    assert got.endswith(" …") and got[:-2].split()[-1] == "abcdefghij"   # never mid-word
