@@ -176,7 +176,18 @@ def load(run_path: Path) -> list[dict]:
         doc = json.loads((Path(run_path) / OVERRIDES_FILE).read_text())
     except (OSError, ValueError):
         return []
-    return [e for e in doc if isinstance(e, dict) and e.get("key")] if isinstance(doc, list) else []
+    if not isinstance(doc, list):
+        return []
+    out = []
+    for e in doc:
+        if not isinstance(e, dict) or not e.get("key"):
+            continue
+        # a run saved before a table here grew: its IDs are completed from today's tables (never fewer)
+        key = str(e["key"])
+        now = (topology_ids(key) if e.get("kind") == "topology" else _fields().get(key, (None, ()))[1])
+        e = {**e, "requirement_ids": list(closure([*(e.get("requirement_ids") or ()), *now]))}
+        out.append(e)
+    return out
 
 
 def annotate(judgements: Iterable[Any], overrides: list[dict]) -> None:

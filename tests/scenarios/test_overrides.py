@@ -98,3 +98,32 @@ def test_the_report_lists_every_changed_setting(tmp_path):
 
 def _judgement(rid, metric, measured):
     return Judgement(rid, metric, "<=", 3.0, "s", "x", measured, PASS)
+
+
+def test_a_saved_run_with_an_override_recorded_on_no_requirement_is_completed_on_load(tmp_path):
+    """overrides.json written before issue 19's tables: lease_confirm_primary with [] still marks ENG-1/ENG-5."""
+    import json
+
+    (tmp_path / overrides.OVERRIDES_FILE).write_text(json.dumps([
+        {"key": "lease_confirm_primary", "drill": False, "document": True, "requirement_ids": [],
+         "source": "drill options"}]))
+    [e] = overrides.load(tmp_path)
+    assert {"ENG-1", "ENG-5"} <= set(e["requirement_ids"])
+
+
+def test_summary_md_names_each_overridden_id_with_both_values():
+    from reports.build import coverage, summary_markdown
+    from scenarios import targets as targets_mod
+    from scenarios.distributions import Distribution, RequirementRow, RequirementVerdict
+
+    targets = targets_mod.load()
+    entry = {"key": "lease_ttl_s", "drill": 2.0, "document": 3.0}
+    rows = []
+    for rid in targets.ids():
+        v = RequirementVerdict(rid, "m", "s", "==", 1, "count", "doc", Distribution(1), "pass",
+                               overridden=[entry] if rid == "ENG-3" else [])
+        rows.append(RequirementRow(rid, "t", [], "x", [{"metric": "m", "label": "m", "verdict": "pass",
+                                                        "measured": [v]}], [], []))
+    cov = coverage(rows, targets)
+    assert cov["status"]["ENG-3"] == "overridden"
+    assert "- ENG-3: lease_ttl_s = 2 (documents: 3)" in summary_markdown(cov, "t", "now", 1)
