@@ -202,6 +202,19 @@ def _unmeasured_reason(rid: str, targets: targets_mod.Targets, run_checks: Seque
     return "no scenario or checker claims it, and targets.toml gives no not_measurable reason (the coverage gate fails)"
 
 
+def gate_problems(targets: targets_mod.Targets, claims: dict[str, list[str]] | None = None) -> list[str]:
+    """The coverage gate (issue 19), one line per problem: an ID claimed by no scenario or checker without a
+    ``not_measurable`` reason, and an ID with a ``not_measurable`` reason that a scenario or checker claims (a
+    contradiction: it is measured, or the claim is stale). ``[]`` when the gate passes."""
+    claims = registry.claims() if claims is None else claims
+    problems = [f"{rid}: claimed by no scenario or checker and targets.toml gives no not_measurable reason"
+                for rid in targets.ids() if rid not in claims and not targets[rid].not_measurable]
+    problems += [f"{rid}: targets.toml says not measurable ({targets[rid].not_measurable}) but "
+                 f"{', '.join(sorted(claims[rid])[:3])} claims it: drop the stale not_measurable or the claim"
+                 for rid in targets.ids() if rid in claims and targets[rid].not_measurable]
+    return problems
+
+
 def coverage(rows, targets: targets_mod.Targets, run_checks: Sequence[RunCheck] = ()) -> dict:
     """The report's first line (issue 19): how many requirement IDs these runs measured (pass, fail or overridden)
     out of every ID of targets.toml, the count of each status, each ID's status, and the reason of every unmeasured
