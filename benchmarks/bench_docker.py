@@ -55,7 +55,8 @@ def verdict(value: float | None, target: float) -> str:
 def _recipes():
     from tradedrill.docker import images
 
-    return [images.IMAGE_OF_KIND[k] for k in ("redis", "engine")]   # redis (+ base), app (+ app-deps)
+    # redis (+ base), app (+ app-deps), postgres (postgresql-15) and clickhouse (clickhouse-server 18.16), Debian's
+    return [images.IMAGE_OF_KIND[k] for k in ("redis", "engine", "postgres", "clickhouse")]
 
 
 def remove_ours(client) -> list[str]:
