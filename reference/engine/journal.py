@@ -70,13 +70,6 @@ MAX_CHECKPOINT_MB = 256   # DDB-1: WAL size limit
 # 64 MB is verified whole on every check (flipped bytes found within one check, <= 1 s); a larger one over
 # ceil(size / 64 MB) checks (256 MB: 4 s). A cut file is found on every check whatever the size.
 VERIFY_MB_PER_CHECK = 64
-# Snapshots (DDB-2) after which the journal reopens its DuckDB connection (issue 16's soak): DuckDB keeps memory
-# from every ``COPY FROM DATABASE`` of a journal that changed since the last one, outside its buffer pool (not in
-# duckdb_memory(), not freed by memory_limit, the allocator settings or malloc_trim) and gives it back only when
-# the database is closed. Measured (duckdb 2.0.0, a snapshot every 5 signals as at 10 signals/s): +10 KB of RSS per
-# signal without a reopen, +1.9 KB with one every 200 snapshots (the in-memory copy of the intents, ``_mem``).
-# 120 snapshots are 1 minute at 500 ms; the reopen (a checkpoint on close, an open) holds the write lock once.
-REOPEN_AFTER_SNAPSHOTS = 120
 
 
 class JournalError(RuntimeError):
@@ -228,21 +221,14 @@ class Journal:
 
     ``path``: the DuckDB file; ``backup_dir``: where snapshots go (default ``<path's folder>/backup/duckdb``);
     ``snapshots_kept``: 1..10 (DDB-2); ``checkpoint_threshold_mb``: 1..256 (DDB-1); ``verify_mb_per_check``: MB of
-    block checksums the health check recomputes per call (>= 1; DDB-6, see ``VERIFY_MB_PER_CHECK``);
-    ``reopen_after_snapshots``: the DuckDB connection is closed and opened again after this many snapshots, which
-    gives back the memory DuckDB keeps from each snapshot's copy (0: never; see ``REOPEN_AFTER_SNAPSHOTS``).
-    Opening repairs a damaged file (see the module docstring; the result is :attr:`repair`, None when the file was sound). Raises
+    block checksums the health check recomputes per call (>= 1; DDB-6, see ``VERIFY_MB_PER_CHECK``). Opening repairs a damaged
+    file (see the module docstring; the result is :attr:`repair`, None when the file was sound). Raises
     :class:`JournalLocked` when another process holds the file, :class:`JournalError` when the folder cannot be
     written or a setting is out of range."""
 
     def __init__(self, path: str | Path, *, backup_dir: str | Path | None = None, snapshots_kept: int = 5,
-                 checkpoint_threshold_mb: int = 16, verify_mb_per_check: int = VERIFY_MB_PER_CHECK,
-                 reopen_after_snapshots: int = REOPEN_AFTER_SNAPSHOTS):
+                 checkpoint_threshold_mb: int = 16, verify_mb_per_check: int = VERIFY_MB_PER_CHECK):
         self.path = Path(path)
-        # the DuckDB connection is reopened after this many snapshots (0: never), see REOPEN_AFTER_SNAPSHOTS
-        self.reopen_after_snapshots = max(0, int(reopen_after_snapshots))
-        self._snapshots_since_open = 0
-        self.reopens = 0   # how many times it was reopened so far
         self.wal_path = Path(str(self.path) + ".wal")
         self.mark_path = Path(str(self.path) + ".hwm")
         if not 1 <= int(checkpoint_threshold_mb) <= MAX_CHECKPOINT_MB:
@@ -904,31 +890,7 @@ class Journal:
             cur.close()
         self._snapshot_hwm = info.hwm
         self.last_snapshot = info
-        self._snapshots_since_open += 1
-        if self.reopen_after_snapshots and self._snapshots_since_open >= self.reopen_after_snapshots:
-            self._reopen()
         return info
-
-    def _reopen(self) -> None:
-        """Close the DuckDB connection and open the same file again, under the write lock (writers wait for the
-        close's checkpoint and the open): the memory DuckDB keeps from the snapshots' copies goes back to the system
-        (``REOPEN_AFTER_SNAPSHOTS``). Nothing the journal holds changes: the in-memory copy, the mark, the pending
-        published flags stay. Raises SnapshotError when the file does not open again; the journal then reports a
-        failed write to the health check (DDB-6), whose repair writes a fresh file from memory."""
-        with self._lock:
-            self._snapshots_since_open = 0
-            _close_quietly(self._db)
-            try:
-                self._db = self._connect()
-                # a write and a checkpoint, as at open: after a close that cut a free block off the end of the file,
-                # DuckDB still counts that block until it writes one (the health check's size test then calls the
-                # file cut, DDB-6); the mark row is rewritten with the value it has
-                self._db.execute("INSERT OR REPLACE INTO journal_meta VALUES ('hwm', ?)", [self._seq])
-                self._db.execute("CHECKPOINT")
-            except (duckdb.Error, OSError) as exc:
-                self._write_error = f"reopening the journal after its snapshots failed: {describe(exc)}"
-                raise SnapshotError(f"intent journal {self.path}: {self._write_error}") from None
-            self.reopens += 1
 
     def health(self) -> str | None:
         """DDB-6: None when the journal is sound, else what is wrong in one clause: a write failed, the file is

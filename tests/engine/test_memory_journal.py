@@ -1,20 +1,27 @@
-"""The engine's memory does not grow with the journal's snapshots (issue 16's soak: the active engine's RSS rose
-5.6 MB/min at 10 signals/s, ~9 KB per signal; DDB-2's snapshot every 500 ms, a ``COPY FROM DATABASE`` of the
-journal, left ~50 KB of DuckDB memory per snapshot that only closing the database gives back).
+"""The engine's memory grows with the journal's snapshots (issue 16's soak: the active engine's RSS rose 5.6 MB/min
+at 10 signals/s, ~9 KB per signal): a known finding, kept as a strict xfail so its fix is noticed.
 
 In process, no stack: the journal goes through what the engine writes per signal (intent, outcome, published
 flag) with a snapshot every 5 signals (the engine at 10 signals/s with DDB-2's 500 ms), default settings. The
-process's RSS is read right after every 120th snapshot; between the first and the last reading it may grow by
-what the journal keeps in memory by design (the in-memory copy of every intent, ~1-2 KB a signal, ``Journal._mem``)
-and no more than 4 KB a signal in all. Without the reopen it grew ~10 KB a signal (measured: 10.1, 10.2).
+process's RSS is read every 600 signals; between the first and the last reading it may grow by what the journal
+keeps in memory by design (the in-memory copy of every intent, ``Journal._mem``: ~0.9 KB of Python objects a
+signal, ~1.7 KB of RSS with DuckDB's own, measured without snapshots) and no more than 4 KB a signal in all.
+Measured: 9.0-10.2 KB a signal. What grows is DuckDB memory outside its buffer pool (not in duckdb_memory(), not
+bounded by memory_limit, the allocator settings, threads or malloc_trim) after each ``COPY FROM DATABASE`` snapshot
+(``reference.store.snapshots``) of a journal that changed; a static journal's plateaus at 5-7x its file size. Only
+closing the database gives it back, and a reopen every 120 snapshots did not bound it (the next snapshots take it
+again: an engine at 10 signals/s without faults rose 5.42 MB/min without, 4.65 MB/min with one).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from reference.engine.journal import REOPEN_AFTER_SNAPSHOTS, Intent, Journal
+import pytest
+
+from reference.engine.journal import Intent, Journal
 
 SIGNALS_PER_SNAPSHOT = 5
+SIGNALS_PER_READING = 600
 KB_PER_SIGNAL_AT_MOST = 4.0
 
 
@@ -40,9 +47,11 @@ def _one_signal(journal: Journal, n: int) -> None:
     journal.mark_published_many([sid])
 
 
+@pytest.mark.xfail(strict=True, reason="issue 16: each DDB-2 snapshot of a changed journal leaves DuckDB memory "
+                   "behind (~9 KB of RSS a signal at a snapshot every 5 signals); not fixed yet")
 def test_snapshots_do_not_grow_the_journal_process_memory(tmp_path):
     journal = Journal(tmp_path / "journal-A.duckdb", snapshots_kept=2)
-    every = REOPEN_AFTER_SNAPSHOTS * SIGNALS_PER_SNAPSHOT   # signals between two readings
+    every = SIGNALS_PER_READING
     readings: list[tuple[int, int]] = []
     try:
         for n in range(every * 6):
@@ -62,27 +71,3 @@ def test_snapshots_do_not_grow_the_journal_process_memory(tmp_path):
     assert per_signal <= KB_PER_SIGNAL_AT_MOST, (
         f"RSS grew {per_signal:.1f} KB a signal over {n1 - n0} signals with a snapshot every "
         f"{SIGNALS_PER_SNAPSHOT} (readings, signals -> KB: {readings})")
-
-
-def test_a_reopened_journal_keeps_every_write(tmp_path):
-    """The reopen changes nothing the journal holds: writes before and after it, the published flags waiting for
-    the next transaction, and a later open of the file (a restart) sees them all."""
-    path = tmp_path / "journal-A.duckdb"
-    journal = Journal(path, snapshots_kept=2, reopen_after_snapshots=2)
-    try:
-        for n in range(30):
-            _one_signal(journal, n)
-            journal.snapshot()
-        assert journal.reopens >= 10
-        assert journal.health() is None   # DDB-6: a reopen is not damage
-    finally:
-        journal.close()
-    hwm = journal.hwm   # the close wrote the published flags still waiting
-    again = Journal(path, snapshots_kept=2)
-    try:
-        assert again.repair is None
-        assert again.hwm == hwm
-        assert again.counts() == {"DONE": 30}
-        assert [i.signal_id for i in again.published_final()] == [f"mem-{n:08d}" for n in range(30)]
-    finally:
-        again.close()
