@@ -89,6 +89,7 @@ def build_report(source: Any, out_dir: str | os.PathLike, *, targets: targets_mo
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     verdicts = summarize(run_checks, targets)
+    read_values(verdicts, run_checks)   # text settings: the value read, never an empty n=0 distribution
     planned = _planned_scenarios()
     rows = requirement_table(verdicts, targets, planned)
     generated = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -109,6 +110,40 @@ def build_report(source: Any, out_dir: str | os.PathLike, *, targets: targets_mo
     path.write_text(html, encoding="utf-8")
     uptime_section.attach(out, run_checks, targets)   # issue 19: cadences and uptime (reports/uptime_section.py)
     return path
+
+
+def _nodes_read(run_checks: Sequence[RunCheck]) -> dict[tuple[str, str], int]:
+    """``{(run_dir, metric): nodes}``: how many nodes the conformance read took a setting from (its evidence)."""
+    out: dict[tuple[str, str], int] = {}
+    for rc in run_checks:
+        for r in rc.results:
+            if getattr(r, "checker", "") != "conformance":
+                continue
+            for e in getattr(r, "evidence", None) or []:
+                if isinstance(e, dict) and e.get("metric") and isinstance(e.get("nodes"), dict):
+                    out[(rc.run_dir, e["metric"])] = len({k.split("@")[0] for k in e["nodes"]})
+    return out
+
+
+def read_values(verdicts: Sequence[RequirementVerdict], run_checks: Sequence[RunCheck] = ()) -> None:
+    """In place, each verdict's ``read``: for a text or yes/no setting (no number to distribute: ``appendfsync``,
+    ``maxmemory_policy``, ``wal_enabled``) the values read over its runs with how many runs (and nodes) read each,
+    e.g. ``"always (48 runs, 3 nodes each)"``; ``""`` for a numeric metric (its distribution says it)."""
+    nodes = _nodes_read(run_checks)
+    for v in verdicts:
+        texts: dict[str, list[int | None]] = {}
+        for r in v.runs:
+            m = r.get("measured")
+            if m is None or (isinstance(m, (int, float)) and not isinstance(m, bool)):
+                continue
+            texts.setdefault(targets_mod._fmt(m), []).append(nodes.get((r.get("run_dir"), v.metric)))
+        parts = []
+        for text, ns in texts.items():
+            known = sorted({n for n in ns if n})
+            each = (f", {known[0]} node{'s' if known[0] != 1 else ''} each" if len(known) == 1
+                    else f", {known[0]}-{known[-1]} nodes" if known else "")
+            parts.append(f"{text} ({len(ns)} run{'s' if len(ns) != 1 else ''}{each})")
+        v.read = "read " + "; ".join(parts) if parts and not v.distribution.n else ""  # type: ignore[attr-defined]
 
 
 def _planned_scenarios() -> dict[str, list[str]]:
@@ -302,12 +337,17 @@ def _report_dict(run_checks, verdicts, rows, targets, generated, title, cov=None
         "requirements": [{**asdict(r), "status": cov["status"][r.requirement_id],
                           "unmeasured_reason": cov["unmeasured"].get(r.requirement_id),
                           "not_measurable": cov["not_measurable"].get(r.requirement_id),
-                          "targets": [{**t, "measured": verdicts_to_dict(t["measured"])}
+                          "targets": [{**t, "measured": _with_read(t["measured"])}
                                       for t in r.targets]} for r in rows],
-        "verdicts": verdicts_to_dict(verdicts),
+        "verdicts": _with_read(verdicts),
         "contradictions": [asdict(c) for c in targets.contradictions.values()],
         "runs": [rc.to_dict() for rc in run_checks],
     })
+
+
+def _with_read(verdicts: Sequence[RequirementVerdict]) -> list[dict]:
+    """verdicts_to_dict with each verdict's ``read`` (:func:`read_values`) where one was set."""
+    return [{**d, "read": getattr(v, "read", "")} for v, d in zip(verdicts, verdicts_to_dict(verdicts))]
 
 
 # -- junit -----------------------------------------------------------------------------------------------------

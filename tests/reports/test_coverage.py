@@ -234,3 +234,23 @@ def test_a_long_reason_is_whole_or_cut_at_a_sentence_with_an_ellipsis():
     nosentence = "abcdefghij " * 100
     got = shorten(nosentence)
     assert got.endswith(" …") and got[:-2].split()[-1] == "abcdefghij"   # never mid-word
+
+
+def test_a_text_setting_shows_the_value_read_and_its_nodes_not_an_empty_distribution():
+    """Issue 19: appendfsync passed with n=0 and no value in the tables; now 'read always (2 runs, 3 nodes each)'."""
+    from types import SimpleNamespace
+
+    from reports.build import read_values
+
+    runs = [{"run_dir": f"r{i}", "measured": "always", "verdict": "pass"} for i in (1, 2)]
+    v = RequirementVerdict("RDS-3", "appendfsync", "s", "==", "always", "setting", "doc", Distribution.of(
+        ["always", "always"]), "pass", runs=runs)
+    num = RequirementVerdict("DDB-1", "wal_limit_mb", "s", "<=", 256, "MB", "doc", Distribution.of([15.9]), "pass",
+                             runs=[{"run_dir": "r1", "measured": 15.9, "verdict": "pass"}])
+    evidence = [{"kind": "setting", "metric": "appendfsync",
+                 "nodes": {f"redis-{i}@{p}": "always" for i in (1, 2, 3) for p in ("start", "end")}}]
+    rcs = [SimpleNamespace(run_dir=f"r{i}", results=[SimpleNamespace(checker="conformance", evidence=evidence)])
+           for i in (1, 2)]
+    read_values([v, num], rcs)
+    assert v.distribution.n == 0 and v.read == "read always (2 runs, 3 nodes each)"
+    assert num.read == ""
