@@ -199,8 +199,9 @@ def _target_reason(rid: str, metric: str, run_checks: Sequence[RunCheck]) -> str
 
 
 def partly_measured(rows, status: dict[str, str], run_checks: Sequence[RunCheck] = ()) -> dict[str, list[dict]]:
-    """Measured requirement IDs (pass, fail or overridden) with some targets unmeasured (issue 19): ``{rid:
-    [{"metric", "label", "reason"}]}``, one item per unmeasured target with why."""
+    """Measured requirement IDs (pass, fail or overridden) with some targets unmeasured, or a measured target whose
+    judgements name parts no run measured (``Judgement.missing``: EA-5's failure kinds without an RTO) (issue 19):
+    ``{rid: [{"metric", "label", "reason"}]}``, one item per such target with why."""
     out: dict[str, list[dict]] = {}
     for row in rows:
         if status.get(row.requirement_id) == UNMEASURED:
@@ -208,6 +209,17 @@ def partly_measured(rows, status: dict[str, str], run_checks: Sequence[RunCheck]
         missing = [{"metric": t["metric"], "label": t["label"],
                     "reason": _target_reason(row.requirement_id, t["metric"], run_checks)}
                    for t in row.targets if t["verdict"] == UNMEASURED]
+        for t in row.targets:   # a measured target standing for parts no run measured (EA-5's failure kinds)
+            if t["verdict"] == UNMEASURED:
+                continue
+            per_run = [j.missing for rc in run_checks for j in rc.judgements
+                       if j.requirement_id == row.requirement_id and j.metric == t["metric"]
+                       and j.verdict != UNMEASURED]
+            if per_run and all(per_run):
+                common = [m for m in per_run[0] if all(m in other for other in per_run[1:])]
+                if common:
+                    missing.append({"metric": t["metric"], "label": t["label"],
+                                    "reason": "measured in part: " + "; ".join(common)})
         if missing:
             out[row.requirement_id] = missing
     return out

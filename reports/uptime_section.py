@@ -134,7 +134,11 @@ def markdown(doc: dict) -> str:
               f"({tot['budget_s'] / 3600:.2f} h) of downtime a year. {tot['note']}", "",
               f"**Uptime at the median RTOs: {_pct(tot['uptime_median_percent'])}; at the p95 RTOs: "
               f"{_pct(tot['uptime_p95_percent'])}** over {tot['kinds_measured']} of {tot['kinds']} failure kinds "
-              f"(not measured in these runs, so not counted: {', '.join(tot['unmeasured_kinds']) or 'none'}).", "",
+              + (f"(not measured in these runs: {', '.join(tot['unmeasured_kinds'])}; their downtime is unknown, not "
+               f"zero, so the uptime is an upper bound and EA-5 is partly measured)." if tot['unmeasured_kinds']
+               else "(every failure kind of the model measured)."), "",
+              *([f"Counted once, at the longer downtime, because they are one event seen by two components: "
+                 + "; ".join(" and ".join(g) for g in tot["same_event"]) + ".", ""] if tot.get("same_event") else []),
               "An RTO close to the time the drill held its fault (inject to heal) is that fault's own duration, not a "
               "recovery time: such a kind's downtime rests on how long the fault lasts in the field, which no document "
               "gives.", "",

@@ -57,6 +57,9 @@ class Judgement:
     # engine settings the run used instead of the documents' values that bear on this requirement
     # (scenarios.overrides: {key, drill, document, requirement_ids, source}); the report says "overridden"
     overridden: list[dict] = field(default_factory=list)
+    # parts of what this measurement stands for that were not measured (EA-5: failure kinds of the uptime model with
+    # no RTO in the run, their downtime unknown, not zero); the report lists the ID as partly measured (issue 19)
+    missing: list[str] = field(default_factory=list)
 
 
 def verdict_of(target: targets_mod.Target, measured: Any, lower_bound: bool = False) -> str:

@@ -254,3 +254,25 @@ def test_a_text_setting_shows_the_value_read_and_its_nodes_not_an_empty_distribu
     read_values([v, num], rcs)
     assert v.distribution.n == 0 and v.read == "read always (2 runs, 3 nodes each)"
     assert num.read == ""
+
+
+def test_ea5_on_a_partial_uptime_model_is_partly_measured_with_the_missing_kinds():
+    from types import SimpleNamespace
+
+    from reports.build import partly_measured
+    from scenarios.verdicts import Judgement
+
+    targets = targets_mod.load()
+    rows = [_row("EA-5", ("pass", []))]
+    rows[0].targets[0].update(metric="uptime_percent", label="uptime_percent >= 99.9 %")
+    j1 = Judgement("EA-5", "uptime_percent", ">=", 99.9, "%", "d", 100.0, "pass",
+                   missing=["ea-crash: no RTO measured", "broker-loss: no RTO measured"])
+    j2 = Judgement("EA-5", "uptime_percent", ">=", 99.9, "%", "d", 99.99, "pass",
+                   missing=["engine-crash: no RTO measured", "broker-loss: no RTO measured"])
+    rcs = [SimpleNamespace(judgements=[j1]), SimpleNamespace(judgements=[j2])]
+    got = partly_measured(rows, {"EA-5": "pass"}, rcs)
+    assert got == {"EA-5": [{"metric": "uptime_percent", "label": "uptime_percent >= 99.9 %",
+                             "reason": "measured in part: broker-loss: no RTO measured"}]}
+    j2.missing = []   # a run that measured every kind: nothing is missing over the runs
+    assert partly_measured(rows, {"EA-5": "pass"}, rcs) == {}
+    assert targets["EA-5"]

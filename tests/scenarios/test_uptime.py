@@ -104,3 +104,32 @@ def test_the_time_a_drill_held_its_fault_is_shown_beside_the_rto():
     assert row["fault_held_median_s"] == pytest.approx(14.1) and row["rto_median_s"] == pytest.approx(15.0)
     t = up.figures(_model(), {"engine-crash": [(0.2, False, "r1")]})
     assert t["kinds"][0]["fault_held_median_s"] is None
+
+
+def test_a_run_measuring_some_kinds_names_the_missing_ones_never_zero():
+    """Issue 19: 1 of 9 kinds measured showed uptime 100 as a plain pass; the kinds without an RTO are named on the
+    judgement (the report lists EA-5 as partly measured), never counted as zero downtime silently."""
+    r = up.check_uptime({"engine-crash": [(0.2, False, "r")]}, _model(), result_cls=CheckResult)
+    [j] = r.judgements
+    assert j.missing and j.missing[0].startswith("ea-crash: no RTO measured")
+    assert "no RTO for ea-crash" in j.reason
+    both = up.check_uptime({"engine-crash": [(0.2, False, "r")], "ea-crash": [(0.3, False, "r")]}, _model(),
+                           result_cls=CheckResult)
+    assert both.judgements[0].missing == []
+
+
+def test_one_event_seen_by_two_kinds_counts_once():
+    kinds = (up.FailureKind("redis-all-down", "redis-all-down", "", "trade", 1.0, "a", ("EA-5",), "Redis state"),
+             up.FailureKind("session-lost", "redis-all-down", "", "ris_session", 1.0, "a", ("EA-5",), "session"))
+    t = up.figures(up.Model(YEAR, 99.9, "EA-HA 1", kinds),
+                   {"redis-all-down": [(17.0, False, "r")], "session-lost": [(14.0, False, "r")]})
+    assert t["total"]["downtime_median_s"] == pytest.approx(17.0)       # not 31
+    assert t["total"]["same_event"] == [["redis-all-down", "session-lost"]]
+
+
+def test_the_model_has_every_ea_ha_6_component_with_clickhouse_sync():
+    m = up.load_model()
+    comps = {k.component for k in m.kinds}
+    assert "ClickHouse sync" in comps
+    ch = next(k for k in m.kinds if k.component == "ClickHouse sync")
+    assert ch.f == "clickhouse_sync" and ch.node_prefix == "clickhouse" and "CH-1" in ch.requirement_ids
