@@ -47,6 +47,7 @@ Nothing to judge (no such line in the run): ``unmeasured`` with the reason, neve
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Sequence
@@ -223,17 +224,19 @@ def check_heartbeat(events: Sequence[dict], windows: Sequence[FaultWindow], *, r
 
 
 # -- BRK-1 broker heartbeat ---------------------------------------------------------------------------------------
+_REFUSED = re.compile(r"refused|no ipc connection|reset by peer|connection closed|unreachable", re.I)
 BROKER_HEARTBEAT_RULE = ("broker_heartbeat_interval_s = the largest start-to-start interval between consecutive "
                          "'broker_heartbeat' lines of one engine process and broker (series split at broker_lost, "
                          "broker_connected, broker_switch), an interval across a fault's injection or heal left out; "
                          "broker_connection_timeout_s = the largest took_s of a failed heartbeat (its start to the "
-                         "connection declared lost).")
+                         "connection declared lost) against a broker that did not answer; a refused connect (a dead "
+                         "process, 'No IPC connection') fails at once and measures nothing of the timeout.")
 
 
 def check_broker_heartbeat(events: Sequence[dict], windows: Sequence[FaultWindow], *, requirement_ids=("BRK-1",),
                            targets=None, result_cls, name: str = "broker_heartbeat"):
     spans = fault_spans(windows)
-    gaps, left_out, rows, timeouts = [], 0, [], []
+    gaps, left_out, rows, timeouts, refused = [], 0, [], [], []
     for (instance, pid), evs in sorted(by_process(events).items(), key=lambda kv: str(kv[0])):
         brokers = sorted({str(e.get("broker")) for e in evs if e.get("event") == "broker_heartbeat"})
         for broker in brokers:
@@ -250,17 +253,25 @@ def check_broker_heartbeat(events: Sequence[dict], windows: Sequence[FaultWindow
                                  "heartbeats": len(s), "interval_s": distribution(iv)})
         for e in evs:
             if e.get("event") == "broker_heartbeat" and e.get("ok") is False and _num(e.get("took_s")) is not None:
-                timeouts.append(_num(e["took_s"]))
+                # a refused connect (dead process: 'No IPC connection', refused, reset) fails at once: the
+                # connection timeout never ran, so it measures nothing of it; only a broker that stops answering does
+                immediate = bool(_REFUSED.search(str(e.get("error") or "")))
+                (refused if immediate else timeouts).append(_num(e["took_s"]))
                 rows.append({"kind": "failed_heartbeat", "instance": instance, "pid": pid, "broker": e.get("broker"),
-                             "took_s": e.get("took_s"), "error": str(e.get("error") or "")[:160]})
+                             "took_s": e.get("took_s"), "error": str(e.get("error") or "")[:160],
+                             "refused": immediate})
     d, dt = distribution(gaps), distribution(timeouts)
     metrics = {"broker_heartbeat_interval_s": _worst(gaps), "broker_connection_timeout_s": _worst(timeouts),
                "broker_heartbeat_interval": d, "broker_failed_heartbeat_took": dt,
                "intervals_in_faults_left_out": left_out}
     reasons = {"broker_heartbeat_interval_s": "no two consecutive broker_heartbeat lines of one engine process and "
                                               "broker outside the faults",
-               "broker_connection_timeout_s": "no broker heartbeat failed in this run (no broker went away while "
-                                              "connected)"}
+               "broker_connection_timeout_s": (
+                   f"BRK-1's 5 s connection timeout runs only against a broker that stops answering; the "
+                   f"{len(refused)} failed heartbeat(s) of this run were refused connects (a killed process: declared "
+                   f"lost after at most {max(refused):g} s, the timeout never ran), and no drill in the library pauses "
+                   f"a broker (no process-pause on mt5)" if refused else
+                   "no broker heartbeat failed in this run (no broker went away while connected)")}
     summary = (f"{d['n']} broker heartbeat intervals: median {d.get('median')} / p95 {d.get('p95')} / max "
                f"{d.get('max')} s; {dt['n']} failed heartbeat(s), declared lost after at most {dt.get('max')} s"
                if d["n"] or dt["n"] else f"unmeasured: {reasons['broker_heartbeat_interval_s']}")

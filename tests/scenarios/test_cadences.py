@@ -255,3 +255,15 @@ def test_worst_interval_is_the_largest_gap(gaps):
     assert r.metrics["heartbeat_interval_s"] == pytest.approx(max(gaps), abs=1e-3)
     d = r.metrics["heartbeat_interval"]
     assert d["n"] == len(gaps) and d["min"] <= d["median"] <= d["p95"] <= d["max"]
+
+
+def test_a_refused_broker_connect_measures_nothing_of_the_connection_timeout():
+    """BRK-1 (issue 19's known gap): a killed broker's heartbeat fails at once ('No IPC connection', 0.0003 s): the
+    5 s timeout never ran, so it is unmeasured with that reason, never a pass of 0.0003 s."""
+    evs = [ev("broker_heartbeat", 2.8 * i, broker="primary", ok=True, took_s=0.002) for i in range(4)]
+    evs.append(ev("broker_heartbeat", 12.0, broker="primary", ok=False, took_s=0.0003,
+                  error="broker primary: terminal_info -> None (-10004, 'No IPC connection')"))
+    r = cad.check_broker_heartbeat(evs, [], result_cls=CheckResult)
+    j = next(j for j in r.judgements if j.metric == "broker_connection_timeout_s")
+    assert j.verdict == UNMEASURED and r.metrics["broker_connection_timeout_s"] is None
+    assert "refused connects" in j.reason and "no drill in the library pauses a broker" in j.reason
