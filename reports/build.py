@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import asdict
@@ -187,11 +188,17 @@ def shorten(reason: str, limit: int = REASON_MAX) -> str:
     return (head[:cut] if cut > 0 else head).rstrip(",;: ") + " …"
 
 
+def _partial_text(m: dict) -> str:
+    """One item of a partly measured ID: ``<target> unmeasured: why`` or ``<target> measured in part: what not``."""
+    return f"{m['label']} {'measured in part' if m.get('in_part') else 'unmeasured'}: {m['reason']}"
+
+
 def _target_reason(rid: str, metric: str, run_checks: Sequence[RunCheck]) -> str:
     """Why ``rid``'s target on ``metric`` is unmeasured in these runs: its checkers' reasons, else none ran it."""
     reasons = list(dict.fromkeys(j.reason for rc in run_checks for j in rc.judgements
                                  if j.requirement_id == rid and j.metric == metric and j.verdict == UNMEASURED
                                  and j.reason))
+    reasons = list(dict.fromkeys(re.sub(r"^unmeasured:\s*", "", r) for r in reasons))
     if reasons:
         return "; ".join(shorten(r) for r in reasons[:2]) + (
             f" (and {len(reasons) - 2} more reasons in report.json)" if len(reasons) > 2 else "")
@@ -218,8 +225,12 @@ def partly_measured(rows, status: dict[str, str], run_checks: Sequence[RunCheck]
             if per_run and all(per_run):
                 common = [m for m in per_run[0] if all(m in other for other in per_run[1:])]
                 if common:
-                    missing.append({"metric": t["metric"], "label": t["label"],
-                                    "reason": "measured in part: " + "; ".join(common)})
+                    runs = sorted({rc.scenario for rc in run_checks for j in rc.judgements
+                                   if j.requirement_id == row.requirement_id and j.metric == t["metric"]
+                                   and j.verdict != UNMEASURED and getattr(rc, "scenario", None)})
+                    missing.append({"metric": t["metric"], "label": t["label"], "in_part": True,
+                                    "reason": "; ".join(common) + (f" (in every run that judged it: {', '.join(runs)})"
+                                                                   if runs else "")})
         if missing:
             out[row.requirement_id] = missing
     return out
@@ -317,7 +328,7 @@ def summary_markdown(cov: dict, title: str, generated: str, n_runs: int) -> str:
     if cov.get("partial"):
         lines += ["## Partly measured requirement IDs (their verdict covers only the measured targets)", ""]
         for rid, missing in cov["partial"].items():
-            lines.append(f"- {rid}: " + "; ".join(f"{m['label']} unmeasured: {m['reason']}" for m in missing))
+            lines.append(f"- {rid}: " + "; ".join(_partial_text(m) for m in missing))
         lines.append("")
     if cov.get("overridden"):
         lines += ["## Overridden requirement IDs (the drill's value, the documents')", ""]

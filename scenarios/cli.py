@@ -133,7 +133,7 @@ def _judge(console: Console, run_checks, where: str, report_dir: Path | None) ->
     for rid, why in cov["unmeasured"].items():
         console.print(f"  unmeasured {rid}: {why}", markup=False, soft_wrap=True)
     for rid, missing in cov.get("partial", {}).items():
-        console.print(f"  in part {rid}: " + "; ".join(f"{m['label']} unmeasured: {m['reason']}" for m in missing),
+        console.print(f"  in part {rid}: " + "; ".join(f"{m['label']} {'measured in part' if m.get('in_part') else 'unmeasured'}: {m['reason']}" for m in missing),
                       markup=False, soft_wrap=True)
     invalid = _print_invalid(console, run_checks)
     if report_dir is not None:
