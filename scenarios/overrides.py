@@ -192,8 +192,8 @@ def load(run_path: Path) -> list[dict]:
 
 def annotate(judgements: Iterable[Any], overrides: list[dict]) -> None:
     """Attach each override to every judgement of a requirement it names (in place; an entry a checker already
-    attached is not attached twice), and to every judgement of the same run that measured the same metric with the
-    same value as one it names (the same event judged against another requirement: ENG-3's RTO is ENG-1's
+    attached is not attached twice), and to every judgement of the same run that measured the same time metric
+    (``*_s``, ``*_ms``) with the same value as one it names (the same event judged against another requirement: ENG-3's RTO is ENG-1's
     takeover in an engine drill). A ``pass`` so touched becomes ``overridden``: never a silent pass."""
     from scenarios.verdicts import OVERRIDDEN, PASS
 
@@ -201,12 +201,12 @@ def annotate(judgements: Iterable[Any], overrides: list[dict]) -> None:
     same: dict[tuple, list[dict]] = {}
     for j in judgements:
         hits = [e for e in overrides if j.requirement_id in (e.get("requirement_ids") or ())]
-        if hits and getattr(j, "measured", None) is not None:
+        if hits and _timed(j):
             same.setdefault((j.metric, repr(j.measured)), []).extend(hits)
     for j in judgements:
         have = list(getattr(j, "overridden", []))
         hits = [e for e in overrides if j.requirement_id in (e.get("requirement_ids") or ())]
-        if getattr(j, "measured", None) is not None:
+        if _timed(j):
             hits += same.get((j.metric, repr(j.measured)), [])
         hits = [e for i, e in enumerate(hits) if e not in have and e not in hits[:i]]
         if hits:
@@ -216,6 +216,14 @@ def annotate(judgements: Iterable[Any], overrides: list[dict]) -> None:
             for alt in getattr(j, "alternatives", None) or []:
                 if alt.get("verdict") == PASS:
                     alt["verdict"] = OVERRIDDEN
+
+
+def _timed(j: Any) -> bool:
+    """A judgement whose value is a measured time (``*_s``/``*_ms``): equal times of one run are one event (an RTO
+    judged for ENG-1 and ENG-3); equal counts (0 lost signals) are not."""
+    m = getattr(j, "measured", None)
+    return (isinstance(m, (int, float)) and not isinstance(m, bool)
+            and str(getattr(j, "metric", "")).endswith(("_s", "_ms")))
 
 
 def label(entry: dict) -> str:

@@ -77,6 +77,9 @@ def test_a_lease_override_marks_every_requirement_its_takeover_measures():
     overrides.annotate([eng1, same, other], got)
     assert eng1.verdict == same.verdict == "overridden" and other.verdict == "pass"
     assert same.overridden and not other.overridden
+    zero = _judgement("ORD-3", "lost_signals", 0)   # an equal count is not the same event
+    overrides.annotate([_judgement("ENG-1", "lost_signals", 0), zero], got)
+    assert zero.verdict == "pass" and not zero.overridden
 
 
 def test_the_report_lists_every_changed_setting(tmp_path):
