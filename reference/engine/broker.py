@@ -108,6 +108,10 @@ class BrokerTrace:
 
 
 NOT_SENT = "not_sent"   # last_error code of an order_send the fencing guard stopped before it was written
+# last_error code of an order_send whose send lane could not connect to its terminal: the request was never written
+# (a refused connect is not an ambiguous send; issue 16's stateful finding: a signal into a primary-broker outage
+# waited out the 10 s ambiguity grace before the backup, past BRK-2's bound)
+NOT_CONNECTED = "not_connected"
 
 
 class BrokerSession:
@@ -170,7 +174,10 @@ class BrokerSession:
 
         def send():
             if session is not self and not session.connected:
-                session.connect()
+                try:
+                    session.connect()
+                except BrokerCallFailed as exc:
+                    return None, (NOT_CONNECTED, str(exc))
             return session.call("order_send", request, guard=guard)
         return self._lane_runner(lane).submit(send)
 

@@ -124,6 +124,12 @@ class Keys:
     def lease_released(self) -> str:
         return f"{self.group}:lease:released"
 
+    @property
+    def lease_in_flight(self) -> str:
+        """Hash ``signal_id -> ms``: the orders a crashed holder had in flight when its supervisor released its lease
+        (``handoff.release_after_exit``); the successor treats them as ambiguous sends (ENG-5)."""
+        return f"{self.group}:lease:in_flight"
+
     def lease_keys(self) -> list[str]:
         """The KEYS of the lease scripts, in their order: lease, fence, renewed_ms, holder, released."""
         return [self.lease, self.fence, self.renewed_ms, self.lease_holder, self.lease_released]

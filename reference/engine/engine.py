@@ -39,7 +39,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .alerts import Alerts
-from .broker import NOT_SENT, BrokerCallFailed, BrokerPool, BrokerSession, BrokerTrace, _field
+from .broker import NOT_CONNECTED, NOT_SENT, BrokerCallFailed, BrokerPool, BrokerSession, BrokerTrace, _field
 from .config import EngineConfig
 from .events import EventLog
 from .journal import Intent, Journal, JournalFull
@@ -180,6 +180,7 @@ class Engine:
         self._scan_complete = False   # the last takeover scan reached every broker
         self._scanned = False         # claim_pending runs right after a complete scan
         self.known: dict[str, BrokerTrace] = {}    # comment prefix -> trace, from the takeover scan
+        self._handoff_in_flight: dict[str, int] = {}   # signal id -> ms: in flight at a crashed holder (handoff)
         self._ambiguity_checked: dict[str, float] = {}   # broker -> monotonic time of its last post-ambiguity check
         self.suspended_accounts: set[str] = set()
         self.trading = False                       # takeover done and lease held
@@ -443,10 +444,26 @@ class Engine:
             self.alerts.raise_("rts_rebuilt", f"RTS of group {self.cfg.group} was lost in Redis: rebuilt "
                                f"{rebuilt['signals']} signal states from the local journal and {positions} "
                                f"positions from the broker (ENG-4)", positions=positions, **rebuilt)
+        self._handoff_in_flight = self._read_handoff_in_flight()
         self.trading = True
         took = time.monotonic() - self._acquired_at
         self.emit("takeover_ready", seconds=round(took, 3), token=self.lease.token, known_orders=len(self.known))
         self.claim_pending(after_scan=self._scan_complete)
+
+    def _read_handoff_in_flight(self) -> dict[str, int]:
+        """The orders a crashed holder had in flight, as its supervisor named them at the release
+        (``handoff.release_after_exit``): ``{signal_id: ms}``; each is treated as an ambiguous send (ENG-5)."""
+        raw = self.redis.run(lambda r: r.hgetall(self.keys.lease_in_flight)) or {}
+        out = {}
+        for sid, ms in raw.items():
+            sid = sid.decode() if isinstance(sid, bytes) else str(sid)
+            try:
+                out[sid] = int(ms)
+            except (TypeError, ValueError):
+                out[sid] = now_ms()
+        if out:
+            self.emit("handoff_in_flight", count=len(out))
+        return out
 
     def _ensure_group(self) -> None:
         if self._group_ready:
@@ -700,6 +717,14 @@ class Engine:
                 raise
             return
         intent = existing or Intent(signal_id=sig.signal_id, entry_id=entry_id, signal=sig.to_dict(), state="NEW")
+        since = self._handoff_in_flight.pop(sig.signal_id, None) if existing is None else None
+        if since is not None:
+            # in flight at a crashed holder (its supervisor named it): an ambiguous send of that holder's, looked up
+            # at the broker until found or ambiguous_grace_s passes, never sent blindly (a slow broker may still
+            # execute it after our scan; issue 16)
+            intent.state, intent.ambiguous_since_ms = "UNKNOWN", since
+            intent.broker = intent.broker or self.brokers.active.name
+            self.emit("in_flight_at_handoff", signal_id=sig.signal_id, since_ms=since)
         if intent.state in ("SENDING", "UNKNOWN"):
             intent.state = "UNKNOWN"
             intent.ambiguous_since_ms = intent.ambiguous_since_ms or intent.updated_ms
@@ -887,6 +912,15 @@ class Engine:
                 self.journal.put(intent)
                 self.emit("order_send_fenced", signal_id=intent.signal_id, comment=intent.comment, lane=lane)
                 fenced.append(intent)
+                continue
+            if result is None and err and err[0] == NOT_CONNECTED:
+                # the send lane could not reach its terminal: the request was never written, so nothing is
+                # ambiguous; the broker is lost (BRK-2 counts it) and the signal goes out again when one is usable
+                intent.attempt -= 1
+                intent.state = "DEFERRED"
+                if session is self.brokers.active:
+                    self.brokers.connection_lost(str(err[1]))
+                self._defer(intent, self.cfg.broker_reconnect_s, f"send lane not connected: {err[1]}")
                 continue
             try:
                 if self._on_reply(intent, session, result, err, done):

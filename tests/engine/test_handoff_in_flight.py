@@ -39,13 +39,39 @@ def test_the_newest_state_of_each_signal_decides_what_is_in_flight(tmp_path):
     assert in_flight_in_file(tmp_path / "journal-none.duckdb") == []
 
 
-def test_a_dead_engine_with_an_order_in_flight_keeps_its_lease_to_the_lapse(tmp_path):
-    cfg = EngineConfig(instance="A", state_dir=str(tmp_path), redis_port=1)   # no Redis: it must not be asked
-    lease_value_file(tmp_path, "A").write_text("A:7:1")
-    _journal_of_a_dead_process(tmp_path / "journal-A.duckdb",
-                               [Intent(signal_id="s-1", entry_id="1-1", signal={}, state="SENDING")])
-    said = release_after_exit(cfg)
-    assert said.startswith("not released: 1 order(s) in flight") and "s-1" in said
+def test_a_dead_engine_with_an_order_in_flight_names_it_for_the_successor(tmp_path):
+    import subprocess
+    import redis
+
+    from reference.engine.contract import Keys
+    from tradedrill.waiting import wait_until
+
+    server = subprocess.Popen(["redis-server", "--bind", "127.0.5.231", "--port", "6391", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        r = redis.Redis("127.0.5.231", 6391)
+        wait_until(lambda: _pings(r), timeout=10, what="redis-server on 127.0.5.231:6391")
+        cfg = EngineConfig(instance="A", state_dir=str(tmp_path), redis_host="127.0.5.231", redis_port=6391)
+        keys = Keys.of(cfg)
+        r.set(keys.lease, "A:7:1")
+        lease_value_file(tmp_path, "A").write_text("A:7:1")
+        _journal_of_a_dead_process(tmp_path / "journal-A.duckdb",
+                                   [Intent(signal_id="s-1", entry_id="1-1", signal={}, state="SENDING"),
+                                    Intent(signal_id="s-2", entry_id="2-1", signal={}, state="DONE")])
+        said = release_after_exit(cfg)
+        assert said.startswith("released A:7:1") and "1 order(s) in flight" in said
+        assert r.get(keys.lease) is None and r.get(keys.lease_released) == b"exit"
+        assert set(r.hgetall(keys.lease_in_flight)) == {b"s-1"} and r.pttl(keys.lease_in_flight) > 0
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _pings(r) -> bool:
+    try:
+        return bool(r.ping())
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def test_an_unreadable_journal_keeps_the_lease_too(tmp_path):

@@ -79,7 +79,7 @@ def test_engine_key_patterns_cover_the_contract_and_nothing_else():
     patterns = redis_svc.engine_key_patterns()
     for keys in (Keys(group="engine"), Keys(group="g7", rtss="g7:RTSS", rtrs="g7:RTRS", alerts="g7:ALERTS")):
         for key in (keys.rtss, keys.rtrs, keys.alerts, keys.rts_signal("s-1"), keys.rts_results,
-                    keys.rts_positions, keys.ris_session, keys.ris_suspended, *keys.lease_keys()):
+                    keys.rts_positions, keys.ris_session, keys.ris_suspended, *keys.lease_keys(), keys.lease_in_flight):
             assert any(fnmatchcase(key, p) for p in patterns), key
     for key in ("drill:writes:1", "config", "users", "RTS", "lease"):
         assert not any(fnmatchcase(key, p) for p in patterns), key

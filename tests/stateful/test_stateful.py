@@ -39,10 +39,7 @@ def test_a_signal_resent_after_a_takeover_gets_exactly_one_result(session):
 def test_a_signal_acknowledged_while_the_primary_broker_is_down_gets_its_result_in_time(session):
     """BRK-2 liveness on the reference engine: a market signal submitted into a primary broker outage the schedule
     never heals is answered within SWITCH_BOUND_S, from the backup (the engine defers it for want of a price until
-    it switches). The broken ``no-broker-fallback`` variant fails this schedule. A finding, not tested here: a
-    pending signal (it carries its price) is sent to the dead primary at once, the refused connect ("IPC initialize
-    failed") is taken for an ambiguous send, and the signal waits out the 20 s ambiguity grace before it goes to the
-    backup: just past the bound (the variant sweep's controls show it)."""
+    it switches). The broken ``no-broker-fallback`` variant fails this schedule."""
     judged = session.opts.judged
     session.opts.judged = judged + (LIVENESS_CHECKER,)
     try:
@@ -83,3 +80,23 @@ def test_a_takeover_after_a_kill_with_an_order_in_flight_sends_it_once(session):
     example.apply({"op": "submit", "kind": "market", "signal": "s2", "side": "buy", "symbol": "EURUSD"})
     verdict = example.finish()
     assert not verdict.failed, verdict.describe()
+
+
+def test_a_pending_signal_into_a_primary_broker_outage_gets_its_result_in_time(session):
+    """A pending signal carries its price, so it is sent to the dead primary at once: the send lane's refused
+    connect must count as "not sent" (reference.engine.broker.NOT_CONNECTED), not as an ambiguous send waited out
+    for the ambiguity grace (before the fix: a result after ~20.7 s, past BRK-2's bound)."""
+    judged = session.opts.judged
+    session.opts.judged = judged + (LIVENESS_CHECKER,)
+    try:
+        example = session.example(21)
+        example.apply({"op": "inject", "fault": "broker-primary-down"})
+        example.apply({"op": "submit", "kind": "limit", "signal": "s1", "side": "buy", "symbol": "EURUSD",
+                       "points": 200})
+        verdict = example.finish()
+    finally:
+        session.opts.judged = judged
+    assert not verdict.failed, verdict.describe()
+    doc = json.loads((verdict.run_dir / VERDICT).read_text())
+    assert doc["results"][LIVENESS_CHECKER]["valid"] is True, doc["results"][LIVENESS_CHECKER]
+    assert example.desk.outage_acks(), "no signal was acknowledged during the outage: the check judged nothing"

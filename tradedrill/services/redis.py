@@ -74,7 +74,7 @@ def engine_key_patterns(groups: Iterable[str] = ("*",)) -> list[str]:
                      contract.Keys(group=group, rtss=f"{group}:{contract.RTSS}", rtrs=f"{group}:{contract.RTRS}",
                                    alerts=f"{group}:{contract.ALERTS}")):
             for key in (keys.rtss, keys.rtrs, keys.alerts, f"{keys.rts_prefix}:{group}:*",
-                        f"{keys.ris_prefix}:{group}:*", *keys.lease_keys()):
+                        f"{keys.ris_prefix}:{group}:*", *keys.lease_keys(), keys.lease_in_flight):
                 if key not in out:
                     out.append(key)
     return out
