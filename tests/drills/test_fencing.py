@@ -144,9 +144,13 @@ def test_one_active_catches_a_renewal_that_ignores_the_holder(seeded_drill, reco
         seen = verdicts(d, OLD_CHECKERS + NEW_CHECKERS)
         for name, value in seen.items():
             record_property(f"verdict.{name}", str(value))
-        # each entry goes to one consumer: the split brain duplicates nothing and loses nothing, so the old
-        # checkers cannot see it (state is recorded, not asserted: the two holders may overwrite positions)
-        assert seen["duplicates"] is True and seen["lost_signals"] is True, (seen, d.run.path)
+        # the split brain loses nothing (every entry is answered by one holder or the other), so lost_signals
+        # cannot see it. Duplicates and state are recorded, not asserted: the woken holder's own "takeover" claims
+        # the group's pending list, including an entry its successor is sending at that instant, and sends it too
+        # (CI at 2eb5710, seed 7: engine00007-00159 sent by B as new and by A as redelivered 4 ms later), and the
+        # two holders may overwrite positions; what the test pins is that one_active / stale_writes name the acts
+        assert seen["lost_signals"] is True, (seen, d.run.path)
+        record_property("duplicates_from_the_split_brain", str(seen["duplicates"] is False))
         if sends:
             assert one.valid is False, f"one_active missed {len(sends)} stale send(s): {one.summary} ({d.run.path})"
             assert {v["signal"] for v in one.violations} == {e["signal_id"] for e in sends}
