@@ -54,7 +54,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from scenarios import targets as targets_mod
 from scenarios.history import FaultWindow
-from scenarios.verdicts import judge, percentile, validity
+from scenarios.verdicts import finite_number, judge, percentile, validity
 
 BROKER_NODE_PREFIX = "mt5-"        # the drill's broker nodes (mt5-primary, mt5-backup)
 DOWN_FAULTS = ("process-kill", "process-pause", "process-terminate", "node-isolate")   # a node that cannot answer
@@ -78,14 +78,7 @@ CADENCES: tuple[tuple[str, str, str, str], ...] = (
 
 
 # -- distributions -----------------------------------------------------------------------------------------------
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(x) or math.isinf(x) else x
+_num = finite_number
 
 
 def distribution(values: Iterable[float]) -> dict:

@@ -36,7 +36,7 @@ from scenarios import history as h
 from scenarios import targets as targets_mod
 from scenarios.history import Deal, FaultWindow, Operation, Signal, TradeResult
 from scenarios.verdicts import (FAIL, PASS, UNKNOWN, UNMEASURED, Judgement, RunValidity, as_json, judge,  # noqa: F401
-                                percentile, validity)
+                                finite_number, percentile, validity)
 
 
 SignalOf = Callable[[str], "str | None"]
@@ -510,14 +510,7 @@ class StaleWriteResult(CheckResult):
 read_event_lines = h.read_jsonl_counting   # every JSONL of a run is read the one lenient way (scenarios.history)
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
+_num = finite_number
 
 
 def _token(value: Any) -> int | None:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-import math
 import re
 import threading
 import time
@@ -46,7 +45,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from scenarios import targets as targets_mod
-from scenarios.verdicts import OVERRIDDEN, Judgement, judge, validity
+from scenarios.verdicts import OVERRIDDEN, Judgement, finite_number, judge, validity
 
 CONFORMANCE_FILE = "conformance.json"
 FORMAT = 1
@@ -318,14 +317,7 @@ class ConformanceProbe:
 
 
 # -- judging (pure) ---------------------------------------------------------------------------------------------
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(x) or math.isinf(x) else x
+_num = finite_number
 
 
 def _int(value: Any) -> int | float | None:

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from scenarios import history as h
 from scenarios import targets as targets_mod
-from scenarios.verdicts import judge, percentile, validity
+from scenarios.verdicts import finite_number, judge, percentile, validity
 
 # the journal writes of an engine's event log (each is one commit of the intent journal)
 WRITE_EVENTS = ("intent_written", "outcome")
@@ -42,14 +42,7 @@ CADENCE_RULE = ("Per engine process (pid) from its event log: health_check_inter
                 "largest WAL file seen, in MB (10^6 bytes).")
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(x) or math.isinf(x) else x
+_num = finite_number
 
 
 def _start(e: dict) -> float | None:

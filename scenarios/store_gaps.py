@@ -23,26 +23,18 @@ when the run holds nothing to judge it by (never a pass):
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
 from scenarios import targets as targets_mod
-from scenarios.verdicts import judge, validity
+from scenarios.verdicts import finite_number, judge, validity
 
 FINAL_REJECTED = ("rejected", "failed", "expired", "stale", "duplicate")
 JOURNALS_GLOB = "stack/engines/*/journal-*.duckdb"
 
 
-def _num(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(x) or math.isinf(x) else x
+_num = finite_number
 
 
 def _result(result_cls, unmeasured, name, rids, targets, metrics: dict, reason: str, evidence: list, summary: str):

@@ -135,6 +135,18 @@ def as_json(obj: Any) -> Any:
     return obj
 
 
+def finite_number(value: Any) -> float | None:
+    """``value`` as a finite float, or None for a bool, None, text that is no number, NaN or an infinity (the one
+    reading of a measured figure in an event line, a dump or a settings read)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile (q in 0..100); None for no values."""
     if not values:
