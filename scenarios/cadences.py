@@ -77,6 +77,13 @@ CADENCES: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+def _evidence(rows: Sequence[dict], metric: str, dist: dict, values: Sequence[float], rule: str) -> list[dict]:
+    """A cadence checker's evidence: its first EVIDENCE_MAX rows, the distribution of ``metric`` with its values,
+    and the rule it was measured by."""
+    return [*rows[:EVIDENCE_MAX], {"kind": "distribution", metric: dist, "values": {metric: _values(values)}},
+            {"kind": "rule", "rule": rule}]
+
+
 # -- distributions -----------------------------------------------------------------------------------------------
 _num = finite_number
 
@@ -211,9 +218,7 @@ def check_heartbeat(events: Sequence[dict], windows: Sequence[FaultWindow], *, r
                f"{d.get('p95')} / max {d.get('max')} s ({left_out} across a fault left out)"
                if d["n"] else f"unmeasured: {reasons['heartbeat_interval_s']}")
     return _result(result_cls, name, requirement_ids, targets, metrics, reasons, ("heartbeat_interval_s",),
-                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "heartbeat_interval_s": d,
-                                           "values": {"heartbeat_interval_s": _values(gaps)}},
-                    {"kind": "rule", "rule": HEARTBEAT_RULE}], summary)
+                   _evidence(rows, "heartbeat_interval_s", d, gaps, HEARTBEAT_RULE), summary)
 
 
 # -- BRK-1 broker heartbeat ---------------------------------------------------------------------------------------
@@ -326,9 +331,7 @@ def check_broker_retry(events: Sequence[dict], *, requirement_ids=("BRK-2",), ta
                f"{len(before_suspend)} suspension(s) after {metrics['failures_before_suspend']}")
     return _result(result_cls, name, requirement_ids, targets, metrics, reasons,
                    ("broker_retry_interval_s", "failures_before_secondary", "failures_before_suspend"),
-                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "broker_retry_interval_s": d,
-                                           "values": {"broker_retry_interval_s": _values(gaps)}},
-                    {"kind": "rule", "rule": BROKER_RETRY_RULE}], summary)
+                   _evidence(rows, "broker_retry_interval_s", d, gaps, BROKER_RETRY_RULE), summary)
 
 
 # -- BRK-5 every broker down ---------------------------------------------------------------------------------------
@@ -432,9 +435,7 @@ def check_redis_retry(events: Sequence[dict], *, requirement_ids=("ORD-3",), tar
                f"{d.get('max')} s; rediscovery after {metrics['attempts_before_sentinel_switch']} failures")
     return _result(result_cls, name, requirement_ids, targets, metrics, reasons,
                    ("redis_retry_interval_s", "attempts_before_sentinel_switch"),
-                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "redis_retry_interval_s": d,
-                                           "values": {"redis_retry_interval_s": _values(gaps)}},
-                    {"kind": "rule", "rule": REDIS_RETRY_RULE}], summary)
+                   _evidence(rows, "redis_retry_interval_s", d, gaps, REDIS_RETRY_RULE), summary)
 
 
 # -- ORD-1 order backoff -------------------------------------------------------------------------------------------
@@ -562,9 +563,7 @@ def check_ris_reconnect(events: Sequence[dict], windows: Sequence[FaultWindow], 
                f"{metrics['rto_s']} s after Redis")
     return _result(result_cls, name, requirement_ids, targets, metrics, reasons,
                    ("ris_reconnect_interval_s", "recoveries_before_new_session", "rto_s"),
-                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "ris_reconnect_interval_s": d,
-                                           "values": {"ris_reconnect_interval_s": _values(gaps)}},
-                    {"kind": "rule", "rule": RIS_RULE}], summary)
+                   _evidence(rows, "ris_reconnect_interval_s", d, gaps, RIS_RULE), summary)
 
 
 # -- BE-1 backend health checks ---------------------------------------------------------------------------------------
@@ -597,9 +596,7 @@ def check_backend_health(sup_events: Sequence[dict], windows: Sequence[FaultWind
     summary = (f"{d['n']} backend health-check intervals over {len(rows)} process(es): median {d.get('median')} / "
                f"p95 {d.get('p95')} / max {d.get('max')} s")
     return _result(result_cls, name, requirement_ids, targets, metrics, reasons, ("health_check_interval_s",),
-                   [*rows[:EVIDENCE_MAX], {"kind": "distribution", "health_check_interval_s": d,
-                                           "values": {"health_check_interval_s": _values(gaps)}},
-                    {"kind": "rule", "rule": BACKEND_HEALTH_RULE}], summary)
+                   _evidence(rows, "health_check_interval_s", d, gaps, BACKEND_HEALTH_RULE), summary)
 
 
 # -- the checker table entries ------------------------------------------------------------------------------------
