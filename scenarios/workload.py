@@ -46,7 +46,8 @@ class TradeClients:
         self.counter = 0
         self.threads: list[threading.Thread] = []
         self.rng = random.Random(env.seed)
-        self.run_tag = f"{env.scenario.name[:6]}{env.seed % 100000:05d}"
+        tag = getattr(env.stack, "signal_tag", "")   # the external provider's per-run tag: its stores outlive runs
+        self.run_tag = f"{env.scenario.name[:6]}{env.seed % 100000:05d}" + (f"-{tag}" if tag else "")
         self.quotes: Quotes | None = None   # the live price, when the signals carry prices (issue 20)
 
     def start(self) -> None:

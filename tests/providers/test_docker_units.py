@@ -72,3 +72,41 @@ def test_down_without_the_docker_sdk_says_so_instead_of_failing(monkeypatch, tmp
     monkeypatch.setitem(sys.modules, "docker", None)   # import docker -> ImportError
     lines = provider.down_leftovers()
     assert len(lines) == 1 and "docker SDK is not installed" in lines[0] and "run.sh setup" in lines[0]
+
+
+def test_stopping_a_dockerd_we_started_removes_only_the_nft_tables_it_added(monkeypatch):
+    """dockerd (iptables-nft) leaves ``table ip nat``/``table ip filter`` (FORWARD policy drop) on the host when it
+    stops; the harness deletes those it added, and keeps what existed before and what others made meanwhile."""
+    from tradedrill.docker import engine
+
+    tables = {"inet firewall", "ip filter"}          # the host's own, before dockerd
+
+    class Done:
+        def __init__(self, rc=0, out=""):
+            self.returncode, self.stdout, self.stderr = rc, out, ""
+
+    def fake_nft(*args):
+        if args[:2] == ("list", "tables"):
+            return Done(out="".join(f"table {t}\n" for t in sorted(tables)))
+        if args[:2] == ("delete", "table"):
+            tables.discard(" ".join(args[2:]))
+            return Done()
+        return Done(1)
+
+    monkeypatch.setattr(engine, "_nft", fake_nft)
+    before = engine.host_tables()
+    assert before == {"inet firewall", "ip filter"}
+    tables.update({"ip nat", "ip6 nat", "ip tradedrill_4242"})   # dockerd's, and a drill's kernel fault meanwhile
+    started = engine.DockerEngine(started=True, pid=None, tables_before=before)
+    assert not started.stop()                                      # no process: nothing stopped, nothing removed
+    started.pid = 999_999_999                                      # a dockerd that is already gone
+    monkeypatch.setattr(engine, "_record_path", lambda: type("P", (), {"unlink": lambda self, **k: None})())
+    started.stop()
+    assert started.tables_removed == ("ip nat", "ip6 nat")
+    assert tables == {"inet firewall", "ip filter", "ip tradedrill_4242"}
+    # one somebody else started is never stopped, and its tables stay
+    tables.add("ip nat")
+    assert not engine.DockerEngine(started=False, pid=1, tables_before=before).stop() and "ip nat" in tables
+    # nft missing or refusing: nothing listed, nothing removed
+    monkeypatch.setattr(engine, "_nft", lambda *a: Done(1))
+    assert engine.host_tables() is None and engine.remove_added_tables(set()) == []

@@ -294,3 +294,34 @@ def test_a_scenarios_node_disconnect_goes_to_the_users_toxiproxy(tmp_path):
         proxy.stop()
         upstream.shutdown()
         upstream.server_close()
+
+
+def test_two_runs_with_the_same_seed_on_one_deployment_never_share_a_signal_id(tmp_path):
+    """The deployment's RTS/RTRS and the brokers' ledgers outlive a run: with the same scenario and seed, the
+    second run's signals must not carry the first run's ids (they were judged as the first run's executions:
+    phantoms/duplicates of the second). A stack we start per run keeps ids that the seed replays."""
+    import threading
+    from types import SimpleNamespace
+
+    from reference.engine import contract
+    from scenarios import registry
+    from scenarios.workload import TradeClients
+
+    (tmp_path / "stack").mkdir()
+    path = _write(tmp_path, GOOD)
+    topo = ExternalStack.drill_topology("10.0.0", ("redis", "mt5"), deployment=path)
+    workload = registry.Workload(op="trade", rate_per_s=10, duration_s=1, symbols=("EURUSD",))
+
+    def ids(stack) -> list[str]:
+        env = SimpleNamespace(scenario=SimpleNamespace(name="redis-primary-kill"), seed=17, account=1001,
+                              stack=stack)
+        clients = TradeClients(env, workload, threading.Event())
+        return [clients._next_signal()["signal_id"] for _ in range(5)]
+
+    first = ids(ExternalStack(topo, tmp_path / "run-1", deployment=path))
+    second = ids(ExternalStack(topo, tmp_path / "run-2", deployment=path))
+    assert not set(first) & set(second)
+    for sid in first + second:
+        assert contract._SIGNAL_ID.fullmatch(sid) and contract.order_comment(sid, 1)   # the engine takes it
+    # a stack started for the run (local, docker): the seed replays the same ids
+    assert ids(SimpleNamespace()) == ids(SimpleNamespace()) == [f"redis-00017-{n:05d}" for n in range(1, 6)]

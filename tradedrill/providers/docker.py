@@ -272,8 +272,11 @@ def down_leftovers(every: bool = False) -> list[str]:
             lines.append(f"removed {swept.describe()} of docker runs: {', '.join(swept.containers + swept.networks)}")
         lines += [f"docker: {e}" for e in swept.errors]
         keep = os.environ.get("TRADEDRILL_DOCKER_KEEP_ENGINE") == "1"
-        if not keep and not labels.sweep_needed(client) and engine.stop_recorded():
-            lines.append("stopped the dockerd a tradedrill run had started")
+        started = None if keep or labels.sweep_needed(client) else engine.recorded()
+        if started is not None and started.stop():
+            lines.append("stopped the dockerd a tradedrill run had started" +
+                         (f" and removed the nftables tables it had added ({', '.join(started.tables_removed)})"
+                          if started.tables_removed else ""))
     finally:
         client.close()
     return lines

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import secrets as secrets_mod
 import socket
 import tomllib
 from dataclasses import dataclass, field
@@ -301,6 +302,11 @@ class ExternalStack(LocalStack):
         self.deployment = load_deployment(deployment)
         self.capabilities = self.deployment.capabilities()
         self._toxiproxy = None
+        # the deployment outlives the run: its RTSS/RTS/RTRS and the brokers' ledgers hold every earlier run's
+        # signals. Every signal id of this run carries this tag (scenarios.workload: <scenario><seed>-<tag>-<n>),
+        # so two runs with the same scenario and seed never share an id (a replay of the seed replays the schedule
+        # and the signals' content, not their ids)
+        self.signal_tag = secrets_mod.token_hex(4)
         if self.deployment.secrets is not None:
             # the deployment's own folder: its secrets, the signals' passphrase and the brokers' tokens are read
             # there (nothing is written to it: no node of it is ours)
