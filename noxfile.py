@@ -35,7 +35,8 @@ def docker(session: nox.Session) -> None:
     session.run("pytest", "tests/docker", "-m", "docker", "-p", "no:cacheprovider", "-rA", *session.posargs)
 
 
-DOCKER_DRILLS = ["engine-kill", "redis-primary-kill", "redis-primary-isolated", "udp-loss"]
+DOCKER_DRILLS = ["engine-kill", "redis-primary-kill", "redis-primary-isolated", "redis-primary-disconnected",
+                 "udp-loss"]
 DOCKER_DRILL_SEED = os.environ.get("TRADEDRILL_DOCKER_DRILL_SEED", "17")
 DOCKER_DRILL_OUT = os.environ.get("TRADEDRILL_DOCKER_DRILL_OUT", "out/drills-docker")
 
@@ -46,9 +47,12 @@ def drills_docker(session: nox.Session) -> None:
     same seed on the local provider (subnet 127.0.97), and their verdicts side by side in
     out/drills-docker/verdicts.json (``python -m tradedrill.providers.compare``). The default scenarios are
     engine-kill, redis-primary-kill, a Redis partition that also cuts the harness's own set writers
-    (redis-primary-isolated) and UDP loss on the EA's ticks (udp-loss). ``nox -s drills_docker -- redis-primary-kill
-    --repeat 3`` runs those on docker only. Exit status as for ``drills``; the comparison fails the session when a
-    verdict differs."""
+    (redis-primary-isolated), the primary cut off entirely (redis-primary-disconnected: docker network disconnect,
+    locally an nftables drop of its address) and UDP loss on the EA's ticks (udp-loss). Before the comparison,
+    benchmarks/bench_docker_path.py measures the network path alone (container -> host across the bridge vs
+    loopback), shown beside any timing-only difference. ``nox -s drills_docker -- redis-primary-kill --repeat 3``
+    runs those on docker only. Exit status as for ``drills``; the comparison fails the session when a verdict
+    differs (a timing target too, with both figures)."""
     if session.posargs:
         session.run("tradedrill", "drill", *session.posargs, "--provider", "docker", "--out", DOCKER_DRILL_OUT,
                     success_codes=[0, 1])
@@ -58,8 +62,10 @@ def drills_docker(session: nox.Session) -> None:
                 success_codes=[0, 1])
     session.run("tradedrill", "drill", *common, "--subnet", "127.0.97", "--out", f"{DOCKER_DRILL_OUT}/local",
                 success_codes=[0, 1])
+    session.run("python", "benchmarks/bench_docker_path.py", "--frames", "3000")
     session.run("python", "-m", "tradedrill.providers.compare", f"{DOCKER_DRILL_OUT}/local",
-                f"{DOCKER_DRILL_OUT}/docker", "--out", f"{DOCKER_DRILL_OUT}/verdicts.json")
+                f"{DOCKER_DRILL_OUT}/docker", "--out", f"{DOCKER_DRILL_OUT}/verdicts.json",
+                "--path-bench", "out/bench/docker_path.json")
 
 
 @nox.session

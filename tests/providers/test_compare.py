@@ -121,3 +121,43 @@ def test_docker_kernel_faults_go_into_every_namespace_and_the_harness_is_the_gat
 
     assert loss.netns_pids() == [os.getpid()]   # no container runs: only the harness's own namespace
     assert stack.capabilities >= {"kernel-net", "fault-proxy"}
+
+
+def test_a_timing_difference_shows_both_figures_against_the_target_and_still_fails(tmp_path):
+    """issue 17's udp-loss: tick_fallback_s 0.681 ms locally, 1.239 ms on docker, target < 1 ms. The reader sees
+    both figures and what the network path alone costs; the comparison still says they differ (exit status 1)."""
+    def report(provider: str, measured: float, verdict: str) -> dict:
+        run = _run(provider, scenario="udp-loss", dup=True)
+        run["results"].append({"checker": "tick_fallback", "requirement_ids": ["EA-2"], "valid": verdict == "pass",
+                               "metrics": {}, "judgements": [
+                                   {"metric": "tick_fallback_s", "comparator": "<", "target": 0.001, "unit": "s",
+                                    "measured": measured, "verdict": verdict},
+                                   {"metric": "back_to_udp_s", "comparator": "<=", "target": 0.1, "unit": "s",
+                                    "measured": 0.0, "verdict": "pass"}]})
+        return {"runs": [run]}
+
+    for name, (value, verdict) in {"local": (0.000681, "pass"), "docker": (0.001239, "fail")}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps(report(name, value, verdict)))
+    bench = tmp_path / "path.json"
+    bench.write_text(json.dumps({"paths": {"loopback": {"n": 3000, "p50_ms": 0.029, "p99_ms": 0.261, "max_ms": 2.0,
+                                                        "over_1ms": 20},
+                                           "bridge": {"n": 3000, "p50_ms": 0.019, "p99_ms": 0.088, "max_ms": 3.7,
+                                                      "over_1ms": 3}}}))
+    out = tmp_path / "verdicts.json"
+    assert compare.main([str(tmp_path / "local"), str(tmp_path / "docker"), "--out", str(out),
+                         "--path-bench", str(bench)]) == 1
+    doc = json.loads(out.read_text())
+    run = doc["runs"][0]
+    assert not doc["agree"] and doc["agree_except_timing"]
+    assert run["timing_figures"] == [{"checker": "tick_fallback EA-2", "metric": "tick_fallback_s", "comparator": "<",
+                                      "target": 0.001, "unit": "s",
+                                      "local": {"measured": 0.000681, "verdict": "pass"},
+                                      "docker": {"measured": 0.001239, "verdict": "fail"}}]
+    text = compare.render(doc)
+    assert "tick_fallback_s < 0.001 s: local 0.681 ms (pass), docker 1.24 ms (fail)" in text
+    assert "bridge p50 0.019 ms, p99 0.088 ms" in text and "loopback p50 0.029 ms, p99 0.261 ms" in text
+    # a count that differs beside it is still a difference of its own
+    other = report("docker", 0.001239, "fail")
+    other["runs"][0]["results"][0]["valid"] = False
+    assert not compare.compare(report("local", 0.000681, "pass"), other)["agree_except_timing"]

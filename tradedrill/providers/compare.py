@@ -13,11 +13,24 @@ s or ms failed on one side, every count target passed on both) is named in ``tim
 loopback, and a bridge adds latency; ``agree`` stays false for it, ``agree_except_timing`` says whether anything
 else differs.
 
+For every timing-only difference the file gives both figures beside the target (``timing_figures``: metric,
+comparator, target, unit, and per provider the measured value and verdict), and, with ``--path-bench`` (the
+default out/bench/docker_path.json when it exists: ``benchmarks/bench_docker_path.py``), what the network path
+itself costs on each provider, so a reader can tell a provider's path from the machine's scheduling tail. Issue 17's
+finding (seed 17, udp-loss): tick_fallback_s (EA-2, < 1 ms, the worst of ~60 TCP-served ticks) 1.239 ms on docker,
+0.681 ms locally, while the p50 was 0.101 vs 0.121 ms and the path bench measured the bridge no slower than loopback
+(p50 0.019 vs 0.029 ms, p99 0.088 vs 0.261 ms; frames over 1 ms: 3 vs 20 of 3000). Not a property of the bridge: a
+scheduling tail of this 2-core machine that both providers cross; the difference stays a difference (``agree`` false,
+exit status 1), named with its figures.
+
 Output shape (JSON)::
 
     {"providers": ["local", "docker"], "agree": bool, "agree_except_timing": bool, "matched": int,
      "unmatched": [{"scenario", "seed", "only_in"}],
+     "path_bench": {"loopback": {"p50_ms", "p99_ms", "max_ms", "over_1ms", "n"}, "bridge": {...}} | null,
      "runs": [{"scenario": str, "seed": int, "agree": bool, "differences": [str], "timing_only": [str],
+               "timing_figures": [{"checker", "metric", "comparator", "target", "unit",
+                                   "<provider>": {"measured": float|None, "verdict": str}}],
                "local": {"valid": bool|None, "checkers": {"<checker> <REQ,...>": bool|None}, "skipped_faults": [...],
                          "metrics": {...}},
                "docker": {...}}]}
@@ -113,10 +126,13 @@ def summarise(run: dict) -> dict:
     checkers: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
     failed_units: dict[str, list[str]] = {}
+    timing: dict[str, list[dict]] = {}
     for result in run.get("results") or []:
         key = _checker_key(result)
         checkers[key] = result.get("valid")
         judgements = result.get("judgements") if isinstance(result.get("judgements"), list) else []
+        timing[key] = [{k: j.get(k) for k in ("metric", "comparator", "target", "unit", "measured", "verdict")}
+                       for j in judgements if isinstance(j, dict) and j.get("unit") in TIME_UNITS]
         failed_units[key] = sorted({str(j.get("unit")) for j in judgements
                                     if isinstance(j, dict) and j.get("verdict") == "fail"})
         for name, value in (result.get("metrics") or {}).items():
@@ -126,7 +142,7 @@ def summarise(run: dict) -> dict:
     return {"provider": _provider_of(run), "run_dir": run.get("run_dir"),
             "valid": (run.get("run_validity") or {}).get("valid"), "checkers": checkers,
             "skipped_faults": [f"{s.get('fault')} on {s.get('target')}" for s in prov.get("skipped_faults") or []],
-            "metrics": metrics, "failed_units": failed_units}
+            "metrics": metrics, "failed_units": failed_units, "timing": timing}
 
 
 def timing_only(a: dict, b: dict, key: str) -> bool:
@@ -134,6 +150,21 @@ def timing_only(a: dict, b: dict, key: str) -> bool:
     failed failed nothing but judgements in s or ms."""
     units = (a["failed_units"].get(key) or []) + (b["failed_units"].get(key) or [])
     return bool(units) and all(u in TIME_UNITS for u in units)
+
+
+def timing_figures(a: dict, b: dict, key: str) -> list[dict]:
+    """Both providers' figures of checker ``key``'s time judgements whose verdicts differ: metric, comparator,
+    target, unit and, per provider, ``{"measured", "verdict"}``."""
+    out = []
+    theirs = {(j.get("metric"), j.get("target")): j for j in b.get("timing", {}).get(key) or []}
+    for j in a.get("timing", {}).get(key) or []:
+        k = theirs.get((j.get("metric"), j.get("target")))
+        if k is None or k.get("verdict") == j.get("verdict"):
+            continue
+        out.append({"checker": key, **{f: j.get(f) for f in ("metric", "comparator", "target", "unit")},
+                    a["provider"]: {"measured": j.get("measured"), "verdict": j.get("verdict")},
+                    b["provider"]: {"measured": k.get("measured"), "verdict": k.get("verdict")}})
+    return out
 
 
 def compare_runs(a: dict, b: dict) -> list[str]:
@@ -174,7 +205,8 @@ def compare(first: dict, second: dict) -> dict:
                   if a["checkers"][k] != b["checkers"][k] and timing_only(a, b, k)]
         others = [d for d in diffs if not any(d.startswith(f"{k}:") for k in timing)]
         runs.append({"scenario": key[0], "seed": key[1], "agree": not diffs, "differences": diffs,
-                     "timing_only": timing, "agree_except_timing": not others, pa: a, pb: b})
+                     "timing_only": timing, "timing_figures": [f for k in timing for f in timing_figures(a, b, k)],
+                     "agree_except_timing": not others, pa: a, pb: b})
     complete = bool(runs) and not unmatched
     return {"providers": [pa, pb], "agree": complete and all(r["agree"] for r in runs),
             "agree_except_timing": complete and all(r["agree_except_timing"] for r in runs),
@@ -195,8 +227,33 @@ def render(doc: dict) -> str:
                      f"{pb}: valid {b['valid']}, {passed(b)}/{len(b['checkers'])} checks pass)")
         lines += [f"    {d}" + (" (a timing target)" if any(d.startswith(f"{k}:") for k in r["timing_only"]) else "")
                   for d in r["differences"]]
+        for f in r.get("timing_figures") or []:
+            lines.append(f"      {f['metric']} {f['comparator']} {f['target']} {f['unit']}: "
+                         f"{pa} {_fig(f[pa]['measured'], f['unit'])} ({f[pa]['verdict']}), "
+                         f"{pb} {_fig(f[pb]['measured'], f['unit'])} ({f[pb]['verdict']})")
     lines += [f"  unmatched: {u['scenario']} seed {u['seed']} only in {u['only_in']}" for u in doc["unmatched"]]
+    paths = doc.get("path_bench") or {}
+    if any(r.get("timing_figures") for r in doc["runs"]) and paths:
+        lines.append("  the network path alone (benchmarks/bench_docker_path.py, one-way TCP frame): " + "; ".join(
+            f"{name} p50 {p.get('p50_ms')} ms, p99 {p.get('p99_ms')} ms, max {p.get('max_ms')} ms, "
+            f"{p.get('over_1ms')} of {p.get('n')} over 1 ms" for name, p in sorted(paths.items())))
     return "\n".join(lines)
+
+
+def _fig(value: Any, unit: str) -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "unmeasured"
+    return f"{value * 1000:.3g} ms" if unit == "s" and abs(value) < 1 else f"{value:.4g} {unit}"
+
+
+def path_bench(path: Path | None) -> dict | None:
+    """The ``paths`` of a bench_docker_path result (None when absent or unreadable: nothing is claimed)."""
+    try:
+        doc = json.loads(Path(path).read_text()) if path else None
+    except (OSError, ValueError):
+        return None
+    paths = doc.get("paths") if isinstance(doc, dict) else None
+    return {k: v for k, v in paths.items() if isinstance(v, dict)} if isinstance(paths, dict) else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("first", type=Path, help="a drill's output folder or report.json (e.g. the local one)")
     parser.add_argument("second", type=Path, help="the other provider's")
     parser.add_argument("--out", type=Path, default=None, help="write the comparison as JSON here")
+    parser.add_argument("--path-bench", type=Path, default=Path("out/bench/docker_path.json"),
+                        help="benchmarks/bench_docker_path.py's result, shown beside timing differences")
     args = parser.parse_args(argv)
     try:
         reports = [load(p) for p in (args.first, args.second)]
@@ -212,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"compare: {exc}", file=sys.stderr)
         return 2
     doc = compare(*reports)
+    doc["path_bench"] = path_bench(args.path_bench)
     doc["reports"] = [[str(p) for p in find_reports(x)] for x in (args.first, args.second)]
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
