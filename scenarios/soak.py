@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 import random
 import threading
@@ -53,6 +54,13 @@ WARMUP_S = 20.0
 # Fewer seconds than this of steady samples (summed over a process's segments) and the slope is "unmeasured"
 # (a verdict that never passes): a 2 s sampler needs a minute to separate a trend from one allocator step.
 MIN_SPAN_S = 60.0
+# A steady segment shorter than this is too short to judge: it is reported ("unmeasured", with its own slope) but
+# neither fitted nor counted towards MIN_SPAN_S, so "60 s of steady samples" means 60 s in stretches a trend can be
+# read from, not 20 fragments of 3 samples. Why 20 s (10 samples): within it one allocator step (RSS_STEP_MB) reads
+# as at most 4.5 MB/min, the size of the leaks the 30-minute soak found (+5.6 MB/min), where a 4 s fragment reads
+# it as 22 MB/min; the 30-minute soak of 2026-12-01 had engine segments of 2-4 s reading -49 to +191 MB/min, after
+# every fault that restarted an engine or grew its pool.
+MIN_SEGMENT_S = 20.0
 # RSS: a process that keeps no data by design (an engine, a Sentinel) is flat when its RSS grows by at most
 # RSS_FLAT_MB_PER_MIN. Why 0.5: the RSS of a Python process moves in steps of pymalloc's 256 KiB arenas and glibc's
 # 128 KiB top pad, so one or two steps inside a 2-minute window already read as ~0.2-0.4 MB/min; and a leak of
@@ -99,6 +107,14 @@ CLOSE_WAIT_PERSIST_S = 20.0
 FDS_FLAT_PER_MIN = 0.5
 # the compound move needs a signal in flight at the right moment: a stateful step, not a timed one
 SOAK_MOVES = tuple(sorted(n for n in FAULT_MOVES if n != "engine-pause-in-flight"))
+# What a soak's options may be (``option_problems``). The shortest soak is the one that can measure a slope at all:
+# WARMUP_S of a process's life left out, then MIN_SPAN_S of steady samples; a shorter one could only ever say
+# "memory unmeasured". The other ranges are those of ``tradedrill soak`` (its --help).
+MIN_MINUTES = (WARMUP_S + MIN_SPAN_S) / 60.0
+MAX_MINUTES = 24 * 60.0
+RATE_RANGE = (1.0, 500.0)
+EVERY_RANGE = (5.0, 600.0)
+NO_FAULT = "no fault injected"
 
 
 @dataclass
@@ -119,6 +135,50 @@ class SoakResult:
     report: Path
     passed: bool
     processes: dict = field(default_factory=dict)
+
+
+def option_problems(opts: SoakOptions) -> list[str]:
+    """What is wrong with ``opts`` for a soak, one line each saying what to pass instead ([] when it can run):
+    ``minutes`` in [MIN_MINUTES, MAX_MINUTES], ``rate_per_s`` in RATE_RANGE (signals/s), ``every_s`` in
+    EVERY_RANGE (s), all finite numbers; ``seed`` an integer >= 0; ``subnet`` a loopback /24 the drill topology
+    accepts (three octets like 127.0.95). An ``every_s`` that leaves no fault in the soak is not a problem
+    (``soak_moves`` is then empty: a load-only soak, whose fault figures say NO_FAULT)."""
+    problems = []
+    shown = lambda x: f"{math.ceil(x * 100) / 100:g}"   # noqa: E731 - 4/3 min as 1.34: a value that is accepted
+    for flag, value, (low, high), unit in (
+            ("--minutes", opts.minutes, (MIN_MINUTES, MAX_MINUTES), "minutes"),
+            ("--rate", opts.rate_per_s, RATE_RANGE, "signals/s"),
+            ("--every", opts.every_s, EVERY_RANGE, "s")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+                or value in (float("inf"), float("-inf")):
+            problems.append(f"{flag} {value!r} is not a number: give {shown(low)} to {high:g} {unit}")
+        elif not low <= value <= high:
+            if flag == "--minutes" and value < low:
+                problems.append(
+                    f"--minutes {value:g} is too short to measure memory: a soak needs at least {shown(low)} minutes "
+                    f"({WARMUP_S:g} s of warm-up, then {MIN_SPAN_S:g} s of steady samples for an RSS slope); pass "
+                    f"--minutes 2 (CI's) or more")
+            else:
+                problems.append(f"{flag} {value:g} is out of range: give {shown(low)} to {high:g} {unit}")
+    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or opts.seed < 0:
+        problems.append(f"--seed {opts.seed!r} must be an integer >= 0")
+    from tradedrill.topology import Topology, TopologyError
+
+    try:
+        Topology.default(subnet=opts.subnet, services=registry.drill_services(soak_scenario(SoakOptions())))
+    except TopologyError as exc:
+        problems.append(f"--subnet: {exc} (the soak's own block is 127.0.95)")
+    return problems
+
+
+def no_fault_reason(opts: SoakOptions) -> str | None:
+    """Why the soak of ``opts`` injects no fault (None when it injects at least one): the first fault is at
+    ``every_s`` and none is in the last interval, so a soak needs at least 2 x ``every_s`` seconds for one."""
+    if soak_moves(opts):
+        return None
+    return (f"--every {opts.every_s:g} s leaves no fault in a {opts.minutes:g}-minute soak (the first fault comes "
+            f"at {opts.every_s:g} s and none in the last interval, so one needs at least {2 * opts.every_s:g} s): "
+            f"a load-only soak; leave --every at 10 for a fault every 10 s")
 
 
 def soak_moves(opts: SoakOptions) -> list[str]:
@@ -271,32 +331,49 @@ def steady_segments(rows: list[dict], warmup_s: float = WARMUP_S) -> dict[tuple[
     return out
 
 
+def _fit(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """``(sum of (t - mean t)(y - mean y), sum of (t - mean t)^2)`` of one segment's ``(t, y)`` points."""
+    tm = sum(t for t, _ in points) / len(points)
+    ym = sum(y for _, y in points) / len(points)
+    return sum((t - tm) * (y - ym) for t, y in points), sum((t - tm) ** 2 for t, _ in points)
+
+
 def pooled_slope(rows: list[dict], key: str, warmup_s: float = WARMUP_S, min_span_s: float = MIN_SPAN_S,
-                 unit: float = 1.0) -> dict:
+                 unit: float = 1.0, min_segment_s: float = MIN_SEGMENT_S) -> dict:
     """The least-squares slope of ``row[key] / unit`` per minute over one process's ``rows`` (each ``{"t": s, "pid",
     "age_s": s since the PID started, "threads" (optional), key: number}``; rows without ``key`` are skipped), within
     the steady segments of ``steady_segments`` (the warm-up after a start or a pool's growth left out): one common
     slope, one intercept per segment, so a restart's drop to a new baseline is not read as a fall, nor a pool's
-    step as a rise. Returns ``{"slope_per_min": float | None, "span_s", "samples", "pids", "segments",
-    "reason"}``: slope None (reason says why) when the segments span less than ``min_span_s`` seconds in all."""
+    step as a rise. A segment spanning less than ``min_segment_s`` is too short to judge: listed, not fitted.
+    Returns ``{"slope_per_min": float | None, "span_s", "samples", "pids", "segments", "short_segments",
+    "detail", "reason"}``: ``span_s``/``samples``/``segments`` count the judged segments only; ``detail`` is one
+    ``{"pid", "start_t", "span_s", "samples", "slope_per_min" (its own, None under 2 samples), "verdict": "judged" |
+    "unmeasured", "reason"}`` per segment in time order; slope None (reason says why) when the judged segments
+    span less than ``min_span_s`` seconds in all."""
     num = den = span = 0.0
-    n = 0
+    n = judged = short = 0
+    detail = []
     segments = steady_segments([r for r in rows if r.get(key) is not None], warmup_s)
-    for seg in segments.values():
+    for (pid, _), seg in sorted(segments.items(), key=lambda kv: kv[1][0]["t"]):
         points = [(float(r["t"]), float(r[key]) / unit) for r in seg]
-        if len(points) < 2:
+        length = points[-1][0] - points[0][0]
+        s_num, s_den = _fit(points) if len(points) >= 2 else (0.0, 0.0)
+        row = {"pid": pid, "start_t": points[0][0], "span_s": round(length, 1), "samples": len(points),
+               "slope_per_min": s_num / s_den * 60.0 if s_den > 0 else None, "verdict": "judged", "reason": None}
+        detail.append(row)
+        if length < min_segment_s or s_den <= 0.0:
+            short += 1
+            row["verdict"] = "unmeasured"
+            row["reason"] = f"{length:.0f} s of steady samples: too short to judge (needs {min_segment_s:g} s)"
             continue
-        tm = sum(t for t, _ in points) / len(points)
-        ym = sum(y for _, y in points) / len(points)
-        num += sum((t - tm) * (y - ym) for t, y in points)
-        den += sum((t - tm) ** 2 for t, _ in points)
-        span += points[-1][0] - points[0][0]
-        n += len(points)
+        num, den, span, n, judged = num + s_num, den + s_den, span + length, n + len(points), judged + 1
     out = {"slope_per_min": None, "span_s": round(span, 1), "samples": n, "pids": len({p for p, _ in segments}),
-           "segments": len(segments), "reason": None}
+           "segments": judged, "short_segments": short, "detail": detail, "reason": None}
     if span < min_span_s or den <= 0.0:
         out["reason"] = (f"{span:.0f} s of steady samples (after each start or thread-pool growth, {warmup_s:g} s "
-                         f"left out; needs {min_span_s:g} s)")
+                         f"left out; needs {min_span_s:g} s)"
+                         + (f"; {short} segment(s) shorter than {min_segment_s:g} s left out as too short to judge"
+                            if short else ""))
         return out
     out["slope_per_min"] = num / den * 60.0
     return out
@@ -357,7 +434,12 @@ def judge_process(name: str, rows: list[dict], deals_per_min: float = 0.0) -> di
            "span_s": rss["span_s"], "segments": rss.get("segments"), "allowance_mb_per_min": 0.0,
            "restart_baselines": restart_baselines(rows),
            "threads_first": rows[0].get("threads") if rows else None,
-           "threads_last": rows[-1].get("threads") if rows else None}
+           "threads_last": rows[-1].get("threads") if rows else None,
+           "short_segments": rss.get("short_segments"),
+           # each steady segment of each PID (a restart is a new PID, so a new segment) with its own slope (MB/min),
+           # "unmeasured" when too short to judge (MIN_SEGMENT_S)
+           "rss_segments": [{**{k: v for k, v in d.items() if k != "slope_per_min"},
+                             "slope_mb_per_min": d["slope_per_min"]} for d in rss.get("detail", [])]}
     if kind == "redis":
         used = pooled_slope(rows, "used_memory", unit=mb)
         out["used_memory_slope_mb_per_min"] = used["slope_per_min"]
@@ -483,7 +565,7 @@ def _stack_pids_alive(run_path: Path) -> dict[str, int]:
     try:
         entries = json.loads((run_path / "stack" / "pids.json").read_text())
     except (OSError, ValueError):
-        return []
+        return {}
     alive = {}
     for name, entry in entries.items():
         try:
@@ -502,8 +584,10 @@ def verdict(summary: dict, processes: dict) -> tuple[bool, list[str], list[str]]
     process with a measured RSS slope, anything left after the teardown (stack processes, the harness's fds,
     threads, children). A process whose slope is ``unmeasured`` (too few steady samples: an engine killed or
     taking over every few seconds) is named in the third list, never counted as flat, and does not fail the soak
-    (the drills' rule: exit 0 when every target is met or unmeasured). Returns ``(passed, why it failed,
-    unmeasured)``."""
+    (the drills' rule: exit 0 when every target is met or unmeasured). A soak that injected no fault
+    (``faults_injected`` 0, or ``fault_recovery`` other than ``measured``) names ``fault recovery: no fault
+    injected`` among the unmeasured: what it passes is the load alone (``verdict_word``). Returns ``(passed,
+    why it failed, unmeasured)``."""
     why, unmeasured = [], []
     for key, what in (("duplicate_orders", "duplicate orders"), ("lost_signals", "lost acknowledged signals")):
         if summary.get(key) != 0:
@@ -514,6 +598,9 @@ def verdict(summary: dict, processes: dict) -> tuple[bool, list[str], list[str]]
         why.append("the run cannot be judged: " + "; ".join(summary.get("run_validity") or ["see its status.json"]))
     for checker, text in sorted((summary.get("safety_failed") or {}).items()):
         why.append(f"{checker}: {text}")
+    if summary.get("fault_recovery", "measured") != "measured" or summary.get("faults_injected") == 0:
+        unmeasured.append(f"fault recovery: {NO_FAULT}"
+                          + (f" ({summary['no_fault_reason']})" if summary.get("no_fault_reason") else ""))
     for name, p in sorted(processes.items()):
         for what, label in (("rss", "RSS"), ("fds", "fds")):
             state = p.get(f"{what}_verdict")
@@ -531,10 +618,29 @@ def verdict(summary: dict, processes: dict) -> tuple[bool, list[str], list[str]]
     return not why, why, unmeasured
 
 
+def verdict_word(summary: dict) -> str:
+    """The soak's verdict in words: ``failed``, ``passed``, or ``passed under load only (fault recovery
+    unmeasured: no fault injected)`` when the soak passed without a fault to recover from (``fault_recovery`` of
+    ``judge_run``): a load-only soak never claims a pass for a recovery it did not measure."""
+    if not summary.get("passed"):
+        return "failed"
+    if summary.get("fault_recovery") != "measured":
+        return f"passed under load only (fault recovery unmeasured: {NO_FAULT})"
+    return "passed"
+
+
 def run_soak(opts: SoakOptions) -> SoakResult:
     """Run the soak into ``opts.out_dir/soak-<stamp>-<seed>`` and judge it (``judge_run``: ``soak.json`` and
-    ``soak.md`` in the run folder and in ``opts.out_dir``). Raises DrillError when the stack cannot run."""
+    ``soak.md`` in the run folder and in ``opts.out_dir``). Raises DrillError (one line, before any stack starts)
+    for options ``option_problems`` refuses, and when the stack cannot run. A soak whose ``every_s`` leaves no
+    fault (``no_fault_reason``) runs as a load-only soak and says so."""
 
+    problems = option_problems(opts)
+    if problems:
+        raise DrillError("; ".join(problems))
+    quiet = no_fault_reason(opts)
+    if quiet and opts.say:
+        opts.say(f"no fault will be injected: {quiet}")
     scenario = soak_scenario(opts)
     moves = soak_moves(opts)
     out = Path(opts.out_dir)
@@ -588,7 +694,10 @@ def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
     run = RunDir(run_path)
     check = check_run(run)
     res = {r.checker: r for r in check.results}
-    faults = [json.loads(line) for line in (run_path / "faults.jsonl").read_text().splitlines() if line.strip()]
+    # the fault log exists once a fault was injected: a load-only soak (``no_fault_reason``) has none
+    fault_path = run_path / "faults.jsonl"
+    faults = ([json.loads(line) for line in fault_path.read_text().splitlines() if line.strip()]
+              if fault_path.exists() else [])
     injected = Counter(f.get("fault") for f in faults if f.get("event") == "inject")
     opts = SoakOptions(minutes=facts["minutes"], seed=facts["seed"], rate_per_s=facts["rate_per_s"],
                        every_s=facts["every_s"])
@@ -630,12 +739,20 @@ def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
                    "close_wait_persist_s": CLOSE_WAIT_PERSIST_S},
     }
     summary["sockets_held"] = {name: p["held"] for name, p in processes.items() if p.get("held")}
+    if not summary["faults_injected"]:
+        summary["fault_recovery"] = "unmeasured"
+        summary["no_fault_reason"] = (no_fault_reason(opts) if not facts["moves"] else
+                                      f"none of the {facts.get('faults_scheduled')} scheduled faults was injected")
+    else:
+        summary["fault_recovery"] = "measured"
     passed, why, unmeasured = verdict(summary, processes)
     summary["passed"], summary["failed_because"], summary["unmeasured"] = passed, why, unmeasured
+    summary["verdict"] = verdict_word(summary)
     doc = {"summary": summary, "processes": processes, "run_dir": str(run_path)}
     text = json.dumps(doc, indent=2, default=str)
     md = "\n".join(["# Soak (issue 16)", "", *soak_lines(doc), ""])
     for folder in [run_path] + ([Path(out_dir)] if out_dir is not None else []):
+        folder.mkdir(parents=True, exist_ok=True)
         (folder / "soak.json").write_text(text)
         (folder / "soak.md").write_text(md)
     return doc

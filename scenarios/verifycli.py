@@ -54,28 +54,48 @@ def replay(run_dir: Path, subnet: str, out_dir: Path | None, reference: bool) ->
     sys.exit(1)
 
 
-@click.command("soak")
-@click.option("--minutes", type=click.FloatRange(min=0.5, max=24 * 60), default=30.0, show_default=True,
-              help="Minutes of load.")
-@click.option("--seed", type=click.IntRange(min=0), default=16, show_default=True,
-              help="Seed of the fault sequence and the signals.")
-@click.option("--rate", type=click.FloatRange(min=1, max=500), default=10.0, show_default=True,
-              help="Signals per second.")
-@click.option("--every", "every_s", type=click.FloatRange(min=5, max=600), default=10.0, show_default=True,
-              help="Seconds between two faults.")
+class _OneLineSoakErrors(click.Command):
+    """``tradedrill soak``'s bad input is one line and exit 2 (never click's usage block): a value click cannot
+    convert, an unknown option or an extra argument is said with what to do."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise CannotRun(f"{exc.format_message().rstrip('.')}; see `tradedrill soak --help`") from None
+
+
+@click.command("soak", cls=_OneLineSoakErrors)
+@click.option("--minutes", type=float, default=30.0, show_default=True,
+              help="Minutes of load: at least 1.34 (20 s of warm-up and 60 s of steady samples measure an RSS "
+                   "slope), at most 1440.")
+@click.option("--seed", type=int, default=16, show_default=True,
+              help="Seed of the fault sequence and the signals (an integer >= 0).")
+@click.option("--rate", type=float, default=10.0, show_default=True,
+              help="Signals per second (1 to 500).")
+@click.option("--every", "every_s", type=float, default=10.0, show_default=True,
+              help="Seconds between two faults (5 to 600). One longer than half the soak injects no fault: a "
+                   "load-only soak, whose fault recovery is reported unmeasured.")
 @click.option("--subnet", default="127.0.95", show_default=True, help="Loopback /24 for the soak's stack.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/soak"), show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("out/soak"),
+              show_default=True)
 def soak(minutes: float, seed: int, rate: float, every_s: float, subnet: str, out_dir: Path) -> None:
     """Minutes of load with a seeded random fault of the fault table every 10 s; reports duplicates, lost
-    acknowledged signals, the RSS slope of every long-running process, fds and processes before and after."""
+    acknowledged signals, the RSS slope of every long-running process, fds and processes before and after.
+    Bad options are refused in one line (exit 2) before any stack starts (``scenarios.soak.option_problems``)."""
     from scenarios.environment import DrillError
-    from scenarios.soak import SoakOptions, run_soak
+    from scenarios.soak import SoakOptions, option_problems, run_soak
 
+    opts = SoakOptions(minutes=minutes, seed=seed, rate_per_s=rate, every_s=every_s, subnet=subnet,
+                       out_dir=out_dir, say=lambda m: click.echo(m))
+    problems = option_problems(opts)
+    if problems:
+        raise CannotRun("; ".join(problems))
     try:
-        result = run_soak(SoakOptions(minutes=minutes, seed=seed, rate_per_s=rate, every_s=every_s, subnet=subnet,
-                                      out_dir=out_dir, say=lambda m: click.echo(m)))
+        result = run_soak(opts)
     except DrillError as exc:
         raise CannotRun(str(exc)) from None
     click.echo(json.dumps(result.summary, indent=2))
+    click.echo(f"verdict: {result.summary.get('verdict', 'passed' if result.passed else 'failed')}")
     click.echo(f"report: {result.report}")
     sys.exit(0 if result.passed else 1)

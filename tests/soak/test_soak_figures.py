@@ -309,3 +309,43 @@ def test_the_report_lines_show_the_figures_and_a_failed_verdict_with_its_reason(
     assert "verdict **failed**: engine-a RSS growing" in text
     assert "signals sent: 1200" in text and "engine-kill x1, redis-partition x1" in text
     assert "| engine-a | " in text and "| growing |" in text and "**0** after the teardown" in text
+
+
+# -- segments too short to judge (issue 16, part 3) ---------------------------------------------------------------
+def fragments(pids=20, steady_s=4.0, mb_per_min=0.0, jitter_mb=0.4):
+    """An engine restarted every 30 s: each PID sampled every 2 s from age 20 s (the warm-up) for ``steady_s``
+    seconds only, its RSS rising ``mb_per_min`` with a sample-to-sample jitter of ``jitter_mb``."""
+    rows = []
+    for p in range(pids):
+        for i in range(int(steady_s / 2.0) + 1):
+            t = p * 30.0 + i * 2.0
+            rows.append({"t": t, "pid": 1000 + p, "age_s": WARMUP_S + i * 2.0, "threads": 15, "fds": 16,
+                         "other_fds": 7, "rss": int((120 + mb_per_min * t / 60.0 + jitter_mb * ((p + i) % 2)) * MB)})
+    return rows
+
+
+def test_segments_too_short_to_judge_are_unmeasured_not_summed_into_a_flat_verdict():
+    # 20 restarts leave 20 segments of 4 s (3 samples each): 80 s in all, but no segment shows a trend
+    rows = fragments()
+    out = pooled_slope(rows, "rss", unit=MB)
+    assert out["slope_per_min"] is None and "shorter than" in out["reason"], out
+    p = judge_process("engine-a", rows)
+    assert p["rss_verdict"] == "unmeasured" and p["fds_verdict"] == "unmeasured", p
+    assert "20 segment(s) shorter than" in p["rss_reason"]
+    # every segment is reported on its own, each PID separate, each short one unmeasured with its reason
+    detail = p["rss_segments"]
+    assert len(detail) == 20 and len({d["pid"] for d in detail}) == 20
+    assert all(d["verdict"] == "unmeasured" and d["span_s"] == 4.0 for d in detail)
+
+
+def test_long_segments_are_judged_and_reported_beside_the_short_ones_left_out():
+    # three PIDs each 70 s steady and leaking 3 MB/min, between them 10 PIDs of 4 s: the leak still shows
+    rows = (series(mb_per_min=3.0, pid=1, minutes=70 / 60) + series(mb_per_min=3.0, pid=2, start_t=300, minutes=70 / 60)
+            + series(mb_per_min=3.0, pid=3, start_t=600, minutes=70 / 60)
+            + [{**r, "t": r["t"] + 1000} for r in fragments(pids=10)])
+    p = judge_process("engine-a", rows)
+    assert p["rss_verdict"] == "growing" and p["rss_slope_mb_per_min"] == pytest.approx(3.0, abs=0.2)
+    judged = [d for d in p["rss_segments"] if d["verdict"] == "judged"]
+    assert len(judged) == 3 and all(d["slope_mb_per_min"] == pytest.approx(3.0, abs=0.3) for d in judged)
+    assert sum(d["verdict"] == "unmeasured" for d in p["rss_segments"]) == 10
+    assert p["segments"] == 3 and p["span_s"] == pytest.approx(3 * 68.0)
