@@ -28,6 +28,15 @@ def test_the_steps_a_machine_writes_are_replayable():
         {"op": "resubmit", "signal": "s1"}, {"op": "inject", "fault": "broker-requotes", "signal": "s3"},
         {"op": "inject", "fault": "engine-kill-in-flight", "signal": "s4"}, {"op": "heal"}, {"op": "wait", "s": 4.0}]}
     assert stateful.schedule_problems(doc) == []
+    assert stateful.schedule_problems({**doc, "load_per_s": 5.0}) == []
+
+
+def test_a_load_that_is_not_a_rate_is_refused_in_one_line(tmp_path):
+    for bad in (-1, 101, "5", True):
+        (tmp_path / "schedule.json").write_text(json.dumps({"seed": 1, "steps": [], "load_per_s": bad}))
+        got = CliRunner().invoke(replay, [str(tmp_path)])
+        assert got.exit_code == 2 and "load_per_s" in got.output and len(got.output.strip().splitlines()) == 1, (
+            bad, got.output)
 
 
 @settings(max_examples=150, deadline=None)

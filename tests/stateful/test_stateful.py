@@ -8,7 +8,7 @@ import json
 import pytest
 
 from scenarios.checkers import default_signal_of
-from scenarios.stateful import LIVENESS_CHECKER, VERDICT, run_search
+from scenarios.stateful import ALL_CHECKERS, LIVENESS_CHECKER, VERDICT, run_search
 from tests.stateful.conftest import DATABASE, PROFILE
 
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(900)]
@@ -100,3 +100,27 @@ def test_a_pending_signal_into_a_primary_broker_outage_gets_its_result_in_time(s
     doc = json.loads((verdict.run_dir / VERDICT).read_text())
     assert doc["results"][LIVENESS_CHECKER]["valid"] is True, doc["results"][LIVENESS_CHECKER]
     assert example.desk.outage_acks(), "no signal was acknowledged during the outage: the check judged nothing"
+
+
+def test_an_engine_woken_after_its_lease_was_taken_sends_nothing_into_the_load(session):
+    """The fencing schedule: the active engine frozen until the other takes the lease, then woken while the
+    background load (``LOAD_PER_S`` market signals/s) keeps arriving. The reference engine checks the lease
+    immediately before every order_send, so the woken holder sends nothing and writes nothing: every checker
+    passes, including one_active and stale_writes (the ``no-fencing`` and ``renew-ignores-holder`` variants fail
+    this schedule: tests/variants). The load itself must have been judged: acknowledged signals with results."""
+    judged = session.opts.judged
+    session.opts.judged = ALL_CHECKERS
+    try:
+        example = session.example(22)
+        for step in ({"op": "submit", "kind": "market", "signal": "s1", "side": "buy", "symbol": "EURUSD"},
+                     {"op": "inject", "fault": "engine-pause"}, {"op": "heal"}, {"op": "wait", "s": 1.0}):
+            example.apply(step)
+        verdict = example.finish()
+    finally:
+        session.opts.judged = judged
+    assert "took over" in example.steps[1]["note"], example.steps[1]["note"]
+    assert not verdict.failed, verdict.describe()
+    assert not verdict.findings, "; ".join(f["checker"] + ": " + f["summary"] for f in verdict.findings)
+    load = json.loads((verdict.run_dir / VERDICT).read_text())["load"]
+    answered = [s for s in example.load.sent() if s in example.desk.result_at]
+    assert load["signals"] >= 10 and len(answered) == load["signals"], (load, len(answered))

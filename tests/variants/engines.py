@@ -137,16 +137,20 @@ class NoBrokerFallback(Engine):
 
 
 class NoFencing(Engine):
-    """Bug: no fencing check before order_send (``can_send`` is whatever ``held`` was at the batch start, never
-    rechecked) and a frozen holder keeps trading on waking until its renewal fails. Symptom: sends by a superseded
-    lease holder (one_active), duplicates when both hold the same signal."""
+    """Bug: the lease is checked once, before the engine reads a batch from RTSS, and not again before order_send
+    (no fencing check at the send: "we held the lease when we took the work"). An engine frozen while it waits in
+    XREADGROUP is handed the next signals by Redis; its successor claims them from the pending list and sends them;
+    on waking the old holder sends the batch too. Symptom: sends by a superseded lease holder (one_active), a
+    duplicate order when its successor sent the same signal."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def read_new(self) -> int:
         lease = self.lease
-        lease.can_send = lambda: lease.value is not None
-        held = type(lease).held
-        type(lease).held = property(lambda self_: self_.value is not None or held.fget(self_))
+        checked = type(lease).can_send(lease)       # the one check, before the read
+        lease.can_send = lambda: checked
+        try:
+            return super().read_new()
+        finally:
+            del lease.can_send                      # the class's check again, for the next read's own check
 
 
 VARIANTS: dict[str, type[Engine]] = {
