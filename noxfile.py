@@ -102,7 +102,10 @@ def bench(session: nox.Session) -> None:
 def soak(session: nox.Session) -> None:
     """Minutes of load with a seeded random fault of the fault table every 10 s (issue 16; ``tradedrill soak``):
     0 duplicates and 0 lost acknowledged signals, the RSS slope of every process, fds and processes before and
-    after, in out/soak/verification.md. 30 minutes by default; CI runs ``nox -s soak -- --minutes 2``."""
+    after, in out/soak/soak.md and out/soak/soak.json (the report's "Verification power" section reads the json).
+    30 minutes by default (``TRADEDRILL_SOAK_MINUTES``); CI runs ``bash run.sh soak --minutes 2``. Exit 1 when
+    the verdict fails, 2 (one line) for options it refuses; an --every longer than half the soak injects no
+    fault and says "passed under load only"."""
     args = list(session.posargs) or ["--minutes", os.environ.get("TRADEDRILL_SOAK_MINUTES", "30")]
     session.run("tradedrill", "soak", *args)
 

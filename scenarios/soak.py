@@ -7,12 +7,15 @@ itself, and each Redis node's ``used_memory`` (``samples.jsonl`` in the run fold
 
 Figures (``soak.json`` and ``soak.md`` in the run folder and in ``out_dir``; the report section
 ``reports.verification``): signals sent and acknowledged, faults injected by move, duplicates, lost acknowledged
-signals, RTS mismatches; per process RSS first/last (MB), its slope (MB/min, least squares within steady segments,
-``pooled_slope``) against its bound, the RSS it restarts from (``restart_baselines``), fds first/last, non-socket
-fd slope (fds/min), sockets held in CLOSE_WAIT, restarts; the harness's fds (with their targets), threads and child
-processes before and after the stack; the stack's live processes at the start of the load, at its end, and after
-the teardown. The verdict (``verdict``) and every bound with its reasoning are below; ``judge_run`` judges a run
-folder again from its samples.
+signals, RTS mismatches ("no fault injected" and fault recovery unmeasured when ``every_s`` leaves no fault in the
+soak: ``no_fault_reason``); per process RSS first/last (MB), its slope (MB/min, least squares within steady
+segments, each restart a new PID and so a new segment, ``pooled_slope``; each segment's own slope in
+``rss_segments``, "unmeasured" when shorter than MIN_SEGMENT_S) against its bound, the RSS it restarts from
+(``restart_baselines``), fds first/last, non-socket fd slope (fds/min), sockets held in CLOSE_WAIT, restarts; the
+harness's fds (with their targets), threads and child processes before and after the stack; the stack's live processes at the start of the load, at its end, and after
+the teardown. The verdict (``verdict``, ``verdict_word``) and every bound with its reasoning are below;
+``judge_run`` judges a run folder again from its samples. ``option_problems`` refuses options a soak cannot run or
+judge with (one line each, before any stack starts).
 """
 from __future__ import annotations
 

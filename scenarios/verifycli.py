@@ -78,7 +78,7 @@ class _OneLineSoakErrors(click.Command):
                    "load-only soak, whose fault recovery is reported unmeasured.")
 @click.option("--subnet", default="127.0.95", show_default=True, help="Loopback /24 for the soak's stack.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("out/soak"),
-              show_default=True)
+              show_default=True, help="Folder for the soak's run folder and its soak.json and soak.md.")
 def soak(minutes: float, seed: int, rate: float, every_s: float, subnet: str, out_dir: Path) -> None:
     """Minutes of load with a seeded random fault of the fault table every 10 s; reports duplicates, lost
     acknowledged signals, the RSS slope of every long-running process, fds and processes before and after.
