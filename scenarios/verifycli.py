@@ -54,6 +54,12 @@ def replay(run_dir: Path, subnet: str, out_dir: Path | None, reference: bool) ->
     sys.exit(1)
 
 
+def _one_line(text: str) -> str:
+    """``text`` with its line breaks and other unprintable characters escaped (an argument with a newline in it is
+    echoed as ``\\n``), so an error about it stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class _OneLineSoakErrors(click.Command):
     """``tradedrill soak``'s bad input is one line and exit 2 (never click's usage block): a value click cannot
     convert, an unknown option or an extra argument is said with what to do."""
@@ -62,7 +68,7 @@ class _OneLineSoakErrors(click.Command):
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
-            raise CannotRun(f"{exc.format_message().rstrip('.')}; see `tradedrill soak --help`") from None
+            raise CannotRun(_one_line(f"{exc.format_message().rstrip('.')}; see `tradedrill soak --help`")) from None
 
 
 @click.command("soak", cls=_OneLineSoakErrors)
@@ -90,11 +96,11 @@ def soak(minutes: float, seed: int, rate: float, every_s: float, subnet: str, ou
                        out_dir=out_dir, say=lambda m: click.echo(m))
     problems = option_problems(opts)
     if problems:
-        raise CannotRun("; ".join(problems))
+        raise CannotRun(_one_line("; ".join(problems)))
     try:
         result = run_soak(opts)
     except DrillError as exc:
-        raise CannotRun(str(exc)) from None
+        raise CannotRun(_one_line(str(exc))) from None
     click.echo(json.dumps(result.summary, indent=2))
     click.echo(f"verdict: {result.summary.get('verdict', 'passed' if result.passed else 'failed')}")
     click.echo(f"report: {result.report}")

@@ -52,6 +52,9 @@ def invoke(args):
     (["--nope"], ["No such option", "tradedrill soak --help"]),
     (["extra"], ["unexpected extra argument", "tradedrill soak --help"]),
     (["--minutes"], ["'--minutes' requires an argument", "tradedrill soak --help"]),
+    # an argument with a line break is echoed escaped (the fuzz test below found "stray\n" printed over two lines)
+    (["stray\n"], ["unexpected extra argument (stray\\n)"]),
+    (["--subnet", "127.0.95\nx"], ["--subnet", "127.0.95\\nx"]),
 ])
 def test_bad_options_are_refused_in_one_line_before_any_stack_starts(ran, args, words):
     got = invoke(args)
