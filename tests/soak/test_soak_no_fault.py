@@ -66,9 +66,9 @@ def test_judging_a_soak_without_a_fault_log_ends_in_a_load_only_verdict(tmp_path
     s = doc["summary"]
     assert s["faults_injected"] == 0 and s["fault_counts"] == {} and s["fault_recovery"] == "unmeasured"
     assert s["verdict"] == f"passed under load only (fault recovery unmeasured: {NO_FAULT})"
-    assert any(u.startswith(f"fault recovery: {NO_FAULT}") and "--every 600" in u for u in s["unmeasured"])
+    assert f"fault recovery: {NO_FAULT}" in s["unmeasured"] and "--every 600 s" in s["no_fault_reason"]
     md = (tmp_path / "out" / "soak.md").read_text()
-    assert "**no fault injected**" in md and "fault recovery unmeasured" in md
+    assert "**no fault injected**" in md and "fault recovery unmeasured" in md and "--every 600 s leaves" in md
     assert "verdict passed under load only" in md and "verdict passed (" not in md
 
 
