@@ -19,7 +19,9 @@ Durability and repair (issue 13, DDB-1..6):
   durable, so it never raises a false alarm after a power cut). A file that opens but holds a lower number than
   the mark or than its newest snapshot silently lost committed writes, and is treated as damaged.
 - Snapshots: :meth:`Journal.snapshot` (the engine's store keeper calls it every 500 ms after changes, DDB-2) into
-  ``backup/duckdb/`` with a sha256 manifest (``reference.store.snapshots``).
+  ``backup/duckdb/`` with a sha256 manifest (``reference.store.snapshots``): a CHECKPOINT and a copy of the file
+  under the write lock (writers wait for them: milliseconds, see there), so each snapshot also folds the WAL into
+  the file.
 - Open: a file that does not open, fails a block or WAL checksum, cannot be read, is missing while snapshots
   exist, or lost writes is moved aside (never deleted) into ``backup/duckdb/damaged/<name>-<time>/`` with a
   ``diagnosis.txt``; the newest snapshot that verifies is restored (else the file without its WAL, else an empty
@@ -879,18 +881,22 @@ class Journal:
     # --- snapshots and health (DDB-2, DDB-3, DDB-6) -----------------------------------------------------------------
     def snapshot(self, force: bool = False) -> SnapshotInfo | None:
         """A consistent snapshot into ``backup_dir`` when something was written since the last one (or
-        ``force``); None when there was nothing new. Writers are not blocked. Raises SnapshotError."""
+        ``force``); None when there was nothing new. Writers wait while it checkpoints and copies the file
+        (``snapshots.last_blocked_s`` seconds; the fsync and sha256 run after, without the lock; DDB-2).
+        Raises SnapshotError (also once the journal is closed)."""
         if not force and self._seq == self._snapshot_hwm:
             return None
-        with self._lock:
-            cur = self._db.cursor()
-        try:
-            info = self.snapshots.take(cur, _hwm_of)
-        finally:
-            cur.close()
+        info = self.snapshots.take(self._lock, self._live, _hwm_of)
         self._snapshot_hwm = info.hwm
         self.last_snapshot = info
         return info
+
+    def _live(self) -> tuple[duckdb.DuckDBPyConnection, int]:
+        """The live connection and the descriptor the file is read through (caller holds the lock: a repair
+        replaces both under it)."""
+        if self._read_fd is None:
+            raise SnapshotError(f"snapshot of {self.path} failed: the journal is closed")
+        return self._db, self._read_fd
 
     def health(self) -> str | None:
         """DDB-6: None when the journal is sound, else what is wrong in one clause: a write failed, the file is

@@ -1,10 +1,24 @@
 """Snapshots of one DuckDB file with a sha256 manifest (DDB-2, DDB-3).
 
-A snapshot is a complete, checkpointed DuckDB file (no WAL) made by ``COPY FROM DATABASE`` on a connection of
-the live database: one read transaction, so it is consistent, and writers go on meanwhile. Each snapshot is
-fsynced, hashed (sha256) and renamed into place before the manifest names it; the manifest is replaced atomically
-(temp file, fsync, rename, fsync of the folder). A snapshot whose bytes no longer match its hash is never
-restored. Only the last ``kept`` snapshots stay (DDB-2: 5, or 10 under MT5-HA).
+A snapshot is a complete, checkpointed DuckDB file (it needs no WAL) taken as ``CHECKPOINT`` followed by a plain
+copy of the database file's bytes, both under the writer's lock (the journal's, passed in as ``writers_held``):
+while it is held nothing commits, so after the checkpoint the file holds every committed write, its WAL is gone
+(checked: a WAL left behind fails the snapshot), and the bytes copied are one consistent state. The copy reads
+through the descriptor the journal keeps open on the file (``copy_file_range``, else reads and writes): opening and
+closing another descriptor of it would drop DuckDB's POSIX lock. The lock is then released; the copy is fsynced,
+hashed (sha256) and renamed into place before the manifest names it; the manifest is replaced atomically (temp
+file, fsync, rename, fsync of the folder). A snapshot whose bytes no longer match its hash is never restored. Only
+the last ``kept`` snapshots stay (DDB-2: 5, or 10 under MT5-HA).
+
+Why not DuckDB's own ``ATTACH`` + ``COPY FROM DATABASE`` (the method until issue 16): it does not block writers,
+but each copy of a journal that changed left memory behind in the engine's process, outside DuckDB's buffer pool
+(not in duckdb_memory(), not bounded by memory_limit; only closing the database returned it): 8-10 KB of RSS per
+signal at a snapshot every 5 signals, the soak's 5.6 MB/min. Checkpoint + file copy keeps the RSS at what the
+journal holds by design (1.1-2.4 KB per signal, ``tests/engine/test_memory_journal.py``) and is faster (a
+20,000-signal journal, 4.7 MB: 11 ms a snapshot instead of 103 ms). The price: writers wait for the checkpoint and
+the copy (there 4 ms at the median, 9 ms at most; growing with the file, about 60 ms more for a 256 MB one: see
+``benchmarks/bench_store.py``, ``writers_blocked_s``), and the live WAL is folded into the file at every snapshot
+instead of at DDB-1's threshold.
 
 Files, for a database ``journal-A.duckdb`` and a folder ``backup/duckdb/``::
 
@@ -13,6 +27,8 @@ Files, for a database ``journal-A.duckdb`` and a folder ``backup/duckdb/``::
 """
 from __future__ import annotations
 
+import errno
+import glob
 import hashlib
 import json
 import os
@@ -21,6 +37,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from contextlib import AbstractContextManager
 from typing import Callable
 
 import duckdb
@@ -94,6 +111,7 @@ class SnapshotSet:
         self.manifest_path = self.folder / f"{self.stem}.manifest.json"
         self.manifest_note = ""     # why the manifest could not be read, when it could not
         self._manifest_damage = ""  # the damaged manifest moved aside, until a new manifest is written
+        self.last_blocked_s: float | None = None   # seconds the last take held the writers (None: none taken)
 
     # --- reading ------------------------------------------------------------------------------------------------
     def entries(self) -> list[SnapshotInfo]:
@@ -204,11 +222,19 @@ class SnapshotSet:
         return None
 
     # --- writing ------------------------------------------------------------------------------------------------
-    def take(self, con: duckdb.DuckDBPyConnection, hwm_of: Callable[[duckdb.DuckDBPyConnection, str], int]
-             ) -> SnapshotInfo:
-        """Snapshot the database ``con`` is connected to (use a cursor of the live connection: it runs in its own
-        transaction). ``hwm_of(con, catalog)`` reads the high-water mark of the copy (catalog ``"snap"``).
-        Returns the new manifest entry; raises SnapshotError (the live database is untouched)."""
+    def take(self, writers_held: AbstractContextManager,
+             live: Callable[[], tuple[duckdb.DuckDBPyConnection, int]],
+             hwm_of: Callable[[duckdb.DuckDBPyConnection, str], int]) -> SnapshotInfo:
+        """Snapshot the database file ``db_path``. ``writers_held``: a context manager under which nothing commits
+        to the database (the journal's write lock), held for the CHECKPOINT, the high-water mark and the copy of
+        the bytes, released for the fsync, the sha256 and the rename. ``live()``, called while it is held: the
+        database's live read-write connection and a descriptor of its file open for reading (the bytes are read
+        through it: opening and closing another descriptor of the file would drop DuckDB's POSIX lock on it).
+        ``hwm_of(con, "")`` reads the high-water mark the database holds.
+
+        Returns the new manifest entry (``took_s`` the whole take; :attr:`last_blocked_s` how long writers were
+        held); raises SnapshotError naming the database and the reason (the live database is untouched, apart
+        from its checkpoint), e.g. when the checkpoint left a WAL behind (DDB-2's snapshot needs no WAL)."""
         started = time.perf_counter()
         partial = self.folder / f".{self.stem}.partial.duckdb"
         try:
@@ -219,26 +245,39 @@ class SnapshotSet:
         except OSError as exc:
             raise SnapshotError(f"snapshot of {self.db_path} failed: the snapshot folder {self.folder} cannot be "
                                 f"made: {exc.strerror or exc}") from None
+        out = -1
         try:
             for leftover in (partial, Path(str(partial) + ".wal")):
                 leftover.unlink(missing_ok=True)
-            source = con.execute("SELECT current_database()").fetchone()[0]
-            con.execute(f"ATTACH '{_sql_str(partial)}' AS td_snapshot")
-            try:
-                con.execute(f'COPY FROM DATABASE "{source}" TO td_snapshot')
-                hwm = int(hwm_of(con, "td_snapshot"))
-            finally:
-                con.execute("DETACH td_snapshot")
-            with open(partial, "rb+") as fh:
-                os.fsync(fh.fileno())
+            out = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            with writers_held:
+                held = time.perf_counter()
+                con, source_fd = live()
+                con.execute("CHECKPOINT")
+                left = _wal_left(self.db_path)
+                if left:
+                    raise SnapshotError(f"snapshot of {self.db_path} failed: {left} after CHECKPOINT (a transaction "
+                                        f"outside the write lock?); no snapshot taken, the last one stays")
+                hwm = int(hwm_of(con, ""))
+                size = os.fstat(source_fd).st_size
+                _copy_range(source_fd, out, size)
+                self.last_blocked_s = time.perf_counter() - held
+            os.fsync(out)
+            os.close(out)
+            out = -1
             digest = sha256_file(partial)
-            size = partial.stat().st_size
+            if partial.stat().st_size != size:
+                raise SnapshotError(f"snapshot of {self.db_path} failed: the copy has {partial.stat().st_size} "
+                                    f"bytes, the database {size}")
             taken = int(time.time() * 1000)
             final = self.folder / f"{self.stem}.h{hwm:012d}.t{taken}.duckdb"
             os.replace(partial, final)
             fsync_dir(self.folder)
+        except SnapshotError:
+            _discard(out, partial)
+            raise
         except (duckdb.Error, OSError) as exc:
-            partial.unlink(missing_ok=True)
+            _discard(out, partial)
             raise SnapshotError(f"snapshot of {self.db_path} into {self.folder} failed: "
                                 f"{' '.join(str(exc).split())[:200]}") from None
         info = SnapshotInfo(final.name, digest, size, hwm, taken, round(time.perf_counter() - started, 6))
@@ -325,5 +364,45 @@ def _opens(path: Path) -> str:
         con.close()
 
 
-def _sql_str(path: Path) -> str:
-    return str(path).replace("'", "''")
+def _wal_left(db_path: Path) -> str:
+    """"" when no WAL of ``db_path`` holds anything (DuckDB removes it at a checkpoint), else what is left."""
+    for wal in sorted(db_path.parent.glob(f"{glob.escape(db_path.name)}.wal*")):
+        try:
+            size = wal.stat().st_size
+        except FileNotFoundError:
+            continue
+        if size:
+            return f"its WAL {wal.name} still holds {size} bytes"
+    return ""
+
+
+def _copy_range(src_fd: int, dst_fd: int, size: int) -> None:
+    """Copy the first ``size`` bytes of ``src_fd`` to ``dst_fd`` (from offset 0; ``src_fd``'s offset is not
+    moved): in the kernel (``copy_file_range``), else through reads and writes where the filesystem refuses it.
+    Raises OSError, also when the source ends before ``size``."""
+    done = 0
+    kernel = hasattr(os, "copy_file_range")
+    while done < size:
+        if kernel:
+            try:
+                n = os.copy_file_range(src_fd, dst_fd, size - done, done, done)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF):
+                    raise
+                kernel = False
+                continue
+        else:
+            block = os.pread(src_fd, min(size - done, 1 << 22), done)
+            n = os.pwrite(dst_fd, block, done) if block else 0
+        if n == 0:
+            raise OSError(errno.EIO, f"the database file ended at byte {done} of {size} during the copy")
+        done += n
+
+
+def _discard(fd: int, partial: Path) -> None:
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    partial.unlink(missing_ok=True)

@@ -1,22 +1,20 @@
-"""The engine's memory grows with the journal's snapshots (issue 16's soak: the active engine's RSS rose 5.6 MB/min
-at 10 signals/s, ~9 KB per signal): a known finding, kept as a strict xfail so its fix is noticed.
+"""The engine's memory does not grow with the journal's snapshots (issue 16's soak: the active engine's RSS rose
+5.6 MB/min at 10 signals/s, ~9 KB per signal, while each DDB-2 snapshot was a ``COPY FROM DATABASE``).
 
 In process, no stack: the journal goes through what the engine writes per signal (intent, outcome, published
 flag) with a snapshot every 5 signals (the engine at 10 signals/s with DDB-2's 500 ms), default settings. The
 process's RSS is read every 600 signals; between the first and the last reading it may grow by what the journal
 keeps in memory by design (the in-memory copy of every intent, ``Journal._mem``: ~0.9 KB of Python objects a
-signal, ~1.7 KB of RSS with DuckDB's own, measured without snapshots) and no more than 4 KB a signal in all.
-Measured: 9.0-10.2 KB a signal. What grows is DuckDB memory outside its buffer pool (not in duckdb_memory(), not
-bounded by memory_limit, the allocator settings, threads or malloc_trim) after each ``COPY FROM DATABASE`` snapshot
-(``reference.store.snapshots``) of a journal that changed; a static journal's plateaus at 5-7x its file size. Only
-closing the database gives it back, and a reopen every 120 snapshots did not bound it (the next snapshots take it
-again: an engine at 10 signals/s without faults rose 5.42 MB/min without, 4.65 MB/min with one).
+signal, ~1.7-2.9 KB of RSS with DuckDB's own, measured without snapshots) and no more than 4 KB a signal in all.
+
+Measured with snapshots taken as CHECKPOINT + a copy of the checkpointed file under the write lock
+(``reference.store.snapshots``): 1.1-2.4 KB a signal (3,600 to 12,000 signals). With the ``COPY FROM DATABASE``
+snapshots it replaced: 8.1-10.2 KB a signal, DuckDB memory outside its buffer pool (not in duckdb_memory(), not
+bounded by memory_limit, the allocator settings, threads or malloc_trim) that only closing the database gave back.
 """
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 from reference.engine.journal import Intent, Journal
 
@@ -47,8 +45,6 @@ def _one_signal(journal: Journal, n: int) -> None:
     journal.mark_published_many([sid])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16: each DDB-2 snapshot of a changed journal leaves DuckDB memory "
-                   "behind (~9 KB of RSS a signal at a snapshot every 5 signals); not fixed yet")
 def test_snapshots_do_not_grow_the_journal_process_memory(tmp_path):
     journal = Journal(tmp_path / "journal-A.duckdb", snapshots_kept=2)
     every = SIGNALS_PER_READING

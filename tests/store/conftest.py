@@ -13,11 +13,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def write_journal(db: Path, intents: int = 50, *, first: int = 0, snapshot: bool = True,
-                  state: str = "SENDING") -> int:
+                  state: str = "SENDING", after: int = 0) -> int:
     """Write ``intents`` intents into ``db`` from another process that then crashes; returns the high-water mark
-    it reached."""
+    it reached. ``snapshot``: one snapshot after them (it checkpoints: the file then holds them all, no WAL);
+    ``after``: final intents written after the snapshot (in the WAL only, as between two snapshots)."""
     cmd = [sys.executable, "-m", "tests.store.journal_writer", str(db), "--intents", str(intents),
-           "--first", str(first), "--state", state] + (["--snapshot"] if snapshot else [])
+           "--first", str(first), "--state", state, "--after", str(after)] + (["--snapshot"] if snapshot else [])
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return int(out.stdout.split()[1])
@@ -29,8 +30,9 @@ def digest(path: Path) -> str:
 
 @pytest.fixture
 def crashed_journal(tmp_path) -> Path:
-    """``journal-A.duckdb`` with 50 in-flight (SENDING) intents, a snapshot of all of them, and a WAL."""
+    """``journal-A.duckdb`` with 50 in-flight (SENDING) intents, a snapshot of all of them, and a WAL (5 final
+    intents written after the snapshot)."""
     db = tmp_path / "journal-A.duckdb"
-    write_journal(db)
+    write_journal(db, after=5)
     assert Path(str(db) + ".wal").exists()
     return db

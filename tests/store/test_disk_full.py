@@ -45,9 +45,9 @@ def test_a_write_on_a_full_disk_is_refused_and_lands_once_space_returns(disk):
         j.snapshot()
         fill = FillFilesystem(disk)
         fill.inject()
-        refused = 0
+        refused = 50   # the signal whose write is refused (the first one when no WAL block has room left)
         with pytest.raises(JournalFull) as err:
-            for i in range(50, 5000):   # the few KB the filler could not take go first
+            for i in range(50, 5000):   # the few KB the filler could not take, if any, go first
                 j.put(_intent(i))
                 refused = i + 1
         line = str(err.value)

@@ -67,5 +67,5 @@ def test_open_repairs_or_refuses_in_one_line(tmp_path_factory, template, what):
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("template")
-    write_journal(folder / "journal-A.duckdb")
+    write_journal(folder / "journal-A.duckdb", after=5)   # a WAL to damage: 5 final intents after the snapshot
     return folder
