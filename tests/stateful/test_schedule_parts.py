@@ -58,3 +58,11 @@ def test_every_profile_stops_at_the_first_failure_and_leaves_shrinking_to_minimi
         s = stateful.hypothesis_settings(name, None)
         assert Phase.shrink not in s.phases and Phase.generate in s.phases
         assert s.report_multiple_bugs is False
+
+
+def test_every_move_the_machine_draws_is_in_exactly_one_inject_rule():
+    from scenarios.stateful import DRAWN_MOVES, MOVE_FAMILIES
+
+    drawn = [m for family in MOVE_FAMILIES.values() for m in family]
+    assert sorted(drawn) == sorted(DRAWN_MOVES) and len(drawn) == len(set(drawn))
+    assert all(MOVE_FAMILIES.values()), MOVE_FAMILIES
