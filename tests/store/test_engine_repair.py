@@ -1,8 +1,9 @@
 """End to end: the real engine command (``python -m reference.engine run``) SIGKILLed with orders in flight, its
 journal damaged (the WAL garbled; or, when the last snapshot holds every write, the file's header zeroed: a
-snapshot checkpoints, so the file then holds them all and there is no WAL), started again: it repairs the journal from the snapshot, says so in one alert, settles the
-in-flight orders with the broker (none sent twice) and trades again. Topology on 127.0.71.x (this module's
-loopback block): Redis primary + 2 replicas + 3 Sentinels, two simulator brokers."""
+snapshot checkpoints, so the file then holds them all and there is no WAL), started again: it repairs the journal
+from the snapshot, says so in one alert, settles the in-flight orders with the broker (none sent twice) and trades
+again. Topology on 127.0.71.x (this module's loopback block): Redis primary + 2 replicas + 3 Sentinels, two
+simulator brokers."""
 from __future__ import annotations
 
 import random
