@@ -110,3 +110,27 @@ def test_stopping_a_dockerd_we_started_removes_only_the_nft_tables_it_added(monk
     # nft missing or refusing: nothing listed, nothing removed
     monkeypatch.setattr(engine, "_nft", lambda *a: Done(1))
     assert engine.host_tables() is None and engine.remove_added_tables(set()) == []
+
+
+def test_a_container_gets_the_private_folders_its_options_name_outside_the_run_folder(tmp_path):
+    """postgres-restore's sealed logins live in a private /tmp folder the simulators and engines read (their
+    account file, the key file): the docker provider mounts exactly those folders, not /tmp, not the run folder."""
+    import tempfile
+    from pathlib import Path
+
+    from tradedrill.providers.docker import outside_folders
+
+    private = Path(tempfile.mkdtemp(prefix="tradedrill-pglogins-"))
+    try:
+        (private / "mt5-accounts.json").write_text("{}")
+        run_dir = tmp_path / "stack"
+        run_dir.mkdir()
+        options = {"config_file": private / "mt5-accounts.json", "seed": 7,
+                   "overrides": {"credentials_key_file": str(private / "login.key"), "brokers": [{"name": "a"}],
+                                 "journal": str(run_dir / "j.duckdb"), "gone": "/tmp/not-there-xyz/file"}}
+        assert outside_folders(options, run_dir) == [str(private.resolve())]
+        assert outside_folders({"x": "/tmp"}, run_dir) == []
+    finally:
+        for f in private.iterdir():
+            f.unlink()
+        private.rmdir()

@@ -14,6 +14,7 @@ container's init (docker-init), the process the kernel rules of ``tradedrill.doc
 """
 from __future__ import annotations
 
+import pwd
 import sys
 import threading
 from pathlib import Path
@@ -42,13 +43,14 @@ class ContainerNode:
     """One node in one container; wraps the ``ProcessNode`` its service module built (see the module docstring)."""
 
     def __init__(self, inner: ProcessNode, *, kind: str, image: str, network: Any, run_dir: Path,
-                 labels: dict[str, str], container_name: str):
+                 labels: dict[str, str], container_name: str, mounts: tuple[str, ...] = ()):
         self.inner = inner
         self.name, self.role, self.address, self.port = inner.name, inner.role, inner.address, inner.port
         self.log_path = inner.log_path
         self.extra = {**inner.extra, "kind": kind, "image": image, "container": container_name}
         self.kind, self.image, self.network, self.run_dir = kind, image, network, Path(run_dir)
         self.labels, self.container_name = labels, container_name
+        self.mounts = tuple(mounts)   # host folders outside the run folder the node reads, mounted at their path
         self.ready_timeout = inner.ready_timeout
         self.paused = False
         self.starts = 0
@@ -59,31 +61,86 @@ class ContainerNode:
 
     # -- the container ----------------------------------------------------------------------------------------
     def _spec(self):
-        from docker.types import EndpointConfig
+        from docker.types import EndpointConfig, Mount
         from testcontainers.core.container import DockerContainer
 
         argv = container_argv(list(self.inner.argv), self.kind)
         log = str(self.log_path)
+        env = {"TD_LOG": log, **(self.inner.env or {})}
+        account = getattr(self.inner, "user", None)
+        if account:
+            # a server that refuses root (PostgreSQL) runs as the host account that owns its files (the same
+            # numeric uid/gid: the run folder is the host's), with a passwd entry for that uid if the image has
+            # none; the log is opened by root's shell before setpriv drops to the account
+            entry = pwd.getpwnam(account)
+            env.update({"TD_UID": str(entry.pw_uid), "TD_GID": str(entry.pw_gid), "TD_ACCOUNT": account})
+            script = ('getent passwd "$TD_UID" >/dev/null || echo "td-$TD_ACCOUNT:x:$TD_UID:$TD_GID::/nonexistent:'
+                      '/usr/sbin/nologin" >>/etc/passwd; exec setpriv --reuid="$TD_UID" --regid="$TD_GID" '
+                      '--clear-groups -- "$@" >>"$TD_LOG" 2>&1')
+        else:
+            script = 'exec "$@" >>"$TD_LOG" 2>&1'
         # the command's output appended to the node's log in the run folder (exec: the command is init's child)
-        command = ["/bin/sh", "-c", 'exec "$@" >>"$TD_LOG" 2>&1', "sh", *argv]
+        command = ["/bin/sh", "-c", script, "sh", *argv]
         cwd = str(self.inner.cwd) if self.inner.cwd else None
         if cwd == HOST_REPO:
             cwd = images.APP_SOURCE
-        env = {"TD_LOG": log, **(self.inner.env or {})}
         c = DockerContainer(self.image)
         c.with_name(self.container_name).with_command(command).with_network(self.network)
         for k, v in env.items():
             c.with_env(k, v)
         c.with_volume_mapping(str(self.run_dir), str(self.run_dir), "rw")
+        for folder in self._outside_mounts():
+            c.with_volume_mapping(folder, folder, "rw")
+        extra = []   # docker.types.Mount: testcontainers keeps one volume mapping per host path
+        if cwd == images.APP_SOURCE:
+            # the harness names some files by paths relative to its own directory (a passfile in a DSN); locally
+            # the node runs there, here in the image's source folder: the run folder appears at that relative path
+            # there too
+            try:
+                rel = self.run_dir.resolve().relative_to(Path.cwd().resolve())
+            except ValueError:
+                rel = None
+            if rel is not None and rel.parts and rel.parts[0] not in ("..", "reference", "tradedrill", "scenarios",
+                                                                       "faults"):
+                extra.append(Mount(f"{images.APP_SOURCE}/{rel}", str(self.run_dir.resolve()), type="bind"))
         c.with_kwargs(
             labels={**self.labels, "io.tradedrill.node": self.name},
             hostname=self.name, init=True, working_dir=cwd,
             networking_config={self.network.name: EndpointConfig("1.41", aliases=[self.name],
                                                                  ipv4_address=self.address)},
             # the kernel fault rules are entered from the host (nsenter); nothing in the node needs privileges
-            cap_add=[], security_opt=[],
+            cap_add=[], security_opt=[], mounts=extra,
         )
         return c
+
+    def _outside_mounts(self) -> list[str]:
+        """Folders the node uses outside the run folder, mounted at the same path: a PostgreSQL cluster that the
+        service module put under /tmp because its account cannot pass through the run folder's parents."""
+        out = list(self.mounts)
+        for key in ("pgdata",):
+            folder = self.inner.extra.get(key)
+            if folder and not Path(folder).resolve().is_relative_to(self.run_dir.resolve()):
+                out.append(str(Path(folder).resolve()))
+        return out
+
+    def open_to_network(self) -> None:
+        """The service modules admit clients from loopback only (the local provider's nodes all live there); in
+        a container the clients come from the run's network (the harness at the bridge's gateway, the engines and
+        backends in their containers): PostgreSQL's pg_hba.conf and ClickHouse's users.xml also admit the run's
+        /24, with the same password (SCRAM / SHA-256), nothing else."""
+        subnet = f"{self.address.rsplit('.', 1)[0]}.0/24"
+        if self.kind == "postgres" and self.inner.extra.get("pgdata"):
+            hba = Path(self.inner.extra["pgdata"]) / "pg_hba.conf"
+            line = f"host    all   all   {subnet}   scram-sha-256\n"
+            text = hba.read_text()
+            if line not in text:
+                hba.write_text(text + "# the run's docker network (tradedrill.docker.nodes)\n" + line)
+        elif self.kind == "clickhouse":
+            users = Path(self.inner.cwd or ".") / "users.xml"   # the service module's data folder
+            text = users.read_text() if users.exists() else ""
+            mine = f"<ip>{subnet}</ip>"
+            if text and mine not in text:
+                users.write_text(text.replace("<networks>", f"<networks>{mine}", 1))
 
     @property
     def container(self):
@@ -102,6 +159,7 @@ class ContainerNode:
                 return self
             if self.inner.before_start:
                 self.inner.before_start()
+            self.open_to_network()
             self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             with open(self.log_path, "ab") as log:
                 log.write(f"\n=== tradedrill: starting {self.name} in container {self.container_name} "

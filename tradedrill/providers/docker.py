@@ -27,7 +27,7 @@ from tradedrill.process import PidRegistry
 from tradedrill.topology import NodeSpec, Topology
 
 DEFAULT_SUBNET = "172.30.17"
-KINDS = ("redis", "sentinel", "mt5", "engine", "ea", "backend", "clickhouse")   # postgres: see docs/DOCKER.md
+KINDS = ("redis", "sentinel", "mt5", "engine", "ea", "backend", "clickhouse", "postgres")
 # The drill's own clients that leave from an address of their own (scenarios: tick consumers .150-.159, the tick
 # fault proxy .160, the load's tick consumers .170, the set writers .200-.249, the webhook clients .251). Locally
 # they are loopback addresses; here they are addresses of the host on the run's bridge (``ip addr add``), so a
@@ -217,7 +217,8 @@ class DockerStack(LocalStack):
         inner = super()._build(spec)   # never started itself: its command, config writer and probe are reused
         return ContainerNode(inner, kind=spec.kind, image=self.images[spec.kind], network=self.network,
                              run_dir=self.run_dir, labels=self._labels(),
-                             container_name=f"tradedrill-{self.run_id}-{spec.name}")
+                             container_name=f"tradedrill-{self.run_id}-{spec.name}",
+                             mounts=tuple(outside_folders(self.options.get(spec.kind, {}), self.run_dir)))
 
     def down(self) -> list[str]:
         errors = super().down()
@@ -248,6 +249,31 @@ class DockerStack(LocalStack):
             self.client.close()
             self.client = None
         return errors
+
+
+def outside_folders(options: dict, run_dir: Path) -> list[str]:
+    """The folders of the files a kind's options name outside the run folder (e.g. the private /tmp folder of a
+    drill's sealed broker logins: the simulators' account file, the engines' key file): a container sees only what
+    is mounted, so each is mounted at its own path. Only existing absolute paths under /tmp count (the repository is
+    in the image, system paths are the image's own)."""
+    found: list[str] = []
+
+    def walk(value) -> None:
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+        elif isinstance(value, (str, Path)) and str(value).startswith("/tmp/"):
+            path = Path(value)
+            folder = path if path.is_dir() else path.parent
+            if folder.is_dir() and folder != Path("/tmp") and not folder.resolve().is_relative_to(
+                    Path(run_dir).resolve()):
+                found.append(str(folder.resolve()))
+
+    walk(options)
+    return sorted(set(found))
 
 
 def down_leftovers(every: bool = False) -> list[str]:
