@@ -133,7 +133,9 @@ def test_a_timing_difference_shows_both_figures_against_the_target_and_still_fai
                                    {"metric": "tick_fallback_s", "comparator": "<", "target": 0.001, "unit": "s",
                                     "measured": measured, "verdict": verdict},
                                    {"metric": "back_to_udp_s", "comparator": "<=", "target": 0.1, "unit": "s",
-                                    "measured": 0.0, "verdict": "pass"}]})
+                                    "measured": 0.0, "verdict": "pass"},
+                                   {"metric": "resync_backoff_s", "comparator": "==", "target": [1, 2, 4],
+                                    "unit": "s", "measured": None, "verdict": "unmeasured"}]})
         return {"runs": [run]}
 
     for name, (value, verdict) in {"local": (0.000681, "pass"), "docker": (0.001239, "fail")}.items():

@@ -6,6 +6,10 @@ command line, configuration writer, readiness probe and log file. ``ContainerNod
 of the node's kind, on the run's network at the node's own address with its name as DNS alias, with the run folder
 mounted at the same path (so every config, data dir, journal and log the service module names is where it says, for
 the harness and the node alike). The command's output goes to the node's log file in the run folder, as locally.
+A node its service module runs as an account (PostgreSQL, which refuses root) runs as that host account's uid/gid
+(``setpriv``); a folder it uses outside the run folder (a relocated cluster, a private /tmp folder its options
+name) is mounted at its path; PostgreSQL and ClickHouse also admit clients from the run's /24
+(``open_to_network``), since here no client is on loopback.
 
 Faults: ``kill`` is ``docker kill`` (SIGKILL to the container's init: everything in it dies), ``terminate`` is
 ``docker stop`` (SIGTERM, SIGKILL after the deadline), ``pause``/``resume`` are the cgroup freezer (``docker

@@ -156,9 +156,12 @@ def timing_figures(a: dict, b: dict, key: str) -> list[dict]:
     """Both providers' figures of checker ``key``'s time judgements whose verdicts differ: metric, comparator,
     target, unit and, per provider, ``{"measured", "verdict"}``."""
     out = []
-    theirs = {(j.get("metric"), j.get("target")): j for j in b.get("timing", {}).get(key) or []}
+    def ident(j: dict) -> tuple[str, str]:   # a target may be a list (a back-off schedule)
+        return str(j.get("metric")), json.dumps(j.get("target"), sort_keys=True, default=str)
+
+    theirs = {ident(j): j for j in b.get("timing", {}).get(key) or []}
     for j in a.get("timing", {}).get(key) or []:
-        k = theirs.get((j.get("metric"), j.get("target")))
+        k = theirs.get(ident(j))
         if k is None or k.get("verdict") == j.get("verdict"):
             continue
         out.append({"checker": key, **{f: j.get(f) for f in ("metric", "comparator", "target", "unit")},
