@@ -22,6 +22,10 @@ headers (main header at 0, database headers at 4 KiB and 8 KiB) carry the same k
 a documented file format, so :func:`checksum_scheme_matches` checks it on the main header of a file DuckDB has just
 opened (measured with duckdb 2.0.0: it matches); a journal whose DuckDB computes something else leaves the block
 check off and says so, keeping the size check.
+
+:func:`verify_whole_file` runs both checks over the whole file in one call: the journal's open runs it before its
+read-write open (``reference.engine.journal``), because DuckDB reads some blocks (an index's) only when a write
+needs them, after it has already folded the WAL into the file.
 """
 from __future__ import annotations
 
@@ -71,6 +75,28 @@ def size_problem(file_bytes: int, block_size: int, total_blocks: int) -> str | N
         return None
     return (f"the file ends before its own blocks (truncated: {file_bytes} bytes on disk, DuckDB's {total_blocks} "
             f"blocks of {block_size} bytes need {need})")
+
+
+def bad_block_finding(bad: list[int], block_size: int) -> str:
+    """The one-clause finding for the blocks ``bad`` (block numbers, at least one) that fail their checksum,
+    worded like ``reference.store.diagnosis.describe``'s for the same damage."""
+    more = f" ({len(bad) - 1} more block(s) too)" if len(bad) > 1 else ""
+    return (f"the data block at offset {BlockVerifier.offset(bad[0], block_size)} fails its checksum (bytes "
+            f"changed on disk){more}")
+
+
+def verify_whole_file(fd: int, block_size: int, total_blocks: int) -> str | None:
+    """Both checks over the whole DuckDB file open as ``fd`` (read-only is enough) while nothing writes it: the
+    file holds the ``total_blocks`` blocks of ``block_size`` bytes DuckDB says the database occupies, and every one
+    of them passes its checksum (free blocks too: a block that fails is bytes changed on disk, whatever it holds).
+    Returns None, or the one-clause finding. Call it only after :func:`checksum_scheme_matches` said yes.
+    Cost: one read of the file (measured, page cache, 2 shared cores: 2.3 ms for 2.6 MB, 120 ms for 257 MB).
+    Raises OSError when the file cannot be read."""
+    problem = size_problem(os.fstat(fd).st_size, block_size, total_blocks)
+    if problem:
+        return problem
+    step = BlockVerifier("", max(1, block_size * max(1, total_blocks))).step(fd, block_size, total_blocks)
+    return bad_block_finding(step.bad, block_size) if step.bad else None
 
 
 @dataclass
