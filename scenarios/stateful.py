@@ -1267,5 +1267,24 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
     return ReplayResult(run_dir, verdict, expected, reproduced)
 
 
+def replay_attempts(run_dir: Path | str, *, subnet: str, out_dir: Path | str, attempts: int = 1,
+                    until_reproduced: bool = True, say: Callable[[str], None] | None = None,
+                    engine: dict | None = None) -> list[ReplayResult]:
+    """:func:`replay` up to ``attempts`` times (1-10), each on its own fresh stack in ``out_dir/attempt-<k>`` (in
+    ``out_dir`` itself when ``attempts`` is 1). ``until_reproduced``: stop at the first attempt that reproduces (a
+    race the schedule sets up but cannot force shows in some runs only; the results say in which); False runs every
+    attempt (a control: how often the reference engine fails the schedule). Raises DrillError as :func:`replay`."""
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 10:
+        raise DrillError(f"attempts must be a whole number from 1 to 10, not {attempts!r}")
+    out_dir = Path(out_dir)
+    results: list[ReplayResult] = []
+    for k in range(1, attempts + 1):
+        where = out_dir if attempts == 1 else out_dir / f"attempt-{k}"
+        results.append(replay(run_dir, subnet=subnet, out_dir=where, say=say, engine=engine))
+        if until_reproduced and results[-1].reproduced:
+            break
+    return results
+
+
 def default_out() -> Path:
     return Path(os.environ.get("TRADEDRILL_OUT_ROOT", "out"))

@@ -18,7 +18,28 @@ class CannotRun(click.ClickException):
     exit_code = 2
 
 
-@click.command("replay")
+def _one_line(text: str) -> str:
+    """``text`` with its line breaks and other unprintable characters escaped (an argument with a newline in it is
+    echoed as ``\\n``), so an error about it stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class _OneLineErrors(click.Command):
+    """Bad input to ``tradedrill soak`` or ``replay`` is one line and exit 2 (never click's usage block): a value
+    click cannot convert, an unknown option or an extra argument is said with what to do."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise CannotRun(_one_line(f"{exc.format_message().rstrip('.')}; see `tradedrill {self.name} --help`")
+                            ) from None
+
+
+_OneLineSoakErrors = _OneLineErrors
+
+
+@click.command("replay", cls=_OneLineErrors)
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--subnet", default="127.0.94", show_default=True, help="Loopback /24 for the fresh stack.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
@@ -26,11 +47,14 @@ class CannotRun(click.ClickException):
 @click.option("--reference", is_flag=True, default=False,
               help="Run the schedule on the reference engine instead of the recorded one (a control: a broken "
                    "variant's symptom that the reference shows too is not the variant's).")
-def replay(run_dir: Path, subnet: str, out_dir: Path | None, reference: bool) -> None:
+@click.option("--attempts", type=click.IntRange(1, 10), default=1, show_default=True,
+              help="Replays, each on a fresh stack, until one reproduces (a race shows in some runs only); with "
+                   "--reference every attempt runs (how often the reference fails the schedule).")
+def replay(run_dir: Path, subnet: str, out_dir: Path | None, reference: bool, attempts: int) -> None:
     """Re-run a stateful example's saved schedule (RUN_DIR/schedule.json: seed, steps, engine) against a fresh
-    stack and say whether its symptom reproduces."""
+    stack and say whether its symptom reproduces (exit 0: it did in at least one attempt)."""
     from scenarios.environment import DrillError
-    from scenarios.stateful import replay as run_replay
+    from scenarios.stateful import replay_attempts
 
     if not (run_dir / "schedule.json").exists():
         raise CannotRun(f"{run_dir} holds no schedule.json: pass the run folder a failing stateful example wrote "
@@ -39,36 +63,25 @@ def replay(run_dir: Path, subnet: str, out_dir: Path | None, reference: bool) ->
         n = 1 + sum(1 for _ in run_dir.glob("replay-*"))
         out_dir = run_dir / f"replay-{n}"
     try:
-        result = run_replay(run_dir, subnet=subnet, out_dir=out_dir, say=lambda m: click.echo(m),
-                            engine={} if reference else None)
+        results = replay_attempts(run_dir, subnet=subnet, out_dir=out_dir, attempts=attempts,
+                                  until_reproduced=not reference, say=lambda m: click.echo(m),
+                                  engine={} if reference else None)
     except DrillError as exc:
         raise CannotRun(str(exc)) from None
-    steps = len(result.replay.steps)
-    found = ", ".join(f"{s['checker']}: {s['summary']}" for s in result.replay.symptoms) or "no symptom"
-    click.echo(f"replayed {steps} step(s) of {run_dir} in {result.replay.run_dir}")
-    click.echo(f"expected: {', '.join(result.expected) or 'a failure'}; found: {found}")
-    if result.reproduced:
-        click.echo("reproduced")
+    for k, result in enumerate(results, start=1):
+        steps = len(result.replay.steps)
+        found = ", ".join(f"{s['checker']}: {s['summary']}" for s in result.replay.symptoms) or "no symptom"
+        click.echo(f"attempt {k}: replayed {steps} step(s) of {run_dir} in {result.replay.run_dir}")
+        click.echo(f"expected: {', '.join(result.expected) or 'a failure'}; found: {found}")
+    hits = [k for k, r in enumerate(results, start=1) if r.reproduced]
+    if hits:
+        click.echo("reproduced" + (f" in {len(hits)} of {len(results)} attempt(s) (attempt {', '.join(map(str, hits))})"
+                                   if attempts > 1 else ""))
         return
-    click.echo("not reproduced")
+    click.echo("not reproduced" + (f" in {len(results)} attempt(s)" if attempts > 1 else ""))
     sys.exit(1)
 
 
-def _one_line(text: str) -> str:
-    """``text`` with its line breaks and other unprintable characters escaped (an argument with a newline in it is
-    echoed as ``\\n``), so an error about it stays one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-class _OneLineSoakErrors(click.Command):
-    """``tradedrill soak``'s bad input is one line and exit 2 (never click's usage block): a value click cannot
-    convert, an unknown option or an extra argument is said with what to do."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            raise CannotRun(_one_line(f"{exc.format_message().rstrip('.')}; see `tradedrill soak --help`")) from None
 
 
 @click.command("soak", cls=_OneLineSoakErrors)

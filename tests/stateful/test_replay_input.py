@@ -55,3 +55,11 @@ def test_any_other_document_is_refused_in_one_line_before_a_stack_starts(tmp_pat
     assert got.exit_code == 2, got.output
     assert "cannot be replayed" in got.output and "Traceback" not in got.output
     assert len(got.output.strip().splitlines()) == 1
+
+
+def test_a_number_of_attempts_out_of_range_is_refused_in_one_line(tmp_path):
+    (tmp_path / "schedule.json").write_text(json.dumps({"seed": 1, "steps": []}))
+    for bad in ("0", "11", "two"):
+        got = CliRunner().invoke(replay, [str(tmp_path), "--attempts", bad])
+        assert got.exit_code == 2 and "--attempts" in got.output, (bad, got.output)
+        assert len(got.output.strip().splitlines()) == 1 and "Traceback" not in got.output, got.output
