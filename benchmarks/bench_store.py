@@ -14,6 +14,14 @@ Figures:
   256 MB journal beside its bare copy. A snapshot is CHECKPOINT + a copy of the file under the journal's write
   lock (``reference.store.snapshots``, issue 16), so each also says ``writers_blocked_s``: how long a commit of
   the engine's order path would wait (the lock held for the checkpoint and the copy; its floor is the bare copy).
+- ``open``: ``Journal(path)`` on a journal of ``--open-signals`` signals (default 20,000) as a crashed engine
+  leaves it (a snapshot, then 50 writes in the WAL), and on the same journal after a clean restart (no WAL),
+  ``--open-repeat`` times each: ``journal_open_s`` beside the floor ``floor_duckdb_open_s`` (a bare read-write
+  DuckDB session on the same files: connect, count the intents, close). ``block_check_s`` is what the open's
+  check of every block's checksum before its read-write open costs (issue 16: the evidence of a damaged journal is
+  its files as found; ``blocks.verify_whole_file``), ``copy_files_s`` what the alternative, a copy of the file
+  and its WAL before every open, would cost. The 256 MB journal's ``restore`` figures say the same two for it
+  (``block_check_s``, beside ``floor_bare_copy_s``).
 
 Run: ``.venv/bin/python benchmarks/bench_store.py [--mb 256] [--repeat 3]``; writes ``out/bench/store.json``.
 Everything happens in a temporary folder on the disk of ``--dir`` (default: the system's temp folder).
@@ -39,6 +47,7 @@ import duckdb  # noqa: E402
 
 from faults.files import CorruptDuckDB  # noqa: E402
 from reference.engine.journal import _COLUMNS, Intent, Journal  # noqa: E402
+from reference.store.blocks import verify_whole_file  # noqa: E402
 
 from bench_engine import source_revision  # noqa: E402 - same folder: which commit was measured
 
@@ -154,6 +163,88 @@ def keeper_cadence(journal: Journal, seconds: float) -> dict:
             "took_s": summary([t for _s, t in snaps]) if snaps else {"samples": 0}}
 
 
+def block_check(db: Path) -> float:
+    """Seconds of the open's check of every block of ``db`` (``blocks.verify_whole_file``), asserting it passes."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        block_size, total = con.execute("SELECT block_size, total_blocks FROM pragma_database_size()").fetchone()
+    finally:
+        con.close()
+    fd = os.open(db, os.O_RDONLY)
+    try:
+        started = time.perf_counter()
+        finding = verify_whole_file(fd, int(block_size), int(total))
+        took = time.perf_counter() - started
+    finally:
+        os.close(fd)
+    assert finding is None, finding
+    return took
+
+
+def open_figures(folder: Path, signals: int, repeat: int) -> dict:
+    """The ``open`` figures (see the module docstring) for a journal of ``signals`` signals built in ``folder``."""
+    crashed = folder / "crashed"
+    crashed.mkdir(parents=True)
+    db = crashed / "journal-A.duckdb"
+    journal = Journal(db)
+    batch = [Intent(signal_id=f"s{i}", entry_id=f"{i}-0", state="DONE", attempt=1, comment=f"tds{i}-1",
+                    broker="primary", published=True,
+                    signal={"account": "5001", "symbol": "EURUSD", "side": "buy", "volume": 0.01,
+                            "created_ms": 1_700_000_000_000 + i},
+                    result={"status": "executed", "order": 10_000_000 + i, "price": 1.08123})
+             for i in range(signals)]
+    for start in range(0, len(batch), 500):
+        journal.put_many(batch[start:start + 500])
+    journal.snapshot()
+    for n in range(50):
+        journal.put(Intent(signal_id=f"n{n}", entry_id=f"n{n}-0", signal={"symbol": "EURUSD"}, state="SENDING"))
+    # the files as a SIGKILL leaves them: every commit is in the WAL (fsynced), nothing is being written
+    pristine = folder / "pristine"
+    shutil.copytree(crashed, pristine)
+    journal.close()
+    wal = Path(str(pristine / db.name) + ".wal")
+    assert wal.exists(), "the crashed journal has a WAL"
+    out: dict = {"signals": signals, "file_bytes": (pristine / db.name).stat().st_size,
+                 "wal_bytes": wal.stat().st_size}
+    for case in ("with_wal", "no_wal"):
+        opens, floors, checks, copies = [], [], [], []
+        for _ in range(repeat):
+            for measure in ("journal", "floor"):
+                run = folder / f"run-{case}-{measure}"
+                shutil.rmtree(run, ignore_errors=True)
+                shutil.copytree(pristine, run)
+                path = run / db.name
+                if case == "no_wal":
+                    Journal(path).close()   # a clean restart: the WAL folded into the file
+                if measure == "journal":
+                    box = {}
+                    opens.append(timed(lambda: box.setdefault("j", Journal(path))))
+                    assert box["j"].repair is None, box["j"].repair.line
+                    box["j"].close()
+                    continue
+
+                def bare() -> None:
+                    con = duckdb.connect(str(path))
+                    con.execute("SELECT count(*) FROM intents").fetchone()
+                    con.close()
+                floors.append(timed(bare))
+                shutil.rmtree(run)
+                shutil.copytree(pristine, run)
+                if case == "no_wal":
+                    Journal(path).close()
+                checks.append(block_check(path))
+
+                def copy() -> None:
+                    for src in (path, Path(str(path) + ".wal")):
+                        if src.exists():
+                            shutil.copyfile(src, run / f"copy-{src.name}")
+                copies.append(timed(copy))
+                shutil.rmtree(run)
+        out[case] = {"journal_open_s": summary(opens), "floor_duckdb_open_s": summary(floors),
+                     "block_check_s": summary(checks), "copy_files_s": summary(copies)}
+    return out
+
+
 def duckdb_literal(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -171,11 +262,15 @@ def main() -> int:
     ap.add_argument("--snapshots", type=int, default=30, help="snapshots of the live journal (default 30)")
     ap.add_argument("--cadence-s", type=float, default=15.0,
                     help="seconds the store keeper runs on the big journal under writes (default 15)")
+    ap.add_argument("--open-signals", type=int, default=20_000,
+                    help="signals in the journal whose open is timed (default 20,000)")
+    ap.add_argument("--open-repeat", type=int, default=9, help="opens timed per case (default 9)")
+    ap.add_argument("--only-open", action="store_true", help="measure the open figures only")
     ap.add_argument("--dir", type=Path, default=None, help="where the temporary folder goes")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench" / "store.json")
     args = ap.parse_args()
-    if args.mb < 1 or args.repeat < 1 or args.snapshots < 1:
-        ap.error("--mb, --repeat and --snapshots must be at least 1")
+    if args.mb < 1 or args.repeat < 1 or args.snapshots < 1 or args.open_signals < 1 or args.open_repeat < 1:
+        ap.error("--mb, --repeat, --snapshots, --open-signals and --open-repeat must be at least 1")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report: dict = {"benchmark": "engine journal store: restore after damage (DDB-3) and snapshots (DDB-2)",
                     "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -183,6 +278,20 @@ def main() -> int:
                     "host": {"cpus": os.cpu_count(), "load_average_start": [round(x, 2) for x in os.getloadavg()]}}
     work = Path(tempfile.mkdtemp(prefix="bench-store-", dir=args.dir))
     try:
+        # --- open of a journal as a crashed engine leaves it ------------------------------------------------------
+        say(f"bench_store: open of a journal of {args.open_signals} signals")
+        report["open"] = open_figures(work / "open", args.open_signals, args.open_repeat)
+        for case in ("with_wal", "no_wal"):
+            f = report["open"][case]
+            say(f"  {case}: journal open p50 {f['journal_open_s']['p50_s'] * 1000:.1f} ms (floor: bare DuckDB open "
+                f"{f['floor_duckdb_open_s']['p50_s'] * 1000:.1f} ms), of it the block check "
+                f"{f['block_check_s']['p50_s'] * 1000:.1f} ms; a copy of the files would be "
+                f"{f['copy_files_s']['p50_s'] * 1000:.1f} ms")
+        if args.only_open:   # the other figures stay as the last full run wrote them
+            out = args.out.with_name("store-open.json") if args.out.name == "store.json" else args.out
+            out.write_text(json.dumps(report, indent=2))
+            say(f"wrote {out}")
+            return 0
         # --- restore of a big journal ---------------------------------------------------------------------------
         big = work / "big" / "journal-A.duckdb"
         big.parent.mkdir()
@@ -200,7 +309,7 @@ def main() -> int:
         shutil.copyfile(big, pristine)
         copy_big = timed(lambda: shutil.copyfile(pristine, work / "big" / "floor-copy.duckdb"))
         (work / "big" / "floor-copy.duckdb").unlink()
-        bare_copy, snapshot_restore, repair, sound_open = [], [], [], []
+        bare_copy, snapshot_restore, repair, sound_open, block_checks = [], [], [], [], []
         for n in range(args.repeat):
             target = work / "big" / "restore-target.duckdb"
             bare_copy.append(timed(lambda: shutil.copyfile(pristine, target)))
@@ -208,6 +317,7 @@ def main() -> int:
             snapshot_restore.append(timed(lambda: journal.snapshots.restore(info, target)))
             target.unlink()
             shutil.copyfile(pristine, big)
+            block_checks.append(block_check(big))
             sound_open.append(timed(lambda: Journal(big).close()))
             with CorruptDuckDB(big, "zero-header", random.Random(n), restore_on_heal=False):
                 pass
@@ -223,6 +333,7 @@ def main() -> int:
             "file_bytes": size, "rows": rows, "row_bytes": args.row_bytes,
             "snapshot_restore_s": summary(snapshot_restore), "floor_bare_copy_s": summary(bare_copy),
             "journal_repair_s": summary(repair), "floor_journal_open_sound_s": summary(sound_open),
+            "block_check_s": summary(block_checks),
             "target": {"requirement": "DDB-3", "restore_within_s": DDB3_RESTORE_S,
                        "worst_snapshot_restore_s": round(max(snapshot_restore), 4),
                        "worst_journal_repair_s": round(max(repair), 4),

@@ -339,13 +339,15 @@ class Journal:
         1. :meth:`_inspect`: a read-only session (it replays the WAL in memory and writes nothing) reads every
            row, then every block of the file is checked against its checksum with plain reads
            (``reference.store.blocks.verify_whole_file``): all damage to the bytes of any block, index or free,
-           is found here, with the files untouched. Cost: one read of the file, 2.3 ms for a journal of 20,000
-           signals (2.6 MB) against an open of 90-190 ms; 120 ms for 257 MB (DDB-1's 256 MB), measured in
-           ``benchmarks/bench_store.py`` (``open``). Chosen over the alternatives, measured the same way: a copy
-           of the files before every read-write open costs as much time (2.1 ms; 160 ms for 257 MB) plus the
-           file's size in free disk on every start, and finds nothing; hard links keep nothing (DuckDB writes
-           its file in place: a link is the same bytes); a copy of the WAL alone plus a check that the file did
-           not change cannot keep the file, which the fold rewrites.
+           is found here, with the files untouched. Cost: one read of the file, 2.3-4.6 ms for a journal of
+           20,000 signals (2.6 MB) against an open of 95-210 ms (no WAL / a WAL; the same before and after this
+           check, within the host's noise); 120 ms for 257 MB (DDB-1's 256 MB); ``benchmarks/bench_store.py``
+           (``open``, ``block_check_s``). Chosen over the alternatives, measured the same way: a copy of the
+           files before every read-write open costs about the same time (1.5-2.1 ms; 160 ms for 257 MB) but needs
+           the file's size in free disk on every start (a full disk would then stop a sound journal's start) and
+           finds nothing, so the damage would still show only in DuckDB's error after the fold; hard links keep
+           nothing (DuckDB writes its file in place: a link is the same bytes); a copy of the WAL alone plus a
+           check that the file did not change cannot keep the file, which the fold rewrites.
         2. The read-write session does not checkpoint on close until the journal is loaded, so a load that
            still fails (damage no checksum shows) closes without folding the WAL: the files stay as found.
         3. What is left, a failure after the load's own checkpoint wrote the file, is not hidden: the files'

@@ -28,3 +28,13 @@ def test_build_journal_fills_every_column_and_reaches_the_size(tmp_path):
         assert one.state == "DONE" and one.result["order"] == 7 and one.published and not one.ch_synced
     finally:
         journal.close()
+
+
+def test_open_figures_time_a_crashed_journal_with_its_wal_and_a_clean_one(tmp_path):
+    """The open figures are of the journal as a crash leaves it (a WAL) and after a clean restart, every open
+    sound (no timing asserted: figures only)."""
+    figures = bench_store.open_figures(tmp_path, 300, 1)
+    assert figures["signals"] == 300 and figures["wal_bytes"] > 0
+    for case in ("with_wal", "no_wal"):
+        assert set(figures[case]) == {"journal_open_s", "floor_duckdb_open_s", "block_check_s", "copy_files_s"}
+        assert all(figures[case][k]["samples"] == 1 for k in figures[case])
