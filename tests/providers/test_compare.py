@@ -153,7 +153,8 @@ def test_a_timing_difference_shows_both_figures_against_the_target_and_still_fai
     run = doc["runs"][0]
     assert not doc["agree"] and doc["agree_except_timing"]
     assert run["timing_figures"] == [{"checker": "tick_fallback EA-2", "metric": "tick_fallback_s", "comparator": "<",
-                                      "target": 0.001, "unit": "s",
+                                      "target": 0.001, "unit": "s", "contradictions": [],
+                                      "alternatives_agree": True,
                                       "local": {"measured": 0.000681, "verdict": "pass"},
                                       "docker": {"measured": 0.001239, "verdict": "fail"}}]
     text = compare.render(doc)
@@ -163,3 +164,44 @@ def test_a_timing_difference_shows_both_figures_against_the_target_and_still_fai
     other = report("docker", 0.001239, "fail")
     other["runs"][0]["results"][0]["valid"] = False
     assert not compare.compare(report("local", 0.000681, "pass"), other)["agree_except_timing"]
+
+
+
+def _fallback_run(provider: str, measured: float, verdict: str, alternatives=("pass", "pass"),
+                  contradictions=("tick-fallback-1ms",)) -> dict:
+    run = _run(provider, scenario="udp-loss", dup=True)
+    run["results"].append({"checker": "tick_fallback", "requirement_ids": ["EA-2"], "valid": verdict == "pass",
+                           "metrics": {}, "judgements": [
+                               {"metric": "tick_fallback_s", "comparator": "<", "target": 0.001, "unit": "s",
+                                "measured": measured, "verdict": verdict, "contradictions": list(contradictions),
+                                "alternatives": [{"value": v, "verdict": a}
+                                                 for v, a in zip((0.1, 0.05), alternatives)]}]})
+    return {"runs": [run]}
+
+
+def test_a_difference_on_a_target_the_documents_contradict_is_shown_not_counted(tmp_path):
+    """EA-2's 1 ms (contradiction tick-fallback-1ms): 0.681 ms locally, 1.239 ms on docker, both 50 and 100 ms
+    alternatives pass on both: the runs agree, the figures and the contradiction are still in the file and the
+    console (exit 0)."""
+    for name, (value, verdict) in {"local": (0.000681, "pass"), "docker": (0.001239, "fail")}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps(_fallback_run(name, value, verdict)))
+    out = tmp_path / "verdicts.json"
+    assert compare.main([str(tmp_path / "local"), str(tmp_path / "docker"), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    run = doc["runs"][0]
+    assert doc["agree"] and run["agree"] and run["on_contradiction"] == ["tick_fallback EA-2"]
+    assert run["differences"] == ["tick_fallback EA-2: local pass, docker fail"]
+    assert run["timing_figures"][0]["contradictions"] == ["tick-fallback-1ms"]
+    text = compare.render(doc)
+    assert "shown, not counted" in text and "contradiction tick-fallback-1ms, alternatives agree" in text
+
+
+@pytest.mark.parametrize("docker", [
+    {"alternatives": ("pass", "fail")},       # the 50 ms target differs too: a real difference
+    {"contradictions": ()},                   # a timing target the documents do not contradict
+])
+def test_a_contradicted_target_does_not_hide_a_difference_its_alternatives_or_other_targets_show(docker):
+    doc = compare.compare(_fallback_run("local", 0.000681, "pass"),
+                          _fallback_run("docker", 0.001239, "fail", **docker))
+    assert not doc["agree"] and doc["runs"][0]["on_contradiction"] == []
