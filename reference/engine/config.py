@@ -148,7 +148,8 @@ class EngineConfig:
     clickhouse_table: str = "trade_outcomes"
     clickhouse_batch_rows: int = 2000       # outcomes per INSERT (one batch = one ClickHouse part)
     clickhouse_sync_interval_s: float = 0.1  # how often new final outcomes are looked for (bounds the sync lag)
-    clickhouse_timeout_s: float = 5.0       # connect and query timeout of one try
+    clickhouse_timeout_s: float = 2.0       # CH-1: one try's deadline (connect, CREATE TABLE, INSERT together);
+    #                                         below clickhouse_retry_s, so a failed try ends before the next is due
     clickhouse_retry_s: float = 5.0         # CH-1: a failed sync is retried every 5 s ...
     clickhouse_retries: int = 3             # CH-1: ... 3 times, then it goes to failed_syncs
     clickhouse_failed_retry_s: float = 60.0  # CH-1: failed_syncs rows of ClickHouse retried every 1 minute

@@ -31,17 +31,31 @@ Flow of one outcome (:class:`ClickHouseSync`, one daemon thread, ticking every `
    with ClickHouse's (``FINAL``, this instance's rows); for a day that is short, the outcomes whose key is absent
    are unmarked, so step 1 sends them again (:meth:`ClickHouseSync.backfill`).
 
+One try (CH-1's cadence, issue 17): every INSERT (with the client's creation and the CREATE TABLE before it) and
+every probe runs under one deadline of ``timeout_s`` (2 s; below ``retry_s``, which the engine's configuration
+enforces), whatever way ClickHouse is gone: refused (a killed process), a connect that hangs (a killed container:
+its address drops packets), a server that accepts and never answers, or an answer that trickles. Each HTTP
+request's connect and read timeouts are the time left of the deadline, no request is retried behind the sync's
+back (urllib3's own connect retry doubled a hanging connect: 10.04 s between tries on docker), and at the deadline
+the try's sockets are shut down. A failed try so ends before the next is due, and the next starts ``retry_s``
+after the previous start. Not bounded: a host name's DNS lookup (give an address or a name the host resolves
+locally).
+
 Credentials: ``username`` and a password read from ``password_file`` at every (re)connect; the password is never
 part of a message, an event or an exception text (messages are built here, and scrubbed).
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import math
+import socket
 import threading
 import time
 import urllib.parse
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -52,6 +66,8 @@ TARGET = "clickhouse"     # failed_syncs target
 KIND = "outcomes"         # failed_syncs kind: a list of signal ids whose outcomes did not reach ClickHouse
 DAY_MS = 86_400_000
 STOP_FLUSH_S = 2.0         # at stop, the outcomes still waiting get this long to reach ClickHouse (CH-1: every trade)
+STOP_GRACE_S = 0.5         # past the stop's deadline, for its last failed request to return (not to be left behind)
+BACKUP_TIMEOUT_S = 5.0     # CH-3 backups' per-request connect/read timeout (at least; clickhouse_timeout_s if longer)
 
 # (name, ClickHouse type) of one outcome row, in insert order
 COLUMNS: list[tuple[str, str]] = [
@@ -91,7 +107,9 @@ class ClickHouseSettings:
 
     ``url``: ``http(s)://host:port[/database]`` (no user or password in it); ``username``; ``password_file``: a
     file holding the password alone ("" = no password); ``table``; ``batch_rows``: outcomes per INSERT;
-    ``interval_s``: how often new outcomes are looked for; ``timeout_s``: connect/query timeout of one try;
+    ``interval_s``: how often new outcomes are looked for; ``timeout_s``: the deadline of one try (s: the
+    client's creation, CREATE TABLE and the INSERT, or the probe, together; any other request's connect and read
+    timeout), below ``retry_s`` for a sync (:class:`ClickHouseSync` raises ValueError otherwise);
     ``retry_s``/``retries``: CH-1 (5 s, 3); ``failed_retry_s``: CH-1 (60 s); ``alert_after``: BR-2 (5);
     ``backfill_check_s``: CH-2 comparison period (s)."""
 
@@ -101,7 +119,7 @@ class ClickHouseSettings:
     table: str = "trade_outcomes"
     batch_rows: int = 2000
     interval_s: float = 0.1
-    timeout_s: float = 5.0
+    timeout_s: float = 2.0            # one try's deadline: below retry_s (CH-1's cadence)
     retry_s: float = 5.0              # CH-1
     retries: int = 3                  # CH-1
     failed_retry_s: float = 60.0      # CH-1
@@ -143,13 +161,24 @@ class ClickHouseSettings:
 
     @classmethod
     def from_engine(cls, cfg: Any) -> "ClickHouseSettings":
-        """The settings from an EngineConfig's ``clickhouse_*`` fields. Raises ValueError naming the key."""
-        return cls(url=cfg.clickhouse_url, username=cfg.clickhouse_username,
-                   password_file=cfg.clickhouse_password_file, table=cfg.clickhouse_table,
-                   batch_rows=cfg.clickhouse_batch_rows, interval_s=cfg.clickhouse_sync_interval_s,
-                   timeout_s=cfg.clickhouse_timeout_s, retry_s=cfg.clickhouse_retry_s,
-                   retries=cfg.clickhouse_retries, failed_retry_s=cfg.clickhouse_failed_retry_s,
-                   alert_after=cfg.clickhouse_alert_after, backfill_check_s=cfg.clickhouse_backfill_check_s)
+        """The settings from an EngineConfig's ``clickhouse_*`` fields. Raises ValueError naming the key (also
+        for a ``clickhouse_timeout_s`` not below ``clickhouse_retry_s``: CH-1's cadence)."""
+        settings = cls(url=cfg.clickhouse_url, username=cfg.clickhouse_username,
+                       password_file=cfg.clickhouse_password_file, table=cfg.clickhouse_table,
+                       batch_rows=cfg.clickhouse_batch_rows, interval_s=cfg.clickhouse_sync_interval_s,
+                       timeout_s=cfg.clickhouse_timeout_s, retry_s=cfg.clickhouse_retry_s,
+                       retries=cfg.clickhouse_retries, failed_retry_s=cfg.clickhouse_failed_retry_s,
+                       alert_after=cfg.clickhouse_alert_after, backfill_check_s=cfg.clickhouse_backfill_check_s)
+        settings.check_try_deadline()
+        return settings
+
+    def check_try_deadline(self) -> None:
+        """CH-1: a failed try must end before the next one is due (tries start ``retry_s`` apart). Raises
+        ValueError (one line) when ``timeout_s`` >= ``retry_s``."""
+        if not self.timeout_s < self.retry_s:
+            raise ValueError(f"clickhouse_timeout_s = {self.timeout_s:g} must be below clickhouse_retry_s = "
+                             f"{self.retry_s:g} (CH-1: a failed try must end before the next is due); lower "
+                             f"clickhouse_timeout_s (default 2 s) or raise clickhouse_retry_s")
 
 
 def _check(url, table, password_file, batch_rows, interval_s, timeout_s, retry_s, retries, failed_retry_s,
@@ -192,18 +221,130 @@ def check_settings(cfg: Any) -> None:
     BackupSettings.from_engine(cfg)
 
 
+# --- one try's deadline ------------------------------------------------------------------------------------------
+class _TryDeadline:
+    """The deadline of the try in progress on one target (CH-1's cadence) and the connections of that target.
+
+    Read by the target's urllib3 pools before every request: the request's connect and read timeouts are the time
+    left (``timeout_s`` each when no try is in progress), with no urllib3 retry. At the deadline a timer shuts
+    down every socket of the target, which ends a read that an answer trickling byte by byte keeps alive."""
+
+    def __init__(self, timeout_s: float):
+        self.timeout_s = timeout_s
+        self.deadline: float | None = None     # monotonic s; None = no try in progress
+        self.seconds = 0.0                     # the length of the try in progress
+        self.expired = False
+        self._generation = 0
+        self._conns: "weakref.WeakKeyDictionary[Any, socket.socket]" = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def within(self, seconds: float):
+        """Everything inside shares one deadline ``seconds`` from now; inside a try already in progress, that
+        try's deadline stands. One try at a time per target (the sync's thread, or its stop flush after it). A
+        request cut at the deadline may cost clickhouse-connect's one retry of a closed connection (0.1 s sleep),
+        after which the deadline error is raised at once."""
+        if self.deadline is not None:
+            yield
+            return
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+            self.seconds, self.expired = seconds, False
+            self.deadline = time.monotonic() + max(0.0, seconds)
+        timer = threading.Timer(max(0.0, seconds), self._expire, (generation,))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+            with self._lock:
+                self._generation += 1
+                self.deadline, self.expired = None, False
+
+    def limits(self):
+        """(urllib3 Timeout, Retry) of the next request. Raises urllib3's ConnectTimeoutError when the try's
+        deadline has passed."""
+        from urllib3.exceptions import ConnectTimeoutError
+        from urllib3.util import Retry, Timeout
+
+        left = self.timeout_s
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0 or self.expired:
+                raise ConnectTimeoutError(f"timed out: the try's {self.seconds:g} s deadline passed")
+        return Timeout(connect=left, read=left), Retry(total=0, redirect=0)
+
+    def track(self, conn: Any, sock: socket.socket) -> None:
+        with self._lock:
+            self._conns[conn] = sock
+
+    def _expire(self, generation: int) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return      # that try ended meanwhile
+            self.expired = True
+            socks = [getattr(conn, "sock", None) or raw for conn, raw in list(self._conns.items())]
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:   # closed meanwhile, or never connected
+                pass
+
+
+def _pool_manager(deadline: _TryDeadline, verify: bool):
+    """A urllib3 PoolManager of one target whose requests obey ``deadline`` (see :class:`_TryDeadline`)."""
+    from clickhouse_connect.driver.httputil import get_pool_manager_options
+    from urllib3 import PoolManager
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    def tracked(base):
+        class Connection(base):
+            def _new_conn(self):
+                sock = super()._new_conn()
+                deadline.track(self, sock)
+                return sock
+        return Connection
+
+    def bounded(base, conn_cls):
+        class Pool(base):
+            ConnectionCls = conn_cls
+
+            def urlopen(self, method, url, **kw):
+                kw["timeout"], kw["retries"] = deadline.limits()
+                return super().urlopen(method, url, **kw)
+        return Pool
+
+    options = get_pool_manager_options(verify=verify)
+    options["retries"] = 0
+    manager = PoolManager(**options)
+    manager.pool_classes_by_scheme = {"http": bounded(HTTPConnectionPool, tracked(HTTPConnection)),
+                                      "https": bounded(HTTPSConnectionPool, tracked(HTTPSConnection))}
+    return manager
+
+
 # --- the server ----------------------------------------------------------------------------------------------------
 class ClickHouseTarget:
     """One ClickHouse server and the outcome table in it, through clickhouse-connect 1.6.0 (the newest client
     that speaks to Debian's 18.16: no compression, column types always given). The client is made on first use
     and again after a failure. Every method raises :class:`ClickHouseError` (one line) when the server cannot be
-    used."""
+    used. Inside :meth:`within` every request shares one deadline (CH-1: one try); elsewhere each request has
+    ``timeout_s`` to connect and ``timeout_s`` per read; no request is retried by urllib3."""
 
     def __init__(self, settings: ClickHouseSettings):
         self.settings = settings
         self._client = None
         self._table_ready = False
         self._lock = threading.Lock()
+        self._deadline = _TryDeadline(settings.timeout_s)
+        self._pool = None
+
+    def within(self, seconds: float | None = None):
+        """Context manager: the requests inside (the client's creation included) end within ``seconds``
+        (default ``timeout_s``) together; one that is still running then fails with "no answer within ..."."""
+        return self._deadline.within(self.settings.timeout_s if seconds is None else seconds)
 
     @property
     def table(self) -> str:
@@ -217,21 +358,28 @@ class ClickHouseTarget:
 
         s = self.settings
         password = s.password()
+        if self._pool is None:
+            self._pool = _pool_manager(self._deadline, verify=True)
+        whole_s = max(1, math.ceil(s.timeout_s))   # the client keeps whole seconds; the pool sets the real ones
         try:
             self._client = clickhouse_connect.get_client(
                 host=s.parts.hostname, port=s.port, username=s.username, password=password, database=s.database,
-                secure=s.parts.scheme == "https", compress=False, connect_timeout=s.timeout_s,
-                send_receive_timeout=s.timeout_s, query_retries=0)
+                secure=s.parts.scheme == "https", compress=False, connect_timeout=whole_s,
+                send_receive_timeout=whole_s, query_retries=0, pool_mgr=self._pool)
         except Exception as exc:  # noqa: BLE001 - every client failure becomes one line
             raise self.error("connect", exc, password) from None
         return self._client
 
     def error(self, doing: str, exc: BaseException, password: str | None = None) -> ClickHouseError:
-        """``exc`` (from clickhouse-connect or the network) as one line that says what to do."""
+        """``exc`` (from clickhouse-connect or the network) as one line that says what to do; a failure at or
+        after the deadline of the try in progress reads "no answer within <its seconds> s"."""
         s = self.settings
         text = " ".join(str(exc).split())
         code = ""
-        if "Code: " in text:
+        if self._deadline.expired or (self._deadline.deadline is not None
+                                      and time.monotonic() >= self._deadline.deadline):
+            detail = f"no answer within {self._deadline.seconds:g} s (the try's deadline, clickhouse_timeout_s)"
+        elif "Code: " in text:
             code = text.split("Code: ", 1)[1].split(",", 1)[0].strip()
             detail = text.split("DB::Exception: ", 1)[-1]
             detail = detail.split(" (version", 1)[0].split(", e.what()", 1)[0]
@@ -259,7 +407,7 @@ class ClickHouseTarget:
                 raise self.error(doing, exc) from None
 
     def reset(self) -> None:
-        """Forget the client (the next call connects again)."""
+        """Forget the client and its connections (the next call connects again)."""
         client, self._client = self._client, None
         self._table_ready = False
         if client is not None:
@@ -267,13 +415,17 @@ class ClickHouseTarget:
                 client.close()
             except Exception:  # noqa: BLE001 - closing a client of a dead server
                 pass
+        if self._pool is not None:
+            self._pool.clear()
 
     close = reset
 
     def ping(self) -> bool:
-        """True when the server answers ``SELECT 1`` now (never raises)."""
+        """True when the server answers ``SELECT 1`` within ``timeout_s`` (a client's creation included; never
+        raises)."""
         try:
-            return self._call("SELECT 1", lambda c: c.command("SELECT 1")) == 1
+            with self.within():
+                return self._call("SELECT 1", lambda c: c.command("SELECT 1")) == 1
         except ClickHouseError:
             return False
 
@@ -395,13 +547,15 @@ class ClickHouseSync:
     ``journal``: a reference.engine.journal.Journal; ``instance``: the engine instance name written in every row;
     ``emit(event, **fields)``/``alert(kind, message, **fields)``: the engine's event log and alerts. Use
     :meth:`start`/:meth:`stop` for the thread, or drive :meth:`run_once` with explicit clocks (tests). Counters:
-    ``rows_sent`` (rows INSERTed, resends included), ``inserts``, ``failures``."""
+    ``rows_sent`` (rows INSERTed, resends included), ``inserts``, ``failures``. Raises ValueError when the
+    settings' ``timeout_s`` is not below ``retry_s`` (CH-1: a failed try must end before the next is due)."""
 
     def __init__(self, journal: Any, target: ClickHouseTarget, *, instance: str,
                  emit: Callable[..., None] = lambda *a, **k: None, alert: Callable[..., None] = lambda *a, **k: None):
         self.journal = journal
         self.target = target
         self.settings = target.settings
+        self.settings.check_try_deadline()
         self.instance = instance
         self.emit = emit
         self.alert = alert
@@ -449,26 +603,29 @@ class ClickHouseSync:
         self.target.close()
 
     def _flush_at_stop(self, flush_s: float) -> None:
-        """The last outcomes before a stop: batches sent until none waits, one fails or ``flush_s`` runs out (a
-        try that hangs is left behind at the deadline: its rows are idempotent); the rest goes to failed_syncs."""
+        """The last outcomes before a stop: batches sent until none waits, one fails or ``flush_s`` runs out (every
+        request of the flush shares that deadline; one that still runs after it and a grace of ``STOP_GRACE_S`` is
+        left behind: its rows are idempotent); the rest goes to failed_syncs."""
         started = time.monotonic()
         deadline = started + flush_s
         outcome = {"sent": 0, "error": ""}
         gave_up = threading.Event()
 
         def flush() -> None:
-            while not gave_up.is_set() and time.monotonic() < deadline:
-                batch = self.journal.ch_unsynced(self.settings.batch_rows, exclude=self._held)
-                if not batch:
-                    return
-                try:
-                    outcome["sent"] += self.send(batch)
-                except ClickHouseError as exc:
-                    outcome["error"] = str(exc)
-                    return
-                except Exception as exc:  # noqa: BLE001 - a stop must end; what is left is kept below
-                    outcome["error"] = " ".join(str(exc).split())[:300]
-                    return
+            # every INSERT (and connect) of the flush shares the stop's deadline
+            with self.target.within(max(0.0, deadline - time.monotonic())):
+                while not gave_up.is_set() and time.monotonic() < deadline:
+                    batch = self.journal.ch_unsynced(self.settings.batch_rows, exclude=self._held)
+                    if not batch:
+                        return
+                    try:
+                        outcome["sent"] += self.send(batch)
+                    except ClickHouseError as exc:
+                        outcome["error"] = str(exc)
+                        return
+                    except Exception as exc:  # noqa: BLE001 - a stop must end; what is left is kept below
+                        outcome["error"] = " ".join(str(exc).split())[:300]
+                        return
 
         try:
             waiting = self.journal.ch_unsynced(1, exclude=self._held)
@@ -479,7 +636,7 @@ class ClickHouseSync:
             return
         worker = threading.Thread(target=flush, name="clickhouse-sync-stop", daemon=True)
         worker.start()
-        worker.join(flush_s)
+        worker.join(flush_s + STOP_GRACE_S)   # its requests end at the deadline; the grace lets it return
         if worker.is_alive():
             gave_up.set()
             outcome["error"] = outcome["error"] or f"no answer within the stop deadline of {flush_s:g} s"
@@ -547,10 +704,11 @@ class ClickHouseSync:
         if not batch:
             self._tries = 0
             return False
+        began = time.monotonic()
         try:
             self.send(batch, now_ms)
         except ClickHouseError as exc:
-            self._failed(str(exc), now, now_ms, len(batch))
+            self._failed(str(exc), now, now_ms, len(batch), time.monotonic() - began)
             return False
         if self._tries or self._outage:
             self._tries = 0
@@ -559,7 +717,8 @@ class ClickHouseSync:
 
     def send(self, intents: list, now_ms: int | None = None) -> int:
         """INSERT the outcomes of ``intents`` (journal Intents) in one batch and mark them in the journal (flushed
-        now). Returns the rows sent. Raises ClickHouseError."""
+        now). The INSERT (with a client's creation and CREATE TABLE before it) ends within ``timeout_s``, or the
+        deadline of a try already in progress (CH-1). Returns the rows sent. Raises ClickHouseError."""
         if not intents:
             return 0
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -569,21 +728,24 @@ class ClickHouseSync:
                 rows.append(outcome_row(intent, self.instance, now_ms))
             except ValueError as exc:   # one damaged row must not hold the others back forever
                 self.emit("clickhouse_row_skipped", signal_id=intent.signal_id, error=str(exc))
-        self.target.insert(rows)
+        with self.target.within():
+            self.target.insert(rows)
         self.inserts += 1
         self.rows_sent += len(rows)
         self.journal.mark_ch_synced_many(intents)
         self.journal.flush_published()
         return len(rows)
 
-    def _failed(self, error: str, now: float, now_ms: int, rows: int) -> None:
+    def _failed(self, error: str, now: float, now_ms: int, rows: int, took_s: float = 0.0) -> None:
         s = self.settings
         self._tries += 1
         self.failures += 1
         self._outage = True
         self.last_error = error
-        # started: the monotonic time this try began (CH-1's retry interval is measured between try starts)
-        self.emit("clickhouse_sync_failed", attempt=self._tries, rows=rows, error=error, started=round(now, 6))
+        # started: the monotonic time this try began (CH-1's retry interval is measured between try starts);
+        # took_s: how long it ran (below timeout_s < retry_s, so the next try starts on time)
+        self.emit("clickhouse_sync_failed", attempt=self._tries, rows=rows, error=error, started=round(now, 6),
+                  took_s=round(took_s, 4))
         if self._tries <= s.retries:
             self._next_try = now + s.retry_s            # CH-1: every 5 s, 3 times
             return
@@ -704,8 +866,11 @@ def from_engine_config(cfg: Any, journal: Any, *, emit: Callable[..., None],
     backup_settings = BackupSettings.from_engine(cfg)
     backups = None
     if backup_settings is not None:
-        # its own client: a backup streams for a while and must not hold the sync's
+        # its own client: a backup streams for a while and must not hold the sync's; it is not under CH-1's
+        # cadence, so its requests keep the 5 s timeout they had before the sync's try deadline went to 2 s
         # the schedule is looked at every 30 s, or four times an incremental interval when that is shorter
-        backups = ClickHouseBackups(ClickHouseTarget(target.settings), backup_settings, emit=emit, alert=alert,
+        backup_target = ClickHouseTarget(dataclasses.replace(target.settings, timeout_s=max(
+            BACKUP_TIMEOUT_S, target.settings.timeout_s)))
+        backups = ClickHouseBackups(backup_target, backup_settings, emit=emit, alert=alert,
                                     tick_s=min(30.0, backup_settings.incremental_s / 4))
     return ClickHouseHistory(sync, backups)
