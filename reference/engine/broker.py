@@ -112,6 +112,10 @@ NOT_SENT = "not_sent"   # last_error code of an order_send the fencing guard sto
 # (a refused connect is not an ambiguous send; issue 16's stateful finding: a signal into a primary-broker outage
 # waited out the 10 s ambiguity grace before the backup, past BRK-2's bound)
 NOT_CONNECTED = "not_connected"
+# last_error code of an order_send made while the terminal link was down: (-10004, 'No IPC connection') is what a
+# call without a connection returns (docs MT5_API.md), and the simulator client returns it only when no byte of the
+# request was written (a link lost after the write is -10002/-10005: ambiguous); so, like NOT_CONNECTED, never sent
+NO_IPC_CODE = -10004
 
 
 class BrokerSession:

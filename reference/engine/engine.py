@@ -39,7 +39,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .alerts import Alerts
-from .broker import NOT_CONNECTED, NOT_SENT, BrokerCallFailed, BrokerPool, BrokerSession, BrokerTrace, _field
+from .broker import NO_IPC_CODE, NOT_CONNECTED, NOT_SENT, BrokerCallFailed, BrokerPool, BrokerSession, BrokerTrace, _field
 from .config import EngineConfig
 from .events import EventLog
 from .journal import Intent, Journal, JournalFull
@@ -913,7 +913,7 @@ class Engine:
                 self.emit("order_send_fenced", signal_id=intent.signal_id, comment=intent.comment, lane=lane)
                 fenced.append(intent)
                 continue
-            if result is None and err and err[0] == NOT_CONNECTED:
+            if result is None and err and err[0] in (NOT_CONNECTED, NO_IPC_CODE):
                 # the send lane could not reach its terminal: the request was never written, so nothing is
                 # ambiguous; the broker is lost (BRK-2 counts it) and the signal goes out again when one is usable
                 intent.attempt -= 1

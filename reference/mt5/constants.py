@@ -293,6 +293,7 @@ ERR_NOT_FOUND = (RES_E_NOT_FOUND, "Terminal: Not found")
 ERR_AUTH_FAILED = (RES_E_AUTH_FAILED, "Terminal: Authorization failed")
 ERR_IPC_INIT = (RES_E_INTERNAL_FAIL_INIT, "IPC initialize failed")
 ERR_NO_IPC = (RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
+ERR_IPC_RECEIVE = (RES_E_INTERNAL_FAIL_RECEIVE, "IPC receive failed")
 ERR_IPC_TIMEOUT = (RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
 
 

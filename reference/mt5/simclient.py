@@ -4,7 +4,11 @@ Function names, signatures, named tuples, numpy dtypes and constants are those o
 ``None`` (``False`` for bool calls) plus ``last_error()``, never exceptions. Like the real package, argument parsing
 happens here, on the client side ('Unnamed arguments not allowed', 'Invalid "volume" argument'); trade rules happen
 at the server. Transport failures look like the terminal's IPC failures:
-- not initialized, or the simulator unreachable: ``None`` with ``(-10004, 'No IPC connection')``;
+- not initialized, or the simulator unreachable: ``None`` with ``(-10004, 'No IPC connection')``: the request was
+  not written. A connection the simulator closed since the last call (its process died or restarted) is noticed
+  before the write (the socket reads end-of-file) and made again; if that fails, -10004;
+- the connection lost after the request was written (no reply, the simulator gone): ``None`` with
+  ``(-10002, 'IPC receive failed')``: the call may have been carried out (an order may exist);
 - no reply within ``call_timeout`` seconds: ``None`` with ``(-10005, 'IPC timeout')``; the connection is dropped
   (a late reply must never be taken for the next call's) and the next call reconnects and re-authorizes.
 One lock serialises calls, as the real terminal's IPC does.
@@ -18,6 +22,7 @@ import datetime as _dt
 import itertools
 import os
 import secrets
+import select
 import socket
 import stat
 import threading
@@ -53,6 +58,7 @@ class _Transport:
         self.port = port
         self.source = (source_address, 0) if source_address else None
         self.sock: socket.socket | None = None
+        self.written = False
         self._ids = itertools.count(1)
 
     def connect(self, timeout: float) -> None:
@@ -66,6 +72,21 @@ class _Transport:
                 self.sock.close()
             finally:
                 self.sock = None
+
+    def dropped(self) -> bool:
+        """Whether the peer closed this connection (it reads end-of-file or an error now, without waiting): a
+        request written on it would be lost, so it is made again before the write."""
+        if self.sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+            if not readable:
+                return False
+            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):
+            return True
 
     def _recv_exactly(self, n: int, deadline: float) -> bytes:
         buf = bytearray()
@@ -81,12 +102,17 @@ class _Transport:
         return bytes(buf)
 
     def call(self, method: str, args, kwargs, deadline: float, token: str | None = None):
+        """One request and its reply. ``self.written`` says afterwards whether any byte of the request left (an
+        error before that point means the request was never sent)."""
         msgid = next(self._ids)
+        self.written = False
         self.sock.settimeout(max(0.001, deadline - time.monotonic()))
         message = [msgid, method, list(args), kwargs]
         if token is not None:
             message.append(token)
-        self.sock.sendall(protocol.pack(message))
+        frame = protocol.pack(message)
+        self.written = True
+        self.sock.sendall(frame)
         while True:
             header = self._recv_exactly(protocol.HEADER.size, deadline)
             body = self._recv_exactly(protocol.frame_length(header), deadline)
@@ -102,7 +128,11 @@ class _InProcessTransport:
     def __init__(self, server):
         self.server = server
         self.sock = None
+        self.written = False
         self._session: dict = {}
+
+    def dropped(self) -> bool:
+        return False
 
     def connect(self, timeout: float) -> None:
         self.sock = True
@@ -165,8 +195,9 @@ class SimulatorTerminal:
         return value
 
     def _ensure_connected(self, deadline: float) -> None:
-        if self._transport.sock is not None:
+        if self._transport.sock is not None and not self._transport.dropped():
             return
+        self._transport.close()
         self._transport.connect(max(0.001, deadline - time.monotonic()))
         ok, error = self._transport.call("initialize", [], self._credentials, deadline)
         if not ok:
@@ -180,8 +211,10 @@ class SimulatorTerminal:
                 self._last_error = _c.ERR_NO_IPC
                 return _FAILED
             deadline = time.monotonic() + self.call_timeout
+            self._transport.written = False
             try:
                 self._ensure_connected(deadline)
+                self._transport.written = False   # the initialize of a reconnect is not this call's request
                 value, error = self._transport.call(method, args, kwargs, deadline)
             except PermissionError as exc:
                 self._last_error = tuple(exc.args[0]) if exc.args and isinstance(exc.args[0], tuple) else _c.ERR_NO_IPC
@@ -194,8 +227,9 @@ class SimulatorTerminal:
                 self._last_error = _c.ERR_INVALID_ARGUMENTS
                 return _FAILED
             except (OSError, protocol.ProtocolError, ValueError):
+                written = getattr(self._transport, "written", False)
                 self._transport.close()
-                self._last_error = _c.ERR_NO_IPC
+                self._last_error = _c.ERR_IPC_RECEIVE if written else _c.ERR_NO_IPC
                 return _FAILED
             self._last_error = error
             return value

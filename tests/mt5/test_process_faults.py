@@ -40,7 +40,9 @@ def test_kill_9_during_a_stream_loses_no_acknowledged_order(make_sim):
     finally:
         sender.join(timeout=10.0)
     assert not sender.is_alive()
-    assert failures and failures[0][0] in (-10004, -10005)
+    # the order in flight at the kill: its reply lost after the write (-10002) or the timeout (-10005), or the kill
+    # came between two calls and the next found the connection closed (-10004: nothing written)
+    assert failures and failures[0][0] in (-10002, -10004, -10005)
 
     node.start().wait_ready()
     with SimulatorAdmin(node.address, node.port, token=admin_token(node)) as admin:
@@ -83,6 +85,27 @@ def test_dead_simulator_is_no_ipc_connection_then_reconnects(make_sim):
     node.start().wait_ready()
     positions = wait_until(lambda: mt5.positions_get(), 5.0, "the restarted simulator to answer")
     assert opened.order in {p.ticket for p in positions}
+    mt5.shutdown()
+
+
+def test_a_connection_the_simulator_closed_is_made_again_before_the_request_is_written(make_sim):
+    """A simulator restarted between two calls: the client notices the closed connection before writing and
+    connects again, so the next order goes through at once; with the simulator down, an order is refused with
+    'No IPC connection' and never reaches the broker (the engine takes -10004 for "not sent")."""
+    node = make_sim()
+    mt5 = SimulatorTerminal(node.address, node.port, call_timeout=0.5)
+    assert mt5.initialize(login=HEDGING)
+    assert _order(mt5, 1).retcode == mt5.TRADE_RETCODE_DONE
+    node.terminate()
+    node.start().wait_ready()
+    again = _order(mt5, 2)
+    assert again is not None and again.retcode == mt5.TRADE_RETCODE_DONE, mt5.last_error()
+    node.terminate()
+    assert _order(mt5, 3) is None and mt5.last_error() == (-10004, "No IPC connection")
+    node.start().wait_ready()
+    with SimulatorAdmin(node.address, node.port, token=admin_token(node)) as admin:
+        comments = {d["comment"] for d in admin.ledger(login=HEDGING)}
+    assert not any(c.endswith("-3") for c in comments), comments
     mt5.shutdown()
 
 

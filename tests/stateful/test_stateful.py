@@ -85,11 +85,15 @@ def test_a_takeover_after_a_kill_with_an_order_in_flight_sends_it_once(session):
 def test_a_pending_signal_into_a_primary_broker_outage_gets_its_result_in_time(session):
     """A pending signal carries its price, so it is sent to the dead primary at once: the send lane's refused
     connect must count as "not sent" (reference.engine.broker.NOT_CONNECTED), not as an ambiguous send waited out
-    for the ambiguity grace (before the fix: a result after ~20.7 s, past BRK-2's bound)."""
+    for the ambiguity grace (before the fix: a result after ~20.7 s, past BRK-2's bound). The lanes are warm (a
+    market order first): a lane whose connection the dead broker closed must notice before it writes ('No IPC
+    connection', never sent), not lose the request on the closed socket (the variant sweep's control, 3 of 3:
+    x01166631-s3 answered after 22.4 s)."""
     judged = session.opts.judged
     session.opts.judged = judged + (LIVENESS_CHECKER,)
     try:
         example = session.example(21)
+        example.apply({"op": "submit", "kind": "market", "signal": "s0", "side": "buy", "symbol": "EURUSD"})
         example.apply({"op": "inject", "fault": "broker-primary-down"})
         example.apply({"op": "submit", "kind": "limit", "signal": "s1", "side": "buy", "symbol": "EURUSD",
                        "points": 200})
