@@ -1173,8 +1173,15 @@ def schedule_problems(doc: Any) -> list[str]:
     if not isinstance(doc, dict) or not isinstance(doc.get("steps"), list):
         return ["schedule.json must be an object with a list of steps"]
     problems = []
-    if not isinstance(doc.get("seed", 0), int) or isinstance(doc.get("seed", 0), bool):
-        problems.append(f"seed: {doc.get('seed')!r} is not an integer")
+    seed = doc.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        problems.append(f"seed: {seed!r} is not an integer in [0, 2**63)")
+    if doc.get("engine") is not None and not isinstance(doc["engine"], dict):
+        problems.append(f"engine: {doc['engine']!r} is not an object (command, env, overrides, signal_of)")
+    elif isinstance(doc.get("engine"), dict) and doc["engine"].get("command") is not None and not (
+            isinstance(doc["engine"]["command"], list) and doc["engine"]["command"]
+            and all(isinstance(c, str) for c in doc["engine"]["command"])):
+        problems.append(f"engine.command: {doc['engine']['command']!r} is not a list of strings")
     if doc.get("tag") is not None and not (isinstance(doc["tag"], str) and doc["tag"].isalnum()):
         problems.append(f"tag: {doc['tag']!r} is not letters and digits")
     load = doc.get("load_per_s", 0.0)
@@ -1246,7 +1253,10 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
         original = json.loads((run_dir / VERDICT).read_text())
         expected = sorted({s["checker"] for s in original.get("symptoms", [])})
         judged = tuple(original.get("judged") or SAFETY_CHECKERS)
-    engine = (doc.get("engine") or {}) if engine is None else engine
+    engine = _this_checkout((doc.get("engine") or {}) if engine is None else engine)
+    if say:
+        say(f"engine: {' '.join(engine['command']) if engine.get('command') else 'the reference engine'}"
+            + (f" (PYTHONPATH={engine['env']['PYTHONPATH']})" if (engine.get("env") or {}).get("PYTHONPATH") else ""))
     opts = SessionOptions(subnet=subnet, out_dir=Path(out_dir),
                           engine_command=tuple(engine["command"]) if engine.get("command") else None,
                           engine_env=dict(engine.get("env") or {}), engine_overrides=dict(engine.get("overrides") or {}),
@@ -1272,6 +1282,24 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
     return ReplayResult(run_dir, verdict, expected, reproduced)
 
 
+def _this_checkout(engine: dict) -> dict:
+    """A recorded engine made to run from this checkout: a schedule records the absolute interpreter and PYTHONPATH of
+    the checkout that wrote it (``python -m tests.variants.engines <variant>``); a replay elsewhere (another clone,
+    another machine, the old checkout changed or gone) must run this checkout's code with this interpreter, not
+    whatever the old paths hold now."""
+    import sys
+
+    engine = {**engine, "env": dict(engine.get("env") or {})}
+    command = list(engine.get("command") or [])
+    if command and Path(command[0]).name.startswith("python") and command[1:2] == ["-m"]:
+        command[0] = sys.executable
+        engine["command"] = command
+        if "PYTHONPATH" in engine["env"]:
+            engine["env"]["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[1]),
+                                                                      os.environ.get("PYTHONPATH", "")) if p)
+    return engine
+
+
 def replay_attempts(run_dir: Path | str, *, subnet: str, out_dir: Path | str, attempts: int = 1,
                     until_reproduced: bool = True, say: Callable[[str], None] | None = None,
                     engine: dict | None = None) -> list[ReplayResult]:
@@ -1285,6 +1313,8 @@ def replay_attempts(run_dir: Path | str, *, subnet: str, out_dir: Path | str, at
     results: list[ReplayResult] = []
     for k in range(1, attempts + 1):
         where = out_dir if attempts == 1 else out_dir / f"attempt-{k}"
+        if say and attempts > 1:
+            say(f"attempt {k} of {attempts} ({where})")
         results.append(replay(run_dir, subnet=subnet, out_dir=where, say=say, engine=engine))
         if until_reproduced and results[-1].reproduced:
             break

@@ -1,7 +1,8 @@
 """``tradedrill replay RUN_DIR`` (a stateful example's schedule against a fresh stack) and ``tradedrill soak``
 (minutes of load with a seeded fault every 10 s; ``scenarios.soak``).
 
-Exit status of ``replay``: 0 the recorded symptom came back, 1 it did not, 2 the replay could not run.
+Exit status of ``replay``: 0 the recorded symptom came back (with ``--reference``: the reference engine fails the
+schedule too), 1 it did not, 2 the replay could not run.
 Exit status of ``soak``: 0 its verdict passed (no duplicate, no lost acknowledged signal, every process flat in RSS
 and fds, nothing left after the teardown: ``scenarios.soak.verdict``), 1 otherwise, 2 it could not run.
 """
@@ -56,9 +57,18 @@ def replay(run_dir: Path, subnet: str, out_dir: Path | None, reference: bool, at
     from scenarios.environment import DrillError
     from scenarios.stateful import replay_attempts
 
+    from tradedrill.topology import TopologyError, _check_subnet
+
+    try:
+        _check_subnet(subnet)
+    except TopologyError as exc:
+        raise CannotRun(_one_line(f"--subnet: {exc} (the replay's own block is 127.0.94)")) from None
+    if not run_dir.exists():
+        raise CannotRun(_one_line(f"{run_dir} does not exist: pass the run folder a failing stateful example wrote "
+                                  f"(its failure message names it)"))
     if not (run_dir / "schedule.json").exists():
-        raise CannotRun(f"{run_dir} holds no schedule.json: pass the run folder a failing stateful example wrote "
-                        f"(its failure message names it)")
+        raise CannotRun(_one_line(f"{run_dir} holds no schedule.json: pass the run folder a failing stateful example "
+                                  f"wrote (its failure message names it)"))
     if out_dir is None:
         n = 1 + sum(1 for _ in run_dir.glob("replay-*"))
         out_dir = run_dir / f"replay-{n}"
@@ -74,6 +84,14 @@ def replay(run_dir: Path, subnet: str, out_dir: Path | None, reference: bool, at
         click.echo(f"attempt {k}: replayed {steps} step(s) of {run_dir} in {result.replay.run_dir}")
         click.echo(f"expected: {', '.join(result.expected) or 'a failure'}; found: {found}")
     hits = [k for k, r in enumerate(results, start=1) if r.reproduced]
+    if reference:   # a control: what its outcome means for the recorded engine's symptom
+        if hits:
+            click.echo(f"the reference engine fails this schedule too in {len(hits)} of {len(results)} attempt(s) "
+                       f"(attempt {', '.join(map(str, hits))}): the symptom is not the recorded engine's alone")
+            return
+        click.echo(f"the reference engine passes this schedule in {len(results)} of {len(results)} attempt(s): the "
+                   f"symptom is the recorded engine's")
+        sys.exit(1)
     if hits:
         click.echo("reproduced" + (f" in {len(hits)} of {len(results)} attempt(s) (attempt {', '.join(map(str, hits))})"
                                    if attempts > 1 else ""))

@@ -63,3 +63,26 @@ def test_a_number_of_attempts_out_of_range_is_refused_in_one_line(tmp_path):
         got = CliRunner().invoke(replay, [str(tmp_path), "--attempts", bad])
         assert got.exit_code == 2 and "--attempts" in got.output, (bad, got.output)
         assert len(got.output.strip().splitlines()) == 1 and "Traceback" not in got.output, got.output
+
+
+def test_a_bad_subnet_or_a_missing_folder_is_refused_in_one_line_before_a_stack_starts(tmp_path):
+    (tmp_path / "schedule.json").write_text(json.dumps({"seed": 1, "steps": []}))
+    for args in ([str(tmp_path), "--subnet", "10.0.0"], [str(tmp_path), "--subnet", "foo"],
+                 [str(tmp_path / "nowhere")]):
+        got = CliRunner().invoke(replay, args)
+        assert got.exit_code == 2 and "Traceback" not in got.output, (args, got.output)
+        assert len(got.output.strip().splitlines()) == 1, got.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["schedule.json"]   # nothing half-made
+
+
+def test_a_recorded_variant_runs_from_this_checkout_with_this_interpreter():
+    import sys
+    from pathlib import Path
+
+    recorded = {"command": ["/elsewhere/.venv/bin/python", "-m", "tests.variants.engines", "no-fencing"],
+                "env": {"PYTHONPATH": "/elsewhere"}, "overrides": {}, "signal_of": None}
+    got = stateful._this_checkout(recorded)
+    here = str(Path(stateful.__file__).resolve().parents[1])
+    assert got["command"] == [sys.executable, "-m", "tests.variants.engines", "no-fencing"]
+    assert got["env"]["PYTHONPATH"].split(":")[0] == here and "/elsewhere" not in got["env"]["PYTHONPATH"]
+    assert recorded["command"][0] == "/elsewhere/.venv/bin/python"   # the schedule itself is not changed
