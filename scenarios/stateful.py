@@ -1167,6 +1167,11 @@ def load_verdict(path: Path) -> Verdict:
 _KINDS = ("market", "close", "bad", *PENDING_ORDER_TYPES)
 
 
+def _one_of(value: Any, names) -> bool:
+    """``value`` is a string among ``names`` (a list or an object in a hand-edited schedule is not, and is not hashed)."""
+    return isinstance(value, str) and value in names
+
+
 def schedule_problems(doc: Any) -> list[str]:
     """What keeps a ``schedule.json`` document from being replayed (empty: nothing): each step must be one of the
     module docstring's shapes, with a known op, kind, bad signal and fault."""
@@ -1194,11 +1199,11 @@ def schedule_problems(doc: Any) -> list[str]:
             continue
         op = step.get("op")
         if op == "submit":
-            if step.get("kind") not in _KINDS:
+            if not _one_of(step.get("kind"), _KINDS):
                 problems.append(f"{where}: kind {step.get('kind')!r} is not one of {', '.join(_KINDS)}")
-            if step.get("kind") == "bad" and step.get("bad") not in BAD_SIGNALS:
+            if step.get("kind") == "bad" and not _one_of(step.get("bad"), BAD_SIGNALS):
                 problems.append(f"{where}: bad {step.get('bad')!r} is not one of {', '.join(BAD_SIGNALS)}")
-            if step.get("side") not in ("buy", "sell") or step.get("symbol") not in SYMBOLS:
+            if not _one_of(step.get("side"), ("buy", "sell")) or not _one_of(step.get("symbol"), SYMBOLS):
                 problems.append(f"{where}: side must be buy|sell and symbol one of {', '.join(SYMBOLS)}")
             if not isinstance(step.get("signal"), str) or not step["signal"].isalnum():
                 problems.append(f"{where}: signal {step.get('signal')!r} is not a name of letters and digits")
@@ -1209,7 +1214,7 @@ def schedule_problems(doc: Any) -> list[str]:
             if not isinstance(step.get("signal"), str):
                 problems.append(f"{where}: resubmit needs the signal's name")
         elif op == "inject":
-            if step.get("fault") not in STATEFUL_MOVES:
+            if not _one_of(step.get("fault"), STATEFUL_MOVES):
                 problems.append(f"{where}: fault {step.get('fault')!r} is not one of {', '.join(STATEFUL_MOVES)}")
             if step.get("signal") is not None and not (isinstance(step["signal"], str) and step["signal"].isalnum()):
                 problems.append(f"{where}: signal {step.get('signal')!r} is not a name of letters and digits")
