@@ -61,27 +61,42 @@ def _num(value, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def soak_verdict_line(summary: dict, where: str = "listed below") -> str:
+    """The soak's verdict as one line, the same in ``soak.md`` and on the console: ``verdict: passed``, ``verdict:
+    passed (what was measured passed); not measured: 7 items (listed below)``, ``verdict: passed under load only
+    (...)`` or ``verdict: **failed**: <why>; ...``. What was not measured is counted here and listed by ``where``
+    (each item neither passed nor failed: it never counts as a pass of that item)."""
+    s = summary
+    unmeasured = s.get("unmeasured") or []
+    if s.get("passed"):
+        # a soak without a fault passed its load only: never a plain "passed" (scenarios.soak.verdict_word)
+        text = s.get("verdict") or ("passed" if s.get("faults_injected") else
+                                    "passed under load only (fault recovery unmeasured: no fault injected)")
+        if unmeasured and text == "passed":
+            text = "passed (what was measured passed)"
+    else:
+        text = "**failed**: " + "; ".join(s.get("failed_because") or ["-"])
+    if unmeasured:
+        text += f"; not measured: {len(unmeasured)} item{'s' if len(unmeasured) != 1 else ''} ({where})"
+    return "verdict: " + text
+
+
 def soak_lines(doc: dict | None) -> list[str]:
-    """The soak's figures (``soak.json`` of ``scenarios.soak``) as markdown lines: verdict, signals, faults by
-    kind, duplicates, lost, per process RSS slope (MB/min) and its bound, fds first/last, what was left after the
-    teardown."""
+    """The soak's figures (``soak.json`` of ``scenarios.soak``) as markdown lines: verdict (``soak_verdict_line``),
+    signals, faults by kind, duplicates, lost, what was not measured (one line each), the harness's own fds, threads
+    and children before the stack and after its teardown (the leak check), per process RSS slope (MB/min) and its
+    bound, fds at the first and last sample while the stack ran, what was left after the teardown."""
     if not doc:
         return ["No soak yet (`nox -s soak`)."]
     s = doc["summary"]
     faults = ", ".join(f"{k} x{v}" for k, v in s["fault_counts"].items()) or "none"
-    if s.get("passed"):
-        # a soak without a fault passed its load only: never a plain "passed" (scenarios.soak.verdict_word)
-        verdict = s.get("verdict") or ("passed" if s.get("faults_injected") else
-                                       "passed under load only (fault recovery unmeasured: no fault injected)")
-    else:
-        verdict = "**failed**: " + "; ".join(s.get("failed_because") or ["-"])
-    if s.get("unmeasured"):
-        verdict += f" (unmeasured, never counted as passed: {'; '.join(s['unmeasured'])})"
     leaked = s.get("harness_leaked") or {}
-    before, after = s.get("harness_before") or {}, s.get("harness_after") or {}
+    # soak.json before the fds were named apart: harness_before/harness_after, fds_first/fds_last
+    before = s.get("harness_before_stack") or s.get("harness_before") or {}
+    after = s.get("harness_after_teardown") or s.get("harness_after") or {}
     b = s.get("bounds") or {}
     lines = [f"{s['minutes']:g} min at {s['rate_per_s']:g} signals/s, a seeded fault every {s['every_s']:g} s "
-             f"(seed {s['seed']}): verdict {verdict}", "",
+             f"(seed {s['seed']})", "", soak_verdict_line(s), "",
              f"- signals sent: {s.get('signals')}; acknowledged: {s['acknowledged']}; duplicates: "
              f"**{s['duplicate_orders']}**; lost acknowledged: **{s['lost_signals']}**; RTS mismatches: "
              f"{s['state_mismatches']}",
@@ -89,13 +104,15 @@ def soak_lines(doc: dict | None) -> list[str]:
               if s.get("faults_injected") else
               f"- faults injected: **no fault injected** (0 of {s.get('faults_scheduled')}; "
               f"{s.get('no_fault_reason') or 'none in the fault log'}): fault recovery unmeasured"),
+             *[f"- not measured (neither passed nor failed): {u}" for u in s.get("unmeasured") or []],
              *([f"- sockets held after their peer closed them (a finding, not a leak: bounded pools): "
                 + "; ".join(f"{k}: {v}" for k, v in s["sockets_held"].items())] if s.get("sockets_held") else []),
              *([f"- other checkers' findings (not the soak's verdict): "
                 + "; ".join(f"{k}: {v}" for k, v in s["findings"].items())] if s.get("findings") else []),
              f"- stack processes alive: {s['processes_before']} at the start of the load, {s['processes_after']} at "
              f"its end, **{s['processes_left_after_teardown']}** after the teardown",
-             f"- harness before -> after the stack: fds {before.get('fds')} -> {after.get('fds')}, threads "
+             f"- the harness's own leak check, before the stack started -> after its teardown: fds "
+             f"{before.get('fds')} -> {after.get('fds')}, threads "
              f"{before.get('threads')} -> {after.get('threads')}, child processes {len(before.get('children', []))}"
              f" -> {len(after.get('children', []))} (leaked: fds {leaked.get('fds')}, threads {leaked.get('threads')}"
              f", children {len(leaked.get('children') or [])})",
@@ -104,9 +121,11 @@ def soak_lines(doc: dict | None) -> list[str]:
              f"({b.get('rss_step_mb', '?')} MB) over the steady span, above what the process keeps by design (Redis: {b.get('redis_rss_per_data', 1)}x its used_memory slope; a broker: "
              f"{b.get('broker_bytes_per_deal', '?')} B a deal); non-socket fds rising at most "
              f"{b.get('fds_flat_per_min', '?')} a minute plus one fd over the span; sockets in CLOSE_WAIT over "
-             f"{b.get('close_wait_persist_s', '?')} s are reported as held", "",
-             "| process | RSS first MB | RSS last MB | slope MB/min | bound MB/min | RSS | fds first | fds last | "
-             "non-socket fds/min | CLOSE_WAIT s | fds | restarts |",
+             f"{b.get('close_wait_persist_s', '?')} s are reported as held",
+             "- fds at first / last sample: each process's open fds at its first and last sample while the stack "
+             "ran (the harness's include its connections to the stack; its leak check is the line above)", "",
+             "| process | RSS first MB | RSS last MB | slope MB/min | bound MB/min | RSS | fds at first sample | "
+             "fds at last sample | non-socket fds/min | CLOSE_WAIT s | fds | restarts |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     restarts = [(name, p["restart_baselines"]) for name, p in sorted(doc.get("processes", {}).items())
                 if (p.get("restart_baselines") or {}).get("slope_mb_per_min") is not None]
@@ -119,7 +138,8 @@ def soak_lines(doc: dict | None) -> list[str]:
     for name, p in sorted(doc.get("processes", {}).items()):
         lines.append(f"| {name} | {_num(p['rss_first_mb'], '.1f')} | {_num(p['rss_last_mb'], '.1f')} | "
                      f"{_num(p['rss_slope_mb_per_min'], '+.3f')} | {_num(p.get('rss_bound_mb_per_min'), '.3f')} | "
-                     f"{p.get('rss_verdict', '-')} | {p['fds_first']} | {p['fds_last']} | "
+                     f"{p.get('rss_verdict', '-')} | {p.get('fds_first_sample', p.get('fds_first'))} | "
+                     f"{p.get('fds_last_sample', p.get('fds_last'))} | "
                      f"{_num(p.get('other_fds_slope_per_min'), '+.2f')} | {_num(p.get('close_wait_max_s'), '.0f')} | "
                      f"{p.get('fds_verdict', '-')} | {p['pids'] - 1} |")
     return lines

@@ -11,8 +11,9 @@ signals, RTS mismatches ("no fault injected" and fault recovery unmeasured when 
 soak: ``no_fault_reason``); per process RSS first/last (MB), its slope (MB/min, least squares within steady
 segments, each restart a new PID and so a new segment, ``pooled_slope``; each segment's own slope in
 ``rss_segments``, "unmeasured" when shorter than MIN_SEGMENT_S) against its bound, the RSS it restarts from
-(``restart_baselines``), fds first/last, non-socket fd slope (fds/min), sockets held in CLOSE_WAIT, restarts; the
-harness's fds (with their targets), threads and child processes before and after the stack; the stack's live processes at the start of the load, at its end, and after
+(``restart_baselines``), fds at its first/last sample, non-socket fd slope (fds/min), sockets held in CLOSE_WAIT, restarts; the
+harness's own fds (with their targets), threads and child processes before the stack and after its teardown
+(its leak check: ``harness_before_stack``/``harness_after_teardown``); the stack's live processes at the start of the load, at its end, and after
 the teardown. The verdict (``verdict``, ``verdict_word``) and every bound with its reasoning are below;
 ``judge_run`` judges a run folder again from its samples. ``option_problems`` refuses options a soak cannot run or
 judge with (one line each, before any stack starts).
@@ -24,6 +25,7 @@ import json
 import math
 import os
 import random
+import shutil
 import threading
 import time
 from collections import Counter
@@ -117,6 +119,10 @@ MIN_MINUTES = (WARMUP_S + MIN_SPAN_S) / 60.0
 MAX_MINUTES = 24 * 60.0
 RATE_RANGE = (1.0, 500.0)
 EVERY_RANGE = (5.0, 600.0)
+# --seed: what the soak's seeds can be. The seed reaches random.Random (the fault sequence), the drill environment
+# and each simulator's --seed; 2**32 - 1 is the largest 32-bit seed, as for every seeded tool the drills use (the
+# drills draw theirs below 2**31), and a larger one names no run the harness could tell apart.
+SEED_RANGE = (0, 2**32 - 1)
 NO_FAULT = "no fault injected"
 
 
@@ -143,7 +149,7 @@ class SoakResult:
 def option_problems(opts: SoakOptions) -> list[str]:
     """What is wrong with ``opts`` for a soak, one line each saying what to pass instead ([] when it can run):
     ``minutes`` in [MIN_MINUTES, MAX_MINUTES], ``rate_per_s`` in RATE_RANGE (signals/s), ``every_s`` in
-    EVERY_RANGE (s), all finite numbers; ``seed`` an integer >= 0; ``subnet`` a loopback /24 the drill topology
+    EVERY_RANGE (s), all finite numbers; ``seed`` an integer in SEED_RANGE; ``subnet`` a loopback /24 the drill topology
     accepts (three octets like 127.0.95). An ``every_s`` that leaves no fault in the soak is not a problem
     (``soak_moves`` is then empty: a load-only soak, whose fault figures say NO_FAULT)."""
     problems = []
@@ -163,8 +169,9 @@ def option_problems(opts: SoakOptions) -> list[str]:
                     f"--minutes 2 (CI's) or more")
             else:
                 problems.append(f"{flag} {value:g} is out of range: give {shown(low)} to {high:g} {unit}")
-    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or opts.seed < 0:
-        problems.append(f"--seed {opts.seed!r} must be an integer >= 0")
+    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) \
+            or not SEED_RANGE[0] <= opts.seed <= SEED_RANGE[1]:
+        problems.append(f"--seed {opts.seed!r} must be an integer from {SEED_RANGE[0]} to {SEED_RANGE[1]}")
     from tradedrill.topology import Topology, TopologyError
 
     try:
@@ -432,7 +439,10 @@ def judge_process(name: str, rows: list[dict], deals_per_min: float = 0.0) -> di
     fds = pooled_slope(rows, "fds")
     out = {"kind": kind, "rss_first_mb": rows[0]["rss"] / mb if rows else None,
            "rss_last_mb": rows[-1]["rss"] / mb if rows else None, "rss_slope_mb_per_min": rss["slope_per_min"],
-           "fds_first": rows[0]["fds"] if rows else None, "fds_last": rows[-1]["fds"] if rows else None,
+           # fds at the process's first and last sample while the stack ran (the harness's own leak check, before
+           # the stack and after its teardown, is the summary's harness_before_stack / harness_after_teardown)
+           "fds_first_sample": rows[0]["fds"] if rows else None,
+           "fds_last_sample": rows[-1]["fds"] if rows else None,
            "fds_slope_per_min": fds["slope_per_min"], "pids": len({r["pid"] for r in rows}), "samples": len(rows),
            "span_s": rss["span_s"], "segments": rss.get("segments"), "allowance_mb_per_min": 0.0,
            "restart_baselines": restart_baselines(rows),
@@ -635,7 +645,8 @@ def run_soak(opts: SoakOptions) -> SoakResult:
     """Run the soak into ``opts.out_dir/soak-<stamp>-<seed>`` and judge it (``judge_run``: ``soak.json`` and
     ``soak.md`` in the run folder and in ``opts.out_dir``). Raises DrillError (one line, before any stack starts)
     for options ``option_problems`` refuses, and when the stack cannot run. A soak whose ``every_s`` leaves no
-    fault (``no_fault_reason``) runs as a load-only soak and says so."""
+    fault (``no_fault_reason``) runs as a load-only soak and says so. A soak whose stack never started a process
+    (the subnet in use, a port taken) leaves no run folder behind (nor ``opts.out_dir`` when it created it)."""
 
     problems = option_problems(opts)
     if problems:
@@ -646,6 +657,7 @@ def run_soak(opts: SoakOptions) -> SoakResult:
     scenario = soak_scenario(opts)
     moves = soak_moves(opts)
     out = Path(opts.out_dir)
+    out_existed = out.exists()
     run_path = out / f"soak-{time.strftime('%Y%m%d-%H%M%S')}-{opts.seed}"
     drill_opts = DrillOptions(subnet=opts.subnet, seed=opts.seed, repeat=1, out_dir=out, progress=opts.say)
     sampler = Sampler(run_path)
@@ -653,6 +665,16 @@ def run_soak(opts: SoakOptions) -> SoakResult:
     sampler.start()
     try:
         run = run_once(scenario, run_path, opts.seed, drill_opts, repeat=1)
+    except DrillError:
+        sampler.finish()
+        if not _started_anything(run_path):
+            shutil.rmtree(run_path, ignore_errors=True)
+            if not out_existed:
+                try:
+                    out.rmdir()
+                except OSError:   # something else is in it now
+                    pass
+        raise
     finally:
         sampler.finish()
     leftovers: list[str] = []
@@ -680,6 +702,58 @@ def run_soak(opts: SoakOptions) -> SoakResult:
     doc = judge_run(run.path, out)
     s = doc["summary"]
     return SoakResult(run.path, s, out / "soak.md", s["passed"], doc["processes"])
+
+
+def _started_anything(run_path: Path) -> bool:
+    """Whether the run in ``run_path`` got as far as starting a process of its stack (a PID in its ``pids.json``,
+    a node log) or sampling one: a soak refused before that (the subnet in use by another harness) has nothing in
+    its run folder worth keeping."""
+    try:
+        if json.loads((run_path / "stack" / "pids.json").read_text()):
+            return True
+    except (OSError, ValueError):
+        pass
+    nodes = run_path / "nodes"
+    return (run_path / SAMPLES).exists() or (nodes.is_dir() and any(nodes.iterdir()))
+
+
+def console_lines(result: SoakResult) -> list[str]:
+    """What ``tradedrill soak`` prints when the soak is judged (``soak.json`` keeps every figure): signals, faults,
+    duplicates, lost, each process whose RSS or fds grew or went unmeasured, the harness's own leak check (its fds
+    before the stack started -> after its teardown), where the files are, and the verdict
+    (``reports.verification.soak_verdict_line``, with what was not measured counted, listed in soak.md)."""
+    from reports.verification import soak_verdict_line
+
+    s = result.summary
+    lines = []
+    if s.get("minutes") is not None:
+        lines.append(f"soak: {s['minutes']:g} min at {s.get('rate_per_s', 0):g} signals/s, a seeded fault every "
+                     f"{s.get('every_s', 0):g} s (seed {s.get('seed')})")
+    if "signals" in s:
+        lines.append(f"signals: {s.get('signals')} sent, {s.get('acknowledged')} acknowledged; duplicates: "
+                     f"{s.get('duplicate_orders')}; lost acknowledged: {s.get('lost_signals')}")
+    if "faults_injected" in s:
+        counts = ", ".join(f"{k} x{v}" for k, v in (s.get("fault_counts") or {}).items())
+        lines.append(f"faults: {s['faults_injected']} of {s.get('faults_scheduled')} injected"
+                     + (f" ({counts})" if counts else f" ({NO_FAULT}: fault recovery not measured)"))
+    for name, p in sorted((result.processes or {}).items()):
+        for what, label in (("rss", "RSS"), ("fds", "fds")):
+            state = p.get(f"{what}_verdict")
+            if state in ("growing", "unmeasured"):
+                lines.append(f"{name} {label} {'not measured' if state == 'unmeasured' else state}: "
+                             f"{p.get(f'{what}_reason')}")
+    before, after = s.get("harness_before_stack") or {}, s.get("harness_after_teardown") or {}
+    if before or after:
+        leaked = s.get("harness_leaked") or {}
+        lines.append(f"harness leak check (before the stack started -> after its teardown): fds {before.get('fds')}"
+                     f" -> {after.get('fds')}, threads {before.get('threads')} -> {after.get('threads')}, child "
+                     f"processes {len(before.get('children') or [])} -> {len(after.get('children') or [])}"
+                     f" (leaked: fds {leaked.get('fds')}, threads {leaked.get('threads')}, children "
+                     f"{len(leaked.get('children') or [])})")
+    report = Path(result.report)
+    lines.append(f"figures: {report} and {report.with_name('soak.json')} (also in the run folder {result.run_dir})")
+    lines.append(soak_verdict_line({"passed": result.passed, **s}, where=f"see {report.name}").replace("**", ""))
+    return lines
 
 
 def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
@@ -720,7 +794,10 @@ def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
                  for name, prow in sorted(rows_of.items())}
     metric = lambda checker, key: res[checker].metrics.get(key) if checker in res else None   # noqa: E731
     summary = {
-        **{k: v for k, v in facts.items() if k != "moves"},
+        **{k: v for k, v in facts.items() if k not in ("moves", "harness_before", "harness_after")},
+        # the harness's own fds, threads, children before the stack started and after its teardown (its leak
+        # check), named apart from the fds each process had at its first/last sample while the stack ran
+        "harness_before_stack": facts["harness_before"], "harness_after_teardown": facts["harness_after"],
         "signals": _count_lines(run_path / "signals.jsonl"),
         "faults_injected": sum(injected.values()),
         "fault_counts": faults_by_move(soak_scenario(opts), facts["moves"], faults), "fault_packages": dict(injected),
@@ -768,4 +845,4 @@ def _count_lines(path: Path) -> int | None:
         return None
 
 
-__all__ = ["DrillError", "SoakOptions", "SoakResult", "judge_run", "run_soak", "soak_scenario"]
+__all__ = ["DrillError", "SoakOptions", "SoakResult", "console_lines", "judge_run", "run_soak", "soak_scenario"]

@@ -8,7 +8,6 @@ and fds, nothing left after the teardown: ``scenarios.soak.verdict``), 1 otherwi
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -107,7 +106,7 @@ def replay(run_dir: Path, subnet: str, out_dir: Path | None, reference: bool, at
               help="Minutes of load: at least 1.34 (20 s of warm-up and 60 s of steady samples measure an RSS "
                    "slope), at most 1440.")
 @click.option("--seed", type=int, default=16, show_default=True,
-              help="Seed of the fault sequence and the signals (an integer >= 0).")
+              help="Seed of the fault sequence and the signals (an integer from 0 to 4294967295).")
 @click.option("--rate", type=float, default=10.0, show_default=True,
               help="Signals per second (1 to 500).")
 @click.option("--every", "every_s", type=float, default=10.0, show_default=True,
@@ -121,7 +120,8 @@ def soak(minutes: float, seed: int, rate: float, every_s: float, subnet: str, ou
     acknowledged signals, the RSS slope of every long-running process, fds and processes before and after.
     Bad options are refused in one line (exit 2) before any stack starts (``scenarios.soak.option_problems``)."""
     from scenarios.environment import DrillError
-    from scenarios.soak import SoakOptions, option_problems, run_soak
+    from scenarios import soak as soak_module
+    from scenarios.soak import SoakOptions, option_problems
 
     opts = SoakOptions(minutes=minutes, seed=seed, rate_per_s=rate, every_s=every_s, subnet=subnet,
                        out_dir=out_dir, say=lambda m: click.echo(m))
@@ -129,10 +129,9 @@ def soak(minutes: float, seed: int, rate: float, every_s: float, subnet: str, ou
     if problems:
         raise CannotRun(_one_line("; ".join(problems)))
     try:
-        result = run_soak(opts)
+        result = soak_module.run_soak(opts)
     except DrillError as exc:
         raise CannotRun(_one_line(str(exc))) from None
-    click.echo(json.dumps(result.summary, indent=2))
-    click.echo(f"verdict: {result.summary.get('verdict', 'passed' if result.passed else 'failed')}")
-    click.echo(f"report: {result.report}")
+    for line in soak_module.console_lines(result):   # every figure is in soak.json; a summary here
+        click.echo(line)
     sys.exit(0 if result.passed else 1)

@@ -44,7 +44,9 @@ def invoke(args):
     (["--rate", "inf"], ["--rate inf is not a number"]),
     (["--every", "2"], ["--every 2 is out of range", "5 to 600 s"]),
     (["--every", "nan"], ["--every nan is not a number"]),
-    (["--seed", "-1"], ["--seed -1 must be an integer >= 0"]),
+    (["--seed", "-1"], ["--seed -1 must be an integer from 0 to 4294967295"]),
+    (["--seed", "4294967296"], ["--seed 4294967296 must be an integer from 0 to 4294967295"]),
+    (["--seed", "99999999999999999999999"], ["--seed 99999999999999999999999 must be an integer from 0 to 4294967295"]),
     (["--seed", "1.5"], ["'--seed'", "not a valid integer"]),
     (["--subnet", "10.0.0"], ["--subnet", "not loopback", "127.0.95"]),
     (["--subnet", "127.0.95.1"], ["--subnet", "three octets"]),
@@ -109,3 +111,9 @@ def test_any_arguments_are_a_soak_that_can_run_or_one_line_that_says_what_to_do(
         assert got.exit_code == 0, got.output
         assert len(ran) == 1 and option_problems(ran[0]) == [], ran
         assert isinstance(ran[0].out_dir, Path)
+
+
+def test_the_largest_seed_is_accepted(ran):
+    got = invoke(["--seed", "4294967295"])
+    assert got.exit_code == 0, got.output
+    assert ran[0].seed == 2**32 - 1 and option_problems(ran[0]) == []

@@ -300,13 +300,14 @@ def test_the_report_lines_show_the_figures_and_a_failed_verdict_with_its_reason(
     summary = clean_summary(minutes=2, rate_per_s=10, every_s=10, seed=3, signals=1200, faults_injected=2,
                             faults_scheduled=2, fault_counts={"engine-kill": 1, "redis-partition": 1},
                             state_mismatches=0, processes_before=10, processes_after=10,
-                            harness_before={"fds": 7, "threads": 2, "children": []},
-                            harness_after={"fds": 7, "threads": 2, "children": []}, bounds={"warmup_s": 20})
+                            harness_before_stack={"fds": 7, "threads": 2, "children": []},
+                            harness_after_teardown={"fds": 7, "threads": 2, "children": []}, bounds={"warmup_s": 20})
     summary["passed"], summary["failed_because"], summary["unmeasured"] = verdict(summary, processes)
     summary["sockets_held"] = {"engine-b": "up to 10 socket(s) left in CLOSE_WAIT for 30 s"}
     text = "\n".join(soak_lines({"summary": summary, "processes": processes}))
     assert "sockets held after their peer closed them" in text and "engine-b: up to 10 socket(s)" in text
-    assert "verdict **failed**: engine-a RSS growing" in text
+    assert "verdict: **failed**: engine-a RSS growing" in text
+    assert "leak check, before the stack started -> after its teardown: fds 7 -> 7" in text
     assert "signals sent: 1200" in text and "engine-kill x1, redis-partition x1" in text
     assert "| engine-a | " in text and "| growing |" in text and "**0** after the teardown" in text
 

@@ -69,7 +69,7 @@ def test_judging_a_soak_without_a_fault_log_ends_in_a_load_only_verdict(tmp_path
     assert f"fault recovery: {NO_FAULT}" in s["unmeasured"] and "--every 600 s" in s["no_fault_reason"]
     md = (tmp_path / "out" / "soak.md").read_text()
     assert "**no fault injected**" in md and "fault recovery unmeasured" in md and "--every 600 s leaves" in md
-    assert "verdict passed under load only" in md and "verdict passed (" not in md
+    assert "verdict: passed under load only" in md and "verdict: passed (" not in md
 
 
 def test_a_soak_with_faults_still_passes_plainly(tmp_path, clean_checks):
