@@ -138,6 +138,8 @@ class EngineConfig:
                                             # verified whole every check (<= 1 s); larger over ceil(size/64) checks
     store_checkpoint_threshold_mb: int = 16  # DDB-1: WAL folded into the file at this size (at most 256 MB); a
                                             # short WAL keeps the replay at start inside DDB-3's 3 s
+    journal_memory_window: int = 10_000     # final outcomes with no work left kept in memory (the newest; >= 100,
+                                            # ~0.9 KB each); older ones are read from the journal file by signal id
     failed_sync_backoff_s: list = field(default_factory=lambda: [1.0, 2.0, 4.0, 8.0, 16.0])  # BR-2, after the
                                             # first resync within 1 s of a start; then an alert, then every
                                             # failed_sync_retry_s
@@ -234,6 +236,10 @@ class EngineConfig:
                 or self.store_verify_mb_per_check < 1:
             raise ConfigError(f"store_verify_mb_per_check = {self.store_verify_mb_per_check!r}: give a whole number "
                               f"of MB >= 1 (DDB-6 default 64: a journal up to 64 MB verified every 1 s check)")
+        if isinstance(self.journal_memory_window, bool) or not isinstance(self.journal_memory_window, int) \
+                or self.journal_memory_window < 100:
+            raise ConfigError(f"journal_memory_window = {self.journal_memory_window!r}: give a whole number >= 100 "
+                              f"(final outcomes kept in memory; default 10000, older ones are read from the file)")
         if self.store_disk_full_retry_s <= 0:
             raise ConfigError(f"store_disk_full_retry_s = {self.store_disk_full_retry_s}: must be positive (DDB-5 "
                               f"default 1.0 s)")

@@ -150,7 +150,8 @@ class Engine:
                                backup_dir=self.state_dir / "backup" / "duckdb",
                                snapshots_kept=config.store_snapshots_kept,
                                checkpoint_threshold_mb=config.store_checkpoint_threshold_mb,
-                               verify_mb_per_check=config.store_verify_mb_per_check)
+                               verify_mb_per_check=config.store_verify_mb_per_check,
+                               memory_window=config.journal_memory_window)
         self.redis = RedisLink(config, "main", on_rediscover=self._on_rediscover, on_attempt=self._on_redis_attempt)
         self.alerts = Alerts(self.redis, config.alerts_key, config.instance, self.emit, config.webhook_url,
                              config.alerts_maxlen)
