@@ -84,6 +84,19 @@ RESTORE_MARGIN_MS = 10_000   # a row synced this long before a backup began had 
 DISK_FILL_TMPFS_MB = 32   # journal, snapshots and event log of a 40 s drill fit several times over
 
 
+def rts_orders(r: Any, keys: Any, stack: Any) -> dict[str, dict]:
+    """RTS's signal hashes by signal id: every one on a stack started for the run (a signal nobody sent is a
+    phantom); only this run's on a provider whose RTS outlives runs (``stack.this_runs_signal``, the external
+    provider: its earlier runs' signals are no phantoms of this one)."""
+    this_run = getattr(stack, "this_runs_signal", None)
+    orders = {}
+    for key in r.scan_iter(match=keys.rts_signal_pattern, count=500):
+        sid = keys.signal_of_rts_key(key)
+        if this_run is None or this_run(sid):
+            orders[sid] = r.hgetall(key)
+    return orders
+
+
 class DrillEnvironment:
     """One run: ``up()`` starts the topology, ``resolve(target)`` finds a fault's victim by role at injection
     time, ``stop_engines()`` then ``dump_ground_truth()`` record what really happened, ``down()`` stops everything
@@ -375,9 +388,7 @@ class DrillEnvironment:
             for entry_id, fields in r.xrange(keys.rtrs):
                 results.add(fields.get("entry_id"))
                 out.write(json.dumps({"entry": entry_id, **fields}) + "\n")
-        orders = {}
-        for key in r.scan_iter(match=keys.rts_signal_pattern, count=500):
-            orders[keys.signal_of_rts_key(key)] = r.hgetall(key)
+        orders = rts_orders(r, keys, self.stack)
         positions = r.hgetall(keys.rts_positions)
         (self.run.path / RTS).write_text(json.dumps({"orders": orders, "positions_raw": positions}, indent=2))
         (self.run.path / BACKLOG).write_text(json.dumps(self._backlog(r, results), indent=2))

@@ -325,3 +325,56 @@ def test_two_runs_with_the_same_seed_on_one_deployment_never_share_a_signal_id(t
         assert contract._SIGNAL_ID.fullmatch(sid) and contract.order_comment(sid, 1)   # the engine takes it
     # a stack started for the run (local, docker): the seed replays the same ids
     assert ids(SimpleNamespace()) == ids(SimpleNamespace()) == [f"redis-00017-{n:05d}" for n in range(1, 6)]
+
+
+def test_a_second_run_on_one_deployment_is_not_judged_by_the_first_runs_signals(tmp_path):
+    """Issue 17: the deployment's RTS holds run 1's executed signals when run 2 dumps its ground truth, while the
+    ledger the state check reads holds run 2's deals. Run 2's rts.json keeps only run 2's signals, so its state
+    check agrees (it reported 602 phantoms, every one a run-1 signal). A stack started for the run keeps all of
+    RTS: a signal there that nobody sent is a phantom."""
+    import threading
+    from types import SimpleNamespace
+
+    from reference.engine import contract
+    from scenarios import checkers
+    from scenarios.environment import rts_orders
+    from scenarios.history import Deal
+    from scenarios.workload import TradeClients
+
+    (tmp_path / "stack").mkdir()
+    path = _write(tmp_path, GOOD)
+    topo = ExternalStack.drill_topology("10.0.0", ("redis", "mt5"), deployment=path)
+    workload = registry.Workload(op="trade", rate_per_s=10, duration_s=1, symbols=("EURUSD",))
+    keys = contract.Keys(group="rts")
+
+    def ids(stack) -> list[str]:
+        env = SimpleNamespace(scenario=SimpleNamespace(name="lost-reply"), seed=17, account=1001, stack=stack)
+        clients = TradeClients(env, workload, threading.Event())
+        return [clients._next_signal()["signal_id"] for _ in range(3)]
+
+    run1, run2 = (ExternalStack(topo, tmp_path / f"run-{i}", deployment=path) for i in (1, 2))
+    first, second = ids(run1), ids(run2)
+
+    class SharedRTS:   # the deployment's Redis after run 2: both runs' signals executed
+        hashes = {f"{keys.rts_prefix}:{keys.group}:signal:{sid}": {"status": "executed", "order": str(n)}
+                  for n, sid in enumerate(first + second)}
+
+        def scan_iter(self, match, count):
+            assert match == keys.rts_signal_pattern
+            return iter(self.hashes)
+
+        def hgetall(self, key):
+            return dict(self.hashes[key])
+
+    orders = rts_orders(SharedRTS(), keys, run2)
+    assert sorted(orders) == sorted(second)
+    ledger = [Deal(deal=n, order=str(n), comment=contract.order_comment(sid, 1), symbol="EURUSD", volume=0.0)
+              for n, sid in enumerate(first + second) if sid in second]
+    by_comment = {contract.order_comment(sid, 1): sid for sid in first + second}
+    state = checkers.check_state({"orders": orders}, ledger, signal_of=lambda c: by_comment.get(c))
+    assert state.metrics["state_mismatches"] == 0, state.mismatches
+    # a stack started for the run: every RTS signal judged, so run 1's here are phantoms
+    everything = rts_orders(SharedRTS(), keys, SimpleNamespace())
+    assert sorted(everything) == sorted(first + second)
+    state = checkers.check_state({"orders": everything}, ledger, signal_of=lambda c: by_comment.get(c))
+    assert sorted(m["signal"] for m in state.mismatches if m["kind"] == "phantom") == sorted(first)

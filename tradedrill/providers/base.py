@@ -12,6 +12,11 @@ the Sentinels, one Redis node, a broker's admin handle, ClickHouse, PostgreSQL),
 the lifecycle (``up``, ``down``, ``stop_kind``, ``start_engines``). ``capabilities`` names the kinds of fault the
 provider can inject; a scenario step whose fault needs one it lacks is skipped and listed as such in the report
 (``missing_capabilities``), never dropped silently.
+
+A provider whose stores outlive a run (the external provider: the deployment's RTS holds every earlier run's
+signals) also offers ``this_runs_signal(signal_id) -> bool``; the ground-truth dump (``rts.json``) then keeps only
+this run's signals. Without it (local, docker: the stack is started for the run) all of RTS is judged: a signal
+there that nobody sent is a phantom.
 """
 from __future__ import annotations
 

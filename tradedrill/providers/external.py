@@ -313,6 +313,12 @@ class ExternalStack(LocalStack):
             self.run_dir = self.deployment.secrets
 
     # -- what differs from a stack we run ----------------------------------------------------------------------
+    def this_runs_signal(self, signal_id: str) -> bool:
+        """Whether ``signal_id`` was sent by this run (it carries ``signal_tag``): the deployment's RTS holds every
+        earlier run's signals too, and the ground truth (``rts.json``) keeps only this run's, so the state check
+        does not judge an earlier run's executions as phantoms of this one (issue 17)."""
+        return f"-{self.signal_tag}-" in str(signal_id)
+
     @property
     def secrets(self):
         from tradedrill.credentials import StackSecrets
