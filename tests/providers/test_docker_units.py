@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+import pytest
+
 from tradedrill.docker import images, labels
 from tradedrill.docker.nodes import container_argv
 
@@ -134,3 +136,55 @@ def test_a_container_gets_the_private_folders_its_options_name_outside_the_run_f
         for f in private.iterdir():
             f.unlink()
         private.rmdir()
+
+
+@pytest.mark.parametrize("build_fails", [False, True])
+def test_the_images_command_stops_the_dockerd_it_started(monkeypatch, tmp_path, capsys, build_fails):
+    """Issue 17: `python -m tradedrill.docker.images` exited 0 and left the dockerd it started running (and
+    containerd, and nft tables ip nat/ip filter). A dockerd the command starts stops when it ends, also when a
+    build fails; one that answered already (not started by this command) is left running."""
+    import subprocess
+
+    from tradedrill.docker import engine, images
+
+    def stand_in() -> subprocess.Popen:   # a process in dockerd's place
+        return subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+
+    class Client:
+        closed = False
+
+        def close(self):
+            Client.closed = True
+
+    def build(client, recipe, log_dir, say, records):
+        if build_fails:
+            raise RuntimeError("build failed")
+
+    monkeypatch.setattr(engine, "client", lambda timeout=0: Client())
+    monkeypatch.setattr(engine, "_record_path", lambda: tmp_path / "dockerd.json")
+    monkeypatch.setattr(images, "ensure", build)
+    ours = stand_in()
+    monkeypatch.setattr(engine, "ensure", lambda: engine.DockerEngine(True, ours.pid, None, None, ours))
+    try:
+        if build_fails:
+            with pytest.raises(RuntimeError):
+                images.main(["base", "--log-dir", str(tmp_path)])
+        else:
+            assert images.main(["base", "--log-dir", str(tmp_path)]) == 0
+            assert "stopped the dockerd this command started" in capsys.readouterr().out
+        assert ours.poll() is not None and Client.closed
+        # a dockerd that answered before the command (an earlier run's, recorded: `tradedrill down` stops it)
+        theirs = stand_in()
+        monkeypatch.setattr(engine, "ensure",
+                            lambda: engine.DockerEngine(True, theirs.pid, engine._create_time(theirs.pid)))
+        try:
+            if not build_fails:
+                assert images.main(["base", "--log-dir", str(tmp_path)]) == 0
+                assert theirs.poll() is None
+        finally:
+            theirs.kill()
+            theirs.wait()
+    finally:
+        if ours.poll() is None:
+            ours.kill()
+        ours.wait()

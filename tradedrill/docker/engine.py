@@ -87,6 +87,11 @@ class DockerEngine:
     tables_before: frozenset[str] | None = None   # the host's nftables tables before it started (None: unknown)
     tables_removed: tuple[str, ...] = ()           # what stop() deleted ("ip nat", ...)
 
+    @property
+    def started_here(self) -> bool:
+        """Whether this process started it (``ensure`` ran dockerd now): the command that did stops it at its end."""
+        return self.started and self.proc is not None
+
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> bool:
         """Stop the dockerd we started (SIGTERM, SIGKILL at the deadline); a no-op for one we did not start.
         Returns True when one was stopped."""

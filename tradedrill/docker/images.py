@@ -309,18 +309,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", default=list(RECIPES))
     parser.add_argument("--log-dir", type=Path, default=Path("out/docker"))
     args = parser.parse_args(argv)
-    engine.ensure()
-    client = engine.client(timeout=1800)
-    records: list[BuildRecord] = []
-    seen = set()
-    for name in args.names:
-        ensure(client, RECIPES[name], args.log_dir, print, records)
-    for r in records:
-        if r.tag in seen:
-            continue
-        seen.add(r.tag)
-        print(json.dumps({"image": r.name, "tag": r.tag, "built": r.built, "seconds": round(r.seconds, 1),
-                          "size_mb": round(r.size_mb, 1)}))
+    docker = engine.ensure()
+    try:
+        client = engine.client(timeout=1800)
+        try:
+            records: list[BuildRecord] = []
+            seen = set()
+            for name in args.names:
+                ensure(client, RECIPES[name], args.log_dir, print, records)
+            for r in records:
+                if r.tag in seen:
+                    continue
+                seen.add(r.tag)
+                print(json.dumps({"image": r.name, "tag": r.tag, "built": r.built, "seconds": round(r.seconds, 1),
+                                  "size_mb": round(r.size_mb, 1)}))
+        finally:
+            client.close()
+    finally:
+        # a dockerd this command started stops when it ends, as after a drill (its nft tables removed with it);
+        # one that answered already (somebody's, or an earlier run's that `tradedrill down` stops) is left alone
+        if docker.started_here:
+            docker.stop()
+            print("stopped the dockerd this command started" +
+                  (f" (removed nft tables: {', '.join(docker.tables_removed)})" if docker.tables_removed else ""))
     return 0
 
 
