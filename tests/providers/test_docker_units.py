@@ -188,3 +188,24 @@ def test_the_images_command_stops_the_dockerd_it_started(monkeypatch, tmp_path, 
         if ours.poll() is None:
             ours.kill()
         ours.wait()
+
+
+@pytest.mark.parametrize("subnet", ["127.0.122", "127.1.2", "127.0.95"])
+def test_a_loopback_subnet_for_docker_is_refused_in_one_line(subnet):
+    """Issue 17: `--provider docker --subnet 127.0.122` was silently replaced by 172.30.17 (the drill ran there),
+    while `--subnet 172.31.5` was refused. A loopback subnet given for docker is refused, saying which are valid;
+    no --subnet (the drills' default 127.0.0) still runs on 172.30.17."""
+    from click.testing import CliRunner
+
+    from scenarios.cli import drill
+    from tradedrill.providers.docker import DockerStack
+    from tradedrill.topology import TopologyError
+
+    with pytest.raises(TopologyError) as err:
+        DockerStack.drill_topology(subnet, ("redis",))
+    assert "docker subnets are /24s in 172.30.0.0/16" in str(err.value) and "\n" not in str(err.value)
+    got = CliRunner().invoke(drill, ["redis-primary-kill", "--provider", "docker", "--subnet", subnet])
+    assert got.exit_code == 2 and "docker subnets are /24s in 172.30.0.0/16" in got.output, got.output
+    assert DockerStack.drill_topology("127.0.0", ("redis",)).subnet == os.environ.get("TRADEDRILL_DOCKER_SUBNET",
+                                                                                         "172.30.17")
+    assert DockerStack.drill_topology("172.30.23", ("redis",)).subnet == "172.30.23"

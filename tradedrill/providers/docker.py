@@ -24,9 +24,10 @@ from typing import Callable, Iterable
 
 from tradedrill.local import LocalStack, StackError
 from tradedrill.process import PidRegistry
-from tradedrill.topology import NodeSpec, Topology
+from tradedrill.topology import NodeSpec, Topology, TopologyError
 
 DEFAULT_SUBNET = "172.30.17"
+DRILL_DEFAULT_SUBNET = "127.0.0"   # the drills' --subnet default: no subnet given
 KINDS = ("redis", "sentinel", "mt5", "engine", "ea", "backend", "clickhouse", "postgres")
 # The drill's own clients that leave from an address of their own (scenarios: tick consumers .150-.159, the tick
 # fault proxy .160, the load's tick consumers .170, the set writers .200-.249, the webhook clients .251). Locally
@@ -79,10 +80,14 @@ class DockerStack(LocalStack):
 
     @staticmethod
     def drill_topology(subnet: str, services: Iterable[str], overrides: dict | None = None) -> Topology:
-        """The documents' topology on a Docker network (a loopback subnet, the drills' default, becomes
-        DEFAULT_SUBNET)."""
-        if subnet.startswith("127."):
+        """The documents' topology on a Docker network. The drills' default subnet (``127.0.0``: no --subnet
+        given) becomes DEFAULT_SUBNET (or $TRADEDRILL_DOCKER_SUBNET); any other loopback subnet is refused in one
+        line (it was silently replaced by 172.30.17, issue 17), as is anything outside 172.30.0.0/16."""
+        if subnet == DRILL_DEFAULT_SUBNET:
             subnet = os.environ.get("TRADEDRILL_DOCKER_SUBNET", DEFAULT_SUBNET)
+        elif isinstance(subnet, str) and subnet.startswith("127."):
+            raise TopologyError(f"subnet {subnet[:40]!r} is loopback: docker subnets are /24s in 172.30.0.0/16 "
+                                f"(other than 172.30.0), e.g. --subnet {DEFAULT_SUBNET}")
         return Topology.default(subnet=subnet, services=services, overrides=overrides, network="docker")
 
     @property
