@@ -288,7 +288,7 @@ class RedisLink:
                 got = self._sentinel_clients[addr].sentinel_master(self.config.master_name)
                 answer: object = (str(got["ip"]), int(got["port"]), int(got.get("config-epoch", 0)),
                                   "failover_in_progress" in str(got.get("flags", "")))
-            except (*REDIS_ERRORS, redis.ResponseError, KeyError, TypeError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure of the ask is this Sentinel not answering
                 answer = str(exc)
             with settled:
                 answers[f"{addr[0]}:{addr[1]}"] = answer
