@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import subprocess
 import sys
 import time
@@ -166,13 +167,144 @@ class LoadProcess:
             return f"load: the locust process exited with status {node.returncode} and wrote no summary " \
                    f"(nodes/locust.log)"
         t = summary["total"]
+        ms = lambda v: "-" if v is None else f"{v:.1f}"   # noqa: E731 - a format, one line
         return (f"load: {summary['users']} users, {t['requests']} requests ({t['rps']:.1f}/s), {t['failures']} "
-                f"failures, p50 {t['p50_ms']:.0f} ms, p95 {t['p95_ms']:.0f} ms, p99 {t['p99_ms']:.0f} ms")
+                f"failures, p50 {ms(t['p50_ms'])} ms, p95 {ms(t['p95_ms'])} ms, p99 {ms(t['p99_ms'])} ms, "
+                f"max {ms(t.get('max_ms'))} ms")
 
     def stop(self) -> None:
         """Teardown: stop it by its handle whatever state it is in (idempotent)."""
         if self.node is not None:
             self.node.stop()
+
+
+# -- what a load process may run against (issue 16 item 2) -----------------------------------------------------------
+KIND_OF_CLASS = {"RtssProducer": "rtss", "WebhookSender": "webhook", "TickConsumerUser": "ticks"}
+
+
+def spec_kinds(spec: dict) -> tuple[str, ...]:
+    """The user kinds a spec's stack can serve: ``rtss`` with Sentinels, ``webhook`` with a URL, ``ticks`` with EAs."""
+    have = {"rtss": bool(spec.get("sentinels")), "webhook": bool(spec.get("webhook_url")), "ticks": bool(spec.get("eas"))}
+    return tuple(k for k in USER_KINDS if have[k])
+
+
+def _tcp_answers(host: str, port: int, timeout_s: float) -> str | None:
+    import socket
+
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc.strerror or exc}"
+
+
+def stack_problem(spec: dict, kinds, timeout_s: float = 1.0) -> str | None:
+    """Why the stack of ``spec`` cannot serve users of ``kinds`` (``rtss``/``webhook``/``ticks``), or None when
+    every part they need answers now: a primary named by the Sentinels that answers PING with the stack's harness
+    credential (rtss), a TCP connection to the webhook URL's host and port (webhook), to every EA (ticks). Each
+    probe waits at most ``timeout_s`` seconds per address. Never raises."""
+    from urllib.parse import urlsplit
+
+    kinds = set(kinds)
+    if "rtss" in kinds:
+        if not spec.get("sentinels"):
+            return "the spec names no Sentinel, so RTSS producers have no Redis"
+        try:
+            from tradedrill.credentials import StackSecrets
+            from tradedrill.local import sentinel_primary
+            from tradedrill.services import redis as redis_svc
+
+            secrets = StackSecrets.load(spec["stack_dir"])
+            cred = secrets.harness if secrets else None
+            sentinels = [(str(h), int(p)) for h, p in spec["sentinels"]]
+            primary = sentinel_primary(sentinels, str(spec.get("master_name")), timeout_s, cred)
+            if primary is None:
+                return (f"Redis does not answer: no Sentinel of {', '.join(f'{h}:{p}' for h, p in sentinels)} "
+                        f"names a primary for {spec.get('master_name')!r}")
+            if not redis_svc.ping(primary[0], primary[1], timeout_s, cred):
+                return f"Redis does not answer: the primary {primary[0]}:{primary[1]} does not answer PING"
+        except Exception as exc:  # noqa: BLE001 - a probe reports, never raises
+            return f"Redis does not answer ({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''})"
+    if "webhook" in kinds:
+        url = spec.get("webhook_url")
+        if not url:
+            return "the spec has no webhook_url, so webhook senders have nowhere to post"
+        parts = urlsplit(str(url))
+        problem = _tcp_answers(parts.hostname or "", parts.port or 80, timeout_s)
+        if problem:
+            return f"the webhook {url} does not answer ({problem})"
+    if "ticks" in kinds:
+        if not spec.get("eas"):
+            return "the spec names no EA, so tick consumers have nothing to read"
+        for host, port in spec["eas"]:
+            problem = _tcp_answers(str(host), int(port), timeout_s)
+            if problem:
+                return f"the EA {host}:{port} does not answer ({problem})"
+    return None
+
+
+def spec_refusal(spec: dict, kinds, now_mono: float | None = None, timeout_s: float = 1.0) -> str | None:
+    """Why a load process must not run ``spec`` with users of ``kinds``, as one line saying what to do, or None.
+
+    Refused: a spec whose ``run_dir`` is a finished run (its ``status.json`` says anything but ``running``: the
+    drill is over, its history already judged, and its stack gone); a drill's spec whose load ended
+    (``end_mono`` + ``settle_s`` is past on CLOCK_MONOTONIC); a stack that does not answer (:func:`stack_problem`).
+    """
+    from scenarios.history import RunDir
+
+    fix = ("a drill's load/spec.json is only valid while its drill runs; for a load of your own, start a stack "
+           "(`tradedrill up`) and write its spec with `tradedrill load-spec` (README, \"Locust load inside a drill\")")
+    run_dir = spec.get("run_dir")
+    if not run_dir:
+        return "the spec has no run_dir (the folder the load's history.jsonl and signals.jsonl go to)"
+    status = RunDir(run_dir).status()
+    if status is not None and status.get("state") != "running":
+        return f"the run folder {run_dir} is finished (status.json: {status.get('state')}), refusing to add " \
+               f"operations to a judged history; {fix}"
+    now = time.monotonic() if now_mono is None else now_mono
+    end = spec.get("end_mono")
+    if isinstance(end, (int, float)) and now > float(end) + float(spec.get("settle_s", 10.0)):
+        return f"this spec's load ended {now - float(end):.0f} s ago (end_mono {end}); {fix}"
+    problem = stack_problem(spec, kinds, timeout_s)
+    if problem:
+        return f"{problem}; {fix}"
+    return None
+
+
+# -- percentiles from the raw samples --------------------------------------------------------------------------------
+PERCENTILES = (0.5, 0.95, 0.99)
+
+
+def percentiles(times_ms) -> dict:
+    """``{"p50": ms, "p95": ms, "p99": ms}`` of ``times_ms`` (raw response times, ms), nearest rank (each one is a
+    sample, so none exceeds the maximum), rounded to 0.001 ms; None each for no sample."""
+    if not times_ms:
+        return {f"p{int(q * 100)}": None for q in PERCENTILES}
+    s = sorted(float(t) for t in times_ms)
+    return {f"p{int(q * 100)}": round(s[min(len(s) - 1, int(q * len(s)))], 3) for q in PERCENTILES}
+
+
+def summary_entry(times_ms, failures: int, span_s: float) -> dict:
+    """One row of ``load/summary.json`` from the raw response times (ms) of one request name: ``requests``,
+    ``failures``, ``rps`` (requests/s over ``span_s`` seconds), ``p50_ms``/``p95_ms``/``p99_ms`` (nearest rank,
+    :func:`percentiles`) and ``max_ms``; every percentile is <= ``max_ms``."""
+    p = percentiles(times_ms)
+    return {"requests": len(times_ms), "failures": int(failures), "rps": round(len(times_ms) / max(1e-9, span_s), 3),
+            "p50_ms": p["p50"], "p95_ms": p["p95"], "p99_ms": p["p99"],
+            "max_ms": round(max(times_ms), 3) if times_ms else None}
+
+
+_VARYING = ((re.compile(r"\(attempt \d+: "), "("), (re.compile(r"\battempts? \d+"), "attempt N"),
+            (re.compile(r"\b\d+ attempts?\b"), "N attempts"), (re.compile(r"\b\d+ post\(s\)"), "N post(s)"),
+            (re.compile(r"[;,]? ?next retry in [0-9.]+ ?s"), ""))
+
+
+def stable_error(text: str) -> str:
+    """``text`` without the parts that change from one try to the next (``attempt 3``, ``next retry in 0.4s``),
+    so locust groups one failure under one row whatever the retry count."""
+    for pattern, repl in _VARYING:
+        text = pattern.sub(repl, text)
+    return text
 
 
 # -- reading back, for the report ----------------------------------------------------------------------------------

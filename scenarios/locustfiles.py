@@ -21,8 +21,14 @@ drill's checkers judge the load like the drill's own clients):
   ``POST webhook``; history op ``webhook`` (ok 200/202, fail other 4xx, unknown no answer), an accepted alert's
   signal in signals.jsonl and its result awaited;
 - :class:`TickConsumerUser`: a ``reference.ea.consumer.TickConsumer`` on the EA; each task is a one-second window;
-  request ``ticks window`` (response time: the window's median tick latency, EA send to delivery; failure: no tick
-  in the window); history op ``ticks`` (ok with the count, fail when none came).
+  request ``TICKS latency p50 of 1 s`` (response time: the window's median tick latency, EA send to delivery, not
+  the window's length; failure: no tick in the window, counted as 1000 ms); history op ``ticks`` (ok with the count,
+  fail when none came).
+
+Failures are named without what changes from one retry to the next (``attempt 3``, ``next retry in 0.4s``:
+``scenarios.load.stable_error``), so locust's error table has one row per kind of failure. Before any user starts,
+the load process and every locust CLI process (master and workers) refuse, with one line on stderr and exit status
+2, a spec whose run folder is finished or whose stack does not answer (``scenarios.load.spec_refusal``).
 
 Every user paces itself to one task per second (``constant_pacing``), so N users offer about N requests/s.
 The spec (JSON): ``stack_dir`` (credentials, the webhook passphrase), ``run_dir`` (history, signals, ``load/``),
@@ -44,12 +50,13 @@ import gevent
 from locust import User, constant_pacing, events, task
 
 from scenarios.history import FAIL, OK, UNKNOWN, History, SignalLog
+from scenarios.load import KIND_OF_CLASS, PERCENTILES, percentiles, spec_refusal, stable_error, summary_entry
 
 LOAD_DIR = "load"                 # in the run folder: stats.jsonl, summary.json, locust_*.csv, spec.json
 STATS, SUMMARY = "stats.jsonl", "summary.json"
 OP_BASE = 1_000_000_000           # the load's history op ids: far from the drill's own counter (one file, two writers)
 SPEC_ENV = "TRADEDRILL_LOAD_SPEC"
-PERCENTILES = (0.5, 0.95, 0.99)
+TICKS_NAME = ("TICKS", "latency p50 of 1 s")   # what a tick window's request times: its median tick latency
 
 
 class LoadContext:
@@ -204,7 +211,7 @@ class RtssProducer(User):
         else:   # Redis may hold it: not acknowledged, its result still awaited until the timeout
             ctx.signals.record(sid, UNKNOWN, error=got.error, **meta)
         _fire(self, "RTSS", "submit", started,
-              None if got.confirmed else RuntimeError(f"{got.outcome}: {got.error}"[:120]))
+              None if got.confirmed else RuntimeError(stable_error(f"{got.outcome}: {got.error}")[:120]))
 
 
 class WebhookSender(User):
@@ -259,7 +266,7 @@ class WebhookSender(User):
                 last = f"HTTP {got.status_code}: {got.text[:120]}"
                 if got.status_code < 500 and got.status_code != 409:
                     ctx.history.complete(op, self.process, "webhook", alert_id, FAIL, error=last)
-                    _fire(self, "POST", "webhook", started, RuntimeError(last))
+                    _fire(self, "POST", "webhook", started, RuntimeError(stable_error(last)))
                     return
             except httpx.HTTPError as exc:
                 reached = reached or not isinstance(exc, httpx.ConnectError)
@@ -268,13 +275,17 @@ class WebhookSender(User):
                 outcome = UNKNOWN if reached else FAIL
                 ctx.history.complete(op, self.process, "webhook", alert_id, outcome,
                                      error=f"{attempts} post(s), last: {last}")
-                _fire(self, "POST", "webhook", started, RuntimeError(f"{outcome}: {last}"))
+                _fire(self, "POST", "webhook", started, RuntimeError(stable_error(f"{outcome}: {last}")))
                 return
             gevent.sleep(self.RETRY_PAUSE_S)   # pacing between two posts of one alert, bounded by the deadline
 
 
 class TickConsumerUser(User):
-    """A tick consumer on one of the EAs (UDP + TCP, ``reference.ea.consumer``), judged per one-second window."""
+    """A tick consumer on one of the EAs (UDP + TCP, ``reference.ea.consumer``), judged per one-second window.
+
+    Its request (``TICKS latency p50 of 1 s``) does not time the window: its response time is the median latency
+    (ms, EA send to delivery) of the ticks that arrived in it, so 0.6 ms is a healthy value; a window without a
+    tick is a failure counted as the window's length (1000 ms)."""
 
     weight = 1
     wait_time = constant_pacing(1.0)
@@ -311,10 +322,10 @@ class TickConsumerUser(User):
         if got:
             ctx.history.complete(op, self.process, "ticks", key, OK,
                                  value={"ticks": len(got), "p50_ms": round(got[len(got) // 2], 3)})
-            _fire(self, "TICKS", "window", started, None, len(got), response_time_ms=got[len(got) // 2])
-        else:
+            _fire(self, *TICKS_NAME, started, None, len(got), response_time_ms=got[len(got) // 2])
+        else:   # no tick within the window: its latency is at least the window's length
             ctx.history.complete(op, self.process, "ticks", key, FAIL, error="no tick in the window")
-            _fire(self, "TICKS", "window", started, RuntimeError("no tick in the window"),
+            _fire(self, *TICKS_NAME, started, RuntimeError("no tick in the window"),
                   response_time_ms=self.WINDOW_S * 1000)
 
 
@@ -336,14 +347,16 @@ class SecondStats:
         self.environment = environment
         self.path = path
         self.buckets: dict[int, dict[str, list]] = {}
+        self.totals: dict[str, tuple[list, list]] = {}   # name -> (every response time in ms, [failures])
         environment.events.request.add_listener(self.on_request)
 
     def on_request(self, request_type, name, response_time, response_length, exception=None, **_kw) -> None:
         second = int(time.monotonic())
         per = self.buckets.setdefault(second, {})
-        times, fails = per.setdefault(f"{request_type} {name}", ([], [0]))
-        times.append(float(response_time))
-        fails[0] += exception is not None
+        key = f"{request_type} {name}"
+        for times, fails in (per.setdefault(key, ([], [0])), self.totals.setdefault(key, ([], [0]))):
+            times.append(float(response_time))
+            fails[0] += exception is not None
 
     def flush(self, upto: float | None = None) -> None:
         """Write every second before ``upto`` (all of them when None)."""
@@ -358,33 +371,54 @@ class SecondStats:
                 all_times: list[float] = []
                 failures = 0
                 for name, (times, fails) in per.items():
-                    row["types"][name] = {"requests": len(times), "failures": fails[0], **_percentiles(times)}
+                    row["types"][name] = {"requests": len(times), "failures": fails[0], **percentiles(times)}
                     all_times += times
                     failures += fails[0]
-                row.update(requests=len(all_times), failures=failures, **_percentiles(all_times))
+                row.update(requests=len(all_times), failures=failures, **percentiles(all_times))
                 fh.write(json.dumps(row) + "\n")
 
 
-def _percentiles(times: list[float]) -> dict:
-    if not times:
-        return {"p50": None, "p95": None, "p99": None}
-    s = sorted(times)
-    return {f"p{int(q * 100)}": round(s[min(len(s) - 1, int(q * len(s)))], 3) for q in PERCENTILES}
-
-
-def _summary(environment, started_mono: float, ended_mono: float) -> dict:
-    total = environment.stats.total
+def _summary(seconds: SecondStats, started_mono: float, ended_mono: float) -> dict:
+    """Totals from the raw response times ``seconds`` recorded (not locust's, which rounds each time into a
+    bucket: 0.609 ms counts as 1 ms, so its p99 could exceed the maximum)."""
     span = max(1e-9, ended_mono - started_mono)
-
-    def entry(e) -> dict:
-        return {"requests": e.num_requests, "failures": e.num_failures,
-                "rps": round(e.num_requests / span, 3), "p50_ms": e.get_response_time_percentile(0.5),
-                "p95_ms": e.get_response_time_percentile(0.95), "p99_ms": e.get_response_time_percentile(0.99),
-                "max_ms": round(e.max_response_time or 0, 3)}
-
+    every = [t for times, _f in seconds.totals.values() for t in times]
+    failures = sum(f[0] for _t, f in seconds.totals.values())
     return {"started_mono": started_mono, "ended_mono": ended_mono, "seconds": round(span, 3),
-            "total": entry(total),
-            "by_name": {f"{e.method} {e.name}": entry(e) for e in environment.stats.entries.values()}}
+            "percentiles": "nearest rank over every response time recorded, ms (locust_*.csv: locust's own, "
+                           "rounded into buckets)",
+            "total": summary_entry(every, failures, span),
+            "by_name": {name: summary_entry(times, f[0], span) for name, (times, f) in seconds.totals.items()}}
+
+
+def _refuse(spec_path: str | Path, kinds=None) -> tuple[dict | None, str | None]:
+    """The spec at ``spec_path`` and None, or None and the one line saying why it must not run with users of
+    ``kinds`` (default: the spec's ``mix``)."""
+    try:
+        spec = json.loads(Path(spec_path).read_text())
+        if not isinstance(spec, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        return None, f"cannot read the load spec {spec_path} ({exc}); give a spec of a live stack " \
+                     f"(`tradedrill load-spec`)"
+    refusal = spec_refusal(spec, set(spec.get("mix") or {}) if kinds is None else kinds)
+    return (None, refusal) if refusal else (spec, None)
+
+
+def _refuse_or_exit(kinds) -> dict | None:
+    """The locust CLI's spec (``TRADEDRILL_LOAD_SPEC``), or exit status 2 with one line on stderr saying why it
+    must not run with users of ``kinds``."""
+    spec, refusal = _refuse(os.environ[SPEC_ENV], kinds)
+    if refusal:
+        print(f"tradedrill load: refused: {refusal}", file=sys.stderr, flush=True)
+        os._exit(2)   # not sys.exit: locust's greenlets (heartbeats, the master's socket) must not hold it open
+    return spec
+
+
+if os.environ.get(SPEC_ENV) and "locust.main" in sys.modules and __name__ != "__main__":
+    # the locust CLI is importing this file: refuse now, before a worker waits for its master (it connects before
+    # the init event); the user classes named on the command line (all of them when none is) say what must answer
+    _refuse_or_exit({KIND_OF_CLASS[a] for a in sys.argv[1:] if a in KIND_OF_CLASS} or set(KIND_OF_CLASS.values()))
 
 
 @events.init.add_listener
@@ -395,7 +429,8 @@ def _on_init(environment, **_kw) -> None:
 
     if getattr(environment, "tradedrill", None) is not None or not os.environ.get(SPEC_ENV):
         return
-    spec = json.loads(Path(os.environ[SPEC_ENV]).read_text())
+    # again with the user classes locust chose, before any user starts, on the master and on every worker
+    spec = _refuse_or_exit({KIND_OF_CLASS.get(c.__name__, "") for c in environment.user_classes} - {""})
     if isinstance(environment.runner, MasterRunner):
         return
     environment.tradedrill = LoadContext(spec, environment, tag=f"lw{os.getpid() % 100000}")
@@ -414,11 +449,15 @@ def _on_test_stop(environment, **_kw) -> None:
 
 def run(spec_path: str | Path) -> int:
     """The load of one drill, headless, in this process: users of the spec's mix, spawned at its rate, until
-    ``end_mono``; then the settle; statistics into ``run_dir/load/``. Exit status 0, or 1 when nothing ran."""
+    ``end_mono``; then the settle; statistics into ``run_dir/load/``. Exit status 0, 1 when nothing ran, 2 when
+    the spec is refused (one line on stderr: :func:`scenarios.load.spec_refusal`) before any user starts."""
     from locust.env import Environment
     from locust.stats import StatsCSVFileWriter
 
-    spec = json.loads(Path(spec_path).read_text())
+    spec, refusal = _refuse(spec_path)
+    if refusal:
+        print(f"tradedrill load: refused: {refusal}", file=sys.stderr, flush=True)
+        return 2
     out = Path(spec["run_dir"]) / LOAD_DIR
     out.mkdir(parents=True, exist_ok=True)
     classes = user_classes(spec["mix"])
@@ -441,7 +480,7 @@ def run(spec_path: str | Path) -> int:
     environment.tradedrill.settle(ended + float(spec.get("settle_s", 10.0)))
     csv_greenlet.kill(block=True, timeout=2)
     csv.close_files() if hasattr(csv, "close_files") else None
-    summary = _summary(environment, started, ended)
+    summary = _summary(seconds, started, ended)
     summary.update(users=int(spec["users"]), spawn_rate=float(spec["spawn_rate"]), mix=spec["mix"],
                    errors=[{"error": str(e.error), "occurrences": e.occurrences}
                            for e in environment.stats.errors.values()][:20])

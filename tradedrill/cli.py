@@ -30,6 +30,7 @@ _AREA_COMMANDS = [
     ("scenarios.cli", "check"),
     ("scenarios.verifycli", "replay"),
     ("scenarios.verifycli", "soak"),
+    ("scenarios.loadcli", "load_spec"),
 ]
 
 

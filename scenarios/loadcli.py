@@ -1,0 +1,101 @@
+"""``tradedrill load-spec``: a locust load spec for a live stack of ``tradedrill up`` (issue 16 item 2).
+
+A drill's own ``load/spec.json`` is only valid while its drill runs (its stack goes with it, and its run folder is
+judged); this command writes one for a stack that stays up, so the distributed load (``locust -f
+scenarios/locustfiles.py --master`` / ``--worker`` with ``TRADEDRILL_LOAD_SPEC``) has something live to load. The
+load's operations go to a fresh folder (``--run-dir``), never to a drill's run.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from scenarios.load import DEFAULT_MIX, TICK_BIND_HOST, spec_kinds, stack_problem
+from tradedrill.stackcli import DEFAULT_STACK_DIR
+
+
+def _fail(message: str) -> None:
+    click.echo(f"tradedrill load-spec: {message}", err=True)
+    sys.exit(2)
+
+
+def spec_for_stack(stack_dir: Path, run_dir: Path, timeout_s: float = 2.0, settle_s: float = 10.0,
+                   seed: int = 0) -> dict:
+    """The load spec (JSON-able dict, no secret: the load reads the credentials from ``stack_dir``'s secrets) for
+    the stack of ``tradedrill up --dir stack_dir``: its Sentinels and stream keys (RTSS producers, when the stack
+    runs redis), its nginx (webhook senders, with ``backend``), its EAs (tick consumers, with ``ea``); the load's
+    history goes to ``run_dir``. Raises ``ValueError`` (one line, what to do) when no stack runs from ``stack_dir``."""
+    from reference.engine import contract
+    from scenarios.registry import Workload
+    from tradedrill.local import load_state
+    from tradedrill.topology import Topology
+
+    state = load_state(stack_dir)
+    if state is None:
+        raise ValueError(f"no stack is running from {stack_dir}; start one, e.g. `tradedrill up --dir {stack_dir} "
+                         f"--subnet 127.0.102 --services redis,mt5,engine,ea,backend`")
+    topo = Topology.from_dict(state["topology"])
+    started = set(state.get("services") or topo.services)
+    try:
+        group = json.loads((Path(stack_dir) / "engine.json").read_text()).get("group")
+    except (OSError, ValueError):
+        group = None
+    keys = contract.Keys(group=str(group or topo.settings["engine.group"]))
+    w = Workload()
+    spec = {"users": 0, "spawn_rate": 0, "mix": {}, "run_dir": str(Path(run_dir).resolve()),
+            "stack_dir": str(Path(stack_dir).resolve()), "sentinels": [], "master_name": topo.master_name,
+            "rtss": keys.rtss, "rtrs": keys.rtrs, "account": int(topo.settings["mt5.account"]),
+            "symbols": list(w.symbols), "volume": w.volume, "timeout_s": float(timeout_s), "settle_s": float(settle_s),
+            "seed": int(seed), "wait_replicas": 1, "wait_ms": 500, "eas": [], "webhook_url": None,
+            "tick_bind_host": f"{topo.subnet}.{TICK_BIND_HOST}"}
+    if "redis" in started:
+        spec["sentinels"] = [[s.address, s.port] for s in topo.of_kind("sentinel")]
+    if "ea" in started:
+        spec["eas"] = [[s.address, s.port] for s in topo.of_kind("ea")]
+    proxies = topo.of_kind("nginx")
+    if "backend" in started and proxies:
+        spec["webhook_url"] = f"http://{proxies[0].address}:{proxies[0].port}/webhook/tradingview"
+    spec["mix"] = {k: DEFAULT_MIX[k] for k in spec_kinds(spec)}
+    return spec
+
+
+@click.command("load-spec")
+@click.option("--dir", "stack_dir", type=click.Path(path_type=Path), default=DEFAULT_STACK_DIR, show_default=True,
+              help="Run folder of the live stack (the --dir of `tradedrill up`).")
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
+              help="Where to write the spec (JSON); point TRADEDRILL_LOAD_SPEC at it.")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+              help="A fresh folder for the load's history.jsonl and signals.jsonl [default: out/load/<UTC time>].")
+@click.option("--timeout-s", type=click.FloatRange(0.1, 60), default=2.0, show_default=True,
+              help="Per request: how long a submission or webhook may take (s).")
+def load_spec(stack_dir: Path, out: Path, run_dir: Path | None, timeout_s: float) -> None:
+    """Write a locust load spec for the live stack of `tradedrill up` (for `locust -f scenarios/locustfiles.py`)."""
+    from scenarios.history import RunDir
+
+    if run_dir is None:
+        run_dir = Path("out") / "load" / _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    if RunDir(run_dir).status() is not None:
+        _fail(f"--run-dir {run_dir} is a drill's run folder; give a fresh folder for the load's history")
+    try:
+        spec = spec_for_stack(stack_dir, run_dir, timeout_s=timeout_s)
+    except ValueError as exc:
+        _fail(str(exc))
+    if not spec["mix"]:
+        _fail(f"the stack of {stack_dir} runs nothing a load user needs; start it with --services "
+              f"redis,mt5,engine (RTSS producers), plus ea (tick consumers) and backend (webhook senders)")
+    problem = stack_problem(spec, spec["mix"])
+    if problem:
+        _fail(f"{problem}; check the stack with `tradedrill status --dir {stack_dir}`")
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(spec, indent=2) + "\n")
+    except OSError as exc:
+        _fail(f"cannot write {out} or {run_dir}: {exc.strerror or exc}")
+    classes = {"rtss": "RtssProducer", "webhook": "WebhookSender", "ticks": "TickConsumerUser"}
+    click.echo(f"wrote {out} (users it can run: {', '.join(classes[k] for k in spec['mix'])}; history in "
+               f"{spec['run_dir']})")

@@ -1,0 +1,181 @@
+"""Issue 16 item 2: a load never runs against a finished drill or a stack that is gone, its percentiles never exceed
+its maximum, and its failures are named the same whatever the retry count. The load processes (``python -m
+scenarios.locustfiles run`` and the locust CLI's master and worker) run as processes of their own, started and
+stopped by handle, against a webhook on loopback that answers like the backend. About 25 s."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from hypothesis import given, strategies as st
+
+from scenarios.history import RunDir
+from scenarios.load import percentiles, stable_error, summary_entry
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = os.environ.get("TRADEDRILL_LOAD_TEST_HOST2", "127.0.101.2")
+LOCUSTFILE = str(ROOT / "scenarios" / "locustfiles.py")
+
+
+class _Webhook(BaseHTTPRequestHandler):
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        self.seen.append(body["alert_id"])
+        answer = json.dumps({"status": "accepted", "signal_id": "sig-" + body["alert_id"]}).encode()
+        self.send_response(202)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook():
+    _Webhook.seen = []
+    server = ThreadingHTTPServer((HOST, 0), _Webhook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://{HOST}:{server.server_address[1]}/webhook/tradingview"
+    server.shutdown()
+    server.server_close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]   # nobody listens there once this socket is closed
+
+
+def _spec(tmp_path: Path, webhook_url: str, **extra) -> Path:
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    spec = {"run_dir": str(run), "stack_dir": str(tmp_path), "passphrase": "test-passphrase",
+            "webhook_url": webhook_url, "sentinels": [], "symbols": ["EURUSD"], "volume": 0.01, "timeout_s": 1.0,
+            "account": 5001, "seed": 1, "users": 4, "spawn_rate": 4, "mix": {"webhook": 1}, "settle_s": 1.0,
+            **extra}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def _run(args: list[str], spec: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TRADEDRILL_LOAD_SPEC": str(spec), "PYTHONPATH": str(ROOT)}
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _finished_run(spec: Path) -> tuple[Path, str]:
+    run = Path(json.loads(spec.read_text())["run_dir"])
+    RunDir(run).mark("complete")
+    before = '{"type": "invoke", "op": 1, "process": "client-1", "f": "trade", "key": "s-1", "mono": 1.0}\n'
+    (run / "history.jsonl").write_text(before)
+    return run, before
+
+
+# -- refusals ----------------------------------------------------------------------------------------------------
+def test_the_load_process_refuses_a_finished_run(tmp_path, webhook):
+    spec = _spec(tmp_path, webhook, end_mono=time.monotonic() + 30)
+    run, before = _finished_run(spec)
+    got = _run([sys.executable, "-m", "scenarios.locustfiles", "run", str(spec)], spec)
+    assert got.returncode == 2, got.stderr[-2000:]
+    lines = got.stderr.strip().splitlines()
+    assert len(lines) == 1 and "finished (status.json: complete)" in lines[0] and "tradedrill load-spec" in lines[0]
+    assert (run / "history.jsonl").read_text() == before and not (run / "signals.jsonl").exists()
+    assert not _Webhook.seen   # no user started
+
+
+def test_locust_master_and_worker_refuse_a_finished_run(tmp_path, webhook):
+    """The README's distributed example on a drill that is over: every process says why and exits non-zero before
+    a user starts; the judged run is left as it was."""
+    spec = _spec(tmp_path, webhook)
+    run, before = _finished_run(spec)
+    port = _closed_port()
+    master = _run([sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--master", "--headless", "--master-bind-host",
+                   HOST, "--master-bind-port", str(port), "--expect-workers", "1", "-u", "2", "-r", "2", "-t", "3s",
+                   "WebhookSender"], spec)
+    worker = _run([sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--worker", "--master-host", HOST,
+                   "--master-port", str(port), "WebhookSender"], spec)
+    for got in (master, worker):
+        assert got.returncode == 2, got.stderr[-2000:]
+        refused = [line for line in got.stderr.splitlines() if "refused" in line]
+        assert len(refused) == 1 and f"the run folder {run} is finished" in refused[0], got.stderr[-2000:]
+    assert (run / "history.jsonl").read_text() == before and not (run / "signals.jsonl").exists()
+    assert not _Webhook.seen
+
+
+def test_a_stack_that_does_not_answer_is_refused(tmp_path):
+    url = f"http://{HOST}:{_closed_port()}/webhook/tradingview"
+    spec = _spec(tmp_path, url, end_mono=time.monotonic() + 30)
+    got = _run([sys.executable, "-m", "scenarios.locustfiles", "run", str(spec)], spec)
+    assert got.returncode == 2, got.stderr[-2000:]
+    lines = got.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"the webhook {url} does not answer" in lines[0] and "tradedrill up" in lines[0]
+    assert not (tmp_path / "run" / "history.jsonl").exists()
+
+
+def test_a_drill_spec_whose_load_ended_is_refused(tmp_path, webhook):
+    spec = _spec(tmp_path, webhook, end_mono=time.monotonic() - 60)   # the drill's stack is gone by now
+    got = _run([sys.executable, "-m", "scenarios.locustfiles", "run", str(spec)], spec)
+    assert got.returncode == 2 and "load ended" in got.stderr and "only valid while its drill runs" in got.stderr
+
+
+def test_load_spec_without_a_stack_is_a_one_line_error(tmp_path):
+    got = subprocess.run([sys.executable, "-m", "tradedrill.cli", "load-spec", "--dir", str(tmp_path / "none"),
+                          "--out", str(tmp_path / "spec.json")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert got.returncode == 2 and "Traceback" not in got.stderr
+    assert got.stderr.strip().count("\n") == 0 and "no stack is running" in got.stderr and "tradedrill up" in got.stderr
+    assert not (tmp_path / "spec.json").exists()
+
+
+# -- the summary's percentiles -------------------------------------------------------------------------------------
+def test_a_live_load_summary_never_shows_a_percentile_above_its_maximum(tmp_path, webhook):
+    """Sub-millisecond answers are where locust's rounding put p99 (1 ms) above the maximum (0.609 ms)."""
+    spec = _spec(tmp_path, webhook, end_mono=time.monotonic() + 4)
+    got = _run([sys.executable, "-m", "scenarios.locustfiles", "run", str(spec)], spec)
+    assert got.returncode == 0, got.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "load" / "summary.json").read_text())
+    assert "nearest rank" in summary["percentiles"]
+    for name, e in {"total": summary["total"], **summary["by_name"]}.items():
+        assert e["requests"] > 0, name
+        assert e["p50_ms"] <= e["p95_ms"] <= e["p99_ms"] <= e["max_ms"], (name, e)
+    assert set(summary["by_name"]) == {"POST webhook"}
+    assert summary["by_name"]["POST webhook"]["requests"] == summary["total"]["requests"]
+
+
+def test_rounded_buckets_would_exceed_the_maximum_raw_ones_do_not():
+    times = [0.2, 0.3, 0.41, 0.5, 0.609]   # locust rounds each to 0 or 1 ms: its p99 1 > max 0.609
+    e = summary_entry(times, 0, 1.0)
+    assert e == {"requests": 5, "failures": 0, "rps": 5.0, "p50_ms": 0.41, "p95_ms": 0.609, "p99_ms": 0.609,
+                 "max_ms": 0.609}
+    assert summary_entry([], 0, 1.0)["p99_ms"] is None
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), min_size=1, max_size=300))
+def test_percentiles_are_samples_in_order(times):
+    p = percentiles(times)
+    assert {p["p50"], p["p95"], p["p99"]} <= {round(t, 3) for t in times}
+    assert p["p50"] <= p["p95"] <= p["p99"] <= round(max(times), 3)
+
+
+# -- stable error names --------------------------------------------------------------------------------------------
+def test_the_retry_count_is_not_part_of_the_error_name():
+    a = ("failed: Redis is unreachable (attempt 3: Error 111 connecting to 127.0.6.3:6379. Connection refused.); "
+         "next retry in 0.4s")
+    b = ("failed: Redis is unreachable (attempt 6: Error 111 connecting to 127.0.6.3:6379. Connection refused.); "
+         "next retry in 1.6s")
+    assert stable_error(a) == stable_error(b) == \
+        "failed: Redis is unreachable (Error 111 connecting to 127.0.6.3:6379. Connection refused.)"
+    assert stable_error("unknown: 3 post(s), last: HTTP 503") == stable_error("unknown: 7 post(s), last: HTTP 503")
+    assert stable_error("HTTP 409: busy") == "HTTP 409: busy"   # what tells failures apart stays
