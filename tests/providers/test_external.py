@@ -378,3 +378,31 @@ def test_a_second_run_on_one_deployment_is_not_judged_by_the_first_runs_signals(
     assert sorted(everything) == sorted(first + second)
     state = checkers.check_state({"orders": everything}, ledger, signal_of=lambda c: by_comment.get(c))
     assert sorted(m["signal"] for m in state.mismatches if m["kind"] == "phantom") == sorted(first)
+
+
+def test_a_drill_on_a_deployment_without_its_nodes_names_the_kinds_the_file_has(tmp_path):
+    """Issue 17: a file with only a Sentinel said "(it has redis)"; it names the kinds of node it lists."""
+    path = _write(tmp_path, '[[node]]\nname = "sentinel-1"\nkind = "sentinel"\naddress = "10.0.0.5"\nport = 26379\n')
+    with pytest.raises(DeploymentError) as err:
+        load_deployment(path).topology(("redis", "mt5", "engine"))
+    assert "needs mt5, engine" in str(err.value) and "kinds: sentinel)" in str(err.value)
+    assert "it has redis" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_toxiproxy_url_with_a_password_is_refused_without_echoing_it(tmp_path):
+    """Issue 17: `url = "http://user:secret@127.0.122.1:8474"` echoed the password in the error."""
+    path = _write(tmp_path, GOOD.replace("http://127.0.0.1:8474", "http://alice:Pw9xQz7@127.0.122.1:8474"))
+    with pytest.raises(DeploymentError) as err:
+        load_deployment(path)
+    assert ": toxiproxy.url:" in str(err.value) and "Pw9xQz7" not in str(err.value) and "alice" not in str(err.value)
+    assert "***@127.0.122.1:8474" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "ff02::1"])
+def test_an_address_no_node_can_have_is_refused_in_one_line(tmp_path, address):
+    """Issue 17: 0.0.0.0 and 255.255.255.255 were accepted as node addresses."""
+    path = _write(tmp_path, GOOD.replace('address = "127.0.98.2"', f'address = "{address}"'))
+    with pytest.raises(DeploymentError) as err:
+        load_deployment(path)
+    assert ": node[0].address:" in str(err.value) and "unspecified, broadcast or multicast" in str(err.value)
+    assert "\n" not in str(err.value)

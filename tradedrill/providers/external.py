@@ -90,8 +90,9 @@ class Deployment:
         wanted = tuple(services) if services is not None else have
         missing = [s for s in wanted if s not in have]
         if missing:
+            kinds = sorted({n.kind for n in self.nodes})
             raise DeploymentError(f"{self.path}: the drill needs {', '.join(missing)} but the deployment lists no "
-                                  f"such node (it has {', '.join(have) or 'none'})")
+                                  f"such node (its nodes' kinds: {', '.join(kinds) or 'none'})")
         settings = check_settings(overrides)
         settings["redis.master_name"] = self.master_name
         if self.engine_group:
@@ -109,10 +110,19 @@ def _address(path: Path, where: str, value: Any) -> str:
     if not isinstance(value, str):
         raise _err(path, where, f"an IP address as a string, not {type(value).__name__}")
     try:
-        return str(ipaddress.ip_address(value))
+        ip = ipaddress.ip_address(value)
     except ValueError:
         raise _err(path, where, f"{value[:60]!r} is not an IP address (names are not resolved: a drill must "
                                 f"hurt exactly the addresses it was given)") from None
+    if ip.is_unspecified or ip.is_multicast or ip == ipaddress.IPv4Address("255.255.255.255"):
+        raise _err(path, where, f"{ip} is an unspecified, broadcast or multicast address, no node's: give the "
+                                f"address the node listens on")
+    return str(ip)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@`` (passwords are never echoed)."""
+    return re.sub(r"(?<=//)[^/@]*@", "***@", url)
 
 
 def _port(path: Path, where: str, value: Any, low: int = 1) -> int:
@@ -205,7 +215,8 @@ def load_deployment(path: Path | str) -> Deployment:
             raise _err(path, "toxiproxy", "a table with url and proxies")
         url = tox.get("url")
         if not isinstance(url, str) or not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]{1,200}/?", url):
-            raise _err(path, "toxiproxy.url", f"http://host:port of its API, not {str(url)[:60]!r}")
+            raise _err(path, "toxiproxy.url", f"http://host:port of its API (no user:password@), not "
+                                              f"{redact_url(str(url))[:60]!r}")
         raw_proxies = tox.get("proxies", {})
         if not isinstance(raw_proxies, dict):
             raise _err(path, "toxiproxy.proxies", "a table: proxy name = the node its upstream is")
