@@ -116,7 +116,9 @@ def status(stack_dir: Path) -> None:
 @click.option("--subnet", default=None, help="Only the stacks recorded on this subnet (with --all: also live ones).")
 def down(stack_dir: Path, every: bool, subnet: str | None) -> None:
     """Stop every process the stack started (by PID), and nothing else; also every stack a crashed or killed
-    drill left behind. Heals the kernel rules and mounts of faults whose process is gone."""
+    drill left behind. Removes the docker containers, networks and volumes that docker-provider runs left (by
+    label; --all: every run's) and stops the dockerd a run started (never one somebody else started). Heals the
+    kernel rules and mounts of faults whose process is gone."""
     stopped = down_detached(stack_dir)
     said = False
     if stopped:

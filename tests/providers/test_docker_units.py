@@ -209,3 +209,26 @@ def test_a_loopback_subnet_for_docker_is_refused_in_one_line(subnet):
     assert DockerStack.drill_topology("127.0.0", ("redis",)).subnet == os.environ.get("TRADEDRILL_DOCKER_SUBNET",
                                                                                          "172.30.17")
     assert DockerStack.drill_topology("172.30.23", ("redis",)).subnet == "172.30.23"
+
+
+def test_the_readme_and_down_help_say_what_the_docker_commands_do():
+    """Issue 17: the README said `nox -s docker` (nox is only in .venv/bin) and 7 docker tests (there are 8), and
+    `tradedrill down --help` did not say it removes the docker provider's leftovers and the dockerd a run started."""
+    import ast
+    import re
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from tradedrill.stackcli import down
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    section = readme.split("## The docker provider", 1)[1].split("\n## ", 1)[0]
+    assert not re.search(r"(?<!bin/)nox -s (docker|drills_docker)", section)
+    said = re.search(r"`\.venv/bin/nox -s docker` \((\d+) tests", section)
+    tests = [n for p in sorted((root / "tests" / "docker").glob("test_*.py"))
+             for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
+    assert said and int(said.group(1)) == len(tests)
+    text = " ".join(CliRunner().invoke(down, ["--help"]).output.split())
+    assert "docker containers, networks and volumes" in text and "dockerd a run started" in text
