@@ -148,6 +148,27 @@ STATEFUL_MOVES: dict[str, FaultMove] = {**FAULT_MOVES, **{m.name: m for m in (
     FaultMove("engine-kill-in-flight", "process-kill", "active-engine", heal_after_s=None,
               description=f"the primary broker slowed to {IN_FLIGHT_LATENCY_MS:g} ms per order, a signal submitted, "
                           f"and the active engine SIGKILLed once its order_send is in flight"),
+    # the rest of the fault table: every role, Redis entirely down, the other broker behaviours, a damaged
+    # journal (the soak's table keeps its ten: its CI run must stay what it measured)
+    FaultMove("engine-passive-kill", "process-kill", "passive-engine", heal_after_s=None,
+              description="SIGKILL the passive engine (its supervisor restarts it)"),
+    FaultMove("journal-corrupt", "duckdb-corrupt", "active-engine", {"mode": "flip-block"}, heal_after_s=None,
+              description="bytes of a block of the active engine's live DuckDB journal changed (DDB-6: its health "
+                          "check must find and repair it)"),
+    FaultMove("redis-all-down", "redis-all-down", "redis-primary", heal_after_s=6.0,
+              description="SIGKILL every Redis node (ORD-3); the heal starts them all again"),
+    FaultMove("redis-replica-kill", "process-kill", "redis-replica", heal_after_s=6.0,
+              description="SIGKILL a Redis replica; the heal starts it again"),
+    FaultMove("sentinel-kill", "process-kill", "sentinel-1", heal_after_s=6.0,
+              description="SIGKILL one Sentinel of three; the heal starts it again"),
+    FaultMove("broker-partial-fills", "broker-behaviour", "broker-primary",
+              {"partial_fill_rate": 0.5, "partial_fill_ratio": 0.5},
+              description="the primary broker fills half the orders it may fill partially (IOC/RETURN) by half"),
+    FaultMove("broker-market-closed", "broker-behaviour", "broker-primary",
+              {"sessions": {symbol: [] for symbol in SYMBOLS}},
+              description="the primary broker's market closed for the schedule's symbols (MARKET_CLOSED)"),
+    FaultMove("broker-backup-down", "process-kill", "broker-backup", heal_after_s=6.0,
+              description="SIGKILL the backup broker; the heal restarts it"),
 )}}
 IN_FLIGHT_MOVES = ("engine-pause-in-flight", "engine-kill-in-flight")
 # moves the reference engine fails today: a finding, pinned by a strict xfail in tests/stateful, and kept out of
@@ -167,7 +188,9 @@ DRAWN_MOVES = tuple(sorted(m for m in STATEFUL_MOVES if m not in REFERENCE_FAILS
 # the machine draws a move through one rule per family of targets (engines, Redis, brokers): Hypothesis picks a rule
 # uniformly among those enabled, so three inject rules make a fault about three times as likely a step as one
 # rule would, beside the five submit rules (a search of ~15 examples in the sweep's budget otherwise drew few faults)
-_FAMILY_OF_TARGET = {"active-engine": "engine", "redis-primary": "redis", "broker-primary": "broker"}
+_FAMILY_OF_TARGET = {"active-engine": "engine", "passive-engine": "engine", "redis-primary": "redis",
+                     "redis-replica": "redis", "sentinel-1": "redis", "broker-primary": "broker",
+                     "broker-backup": "broker"}
 MOVE_FAMILIES: dict[str, tuple[str, ...]] = {
     family: tuple(m for m in DRAWN_MOVES if _FAMILY_OF_TARGET[STATEFUL_MOVES[m].target] == family)
     for family in ("engine", "redis", "broker")}
