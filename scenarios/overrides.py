@@ -54,6 +54,9 @@ ENGINE_IDS: dict[str, tuple[str, ...]] = {
     "clickhouse_timeout_s": ("CH-1", "CH-4"), "watchdog_timeout_s": ("ENG-3",), "webhook_url": ("BE-2",),
     "alerts_maxlen": ("BR-2",), "results_maxlen": ("ENG-2",), "redis_username": ("RDS-1",),
     "redis_password_file": ("RDS-1",), "sentinel_username": ("RDS-1",), "sentinel_password_file": ("RDS-1",),
+    # how many finished outcomes the journal keeps in memory: duplicate detection by signal id (ENG-5) reads older
+    # ones from DuckDB (DDB-1), and the order path's latency depends on where a lookup lands (PERF-1)
+    "journal_memory_window": ("ENG-5", "DDB-1", "PERF-1"),
 }
 # fields that bear on no requirement, each with why (a test fails on a field in neither table)
 NO_REQUIREMENT: dict[str, str] = {

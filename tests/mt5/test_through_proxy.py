@@ -54,6 +54,8 @@ def test_protocol_survives_the_proxy_and_its_faults(linked):
 
     assert api.post("/proxies/broker", json={"enabled": False}).status_code == 200
     assert mt5.positions_total() is None
-    assert mt5.last_error() in ((-10004, "No IPC connection"), (-10005, "IPC timeout"))
+    # the proxy closes the open link as it is disabled: noticed before the write (-10004, nothing written), or, when
+    # its close arrives after the request was written, a reply lost (-10002, fb5d39b); a drop without a close: -10005
+    assert mt5.last_error() in ((-10004, "No IPC connection"), (-10002, "IPC receive failed"), (-10005, "IPC timeout"))
     assert api.post("/proxies/broker", json={"enabled": True}).status_code == 200
     assert wait_until(lambda: mt5.positions_total(), 5.0, "the re-enabled link to carry calls") >= 2
