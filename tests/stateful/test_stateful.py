@@ -3,6 +3,7 @@ invariants (no duplicate order, no lost acknowledged signal, RTS consistent with
 engine) under every schedule the ``ci`` profile draws; a failure names its symptom and its run folder."""
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -12,6 +13,25 @@ from scenarios.stateful import ALL_CHECKERS, LIVENESS_CHECKER, VERDICT, run_sear
 from tests.stateful.conftest import DATABASE, PROFILE
 
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(900)]
+
+
+@contextlib.contextmanager
+def judging(session, checkers):
+    """The session's examples judged by ``checkers`` inside the block, the session's own set again after it."""
+    judged = session.opts.judged
+    session.opts.judged = tuple(checkers)
+    try:
+        yield
+    finally:
+        session.opts.judged = judged
+
+
+def assert_outage_answered_in_time(example, verdict) -> None:
+    """BRK-2's liveness verdict passed and judged something: a signal acknowledged during the outage."""
+    assert not verdict.failed, verdict.describe()
+    doc = json.loads((verdict.run_dir / VERDICT).read_text())
+    assert doc["results"][LIVENESS_CHECKER]["valid"] is True, doc["results"][LIVENESS_CHECKER]
+    assert example.desk.outage_acks(), "no signal was acknowledged during the outage: the check judged nothing"
 
 
 def test_the_reference_engine_holds_under_random_fault_schedules(session, record_property):
@@ -40,19 +60,12 @@ def test_a_signal_acknowledged_while_the_primary_broker_is_down_gets_its_result_
     """BRK-2 liveness on the reference engine: a market signal submitted into a primary broker outage the schedule
     never heals is answered within SWITCH_BOUND_S, from the backup (the engine defers it for want of a price until
     it switches). The broken ``no-broker-fallback`` variant fails this schedule."""
-    judged = session.opts.judged
-    session.opts.judged = judged + (LIVENESS_CHECKER,)
-    try:
+    with judging(session, session.opts.judged + (LIVENESS_CHECKER,)):
         example = session.example(17)
         example.apply({"op": "inject", "fault": "broker-primary-down"})
         example.apply({"op": "submit", "kind": "market", "signal": "s1", "side": "buy", "symbol": "EURUSD"})
         verdict = example.finish()
-    finally:
-        session.opts.judged = judged
-    assert not verdict.failed, verdict.describe()
-    doc = json.loads((verdict.run_dir / VERDICT).read_text())
-    assert doc["results"][LIVENESS_CHECKER]["valid"] is True, doc["results"][LIVENESS_CHECKER]
-    assert example.desk.outage_acks(), "no signal was acknowledged during the outage: the check judged nothing"
+    assert_outage_answered_in_time(example, verdict)
 
 
 def test_a_pending_signal_is_placed_at_the_broker(session):
@@ -89,21 +102,14 @@ def test_a_pending_signal_into_a_primary_broker_outage_gets_its_result_in_time(s
     market order first): a lane whose connection the dead broker closed must notice before it writes ('No IPC
     connection', never sent), not lose the request on the closed socket (the variant sweep's control, 3 of 3:
     x01166631-s3 answered after 22.4 s)."""
-    judged = session.opts.judged
-    session.opts.judged = judged + (LIVENESS_CHECKER,)
-    try:
+    with judging(session, session.opts.judged + (LIVENESS_CHECKER,)):
         example = session.example(21)
         example.apply({"op": "submit", "kind": "market", "signal": "s0", "side": "buy", "symbol": "EURUSD"})
         example.apply({"op": "inject", "fault": "broker-primary-down"})
         example.apply({"op": "submit", "kind": "limit", "signal": "s1", "side": "buy", "symbol": "EURUSD",
                        "points": 200})
         verdict = example.finish()
-    finally:
-        session.opts.judged = judged
-    assert not verdict.failed, verdict.describe()
-    doc = json.loads((verdict.run_dir / VERDICT).read_text())
-    assert doc["results"][LIVENESS_CHECKER]["valid"] is True, doc["results"][LIVENESS_CHECKER]
-    assert example.desk.outage_acks(), "no signal was acknowledged during the outage: the check judged nothing"
+    assert_outage_answered_in_time(example, verdict)
 
 
 def test_an_engine_woken_after_its_lease_was_taken_sends_nothing_into_the_load(session):
@@ -112,16 +118,12 @@ def test_an_engine_woken_after_its_lease_was_taken_sends_nothing_into_the_load(s
     immediately before every order_send, so the woken holder sends nothing and writes nothing: every checker
     passes, including one_active and stale_writes (the ``no-fencing`` and ``renew-ignores-holder`` variants fail
     this schedule: tests/variants). The load itself must have been judged: acknowledged signals with results."""
-    judged = session.opts.judged
-    session.opts.judged = ALL_CHECKERS
-    try:
+    with judging(session, ALL_CHECKERS):
         example = session.example(22)
         for step in ({"op": "submit", "kind": "market", "signal": "s1", "side": "buy", "symbol": "EURUSD"},
                      {"op": "inject", "fault": "engine-pause"}, {"op": "heal"}, {"op": "wait", "s": 1.0}):
             example.apply(step)
         verdict = example.finish()
-    finally:
-        session.opts.judged = judged
     assert "took over" in example.steps[1]["note"], example.steps[1]["note"]
     assert not verdict.failed, verdict.describe()
     assert not verdict.findings, "; ".join(f["checker"] + ": " + f["summary"] for f in verdict.findings)
