@@ -167,13 +167,14 @@ def block_check(db: Path) -> float:
     """Seconds of the open's check of every block of ``db`` (``blocks.verify_whole_file``), asserting it passes."""
     con = duckdb.connect(str(db), read_only=True)
     try:
-        block_size, total = con.execute("SELECT block_size, total_blocks FROM pragma_database_size()").fetchone()
+        block_size, total, free = con.execute(
+            "SELECT block_size, total_blocks, free_blocks FROM pragma_database_size()").fetchone()
     finally:
         con.close()
     fd = os.open(db, os.O_RDONLY)
     try:
         started = time.perf_counter()
-        finding = verify_whole_file(fd, int(block_size), int(total))
+        finding = verify_whole_file(fd, int(block_size), int(total), int(free))
         took = time.perf_counter() - started
     finally:
         os.close(fd)

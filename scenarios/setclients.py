@@ -209,11 +209,15 @@ def read_roles(env: "DrillEnvironment") -> dict:
             c.close()
         doc["nodes"][spec.name] = row
     for spec in env.topology.of_kind("sentinel"):
-        row = {"primary": None, "error": None}
+        row = {"primary": None, "flags": None, "error": None}
         c = stack.redis_node_client(spec.name, timeout=1.0)
         try:
             got = c.execute_command("SENTINEL", "get-master-addr-by-name", stack.master_name)
             row["primary"] = f"{got[0]}:{got[1]}" if got else None
+            master = c.execute_command("SENTINEL", "master", stack.master_name)
+            fields = dict(zip(master[::2], master[1::2])) if isinstance(master, list) else dict(master or {})
+            flags = fields.get("flags", fields.get(b"flags"))
+            row["flags"] = flags.decode() if isinstance(flags, bytes) else flags
         except redis.RedisError as exc:
             row["error"] = str(exc)
         finally:
@@ -222,10 +226,21 @@ def read_roles(env: "DrillEnvironment") -> dict:
     return doc
 
 
+# flags of SENTINEL MASTER that say the Sentinels are still deciding: a node seen down (s_down, o_down), or a
+# failover under way (its leader's failover_in_progress, promoted_slave while it reconfigures the replicas)
+UNSETTLED_FLAGS = ("s_down", "o_down", "failover_in_progress", "promoted_slave")
+
+
 def roles_converged(doc: dict) -> bool:
-    """Every Sentinel names one primary, that node is master, every other node replicates it with its link up."""
+    """Every Sentinel names one primary and none is still deciding (``UNSETTLED_FLAGS`` in its ``flags``, when the
+    document has them), that node is master, every other node replicates it with its link up. Without the flags, a
+    heal that lands while a failover is under way read as converged: the old primary answered as master and its
+    replicas had reconnected to it, a second before the Sentinels' leader promoted one of them."""
     named = {row.get("primary") for row in doc["sentinels"].values()}
     if len(named) != 1 or None in named:
+        return False
+    if any(flag in str(row.get("flags") or "").split(",") for row in doc["sentinels"].values()
+           for flag in UNSETTLED_FLAGS):
         return False
     primary = named.pop()
     for row in doc["nodes"].values():

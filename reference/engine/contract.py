@@ -16,11 +16,14 @@ Keys of one engine group ``g`` (the prefixes are configuration: ``EngineConfig.r
 ``RIS:g:session``          instance/session state (active broker, suspended brokers)
 ``RIS:g:suspended_accounts`` accounts suspended after NO_MONEY (set)
 ``g:lease``                ``"<instance>:<token>"`` with a TTL (ENG-1)
-``g:fence``                the fencing counter, INCRemented on every acquisition
+``g:fence``                the fencing counter, INCRemented on every acquisition; moved to the server time (ms)
+                           when a promoted node starts a quarantine (``g:lease:node``)
 ``g:lease:holder``         the last holder's value (no TTL)
 ``g:lease:renewed_ms``     Redis server time of the last renewal or acquisition
 ``g:lease:released``       how the last holder let go, read and cleared by the next acquisition: ``exit`` (its
                            supervisor reaped it and released for it) or ``clean`` (it released on shutdown)
+``g:lease:node``           ``"<host>:<port> <ms>"``: the node the lease was last written on and the end of a promoted
+                           node's quarantine (0: none), ``reference.engine.lease``
 =========================  ======================================================================================
 
 Positions (ENG-5): one field per open position, ``<broker>:<ticket>`` (the broker's name in the engine config, e.g.
@@ -125,14 +128,20 @@ class Keys:
         return f"{self.group}:lease:released"
 
     @property
+    def lease_node(self) -> str:
+        """``"<host>:<port> <ms>"``: the Redis node the lease was last written on, and the end (server ms; 0: none)
+        of the quarantine a promoted node imposes before the lease may be taken on it (``reference.engine.lease``)."""
+        return f"{self.group}:lease:node"
+
+    @property
     def lease_in_flight(self) -> str:
         """Hash ``signal_id -> ms``: the orders a crashed holder had in flight when its supervisor released its lease
         (``handoff.release_after_exit``); the successor treats them as ambiguous sends (ENG-5)."""
         return f"{self.group}:lease:in_flight"
 
     def lease_keys(self) -> list[str]:
-        """The KEYS of the lease scripts, in their order: lease, fence, renewed_ms, holder, released."""
-        return [self.lease, self.fence, self.renewed_ms, self.lease_holder, self.lease_released]
+        """The KEYS of the lease scripts, in their order: lease, fence, renewed_ms, holder, released, node."""
+        return [self.lease, self.fence, self.renewed_ms, self.lease_holder, self.lease_released, self.lease_node]
 
 
 # -- positions ---------------------------------------------------------------------------------------------------

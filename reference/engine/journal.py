@@ -526,15 +526,15 @@ class Journal:
                 if "journal_meta" in tables else 0
             if "failed_syncs" in tables:
                 con.execute("SELECT * FROM failed_syncs").fetchall()
-            block_size, total = self._layout(con)
+            block_size, total, free = self._layout(con)
         finally:
             _close_quietly(con)
-        problem = self._verify_closed_file(block_size, total)
+        problem = self._verify_closed_file(block_size, total, free)
         if problem:
             raise _FoundDamage(problem)
         return max(int(meta or 0), logged)
 
-    def _verify_closed_file(self, block_size: int, total: int) -> str | None:
+    def _verify_closed_file(self, block_size: int, total: int, free: int = 0) -> str | None:
         """Every block of the file (no DuckDB session holds it: the descriptor opened and closed here would drop
         its lock) against its checksum, and its size against the blocks; the finding or None."""
         try:
@@ -544,8 +544,8 @@ class Journal:
         try:
             self._blocks_verified_at_open = checksum_scheme_matches(fd)
             if not self._blocks_verified_at_open:
-                return size_problem(os.fstat(fd).st_size, block_size, total)
-            return verify_whole_file(fd, block_size, total)
+                return size_problem(os.fstat(fd).st_size, block_size, total, free)
+            return verify_whole_file(fd, block_size, total, free)
         except OSError as exc:
             return f"the file cannot be read: {exc.strerror}"
         finally:
@@ -1222,7 +1222,7 @@ class Journal:
         with self._lock:   # no commit (and so no checkpoint) between the pragma and the stat
             cur = self._db.cursor()
             try:
-                block_size, total = self._layout(cur)
+                block_size, total, free = self._layout(cur)
                 size = os.stat(self.path).st_size
             except duckdb.Error as exc:
                 cur.close()
@@ -1231,7 +1231,7 @@ class Journal:
                 cur.close()
                 return f"the file cannot be read: {exc.strerror}"
         try:
-            problem = size_problem(size, block_size, total)
+            problem = size_problem(size, block_size, total, free)
             if problem:
                 return problem
             if not self.block_check_off:
@@ -1246,11 +1246,11 @@ class Journal:
         return None
 
     @staticmethod
-    def _layout(cur: duckdb.DuckDBPyConnection) -> tuple[int, int]:
-        """(block size in bytes, blocks the database occupies) as the live DuckDB says (free blocks included)."""
-        row = cur.execute("SELECT block_size, total_blocks FROM pragma_database_size() "
+    def _layout(cur: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
+        """(block size in bytes, blocks the database occupies, how many of them are free) as DuckDB says."""
+        row = cur.execute("SELECT block_size, total_blocks, free_blocks FROM pragma_database_size() "
                           "WHERE database_name = current_database()").fetchone()
-        return int(row[0]), int(row[1])
+        return int(row[0]), int(row[1]), int(row[2])
 
     def _verify_blocks(self, block_size: int, total: int) -> str | None:
         """The next slice of block checksums, read without the lock; a failure is read again under the lock (no

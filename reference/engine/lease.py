@@ -22,11 +22,24 @@ Fencing, because a process can be paused (SIGSTOP, GC, swap) at any instant and 
 3. *The broker is the arbiter.* The two instances do not share a journal; the new holder finds what the old one
    sent by the deterministic comment (and magic) in the broker's orders/positions/history.
 
+4. *A promoted primary is quarantined.* Replication is asynchronous: a lease written on the old primary just before
+   a failover (a holder that acquired or renewed there after a partition healed, while Sentinel's failover was
+   still under way) never reaches the promoted replica, whose fence counter then hands the same token out again
+   (issue 16's stateful search found it: two holders of token 2, a send of each). ``g:lease:node`` records the node
+   (address, as the Sentinels announce it) the lease was last written on. On another node, a lapsed lease is
+   neither acquired nor re-set for one TTL from the first attempt there (the quarantine): a holder still renewing
+   on the old primary stops within its own deadline, as the Sentinels no longer confirm that node; and the fence
+   jumps to the server time in ms, above any token the old primary handed out, so its late writes are refused. A
+   lease still live on the promoted node is renewed as before (it was replicated, so nobody took it since). Cost:
+   a takeover that needs a new acquisition across a failover waits one TTL more (3 s).
+
 Residual risk, stated rather than hidden: the check in (1) and the socket write inside ``order_send`` are separate
 instructions; a process frozen exactly between them (microseconds) and resumed after a takeover can still send
-once. MT5 has no server-side fencing token to close that gap. Likewise, a Redis failover that loses the renewal
-history can make the old holder look older than it is, and a network partition that leaves the old holder on an
-isolated old primary defeats any Redis lease (Jepsen); the engine narrows the latter by checking ``ROLE`` on connect.
+once. MT5 has no server-side fencing token to close that gap. A node known by two addresses (two clients reaching
+it through different proxies) would quarantine every acquisition that alternates between them: the engines must
+reach Redis as the Sentinels announce it. A network partition that leaves the old holder on an isolated old
+primary is narrowed, not closed, by checking ``ROLE`` on connect and a majority of the Sentinels before each
+renewal (Jepsen).
 
 Several groups (ENG-6) never conflict: every key, the consumer group and the magic are per group.
 """
@@ -43,11 +56,44 @@ from .config import EngineConfig
 from .contract import Keys, parse_lease
 from .redislink import RedisLink, RedisUnavailable
 
-ACQUIRE = """
+# The node check shared by the two scripts (KEYS[n] = the node key, ARGV[3] = this node's address, '' = unknown,
+# ARGV[2] = the TTL in ms): ``g:lease:node`` is ``"<address> <quarantine end ms>"``, the node the lease was last
+# written on. Another node's address there means this node was promoted since, and a holder may still be renewing on
+# the old primary in writes this node never got (issue 16's redis-partition finding): such a lease is waited out
+# for a whole TTL from now (the quarantine), and the fence moves past any token the old primary can have handed
+# out (its counter came from here before the promotion, or from an older quarantine, which set it to a server time
+# in ms). Returns the quarantine's end in ms when the caller must wait, else 0 (and records this node).
+NODE_CHECK = """
+local function node_quarantine(now, key, holder_key)
+  if ARGV[3] == '' then return 0 end
+  local node = redis.call('GET', key)
+  local addr, quiet = '', 0
+  if node then
+    addr = string.match(node, '^(%S+)') or ''
+    quiet = tonumber(string.match(node, ' (%d+)$') or '0')
+  end
+  if (node and addr ~= ARGV[3]) or (not node and redis.call('EXISTS', holder_key) == 1) then
+    quiet = now + tonumber(ARGV[2])
+    redis.call('SET', key, ARGV[3] .. ' ' .. quiet)
+    if tonumber(redis.call('GET', KEYS[2]) or '0') < now then redis.call('SET', KEYS[2], now) end
+    return quiet
+  end
+  if quiet > now then return quiet end
+  if not node or quiet ~= 0 then redis.call('SET', key, ARGV[3] .. ' 0') end
+  return 0
+end
+"""
+
+# KEYS: lease, fence, renewed_ms, holder, released, node; ARGV: instance, ttl_ms, node address ('' = unknown).
+# Returns {1 acquired | 0 held by another | 2 quarantined, value, now ms, last renewal ms (1) or the quarantine's
+# end ms (2), previous holder, how it was released}
+ACQUIRE = NODE_CHECK + """
 local cur = redis.call('GET', KEYS[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if cur then return {0, cur, now, 0, '', ''} end
+local quiet = node_quarantine(now, KEYS[6], KEYS[4])
+if quiet > 0 then return {2, '', now, quiet, '', ''} end
 local last = tonumber(redis.call('GET', KEYS[3]) or '0')
 local prev = redis.call('GET', KEYS[4]) or ''
 local released = redis.call('GET', KEYS[5]) or ''
@@ -60,21 +106,29 @@ redis.call('SET', KEYS[4], val)
 return {1, val, now, last, prev, released}
 """
 
-RENEW = """
+# KEYS: lease, fence, renewed_ms, holder, node; ARGV: value, ttl_ms, node address ('' = unknown).
+# Returns {1 renewed | 2 re-set after it had lapsed, unrenewed, as the last holder | 0 taken (or fenced) |
+# 3 quarantined, the quarantine's end ms}. A live key is renewed wherever it is (it was replicated and has not
+# lapsed, so nobody else can have taken the lease); a lapsed one only on the node it was last written on, and only
+# when no newer token exists.
+RENEW = NODE_CHECK + """
 local cur = redis.call('GET', KEYS[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if cur == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   redis.call('SET', KEYS[3], now)
-  return 1
+  if ARGV[3] ~= '' then redis.call('SET', KEYS[5], ARGV[3] .. ' 0') end
+  return {1, 0}
 end
-if not cur and redis.call('GET', KEYS[4]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  redis.call('SET', KEYS[3], now)
-  return 2
-end
-return 0
+if cur or redis.call('GET', KEYS[4]) ~= ARGV[1] then return {0, 0} end
+local quiet = node_quarantine(now, KEYS[5], KEYS[4])
+if quiet > 0 then return {3, quiet} end
+local token = tonumber(string.match(ARGV[1], ':(%d+)$') or '0')
+if tonumber(redis.call('GET', KEYS[2]) or '0') > token then return {0, 0} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[3], now)
+return {2, 0}
 """
 
 # compare-and-delete: only the holder named in ARGV[1] is released; ARGV[2] says how ("clean" | "exit")
@@ -121,6 +175,7 @@ class Lease:
         self._stop = threading.Event()
         self.last_renew_ok = 0.0
         self._view = None              # (monotonic, SentinelView) of the last Sentinel query
+        self._quarantine_logged = 0    # the end (server ms) of the last quarantine logged
 
     # --- what the main loop asks --------------------------------------------------------------------------------
     @property
@@ -143,10 +198,26 @@ class Lease:
             return max(0.0, self._ready_at - time.monotonic())
 
     # --- Redis operations ---------------------------------------------------------------------------------------
+    def _node(self) -> str:
+        """This link's Redis node as the lease scripts record it (``"<host>:<port>"``; "" when not connected)."""
+        address = self.link.address
+        return f"{address[0]}:{address[1]}" if address else ""
+
+    def _quarantined(self, now_ms: int, until_ms: int) -> None:
+        """The node we write to was promoted since the lease was last written (see NODE_CHECK): logged once per
+        quarantine (event ``lease_quarantine``: the node, the server ms it ends, seconds left)."""
+        if self._quarantine_logged != until_ms:
+            self._quarantine_logged = until_ms
+            self.emit("lease_quarantine", node=self._node(), until_ms=until_ms,
+                      wait_s=round(max(0, until_ms - now_ms) / 1000.0, 3))
+
     def try_acquire(self) -> Acquisition | None:
         ttl_ms = int(self.config.lease_ttl_s * 1000)
         start = time.monotonic()
-        res = self.link.run(lambda r: r.eval(ACQUIRE, 5, *self.keys, self.config.instance, ttl_ms))
+        res = self.link.run(lambda r: r.eval(ACQUIRE, 6, *self.keys, self.config.instance, ttl_ms, self._node()))
+        if int(res[0]) == 2:
+            self._quarantined(int(res[2]), int(res[3]))
+            return None
         if int(res[0]) != 1:
             return None
         value, now_ms, last_ms, previous = str(res[1]), int(res[2]), int(res[3]), str(res[4] or "")
@@ -180,8 +251,9 @@ class Lease:
             return False
         ttl_ms = int(self.config.lease_ttl_s * 1000)
         start = time.monotonic()
-        res = int(self.link.run(lambda r: r.eval(RENEW, 4, *self.keys[:4], value, ttl_ms)))
-        if res in (1, 2):
+        res = self.link.run(lambda r: r.eval(RENEW, 5, *self.keys[:4], self.keys[5], value, ttl_ms, self._node()))
+        status = int(res[0])
+        if status in (1, 2):
             with self._lock:
                 if self.value == value:
                     self._deadline = start + self._sending_window()
@@ -189,6 +261,11 @@ class Lease:
             # ENG-1's heartbeat, one line per renewal written to Redis (issue 19 times them: start = mono - took_s)
             self.emit("heartbeat", token=self.token, took_s=round(time.monotonic() - start, 4))
             return True
+        if status == 3:
+            # our lease lapsed and the node we renew on was promoted since: a holder may be on the old primary
+            self._quarantined(int(time.time() * 1000), int(res[1]))
+            self._lose("the lease lapsed across a Redis failover: the promoted primary is quarantined for a TTL")
+            return False
         self._lose("taken by another instance")
         return False
 
@@ -241,7 +318,7 @@ class Lease:
         """The Sentinels' view (``RedisLink.sentinel_view``), reused for ``max_age_s`` while it stays confirmed."""
         now = time.monotonic()
         cached = self._view
-        if cached is not None and cached[1].confirmed and now - cached[0] < max_age_s \
+        if cached is not None and cached[1].confirmed and not cached[1].doubt and now - cached[0] < max_age_s \
                 and cached[1].current == self.link.address:
             return cached[1]
         view = self.link.sentinel_view()
@@ -278,12 +355,16 @@ class Lease:
                 if quiet is not None:   # a reconnect after an error landed on another primary
                     self.emit("lease_redis_primary_changed", old=list(quiet[0]), new=list(quiet[1]),
                               seen="reconnect")
-                confirmed = view is None or (view.primary is not None and view.primary == self.link.address)
+                confirmed = view is None or (view.primary is not None and view.primary == self.link.address
+                                             and not view.doubt)
                 if not confirmed:
                     # no majority of the Sentinels names the node we would renew on: an isolated old primary
-                    # would still accept the renewal (issue 12). Neither renew nor acquire; lose at the deadline.
+                    # would still accept the renewal (issue 12); or Sentinels are replacing it right now (a
+                    # partition healed during their failover, issue 16). Neither renew nor acquire; lose at the
+                    # deadline.
                     if not unconfirmed_logged:
-                        self.emit("lease_primary_unconfirmed", why=view.describe(),
+                        why = view.describe() + (f"; being replaced: {view.doubt}" if view.doubt else "")
+                        self.emit("lease_primary_unconfirmed", why=why,
                                   writes_to=list(self.link.address) if self.link.address else None)
                         unconfirmed_logged = True
                     if self.value is not None and time.monotonic() >= self._deadline:

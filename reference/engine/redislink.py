@@ -39,12 +39,14 @@ class SentinelView:
     """What the Sentinels said at one instant: ``configured`` and ``answered`` counts, ``errors`` (address ->
     why it did not answer), ``primary`` = the primary by ``choose_primary`` (None: no majority answered, or the
     newest configuration is ambiguous), ``current`` = the address this link writes to, ``epoch`` = the config
-    epoch of ``primary``. ``confirmed``: ``primary`` is ``current``."""
+    epoch of ``primary``. ``confirmed``: ``primary`` is ``current``. ``doubt``: which Sentinels are replacing
+    ``primary`` right now (``being_replaced``; "" when none): the lease neither acquires nor renews then."""
 
     def __init__(self, configured: int, answered: int, errors: dict, primary, current, epoch: int | None = None,
-                 why: str = ""):
+                 why: str = "", doubt: str = ""):
         self.configured, self.answered, self.errors = configured, answered, errors
         self.primary, self.current, self.epoch, self.why = primary, current, epoch, why
+        self.doubt = doubt   # Sentinels replacing ``primary`` right now (``being_replaced``); "" when none
 
     @property
     def confirmed(self) -> bool:
@@ -81,6 +83,26 @@ def choose_primary(answers: dict, configured: int) -> tuple[tuple[str, int] | No
     if len(at_newest) != 1:
         return None, None, f"Sentinels at epoch {newest} name different primaries: {sorted(at_newest)}"
     return next(iter(at_newest)), newest, ""
+
+
+def being_replaced(answers: dict, primary: tuple[str, int] | None) -> str:
+    """Which answering Sentinels are replacing ``primary`` right now: they name it and flag it ``o_down`` (a quorum
+    found it down) or are failing it over (``answers`` as for ``choose_primary``, with the o_down flag fifth).
+    Returns "" when none, else e.g. ``"127.0.0.5:26379: failover_in_progress"``.
+
+    Why the lease needs it (issue 16's redis-partition replay): a partition that heals while Sentinel's failover is
+    under way leaves the majority of the Sentinels naming the old primary for about a second, and only the leader
+    knows it is being replaced; an engine that took the lease there traded on a node whose writes the promotion
+    then discarded (its results, and the signals it had read, gone from Redis; the orders at the broker)."""
+    if primary is None:
+        return ""
+    out = []
+    for addr, v in sorted(answers.items()):
+        if isinstance(v, tuple) and (str(v[0]), int(v[1])) == primary:
+            flags = [f for f, on in (("failover_in_progress", v[3]), ("o_down", len(v) > 4 and v[4])) if on]
+            if flags:
+                out.append(f"{addr}: {','.join(flags)}")
+    return "; ".join(out)
 
 
 class RedisUnavailable(RuntimeError):
@@ -286,8 +308,9 @@ class RedisLink:
         def ask(addr: tuple[str, int]) -> None:
             try:
                 got = self._sentinel_clients[addr].sentinel_master(self.config.master_name)
+                flags = str(got.get("flags", "")).split(",")
                 answer: object = (str(got["ip"]), int(got["port"]), int(got.get("config-epoch", 0)),
-                                  "failover_in_progress" in str(got.get("flags", "")))
+                                  "failover_in_progress" in flags, "o_down" in flags)
             except Exception as exc:  # noqa: BLE001 - any failure of the ask is this Sentinel not answering
                 answer = str(exc)
             with settled:
@@ -317,7 +340,8 @@ class RedisLink:
         primary, epoch, why = choose_primary(answers, len(sentinels))
         errors = {k: v for k, v in answers.items() if not isinstance(v, tuple)}
         answered = sum(isinstance(v, tuple) for v in answers.values())
-        return SentinelView(len(sentinels), answered, errors, primary, self._address, epoch, why)
+        return SentinelView(len(sentinels), answered, errors, primary, self._address, epoch, why,
+                            doubt=being_replaced(answers, primary))
 
     def take_reconnect_move(self) -> tuple[tuple[str, int], tuple[str, int]] | None:
         """``(old, new)`` once when a reconnect (not a Sentinel check) found a different primary, else None."""

@@ -8,6 +8,7 @@ modules as ``tradedrill up`` and the drills (``tradedrill.services.mt5sim``, ``t
 from __future__ import annotations
 
 import dataclasses
+import os
 import json
 import sys
 import time
@@ -26,7 +27,7 @@ from tradedrill.topology import Topology
 from tradedrill.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-SUBNET = "127.0.5"
+SUBNET = os.environ.get("TRADEDRILL_ENGINE_TEST_SUBNET", "127.0.5")   # another /24 lets two checkouts test at once
 LOGIN = 5001
 # the area's topology settings: a faster Sentinel, shorter broker calls (behaviour, not target values, is asserted)
 SETTINGS = {"sentinel.down_after_ms": 1000, "mt5.account": LOGIN, "mt5.call_timeout_s": 2.0}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference.engine.redislink import choose_primary
+from reference.engine.redislink import being_replaced, choose_primary
 
 OLD, NEW = ("127.0.9.2", 6379), ("127.0.9.4", 6379)
 
@@ -59,3 +59,20 @@ def test_whatever_the_sentinels_say_the_choice_is_a_settled_answer_at_the_newest
     settled = [v for v in named if not v[3]]
     assert epoch == max(v[2] for v in settled)
     assert {(v[0], v[1]) for v in settled if v[2] == epoch} == {primary}
+
+
+def test_a_primary_the_sentinels_are_replacing_is_named_but_doubted():
+    """A partition healed during Sentinel's failover (issue 16): the majority still names the old primary (epoch 1)
+    while the leader fails it over, or while a quorum still sees it down. The view names it (ordinary clients keep
+    writing there until the switch) and ``being_replaced`` says why the lease must not be taken or renewed on it."""
+    answers = {"s1": (*OLD, 1, True, True), "s2": (*OLD, 1, False, True), "s3": (*OLD, 1, False, False)}
+    primary, _, _ = choose_primary(answers, 3)
+    assert primary == OLD
+    doubt = being_replaced(answers, primary)
+    assert "s1: failover_in_progress,o_down" in doubt and "s2: o_down" in doubt and "s3" not in doubt
+    # after the switch the leader still reports the old address with its flags: the new primary is not doubted
+    after = {"s1": (*OLD, 2, True, False), "s2": (*NEW, 2, False, False), "s3": (*NEW, 2, False, False)}
+    primary, _, _ = choose_primary(after, 3)
+    assert primary == NEW and being_replaced(after, primary) == ""
+    # the four-field answers of before (no o_down flag) still read
+    assert being_replaced({"s1": ans(OLD, 1)}, OLD) == "" and being_replaced({}, None) == ""
