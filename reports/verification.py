@@ -105,6 +105,9 @@ def soak_lines(doc: dict | None) -> list[str]:
               f"- faults injected: **no fault injected** (0 of {s.get('faults_scheduled')}; "
               f"{s.get('no_fault_reason') or 'none in the fault log'}): fault recovery unmeasured"),
              *[f"- not measured (neither passed nor failed): {u}" for u in s.get("unmeasured") or []],
+             *([f"- settings changed for the soak: " + "; ".join(
+                 f"{e['key']} = {e['value']} (documents: {e['default']})" for e in s["engine_settings"])
+                + " (scenarios.soak.SOAK_ENGINE_SETTINGS says why)"] if s.get("engine_settings") else []),
              *([f"- sockets held after their peer closed them (a finding, not a leak: bounded pools): "
                 + "; ".join(f"{k}: {v}" for k, v in s["sockets_held"].items())] if s.get("sockets_held") else []),
              *([f"- other checkers' findings (not the soak's verdict): "

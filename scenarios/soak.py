@@ -110,6 +110,13 @@ REDIS_RSS_PER_DATA = 2.0
 # The total fd count and its slope are reported beside them.
 CLOSE_WAIT_PERSIST_S = 20.0
 FDS_FLAT_PER_MIN = 0.5
+# The engines' settings the soak changes (recorded as overrides, shown in soak.md). The journal keeps the newest
+# journal_memory_window final intents in memory by design (~1 KB each, reference.engine.journal): with the default
+# 10,000 an engine's window fills only after ~17 minutes of trading alone at 10 signals/s, and two engines taking
+# turns through the faults never fill theirs in a 30-minute soak, so every minute of it read the window filling
+# (+0.6 MB/min) as growth and no leak could be told from it. With 1,000 the window is full within minutes and the
+# rest of the soak measures whether an engine's memory is bounded.
+SOAK_ENGINE_SETTINGS = {"journal_memory_window": 1000}
 # the compound move needs a signal in flight at the right moment: a stateful step, not a timed one
 SOAK_MOVES = tuple(sorted(n for n in FAULT_MOVES if n != "engine-pause-in-flight"))
 # What a soak's options may be (``option_problems``). The shortest soak is the one that can measure a slope at all:
@@ -213,7 +220,7 @@ def soak_scenario(opts: SoakOptions) -> registry.Scenario:
         description=f"{opts.minutes:g} min at {opts.rate_per_s:g} signals/s, a seeded fault every {opts.every_s:g} s",
         workload=registry.Workload(op="trade", rate_per_s=opts.rate_per_s, duration_s=duration, concurrency=4,
                                    timeout_s=5.0, settle_s=30.0, symbols=SYMBOLS),
-        faults=tuple(steps), checkers=STATEFUL_CHECKERS)
+        faults=tuple(steps), checkers=STATEFUL_CHECKERS, engine_overrides=dict(SOAK_ENGINE_SETTINGS))
 
 
 class Sampler:
@@ -811,6 +818,8 @@ def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
         "findings": {r.checker: r.summary for r in check.results
                      if r.checker not in SAFETY_CHECKERS and r.valid is False},
         "harness_leaked": harness_leaks(facts["harness_before"], facts["harness_after"]),
+        # the engines' settings of the run (overrides.json: the soak's SOAK_ENGINE_SETTINGS), with the defaults
+        "engine_settings": _engine_settings(run_path),
         "bounds": {"warmup_s": WARMUP_S, "min_span_s": MIN_SPAN_S, "rss_flat_mb_per_min": RSS_FLAT_MB_PER_MIN,
                    "broker_bytes_per_deal": BROKER_BYTES_PER_DEAL, "redis_rss_per_data": REDIS_RSS_PER_DATA,
                    "rss_step_mb": RSS_STEP_MB, "fd_step": FD_STEP,
@@ -835,6 +844,15 @@ def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
         (folder / "soak.json").write_text(text)
         (folder / "soak.md").write_text(md)
     return doc
+
+
+def _engine_settings(run_path: Path) -> list[dict]:
+    """The settings the soak ran with that differ from the documents' (``overrides.json`` of the run folder,
+    ``scenarios.overrides``): ``[{"key", "value", "default"}]``; [] for a run folder without it."""
+    from scenarios import overrides as overrides_mod
+
+    return [{"key": e["key"], "value": e.get("drill"), "default": e.get("document")}
+            for e in overrides_mod.load(run_path)]
 
 
 def _count_lines(path: Path) -> int | None:

@@ -70,6 +70,7 @@ from reference.store.snapshots import SnapshotError, SnapshotInfo, SnapshotSet, 
 FINAL_STATES = ("DONE", "REJECTED")
 IN_FLIGHT_STATES = ("SENDING", "UNKNOWN")
 MAX_CHECKPOINT_MB = 256   # DDB-1: WAL size limit
+JOURNAL_THREADS = 1       # DuckDB worker threads of the journal's connection (see Journal._connect)
 # DDB-6: MB of block checksums the health check (every 1 s) recomputes per call. Measured (duckdb 2.0.0, numpy,
 # page cache, 2 shared cores): a whole check costs 2.3 ms on a 1.5 MB journal, 151 ms on a 270 MB one (0.4 ms of
 # it the size check); with 64 MB per call a check costs at most 37 ms (about 4 % of a core). So a journal up to
@@ -383,6 +384,12 @@ class Journal:
             if not fold_on_close:
                 con.execute("PRAGMA disable_checkpoint_on_shutdown")
             con.execute(f"SET checkpoint_threshold = '{self.checkpoint_threshold_mb}MB'")   # DDB-1
+            # one DuckDB worker thread: the journal's statements are single-row writes and point reads, and with
+            # the default (one per core) its native memory grew with every snapshot and health check the store
+            # keeper's thread made beside the engine's writes: +0.77 KB a signal over 16,000 signals (a snapshot
+            # every 5, a health check every 10, from a second thread), +2.1 MB/min in a load-only soak at 10
+            # signals/s; with one thread -0.2 KB a signal, flat (issue 16's soak, 2026-12-01)
+            con.execute(f"SET threads = {JOURNAL_THREADS}")
             self._ensure_schema(con)
         except BaseException:
             _close_quietly(con)
