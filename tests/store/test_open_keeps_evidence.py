@@ -105,7 +105,7 @@ def test_damage_no_checksum_shows_still_leaves_the_files_as_found(tmp_path, monk
     block_size, blocks = index_blocks(db)
     damage_block(db, blocks[0], block_size)
     found = as_found(db)
-    monkeypatch.setattr(journal_mod, "verify_whole_file", lambda fd, block_size, total: None)
+    monkeypatch.setattr(journal_mod, "verify_whole_file", lambda fd, block_size, total, free=0: None)
     journal = Journal(db)
     try:
         repair = journal.repair
