@@ -117,6 +117,13 @@ FDS_FLAT_PER_MIN = 0.5
 # (+0.6 MB/min) as growth and no leak could be told from it. With 1,000 the window is full within minutes and the
 # rest of the soak measures whether an engine's memory is bounded.
 SOAK_ENGINE_SETTINGS = {"journal_memory_window": 1000}
+# Positions close: every signal carries a stop loss and a take profit SOAK_STOP_POINTS from the live price, on brokers
+# whose symbols walk SOAK_SIGMA_POINTS a tick (250 ms), so a position lives about (200 / 40)^2 = 25 ticks, ~6 s, and
+# the account holds some tens of them. A load that only opened positions (the soaks before 2026-12-01 16:00) grew
+# the account to 6,940 open positions in 12 minutes, and an engine reads every open position at each close poll
+# and takeover: its memory followed the account, not a leak of its own, and no leak could be told from it.
+SOAK_STOP_POINTS = 200
+SOAK_SIGMA_POINTS = 40.0
 # the compound move needs a signal in flight at the right moment: a stateful step, not a timed one
 SOAK_MOVES = tuple(sorted(n for n in FAULT_MOVES if n != "engine-pause-in-flight"))
 # What a soak's options may be (``option_problems``). The shortest soak is the one that can measure a slope at all:
@@ -219,8 +226,10 @@ def soak_scenario(opts: SoakOptions) -> registry.Scenario:
         name="soak", requirement_ids=("ENG-1", "ENG-5"),
         description=f"{opts.minutes:g} min at {opts.rate_per_s:g} signals/s, a seeded fault every {opts.every_s:g} s",
         workload=registry.Workload(op="trade", rate_per_s=opts.rate_per_s, duration_s=duration, concurrency=4,
-                                   timeout_s=5.0, settle_s=30.0, symbols=SYMBOLS),
-        faults=tuple(steps), checkers=STATEFUL_CHECKERS, engine_overrides=dict(SOAK_ENGINE_SETTINGS))
+                                   timeout_s=5.0, settle_s=30.0, symbols=SYMBOLS,
+                                   params={"stops": {"sl_points": SOAK_STOP_POINTS, "tp_points": SOAK_STOP_POINTS}}),
+        faults=tuple(steps), checkers=STATEFUL_CHECKERS, engine_overrides=dict(SOAK_ENGINE_SETTINGS),
+        broker_symbols={symbol: {"sigma_points": SOAK_SIGMA_POINTS} for symbol in SYMBOLS})
 
 
 class Sampler:
