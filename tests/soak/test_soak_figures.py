@@ -350,3 +350,29 @@ def test_long_segments_are_judged_and_reported_beside_the_short_ones_left_out():
     assert len(judged) == 3 and all(d["slope_mb_per_min"] == pytest.approx(3.0, abs=0.3) for d in judged)
     assert sum(d["verdict"] == "unmeasured" for d in p["rss_segments"]) == 10
     assert p["segments"] == 3 and p["span_s"] == pytest.approx(3 * 68.0)
+
+
+# -- what the soak changes, and says it changes (2026-12-01) -------------------------------------------------------
+def test_the_soak_closes_its_positions_keeps_a_small_window_and_says_so(tmp_path):
+    """The soak's scenario is a valid scenario whose signals carry stops on brokers that move (positions close, so
+    the account does not grow without end), runs the engines with SOAK_ENGINE_SETTINGS, records them as overrides
+    and shows them in soak.md's lines with the documents' value."""
+    from scenarios import overrides as overrides_mod
+    from scenarios import registry
+
+    scenario = soak.soak_scenario(soak.SoakOptions(minutes=2, seed=5))
+    registry.validate(scenario)
+    assert scenario.workload.params["stops"] == {"sl_points": soak.SOAK_STOP_POINTS, "tp_points": soak.SOAK_STOP_POINTS}
+    assert set(scenario.broker_symbols) == set(scenario.workload.symbols)
+    assert scenario.engine_overrides == soak.SOAK_ENGINE_SETTINGS
+    overrides_mod.record(tmp_path, dict(scenario.engine_overrides), {})
+    settings_seen = soak._engine_settings(tmp_path)
+    assert settings_seen == [{"key": "journal_memory_window", "value": 1000, "default": 10000}]
+    summary = clean_summary(minutes=2, rate_per_s=10, every_s=10, seed=5, signals=1200, faults_injected=1,
+                            faults_scheduled=1, fault_counts={"engine-kill": 1}, state_mismatches=0,
+                            processes_before=10, processes_after=10, engine_settings=settings_seen,
+                            harness_before_stack={"fds": 7, "threads": 2, "children": []},
+                            harness_after_teardown={"fds": 7, "threads": 2, "children": []}, bounds={"warmup_s": 20})
+    summary["passed"], summary["failed_because"], summary["unmeasured"] = verdict(summary, {})
+    text = "\n".join(soak_lines({"summary": summary, "processes": {}}))
+    assert "settings changed for the soak: journal_memory_window = 1000 (documents: 10000)" in text
