@@ -9,31 +9,14 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests.load.stub_webhook import StubWebhook, serve
+
 ROOT = Path(__file__).resolve().parents[2]
 HOST = os.environ.get("TRADEDRILL_LOAD_TEST_HOST", "127.0.101.1")
-
-
-class _Webhook(BaseHTTPRequestHandler):
-    seen: list = []
-
-    def do_POST(self):  # noqa: N802 - http.server's name
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        self.seen.append(body["alert_id"])
-        answer = json.dumps({"status": "accepted", "signal_id": "sig-" + body["alert_id"]}).encode()
-        self.send_response(202)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *args):
-        pass
 
 
 def _free_port() -> int:
@@ -44,13 +27,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 def webhook():
-    _Webhook.seen = []
-    server = ThreadingHTTPServer((HOST, 0), _Webhook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://{HOST}:{server.server_address[1]}/webhook/tradingview"
-    server.shutdown()
-    server.server_close()
+    with serve(HOST) as url:
+        yield url
 
 
 def test_one_master_two_workers(tmp_path, webhook):
@@ -88,9 +66,9 @@ def test_one_master_two_workers(tmp_path, webhook):
     requests, failures = int(aggregated[2]), int(aggregated[3])
     assert requests > 0 and failures == 0, output[-2000:]
     # both workers ran users: their alert ids carry each worker's own tag, and the master counted them all
-    tags = {alert.rsplit("-w-", 1)[0] for alert in _Webhook.seen}
+    tags = {alert.rsplit("-w-", 1)[0] for alert in StubWebhook.seen}
     assert len(tags) == 2, tags
-    assert requests <= len(_Webhook.seen)   # a post cut by the stop reaches the webhook without a request event
+    assert requests <= len(StubWebhook.seen)   # a post cut by the stop reaches the webhook without a request event
     # and each worker wrote its requests into the run's history
     history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     done = [h for h in history if h["type"] == "ok" and h["f"] == "webhook"]

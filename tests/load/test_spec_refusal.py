@@ -9,12 +9,12 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.load.stub_webhook import StubWebhook, serve
 from hypothesis import given, strategies as st
 
 from scenarios.history import RunDir
@@ -25,32 +25,10 @@ HOST = os.environ.get("TRADEDRILL_LOAD_TEST_HOST2", "127.0.101.2")
 LOCUSTFILE = str(ROOT / "scenarios" / "locustfiles.py")
 
 
-class _Webhook(BaseHTTPRequestHandler):
-    seen: list = []
-
-    def do_POST(self):  # noqa: N802 - http.server's name
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        self.seen.append(body["alert_id"])
-        answer = json.dumps({"status": "accepted", "signal_id": "sig-" + body["alert_id"]}).encode()
-        self.send_response(202)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def webhook():
-    _Webhook.seen = []
-    server = ThreadingHTTPServer((HOST, 0), _Webhook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://{HOST}:{server.server_address[1]}/webhook/tradingview"
-    server.shutdown()
-    server.server_close()
+    with serve(HOST) as url:
+        yield url
 
 
 def _closed_port() -> int:
@@ -93,7 +71,7 @@ def test_the_load_process_refuses_a_finished_run(tmp_path, webhook):
     lines = got.stderr.strip().splitlines()
     assert len(lines) == 1 and "finished (status.json: complete)" in lines[0] and "tradedrill load-spec" in lines[0]
     assert (run / "history.jsonl").read_text() == before and not (run / "signals.jsonl").exists()
-    assert not _Webhook.seen   # no user started
+    assert not StubWebhook.seen   # no user started
 
 
 def test_locust_master_and_worker_refuse_a_finished_run(tmp_path, webhook):
@@ -112,7 +90,7 @@ def test_locust_master_and_worker_refuse_a_finished_run(tmp_path, webhook):
         refused = [line for line in got.stderr.splitlines() if "refused" in line]
         assert len(refused) == 1 and f"the run folder {run} is finished" in refused[0], got.stderr[-2000:]
     assert (run / "history.jsonl").read_text() == before and not (run / "signals.jsonl").exists()
-    assert not _Webhook.seen
+    assert not StubWebhook.seen
 
 
 def test_a_stack_that_does_not_answer_is_refused(tmp_path):
