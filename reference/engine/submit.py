@@ -4,7 +4,7 @@ the signal survives a Redis failover (issue 12; what a backend or any signal sou
 Redis replicates asynchronously, so a plain XADD acknowledged by a primary that Sentinel is replacing is lost when
 that node is converted to a replica (REQUIREMENTS "Known contradictions"; measured: 143 acknowledged signals in one
 majority-minority run, all written to the old primary during the ~10 s between heal and its conversion, by clients
-that had asked a Sentinel of the old minority). Three rules close that window for the sender:
+that had asked a Sentinel of the old minority). Four rules close that window for the sender:
 
 1. the primary is the node a **majority of the configured Sentinels** names (``RedisLink.discover``), never the
    first Sentinel that answers;
@@ -14,7 +14,14 @@ that had asked a Sentinel of the old minority). Three rules close that window fo
 3. an unconfirmed or failed submission is sent again, with the same signal id, to the primary a majority names
    (at most ``max_attempts`` times, within the caller's deadline). The engine executes a signal id once and
    answers a second entry with status ``duplicate`` (ENG-5), so resending is safe: at-least-once delivery and an
-   idempotent consumer make exactly-once.
+   idempotent consumer make exactly-once;
+4. a WAIT-confirmed signal counts only if, asked after the WAIT, a majority of the Sentinels still name the node
+   that took it and none of them is replacing it (``o_down`` or ``failover_in_progress``: ``being_replaced``);
+   else it is unconfirmed and sent again (issue 16's redis-partition schedule: a partition healed while Sentinel
+   was failing the old primary over; for about a second the settled Sentinels still named the old primary, the
+   sender wrote there and a replica that had not yet been re-pointed confirmed with WAIT 1; the promoted replica
+   then full-resynced that replica, and 3-4 acknowledged signals were gone in 3 of 3 runs; REQUIREMENTS
+   "redis-async-replication"). The check costs one parallel ask of every Sentinel per confirmed signal.
 
 What WAIT cannot do (shown by the ``redis_set`` checker, not hidden here): a write confirmed by a replica that sits
 in the minority *with* the old primary is lost when the majority promotes its own replica; only waiting for every
@@ -160,10 +167,32 @@ class SignalSubmitter:
                               f"WAIT failed: {type(exc).__name__}: {exc}"[:300])
         replicas = int(replies[1]) if wait else 0
         if replicas >= wait:
-            return Submission(CONFIRMED, entry_id, self.link.address, replicas, attempt)
+            address = self.link.address
+            doubt = self._doubt(address)
+            if doubt:
+                # rule 4: the node that took it may be discarding it in a failover; ask the majority again
+                self.link.mark_broken()
+                return Submission(UNCONFIRMED, entry_id, address, replicas, attempt,
+                                  f"{replicas} replica(s) confirmed at {address[0]}:{address[1]}, but {doubt}"[:300]
+                                  if address else doubt[:300])
+            return Submission(CONFIRMED, entry_id, address, replicas, attempt)
         return Submission(UNCONFIRMED, entry_id, self.link.address, replicas, attempt,
                           f"{replicas} of {wait} replica(s) confirmed within {cfg.wait_ms} ms at "
                           f"{self.link.address[0]}:{self.link.address[1]}" if self.link.address else "unconfirmed")
+
+    def _doubt(self, address: tuple[str, int] | None) -> str:
+        """Rule 4, asked after a WAIT confirmed a signal: "" when there are no Sentinels, or a majority of them name
+        ``address`` and none is replacing it; else why the confirmation does not count (one line)."""
+        if not self.config.sentinels:
+            return ""
+        view = self.link.sentinel_view()
+        if view.primary is None:
+            return "the Sentinels name no primary now: " + view.describe()
+        if address is None or view.primary != tuple(address):
+            return f"the Sentinels now name {view.primary[0]}:{view.primary[1]} as the primary"
+        if view.doubt:
+            return f"the Sentinels are replacing that primary ({view.doubt})"
+        return ""
 
     def close(self) -> None:
         self.link.close()

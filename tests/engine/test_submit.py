@@ -96,3 +96,37 @@ def test_after_a_planned_failover_the_sender_leaves_the_demoted_primary_at_its_f
         s.close()
     assert got.confirmed and got.address != old, got
     assert got.address == stack.redis_primary()
+
+
+def test_a_signal_confirmed_while_the_sentinels_replace_its_primary_is_not_called_confirmed(harness, stack):
+    """Rule 4 (issue 16, the healed-partition schedule that lost 3-4 acknowledged signals in 3 of 3 runs): from the
+    moment a Sentinel starts failing the primary over until the old primary is demoted, WAIT 1 can still be
+    answered by a replica not yet re-pointed, and the promoted node later resyncs that replica. No signal the old
+    primary took in that window may be called confirmed; the sender goes on to confirm on the new primary, and
+    every signal it called confirmed is on the new primary's stream."""
+    s = submitter(harness, max_attempts=1, wait_ms=100)
+    first = s.submit(harness.rtss, {"signal_id": "sub-6-0"}, deadline_s=5)
+    assert first.confirmed, first
+    old = first.address
+    old_node = next(n for n in stack.of_kind("redis").values() if (n.address, n.port) == old)
+    outcomes = [first]
+    try:
+        stack.redis_node_client("sentinel-2").execute_command("SENTINEL", "FAILOVER", stack.master_name)
+
+        def one_more():   # bounded by the deadline below; each call is one submit of at most ~2 s
+            got = s.submit(harness.rtss, {"signal_id": f"sub-6-{len(outcomes)}"}, deadline_s=2)
+            outcomes.append(got)
+            return got.confirmed and got.address != old
+        wait_until(one_more, 30, "a signal confirmed on the new primary")
+    finally:
+        s.close()
+    during = outcomes[1:]
+    at_old = [g for g in during if g.address == old and g.entry_id is not None]
+    assert not [g for g in at_old if g.confirmed], f"confirmed on the primary being replaced: {at_old}"
+    assert any("replacing" in (g.error or "") or "now name" in (g.error or "") for g in at_old) or not at_old, at_old
+    wait_until(lambda: stack.redis_node_client(old_node.name).execute_command("ROLE")[0] == "slave", 30,
+               "the old primary to be demoted")
+    wait_until(lambda: stack.redis_primary() not in (None, old), 30, "the Sentinels to name the new primary")
+    on_stream = {f["signal_id"] for _i, f in harness.redis().xrange(harness.rtss)}
+    confirmed = [f"sub-6-{i}" for i, g in enumerate(outcomes) if g.confirmed]
+    assert set(confirmed) <= on_stream, f"confirmed but gone after the failover: {set(confirmed) - on_stream}"
