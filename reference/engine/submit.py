@@ -21,7 +21,8 @@ that had asked a Sentinel of the old minority). Four rules close that window for
    was failing the old primary over; for about a second the settled Sentinels still named the old primary, the
    sender wrote there and a replica that had not yet been re-pointed confirmed with WAIT 1; the promoted replica
    then full-resynced that replica, and 3-4 acknowledged signals were gone in 3 of 3 runs; REQUIREMENTS
-   "redis-async-replication"). The check costs one parallel ask of every Sentinel per confirmed signal.
+   "redis-async-replication"). The check costs one parallel ask of every Sentinel per confirmed signal: a
+   submit took 1.37 ms p50 instead of 0.49 ms (300 submits x 3 rounds on loopback, 2026-12-01).
 
 What WAIT cannot do (shown by the ``redis_set`` checker, not hidden here): a write confirmed by a replica that sits
 in the minority *with* the old primary is lost when the majority promotes its own replica; only waiting for every
