@@ -46,6 +46,12 @@ def catch_rate_lines(doc: dict | None) -> list[str]:
         if control:   # the same schedule on the reference engine
             rep_text += ("; the reference engine fails it too: " + "; ".join(control["found"])[:200]
                          if control["reference_failed"] else "; the reference engine passes it")
+        lib = r.get("library")
+        if lib and r.get("caught_by"):   # a library drill: its settings, and the reference engine as its control
+            settings = ", ".join(f"{k} {v}" for k, v in sorted(lib.get("settings", {}).items())) or "its own"
+            failed = lib.get("control", {}).get("failed") or []
+            rep_text = (f"drill settings: {settings}; the reference engine on the same drill and seed passes "
+                        + ("every checker named" if not failed else f"those (it fails {', '.join(failed)} too)"))
         if r.get("unreproduced") and not r.get("caught_by"):
             symptom = "not reproduced by replay (a flaky failure): " + "; ".join(
                 f"{s['checker']}: {s['summary']}" for s in r["unreproduced"])[:250]

@@ -334,6 +334,84 @@ def check_broker_retry(events: Sequence[dict], *, requirement_ids=("BRK-2",), ta
                    _evidence(rows, "broker_retry_interval_s", d, gaps, BROKER_RETRY_RULE), summary)
 
 
+# -- BRK-2 the switch to the backup, as a signal sees it -----------------------------------------------------------
+BROKER_FALLBACK_RULE = (
+    "fallback_result_s = for each signal acknowledged (signals.jsonl ack ok) while the primary broker was down (a "
+    "fault of DOWN_FAULTS on node mt5-primary, inject to heal, wall clock) and no other broker node was down within "
+    "the bound after it: its first result on RTRS (entry time) minus its acknowledgement; the worst is judged against "
+    "BRK-2's failures_before_secondary x broker_retry_interval_s + rto_s (5 x 3 s + 5 s = 20 s). A signal with no "
+    "result counts from its acknowledgement to the end of the RTRS dump as a lower bound when that already exceeds "
+    "the bound, else it is left unjudged.")
+
+
+def check_broker_fallback(signals, results, windows: Sequence[FaultWindow], *, bound_s: float,
+                          requirement_ids=("BRK-2",), targets=None, result_cls, name: str = "broker_fallback"):
+    """BRK-2 as a signal sees it (issue 16): a signal acknowledged while the primary broker is down gets its result
+    within ``bound_s`` seconds (the switch to the backup, then the RTO); ``signals``: ``history.Signal`` with
+    ``fields["wall_ts"]``; ``results``: ``history.TradeResult`` rows of rtrs.jsonl (``raw["entry"]`` ms). Metric
+    ``fallback_result_s`` (worst wait, s; a lower bound when unanswered). Unmeasured without a primary outage or
+    without a signal acknowledged in one."""
+    primary = [(w.inject_wall, w.heal_wall) for w in windows if w.fault in DOWN_FAULTS and w.inject_wall is not None
+               and str((w.details or {}).get("node") or "") == f"{BROKER_NODE_PREFIX}primary"]
+    others = [(w.inject_wall, w.heal_wall if w.heal_wall is not None else float("inf")) for w in windows
+              if w.fault in DOWN_FAULTS and w.inject_wall is not None
+              and str((w.details or {}).get("node") or "").startswith(BROKER_NODE_PREFIX)
+              and str((w.details or {}).get("node") or "") != f"{BROKER_NODE_PREFIX}primary"]
+    answered: dict[str, float] = {}
+    end = 0.0
+    for r in results:
+        entry = str(r.raw.get("entry") or "")
+        try:
+            at = int(entry.split("-")[0]) / 1000.0
+        except ValueError:
+            continue
+        end = max(end, at)
+        if r.status.lower() != "duplicate" and r.signal not in answered:
+            answered[r.signal] = at
+    why = None
+    if not primary:
+        why = "no fault took the primary broker (node mt5-primary) down in this run"
+    rows, waits, worst_is_lower = [], [], False
+    for sig in signals if not why else ():
+        ack = sig.fields.get("wall_ts")
+        if sig.ack != "ok" or not isinstance(ack, (int, float)):
+            continue
+        if not any(a <= ack <= (b if b is not None else float("inf")) for a, b in primary):
+            continue
+        if any(a <= ack + bound_s and ack <= b for a, b in others):
+            continue   # every broker down: BRK-5 (brokers_down) judges that span
+        got = answered.get(sig.id)
+        if got is not None:
+            wait = got - ack
+        elif end - ack > bound_s:
+            wait, lower = end - ack, True
+        else:
+            continue
+        waits.append(wait)
+        if wait >= max(waits):
+            worst_is_lower = got is None
+        if wait > bound_s or len(rows) < 5:
+            rows.append({"signal": sig.id, "result_after_s": round(wait, 3) if got is not None else None,
+                         "waited_s": round(wait, 3), "bound_s": bound_s})
+    if not why and not waits:
+        why = "no signal acknowledged while the primary broker was down (and the backup up) has a result to time"
+    if why:
+        metrics = {"fallback_result_s": None}
+        return _result(result_cls, name, requirement_ids, targets, metrics, {"fallback_result_s": why},
+                       ("fallback_result_s",), [{"kind": "unmeasured", "why": why},
+                                                {"kind": "rule", "rule": BROKER_FALLBACK_RULE}], f"unmeasured: {why}")
+    late = [r for r in rows if r["waited_s"] > bound_s]
+    metrics = {"fallback_result_s": _worst(waits), "signals_in_outage": len(waits), "late_results": len(late),
+               "fallback_result": distribution(waits)}
+    summary = (f"{len(waits)} signal(s) acknowledged while the primary broker was down: worst result after "
+               f"{metrics['fallback_result_s']} s (bound {bound_s:g} s); {len(late)} late"
+               + (f": {', '.join(r['signal'] for r in late[:10])}" if late else ""))
+    evidence = [{"kind": "late" if r in late else "timed", **r} for r in rows[:EVIDENCE_MAX]]
+    return _result(result_cls, name, requirement_ids, targets, metrics, {}, ("fallback_result_s",),
+                   evidence + [{"kind": "rule", "rule": BROKER_FALLBACK_RULE}], summary,
+                   lower=("fallback_result_s",) if worst_is_lower else ())
+
+
 # -- BRK-5 every broker down ---------------------------------------------------------------------------------------
 LOSS_EVENTS = ("broker_lost", "broker_connect_failed", "broker_heartbeat", "broker_suspended")
 BROKERS_DOWN_RULE = ("Every broker down = the wall-clock intersection of fault windows that killed, paused or cut "
@@ -615,6 +693,13 @@ def checker_entries(checker_cls, result_cls, unmeasured) -> list:
     def broker_retry(view, params, rids, targets):
         return check_broker_retry(view.engine_events(), requirement_ids=rids, targets=targets, result_cls=result_cls)
 
+    def broker_fallback(view, params, rids, targets):
+        from scenarios.stateful import SWITCH_BOUND_S
+
+        return check_broker_fallback(view.signals(), view.trade_results(), view.fault_windows_lenient()[0],
+                                     bound_s=float(params.get("bound_s") or SWITCH_BOUND_S), requirement_ids=rids,
+                                     targets=targets, result_cls=result_cls)
+
     def brokers_down(view, params, rids, targets):
         return check_brokers_down(view.engine_events(), view.fault_windows_lenient()[0], requirement_ids=rids,
                                   targets=targets, result_cls=result_cls)
@@ -645,6 +730,9 @@ def checker_entries(checker_cls, result_cls, unmeasured) -> list:
         checker_cls("broker_retry", broker_retry, ("broker_retry_interval_s",),
                     "BRK-2 as the engines ran: reconnect intervals during a broker outage, failures before the "
                     "switch to the next broker and before suspension"),
+        checker_cls("broker_fallback", broker_fallback, ("fallback_result_s",),
+                    "BRK-2 as a signal sees it: a signal acknowledged while the primary broker is down has its result "
+                    "within the switch (5 reconnects x 3 s) plus the RTO (5 s)", ("bound_s",)),
         checker_cls("brokers_down", brokers_down, ("orders_sent_while_suspended", "alerts_raised"),
                     "BRK-5: while every broker is down, no order sent and the suspension alerted"),
         checker_cls("redis_retry", redis_retry, ("redis_retry_interval_s",),

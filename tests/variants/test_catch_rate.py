@@ -1,7 +1,8 @@
 """Verification power, measured (issue 16, part 4): every broken engine of ``tests.variants.engines`` against the
 stateful test (its symptom, its shrunk schedule, and whether ``tradedrill replay`` reproduces it), and, for a
-variant the stateful test misses, the library's engine drills (engine-kill, engine-pause, broker-lost-reply). The
-catch rate goes to ``out/verification/catch_rate.json`` and the report section (``reports/verification.py``).
+variant the stateful test misses, the library's drills of ``LIBRARY`` (each with the reference engine as its
+control: a checker the reference fails too does not count). The catch rate goes to
+``out/verification/catch_rate.json`` and the report section (``reports/verification.py``).
 
 Bounded per variant: the search (profile ``sweep``) starts no example after ``SEARCH_BUDGET_S``; the failure is
 minimised by replaying its schedule with steps dropped (``scenarios.stateful.minimise``: at most ``MINIMISE_TRIALS``
@@ -36,29 +37,55 @@ MINIMISE_TRIALS = 8
 MINIMISE_BUDGET_S = 120.0
 TARGET_STEPS = 5          # the issue's aim for a shrunk schedule
 REPLAY_ATTEMPTS = 3       # fresh stacks a catch gets to reproduce on, and the reference control runs on
-LIBRARY = ("engine-kill", "engine-pause", "lost-reply")
+# the scenario library's drills a variant the stateful test missed is run through, in order, until one catches it:
+# (scenario, DrillOptions changes, engine overrides). The short engine drills as tests/drills runs them; then
+# redis-restart-in-flight with fast reconnects (as tests/drills/test_fencing.py runs it: with the documents' timings
+# the engine loses its lease in the outage and never flushes), and broker-primary-down at its own length (a primary
+# outage longer than BRK-2's 20 s switch bound)
+SHORT = {"duration_s": 12.0, "settle_s": 8.0, "rate_per_s": 10.0, "fault_at_s": 4.0}
+LIBRARY: tuple[tuple[str, dict, dict], ...] = (
+    ("engine-kill", SHORT, {}), ("engine-pause", SHORT, {}), ("lost-reply", SHORT, {}),
+    ("redis-restart-in-flight", {"duration_s": 14.0, "settle_s": 10.0},
+     {"redis_retry_interval_s": 0.2, "heartbeat_s": 0.5}),
+    ("broker-primary-down", {}, {}),
+)
 SAFETY = ("duplicates", "lost_signals", "state", "one_active", "results_delivered", "stale_writes")
+LIVENESS = ("broker_fallback",)   # BRK-2: a library catch by a liveness checker is counted when the control passes it
 
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(4 * 3600),
               pytest.mark.skipif(not SWEEP, reason="the variant sweep is slow; TRADEDRILL_VARIANT_SWEEP=1 "
                                                    "(nox -s variants) runs it")]
 
 
-def _library_catch(variant: str, out: Path) -> dict | None:
+def _library_run(variant: str | None, name: str, changes: dict, overrides: dict, out: Path):
     pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    for name in LIBRARY:
-        opts = DrillOptions(subnet=SUBNET, seed=7, repeat=1, out_dir=out, duration_s=12.0, settle_s=8.0,
-                            rate_per_s=10.0, fault_at_s=4.0, engine_env={"PYTHONPATH": pythonpath},
-                            engine_command=(sys.executable, "-m", "tests.variants.engines", variant))
-        run = run_once(registry.get(name), out / name, 7, opts, repeat=1)
-        signal_of = None
-        if variant in SIGNAL_OF:   # the variant's own comments (as the stateful test reads them)
-            ids = [s.id for s in RunView(run).signals()]
-            signal_of = variant_options(variant, out).signal_of_for(ids)
-        failed = [r for r in check_run(run, signal_of=signal_of).results if r.checker in SAFETY and r.valid is False]
-        if failed:
+    opts = DrillOptions(subnet=SUBNET, seed=7, repeat=1, out_dir=out, engine_env={"PYTHONPATH": pythonpath},
+                        engine_overrides=dict(overrides), **changes,
+                        engine_command=(sys.executable, "-m", "tests.variants.engines", variant) if variant else None)
+    run = run_once(registry.get(name), out / name, 7, opts, repeat=1)
+    signal_of = None
+    if variant in SIGNAL_OF:   # the variant's own comments (as the stateful test reads them)
+        ids = [s.id for s in RunView(run).signals()]
+        signal_of = variant_options(variant, out).signal_of_for(ids)
+    return run, [r for r in check_run(run, signal_of=signal_of).results
+                 if r.checker in SAFETY + LIVENESS and r.valid is False]
+
+
+def _library_catch(variant: str, out: Path) -> dict | None:
+    """The first library drill whose safety or liveness checkers fail on ``variant`` while the reference engine,
+    run as the control on the same drill, seed and settings, passes those checkers."""
+    for name, changes, overrides in LIBRARY:
+        run, failed = _library_run(variant, name, changes, overrides, out)
+        if not failed:
+            continue
+        control, control_failed = _library_run(None, name, changes, overrides, out / "control")
+        also = {r.checker for r in control_failed}
+        mine = [r for r in failed if r.checker not in also]
+        if mine:
             return {"scenario": name, "run_dir": str(run.path),
-                    "symptoms": [{"checker": r.checker, "summary": r.summary} for r in failed]}
+                    "settings": {**changes, **({"engine_overrides": overrides} if overrides else {})},
+                    "symptoms": [{"checker": r.checker, "summary": r.summary} for r in mine],
+                    "control": {"run_dir": str(control.path), "failed": sorted(also)}}
     return None
 
 
@@ -135,7 +162,8 @@ def test_the_library_and_the_stateful_test_catch_the_broken_engines(tmp_path_fac
         if not row["caught_by"]:
             lib = _library_catch(variant, root / variant / "library")
             if lib is not None:
-                row.update(caught_by=f"library:{lib['scenario']}", run_dir=lib["run_dir"], symptoms=lib["symptoms"])
+                row.update(caught_by=f"library:{lib['scenario']}", run_dir=lib["run_dir"], symptoms=lib["symptoms"],
+                           library={"settings": lib["settings"], "control": lib["control"]})
         row["seconds"] = round(time.monotonic() - started, 1)
         rows.append(row)
         record_property(f"variant_{variant}", row["caught_by"] or "missed")
