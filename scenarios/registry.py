@@ -503,12 +503,12 @@ register(Scenario(
 register(Scenario(
     name="broker-primary-down",
     requirement_ids=("BRK-2", "ENG-1", "ENG-5"),
-    description="The primary broker is SIGKILLed 3 s into 10 signals/s and stays down 30 s; the backup stays up. The "
+    description="The primary broker is SIGKILLed 3 s into 10 signals/s and stays down 24 s; the backup stays up. The "
                 "active engine retries the primary every 3 s, switches to the backup after 5 failures and trades "
                 "there: every signal acknowledged during the outage has its result within 5 x 3 s + the 5 s RTO "
                 "(20 s, broker_fallback), however long the primary stays away; nothing doubled, nothing lost.",
-    workload=Workload(op="trade", rate_per_s=10.0, duration_s=38.0, timeout_s=30.0, settle_s=12.0),
-    faults=(FaultStep("process-kill", "broker-primary", at_s=3.0, heal_after_s=30.0),),
+    workload=Workload(op="trade", rate_per_s=10.0, duration_s=28.0, timeout_s=25.0, settle_s=12.0),
+    faults=(FaultStep("process-kill", "broker-primary", at_s=3.0, heal_after_s=24.0),),
     checkers=(CheckerSpec("broker_fallback", ("BRK-2",)), CheckerSpec("broker_retry", ("BRK-2",)),
               CheckerSpec("rto", ("BRK-2",), {"f": "trade", "fault": "process-kill"}),
               CheckerSpec("lost_signals", ("BRK-2",)), *_consistency(("ENG-5",)), *_fencing()),

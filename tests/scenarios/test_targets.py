@@ -93,7 +93,7 @@ def test_every_registered_checker_metric_has_a_target():
                      "udp-loss", "udp-blackhole", "tcp-cut", "ea-kill", "ea-network-down-30s",
                      "udp-dup-reorder", "ea-crash-loop",
                      "backend-kill", "backend-pause", "webhook-retry-storm", "clickhouse-down-history",
-                     "tradingview-away", "brokers-down", "ea-ris-lost"}
+                     "tradingview-away", "brokers-down", "ea-ris-lost", "broker-primary-down"}
     for s in registry.all_scenarios():
         for spec in s.checkers:
             for rid in spec.requirement_ids:

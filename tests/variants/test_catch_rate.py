@@ -44,7 +44,7 @@ REPLAY_ATTEMPTS = 3       # fresh stacks a catch gets to reproduce on, and the r
 # outage longer than BRK-2's 20 s switch bound)
 SHORT = {"duration_s": 12.0, "settle_s": 8.0, "rate_per_s": 10.0, "fault_at_s": 4.0}
 LIBRARY: tuple[tuple[str, dict, dict], ...] = (
-    ("engine-kill", SHORT, {}), ("engine-pause", SHORT, {}), ("lost-reply", SHORT, {}),
+    ("engine-kill", SHORT, {}), ("engine-pause", SHORT, {}), ("lost-reply", SHORT, {}), ("requote-storm", {}, {}),
     ("redis-restart-in-flight", {"duration_s": 14.0, "settle_s": 10.0},
      {"redis_retry_interval_s": 0.2, "heartbeat_s": 0.5}),
     ("broker-primary-down", {}, {}),
