@@ -71,6 +71,7 @@ from scenarios.history import FAIL, OK, UNKNOWN, Deal, RunDir
 from scenarios.packages import FAULTS
 from scenarios.registry import PENDING_ORDER_TYPES
 from scenarios.setclients import read_roles, roles_converged
+from scenarios.tickclients import start_tick_clients
 from tradedrill.waiting import DeadlineExceeded, wait_until
 
 SCHEDULE = "schedule.json"
@@ -170,6 +171,10 @@ STATEFUL_MOVES: dict[str, FaultMove] = {**FAULT_MOVES, **{m.name: m for m in (
               description="the primary broker's market closed for the schedule's symbols (MARKET_CLOSED)"),
     FaultMove("broker-backup-down", "process-kill", "broker-backup", heal_after_s=6.0,
               description="SIGKILL the backup broker; the heal restarts it"),
+    # the EA's tick feed (issue 16: "UDP loss once the EA exists"): the stack runs one EA and the example a consumer
+    FaultMove("udp-loss", "udp-loss", "ea-1", {"percent": 30}, heal_after_s=4.0,
+              description="the kernel drops 30 % of the UDP ticks arriving at the EA's consumer (TCP must serve "
+                          "the lost ones: EA-2)"),
 )}}
 IN_FLIGHT_MOVES = ("engine-pause-in-flight", "engine-kill-in-flight")
 # moves the reference engine fails today: a finding, pinned by a strict xfail in tests/stateful, and kept out of
@@ -195,7 +200,7 @@ DRAWN_MOVES = tuple(sorted(m for m in STATEFUL_MOVES if m not in REFERENCE_FAILS
 # where the five-move family had caught 13 of 13)
 _FAMILY_OF_TARGET = {"active-engine": "engine", "passive-engine": "engine", "redis-primary": "redis",
                      "redis-replica": "redis", "sentinel-1": "redis", "broker-primary": "broker",
-                     "broker-backup": "broker"}
+                     "broker-backup": "broker", "ea-1": "broker"}   # the broker's market data: one family
 _ENGINE_WORK_MOVES = ("engine-kill-in-flight", "engine-pause-in-flight", "journal-corrupt")
 
 
@@ -221,16 +226,21 @@ STATEFUL_CHECKERS = (
     registry.CheckerSpec("one_active", ("ENG-1",)),
     registry.CheckerSpec("results_delivered", ("ENG-5",)),
     registry.CheckerSpec("stale_writes", ("ENG-1", "ENG-5")),
+    # the EA's ticks at the example's consumer: none missed, doubled or out of order, in a UDP fault too (EA-2)
+    registry.CheckerSpec("ticks", ("EA-2",)),
 )
+TICK_CHECKERS = ("ticks",)
 
 # the invariants a stateful example fails on by default (the issue's four); the others of STATEFUL_CHECKERS are
 # findings, written to verdict.json; ``SessionOptions.judged`` = ALL_CHECKERS fails on them too (the variant sweep)
-SAFETY_CHECKERS = ("duplicates", "lost_signals", "state", "one_active")
+SAFETY_CHECKERS = ("duplicates", "lost_signals", "state", "one_active", *TICK_CHECKERS)
 LIVENESS_CHECKER = "broker_fallback"   # BRK-2 (see the module docstring); judged by Example itself
-ALL_CHECKERS = tuple(c.checker for c in STATEFUL_CHECKERS) + (LIVENESS_CHECKER,)
+# every engine checker (the variant sweep's; the broken engines are engines, and a tick symptom there would be a
+# finding about the EA that the reference control fails too: the search would spend its budget on it)
+ALL_CHECKERS = tuple(c.checker for c in STATEFUL_CHECKERS if c.checker not in TICK_CHECKERS) + (LIVENESS_CHECKER,)
 
 SCENARIO = registry.Scenario(
-    name="stateful", requirement_ids=("ENG-1", "ENG-5"),
+    name="stateful", requirement_ids=("ENG-1", "ENG-5", "EA-2"), services=("ea",),
     description="a Hypothesis fault schedule (scenarios.stateful): signals and faults interleaved by rules",
     workload=registry.Workload(op="trade", rate_per_s=1.0, duration_s=0.0, concurrency=1, symbols=SYMBOLS,
                                volume=VOLUME, timeout_s=SETTLE_S),
@@ -317,6 +327,7 @@ class StatefulSession:
         self.reset_s: list[float] = []
         self.search_until: float | None = None   # monotonic: no example of a search starts after it
         self.minimised: dict = {}                # what minimise() did to the last failure
+        self.ticks = None                        # the current example's tick consumer (scenarios.tickclients)
 
     @property
     def stack(self):
@@ -333,6 +344,8 @@ class StatefulSession:
         return self
 
     def down(self) -> list[str]:
+        if self.ticks is not None:   # an example that never finished (interrupted): its consumer stops first
+            self.ticks.stop()
         return self._env.down() if self._env is not None else []
 
     def __enter__(self) -> "StatefulSession":
@@ -440,6 +453,9 @@ class Example:
         config = {"engine": _engine_config(session), "comment_prefix": "td", "stateful": session.opts.engine()}
         (self.run.path / "config.json").write_text(json.dumps(config, indent=2, default=str))
         self.finished: Verdict | None = None
+        # the EA's consumer records this example's ticks (ticks-ea-1.jsonl); stopped by finish() or the session
+        self.ticks = start_tick_clients(self.env)
+        session.ticks = self.ticks
 
     # the schedule as data
     def _write_schedule(self, verdict: dict | None = None) -> None:
@@ -723,6 +739,8 @@ class Example:
         self._submit({"signal": "end", "kind": "market", "side": "buy", "symbol": SYMBOLS[0]})
         self.desk.settle(SETTLE_S)
         self.desk.close()
+        if self.ticks is not None:
+            self.ticks.stop()
         try:
             self.env.dump_ground_truth()   # engines still running: settled, so nothing is in flight
         except Exception as exc:  # noqa: BLE001 - the run cannot be judged; said in its status

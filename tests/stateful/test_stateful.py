@@ -130,3 +130,25 @@ def test_an_engine_woken_after_its_lease_was_taken_sends_nothing_into_the_load(s
     load = json.loads((verdict.run_dir / VERDICT).read_text())["load"]
     answered = [s for s in example.load.sent() if s in example.desk.result_at]
     assert load["signals"] >= 10 and len(answered) == load["signals"], (load, len(answered))
+
+
+def test_ticks_lost_on_udp_reach_the_consumer_over_tcp_in_a_stateful_example(session):
+    """The ``udp-loss`` move (EA-2; "UDP loss once the EA exists"): with 30 % of the UDP ticks to the example's
+    consumer dropped by the kernel, the ticks checker finds none missed, doubled or out of order, and the consumer
+    took some of them from TCP inside the fault window (the move took effect: otherwise the check proved nothing)."""
+    example = session.example(23)
+    example.apply({"op": "submit", "kind": "market", "signal": "s1", "side": "buy", "symbol": "EURUSD"})
+    example.apply({"op": "inject", "fault": "udp-loss"})
+    example.apply({"op": "wait", "s": 4.0})
+    example.apply({"op": "heal"})
+    verdict = example.finish()
+    assert not verdict.failed, verdict.describe()
+    doc = json.loads((verdict.run_dir / VERDICT).read_text())
+    assert doc["results"]["ticks"]["valid"] is True, doc["results"]["ticks"]
+    faults = [json.loads(line) for line in (verdict.run_dir / "faults.jsonl").read_text().splitlines()]
+    inject = next(f["wall_ts"] for f in faults if f["event"] == "inject" and f["fault"] == "udp-loss")
+    heal = next(f["wall_ts"] for f in faults if f["event"] == "heal" and f["fault"] == "udp-loss")
+    ticks = [json.loads(line) for line in (verdict.run_dir / "ticks-ea-1.jsonl").read_text().splitlines()]
+    over_tcp = [t for t in ticks if t.get("t") == "tick" and t.get("path") == "tcp" and not t.get("snapshot")
+                and inject * 1e9 <= t["deliver_ns"] <= heal * 1e9 + 1e9]
+    assert over_tcp, "no tick came over TCP during the UDP loss: the fault did not take effect"
