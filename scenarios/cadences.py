@@ -384,7 +384,7 @@ def check_broker_fallback(signals, results, windows: Sequence[FaultWindow], *, b
         if got is not None:
             wait = got - ack
         elif end - ack > bound_s:
-            wait, lower = end - ack, True
+            wait = end - ack
         else:
             continue
         waits.append(wait)
