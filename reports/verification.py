@@ -28,7 +28,8 @@ def catch_rate_lines(doc: dict | None) -> list[str]:
     if bounds:
         lines += [f"Bounds a variant: profile `{bounds['profile']}`, no example starts after {bounds['search_s']:g} s "
                   f"of search; the failure minimised by replay in at most {bounds['minimise_trials']} replays / "
-                  f"{bounds['minimise_s']:g} s; the aim is a schedule of at most 5 steps.", ""]
+                  f"{bounds['minimise_s']:g} s; the aim is a schedule of at most 5 steps."
+                  + _other_bounds(doc.get("other_bounds") or {}), ""]
     lines += ["| variant | bug | caught by | symptom | shrunk schedule | replay | seconds |",
               "|---|---|---|---|---|---|---|"]
     for r in doc.get("variants", []):
@@ -61,6 +62,15 @@ def catch_rate_lines(doc: dict | None) -> list[str]:
         lines.append(f"| {r['variant']} | {r['bug']} | {r.get('caught_by') or '**missed**'} | {symptom} | "
                      f"{schedule} | {rep_text} | {r.get('seconds', '-')} |")
     return lines
+
+
+def _other_bounds(other: dict) -> str:
+    """The rows an earlier piece of the sweep measured with other bounds (``None``: recorded before rows kept
+    their own)."""
+    if not other:
+        return ""
+    parts = [f"{v} ({b['search_s']:g} s of search)" if b else f"{v} (bounds not recorded)" for v, b in other.items()]
+    return " Measured with other bounds: " + ", ".join(parts) + "."
 
 
 def _num(value, fmt: str) -> str:
