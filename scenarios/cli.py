@@ -50,6 +50,28 @@ class CannotJudge(click.ClickException):
     exit_code = 2
 
 
+class _OneLineUsage(click.Command):
+    """Bad input to ``tradedrill drill`` is one line and exit 2, as for ``soak`` and ``replay``: a value click cannot
+    convert, an unknown option, or options that do not go together, said with what to do (never click's usage
+    block)."""
+
+    def _one_line(self, exc: click.UsageError) -> CannotJudge:
+        text = f"{exc.format_message().rstrip('.')}; see `tradedrill {self.name} --help`"
+        return CannotJudge("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise self._one_line(exc) from None
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise self._one_line(exc) from None
+
+
 def _override(entry: dict) -> str:
     from rich.markup import escape
 
@@ -209,7 +231,7 @@ def _load_options(users: int | None, spawn_rate: float | None, load_mix: str | N
         raise click.BadParameter(str(exc), param_hint="--load-mix") from None
 
 
-@click.command("drill")
+@click.command("drill", cls=_OneLineUsage)
 @click.argument("scenario_names", metavar="SCENARIO...", nargs=-1)
 @click.option("--all", "run_all", is_flag=True, help="Run every scenario of `tradedrill scenarios`.")
 @click.option("--repeat", "-n", type=click.IntRange(min=1), default=None,

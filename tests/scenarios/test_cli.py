@@ -196,3 +196,15 @@ def test_run_drills_gives_every_repeat_its_own_seed(monkeypatch, tmp_path):
     runner.run_drills(["engine-pause"], runner.DrillOptions(seed=11, repeat=cli.runs_per_scenario("thorough", None),
                                                             out_dir=tmp_path))
     assert len(seeds) == 20 and len(set(seeds)) == 20
+
+
+@pytest.mark.parametrize("args", [["--repeat", "x", "engine-kill"], ["--bogus", "engine-kill"], [],
+                                  ["--spawn-rate", "3", "engine-kill"], ["--rate", "nan", "engine-kill"],
+                                  ["--provider", "external", "engine-kill"], ["engine-kill", "--seed", "-1"]])
+def test_bad_drill_options_are_one_line_with_exit_2_and_no_usage_block(args):
+    """A new user got click's 4-line usage block from `tradedrill drill` where soak and replay say one line."""
+    result = CliRunner().invoke(cli.drill, [*args, "--subnet", "127.0.119"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Usage:" not in result.output, result.output
+    assert "tradedrill drill --help" in lines[0]
