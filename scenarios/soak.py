@@ -39,7 +39,7 @@ from scenarios import registry
 from scenarios.checkers import check_run
 from scenarios.environment import DrillError, DrillOptions
 from scenarios.runner import run_once
-from scenarios.stateful import FAULT_MOVES, SAFETY_CHECKERS, STATEFUL_CHECKERS, SYMBOLS
+from scenarios.stateful import FAULT_MOVES, SAFETY_CHECKERS, STATEFUL_CHECKERS, SYMBOLS, TICK_CHECKERS
 from tradedrill.waiting import DeadlineExceeded, wait_until
 
 SAMPLE_S = 2.0
@@ -56,6 +56,11 @@ FACTS = "soak-facts.json"     # what run_soak saw around the run (the harness be
 # steps (16 -> 81 fds in one of them), then stayed level: a pool filling, not a leak. A process whose threads
 # keep rising has no steady segment and is "unmeasured", which fails (an unbounded pool is a leak too).
 WARMUP_S = 20.0
+# What counts as a growth of the pool (``steady_segments``): a new maximum of the thread count held for at least
+# GROWTH_HOLD_SAMPLES consecutive samples (2: still there SAMPLE_S later). A thread that lives for one sample (an
+# engine's count 19 -> 20 -> 19 for ~2 s in the 2-minute soak of seed 16) is work, not a pool: counting it restarted
+# the warm-up and left the active engine with 43 s of steady samples, "not measured".
+GROWTH_HOLD_SAMPLES = 2
 # Fewer seconds than this of steady samples (summed over a process's segments) and the slope is "unmeasured"
 # (a verdict that never passes): a 2 s sampler needs a minute to separate a trend from one allocator step.
 MIN_SPAN_S = 60.0
@@ -124,12 +129,17 @@ SOAK_ENGINE_SETTINGS = {"journal_memory_window": 1000}
 # and takeover: its memory followed the account, not a leak of its own, and no leak could be told from it.
 SOAK_STOP_POINTS = 200
 SOAK_SIGMA_POINTS = 40.0
+# the stateful test's checkers without its tick checker (EA-2): the soak's stack runs no EA and no tick consumer
+SOAK_CHECKERS = tuple(c for c in STATEFUL_CHECKERS if c.checker not in TICK_CHECKERS)
 # the compound move needs a signal in flight at the right moment: a stateful step, not a timed one
 SOAK_MOVES = tuple(sorted(n for n in FAULT_MOVES if n != "engine-pause-in-flight"))
 # What a soak's options may be (``option_problems``). The shortest soak is the one that can measure a slope at all:
-# WARMUP_S of a process's life left out, then MIN_SPAN_S of steady samples; a shorter one could only ever say
-# "memory unmeasured". The other ranges are those of ``tradedrill soak`` (its --help).
-MIN_MINUTES = (WARMUP_S + MIN_SPAN_S) / 60.0
+# the sampler's first sample comes SAMPLE_S into the load, the engines grow their pools (send lanes) as the load
+# starts, so WARMUP_S after that is left out, then MIN_SPAN_S of steady samples: (2 + 20 + 60) s = 82 s, 1.37
+# minutes (``tradedrill soak --help`` says so). That is the minimum when nothing restarts a process or grows its pool
+# again; each restart or lasting pool growth leaves another WARMUP_S out (CI's 2 minutes have room for one). A
+# shorter soak could only ever say "memory unmeasured". The other ranges are those of ``tradedrill soak``.
+MIN_MINUTES = (SAMPLE_S + WARMUP_S + MIN_SPAN_S) / 60.0
 MAX_MINUTES = 24 * 60.0
 RATE_RANGE = (1.0, 500.0)
 EVERY_RANGE = (5.0, 600.0)
@@ -179,7 +189,8 @@ def option_problems(opts: SoakOptions) -> list[str]:
             if flag == "--minutes" and value < low:
                 problems.append(
                     f"--minutes {value:g} is too short to measure memory: a soak needs at least {shown(low)} minutes "
-                    f"({WARMUP_S:g} s of warm-up, then {MIN_SPAN_S:g} s of steady samples for an RSS slope); pass "
+                    f"(the first sample {SAMPLE_S:g} s into the load, {WARMUP_S:g} s of warm-up, then {MIN_SPAN_S:g} s "
+                    f"of steady samples for an RSS slope); pass "
                     f"--minutes 2 (CI's) or more")
             else:
                 problems.append(f"{flag} {value:g} is out of range: give {shown(low)} to {high:g} {unit}")
@@ -228,7 +239,7 @@ def soak_scenario(opts: SoakOptions) -> registry.Scenario:
         workload=registry.Workload(op="trade", rate_per_s=opts.rate_per_s, duration_s=duration, concurrency=4,
                                    timeout_s=5.0, settle_s=30.0, symbols=SYMBOLS,
                                    params={"stops": {"sl_points": SOAK_STOP_POINTS, "tp_points": SOAK_STOP_POINTS}}),
-        faults=tuple(steps), checkers=STATEFUL_CHECKERS, engine_overrides=dict(SOAK_ENGINE_SETTINGS),
+        faults=tuple(steps), checkers=SOAK_CHECKERS, engine_overrides=dict(SOAK_ENGINE_SETTINGS),
         broker_symbols={symbol: {"sigma_points": SOAK_SIGMA_POINTS} for symbol in SYMBOLS})
 
 
@@ -333,24 +344,37 @@ class Sampler:
         self._redis.clear()
 
 
-def steady_segments(rows: list[dict], warmup_s: float = WARMUP_S) -> dict[tuple[int, int], list[dict]]:
-    """``rows`` (one process's samples) in steady segments: per PID, a new segment starts whenever its thread count
-    rises (``row["threads"]``: a pool grew: an engine's send lanes, a broker's thread per connection), and every
-    sample within ``warmup_s`` of the PID's start (``age_s``) or of the rise that began its segment is left out.
+def steady_segments(rows: list[dict], warmup_s: float = WARMUP_S,
+                    hold: int | None = None) -> dict[tuple[int, int], list[dict]]:
+    """``rows`` (one process's samples) in steady segments: per PID, a new segment starts at each *lasting growth*
+    of its thread pool (``row["threads"]``: an engine's send lanes, a broker's thread per connection), and every
+    sample within ``warmup_s`` of the PID's start (``age_s``) or of the growth that began its segment is left out.
+
+    Lasting growth, precisely: the PID's pool level is the thread count of its first sample, later the highest count
+    it has *held*; a growth is a sample whose count is above that level in it and in each of the next ``hold - 1``
+    samples of the PID (``GROWTH_HOLD_SAMPLES``, 2: a new maximum still there one sample, 2 s, later). The segment
+    then starts at that sample, and the level becomes the lowest count of those ``hold`` samples. A transient thread
+    (19 -> 20 -> 19: above the level in one sample only, the count back at the next) is not a growth and does not
+    split the segment; nor is a return to a level the pool held before (a pool that shrank and refilled). A rise in
+    the PID's last ``hold - 1`` samples cannot be told lasting and is not a growth.
     Returns ``{(pid, k): [rows in time order]}``. A process whose threads keep rising never has a steady sample
     (its slope is then unmeasured, which fails the verdict: an unbounded thread pool is a leak too)."""
+    hold = GROWTH_HOLD_SAMPLES if hold is None else max(1, int(hold))
     by_pid: dict[int, list[dict]] = {}
     for r in sorted(rows, key=lambda r: r["t"]):
         by_pid.setdefault(r["pid"], []).append(r)
     out: dict[tuple[int, int], list[dict]] = {}
     for pid, samples in by_pid.items():
-        k, since, threads = 0, None, None
-        for r in samples:
-            n = r.get("threads")
-            if threads is not None and n is not None and n > threads:
-                k, since = k + 1, r["t"]
-            if n is not None:
-                threads = n
+        counts = [r.get("threads") for r in samples]
+        k, since, level = 0, None, None
+        for i, r in enumerate(samples):
+            n = counts[i]
+            if level is None:
+                level = n
+            elif n is not None and n > level:
+                window = counts[i:i + hold]
+                if len(window) == hold and all(c is not None and c > level for c in window):
+                    k, since, level = k + 1, r["t"], min(window)
             if r.get("age_s", 0.0) < warmup_s or (since is not None and r["t"] - since < warmup_s):
                 continue
             out.setdefault((pid, k), []).append(r)

@@ -39,11 +39,43 @@ class _OneLineErrors(click.Command):
 _OneLineSoakErrors = _OneLineErrors
 
 
+def _fresh_replay_dir(parent: Path, *, given: bool) -> Path:
+    """A new ``replay-<n>`` folder (the first n not taken) inside ``parent`` (RUN_DIR, or --out), made now: every
+    replay writes its own run folders, never into a folder an earlier replay wrote (its history and signals would
+    mix with this one's and the verdict report symptoms neither had). A --out that cannot hold it: CannotRun."""
+    what = "--out" if given else "RUN_DIR"
+    if given and not str(parent).strip():
+        raise CannotRun("--out: an empty path; pass a folder to write the replay's run folders into (or leave "
+                        "--out out: RUN_DIR/replay-<n>)")
+    if parent.exists() and not parent.is_dir():
+        raise CannotRun(_one_line(f"{what} {parent} is a file, not a folder; pass a folder to write the replay's "
+                                  f"run folders into"))
+    for n in range(1, 10_000):
+        path = parent / f"replay-{n}"
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise CannotRun(_one_line(f"{what} {parent}: cannot make a folder there ({exc.strerror or exc}); pass "
+                                      f"a writable folder")) from None
+    raise CannotRun(_one_line(f"{what} {parent} holds replay-1 to replay-9999: pass another --out"))
+
+
+def _drop_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
 @click.command("replay", cls=_OneLineErrors)
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--subnet", default="127.0.94", show_default=True, help="Loopback /24 for the fresh stack.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Folder for the replay's run folder [default: RUN_DIR/replay-<n>].")
+              help="Folder to write the replay into: each replay gets a new replay-<n> folder inside it [default: "
+                   "RUN_DIR/replay-<n>].")
 @click.option("--reference", is_flag=True, default=False,
               help="Run the schedule on the reference engine instead of the recorded one (a control: a broken "
                    "variant's symptom that the reference shows too is not the variant's).")
@@ -54,6 +86,7 @@ def replay(run_dir: Path, subnet: str, out_dir: Path | None, reference: bool, at
     """Re-run a stateful example's saved schedule (RUN_DIR/schedule.json: seed, steps, engine) against a fresh
     stack and say whether its symptom reproduces (exit 0: it did in at least one attempt)."""
     from scenarios.environment import DrillError
+    from scenarios.runner import DrillInterrupted, interruptible
     from scenarios.stateful import replay_attempts
 
     from tradedrill.topology import TopologyError, _check_subnet
@@ -68,15 +101,19 @@ def replay(run_dir: Path, subnet: str, out_dir: Path | None, reference: bool, at
     if not (run_dir / "schedule.json").exists():
         raise CannotRun(_one_line(f"{run_dir} holds no schedule.json: pass the run folder a failing stateful example "
                                   f"wrote (its failure message names it)"))
-    if out_dir is None:
-        n = 1 + sum(1 for _ in run_dir.glob("replay-*"))
-        out_dir = run_dir / f"replay-{n}"
-    try:
-        results = replay_attempts(run_dir, subnet=subnet, out_dir=out_dir, attempts=attempts,
-                                  until_reproduced=not reference, say=lambda m: click.echo(m),
-                                  engine={} if reference else None)
-    except DrillError as exc:
-        raise CannotRun(str(exc)) from None
+    out_dir = _fresh_replay_dir(run_dir if out_dir is None else out_dir, given=out_dir is not None)
+    with interruptible():
+        try:
+            results = replay_attempts(run_dir, subnet=subnet, out_dir=out_dir, attempts=attempts,
+                                      until_reproduced=not reference, say=lambda m: click.echo(m),
+                                      engine={} if reference else None)
+        except DrillError as exc:
+            _drop_if_empty(out_dir)   # refused before a stack started: no empty replay-<n> left behind
+            raise CannotRun(_one_line(str(exc))) from None
+        except DrillInterrupted as exc:
+            click.echo(f"tradedrill: replay {exc}: every fault healed and every node stopped; the cut run is "
+                       f"marked interrupted in {out_dir}")
+            sys.exit(128 + exc.signum)
     for k, result in enumerate(results, start=1):
         steps = len(result.replay.steps)
         found = ", ".join(f"{s['checker']}: {s['summary']}" for s in result.replay.symptoms) or "no symptom"
@@ -103,8 +140,11 @@ def replay(run_dir: Path, subnet: str, out_dir: Path | None, reference: bool, at
 
 @click.command("soak", cls=_OneLineSoakErrors)
 @click.option("--minutes", type=float, default=30.0, show_default=True,
-              help="Minutes of load: at least 1.34 (20 s of warm-up and 60 s of steady samples measure an RSS "
-                   "slope), at most 1440.")
+              help="Minutes of load: at least 1.37, at most 1440. 1.37 is the shortest soak that can measure an "
+                   "RSS slope (the first sample 2 s into the load, 20 s of warm-up after the engines open their send "
+                   "lanes, then 60 s of steady samples), and only when nothing restarts a process or grows its "
+                   "thread pool for good again: each such event leaves out another 20 s (CI's 2 minutes have room "
+                   "for one), so a faulted soak needs more.")
 @click.option("--seed", type=int, default=16, show_default=True,
               help="Seed of the fault sequence and the signals (an integer from 0 to 4294967295).")
 @click.option("--rate", type=float, default=10.0, show_default=True,

@@ -34,11 +34,11 @@ def invoke(args):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--minutes", "0"], ["--minutes 0 is too short to measure memory", "at least 1.34 minutes", "--minutes 2"]),
+    (["--minutes", "0"], ["--minutes 0 is too short to measure memory", "at least 1.37 minutes", "--minutes 2"]),
     (["--minutes", "0.5"], ["--minutes 0.5 is too short", "pass --minutes 2"]),
-    (["--minutes", "nan"], ["--minutes nan is not a number", "1.34 to 1440 minutes"]),
+    (["--minutes", "nan"], ["--minutes nan is not a number", "1.37 to 1440 minutes"]),
     (["--minutes", "-inf"], ["--minutes -inf is not a number"]),
-    (["--minutes", "2000"], ["--minutes 2000 is out of range", "1.34 to 1440"]),
+    (["--minutes", "2000"], ["--minutes 2000 is out of range", "1.37 to 1440"]),
     (["--minutes", "abc"], ["'--minutes'", "'abc' is not a valid float", "tradedrill soak --help"]),
     (["--rate", "0"], ["--rate 0 is out of range", "1 to 500 signals/s"]),
     (["--rate", "inf"], ["--rate inf is not a number"]),
