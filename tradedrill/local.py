@@ -740,8 +740,10 @@ def _detached_lease_holder(run_dir: Path, topo: Topology, credential: Credential
 
 def down_detached(run_dir: Path, timeout: float = 10.0) -> list[str]:
     """Stop a stack started by another process: SIGCONT+SIGTERM each recorded process group, SIGKILL at the
-    deadline. Returns the names it stopped."""
-    registry = PidRegistry(Path(run_dir) / "pids.json")
+    deadline. Returns the names it stopped. Forgets the stack in the stack index (by its resolved run folder: the
+    index records it so), also when none of its processes runs any more."""
+    run_dir = Path(run_dir).resolve()
+    registry = PidRegistry(run_dir / "pids.json")
     entries = registry.entries()
     stopped = []
     for name, e in entries.items():
@@ -760,8 +762,8 @@ def down_detached(run_dir: Path, timeout: float = 10.0) -> list[str]:
     except TimeoutError:
         pass
     registry.reap_leftovers()
-    StackIndex().release(registry)
-    state = Path(run_dir) / "stack.json"
+    StackIndex().release_run_dir(run_dir)
+    state = run_dir / "stack.json"
     if state.exists():
         state.unlink()
     return stopped

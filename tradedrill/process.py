@@ -131,11 +131,27 @@ class StackIndex:
     """Every stack this user's harness processes started: ``{registry path: {"subnet", "run_dir", "owner":
     {"pid", "create_time"}, "wall_ts", "detached"}}`` in ``state_root()/stacks.json``. Whatever starts a stack
     (``up``, a drill, a test) claims it here before starting a process, so a later ``drill``, ``up`` or ``down``
-    finds what a crashed or SIGKILLed run left, wherever its run folder is, and stops it by PID and start time."""
+    finds what a crashed or SIGKILLed run left, wherever its run folder is, and stops it by PID and start time.
+
+    Every harness process of the user rewrites the file: each read-modify-write holds this process's lock and an
+    flock on ``stacks.json.lock`` beside it, and the new file replaces the old one atomically (without the flock,
+    concurrent writers brought removed entries back and lost added ones)."""
 
     def __init__(self, path: Path | None = None):
         self.path = Path(path) if path else state_root() / "stacks.json"
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """This process's lock and an flock on ``<file>.lock`` (a read-modify-write across processes)."""
+        with self._lock:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)   # releases the flock
 
     def _read(self) -> dict[str, dict]:
         try:
@@ -146,10 +162,17 @@ class StackIndex:
 
     def _write(self, entries: dict[str, dict]) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(entries, indent=2))
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.path)
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            with open(tmp, "w") as f:
+                f.write(json.dumps(entries, indent=2))
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
     def entries(self) -> dict[str, dict]:
         with self._lock:
@@ -162,36 +185,61 @@ class StackIndex:
         return bool(entry.get("detached")) or not (
             owner.get("pid") and same_process_alive(owner["pid"], owner.get("create_time")))
 
+    @staticmethod
+    def live_processes(key: str) -> list[str]:
+        """``"name (pid N)"`` of every process of the stack whose registry is ``key`` that still runs."""
+        return [f"{name} (pid {e['pid']})" for name, e in PidRegistry(Path(key)).entries().items()
+                if same_process_alive(e["pid"], e.get("create_time"))]
+
+    def _busy(self, subnet: str, key: str, entry: dict) -> SubnetBusy | None:
+        """Why ``entry`` (another stack on ``subnet``) may not be touched by a new claim, or None: its owner (a
+        drill) still runs, or it is a stack ``tradedrill up`` left running on purpose whose processes live."""
+        if not self.orphaned(entry):
+            owner = entry["owner"]
+            return SubnetBusy(
+                f"subnet {subnet} is in use by a running harness process (pid {owner['pid']}, run folder "
+                f"{entry.get('run_dir')}); wait for it, stop it with `tradedrill down --all --subnet {subnet}`, or "
+                f"choose another --subnet")
+        if entry.get("detached") and self.live_processes(key):
+            run_dir = entry.get("run_dir") or str(Path(key).parent)
+            return SubnetBusy(
+                f"subnet {subnet} is in use by the stack `tradedrill up` started in {run_dir}; stop it with "
+                f"`tradedrill down --dir {run_dir}`, or choose another --subnet")
+        return None
+
     def claim(self, subnet: str, registry: "PidRegistry", run_dir: Path) -> list[str]:
         """Record that this process runs a stack on ``subnet`` (its processes in ``registry``); first stop what
         earlier stacks on the subnet whose owner is gone left there (returned as ``"name (pid N)"``). Raises
-        :class:`SubnetBusy` when another live process runs a stack on the subnet."""
+        :class:`SubnetBusy` when another live process runs a stack on the subnet, or a stack ``tradedrill up``
+        started there still runs (it is stopped only by ``tradedrill down``)."""
         me = os.getpid()
+        mine = str(registry.path)
         stopped: list[str] = []
-        for key, entry in self.entries().items():
-            if entry.get("subnet") != subnet or key == str(registry.path):
-                continue
-            if (entry.get("owner") or {}).get("pid") == me:
-                continue  # another stack of this very process (tests run several side by side on other ports)
-            if not self.orphaned(entry):
-                owner = entry["owner"]
-                raise SubnetBusy(
-                    f"subnet {subnet} is in use by a running harness process (pid {owner['pid']}, run folder "
-                    f"{entry.get('run_dir')}); wait for it, stop it with `tradedrill down --all --subnet {subnet}`, or choose another "
-                    f"--subnet")
-            stopped += PidRegistry(Path(key)).reap_leftovers(describe=True)
-            self._forget(key)
-        with self._lock:
-            entries = self._read()
-            entries[str(registry.path)] = {"subnet": subnet, "run_dir": str(run_dir),
-                                           "owner": {"pid": me, "create_time": _create_time(me)},
-                                           "wall_ts": time.time()}
-            self._write(entries)
-        return stopped
+        while True:
+            with self._exclusive():
+                leftovers = []
+                for key, entry in self._read().items():
+                    if entry.get("subnet") != subnet or key == mine:
+                        continue
+                    if (entry.get("owner") or {}).get("pid") == me:
+                        continue  # another stack of this very process (tests run several side by side on other ports)
+                    busy = self._busy(subnet, key, entry)
+                    if busy is not None:
+                        raise busy
+                    leftovers.append(key)
+                if not leftovers:  # checked and recorded under one lock: no other claim slips in between
+                    entries = self._read()
+                    entries[mine] = {"subnet": subnet, "run_dir": str(run_dir),
+                                     "owner": {"pid": me, "create_time": _create_time(me)}, "wall_ts": time.time()}
+                    self._write(entries)
+                    return stopped
+            for key in leftovers:  # outside the lock: killing and waiting takes up to seconds
+                stopped += PidRegistry(Path(key)).reap_leftovers(describe=True)
+                self._forget(key)
 
     def detach(self, registry: "PidRegistry") -> None:
         """The owner exits on purpose and leaves the stack running (``tradedrill up``)."""
-        with self._lock:
+        with self._exclusive():
             entries = self._read()
             if str(registry.path) in entries:
                 entries[str(registry.path)]["detached"] = True
@@ -201,8 +249,27 @@ class StackIndex:
         """The stack whose processes ``registry`` records is down: forget it."""
         self._forget(str(registry.path))
 
+    def release_run_dir(self, run_dir: Path) -> None:
+        """Forget every stack whose run folder is ``run_dir`` (``tradedrill down --dir``), whatever path it was
+        recorded under and whether or not its processes still run; not one whose owner (a drill) still runs: that
+        owner forgets it at its teardown."""
+        run_dir = Path(run_dir).resolve()
+        me = os.getpid()
+
+        def of_dir(key: str, entry: dict) -> bool:
+            if not (Path(key).parent.resolve() == run_dir
+                    or (entry.get("run_dir") and Path(entry["run_dir"]).resolve() == run_dir)):
+                return False
+            return self.orphaned(entry) or (entry.get("owner") or {}).get("pid") == me
+
+        with self._exclusive():
+            entries = self._read()
+            keep = {k: v for k, v in entries.items() if not of_dir(k, v)}
+            if len(keep) != len(entries):
+                self._write(keep)
+
     def _forget(self, key: str) -> None:
-        with self._lock:
+        with self._exclusive():
             entries = self._read()
             if entries.pop(key, None) is not None:
                 self._write(entries)
@@ -212,15 +279,20 @@ class StackIndex:
         """Stop every recorded stack (of ``subnet``; only those whose owner is gone when ``orphans_only``) and
         forget it. A stack whose owner still runs (a drill) is stopped through its owner: SIGTERM, so it heals its
         faults and stops its own supervisors (killing its nodes behind its back would only make its supervisor
-        restart them); whatever is left after ``owner_timeout`` s is SIGKILLed by PID. Returns
-        ``{run folder: ["name (pid N)" or "owner pid N (SIGTERM)", ...]}``."""
+        restart them); whatever is left after ``owner_timeout`` s is SIGKILLed by PID. A stack ``up`` left
+        running is kept when ``orphans_only`` (its own ``down --dir`` or ``--all`` stops it), but forgotten once
+        none of its processes runs. Returns ``{run folder: ["name (pid N)" or "owner pid N (SIGTERM)", ...]}``."""
         out: dict[str, list[str]] = {}
         me = os.getpid()
         for key, entry in self.entries().items():
             if subnet is not None and entry.get("subnet") != subnet:
                 continue
-            if orphans_only and (entry.get("detached") or not self.orphaned(entry)):
+            if orphans_only and entry.get("detached"):
+                if not self.live_processes(key):
+                    self._forget(key)  # a stale record of a stack that is gone: nothing to stop
                 continue  # a stack `up` left running on purpose is stopped by its own `down --dir`, or --all
+            if orphans_only and not self.orphaned(entry):
+                continue
             done: list[str] = []
             owner = entry.get("owner") or {}
             if not self.orphaned(entry) and owner.get("pid") != me:
