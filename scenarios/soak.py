@@ -38,7 +38,7 @@ import psutil
 from scenarios import registry
 from scenarios.checkers import check_run
 from scenarios.environment import DrillError, DrillOptions
-from scenarios.runner import run_once
+from scenarios.runner import DrillInterrupted, run_once
 from scenarios.stateful import FAULT_MOVES, SAFETY_CHECKERS, STATEFUL_CHECKERS, SYMBOLS, TICK_CHECKERS
 from tradedrill.waiting import DeadlineExceeded, wait_until
 
@@ -705,6 +705,12 @@ def run_soak(opts: SoakOptions) -> SoakResult:
     sampler.start()
     try:
         run = run_once(scenario, run_path, opts.seed, drill_opts, repeat=1)
+    except DrillInterrupted as exc:
+        # the runner healed every fault, stopped every node and marked the run folder interrupted (its teardown
+        # ignores a second interrupt); say where it is, so the CLI can name it
+        sampler.finish()
+        exc.run_dir = run_path if run_path.exists() else None
+        raise
     except DrillError:
         sampler.finish()
         if not _started_anything(run_path):
@@ -727,9 +733,23 @@ def run_soak(opts: SoakOptions) -> SoakResult:
         return not leftovers
 
     try:
+        return _judge_soak(opts, run, run_path, out, scenario, moves, sampler, harness_before, gone, lambda: leftovers)
+    except DrillInterrupted as exc:   # the run is complete, its stack down: only the judging was cut short
+        exc.phase = exc.phase or "judging"
+        exc.run_dir = run.path
+        exc.judge_again = True
+        raise
+
+
+def _judge_soak(opts: SoakOptions, run, run_path: Path, out: Path, scenario: registry.Scenario, moves: list[str],
+                sampler: "Sampler", harness_before: dict, gone: Callable[[], bool],
+                left: Callable[[], list[str]]) -> SoakResult:
+    """``run_soak`` after its run: wait (bounded) for the stack's processes to exit, write FACTS, judge."""
+    try:
         wait_until(gone, 10, "every process of the soak to exit")
     except DeadlineExceeded:
         pass
+    leftovers = left()
     facts = {
         "minutes": opts.minutes, "rate_per_s": opts.rate_per_s, "every_s": opts.every_s, "seed": opts.seed,
         "faults_scheduled": len(scenario.faults), "moves": moves,

@@ -168,10 +168,28 @@ def soak(minutes: float, seed: int, rate: float, every_s: float, subnet: str, ou
     problems = option_problems(opts)
     if problems:
         raise CannotRun(_one_line("; ".join(problems)))
-    try:
-        result = soak_module.run_soak(opts)
-    except DrillError as exc:
-        raise CannotRun(_one_line(str(exc))) from None
-    for line in soak_module.console_lines(result):   # every figure is in soak.json; a summary here
+    from scenarios.runner import DrillInterrupted, interruptible
+
+    # SIGINT, SIGTERM, SIGHUP: the drills' handling (scenarios.runner): the stack torn down, the run folder marked
+    # interrupted, a second interrupt during the teardown ignored; one line and exit 128 + the signal (130: Ctrl-C),
+    # never "Aborted!" and 1 (1 is a failed verdict)
+    with interruptible():
+        try:
+            result = soak_module.run_soak(opts)
+            lines = soak_module.console_lines(result)
+        except DrillError as exc:
+            raise CannotRun(_one_line(str(exc))) from None
+        except DrillInterrupted as exc:
+            run_dir = getattr(exc, "run_dir", None)
+            if run_dir and getattr(exc, "judge_again", False):
+                where = (f"; the run in {run_dir} finished but was not judged: judge it with "
+                         f"`python -c \"import scenarios.soak as s; s.judge_run('{run_dir}')\"`")
+            elif run_dir and exc.phase:
+                where = f"; the run folder {run_dir} is marked interrupted (not judged)"
+            else:
+                where = "; no soak was judged"
+            click.echo(_one_line(f"tradedrill soak: {exc}: every fault healed and every node stopped{where}"))
+            sys.exit(128 + exc.signum)
+    for line in lines:   # every figure is in soak.json; a summary here
         click.echo(line)
     sys.exit(0 if result.passed else 1)
