@@ -89,15 +89,24 @@ def _print_status(stack_dir: Path) -> bool:
     if not rows:
         click.echo(f"no stack is running from {stack_dir} (start one with `tradedrill up`)")
         return False
-    table = Table(title=f"tradedrill stack ({stack_dir})")
+    title = f"tradedrill stack ({stack_dir})"
+    table = Table(title=title)
     for col in ("node", "kind", "role", "address", "pid", "process", "health"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True, overflow="ignore")   # never cut a value to `127.0.122…`
     for r in rows:
         table.add_row(r["name"], r["kind"], r["role"], r["address"], str(r["pid"] or "-"), r["process"], r["health"])
-    Console().print(table)
+    _print_full_width(table, len(title))
     if primary:
         click.echo(f"Redis primary (as the Sentinels see it): {primary[0]}:{primary[1]}")
     return all(r["health"] == "ok" for r in rows)
+
+
+def _print_full_width(table: Table, title_width: int = 0) -> None:
+    """Print ``table`` as wide as its values need: piped, or at 80 columns, rich would otherwise squeeze it to the
+    console's width and cut values with an ellipsis; a terminal narrower than the table wraps its lines."""
+    console = Console()
+    needed = max(Console(width=100_000).measure(table).maximum, title_width + 4)
+    Console(width=max(needed, console.width if console.is_terminal else 0)).print(table)
 
 
 @click.command()
