@@ -334,12 +334,15 @@ class StatefulSession:
         return self._env.stack
 
     def up(self) -> "StatefulSession":
-        run = RunDir.create(self.root / "stack", seed=0, scenario=SCENARIO.to_dict(), config={})
+        run = RunDir.create(_fresh(self.root / "stack"), seed=0, scenario=SCENARIO.to_dict(), config={})
         self._env = DrillEnvironment(SCENARIO, run, 0, self.drill_opts)
         try:
             self._env.up()
         except BaseException:
-            self._env.down()
+            from scenarios.runner import _teardown_guard
+
+            with _teardown_guard(self._env, self.drill_opts):   # a second Ctrl-C does not cut the teardown short
+                self._env.down()
             raise
         return self
 
@@ -364,7 +367,7 @@ class StatefulSession:
             self.reset_s.append(time.monotonic() - started)
         self.dirty = True
         self.count += 1
-        path = self.root / f"example-{self.count:03d}"
+        path = _fresh(self.root / f"example-{self.count:03d}")
         self.examples.append(path)
         return Example(self, path, seed, tag)
 
@@ -400,6 +403,14 @@ class StatefulSession:
                 for item in state.iterdir():
                     shutil.rmtree(item) if item.is_dir() else item.unlink()
         stack.start_engines()
+
+
+def _fresh(path: Path) -> Path:
+    """``path`` if no run has written there; else DrillError (a run folder another run used would mix two runs'
+    histories and signals, and its verdict would report symptoms neither run had)."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise DrillError(f"{path} already holds a run: a run folder is never reused; pass a new or empty folder")
+    return path
 
 
 def _replicas_linked(stack) -> int:
@@ -534,6 +545,8 @@ class Example:
             step["note"] = "skipped: no live quote to price the pending signal"
             return None
         self.signals[step["signal"]] = fields
+        if step.get("kind") == "bad":   # the schedule says what was sent (side "hold", not the drawn "buy")
+            step.update(BAD_SIGNALS[step["bad"]])
         step["note"] = self.desk.submit(fields, wait_s)
         if self._primary_down():
             self.desk.mark_outage(fields["signal_id"])
@@ -775,6 +788,22 @@ class Example:
             self.session.findings.append(self.run.path)
         self.finished = verdict
         return verdict
+
+    def abort(self, reason: str) -> list[str]:
+        """An example cut short (an interrupt): no judging, only the load stopped, every fault healed, the run
+        folder marked interrupted. Returns the heal errors."""
+        if self.finished is not None:
+            return []
+        errors: list[str] = []
+        for stop in (self.load.close, lambda: errors.extend(self._heal_all()), self.desk.close,
+                     self.ticks.stop if self.ticks is not None else (lambda: None), self.env.history.close,
+                     self.env.signal_log.close):
+            try:
+                stop()
+            except Exception as exc:  # noqa: BLE001 - the teardown goes on; said in the status
+                errors.append(f"{type(exc).__name__}: {exc}")
+        self.run.mark("interrupted", reason="; ".join([reason, *errors]))
+        return errors
 
     def _copy_events(self) -> None:
         """The engines' event logs into the run folder (``stack/engines/<node>/``), where the checkers read them."""
@@ -1182,8 +1211,8 @@ def try_schedule(session: StatefulSession, seed: int, steps: Sequence[dict], tag
 
 def minimise(session: StatefulSession, verdict: Verdict, *, trials: int = MINIMISE_TRIALS,
              budget_s: float = MINIMISE_BUDGET_S, say: Callable[[str], None] | None = None) -> Verdict:
-    """The shortest schedule found that still fails with a checker of ``verdict``'s symptoms: first without its
-    idle steps, then one step dropped at a time (the last first), each candidate replayed on the session's stack.
+    """The shortest schedule found that still fails with a checker of ``verdict``'s symptoms: first the empty
+    schedule (the background load alone), then without its idle steps, then one step dropped at a time (the last first), each candidate replayed on the session's stack.
     Bounded by ``trials`` replays and ``budget_s`` seconds; returns the verdict of the shortest failing run
     (``verdict`` itself when nothing shorter failed). ``session.minimised`` records what was tried."""
     say = say or session.opts.say
@@ -1210,6 +1239,8 @@ def minimise(session: StatefulSession, verdict: Verdict, *, trials: int = MINIMI
     def left() -> bool:
         return spent < trials and time.monotonic() - started < budget_s
 
+    if steps and left():   # the background load alone may fail the same way: then no step is needed
+        attempt([])
     if any(_idle(s) for s in steps) and left():
         attempt([s for s in steps if not _idle(s)])
     i = len(steps) - 1
@@ -1270,7 +1301,12 @@ def schedule_problems(doc: Any) -> list[str]:
                 problems.append(f"{where}: kind {step.get('kind')!r} is not one of {', '.join(_KINDS)}")
             if step.get("kind") == "bad" and not _one_of(step.get("bad"), BAD_SIGNALS):
                 problems.append(f"{where}: bad {step.get('bad')!r} is not one of {', '.join(BAD_SIGNALS)}")
-            if not _one_of(step.get("side"), ("buy", "sell")) or not _one_of(step.get("symbol"), SYMBOLS):
+            # a bad step records what it sent (side "hold", symbol "XQZ123"); one saved before that says buy
+            sent = BAD_SIGNALS.get(step["bad"], {}) if step.get("kind") == "bad" and _one_of(step.get("bad"),
+                                                                                               BAD_SIGNALS) else {}
+            sides = ("buy", "sell", *([sent["side"]] if "side" in sent else []))
+            symbols = (*SYMBOLS, *([sent["symbol"]] if "symbol" in sent else []))
+            if not _one_of(step.get("side"), sides) or not _one_of(step.get("symbol"), symbols):
                 problems.append(f"{where}: side must be buy|sell and symbol one of {', '.join(SYMBOLS)}")
             if not isinstance(step.get("signal"), str) or not step["signal"].isalnum():
                 problems.append(f"{where}: signal {step.get('signal')!r} is not a name of letters and digits")
@@ -1326,6 +1362,13 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
         expected = sorted({s["checker"] for s in original.get("symptoms", [])})
         judged = tuple(original.get("judged") or SAFETY_CHECKERS)
     engine = _this_checkout((doc.get("engine") or {}) if engine is None else engine)
+    problem = engine_problem(engine)
+    if problem:
+        raise DrillError(f"{run_dir / SCHEDULE} cannot be replayed: {problem}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise DrillError(f"{out_dir} is not empty: a replay writes a fresh folder (a second run there would mix "
+                         f"with the first); pass a new --out")
     if say:
         say(f"engine: {' '.join(engine['command']) if engine.get('command') else 'the reference engine'}"
             + (f" (PYTHONPATH={engine['env']['PYTHONPATH']})" if (engine.get("env") or {}).get("PYTHONPATH") else ""))
@@ -1334,7 +1377,13 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
                           engine_env=dict(engine.get("env") or {}), engine_overrides=dict(engine.get("overrides") or {}),
                           say=say, judged=judged, signal_of=engine.get("signal_of"),
                           load_per_s=float(doc.get("load_per_s") or 0.0))
-    with StatefulSession(opts) as session:
+    from scenarios.runner import DrillInterrupted, _teardown_guard
+
+    session = StatefulSession(opts)
+    session.up()   # a failure or an interrupt while it starts: up() has stopped what it started
+    example: Example | None = None
+    interrupted: DrillInterrupted | None = None
+    try:
         example = session.example(int(doc.get("seed", 0)), doc.get("tag"))
         symptoms: list[dict] = []
         try:
@@ -1345,13 +1394,64 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
                 symptoms = example.invariant_symptoms()
                 if symptoms:
                     break
-        finally:
-            verdict = example.finish()
+        except DrillInterrupted:
+            raise   # cut short: not judged; the teardown below heals and stops
+        except BaseException:
+            example.finish()
+            raise
+        verdict = example.finish()
         if symptoms and not verdict.failed:
             verdict.symptoms = symptoms
+    except DrillInterrupted as exc:
+        interrupted = exc
+        if say:
+            say(f"  {exc}: healing faults, stopping every node")
+        raise
+    finally:
+        # a second interrupt in the teardown is ignored (with a message), as a drill's is: nothing is left running
+        with _teardown_guard(session._env, session.drill_opts):
+            if example is not None and interrupted is not None:
+                example.abort(str(interrupted))
+            session.down()
     found = {s["checker"] for s in verdict.symptoms}
     reproduced = bool(found & set(expected)) if expected else bool(found)
     return ReplayResult(run_dir, verdict, expected, reproduced)
+
+
+def engine_problem(engine: dict) -> str | None:
+    """Why the engine of a schedule (after :func:`_this_checkout`) cannot run, said before a stack is started for
+    it. A schedule records an engine as ``python -m MODULE [VARIANT]`` (``tests.variants.engines``,
+    ``tests.drills.broken_engines``): another command, a module this checkout does not have, or a variant the
+    module's ``VARIANTS`` does not name is refused (it would only crash-loop the stack's engines). None: it runs."""
+    import importlib
+    import importlib.util
+    import sys
+
+    command = list(engine.get("command") or [])
+    if not command:
+        return None   # the reference engine
+    if not (Path(command[0]).name.startswith("python") and command[1:2] == ["-m"] and len(command) > 2):
+        return (f"engine.command {' '.join(command)!r} is not an engine a schedule records (python -m "
+                f"tests.variants.engines VARIANT); replay with --reference to run the reference engine")
+    module = command[2]
+    paths = [p for p in (engine.get("env") or {}).get("PYTHONPATH", "").split(os.pathsep) if p]
+    old = list(sys.path)
+    sys.path[:0] = paths
+    try:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return f"engine.command: module {module!r} is not in this checkout; replay with --reference"
+        variants = getattr(importlib.import_module(module), "VARIANTS", None)
+    finally:
+        sys.path[:] = old
+    variant = command[3] if len(command) > 3 else None
+    if variants is not None and variant not in variants:
+        return (f"engine.command: {variant!r} is not a variant of {module} (known: {', '.join(variants)}); "
+                f"replay with --reference to run the reference engine")
+    return None
 
 
 def _this_checkout(engine: dict) -> dict:

@@ -44,9 +44,6 @@ def _fresh_replay_dir(parent: Path, *, given: bool) -> Path:
     replay writes its own run folders, never into a folder an earlier replay wrote (its history and signals would
     mix with this one's and the verdict report symptoms neither had). A --out that cannot hold it: CannotRun."""
     what = "--out" if given else "RUN_DIR"
-    if given and not str(parent).strip():
-        raise CannotRun("--out: an empty path; pass a folder to write the replay's run folders into (or leave "
-                        "--out out: RUN_DIR/replay-<n>)")
     if parent.exists() and not parent.is_dir():
         raise CannotRun(_one_line(f"{what} {parent} is a file, not a folder; pass a folder to write the replay's "
                                   f"run folders into"))
@@ -73,7 +70,7 @@ def _drop_if_empty(path: Path) -> None:
 @click.command("replay", cls=_OneLineErrors)
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--subnet", default="127.0.94", show_default=True, help="Loopback /24 for the fresh stack.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--out", "out_dir", type=str, default=None,
               help="Folder to write the replay into: each replay gets a new replay-<n> folder inside it [default: "
                    "RUN_DIR/replay-<n>].")
 @click.option("--reference", is_flag=True, default=False,
@@ -82,7 +79,7 @@ def _drop_if_empty(path: Path) -> None:
 @click.option("--attempts", type=click.IntRange(1, 10), default=1, show_default=True,
               help="Replays, each on a fresh stack, until one reproduces (a race shows in some runs only); with "
                    "--reference every attempt runs (how often the reference fails the schedule).")
-def replay(run_dir: Path, subnet: str, out_dir: Path | None, reference: bool, attempts: int) -> None:
+def replay(run_dir: Path, subnet: str, out_dir: str | None, reference: bool, attempts: int) -> None:
     """Re-run a stateful example's saved schedule (RUN_DIR/schedule.json: seed, steps, engine) against a fresh
     stack and say whether its symptom reproduces (exit 0: it did in at least one attempt)."""
     from scenarios.environment import DrillError
@@ -101,7 +98,10 @@ def replay(run_dir: Path, subnet: str, out_dir: Path | None, reference: bool, at
     if not (run_dir / "schedule.json").exists():
         raise CannotRun(_one_line(f"{run_dir} holds no schedule.json: pass the run folder a failing stateful example "
                                   f"wrote (its failure message names it)"))
-    out_dir = _fresh_replay_dir(run_dir if out_dir is None else out_dir, given=out_dir is not None)
+    if out_dir is not None and not out_dir.strip():   # Path("") is "." (the current folder): not what was meant
+        raise CannotRun("--out: an empty path; pass a folder to write the replay's run folders into (or leave "
+                        "--out out: RUN_DIR/replay-<n>)")
+    out_dir = _fresh_replay_dir(run_dir if out_dir is None else Path(out_dir), given=out_dir is not None)
     with interruptible():
         try:
             results = replay_attempts(run_dir, subnet=subnet, out_dir=out_dir, attempts=attempts,

@@ -66,3 +66,89 @@ def test_every_move_the_machine_draws_is_in_exactly_one_inject_rule():
     drawn = [m for family in MOVE_FAMILIES.values() for m in family]
     assert sorted(drawn) == sorted(DRAWN_MOVES) and len(drawn) == len(set(drawn))
     assert all(MOVE_FAMILIES.values()), MOVE_FAMILIES
+
+
+def test_minimise_tries_the_empty_schedule_first_and_keeps_it_when_the_load_alone_fails(tmp_path, monkeypatch):
+    """publish-before-durable shrank to one bad-side submit while its background load alone failed the same way."""
+    import json
+    from types import SimpleNamespace
+
+    steps = [{"op": "submit", "kind": "bad", "bad": "side", "signal": "s1", "side": "buy", "symbol": "EURUSD"},
+             {"op": "heal", "note": "nothing to heal"}]
+    (tmp_path / "schedule.json").write_text(json.dumps({"seed": 6, "tag": "x00600006", "steps": steps}))
+    tried = []
+
+    def load_alone_fails(session, seed, candidate, tag=None):
+        tried.append(list(candidate))
+        return stateful.Verdict(tmp_path, [{"checker": "lost_signals", "summary": "1 lost", "evidence": []}],
+                                list(candidate))
+
+    monkeypatch.setattr(stateful, "try_schedule", load_alone_fails)
+    session = SimpleNamespace(opts=SimpleNamespace(say=None), minimised={})
+    found = stateful.Verdict(tmp_path, [{"checker": "lost_signals", "summary": "2 lost", "evidence": []}], steps)
+    best = stateful.minimise(session, found)
+    assert tried == [[]] and best.steps == [] and session.minimised["trials"] == 1
+
+
+def test_minimise_goes_on_dropping_steps_when_the_empty_schedule_passes(tmp_path, monkeypatch):
+    import json
+    from types import SimpleNamespace
+
+    steps = [{"op": "submit", "kind": "market", "signal": f"s{n}", "side": "buy", "symbol": "EURUSD"}
+             for n in (1, 2)]
+    (tmp_path / "schedule.json").write_text(json.dumps({"seed": 6, "steps": steps}))
+    tried = []
+
+    def needs_s1(session, seed, candidate, tag=None):
+        tried.append([s["signal"] for s in candidate])
+        fails = any(s["signal"] == "s1" for s in candidate)
+        return stateful.Verdict(tmp_path, [{"checker": "duplicates", "summary": "", "evidence": []}] if fails else [],
+                                list(candidate))
+
+    monkeypatch.setattr(stateful, "try_schedule", needs_s1)
+    best = stateful.minimise(SimpleNamespace(opts=SimpleNamespace(say=None), minimised={}),
+                             stateful.Verdict(tmp_path, [{"checker": "duplicates", "summary": "", "evidence": []}],
+                                              steps))
+    assert tried[0] == [] and [s["signal"] for s in best.steps] == ["s1"]
+
+
+class _Desk:
+    def __init__(self):
+        self.sent = []
+
+    def submit(self, fields, wait_s):
+        self.sent.append(dict(fields))
+        return "refused: BAD_SIDE"
+
+
+def _example():
+    """An Example with a recording desk in place of the stack (only what a submit step reads)."""
+    from types import SimpleNamespace
+
+    ex = object.__new__(stateful.Example)
+    ex.tag, ex.env, ex.signals, ex.outages, ex.desk = "x00600006", SimpleNamespace(account=1), {}, [], _Desk()
+    return ex
+
+
+def test_a_bad_step_records_the_fields_it_actually_sent():
+    ex = _example()
+    for bad in sorted(stateful.BAD_SIGNALS):
+        step = {"op": "submit", "kind": "bad", "bad": bad, "signal": f"s{bad[0]}", "side": "buy", "symbol": "EURUSD"}
+        ex._submit(step)
+        sent = ex.desk.sent[-1]
+        assert all(step[k] == sent[k] for k in ("side", "symbol", "volume") if k in step), (step, sent)
+    assert ex.desk.sent[[b for b in sorted(stateful.BAD_SIGNALS)].index("side")]["side"] == "hold"
+
+
+def test_a_bad_step_replays_whether_it_records_what_was_sent_or_the_old_buy():
+    old = {"op": "submit", "kind": "bad", "bad": "side", "signal": "s1", "side": "buy", "symbol": "EURUSD"}
+    new = {**old, "side": "hold"}
+    sym = {"op": "submit", "kind": "bad", "bad": "unknown-symbol", "signal": "s2", "side": "buy", "symbol": "XQZ123"}
+    assert stateful.schedule_problems({"seed": 1, "steps": [old, new, sym]}) == []
+    ex = _example()
+    ex._submit(dict(new))
+    ex._submit(dict(old, signal="s3"))
+    assert ex.desk.sent[0]["side"] == ex.desk.sent[1]["side"] == "hold"
+    # "hold" is a bad side's only: a market step saying hold is still refused
+    assert stateful.schedule_problems({"seed": 1, "steps": [{**new, "kind": "market"}]})
+    assert stateful.schedule_problems({"seed": 1, "steps": [{**new, "bad": "volume"}]})
