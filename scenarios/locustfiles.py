@@ -405,9 +405,17 @@ def _refuse(spec_path: str | Path, kinds=None) -> tuple[dict | None, str | None]
     return (None, refusal) if refusal else (spec, None)
 
 
+NO_SPEC = (f"{SPEC_ENV} is not set, so the users have no stack to load; write a spec of a live stack with "
+           f"`tradedrill load-spec --dir out/loadstack --out out/loadstack/spec.json` and export "
+           f"{SPEC_ENV}=$PWD/out/loadstack/spec.json (README, \"Locust load inside a drill\")")
+
+
 def _refuse_or_exit(kinds) -> dict | None:
     """The locust CLI's spec (``TRADEDRILL_LOAD_SPEC``), or exit status 2 with one line on stderr saying why it
-    must not run with users of ``kinds``."""
+    must not run with users of ``kinds`` (NO_SPEC when the variable is unset or empty)."""
+    if not os.environ.get(SPEC_ENV, "").strip():
+        print(f"tradedrill load: refused: {NO_SPEC}", file=sys.stderr, flush=True)
+        os._exit(2)
     spec, refusal = _refuse(os.environ[SPEC_ENV], kinds)
     if refusal:
         print(f"tradedrill load: refused: {refusal}", file=sys.stderr, flush=True)
@@ -415,9 +423,10 @@ def _refuse_or_exit(kinds) -> dict | None:
     return spec
 
 
-if os.environ.get(SPEC_ENV) and "locust.main" in sys.modules and __name__ != "__main__":
+if "locust.main" in sys.modules and __name__ != "__main__":
     # the locust CLI is importing this file: refuse now, before a worker waits for its master (it connects before
-    # the init event); the user classes named on the command line (all of them when none is) say what must answer
+    # the init event); the user classes named on the command line (all of them when none is) say what must answer.
+    # Without TRADEDRILL_LOAD_SPEC there is nothing to load: refused too (every user crashed on a missing context)
     _refuse_or_exit({KIND_OF_CLASS[a] for a in sys.argv[1:] if a in KIND_OF_CLASS} or set(KIND_OF_CLASS.values()))
 
 
@@ -427,7 +436,7 @@ def _on_init(environment, **_kw) -> None:
     its context and RTRS reader, the master only aggregates."""
     from locust.runners import MasterRunner
 
-    if getattr(environment, "tradedrill", None) is not None or not os.environ.get(SPEC_ENV):
+    if getattr(environment, "tradedrill", None) is not None:
         return
     # again with the user classes locust chose, before any user starts, on the master and on every worker
     spec = _refuse_or_exit({KIND_OF_CLASS.get(c.__name__, "") for c in environment.user_classes} - {""})
