@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -16,6 +17,47 @@ import click
 
 from scenarios.load import DEFAULT_MIX, TICK_BIND_HOST, spec_kinds, stack_problem
 from tradedrill.stackcli import DEFAULT_STACK_DIR
+
+
+TIMEOUT_RANGE = (0.1, 60.0)   # --timeout-s, seconds
+
+
+def timeout_problem(timeout_s: float) -> str | None:
+    """Why ``timeout_s`` cannot be the spec's per-request timeout (a finite number in TIMEOUT_RANGE), or None."""
+    low, high = TIMEOUT_RANGE
+    if not isinstance(timeout_s, (int, float)) or isinstance(timeout_s, bool) or not math.isfinite(timeout_s) \
+            or not low <= timeout_s <= high:
+        return f"--timeout-s {timeout_s!r} is not a number of seconds from {low:g} to {high:g}; pass e.g. --timeout-s 2"
+    return None
+
+
+def run_dir_problem(run_dir: Path) -> str | None:
+    """Why ``run_dir`` cannot take the load's history, or None: it must be fresh (not exist yet, or an empty
+    folder): a folder with files in it (an earlier load's history.jsonl, a drill's run folder, /etc) would mix this
+    load's operations with what is there, and the checkers would judge both as one run."""
+    from scenarios.history import RunDir
+
+    fresh = "give a folder that does not exist yet (or an empty one), e.g. leave --run-dir out: out/load/<UTC time>"
+    path = Path(run_dir)
+    if not str(run_dir).strip():
+        return f"--run-dir is empty; {fresh}"
+    if path.exists() and not path.is_dir():
+        return f"--run-dir {run_dir} is a file, not a folder; {fresh}"
+    if RunDir(path).status() is not None:
+        return f"--run-dir {run_dir} is a drill's run folder; {fresh}"
+    if path.is_dir():
+        try:
+            held = sorted(p.name for p in path.iterdir())
+        except OSError as exc:
+            return f"--run-dir {run_dir} cannot be read ({exc.strerror or exc}); {fresh}"
+        if held:
+            lines = ""
+            if "history.jsonl" in held:
+                with open(path / "history.jsonl", "rb") as fh:
+                    lines = f", history.jsonl with {sum(1 for _ in fh):,} lines"
+            return (f"--run-dir {run_dir} is not fresh (it holds {len(held)} entr{'y' if len(held) == 1 else 'ies'}"
+                    f"{lines}); {fresh}")
+    return None
 
 
 def _fail(message: str) -> None:
@@ -63,23 +105,35 @@ def spec_for_stack(stack_dir: Path, run_dir: Path, timeout_s: float = 2.0, settl
     return spec
 
 
-@click.command("load-spec")
+class _OneLineErrors(click.Command):
+    """Bad input to ``tradedrill load-spec`` (a value click cannot convert, an unknown option, an extra argument)
+    is one line on stderr and exit 2, saying what to do, never click's usage block."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in exc.format_message().rstrip("."))
+            _fail(f"{text}; see `tradedrill load-spec --help`")
+
+
+@click.command("load-spec", cls=_OneLineErrors)
 @click.option("--dir", "stack_dir", type=click.Path(path_type=Path), default=DEFAULT_STACK_DIR, show_default=True,
               help="Run folder of the live stack (the --dir of `tradedrill up`).")
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True,
               help="Where to write the spec (JSON); point TRADEDRILL_LOAD_SPEC at it.")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
               help="A fresh folder for the load's history.jsonl and signals.jsonl [default: out/load/<UTC time>].")
-@click.option("--timeout-s", type=click.FloatRange(0.1, 60), default=2.0, show_default=True,
-              help="Per request: how long a submission or webhook may take (s).")
+@click.option("--timeout-s", type=float, default=2.0, show_default=True,
+              help=f"Per request: how long a submission or webhook may take (s), {TIMEOUT_RANGE[0]:g} to "
+                   f"{TIMEOUT_RANGE[1]:g}.")
 def load_spec(stack_dir: Path, out: Path, run_dir: Path | None, timeout_s: float) -> None:
     """Write a locust load spec for the live stack of `tradedrill up` (for `locust -f scenarios/locustfiles.py`)."""
-    from scenarios.history import RunDir
-
     if run_dir is None:
         run_dir = Path("out") / "load" / _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    if RunDir(run_dir).status() is not None:
-        _fail(f"--run-dir {run_dir} is a drill's run folder; give a fresh folder for the load's history")
+    for problem in (timeout_problem(timeout_s), run_dir_problem(run_dir)):
+        if problem:
+            _fail(problem)
     try:
         spec = spec_for_stack(stack_dir, run_dir, timeout_s=timeout_s)
     except ValueError as exc:
