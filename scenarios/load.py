@@ -377,11 +377,11 @@ def load_svg(rows: list[dict], fault_windows: list[dict], end_s: float | None = 
                      f'{start:.2f}-{end:.2f} s</title></rect>')
         parts.append(f'<text x="{x0 + 3:.1f}" y="{top + 11}" fill="#c62828">{label}</text>')
     bar_w = max(1.0, inner_w / span * 0.8)
-    for r in rows:
+    for r in rows:   # a second's label is round(t), an int: a first bucket at t = -0.3 s reads t=0 s, never t=-0 s
         req, fail = r.get("requests", 0), r.get("failures", 0)
         bh, fh = req / req_max * h2, fail / req_max * h2
         parts.append(f'<rect x="{x(r["t"]):.1f}" y="{y2_top + h2 - bh:.1f}" width="{bar_w:.1f}" height="{bh:.1f}" '
-                     f'fill="#90caf9"><title>t={r["t"]:.0f} s: {req} requests, {fail} failures, '
+                     f'fill="#90caf9"><title>t={round(r["t"])} s: {req} requests, {fail} failures, '
                      f'{r.get("users", 0)} users</title></rect>')
         if fail:
             parts.append(f'<rect class="failures" x="{x(r["t"]):.1f}" y="{y2_top + h2 - fh:.1f}" '

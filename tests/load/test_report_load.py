@@ -74,3 +74,13 @@ def test_no_data_at_all_is_not_measured(tmp_path, monkeypatch):
 def test_svg_without_rows_still_shows_the_windows():
     svg = load_svg([], [{"fault": "process-kill", "start": 3.0, "end": None}], end_s=10.0)
     assert 'class="fault-window"' in svg and "<polyline" not in svg
+
+
+def test_the_first_bar_of_a_second_that_began_just_before_the_run_reads_t_0_not_minus_0():
+    """The new user's defect 15: the first bar's tooltip read ``t=-0 s`` (its second began 0.3 s before the run)."""
+    rows = [{"t": -0.3, "requests": 3, "failures": 0, "users": 3}, {"t": 0.7, "requests": 5, "failures": 0, "users": 3},
+            {"t": 1.7, "requests": 5, "failures": 1, "users": 3}]
+    svg = load_svg(rows, [])
+    assert "t=-0 s" not in svg and "-0 " not in svg
+    titles = [part.split("<title>")[1].split(" s:")[0] for part in svg.split("\n") if "requests, " in part]
+    assert titles == ["t=0", "t=1", "t=2"]
