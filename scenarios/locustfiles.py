@@ -59,6 +59,35 @@ SPEC_ENV = "TRADEDRILL_LOAD_SPEC"
 TICKS_NAME = ("TICKS", "latency p50 of 1 s")   # what a tick window's request times: its median tick latency
 
 
+STOPPED = "stopped before an answer (the load ended with the operation in flight)"
+
+
+class _LoadHistory(History):
+    """The load's history, which knows its operations in flight (invoked, not completed), so that none is left
+    without a completion record when the load stops: a user's task killed mid-operation (a tick window, a webhook
+    post, a submit when locust stops its users) is completed ``unknown`` with STOPPED (``complete_in_flight``)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.in_flight: dict[int, tuple[str, str, object]] = {}
+
+    def invoke(self, process, f, key=None, value=None) -> int:
+        op = super().invoke(process, f, key, value)
+        self.in_flight[op] = (str(process), f, key)
+        return op
+
+    def complete(self, op_id, process, f, key, outcome, value=None, error=None) -> None:
+        super().complete(op_id, process, f, key, outcome, value, error)
+        self.in_flight.pop(op_id, None)
+
+    def complete_in_flight(self, error: str = STOPPED) -> int:
+        """Complete every operation still in flight as ``unknown`` (``error``); returns how many."""
+        left = list(self.in_flight.items())
+        for op, (process, f, key) in left:
+            self.complete(op, process, f, key, UNKNOWN, error=error)
+        return len(left)
+
+
 class LoadContext:
     """What the users of one load process share (Locust's shape: hung on the ``Environment``, no globals): the
     spec, the history and signal log (appended by this process beside the drill's), the pending trades and one RTRS
@@ -68,7 +97,7 @@ class LoadContext:
         self.spec = spec
         self.environment = environment
         run = Path(spec["run_dir"])
-        self.history = History(run / "history.jsonl")
+        self.history = _LoadHistory(run / "history.jsonl")
         self.history._ids = itertools.count(OP_BASE + 1_000_000 * (os.getpid() % 1000))  # one range per process
         self.signals = SignalLog(run / "signals.jsonl")
         self.tag = tag
@@ -155,6 +184,7 @@ class LoadContext:
         if self._reader is not None:
             self._reader.kill(block=True, timeout=2)
         self.expire(time.monotonic(), everything=True)
+        self.stopped_in_flight = self.history.complete_in_flight()   # a killed task's operation: unknown, never open
         self.history.close()
         self.signals.close()
 

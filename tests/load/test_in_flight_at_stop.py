@@ -1,0 +1,61 @@
+"""The new user's defect 13 (in part): operations still in flight when the load stops had no completion record in
+the run's history (16 tick windows of a distributed run: invoked, never completed). Now the load completes each as
+``unknown`` with "stopped before an answer" before it closes its history. The load process runs against a webhook
+stub that answers only after 30 s, so every post is in flight when the load ends (~3 s in). About 8 s."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = os.environ.get("TRADEDRILL_LOAD_TEST_HOST3", "127.0.123.3")
+
+
+class SlowWebhook(BaseHTTPRequestHandler):
+    release = threading.Event()
+
+    def do_POST(self):  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers["content-length"]))
+        self.release.wait(30)   # bounded: the test sets it at its end
+        self.send_response(503)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_operations_in_flight_when_the_load_stops_are_completed_unknown(tmp_path):
+    SlowWebhook.release.clear()
+    server = ThreadingHTTPServer((HOST, 0), SlowWebhook)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        run = tmp_path / "run"
+        run.mkdir()
+        spec = {"run_dir": str(run), "stack_dir": str(tmp_path), "passphrase": "p",
+                "webhook_url": f"http://{HOST}:{server.server_address[1]}/webhook/tradingview", "sentinels": [],
+                "symbols": ["EURUSD"], "volume": 0.01, "timeout_s": 20.0, "account": 5001, "seed": 1, "users": 3,
+                "spawn_rate": 3, "mix": {"webhook": 1}, "settle_s": 1.0, "end_mono": time.monotonic() + 4.0}
+        (tmp_path / "spec.json").write_text(json.dumps(spec))
+        got = subprocess.run([sys.executable, "-m", "scenarios.locustfiles", "run", str(tmp_path / "spec.json")],
+                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                             timeout=60)
+        assert "Traceback" not in got.stderr, got.stderr[-3000:]
+        lines = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line.strip()]
+        invoked = {r["op"] for r in lines if r["type"] == "invoke"}
+        completed = {r["op"]: r for r in lines if r["type"] != "invoke"}
+        assert invoked, got.stderr[-2000:]
+        assert invoked == set(completed), f"{len(invoked - set(completed))} of {len(invoked)} never completed"
+        assert all(completed[op]["type"] == "unknown" and "stopped before an answer" in str(completed[op].get("error"))
+                   for op in invoked), [completed[op] for op in invoked]
+    finally:
+        SlowWebhook.release.set()
+        server.shutdown()
+        server.server_close()
