@@ -1,0 +1,77 @@
+"""Ctrl-C on ``tradedrill replay`` (the new user's defect 5): it printed ``Aborted!`` and exited 1, the status of
+"not reproduced". Now it is a drill's interrupt: one line ``interrupted by SIGINT``, exit 130, every fault healed
+and every process of the replay's stack gone (none left stopped), a second Ctrl-C during the teardown ignored.
+
+The replay CLI runs as its own process on 127.0.121 (``TRADEDRILL_REPLAY_INTERRUPT_SUBNET``) on a schedule that
+pauses the active engine and then waits; it is interrupted in that wait. About 40 s."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tradedrill.process import same_process_alive
+from tradedrill.waiting import wait_until
+
+pytestmark = pytest.mark.drill
+
+REPO = Path(__file__).resolve().parents[2]
+SUBNET = os.environ.get("TRADEDRILL_REPLAY_INTERRUPT_SUBNET", "127.0.121")
+SCHEDULE = {"seed": 5, "tag": "x00100005", "load_per_s": 5.0, "steps": [
+    {"op": "submit", "kind": "market", "signal": "s1", "side": "buy", "symbol": "EURUSD"},
+    {"op": "inject", "fault": "engine-pause"},
+    {"op": "wait", "s": 60}]}
+
+
+def test_ctrl_c_on_a_replay_heals_stops_every_process_and_exits_130(tmp_path):
+    original = tmp_path / "example-001"
+    original.mkdir()
+    (original / "schedule.json").write_text(json.dumps(SCHEDULE))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TRADEDRILL_STATE_DIR": str(tmp_path / "state"),
+           "TRADEDRILL_FAULTS_STATE": str(tmp_path / "faults-state.json")}
+    log_path = tmp_path / "replay.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "tradedrill.cli", "replay", str(original), "--subnet", SUBNET,
+                                 "--out", str(out)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # the inject step's line is printed once it is done: the replay is in its 60-s wait, an engine paused
+        wait_until(lambda: b'"op": "inject"' in log_path.read_bytes() or proc.poll() is not None, 180,
+                   "the replay's stack to start and pause the engine")
+        assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
+        pids = next(out.rglob("stack/stack/pids.json"))   # the session's stack (out/replay-1/stack)
+        run = pids.parents[2]
+        recorded = json.loads(pids.read_text())
+        assert len(recorded) >= 3
+        assert any(psutil.Process(e["pid"]).status() == psutil.STATUS_STOPPED for e in recorded.values()
+                   if same_process_alive(e["pid"], e["create_time"])), "the schedule's pause is not in place"
+        proc.send_signal(signal.SIGINT)
+        wait_until(lambda: b"healing faults, stopping every node" in log_path.read_bytes() or proc.poll() is not None,
+                   60, "the teardown to begin")
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)   # a second Ctrl-C in the teardown: said, not obeyed
+        code = proc.wait(120)
+        text = log_path.read_text(errors="replace")
+        assert code == 130, text[-3000:]
+        assert "Traceback" not in text and "Aborted!" not in text and "not reproduced" not in text, text[-3000:]
+        last = [line for line in text.splitlines() if line.startswith("tradedrill: replay")]
+        assert len(last) == 1 and "interrupted by SIGINT" in last[0], text[-3000:]
+        assert run == out / "replay-1"
+        status = json.loads((run / "example-001" / "status.json").read_text())
+        assert status["state"] == "interrupted", status
+
+        def alive() -> list[str]:
+            return [f"{n} (pid {e['pid']})" for n, e in recorded.items()
+                    if same_process_alive(e["pid"], e["create_time"])]
+
+        wait_until(lambda: not alive(), 30, "every process of the replay's stack to exit")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
