@@ -26,7 +26,8 @@ def catch_rate_lines(doc: dict | None) -> list[str]:
                 else ""), ""]
     bounds = doc.get("bounds")
     if bounds:
-        lines += [f"Bounds a variant: profile `{bounds['profile']}`, no example starts after {bounds['search_s']:g} s "
+        most = f" and at most {bounds['max_examples']} examples" if bounds.get("max_examples") else ""
+        lines += [f"Bounds a variant: profile `{bounds['profile']}`{most}, no example starts after {bounds['search_s']:g} s "
                   f"of search; the failure minimised by replay in at most {bounds['minimise_trials']} replays / "
                   f"{bounds['minimise_s']:g} s; the aim is a schedule of at most 5 steps."
                   + _other_bounds(doc.get("other_bounds") or {}), ""]
@@ -69,7 +70,9 @@ def _other_bounds(other: dict) -> str:
     their own)."""
     if not other:
         return ""
-    parts = [f"{v} ({b['search_s']:g} s of search)" if b else f"{v} (bounds not recorded)" for v, b in other.items()]
+    parts = [(f"{v} ({b['search_s']:g} s of search" + (f", at most {b['max_examples']} examples" if b.get("max_examples")
+                                                       else "") + ")") if b else f"{v} (bounds not recorded)"
+             for v, b in other.items()]
     return " Measured with other bounds: " + ", ".join(parts) + "."
 
 

@@ -24,12 +24,12 @@ import pytest
 from scenarios import registry
 from scenarios.checkers import RunView, check_run
 from scenarios.runner import DrillOptions, run_once
-from scenarios.stateful import ALL_CHECKERS, StatefulSession, replay_attempts, run_search
+from scenarios.stateful import ALL_CHECKERS, PROFILES, StatefulSession, replay_attempts, run_search
 from tests.stateful.conftest import DATABASE, REPO, variant_options
 from tests.variants.engines import BUGS, SIGNAL_OF, VARIANTS
 
 SWEEP = bool(os.environ.get("TRADEDRILL_VARIANT_SWEEP"))
-CHOSEN = [v for v in os.environ.get("TRADEDRILL_VARIANTS", "").split(",") if v] or list(VARIANTS)
+CHOSEN = [v.strip() for v in os.environ.get("TRADEDRILL_VARIANTS", "").split(",") if v.strip()] or list(VARIANTS)
 SUBNET = os.environ.get("TRADEDRILL_VARIANT_SUBNET", "127.0.96")
 OUT = Path(os.environ.get("TRADEDRILL_VERIFICATION_OUT", REPO / "out" / "verification"))
 SEARCH_BUDGET_S = float(os.environ.get("TRADEDRILL_VARIANT_SEARCH_S", 300))   # no example starts after it
@@ -104,7 +104,7 @@ def _judged(row: dict) -> dict:
 
 def _bounds() -> dict:
     return {"search_s": SEARCH_BUDGET_S, "minimise_trials": MINIMISE_TRIALS, "minimise_s": MINIMISE_BUDGET_S,
-            "profile": "sweep"}
+            "profile": "sweep", "max_examples": PROFILES["sweep"]["max_examples"]}
 
 
 def _write(rows: list[dict]) -> dict:
