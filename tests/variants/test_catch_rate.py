@@ -38,13 +38,15 @@ MINIMISE_BUDGET_S = 120.0
 TARGET_STEPS = 5          # the issue's aim for a shrunk schedule
 REPLAY_ATTEMPTS = 3       # fresh stacks a catch gets to reproduce on, and the reference control runs on
 # the scenario library's drills a variant the stateful test missed is run through, in order, until one catches it:
-# (scenario, DrillOptions changes, engine overrides). The short engine drills as tests/drills runs them; then
+# (scenario, DrillOptions changes, engine overrides). The short engine drills as tests/drills runs them; a pause of
+# the active engine with an order in flight at a slow broker (a takeover that must find that order); then
 # redis-restart-in-flight with fast reconnects (as tests/drills/test_fencing.py runs it: with the documents' timings
 # the engine loses its lease in the outage and never flushes), and broker-primary-down at its own length (a primary
 # outage longer than BRK-2's 20 s switch bound)
 SHORT = {"duration_s": 12.0, "settle_s": 8.0, "rate_per_s": 10.0, "fault_at_s": 4.0}
 LIBRARY: tuple[tuple[str, dict, dict], ...] = (
-    ("engine-kill", SHORT, {}), ("engine-pause", SHORT, {}), ("lost-reply", SHORT, {}), ("requote-storm", {}, {}),
+    ("engine-kill", SHORT, {}), ("engine-pause", SHORT, {}), ("lost-reply", SHORT, {}),
+    ("engine-pause-in-flight", {}, {}), ("requote-storm", {}, {}),
     ("redis-restart-in-flight", {"duration_s": 14.0, "settle_s": 10.0},
      {"redis_retry_interval_s": 0.2, "heartbeat_s": 0.5}),
     ("broker-primary-down", {}, {}),
