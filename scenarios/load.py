@@ -41,21 +41,28 @@ class LoadError(ValueError):
 
 
 def parse_mix(text: str | None) -> dict[str, int]:
-    """``"rtss=3,webhook=2,ticks=1"`` (or ``"rtss,webhook"``: weight 1 each) -> ``{kind: weight}``."""
+    """``"rtss=3,webhook=2,ticks=1"`` (or ``"rtss,webhook"``: weight 1 each) -> ``{kind: weight}``.
+
+    Raises :class:`LoadError` (one line) on an unknown kind, a kind named twice, an empty entry (``"rtss=1,,webhook=1"``,
+    a trailing comma) or a ``kind=`` without its weight: a typo is refused, never read as something else."""
     if text is None:
         return dict(DEFAULT_MIX)
     mix: dict[str, int] = {}
     for part in text.split(","):
         part = part.strip()
         if not part:
-            continue
-        kind, _, weight = part.partition("=")
+            raise LoadError(f"the load mix {text!r} has an empty entry (two commas, or one at an end); "
+                            f"write KIND=W entries joined by single commas, e.g. rtss=3,webhook=2,ticks=1")
+        kind, eq, weight = part.partition("=")
+        if eq and not weight.strip():
+            raise LoadError(f"{kind.strip() or part!r} has '=' but no weight in the load mix; write {kind.strip()}=W "
+                            f"with W 1..100, or {kind.strip()} alone for weight 1")
         kind = kind.strip()
         if kind not in USER_KINDS:
             raise LoadError(f"unknown user kind {kind!r} in the load mix; use {', '.join(USER_KINDS)} "
                             f"(e.g. rtss=3,webhook=2,ticks=1)")
         try:
-            w = int(weight) if weight.strip() else 1
+            w = int(weight) if eq else 1
         except ValueError:
             raise LoadError(f"the weight of {kind} must be a whole number, not {weight!r}") from None
         if not 1 <= w <= 100:

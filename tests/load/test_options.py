@@ -101,6 +101,21 @@ def test_mix_round_trips(mix):
     assert parse_mix(",".join(f"{k}={w}" for k, w in mix.items())) == mix
 
 
+@pytest.mark.parametrize("text, says", [("rtss=1,,webhook=1", "empty entry"), ("rtss=2,", "empty entry"),
+                                        (",rtss", "empty entry"), ("webhook=", "no weight"),
+                                        ("rtss=3,ticks= ", "no weight")])
+def test_a_malformed_mix_is_refused_not_reread(reached, text, says):
+    """New user's finding: ``rtss=1,,webhook=1`` was accepted (the empty entry skipped) and ``webhook=`` read as
+    weight 1; a typo in the mix is now a one-line error (exit 2) and no drill starts."""
+    got = _invoke(["--users", "5", "--load-mix", text])
+    assert got.exit_code == 2 and says in got.output and not reached
+    assert len([ln for ln in got.output.splitlines() if ln.strip()]) <= 3, got.output
+
+
+def test_a_kind_alone_still_weighs_one():
+    assert parse_mix("rtss, webhook=4") == {"rtss": 1, "webhook": 4}
+
+
 @given(st.one_of(st.integers(), st.floats(), st.booleans(), st.none(), st.text(max_size=3)),
        st.one_of(st.integers(), st.floats(allow_nan=True), st.booleans(), st.none()))
 def test_fuzz_load_options_object(users, rate):
