@@ -220,8 +220,9 @@ class BrokerSession:
 
         ``order_send``: the request goes out with a filling mode its symbol allows (``filling_for``); an answer
         of TRADE_RETCODE_INVALID_FILL comes back with ``(10030, explanation)`` in place of last_error. ``guard``
-        is asked in the calling thread immediately before the terminal call (the engine's fencing check): False
-        means nothing is sent and ``(None, (NOT_SENT, why))`` comes back."""
+        is asked in the calling thread immediately before the terminal call (the engine's fencing check), and again
+        by a terminal object that offers ``guarded_writes`` (the simulator client) at the last instant before the
+        request's bytes are written: False means nothing is sent and ``(None, (NOT_SENT, why))`` comes back."""
         if method == "order_send" and args and isinstance(args[0], dict):
             request = self._with_allowed_filling(args[0])
             value, err = self._call("order_send", request, *args[1:], guard=guard,
@@ -288,9 +289,17 @@ class BrokerSession:
         mt5 = self.mt5
 
         def invoke():
-            if guard is not None and not guard():   # the last instant before the request is written
+            if guard is not None and not guard():   # before the terminal call
                 return None, (NOT_SENT, "the lease was no longer valid at the send: nothing was sent")
-            value = getattr(mt5, method)(*args, **kwargs)
+            hook = getattr(mt5, "guarded_writes", None) if guard is not None else None
+            if hook is not None:   # a terminal that asks the guard again at the write itself (the simulator's)
+                value = None
+                with hook(guard) as stop:
+                    value = getattr(mt5, method)(*args, **kwargs)
+                if stop.refused:
+                    return None, (NOT_SENT, "the lease was no longer valid at the write: nothing was sent")
+            else:
+                value = getattr(mt5, method)(*args, **kwargs)
             err = None
             if value is None or value is False:
                 try:

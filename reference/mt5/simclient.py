@@ -50,6 +50,17 @@ def _epoch(value, name: str) -> int | None:
     return None
 
 
+class WriteRefused(Exception):
+    """The write guard of :meth:`SimulatorTerminal.guarded_writes` said no at the last instant before a request's
+    bytes were written: nothing was sent."""
+
+
+class _WriteStop:
+    """What :meth:`SimulatorTerminal.guarded_writes` yields: ``refused`` is True once the guard stopped a write."""
+
+    refused = False
+
+
 class _Transport:
     """One TCP connection with request/response framing and a per-call deadline."""
 
@@ -101,9 +112,10 @@ class _Transport:
             buf += chunk
         return bytes(buf)
 
-    def call(self, method: str, args, kwargs, deadline: float, token: str | None = None):
+    def call(self, method: str, args, kwargs, deadline: float, token: str | None = None, guard=None):
         """One request and its reply. ``self.written`` says afterwards whether any byte of the request left (an
-        error before that point means the request was never sent)."""
+        error before that point means the request was never sent). ``guard``: asked after the frame is packed and
+        the socket ready, immediately before the write; False raises :class:`WriteRefused` (nothing written)."""
         msgid = next(self._ids)
         self.written = False
         self.sock.settimeout(max(0.001, deadline - time.monotonic()))
@@ -111,6 +123,8 @@ class _Transport:
         if token is not None:
             message.append(token)
         frame = protocol.pack(message)
+        if guard is not None and not guard():
+            raise WriteRefused(f"{method}: the write guard refused the request before it was written")
         self.written = True
         self.sock.sendall(frame)
         while True:
@@ -141,7 +155,9 @@ class _InProcessTransport:
     def close(self) -> None:
         self.sock = None
 
-    def call(self, method: str, args, kwargs, deadline: float, token: str | None = None):
+    def call(self, method: str, args, kwargs, deadline: float, token: str | None = None, guard=None):
+        if guard is not None and not guard():
+            raise WriteRefused(f"{method}: the write guard refused the request before it was written")
         _msgid, method, args, kwargs, token = protocol.request(protocol.pack([1, method, list(args), kwargs, token])[
             protocol.HEADER.size:])
         value, error, _reply = self.server._dispatch(self._session, method, args, kwargs, token)
@@ -176,6 +192,36 @@ class SimulatorTerminal:
         self._initialized = False
         self._credentials: dict = {}
         self._last_error = _c.ERR_SUCCESS
+        self._write_guard = threading.local()
+
+    def guarded_writes(self, guard):
+        """A context for one call of this thread whose request is written only if ``guard()`` is still True at the
+        last instant before its bytes leave (after the request is parsed and packed and the connection made or
+        remade): the engine's fencing check (ENG-5), asked as late as a process can ask it. A refused call returns
+        like a failed one and the yielded object's ``refused`` is True. Not part of MetaQuotes' API: the engine
+        uses it when its terminal object has it (a real terminal's order_send offers no such hook, so its
+        fencing check stays before the call). A refused call ends the ``with`` body at the call (its result is
+        never assigned: set it before).
+
+        Why here: issue 16's engine-pause drill (CI, seed 7) froze the active engine after its check and before
+        the write (parsing, the lock, the dropped-connection check, packing and a GIL switch lie between them);
+        at SIGCONT, 8 s later, the order went out under the lapsed lease while the new holder had already sent
+        the same signal: a duplicate. What is left is the window between this check and the kernel's write."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def scope():
+            stop = _WriteStop()
+            previous = getattr(self._write_guard, "guard", None)
+            self._write_guard.guard = guard
+            try:
+                yield stop
+            except WriteRefused:
+                stop.refused = True
+                self._last_error = (_c.ERR_NO_IPC[0], "the write guard refused the request: nothing was sent")
+            finally:
+                self._write_guard.guard = previous
+        return scope()
 
     def __repr__(self) -> str:
         return f"SimulatorTerminal({self.host}:{self.port}, initialized={self._initialized})"
@@ -215,7 +261,8 @@ class SimulatorTerminal:
             try:
                 self._ensure_connected(deadline)
                 self._transport.written = False   # the initialize of a reconnect is not this call's request
-                value, error = self._transport.call(method, args, kwargs, deadline)
+                value, error = self._transport.call(method, args, kwargs, deadline,
+                                                    guard=getattr(self._write_guard, "guard", None))
             except PermissionError as exc:
                 self._last_error = tuple(exc.args[0]) if exc.args and isinstance(exc.args[0], tuple) else _c.ERR_NO_IPC
                 return _FAILED
