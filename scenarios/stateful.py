@@ -1277,8 +1277,11 @@ def schedule_problems(doc: Any) -> list[str]:
     if not isinstance(doc, dict) or not isinstance(doc.get("steps"), list):
         return ["schedule.json must be an object with a list of steps"]
     problems = []
-    seed = doc.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+    seed = doc.get("seed")
+    if "seed" not in doc:
+        problems.append("seed: missing; a schedule replays the seed its example ran with (its schedule.json "
+                        "records it): add \"seed\": N")
+    elif not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
         problems.append(f"seed: {seed!r} is not an integer in [0, 2**63)")
     if doc.get("engine") is not None and not isinstance(doc["engine"], dict):
         problems.append(f"engine: {doc['engine']!r} is not an object (command, env, overrides, signal_of)")
@@ -1338,6 +1341,7 @@ class ReplayResult:
     replay: Verdict
     expected: list[str]
     reproduced: bool
+    recorded: str = "failed"   # what run_dir recorded: "failed" (symptoms), "passed" (none) or "none" (no verdict)
 
 
 def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callable[[str], None] | None = None,
@@ -1357,11 +1361,12 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
     if problems:
         raise DrillError(f"{run_dir / SCHEDULE} cannot be replayed: {'; '.join(problems[:3])}"
                          + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
-    expected, judged = [], SAFETY_CHECKERS
+    expected, judged, recorded = [], SAFETY_CHECKERS, "none"
     if (run_dir / VERDICT).exists():
         original = json.loads((run_dir / VERDICT).read_text())
         expected = sorted({s["checker"] for s in original.get("symptoms", [])})
         judged = tuple(original.get("judged") or SAFETY_CHECKERS)
+        recorded = "failed" if expected else "passed"
     engine = _this_checkout((doc.get("engine") or {}) if engine is None else engine)
     problem = engine_problem(engine)
     if problem:
@@ -1416,7 +1421,11 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
             session.down()
     found = {s["checker"] for s in verdict.symptoms}
     reproduced = bool(found & set(expected)) if expected else bool(found)
-    return ReplayResult(run_dir, verdict, expected, reproduced)
+    return ReplayResult(run_dir, verdict, expected, reproduced, recorded)
+
+
+# the engines a schedule can record: the reference engine and the broken variants built in the tests
+ENGINE_MODULES = ("reference.engine", "tests.variants.engines", "tests.drills.broken_engines")
 
 
 def engine_problem(engine: dict) -> str | None:
@@ -1435,7 +1444,12 @@ def engine_problem(engine: dict) -> str | None:
         return (f"engine.command {' '.join(command)!r} is not an engine a schedule records (python -m "
                 f"tests.variants.engines VARIANT); replay with --reference to run the reference engine")
     module = command[2]
-    paths = [p for p in (engine.get("env") or {}).get("PYTHONPATH", "").split(os.pathsep) if p]
+    if module not in ENGINE_MODULES:
+        return (f"engine.command: module {module!r} is not an engine (a schedule records one of "
+                f"{', '.join(ENGINE_MODULES)}); replay with --reference to run the reference engine")
+    # this checkout first (the engine runs with it as its working folder), then what the schedule names
+    paths = [str(Path(__file__).resolve().parents[1])] + [
+        p for p in (engine.get("env") or {}).get("PYTHONPATH", "").split(os.pathsep) if p]
     old = list(sys.path)
     sys.path[:0] = paths
     try:

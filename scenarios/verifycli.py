@@ -81,7 +81,9 @@ def _drop_if_empty(path: Path) -> None:
                    "--reference every attempt runs (how often the reference fails the schedule).")
 def replay(run_dir: Path, subnet: str, out_dir: str | None, reference: bool, attempts: int) -> None:
     """Re-run a stateful example's saved schedule (RUN_DIR/schedule.json: seed, steps, engine) against a fresh
-    stack and say whether its symptom reproduces (exit 0: it did in at least one attempt)."""
+    stack and say whether its symptom reproduces (exit 0: it did in at least one attempt). A RUN_DIR that recorded
+    no failure (its verdict passed, or a hand-written schedule without verdict.json) has nothing to reproduce: the
+    replay is judged as a run (exit 0: no symptom in any attempt, 1: a symptom)."""
     from scenarios.environment import DrillError
     from scenarios.runner import DrillInterrupted, interruptible
     from scenarios.stateful import replay_attempts
@@ -118,8 +120,21 @@ def replay(run_dir: Path, subnet: str, out_dir: str | None, reference: bool, att
         steps = len(result.replay.steps)
         found = ", ".join(f"{s['checker']}: {s['summary']}" for s in result.replay.symptoms) or "no symptom"
         click.echo(f"attempt {k}: replayed {steps} step(s) of {run_dir} in {result.replay.run_dir}")
-        click.echo(f"expected: {', '.join(result.expected) or 'a failure'}; found: {found}")
+        recorded = {"failed": f"expected: {', '.join(result.expected)}",
+                    "passed": "recorded: no symptom (the example passed)",
+                    "none": "recorded: no verdict.json (nothing to compare with)"}[result.recorded]
+        click.echo(f"{recorded}; found: {found}")
     hits = [k for k, r in enumerate(results, start=1) if r.reproduced]
+    if results and results[0].recorded != "failed":
+        # nothing recorded to reproduce or attribute: the replay is a run of the schedule, judged like one
+        who = "the reference engine" if reference else "the recorded engine"
+        if hits:
+            click.echo(f"{who} fails this schedule in {len(hits)} of {len(results)} attempt(s) (attempt "
+                       f"{', '.join(map(str, hits))}); {run_dir} recorded no failure")
+            sys.exit(1)
+        click.echo(f"{who} passes this schedule in {len(results)} of {len(results)} attempt(s), as {run_dir} "
+                   + ("recorded" if results[0].recorded == "passed" else "(which recorded no verdict)"))
+        return
     if reference:   # a control: what its outcome means for the recorded engine's symptom
         if hits:
             click.echo(f"the reference engine fails this schedule too in {len(hits)} of {len(results)} attempt(s) "

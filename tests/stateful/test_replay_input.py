@@ -3,6 +3,9 @@ one line (exit 2) before any stack starts; every schedule a run writes is accept
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from click.testing import CliRunner
 from hypothesis import given, settings
@@ -86,3 +89,49 @@ def test_a_recorded_variant_runs_from_this_checkout_with_this_interpreter():
     assert got["command"] == [sys.executable, "-m", "tests.variants.engines", "no-fencing"]
     assert got["env"]["PYTHONPATH"].split(":")[0] == here and "/elsewhere" not in got["env"]["PYTHONPATH"]
     assert recorded["command"][0] == "/elsewhere/.venv/bin/python"   # the schedule itself is not changed
+
+
+def test_a_schedule_without_a_seed_is_refused_not_replayed_with_seed_0(tmp_path):
+    """New user's finding: ``{"steps": []}`` replayed with seed 0 without a word."""
+    (tmp_path / "schedule.json").write_text(json.dumps({"steps": [], "engine": {}}))
+    got = CliRunner().invoke(replay, [str(tmp_path)])
+    assert got.exit_code == 2 and "seed: missing" in got.output, got.output
+    assert len(got.output.strip().splitlines()) == 1
+
+
+def test_an_engine_command_that_is_not_an_engine_is_refused_and_a_variant_is_found_without_pythonpath():
+    """New user's finding: ``python -m json.tool`` was accepted (the stack then crash-looped its engines), and
+    ``python -m tests.variants.engines no-fencing`` without env.PYTHONPATH was refused as "not in this checkout"."""
+    import sys
+
+    for module in ("json.tool", "http.server"):
+        problem = stateful.engine_problem({"command": [sys.executable, "-m", module], "env": {"PYTHONPATH": "/x"}})
+        assert problem and "is not an engine" in problem, problem
+    assert stateful.engine_problem({"command": [sys.executable, "-m", "tests.variants.engines", "no-fencing"]}) is None
+    assert "not a variant" in stateful.engine_problem(
+        {"command": [sys.executable, "-m", "tests.variants.engines", "no-such-bug"]})
+
+
+def _fake_results(recorded, symptoms_per_attempt):
+    from types import SimpleNamespace
+
+    return [stateful.ReplayResult(Path("/r"), SimpleNamespace(symptoms=s, steps=[], run_dir=Path(f"/r/a{k}")),
+                                  [], bool(s), recorded)
+            for k, s in enumerate(symptoms_per_attempt, start=1)]
+
+
+@pytest.mark.parametrize("recorded", ["passed", "none"])
+def test_a_replay_of_an_example_that_recorded_no_failure_claims_no_symptom(tmp_path, monkeypatch, recorded):
+    """New users' finding: ``replay --reference`` of a passing example (or a hand-written schedule) said "expected: a
+    failure" and "the symptom is the recorded engine's" though nothing was recorded or found; it now says what was
+    recorded and judges the replay as a run (exit 0 when it passes)."""
+    (tmp_path / "schedule.json").write_text(json.dumps({"seed": 1, "steps": []}))
+    monkeypatch.setattr(stateful, "replay_attempts", lambda *a, **k: _fake_results(recorded, [[], []]))
+    got = CliRunner().invoke(replay, [str(tmp_path), "--reference", "--attempts", "2", "--out", str(tmp_path / "o")])
+    assert got.exit_code == 0, got.output
+    assert "expected: a failure" not in got.output and "recorded engine's" not in got.output
+    assert "passes this schedule in 2 of 2" in got.output
+    failing = _fake_results(recorded, [[{"checker": "duplicates", "summary": "1 signal(s) ordered twice"}]])
+    monkeypatch.setattr(stateful, "replay_attempts", lambda *a, **k: failing)
+    got = CliRunner().invoke(replay, [str(tmp_path), "--out", str(tmp_path / "p")])
+    assert got.exit_code == 1 and "fails this schedule in 1 of 1" in got.output and "recorded no failure" in got.output
