@@ -114,6 +114,6 @@ def soak(session: nox.Session) -> None:
 @nox.session
 def variants(session: nox.Session) -> None:
     """Verification power (issue 16): every broken engine of tests/variants against the stateful test and the
-    engine drills; the catch rate in out/verification/. About 2 minutes a variant."""
+    engine drills; the catch rate in out/verification/. Up to TRADEDRILL_VARIANT_SEARCH_S (300) seconds of search a variant, then the library drills: about 41 minutes for all 13."""
     session.env["TRADEDRILL_VARIANT_SWEEP"] = "1"
     session.run("pytest", "tests/variants", "-p", "no:cacheprovider", "-rA", *session.posargs)

@@ -32,7 +32,10 @@ SWEEP = bool(os.environ.get("TRADEDRILL_VARIANT_SWEEP"))
 CHOSEN = [v.strip() for v in os.environ.get("TRADEDRILL_VARIANTS", "").split(",") if v.strip()] or list(VARIANTS)
 SUBNET = os.environ.get("TRADEDRILL_VARIANT_SUBNET", "127.0.96")
 OUT = Path(os.environ.get("TRADEDRILL_VERIFICATION_OUT", REPO / "out" / "verification"))
-SEARCH_BUDGET_S = float(os.environ.get("TRADEDRILL_VARIANT_SEARCH_S", 300))   # no example starts after it
+
+from tests.variants.conftest import search_budget_s  # noqa: E402 - validated at configure time (one line, exit 4)
+
+SEARCH_BUDGET_S = search_budget_s()   # no example starts after it
 MINIMISE_TRIALS = 8
 MINIMISE_BUDGET_S = 120.0
 TARGET_STEPS = 5          # the aim for a shrunk schedule
