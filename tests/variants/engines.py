@@ -165,7 +165,15 @@ VARIANTS: dict[str, type[Engine]] = {
     "no-fencing": NoFencing,
 }
 
-BUGS: dict[str, str] = {name: (cls.__doc__ or "").split("\n")[0].strip() for name, cls in VARIANTS.items()}
+def _first_sentence(doc: str | None) -> str:
+    """The docstring's first sentence, joined across its lines (a first line alone cut the bug mid-sentence in the
+    report: "... a "shortened" comment to fit a broker's", a new user's finding)."""
+    text = " ".join((doc or "").split("\n\n")[0].split())
+    end = text.find(". ")
+    return text if end < 0 else text[:end + 1]
+
+
+BUGS: dict[str, str] = {name: _first_sentence(cls.__doc__) for name, cls in VARIANTS.items()}
 
 
 def main(argv: list[str]) -> int:
