@@ -50,13 +50,14 @@ import gevent
 from locust import User, constant_pacing, events, task
 
 from scenarios.history import FAIL, OK, UNKNOWN, History, SignalLog
-from scenarios.load import KIND_OF_CLASS, PERCENTILES, percentiles, spec_refusal, stable_error, summary_entry
+from scenarios.load import (KIND_OF_CLASS, PERCENTILES, TICKS_TYPE, percentiles, second_row, spec_refusal,
+                            stable_error, summary_entry, total_entry)
 
 LOAD_DIR = "load"                 # in the run folder: stats.jsonl, summary.json, locust_*.csv, spec.json
 STATS, SUMMARY = "stats.jsonl", "summary.json"
 OP_BASE = 1_000_000_000           # the load's history op ids: far from the drill's own counter (one file, two writers)
 SPEC_ENV = "TRADEDRILL_LOAD_SPEC"
-TICKS_NAME = ("TICKS", "latency p50 of 1 s")   # what a tick window's request times: its median tick latency
+TICKS_NAME = (TICKS_TYPE, "latency p50 of 1 s")   # what a tick window's request times: its median tick latency
 
 
 STOPPED = "stopped before an answer (the load ended with the operation in flight)"
@@ -397,14 +398,8 @@ class SecondStats:
         with open(self.path, "a", encoding="utf-8") as fh:
             for s in done:
                 per = self.buckets.pop(s)
-                row = {"mono": s, "wall_ts": time.time() - (time.monotonic() - s), "users": users, "types": {}}
-                all_times: list[float] = []
-                failures = 0
-                for name, (times, fails) in per.items():
-                    row["types"][name] = {"requests": len(times), "failures": fails[0], **percentiles(times)}
-                    all_times += times
-                    failures += fails[0]
-                row.update(requests=len(all_times), failures=failures, **percentiles(all_times))
+                row = {"mono": s, "wall_ts": time.time() - (time.monotonic() - s), "users": users}
+                row.update(second_row(per))
                 fh.write(json.dumps(row) + "\n")
 
 
@@ -412,12 +407,11 @@ def _summary(seconds: SecondStats, started_mono: float, ended_mono: float) -> di
     """Totals from the raw response times ``seconds`` recorded (not locust's, which rounds each time into a
     bucket: 0.609 ms counts as 1 ms, so its p99 could exceed the maximum)."""
     span = max(1e-9, ended_mono - started_mono)
-    every = [t for times, _f in seconds.totals.values() for t in times]
-    failures = sum(f[0] for _t, f in seconds.totals.values())
     return {"started_mono": started_mono, "ended_mono": ended_mono, "seconds": round(span, 3),
-            "percentiles": "nearest rank over every response time recorded, ms (locust_*.csv: locust's own, "
-                           "rounded into buckets)",
-            "total": summary_entry(every, failures, span),
+            "percentiles": "nearest rank over every order round-trip recorded (RTSS and webhook requests; a tick "
+                           "window's median tick latency is another measure, in by_name), ms (locust_*.csv: "
+                           "locust's own, rounded into buckets)",
+            "total": total_entry(seconds.totals, span),
             "by_name": {name: summary_entry(times, f[0], span) for name, (times, f) in seconds.totals.items()}}
 
 
