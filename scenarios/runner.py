@@ -159,6 +159,7 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
         run.mark("running", phase=name)
 
     probe = None   # the live configuration read (issue 19: scenarios.conformance)
+    clients = None
     try:
         env.up()
         probe = ConformanceProbe(env.stack, env.topology, run.path / "stack", run.path).start()
@@ -207,6 +208,10 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
     finally:
         with _teardown_guard(env, opts):
             stop.set()
+            if clients is not None:   # before env.down() closes the history: no client may write after it
+                stuck = clients.halt()
+                if stuck:
+                    opts.say(f"  clients still running after the halt's deadline: {', '.join(stuck)}")
             if probe is not None:
                 probe.stop()
             if locust is not None:

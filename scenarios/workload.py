@@ -6,7 +6,10 @@ history (Jepsen's clients).
 Open loop: producers keep invoking at the offered rate during an outage, so the first success after a fault is
 seen when it happens. Operations (``scenarios.registry`` lists them): ``trade`` is ok when the signal's RTRS
 result says executed, fail when it says rejected, unknown when no result came within the workload's timeout
-(the settle period still waits for every acknowledged signal's result before the run ends).
+(the settle period still waits for every acknowledged signal's result before the run ends). A run that ends
+before its settle (an interrupt, an error) ``halt``s the clients before it closes the history: every thread joined
+within one deadline, every ``trade`` still without its result completed ``unknown`` (STOPPED), so every invoke in
+history.jsonl has its completion and no client writes to a closed history.
 
 Prices (issue 20): ``params["stops"]`` (``{sl_points, tp_points}``) gives every market signal a stop loss and take
 profit that many points from the live price; ``params["pending"]`` (``{order_type: limit|stop, points}``) makes
@@ -30,6 +33,12 @@ from scenarios.history import FAIL, OK, UNKNOWN
 
 if TYPE_CHECKING:
     from scenarios.environment import DrillEnvironment
+
+# what a trade in flight when the run is stopped before its settle (``TradeClients.halt``) is completed with
+STOPPED = "stopped before an answer (the run was stopped with the signal in flight)"
+# ``halt``'s deadline for the clients' threads beyond the workload's timeout_s, which bounds every client operation
+# (a submission, a webhook post and its retries); the RTRS reader's read and reconnect take at most a few seconds
+HALT_GRACE_S = 5.0
 
 
 class TradeClients:
@@ -117,8 +126,6 @@ class TradeClients:
 
         def submit(op: int, sig: dict, deadline: float) -> None:
             sid = sig["signal_id"]
-            with self.lock:   # before the send: its result may come back before the send returns (after a resend)
-                self.pending[sid] = (op, process, deadline)
             got = sender().submit(self.env.keys.rtss, sig, deadline_s=max(0.0, deadline - time.monotonic()))
             meta = {"symbol": sig["symbol"], "side": sig["side"], "volume": self.w.volume,
                     **{k: sig[k] for k in ("price", "sl", "tp") if k in sig},
@@ -156,7 +163,11 @@ class TradeClients:
                 if "no_quote" in extra:   # no live price yet for a priced signal: not sent (its stops would be a guess)
                     self.env.history.complete(op, process, "trade", sid, FAIL, error=extra["no_quote"])
                     continue
-                pool.submit(submit, op, sig, time.monotonic() + self.w.timeout_s)
+                deadline = time.monotonic() + self.w.timeout_s
+                with self.lock:   # before the send (its result may come back before the send returns, after a
+                    # resend) and from the invoke on, so a halt completes an op whose submission has not begun
+                    self.pending[sid] = (op, process, deadline)
+                pool.submit(submit, op, sig, deadline)
         finally:
             pool.shutdown(wait=True)   # every invoked signal is recorded (its sends are bounded by its timeout)
             for s in senders:
@@ -168,7 +179,10 @@ class TradeClients:
         last = "0-0"
         link = RedisLink(self.env.submitter_config(timeout=1.0, redis_socket_timeout_s=1.5), name="rtrs-reader")  # type: ignore[arg-type]
         try:
-            while not (self.stop.is_set() and not self.pending and not self.awaiting):
+            # until stopped with nothing awaited, or stopped and past the drain deadline (``finish``'s settle, or
+            # now for ``halt``: checked here, so a reader whose reads fail also stops at it)
+            while not (self.stop.is_set() and (not self.pending and not self.awaiting
+                                               or time.monotonic() > getattr(self, "_drain_deadline", float("inf")))):
                 self._expire()
                 try:
                     batches = link.run(lambda c: c.xread({self.env.keys.rtrs: last}, count=500, block=200))
@@ -180,8 +194,6 @@ class TradeClients:
                     for entry_id, fields in entries:
                         last = entry_id
                         self._complete(fields)
-                if self.stop.is_set() and time.monotonic() > getattr(self, "_drain_deadline", float("inf")):
-                    break
         finally:
             link.close()
 
@@ -237,12 +249,28 @@ class TradeClients:
             t.join(timeout=drain_s + 5)
         self._expire_all()
 
-    def _expire_all(self) -> None:
+    def halt(self, within_s: float | None = None) -> list[str]:
+        """Stop every client now (the run ends before its settle: an interrupt, an error) and join its threads
+        within one deadline (``within_s``, default the workload's timeout_s + HALT_GRACE_S), then complete every
+        ``trade`` still without its result ``unknown`` (STOPPED): after it, the history can close with a
+        completion for every trade invoke. A trade's completion is written once, by whoever takes it out of
+        ``pending`` (under the lock), so a thread that outlives the deadline writes none. Returns the names of the
+        threads still running at the deadline ([] normally). After ``finish`` it has nothing left to do."""
+        self._drain_deadline = min(getattr(self, "_drain_deadline", float("inf")), time.monotonic())
+        self.stop.set()
+        deadline = time.monotonic() + (self.w.timeout_s + HALT_GRACE_S if within_s is None else within_s)
+        for t in self.threads:
+            if t.ident is not None:   # an interrupt may come while ``start`` starts them
+                t.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._expire_all(STOPPED)
+        return [t.name for t in self.threads if t.is_alive()]
+
+    def _expire_all(self, error: str = "no result on RTRS before the end") -> None:
         with self.lock:
             left = list(self.pending.items())
             self.pending.clear()
         for sid, (op, process, _d) in left:
-            self.env.history.complete(op, process, "trade", sid, UNKNOWN, error="no result on RTRS before the end")
+            self.env.history.complete(op, process, "trade", sid, UNKNOWN, error=error)
 
 
 PRICED_FIELDS = ("symbol", "side", "volume", "order_type", "price", "sl", "tp")   # what a trade op records
