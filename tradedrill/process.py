@@ -219,7 +219,18 @@ class StackIndex:
             with self._exclusive():
                 leftovers = []
                 for key, entry in self._read().items():
-                    if entry.get("subnet") != subnet or key == mine:
+                    if key == mine:
+                        # this very registry file (a run folder used again): up() reaps what it records; but not
+                        # while another live harness process runs that stack (it would be overwritten, then lost)
+                        owner = entry.get("owner") or {}
+                        if owner.get("pid") != me and not self.orphaned(entry):
+                            raise SubnetBusy(
+                                f"the run folder {entry.get('run_dir') or Path(key).parent} holds the stack of a "
+                                f"running harness process (pid {owner['pid']}, subnet {entry.get('subnet')}); wait "
+                                f"for it, stop it with `tradedrill down --all --subnet {entry.get('subnet')}`, or "
+                                f"choose another folder")
+                        continue
+                    if entry.get("subnet") != subnet:
                         continue
                     if (entry.get("owner") or {}).get("pid") == me:
                         continue  # another stack of this very process (tests run several side by side on other ports)
@@ -236,6 +247,36 @@ class StackIndex:
             for key in leftovers:  # outside the lock: killing and waiting takes up to seconds
                 stopped += PidRegistry(Path(key)).reap_leftovers(describe=True)
                 self._forget(key)
+
+    def reap_under(self, folder: Path) -> list[str]:
+        """Stop every stack recorded in ``folder`` (in the index, by its registry or run folder, and any
+        ``pids.json`` inside it) before the folder is removed: its ``pids.json`` files are the only record of those
+        processes, and a removed record leaves them running where no ``down`` finds them (a variant sweep that
+        removed its last sweep's folder did). Forgets them in the index; returns ``"name (pid N)"`` of what it
+        stopped. Raises :class:`SubnetBusy`, stopping nothing, when another live harness process runs one of
+        them."""
+        folder = Path(folder).resolve()
+        me = os.getpid()
+
+        def inside(key: str, entry: dict) -> bool:
+            paths = [Path(key).parent] + ([Path(entry["run_dir"])] if entry.get("run_dir") else [])
+            return any(p.resolve().is_relative_to(folder) for p in paths)
+
+        mine = {k: e for k, e in self.entries().items() if inside(k, e)}
+        for key, entry in mine.items():
+            owner = entry.get("owner") or {}
+            if not self.orphaned(entry) and owner.get("pid") != me:
+                raise SubnetBusy(
+                    f"{folder} holds the stack of a running harness process (pid {owner['pid']}, run folder "
+                    f"{entry.get('run_dir')}, subnet {entry.get('subnet')}); wait for it, or stop it with "
+                    f"`tradedrill down --all --subnet {entry.get('subnet')}`")
+        stopped: list[str] = []
+        for key in mine:
+            stopped += PidRegistry(Path(key)).reap_leftovers(describe=True)
+            self._forget(key)
+        for path in sorted(folder.rglob("pids.json")) if folder.is_dir() else ():   # a record the index lost
+            stopped += PidRegistry(path).reap_leftovers(describe=True)
+        return stopped
 
     def detach(self, registry: "PidRegistry") -> None:
         """The owner exits on purpose and leaves the stack running (``tradedrill up``)."""

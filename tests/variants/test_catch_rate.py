@@ -27,6 +27,7 @@ from scenarios.runner import DrillOptions, run_once
 from scenarios.stateful import ALL_CHECKERS, PROFILES, StatefulSession, replay_attempts, run_search
 from tests.stateful.conftest import DATABASE, REPO, variant_options
 from tests.variants.engines import BUGS, SIGNAL_OF, VARIANTS
+from tradedrill.process import StackIndex, SubnetBusy
 
 SWEEP = bool(os.environ.get("TRADEDRILL_VARIANT_SWEEP"))
 CHOSEN = [v.strip() for v in os.environ.get("TRADEDRILL_VARIANTS", "").split(",") if v.strip()] or list(VARIANTS)
@@ -133,6 +134,20 @@ def _write(rows: list[dict]) -> dict:
     return doc
 
 
+def _clear(folder: Path) -> None:
+    """Remove ``folder`` (a variant's run folders of the last sweep) once nothing of it runs. A stack a killed
+    sweep left there (SIGKILL, or SIGTERM before tests/conftest.py handled it) is stopped first, by the PIDs its
+    ``pids.json`` recorded: removing that record left its processes running where no ``tradedrill down`` found
+    them, holding the subnet's ports. A stack another live sweep runs there refuses this one."""
+    try:
+        stopped = StackIndex().reap_under(folder)
+    except SubnetBusy as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if stopped:
+        print(f"stopped {len(stopped)} process(es) an earlier sweep left in {folder}: {', '.join(stopped)}")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_the_library_and_the_stateful_test_catch_the_broken_engines(tmp_path_factory, record_property):
     unknown = [v for v in CHOSEN if v not in VARIANTS]
     if unknown:
@@ -144,7 +159,7 @@ def test_the_library_and_the_stateful_test_catch_the_broken_engines(tmp_path_fac
     for variant in CHOSEN:
         started = time.monotonic()
         row = {"variant": variant, "bug": BUGS[variant], "caught_by": None, "bounds": _bounds()}
-        shutil.rmtree(root / variant, ignore_errors=True)   # this sweep's own folder of the last sweep
+        _clear(root / variant)   # this sweep's own folder of the last sweep
         with StatefulSession(variant_options(variant, root / variant, subnet=SUBNET, judged=ALL_CHECKERS,
                                              say=print)) as s:
             verdict = run_search(s, "sweep", DATABASE / "variants" / variant, search_budget_s=SEARCH_BUDGET_S,
