@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from scenarios import stateful
 from scenarios.environment import DrillError
 from scenarios.verifycli import replay
+from tests.stateful.conftest import SUBNET
 
 SCHEDULE = {"seed": 1, "steps": [], "load_per_s": 5.0}
 
@@ -65,7 +66,7 @@ def test_a_replay_into_a_folder_a_run_wrote_is_refused(tmp_path, run_dir):
     used = tmp_path / "used"
     (used / "example-001").mkdir(parents=True)
     with pytest.raises(DrillError, match="not empty"):
-        stateful.replay(run_dir, subnet="127.0.120", out_dir=used)
+        stateful.replay(run_dir, subnet=SUBNET, out_dir=used)   # refused before a stack starts
     with pytest.raises(DrillError, match="already holds a run"):
         stateful._fresh(used / "example-001" / "..")
     assert stateful._fresh(tmp_path / "new") == tmp_path / "new"

@@ -2,8 +2,9 @@
 "not reproduced". Now it is a drill's interrupt: one line ``interrupted by SIGINT``, exit 130, every fault healed
 and every process of the replay's stack gone (none left stopped), a second Ctrl-C during the teardown ignored.
 
-The replay CLI runs as its own process on 127.0.121 (``TRADEDRILL_REPLAY_INTERRUPT_SUBNET``) on a schedule that
-pauses the active engine and then waits; it is interrupted in that wait. About 40 s."""
+The replay CLI runs as its own process on the stateful tests' subnet (127.0.93, ``TRADEDRILL_STATEFUL_SUBNET``;
+``TRADEDRILL_REPLAY_INTERRUPT_SUBNET`` moves this test alone) on a schedule that pauses the active engine and then
+waits; it is interrupted in that wait. About 40 s."""
 from __future__ import annotations
 
 import json
@@ -16,13 +17,16 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.stateful.conftest import SUBNET as STATEFUL_SUBNET
 from tradedrill.process import same_process_alive
 from tradedrill.waiting import wait_until
 
 pytestmark = pytest.mark.drill
 
 REPO = Path(__file__).resolve().parents[2]
-SUBNET = os.environ.get("TRADEDRILL_REPLAY_INTERRUPT_SUBNET", "127.0.121")
+# the stateful tests' subnet: their stacks run one after the other in a pytest run (the module-scoped session of
+# test_stateful.py is down before or after this test), so one subnet serves them all; a hard-coded one collided
+SUBNET = os.environ.get("TRADEDRILL_REPLAY_INTERRUPT_SUBNET") or STATEFUL_SUBNET
 SCHEDULE = {"seed": 5, "tag": "x00100005", "load_per_s": 5.0, "steps": [
     {"op": "submit", "kind": "market", "signal": "s1", "side": "buy", "symbol": "EURUSD"},
     {"op": "inject", "fault": "engine-pause"},
