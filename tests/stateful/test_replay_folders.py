@@ -92,7 +92,7 @@ def test_a_refused_schedule_leaves_no_empty_replay_folder(run_dir, monkeypatch):
 @pytest.mark.parametrize("engine, says", [
     ({"command": ["/bin/false"]}, "not an engine a schedule records"),
     ({"command": ["/nowhere/python3", "-m", "tests.variants.engines", "no-fencing"]}, None),   # this interpreter
-    ({"command": [sys.executable, "-m", "tests.variants.nope", "x"]}, "not in this checkout"),
+    ({"command": [sys.executable, "-m", "tests.variants.nope", "x"]}, "is not an engine"),   # only the engine modules (ENGINE_MODULES)
     ("bogus", "not a variant of tests.variants.engines")])
 def test_a_recorded_engine_this_checkout_cannot_run_is_refused_in_one_line_before_a_stack(run_dir, monkeypatch,
                                                                                           engine, says):
