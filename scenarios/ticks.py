@@ -13,7 +13,11 @@ duplicates are counted from the delivered seqs, not from the consumer's ``gap`` 
 
 Checkers (``scenarios.checkers.CHECKERS``):
 - ``ticks`` (EA-2): ``duplicate_ticks``, ``out_of_order_ticks``, ``missed_ticks`` (seqs never delivered; with
-  ``gaps_expected_in_faults`` only those outside fault windows); ``stale_ticks`` (BR-3):
+  ``gaps_expected_in_faults`` only those outside fault windows; never a seq between two ticks of the snapshot a
+  consumer's first TCP connection replayed before a live tick or a UDP frame reached it (``join_replay``; after a
+  UDP frame only if sent before the consumer started): the EA replays each symbol's latest tick only, so such a seq
+  was sent before the consumer joined and was never owed to it; a hole after the consumer's first live tick, or in a
+  later reconnect's snapshot, is missed); ``stale_ticks`` (BR-3):
   ``stale_ticks_after_restart`` (a tick of a stream delivered after a newer stream's first tick);
   ``tick_latency`` (PERF-1): ``tick_latency_p95_ms`` (broker ``time_msc`` to delivery, outside fault windows and
   without the snapshot a TCP connect replays;
@@ -130,14 +134,63 @@ class StreamFacts:
     out_of_order: list[dict] = field(default_factory=list)
     stale: list[dict] = field(default_factory=list)
     holes: list[dict] = field(default_factory=list)  # {"stream", "from", "to", "count", "t0", "t1"}
+    # holes inside the snapshot a consumer's first TCP connection replayed: sent before it joined, never owed to it
+    before_join: list[dict] = field(default_factory=list)
     latency_msc_ms: list[float] = field(default_factory=list)
     latency_path_ms: list[float] = field(default_factory=list)
 
 
+def join_replay(rows: Sequence[dict]) -> dict[int, tuple[int, bool, int | None]]:
+    """The tick rows of the snapshot each consumer session (from a ``start`` row, or the record's beginning) got
+    from its first TCP connection before anything live: ``id(row)`` -> (session number, whether a UDP frame had
+    arrived before it (a ``udp_recovered`` row of the session), the session's ``start`` wall_ns or None).
+
+    The replay is the leading run of ``snapshot`` ticks over TCP of one stream; a live tick (not a snapshot, or over
+    UDP), another stream, ``tcp_disconnected`` or ``stop`` ends it. The EA replays the latest tick of each symbol
+    only (``reference.ea.streamer``), so its seqs need not be consecutive: a seq between two of them was sent before
+    the connection, on TCP to nobody (the client was not added yet)."""
+    out: dict[int, tuple[int, bool, int | None]] = {}
+    session, start_ns, joining, udp_seen, stream = 0, None, True, False, None
+    for r in rows:
+        t = r.get("t")
+        if t == "start":  # a (re)started consumer joins afresh
+            session += 1
+            start_ns = r.get("wall_ns") if isinstance(r.get("wall_ns"), int) else None
+            joining, udp_seen, stream = True, False, None
+        elif not joining:
+            continue
+        elif t == "udp_recovered":
+            udp_seen = True
+        elif t in ("tcp_disconnected", "stop"):
+            joining = False
+        elif t == "tick" and isinstance(r.get("seq"), int):
+            if r.get("snapshot") and r.get("path") == "tcp" and stream in (None, str(r.get("stream"))):
+                stream = str(r.get("stream"))
+                out[id(r)] = (session, udp_seen, start_ns)
+            else:
+                joining = False
+    return out
+
+
+def _before_join(prev: dict, r: dict, joined: dict[int, tuple[int, bool, int | None]]) -> bool:
+    """Is the hole between delivered ``prev`` and ``r`` only ticks sent before the consumer joined? Both are ticks
+    of one session's first replay, and no UDP frame had reached the consumer before ``r`` (nothing of the hole was
+    sent to it on UDP either), or ``r`` itself (so each seq before it) was sent before the session started."""
+    a, b = joined.get(id(prev)), joined.get(id(r))
+    if a is None or b is None or a[0] != b[0]:
+        return False
+    _session, udp_seen, start_ns = b
+    sent = r.get("sent_ns")
+    return not udp_seen or (start_ns is not None and isinstance(sent, int) and 0 < sent <= start_ns)
+
+
 def stream_facts(rows: Sequence[dict], fault_spans: Sequence[tuple[float, float, Any]] = ()) -> StreamFacts:
     """Duplicates, out-of-order and stale deliveries, seq holes (with the wall-clock span they fall in), and the
-    latencies outside ``fault_spans`` (wall seconds) of one consumer's rows."""
+    latencies outside ``fault_spans`` (wall seconds) of one consumer's rows. A hole inside the snapshot a
+    consumer's first TCP connection replayed (``join_replay``, ``_before_join``) goes to ``before_join``, not
+    ``holes``: those ticks were sent before the consumer joined and were never owed to it."""
     f = StreamFacts()
+    joined = join_replay(rows)
     seen: dict[str, set[int]] = {}
     last: dict[str, dict] = {}
     order: list[str] = []  # streams in the order their first tick was delivered
@@ -161,8 +214,9 @@ def stream_facts(rows: Sequence[dict], fault_spans: Sequence[tuple[float, float,
         elif prev is not None and seq > prev["seq"] + 1:
             t0 = (prev.get("sent_ns") or prev.get("deliver_ns") or 0) / 1e9
             t1 = (r.get("sent_ns") or r.get("deliver_ns") or 0) / 1e9
-            f.holes.append({"stream": stream, "from": prev["seq"] + 1, "to": seq - 1, "count": seq - 1 - prev["seq"],
-                            "t0": t0, "t1": t1})
+            hole = {"stream": stream, "from": prev["seq"] + 1, "to": seq - 1, "count": seq - 1 - prev["seq"],
+                    "t0": t0, "t1": t1}
+            (f.before_join if _before_join(prev, r, joined) else f.holes).append(hole)
         seen[stream].add(seq)
         if prev is None or seq > prev["seq"]:
             last[stream] = r
@@ -219,6 +273,7 @@ def check_ticks(histories: dict[str, list[dict]], windows: Sequence[FaultWindow]
                      "no consumer delivered a tick (no ticks-*.jsonl with tick rows)", unreadable)
     all_spans = _windows_wall(windows)
     worst = dict.fromkeys(TICK_METRICS[:4], 0)
+    never_owed = 0
     lat_msc: list[float] = []
     lat_path: list[float] = []
     evidence: list[dict] = []
@@ -232,12 +287,14 @@ def check_ticks(histories: dict[str, list[dict]], windows: Sequence[FaultWindow]
         worst["out_of_order_ticks"] = max(worst["out_of_order_ticks"], len(f.out_of_order))
         worst["missed_ticks"] = max(worst["missed_ticks"], sum(h["count"] for h in missed))
         worst["stale_ticks_after_restart"] = max(worst["stale_ticks_after_restart"], len(f.stale))
+        never_owed += sum(h["count"] for h in f.before_join)
         lat_msc += f.latency_msc_ms
         lat_path += f.latency_path_ms
         evidence.append({"kind": "consumer", "consumer": consumer, "delivered": f.delivered,
                          "duplicates": f.duplicates[:10], "out_of_order": f.out_of_order[:10], "stale": f.stale[:10],
                          "gaps": f.holes[:20], "gaps_total": len(f.holes),
-                         "gaps_in_fault": sum(1 for h in f.holes if h["in_fault"])})
+                         "gaps_in_fault": sum(1 for h in f.holes if h["in_fault"]),
+                         "gaps_before_join": f.before_join[:10]})
     metrics: dict[str, Any] = dict(worst)
     metrics["tick_latency_p95_ms"] = _r(percentile(lat_msc, 95))
     metrics["tick_latency_p50_ms"] = _r(percentile(lat_msc, 50))
@@ -250,6 +307,9 @@ def check_ticks(histories: dict[str, list[dict]], windows: Sequence[FaultWindow]
                f"{worst['duplicate_ticks']} duplicate, {worst['out_of_order_ticks']} out of order, "
                f"{worst['missed_ticks']} missed, {worst['stale_ticks_after_restart']} stale; latency from time_msc "
                f"p50 {metrics['tick_latency_p50_ms']} / p99 {metrics['tick_latency_p99_ms']} ms")
+    if never_owed:
+        summary += (f"; {never_owed} seq(s) missing from a consumer's first snapshot not owed (sent before it "
+                    f"joined)")
     return _cr(name, requirement_ids, targets, metrics, evidence, summary)
 
 
