@@ -121,6 +121,19 @@ class JournalFull(JournalError):
     exit_status = 75
 
 
+class JournalNoMemory(JournalError):
+    """DuckDB ran out of memory opening the journal (its memory_limit, or the machine's): a sound file cannot be told
+    from a damaged one then, so nothing is moved or changed. Exit status 75 (EX_TEMPFAIL: it may work with more
+    memory)."""
+
+    exit_status = 75
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` (a DuckDB error) is DuckDB's "Out of Memory Error": no evidence about the file."""
+    return isinstance(exc, getattr(duckdb, "OutOfMemoryException", ())) or "Out of Memory Error" in str(exc)
+
+
 @dataclass
 class Repair:
     """What opening (or the health check) found and did. ``line``: the one-line diagnosis; ``saw``: what was
@@ -438,6 +451,8 @@ class Journal:
         except duckdb.Error as exc:
             if no_space(exc):
                 raise self._full_at_open(exc) from None
+            if out_of_memory(exc):
+                raise self._no_memory_at_open(exc) from None
             holder = lock_holder(exc)
             if holder:
                 raise JournalLocked(f"the intent journal {self.path} is locked by {holder}: an engine with the same "
@@ -457,6 +472,9 @@ class Journal:
             if no_space(exc):   # not damage: the file stays where it is, as it is
                 self._drop_as_found(as_found)
                 raise self._full_at_open(exc) from None
+            if out_of_memory(exc):   # not damage either
+                self._drop_as_found(as_found)
+                raise self._no_memory_at_open(exc) from None
             holder = lock_holder(exc)
             if holder:   # taken between the two opens
                 self._drop_as_found(as_found)
@@ -504,6 +522,11 @@ class Journal:
         return JournalFull(f"the intent journal {self.path} cannot be opened: no space left on the filesystem of "
                            f"{self.path.parent} ({describe(exc)}); nothing was moved or changed; free space there "
                            f"and start the engine again")
+
+    def _no_memory_at_open(self, exc: BaseException) -> JournalNoMemory:
+        return JournalNoMemory(f"the intent journal {self.path} cannot be opened: DuckDB ran out of memory "
+                               f"({describe(exc)}); nothing was moved or changed (an open that runs out of memory says "
+                               f"nothing about the file); free memory and start the engine again")
 
     def _refused(self, exc: BaseException) -> JournalFull:
         """A commit that failed for lack of space: recorded in :attr:`disk_full`, returned to raise."""
