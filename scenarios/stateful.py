@@ -1363,9 +1363,21 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
                          + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
     expected, judged, recorded = [], SAFETY_CHECKERS, "none"
     if (run_dir / VERDICT).exists():
-        original = json.loads((run_dir / VERDICT).read_text())
-        expected = sorted({s["checker"] for s in original.get("symptoms", [])})
-        judged = tuple(original.get("judged") or SAFETY_CHECKERS)
+        try:
+            original = json.loads((run_dir / VERDICT).read_text())
+        except ValueError as exc:
+            raise DrillError(f"{run_dir / VERDICT} is not JSON ({exc}); move it away to replay the schedule as a "
+                             f"run") from None
+        symptoms = original.get("symptoms", []) if isinstance(original, dict) else None
+        judged = original.get("judged") if isinstance(original, dict) else None
+        if not isinstance(symptoms, list) or not all(isinstance(x, dict) and isinstance(x.get("checker"), str)
+                                                     for x in symptoms) \
+                or not (judged is None or isinstance(judged, list) and all(isinstance(j, str) for j in judged)):
+            raise DrillError(f"{run_dir / VERDICT} is not a verdict a stateful example writes (symptoms: a list of "
+                             f"objects with a checker; judged: a list of names); move it away to replay the "
+                             f"schedule as a run")
+        expected = sorted({x["checker"] for x in symptoms})
+        judged = tuple(judged or SAFETY_CHECKERS)
         recorded = "failed" if expected else "passed"
     engine = _this_checkout((doc.get("engine") or {}) if engine is None else engine)
     problem = engine_problem(engine)

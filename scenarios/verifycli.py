@@ -97,6 +97,9 @@ def replay(run_dir: Path, subnet: str, out_dir: str | None, reference: bool, att
     if not run_dir.exists():
         raise CannotRun(_one_line(f"{run_dir} does not exist: pass the run folder a failing stateful example wrote "
                                   f"(its failure message names it)"))
+    if not run_dir.is_dir():
+        raise CannotRun(_one_line(f"{run_dir} is a file, not a folder: pass the run folder a failing stateful example "
+                                  f"wrote (its failure message names it)"))
     if not (run_dir / "schedule.json").exists():
         raise CannotRun(_one_line(f"{run_dir} holds no schedule.json: pass the run folder a failing stateful example "
                                   f"wrote (its failure message names it)"))

@@ -135,3 +135,22 @@ def test_a_replay_of_an_example_that_recorded_no_failure_claims_no_symptom(tmp_p
     monkeypatch.setattr(stateful, "replay_attempts", lambda *a, **k: failing)
     got = CliRunner().invoke(replay, [str(tmp_path), "--out", str(tmp_path / "p")])
     assert got.exit_code == 1 and "fails this schedule in 1 of 1" in got.output and "recorded no failure" in got.output
+
+
+@pytest.mark.parametrize("verdict", ['{"symptoms": ["duplicates"]}', '{"symptoms": [{"checker": 3}]}',
+                                     '{"symptoms": [], "judged": "duplicates"}', '[1, 2]', 'not json'])
+def test_a_verdict_a_stateful_example_did_not_write_is_refused_in_one_line(tmp_path, verdict):
+    """New user's finding: ``"symptoms": ["duplicates"]`` in verdict.json was a TypeError traceback (exit 1) that
+    left an empty replay-<n> folder."""
+    (tmp_path / "schedule.json").write_text(json.dumps({"seed": 1, "steps": []}))
+    (tmp_path / "verdict.json").write_text(verdict)
+    got = CliRunner().invoke(replay, [str(tmp_path), "--reference"])
+    assert got.exit_code == 2 and "verdict.json" in got.output and "Traceback" not in got.output, got.output
+    assert len(got.output.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("replay-*"))
+
+
+def test_a_file_given_as_the_run_folder_is_named_a_file(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    got = CliRunner().invoke(replay, [str(tmp_path / "afile")])
+    assert got.exit_code == 2 and "is a file, not a folder" in got.output, got.output
