@@ -828,7 +828,14 @@ def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
     from scenarios.history import RunDir
 
     run_path = Path(run_path)
-    facts = json.loads((run_path / FACTS).read_text())
+    try:
+        facts = json.loads((run_path / FACTS).read_text())
+    except FileNotFoundError:
+        status = run_path / "status.json"
+        cut = status.exists() and "interrupted" in status.read_text(errors="replace")
+        raise FileNotFoundError(
+            f"{run_path} holds no {FACTS}: " + ("the soak was interrupted, and an interrupted soak is not judged "
+                                                "(run it again)" if cut else "it is not a finished soak's run folder"))
     run = RunDir(run_path)
     check = check_run(run)
     res = {r.checker: r for r in check.results}

@@ -91,3 +91,15 @@ def test_a_failed_soak_without_a_fault_says_failed_and_its_reason(tmp_path, monk
     assert s["verdict"] == "failed" and "duplicate orders: 2" in s["failed_because"]
     assert verdict_word({"passed": True, "fault_recovery": "measured"}) == "passed"
     assert "**failed**: duplicate orders: 2" in "\n".join(soak_lines({"summary": s, "processes": {}}))
+
+
+def test_judging_an_interrupted_soak_says_why_it_cannot(tmp_path):
+    """Second new user's finding: judge_run on an interrupted soak's folder raised a bare FileNotFoundError for
+    soak-facts.json; it now says the soak was interrupted and is not judged."""
+    import pytest
+
+    (tmp_path / "status.json").write_text('{"status": "interrupted", "why": "SIGINT"}')
+    with pytest.raises(FileNotFoundError, match="the soak was interrupted, and an interrupted soak is not judged"):
+        judge_run(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a finished soak's run folder"):
+        judge_run(tmp_path / "nothing")
