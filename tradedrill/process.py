@@ -127,6 +127,20 @@ class SubnetBusy(RuntimeError):
     """Another live harness process holds the subnet; the message names it and what to do."""
 
 
+@contextlib.contextmanager
+def _flocked(path: Path, lock, folder_mode: int = 0o777):
+    """``lock`` (this process's threads) and an exclusive flock on ``<path>.lock`` (other processes) for one
+    read-modify-write of ``path``; the folder is made first (``folder_mode``, before the umask)."""
+    with lock:
+        path.parent.mkdir(mode=folder_mode, parents=True, exist_ok=True)
+        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)   # releases the flock
+
+
 class StackIndex:
     """Every stack this user's harness processes started: ``{registry path: {"subnet", "run_dir", "owner":
     {"pid", "create_time"}, "wall_ts", "detached"}}`` in ``state_root()/stacks.json``. Whatever starts a stack
@@ -141,17 +155,9 @@ class StackIndex:
         self.path = Path(path) if path else state_root() / "stacks.json"
         self._lock = threading.RLock()
 
-    @contextlib.contextmanager
     def _exclusive(self):
         """This process's lock and an flock on ``<file>.lock`` (a read-modify-write across processes)."""
-        with self._lock:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
-            finally:
-                os.close(fd)   # releases the flock
+        return _flocked(self.path, self._lock, folder_mode=0o700)
 
     def _read(self) -> dict[str, dict]:
         try:
@@ -390,18 +396,10 @@ class PidRegistry:
         return [name for name, e in self.entries().items()
                 if kill_group(e["pid"], e.get("create_time"), signal.SIGKILL)]
 
-    @contextlib.contextmanager
     def _exclusive(self):
         """This process's lock and an flock on ``<file>.lock``: the detached supervisors (EA, backend) and the
         harness rewrite the file from separate processes, and a read-modify-write without it lost records."""
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
-            finally:
-                os.close(fd)   # releases the flock
+        return _flocked(self.path, self._lock)
 
     def record(self, name: str, pid: int, create_time: float | None) -> None:
         with self._exclusive():
