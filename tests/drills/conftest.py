@@ -94,15 +94,18 @@ def _describe(procs: list[psutil.Process]) -> str:
 
 @pytest.fixture
 def drill(tmp_path: Path, record_property):
-    """``drill(scenario, seed=SEED, variant=None, engine_overrides=None, **DrillOptions changes) -> Drill``.
+    """``drill(scenario, seed=SEED, variant=None, engine_overrides=None, **DrillOptions changes) -> Drill``;
+    ``scenario`` is a name in ``scenarios.registry`` or a ``registry.Scenario`` the test built.
 
     ``variant`` names a broken engine of ``tests.drills.broken_engines``; both engines of the drill run it."""
     runs: list[Path] = []
 
-    def run(scenario: str, *, seed: int = SEED, variant: str | None = None, engine_overrides: dict | None = None,
-            **changes) -> Drill:
-        spec = registry.get(scenario)
+    def run(scenario: str | registry.Scenario, *, seed: int = SEED, variant: str | None = None,
+            engine_overrides: dict | None = None, **changes) -> Drill:
+        # a Scenario: a test's own variation of a library scenario (its name names the run folder)
+        spec = scenario if isinstance(scenario, registry.Scenario) else registry.get(scenario)
         assert spec is not None, f"no scenario {scenario!r} in scenarios.registry"
+        scenario = spec.name
         pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
         opts = DrillOptions(
             subnet=SUBNET, seed=seed, repeat=1, out_dir=tmp_path, **{**SHORT, **changes},
