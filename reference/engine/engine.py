@@ -60,13 +60,27 @@ PUBLISH = """
 -- KEYS: fence, rts signal hash, rts results index, rtrs stream, rtss stream
 -- ARGV: token, group, entry_id, maxlen, nfields, field, value, ...
 -- Fenced (issue 18): refused (-1) when an instance with a newer token exists; nothing is written then.
+-- Returns 1: the entry's first result (RTS, RTRS, XACK written); 0: the entry had its result already, RTS was
+-- missing or agreed (a republish: RTS restored, XACK); 2: the entry had its result already and RTS holds another
+-- status: RTS is kept (an outcome this instance decided but could not publish before another holder answered the
+-- entry - the soak's seed 1650: a rejection flushed after the successor's fill made RTS say rejected; ENG-5).
 local newest = tonumber(redis.call('GET', KEYS[1]) or '0')
 if newest > tonumber(ARGV[1]) then return -1 end
 local n = tonumber(ARGV[5])
 local fields = {}
 for i = 1, n * 2 do fields[i] = ARGV[5 + i] end
-if KEYS[2] ~= '' then redis.call('HSET', KEYS[2], unpack(fields)) end
 local first = redis.call('HSETNX', KEYS[3], ARGV[3], '1')
+if KEYS[2] ~= '' then
+  local status = nil
+  for i = 1, n * 2, 2 do if fields[i] == 'status' then status = fields[i + 1] end end
+  local held = redis.call('HGET', KEYS[2], 'status')
+  if first == 1 or not held or held == status then
+    redis.call('HSET', KEYS[2], unpack(fields))
+  else
+    redis.call('XACK', KEYS[5], ARGV[2], ARGV[3])
+    return 2
+  end
+end
 if first == 1 then
   if tonumber(ARGV[4]) > 0 then
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', unpack(fields))
@@ -1313,6 +1327,9 @@ class Engine:
         refused = [entry for (_k, entry, _f), a in zip(batch, answers) if int(a) == -1]
         if refused:
             self._fenced_out("publish", token, entries=refused[:20], count=len(refused))
+        for (_k, entry, f), a in zip(batch, answers):
+            if int(a) == 2:   # another holder answered the entry first: its result stands in RTS and RTRS
+                self.emit("outcome_superseded", signal_id=f.get("signal_id"), entry_id=entry, ours=f.get("status"))
         want = int(self.cfg.publish_wait_replicas)
         if want > 0:
             acked = int(self.redis.run(lambda r: r.execute_command("WAIT", want, int(self.cfg.publish_wait_ms))))

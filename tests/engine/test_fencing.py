@@ -72,3 +72,34 @@ def test_an_instance_fenced_out_while_frozen_writes_nothing_and_goes_passive(har
     refused = [e for e in harness.events("A") if e["event"] == "fenced_write_refused"]
     for e in refused:
         assert int(e["token"]) == token_a and int(e["newest"]) == newer
+
+
+def test_a_late_outcome_does_not_overwrite_the_result_another_holder_published(harness):
+    """The soak's seed 1650 (ENG-5): engine A decided a rejection but Redis went down before it published; B took
+    over, found no trace at the broker, sent the signal and published "executed"; A, holder again, flushed its
+    rejection. RTRS kept B's result (one per entry) but RTS was overwritten to "rejected" while the broker held
+    the position. A late outcome for an entry that already has its result keeps RTS (answer 2) and still acks."""
+    r = harness.redis()
+    keys = Keys(group=harness.group, rtss=harness.rtss, rtrs=harness.rtrs)
+    r.set(keys.fence, 7)
+    entry = r.xadd(harness.rtss, {"signal_id": "late-1"})
+    r.xgroup_create(harness.rtss, harness.group, id="0", mkstream=True)
+    r.xreadgroup(harness.group, "A", {harness.rtss: ">"}, count=10)
+    rts = keys.rts_signal("late-1")
+
+    def publish(token: int, status: str, instance: str) -> int:
+        fields = {"signal_id": "late-1", "entry_id": entry, "status": status, "instance": instance}
+        flat = [x for kv in fields.items() for x in kv]
+        return r.eval(PUBLISH, 5, keys.fence, rts, keys.rts_results, keys.rtrs, keys.rtss, token, harness.group,
+                      entry, 0, len(fields), *flat)
+
+    assert publish(7, "executed", "B") == 1
+    r.set(keys.fence, 8)   # A is the holder again, with a newer token, and flushes what it decided before
+    assert publish(8, "rejected", "A") == 2
+    assert r.hget(rts, "status") == "executed" and r.hget(rts, "instance") == "B"
+    assert [f["status"] for _id, f in r.xrange(keys.rtrs)] == ["executed"]
+    assert r.xpending(harness.rtss, harness.group)["pending"] == 0
+    # a republish of the same result, or a restore of an RTS that Redis lost, still writes RTS
+    assert publish(8, "executed", "A") == 0 and r.hget(rts, "instance") == "A"
+    r.delete(rts)
+    assert publish(8, "executed", "A") == 0 and r.hgetall(rts)["status"] == "executed"
