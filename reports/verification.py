@@ -138,8 +138,9 @@ def soak_lines(doc: dict | None) -> list[str]:
              f"{before.get('threads')} -> {after.get('threads')}, child processes {len(before.get('children', []))}"
              f" -> {len(after.get('children', []))} (leaked: fds {leaked.get('fds')}, threads {leaked.get('threads')}"
              f", children {len(leaked.get('children') or [])})",
-             f"- flat: RSS slope (within each steady segment: {b.get('warmup_s', '?')} s after a start or a "
-             f"thread-pool growth left out) at most {b.get('rss_flat_mb_per_min', '?')} MB/min, plus one allocator step "
+             f"- flat: RSS slope (within each steady segment: {b.get('warmup_s', '?')} s after a start, a "
+             f"thread-pool growth or an engine's takeover left out; a takeover loads the account's orders by design, "
+             f"so a leak per takeover shows only in the restart baselines) at most {b.get('rss_flat_mb_per_min', '?')} MB/min, plus one allocator step "
              f"({b.get('rss_step_mb', '?')} MB) over the steady span, above what the process keeps by design (Redis: {b.get('redis_rss_per_data', 1)}x its used_memory slope; a broker: "
              f"{b.get('broker_bytes_per_deal', '?')} B a deal); non-socket fds rising at most "
              f"{b.get('fds_flat_per_min', '?')} a minute plus one fd over the span; sockets in CLOSE_WAIT over "
@@ -147,8 +148,8 @@ def soak_lines(doc: dict | None) -> list[str]:
              "- fds at first / last sample: each process's open fds at its first and last sample while the stack "
              "ran (the harness's include its connections to the stack; its leak check is the line above)", "",
              "| process | RSS first MB | RSS last MB | slope MB/min | bound MB/min | RSS | fds at first sample | "
-             "fds at last sample | non-socket fds/min | CLOSE_WAIT s | fds | restarts |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "fds at last sample | non-socket fds/min | CLOSE_WAIT s | fds | restarts | takeovers |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     restarts = [(name, p["restart_baselines"]) for name, p in sorted(doc.get("processes", {}).items())
                 if (p.get("restart_baselines") or {}).get("slope_mb_per_min") is not None]
     if restarts:
@@ -163,7 +164,7 @@ def soak_lines(doc: dict | None) -> list[str]:
                      f"{p.get('rss_verdict', '-')} | {p.get('fds_first_sample', p.get('fds_first'))} | "
                      f"{p.get('fds_last_sample', p.get('fds_last'))} | "
                      f"{_num(p.get('other_fds_slope_per_min'), '+.2f')} | {_num(p.get('close_wait_max_s'), '.0f')} | "
-                     f"{p.get('fds_verdict', '-')} | {p['pids'] - 1} |")
+                     f"{p.get('fds_verdict', '-')} | {p['pids'] - 1} | {p.get('takeovers', '-')} |")
     return lines
 
 

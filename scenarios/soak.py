@@ -314,7 +314,7 @@ class Sampler:
                 continue
             if name != HARNESS:
                 alive += 1
-            row = {"t": round(t - self._t0, 3), "name": name, "pid": int(entry["pid"]),
+            row = {"t": round(t - self._t0, 3), "wall": round(t, 3), "name": name, "pid": int(entry["pid"]),
                    "age_s": round(t - started, 3), "rss": rss, "fds": fds, "threads": threads,
                    "sockets": len(conns),
                    "other_fds": fds - len(conns),
@@ -346,8 +346,8 @@ class Sampler:
         self._redis.clear()
 
 
-def steady_segments(rows: list[dict], warmup_s: float = WARMUP_S,
-                    hold: int | None = None) -> dict[tuple[int, int], list[dict]]:
+def steady_segments(rows: list[dict], warmup_s: float = WARMUP_S, hold: int | None = None,
+                    steps: dict[int, list[float]] | None = None) -> dict[tuple[int, int], list[dict]]:
     """``rows`` (one process's samples) in steady segments: per PID, a new segment starts at each *lasting growth*
     of its thread pool (``row["threads"]``: an engine's send lanes, a broker's thread per connection), and every
     sample within ``warmup_s`` of the PID's start (``age_s``) or of the growth that began its segment is left out.
@@ -359,6 +359,8 @@ def steady_segments(rows: list[dict], warmup_s: float = WARMUP_S,
     (19 -> 20 -> 19: above the level in one sample only, the count back at the next) is not a growth and does not
     split the segment; nor is a return to a level the pool held before (a pool that shrank and refilled). A rise in
     the PID's last ``hold - 1`` samples cannot be told lasting and is not a growth.
+    ``steps``: ``{pid: [t, ...]}`` (the rows' time base) of events that load state by design (an engine's takeover,
+    ``takeover_steps``): each also starts a new segment, its first ``warmup_s`` left out.
     Returns ``{(pid, k): [rows in time order]}``. A process whose threads keep rising never has a steady sample
     (its slope is then unmeasured, which fails the verdict: an unbounded thread pool is a leak too)."""
     hold = GROWTH_HOLD_SAMPLES if hold is None else max(1, int(hold))
@@ -369,7 +371,10 @@ def steady_segments(rows: list[dict], warmup_s: float = WARMUP_S,
     for pid, samples in by_pid.items():
         counts = [r.get("threads") for r in samples]
         k, since, level = 0, None, None
+        pending = sorted((steps or {}).get(pid, ()))
         for i, r in enumerate(samples):
+            while pending and pending[0] <= r["t"]:
+                k, since = k + 1, pending.pop(0)
             n = counts[i]
             if level is None:
                 level = n
@@ -391,7 +396,8 @@ def _fit(points: list[tuple[float, float]]) -> tuple[float, float]:
 
 
 def pooled_slope(rows: list[dict], key: str, warmup_s: float = WARMUP_S, min_span_s: float = MIN_SPAN_S,
-                 unit: float = 1.0, min_segment_s: float = MIN_SEGMENT_S) -> dict:
+                 unit: float = 1.0, min_segment_s: float = MIN_SEGMENT_S,
+                 steps: dict[int, list[float]] | None = None) -> dict:
     """The least-squares slope of ``row[key] / unit`` per minute over one process's ``rows`` (each ``{"t": s, "pid",
     "age_s": s since the PID started, "threads" (optional), key: number}``; rows without ``key`` are skipped), within
     the steady segments of ``steady_segments`` (the warm-up after a start or a pool's growth left out): one common
@@ -405,7 +411,7 @@ def pooled_slope(rows: list[dict], key: str, warmup_s: float = WARMUP_S, min_spa
     num = den = span = 0.0
     n = judged = short = 0
     detail = []
-    segments = steady_segments([r for r in rows if r.get(key) is not None], warmup_s)
+    segments = steady_segments([r for r in rows if r.get(key) is not None], warmup_s, steps=steps)
     for (pid, _), seg in sorted(segments.items(), key=lambda kv: kv[1][0]["t"]):
         points = [(float(r["t"]), float(r[key]) / unit) for r in seg]
         length = points[-1][0] - points[0][0]
@@ -422,7 +428,8 @@ def pooled_slope(rows: list[dict], key: str, warmup_s: float = WARMUP_S, min_spa
     out = {"slope_per_min": None, "span_s": round(span, 1), "samples": n, "pids": len({p for p, _ in segments}),
            "segments": judged, "short_segments": short, "detail": detail, "reason": None}
     if span < min_span_s or den <= 0.0:
-        out["reason"] = (f"{span:.0f} s of steady samples (after each start or thread-pool growth, {warmup_s:g} s "
+        out["reason"] = (f"{span:.0f} s of steady samples (after each start, thread-pool growth or takeover, "
+                         f"{warmup_s:g} s "
                          f"left out; needs {min_span_s:g} s)"
                          + (f"; {short} segment(s) shorter than {min_segment_s:g} s left out as too short to judge"
                             if short else ""))
@@ -456,6 +463,42 @@ def restart_baselines(rows: list[dict], warmup_s: float = WARMUP_S, window_s: fl
     return out
 
 
+# An engine's takeover loads the account's state by design: the broker scan reads every order with the engine's
+# magic in the lookback (7 days; 10,545 -> 13,032 orders in one PID's four minutes of the 30-minute soak of seed 1650),
+# then positions and RTS. In that soak one engine PID's RSS stepped up 10-15 MB at each of its takeovers and was level
+# between them (193.7 MB for 60 s), and the pooled slope read the steps as +7.5 MB/min of growth. Each takeover
+# (the ``lease_acquired`` event, in the engine's event log) therefore starts a new segment like a pool growth, its
+# first WARMUP_S left out. What that leaves: a leak that happens *per takeover* is not in any segment's slope; the
+# process's ``takeovers`` count and its restart baselines are reported beside the slope.
+TAKEOVER_EVENT = "lease_acquired"
+
+
+def takeover_steps(run_path: Path, rows: list[dict]) -> dict[int, list[float]]:
+    """``{pid: [t, ...]}``: when each engine PID of the soak in ``run_path`` acquired the lease (TAKEOVER_EVENT of
+    ``stack/engines/*/events-*.jsonl``), in the samples' time base (``t``: seconds from the first sample; the
+    rows' ``wall`` gives the offset). ``{}`` when the rows carry no ``wall`` (soaks judged before it was sampled)."""
+    offsets = [r["wall"] - r["t"] for r in rows if r.get("wall") is not None]
+    if not offsets:
+        return {}
+    t0 = offsets[0]
+    out: dict[int, list[float]] = {}
+    for path in sorted((run_path / "stack" / "engines").glob("*/events-*.jsonl")):
+        try:
+            with open(path, errors="replace") as f:
+                for line in f:
+                    if TAKEOVER_EVENT not in line:
+                        continue
+                    try:
+                        e = json.loads(line)
+                    except ValueError:
+                        continue
+                    if e.get("event") == TAKEOVER_EVENT and e.get("pid") is not None and e.get("ts") is not None:
+                        out.setdefault(int(e["pid"]), []).append(round(float(e["ts"]) - t0, 3))
+        except OSError:
+            continue
+    return out
+
+
 def kind_of(name: str) -> str:
     """The role kind of a sampled process name: ``redis``, ``sentinel``, ``broker``, ``engine``, ``harness`` or
     ``other``."""
@@ -467,18 +510,20 @@ def kind_of(name: str) -> str:
     return "other"
 
 
-def judge_process(name: str, rows: list[dict], deals_per_min: float = 0.0) -> dict:
+def judge_process(name: str, rows: list[dict], deals_per_min: float = 0.0,
+                  steps: dict[int, list[float]] | None = None) -> dict:
     """Figures and verdicts of one process from its samples (``Sampler`` rows): RSS first/last (MB), its slope
     (MB/min, ``pooled_slope``), the allowance for data it keeps by design (MB/min; see the bounds above), fds
     first/last and slope (fds/min), restarts. ``rss_verdict`` and ``fds_verdict``: ``flat``, ``growing``,
     ``unmeasured`` (with ``*_reason``) or, for the harness's RSS, ``reported`` (kept data, not judged); ``held``
     (only when it happened): sockets left in CLOSE_WAIT longer than CLOSE_WAIT_PERSIST_S.
-    ``deals_per_min``: a broker's ledger deals per minute of the run."""
+    ``deals_per_min``: a broker's ledger deals per minute of the run. ``steps``: an engine's takeovers
+    (``takeover_steps``), each the start of a new segment (``steady_segments``)."""
     rows = sorted(rows, key=lambda r: r["t"])
     kind = kind_of(name)
     mb = float(2**20)
-    rss = pooled_slope(rows, "rss", unit=mb)
-    fds = pooled_slope(rows, "fds")
+    rss = pooled_slope(rows, "rss", unit=mb, steps=steps)
+    fds = pooled_slope(rows, "fds", steps=steps)
     out = {"kind": kind, "rss_first_mb": rows[0]["rss"] / mb if rows else None,
            "rss_last_mb": rows[-1]["rss"] / mb if rows else None, "rss_slope_mb_per_min": rss["slope_per_min"],
            # fds at the process's first and last sample while the stack ran (the harness's own leak check, before
@@ -488,6 +533,7 @@ def judge_process(name: str, rows: list[dict], deals_per_min: float = 0.0) -> di
            "fds_slope_per_min": fds["slope_per_min"], "pids": len({r["pid"] for r in rows}), "samples": len(rows),
            "span_s": rss["span_s"], "segments": rss.get("segments"), "allowance_mb_per_min": 0.0,
            "restart_baselines": restart_baselines(rows),
+           "takeovers": sum(len((steps or {}).get(pid, ())) for pid in {r["pid"] for r in rows}),
            "threads_first": rows[0].get("threads") if rows else None,
            "threads_last": rows[-1].get("threads") if rows else None,
            "short_segments": rss.get("short_segments"),
@@ -514,7 +560,7 @@ def judge_process(name: str, rows: list[dict], deals_per_min: float = 0.0) -> di
         out["rss_bound_mb_per_min"] = bound
         out["rss_verdict"] = "flat" if rss["slope_per_min"] <= bound else "growing"
         out["rss_reason"] = f"{rss['slope_per_min']:+.3f} MB/min against at most {bound:.3f}"
-    other = pooled_slope(rows, "other_fds")
+    other = pooled_slope(rows, "other_fds", steps=steps)
     out["other_fds_slope_per_min"] = other["slope_per_min"]
     out["close_wait_max_s"] = close_wait_s = close_wait_persistence(rows)
     out["close_wait_max"] = max((r.get("close_wait", 0) for r in rows), default=0)
@@ -859,7 +905,9 @@ def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
     for r in rows:
         rows_of.setdefault(r["name"], []).append(r)
     span_min = max(1e-9, max((r["t"] for r in rows), default=0.0) / 60.0)
-    processes = {name: judge_process(name, prow, deals_per_min=deals.get(name, 0) / span_min)
+    takeovers = takeover_steps(run_path, rows)
+    processes = {name: judge_process(name, prow, deals_per_min=deals.get(name, 0) / span_min,
+                                     steps=takeovers if kind_of(name) == "engine" else None)
                  for name, prow in sorted(rows_of.items())}
     metric = lambda checker, key: res[checker].metrics.get(key) if checker in res else None   # noqa: E731
     summary = {

@@ -86,6 +86,32 @@ def test_a_thread_pool_growing_in_steps_is_warm_up_but_a_leak_between_the_steps_
     assert pooled_slope(engine(1.5), "rss", unit=MB)["slope_per_min"] == pytest.approx(1.5, abs=0.01)
 
 
+def test_an_engine_stepping_up_at_its_takeovers_and_level_between_is_flat_but_a_leak_between_them_shows(tmp_path):
+    """The 30-minute soak of seed 1650: one engine PID stepped up 10-15 MB at each takeover (its broker scan read
+    10,545 -> 13,032 orders) and was level between them; the pooled slope read +7.5 MB/min. Each takeover (the
+    engine's lease_acquired event) starts a new segment."""
+    takeovers_t = [60.0, 150.0, 240.0]
+
+    def engine(leak_mb_per_min):
+        return [{"t": t, "wall": 5000.0 + t, "pid": 7, "age_s": 30.0 + t, "threads": 20, "fds": 30, "other_fds": 10,
+                 "rss": int((150 + 12 * sum(t >= x for x in takeovers_t) + leak_mb_per_min * t / 60.0) * MB)}
+                for t in range(0, 330, 2)]
+    events = tmp_path / "stack" / "engines" / "engine-a"
+    events.mkdir(parents=True)
+    (events / "events-A.jsonl").write_text("".join(
+        json.dumps({"ts": 5000.0 + x, "pid": 7, "event": "lease_acquired", "token": i}) + "\n"
+        for i, x in enumerate(takeovers_t)) + json.dumps({"ts": 5001.0, "pid": 7, "event": "heartbeat"}) + "\n")
+    steps = soak.takeover_steps(tmp_path, engine(0.0))
+    assert steps == {7: takeovers_t}
+    level = judge_process("engine-a", engine(0.0), steps=steps)
+    assert level["rss_verdict"] == "flat" and level["takeovers"] == 3 and level["segments"] == 4
+    assert judge_process("engine-a", engine(0.0))["rss_verdict"] == "growing"   # without the takeovers
+    leak = judge_process("engine-a", engine(2.0), steps=steps)
+    assert leak["rss_verdict"] == "growing" and leak["rss_slope_mb_per_min"] == pytest.approx(2.0, abs=0.05)
+    # samples without a wall time (soaks sampled before it) get no takeover segments
+    assert soak.takeover_steps(tmp_path, [{k: v for k, v in r.items() if k != "wall"} for r in engine(0.0)]) == {}
+
+
 def test_threads_that_keep_rising_leave_no_steady_sample_so_the_verdict_is_unmeasured():
     rows = [{"t": t, "pid": 1, "age_s": 30.0 + t, "threads": 10 + t // 10, "rss": 100 * MB, "fds": 20,
              "other_fds": 10} for t in range(0, 300, 2)]
