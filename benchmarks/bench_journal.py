@@ -24,6 +24,12 @@ During the run an old signal that left memory is looked up in ``intents`` by pri
 ``intent_log`` by a scan of its ``signal_id`` column (the log has no index: appends stay cheap), so ``get.old_s``
 grows with the run's writes until the next start folds the log.
 
+- ``snapshots``: RSS growth a signal with a snapshot every 5 signals (3,600 signals, a fresh process), beside its
+  floor without snapshots and its target (at most 4 KB a signal; the COPY FROM DATABASE snapshots grew 8-10 KB);
+- ``past_window``: the least-squares RSS slope a signal from twice the window on (window 1,000, 20,000 signals, a
+  fresh process), target at most 1.1 KB, beside the same with every intent in memory (window 1,000,000). These two
+  were tests (tests/engine/test_memory_journal.py) until memory targets moved to the benchmarks.
+
 Run: ``.venv/bin/python benchmarks/bench_journal.py [--signals 20000] [--window N]``; writes
 ``out/bench/journal.json`` (``--out``). A journal without ``memory_window`` (before the window) is measured the
 same way (the figure then says ``memory_window: null``). Everything happens in a temporary folder on ``--dir``.
@@ -37,6 +43,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -105,6 +112,59 @@ def write(journal: Journal, signals: int, batch: int) -> list[tuple[int, int]]:
     return readings
 
 
+# Memory targets (moved here from tests/engine/test_memory_journal.py: memory targets live in benchmarks).
+# With a snapshot every 5 signals (the engine at 10 signals/s with DDB-2's 500 ms) the journal's process may grow by
+# at most SNAPSHOT_KB_PER_SIGNAL_AT_MOST a signal (the in-memory window, ~0.9 KB of Python objects a signal, plus
+# DuckDB's own; measured 1.1-2.4 KB with CHECKPOINT + copy snapshots, 8.1-10.2 KB with the COPY FROM DATABASE ones
+# they replaced). Once the window is full (from twice the window on), at most PAST_WINDOW_KB_PER_SIGNAL_AT_MOST a
+# signal (least-squares slope; measured 0.69-0.84 KB with a window of 1,000, 1.77 KB with every intent in memory).
+SNAPSHOT_KB_PER_SIGNAL_AT_MOST = 4.0
+PAST_WINDOW_KB_PER_SIGNAL_AT_MOST = 1.1
+
+
+def snapshot_growth(folder: Path, signals: int, every: int) -> dict:
+    """In a fresh process (``--child-snapshots``): ``signals`` signals written one at a time, a snapshot every
+    ``every`` signals (0: none, the floor), RSS read every 600 signals; KB of RSS a signal, first to last reading."""
+    journal = Journal(folder / f"journal-snap{every}.duckdb", snapshots_kept=2)
+    readings = []
+    try:
+        for n in range(signals):
+            it = intent(n)
+            journal.put_many([it])
+            it.state = "DONE"
+            it.result = {"status": "executed", "code": "TRADE_RETCODE_DONE", "reason": "", "order": 100000 + n,
+                         "deal": 200000 + n, "price": 1.1, "volume": 0.01, "retcode": 10009}
+            journal.put_many([it])
+            journal.mark_published_many([it.signal_id])
+            if every and (n + 1) % every == 0 and journal.snapshot() is None:
+                raise RuntimeError("a snapshot was not written")
+            if (n + 1) % 600 == 0:
+                readings.append((n + 1, rss_kb()))
+        if journal.counts() != {"DONE": signals} or journal.get(intent(0).signal_id) is None:
+            raise RuntimeError("the journal lost signals")
+    finally:
+        journal.close()
+    (n0, r0), (n1, r1) = readings[0], readings[-1]
+    return {"kb_per_signal": round((r1 - r0) / (n1 - n0), 3), "readings": readings}
+
+
+def past_window_growth(folder: Path, window: int, signals: int = 20_000, batch: int = 20,
+                       from_signals: int = 2000) -> dict:
+    """In a fresh process (``--child-window``): ``signals`` written in batches of ``batch`` with a window of
+    ``window``; the least-squares slope (KB of RSS a signal) of the readings, one every 1,000 signals, from
+    ``from_signals`` on (twice the bench's window of 1,000: the window full, DuckDB's caches warm; a slope, not two
+    readings: one taken during a checkpoint is megabytes off)."""
+    journal = Journal(folder / f"journal-window{window}.duckdb", snapshots_kept=2, memory_window=window)
+    try:
+        readings = write(journal, signals, batch)
+    finally:
+        journal.close()
+    past = [(n, kb) for n, kb in readings if n >= from_signals and n % 1000 == 0]
+    slope = statistics.linear_regression([n for n, _ in past], [kb for _, kb in past]).slope
+    return {"kb_per_signal": round(slope, 3), "window": window, "signals": signals,
+            "readings": past}
+
+
 def per_call(fn, calls: int) -> float:
     started = time.perf_counter()
     for _ in range(calls):
@@ -123,7 +183,17 @@ def main() -> int:
     ap.add_argument("--open-repeat", type=int, default=5)
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench" / "journal.json")
+    ap.add_argument("--snapshot-signals", type=int, default=3600,
+                    help="signals of the snapshot-memory figure (default 3600)")
+    ap.add_argument("--child-snapshots", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--child-window", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child_snapshots is not None:   # one snapshot-memory figure in a fresh process
+        print(json.dumps(snapshot_growth(args.dir, args.snapshot_signals, args.child_snapshots)))
+        return 0
+    if args.child_window is not None:   # the past-the-window figure in a fresh process
+        print(json.dumps(past_window_growth(args.dir, args.child_window)))
+        return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-journal-", dir=args.dir))
     report: dict = {"generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -198,6 +268,33 @@ def main() -> int:
             f"{o['floor_duckdb_open_s']['p50_s'] * 1000:.1f} ms), {held[-1]} intents in memory after it; get of the "
             f"first signal after it {o['get_old_after_restart_s']['p50_s'] * 1e6:.1f} us (floor DuckDB point query "
             f"{o['floor_duckdb_point_query_s']['p50_s'] * 1e6:.1f} us)")
+        figures = {}
+        for every in (5, 0):   # each in a fresh process: one RSS baseline each
+            out = subprocess.run([sys.executable, __file__, "--child-snapshots", str(every), "--dir", str(work),
+                                  "--snapshot-signals", str(args.snapshot_signals)],
+                                 capture_output=True, text=True, timeout=600, check=True)
+            figures[every] = json.loads(out.stdout.strip().splitlines()[-1])
+        report["snapshots"] = {"every_signals": 5, "signals": args.snapshot_signals,
+                               "kb_per_signal": figures[5]["kb_per_signal"],
+                               "floor_no_snapshots_kb_per_signal": figures[0]["kb_per_signal"],
+                               "target_kb_per_signal_at_most": SNAPSHOT_KB_PER_SIGNAL_AT_MOST,
+                               "within_target": figures[5]["kb_per_signal"] <= SNAPSHOT_KB_PER_SIGNAL_AT_MOST,
+                               "readings": figures[5]["readings"]}
+        by_window = {}
+        for w in (1000, 1_000_000):   # the window, and every intent in memory (what the window saves)
+            out = subprocess.run([sys.executable, __file__, "--child-window", str(w), "--dir", str(work)],
+                                 capture_output=True, text=True, timeout=600, check=True)
+            by_window[w] = json.loads(out.stdout.strip().splitlines()[-1])
+        pw = by_window[1000]
+        report["past_window"] = {**pw, "target_kb_per_signal_at_most": PAST_WINDOW_KB_PER_SIGNAL_AT_MOST,
+                                 "within_target": pw["kb_per_signal"] <= PAST_WINDOW_KB_PER_SIGNAL_AT_MOST,
+                                 "all_in_memory_kb_per_signal": by_window[1_000_000]["kb_per_signal"]}
+        say(f"past the window (1,000; from 2,000 signals on): {pw['kb_per_signal']} KB/signal of RSS (target at most "
+            f"{PAST_WINDOW_KB_PER_SIGNAL_AT_MOST}; every intent in memory: "
+            f"{report['past_window']['all_in_memory_kb_per_signal']})")
+        sn = report["snapshots"]
+        say(f"snapshots every 5 signals: {sn['kb_per_signal']} KB/signal of RSS (floor without snapshots "
+            f"{sn['floor_no_snapshots_kb_per_signal']}; target at most {SNAPSHOT_KB_PER_SIGNAL_AT_MOST})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report["host"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -14,7 +14,7 @@ Why not DuckDB's own ``ATTACH`` + ``COPY FROM DATABASE`` (the method until issue
 but each copy of a journal that changed left memory behind in the engine's process, outside DuckDB's buffer pool
 (not in duckdb_memory(), not bounded by memory_limit; only closing the database returned it): 8-10 KB of RSS per
 signal at a snapshot every 5 signals, the soak's 5.6 MB/min. Checkpoint + file copy keeps the RSS at what the
-journal holds by design (1.1-2.4 KB per signal, ``tests/engine/test_memory_journal.py``) and is faster: a journal
+journal holds by design (1.1-2.4 KB per signal, ``benchmarks/bench_journal.py``: ``snapshots``) and is faster: a journal
 of 20,000 signals as the engine writes them (2.4-6.6 MB), 11-14 ms a snapshot instead of 103 ms; 256 MB, 0.31 s
 instead of 2.0 s. The price: writers wait for the checkpoint and the copy, 4-5 ms at the median there (p99 9-36 ms
 on a busy 2-core host) and 72 ms for 256 MB (``benchmarks/bench_store.py``, ``writers_blocked_s``); and the live
