@@ -138,6 +138,13 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
     ran["workload"] = {**ran.get("workload", {}),
                        **{k: v for k, v in (("duration_s", opts.duration_s), ("settle_s", opts.settle_s),
                                             ("rate_per_s", opts.rate_per_s)) if v is not None}}
+    if opts.provider == "local":   # a busy subnet refused before the run folder is made (none left half-made)
+        from tradedrill.process import StackIndex, SubnetBusy
+
+        try:
+            StackIndex().check(opts.subnet)
+        except SubnetBusy as exc:
+            raise DrillError(str(exc)) from None
     try:
         run = RunDir.create(run_path, seed=seed, scenario={**ran, "repeat": repeat}, config={})
     except OSError as exc:

@@ -312,8 +312,14 @@ class StatefulSession:
     everything by its own handle. Use as a context manager."""
 
     def __init__(self, opts: SessionOptions):
+        from tradedrill.process import StackIndex, SubnetBusy
+
         self.opts = opts
         self.root = Path(opts.out_dir)
+        try:   # a busy subnet refused before any folder is made (a replay's replay-<n> is not left half-made)
+            StackIndex().check(opts.subnet)
+        except SubnetBusy as exc:
+            raise DrillError(str(exc)) from None
         self.root.mkdir(parents=True, exist_ok=True)
         self.drill_opts = DrillOptions(subnet=opts.subnet, seed=0, repeat=1, out_dir=self.root,
                                        engine_overrides=dict(opts.engine_overrides),

@@ -213,6 +213,19 @@ class StackIndex:
                 f"`tradedrill down --dir {run_dir}`, or choose another --subnet")
         return None
 
+    def check(self, subnet: str) -> None:
+        """Raise :class:`SubnetBusy` (the message ``claim`` would give) when another live harness process runs a
+        stack on ``subnet`` or a stack ``tradedrill up`` started there still runs; claims nothing. A drill, replay
+        or soak asks before it makes its run folder, so a refusal leaves no half-made folder behind (``claim``
+        still decides, under its lock, when the stack starts)."""
+        me = os.getpid()
+        for key, entry in self.entries().items():
+            if entry.get("subnet") != subnet or (entry.get("owner") or {}).get("pid") == me:
+                continue
+            busy = self._busy(subnet, key, entry)
+            if busy is not None:
+                raise busy
+
     def claim(self, subnet: str, registry: "PidRegistry", run_dir: Path) -> list[str]:
         """Record that this process runs a stack on ``subnet`` (its processes in ``registry``); first stop what
         earlier stacks on the subnet whose owner is gone left there (returned as ``"name (pid N)"``). Raises

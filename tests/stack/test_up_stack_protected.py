@@ -90,3 +90,24 @@ def test_a_killed_drills_leftovers_are_still_stopped(node, tmp_path):
     assert stopped == [f"redis-1 (pid {proc.pid})"]
     assert proc.wait(timeout=10) != 0
     assert set(StackIndex().entries()) == {str(other.path)}
+
+
+def test_a_drill_or_stateful_session_refused_for_a_busy_subnet_leaves_no_folder(node, tmp_path):
+    """The second new user: a drill or replay refused for a busy subnet left a half-made run folder."""
+    from scenarios import registry
+    from scenarios.environment import DrillError, DrillOptions
+    from scenarios.runner import run_once
+    from scenarios.stateful import SessionOptions, StatefulSession
+
+    proc, run_dir = node
+    _owner_exits(run_dir, "up")
+    out = tmp_path / "drills"
+    with pytest.raises(DrillError, match=f"subnet {SUBNET} is in use") as err:
+        run_once(registry.get("engine-kill"), out / "drill-x" / "engine-kill" / "run-1", 1,
+                 DrillOptions(subnet=SUBNET, seed=1, repeat=1, out_dir=out), repeat=1)
+    assert f"tradedrill down --dir {run_dir}" in str(err.value)
+    assert not out.exists(), f"a refused drill left {sorted(p.name for p in out.rglob('*'))}"
+    with pytest.raises(DrillError, match=f"subnet {SUBNET} is in use"):
+        StatefulSession(SessionOptions(subnet=SUBNET, out_dir=tmp_path / "replay-1"))
+    assert not (tmp_path / "replay-1").exists()
+    assert proc.poll() is None, "the up stack's node was killed"
