@@ -26,6 +26,16 @@ def variant_options(variant: str | None, out_dir: Path, subnet: str = SUBNET,
                           engine_env={"PYTHONPATH": pythonpath} if variant else {})
 
 
+def pytest_configure(config):
+    """An unknown ``TRADEDRILL_STATEFUL_PROFILE`` is refused in one line (exit 4) before any stack starts (the
+    second new user: it was found only after the stateful stack had started)."""
+    from scenarios.stateful import PROFILES
+
+    if PROFILE not in PROFILES:
+        raise pytest.UsageError(f"TRADEDRILL_STATEFUL_PROFILE={PROFILE!r} is not a stateful profile; give one of "
+                                f"{', '.join(PROFILES)} (default ci)")
+
+
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     with StatefulSession(variant_options(None, tmp_path_factory.mktemp("stateful"))) as s:
