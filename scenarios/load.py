@@ -327,11 +327,13 @@ def second_row(per: dict) -> dict:
 
 def total_entry(totals: dict, span_s: float) -> dict:
     """``summary.json``'s ``total`` from ``{name: (response times ms, [failures])}``: requests, failures and rps of
-    every name, p50/p95/p99/max of the order round-trips only (:func:`is_round_trip`)."""
+    every name, p50/p95/p99/max of the order round-trips only (:func:`is_round_trip`), and ``round_trips``: how
+    many requests those percentiles are of."""
     every = [t for times, _f in totals.values() for t in times]
     trips = [t for name, (times, _f) in totals.items() if is_round_trip(name) for t in times]
     total = summary_entry(every, sum(f[0] for _t, f in totals.values()), span_s)
     total.update({k: v for k, v in summary_entry(trips, 0, span_s).items() if k.endswith("_ms")})
+    total["round_trips"] = len(trips)   # what the percentiles are of (``requests`` counts every name)
     return total
 
 

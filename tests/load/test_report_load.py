@@ -22,7 +22,8 @@ def _add_load(run, mono0: float = 1000.0, seconds: int = 20) -> None:
     (folder / "stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"mono": 10')  # torn line
     entry = {"requests": 800, "failures": 14, "rps": 40.0, "p50_ms": 9, "p95_ms": 38, "p99_ms": 61, "max_ms": 90.5}
     (folder / "summary.json").write_text(json.dumps({"users": 50, "spawn_rate": 10, "mix": {"rtss": 3, "webhook": 2},
-                                                     "total": entry, "by_name": {"RTSS submit": entry}}))
+                                                     "total": {**entry, "round_trips": 760},
+                                                     "by_name": {"RTSS submit": entry}}))
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +55,9 @@ def test_one_plot_holds_the_load_and_the_fault_window(html):
 
 
 def test_the_load_numbers_are_beside_the_plot(html):
-    assert "50 users (rtss x3, webhook x2), spawn rate 10/s: 800 requests (40/s), 14 failures" in html
-    assert "p95 38 ms, p99 61 ms" in html
+    assert "50 users (rtss x3, webhook x2), spawn rate 10/s: 800 requests of every kind (40/s), 14 failures" in html
+    # the percentiles say what they are of: the order round-trips, not the tick windows the request count includes
+    assert "order round-trips (760): p50 9 ms, p95 38 ms, p99 61 ms" in html
 
 
 def test_verification_section_shows_what_exists_and_says_what_does_not(html):

@@ -21,6 +21,7 @@ def test_a_second_of_tick_windows_only_has_no_order_percentiles():
     assert last["requests"] == 1 and last["p50"] is None   # no order answered in that second: no point
     total = total_entry({"RTSS order": ([200.0, 220.0, 400.0], [1]), TICKS: ([2.5, 1.7], [0])}, 2.0)
     assert total["requests"] == 5 and total["failures"] == 1 and total["p50_ms"] == 220.0 and total["max_ms"] == 400.0
+    assert total["round_trips"] == 3   # what the percentiles are of (the report says so beside them)
     assert not is_round_trip(TICKS) and is_round_trip("RTSS order") and is_round_trip("WEBHOOK post")
 
 
