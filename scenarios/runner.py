@@ -186,6 +186,10 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
         schedule.stop()
         enter("settle")
         clients.finish(drain_s=workload.settle_s)
+        if clients.not_sent:
+            opts.say(f"  {clients.not_sent} of {clients.counter} signals not sent: the harness's senders were behind "
+                     f"the offered {workload.rate_per_s:g}/s until each one's {workload.timeout_s:g} s timeout "
+                     f"(completed fail in history.jsonl)")
         if locust is not None:
             opts.say("  " + locust.finish(workload.settle_s))
         if "panel" in workload.params.get("also", ()):   # issue 15: the panel as its user sees it, for the report

@@ -34,6 +34,8 @@ from scenarios.history import FAIL, OK, UNKNOWN
 if TYPE_CHECKING:
     from scenarios.environment import DrillEnvironment
 
+# what a trade whose submission had not begun when its timeout passed is completed with (never sent)
+NOT_SENT = "not sent: the harness's senders were behind the offered rate until the signal's timeout"
 # what a trade in flight when the run is stopped before its settle (``TradeClients.halt``) is completed with
 STOPPED = "stopped before an answer (the run was stopped with the signal in flight)"
 # ``halt``'s deadline for the clients' threads beyond the workload's timeout_s, which bounds every client operation
@@ -53,6 +55,7 @@ class TradeClients:
         self.awaiting: set[str] = set()
         self.lock = threading.Lock()
         self.counter = 0
+        self.not_sent = 0   # trades whose submission had not begun by their timeout (NOT_SENT)
         self.threads: list[threading.Thread] = []
         self.rng = random.Random(env.seed)
         tag = getattr(env.stack, "signal_tag", "")   # the external provider's per-run tag: its stores outlive runs
@@ -126,6 +129,18 @@ class TradeClients:
 
         def submit(op: int, sig: dict, deadline: float) -> None:
             sid = sig["signal_id"]
+            if time.monotonic() >= deadline:
+                # offered faster than the senders deliver (the overload drill offers 1,000/s; 64 senders deliver
+                # ~300/s on 2 cores): a submission not begun within its timeout is not sent at all. It never
+                # reached RTSS (a definite fail), and no queue of stale submissions runs on past the load's end
+                # (it did for 17 s, and the engine drained the backlog the drill meant to leave)
+                self.env.signal_log.record(sid, FAIL, error=NOT_SENT)
+                with self.lock:
+                    mine = self.pending.pop(sid, None) is not None
+                    self.not_sent += 1
+                if mine:
+                    self.env.history.complete(op, process, "trade", sid, FAIL, error=NOT_SENT)
+                return
             got = sender().submit(self.env.keys.rtss, sig, deadline_s=max(0.0, deadline - time.monotonic()))
             meta = {"symbol": sig["symbol"], "side": sig["side"], "volume": self.w.volume,
                     **{k: sig[k] for k in ("price", "sl", "tp") if k in sig},
