@@ -335,6 +335,7 @@ class StatefulSession:
         self.search_until: float | None = None   # monotonic: no example of a search starts after it
         self.minimised: dict = {}                # what minimise() did to the last failure
         self.ticks = None                        # the current example's tick consumer (scenarios.tickclients)
+        self.current: Example | None = None      # the last example started (finished, aborted or cut short)
 
     @property
     def stack(self):
@@ -354,9 +355,22 @@ class StatefulSession:
         return self
 
     def down(self) -> list[str]:
+        """Stop everything. An example cut short (an interrupt, an exception between its steps) is aborted first:
+        its load and consumer stopped, its faults ended without a restart (:func:`retire`), and so is any fault of
+        this process still active on a node of this stack: a kill's heal starts its node, and one healed later (the
+        ``atexit`` hook of ``faults.core`` heals every fault still active) would start it after the nodes were
+        stopped, where no teardown finds it (a SIGTERM in ``broker-primary-down``: the primary broker left running
+        in 2 of 3 tries)."""
+        errors: list[str] = []
+        if self.current is not None and self.current.finished is None:
+            errors += self.current.abort("the session went down before the example finished")
         if self.ticks is not None:   # an example that never finished (interrupted): its consumer stops first
             self.ticks.stop()
-        return self._env.down() if self._env is not None else []
+        if self._env is None:
+            return errors
+        nodes = list(self._env.stack.nodes.values()) if self._env.stack is not None else []
+        errors += retire_faults_on(nodes)
+        return errors + self._env.down()
 
     def __enter__(self) -> "StatefulSession":
         return self.up()
@@ -368,6 +382,8 @@ class StatefulSession:
         return self.search_until is not None and time.monotonic() > self.search_until
 
     def example(self, seed: int, tag: str | None = None) -> "Example":
+        if self.current is not None and self.current.finished is None:   # cut short: its faults end before reset
+            self.current.abort("a new example started before this one finished", restart=True)
         if self.dirty:
             started = time.monotonic()
             self.reset()
@@ -376,7 +392,8 @@ class StatefulSession:
         self.count += 1
         path = _fresh(self.root / f"example-{self.count:03d}")
         self.examples.append(path)
-        return Example(self, path, seed, tag)
+        self.current = Example(self, path, seed, tag)
+        return self.current
 
     def reset(self) -> None:
         """The state a fresh stack starts from, without restarting Redis or the Sentinels (see the module
@@ -410,6 +427,42 @@ class StatefulSession:
                 for item in state.iterdir():
                     shutil.rmtree(item) if item.is_dir() else item.unlink()
         stack.start_engines()
+
+
+def _parts(fault: Fault) -> list[Fault]:
+    """``fault`` and, for a composite (``redis-all-down``: a kill per Redis node), every fault inside it."""
+    return [fault, *(p for f in getattr(fault, "faults", ()) or () for p in _parts(f))]
+
+
+def retire(fault: Fault) -> None:
+    """End ``fault`` for a teardown without starting a process: a kill's or a termination's heal starts its node
+    again (``faults.process``; a crash loop restarts it too), and a node started while or after the stack is being
+    stopped outlives the teardown. Every other heal (SIGCONT, nftables rules, a broker's behaviour) runs as usual;
+    the fault log records the heal."""
+    from faults.process import CrashLoop
+
+    for part in _parts(fault):
+        if getattr(part, "restart_on_heal", False):
+            part.restart_on_heal = False
+        if isinstance(part, CrashLoop):
+            part.restart = False
+    fault.heal()
+
+
+def retire_faults_on(nodes: Sequence[Any]) -> list[str]:
+    """:func:`retire` every fault this process still has active on one of ``nodes`` (by identity): what an
+    interrupt left between an injection and its record in an example. Returns the errors."""
+    from faults.core import active_faults
+
+    mine = {id(n) for n in nodes}
+    errors = []
+    for fault in reversed(active_faults()):
+        if id(getattr(fault, "node", None)) in mine:
+            try:
+                retire(fault)
+            except Exception as exc:  # noqa: BLE001 - the teardown goes on
+                errors.append(f"{fault.fault_id}: {exc}")
+    return errors
 
 
 def _fresh(path: Path) -> Path:
@@ -471,6 +524,7 @@ class Example:
         config = {"engine": _engine_config(session), "comment_prefix": "td", "stateful": session.opts.engine()}
         (self.run.path / "config.json").write_text(json.dumps(config, indent=2, default=str))
         self.finished: Verdict | None = None
+        self.aborted = False
         # the EA's consumer records this example's ticks (ticks-ea-1.jsonl); stopped by finish() or the session
         self.ticks = start_tick_clients(self.env)
         session.ticks = self.ticks
@@ -642,6 +696,19 @@ class Example:
         step["note"] = ("healed" if not errors else f"heal errors: {errors}") + ("" if recovered else
                                                                                   "; not recovered in time")
 
+    def _retire_all(self) -> list[str]:
+        """Every active fault ended without starting a process (:func:`retire`): the teardown's heal."""
+        if self._primary_down():
+            self.outages[-1][1] = time.monotonic()
+        errors = []
+        for fault in reversed(self.active):
+            try:
+                retire(fault)
+            except Exception as exc:  # noqa: BLE001 - recorded; the next goes on
+                errors.append(f"{fault.fault_id}: {exc}")
+        self.active = []
+        return errors
+
     def _heal_all(self) -> list[str]:
         if self._primary_down():
             self.outages[-1][1] = time.monotonic()
@@ -796,13 +863,17 @@ class Example:
         self.finished = verdict
         return verdict
 
-    def abort(self, reason: str) -> list[str]:
-        """An example cut short (an interrupt): no judging, only the load stopped, every fault healed, the run
-        folder marked interrupted. Returns the heal errors."""
-        if self.finished is not None:
+    def abort(self, reason: str, *, restart: bool = False) -> list[str]:
+        """An example cut short (an interrupt): no judging, only the load stopped, every fault ended, the run
+        folder marked interrupted. Returns the heal errors. Without ``restart`` (a teardown: the stack goes down
+        next) a kill's heal starts nothing (:func:`retire`); with it (the stack stays up for the next example) every
+        fault is healed as the schedule's own heal does. A second call does nothing."""
+        if self.finished is not None or self.aborted:
             return []
+        self.aborted = True
         errors: list[str] = []
-        for stop in (self.load.close, lambda: errors.extend(self._heal_all()), self.desk.close,
+        heal = (lambda: errors.extend(self._heal_all())) if restart else (lambda: errors.extend(self._retire_all()))
+        for stop in (self.load.close, heal, self.desk.close,
                      self.ticks.stop if self.ticks is not None else (lambda: None), self.env.history.close,
                      self.env.signal_log.close):
             try:
