@@ -9,8 +9,11 @@ The pieces, each usable alone:
   (``engine-pause-in-flight``: the active engine frozen with an order in flight at a slow broker).
 - :class:`StatefulSession`: one stack for many examples. Between two examples it resets the *state*, not the
   processes: engines stopped, Redis flushed (``FLUSHALL`` on the primary, replicated), both brokers restarted on an
-  empty ledger, the engines' journals and event logs removed, the engines started again (A takes the lease first).
-  Every example therefore begins from the state a fresh stack begins from, at a fraction of a fresh stack's cost.
+  empty ledger, the engines' journals and event logs removed, the engines started again (A takes the lease first),
+  the EA connected to the primary broker again (started afresh when it is not back within ``EA_RECONNECT_S``), and
+  the example begins once its tick consumer has a live tick. Every example therefore begins from the state a fresh
+  stack begins from, at a fraction of a fresh stack's cost. ``down()`` aborts an example cut short and ends its
+  faults without restarting a process (:func:`retire`).
 - :class:`Example`: one schedule. ``apply(step)`` runs one step (a plain JSON dict, the unit of a schedule and of
   its replay), ``invariant_symptoms()`` is the check after every step, ``finish()`` heals, settles, dumps the ground
   truth into the example's run folder (the layout of ``scenarios.history``) and judges it with the library's own
@@ -94,6 +97,11 @@ PENDING_POINTS = (200, 500)
 LOAD_PER_S = 5.0
 LOAD_MAX_SIGNALS = 3000        # one example's load never offers more than this (bounded in count as in time)
 TAKEOVER_WAIT_S = 10.0         # a pause of the active engine waits this long for the other engine to take the lease
+# the EA streams again before an example begins: after the reset's broker restart it reconnects (backoff 0.1 s
+# doubling: within ~1.5 s of the broker's return) or is started afresh; and the example's consumer has a live tick
+EA_RECONNECT_S = 5.0
+EA_START_S = 15.0
+FIRST_TICK_S = 5.0
 
 
 def _switch_bound_s() -> tuple[float, str]:
@@ -331,11 +339,14 @@ class StatefulSession:
         self.examples: list[Path] = []
         self.failures: list[Path] = []
         self.findings: list[Path] = []
+        self.unmeasured: list[Path] = []         # examples a judged checker could not judge (verdict.json says why)
         self.reset_s: list[float] = []
         self.search_until: float | None = None   # monotonic: no example of a search starts after it
         self.minimised: dict = {}                # what minimise() did to the last failure
         self.ticks = None                        # the current example's tick consumer (scenarios.tickclients)
         self.current: Example | None = None      # the last example started (finished, aborted or cut short)
+        self.ea_restarts = 0                     # resets after which the EA had to be started afresh
+        self._brokers_back = 0.0                 # wall time the last reset began restarting the brokers
 
     @property
     def stack(self):
@@ -384,9 +395,11 @@ class StatefulSession:
     def example(self, seed: int, tag: str | None = None) -> "Example":
         if self.current is not None and self.current.finished is None:   # cut short: its faults end before reset
             self.current.abort("a new example started before this one finished", restart=True)
+        started = time.monotonic()
         if self.dirty:
-            started = time.monotonic()
             self.reset()
+        self.ensure_ea_streaming(self._brokers_back)   # the EA may back off from a broker the last example killed
+        if self.dirty:
             self.reset_s.append(time.monotonic() - started)
         self.dirty = True
         self.count += 1
@@ -413,6 +426,7 @@ class StatefulSession:
                 r.close()
         except (DeadlineExceeded, Exception) as exc:  # noqa: BLE001 - one sentence for the caller
             raise DrillError(f"cannot reset the stateful stack's Redis: {exc}") from exc
+        self._brokers_back = time.time()   # wall, as the EA's event log: the EA reconnects after this
         for node in stack.brokers.values():
             node.stop()
             state = Path(node.extra["state_dir"])
@@ -427,6 +441,63 @@ class StatefulSession:
                 for item in state.iterdir():
                     shutil.rmtree(item) if item.is_dir() else item.unlink()
         stack.start_engines()
+
+    def ensure_ea_streaming(self, since: float = 0.0) -> None:
+        """Every EA of the stack connected to its broker again since ``since`` (wall seconds), within
+        :data:`EA_RECONNECT_S`; else (in a long reconnect backoff, given up by its supervisor, dead) it is started
+        afresh under a new EA-1 supervisor, and must connect within :data:`EA_START_S`. The reset restarts the
+        brokers but not the EA, which reads the primary broker only: an example begun while the EA still backed
+        off (its reconnects double to 8 s) got no live tick. Raises DrillError when the EA cannot stream."""
+        stack = self.stack
+        eas = [n for n in stack.nodes.values() if n.extra.get("kind") == "ea"]
+        if not eas:
+            return
+        try:
+            wait_until(lambda: all(_ea_connected(n, since) for n in eas), EA_RECONNECT_S,
+                       "the EA to reach the primary broker again")
+            return
+        except DeadlineExceeded:
+            pass
+        self.ea_restarts += 1
+        if self.opts.say:
+            self.opts.say(f"  the EA did not reach its broker within {EA_RECONNECT_S:g} s of the reset: starting it "
+                          f"afresh")
+        stack.stop_kind("ea")   # its supervisor first, so nothing restarts it meanwhile
+        since = time.time()
+        try:
+            for node in eas:
+                stack._start(node)   # under the kind's supervisor (EA-1's policy), as the stack's up() starts it
+            for node in eas:
+                node.wait_ready(EA_START_S)
+            wait_until(lambda: all(_ea_connected(n, since) for n in eas), EA_START_S,
+                       "the restarted EA to reach the primary broker")
+        except Exception as exc:  # noqa: BLE001 - one sentence for the caller
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise DrillError(f"the EA streams no ticks after the reset, even started afresh ({first}); look at its "
+                             f"log in {Path(stack.run_dir) / 'logs'}") from None
+
+
+def _ea_connected(node, since: float) -> bool:
+    """The EA process of ``node`` alive, and the last broker event of its event log (``reference.ea.streamer``) a
+    ``broker_connected`` of that process at or after ``since`` (wall seconds)."""
+    if not node.is_alive():
+        return False
+    try:
+        with open(node.extra["events"], "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 65536))
+            lines = fh.read().decode(errors="replace").splitlines()
+    except OSError:
+        return False
+    for line in reversed(lines):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") in ("start", "broker_connected", "broker_lost", "exit", "stop"):
+            return (event["event"] == "broker_connected" and event.get("pid") == node.pid
+                    and float(event.get("wall", 0.0)) >= since)
+    return False
 
 
 def _parts(fault: Fault) -> list[Fault]:
@@ -491,6 +562,7 @@ class Verdict:
     steps: list[dict]
     findings: list[dict] = field(default_factory=list)   # failed checkers outside ``judged``
     original_steps: int | None = None   # the schedule's length before minimise()
+    unmeasured: list[dict] = field(default_factory=list)  # judged checkers with nothing to judge, each with why
 
     @property
     def failed(self) -> bool:
@@ -498,6 +570,7 @@ class Verdict:
 
     def describe(self) -> str:
         lines = [f"{s['checker']}: {s['summary']}" for s in self.symptoms]
+        lines += [f"{u['checker']}: {u['summary']}" for u in self.unmeasured]
         return "; ".join(lines) or "no symptom"
 
 
@@ -518,16 +591,29 @@ class Example:
         self.signals: dict[str, dict] = {}      # schedule name -> the fields sent
         self.outages: list[list] = []           # [start, end | None] (monotonic) of broker-primary-down
         self.seen: list[dict] = []              # symptoms an invariant failed on after a step
+        self.finished: Verdict | None = None
+        self.aborted = False
+        # the EA's consumer records this example's ticks (ticks-ea-1.jsonl); stopped by finish() or the session.
+        # The example begins once it has a live tick: one begun before the EA streamed again (its broker
+        # reconnects back off to 8 s) judged only the snapshot of the consumer's TCP connect (3 of 12 examples)
+        self.ticks = start_tick_clients(self.env)
+        session.ticks = self.ticks
+        if self.ticks is not None:
+            try:
+                self.ticks.wait_live(FIRST_TICK_S)
+            except DeadlineExceeded as exc:
+                self.ticks.stop()
+                self.env.history.close()
+                self.env.signal_log.close()
+                why = (f"the EA's consumer got no live tick within {FIRST_TICK_S:g} s of the example's start "
+                       f"({exc}); look at the EA's log in {Path(session.stack.run_dir) / 'logs'}")
+                self.run.mark("error", reason=why)
+                raise DrillError(why) from None
         self.desk = SignalDesk(self.env)
         self.load = BackgroundLoad(self, session.opts.load_per_s)
         self._write_schedule()
         config = {"engine": _engine_config(session), "comment_prefix": "td", "stateful": session.opts.engine()}
         (self.run.path / "config.json").write_text(json.dumps(config, indent=2, default=str))
-        self.finished: Verdict | None = None
-        self.aborted = False
-        # the EA's consumer records this example's ticks (ticks-ea-1.jsonl); stopped by finish() or the session
-        self.ticks = start_tick_clients(self.env)
-        session.ticks = self.ticks
 
     # the schedule as data
     def _write_schedule(self, verdict: dict | None = None) -> None:
@@ -846,10 +932,17 @@ class Example:
         if not check.run_validity.valid and not symptoms:
             symptoms = [{"checker": "run", "summary": "; ".join(check.run_validity.reasons), "evidence": []}]
         verdict = Verdict(self.run.path, symptoms, list(self.steps), [f for f in failed if f["checker"] not in judged])
+        # a judged checker with nothing to judge (the ticks with no live tick at the consumer) did not pass: said in
+        # the verdict and counted by the session, never read as a pass (tests/stateful fails on unmeasured ticks)
+        verdict.unmeasured = [{"checker": r.checker, "summary": r.summary} for r in check.results
+                              if r.checker in judged and r.valid not in (True, False)]
         (self.run.path / VERDICT).write_text(json.dumps(
-            {"failed": verdict.failed, "symptoms": symptoms, "findings": verdict.findings, "steps": len(self.steps),
+            {"failed": verdict.failed, "symptoms": symptoms, "findings": verdict.findings,
+             "unmeasured": verdict.unmeasured, "steps": len(self.steps),
              "judged": sorted(judged), "load": self.load.summary(),
-             "results": {**{r.checker: {"valid": r.valid, "summary": r.summary} for r in check.results},
+             "results": {**{r.checker: {"valid": r.valid, "summary": r.summary,
+                                        **({"metrics": r.metrics} if r.checker in TICK_CHECKERS else {})}
+                            for r in check.results},
                          LIVENESS_CHECKER: {"valid": not liveness if self.outages else "unmeasured",
                                             "summary": liveness[0]["summary"] if liveness else (
                                                 f"every signal of {len(self.desk.outage_acks())} acknowledged in "
@@ -860,6 +953,8 @@ class Example:
             self.session.failures.append(self.run.path)
         if verdict.findings:
             self.session.findings.append(self.run.path)
+        if verdict.unmeasured:
+            self.session.unmeasured.append(self.run.path)
         self.finished = verdict
         return verdict
 

@@ -49,6 +49,8 @@ class TickClients:
         self.links = None
         self._lock = threading.Lock()
         self._started = False
+        self._live: dict[str, int] = {}   # consumer id -> live ticks delivered (not a TCP connect's snapshot)
+        self._live_lock = threading.Lock()
 
     def start(self) -> "TickClients":
         from reference.ea.consumer import ConsumerConfig, TickConsumer
@@ -73,11 +75,32 @@ class TickClients:
                                          bind_host=consumer_address(self.topology.subnet, spec.name),
                                          history_path=str(self.run_path / f"ticks-{spec.name}.jsonl"),
                                          ea_instance=spec.name)
-                    self.consumers.append(TickConsumer(cfg).start())
+                    self._live[cfg.consumer_id] = 0
+                    self.consumers.append(TickConsumer(cfg, on_tick=self._counter(cfg.consumer_id)).start())
             finally:
                 self._started = True
                 _ACTIVE[self.topology.subnet] = self
         return self
+
+    def _counter(self, consumer_id: str):
+        def on_tick(tick, _path: str) -> None:
+            if not tick.snapshot:
+                with self._live_lock:
+                    self._live[consumer_id] += 1
+        return on_tick
+
+    def live_ticks(self) -> dict[str, int]:
+        """Consumer id -> the live ticks it delivered so far (a TCP connect's snapshot replay not counted)."""
+        with self._live_lock:
+            return dict(self._live)
+
+    def wait_live(self, timeout: float) -> None:
+        """Until every consumer has delivered a live tick (the EA streams to it), or DeadlineExceeded after
+        ``timeout`` seconds (the message names the consumers still waiting)."""
+        from tradedrill.waiting import wait_until
+
+        wait_until(lambda: all(self.live_ticks().values()), timeout,
+                   f"a live tick at {', '.join(sorted(self._live)) or 'no consumer'}")
 
     def stop(self) -> None:
         """Stop every consumer and the proxy (idempotent; each consumer stops within ~0.2 s, flushing its record)."""

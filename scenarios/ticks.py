@@ -17,7 +17,11 @@ Checkers (``scenarios.checkers.CHECKERS``):
   consumer's first TCP connection replayed before a live tick or a UDP frame reached it (``join_replay``; after a
   UDP frame only if sent before the consumer started): the EA replays each symbol's latest tick only, so such a seq
   was sent before the consumer joined and was never owed to it; a hole after the consumer's first live tick, or in a
-  later reconnect's snapshot, is missed); ``stale_ticks`` (BR-3):
+  later reconnect's snapshot, is missed). A consumer that got no live tick (only the snapshot its TCP connect
+  replayed: the EA was not streaming) is not judged, and with none live the three are ``unmeasured``, never a pass.
+  Beside them (reported, not judged): ``longest_tick_silence_s`` and ``tick_silences``, the stretches over
+  ``SILENCE_S`` without a live tick and the fault windows they fall in (``tick_silences``: the EA reads the primary
+  broker only, so a primary broker outage is a tick outage); ``stale_ticks`` (BR-3):
   ``stale_ticks_after_restart`` (a tick of a stream delivered after a newer stream's first tick);
   ``tick_latency`` (PERF-1): ``tick_latency_p95_ms`` (broker ``time_msc`` to delivery, outside fault windows and
   without the snapshot a TCP connect replays;
@@ -271,9 +275,18 @@ def check_ticks(histories: dict[str, list[dict]], windows: Sequence[FaultWindow]
     if not any(_ticks(rows) for rows in histories.values()):
         return _none(name, requirement_ids, targets, TICK_CHECKS.get(name, TICK_METRICS),
                      "no consumer delivered a tick (no ticks-*.jsonl with tick rows)", unreadable)
+    live = {c: len(_live(rows)) for c, rows in histories.items()}
+    if not any(live.values()):
+        snapshots = sum(len(_ticks(rows)) for rows in histories.values())
+        return _none(name, requirement_ids, targets, TICK_CHECKS.get(name, TICK_METRICS),
+                     f"no live tick reached a consumer, only the {snapshots} snapshot tick(s) a TCP connect replays "
+                     f"(the EA streamed nothing while the consumers ran: look at its ea-events log)", unreadable)
+    quiet = sorted(c for c, n in live.items() if not n)
+    histories = {c: rows for c, rows in histories.items() if live[c]}
     all_spans = _windows_wall(windows)
     worst = dict.fromkeys(TICK_METRICS[:4], 0)
     never_owed = 0
+    silences: list[dict] = []
     lat_msc: list[float] = []
     lat_path: list[float] = []
     evidence: list[dict] = []
@@ -288,14 +301,20 @@ def check_ticks(histories: dict[str, list[dict]], windows: Sequence[FaultWindow]
         worst["missed_ticks"] = max(worst["missed_ticks"], sum(h["count"] for h in missed))
         worst["stale_ticks_after_restart"] = max(worst["stale_ticks_after_restart"], len(f.stale))
         never_owed += sum(h["count"] for h in f.before_join)
+        quiet_spans = tick_silences(rows, all_spans)
+        silences += [{"consumer": consumer, **q} for q in quiet_spans]
         lat_msc += f.latency_msc_ms
         lat_path += f.latency_path_ms
         evidence.append({"kind": "consumer", "consumer": consumer, "delivered": f.delivered,
                          "duplicates": f.duplicates[:10], "out_of_order": f.out_of_order[:10], "stale": f.stale[:10],
                          "gaps": f.holes[:20], "gaps_total": len(f.holes),
                          "gaps_in_fault": sum(1 for h in f.holes if h["in_fault"]),
-                         "gaps_before_join": f.before_join[:10]})
+                         "gaps_before_join": f.before_join[:10], "live": live[consumer],
+                         "silences": quiet_spans[:10]})
     metrics: dict[str, Any] = dict(worst)
+    longest = max(silences, key=lambda q: q["s"], default=None)
+    metrics["longest_tick_silence_s"] = longest["s"] if longest else 0.0
+    metrics["tick_silences"] = len(silences)
     metrics["tick_latency_p95_ms"] = _r(percentile(lat_msc, 95))
     metrics["tick_latency_p50_ms"] = _r(percentile(lat_msc, 50))
     metrics["tick_latency_p99_ms"] = _r(percentile(lat_msc, 99))
@@ -310,7 +329,42 @@ def check_ticks(histories: dict[str, list[dict]], windows: Sequence[FaultWindow]
     if never_owed:
         summary += (f"; {never_owed} seq(s) missing from a consumer's first snapshot not owed (sent before it "
                     f"joined)")
+    if longest is not None:
+        summary += (f"; no live tick for {longest['s']:g} s at {longest['consumer']}"
+                    + (f" (during {', '.join(longest['faults'])})" if longest["faults"] else " (in no fault window)")
+                    + (f", {len(silences)} such silences" if len(silences) > 1 else ""))
+    if quiet:
+        summary += f"; not judged: {', '.join(quiet)} got no live tick (only a TCP connect's snapshot)"
+        evidence.append({"kind": "no_live_tick", "consumers": quiet})
     return _cr(name, requirement_ids, targets, metrics, evidence, summary)
+
+
+SILENCE_S = 1.0  # the simulators tick every 250 ms per symbol: a second without a live tick is an outage of the feed
+
+
+def _live(rows: Iterable[dict]) -> list[dict]:
+    """The live ticks of a consumer's rows: every tick but the snapshot a TCP (re)connect replays."""
+    return [t for t in _ticks(rows) if not t.get("snapshot") and isinstance(t.get("deliver_ns"), int)]
+
+
+def tick_silences(rows: Sequence[dict], spans: Sequence[tuple[float, float, Any]] = (),
+                  bound_s: float = SILENCE_S) -> list[dict]:
+    """The stretches longer than ``bound_s`` in which a consumer got no live tick: between two live ticks, and from
+    its start to the first and from the last to its stop (a feed that stopped shows as one). Each with the fault
+    windows it overlaps (``faults``: their descriptions): the EA reads the primary broker only, so a primary broker
+    outage is a tick outage; the checker reports it (``longest_tick_silence_s``) and judges the ticks around it."""
+    marks = sorted([(t["deliver_ns"] / 1e9, "tick") for t in _live(rows)]
+                   + [(r["wall_ns"] / 1e9, r["t"]) for r in rows
+                      if r.get("t") in ("start", "stop") and isinstance(r.get("wall_ns"), int)])
+    out = []
+    for (a, kind_a), (b, kind_b) in zip(marks, marks[1:]):
+        if kind_a == "stop" and kind_b == "start":
+            continue   # the consumer itself was down: not the feed's silence
+        if b - a > bound_s:
+            faults = [w.description or w.fault for x, y, w in spans if a <= y and b >= x]
+            out.append({"from_wall": round(a, 3), "to_wall": round(b, 3), "s": round(b - a, 3),
+                        "faults": list(dict.fromkeys(faults))})
+    return out
 
 
 # -- UDP -> TCP fallback ---------------------------------------------------------------------------------------------

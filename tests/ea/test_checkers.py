@@ -172,3 +172,39 @@ def test_back_on_udp_just_before_the_recorded_heal_counts_as_back():
             _udp_state(104.994, "udp_recovered"), tick(3, 106), {"t": "stop", "consumer": "c", "wall_ns": 110 * S}]
     r = check_tick_fallback({"c": rows}, [window(102, 105)])
     assert r.metrics["back_to_udp_s"] == 0.0, r.summary
+
+
+def snapshot(seq, t):
+    return {**tick(seq, t, path="tcp"), "snapshot": True}
+
+
+def test_only_the_snapshot_of_a_tcp_connect_is_unmeasured_never_a_pass():
+    """The stateful test's examples that began while the EA was still in its broker reconnect backoff: the consumer
+    got the two ticks its TCP connect replayed and nothing live (3 of 12 examples passed on that)."""
+    hist = {"c": [{"t": "start", "consumer": "c", "wall_ns": 99 * S}, snapshot(33, 98), snapshot(34, 98),
+                  {"t": "stop", "consumer": "c", "wall_ns": 110 * S}]}
+    for name in ("ticks", "stale_ticks", "tick_latency"):
+        r = check_ticks(hist, name=name)
+        assert r.valid == UNKNOWN and r.summary.startswith("unmeasured: no live tick reached a consumer"), r.summary
+        assert "only the 2 snapshot tick(s)" in r.summary and "\n" not in r.summary
+    # one consumer live beside one that got only its snapshot: the live one is judged, the other named
+    both = {**hist, "d": [{**tick(1, 100), "consumer": "d"}, {**tick(2, 100), "consumer": "d"}]}
+    r = check_ticks(both)
+    assert r.valid is True and "c got no live tick" in r.summary, r.summary
+
+
+def test_a_tick_outage_in_a_primary_broker_outage_is_reported():
+    """The EA reads the primary broker only: its kill stops the feed, which the checker reports (not judged)."""
+    rows = [{"t": "start", "consumer": "c", "wall_ns": int(99.5 * S)}] + [tick(n, 100 + n // 4) for n in range(1, 9)]
+    rows += [tick(9 + n, 110 + n // 4) for n in range(8)] + [{"t": "stop", "consumer": "c", "wall_ns": int(111.5 * S)}]
+    outage = FaultWindow("process-kill", "process-kill-1", 0.0, None, description="SIGKILL mt5-primary",
+                         inject_wall=102.5, heal_wall=109.0)
+    r = check_ticks({"c": rows}, [outage])
+    assert r.valid is True and r.metrics["missed_ticks"] == 0, r.summary
+    assert r.metrics["longest_tick_silence_s"] == 8.0 and r.metrics["tick_silences"] == 1, r.metrics
+    assert "no live tick for 8 s at c (during SIGKILL mt5-primary)" in r.summary, r.summary
+    silence = next(e for e in r.evidence if e.get("kind") == "consumer")["silences"][0]
+    assert silence["faults"] == ["SIGKILL mt5-primary"] and silence["from_wall"] == 102.0, silence
+    # a feed with no stretch over a second: nothing to report
+    steady = check_ticks({"c": [tick(n, 100 + n // 4) for n in range(1, 9)]})
+    assert steady.metrics["longest_tick_silence_s"] == 0.0 and "no live tick for" not in steady.summary

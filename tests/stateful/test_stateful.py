@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
+from pathlib import Path
 
 import pytest
 
 from scenarios.checkers import default_signal_of
-from scenarios.stateful import ALL_CHECKERS, LIVENESS_CHECKER, VERDICT, run_search
+from scenarios.stateful import ALL_CHECKERS, LIVENESS_CHECKER, TICK_CHECKERS, VERDICT, run_search
 from tests.stateful.conftest import DATABASE, PROFILE
 
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(900)]
@@ -38,10 +40,19 @@ def test_the_reference_engine_holds_under_random_fault_schedules(session, record
     verdict = run_search(session, PROFILE, DATABASE)
     record_property("examples", len(session.examples))
     record_property("reset_s_max", round(max(session.reset_s, default=0.0), 2))
+    record_property("ea_restarts", session.ea_restarts)
     for path in session.findings:   # failed checkers outside the four invariants: reported, see the README
         record_property(f"finding_{path.name}", json.loads((path / VERDICT).read_text())["findings"][0]["summary"])
+    unmeasured_ticks = []
+    for path in session.unmeasured:   # a judged checker with nothing to judge: reported, never a pass
+        for u in json.loads((path / VERDICT).read_text())["unmeasured"]:
+            record_property(f"unmeasured_{path.name}_{u['checker']}", u["summary"])
+            if u["checker"] in TICK_CHECKERS:
+                unmeasured_ticks.append(f"{path}: {u['summary']}")
     assert verdict is None, f"{verdict.describe()} after {len(verdict.steps)} step(s); run folder {verdict.run_dir}"
     assert len(session.examples) >= 1
+    # every example begins with a live tick at its consumer (the session's reset waits for the EA to stream)
+    assert not unmeasured_ticks, f"examples whose ticks were not measured: {'; '.join(unmeasured_ticks)}"
 
 
 def test_a_signal_resent_after_a_takeover_gets_exactly_one_result(session):
@@ -152,3 +163,36 @@ def test_ticks_lost_on_udp_reach_the_consumer_over_tcp_in_a_stateful_example(ses
     over_tcp = [t for t in ticks if t.get("t") == "tick" and t.get("path") == "tcp" and not t.get("snapshot")
                 and inject * 1e9 <= t["deliver_ns"] <= heal * 1e9 + 1e9]
     assert over_tcp, "no tick came over TCP during the UDP loss: the fault did not take effect"
+
+
+def test_an_example_begun_while_the_ea_backs_off_from_its_broker_still_gets_live_ticks(session):
+    """The reset restarts the brokers, not the EA, which reads the primary broker only and backs off its reconnects
+    (0.1 s doubling, at most 8 s): an example begun in that backoff got only the snapshot of its consumer's TCP
+    connect (3 of 12 examples of a user's run, each passed by the ticks checker). Here the primary broker is held
+    down between two examples until the EA's 8th reconnect failed (its next one 8 s later), then the next example
+    begins: it must begin with a live tick at its consumer (the session waits for the EA to reach the broker again,
+    or starts it afresh), and its ticks are judged, not unmeasured."""
+    from tradedrill.waiting import wait_until
+
+    stack = session.stack
+    ea = next(n for n in stack.nodes.values() if n.extra.get("kind") == "ea")
+    primary = next(n for n in stack.brokers.values() if n.role == "broker-primary")
+
+    def attempts_since(wall: float) -> int:
+        events = [json.loads(line) for line in Path(ea.extra["events"]).read_text().splitlines() if line.strip()]
+        return max((e.get("n", 0) for e in events if e.get("event") == "reconnect_attempt"
+                    and not e.get("ok") and e.get("wall", 0) >= wall), default=0)
+
+    killed = time.time()
+    primary.kill()
+    try:
+        wait_until(lambda: attempts_since(killed) >= 8, 30, "the EA's 8th failed reconnect to the primary broker")
+    finally:
+        primary.start().wait_ready(15)
+    example = session.example(24)
+    live = [t for c in example.ticks.consumers for t in c.latest.values() if not t.snapshot]
+    verdict = example.finish()
+    assert live, "the example began with no live tick at its consumer: the EA was still backing off"
+    assert not verdict.failed and not verdict.unmeasured, verdict.describe()
+    doc = json.loads((verdict.run_dir / VERDICT).read_text())
+    assert doc["results"]["ticks"]["valid"] is True, doc["results"]["ticks"]
