@@ -465,10 +465,7 @@ class StatefulSession:
         stack.stop_kind("ea")   # its supervisor first, so nothing restarts it meanwhile
         since = time.time()
         try:
-            for node in eas:
-                stack._start(node)   # under the kind's supervisor (EA-1's policy), as the stack's up() starts it
-            for node in eas:
-                node.wait_ready(EA_START_S)
+            stack.start_kind("ea", EA_START_S)   # under the kind's supervisor (EA-1's policy), as up() starts it
             wait_until(lambda: all(_ea_connected(n, since) for n in eas), EA_START_S,
                        "the restarted EA to reach the primary broker")
         except Exception as exc:  # noqa: BLE001 - one sentence for the caller

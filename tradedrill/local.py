@@ -406,6 +406,16 @@ class LocalStack:
         engines = [n for n in self.nodes.values() if _kind(n) == "engine"]
         self._start_engines(engines, float(self.topology.settings["ready.timeout_s"]))
 
+    def start_kind(self, kind: str, timeout: float) -> None:
+        """Start every node of ``kind`` again after ``stop_kind(kind)``, under its kind's supervisor as ``up()``
+        starts it, and wait ``timeout`` s for each to be ready (the stateful test restarts an EA this way when it
+        did not reach its broker after a reset). Raises NodeStartError / DeadlineExceeded like ``up()``."""
+        nodes = [n for n in self.nodes.values() if _kind(n) == kind]
+        for node in nodes:
+            self._start(node)
+        for node in nodes:
+            node.wait_ready(timeout)
+
     def stop_kind(self, kind: str) -> list[str]:
         """Stop every node of ``kind`` for good (its supervisor first, so nothing restarts them); returns
         teardown errors. The drills stop the engines this way before they dump the ground truth."""
