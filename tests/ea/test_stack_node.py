@@ -28,6 +28,16 @@ def test_two_ea_nodes_stream_side_by_side_under_the_supervisor(tmp_path, monkeyp
         assert consumers[0].stream != consumers[1].stream
         assert "ea" in stack.supervised_kinds
         assert all(probe_health(s, stack.run_dir) == "ok" for s in eas)
+        # stop_kind then start_kind (the stateful test's EA restart): both back under a supervisor, streaming again
+        old_pids = {n.name: n.pid for n in stack.of_kind("ea").values()}
+        assert stack.stop_kind("ea") == [] and not any(n.is_alive() for n in stack.of_kind("ea").values())
+        assert "ea" not in stack.supervisors   # nothing restarts them meanwhile
+        stack.start_kind("ea", 20.0)
+        assert "ea" in stack.supervisors
+        assert all(n.is_alive() and n.pid != old_pids[n.name] for n in stack.of_kind("ea").values())
+        before = [c.delivered for c in consumers]
+        wait_until(lambda: all(c.delivered > b + 20 for c, b in zip(consumers, before)), 30,
+                   "ticks from both restarted EAs")
     finally:
         for c in consumers:
             c.stop()
