@@ -105,6 +105,7 @@ class BrokerTrace:
     volume: float = 0.0
     price: float = 0.0
     symbol: str = ""
+    time_s: int = 0        # the broker's time of it (a history order's time_setup, a deal's time; 0: live ones)
 
 
 NOT_SENT = "not_sent"   # last_error code of an order_send the fencing guard stopped before it was written
@@ -355,17 +356,22 @@ class BrokerSession:
         self.connected = True
 
     # --- reconciliation ----------------------------------------------------------------------------------------
-    def _history_window(self) -> tuple[datetime, datetime]:
+    def _history_window(self, since_s: int | None = None) -> tuple[datetime, datetime]:
         now = datetime.now(timezone.utc)
-        return now - timedelta(seconds=self.engine.reconcile_lookback_s), now + timedelta(days=2)
+        start = now - timedelta(seconds=self.engine.reconcile_lookback_s)
+        if since_s is not None:   # in the broker's own time (a time it reported): no clock of ours involved
+            start = max(start, datetime.fromtimestamp(since_s, timezone.utc))
+        return start, now + timedelta(days=2)
 
-    def traces(self, magic: int, comment_prefix: str | None = None) -> list[BrokerTrace]:
-        """Every order, position, history order and deal with ``magic`` whose comment starts with the prefix.
+    def traces(self, magic: int, comment_prefix: str | None = None, since_s: int | None = None) -> list[BrokerTrace]:
+        """Every order, position, history order and deal with ``magic`` whose comment starts with the prefix; with
+        ``since_s`` (seconds, in the broker's time: a ``time_s`` it reported before) the history orders and deals
+        from then on only (the live orders and positions always all of them).
 
         Raises BrokerCallFailed if any of the four queries fails: a partial answer is not evidence of absence.
         """
         out: list[BrokerTrace] = []
-        date_from, date_to = self._history_window()
+        date_from, date_to = self._history_window(since_s)
         queries = (
             ("order", "orders_get", (), {}),
             ("position", "positions_get", (), {}),
@@ -387,6 +393,7 @@ class BrokerSession:
                 if kind == "deal":
                     trace.order, trace.deal = int(_field(row, "order", 0) or 0), ticket
                     trace.volume, trace.price = float(_field(row, "volume", 0) or 0), float(_field(row, "price", 0) or 0)
+                    trace.time_s = int(_field(row, "time", 0) or 0)
                 elif kind == "position":
                     trace.order = int(_field(row, "identifier", ticket) or ticket)
                     trace.volume = float(_field(row, "volume", 0) or 0)
@@ -395,6 +402,8 @@ class BrokerSession:
                     trace.order = ticket
                     trace.volume = float(_field(row, "volume_initial", 0) or 0)
                     trace.price = float(_field(row, "price_open", 0) or 0)
+                    if kind == "history_order":
+                        trace.time_s = int(_field(row, "time_setup", 0) or 0)
                 out.append(trace)
         return out
 

@@ -126,6 +126,10 @@ class EngineConfig:
     ambiguous_grace_s: float = 10.0         # MT5_API step 3: no trace after this long -> resubmit under a new id
     reconcile_poll_s: float = 0.5
     reconcile_lookback_s: float = 7 * 86400.0
+    passive_scan_s: float = 2.0             # a passive instance refreshes its broker scan this often (0: never)
+    scan_overlap_s: float = 60.0            # an incremental broker scan re-reads this much history (broker seconds)
+                                            # before the newest time the last scan saw: an order stamped just before
+                                            # it but recorded after it is not missed (margin, not a measured delay)
     max_volume: float = 100.0
     signal_max_age_s: float = 0.0           # 0 = never stale; else older signals are rejected as STALE
     # --- local store: the journal's snapshots, health and failed_syncs (DDB-1..6, BR-2; issue 13) ------------------
@@ -212,6 +216,10 @@ class EngineConfig:
                               "or a holder could never send between two heartbeats")
         if not 0 < self.broker_close_poll_s <= 3600:
             raise ConfigError(f"broker_close_poll_s = {self.broker_close_poll_s}: must be > 0 and <= 3600 seconds")
+        if not 0 <= self.passive_scan_s <= 3600:
+            raise ConfigError(f"passive_scan_s = {self.passive_scan_s}: must be 0 (never) to 3600 seconds")
+        if not 0 <= self.scan_overlap_s <= self.reconcile_lookback_s:
+            raise ConfigError(f"scan_overlap_s = {self.scan_overlap_s}: must be 0 to reconcile_lookback_s seconds")
         if self.read_count < 1 or self.send_chunk < 1:
             raise ConfigError(f"read_count = {self.read_count}, send_chunk = {self.send_chunk}: both must be >= 1")
         if self.read_block_ms / 1000.0 >= self.redis_socket_timeout_s:

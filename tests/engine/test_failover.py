@@ -188,3 +188,30 @@ def test_planned_failover_the_engine_follows_the_primary_within_a_second(harness
     assert lag < 1.0, f"the engine followed the new primary {lag:.2f} s after the Sentinels named it"
     recheck = harness.wait_event("A", "failover_rechecked", 10)
     assert recheck["checked"] >= 1
+
+
+def test_a_warm_passive_takes_over_reading_seconds_of_history_not_the_lookback(harness):
+    """The 30-minute soak of 2026-12-01: a takeover read every order of the 7-day lookback (0.068 s per 1,000; ENG-1's
+    3 s gone past ~44,000). The passive keeps its scan warm; at the takeover it reads the history since its last scan
+    (less scan_overlap_s, 1 s here) and still finds every order the old holder sent: nothing lost, nothing twice."""
+    harness.engine("A")
+    harness.wait_event("A", "takeover_ready", 15)
+    harness.engine("B", scan_overlap_s=1.0, passive_scan_s=0.5)
+    with Flow(harness, period=0.02) as flow:
+        wait_until(lambda: len(flow.ids) >= 400, 30, "400 signals submitted")
+        harness.result_for(flow.ids[390])
+        harness.engines["A"].kill()
+        harness.wait_event("B", "takeover_ready", 20)
+        wait_until(lambda: len(flow.ids) >= 450, 20, "flow continues")
+    results = harness.check_none_lost(flow.ids)
+    assert all(r["status"] == "executed" for r in results)
+    harness.check_no_duplicates()
+    scans = [e for e in harness.events("B") if e["event"] == "broker_scan"]
+    first, takeover = scans[0], scans[-1]
+    assert first["incremental"] is False and first["passive"] is True
+    assert takeover["incremental"] is True and takeover["passive"] is False
+    # a full scan reads a history order and a deal of every executed signal: here at least 2 x 391; the warm one
+    # the last ~2 s (50 signals/s): about 200
+    assert takeover["history_read"] < 391, takeover
+    assert takeover["orders"] >= 391, takeover   # the warm scans had found the rest
+    assert harness.pending() == 0
