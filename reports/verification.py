@@ -127,6 +127,10 @@ def soak_lines(doc: dict | None) -> list[str]:
              *([f"- settings changed for the soak: " + "; ".join(
                  f"{e['key']} = {e['value']} (documents: {e['default']})" for e in s["engine_settings"])
                 + " (scenarios.soak.SOAK_ENGINE_SETTINGS says why)"] if s.get("engine_settings") else []),
+             *([f"- prices changed for the soak: every signal carries a stop loss and a take profit "
+                f"{s['price_settings'].get('stop_points')} points from the live price, on brokers whose symbols walk "
+                f"{s['price_settings'].get('sigma_points')} points a tick, so positions close (scenarios.soak "
+                f"SOAK_STOP_POINTS says why)"] if s.get("price_settings") else []),
              *([f"- sockets held after their peer closed them (a finding, not a leak: bounded pools): "
                 + "; ".join(f"{k}: {v}" for k, v in s["sockets_held"].items())] if s.get("sockets_held") else []),
              *([f"- other checkers' findings (not the soak's verdict): "

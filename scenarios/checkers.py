@@ -1738,7 +1738,8 @@ def timeline(ops: Sequence[Operation], faults: Sequence[FaultWindow] = (), *, f:
                "duration_s": end - t0, "throughput_ok_per_s": sum(op.outcome == h.OK for op in kind) / duration,
                "latency_p50_ms": _percentile(steady, 50), "latency_p95_ms": _percentile(steady, 95),
                "latency_max_ms": max(steady) if steady else None}
-    summary = (f"{metrics['ops']} op(s): {metrics['ok']} ok, {metrics['fail']} fail, {metrics['unknown']} unknown"
+    summary = (f"{metrics['ops']} {f + ' ' if f else ''}op(s): {metrics['ok']} ok, {metrics['fail']} fail, "
+               f"{metrics['unknown']} unknown"
                + (f"; steady p95 {metrics['latency_p95_ms']:.1f} ms" if steady else ""))
     return TimelineResult("timeline", True if kind else UNKNOWN, (), metrics, [], summary, [], t0=t0,
                           points=points, bins=bins, fault_windows=fw)

@@ -930,6 +930,8 @@ def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
         "harness_leaked": harness_leaks(facts["harness_before"], facts["harness_after"]),
         # the engines' settings of the run (overrides.json: the soak's SOAK_ENGINE_SETTINGS), with the defaults
         "engine_settings": _engine_settings(run_path),
+        # the soak's other change (scenario.json as it ran): stops on every signal, brokers whose prices walk
+        "price_settings": _price_settings(run_path),
         "bounds": {"warmup_s": WARMUP_S, "min_span_s": MIN_SPAN_S, "rss_flat_mb_per_min": RSS_FLAT_MB_PER_MIN,
                    "broker_bytes_per_deal": BROKER_BYTES_PER_DEAL, "redis_rss_per_data": REDIS_RSS_PER_DATA,
                    "rss_step_mb": RSS_STEP_MB, "fd_step": FD_STEP,
@@ -954,6 +956,23 @@ def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
         (folder / "soak.json").write_text(text)
         (folder / "soak.md").write_text(md)
     return doc
+
+
+def _price_settings(run_path: Path) -> dict:
+    """``{"stop_points", "sigma_points"}`` of the run's scenario.json (SOAK_STOP_POINTS, SOAK_SIGMA_POINTS as it
+    ran); ``{}`` when it records neither."""
+    try:
+        doc = json.loads((run_path / "scenario.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    stops = ((doc.get("workload") or {}).get("params") or {}).get("stops") or {}
+    sigmas = {v.get("sigma_points") for v in (doc.get("broker_symbols") or {}).values() if isinstance(v, dict)}
+    out = {}
+    if stops.get("sl_points") is not None:
+        out["stop_points"] = stops["sl_points"]
+    if len(sigmas) == 1 and None not in sigmas:
+        out["sigma_points"] = sigmas.pop()
+    return out
 
 
 def _engine_settings(run_path: Path) -> list[dict]:

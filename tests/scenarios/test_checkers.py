@@ -220,3 +220,5 @@ def test_timeline_bins_and_steady_latency():
     assert tl.fault_windows == [{"fault": "process-kill", "fault_id": "k", "description": "", "start": 10.0,
                                  "end": 12.5}]
     assert tl.metrics["latency_max_ms"] == pytest.approx(20.0)  # the op inside the fault window is excluded
+    # the run line says which operations it counts (a new user read "1276 op(s)" against 1,943 in the history)
+    assert c.timeline(ops, [w], f="trade").summary.startswith("4 trade op(s): 3 ok, 0 fail, 1 unknown")

@@ -394,11 +394,18 @@ def test_the_soak_closes_its_positions_keeps_a_small_window_and_says_so(tmp_path
     overrides_mod.record(tmp_path, dict(scenario.engine_overrides), {})
     settings_seen = soak._engine_settings(tmp_path)
     assert settings_seen == [{"key": "journal_memory_window", "value": 1000, "default": 10000}]
+    (tmp_path / "scenario.json").write_text(json.dumps(scenario.to_dict()))   # as the runner writes it
+    prices = soak._price_settings(tmp_path)
+    assert prices == {"stop_points": soak.SOAK_STOP_POINTS, "sigma_points": soak.SOAK_SIGMA_POINTS}
     summary = clean_summary(minutes=2, rate_per_s=10, every_s=10, seed=5, signals=1200, faults_injected=1,
                             faults_scheduled=1, fault_counts={"engine-kill": 1}, state_mismatches=0,
                             processes_before=10, processes_after=10, engine_settings=settings_seen,
+                            price_settings=prices,
                             harness_before_stack={"fds": 7, "threads": 2, "children": []},
                             harness_after_teardown={"fds": 7, "threads": 2, "children": []}, bounds={"warmup_s": 20})
     summary["passed"], summary["failed_because"], summary["unmeasured"] = verdict(summary, {})
     text = "\n".join(soak_lines({"summary": summary, "processes": {}}))
     assert "settings changed for the soak: journal_memory_window = 1000 (documents: 10000)" in text
+    # the other change, a new user's finding: soak.md named only the first
+    assert (f"take profit {soak.SOAK_STOP_POINTS} points from the live price, on brokers whose symbols walk "
+            f"{soak.SOAK_SIGMA_POINTS} points a tick") in text

@@ -140,7 +140,8 @@ def test_an_engine_woken_after_its_lease_was_taken_sends_nothing_into_the_load(s
     assert not verdict.findings, "; ".join(f["checker"] + ": " + f["summary"] for f in verdict.findings)
     load = json.loads((verdict.run_dir / VERDICT).read_text())["load"]
     answered = [s for s in example.load.sent() if s in example.desk.result_at]
-    assert load["signals"] >= 10 and len(answered) == load["signals"], (load, len(answered))
+    assert load["signals"] >= 10 and len(answered) == load["signals"], (
+        f"{len(answered)} of {load['signals']} load signals answered ({load}); run folder {verdict.run_dir}")
 
 
 def test_ticks_lost_on_udp_reach_the_consumer_over_tcp_in_a_stateful_example(session):
