@@ -143,7 +143,19 @@ def down(stack_dir: Path, every: bool, subnet: str | None) -> None:
         click.echo(line)
         said = True
     if not said:
-        click.echo("nothing was running")
+        # what is still running and was left alone on purpose (a new user read "nothing was running" while an `up`
+        # stack ran on the subnet it named)
+        index = StackIndex()
+        kept = [(e.get("run_dir") or str(Path(k).parent), e) for k, e in index.entries().items()
+                if (subnet is None or e.get("subnet") == subnet) and index.live_processes(k)]
+        if kept:
+            for run_dir, e in kept:
+                how = (f"`tradedrill down --dir {run_dir}`" if e.get("detached") else
+                       f"`tradedrill down --all --subnet {e.get('subnet')}` (its harness process still runs)")
+                click.echo(f"nothing stopped: the stack in {run_dir} (subnet {e.get('subnet')}) still runs; stop it "
+                           f"with {how}")
+        else:
+            click.echo("nothing was running")
     from faults.cli import heal_dead_leftovers
 
     for line in heal_dead_leftovers():  # faults of a SIGKILLed drill

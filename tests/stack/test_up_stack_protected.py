@@ -111,3 +111,17 @@ def test_a_drill_or_stateful_session_refused_for_a_busy_subnet_leaves_no_folder(
         StatefulSession(SessionOptions(subnet=SUBNET, out_dir=tmp_path / "replay-1"))
     assert not (tmp_path / "replay-1").exists()
     assert proc.poll() is None, "the up stack's node was killed"
+
+
+def test_down_of_the_subnet_names_the_up_stack_it_leaves_running(node, tmp_path):
+    """A new user ran `tradedrill down --subnet S` beside an `up` stack on S and read "nothing was running"."""
+    from tradedrill.stackcli import down
+
+    proc, run_dir = node
+    _owner_exits(run_dir, "up")
+    result = CliRunner().invoke(down, ["--dir", str(tmp_path / "elsewhere"), "--subnet", SUBNET])
+    assert result.exit_code == 0, result.output
+    assert "nothing was running" not in result.output
+    assert (f"nothing stopped: the stack in {run_dir} (subnet {SUBNET}) still runs; stop it with "
+            f"`tradedrill down --dir {run_dir}`") in result.output, result.output
+    assert proc.poll() is None, "down --subnet stopped the up stack's node"
