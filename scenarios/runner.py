@@ -128,6 +128,19 @@ class DrillResult:
     runs: list[RunDir] = field(default_factory=list)
 
 
+def _refuse_busy_subnet(opts: DrillOptions) -> None:
+    """DrillError (the claim's own one line) when another live harness process or an `up` stack runs a stack on
+    the local provider's subnet; nothing is claimed or written."""
+    if opts.provider != "local":
+        return
+    from tradedrill.process import StackIndex, SubnetBusy
+
+    try:
+        StackIndex().check(opts.subnet)
+    except SubnetBusy as exc:
+        raise DrillError(str(exc)) from None
+
+
 def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: DrillOptions, repeat: int = 0,
              load: "LoadOptions | None" = None) -> RunDir:
     """One run of ``scenario`` into ``run_path``. Raises DrillError when the stack cannot run; a fault that could
@@ -138,13 +151,7 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
     ran["workload"] = {**ran.get("workload", {}),
                        **{k: v for k, v in (("duration_s", opts.duration_s), ("settle_s", opts.settle_s),
                                             ("rate_per_s", opts.rate_per_s)) if v is not None}}
-    if opts.provider == "local":   # a busy subnet refused before the run folder is made (none left half-made)
-        from tradedrill.process import StackIndex, SubnetBusy
-
-        try:
-            StackIndex().check(opts.subnet)
-        except SubnetBusy as exc:
-            raise DrillError(str(exc)) from None
+    _refuse_busy_subnet(opts)   # before the run folder is made (none left half-made)
     try:
         run = RunDir.create(run_path, seed=seed, scenario={**ran, "repeat": repeat}, config={})
     except OSError as exc:
@@ -268,6 +275,7 @@ def run_drills(names: Sequence[str], opts: DrillOptions, load: "LoadOptions | No
     if unknown:
         known = ", ".join(s.name for s in registry.all_scenarios())
         raise DrillError(f"unknown scenario(s) {', '.join(unknown)}; known: {known} (see `tradedrill scenarios`)")
+    _refuse_busy_subnet(opts)   # before the first progress line (run_once checks again before each run)
     seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(1, 2**31)
     root = Path(opts.out_dir) / f"drill-{time.strftime('%Y%m%d-%H%M%S')}-{seed}"
     result = DrillResult(root, seed)

@@ -107,6 +107,11 @@ def test_a_drill_or_stateful_session_refused_for_a_busy_subnet_leaves_no_folder(
                  DrillOptions(subnet=SUBNET, seed=1, repeat=1, out_dir=out), repeat=1)
     assert f"tradedrill down --dir {run_dir}" in str(err.value)
     assert not out.exists(), f"a refused drill left {sorted(p.name for p in out.rglob('*'))}"
+    said: list[str] = []   # run_drills refuses before its first progress line (a new user saw one, then the refusal)
+    from scenarios.runner import run_drills
+    with pytest.raises(DrillError, match=f"subnet {SUBNET} is in use"):
+        run_drills(["engine-kill"], DrillOptions(subnet=SUBNET, seed=1, repeat=1, out_dir=out, progress=said.append))
+    assert said == [] and not out.exists()
     with pytest.raises(DrillError, match=f"subnet {SUBNET} is in use"):
         StatefulSession(SessionOptions(subnet=SUBNET, out_dir=tmp_path / "replay-1"))
     assert not (tmp_path / "replay-1").exists()
