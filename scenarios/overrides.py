@@ -45,7 +45,7 @@ ENGINE_IDS: dict[str, tuple[str, ...]] = {
     "alerts_key": ("BR-2",), "consumer_group": ("ENG-2", "ENG-5"), "read_block_ms": ("PERF-1",),
     "send_lanes": ("PERF-1",), "park_after_s": ("PERF-1",), "read_count": ("PERF-1",), "send_chunk": ("PERF-1",),
     "lease_safety_margin_s": ("ENG-1", "ENG-5"), "lease_confirm_primary": ("ENG-1", "ENG-5"),
-    "passive_poll_s": ("ENG-1",), "passive_scan_s": ("ENG-1", "ENG-5"), "scan_overlap_s": ("ENG-5",), "send_flight_s": ("ENG-5", "ENG-6"), "exit_flight_s": ("ENG-5", "ENG-6"),
+    "passive_poll_s": ("ENG-1",), "passive_scan_s": ("ENG-1", "ENG-5"), "orphan_check_s": ("ENG-1", "ENG-2"), "scan_overlap_s": ("ENG-5",), "send_flight_s": ("ENG-5", "ENG-6"), "exit_flight_s": ("ENG-5", "ENG-6"),
     "magic": ("ENG-6", "BRK-3"), "comment_prefix": ("ENG-6", "BRK-3"), "comment_max_len": ("ENG-6", "BRK-3"),
     "deviation_points": ("BRK-4",), "filling": ("BRK-4",), "ambiguous_grace_s": ("ENG-5", "BRK-2"),
     "reconcile_poll_s": ("BRK-3", "ENG-4"), "reconcile_lookback_s": ("BRK-3", "ENG-4"), "max_volume": ("BRK-4",),

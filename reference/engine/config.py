@@ -127,6 +127,7 @@ class EngineConfig:
     reconcile_poll_s: float = 0.5
     reconcile_lookback_s: float = 7 * 86400.0
     passive_scan_s: float = 2.0             # a passive instance refreshes its broker scan this often (0: never)
+    orphan_check_s: float = 1.0             # the holder claims entries pending on another consumer this often
     scan_overlap_s: float = 60.0            # an incremental broker scan re-reads this much history (broker seconds)
                                             # before the newest time the last scan saw: an order stamped just before
                                             # it but recorded after it is not missed (margin, not a measured delay)
@@ -216,6 +217,8 @@ class EngineConfig:
                               "or a holder could never send between two heartbeats")
         if not 0 < self.broker_close_poll_s <= 3600:
             raise ConfigError(f"broker_close_poll_s = {self.broker_close_poll_s}: must be > 0 and <= 3600 seconds")
+        if not 0 < self.orphan_check_s <= 3600:
+            raise ConfigError(f"orphan_check_s = {self.orphan_check_s}: must be > 0 and <= 3600 seconds")
         if not 0 <= self.passive_scan_s <= 3600:
             raise ConfigError(f"passive_scan_s = {self.passive_scan_s}: must be 0 (never) to 3600 seconds")
         if not 0 <= self.scan_overlap_s <= self.reconcile_lookback_s:

@@ -197,6 +197,7 @@ class Engine:
         self.known: dict[str, BrokerTrace] = {}    # comment prefix -> trace, from the broker scans (scan_broker)
         self._scan_marks: dict[str, int | None] = {}   # broker -> newest history time (broker s) it reported
         self._next_passive_scan = 0.0
+        self._next_orphan_check = 0.0
         self._handoff_in_flight: dict[str, int] = {}   # signal id -> ms: in flight at a crashed holder (handoff)
         self._ambiguity_checked: dict[str, float] = {}   # broker -> monotonic time of its last post-ambiguity check
         self.suspended_accounts: set[str] = set()
@@ -425,6 +426,9 @@ class Engine:
             self.sweep_broker_closes()
         if self._reread_pending:
             self.claim_pending()        # entries left pending by an error are judged again
+        if time.monotonic() >= self._next_orphan_check:
+            self._next_orphan_check = time.monotonic() + self.cfg.orphan_check_s
+            self.claim_orphans()
         self.collect_parked()
         self.process_due()
         if not self.read_new():
@@ -630,6 +634,23 @@ class Engine:
         stale = [p for p, t in self.known.items() if 0 < t.time_s < oldest]
         for prefix in stale:
             del self.known[prefix]
+
+    def claim_orphans(self) -> None:
+        """Entries pending on another consumer while this instance holds the lease: read by a superseded holder
+        after the takeover's claim (it woke from a pause, read a batch, then found its lease gone and went passive
+        without an answer: a fresh-clone user's stateful run, seed 22, one acknowledged signal stranded in engine
+        A's pending list while B traded on). The holder's fencing keeps the old one from sending them, so they are
+        orphans: claimed and judged like a takeover's (after an incremental broker scan). One XPENDING a call."""
+        summary = self.redis.run(lambda r: r.xpending(self.cfg.rtss_key, self.group)) or {}
+        others = {c["name"]: c["pending"] for c in summary.get("consumers") or []
+                  if (c["name"].decode() if isinstance(c["name"], bytes) else c["name"]) != self.consumer
+                  and int(c["pending"]) > 0}
+        if not others:
+            return
+        self.emit("orphans_found", consumers={(k.decode() if isinstance(k, bytes) else k): int(v)
+                                              for k, v in others.items()})
+        self.scan_broker(quiet=True)
+        self.claim_pending(after_scan=self._scan_complete)
 
     def claim_pending(self, after_scan: bool = False) -> None:
         """Take over the whole group's pending list (other consumers' entries too), then process ours in order.

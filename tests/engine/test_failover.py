@@ -215,3 +215,29 @@ def test_a_warm_passive_takes_over_reading_seconds_of_history_not_the_lookback(h
     assert takeover["history_read"] < 391, takeover
     assert takeover["orders"] >= 391, takeover   # the warm scans had found the rest
     assert harness.pending() == 0
+
+
+def test_an_entry_left_pending_on_another_consumer_is_claimed_and_answered(harness):
+    """A fresh-clone user's stateful run (seed 22): engine A, woken after B had taken the lease and claimed the pending
+    list, read one more signal, found its lease gone and went passive: the signal stayed in A's pending list while B
+    traded on (acknowledged, never answered). The holder claims entries pending on any other consumer
+    (``orphan_check_s``) and answers them once."""
+    harness.engine("A")
+    harness.wait_event("A", "takeover_ready", 15)
+    a = harness.engines["A"]
+    a.pause()   # A's XREADGROUP already blocked in Redis takes at most the first entry; the second is not A's
+    try:
+        first, _ = harness.submit()
+        second, _ = harness.submit()
+        read = harness.redis().xreadgroup(harness.group, "superseded", {harness.rtss: ">"}, count=10)
+        orphans = [fields["signal_id"] for _e, fields in read[0][1]] if read else []
+        assert second in orphans and set(orphans) <= {first, second}, read
+    finally:
+        a.resume()
+    for sid in (first, second):
+        result = harness.result_for(sid, timeout=15)
+        assert result["status"] == "executed", result
+    found = harness.wait_event("A", "orphans_found", 10)
+    assert found["consumers"] == {"superseded": len(orphans)}, found
+    harness.check_no_duplicates()
+    assert harness.pending() == 0
