@@ -29,7 +29,7 @@ import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from reference.engine import contract
 from scenarios import history as h
@@ -265,12 +265,15 @@ REJECTED_STATUSES = contract.REJECTED_STATUSES
 def check_lost_signals(signals: Iterable[Signal], ledger: Iterable[Deal] | None, results: Iterable[TradeResult] = (),
                        *, signal_of: SignalOf | None = None, requirement_ids: Sequence[str] = ("ENG-5",),
                        targets: targets_mod.Targets | None = None,
-                       backlog: Iterable[str] = ()) -> LostSignalResult:
+                       backlog: Iterable[str] = (), pending_on: Mapping[str, str] | None = None) -> LostSignalResult:
     """Acknowledged signals that were neither executed at the broker nor rejected with a reason on RTRS.
     The broker ledger is the ground truth for "executed": an RTRS entry saying executed without a deal is lost.
 
     ``backlog``: signal ids still queued when the run ended (undelivered on RTSS or pending in the consumer
-    group, ``backlog.json``): not lost, counted as ``backlog_signals``. "Lost" keeps its meaning: acknowledged,
+    group, ``backlog.json``): not lost, counted as ``backlog_signals``; ``pending_on`` ({signal id: consumer},
+    backlog.json's ``pending_on``) names those delivered to an engine and never answered apart from the undelivered
+    (``backlog_pending_signals``; a superseded holder once stranded one: a fresh-clone user's stateful run, seed 22).
+    "Lost" keeps its meaning: acknowledged,
     gone, never executed, never rejected. Also reported (not judged): signals whose submission definitely failed
     yet executed, and orders for signals never submitted. No ledger, or no acknowledged signal: ``unmeasured``."""
     signals = list(signals)
@@ -326,15 +329,23 @@ def check_lost_signals(signals: Iterable[Signal], ledger: Iterable[Deal] | None,
                "rejected_with_reason": len(rejected), "unknown_acks": sum(s.ack == h.UNKNOWN for s in signals),
                "failed_but_executed": len(failed_but_executed), "orders_for_unsubmitted_signals": len(never_submitted),
                "backlog_signals": len(in_backlog)}
+    delivered = {sid: (pending_on or {})[sid] for sid in in_backlog if sid in (pending_on or {})}
+    if pending_on is not None:
+        metrics["backlog_pending_signals"] = len(delivered)
     if in_backlog:
         evidence.append({"kind": "backlog", "count": len(in_backlog), "signals": in_backlog[:50],
-                         "why": "still queued on RTSS (undelivered or pending) when the run ended: not lost"})
+                         "why": "still queued on RTSS (undelivered or pending) when the run ended: not lost",
+                         **({"pending_on": dict(list(delivered.items())[:50])} if delivered else {})})
     judgements = judge({"lost_signals": len(lost)}, requirement_ids, targets)
     summary = (f"{len(lost)} acknowledged signal(s) lost: {', '.join(lost[:10])}" if lost
                else f"all {len(acked) - len(in_backlog)} acknowledged signal(s) that left the queue executed or "
                     f"rejected with a reason")
     if in_backlog:
         summary += f"; backlog {len(in_backlog)} still queued at the end"
+        if delivered:
+            summary += (f" ({len(delivered)} delivered to an engine and never answered: "
+                        + ", ".join(f"{sid} on {who}" for sid, who in list(delivered.items())[:5])
+                        + (", ..." if len(delivered) > 5 else "") + ")")
     return LostSignalResult("lost_signals", validity(judgements), tuple(requirement_ids), metrics, evidence, summary,
                             judgements, lost=lost)
 
@@ -2634,6 +2645,11 @@ class RunView:
     def backlog(self) -> list[str]:
         return self._once("backlog", lambda: list((self.run.backlog() or {}).get("signals", [])))
 
+    def pending_on(self) -> dict[str, str] | None:
+        """backlog.json's ``pending_on`` ({signal id: consumer}); None for a run dumped before it was recorded."""
+        doc = self.run.backlog() or {}
+        return dict(doc["pending_on"]) if isinstance(doc.get("pending_on"), dict) else None
+
     def trade_results_or_none(self) -> list[TradeResult] | None:
         """RTRS as dumped, or None when the run has no rtrs.jsonl (never dumped, not "no results")."""
         return self.trade_results() if self.run.has(h.RTRS) else None
@@ -2833,7 +2849,8 @@ def _duplicates(view: RunView, params: dict, rids: tuple[str, ...], targets: tar
 
 def _lost(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:
     return check_lost_signals(view.signals(), view.orders_ledger(), view.trade_results(), signal_of=view.signal_of,
-                              requirement_ids=rids, targets=targets, backlog=view.backlog())
+                              requirement_ids=rids, targets=targets, backlog=view.backlog(),
+                              pending_on=view.pending_on())
 
 
 def _state(view: RunView, params: dict, rids: tuple[str, ...], targets: targets_mod.Targets) -> CheckResult:

@@ -408,20 +408,22 @@ class DrillEnvironment:
         except redis.ResponseError:  # no stream or group: nothing was ever queued
             return {"signals": [], "undelivered": 0, "pending": 0}
         last = info.get("last-delivered-id", "0-0") if info else "0-0"
-        pending = {p["message_id"] for p in r.xpending_range(self.keys.rtss, group, "-", "+", 1_000_000)} \
-            if info else set()
-        signals, undelivered, in_pending = [], 0, 0
+        pending = {p["message_id"]: p["consumer"]
+                   for p in r.xpending_range(self.keys.rtss, group, "-", "+", 1_000_000)} if info else {}
+        signals, undelivered, in_pending, pending_on = [], 0, 0, {}
         for entry_id, fields in r.xrange(self.keys.rtss):
             if entry_id in results:
                 continue
+            sid = fields.get("signal_id", entry_id)
             if _stream_id(entry_id) > _stream_id(last):
                 undelivered += 1
             elif entry_id in pending:
                 in_pending += 1
+                pending_on[sid] = pending[entry_id]   # delivered to this consumer (engine), never answered
             else:
                 continue
-            signals.append(fields.get("signal_id", entry_id))
-        return {"signals": signals, "undelivered": undelivered, "pending": in_pending}
+            signals.append(sid)
+        return {"signals": signals, "undelivered": undelivered, "pending": in_pending, "pending_on": pending_on}
 
     def down(self) -> list[str]:
         """Stop every node; copy the node logs into the run folder. Returns teardown errors (never raises)."""

@@ -27,7 +27,8 @@ Run directory layout (one directory per scenario x repeat; every file is plain t
                       signal (id), status ("executed" | "rejected" | ...), reason, order, retcode
       rts.json        the engine's trade state (RTS) dumped after the run: {"positions": ..., "orders": ...}
       backlog.json    signals still queued when the engines stopped: {"signals": [ids], "undelivered": n (on RTSS
-                      after the consumer group's last delivered id), "pending": n (delivered, never acknowledged)}
+                      after the consumer group's last delivered id), "pending": n (delivered, never acknowledged),
+                      "pending_on": {signal id: the consumer (engine) it was delivered to}}
       status.json     how the run ended: {"state": "running" | "complete" | "interrupted" | "error", "phase",
                       "reason", "wall"}; a run that is not "complete" is judged invalid (``scenarios.verdicts``)
       nodes/*.log     stdout/stderr of every process the run started

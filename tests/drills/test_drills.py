@@ -15,6 +15,7 @@ green drill would prove nothing.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -211,6 +212,11 @@ def test_overload_is_backlog_not_loss(drill, record_property):
     lost = d.result("lost_signals")
     record_property("backlog_signals", lost.metrics.get("backlog_signals"))
     assert lost.metrics["backlog_signals"] > 0, f"the engine kept up with 1000/s: no backlog was tested ({d.run.path})"
+    # backlog.json names what was delivered to an engine and never answered apart from what was never read
+    backlog = json.loads((d.run.path / "backlog.json").read_text())
+    pending_on = backlog["pending_on"]
+    assert set(pending_on) <= set(backlog["signals"]) and len(pending_on) <= backlog["pending"], backlog["pending"]
+    assert bool(pending_on) == (backlog["pending"] > 0) and lost.metrics["backlog_pending_signals"] <= len(pending_on)
     assert not lost.lost, f"signals reported lost under overload: {lost.lost[:10]} ({lost.summary})"
     state = d.result("state")
     phantoms = [m for m in state.mismatches if m["kind"] == "phantom"]

@@ -167,6 +167,21 @@ def test_lost_acknowledged_signal_is_named():
     assert r.metrics["lost_signals"] == 3
 
 
+def test_a_backlog_signal_delivered_to_an_engine_is_named_with_its_consumer():
+    """A fresh-clone user's stateful run: a signal stranded in a superseded engine's pending list read as plain
+    backlog. Still not lost (it is on RTSS), but named apart from the undelivered ones, with its consumer."""
+    signals = [Signal("s1", "ok"), Signal("s2", "ok"), Signal("s3", "ok")]
+    r = c.check_lost_signals(signals, [deal(1, "s1")], [], backlog=["s2", "s3"], pending_on={"s2": "engine-A"})
+    assert r.valid is True and r.lost == []
+    assert r.metrics["backlog_signals"] == 2 and r.metrics["backlog_pending_signals"] == 1
+    assert r.summary.endswith("backlog 2 still queued at the end (1 delivered to an engine and never answered: "
+                              "s2 on engine-A)"), r.summary
+    assert next(e for e in r.evidence if e.get("kind") == "backlog")["pending_on"] == {"s2": "engine-A"}
+    # a run dumped before pending_on was recorded: no such metric, the summary as before
+    old = c.check_lost_signals(signals, [deal(1, "s1")], [], backlog=["s2", "s3"])
+    assert "backlog_pending_signals" not in old.metrics and old.summary.endswith("backlog 2 still queued at the end")
+
+
 @given(st.lists(st.tuples(st.sampled_from(["ok", "fail", "unknown"]),
                           st.sampled_from(["executed", "rejected", "rejected-no-reason", "nothing"])), max_size=40))
 def test_lost_signals_exactly_the_acknowledged_unresolved(spec):
