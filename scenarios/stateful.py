@@ -781,25 +781,21 @@ class Example:
 
     def _retire_all(self) -> list[str]:
         """Every active fault ended without starting a process (:func:`retire`): the teardown's heal."""
-        if self._primary_down():
-            self.outages[-1][1] = time.monotonic()
-        errors = []
-        for fault in reversed(self.active):
-            try:
-                retire(fault)
-            except Exception as exc:  # noqa: BLE001 - recorded; the next goes on
-                errors.append(f"{fault.fault_id}: {exc}")
-        self.active = []
-        return errors
+        return self._end_all(retire)
 
     def _heal_all(self) -> list[str]:
+        return self._end_all(lambda fault: fault.heal())
+
+    def _end_all(self, end: Callable) -> list[str]:
+        """``end(fault)`` for every active fault, newest first (closing an open primary-broker outage); returns
+        the errors, each recorded while the next goes on."""
         if self._primary_down():
             self.outages[-1][1] = time.monotonic()
         errors = []
         for fault in reversed(self.active):
             try:
-                fault.heal()
-            except Exception as exc:  # noqa: BLE001 - recorded; the next heal goes on
+                end(fault)
+            except Exception as exc:  # noqa: BLE001 - recorded; the next goes on
                 errors.append(f"{fault.fault_id}: {exc}")
         self.active = []
         return errors
