@@ -35,6 +35,7 @@ nearer than ``stops_level`` points is TRADE_RETCODE_INVALID_STOPS (10016).
 """
 from __future__ import annotations
 
+import bisect
 import hmac
 import math
 import time
@@ -177,6 +178,7 @@ class Broker:
         }
 
     def _apply(self, changes: list) -> None:
+        self._ledger_version = getattr(self, "_ledger_version", 0) + 1   # what _history_times' cache is keyed on
         for kind, key, value in changes:
             if kind == "meta":
                 self.meta[key] = value
@@ -484,8 +486,11 @@ class Broker:
         return [_row(o, TRADE_ORDER_FIELDS) for o in sorted(rows, key=lambda r: r["ticket"])], OK
 
     def history_orders_total(self, login: int, date_from: int, date_to: int):
-        rows, error = self.history_orders_get(login, date_from, date_to)
-        return len(rows), error
+        # counted by bisection of a sorted index of the history's times (``_history_times``), not by building the
+        # rows: the engine counts a window before it reads it (its scan reads a long history in pieces), and a count
+        # that cost a whole read made a 9,000-signal scan 2.5 s instead of 0.4 s
+        self.advance()
+        return self._count_between(self._history_times(login, "orders"), date_from, date_to), OK
 
     def history_orders_get(self, login: int, date_from=None, date_to=None, group=None, ticket=None, position=None):
         self.advance()
@@ -494,8 +499,27 @@ class Broker:
         return [_row(o, TRADE_ORDER_FIELDS) for o in rows], OK
 
     def history_deals_total(self, login: int, date_from: int, date_to: int):
-        rows, error = self.history_deals_get(login, date_from, date_to)
-        return len(rows), error
+        self.advance()
+        return self._count_between(self._history_times(login, "deals"), date_from, date_to), OK
+
+    def _history_times(self, login: int, which: str) -> list:
+        """The sorted times of the history orders (``time_setup``, every state but placed) or deals (``time``) of
+        ``login``, rebuilt after any change of the ledger (``_apply``)."""
+        cache = self.__dict__.setdefault("_history_time_index", {})
+        version = getattr(self, "_ledger_version", 0)
+        hit = cache.get((login, which))
+        if hit is None or hit[0] != version:
+            if which == "orders":
+                times = sorted(o["time_setup"] for o in self.orders[login].values()
+                               if o["state"] != c.ORDER_STATE_PLACED)
+            else:
+                times = sorted(d["time"] for d in self.deals[login].values())
+            hit = cache[(login, which)] = (version, times)
+        return hit[1]
+
+    @staticmethod
+    def _count_between(times: list, date_from: int, date_to: int) -> int:
+        return max(0, bisect.bisect_right(times, date_to) - bisect.bisect_left(times, date_from))
 
     def history_deals_get(self, login: int, date_from=None, date_to=None, group=None, ticket=None, position=None):
         # ticket= is an ORDER ticket here: the deals that order produced
