@@ -146,7 +146,10 @@ def soak_lines(doc: dict | None) -> list[str]:
              f"thread-pool growth or an engine's takeover left out; a takeover loads the account's orders by design, "
              f"so a leak per takeover shows only in the restart baselines) at most {b.get('rss_flat_mb_per_min', '?')} MB/min, plus one allocator step "
              f"({b.get('rss_step_mb', '?')} MB) over the steady span, above what the process keeps by design (Redis: {b.get('redis_rss_per_data', 1)}x its used_memory slope; a broker: "
-             f"{b.get('broker_bytes_per_deal', '?')} B a deal); non-socket fds rising at most "
+             f"{b.get('broker_bytes_per_deal', '?')} B a deal"
+             + (f"; an engine: {b['engine_bytes_per_signal']} B a signal traded (its broker traces)"
+                if b.get("engine_bytes_per_signal") else "")
+             + f"); non-socket fds rising at most "
              f"{b.get('fds_flat_per_min', '?')} a minute plus one fd over the span; sockets in CLOSE_WAIT over "
              f"{b.get('close_wait_persist_s', '?')} s are reported as held",
              "- fds at first / last sample: each process's open fds at its first and last sample while the stack "
@@ -157,11 +160,22 @@ def soak_lines(doc: dict | None) -> list[str]:
     restarts = [(name, p["restart_baselines"]) for name, p in sorted(doc.get("processes", {}).items())
                 if (p.get("restart_baselines") or {}).get("slope_mb_per_min") is not None]
     if restarts:
+        procs = doc.get("processes", {})
+        judged = bool(b.get("baseline_min_span_s"))
+
+        def baseline(name, r):
+            p = procs.get(name) or {}
+            text = (f"{name} {len(r['baselines_mb'])} starts, {r['baselines_mb'][0]:.1f} -> "
+                    f"{r['baselines_mb'][-1]:.1f} MB ({r['slope_mb_per_min']:+.3f} MB/min")
+            if p.get("restart_verdict"):
+                return text + f" against at most {p['restart_bound_mb_per_min']:.3f}: {p['restart_verdict']})"
+            return text + (", not judged: fewer than 3 starts over "
+                           f"{b['baseline_min_span_s']:g} s)" if judged else ")")
+        how = (f"judged like a slope when a process started 3 times or more over {b['baseline_min_span_s']:g} s "
+               "or more" if judged else "reported, not judged")
         lines[-3:-3] = [f"- RSS a process starts from, across its restarts (median {b.get('warmup_s', '?')}-"
-                        f"{(b.get('warmup_s') or 0) + 20:g} s after each start; reported, not judged): " + "; ".join(
-                            f"{name} {len(r['baselines_mb'])} starts, {r['baselines_mb'][0]:.1f} -> "
-                            f"{r['baselines_mb'][-1]:.1f} MB ({r['slope_mb_per_min']:+.3f} MB/min)"
-                            for name, r in restarts)]
+                        f"{(b.get('warmup_s') or 0) + 20:g} s after each start; {how}): " + "; ".join(
+                            baseline(name, r) for name, r in restarts)]
     for name, p in sorted(doc.get("processes", {}).items()):
         lines.append(f"| {name} | {_num(p['rss_first_mb'], '.1f')} | {_num(p['rss_last_mb'], '.1f')} | "
                      f"{_num(p['rss_slope_mb_per_min'], '+.3f')} | {_num(p.get('rss_bound_mb_per_min'), '.3f')} | "

@@ -95,6 +95,12 @@ FD_STEP = 1.0
 #   twice that for pymalloc's arena slack and dict growth steps.
 BROKER_BYTES_PER_DEAL = 5000
 REDIS_RSS_PER_DATA = 2.0
+# - an engine keeps one broker trace per signal of its reconcile lookback (``Engine.known``, 7 days: what its
+#   takeover and every lookup of an ambiguous send find at once): ENGINE_BYTES_PER_SIGNAL per signal traded at the
+#   brokers in the run (distinct comments of the ledger). Measured: 436 B of Python heap a signal (tracemalloc,
+#   20,000 traces; tests/soak/test_soak_figures.py re-measures it), 690 B of RSS a signal after a first scan of
+#   9,000 signals' history (2026-12-02); 1,000 for the allocator's slack, as the broker's.
+ENGINE_BYTES_PER_SIGNAL = 1000
 # - the harness keeps every operation of the run in memory until it judges them: its RSS is reported, not judged;
 #   its fds, threads and child processes are judged after the teardown (they must be back where they began).
 # File descriptors. Sockets come and go with the faults: a failover makes every client open a pool to the new
@@ -443,7 +449,8 @@ def restart_baselines(rows: list[dict], warmup_s: float = WARMUP_S, window_s: fl
     (MB) of its samples aged ``warmup_s`` to ``warmup_s + window_s``, and the least-squares slope (MB/min) of those
     baselines against the time of the PID's first such sample. A process that reloads state it keeps (an engine
     reads its whole journal into memory at start) starts higher each time; within-PID slopes cannot see that.
-    Returns ``{"baselines_mb": [...], "slope_mb_per_min": float | None}`` (None: fewer than 3 PIDs)."""
+    Returns ``{"baselines_mb": [...], "slope_mb_per_min": float | None, "span_s": seconds from the first
+    baseline to the last}`` (slope None: fewer than 3 PIDs). ``judge_process`` judges it (``restart_verdict``)."""
     by_pid: dict[int, list[dict]] = {}
     for r in sorted(rows, key=lambda r: r["t"]):
         if warmup_s <= r.get("age_s", 0.0) < warmup_s + window_s:
@@ -453,7 +460,8 @@ def restart_baselines(rows: list[dict], warmup_s: float = WARMUP_S, window_s: fl
         values = sorted(r["rss"] / 2**20 for r in samples)
         points.append((samples[0]["t"], values[len(values) // 2]))
     points.sort()
-    out = {"baselines_mb": [round(v, 1) for _, v in points], "slope_mb_per_min": None}
+    out = {"baselines_mb": [round(v, 1) for _, v in points], "slope_mb_per_min": None,
+           "span_s": round(points[-1][0] - points[0][0], 1) if points else 0.0}
     if len(points) >= 3:
         tm = sum(t for t, _ in points) / len(points)
         ym = sum(v for _, v in points) / len(points)
@@ -510,15 +518,26 @@ def kind_of(name: str) -> str:
     return "other"
 
 
+# Restart baselines are judged (``restart_verdict``) when a process started at least 3 times over at least
+# BASELINE_MIN_SPAN_S: by the same bound as a slope (what it keeps by design, RSS_FLAT_MB_PER_MIN, one step over
+# the span). Why: a faulted soak restarts an engine every minute or so (the 30-minute soak of seed 1650: engine-a 33
+# PIDs), so its within-process slopes are short and few, and what grew was what each start reloads: its start RSS
+# rose 147 -> 197 MB over 24 starts (+1.85 MB/min), reported but not judged, while the soak "passed".
+BASELINE_MIN_SPAN_S = 300.0
+
+
 def judge_process(name: str, rows: list[dict], deals_per_min: float = 0.0,
-                  steps: dict[int, list[float]] | None = None) -> dict:
+                  steps: dict[int, list[float]] | None = None, signals_per_min: float = 0.0) -> dict:
     """Figures and verdicts of one process from its samples (``Sampler`` rows): RSS first/last (MB), its slope
     (MB/min, ``pooled_slope``), the allowance for data it keeps by design (MB/min; see the bounds above), fds
     first/last and slope (fds/min), restarts. ``rss_verdict`` and ``fds_verdict``: ``flat``, ``growing``,
     ``unmeasured`` (with ``*_reason``) or, for the harness's RSS, ``reported`` (kept data, not judged); ``held``
     (only when it happened): sockets left in CLOSE_WAIT longer than CLOSE_WAIT_PERSIST_S.
-    ``deals_per_min``: a broker's ledger deals per minute of the run. ``steps``: an engine's takeovers
-    (``takeover_steps``), each the start of a new segment (``steady_segments``)."""
+    ``deals_per_min``: a broker's ledger deals per minute of the run; ``signals_per_min``: signals traded at every
+    broker per minute (an engine's allowance, ENGINE_BYTES_PER_SIGNAL). ``steps``: an engine's takeovers
+    (``takeover_steps``), each the start of a new segment (``steady_segments``). ``restart_verdict``: ``flat``,
+    ``growing`` (fails the soak) or None (fewer than 3 starts over BASELINE_MIN_SPAN_S: not judged), with
+    ``restart_reason``."""
     rows = sorted(rows, key=lambda r: r["t"])
     kind = kind_of(name)
     mb = float(2**20)
@@ -550,6 +569,8 @@ def judge_process(name: str, rows: list[dict], deals_per_min: float = 0.0,
             rss = {**rss, "slope_per_min": None, "reason": f"its used_memory: {used['reason']}"}
     elif kind == "broker":
         out["allowance_mb_per_min"] = deals_per_min * BROKER_BYTES_PER_DEAL / mb
+    elif kind == "engine":
+        out["allowance_mb_per_min"] = signals_per_min * ENGINE_BYTES_PER_SIGNAL / mb
     if kind == "harness":
         out["rss_verdict"], out["rss_reason"] = "reported", "keeps the run's operations in memory until it judges them"
     elif rss["slope_per_min"] is None:
@@ -560,6 +581,16 @@ def judge_process(name: str, rows: list[dict], deals_per_min: float = 0.0,
         out["rss_bound_mb_per_min"] = bound
         out["rss_verdict"] = "flat" if rss["slope_per_min"] <= bound else "growing"
         out["rss_reason"] = f"{rss['slope_per_min']:+.3f} MB/min against at most {bound:.3f}"
+    base = out["restart_baselines"]
+    out["restart_verdict"] = out["restart_reason"] = None
+    if kind != "harness" and base["slope_mb_per_min"] is not None and base["span_s"] >= BASELINE_MIN_SPAN_S \
+            and out["allowance_mb_per_min"] is not None:
+        bound = out["allowance_mb_per_min"] + RSS_FLAT_MB_PER_MIN + RSS_STEP_MB / (base["span_s"] / 60.0)
+        out["restart_bound_mb_per_min"] = bound
+        out["restart_verdict"] = "flat" if base["slope_mb_per_min"] <= bound else "growing"
+        out["restart_reason"] = (f"{len(base['baselines_mb'])} starts, {base['baselines_mb'][0]:.1f} -> "
+                                 f"{base['baselines_mb'][-1]:.1f} MB: {base['slope_mb_per_min']:+.3f} MB/min against "
+                                 f"at most {bound:.3f}")
     other = pooled_slope(rows, "other_fds", steps=steps)
     out["other_fds_slope_per_min"] = other["slope_per_min"]
     out["close_wait_max_s"] = close_wait_s = close_wait_persistence(rows)
@@ -708,6 +739,8 @@ def verdict(summary: dict, processes: dict) -> tuple[bool, list[str], list[str]]
                 why.append(f"{name} {label} growing: {p[f'{what}_reason']}")
             elif state == "unmeasured":
                 unmeasured.append(f"{name} {label}: {p[f'{what}_reason']}")
+        if p.get("restart_verdict") == "growing":
+            why.append(f"{name} RSS at start growing across restarts: {p['restart_reason']}")
     if not any(p.get("rss_verdict") in ("flat", "growing") for p in processes.values()):
         why.append("no process has a measured RSS slope (memory unmeasured)")
     if summary.get("processes_left_after_teardown") != 0:
@@ -893,10 +926,15 @@ def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
     opts = SoakOptions(minutes=facts["minutes"], seed=facts["seed"], rate_per_s=facts["rate_per_s"],
                        every_s=facts["every_s"])
     deals: Counter = Counter()
+    traded: set[str] = set()   # the signals at any broker: distinct comment prefixes of deals with a magic
     try:
         for line in (run_path / "ledger.jsonl").read_text().splitlines():
             if line.strip():
-                deals[json.loads(line).get("broker")] += 1
+                deal = json.loads(line)
+                deals[deal.get("broker")] += 1
+                comment = str(deal.get("comment") or "")
+                if deal.get("magic") and "-" in comment:
+                    traded.add(comment[:comment.rfind("-") + 1])
     except OSError:
         pass
     rows = [json.loads(line) for line in (run_path / SAMPLES).read_text().splitlines() if line.strip()] \
@@ -907,7 +945,8 @@ def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
     span_min = max(1e-9, max((r["t"] for r in rows), default=0.0) / 60.0)
     takeovers = takeover_steps(run_path, rows)
     processes = {name: judge_process(name, prow, deals_per_min=deals.get(name, 0) / span_min,
-                                     steps=takeovers if kind_of(name) == "engine" else None)
+                                     steps=takeovers if kind_of(name) == "engine" else None,
+                                     signals_per_min=len(traded) / span_min)
                  for name, prow in sorted(rows_of.items())}
     metric = lambda checker, key: res[checker].metrics.get(key) if checker in res else None   # noqa: E731
     summary = {
@@ -934,6 +973,7 @@ def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
         "price_settings": _price_settings(run_path),
         "bounds": {"warmup_s": WARMUP_S, "min_span_s": MIN_SPAN_S, "rss_flat_mb_per_min": RSS_FLAT_MB_PER_MIN,
                    "broker_bytes_per_deal": BROKER_BYTES_PER_DEAL, "redis_rss_per_data": REDIS_RSS_PER_DATA,
+                   "engine_bytes_per_signal": ENGINE_BYTES_PER_SIGNAL, "baseline_min_span_s": BASELINE_MIN_SPAN_S,
                    "rss_step_mb": RSS_STEP_MB, "fd_step": FD_STEP,
                    "fds_flat_per_min": FDS_FLAT_PER_MIN,
                    "close_wait_persist_s": CLOSE_WAIT_PERSIST_S},

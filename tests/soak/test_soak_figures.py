@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from reports.verification import soak_lines
 from scenarios import soak
-from scenarios.soak import (BROKER_BYTES_PER_DEAL, FDS_FLAT_PER_MIN, REDIS_RSS_PER_DATA, RSS_FLAT_MB_PER_MIN,
+from scenarios.soak import (BASELINE_MIN_SPAN_S, BROKER_BYTES_PER_DEAL, ENGINE_BYTES_PER_SIGNAL, FDS_FLAT_PER_MIN, REDIS_RSS_PER_DATA, RSS_FLAT_MB_PER_MIN,
                             WARMUP_S, Sampler, SoakOptions, close_wait_persistence, faults_by_move, harness_leaks,
                             judge_process, pooled_slope, soak_moves, soak_scenario, verdict)
 
@@ -130,6 +130,41 @@ def test_a_process_that_starts_higher_after_every_restart_shows_it_in_its_restar
     level = series(pid=1, age0=0.0, minutes=1.0) + series(pid=2, start_t=60, age0=0.0, minutes=1.0)
     assert soak.restart_baselines(level)["slope_mb_per_min"] is None   # two starts: no trend
     assert judge_process("engine-a", rising)["restart_baselines"]["slope_mb_per_min"] > 3
+
+
+def _restarts(n: int, every_s: float, rise_mb: float, name: str = "engine-a") -> list[dict]:
+    """``n`` PIDs of ``name``, one every ``every_s``, each level for its life and starting ``rise_mb`` above the last."""
+    rows = []
+    for k in range(n):
+        rows += series(name, pid=100 + k, start_t=k * every_s, age0=0.0, minutes=every_s / 60.0,
+                       base_mb=120.0 + k * rise_mb)
+    return rows
+
+
+def test_a_process_that_starts_higher_after_every_restart_fails_and_a_level_one_passes():
+    """The 30-minute soak of seed 1650 (059f4bf) restarted engine-a 32 times; each start stood higher (147 -> 197 MB,
+    +1.85 MB/min: its first broker scan kept the history's rows' memory) while its within-process slopes were too
+    short to judge: the soak passed. Start RSS is judged now."""
+    rising = judge_process("engine-a", _restarts(12, 60.0, 1.8))
+    assert rising["restart_verdict"] == "growing", rising["restart_reason"]
+    passed, why, _ = verdict(clean_summary(), {"engine-a": rising})
+    assert not passed and any("growing across restarts" in w for w in why), why
+    level = judge_process("engine-a", _restarts(12, 60.0, 0.0))
+    assert level["restart_verdict"] == "flat", level["restart_reason"]
+    # an engine may start higher by the broker traces it keeps (ENGINE_BYTES_PER_SIGNAL a signal traded), no more
+    per_min = 600.0
+    allowance = per_min * ENGINE_BYTES_PER_SIGNAL / MB
+    keeps = judge_process("engine-a", _restarts(12, 60.0, 0.8 * allowance), signals_per_min=per_min)
+    assert keeps["restart_verdict"] == "flat", keeps["restart_reason"]
+    beyond = judge_process("engine-a", _restarts(12, 60.0, allowance + 2 * RSS_FLAT_MB_PER_MIN),
+                           signals_per_min=per_min)
+    assert beyond["restart_verdict"] == "growing", beyond["restart_reason"]
+
+
+def test_restarts_too_few_or_too_close_together_are_not_judged():
+    assert judge_process("engine-a", _restarts(2, 300.0, 5.0))["restart_verdict"] is None   # two starts
+    close = _restarts(4, (BASELINE_MIN_SPAN_S - 30) / 3, 5.0)                               # span under the minimum
+    assert judge_process("engine-a", close)["restart_verdict"] is None
 
 
 def test_too_few_samples_are_unmeasured_not_flat():
@@ -294,6 +329,33 @@ def test_the_broker_allowance_covers_what_a_broker_really_keeps_per_deal(tmp_pat
     finally:
         tracemalloc.stop()
     assert per_deal <= BROKER_BYTES_PER_DEAL <= 3 * per_deal, per_deal
+
+
+def test_the_engine_allowance_covers_what_an_engine_keeps_per_signal():
+    """ENGINE_BYTES_PER_SIGNAL was measured (436 B of heap a signal's broker trace in ``Engine.known``, 690 B of RSS
+    after a first scan of 9,000 signals): this measures the trace again, built as ``BrokerSession.iter_traces`` and
+    ``Engine._scan_session`` build and keep it, and fails if an engine now keeps more a signal (the soak would call
+    it a leak) or if the allowance is more than 3x what it keeps (it would hide one)."""
+    from reference.engine.broker import BrokerTrace
+    from reference.engine.contract import order_comment
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        known, n = {}, 5000
+        for i in range(n):
+            comment = order_comment(f"soak-signal-{i:08d}", 1)
+            trace = BrokerTrace(kind="deal", ticket=10_000_000 + i, comment=comment, symbol=sys.intern("EURUSD"))
+            trace.order, trace.deal, trace.time_s = 9_000_000 + i, 10_000_000 + i, 1_796_170_007 + i
+            trace.volume, trace.price = 0.01 * (1 + i % 3), 1.08 + i * 1e-6
+            known[comment[:comment.rfind("-") + 1]] = trace
+        gc.collect()
+        per_signal = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert len(known) == n
+    assert per_signal <= ENGINE_BYTES_PER_SIGNAL <= 3 * per_signal, per_signal
 
 
 # -- the sampler on a real process ----------------------------------------------------------------------------------
