@@ -315,13 +315,18 @@ class Sampler:
                 with proc.oneshot():
                     rss, fds, started = proc.memory_info().rss, proc.num_fds(), proc.create_time()
                     threads = proc.num_threads()
+                    # each row is stamped when its process was read, not when the pass began: a pass waits on
+                    # every Redis node's INFO (0.3 s each for one down or cut off), and the 30-minute soak of
+                    # 2026-12-02 read an engine's takeover (RSS +8 MB) 67 ms after the takeover's event under the
+                    # pass's earlier time, so the sample closed the steady segment before it (+10 MB/min: failed)
+                    read = time.time() if now is None else t
                 conns = proc.net_connections(kind="inet")
             except (psutil.Error, KeyError, ValueError, TypeError):
                 continue
             if name != HARNESS:
                 alive += 1
-            row = {"t": round(t - self._t0, 3), "wall": round(t, 3), "name": name, "pid": int(entry["pid"]),
-                   "age_s": round(t - started, 3), "rss": rss, "fds": fds, "threads": threads,
+            row = {"t": round(read - self._t0, 3), "wall": round(read, 3), "name": name, "pid": int(entry["pid"]),
+                   "age_s": round(read - started, 3), "rss": rss, "fds": fds, "threads": threads,
                    "sockets": len(conns),
                    "other_fds": fds - len(conns),
                    "close_wait": sum(1 for c in conns if c.status == psutil.CONN_CLOSE_WAIT)}

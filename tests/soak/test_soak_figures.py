@@ -381,6 +381,26 @@ def test_the_sampler_reads_every_process_of_pids_json_and_the_harness(tmp_path):
     assert saved == sampler.rows
 
 
+def test_each_row_carries_the_time_its_process_was_read_not_the_pass_start(tmp_path, monkeypatch):
+    """A pass waits on every Redis node's INFO (0.3 s for one cut off): an engine read late in the pass under the
+    pass's start time put its takeover's RSS before the takeover (the 30-minute soak of 2026-12-02, 67 ms)."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    clock = iter(1000.0 + 0.7 * i for i in range(100))   # every read of the clock 0.7 s after the last
+    monkeypatch.setattr(soak.time, "time", lambda: next(clock))
+    try:
+        (tmp_path / "stack").mkdir()
+        (tmp_path / "stack" / "pids.json").write_text(json.dumps({
+            "redis-1": {"pid": child.pid, "create_time": 0}, "engine-a": {"pid": child.pid, "create_time": 0}}))
+        sampler = Sampler(tmp_path)
+        sampler.sample()
+    finally:
+        child.stdin.close()
+        child.wait(timeout=10)
+    times = [r["t"] for r in sampler.rows]
+    assert len(times) == 3 and times == sorted(times) and times[-1] > times[0], sampler.rows
+    assert all(r["wall"] - r["t"] == pytest.approx(1000.0) for r in sampler.rows)   # one time base
+
+
 # -- the report's lines ---------------------------------------------------------------------------------------------
 def test_the_report_lines_show_the_figures_and_a_failed_verdict_with_its_reason():
     processes = {"engine-a": judge_process("engine-a", series(mb_per_min=4.0)),
