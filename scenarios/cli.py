@@ -329,7 +329,7 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, pr
         except DrillError as exc:
             raise CannotJudge(str(exc)) from None
         except DrillInterrupted as exc:
-            where = f"; the interrupted run is marked in {out_dir}" if exc.phase else \
+            where = f"; the run folder {exc.run_dir or out_dir} is marked interrupted" if exc.phase else \
                 f"; the finished runs can be judged with `tradedrill check {out_dir}`"
             console.print(f"tradedrill: drill {exc}: every fault healed and every node stopped{where}",
                           markup=False, soft_wrap=True)

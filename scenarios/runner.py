@@ -56,6 +56,7 @@ class DrillInterrupted(BaseException):
         self.signum = signum
         self.signal_name = signal.Signals(signum).name
         self.phase = phase
+        self.run_dir: Path | None = None   # the run folder the interrupt marked (set by run_once)
 
     def __str__(self) -> str:
         return f"interrupted by {self.signal_name}" + (f" during {self.phase}" if self.phase else "")
@@ -209,7 +210,7 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
         env.dump_ground_truth()
         ended = True
     except DrillInterrupted as exc:
-        exc.phase = phase
+        exc.phase, exc.run_dir = phase, run.path
         failure = exc
         opts.say(f"  {exc}: healing faults, stopping every node")
         raise

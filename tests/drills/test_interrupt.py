@@ -152,6 +152,8 @@ def test_interrupt_tears_everything_down(tmp_path, sig, phase):
         else:
             assert code == 128 + sig, out[-2000:]
             assert f"interrupted by {signal.Signals(sig).name}" in out, out[-2000:]
+            # the message names the run folder itself (a new user's finding: it named --out, a folder of runs)
+            assert f"the run folder {d.run_dir()} is marked interrupted" in " ".join(out.split()), out[-2000:]
             status = d.status()
             assert status.get("state") == "interrupted", status
             check = subprocess.run([sys.executable, "-m", "tradedrill.cli", "check", str(d.run_dir())],
