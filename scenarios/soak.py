@@ -96,10 +96,12 @@ FD_STEP = 1.0
 BROKER_BYTES_PER_DEAL = 5000
 REDIS_RSS_PER_DATA = 2.0
 # - an engine keeps one broker trace per signal of its reconcile lookback (``Engine.known``, 7 days: what its
-#   takeover and every lookup of an ambiguous send find at once): ENGINE_BYTES_PER_SIGNAL per signal traded at the
-#   brokers in the run (distinct comments of the ledger). Measured: 436 B of Python heap a signal (tracemalloc,
-#   20,000 traces; tests/soak/test_soak_figures.py re-measures it), 690 B of RSS a signal after a first scan of
-#   9,000 signals' history (2026-12-02); 1,000 for the allocator's slack, as the broker's.
+#   takeover and every lookup of an ambiguous send find at once) and opens a journal whose blocks DuckDB keeps in
+#   its buffer pool: ENGINE_BYTES_PER_SIGNAL per signal traded at the brokers in the run (distinct comments of the
+#   ledger). Measured: 436 B of Python heap a trace (tracemalloc, tests/soak/test_soak_figures.py re-measures it);
+#   an engine start replayed against copies of the 30-minute soak's end state (2026-12-02, 15,670 signals traded,
+#   engine-a's 4.7 MB journal) stood 15.3 MB above the same start with no history: the journal's open +9.3 MB,
+#   the first broker scan +6.2 MB, i.e. 980 B a signal traded.
 ENGINE_BYTES_PER_SIGNAL = 1000
 # - the harness keeps every operation of the run in memory until it judges them: its RSS is reported, not judged;
 #   its fds, threads and child processes are judged after the teardown (they must be back where they began).
