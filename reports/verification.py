@@ -3,6 +3,7 @@ sweep) and the soak's figures (``soak.json`` of ``tradedrill soak``), as ``verif
 ``verification.html`` in the same folder. Each input is optional: a missing one is said, not guessed."""
 from __future__ import annotations
 
+import datetime as _dt
 import html
 import json
 from pathlib import Path
@@ -203,8 +204,12 @@ def write_section(folder: Path | str, soak_json: Path | str | None = None) -> Pa
 
 
 # -- the section of the main report (reports.build) ----------------------------------------------------------------
-CATCH_RATE_JSON = Path("out/verification/catch_rate.json")   # where `nox -s variants` writes (relative to the cwd)
-SOAK_JSON = Path("out/soak/soak.json")                        # where `nox -s soak` writes
+# where `nox -s variants` and `nox -s soak` (`bash run.sh soak`) write: the repository's out/, whatever the current
+# folder (a new user's `tradedrill check RUN --report X` showed the catch rate from the clone and not the soak, and
+# the other way round from the folder above, for the same files)
+REPO_OUT = Path(__file__).resolve().parents[1] / "out"
+CATCH_RATE_JSON = REPO_OUT / "verification" / "catch_rate.json"
+SOAK_JSON = REPO_OUT / "soak" / "soak.json"
 
 
 def _lines_html(lines: list[str]) -> str:
@@ -234,8 +239,9 @@ def _lines_html(lines: list[str]) -> str:
 
 def section_view(catch_rate_json: Path | str | None = None, soak_json: Path | str | None = None) -> dict:
     """The verification section of ``report.html``: ``{"catch_rate": {"measured", "html", "doc"}, "soak": ...}``
-    from ``catch_rate_json`` (default ``out/verification/catch_rate.json``) and ``soak_json`` (default
-    ``out/soak/soak.json``); a part whose file is missing or unreadable is ``measured: False`` ("not measured")."""
+    from ``catch_rate_json`` (default the repository's ``out/verification/catch_rate.json``) and ``soak_json``
+    (default the repository's ``out/soak/soak.json``), each headed by the file it was read from and when that was
+    written; a part whose file is missing or unreadable is ``measured: False`` ("not measured")."""
     view: dict = {}
     for key, path, lines_of in (("catch_rate", catch_rate_json or CATCH_RATE_JSON, catch_rate_lines),
                                 ("soak", soak_json or SOAK_JSON, soak_lines)):
@@ -244,6 +250,13 @@ def section_view(catch_rate_json: Path | str | None = None, soak_json: Path | st
             body = _lines_html(lines_of(doc)) if doc else ""
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             doc, body = None, f"<p class=\"fail\">{html.escape(str(path))} cannot be read ({type(exc).__name__})</p>"
+        if doc:   # which file, of when: a figure without its source and age is not evidence
+            try:
+                when = _dt.datetime.fromtimestamp(Path(path).stat().st_mtime, _dt.timezone.utc)
+                stamp = when.isoformat(timespec="seconds")
+            except OSError:
+                stamp = "?"
+            body = f"<p class=\"source\">from <code>{html.escape(str(path))}</code>, written {stamp}</p>" + body
         view[key] = {"measured": bool(doc), "html": body, "path": str(path),
                      "figure": (doc or {}).get("catch_rate") if key == "catch_rate" else None}
     return view

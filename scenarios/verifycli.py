@@ -171,9 +171,9 @@ def replay(run_dir: Path, subnet: str, out_dir: str | None, reference: bool, att
               help="Seconds between two faults (5 to 600). One longer than half the soak injects no fault: a "
                    "load-only soak, whose fault recovery is reported unmeasured.")
 @click.option("--subnet", default="127.0.95", show_default=True, help="Loopback /24 for the soak's stack.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("out/soak"),
-              show_default=True, help="Folder for the soak's run folder and its soak.json and soak.md.")
-def soak(minutes: float, seed: int, rate: float, every_s: float, subnet: str, out_dir: Path) -> None:
+@click.option("--out", "out_dir", type=str, default="out/soak", show_default=True,
+              help="Folder for the soak's run folder and its soak.json and soak.md.")
+def soak(minutes: float, seed: int, rate: float, every_s: float, subnet: str, out_dir: str) -> None:
     """Minutes of load with a seeded random fault of the fault table every 10 s; reports duplicates, lost
     acknowledged signals, the RSS slope of every long-running process, fds and processes before and after.
     Bad options are refused in one line (exit 2) before any stack starts (``scenarios.soak.option_problems``)."""
@@ -181,8 +181,14 @@ def soak(minutes: float, seed: int, rate: float, every_s: float, subnet: str, ou
     from scenarios import soak as soak_module
     from scenarios.soak import SoakOptions, option_problems
 
+    # "" is Path("."), the current folder: a new user's `--out ""` ran a whole soak into the clone's root
+    if not out_dir.strip():
+        raise CannotRun("--out is empty: pass the folder for the soak's run folder (default out/soak)")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise CannotRun(_one_line(f"--out {out_dir} is a file, not a folder; pass a folder for the soak's run "
+                                  f"folder"))
     opts = SoakOptions(minutes=minutes, seed=seed, rate_per_s=rate, every_s=every_s, subnet=subnet,
-                       out_dir=out_dir, say=lambda m: click.echo(m))
+                       out_dir=Path(out_dir), say=lambda m: click.echo(m))
     problems = option_problems(opts)
     if problems:
         raise CannotRun(_one_line("; ".join(problems)))

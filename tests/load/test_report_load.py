@@ -3,6 +3,7 @@ timeline, the load's numbers beside it, and the verification section (catch rate
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import re
 
 import pytest
@@ -68,9 +69,40 @@ def test_verification_section_shows_what_exists_and_says_what_does_not(html):
 
 
 def test_no_data_at_all_is_not_measured(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    from reports import verification
+
+    monkeypatch.setattr(verification, "CATCH_RATE_JSON", tmp_path / "none" / "catch_rate.json")
+    monkeypatch.setattr(verification, "SOAK_JSON", tmp_path / "none" / "soak.json")
     view = section_view()
     assert not view["catch_rate"]["measured"] and not view["soak"]["measured"]
+
+
+def test_the_section_reads_the_repositorys_out_from_any_folder_and_names_its_source(tmp_path, monkeypatch):
+    """A new user's finding: the section read out/ of the current folder, so `tradedrill check ... --report` showed
+    the catch rate from the clone and the soak from the folder above (for the same files), never saying which."""
+    from reports import verification
+
+    repo_out = tmp_path / "repo" / "out"
+    (repo_out / "soak").mkdir(parents=True)
+    summary = {"duplicate_orders": 0, "lost_signals": 0, "acknowledged": 100, "valid": True, "run_validity": [],
+               "processes_left_after_teardown": 0, "harness_leaked": {"fds": 0, "threads": 0, "children": []},
+               "minutes": 2, "rate_per_s": 10, "every_s": 10, "seed": 3, "signals": 1200, "faults_injected": 2,
+               "faults_scheduled": 2, "fault_counts": {"engine-kill": 2}, "state_mismatches": 0,
+               "processes_before": 10, "processes_after": 10, "passed": True, "failed_because": [], "unmeasured": [],
+               "harness_before_stack": {"fds": 7, "threads": 2, "children": []},
+               "harness_after_teardown": {"fds": 7, "threads": 2, "children": []}, "bounds": {"warmup_s": 20}}
+    (repo_out / "soak" / "soak.json").write_text(json.dumps({"summary": summary, "processes": {}}))
+    monkeypatch.setattr(verification, "SOAK_JSON", repo_out / "soak" / "soak.json")
+    monkeypatch.setattr(verification, "CATCH_RATE_JSON", repo_out / "verification" / "catch_rate.json")
+    seen = []
+    for folder in (tmp_path, tmp_path / "repo"):
+        monkeypatch.chdir(folder)
+        view = section_view()
+        seen.append((view["soak"]["measured"], view["soak"]["path"]))
+        assert view["soak"]["measured"], view["soak"]
+        assert f"from <code>{repo_out / 'soak' / 'soak.json'}</code>, written 20" in view["soak"]["html"]
+    assert seen[0] == seen[1]
+    assert Path(verification.REPO_OUT).is_absolute() and verification.REPO_OUT.name == "out"
 
 
 def test_svg_without_rows_still_shows_the_windows():

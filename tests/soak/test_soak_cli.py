@@ -57,6 +57,10 @@ def invoke(args):
     # an argument with a line break is echoed escaped (the fuzz test below found "stray\n" printed over two lines)
     (["stray\n"], ["unexpected extra argument (stray\\n)"]),
     (["--subnet", "127.0.95\nx"], ["--subnet", "127.0.95\\nx"]),
+    # "" is the current folder to pathlib: a new user's `--out ""` ran a whole soak into the clone's root
+    (["--out", ""], ["--out is empty", "default out/soak"]),
+    (["--out", "  "], ["--out is empty"]),
+    (["--out", "/etc/hostname"], ["--out /etc/hostname is a file, not a folder"]),
 ])
 def test_bad_options_are_refused_in_one_line_before_any_stack_starts(ran, args, words):
     got = invoke(args)
