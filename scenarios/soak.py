@@ -759,13 +759,18 @@ def verdict(summary: dict, processes: dict) -> tuple[bool, list[str], list[str]]
 
 
 def verdict_word(summary: dict) -> str:
-    """The soak's verdict in words: ``failed``, ``passed``, or ``passed under load only (fault recovery
+    """The soak's verdict in words: ``failed``, ``passed``, ``passed under load only (fault recovery
     unmeasured: no fault injected)`` when the soak passed without a fault to recover from (``fault_recovery`` of
-    ``judge_run``): a load-only soak never claims a pass for a recovery it did not measure."""
+    ``judge_run``): a load-only soak never claims a pass for a recovery it did not measure; ``passed (what was
+    measured passed)`` when something was not measured (``summary["unmeasured"]``). The exit status is 0 for all
+    three (the drills' rule: every target met or unmeasured)."""
     if not summary.get("passed"):
         return "failed"
     if summary.get("fault_recovery") != "measured":
         return f"passed under load only (fault recovery unmeasured: {NO_FAULT})"
+    if summary.get("unmeasured"):
+        # a new user's finding: CI's 2-minute soak measured neither engine's memory and soak.json said "passed"
+        return "passed (what was measured passed)"
     return "passed"
 
 

@@ -90,6 +90,9 @@ def test_a_failed_soak_without_a_fault_says_failed_and_its_reason(tmp_path, monk
     s = judge_run(soak_folder(tmp_path, SoakOptions(minutes=2, every_s=600), faults=None))["summary"]
     assert s["verdict"] == "failed" and "duplicate orders: 2" in s["failed_because"]
     assert verdict_word({"passed": True, "fault_recovery": "measured"}) == "passed"
+    # something not measured: never a plain "passed" in soak.json (a new user read CI's soak as a full pass)
+    assert verdict_word({"passed": True, "fault_recovery": "measured",
+                         "unmeasured": ["engine-a RSS: 0 s of steady samples"]}) == "passed (what was measured passed)"
     assert "**failed**: duplicate orders: 2" in "\n".join(soak_lines({"summary": s, "processes": {}}))
 
 
