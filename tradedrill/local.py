@@ -753,6 +753,7 @@ def down_detached(run_dir: Path, timeout: float = 10.0) -> list[str]:
     deadline. Returns the names it stopped. Forgets the stack in the stack index (by its resolved run folder: the
     index records it so), also when none of its processes runs any more."""
     run_dir = Path(run_dir).resolve()
+    recorded = (run_dir / "pids.json").exists()
     registry = PidRegistry(run_dir / "pids.json")
     entries = registry.entries()
     stopped = []
@@ -771,7 +772,8 @@ def down_detached(run_dir: Path, timeout: float = 10.0) -> list[str]:
         )
     except TimeoutError:
         pass
-    registry.reap_leftovers()
+    if recorded:   # a folder with no stack gets no pids.json of ours (`down --dir` of any folder wrote one)
+        registry.reap_leftovers()
     StackIndex().release_run_dir(run_dir)
     state = run_dir / "stack.json"
     if state.exists():

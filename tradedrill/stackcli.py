@@ -128,6 +128,14 @@ def down(stack_dir: Path, every: bool, subnet: str | None) -> None:
     drill left behind. Removes the docker containers, networks and volumes that docker-provider runs left (by
     label; --all: every run's) and stops the dockerd a run started (never one somebody else started). Heals the
     kernel rules and mounts of faults whose process is gone."""
+    if subnet is not None:
+        from tradedrill.topology import TopologyError, _check_subnet
+
+        try:
+            _check_subnet(subnet)
+        except TopologyError as exc:   # a new user's `--subnet 127.0.300` read "nothing was running"
+            _fail(f"--subnet: {exc}")
+    had_stack = any((stack_dir / name).exists() for name in ("pids.json", "stack.json"))
     stopped = down_detached(stack_dir)
     said = False
     if stopped:
@@ -143,6 +151,10 @@ def down(stack_dir: Path, every: bool, subnet: str | None) -> None:
         click.echo(line)
         said = True
     if not said:
+        given = click.get_current_context().get_parameter_source("stack_dir") is not click.core.ParameterSource.DEFAULT
+        if given and not had_stack:
+            # a new user's `down --dir <a folder with no stack>` was answered only with another user's soak
+            click.echo(f"no stack in {stack_dir}: nothing recorded there to stop")
         # what is still running and was left alone on purpose (a new user read "nothing was running" while an `up`
         # stack ran on the subnet it named)
         index = StackIndex()
@@ -150,10 +162,13 @@ def down(stack_dir: Path, every: bool, subnet: str | None) -> None:
                 if (subnet is None or e.get("subnet") == subnet) and index.live_processes(k)]
         if kept:
             for run_dir, e in kept:
-                how = (f"`tradedrill down --dir {run_dir}`" if e.get("detached") else
-                       f"`tradedrill down --all --subnet {e.get('subnet')}` (its harness process still runs)")
-                click.echo(f"nothing stopped: the stack in {run_dir} (subnet {e.get('subnet')}) still runs; stop it "
-                           f"with {how}")
+                if e.get("detached"):
+                    click.echo(f"nothing stopped: the stack in {run_dir} (subnet {e.get('subnet')}) still runs; stop "
+                               f"it with `tradedrill down --dir {run_dir}`")
+                else:   # a drill, soak or test whose harness still runs: its owner stops it, not a stray `down`
+                    click.echo(f"left alone: the stack in {run_dir} (subnet {e.get('subnet')}) belongs to a drill, "
+                               f"soak or test whose harness process still runs; if it is yours and stuck, "
+                               f"`tradedrill down --all --subnet {e.get('subnet')}` stops it")
         else:
             click.echo("nothing was running")
     from faults.cli import heal_dead_leftovers
