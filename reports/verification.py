@@ -32,7 +32,11 @@ def catch_rate_lines(doc: dict | None) -> list[str]:
                   f"of search; the failure minimised by replay in at most {bounds['minimise_trials']} replays / "
                   f"{bounds['minimise_s']:g} s; the aim is a schedule of at most 5 steps."
                   + _other_bounds(doc.get("other_bounds") or {}), ""]
-    lines += ["| variant | bug | caught by | symptom | shrunk schedule | replay | seconds |",
+    lines += ["A stateful example runs a background load (signals `<example tag>-L<n>`, e.g. `x01502730-L1`) beside its steps, so a symptom may "
+              "name a load signal rather than one the schedule submits: the shrunk schedule is then what makes the "
+              "bug show (the fault, and the moment the steps give it), and replay reproduces it with the same load. "
+              "The control replays the schedule on the reference engine.", "",
+              "| variant | bug | caught by | symptom | shrunk schedule | replay | seconds |",
               "|---|---|---|---|---|---|---|"]
     for r in doc.get("variants", []):
         symptom = "; ".join(f"{s['checker']}: {s['summary']}" for s in r.get("symptoms") or [])[:300] or "-"
