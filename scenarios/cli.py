@@ -9,8 +9,10 @@ empty history, a scheduled fault never injected) or the command could not run.
 """
 from __future__ import annotations
 
+import os
 import random
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -190,6 +192,13 @@ def check(run_dir: Path, report_dir: Path | None) -> None:
     if not run_dir.exists():
         raise CannotJudge(f"{run_dir} does not exist; pass the folder a drill wrote (it holds history.jsonl), or "
                           f"a folder of such folders")
+    if not run_dir.is_dir():
+        raise CannotJudge(f"{run_dir} is a file, not a run folder; pass the folder a drill wrote (it holds "
+                          f"history.jsonl), or a folder of such folders")
+    if report_dir is not None and report_dir.exists() and not report_dir.is_dir():
+        # checked before judging: a new user read the whole results table, then "File exists"
+        raise CannotJudge(f"--report {report_dir} is a file, not a folder; pass a folder for report.html, "
+                          f"report.json and junit.xml")
     runs = RunDir.find(run_dir)
     if not runs:
         raise CannotJudge(f"no run under {run_dir}: a run folder holds scenario.json and history.jsonl; the drill "
@@ -310,6 +319,17 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, pr
         if value is not None and value != value:  # NaN passes every range check
             raise click.BadParameter("must be a number, not nan", param_hint=name)
     load = _load_options(users, spawn_rate, load_mix)
+    # --out checked before the first progress line (a new user saw two of them, then the refusal)
+    parent = next((q for q in (out_dir, *out_dir.parents) if q.exists()), None)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise click.BadParameter(f"{out_dir} is a file, not a folder; pass a folder for the drills' run folders",
+                                 param_hint="--out")
+    if parent is not None:
+        try:   # a real probe (root may "access" /proc, where nothing can be made), removed at once
+            os.rmdir(tempfile.mkdtemp(prefix=".tradedrill-probe-", dir=parent))
+        except OSError as exc:
+            raise click.BadParameter(f"{out_dir}: cannot make a folder under {parent} ({exc.strerror or exc}); pass "
+                                     f"a writable folder", param_hint="--out") from None
     console = _console()
     progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
                         TimeElapsedColumn(), console=console)

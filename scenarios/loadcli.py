@@ -76,6 +76,9 @@ def spec_for_stack(stack_dir: Path, run_dir: Path, timeout_s: float = 2.0, settl
     from tradedrill.local import load_state
     from tradedrill.topology import Topology
 
+    if Path(stack_dir).exists() and not Path(stack_dir).is_dir():   # `up --dir FILE`, suggested below, fails too
+        raise ValueError(f"--dir {stack_dir} is a file, not a stack's run folder; pass the --dir you gave "
+                         f"`tradedrill up`")
     state = load_state(stack_dir)
     if state is None:
         raise ValueError(f"no stack is running from {stack_dir}; start one, e.g. `tradedrill up --dir {stack_dir} "

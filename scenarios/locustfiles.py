@@ -253,9 +253,14 @@ class WebhookSender(User):
     RETRY_PAUSE_S = 0.05
 
     def on_start(self) -> None:
+        import logging
+
         import httpx
         from tradedrill.services.backend import read_passphrase
 
+        # httpx logs every request at INFO, and locust's workers log INFO: 256 lines a worker in 30 s, drowning
+        # what matters (a new user's finding); locust's statistics count the requests
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         ctx = _context(self.environment)
         self.process = f"locust-webhook-{next(ctx.counter)}"
         self.passphrase = ctx.spec.get("passphrase") or read_passphrase(ctx.spec["stack_dir"])

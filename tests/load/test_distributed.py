@@ -73,3 +73,7 @@ def test_one_master_two_workers(tmp_path, webhook):
     history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     done = [h for h in history if h["type"] == "ok" and h["f"] == "webhook"]
     assert len(done) == requests
+    # a worker's log is not one line a request (httpx's INFO lines: 256 a worker in 30 s, a new user's finding)
+    for i in range(2):
+        log = (tmp_path / f"worker-{i}.log").read_text(errors="replace")
+        assert "HTTP Request:" not in log, log[-1000:]

@@ -115,6 +115,12 @@ def test_load_spec_without_a_stack_is_a_one_line_error(tmp_path):
     assert got.returncode == 2 and "Traceback" not in got.stderr
     assert got.stderr.strip().count("\n") == 0 and "no stack is running" in got.stderr and "tradedrill up" in got.stderr
     assert not (tmp_path / "spec.json").exists()
+    # a file as --dir: said so (the `up --dir FILE` it suggested before fails too)
+    (tmp_path / "afile").write_text("x")
+    got = subprocess.run([sys.executable, "-m", "tradedrill.cli", "load-spec", "--dir", str(tmp_path / "afile"),
+                          "--out", str(tmp_path / "spec.json")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert got.returncode == 2 and got.stderr.strip().count("\n") == 0, got.stderr
+    assert "is a file, not a stack's run folder" in got.stderr and "tradedrill up --dir" not in got.stderr, got.stderr
 
 
 # -- the summary's percentiles -------------------------------------------------------------------------------------

@@ -137,6 +137,22 @@ def test_check_report_to_an_unwritable_path_is_one_line(tmp_path):
     assert result.exit_code == 2 and "cannot write the report" in result.output, result.output
 
 
+def test_check_and_drill_say_a_file_is_not_a_folder_before_anything_else(tmp_path):
+    """A new user's findings: `check FILE` said "no run under FILE"; `check RUN --report FILE` printed the whole
+    results table, then "File exists"; `drill --out FILE` printed two progress lines before refusing."""
+    synthetic.write_run(tmp_path / "r", scenario="engine-kill", outage_s=1.0, rate_per_s=5.0)
+    (tmp_path / "afile").write_text("x")
+    got = CliRunner().invoke(cli.check, [str(tmp_path / "afile")])
+    assert got.exit_code == 2 and "is a file, not a run folder" in got.output, got.output
+    got = CliRunner().invoke(cli.check, [str(tmp_path / "r"), "--report", str(tmp_path / "afile")])
+    assert got.exit_code == 2 and "--report" in got.output and "is a file, not a folder" in got.output, got.output
+    assert "checked 1 run(s)" not in got.output, "judged before refusing"
+    for out in (tmp_path / "afile", Path("/proc/nope")):
+        got = CliRunner().invoke(cli.drill, ["engine-kill", "--subnet", "127.0.251", "--out", str(out)])
+        assert got.exit_code == 2 and "--out" in got.output, got.output
+        assert "runs" not in got.output.split("Error")[0], got.output   # no progress line before it
+
+
 def test_drill_refuses_a_subnet_off_loopback_before_writing_anything(tmp_path):
     result = CliRunner().invoke(cli.drill, ["engine-kill", "--subnet", "10.0.0", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "loopback" in result.output, result.output
