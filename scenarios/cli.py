@@ -91,6 +91,8 @@ def _print_verdicts(console: Console, verdicts) -> None:
     for v in verdicts:
         d = v.distribution
         n = str(d.n) + (f" (+{v.lower_bounds} not recovered)" if v.lower_bounds else "")
+        if not d.n and getattr(v, "read", ""):   # a text or yes/no setting: the value read and by how many runs
+            n = v.read
         alts = "; ".join(f"{a['value']} ({a['source']}): {a['verdict']}" for a in v.alternatives)
         table.add_row(v.scenario, v.requirement_id, v.target_label, v.source, n, _fmt_num(d.min),
                       _fmt_num(d.median), _fmt_num(d.p95), _fmt_num(d.max),
@@ -149,6 +151,9 @@ def _judge(console: Console, run_checks, where: str, report_dir: Path | None) ->
 
     verdicts = summarize(run_checks)
     targets = targets_mod.load()
+    from reports.build import read_values
+
+    read_values(verdicts, run_checks)   # a text setting shows the value read, not "n 0" (a new user's finding)
     cov = coverage(requirement_table(verdicts, targets), targets, run_checks)
     console.print(cov["line"], markup=False, soft_wrap=True)   # the first line, as in the report (issue 19)
     console.print(f"checked {len(run_checks)} run(s) under {where}")

@@ -224,3 +224,20 @@ def test_bad_drill_options_are_one_line_with_exit_2_and_no_usage_block(args):
     assert result.exit_code == 2, result.output
     assert len(lines) == 1 and lines[0].startswith("Error: ") and "Usage:" not in result.output, result.output
     assert "tradedrill drill --help" in lines[0]
+
+
+def test_a_text_setting_shows_the_value_read_not_n_0():
+    """A new user read `RDS-3 appendfsync == always  n 0  pass` in `tradedrill check`: a text setting has no
+    distribution; the console now shows what was read, as the HTML report does."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    dist = SimpleNamespace(n=0, min=None, median=None, p95=None, max=None)
+    v = SimpleNamespace(distribution=dist, lower_bounds=0, alternatives=[], scenario="engine-kill",
+                        requirement_id="RDS-3", target_label="appendfsync == always", source="EA-BR 3.1",
+                        verdict="pass", overridden=[], read="read always (1 run, 3 nodes each)")
+    console = Console(width=400, record=True)
+    cli._print_verdicts(console, [v])
+    text = console.export_text()
+    assert "read always (1 run, 3 nodes each)" in text and "│ 0 " not in text, text
