@@ -11,6 +11,19 @@ from tradedrill.services.mt5sim import admin_token, simulator_node
 HEDGING, NETTING = 5001, 5002
 
 
+def engine_session(sim, timeout_s: float = 2.0, login: int = HEDGING):
+    """The engine's own ``BrokerSession`` to simulator process ``sim`` (a node), connected; ``timeout_s`` for both
+    a call and an order reply."""
+    from reference.engine.broker import BrokerSession
+    from reference.engine.config import BrokerConfig, EngineConfig
+
+    cfg = EngineConfig(broker_timeout_s=timeout_s, order_reply_timeout_s=timeout_s)
+    session = BrokerSession(BrokerConfig(name="primary", params={"kind": "simulator", "host": sim.address,
+                                                                  "port": sim.port}, login=login), cfg)
+    session.connect()
+    return session
+
+
 def free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))

@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 
 from reference.engine import broker as broker_mod
 from reference.engine.broker import BrokerSession
-from reference.engine.config import BrokerConfig, EngineConfig
-from tests.mt5.conftest import HEDGING
+from tests.mt5.conftest import engine_session
 from tradedrill.waiting import wait_until
 
 MAGIC = 916017
@@ -29,11 +28,7 @@ SIGNALS = 24
 
 
 def _session(sim) -> BrokerSession:
-    cfg = EngineConfig(broker_timeout_s=5.0, order_reply_timeout_s=5.0)
-    session = BrokerSession(BrokerConfig(name="primary", params={"kind": "simulator", "host": sim.address,
-                                                                  "port": sim.port}, login=HEDGING), cfg)
-    session.connect()
-    return session
+    return engine_session(sim, timeout_s=5.0)
 
 
 def _trade(session: BrokerSession, n: int, per_second: int = 8) -> None:

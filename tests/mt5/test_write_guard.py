@@ -11,19 +11,14 @@ stands for a freeze between the two."""
 from __future__ import annotations
 
 from reference.engine.broker import NOT_SENT, BrokerSession
-from reference.engine.config import BrokerConfig, EngineConfig
 from reference.mt5.simclient import SimulatorTerminal
-from tests.mt5.conftest import HEDGING
+from tests.mt5.conftest import HEDGING, engine_session
 
 MAGIC = 916016
 
 
 def _session(sim) -> BrokerSession:
-    cfg = EngineConfig(broker_timeout_s=2.0, order_reply_timeout_s=2.0)
-    session = BrokerSession(BrokerConfig(name="primary", params={"kind": "simulator", "host": sim.address,
-                                                                  "port": sim.port}, login=HEDGING), cfg)
-    session.connect()
-    return session
+    return engine_session(sim, timeout_s=2.0)
 
 
 def _request(session: BrokerSession, comment: str) -> dict:
