@@ -28,7 +28,9 @@ after the heal completed, so a fault window is [inject.mono, heal.mono].
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as _dt
+import fcntl
 import itertools
 import json
 import os
@@ -144,8 +146,22 @@ class FaultState:
         tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
         os.replace(tmp, self.path)
 
-    def add(self, kind: str, record: dict) -> None:
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """This process's threads (a lock) and every other process (flock on ``<file>.lock``, 0600) one at a time:
+        two drills or two test workers sharing the file read-modify-wrote it at once and lost each other's records."""
         with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path.with_name(self.path.name + ".lock"),
+                         os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
+
+    def add(self, kind: str, record: dict) -> None:
+        with self._exclusive():
             state = self._read()
             entries = state.setdefault(kind, [])
             if record not in entries:
@@ -153,7 +169,7 @@ class FaultState:
             self._write(state)
 
     def remove(self, kind: str, record: dict) -> None:
-        with self._lock:
+        with self._exclusive():
             state = self._read()
             state[kind] = [r for r in state.get(kind, []) if r != record]
             self._write(state)

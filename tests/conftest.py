@@ -1,12 +1,16 @@
 """Shared pytest configuration: hypothesis profiles (ci, dev, soak) as named settings, like Hypothesis itself; and
-SIGTERM handled like Ctrl-C.
+SIGTERM handled like Ctrl-C; and the groups that let ``nox -s tests`` run two pytest-xdist workers side by side.
 
 SIGTERM (``timeout``, a CI runner, ``kill``) used to end pytest at once, fixtures and all: every stack a fixture had
 started (the stateful test's, the variant sweep's) kept running, parent pid 1. Now it raises KeyboardInterrupt in
 the main thread, as Ctrl-C does, so pytest unwinds and every fixture's teardown stops what it started (after any
 critical section of ``tradedrill.process``: a node being started is recorded first). A second SIGTERM within
 ``SIGTERM_GRACE_S`` is ignored, with a message (the teardown is running); a later one interrupts again. SIGKILL
-cannot be handled: what it leaves is in the stack index, and ``tradedrill down --subnet S`` stops it."""
+cannot be handled: what it leaves is in the stack index, and ``tradedrill down --subnet S`` stops it.
+
+Under pytest-xdist (``nox -s tests``) the controller passes SIGTERM and SIGINT on to its workers and waits for them;
+each worker handles SIGTERM and SIGINT as above (a Ctrl-C at a terminal reaches every process of the group at once:
+the second signal a worker gets is the one ignored)."""
 from __future__ import annotations
 
 import os
@@ -14,7 +18,10 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
+import pytest
+import psutil
 from hypothesis import HealthCheck, settings
 
 from tradedrill import process
@@ -26,33 +33,106 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SIGTERM_GRACE_S = 10.0
 _first_sigterm: float | None = None
-_installed = False
+_installed: list[int] = []          # the signals whose handler this file set
 
 
 def _sigterm_as_ctrl_c(signum, _frame) -> None:
     global _first_sigterm
     now = time.monotonic()
+    name = signal.Signals(signum).name
     if _first_sigterm is not None and now - _first_sigterm < SIGTERM_GRACE_S:
-        sys.stderr.write(f"\nSIGTERM ignored: pytest is tearing its fixtures down (stopping the stacks they "
+        sys.stderr.write(f"\n{name} ignored: pytest is tearing its fixtures down (stopping the stacks they "
                          f"started); send it again after {SIGTERM_GRACE_S:.0f} s to interrupt that too\n")
         return
     _first_sigterm = now
-    sys.stderr.write("\nSIGTERM: interrupting like Ctrl-C; the fixtures' teardown stops every stack they started\n")
-    process.interrupt(KeyboardInterrupt(signal.Signals(signum).name))
+    sys.stderr.write(f"\n{name}: interrupting like Ctrl-C; the fixtures' teardown stops every stack they started\n")
+    process.interrupt(KeyboardInterrupt(name))
 
 
-def pytest_configure(config) -> None:  # noqa: ARG001
-    global _installed
+def _to_the_workers(signum, _frame) -> None:
+    """The pytest-xdist controller's SIGTERM and SIGINT: passed on to its workers (its only children: collection
+    and tests run in them), each of which tears its fixtures down as after Ctrl-C and reports back; the controller
+    then ends as interrupted (exit 2). Raising here instead made xdist end its workers 5-10 s later, in the middle
+    of a stack's teardown. Again within ``SIGTERM_GRACE_S``: ignored; later: the controller is interrupted too."""
+    global _first_sigterm
+    now = time.monotonic()
+    name = signal.Signals(signum).name
+    if _first_sigterm is not None and now - _first_sigterm < SIGTERM_GRACE_S:
+        sys.stderr.write(f"\n{name} ignored: the test workers are tearing their fixtures down; send it again "
+                         f"after {SIGTERM_GRACE_S:.0f} s to interrupt that too\n")
+        return
+    if _first_sigterm is not None:
+        process.interrupt(KeyboardInterrupt(name))
+    _first_sigterm = now
+    workers = psutil.Process().children()
+    sys.stderr.write(f"\n{name}: passed to the {len(workers)} test worker(s); each tears its stacks down as after "
+                     f"Ctrl-C, then pytest exits\n")
+    for worker in workers:
+        try:
+            worker.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            continue
+
+
+def pytest_configure(config) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):   # never over a handler somebody else set
-        signal.signal(signal.SIGTERM, _sigterm_as_ctrl_c)
-        _installed = True
+    controller = bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+    worker = hasattr(config, "workerinput")
+    handler = _to_the_workers if controller else _sigterm_as_ctrl_c
+    wanted = [signal.SIGTERM] + ([signal.SIGINT] if controller or worker else [])
+    for signum in wanted:   # never over a handler somebody else set
+        if signal.getsignal(signum) in (signal.SIG_DFL, None, signal.default_int_handler):
+            signal.signal(signum, handler)
+            _installed.append(signum)
 
 
 def pytest_unconfigure(config) -> None:  # noqa: ARG001
-    global _installed
-    if _installed and threading.current_thread() is threading.main_thread():
-        if signal.getsignal(signal.SIGTERM) is _sigterm_as_ctrl_c:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _installed = False
+    if threading.current_thread() is threading.main_thread():
+        while _installed:
+            signum = _installed.pop()
+            if signal.getsignal(signum) in (_sigterm_as_ctrl_c, _to_the_workers):
+                signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else signal.default_int_handler)
+
+
+# -- side by side: pytest-xdist's ``--dist loadgroup`` (noxfile.py's tests session) -------------------------------
+# Each test folder owns its loopback block(s) (tests/engine 127.0.5, tests/drills 127.0.6, tests/stateful 127.0.93,
+# ...), and its modules start stacks at the same addresses and ports one after another: a folder is one group, run
+# by one worker in order. A module that owns a block of its own is a group of its own, so a large folder splits.
+# Two groups never share a block (tests/test_groups.py).
+TESTS = Path(__file__).resolve().parent
+OWN_GROUPS = {                                     # module (relative to tests/) -> the block(s) only it uses
+    "stack/test_local_stack.py": "127.0.2",
+    "stack/test_up_stack_protected.py": "127.0.122",
+    "drills/test_interrupt.py": "127.0.60",
+    "security/test_drill_secrets.py": "127.0.61",
+    "scenarios/test_redis_partition_package.py": "127.0.63",
+    "scenarios/test_conformance_stack.py": "127.0.107",
+    "settings/test_postgres.py": "127.0.72",
+    "settings/test_engine_logins.py": "127.0.77",
+    "store/test_engine_repair.py": "127.0.71",
+    "store/test_clickhouse_try_deadline.py": "127.0.114",
+    "stateful/test_killed_pytest.py": "127.0.127+128",
+    "soak/test_soak_interrupt.py": "127.0.123",
+    "load/test_load_drill.py": "127.0.87",
+}
+
+
+def xdist_group(path: Path) -> str | None:
+    """The group of the test module at ``path``: its own block's name, else its folder under tests/; None for a
+    module outside tests/ (a test's own pytest run of a file it wrote)."""
+    try:
+        rel = path.resolve().relative_to(TESTS).as_posix()
+    except ValueError:
+        return None
+    if rel in OWN_GROUPS:
+        return f"{rel} ({OWN_GROUPS[rel]})"
+    return rel.split("/")[0] if "/" in rel else "tests"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:  # noqa: ARG001
+    for item in items:
+        group = xdist_group(Path(str(item.path)))
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))

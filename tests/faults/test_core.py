@@ -103,3 +103,23 @@ def test_rng_for_replays_from_the_seed_and_needs_one():
     assert rng_for(r) is r
     with pytest.raises(FaultError):
         rng_for(None)
+
+
+def test_two_processes_adding_to_one_state_file_lose_no_record(tmp_path):
+    """Two drills (or two test workers) from one folder share .tradedrill/faults-state.json: each read-modify-wrote
+    it under a thread lock only, so a record the other added in between was lost and ``heal-all`` never saw it."""
+    import subprocess
+    import sys
+    path = tmp_path / "state.json"
+    script = ("import sys\nfrom faults.core import FaultState\nst = FaultState(sys.argv[1])\n"
+              "for i in range(150):\n    st.add('proxy', {'by': sys.argv[2], 'i': i})\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(path), who]) for who in ("a", "b")]
+    try:
+        assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    records = FaultState(path).entries()["proxy"]
+    assert len(records) == 300 and {r["by"] for r in records} == {"a", "b"}

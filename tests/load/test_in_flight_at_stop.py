@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HOST = os.environ.get("TRADEDRILL_LOAD_TEST_HOST3", "127.0.123.3")
+HOST = os.environ.get("TRADEDRILL_LOAD_TEST_HOST3", "127.0.101.3")   # the load tests' block (127.0.123 is the soak tests')
 
 
 class SlowWebhook(BaseHTTPRequestHandler):

@@ -15,7 +15,8 @@ from scenarios.runner import DrillOptions, run_once
 pytestmark = [pytest.mark.drill,
               pytest.mark.skipif(not os.environ.get("TRADEDRILL_ALL_DRILLS"),
                                  reason="a live drill under load: set TRADEDRILL_ALL_DRILLS=1")]
-SUBNET = os.environ.get("TRADEDRILL_DRILL_SUBNET", "127.0.6")
+# its own block, not the drills' 127.0.6: `nox -s tests` runs test folders side by side (tests/conftest.py)
+SUBNET = os.environ.get("TRADEDRILL_LOAD_DRILL_SUBNET", "127.0.87")
 
 
 def test_engine_kill_under_locust_load(tmp_path):

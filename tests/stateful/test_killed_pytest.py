@@ -134,6 +134,56 @@ def test_a_second_sigterm_during_the_teardown_is_ignored(tmp_path):
             proc.wait(30)
 
 
+SLOW_TEARDOWNS = """
+import os, pathlib, time, pytest
+
+@pytest.fixture
+def stack(request):
+    pathlib.Path("up-" + request.node.name).write_text(str(os.getpid()))
+    yield
+    time.sleep(12)                         # a teardown longer than xdist's 10 s wait for a worker to exit
+    pathlib.Path("down-" + request.node.name).write_text("")
+
+@pytest.mark.xdist_group("a")
+def test_a(stack):
+    time.sleep(120)
+
+@pytest.mark.xdist_group("b")
+def test_b(stack):
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to pytest", "Ctrl-C at a terminal"])
+def test_interrupting_two_xdist_workers_lets_each_finish_its_teardown(tmp_path, how):
+    """`nox -s tests` runs two pytest-xdist workers. Interrupted, xdist ended its workers 5-10 s after its own
+    interrupt, in the middle of a stack's teardown (the stack left running). tests/conftest.py makes the controller
+    pass the signal on and wait: both 12-s teardowns end, pytest exits 2 (interrupted). A Ctrl-C reaches the
+    whole process group: each worker gets SIGINT from the terminal and SIGTERM from the controller."""
+    (tmp_path / "test_slow.py").write_text(SLOW_TEARDOWNS)
+    log_path = tmp_path / "pytest.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider",
+                                 "-q", "-s", "-n", "2", "--dist", "loadgroup", "--rootdir", str(tmp_path),
+                                 str(tmp_path / "test_slow.py")], cwd=tmp_path, start_new_session=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: len(list(tmp_path.glob("up-*"))) == 2 or proc.poll() is not None, 60,
+                   "both workers' fixtures to set up")
+        if how == "SIGTERM to pytest":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(90)
+        text = log_path.read_text(errors="replace")
+        assert sorted(p.name for p in tmp_path.glob("down-*")) == ["down-test_a", "down-test_b"], text
+        assert code == pytest.ExitCode.INTERRUPTED, text
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+
+
 def test_sigterm_to_pytest_tears_the_stateful_stack_down(tmp_path):
     run = StatefulPytest(tmp_path, SIGTERM_SUBNET)
     recorded: dict[str, dict] = {}

@@ -18,7 +18,7 @@ from tests.variants.test_catch_rate import _clear
 from tradedrill.process import PidRegistry, StackIndex, SubnetBusy, _create_time, same_process_alive
 
 REPO = Path(__file__).resolve().parents[2]
-SUBNET = "127.0.128"
+SUBNET = "127.0.129"   # its own (127.0.128 is tests/stateful/test_killed_pytest.py's)
 
 # a harness process that claims the subnet for the stack whose registry is argv[1]; "exit": it dies at once (a
 # SIGKILLed sweep), "live": it runs until its stdin closes (a sweep still running)
