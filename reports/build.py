@@ -437,6 +437,8 @@ def _verdict_line(v: RequirementVerdict) -> str:
                 f"max={_fmt_num(d.max)}")
     if v.lower_bounds:
         measured += f" (+{v.lower_bounds} run(s) never recovered)"
+    if v.in_part:
+        measured += f"; in part: {len(v.in_part)} part(s) not measured ({shorten('; '.join(v.in_part))})"
     if v.overridden:
         from scenarios.overrides import label
 

@@ -67,6 +67,9 @@ class RequirementVerdict:
     contradictions: list[str] = field(default_factory=list)
     lower_bounds: int = 0  # runs where only a lower bound was observed (never recovered)
     overridden: list[dict] = field(default_factory=list)  # engine settings not the documents' (scenarios.overrides)
+    # parts of what the measurement stands for that no run of it measured (Judgement.missing in every judged run:
+    # EA-5's failure kinds without an RTO): the verdict is then "in part", and the report says so beside it
+    in_part: list[str] = field(default_factory=list)
 
     @property
     def target_label(self) -> str:
@@ -96,10 +99,18 @@ def summarize(run_checks: Iterable[RunCheck], targets: targets_mod.Targets | Non
             runs=[{"run_dir": rc.run_dir, "repeat": rc.repeat, "seed": rc.seed, "measured": j.measured,
                    "lower_bound": j.lower_bound, "verdict": j.verdict} for rc, j in items],
             alternatives=alts, contradictions=list(first.contradictions),
-            lower_bounds=sum(j.lower_bound for _, j in items),
+            lower_bounds=sum(j.lower_bound for _, j in items), in_part=_in_every_run(items),
             overridden=list({(e["key"], json.dumps(e.get("drill"), default=str)): e
                              for _, j in items for e in getattr(j, "overridden", [])}.values())))
     return sorted(out, key=lambda v: (targets_mod.requirement_sort_key(v.requirement_id), v.metric, v.scenario))
+
+
+def _in_every_run(items: Sequence[tuple[RunCheck, Judgement]]) -> list[str]:
+    """The parts (``Judgement.missing``) that every judged (not unmeasured) run left unmeasured."""
+    per_run = [list(getattr(j, "missing", []) or []) for _, j in items if j.verdict != "unmeasured"]
+    if not per_run or not all(per_run):
+        return []
+    return [m for m in per_run[0] if all(m in other for other in per_run[1:])]
 
 
 @dataclass

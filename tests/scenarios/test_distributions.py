@@ -51,3 +51,26 @@ def test_requirement_table_has_every_id(repeats):
     by_id = {r.requirement_id: r for r in rows}
     assert by_id["ENG-1"].verdict == "fail" and by_id["CFG-1"].verdict == "unmeasured"
     assert any(c["id"] == "sentinel-down-after" for c in by_id["RDS-2"].contradictions)
+
+
+def test_a_verdict_standing_for_parts_no_run_measured_says_in_part_beside_it():
+    """A new user read "EA-5 uptime_percent 100 pass" for an engine-kill drill that timed 1 of the uptime model's 10
+    failure kinds (the other 9 listed far below): the verdict line now carries "in part" and what was not measured,
+    the parts every run left out (a kind one run timed is not missing over the runs)."""
+    from types import SimpleNamespace
+
+    from reports.build import _verdict_line
+    from scenarios.verdicts import Judgement
+
+    def run(missing):
+        j = Judgement("EA-5", "uptime_percent", ">=", 99.9, "%", "d", 100.0, "pass", missing=missing)
+        return SimpleNamespace(scenario="engine-kill", run_dir="r", repeat=1, seed=1, judgements=[j])
+
+    runs = [run(["ea-crash: no RTO measured", "broker-loss: no RTO measured"]),
+            run(["broker-loss: no RTO measured", "engine-crash: no RTO measured"])]
+    (v,) = distributions.summarize(runs)
+    assert v.verdict == "pass" and v.in_part == ["broker-loss: no RTO measured"]
+    assert "in part: 1 part(s) not measured (broker-loss: no RTO measured)" in _verdict_line(v)
+    runs[1].judgements[0].missing = []            # one run timed every kind: nothing is missing over the runs
+    (v,) = distributions.summarize(runs)
+    assert v.in_part == [] and "in part" not in _verdict_line(v)
