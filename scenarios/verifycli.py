@@ -147,10 +147,10 @@ def replay(run_dir: Path, subnet: str, out_dir: str | None, reference: bool, att
                    f"symptom is the recorded engine's")
         sys.exit(1)
     if hits:
-        click.echo("reproduced" + (f" in {len(hits)} of {len(results)} attempt(s) (attempt {', '.join(map(str, hits))})"
-                                   if attempts > 1 else ""))
+        # one shape whatever --attempts is (a new user read "reproduced" alone without it, the attempt with it)
+        click.echo(f"reproduced in {len(hits)} of {len(results)} attempt(s) (attempt {', '.join(map(str, hits))})")
         return
-    click.echo("not reproduced" + (f" in {len(results)} attempt(s)" if attempts > 1 else ""))
+    click.echo(f"not reproduced in {len(results)} attempt(s)")
     sys.exit(1)
 
 

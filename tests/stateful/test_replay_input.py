@@ -154,3 +154,17 @@ def test_a_file_given_as_the_run_folder_is_named_a_file(tmp_path):
     (tmp_path / "afile").write_text("x")
     got = CliRunner().invoke(replay, [str(tmp_path / "afile")])
     assert got.exit_code == 2 and "is a file, not a folder" in got.output, got.output
+
+
+@pytest.mark.parametrize("attempts", [[], ["--attempts", "3"]])
+def test_a_replay_says_in_which_attempt_it_reproduced_with_or_without_attempts(tmp_path, monkeypatch, attempts):
+    """A new user's finding: ``replay`` without --attempts printed "reproduced" alone, with --attempts 3 "reproduced
+    in 1 of 1 attempt(s) (attempt 1)"; both say the attempt now, and "not reproduced" says how many were made."""
+    (tmp_path / "schedule.json").write_text(json.dumps({"seed": 1, "steps": []}))
+    symptom = [{"checker": "duplicates", "summary": "1 signal(s) ordered twice"}]
+    monkeypatch.setattr(stateful, "replay_attempts", lambda *a, **k: _fake_results("failed", [symptom]))
+    got = CliRunner().invoke(replay, [str(tmp_path), "--out", str(tmp_path / "o"), *attempts])
+    assert got.exit_code == 0 and "reproduced in 1 of 1 attempt(s) (attempt 1)" in got.output, got.output
+    monkeypatch.setattr(stateful, "replay_attempts", lambda *a, **k: _fake_results("failed", [[], []]))
+    got = CliRunner().invoke(replay, [str(tmp_path), "--out", str(tmp_path / "p"), *attempts])
+    assert got.exit_code == 1 and "not reproduced in 2 attempt(s)" in got.output, got.output
