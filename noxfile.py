@@ -24,12 +24,12 @@ def tests(session: nox.Session) -> None:
     """The test suite CI runs: unit, conformance, integration against real services, and a short drill. The
     container tests are ``nox -s docker``'s."""
     # --durations: the 60 slowest in the log, to keep the default run inside CI's 20 minutes. Two pytest-xdist
-    # workers (TRADEDRILL_TEST_WORKERS; 0 = one process), each running whole groups of tests/conftest.py (a folder or
+    # workers (TRADEDRILL_TEST_WORKERS; 0 = one process), each running whole scopes of tests/conftest.py (a folder or
     # a module with a loopback block of its own), so two stacks never share addresses.
     workers = os.environ.get("TRADEDRILL_TEST_WORKERS", "2")
     if not workers.isdigit():
         session.error(f"TRADEDRILL_TEST_WORKERS={workers!r}: give a whole number of workers (0 = no workers)")
-    side_by_side = ["-n", workers, "--dist", "loadgroup"] if int(workers) > 0 else []
+    side_by_side = ["-n", workers, "--dist", "loadscope"] if int(workers) > 0 else []
     session.run("pytest", "-m", "not bench and not docker", "-p", "no:cacheprovider", "--durations=60",
                 *side_by_side, *session.posargs)
 

@@ -95,13 +95,16 @@ def pytest_unconfigure(config) -> None:  # noqa: ARG001
                 signal.signal(signum, signal.SIG_DFL if signum == signal.SIGTERM else signal.default_int_handler)
 
 
-# -- side by side: pytest-xdist's ``--dist loadgroup`` (noxfile.py's tests session) -------------------------------
+# -- side by side: pytest-xdist with the scheduler below (noxfile.py's tests session: ``-n 2 --dist loadscope``) ------
 # Each test folder owns its loopback block(s) (tests/engine 127.0.5, tests/drills 127.0.6, tests/stateful 127.0.93,
-# ...), and its modules start stacks at the same addresses and ports one after another: a folder is one group, run
-# by one worker in order. A module that owns a block of its own is a group of its own, so a large folder splits.
-# Two groups never share a block (tests/test_groups.py).
+# ...), and its modules start stacks at the same addresses and ports one after another: a folder is one scope, run
+# by one worker in order. A module that owns a block of its own is a scope of its own, so a large folder splits.
+# Two scopes never share a block (tests/test_groups.py). Why a scheduler and not ``xdist_group`` marks with
+# ``--dist loadgroup``: with pytest 9.2 loadgroup ignores the marks (pytest-xdist#1386, open: it renames node ids,
+# which pytest 9.2 no longer lets it do) and every folder's tests were spread over both workers, into each other's
+# addresses (22 failed). ``pytest_xdist_make_scheduler`` and ``_split_scope`` are xdist's own extension points.
 TESTS = Path(__file__).resolve().parent
-OWN_GROUPS = {                                     # module (relative to tests/) -> the block(s) only it uses
+OWN_GROUPS = {                                    # module (relative to tests/) -> the block(s) only it uses
     "stack/test_local_stack.py": "127.0.2",
     "stack/test_up_stack_protected.py": "127.0.122",
     "drills/test_interrupt.py": "127.0.60",
@@ -118,8 +121,8 @@ OWN_GROUPS = {                                     # module (relative to tests/)
 }
 
 
-def xdist_group(path: Path) -> str | None:
-    """The group of the test module at ``path``: its own block's name, else its folder under tests/; None for a
+def scope_of(path: Path) -> str | None:
+    """The scope of the test module at ``path``: its own block's name, else its folder under tests/; None for a
     module outside tests/ (a test's own pytest run of a file it wrote)."""
     try:
         rel = path.resolve().relative_to(TESTS).as_posix()
@@ -130,9 +133,15 @@ def xdist_group(path: Path) -> str | None:
     return rel.split("/")[0] if "/" in rel else "tests"
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items) -> None:  # noqa: ARG001
-    for item in items:
-        group = xdist_group(Path(str(item.path)))
-        if group is not None and item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadscope``: xdist's scope scheduler with our scopes (largest first, as loadscope orders them)."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LoopbackBlockScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return scope_of(Path(config.rootpath) / path) or nodeid
+
+    return LoopbackBlockScheduling(config, log)

@@ -11,7 +11,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from tests.conftest import OWN_GROUPS, TESTS, xdist_group
+from tests.conftest import OWN_GROUPS, TESTS, scope_of
 
 CONSTANT = re.compile(r"^([A-Z0-9_]*_)?(SUBNET|SUBNETS|BLOCK|HOST\d*)$")
 LOOPBACK_BLOCK = re.compile(r"\b127\.(\d{1,3})\.(\d{1,3})\b")
@@ -46,9 +46,28 @@ def test_no_two_test_groups_share_a_loopback_block():
     owners: dict[str, set[str]] = defaultdict(set)
     for path in sorted(TESTS.rglob("*.py")):
         for block in claimed_blocks(path.read_text()):
-            owners[block].add(xdist_group(path))
+            owners[block].add(scope_of(path))
     shared = {block: sorted(groups) for block, groups in owners.items() if len(groups) > 1}
     assert not shared, f"loopback blocks claimed by two test groups that may run at once: {shared}"
     # every module with a block of its own claims it (a stale entry would hide a module in the wrong group)
     for rel, block in OWN_GROUPS.items():
         assert (TESTS / rel).is_file(), f"tests/conftest.py OWN_GROUPS names {rel}, which does not exist"
+
+
+def test_two_workers_run_each_folder_on_one_worker_and_share_the_rest():
+    """The scheduler of tests/conftest.py, as ``nox -s tests`` runs it: two real folders' modules, two workers;
+    every test of a folder ran on the same worker, and each worker got one folder. (With ``--dist loadgroup`` and
+    ``xdist_group`` marks, pytest 9.2 spread one folder over both workers: pytest-xdist#1386.)"""
+    import subprocess
+    import sys
+
+    modules = ["tests/faults/test_core.py", "tests/stateful/test_replay_input.py"]
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadscope",
+                          "-v", *modules], cwd=TESTS.parent, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    workers: dict[str, set[str]] = defaultdict(set)
+    for worker, folder in re.findall(r"^\[(gw\d)\] .*?PASSED tests/(\w+)/", run.stdout, re.M):
+        workers[folder].add(worker)
+    assert set(workers) == {"faults", "stateful"}, run.stdout[-3000:]
+    assert all(len(w) == 1 for w in workers.values()), dict(workers)
+    assert workers["faults"] != workers["stateful"], dict(workers)

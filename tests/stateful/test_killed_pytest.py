@@ -144,11 +144,9 @@ def stack(request):
     time.sleep(12)                         # a teardown longer than xdist's 10 s wait for a worker to exit
     pathlib.Path("down-" + request.node.name).write_text("")
 
-@pytest.mark.xdist_group("a")
 def test_a(stack):
     time.sleep(120)
 
-@pytest.mark.xdist_group("b")
 def test_b(stack):
     time.sleep(120)
 """
@@ -164,7 +162,7 @@ def test_interrupting_two_xdist_workers_lets_each_finish_its_teardown(tmp_path, 
     log_path = tmp_path / "pytest.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider",
-                                 "-q", "-s", "-n", "2", "--dist", "loadgroup", "--rootdir", str(tmp_path),
+                                 "-q", "-s", "-n", "2", "--dist", "loadscope", "--rootdir", str(tmp_path),
                                  str(tmp_path / "test_slow.py")], cwd=tmp_path, start_new_session=True,
                                 env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=log, stderr=subprocess.STDOUT)
     try:
