@@ -8,6 +8,8 @@ import html
 import json
 from pathlib import Path
 
+from scenarios.verdicts import fmt_num
+
 
 def _load(path: Path) -> dict | None:
     try:
@@ -105,6 +107,22 @@ def soak_verdict_line(summary: dict, where: str = "listed below") -> str:
     return "verdict: " + text
 
 
+def recovery_line(by_fault: dict[str, dict]) -> str:
+    """``summary["recovery_by_fault"]`` of a soak (``scenarios.soak.recovery_figures``) as one markdown line."""
+    parts = []
+    for fault, r in by_fault.items():
+        if r.get("recovered"):
+            text = (f"{fault} {r['recovered']} of {r['n']}: median {fmt_num(r['rto_median_s'])} s, p95 "
+                    f"{fmt_num(r['rto_p95_s'])} s, max {fmt_num(r['rto_max_s'])} s")
+        else:
+            text = f"{fault} 0 of {r['n']} recovered"
+        if r.get("unrecovered_observed_max_s") is not None:
+            text += f" (no trade after {r['n'] - r['recovered']}: waited up to {fmt_num(r['unrecovered_observed_max_s'])} s)"
+        parts.append(text)
+    return ("- recovery after each fault (the first acknowledged trade invoked after the injection; reported, not "
+            "judged: the next fault may come first): " + "; ".join(parts))
+
+
 def soak_lines(doc: dict | None) -> list[str]:
     """The soak's figures (``soak.json`` of ``scenarios.soak``) as markdown lines: verdict (``soak_verdict_line``),
     signals, faults by kind, duplicates, lost, what was not measured (one line each), the harness's own fds, threads
@@ -128,6 +146,9 @@ def soak_lines(doc: dict | None) -> list[str]:
               if s.get("faults_injected") else
               f"- faults injected: **no fault injected** (0 of {s.get('faults_scheduled')}; "
               f"{s.get('no_fault_reason') or 'none in the fault log'}): fault recovery unmeasured"),
+             *([recovery_line(s["recovery_by_fault"])] if s.get("recovery_by_fault") else []),
+             *([f"- recovery after each fault not computed: {s['recovery_not_computed']}"]
+               if s.get("recovery_not_computed") else []),
              *[f"- not measured (neither passed nor failed): {u}" for u in s.get("unmeasured") or []],
              *([f"- settings changed for the soak: " + "; ".join(
                  f"{e['key']} = {e['value']} (documents: {e['default']})" for e in s["engine_settings"])

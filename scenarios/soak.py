@@ -36,10 +36,11 @@ from typing import Callable
 import psutil
 
 from scenarios import registry
-from scenarios.checkers import check_run
+from scenarios.checkers import check_rto, check_run
 from scenarios.environment import DrillError, DrillOptions
 from scenarios.runner import DrillInterrupted, run_once
 from scenarios.stateful import FAULT_MOVES, SAFETY_CHECKERS, STATEFUL_CHECKERS, SYMBOLS, TICK_CHECKERS
+from scenarios.verdicts import percentile
 from tradedrill.waiting import DeadlineExceeded, wait_until
 
 SAMPLE_S = 2.0
@@ -667,15 +668,15 @@ def harness_state() -> dict:
     return {"fds": me.num_fds(), "fd_targets": targets, "threads": me.num_threads(), "children": children}
 
 
-def faults_by_move(scenario: registry.Scenario, moves: list[str], fault_log: list[dict]) -> dict[str, int]:
-    """Injected faults counted by move of the fault table (``engine-kill``, ``broker-primary-down``, ...): the k-th
-    ``inject`` of a package in the fault log is the k-th step of that package in ``scenario`` (steps inject in
-    order); ``moves`` names each step."""
+def moves_of_injections(scenario: registry.Scenario, moves: list[str], fault_log: list[dict]) -> list[tuple[str, str]]:
+    """``(fault_id, move)`` of every ``inject`` line of the fault log, in order: the k-th ``inject`` of a package is
+    the k-th step of that package in ``scenario`` (steps inject in order); ``moves`` names each step (``engine-kill``,
+    ``broker-primary-down``, ...; ``<package> (unscheduled)`` past the schedule)."""
     steps_of: dict[str, list[str]] = {}
     for step, move in zip(scenario.faults, moves):
         steps_of.setdefault(step.fault, []).append(move)
     seen: Counter = Counter()
-    counts: Counter = Counter()
+    out = []
     for line in fault_log:
         if line.get("event") != "inject":
             continue
@@ -683,8 +684,13 @@ def faults_by_move(scenario: registry.Scenario, moves: list[str], fault_log: lis
         k = seen[package]
         seen[package] += 1
         names = steps_of.get(package, [])
-        counts[names[k] if k < len(names) else f"{package} (unscheduled)"] += 1
-    return dict(sorted(counts.items()))
+        out.append((str(line.get("fault_id") or package), names[k] if k < len(names) else f"{package} (unscheduled)"))
+    return out
+
+
+def faults_by_move(scenario: registry.Scenario, moves: list[str], fault_log: list[dict]) -> dict[str, int]:
+    """Injected faults counted by move of the fault table (``moves_of_injections``)."""
+    return dict(sorted(Counter(move for _, move in moves_of_injections(scenario, moves, fault_log)).items()))
 
 
 def _stack_processes(run_path: Path) -> list[int]:
@@ -909,6 +915,30 @@ def console_lines(result: SoakResult) -> list[str]:
     return lines
 
 
+def recovery_figures(ops, windows, move_of: dict[str, str]) -> dict[str, dict]:
+    """Per move of the fault table (``move_of``: fault_id -> move, ``moves_of_injections``), how long the load took
+    to trade again (``scenarios.checkers.check_rto``'s rule: the first acknowledged trade invoked at or after the
+    injection, its completion minus the injection; monotonic clock): ``{move: {"n", "recovered", "rto_median_s",
+    "rto_p95_s", "rto_max_s", "unrecovered_observed_max_s"}}``, seconds. A fault after which no trade succeeded
+    before the history ended counts in ``n``, not in the RTOs (``unrecovered_observed_max_s``: the longest such
+    wait, a lower bound). Reported, not judged: a fault comes every ``every_s`` seconds, so one fault's recovery
+    may run into the next fault."""
+    by_move: dict[str, list] = {}
+    for w in windows:
+        by_move.setdefault(move_of.get(w.fault_id, w.fault), []).append(w)
+    out: dict[str, dict] = {}
+    for move, mine in sorted(by_move.items()):
+        res = check_rto(ops, mine, f="trade", requirement_ids=())
+        rtos = sorted(m.rto_s for m in res.measurements if m.recovered)
+        waits = [m.observed_s for m in res.measurements if not m.recovered]
+        out[move] = {"n": len(res.measurements), "recovered": len(rtos),
+                     "rto_median_s": None if not rtos else round(percentile(rtos, 50), 3),
+                     "rto_p95_s": None if not rtos else round(percentile(rtos, 95), 3),
+                     "rto_max_s": None if not rtos else round(rtos[-1], 3),
+                     "unrecovered_observed_max_s": round(max(waits), 3) if waits else None}
+    return out
+
+
 def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
     """Judge a finished soak's run folder: its checkers (``check_run``), its ``samples.jsonl`` (``judge_process``
     per process), its ``soak-facts.json`` (what ``run_soak`` saw around the run: the harness before and after, what
@@ -997,6 +1027,12 @@ def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
                                       f"none of the {facts.get('faults_scheduled')} scheduled faults was injected")
     else:
         summary["fault_recovery"] = "measured"
+        try:
+            summary["recovery_by_fault"] = recovery_figures(
+                run.operations(), run.fault_windows(),
+                dict(moves_of_injections(soak_scenario(opts), facts["moves"], faults)))
+        except (OSError, ValueError) as exc:   # a history or fault log the checkers could not read either
+            summary["recovery_not_computed"] = str(exc).splitlines()[0][:300]
     passed, why, unmeasured = verdict(summary, processes)
     summary["passed"], summary["failed_because"], summary["unmeasured"] = passed, why, unmeasured
     summary["verdict"] = verdict_word(summary)

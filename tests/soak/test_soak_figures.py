@@ -492,3 +492,42 @@ def test_the_soak_closes_its_positions_keeps_a_small_window_and_says_so(tmp_path
     # the other change, a new user's finding: soak.md named only the first
     assert (f"take profit {soak.SOAK_STOP_POINTS} points from the live price, on brokers whose symbols walk "
             f"{soak.SOAK_SIGMA_POINTS} points a tick") in text
+
+
+def test_recovery_is_a_figure_per_move_of_the_fault_table():
+    """A new user's finding: soak.json's ``fault_recovery`` was the word "measured", not a recovery. Now each move
+    of the fault table has its RTOs (first acknowledged trade invoked after the injection), the moves told apart
+    by fault_id (engine-kill and redis-primary-kill are both process-kill), and a fault with no trade after it is
+    counted apart, with how long it was waited for."""
+    from scenarios.history import FaultWindow, Operation
+    from types import SimpleNamespace
+
+    from scenarios.soak import moves_of_injections, recovery_figures
+
+    ops = [Operation(1, "c", "trade", "s1", "ok", 0.5, 0.6),
+           Operation(2, "c", "trade", "s2", "fail", 10.1, 10.2),     # failed: not a recovery
+           Operation(3, "c", "trade", "s3", "ok", 10.2, 12.0),       # engine-kill at 10.0: RTO 2.0
+           Operation(4, "c", "trade", "s4", "ok", 19.0, 21.5),       # invoked before the kill at 20.0: not counted
+           Operation(5, "c", "trade", "s5", "ok", 20.5, 21.0),       # redis-primary-kill at 20.0: RTO 1.0
+           Operation(6, "c", "trade", "s6", "ok", 30.0, 30.5),       # engine-kill at 25.0: RTO 5.5
+           Operation(7, "c", "trade", "s7", "unknown", 40.5, None)]  # engine-kill at 40.0: never recovered
+    log = [{"event": "inject", "fault": "process-kill", "fault_id": f"process-kill-{k}"} for k in (1, 2, 3, 4)]
+    scenario = SimpleNamespace(faults=[SimpleNamespace(fault="process-kill")] * 4)
+    move_of = dict(moves_of_injections(scenario, ["engine-kill", "redis-primary-kill", "engine-kill", "engine-kill"],
+                                       log))
+    windows = [FaultWindow("process-kill", f"process-kill-{k}", t, t + 1.0) for k, t in
+               ((1, 10.0), (2, 20.0), (3, 25.0), (4, 40.0))]
+    got = recovery_figures(ops, windows, move_of)
+    assert got["redis-primary-kill"] == {"n": 1, "recovered": 1, "rto_median_s": 1.0, "rto_p95_s": 1.0,
+                                         "rto_max_s": 1.0, "unrecovered_observed_max_s": None}
+    assert got["engine-kill"]["n"] == 3 and got["engine-kill"]["recovered"] == 2
+    assert (got["engine-kill"]["rto_median_s"], got["engine-kill"]["rto_max_s"]) == (2.0, 5.5)
+    assert got["engine-kill"]["unrecovered_observed_max_s"] == 1.0    # injected at 40.0, the history ends at 41.0
+    summary = clean_summary(minutes=2, rate_per_s=10, every_s=10, seed=5, signals=7, faults_injected=4,
+                            faults_scheduled=4, fault_counts={"engine-kill": 3, "redis-primary-kill": 1},
+                            state_mismatches=0, processes_before=10, processes_after=10, recovery_by_fault=got,
+                            harness_before_stack={"fds": 7, "threads": 2, "children": []},
+                            harness_after_teardown={"fds": 7, "threads": 2, "children": []}, bounds={"warmup_s": 20})
+    summary["passed"], summary["failed_because"], summary["unmeasured"] = verdict(summary, {})
+    text = "\n".join(soak_lines({"summary": summary, "processes": {}}))
+    assert "engine-kill 2 of 3: median 2 s" in text and "redis-primary-kill 1 of 1" in text, text
