@@ -16,6 +16,10 @@ if os.path.isdir(_VENV_BIN) and _VENV_BIN not in os.environ.get("PATH", "").spli
 nox.options.sessions = ["tests"]
 
 DRILL_OUT = os.environ.get("TRADEDRILL_OUT", "out/drills")
+# After Ctrl-C nox waited 0.3 s for its child, then sent SIGTERM and 0.2 s later SIGKILL: a drill, soak or pytest run
+# was killed in the middle of stopping its stack (every node left running). Our runs handle Ctrl-C and SIGTERM
+# themselves (tear down, then exit): nox waits for them (tests/stateful/test_killed_pytest.py runs it).
+OWN_TEARDOWN = {"interrupt_timeout": None}
 DRILL_SUBNET = os.environ.get("TRADEDRILL_DRILL_SUBNET", "127.0.8")
 
 
@@ -31,7 +35,7 @@ def tests(session: nox.Session) -> None:
         session.error(f"TRADEDRILL_TEST_WORKERS={workers!r}: give a whole number of workers (0 = no workers)")
     side_by_side = ["-n", workers, "--dist", "loadscope"] if int(workers) > 0 else []
     session.run("pytest", "-m", "not bench and not docker", "-p", "no:cacheprovider", "--durations=60",
-                *side_by_side, *session.posargs)
+                *side_by_side, *session.posargs, **OWN_TEARDOWN)
 
 
 @nox.session
@@ -40,7 +44,8 @@ def docker(session: nox.Session) -> None:
     kill/pause/partition between containers, a short engine-kill drill, and nothing left behind. Root starts
     dockerd when none answers and stops it at the end."""
     session.env["TRADEDRILL_DOCKER_TESTS"] = "1"
-    session.run("pytest", "tests/docker", "-m", "docker", "-p", "no:cacheprovider", "-rA", *session.posargs)
+    session.run("pytest", "tests/docker", "-m", "docker", "-p", "no:cacheprovider", "-rA", *session.posargs,
+                **OWN_TEARDOWN)
 
 
 DOCKER_DRILLS = ["engine-kill", "redis-primary-kill", "redis-primary-isolated", "redis-primary-disconnected",
@@ -63,13 +68,13 @@ def drills_docker(session: nox.Session) -> None:
     differs (a timing target too, with both figures)."""
     if session.posargs:
         session.run("tradedrill", "drill", *session.posargs, "--provider", "docker", "--out", DOCKER_DRILL_OUT,
-                    success_codes=[0, 1])
+                    success_codes=[0, 1], **OWN_TEARDOWN)
         return
     common = [*DOCKER_DRILLS, "--repeat", "1", "--seed", DOCKER_DRILL_SEED]
     session.run("tradedrill", "drill", *common, "--provider", "docker", "--out", f"{DOCKER_DRILL_OUT}/docker",
-                success_codes=[0, 1])
+                success_codes=[0, 1], **OWN_TEARDOWN)
     session.run("tradedrill", "drill", *common, "--subnet", "127.0.97", "--out", f"{DOCKER_DRILL_OUT}/local",
-                success_codes=[0, 1])
+                success_codes=[0, 1], **OWN_TEARDOWN)
     session.run("python", "benchmarks/bench_docker_path.py", "--frames", "3000")
     session.run("python", "-m", "tradedrill.providers.compare", f"{DOCKER_DRILL_OUT}/local",
                 f"{DOCKER_DRILL_OUT}/docker", "--out", f"{DOCKER_DRILL_OUT}/verdicts.json",
@@ -85,7 +90,8 @@ def drills(session: nox.Session) -> None:
     this session. Any other exit status (the drill could not run) fails it. Pass arguments after ``--`` to run
     other scenarios or repeats: ``nox -s drills -- engine-kill --repeat 5``."""
     args = list(session.posargs) or ["--all"]
-    session.run("tradedrill", "drill", *args, "--subnet", DRILL_SUBNET, "--out", DRILL_OUT, success_codes=[0, 1])
+    session.run("tradedrill", "drill", *args, "--subnet", DRILL_SUBNET, "--out", DRILL_OUT, success_codes=[0, 1],
+                **OWN_TEARDOWN)
 
 
 @nox.session
@@ -95,7 +101,7 @@ def thorough(session: nox.Session) -> None:
     Exit status as for ``drills``. Long: about 40 s per run."""
     args = list(session.posargs) or ["--all"]
     session.run("tradedrill", "drill", *args, "--profile", "thorough", "--subnet", DRILL_SUBNET, "--out", DRILL_OUT,
-                success_codes=[0, 1])
+                success_codes=[0, 1], **OWN_TEARDOWN)
 
 
 @nox.session
@@ -115,7 +121,7 @@ def soak(session: nox.Session) -> None:
     the verdict fails, 2 (one line) for options it refuses; an --every longer than half the soak injects no
     fault and says "passed under load only"."""
     args = list(session.posargs) or ["--minutes", os.environ.get("TRADEDRILL_SOAK_MINUTES", "30")]
-    session.run("tradedrill", "soak", *args)
+    session.run("tradedrill", "soak", *args, **OWN_TEARDOWN)
 
 
 @nox.session
@@ -123,4 +129,4 @@ def variants(session: nox.Session) -> None:
     """Verification power (issue 16): every broken engine of tests/variants against the stateful test and the
     engine drills; the catch rate in out/verification/. Up to TRADEDRILL_VARIANT_SEARCH_S (300) seconds of search a variant, then the library drills: about 41 minutes for all 13."""
     session.env["TRADEDRILL_VARIANT_SWEEP"] = "1"
-    session.run("pytest", "tests/variants", "-p", "no:cacheprovider", "-rA", *session.posargs)
+    session.run("pytest", "tests/variants", "-p", "no:cacheprovider", "-rA", *session.posargs, **OWN_TEARDOWN)

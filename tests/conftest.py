@@ -10,7 +10,9 @@ cannot be handled: what it leaves is in the stack index, and ``tradedrill down -
 
 Under pytest-xdist (``nox -s tests``) the controller passes SIGTERM and SIGINT on to its workers and waits for them;
 each worker handles SIGTERM and SIGINT as above (a Ctrl-C at a terminal reaches every process of the group at once:
-the second signal a worker gets is the one ignored)."""
+the second signal a worker gets is the one ignored). The kernel may hand a worker's signal to another of its
+threads (execnet's): the handler then runs when the main thread next runs Python code, so a test blocked in one
+long call (a ``time.sleep(120)``, not a ``wait_until`` poll) is interrupted when that call returns."""
 from __future__ import annotations
 
 import os

@@ -137,34 +137,47 @@ def test_a_second_sigterm_during_the_teardown_is_ignored(tmp_path):
 SLOW_TEARDOWNS = """
 import os, pathlib, time, pytest
 
+HERE = pathlib.Path(__file__).parent     # not the working folder: nox runs pytest in the repository
+
 @pytest.fixture
 def stack(request):
-    pathlib.Path("up-" + request.node.name).write_text(str(os.getpid()))
+    (HERE / ("up-" + request.node.name)).write_text(str(os.getpid()))
     yield
     time.sleep(12)                         # a teardown longer than xdist's 10 s wait for a worker to exit
-    pathlib.Path("down-" + request.node.name).write_text("")
+    (HERE / ("down-" + request.node.name)).write_text("")
+
+def wait():                                # as a test waits on a condition: short sleeps. A signal the kernel
+    for _ in range(1200):                  # hands to another thread of the worker (execnet's) runs its Python
+        time.sleep(0.1)                    # handler only when the main thread next runs bytecode
 
 def test_a(stack):
-    time.sleep(120)
+    wait()
 
 def test_b(stack):
-    time.sleep(120)
+    wait()
 """
 
 
-@pytest.mark.parametrize("how", ["SIGTERM to pytest", "Ctrl-C at a terminal"])
+@pytest.mark.parametrize("how", ["SIGTERM to pytest", "Ctrl-C at a terminal", "Ctrl-C at a terminal, nox -s tests"])
 def test_interrupting_two_xdist_workers_lets_each_finish_its_teardown(tmp_path, how):
     """`nox -s tests` runs two pytest-xdist workers. Interrupted, xdist ended its workers 5-10 s after its own
     interrupt, in the middle of a stack's teardown (the stack left running). tests/conftest.py makes the controller
     pass the signal on and wait: both 12-s teardowns end, pytest exits 2 (interrupted). A Ctrl-C reaches the
-    whole process group: each worker gets SIGINT from the terminal and SIGTERM from the controller."""
+    whole process group: each worker gets SIGINT from the terminal and SIGTERM from the controller. Through nox,
+    which SIGKILLed its child 0.5 s after a Ctrl-C (noxfile.py's OWN_TEARDOWN), the same."""
     (tmp_path / "test_slow.py").write_text(SLOW_TEARDOWNS)
     log_path = tmp_path / "pytest.log"
+    if how.endswith("nox -s tests"):
+        argv = [str(Path(sys.executable).parent / "nox"), "-f", str(REPO / "noxfile.py"), "-s", "tests", "--",
+                "-p", "tests.conftest", "-s", "--rootdir", str(tmp_path), str(tmp_path / "test_slow.py")]
+        cwd = REPO
+    else:
+        argv = [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider", "-q", "-s", "-n",
+                "2", "--dist", "loadscope", "--rootdir", str(tmp_path), str(tmp_path / "test_slow.py")]
+        cwd = tmp_path
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider",
-                                 "-q", "-s", "-n", "2", "--dist", "loadscope", "--rootdir", str(tmp_path),
-                                 str(tmp_path / "test_slow.py")], cwd=tmp_path, start_new_session=True,
-                                env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, cwd=cwd, start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: len(list(tmp_path.glob("up-*"))) == 2 or proc.poll() is not None, 60,
                    "both workers' fixtures to set up")
@@ -175,7 +188,7 @@ def test_interrupting_two_xdist_workers_lets_each_finish_its_teardown(tmp_path, 
         code = proc.wait(90)
         text = log_path.read_text(errors="replace")
         assert sorted(p.name for p in tmp_path.glob("down-*")) == ["down-test_a", "down-test_b"], text
-        assert code == pytest.ExitCode.INTERRUPTED, text
+        assert code == (130 if how.endswith("nox -s tests") else pytest.ExitCode.INTERRUPTED), text   # nox: 130
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
