@@ -116,6 +116,9 @@ def untrusted_state_file(path: Path) -> str | None:
     return None
 
 
+STATE_LOCK_WAIT_S = 30.0   # how long FaultState waits for another process's read-modify-write of the file (ms each)
+
+
 class FaultState:
     """A JSON file of resources that active faults created outside this process (proxies, toxics, nftables
     tables, mounts), keyed by kind. Faults ``add`` on inject and ``remove`` on heal; ``heal-all`` reads the rest."""
@@ -152,10 +155,23 @@ class FaultState:
         two drills or two test workers sharing the file read-modify-wrote it at once and lost each other's records."""
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path.with_name(self.path.name + ".lock"),
-                         os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            lock_path = self.path.with_name(self.path.name + ".lock")
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                owner = os.fstat(fd).st_uid
+                if owner != os.geteuid():   # another user's file could hold us forever (it keeps the flock)
+                    raise FaultError(f"{lock_path} belongs to uid {owner}, not to you: remove it, or set "
+                                     f"{STATE_ENV} to a file in a folder of your own")
+                deadline = time.monotonic() + STATE_LOCK_WAIT_S
+                while True:   # bounded: a holder that never lets go is named, not waited on forever
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise FaultError(f"{lock_path} stayed locked by another process for "
+                                             f"{STATE_LOCK_WAIT_S:.0f} s; find it with: fuser {lock_path}") from None
+                        time.sleep(0.01)
                 yield
             finally:
                 os.close(fd)

@@ -123,3 +123,29 @@ def test_two_processes_adding_to_one_state_file_lose_no_record(tmp_path):
                 p.wait()
     records = FaultState(path).entries()["proxy"]
     assert len(records) == 300 and {r["by"] for r in records} == {"a", "b"}
+
+
+def test_a_state_lock_held_by_another_process_is_named_not_waited_on_forever(tmp_path, monkeypatch):
+    """The lock file's flock is held elsewhere (a hung process, or another user's file in a shared folder): add()
+    gives up after STATE_LOCK_WAIT_S with a one-line error naming the file, instead of blocking a drill forever."""
+    import subprocess
+    import sys
+
+    import faults.core as core
+
+    path = tmp_path / "state.json"
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
+                               "f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True)\n"
+                               "sys.stdin.read()", str(path) + ".lock"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(core, "STATE_LOCK_WAIT_S", 0.3)
+        with pytest.raises(FaultError, match=r"state\.json\.lock stayed locked by another process") as err:
+            FaultState(path).add("proxy", {"i": 1})
+        assert "\n" not in str(err.value)
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+    FaultState(path).add("proxy", {"i": 1})          # released: the record goes in
+    assert FaultState(path).entries() == {"proxy": [{"i": 1}]}
