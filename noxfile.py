@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
+import threading
 
 import nox
 
@@ -20,6 +22,24 @@ DRILL_OUT = os.environ.get("TRADEDRILL_OUT", "out/drills")
 # was killed in the middle of stopping its stack (every node left running). Our runs handle Ctrl-C and SIGTERM
 # themselves (tear down, then exit): nox waits for them (tests/stateful/test_killed_pytest.py runs it).
 OWN_TEARDOWN = {"interrupt_timeout": None}
+
+
+def _sigterm_to_the_run(signum, _frame) -> None:
+    """SIGTERM to nox (``kill``, a CI runner, ``timeout``): nox died at once and its run went on without a parent,
+    stack and all (a new user's finding: a soak ran 95 s more and printed its verdict). Passed on to nox's children,
+    then nox treats it as Ctrl-C: it waits for the run's own teardown (OWN_TEARDOWN) and exits 130."""
+    import psutil
+
+    for child in psutil.Process().children():
+        try:
+            child.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            continue
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _sigterm_to_the_run)
 DRILL_SUBNET = os.environ.get("TRADEDRILL_DRILL_SUBNET", "127.0.8")
 
 

@@ -158,7 +158,8 @@ def test_b(stack):
 """
 
 
-@pytest.mark.parametrize("how", ["SIGTERM to pytest", "Ctrl-C at a terminal", "Ctrl-C at a terminal, nox -s tests"])
+@pytest.mark.parametrize("how", ["SIGTERM to pytest", "Ctrl-C at a terminal", "Ctrl-C at a terminal, nox -s tests",
+                                 "SIGTERM to nox -s tests"])
 def test_interrupting_two_xdist_workers_lets_each_finish_its_teardown(tmp_path, how):
     """`nox -s tests` runs two pytest-xdist workers. Interrupted, xdist ended its workers 5-10 s after its own
     interrupt, in the middle of a stack's teardown (the stack left running). tests/conftest.py makes the controller
@@ -167,7 +168,8 @@ def test_interrupting_two_xdist_workers_lets_each_finish_its_teardown(tmp_path, 
     which SIGKILLed its child 0.5 s after a Ctrl-C (noxfile.py's OWN_TEARDOWN), the same."""
     (tmp_path / "test_slow.py").write_text(SLOW_TEARDOWNS)
     log_path = tmp_path / "pytest.log"
-    if how.endswith("nox -s tests"):
+    through_nox = how.endswith("nox -s tests")
+    if through_nox:
         argv = [str(Path(sys.executable).parent / "nox"), "-f", str(REPO / "noxfile.py"), "-s", "tests", "--",
                 "-p", "tests.conftest", "-s", "--rootdir", str(tmp_path), str(tmp_path / "test_slow.py")]
         cwd = REPO
@@ -181,14 +183,14 @@ def test_interrupting_two_xdist_workers_lets_each_finish_its_teardown(tmp_path, 
     try:
         wait_until(lambda: len(list(tmp_path.glob("up-*"))) == 2 or proc.poll() is not None, 60,
                    "both workers' fixtures to set up")
-        if how == "SIGTERM to pytest":
+        if how.startswith("SIGTERM"):     # to pytest, or to nox alone (nox passes it on, waits, exits 130)
             proc.send_signal(signal.SIGTERM)
         else:
             os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait(90)
         text = log_path.read_text(errors="replace")
         assert sorted(p.name for p in tmp_path.glob("down-*")) == ["down-test_a", "down-test_b"], text
-        assert code == (130 if how.endswith("nox -s tests") else pytest.ExitCode.INTERRUPTED), text   # nox: 130
+        assert code == (130 if through_nox else pytest.ExitCode.INTERRUPTED), text   # nox: 130
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
