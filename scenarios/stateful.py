@@ -59,6 +59,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -1436,6 +1437,16 @@ def _one_of(value: Any, names) -> bool:
     return isinstance(value, str) and value in names
 
 
+# a step's signal id is "<tag>-<name>"; the engine takes 1-64 of [A-Za-z0-9_.:-] (reference.engine.signals): a
+# name it refuses was "acknowledged", answered under signal_id "" and then counted lost (a new user's finding:
+# 201 characters, or the name 信号, which str.isalnum accepts)
+TAG_MAX, SIGNAL_NAME_MAX = 24, 32
+
+
+def _name_ok(value: Any, limit: int) -> bool:
+    return isinstance(value, str) and re.fullmatch(rf"[A-Za-z0-9]{{1,{limit}}}", value) is not None
+
+
 def schedule_problems(doc: Any) -> list[str]:
     """What keeps a ``schedule.json`` document from being replayed (empty: nothing): each step must be one of the
     module docstring's shapes, with a known op, kind, bad signal and fault."""
@@ -1454,8 +1465,8 @@ def schedule_problems(doc: Any) -> list[str]:
             isinstance(doc["engine"]["command"], list) and doc["engine"]["command"]
             and all(isinstance(c, str) for c in doc["engine"]["command"])):
         problems.append(f"engine.command: {doc['engine']['command']!r} is not a list of strings")
-    if doc.get("tag") is not None and not (isinstance(doc["tag"], str) and doc["tag"].isalnum()):
-        problems.append(f"tag: {doc['tag']!r} is not letters and digits")
+    if doc.get("tag") is not None and not _name_ok(doc["tag"], TAG_MAX):
+        problems.append(f"tag: {doc['tag']!r} is not 1-{TAG_MAX} ASCII letters and digits")
     load = doc.get("load_per_s", 0.0)
     if load is not None and (isinstance(load, bool) or not isinstance(load, (int, float)) or not 0 <= load <= 100):
         problems.append(f"load_per_s: {load!r} must be a number of signals per second in [0, 100]")
@@ -1477,8 +1488,9 @@ def schedule_problems(doc: Any) -> list[str]:
             symbols = (*SYMBOLS, *([sent["symbol"]] if "symbol" in sent else []))
             if not _one_of(step.get("side"), sides) or not _one_of(step.get("symbol"), symbols):
                 problems.append(f"{where}: side must be buy|sell and symbol one of {', '.join(SYMBOLS)}")
-            if not isinstance(step.get("signal"), str) or not step["signal"].isalnum():
-                problems.append(f"{where}: signal {step.get('signal')!r} is not a name of letters and digits")
+            if not _name_ok(step.get("signal"), SIGNAL_NAME_MAX):
+                problems.append(f"{where}: signal {step.get('signal')!r} is not a name of 1-{SIGNAL_NAME_MAX} ASCII "
+                                f"letters and digits")
             points = step.get("points", 50)
             if isinstance(points, bool) or not isinstance(points, (int, float)) or not 1 <= points <= 100_000:
                 problems.append(f"{where}: points {points!r} must be a number in [1, 100000]")
@@ -1488,8 +1500,9 @@ def schedule_problems(doc: Any) -> list[str]:
         elif op == "inject":
             if not _one_of(step.get("fault"), STATEFUL_MOVES):
                 problems.append(f"{where}: fault {step.get('fault')!r} is not one of {', '.join(STATEFUL_MOVES)}")
-            if step.get("signal") is not None and not (isinstance(step["signal"], str) and step["signal"].isalnum()):
-                problems.append(f"{where}: signal {step.get('signal')!r} is not a name of letters and digits")
+            if step.get("signal") is not None and not _name_ok(step["signal"], SIGNAL_NAME_MAX):
+                problems.append(f"{where}: signal {step.get('signal')!r} is not a name of 1-{SIGNAL_NAME_MAX} ASCII "
+                                f"letters and digits")
         elif op == "wait":
             s_ = step.get("s")
             if isinstance(s_, bool) or not isinstance(s_, (int, float)) or not 0 <= s_ <= 60:
@@ -1544,7 +1557,13 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
         expected = sorted({x["checker"] for x in symptoms})
         judged = tuple(judged or SAFETY_CHECKERS)
         recorded = "failed" if expected else "passed"
-    engine = _this_checkout((doc.get("engine") or {}) if engine is None else engine)
+    raw = (doc.get("engine") or {}) if engine is None else engine
+    if not isinstance(raw, dict):
+        raise DrillError(f"{run_dir / SCHEDULE} cannot be replayed: engine must be a table (command, env, overrides)")
+    problem = engine_problem(raw)   # its env and overrides as recorded, before anything is made of them
+    if problem:
+        raise DrillError(f"{run_dir / SCHEDULE} cannot be replayed: {problem}")
+    engine = _this_checkout(raw)
     problem = engine_problem(engine)
     if problem:
         raise DrillError(f"{run_dir / SCHEDULE} cannot be replayed: {problem}")
@@ -1605,6 +1624,10 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
 ENGINE_MODULES = ("reference.engine", "tests.variants.engines", "tests.drills.broken_engines")
 
 
+# the only environment a schedule records for its engine (tests' broken engines: this checkout on the path)
+ENGINE_ENV_KEYS = ("PYTHONPATH",)
+
+
 def engine_problem(engine: dict) -> str | None:
     """Why the engine of a schedule (after :func:`_this_checkout`) cannot run, said before a stack is started for
     it. A schedule records an engine as ``python -m MODULE [VARIANT]`` (``tests.variants.engines``,
@@ -1614,6 +1637,22 @@ def engine_problem(engine: dict) -> str | None:
     import importlib.util
     import sys
 
+    env = engine.get("env") or {}
+    if not isinstance(env, dict) or any(not isinstance(k, str) or not isinstance(v, str) for k, v in env.items()):
+        return "engine.env must be a table of text values, like {\"PYTHONPATH\": \"...\"}"
+    others = sorted(k for k in env if k not in ENGINE_ENV_KEYS)
+    if others:   # a new user's finding: PYTHONHOME (or LD_PRELOAD) from a shared schedule ran in every engine
+        return (f"engine.env: {', '.join(repr(k) for k in others)} is not a variable a schedule records (only "
+                f"{', '.join(ENGINE_ENV_KEYS)}): remove it, or replay with --reference")
+    overrides = engine.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        return "engine.overrides must be a table of engine settings (reference.engine.config.EngineConfig keys)"
+    if overrides:
+        from reference.engine.config import ConfigError, EngineConfig
+        try:
+            EngineConfig.from_mapping(dict(overrides))
+        except ConfigError as exc:
+            return f"engine.overrides: {str(exc).splitlines()[0]}"
     command = list(engine.get("command") or [])
     if not command:
         return None   # the reference engine

@@ -168,3 +168,40 @@ def test_a_replay_says_in_which_attempt_it_reproduced_with_or_without_attempts(t
     monkeypatch.setattr(stateful, "replay_attempts", lambda *a, **k: _fake_results("failed", [[], []]))
     got = CliRunner().invoke(replay, [str(tmp_path), "--out", str(tmp_path / "p"), *attempts])
     assert got.exit_code == 1 and "not reproduced in 2 attempt(s)" in got.output, got.output
+
+
+@pytest.mark.parametrize("engine, says", [
+    ({"env": {"PYTHONHOME": "/nonexistent"}}, "engine.env: 'PYTHONHOME' is not a variable a schedule records"),
+    ({"env": {"LD_PRELOAD": "/tmp/x.so", "PYTHONPATH": "/x"}}, "engine.env: 'LD_PRELOAD'"),
+    ({"env": ["PYTHONPATH"]}, "engine.env must be a table of text values"),
+    ({"env": {"PYTHONPATH": 3}}, "engine.env must be a table of text values"),
+    ({"overrides": {"no_such_field": 1}}, "engine.overrides: unknown configuration key(s): no_such_field"),
+    ({"overrides": {"journal_memory_window": "x"}}, "engine.overrides: configuration key journal_memory_window"),
+    ({"overrides": [1]}, "engine.overrides must be a table of engine settings"),
+])
+def test_an_engine_environment_or_setting_a_schedule_does_not_record_is_refused_before_a_stack(tmp_path, engine,
+                                                                                                says):
+    """A new user's finding: `replay` ran a schedule's engine.env and engine.overrides unchecked: PYTHONHOME made
+    every engine crash-loop after the stack started (LD_PRELOAD would have run a shared schedule's code), and an
+    unknown setting failed after the stack started with a literal "\\n" in the message. Refused in one line now,
+    before any stack (exit 2), for the reference engine too."""
+    (tmp_path / "schedule.json").write_text(json.dumps({"seed": 1, "steps": [], "engine": engine}))
+    got = CliRunner().invoke(replay, [str(tmp_path), "--out", str(tmp_path / "o")])
+    assert got.exit_code == 2 and says in got.output, got.output
+    assert len(got.output.strip().splitlines()) == 1 and "\\n" not in got.output, got.output
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+@pytest.mark.parametrize("name", ["a" * 33, "信号", "x-y", ""])
+def test_a_signal_name_the_engine_would_refuse_is_refused_before_a_stack(tmp_path, name):
+    """A new user's finding: a step's signal of 201 characters, or 信号 (str.isalnum accepts it), was submitted,
+    "acknowledged", refused by the engine (signal ids are 1-64 of [A-Za-z0-9_.:-]) under signal_id "", and counted
+    lost: replay said the recorded engine fails the schedule. Names are 1-32 ASCII letters and digits now."""
+    doc = {"seed": 1, "steps": [{"op": "submit", "kind": "market", "signal": name, "side": "buy",
+                                 "symbol": stateful.SYMBOLS[0]}]}
+    assert any("signal" in p and "ASCII" in p for p in stateful.schedule_problems(doc)), stateful.schedule_problems(doc)
+    (tmp_path / "schedule.json").write_text(json.dumps(doc))
+    got = CliRunner().invoke(replay, [str(tmp_path)])
+    assert got.exit_code == 2 and "cannot be replayed" in got.output, got.output
+    ok = {**doc, "steps": [{**doc["steps"][0], "signal": "s" * 32}]}
+    assert stateful.schedule_problems(ok) == []
