@@ -183,9 +183,34 @@ def _judge(console: Console, run_checks, where: str, report_dir: Path | None) ->
     console.print("[green]no target missed[/]" + ("" if measured else " (but nothing was measured)"))
 
 
+def _folder_given(ctx, param, value):
+    """An --out/--report given as "" was Path(""), the current folder: the run folders went into the clone's root (a
+    new user's finding). Refused in one line, as soak and replay refuse it."""
+    if value is not None and not str(value).strip():
+        raise click.BadParameter("an empty path; pass a folder (or leave the option out for its default)")
+    if value is not None:
+        problem = path_problem(Path(value))
+        if problem:
+            raise click.BadParameter(problem)
+    return None if value is None else Path(value)
+
+
+def path_problem(path: Path) -> str | None:
+    """Why ``path`` cannot name a folder to write into (a component over the file system's 255 bytes, ...), found
+    before anything runs; None when it can (it may not exist yet). A new user's 300-character --out was a Python
+    traceback (OSError 36) with exit 1, which these commands use for "target missed"."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:
+        return f"{path if len(str(path)) < 120 else str(path)[:100] + '...'}: {exc.strerror or exc}; pass another folder"
+    return None
+
+
 @click.command("check")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--report", "report_dir", type=str, default=None, callback=_folder_given,
               help="Also write report.html, report.json and junit.xml into this folder.")
 def check(run_dir: Path, report_dir: Path | None) -> None:
     """Judge a saved run directory (or a folder of them) without the stack; exit 1 when a target is missed,
@@ -255,7 +280,7 @@ def _load_options(users: int | None, spawn_rate: float | None, load_mix: str | N
               help="thorough: every scenario at least 20 times with different seeds.")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed that replays the workload and fault schedule "
                                                      "(default: a fresh one, printed).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/drills"), show_default=True,
+@click.option("--out", "out_dir", type=str, default="out/drills", show_default=True, callback=_folder_given,
               help="Folder for run directories and the report.")
 @click.option("--subnet", default="127.0.0", show_default=True, help="Loopback /24 for the drill's nodes.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True, max=86400), default=None,

@@ -44,6 +44,10 @@ def _fresh_replay_dir(parent: Path, *, given: bool) -> Path:
     replay writes its own run folders, never into a folder an earlier replay wrote (its history and signals would
     mix with this one's and the verdict report symptoms neither had). A --out that cannot hold it: CannotRun."""
     what = "--out" if given else "RUN_DIR"
+    from scenarios.cli import path_problem
+    problem = path_problem(parent)
+    if problem:
+        raise CannotRun(_one_line(f"{what} {problem}"))
     if parent.exists() and not parent.is_dir():
         raise CannotRun(_one_line(f"{what} {parent} is a file, not a folder; pass a folder to write the replay's "
                                   f"run folders into"))
@@ -184,6 +188,10 @@ def soak(minutes: float, seed: int, rate: float, every_s: float, subnet: str, ou
     # "" is Path("."), the current folder: a new user's `--out ""` ran a whole soak into the clone's root
     if not out_dir.strip():
         raise CannotRun("--out is empty: pass the folder for the soak's run folder (default out/soak)")
+    from scenarios.cli import path_problem
+    problem = path_problem(Path(out_dir))
+    if problem:
+        raise CannotRun(_one_line(f"--out {problem}"))
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise CannotRun(_one_line(f"--out {out_dir} is a file, not a folder; pass a folder for the soak's run "
                                   f"folder"))

@@ -241,3 +241,26 @@ def test_a_text_setting_shows_the_value_read_not_n_0():
     cli._print_verdicts(console, [v])
     text = console.export_text()
     assert "read always (1 run, 3 nodes each)" in text and "│ 0 " not in text, text
+
+
+def test_an_empty_or_too_long_folder_is_refused_in_one_line_by_drill_check_soak_and_replay(tmp_path, monkeypatch):
+    """A new user's findings: `drill --out ''` started a stack and wrote its run folder into the current folder
+    (Path('') is '.'), `check RUN --report ''` wrote the report there; an --out with a 300-character component was
+    a traceback (OSError 36) and exit 1, which these commands use for a missed target or a failed verdict."""
+    from scenarios.verifycli import replay, soak
+
+    monkeypatch.chdir(tmp_path)
+    synthetic.write_run(tmp_path / "r", scenario="engine-kill", outage_s=1.0, rate_per_s=5.0)
+    (tmp_path / "r" / "schedule.json").write_text('{"seed": 1, "steps": []}')
+    long = str(tmp_path / ("x" * 300) / "out")
+    for command, args in ((cli.drill, ["engine-kill", "--subnet", "127.0.251", "--out"]),
+                          (cli.check, [str(tmp_path / "r"), "--report"])):
+        for value, says in (("", "an empty path"), ("  ", "an empty path"), (long, "File name too long")):
+            got = CliRunner().invoke(command, [*args, value])
+            assert got.exit_code == 2 and says in got.output and "Traceback" not in got.output, (args, got.output)
+    for command, args in ((soak, ["--minutes", "2", "--subnet", "127.0.251", "--out", long]),
+                          (replay, [str(tmp_path / "r"), "--subnet", "127.0.251", "--out", long])):
+        got = CliRunner().invoke(command, args)
+        assert got.exit_code == 2 and "File name too long" in got.output, (args, got.output)
+        assert len(got.output.strip().splitlines()) == 1, got.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]      # nothing written into the current folder
