@@ -79,11 +79,20 @@ def spec_for_stack(stack_dir: Path, run_dir: Path, timeout_s: float = 2.0, settl
     if Path(stack_dir).exists() and not Path(stack_dir).is_dir():   # `up --dir FILE`, suggested below, fails too
         raise ValueError(f"--dir {stack_dir} is a file, not a stack's run folder; pass the --dir you gave "
                          f"`tradedrill up`")
-    state = load_state(stack_dir)
+    again = f"start the stack again: `tradedrill down --dir {stack_dir}`, then `tradedrill up --dir {stack_dir} ...`"
+    try:
+        state = load_state(stack_dir)
+    except (OSError, ValueError) as exc:   # a new user's finding: not JSON was an error without the file's name
+        raise ValueError(f"{Path(stack_dir) / 'stack.json'} cannot be read ({str(exc).splitlines()[0]}); "
+                         f"{again}") from None
     if state is None:
         raise ValueError(f"no stack is running from {stack_dir}; start one, e.g. `tradedrill up --dir {stack_dir} "
                          f"--subnet 127.0.102 --services redis,mt5,engine,ea,backend`")
-    topo = Topology.from_dict(state["topology"])
+    try:   # `[]` or `{}` was a traceback
+        topo = Topology.from_dict(state["topology"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{Path(stack_dir) / 'stack.json'} is not a stack's state (its topology: "
+                         f"{type(exc).__name__} {str(exc)[:80]}); {again}") from None
     started = set(state.get("services") or topo.services)
     try:
         group = json.loads((Path(stack_dir) / "engine.json").read_text()).get("group")

@@ -123,6 +123,22 @@ def test_load_spec_without_a_stack_is_a_one_line_error(tmp_path):
     assert "is a file, not a stack's run folder" in got.stderr and "tradedrill up --dir" not in got.stderr, got.stderr
 
 
+
+@pytest.mark.parametrize("content, says", [("[]", "is not a stack's state"), ("{}", "is not a stack's state"),
+                                           ('{"topology": 3}', "is not a stack's state"),
+                                           ("not json", "stack.json cannot be read")])
+def test_a_damaged_stack_json_is_one_line_naming_it(tmp_path, content, says):
+    """A new user's finding: a stack.json of [] or {} was a traceback (exit 1); one that is not JSON an error without
+    the file's name."""
+    stack = tmp_path / "stack"
+    stack.mkdir()
+    (stack / "stack.json").write_text(content)
+    got = subprocess.run([sys.executable, "-m", "tradedrill.cli", "load-spec", "--dir", str(stack),
+                          "--out", str(tmp_path / "spec.json")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert got.returncode == 2 and "Traceback" not in got.stderr and got.stderr.strip().count("\n") == 0, got.stderr
+    assert says in got.stderr and str(stack / "stack.json") in got.stderr, got.stderr
+    assert not (tmp_path / "spec.json").exists()
+
 # -- the summary's percentiles -------------------------------------------------------------------------------------
 def test_a_live_load_summary_never_shows_a_percentile_above_its_maximum(tmp_path, webhook):
     """Sub-millisecond answers are where locust's rounding put p99 (1 ms) above the maximum (0.609 ms)."""
