@@ -349,6 +349,20 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, pr
         if value is not None and value != value:  # NaN passes every range check
             raise click.BadParameter("must be a number, not nan", param_hint=name)
     load = _load_options(users, spawn_rate, load_mix)
+    for name in scenario_names:   # what the options leave of each scenario, said before any stack starts
+        scenario = registry.get(name)
+        load_s = duration if duration is not None else scenario.workload.duration_s
+        late = [step for step in scenario.faults if step.at_s + step.phase_s >= load_s]
+        if duration is not None and late:   # a new user's `--duration 8`: "invalid: 0 injected", no hint why
+            raise click.BadParameter(
+                f"{name} injects its fault at {late[0].at_s + late[0].phase_s:g} s of load; a load of {duration:g} s "
+                f"ends before it: give at least {late[0].at_s + late[0].phase_s + 1:g} (or leave it out: "
+                f"{scenario.workload.duration_s:g} s)", param_hint="--duration")
+        if load is not None and load.users / load.spawn_rate > load_s:
+            raise click.BadParameter(   # a new user's 50 users at 0.01/s: 1 ran, the report said 50
+                f"{load.users} users at {load.spawn_rate:g} a second take {load.users / load.spawn_rate:g} s to "
+                f"start, longer than {name}'s {load_s:g} s of load (about {max(1, int(load_s * load.spawn_rate))} "
+                f"would run); give at least {load.users / load_s:.2g}", param_hint="--spawn-rate")
     # --out checked before the first progress line (a new user saw two of them, then the refusal)
     parent = next((q for q in (out_dir, *out_dir.parents) if q.exists()), None)
     if out_dir.exists() and not out_dir.is_dir():

@@ -125,3 +125,16 @@ def test_fuzz_load_options_object(users, rate):
         assert str(exc).startswith("--")
     else:
         assert 1 <= opts.users <= 5000 and 0 < opts.spawn_rate <= 1000
+
+
+def test_a_load_that_cannot_start_its_users_or_a_duration_before_the_fault_is_refused(reached):
+    """A new user's findings: `--users 50 --spawn-rate 0.01` ran 1 user while the report said 50; `--duration 8` on
+    engine-kill (its kill at 10-11 s) ran and then said "invalid: fault log shows 0 injected". Both refused in one
+    line before any stack, saying what to give."""
+    got = _invoke(["--users", "50", "--spawn-rate", "0.01"])
+    assert got.exit_code == 2 and "--spawn-rate" in got.output and "take 5000 s to start" in got.output, got.output
+    assert "give at least 1.7" in got.output, got.output
+    got = _invoke(["--duration", "8"])
+    assert got.exit_code == 2 and "--duration" in got.output and "injects its fault at 11 s" in got.output, got.output
+    assert "give at least 12" in got.output, got.output
+    assert reached == []                 # refused before the drill (the stub) was reached
