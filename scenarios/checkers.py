@@ -3141,7 +3141,16 @@ def run_validity(run: h.RunDir, scenario: dict, ops: Sequence[Operation], fault_
     if not run.has(h.HISTORY):
         reasons.append(f"no {h.HISTORY}: the run recorded no client operation")
     elif not ops:
-        reasons.append(f"{h.HISTORY} is empty: the run recorded no client operation")
+        try:
+            text = (run.path / h.HISTORY).read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            text = ""
+        if text:   # a new user's finding: one garbage line (read as a torn last line) was called "empty"
+            reasons.append(f"{h.HISTORY} holds no client operation: none of its {len(text.splitlines())} line(s) "
+                           f"is an operation a drill records (a JSON object per invoke and per completion; a last "
+                           f"line that is not JSON is read as torn and skipped)")
+        else:
+            reasons.append(f"{h.HISTORY} is empty: the run recorded no client operation")
     injected: dict[str, int] = defaultdict(int)
     for rec in fault_records:
         if rec.get("event") == "inject":

@@ -173,6 +173,15 @@ def test_damaged_run_files_are_named_and_the_run_is_invalid(tmp_path):
     r = CliRunner().invoke(cli.check, [str(tmp_path / "b")])
     assert r.exit_code == 2, r.output
     assert "ledger.jsonl cannot be read" in r.output and "ledger.jsonl:2 is not JSON" in r.output
+    # a history of one garbage line (read as a torn last line) was called "empty" (a new user's finding)
+    synthetic.write_run(tmp_path / "c", scenario="engine-kill", outage_s=1.0, rate_per_s=5.0)
+    (tmp_path / "c" / "history.jsonl").write_text("garbage\n")
+    r = CliRunner().invoke(cli.check, [str(tmp_path / "c")])
+    assert r.exit_code == 2 and "history.jsonl holds no client operation: none of its 1 line(s)" in r.output, r.output
+    assert "is empty" not in r.output
+    (tmp_path / "c" / "history.jsonl").write_text("")
+    r = CliRunner().invoke(cli.check, [str(tmp_path / "c")])
+    assert r.exit_code == 2 and "history.jsonl is empty" in r.output, r.output
 
 
 def test_drill_refuses_nan_and_an_unwritable_out(tmp_path):
