@@ -387,7 +387,9 @@ def load_view(run_dir: str | Path | None, t0: float, fault_windows: list[dict], 
             "reason": None if summary else "the load process wrote no summary (see nodes/locust.log)"}
 
 
-_SERIES = (("p50", "#1565c0"), ("p95", "#6a1b9a"), ("p99", "#ad1457"))
+# blue, orange, dark red dashed: a new user could not tell the old purple p95 from the magenta p99
+_SERIES = (("p50", "#1565c0"), ("p95", "#ef6c00"), ("p99", "#b71c1c"))
+_DASH = {"p99": ' stroke-dasharray="4 2"'}
 
 
 def load_svg(rows: list[dict], fault_windows: list[dict], end_s: float | None = None, width: int = 900,
@@ -432,7 +434,8 @@ def load_svg(rows: list[dict], fault_windows: list[dict], end_s: float | None = 
     for key, colour in _SERIES:
         pts = [(x(r["t"] + 0.5), top + h1 - (r[key] / lat_max) * h1) for r in rows if r.get(key) is not None]
         if pts:
-            parts.append(f'<polyline class="{key}" fill="none" stroke="{colour}" stroke-width="1.5" points="'
+            parts.append(f'<polyline class="{key}" fill="none" stroke="{colour}" stroke-width="1.5"'
+                         f'{_DASH.get(key, "")} points="'
                          + " ".join(f"{a:.1f},{b:.1f}" for a, b in pts) + '"/>')
     parts += [f'<line x1="{left}" y1="{top + h1}" x2="{left + inner_w}" y2="{top + h1}" stroke="#888"/>',
               f'<line x1="{left}" y1="{y2_top + h2}" x2="{left + inner_w}" y2="{y2_top + h2}" stroke="#888"/>',
