@@ -29,6 +29,7 @@ class TcpProxy(Proxy):
         self.listener: asyncio.base_events.Server | None = None
         self.connections: set[Connection] = set()
         self.accepted = 0
+        self.generation = 0   # +1 at every disable: a connection its listener accepted before then is refused
 
     async def enable(self) -> None:
         if self.enabled:
@@ -48,6 +49,7 @@ class TcpProxy(Proxy):
         self.enabled = True
 
     async def disable(self) -> None:
+        self.generation += 1
         if self.listener is not None:
             self.listener.close()
             self.listener = None
@@ -106,11 +108,19 @@ class _Side(asyncio.Protocol):
 class ClientSide(_Side):
     def __init__(self, proxy: TcpProxy):
         self.proxy = proxy
+        self.generation = proxy.generation   # the listener that accepted it
         super().__init__(Connection(proxy), "upstream")
         self.conn.client = self
 
     def connection_made(self, transport):
         super().connection_made(transport)
+        if not self.proxy.enabled or self.generation != self.proxy.generation:
+            # accepted by a listener that was closed before this callback ran: `disable` closed the connections it
+            # knew, not this one, which then stayed open to the upstream (CI under load: a link "down" left a
+            # client's connection open; tests/faults/test_link_faults.py)
+            self.conn.closed = True
+            transport.close()
+            return
         transport.pause_reading()
         self.conn.start()
 
