@@ -91,7 +91,10 @@ def test_timeout_closes_after_the_delay(links, echo_link):
 def test_link_down_refuses_connections_and_closes_existing(links, echo_link):
     sock = connect(echo_link)
     with links.down("echo"):
-        assert sock.recv(10) == b""
+        try:
+            assert sock.recv(10) == b""     # closed by the proxy
+        except ConnectionResetError:        # or still in the kernel's accept queue when the listener closed: reset
+            pass
         with pytest.raises(ConnectionRefusedError):
             connect(echo_link)
     assert roundtrip(connect(echo_link))
