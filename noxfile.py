@@ -28,13 +28,9 @@ def _sigterm_to_the_run(signum, _frame) -> None:
     """SIGTERM to nox (``kill``, a CI runner, ``timeout``): nox died at once and its run went on without a parent,
     stack and all (a new user's finding: a soak ran 95 s more and printed its verdict). Passed on to nox's children,
     then nox treats it as Ctrl-C: it waits for the run's own teardown (OWN_TEARDOWN) and exits 130."""
-    import psutil
+    from tradedrill.process import signal_children
 
-    for child in psutil.Process().children():
-        try:
-            child.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            continue
+    signal_children(signal.SIGTERM)
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as _dt
-import fcntl
 import itertools
 import json
 import os
@@ -151,30 +150,16 @@ class FaultState:
 
     @contextlib.contextmanager
     def _exclusive(self):
-        """This process's threads (a lock) and every other process (flock on ``<file>.lock``, 0600) one at a time:
-        two drills or two test workers sharing the file read-modify-wrote it at once and lost each other's records."""
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            lock_path = self.path.with_name(self.path.name + ".lock")
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                owner = os.fstat(fd).st_uid
-                if owner != os.geteuid():   # another user's file could hold us forever (it keeps the flock)
-                    raise FaultError(f"{lock_path} belongs to uid {owner}, not to you: remove it, or set "
-                                     f"{STATE_ENV} to a file in a folder of your own")
-                deadline = time.monotonic() + STATE_LOCK_WAIT_S
-                while True:   # bounded: a holder that never lets go is named, not waited on forever
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            raise FaultError(f"{lock_path} stayed locked by another process for "
-                                             f"{STATE_LOCK_WAIT_S:.0f} s; find it with: fuser {lock_path}") from None
-                        time.sleep(0.01)
+        """This process's threads and every other process one at a time (``tradedrill.process.flocked``, at most
+        ``STATE_LOCK_WAIT_S``): two drills or two test workers sharing the file read-modify-wrote it at once and lost
+        each other's records."""
+        from tradedrill.process import LockUnavailable, flocked
+
+        try:
+            with flocked(self.path, self._lock, wait_s=STATE_LOCK_WAIT_S):
                 yield
-            finally:
-                os.close(fd)
+        except LockUnavailable as exc:
+            raise FaultError(f"{exc} (the lock of the fault state file; {STATE_ENV} names another file)") from None
 
     def add(self, kind: str, record: dict) -> None:
         with self._exclusive():

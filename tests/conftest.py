@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import pytest
-import psutil
 from hypothesis import HealthCheck, settings
 
 from tradedrill import process
@@ -38,15 +37,21 @@ _first_sigterm: float | None = None
 _installed: list[int] = []          # the signals whose handler this file set
 
 
+def _again_within_grace(name: str, busy: str) -> bool:
+    """True (and says so) when a signal came again within ``SIGTERM_GRACE_S`` of the first: ignored while ``busy``."""
+    if _first_sigterm is not None and time.monotonic() - _first_sigterm < SIGTERM_GRACE_S:
+        sys.stderr.write(f"\n{name} ignored: {busy}; send it again after {SIGTERM_GRACE_S:.0f} s to interrupt that "
+                         f"too\n")
+        return True
+    return False
+
+
 def _sigterm_as_ctrl_c(signum, _frame) -> None:
     global _first_sigterm
-    now = time.monotonic()
     name = signal.Signals(signum).name
-    if _first_sigterm is not None and now - _first_sigterm < SIGTERM_GRACE_S:
-        sys.stderr.write(f"\n{name} ignored: pytest is tearing its fixtures down (stopping the stacks they "
-                         f"started); send it again after {SIGTERM_GRACE_S:.0f} s to interrupt that too\n")
+    if _again_within_grace(name, "pytest is tearing its fixtures down (stopping the stacks they started)"):
         return
-    _first_sigterm = now
+    _first_sigterm = time.monotonic()
     sys.stderr.write(f"\n{name}: interrupting like Ctrl-C; the fixtures' teardown stops every stack they started\n")
     process.interrupt(KeyboardInterrupt(name))
 
@@ -57,23 +62,15 @@ def _to_the_workers(signum, _frame) -> None:
     then ends as interrupted (exit 2). Raising here instead made xdist end its workers 5-10 s later, in the middle
     of a stack's teardown. Again within ``SIGTERM_GRACE_S``: ignored; later: the controller is interrupted too."""
     global _first_sigterm
-    now = time.monotonic()
     name = signal.Signals(signum).name
-    if _first_sigterm is not None and now - _first_sigterm < SIGTERM_GRACE_S:
-        sys.stderr.write(f"\n{name} ignored: the test workers are tearing their fixtures down; send it again "
-                         f"after {SIGTERM_GRACE_S:.0f} s to interrupt that too\n")
+    if _again_within_grace(name, "the test workers are tearing their fixtures down"):
         return
     if _first_sigterm is not None:
         process.interrupt(KeyboardInterrupt(name))
-    _first_sigterm = now
-    workers = psutil.Process().children()
-    sys.stderr.write(f"\n{name}: passed to the {len(workers)} test worker(s); each tears its stacks down as after "
+    _first_sigterm = time.monotonic()
+    sent = process.signal_children(signal.SIGTERM)
+    sys.stderr.write(f"\n{name}: passed to the {sent} test worker(s); each tears its stacks down as after "
                      f"Ctrl-C, then pytest exits\n")
-    for worker in workers:
-        try:
-            worker.send_signal(signal.SIGTERM)
-        except psutil.Error:
-            continue
 
 
 def pytest_configure(config) -> None:

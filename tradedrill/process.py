@@ -103,6 +103,19 @@ def signal_process(pid: int, create_time: float | None, sig: int) -> bool:
     return True
 
 
+def signal_children(sig: int) -> int:
+    """Send ``sig`` to every direct child of this process (the runs nox starts, pytest-xdist's workers), each of
+    which handles it itself; returns how many were signalled (one gone meanwhile is skipped)."""
+    sent = 0
+    for child in psutil.Process().children():
+        try:
+            child.send_signal(sig)
+            sent += 1
+        except psutil.Error:
+            continue
+    return sent
+
+
 def group_members(pgid: int) -> list[int]:
     """PIDs of the live processes whose process group is ``pgid``."""
     members = []
@@ -127,15 +140,37 @@ class SubnetBusy(RuntimeError):
     """Another live harness process holds the subnet; the message names it and what to do."""
 
 
+class LockUnavailable(RuntimeError):
+    """``flocked`` could not take its lock file: another user's, or held past ``wait_s``; the message names it."""
+
+
 @contextlib.contextmanager
-def _flocked(path: Path, lock, folder_mode: int = 0o777):
+def flocked(path: Path, lock, folder_mode: int = 0o777, wait_s: float | None = None):
     """``lock`` (this process's threads) and an exclusive flock on ``<path>.lock`` (other processes) for one
-    read-modify-write of ``path``; the folder is made first (``folder_mode``, before the umask)."""
+    read-modify-write of ``path``; the folder is made first (``folder_mode``, before the umask). ``wait_s``: a lock
+    file another user owns (it could hold the flock forever) is refused at once, and a holder that keeps it longer
+    than ``wait_s`` seconds is named (LockUnavailable); None waits as long as it takes."""
     with lock:
         path.parent.mkdir(mode=folder_mode, parents=True, exist_ok=True)
-        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        lock_path = path.with_name(path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            if wait_s is None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                owner = os.fstat(fd).st_uid
+                if owner != os.geteuid():
+                    raise LockUnavailable(f"{lock_path} belongs to uid {owner}, not to you")
+                deadline = time.monotonic() + wait_s
+                while True:   # bounded in time
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise LockUnavailable(f"{lock_path} stayed locked by another process for {wait_s:.0f} "
+                                                  f"s; find it with: fuser {lock_path}") from None
+                        time.sleep(0.01)
             yield
         finally:
             os.close(fd)   # releases the flock
@@ -157,7 +192,7 @@ class StackIndex:
 
     def _exclusive(self):
         """This process's lock and an flock on ``<file>.lock`` (a read-modify-write across processes)."""
-        return _flocked(self.path, self._lock, folder_mode=0o700)
+        return flocked(self.path, self._lock, folder_mode=0o700)
 
     def _read(self) -> dict[str, dict]:
         try:
@@ -412,7 +447,7 @@ class PidRegistry:
     def _exclusive(self):
         """This process's lock and an flock on ``<file>.lock``: the detached supervisors (EA, backend) and the
         harness rewrite the file from separate processes, and a read-modify-write without it lost records."""
-        return _flocked(self.path, self._lock)
+        return flocked(self.path, self._lock)
 
     def record(self, name: str, pid: int, create_time: float | None) -> None:
         with self._exclusive():
