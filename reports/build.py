@@ -27,7 +27,8 @@ from scenarios import targets as targets_mod
 from scenarios.checkers import RtoResult, RunCheck, check_run
 from scenarios.packages import report_styles
 from scenarios.verdicts import FAIL, OVERRIDDEN, PASS, UNMEASURED, fmt_num, as_json as _jsonable
-from scenarios.distributions import RequirementVerdict, requirement_table, summarize, verdicts_to_dict
+from scenarios.distributions import (RequirementVerdict, missing_in_every_run, requirement_table, summarize,
+                                     verdicts_to_dict)
 from scenarios.history import RunDir
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -219,18 +220,15 @@ def partly_measured(rows, status: dict[str, str], run_checks: Sequence[RunCheck]
         for t in row.targets:   # a measured target standing for parts no run measured (EA-5's failure kinds)
             if t["verdict"] == UNMEASURED:
                 continue
-            per_run = [j.missing for rc in run_checks for j in rc.judgements
-                       if j.requirement_id == row.requirement_id and j.metric == t["metric"]
-                       and j.verdict != UNMEASURED]
-            if per_run and all(per_run):
-                common = [m for m in per_run[0] if all(m in other for other in per_run[1:])]
-                if common:
-                    runs = sorted({rc.scenario for rc in run_checks for j in rc.judgements
-                                   if j.requirement_id == row.requirement_id and j.metric == t["metric"]
-                                   and j.verdict != UNMEASURED and getattr(rc, "scenario", None)})
-                    missing.append({"metric": t["metric"], "label": t["label"], "in_part": True,
-                                    "reason": "; ".join(common) + (f" (in every run that judged it: {', '.join(runs)})"
-                                                                   if runs else "")})
+            common = missing_in_every_run(j for rc in run_checks for j in rc.judgements
+                                          if j.requirement_id == row.requirement_id and j.metric == t["metric"])
+            if common:
+                runs = sorted({rc.scenario for rc in run_checks for j in rc.judgements
+                               if j.requirement_id == row.requirement_id and j.metric == t["metric"]
+                               and j.verdict != UNMEASURED and getattr(rc, "scenario", None)})
+                missing.append({"metric": t["metric"], "label": t["label"], "in_part": True,
+                                "reason": "; ".join(common) + (f" (in every run that judged it: {', '.join(runs)})"
+                                                               if runs else "")})
         if missing:
             out[row.requirement_id] = missing
     return out

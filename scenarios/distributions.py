@@ -99,15 +99,16 @@ def summarize(run_checks: Iterable[RunCheck], targets: targets_mod.Targets | Non
             runs=[{"run_dir": rc.run_dir, "repeat": rc.repeat, "seed": rc.seed, "measured": j.measured,
                    "lower_bound": j.lower_bound, "verdict": j.verdict} for rc, j in items],
             alternatives=alts, contradictions=list(first.contradictions),
-            lower_bounds=sum(j.lower_bound for _, j in items), in_part=_in_every_run(items),
+            lower_bounds=sum(j.lower_bound for _, j in items), in_part=missing_in_every_run(j for _, j in items),
             overridden=list({(e["key"], json.dumps(e.get("drill"), default=str)): e
                              for _, j in items for e in getattr(j, "overridden", [])}.values())))
     return sorted(out, key=lambda v: (targets_mod.requirement_sort_key(v.requirement_id), v.metric, v.scenario))
 
 
-def _in_every_run(items: Sequence[tuple[RunCheck, Judgement]]) -> list[str]:
-    """The parts (``Judgement.missing``) that every judged (not unmeasured) run left unmeasured."""
-    per_run = [list(getattr(j, "missing", []) or []) for _, j in items if j.verdict != "unmeasured"]
+def missing_in_every_run(judgements: Iterable[Judgement]) -> list[str]:
+    """The parts (``Judgement.missing``) that every judged (not unmeasured) judgement left unmeasured, in the first
+    one's order; [] when any of them measured everything (the report's "in part", issue 19)."""
+    per_run = [list(getattr(j, "missing", []) or []) for j in judgements if j.verdict != UNMEASURED]
     if not per_run or not all(per_run):
         return []
     return [m for m in per_run[0] if all(m in other for other in per_run[1:])]
