@@ -105,13 +105,15 @@ class PlannedFailover(Fault):
     ``"paused"`` is the runbook that loses nothing: ``CLIENT PAUSE <pause_ms> WRITE`` on the old primary (its
     replicas catch up while writes wait), the failover, ``REPLICAOF <new>`` on the old primary at once, then
     ``CLIENT UNPAUSE``: the waiting writes meet a replica (READONLY) and their clients go to the new primary.
-    ``old_node`` is a client factory of the old primary (needed for ``"paused"``)."""
+    ``old_node`` is a client factory of the old primary (needed for ``"paused"``). ``peers``: client factories of
+    every Sentinel (default: ``sentinel`` alone); the failover is ordered only once they are all at rest (``wait_s``),
+    see ``_wait_sentinels_at_rest``."""
 
     name = "redis-failover"
     requirement_ids = ("RDS-2", "ENG-4")
 
     def __init__(self, sentinel, primary, master_name: str, *, wait_s: float = 15.0, procedure: str = "sentinel",
-                 old_node=None, pause_ms: int = 5000, **kw):
+                 old_node=None, pause_ms: int = 5000, peers: Sequence | None = None, **kw):
         super().__init__(**kw)
         if procedure not in ("sentinel", "paused"):
             raise FaultError("procedure is sentinel or paused")
@@ -119,6 +121,7 @@ class PlannedFailover(Fault):
             raise FaultError("the paused procedure needs a client of the old primary")
         self._sentinel, self._primary, self.master_name, self.wait_s = sentinel, primary, master_name, wait_s
         self.procedure, self._old_node, self.pause_ms = procedure, old_node, int(pause_ms)
+        self._peers = list(peers) if peers else [sentinel]
         self.old: tuple | None = None
         self.new: tuple | None = None
 
@@ -126,6 +129,7 @@ class PlannedFailover(Fault):
         from tradedrill.waiting import DeadlineExceeded, wait_until
 
         self.old = self._primary()
+        self._wait_sentinels_at_rest()
         old = self._old_node() if self.procedure == "paused" else None
         try:
             if old is not None:
@@ -148,6 +152,39 @@ class PlannedFailover(Fault):
                     old.execute_command("CLIENT", "UNPAUSE")
                 finally:
                     old.close()
+
+    def _wait_sentinels_at_rest(self) -> None:
+        """Wait (``wait_s``) until every Sentinel of ``peers`` names the majority's primary, runs no failover and
+        last saw each replica as one (``sentinel_unsettled``); a Sentinel that does not answer is left out. A failover ordered sooner after a change may promote
+        a node another Sentinel still takes for the old primary and converts back: the failover aborts
+        (FaultError if they do not come to rest)."""
+        import redis
+
+        from tradedrill.services.redis import sentinel_unsettled
+        from tradedrill.waiting import DeadlineExceeded, wait_until
+
+        why = {"now": "no answer"}
+
+        def at_rest() -> bool:
+            answered = 0
+            for make in self._peers:
+                s = make()
+                try:
+                    reason = sentinel_unsettled(s, self.master_name, self.old)
+                except (redis.ConnectionError, redis.TimeoutError):
+                    continue      # a Sentinel cut off (another fault) converts nothing until it is back
+                finally:
+                    s.close()
+                answered += 1
+                if reason:
+                    why["now"] = reason
+                    return False
+            return answered > 0
+
+        try:
+            wait_until(at_rest, self.wait_s, f"the Sentinels to be at rest with the primary {self.old}")
+        except DeadlineExceeded as exc:
+            raise FaultError(f"{exc}: a Sentinel {why['now']}") from None
 
     def _heal(self) -> None:
         return None

@@ -226,10 +226,11 @@ def _check_partition(params: dict) -> list[str]:
 
 def _planned_failover(ctx: FaultContext, t: Target, params: dict) -> Fault:
     stack = ctx.stack
-    first = ctx.topology.of_kind("sentinel")[0].name
-    return PlannedFailover(lambda: stack.redis_node_client(first, timeout=2.0), lambda: stack.redis_primary(),
+    names = [s.name for s in ctx.topology.of_kind("sentinel")]
+    peers = [lambda n=n: stack.redis_node_client(n, timeout=2.0) for n in names]
+    return PlannedFailover(peers[0], lambda: stack.redis_primary(),
                            stack.master_name, procedure=params.get("procedure", "sentinel"),
-                           old_node=lambda: stack.redis_node_client(t.name, timeout=2.0),
+                           old_node=lambda: stack.redis_node_client(t.name, timeout=2.0), peers=peers,
                            log=ctx.fault_log, requirements=ctx.requirement_ids)
 
 

@@ -65,7 +65,7 @@ from tradedrill.services import nginx as nginx_svc
 from tradedrill.services import engine as engine_svc
 from tradedrill.services import redis as redis_svc
 from tradedrill.topology import NodeSpec, Topology
-from tradedrill.waiting import wait_until
+from tradedrill.waiting import DeadlineExceeded, wait_until
 
 # kind -> build_node(spec, topo, run_dir, registry, **options) -> ProcessNode
 _BUILDERS: dict[str, Callable[..., ProcessNode]] = {
@@ -399,6 +399,51 @@ class LocalStack:
             return True
 
         wait_until(agree, timeout, "every Sentinel to know the primary, its replicas and the other Sentinels")
+
+    def wait_replication_settled(self, timeout: float) -> tuple[str, int]:
+        """Wait until the replication is at rest and return the primary ``(host, port)``: every Sentinel names the
+        same primary, runs no failover and last saw every replica as one (``services.redis.sentinel_unsettled``),
+        and every other Redis node is its replica with a link up.
+
+        A planned failover (``SENTINEL FAILOVER``) ordered before that may be run by a Sentinel that still names
+        the previous primary, or may pick a replica still in its full resync after the last change. Raises
+        DeadlineExceeded naming what was not at rest after ``timeout`` seconds."""
+        sentinels = self.topology.of_kind("sentinel")
+        nodes = self.topology.of_kind("redis")
+        seen: dict[str, object] = {}
+
+        def settled() -> tuple[str, int] | None:
+            primary = self.redis_primary()
+            if primary is None:
+                seen["why"] = "no Sentinel answers"
+                return None
+            for spec in sentinels:
+                c = redis_svc.client(spec.address, spec.port, credential=self.harness_credential)
+                try:
+                    why = redis_svc.sentinel_unsettled(c, self.master_name, primary)
+                finally:
+                    c.close()
+                if why:
+                    seen["why"] = f"{spec.name} {why}"
+                    return None
+            for spec in nodes:
+                if (spec.address, spec.port) == primary:
+                    continue
+                c = redis_svc.client(spec.address, spec.port, credential=self.harness_credential)
+                try:
+                    info = c.info("replication")
+                finally:
+                    c.close()
+                if (info.get("role") != "slave" or (info.get("master_host"), int(info.get("master_port", 0))) != primary
+                        or info.get("master_link_status") != "up"):
+                    seen["why"] = f"{spec.name} is not a linked replica of {primary}"
+                    return None
+            return primary
+
+        try:
+            return wait_until(settled, timeout, "the replication to be at rest")
+        except DeadlineExceeded as exc:
+            raise DeadlineExceeded(f"{exc} ({seen.get('why', 'no answer')})") from exc
 
     def start_engines(self) -> None:
         """Start the engines again after ``stop_kind("engine")`` (under a new supervisor, A first), e.g. on state a

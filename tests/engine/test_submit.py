@@ -7,7 +7,7 @@ import pytest
 
 from reference.engine import submit as sub
 from reference.engine.config import EngineConfig
-from tradedrill.waiting import wait_until
+from tradedrill.waiting import DeadlineExceeded, wait_until
 
 from .conftest import LOGIN
 
@@ -82,6 +82,7 @@ def test_after_a_planned_failover_the_sender_leaves_the_demoted_primary_at_its_f
     """SENTINEL FAILOVER resets no connection: the sender's next XADD meets READONLY on the old primary. It must
     ask the Sentinels again and confirm the signal on the new primary within the same submit (the runbook drill
     measured 152 of 233 signals refused because every attempt went back to the demoted node)."""
+    stack.wait_replication_settled(30)   # a Sentinel that still named the last primary would fail nothing over
     s = submitter(harness, max_attempts=5)
     try:
         first = s.submit(harness.rtss, {"signal_id": "sub-5a"}, deadline_s=5)
@@ -104,6 +105,8 @@ def test_a_signal_confirmed_while_the_sentinels_replace_its_primary_is_not_calle
     answered by a replica not yet re-pointed, and the promoted node later resyncs that replica. No signal the old
     primary took in that window may be called confirmed; the sender goes on to confirm on the new primary, and
     every signal it called confirmed is on the new primary's stream."""
+    # the last test's failover may still be resyncing its old primary: a failover ordered now could pick it
+    stack.wait_replication_settled(30)
     s = submitter(harness, max_attempts=1, wait_ms=100)
     first = s.submit(harness.rtss, {"signal_id": "sub-6-0"}, deadline_s=5)
     assert first.confirmed, first
@@ -117,7 +120,11 @@ def test_a_signal_confirmed_while_the_sentinels_replace_its_primary_is_not_calle
             got = s.submit(harness.rtss, {"signal_id": f"sub-6-{len(outcomes)}"}, deadline_s=2)
             outcomes.append(got)
             return got.confirmed and got.address != old
-        wait_until(one_more, 30, "a signal confirmed on the new primary")
+        try:
+            wait_until(one_more, 30, "a signal confirmed on the new primary")
+        except DeadlineExceeded as exc:
+            raise AssertionError(f"{exc}; the Sentinels name {stack.redis_primary()} (old {old}); "
+                                 f"the last outcomes: {outcomes[-3:]}") from exc
     finally:
         s.close()
     during = outcomes[1:]

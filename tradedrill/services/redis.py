@@ -342,6 +342,37 @@ def sentinel_view(address: str, port: int, master_name: str, timeout: float = 0.
         c.close()
 
 
+def _pairs(reply) -> dict:
+    """A RESP2 flat list ``[k1, v1, k2, v2, ...]`` as a dict (RESP3 gives a dict already)."""
+    return dict(zip(reply[::2], reply[1::2])) if isinstance(reply, list) else dict(reply)
+
+
+def sentinel_unsettled(c: redis.Redis, master_name: str, primary: tuple[str, int] | None = None) -> str | None:
+    """Why the Sentinel behind client ``c`` is not at rest for ``master_name``, or None when it is: it names
+    ``primary`` (when given), runs no failover, and every replica it can reach reported itself a replica with its
+    link up at the Sentinel's last INFO (every 10 s).
+
+    Why it matters: a Sentinel converts a node it last saw as a primary back into a replica some seconds after a
+    change. A ``SENTINEL FAILOVER`` that promotes such a node through another Sentinel is undone by it and aborts
+    (``-failover-abort-slave-timeout``, measured in tests/engine/test_submit.py: 1 of 9 runs on a busy machine).
+    Raises redis errors of the call (unreachable Sentinel)."""
+    view = _pairs(c.execute_command("SENTINEL", "MASTER", master_name))
+    named = (view.get("ip"), int(view.get("port", 0)))
+    if primary is not None and named != tuple(primary):
+        return f"names the primary {named[0]}:{named[1]}, not {primary[0]}:{primary[1]}"
+    if "failover_in_progress" in str(view.get("flags", "")):
+        return "runs a failover"
+    for reply in c.execute_command("SENTINEL", "REPLICAS", master_name):
+        r = _pairs(reply)
+        flags = str(r.get("flags", ""))
+        if "s_down" in flags or "disconnected" in flags:
+            continue
+        if r.get("role-reported") != "slave" or r.get("master-link-status") != "ok":
+            return (f"last saw {r.get('ip')}:{r.get('port')} as {r.get('role-reported')} "
+                    f"(link {r.get('master-link-status')})")
+    return None
+
+
 def replication_role(address: str, port: int, timeout: float = 0.5, credential: Credential | None = None) -> str:
     c = client(address, port, timeout, credential)
     try:
