@@ -42,11 +42,13 @@ import itertools
 import json
 import os
 import random
+import signal
 import sys
 import time
 from pathlib import Path
 
 import gevent
+import gevent.event
 from locust import User, constant_pacing, events, task
 
 from scenarios.history import FAIL, OK, UNKNOWN, History, SignalLog
@@ -57,6 +59,7 @@ LOAD_DIR = "load"                 # in the run folder: stats.jsonl, summary.json
 STATS, SUMMARY = "stats.jsonl", "summary.json"
 OP_BASE = 1_000_000_000           # the load's history op ids: far from the drill's own counter (one file, two writers)
 SPEC_ENV = "TRADEDRILL_LOAD_SPEC"
+INTERRUPT_SETTLE_S = 1.0          # after SIGTERM/SIGINT: results this close are still read; the rest complete unknown
 TICKS_NAME = (TICKS_TYPE, "latency p50 of 1 s")   # what a tick window's request times: its median tick latency
 
 
@@ -487,7 +490,8 @@ def _on_test_stop(environment, **_kw) -> None:
 
 def run(spec_path: str | Path) -> int:
     """The load of one drill, headless, in this process: users of the spec's mix, spawned at its rate, until
-    ``end_mono``; then the settle; statistics into ``run_dir/load/``. Exit status 0, 1 when nothing ran, 2 when
+    ``end_mono`` or a SIGTERM/SIGINT (then the settle is :data:`INTERRUPT_SETTLE_S`, and every operation still
+    open is completed unknown; summary ``interrupted``); then the settle; statistics into ``run_dir/load/``. Exit status 0, 1 when nothing ran, 2 when
     the spec is refused (one line on stderr: :func:`scenarios.load.spec_refusal`) before any user starts."""
     from locust.env import Environment
     from locust.stats import StatsCSVFileWriter
@@ -506,20 +510,27 @@ def run(spec_path: str | Path) -> int:
     csv = StatsCSVFileWriter(environment, list(PERCENTILES), str(out / "locust"), full_history=False)
     csv_greenlet = gevent.spawn(csv)
     environment.tradedrill.start_reader()
+    # the drill stops this process by its handle (SIGTERM, SIGKILL 5 s later) when it is interrupted: end the load
+    # as at its end, with a short settle, so that no operation of the history is left without a completion
+    interrupted = gevent.event.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(signum, interrupted.set)
     started = time.monotonic()
     runner.start(int(spec["users"]), float(spec["spawn_rate"]))
     end = float(spec["end_mono"])
-    while time.monotonic() < end:   # bounded by end_mono; each pass writes the seconds that are over
-        gevent.sleep(min(1.0, max(0.01, end - time.monotonic())))
-        seconds.flush(time.monotonic())
+    while time.monotonic() < end and not interrupted.is_set():   # bounded by end_mono
+        interrupted.wait(min(1.0, max(0.01, end - time.monotonic())))
+        seconds.flush(time.monotonic())   # each pass writes the seconds that are over
     runner.stop()
     ended = time.monotonic()
     seconds.flush()
-    environment.tradedrill.settle(ended + float(spec.get("settle_s", 10.0)))
+    settle_s = INTERRUPT_SETTLE_S if interrupted.is_set() else float(spec.get("settle_s", 10.0))
+    environment.tradedrill.settle(ended + settle_s)
     csv_greenlet.kill(block=True, timeout=2)
     csv.close_files() if hasattr(csv, "close_files") else None
     summary = _summary(seconds, started, ended)
     summary.update(users=int(spec["users"]), spawn_rate=float(spec["spawn_rate"]), mix=spec["mix"],
+                   interrupted=interrupted.is_set(),
                    errors=[{"error": str(e.error), "occurrences": e.occurrences}
                            for e in environment.stats.errors.values()][:20])
     (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -56,6 +57,54 @@ def test_operations_in_flight_when_the_load_stops_are_completed_unknown(tmp_path
         assert all(completed[op]["type"] == "unknown" and "stopped before an answer" in str(completed[op].get("error"))
                    for op in invoked), [completed[op] for op in invoked]
     finally:
+        SlowWebhook.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_load_process_stopped_by_sigterm_completes_its_open_operations_and_writes_its_summary(tmp_path):
+    """An interrupted drill stops its load process by its handle (SIGTERM, SIGKILL 5 s later). It used to die at
+    once: an interrupted drill's history kept 8 tick windows invoked and never completed. Now the load ends as at
+    its end, with a 1-s settle: every operation completed (``unknown``, stopped before an answer), the summary
+    written and marked interrupted, within the 5-s grace. About 6 s."""
+    from tradedrill.waiting import wait_until
+
+    SlowWebhook.release.clear()
+    server = ThreadingHTTPServer((HOST, 0), SlowWebhook)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proc = None
+    try:
+        run = tmp_path / "run"
+        run.mkdir()
+        spec = {"run_dir": str(run), "stack_dir": str(tmp_path), "passphrase": "p",
+                "webhook_url": f"http://{HOST}:{server.server_address[1]}/webhook/tradingview", "sentinels": [],
+                "symbols": ["EURUSD"], "volume": 0.01, "timeout_s": 20.0, "account": 5001, "seed": 1, "users": 3,
+                "spawn_rate": 3, "mix": {"webhook": 1}, "settle_s": 30.0, "end_mono": time.monotonic() + 120.0}
+        (tmp_path / "spec.json").write_text(json.dumps(spec))
+        proc = subprocess.Popen([sys.executable, "-m", "scenarios.locustfiles", "run", str(tmp_path / "spec.json")],
+                                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        history = run / "history.jsonl"
+        wait_until(lambda: history.exists() and history.read_text().count('"invoke"') >= 3, 30,
+                   "three posts in flight")
+        proc.send_signal(signal.SIGTERM)
+        stopped = time.monotonic()
+        _out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - stopped
+        assert "Traceback" not in err, err[-3000:]
+        assert took < 5.0, f"the load process took {took:.1f} s after SIGTERM: the drill's stop would SIGKILL it"
+        lines = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+        invoked = {r["op"] for r in lines if r["type"] == "invoke"}
+        completed = {r["op"]: r for r in lines if r["type"] != "invoke"}
+        assert invoked and invoked == set(completed), f"{len(invoked - set(completed))} of {len(invoked)} open"
+        assert all(completed[op]["type"] == "unknown" for op in invoked), [completed[op] for op in invoked]
+        summary = json.loads((run / "load" / "summary.json").read_text())
+        assert summary["interrupted"] is True, summary
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
         SlowWebhook.release.set()
         server.shutdown()
         server.server_close()
