@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 LOAD_DIR, STATS, SUMMARY, SPEC = "load", "stats.jsonl", "summary.json", "spec.json"
+# the run folder of `tradedrill load-spec` holds CLAIM (which spec owns it: a second spec refuses the folder); a load
+# process that closed its history writes load/ENDED (a spec whose load ran is refused: one history per load)
+CLAIM, ENDED = "load-spec.json", "ended.json"
 USER_KINDS = ("rtss", "webhook", "ticks")
 SERVICE_OF = {"webhook": "backend", "ticks": "ea"}      # what a user kind needs the drill's topology to run
 DEFAULT_MIX = {"rtss": 3, "webhook": 2, "ticks": 1}
@@ -254,7 +257,8 @@ def spec_refusal(spec: dict, kinds, now_mono: float | None = None, timeout_s: fl
     """Why a load process must not run ``spec`` with users of ``kinds``, as one line saying what to do, or None.
 
     Refused: a spec whose ``run_dir`` is a finished run (its ``status.json`` says anything but ``running``: the
-    drill is over, its history already judged, and its stack gone); a drill's spec whose load ended
+    drill is over, its history already judged, and its stack gone); a spec of ``load-spec`` whose load already ran
+    (``load/ended.json``: re-running it would append a second load to its history); a drill's spec whose load ended
     (``end_mono`` + ``settle_s`` is past on CLOCK_MONOTONIC); a stack that does not answer (:func:`stack_problem`).
     """
     from scenarios.history import RunDir
@@ -268,6 +272,10 @@ def spec_refusal(spec: dict, kinds, now_mono: float | None = None, timeout_s: fl
     if status is not None and status.get("state") != "running":
         return f"the run folder {run_dir} is finished (status.json: {status.get('state')}), refusing to add " \
                f"operations to a judged history; {fix}"
+    ended = Path(run_dir) / LOAD_DIR / ENDED
+    if spec.get("end_mono") is None and ended.exists():
+        return f"this spec's load already ran (its history is closed: {ended}); write a new spec with " \
+               f"`tradedrill load-spec` so that each load is judged on a history of its own"
     now = time.monotonic() if now_mono is None else now_mono
     end = spec.get("end_mono")
     if isinstance(end, (int, float)) and now > float(end) + float(spec.get("settle_s", 10.0)):

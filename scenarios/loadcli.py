@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from scenarios.load import DEFAULT_MIX, TICK_BIND_HOST, spec_kinds, stack_problem
+from scenarios.load import CLAIM, DEFAULT_MIX, TICK_BIND_HOST, spec_kinds, stack_problem
 from tradedrill.stackcli import DEFAULT_STACK_DIR
 
 
@@ -45,6 +45,13 @@ def run_dir_problem(run_dir: Path) -> str | None:
         return f"--run-dir {run_dir} is a file, not a folder; {fresh}"
     if RunDir(path).status() is not None:
         return f"--run-dir {run_dir} is a drill's run folder; {fresh}"
+    claim = path / CLAIM
+    if claim.is_file():
+        try:
+            owner = json.loads(claim.read_text()).get("spec", "?")
+        except (OSError, ValueError, AttributeError):
+            owner = "?"
+        return f"--run-dir {run_dir} is already the run folder of the spec {owner}; {fresh}"
     if path.is_dir():
         try:
             held = sorted(p.name for p in path.iterdir())
@@ -160,6 +167,7 @@ def load_spec(stack_dir: Path, out: Path, run_dir: Path | None, timeout_s: float
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(spec, indent=2) + "\n")
+        (Path(run_dir) / CLAIM).write_text(json.dumps({"spec": str(out.resolve())}) + "\n")   # one spec per folder
     except OSError as exc:
         _fail(f"cannot write {out} or {run_dir}: {exc.strerror or exc}")
     classes = {"rtss": "RtssProducer", "webhook": "WebhookSender", "ticks": "TickConsumerUser"}

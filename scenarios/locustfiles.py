@@ -52,7 +52,7 @@ import gevent.event
 from locust import User, constant_pacing, events, task
 
 from scenarios.history import FAIL, OK, UNKNOWN, History, SignalLog
-from scenarios.load import (KIND_OF_CLASS, PERCENTILES, TICKS_TYPE, percentiles, second_row, spec_refusal,
+from scenarios.load import (ENDED, KIND_OF_CLASS, PERCENTILES, TICKS_TYPE, percentiles, second_row, spec_refusal,
                             stable_error, summary_entry, total_entry)
 
 LOAD_DIR = "load"                 # in the run folder: stats.jsonl, summary.json, locust_*.csv, spec.json
@@ -191,6 +191,9 @@ class LoadContext:
         self.stopped_in_flight = self.history.complete_in_flight()   # a killed task's operation: unknown, never open
         self.history.close()
         self.signals.close()
+        ended = Path(self.spec["run_dir"]) / LOAD_DIR / ENDED   # this spec's load is over: never appended again
+        ended.parent.mkdir(parents=True, exist_ok=True)
+        ended.write_text(json.dumps({"process": self.tag, "pid": os.getpid(), "at_unix": time.time()}) + "\n")
 
 
 def _context(environment) -> LoadContext:

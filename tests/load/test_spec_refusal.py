@@ -109,6 +109,41 @@ def test_a_drill_spec_whose_load_ended_is_refused(tmp_path, webhook):
     assert got.returncode == 2 and "load ended" in got.stderr and "only valid while its drill runs" in got.stderr
 
 
+def test_a_spec_whose_load_ran_is_refused_and_its_history_left_as_it_was(tmp_path, webhook):
+    """A user's spec (``tradedrill load-spec``: no end_mono) run twice appended a second load to the first one's
+    history, and the checkers judged both as one. The first load closes its history and says so
+    (``load/ended.json``); the second is refused in one line before any user starts."""
+    spec = _spec(tmp_path, webhook)
+    run = Path(json.loads(spec.read_text())["run_dir"])
+    headless = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--headless", "-u", "2", "-r", "2", "-t", "2s",
+                "--only-summary", "WebhookSender"]
+    first = _run(headless, spec)
+    assert first.returncode in (0, 1) and "Traceback" not in first.stderr, first.stderr[-2000:]
+    assert (run / "load" / "ended.json").exists(), first.stderr[-2000:]
+    before = (run / "history.jsonl").read_text()
+    assert before.count('"invoke"') >= 1
+    StubWebhook.seen.clear()
+    again = _run(headless, spec)
+    refused = [line for line in again.stderr.splitlines() if "refused" in line]
+    assert again.returncode == 2 and len(refused) == 1 and "load already ran" in refused[0] \
+        and "tradedrill load-spec" in refused[0], again.stderr[-2000:]
+    assert (run / "history.jsonl").read_text() == before and not StubWebhook.seen
+
+
+def test_a_run_folder_claimed_by_one_spec_is_refused_to_another(tmp_path):
+    """Two `load-spec` runs naming one --run-dir wrote two specs sharing one history (the folder stayed empty
+    until a load ran). The first spec claims its folder; the second is told whose it is."""
+    from scenarios.load import CLAIM
+    from scenarios.loadcli import run_dir_problem
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert run_dir_problem(run) is None
+    (run / CLAIM).write_text(json.dumps({"spec": "/somewhere/spec-a.json"}))
+    problem = run_dir_problem(run)
+    assert problem and "already the run folder of the spec /somewhere/spec-a.json" in problem, problem
+
+
 def test_load_spec_without_a_stack_is_a_one_line_error(tmp_path):
     got = subprocess.run([sys.executable, "-m", "tradedrill.cli", "load-spec", "--dir", str(tmp_path / "none"),
                           "--out", str(tmp_path / "spec.json")], cwd=ROOT, capture_output=True, text=True, timeout=60)
