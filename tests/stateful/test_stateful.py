@@ -161,6 +161,9 @@ def test_a_heal_drawn_right_after_a_redis_primary_kill_finds_the_failover_done(s
     verdict = example.finish()
     assert not verdict.failed, verdict.describe()
     assert not verdict.findings, "; ".join(f["checker"] + ": " + f["summary"] for f in verdict.findings)
+    node = next(n for n in session.stack.of_kind("redis").values() if (n.address, n.port) == tuple(old))
+    role = session.stack.redis_node_client(node.name).execute_command("ROLE")
+    assert role[0] == "slave" and (role[1], int(role[2])) == tuple(new), role
 
 
 def test_ticks_lost_on_udp_reach_the_consumer_over_tcp_in_a_stateful_example(session):
