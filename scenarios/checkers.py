@@ -3198,11 +3198,13 @@ def run_provider(run: h.RunDir) -> dict:
 
 
 def check_run(run_dir: str | Path | h.RunDir, *, checkers: Sequence[Any] | None = None,
-              signal_of: SignalOf | None = None, targets: targets_mod.Targets | None = None) -> RunCheck:
+              signal_of: SignalOf | None = None, targets: targets_mod.Targets | None = None,
+              view: "RunView | None" = None) -> RunCheck:
     """Apply the checkers of the run's scenario.json (or ``checkers``; or the registry's definition of the
     scenario; or DEFAULT_CHECKERS) to a saved run directory, and say whether the run can be judged at all.
     Raises FileNotFoundError when ``run_dir`` is not a folder. Unless ``checkers`` is given, the checkers every drill
-    runs (``scenarios.registry.EVERY_RUN_CHECKERS``: the live configuration read, issue 19) are added."""
+    runs (``scenarios.registry.EVERY_RUN_CHECKERS``: the live configuration read, issue 19) are added. ``view``: a
+    :class:`RunView` of the same run to load the files into (a caller that reads them too parses them once)."""
     run = run_dir if isinstance(run_dir, h.RunDir) else h.RunDir(run_dir)
     if not run.path.is_dir():
         raise FileNotFoundError(f"{run.path} is not a run directory; pass the folder a drill wrote "
@@ -3220,7 +3222,7 @@ def check_run(run_dir: str | Path | h.RunDir, *, checkers: Sequence[Any] | None 
     if not explicit:
         from scenarios import registry
         checkers = registry.with_every_run(checkers)
-    view = RunView(run, signal_of)
+    view = view if view is not None else RunView(run, signal_of)
     ops, windows = view.operations(), view.fault_windows()
     results = [run_checker(spec, view, targets) for spec in checkers]
     from scenarios import overrides as overrides_mod   # engine settings not the documents': never a silent pass

@@ -36,7 +36,7 @@ from typing import Callable
 import psutil
 
 from scenarios import registry
-from scenarios.checkers import check_rto, check_run
+from scenarios.checkers import RunView, check_rto, check_run
 from scenarios.environment import DrillError, DrillOptions
 from scenarios.runner import DrillInterrupted, run_once
 from scenarios.stateful import FAULT_MOVES, SAFETY_CHECKERS, STATEFUL_CHECKERS, SYMBOLS, TICK_CHECKERS
@@ -958,7 +958,8 @@ def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
             f"{run_path} holds no {FACTS}: " + ("the soak was interrupted, and an interrupted soak is not judged "
                                                 "(run it again)" if cut else "it is not a finished soak's run folder"))
     run = RunDir(run_path)
-    check = check_run(run)
+    view = RunView(run)   # the history parsed once, for the checkers and the recovery figures
+    check = check_run(run, view=view)
     res = {r.checker: r for r in check.results}
     # the fault log exists once a fault was injected: a load-only soak (``no_fault_reason``) has none
     fault_path = run_path / "faults.jsonl"
@@ -1029,7 +1030,7 @@ def judge_run(run_path: Path | str, out_dir: Path | str | None = None) -> dict:
         summary["fault_recovery"] = "measured"
         try:
             summary["recovery_by_fault"] = recovery_figures(
-                run.operations(), run.fault_windows(),
+                view.operations(), view.fault_windows(),
                 dict(moves_of_injections(soak_scenario(opts), facts["moves"], faults)))
         except (OSError, ValueError) as exc:   # a history or fault log the checkers could not read either
             summary["recovery_not_computed"] = str(exc).splitlines()[0][:300]
