@@ -98,10 +98,11 @@ PENDING_POINTS = (200, 500)
 LOAD_PER_S = 5.0
 LOAD_MAX_SIGNALS = 3000        # one example's load never offers more than this (bounded in count as in time)
 TAKEOVER_WAIT_S = 10.0         # a pause of the active engine waits this long for the other engine to take the lease
-# a move that takes the Redis primary from the engines waits this long for the Sentinels to promote another node
-# (down-after 3 s + the failover ~1-2 s): a heal drawn at once otherwise undid the kill before any failover
-# (the ci profile of 2026-12-02 held its faults 0.03-0.87 s)
-PROMOTION_WAIT_S = 15.0
+# a move that takes the Redis primary from the engines waits this long (from its injection) for the Sentinels to
+# promote another node (down-after 3 s + the failover ~1-2 s; a second failover within 2 x failover-timeout of the
+# last one waits for a Sentinel allowed to try again: measured 15.4 s after a partition's failover): a heal drawn at
+# once otherwise undid the kill before any failover (the ci profile of 2026-12-02 held its faults 0.03-0.87 s)
+PROMOTION_WAIT_S = 30.0
 PROMOTION_MOVES = ("redis-primary-kill", "redis-partition")
 # the EA streams again before an example begins: after the reset's broker restart it reconnects (backoff 0.1 s
 # doubling: within ~1.5 s of the broker's return) or is started afresh; and the example's consumer has a live tick
@@ -727,6 +728,7 @@ class Example:
             else:
                 target = self.env.resolve(move.target)
                 fault = FAULTS[move.package].build(self.env, target, dict(move.params))
+                injected_at = time.monotonic()
                 fault.inject()
                 self.active.append(fault)
                 if move.name == "broker-primary-down":
@@ -738,7 +740,7 @@ class Example:
                 if move.package == "process-pause" and move.target == "active-engine":
                     step["note"] += "; " + self._wait_takeover(target.node)
                 if move.name in PROMOTION_MOVES:
-                    step["note"] += "; " + self._wait_promotion((target.node.address, target.node.port))
+                    step["note"] += "; " + self._wait_promotion((target.node.address, target.node.port), injected_at)
         except Exception as exc:  # noqa: BLE001 - a step that cannot run is recorded, the schedule goes on
             step["note"] = f"not injected: {type(exc).__name__}: {exc}"[:300]
 
@@ -778,18 +780,18 @@ class Example:
         except DeadlineExceeded:
             return f"no takeover within {TAKEOVER_WAIT_S:g} s"
 
-    def _wait_promotion(self, old: tuple[str, int]) -> str:
-        """After a move that takes the Redis primary ``old`` away: until a majority of the Sentinels name another
-        node, at most :data:`PROMOTION_WAIT_S`, so a heal drawn next finds the failover done and the old primary
-        demoted when it returns (what a schedule means by "the primary killed"). Returns what happened, for the
-        step's note."""
-        started = time.monotonic()
+    def _wait_promotion(self, old: tuple[str, int], injected_at: float) -> str:
+        """After a move that takes the Redis primary ``old`` away (injected at ``injected_at``, monotonic s): until a
+        majority of the Sentinels name another node, at most :data:`PROMOTION_WAIT_S` after the injection, so a heal
+        drawn next finds the failover done and the old primary demoted when it returns (what a schedule means by
+        "the primary killed"). Returns what happened, timed from the injection, for the step's note."""
         try:
             new = wait_until(lambda: (p := self.env.stack.redis_primary()) not in (None, tuple(old)) and p,
-                             PROMOTION_WAIT_S, f"the Sentinels to promote a primary other than {old}")
-            return f"{new[0]}:{new[1]} promoted after {time.monotonic() - started:.1f} s"
+                             max(0.1, injected_at + PROMOTION_WAIT_S - time.monotonic()),
+                             f"the Sentinels to promote a primary other than {old}")
+            return f"{new[0]}:{new[1]} promoted {time.monotonic() - injected_at:.1f} s after the injection"
         except DeadlineExceeded:
-            return f"no promotion within {PROMOTION_WAIT_S:g} s"
+            return f"no promotion within {PROMOTION_WAIT_S:g} s of the injection"
 
     def _heal(self, step: dict) -> None:
         if not self.active:

@@ -155,7 +155,7 @@ def test_a_heal_drawn_right_after_a_redis_primary_kill_finds_the_failover_done(s
                  {"op": "submit", "kind": "market", "signal": "s2", "side": "sell", "symbol": "EURUSD"}):
         example.apply(step)
     note = example.steps[1]["note"]
-    assert "promoted after" in note, note
+    assert "promoted" in note and "after the injection" in note, note
     new = session.stack.redis_primary()
     assert new not in (None, old), (old, new)
     verdict = example.finish()
