@@ -11,12 +11,14 @@ from typing import Iterator
 
 class StubWebhook(BaseHTTPRequestHandler):
     seen: list = []
+    status = 202   # 200: every alert answered "duplicate" (a copy the backend had accepted already)
 
     def do_POST(self):  # noqa: N802 - http.server's name
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         self.seen.append(body["alert_id"])
-        answer = json.dumps({"status": "accepted", "signal_id": "sig-" + body["alert_id"]}).encode()
-        self.send_response(202)
+        word = "accepted" if self.status == 202 else "duplicate"
+        answer = json.dumps({"status": word, "signal_id": "sig-" + body["alert_id"]}).encode()
+        self.send_response(self.status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(answer)))
         self.end_headers()
@@ -27,9 +29,11 @@ class StubWebhook(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve(host: str) -> Iterator[str]:
-    """The stub on ``host`` (a free port), ``seen`` emptied; yields its webhook URL and stops it on exit."""
+def serve(host: str, status: int = 202) -> Iterator[str]:
+    """The stub on ``host`` (a free port), ``seen`` emptied, answering ``status`` (202 or 200); yields its webhook
+    URL and stops it on exit."""
     StubWebhook.seen = []
+    StubWebhook.status = status
     server = ThreadingHTTPServer((host, 0), StubWebhook)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -56,6 +56,12 @@ def test_operations_in_flight_when_the_load_stops_are_completed_unknown(tmp_path
         assert invoked == set(completed), f"{len(invoked - set(completed))} of {len(invoked)} never completed"
         assert all(completed[op]["type"] == "unknown" and "stopped before an answer" in str(completed[op].get("error"))
                    for op in invoked), [completed[op] for op in invoked]
+        # each post in flight may have put its signal on RTSS: signals.jsonl names it (tv-<alert id>) as unknown,
+        # so the state checker can tell its trade from a phantom
+        signals = [json.loads(line) for line in (run / "signals.jsonl").read_text().splitlines() if line.strip()]
+        named = {s["signal"]: s["ack"] for s in signals}
+        keys = {r["key"] for r in lines if r["type"] == "invoke"}
+        assert all(named.get(f"tv-{k}") == "unknown" for k in keys), (keys, named)
     finally:
         SlowWebhook.release.set()
         server.shutdown()

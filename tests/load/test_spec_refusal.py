@@ -130,6 +130,19 @@ def test_a_spec_whose_load_ran_is_refused_and_its_history_left_as_it_was(tmp_pat
     assert (run / "history.jsonl").read_text() == before and not StubWebhook.seen
 
 
+def test_an_alert_answered_200_duplicate_is_a_signal_on_rtss(tmp_path):
+    """nginx resends a post whose answer timed out to the other backend, which answers 200 "duplicate": the signal
+    is on RTSS all the same. A 50-user drill left 8 such out of signals.jsonl, and the state checker called their
+    trades phantoms (and missed) on the reference engine."""
+    with serve(HOST, status=200) as url:
+        spec = _spec(tmp_path, url, end_mono=time.monotonic() + 6)
+        got = _run([sys.executable, "-m", "scenarios.locustfiles", "run", str(spec)], spec)
+    assert "Traceback" not in got.stderr, got.stderr[-2000:]
+    run = Path(json.loads(spec.read_text())["run_dir"])
+    named = {json.loads(line)["signal"] for line in (run / "signals.jsonl").read_text().splitlines() if line.strip()}
+    assert StubWebhook.seen and {f"sig-{a}" for a in StubWebhook.seen} <= named, (StubWebhook.seen, named)
+
+
 def test_a_run_folder_claimed_by_one_spec_is_refused_to_another(tmp_path):
     """Two `load-spec` runs naming one --run-dir wrote two specs sharing one history (the folder stayed empty
     until a load ran). The first spec claims its folder; the second is told whose it is."""
