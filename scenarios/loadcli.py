@@ -67,6 +67,39 @@ def run_dir_problem(run_dir: Path) -> str | None:
     return None
 
 
+# what `tradedrill up` keeps in its run folder: --out must never name one of them (a spec written over pids.json
+# left `down` unable to stop the stack: "nothing was running", 10 processes left; over stack.json `status` crashed)
+STACK_FILES = ("stack.json", "pids.json", "pids.json.lock", "topology.json")
+STACK_FOLDERS = ("secrets", "data", "logs", "nodes")
+
+
+def out_problem(out: Path, stack_dir: Path, run_dir: Path) -> str | None:
+    """Why the spec may not be written to ``out``, or None: not empty, not a folder, not one of the stack's own
+    files or folders (:data:`STACK_FILES`, :data:`STACK_FOLDERS` of ``stack_dir``), not inside ``run_dir``, and an
+    existing file only when it is a load spec (written again)."""
+    new = "give a new file name, e.g. --out out/loadstack/spec.json"
+    if not str(out).strip():
+        return f"--out is empty; {new}"
+    path = Path(out)
+    if path.is_dir():
+        return f"--out {out} is a folder; {new}"
+    target, stack = path.resolve(), Path(stack_dir).resolve()
+    if target.parent == stack and target.name in STACK_FILES:
+        return f"--out {out} is the stack's own {target.name} (`tradedrill up` keeps it there); {new}"
+    if any(target.is_relative_to(stack / folder) for folder in STACK_FOLDERS):
+        return f"--out {out} is inside the stack's own folders ({', '.join(STACK_FOLDERS)}); {new}"
+    if target.is_relative_to(Path(run_dir).resolve()):
+        return f"--out {out} is inside --run-dir {run_dir} (the load's history goes there); {new}"
+    if path.exists():
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError):
+            doc = None
+        if not (isinstance(doc, dict) and {"run_dir", "mix", "users"} <= set(doc)):
+            return f"--out {out} exists and is not a load spec (it would be overwritten); {new}"
+    return None
+
+
 def _fail(message: str) -> None:
     click.echo(f"tradedrill load-spec: {message}", err=True)
     sys.exit(2)
@@ -150,7 +183,7 @@ def load_spec(stack_dir: Path, out: Path, run_dir: Path | None, timeout_s: float
     """Write a locust load spec for the live stack of `tradedrill up` (for `locust -f scenarios/locustfiles.py`)."""
     if run_dir is None:
         run_dir = Path("out") / "load" / _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    for problem in (timeout_problem(timeout_s), run_dir_problem(run_dir)):
+    for problem in (timeout_problem(timeout_s), run_dir_problem(run_dir), out_problem(out, stack_dir, run_dir)):
         if problem:
             _fail(problem)
     try:

@@ -227,3 +227,25 @@ def test_the_retry_count_is_not_part_of_the_error_name():
         "failed: Redis is unreachable (Error 111 connecting to 127.0.6.3:6379. Connection refused.)"
     assert stable_error("unknown: 3 post(s), last: HTTP 503") == stable_error("unknown: 7 post(s), last: HTTP 503")
     assert stable_error("HTTP 409: busy") == "HTTP 409: busy"   # what tells failures apart stays
+
+
+def test_load_spec_never_writes_over_the_stack_s_own_files(tmp_path):
+    """A new user's `load-spec --out out/ls2/pids.json` wrote the spec over the stack's pids.json: `down` then said
+    "nothing was running" and left 10 processes up (over stack.json, `status` crashed). --out may be a new file or
+    an earlier spec, never a file or folder of the stack, the run folder, or another file."""
+    from scenarios.loadcli import out_problem
+
+    stack, run = tmp_path / "stack", tmp_path / "run"
+    (stack / "secrets").mkdir(parents=True)
+    for name in ("stack.json", "pids.json", "topology.json"):
+        (stack / name).write_text("{}")
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "old-spec.json").write_text(json.dumps({"run_dir": "x", "mix": {"rtss": 1}, "users": 0}))
+    for out, says in ((stack / "pids.json", "the stack's own pids.json"), (stack / "stack.json", "own stack.json"),
+                      (stack / "secrets" / "spec.json", "inside the stack's own folders"),
+                      (stack, "is a folder"), (run / "spec.json", "inside --run-dir"),
+                      (tmp_path / "notes.txt", "exists and is not a load spec"), ("", "--out is empty")):
+        problem = out_problem(out, stack, run)
+        assert problem and says in problem and "give a new file name" in problem, (out, problem)
+    assert out_problem(stack / "spec.json", stack, run) is None   # the README's place for it
+    assert out_problem(tmp_path / "old-spec.json", stack, run) is None   # an earlier spec, written again
