@@ -253,6 +253,58 @@ def stack_problem(spec: dict, kinds, timeout_s: float = 1.0) -> str | None:
     return None
 
 
+SLOTS = "slots"                   # in run_dir/load/: one file per load process writing the history (its op-id range)
+MAX_SLOTS = 1000                  # OP_BASE + 1,000,000 x slot stays below 2**31
+
+
+class LoadRefused(Exception):
+    """This process must not write the spec's history (one line saying what to do)."""
+
+
+def claim_slot(run_dir: str | Path, owner: str) -> int:
+    """Claim this process's slot among the processes writing ``run_dir``'s history and return its number (0..999):
+    the slot gives the process its op-id range and its users' names, so two workers never share either (they
+    shared names, and op ranges by ``pid % 1000``). ``owner`` says which load the process belongs to: the workers
+    of one distributed load name the same master (``master HOST:PORT``); a process on its own is ``standalone
+    <pid>``. Raises :class:`LoadRefused` when a process of another load holds a slot (a second load started on the
+    same spec, at the same time or after a first one was killed before it could close its history)."""
+    import os
+    import tempfile
+
+    folder = Path(run_dir) / LOAD_DIR / SLOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".claim-")
+    with os.fdopen(fd, "w") as fh:   # written whole before it is linked: a reader never sees half a claim
+        fh.write(json.dumps({"owner": owner, "pid": os.getpid(), "at_unix": time.time()}))
+    mine = None
+    try:
+        for n in range(MAX_SLOTS):   # bounded
+            try:
+                os.link(tmp, folder / f"{n}.json")   # fails if the slot is taken: atomic
+            except FileExistsError:
+                continue
+            mine = n
+            break
+    finally:
+        os.unlink(tmp)
+    if mine is None:
+        raise LoadRefused(f"{folder} holds {MAX_SLOTS} load processes already; write a new spec with "
+                          f"`tradedrill load-spec`")
+    for other in sorted(folder.glob("[0-9]*.json")):
+        if other.name == f"{mine}.json":
+            continue
+        try:
+            theirs = json.loads(other.read_text()).get("owner")
+        except (OSError, ValueError, AttributeError):
+            theirs = None
+        if theirs != owner or owner.startswith("standalone"):
+            (folder / f"{mine}.json").unlink(missing_ok=True)
+            raise LoadRefused(f"another load ({theirs or 'unknown'}) writes or wrote this spec's history "
+                              f"({other}); write a new spec with `tradedrill load-spec` so that each load is "
+                              f"judged on a history of its own")
+    return mine
+
+
 def spec_refusal(spec: dict, kinds, now_mono: float | None = None, timeout_s: float = 1.0) -> str | None:
     """Why a load process must not run ``spec`` with users of ``kinds``, as one line saying what to do, or None.
 

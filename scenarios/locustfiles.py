@@ -52,7 +52,7 @@ import gevent.event
 from locust import User, constant_pacing, events, task
 
 from scenarios.history import FAIL, OK, UNKNOWN, History, SignalLog
-from scenarios.load import (ENDED, KIND_OF_CLASS, PERCENTILES, TICKS_TYPE, percentiles, second_row, spec_refusal,
+from scenarios.load import (ENDED, KIND_OF_CLASS, LoadRefused, claim_slot, PERCENTILES, TICKS_TYPE, percentiles, second_row, spec_refusal,
                             stable_error, summary_entry, total_entry)
 
 LOAD_DIR = "load"                 # in the run folder: stats.jsonl, summary.json, locust_*.csv, spec.json
@@ -97,12 +97,14 @@ class LoadContext:
     spec, the history and signal log (appended by this process beside the drill's), the pending trades and one RTRS
     reader that completes them."""
 
-    def __init__(self, spec: dict, environment, tag: str):
+    def __init__(self, spec: dict, environment, tag: str, slot: int = 0):
         self.spec = spec
         self.environment = environment
         run = Path(spec["run_dir"])
         self.history = _LoadHistory(run / "history.jsonl")
-        self.history._ids = itertools.count(OP_BASE + 1_000_000 * (os.getpid() % 1000))  # one range per process
+        self.history._ids = itertools.count(OP_BASE + 1_000_000 * slot)   # one range per process (claim_slot)
+        self.slot = slot
+        self.names = "" if slot == 0 else f"s{slot}-"   # users' process names: locust-rtss-s1-3 on slot 1
         self.signals = SignalLog(run / "signals.jsonl")
         self.tag = tag
         self.counter = itertools.count(1)
@@ -217,7 +219,7 @@ class RtssProducer(User):
         from reference.engine.submit import SignalSubmitter
 
         ctx = _context(self.environment)
-        self.process = f"locust-rtss-{next(ctx.counter)}"
+        self.process = f"locust-rtss-{ctx.names}{next(ctx.counter)}"
         self.submitter = SignalSubmitter(ctx.submitter_config(self.process), name=self.process)
 
     def on_stop(self) -> None:
@@ -275,7 +277,7 @@ class WebhookSender(User):
         # what matters (a new user's finding); locust's statistics count the requests
         logging.getLogger("httpx").setLevel(logging.WARNING)
         ctx = _context(self.environment)
-        self.process = f"locust-webhook-{next(ctx.counter)}"
+        self.process = f"locust-webhook-{ctx.names}{next(ctx.counter)}"
         self.passphrase = ctx.spec.get("passphrase") or read_passphrase(ctx.spec["stack_dir"])
         self.http = httpx.Client(timeout=float(ctx.spec["timeout_s"]))
 
@@ -367,7 +369,7 @@ class TickConsumerUser(User):
 
         ctx = _context(self.environment)
         n = next(ctx.counter)
-        self.process = f"locust-ticks-{n}"
+        self.process = f"locust-ticks-{ctx.names}{n}"
         host, port = ctx.spec["eas"][n % len(ctx.spec["eas"])]
         self.latencies: list[float] = []
         cfg = ConsumerConfig((host, int(port)), (host, int(port)), consumer_id=self.process,
@@ -506,7 +508,15 @@ def _on_init(environment, **_kw) -> None:
     spec = _refuse_or_exit({KIND_OF_CLASS.get(c.__name__, "") for c in environment.user_classes} - {""})
     if isinstance(environment.runner, MasterRunner):
         return
-    environment.tradedrill = LoadContext(spec, environment, tag=f"lw{os.getpid() % 100000}")
+    opts = environment.parsed_options
+    worker = bool(getattr(opts, "worker", False))
+    owner = f"master {opts.master_host}:{opts.master_port}" if worker else f"standalone {os.getpid()}"
+    try:
+        slot = claim_slot(spec["run_dir"], owner)
+    except LoadRefused as exc:
+        print(f"tradedrill load: refused: {exc}", file=sys.stderr, flush=True)
+        os._exit(2)   # as _refuse_or_exit: locust's greenlets must not hold the process open
+    environment.tradedrill = LoadContext(spec, environment, tag=f"lw{os.getpid() % 100000}", slot=slot)
     environment.tradedrill.cli = True
     environment.tradedrill.start_reader()
 
@@ -534,9 +544,15 @@ def run(spec_path: str | Path) -> int:
         return 2
     out = Path(spec["run_dir"]) / LOAD_DIR
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        slot = claim_slot(spec["run_dir"], f"standalone {os.getpid()}")
+    except LoadRefused as exc:
+        print(f"tradedrill load: refused: {exc}", file=sys.stderr, flush=True)
+        return 2
     classes = user_classes(spec["mix"])
     environment = Environment(user_classes=classes, events=events, host=spec.get("webhook_url") or None)
-    environment.tradedrill = LoadContext(spec, environment, tag=f"L{int(spec.get('seed', 0)) % 100000:05d}")
+    environment.tradedrill = LoadContext(spec, environment, tag=f"L{int(spec.get('seed', 0)) % 100000:05d}",
+                                         slot=slot)
     runner = environment.create_local_runner()
     seconds = SecondStats(environment, out / STATS)
     csv = StatsCSVFileWriter(environment, list(PERCENTILES), str(out / "locust"), full_history=False)

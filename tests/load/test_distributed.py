@@ -73,6 +73,19 @@ def test_one_master_two_workers(tmp_path, webhook):
     history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     done = [h for h in history if h["type"] == "ok" and h["f"] == "webhook"]
     assert len(done) == requests
+    # one history of single-threaded processes: no process name is used by both workers (each numbered its users
+    # from 1: 50 invokes of a new user's run began while the same name had one open), no op id by two operations
+    open_ops: dict[str, int] = {}
+    for h in history:
+        if h["type"] == "invoke":
+            assert h["process"] not in open_ops, f"{h['process']} invoked op {h['op']} with {open_ops[h['process']]} open"
+            open_ops[h["process"]] = h["op"]
+        else:
+            assert open_ops.pop(h["process"], None) == h["op"], h
+    invoked = [h["op"] for h in history if h["type"] == "invoke"]
+    assert len(invoked) == len(set(invoked))
+    names = {h["process"] for h in history}   # slot 0: locust-webhook-<n>; slot 1: locust-webhook-s1-<n>
+    assert any("-s1-" in n for n in names) and any("-s1-" not in n for n in names), names
     # a worker's log is not one line a request (httpx's INFO lines: 256 a worker in 30 s, a new user's finding)
     for i in range(2):
         log = (tmp_path / f"worker-{i}.log").read_text(errors="replace")

@@ -143,6 +143,26 @@ def test_an_alert_answered_200_duplicate_is_a_signal_on_rtss(tmp_path):
     assert StubWebhook.seen and {f"sig-{a}" for a in StubWebhook.seen} <= named, (StubWebhook.seen, named)
 
 
+def test_load_processes_of_one_load_share_a_history_and_no_other_load_does(tmp_path):
+    """The workers of one distributed load (same master) get slots 0, 1, ...: their op-id ranges and user names.
+    A second load on the same spec is refused, whether it starts beside the first or after the first was killed
+    before it could close its history (a new user's SIGKILLed load, then the same spec again: 30 + 30 invokes in
+    one history; two loads started together: 110 invokes from two ranges)."""
+    from scenarios.load import LoadRefused, claim_slot
+
+    run = tmp_path / "run"
+    assert [claim_slot(run, "master 127.0.0.1:5557") for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(LoadRefused, match="another load .master 127.0.0.1:5557. writes or wrote this spec's history"):
+        claim_slot(run, "standalone 4242")
+    with pytest.raises(LoadRefused, match="another load"):
+        claim_slot(run, "master 127.0.0.1:6000")
+    alone = tmp_path / "alone"
+    assert claim_slot(alone, "standalone 1") == 0
+    with pytest.raises(LoadRefused, match="standalone 1"):   # a killed load's slot stays: the spec is spent
+        claim_slot(alone, "standalone 2")
+    assert sorted(p.name for p in (alone / "load" / "slots").iterdir()) == ["0.json"]   # a refused one leaves none
+
+
 def test_a_run_folder_claimed_by_one_spec_is_refused_to_another(tmp_path):
     """Two `load-spec` runs naming one --run-dir wrote two specs sharing one history (the folder stayed empty
     until a load ran). The first spec claims its folder; the second is told whose it is."""
