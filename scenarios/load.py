@@ -332,6 +332,14 @@ def spec_refusal(spec: dict, kinds, now_mono: float | None = None, timeout_s: fl
     end = spec.get("end_mono")
     if isinstance(end, (int, float)) and now > float(end) + float(spec.get("settle_s", 10.0)):
         return f"this spec's load ended {now - float(end):.0f} s ago (end_mono {end}); {fix}"
+    served = spec_kinds(spec)
+    missing = [k for k in USER_KINDS if k in set(kinds) and k not in served]
+    if missing and served:   # the stack is up but was started without what those users need: name the others
+        cls = {v: k for k, v in KIND_OF_CLASS.items()}
+        need = {"rtss": "redis,mt5,engine", "webhook": "backend", "ticks": "ea"}
+        return (f"this spec's stack serves no {', '.join(cls[k] for k in missing)} (its stack runs no "
+                f"{' or '.join(need[k] for k in missing)}); name the user classes it serves at the end of the locust "
+                f"command ({' '.join(cls[k] for k in USER_KINDS if k in served)}), or start a stack with those services")
     problem = stack_problem(spec, kinds, timeout_s)
     if problem:
         return f"{problem}; {fix}"

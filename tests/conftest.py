@@ -73,7 +73,29 @@ def _to_the_workers(signum, _frame) -> None:
                      f"Ctrl-C, then pytest exits\n")
 
 
+def subnet_settings_problem(environ=os.environ) -> str | None:
+    """Why a ``TRADEDRILL_*_SUBNET`` (or ``..._SUBNETS=A,B``) setting cannot place a test's stack, or None: each
+    value must be three loopback octets (the docker ones a /24 of the docker provider's block). A new user's
+    ``TRADEDRILL_STATEFUL_SUBNET=10.0.0`` was a 45-line setup error of every stateful test."""
+    from tradedrill.topology import TopologyError, _check_subnet
+
+    for key in sorted(environ):
+        if not key.startswith("TRADEDRILL_") or not key.endswith(("_SUBNET", "_SUBNETS")):
+            continue
+        network = "docker" if "DOCKER" in key else "loopback"
+        for value in environ[key].split(",") if key.endswith("S") else [environ[key]]:
+            try:
+                _check_subnet(value.strip(), network)
+            except TopologyError as exc:
+                example = "172.30.17" if network == "docker" else "127.0.140"
+                return f"{key}={environ[key]!r}: {exc}; unset it or give e.g. {key}={example}"
+    return None
+
+
 def pytest_configure(config) -> None:
+    problem = subnet_settings_problem()
+    if problem:   # one line, exit 4, before any stack starts
+        raise pytest.UsageError(problem)
     if threading.current_thread() is not threading.main_thread():
         return
     controller = bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")

@@ -269,3 +269,15 @@ def test_load_spec_never_writes_over_the_stack_s_own_files(tmp_path):
         assert problem and says in problem and "give a new file name" in problem, (out, problem)
     assert out_problem(stack / "spec.json", stack, run) is None   # the README's place for it
     assert out_problem(tmp_path / "old-spec.json", stack, run) is None   # an earlier spec, written again
+
+
+def test_a_user_class_the_stack_cannot_serve_is_named_with_the_ones_it_can(tmp_path, webhook):
+    """`locust -f scenarios/locustfiles.py` without class names runs every class; on a stack without a backend the
+    refusal said "start a stack (`tradedrill up`)" of a stack that was up. It now says which classes to name."""
+    from scenarios.load import spec_refusal
+
+    spec = json.loads(_spec(tmp_path, webhook).read_text())   # a webhook, no Sentinel: WebhookSender only
+    problem = spec_refusal(spec, {"rtss", "webhook", "ticks"})
+    assert problem and "serves no RtssProducer, TickConsumerUser" in problem and "(WebhookSender)" in problem, problem
+    assert "tradedrill up" not in problem
+    assert spec_refusal(spec, {"webhook"}) is None
