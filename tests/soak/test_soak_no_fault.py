@@ -26,7 +26,7 @@ def clean_checks(monkeypatch):
                                       checker("lost_signals", acknowledged=1000, lost_signals=0),
                                       checker("state", state_mismatches=0)],
                              run_validity=SimpleNamespace(valid=True, reasons=[]))
-    monkeypatch.setattr(soak, "check_run", lambda run: report)
+    monkeypatch.setattr(soak, "check_run", lambda run, **_kw: report)
 
 
 def soak_folder(tmp_path, opts: SoakOptions, faults: list[dict] | None):
@@ -86,7 +86,7 @@ def test_a_failed_soak_without_a_fault_says_failed_and_its_reason(tmp_path, monk
     report = SimpleNamespace(results=[checker("duplicates", duplicate_orders=2),
                                       checker("lost_signals", acknowledged=1000, lost_signals=0)],
                              run_validity=SimpleNamespace(valid=True, reasons=[]))
-    monkeypatch.setattr(soak, "check_run", lambda run: report)
+    monkeypatch.setattr(soak, "check_run", lambda run, **_kw: report)
     s = judge_run(soak_folder(tmp_path, SoakOptions(minutes=2, every_s=600), faults=None))["summary"]
     assert s["verdict"] == "failed" and "duplicate orders: 2" in s["failed_because"]
     assert verdict_word({"passed": True, "fault_recovery": "measured"}) == "passed"
