@@ -18,6 +18,19 @@ ROOT = Path(__file__).resolve().parents[2]
 HOST = os.environ.get("TRADEDRILL_LOAD_TEST_HOST3", "127.0.101.3")   # the load tests' block (127.0.123 is the soak tests')
 
 
+def write_spec(tmp_path: Path, server, settle_s: float, load_s: float) -> Path:
+    """tmp_path/spec.json: 3 webhook users against ``server`` for ``load_s`` s, then ``settle_s``; returns the run
+    folder (created)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    spec = {"run_dir": str(run), "stack_dir": str(tmp_path), "passphrase": "p",
+            "webhook_url": f"http://{HOST}:{server.server_address[1]}/webhook/tradingview", "sentinels": [],
+            "symbols": ["EURUSD"], "volume": 0.01, "timeout_s": 20.0, "account": 5001, "seed": 1, "users": 3,
+            "spawn_rate": 3, "mix": {"webhook": 1}, "settle_s": settle_s, "end_mono": time.monotonic() + load_s}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    return run
+
+
 class SlowWebhook(BaseHTTPRequestHandler):
     release = threading.Event()
 
@@ -38,13 +51,7 @@ def test_operations_in_flight_when_the_load_stops_are_completed_unknown(tmp_path
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        run = tmp_path / "run"
-        run.mkdir()
-        spec = {"run_dir": str(run), "stack_dir": str(tmp_path), "passphrase": "p",
-                "webhook_url": f"http://{HOST}:{server.server_address[1]}/webhook/tradingview", "sentinels": [],
-                "symbols": ["EURUSD"], "volume": 0.01, "timeout_s": 20.0, "account": 5001, "seed": 1, "users": 3,
-                "spawn_rate": 3, "mix": {"webhook": 1}, "settle_s": 1.0, "end_mono": time.monotonic() + 4.0}
-        (tmp_path / "spec.json").write_text(json.dumps(spec))
+        run = write_spec(tmp_path, server, settle_s=1.0, load_s=4.0)
         got = subprocess.run([sys.executable, "-m", "scenarios.locustfiles", "run", str(tmp_path / "spec.json")],
                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
                              timeout=60)
@@ -81,13 +88,7 @@ def test_a_load_process_stopped_by_sigterm_completes_its_open_operations_and_wri
     threading.Thread(target=server.serve_forever, daemon=True).start()
     proc = None
     try:
-        run = tmp_path / "run"
-        run.mkdir()
-        spec = {"run_dir": str(run), "stack_dir": str(tmp_path), "passphrase": "p",
-                "webhook_url": f"http://{HOST}:{server.server_address[1]}/webhook/tradingview", "sentinels": [],
-                "symbols": ["EURUSD"], "volume": 0.01, "timeout_s": 20.0, "account": 5001, "seed": 1, "users": 3,
-                "spawn_rate": 3, "mix": {"webhook": 1}, "settle_s": 30.0, "end_mono": time.monotonic() + 120.0}
-        (tmp_path / "spec.json").write_text(json.dumps(spec))
+        run = write_spec(tmp_path, server, settle_s=30.0, load_s=120.0)
         proc = subprocess.Popen([sys.executable, "-m", "scenarios.locustfiles", "run", str(tmp_path / "spec.json")],
                                 cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
