@@ -367,17 +367,19 @@ class TickConsumer:
         while not self._stop.is_set():  # until stop() or the give-up: at most tcp_attempts attempts per outage
             attempt += 1
             started = time.monotonic()
+            started_ns = time.time_ns()  # the attempt's start: EA-2's cadence is between starts, not between records
             try:
                 sock = socket.create_connection(tuple(cfg.tcp_target), timeout=cfg.tcp_connect_timeout_s,
                                                 source_address=(cfg.bind_host, 0))
             except OSError as exc:
-                self._record("tcp_attempt", n=attempt, ok=False, error=str(exc)[:120], wall_ns=time.time_ns())
+                self._record("tcp_attempt", n=attempt, ok=False, error=str(exc)[:120], started_ns=started_ns,
+                             wall_ns=time.time_ns())
                 if attempt >= cfg.tcp_attempts:
                     self._tcp_gave_up(attempt)
                     return
                 self._stop.wait(max(0.0, started + cfg.tcp_retry_s - time.monotonic()))
                 continue
-            self._record("tcp_attempt", n=attempt, ok=True, wall_ns=time.time_ns())
+            self._record("tcp_attempt", n=attempt, ok=True, started_ns=started_ns, wall_ns=time.time_ns())
             with self._lock:
                 self._tcp_conn += 1
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -396,7 +398,7 @@ class TickConsumer:
             # a connection that ends in a bad frame (another wire version, garbage, a bad length) is a failed
             # attempt of this outage: EA-2's cadence and count hold, never a reconnect loop
             self._record("tcp_attempt", n=attempt, ok=False, bad_frame=True, error=reason[:120],
-                         wall_ns=time.time_ns())
+                         started_ns=started_ns, wall_ns=time.time_ns())
             if attempt >= cfg.tcp_attempts:
                 self._tcp_gave_up(attempt)
                 return

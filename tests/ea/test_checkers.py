@@ -122,6 +122,19 @@ def test_tcp_retries_too_fast_or_given_up_too_early_fail():
     assert r.valid is True and r.metrics["tcp_attempts_before_give_up"] is None, r.summary
 
 
+def test_the_cadence_is_between_attempt_starts_not_between_their_records():
+    """A failed attempt is recorded when it fails: after a connect timeout or a bad frame of varying length. Attempts
+    started every 2.0 s whose records came 0.5 s, then 0.05 s after their starts are on EA-2's cadence (CI measured
+    0.09 s for a 0.1-s retry from the record times)."""
+    rows = attempts(100, 10, 2.0)
+    for i, r in enumerate(rows):
+        r["started_ns"] = r["wall_ns"]
+        r["wall_ns"] += int((0.5 if i % 2 == 0 else 0.05) * S)
+    r = check_tcp_reconnect({"c": [*UDP_UP, *rows, gave_up(118.6)]})
+    assert r.valid is True and r.metrics["tcp_reconnect_interval_min_s"] == 2.0, r.evidence
+    assert r.metrics["tcp_reconnect_interval_s"] == 2.0, r.evidence
+
+
 def _udp_state(t, what):
     return {"t": what, "consumer": "c", "wall_ns": int(t * S)}
 
