@@ -267,15 +267,19 @@ def claim_slot(run_dir: str | Path, owner: str) -> int:
     shared names, and op ranges by ``pid % 1000``). ``owner`` says which load the process belongs to: the workers
     of one distributed load name the same master (``master HOST:PORT``); a process on its own is ``standalone
     <pid>``. Raises :class:`LoadRefused` when a process of another load holds a slot (a second load started on the
-    same spec, at the same time or after a first one was killed before it could close its history)."""
+    same spec, at the same time or after a first one was killed before it could close its history), or when a
+    process of the same load on this host is gone (a distributed load SIGKILLed and started again under the same
+    master address: its new workers would append to the killed load's history)."""
     import os
+    import socket
     import tempfile
 
     folder = Path(run_dir) / LOAD_DIR / SLOTS
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".claim-")
     with os.fdopen(fd, "w") as fh:   # written whole before it is linked: a reader never sees half a claim
-        fh.write(json.dumps({"owner": owner, "pid": os.getpid(), "at_unix": time.time()}))
+        fh.write(json.dumps({"owner": owner, "pid": os.getpid(), "host": socket.gethostname(),
+                             "at_unix": time.time()}))
     mine = None
     try:
         for n in range(MAX_SLOTS):   # bounded
@@ -294,15 +298,37 @@ def claim_slot(run_dir: str | Path, owner: str) -> int:
         if other.name == f"{mine}.json":
             continue
         try:
-            theirs = json.loads(other.read_text()).get("owner")
+            claim = json.loads(other.read_text())
+            theirs = claim.get("owner")
         except (OSError, ValueError, AttributeError):
-            theirs = None
+            claim, theirs = {}, None
         if theirs != owner or owner.startswith("standalone"):
             (folder / f"{mine}.json").unlink(missing_ok=True)
             raise LoadRefused(f"another load ({theirs or 'unknown'}) writes or wrote this spec's history "
                               f"({other}); write a new spec with `tradedrill load-spec` so that each load is "
                               f"judged on a history of its own")
+        if claim.get("host") == socket.gethostname() and not _alive(claim.get("pid")):
+            (folder / f"{mine}.json").unlink(missing_ok=True)
+            raise LoadRefused(f"a process of this load ({theirs}, pid {claim.get('pid')}: {other}) is gone without "
+                              f"closing the history (a killed load, started again under the same master address?); "
+                              f"write a new spec with `tradedrill load-spec` so that each load is judged on a "
+                              f"history of its own")
     return mine
+
+
+def _alive(pid) -> bool:
+    """Whether process ``pid`` of this host exists (a zombie counts: it has not been reaped, its slot is kept)."""
+    import os
+
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def spec_refusal(spec: dict, kinds, now_mono: float | None = None, timeout_s: float = 1.0) -> str | None:

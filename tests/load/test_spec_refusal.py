@@ -163,6 +163,30 @@ def test_load_processes_of_one_load_share_a_history_and_no_other_load_does(tmp_p
     assert sorted(p.name for p in (alone / "load" / "slots").iterdir()) == ["0.json"]   # a refused one leaves none
 
 
+def test_a_distributed_load_killed_and_started_again_under_its_master_address_is_refused(tmp_path):
+    """The workers of a SIGKILLed distributed load leave slots naming their master; a new master on the same address
+    had workers that matched that owner and appended to the killed load's history. A worker beside a live one of the
+    same master still joins; beside one that is gone it is refused, naming it and saying what to do."""
+    from scenarios.load import LoadRefused, claim_slot
+
+    run = tmp_path / "run"
+    owner = "master 127.0.0.1:5557"
+    code = ("import sys; from scenarios.load import claim_slot; "
+            f"print(claim_slot({str(run)!r}, {owner!r}), flush=True); sys.stdin.read()")
+    worker = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert worker.stdout.readline().strip() == "0"
+        assert claim_slot(run, owner) == 1   # beside a live worker of its master: joins
+    finally:
+        worker.kill()
+        worker.wait(timeout=10)
+    with pytest.raises(LoadRefused, match=r"a process of this load \(master 127.0.0.1:5557, pid \d+: .*0.json\) is "
+                                          r"gone without closing the history.*write a new spec"):
+        claim_slot(run, owner)
+    assert sorted(p.name for p in (run / "load" / "slots").iterdir()) == ["0.json", "1.json"]
+
+
 def test_a_run_folder_claimed_by_one_spec_is_refused_to_another(tmp_path):
     """Two `load-spec` runs naming one --run-dir wrote two specs sharing one history (the folder stayed empty
     until a load ran). The first spec claims its folder; the second is told whose it is."""
