@@ -57,6 +57,9 @@ class DrillInterrupted(BaseException):
         self.signal_name = signal.Signals(signum).name
         self.phase = phase
         self.run_dir: Path | None = None   # the run folder the interrupt marked (set by run_once)
+        # the run named had finished (history and ground truth written) before the interrupt: it came during its
+        # normal teardown, which went on; the run stays complete, and no further run starts
+        self.finished = False
 
     def __str__(self) -> str:
         return f"interrupted by {self.signal_name}" + (f" during {self.phase}" if self.phase else "")
@@ -84,14 +87,35 @@ def interruptible() -> Iterator[None]:
             signal.signal(sig, old)
 
 
+class TeardownGuard:
+    """What :func:`_teardown_guard` saw: ``late`` is the signal number of an interrupt that arrived during a teardown
+    no interrupt had started (a normal one), else None. Its caller finishes the teardown, then raises
+    :class:`DrillInterrupted` for it, so no further run starts (a new user's Ctrl-C between two runs of ``drill -n
+    2`` and of ``replay --attempts 3`` was taken for the second press of an interrupt and ignored: every run went
+    on, exit 0)."""
+
+    def __init__(self) -> None:
+        self.late: int | None = None
+
+    def interrupt(self, phase: str = "teardown") -> "DrillInterrupted | None":
+        if self.late is None:
+            return None
+        exc = DrillInterrupted(self.late, phase)
+        exc.finished = True
+        return exc
+
+
 @contextlib.contextmanager
-def _teardown_guard(env: DrillEnvironment, opts: DrillOptions) -> Iterator[None]:
-    """While the teardown runs: a further interrupt within TEARDOWN_GRACE_S is ignored (with a message); after it,
-    or when the teardown outlives TEARDOWN_BUDGET_S, everything the run started is SIGKILLed by PID."""
+def _teardown_guard(env: DrillEnvironment, opts: DrillOptions, interrupted: bool = True) -> Iterator[TeardownGuard]:
+    """While the teardown runs. ``interrupted``: an interrupt started it; a further one within TEARDOWN_GRACE_S is
+    ignored (with a message), after it everything the run started is SIGKILLed by PID. A normal teardown
+    (``interrupted`` False) is not cut short by the first interrupt either: it is recorded (``TeardownGuard.late``)
+    and said, and from then on the same rule holds. A teardown outliving TEARDOWN_BUDGET_S is escalated too."""
+    guard = TeardownGuard()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield guard
         return
-    started = time.monotonic()
+    started = time.monotonic() if interrupted else None
 
     def escalate(why: str) -> None:
         registry = env.stack.registry if env.stack else None
@@ -100,11 +124,17 @@ def _teardown_guard(env: DrillEnvironment, opts: DrillOptions) -> Iterator[None]
             opts.say(f"  teardown escalated ({why}): SIGKILL {', '.join(killed) or 'nothing left'}")
 
     def handler(signum, _frame):
-        if time.monotonic() - started < TEARDOWN_GRACE_S:
-            opts.say(f"  {signal.Signals(signum).name} ignored: healing faults and stopping nodes; interrupt again "
+        nonlocal started
+        name = signal.Signals(signum).name
+        if started is None:   # the first interrupt, in a normal teardown: finish it, then stop
+            started, guard.late = time.monotonic(), signum
+            opts.say(f"  {name}: finishing this run's teardown (healing faults, stopping nodes), then stopping; "
+                     f"interrupt again after {TEARDOWN_GRACE_S:.0f} s to kill everything at once")
+        elif time.monotonic() - started < TEARDOWN_GRACE_S:
+            opts.say(f"  {name} ignored: healing faults and stopping nodes; interrupt again "
                      f"after {TEARDOWN_GRACE_S:.0f} s to kill everything at once")
         else:
-            threading.Thread(target=escalate, args=(signal.Signals(signum).name,), daemon=True).start()
+            threading.Thread(target=escalate, args=(name,), daemon=True).start()
 
     previous = {sig: signal.getsignal(sig) for sig in INTERRUPTS}
     for sig in INTERRUPTS:
@@ -113,7 +143,7 @@ def _teardown_guard(env: DrillEnvironment, opts: DrillOptions) -> Iterator[None]
     budget.daemon = True
     budget.start()
     try:
-        yield
+        yield guard
     finally:
         budget.cancel()
         for sig, old in previous.items():
@@ -225,7 +255,7 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
         failure = exc
         raise
     finally:
-        with _teardown_guard(env, opts):
+        with _teardown_guard(env, opts, interrupted=isinstance(failure, DrillInterrupted)) as guard:
             stop.set()
             if clients is not None:   # before env.down() closes the history: no client may write after it
                 stuck = clients.halt()
@@ -250,6 +280,14 @@ def run_once(scenario: registry.Scenario, run_path: Path, seed: int, opts: Drill
             run.mark("error", phase=phase, reason=f"{type(failure).__name__}: {failure}")
         elif ended:
             run.mark("error" if schedule.errors else "complete", reason="; ".join(problems) or None)
+        late = guard.interrupt()
+        if late is not None and not isinstance(failure, DrillInterrupted):
+            # the run's own state stands (a run that ended is complete: its history and ground truth were written
+            # before the teardown); no further run starts
+            late.run_dir, late.finished = run.path, ended and failure is None
+            opts.say(f"  {late.signal_name} during the teardown: the teardown finished; stopping before any "
+                     f"further run")
+            raise late
     return run
 
 

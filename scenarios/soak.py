@@ -809,6 +809,7 @@ def run_soak(opts: SoakOptions) -> SoakResult:
         # ignores a second interrupt); say where it is, so the CLI can name it
         sampler.finish()
         exc.run_dir = run_path if run_path.exists() else None
+        exc.judge_again = exc.finished   # it came in the finished run's teardown: the run can still be judged
         raise
     except DrillError:
         sampler.finish()

@@ -364,11 +364,17 @@ class StatefulSession:
         self._env = DrillEnvironment(SCENARIO, run, 0, self.drill_opts)
         try:
             self._env.up()
-        except BaseException:
-            from scenarios.runner import _teardown_guard
+        except BaseException as exc:
+            from scenarios.runner import DrillInterrupted, _teardown_guard
 
-            with _teardown_guard(self._env, self.drill_opts):   # a second Ctrl-C does not cut the teardown short
+            # a second Ctrl-C does not cut the teardown short; a first one during it stops after it
+            with _teardown_guard(self._env, self.drill_opts,
+                                 interrupted=isinstance(exc, (DrillInterrupted, KeyboardInterrupt))) as guard:
                 self._env.down()
+            late = guard.interrupt("start")
+            if late is not None:
+                late.finished = False
+                raise late from exc
             raise
         return self
 
@@ -1557,6 +1563,9 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
                          f"message names it)") from None
     except ValueError as exc:
         raise DrillError(f"{run_dir / SCHEDULE} is not JSON ({exc}); it cannot be replayed") from None
+    except OSError as exc:   # a folder of that name (IsADirectoryError was a traceback), unreadable
+        raise DrillError(f"{run_dir / SCHEDULE} cannot be read ({exc.strerror or exc}); pass the run folder of a "
+                         f"stateful example, whose schedule.json is a file") from None
     problems = schedule_problems(doc)
     if problems:
         raise DrillError(f"{run_dir / SCHEDULE} cannot be replayed: {'; '.join(problems[:3])}"
@@ -1568,6 +1577,9 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
         except ValueError as exc:
             raise DrillError(f"{run_dir / VERDICT} is not JSON ({exc}); move it away to replay the schedule as a "
                              f"run") from None
+        except OSError as exc:
+            raise DrillError(f"{run_dir / VERDICT} cannot be read ({exc.strerror or exc}); move it away to replay "
+                             f"the schedule as a run") from None
         symptoms = original.get("symptoms", []) if isinstance(original, dict) else None
         judged = original.get("judged") if isinstance(original, dict) else None
         if not isinstance(symptoms, list) or not all(isinstance(x, dict) and isinstance(x.get("checker"), str)
@@ -1633,10 +1645,16 @@ def replay(run_dir: Path | str, *, subnet: str, out_dir: Path | str, say: Callab
         raise
     finally:
         # a second interrupt in the teardown is ignored (with a message), as a drill's is: nothing is left running
-        with _teardown_guard(session._env, session.drill_opts):
+        with _teardown_guard(session._env, session.drill_opts, interrupted=interrupted is not None) as guard:
             if example is not None and interrupted is not None:
                 example.abort(str(interrupted))
             session.down()
+        late = guard.interrupt()
+        if late is not None and interrupted is None:
+            # the example had finished and was judged (its verdict stands); no further attempt starts
+            late.run_dir = example.run.path if example is not None else None
+            late.finished = example is not None and example.finished is not None
+            raise late
     found = {s["checker"] for s in verdict.symptoms}
     reproduced = bool(found & set(expected)) if expected else bool(found)
     return ReplayResult(run_dir, verdict, expected, reproduced, recorded)

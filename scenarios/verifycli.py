@@ -107,6 +107,10 @@ def replay(run_dir: Path, subnet: str, out_dir: str | None, reference: bool, att
     if not (run_dir / "schedule.json").exists():
         raise CannotRun(_one_line(f"{run_dir} holds no schedule.json: pass the run folder a failing stateful example "
                                   f"wrote (its failure message names it)"))
+    for name in ("schedule.json", "verdict.json"):   # a folder of that name was a traceback (IsADirectoryError)
+        if (run_dir / name).exists() and not (run_dir / name).is_file():
+            raise CannotRun(_one_line(f"{run_dir / name} is not a file: pass the run folder a stateful example "
+                                      f"wrote (its {name} is a file)"))
     if out_dir is not None and not out_dir.strip():   # Path("") is "." (the current folder): not what was meant
         raise CannotRun("--out: an empty path; pass a folder to write the replay's run folders into (or leave "
                         "--out out: RUN_DIR/replay-<n>)")
@@ -120,8 +124,13 @@ def replay(run_dir: Path, subnet: str, out_dir: str | None, reference: bool, att
             _drop_if_empty(out_dir)   # refused before a stack started: no empty replay-<n> left behind
             raise CannotRun(_one_line(str(exc))) from None
         except DrillInterrupted as exc:
-            click.echo(f"tradedrill: replay {exc}: every fault healed and every node stopped; the cut run is "
-                       f"marked interrupted in {out_dir}")
+            if exc.finished:   # it came in the teardown of an attempt that had finished: that verdict stands
+                click.echo(f"tradedrill: replay {exc}: every fault healed and every node stopped; the attempt in "
+                           f"{exc.run_dir or out_dir} had finished before it (its verdict.json stands) and no "
+                           f"further attempt started")
+            else:
+                click.echo(f"tradedrill: replay {exc}: every fault healed and every node stopped; the cut run is "
+                           f"marked interrupted in {out_dir}")
             sys.exit(128 + exc.signum)
     for k, result in enumerate(results, start=1):
         steps = len(result.replay.steps)

@@ -2,7 +2,8 @@
 ARGS``): ``interrupt-probe`` pauses the active engine and cuts a Redis replica off with a kernel rule (nftables)
 1 s into the load, both lasting until the load ends, so an interrupt can land on a paused process and an active
 partition. With ``TRADEDRILL_TEST_HOLD_REPORT=<folder>`` the report waits until ``<folder>/release`` exists,
-after writing ``<folder>/reporting``: the test interrupts it there. Test code only; production has no switch."""
+after writing ``<folder>/reporting``: the test interrupts it there; with ``TRADEDRILL_TEST_HOLD_TEARDOWN=<folder>``
+the first run's teardown does (``<folder>/teardown``), before its nodes are stopped. Test code only; production has no switch."""
 from __future__ import annotations
 
 import os
@@ -46,6 +47,23 @@ if hold:
         return original(*args, **kwargs)
 
     reports.build_report = held_build_report
+
+hold_teardown = os.environ.get("TRADEDRILL_TEST_HOLD_TEARDOWN")
+if hold_teardown:   # the first run's teardown waits (nodes still up) until <folder>/release exists
+    from scenarios.environment import DrillEnvironment
+
+    from tradedrill.waiting import wait_until
+
+    original_down = DrillEnvironment.down
+
+    def held_down(self):
+        marker = Path(hold_teardown, "teardown")
+        if not marker.exists():
+            marker.write_text(str(self.run.path))
+            wait_until(lambda: Path(hold_teardown, "release").exists(), 120, "the test to release the teardown")
+        return original_down(self)
+
+    DrillEnvironment.down = held_down
 
 if __name__ == "__main__":
     from tradedrill.cli import main

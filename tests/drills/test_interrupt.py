@@ -30,16 +30,19 @@ SUBNET = os.environ.get("TRADEDRILL_INTERRUPT_SUBNET", "127.0.60")
 class DrillProcess:
     """The drill CLI as a child process with its own state folder, run folder and fault state."""
 
-    def __init__(self, tmp: Path, *args: str, hold_report: bool = False):
+    def __init__(self, tmp: Path, *args: str, hold_report: bool = False, hold_teardown: bool = False,
+                 repeat: int = 1):
         self.tmp = tmp
         self.out = tmp / "out"
         self.env = {**os.environ, "PYTHONPATH": str(REPO), "TRADEDRILL_STATE_DIR": str(tmp / "state"),
                     "TRADEDRILL_FAULTS_STATE": str(tmp / "faults-state.json")}
         if hold_report:
             self.env["TRADEDRILL_TEST_HOLD_REPORT"] = str(tmp)
+        if hold_teardown:
+            self.env["TRADEDRILL_TEST_HOLD_TEARDOWN"] = str(tmp)
         self.log = open(tmp / "drill.log", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.drills.interrupt_driver", "drill", *args, "--repeat", "1", "--seed", "3",
+            [sys.executable, "-m", "tests.drills.interrupt_driver", "drill", *args, "--repeat", str(repeat), "--seed", "3",
              "--subnet", SUBNET, "--out", str(self.out)],
             cwd=tmp, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -162,6 +165,40 @@ def test_interrupt_tears_everything_down(tmp_path, sig, phase):
         assert_nothing_left(d, seen)
         assert_next_stack_starts(d)
     finally:
+        d.stop()
+
+
+def test_an_interrupt_in_a_finished_runs_teardown_stops_the_drill_before_its_next_run(tmp_path):
+    """A new user's Ctrl-C between the two runs of ``drill -n 2`` (in run 1's teardown) was taken for the second
+    press of an interrupt: "SIGINT ignored", run 2 ran, exit 0. Now the teardown finishes, run 1 stays complete (its
+    history was written before), no run 2 starts, and the drill exits 130 saying so."""
+    d = DrillProcess(tmp_path, "interrupt-probe", "--duration", "4", "--settle", "2", hold_teardown=True, repeat=2)
+    try:
+        wait_until(lambda: (tmp_path / "teardown").exists() or d.proc.poll() is not None, 180,
+                   "run 1 to reach its teardown")
+        assert d.proc.poll() is None, d.output()[-3000:]
+        seen = d.recorded()
+        d.proc.send_signal(signal.SIGINT)
+        wait_until(lambda: "finishing this run's teardown" in d.output() or d.proc.poll() is not None, 30,
+                   "the drill to take the interrupt")
+        (tmp_path / "release").write_text("")
+        code = d.proc.wait(120)
+        out = d.output()
+        assert code == 130, out[-3000:]
+        assert "Traceback" not in out and "SIGINT ignored" not in out, out[-3000:]
+        flat = " ".join(out.split())
+        assert f"{d.run_dir()} had finished before it (complete) and no further run started" in flat, out[-2000:]
+        assert d.status().get("state") == "complete", d.status()
+        assert not list(d.out.glob("drill-*/*/run-2")), "a second run started after the interrupt"
+        assert_nothing_left(d, seen)
+    finally:
+        # a failure above must not leave the held teardown (and the stack with it) behind: release it and let the
+        # drill stop its own nodes before the handle is killed
+        (tmp_path / "release").write_text("")
+        try:
+            d.proc.wait(120)
+        except subprocess.TimeoutExpired:
+            pass
         d.stop()
 
 

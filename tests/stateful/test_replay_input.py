@@ -150,6 +150,21 @@ def test_a_verdict_a_stateful_example_did_not_write_is_refused_in_one_line(tmp_p
     assert not list(tmp_path.glob("replay-*"))
 
 
+@pytest.mark.parametrize("name", ["schedule.json", "verdict.json"])
+def test_a_folder_named_like_the_schedule_or_verdict_is_refused_in_one_line(tmp_path, name):
+    """A new user's finding: ``schedule.json`` made a folder was an IsADirectoryError traceback (exit 1) and left an
+    empty replay-<n> each time."""
+    if name != "schedule.json":
+        (tmp_path / "schedule.json").write_text(json.dumps({"seed": 1, "steps": []}))
+    (tmp_path / name).mkdir()
+    got = CliRunner().invoke(replay, [str(tmp_path)])
+    assert got.exit_code == 2 and f"{name} is not a file" in got.output and "Traceback" not in got.output, got.output
+    assert len(got.output.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("replay-*"))
+    with pytest.raises(stateful.DrillError, match=f"{name} cannot be read"):   # the library's own check
+        stateful.replay(tmp_path, subnet="127.0.94", out_dir=tmp_path / "r")
+
+
 def test_a_file_given_as_the_run_folder_is_named_a_file(tmp_path):
     (tmp_path / "afile").write_text("x")
     got = CliRunner().invoke(replay, [str(tmp_path / "afile")])
