@@ -307,13 +307,39 @@ def claim_slot(run_dir: str | Path, owner: str) -> int:
             raise LoadRefused(f"another load ({theirs or 'unknown'}) writes or wrote this spec's history "
                               f"({other}); write a new spec with `tradedrill load-spec` so that each load is "
                               f"judged on a history of its own")
-        if claim.get("host") == socket.gethostname() and not _alive(claim.get("pid")):
+        if _gone(claim):
             (folder / f"{mine}.json").unlink(missing_ok=True)
-            raise LoadRefused(f"a process of this load ({theirs}, pid {claim.get('pid')}: {other}) is gone without "
-                              f"closing the history (a killed load, started again under the same master address?); "
-                              f"write a new spec with `tradedrill load-spec` so that each load is judged on a "
-                              f"history of its own")
+            raise LoadRefused(_gone_line(other, claim))
     return mine
+
+
+def _gone(claim: dict) -> bool:
+    import socket
+
+    return claim.get("host") == socket.gethostname() and not _alive(claim.get("pid"))
+
+
+def _gone_line(path: Path, claim: dict) -> str:
+    return (f"a process of this load ({claim.get('owner') or 'unknown'}, pid {claim.get('pid')}: {path}) is gone "
+            f"without closing the history (a killed load, started again under the same master address?); write a "
+            f"new spec with `tradedrill load-spec` so that each load is judged on a history of its own")
+
+
+def gone_slot_problem(run_dir: str | Path) -> str | None:
+    """One line naming a slot whose load process on this host is gone while the history is still open (a SIGKILLed
+    load), or None. A locust master checks it before waiting for workers (it claims no slot itself: it writes no
+    history): a new user's master on a killed load's spec waited for workers that were each refused."""
+    folder = Path(run_dir) / LOAD_DIR / SLOTS
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.glob("[0-9]*.json"))[:MAX_SLOTS]:   # bounded
+        try:
+            claim = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(claim, dict) and _gone(claim):
+            return _gone_line(path, claim)
+    return None
 
 
 def _alive(pid) -> bool:

@@ -73,7 +73,7 @@ STACK_FILES = ("stack.json", "pids.json", "pids.json.lock", "topology.json")
 STACK_FOLDERS = ("secrets", "data", "logs", "nodes")
 
 
-def out_problem(out: Path, stack_dir: Path, run_dir: Path) -> str | None:
+def out_problem(out: Path | str, stack_dir: Path, run_dir: Path) -> str | None:
     """Why the spec may not be written to ``out``, or None: not empty, not a folder, not one of the stack's own
     files or folders (:data:`STACK_FILES`, :data:`STACK_FOLDERS` of ``stack_dir``), not inside ``run_dir``, and an
     existing file only when it is a load spec (written again)."""
@@ -172,20 +172,24 @@ class _OneLineErrors(click.Command):
 @click.command("load-spec", cls=_OneLineErrors)
 @click.option("--dir", "stack_dir", type=click.Path(path_type=Path), default=DEFAULT_STACK_DIR, show_default=True,
               help="Run folder of the live stack (the --dir of `tradedrill up`).")
-@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
+@click.option("--out", "out", type=str, required=True,   # text: click's Path("") is "." (a new user: "--out . is a folder")
               help="Where to write the spec (JSON); point TRADEDRILL_LOAD_SPEC at it.")
-@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+@click.option("--run-dir", type=str, default=None,
               help="A fresh folder for the load's history.jsonl and signals.jsonl [default: out/load/<UTC time>].")
 @click.option("--timeout-s", type=float, default=2.0, show_default=True,
               help=f"Per request: how long a submission or webhook may take (s), {TIMEOUT_RANGE[0]:g} to "
                    f"{TIMEOUT_RANGE[1]:g}.")
-def load_spec(stack_dir: Path, out: Path, run_dir: Path | None, timeout_s: float) -> None:
+def load_spec(stack_dir: Path, out: str, run_dir: str | None, timeout_s: float) -> None:
     """Write a locust load spec for the live stack of `tradedrill up` (for `locust -f scenarios/locustfiles.py`)."""
-    if run_dir is None:
-        run_dir = Path("out") / "load" / _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    if run_dir is not None and not run_dir.strip():
+        _fail("--run-dir is empty; give a fresh folder for the load's history, or leave it out "
+              "(out/load/<UTC time>)")
+    run_dir = Path("out") / "load" / _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") \
+        if run_dir is None else Path(run_dir)
     for problem in (timeout_problem(timeout_s), run_dir_problem(run_dir), out_problem(out, stack_dir, run_dir)):
         if problem:
             _fail(problem)
+    out = Path(out)
     try:
         spec = spec_for_stack(stack_dir, run_dir, timeout_s=timeout_s)
     except ValueError as exc:

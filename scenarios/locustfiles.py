@@ -52,8 +52,9 @@ import gevent.event
 from locust import User, constant_pacing, events, task
 
 from scenarios.history import FAIL, OK, UNKNOWN, History, SignalLog
-from scenarios.load import (ENDED, KIND_OF_CLASS, LoadRefused, claim_slot, PERCENTILES, TICKS_TYPE, percentiles, second_row, spec_refusal,
-                            stable_error, summary_entry, total_entry)
+from scenarios.load import (ENDED, KIND_OF_CLASS, LoadRefused, claim_slot, gone_slot_problem, spec_kinds,
+                            PERCENTILES, TICKS_TYPE, percentiles, second_row, spec_refusal, stable_error,
+                            summary_entry, total_entry)
 
 LOAD_DIR = "load"                 # in the run folder: stats.jsonl, summary.json, locust_*.csv, spec.json
 STATS, SUMMARY = "stats.jsonl", "summary.json"
@@ -467,8 +468,13 @@ def _refuse(spec_path: str | Path, kinds=None) -> tuple[dict | None, str | None]
     except (OSError, ValueError) as exc:
         return None, f"cannot read the load spec {spec_path} ({exc}); give a spec of a live stack " \
                      f"(`tradedrill load-spec`)"
+    if kinds == SERVED:
+        kinds = set(spec_kinds(spec))
     refusal = spec_refusal(spec, set(spec.get("mix") or {}) if kinds is None else kinds)
     return (None, refusal) if refusal else (spec, None)
+
+
+SERVED = "served"   # _refuse's kinds: the user kinds the spec's stack serves (no class named on the command line)
 
 
 NO_SPEC = (f"{SPEC_ENV} is not set, so the users have no stack to load; write a spec of a live stack with "
@@ -478,7 +484,8 @@ NO_SPEC = (f"{SPEC_ENV} is not set, so the users have no stack to load; write a 
 
 def _refuse_or_exit(kinds) -> dict | None:
     """The locust CLI's spec (``TRADEDRILL_LOAD_SPEC``), or exit status 2 with one line on stderr saying why it
-    must not run with users of ``kinds`` (NO_SPEC when the variable is unset or empty)."""
+    must not run with users of ``kinds`` (:data:`SERVED`: those the spec's stack serves; NO_SPEC when the variable
+    is unset or empty)."""
     if not os.environ.get(SPEC_ENV, "").strip():
         print(f"tradedrill load: refused: {NO_SPEC}", file=sys.stderr, flush=True)
         os._exit(2)
@@ -491,9 +498,17 @@ def _refuse_or_exit(kinds) -> dict | None:
 
 if "locust.main" in sys.modules and __name__ != "__main__":
     # the locust CLI is importing this file: refuse now, before a worker waits for its master (it connects before
-    # the init event); the user classes named on the command line (all of them when none is) say what must answer.
-    # Without TRADEDRILL_LOAD_SPEC there is nothing to load: refused too (every user crashed on a missing context)
-    _refuse_or_exit({KIND_OF_CLASS[a] for a in sys.argv[1:] if a in KIND_OF_CLASS} or set(KIND_OF_CLASS.values()))
+    # the init event); the user classes named on the command line say what must answer. Without
+    # TRADEDRILL_LOAD_SPEC there is nothing to load: refused too (every user crashed on a missing context).
+    # No class named: the classes the spec's stack serves (a new user's finding: the README's command refused a
+    # stack without an EA for its TickConsumerUser); the others are taken out of this module before locust collects
+    # its user classes, on the master and on every worker alike (each reads the same spec)
+    _named = {KIND_OF_CLASS[a] for a in sys.argv[1:] if a in KIND_OF_CLASS}
+    _spec = _refuse_or_exit(_named or SERVED)
+    if not _named:
+        for _cls, _kind in KIND_OF_CLASS.items():
+            if _kind not in spec_kinds(_spec):
+                globals().pop(_cls, None)
 
 
 @events.init.add_listener
@@ -507,6 +522,10 @@ def _on_init(environment, **_kw) -> None:
     # again with the user classes locust chose, before any user starts, on the master and on every worker
     spec = _refuse_or_exit({KIND_OF_CLASS.get(c.__name__, "") for c in environment.user_classes} - {""})
     if isinstance(environment.runner, MasterRunner):
+        gone = gone_slot_problem(spec["run_dir"])   # before it waits for workers that would each be refused
+        if gone:
+            print(f"tradedrill load: refused: {gone}", file=sys.stderr, flush=True)
+            os._exit(2)
         return
     opts = environment.parsed_options
     worker = bool(getattr(opts, "worker", False))
@@ -533,14 +552,21 @@ def _on_test_stop(environment, **_kw) -> None:
 def run(spec_path: str | Path) -> int:
     """The load of one drill, headless, in this process: users of the spec's mix, spawned at its rate, until
     ``end_mono`` or a SIGTERM/SIGINT (then the settle is :data:`INTERRUPT_SETTLE_S`, and every operation still
-    open is completed unknown; summary ``interrupted``); then the settle; statistics into ``run_dir/load/``. Exit status 0, 1 when nothing ran, 2 when
-    the spec is refused (one line on stderr: :func:`scenarios.load.spec_refusal`) before any user starts."""
+    open is completed unknown; summary ``interrupted``); then the settle; statistics into ``run_dir/load/``. Exit
+    status 0, 1 when nothing ran, 2 when the spec is refused (one line on stderr: :func:`scenarios.load.spec_refusal`,
+    or a spec that is not a drill's: no ``end_mono``, ``users``, ``spawn_rate``, ``mix``) before any user starts."""
     from locust.env import Environment
     from locust.stats import StatsCSVFileWriter
 
     spec, refusal = _refuse(spec_path)
     if refusal:
         print(f"tradedrill load: refused: {refusal}", file=sys.stderr, flush=True)
+        return 2
+    missing = [k for k in ("end_mono", "users", "spawn_rate", "mix") if spec.get(k) in (None, 0, {}, [])]
+    if missing:   # a spec of `tradedrill load-spec` (no end, no users): a KeyError traceback, then gevent's error
+        print(f"tradedrill load: refused: {spec_path} is not a drill's load spec (no {', '.join(missing)}); this "
+              f"runner is the drill's own: run a spec of `tradedrill load-spec` with the locust CLI (README, "
+              f"\"Locust load inside a drill\")", file=sys.stderr, flush=True)
         return 2
     out = Path(spec["run_dir"]) / LOAD_DIR
     out.mkdir(parents=True, exist_ok=True)

@@ -90,3 +90,42 @@ def test_one_master_two_workers(tmp_path, webhook):
     for i in range(2):
         log = (tmp_path / f"worker-{i}.log").read_text(errors="replace")
         assert "HTTP Request:" not in log, log[-1000:]
+
+
+def test_without_class_names_master_and_worker_run_the_classes_the_stack_serves(tmp_path, webhook):
+    """The README's commands name no user class; on a stack without an EA (and here without Sentinels) they were
+    refused for TickConsumerUser (a new user's finding). Without names, the classes the spec's stack serves run: here
+    WebhookSender alone, on the master and the worker alike."""
+    spec = {"run_dir": str(tmp_path), "stack_dir": str(tmp_path), "passphrase": "test-passphrase",
+            "webhook_url": webhook, "sentinels": [], "symbols": ["EURUSD"], "volume": 0.01, "timeout_s": 2.0,
+            "account": 5001, "seed": 2}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    env = {**os.environ, "TRADEDRILL_LOAD_SPEC": str(tmp_path / "spec.json"), "PYTHONPATH": str(ROOT)}
+    port = _free_port()
+    locust = [sys.executable, "-m", "locust", "-f", str(ROOT / "scenarios" / "locustfiles.py")]
+    procs: list[subprocess.Popen] = []
+    try:
+        log = open(tmp_path / "master.log", "wb")
+        procs.append(subprocess.Popen([*locust, "--master", "--headless", "--master-bind-host", HOST,
+                                       "--master-bind-port", str(port), "--expect-workers", "1",
+                                       "--expect-workers-max-wait", "60", "-u", "2", "-r", "2", "-t", "3s",
+                                       "--csv", str(tmp_path / "dist"), "--only-summary"],
+                                      cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+        wlog = open(tmp_path / "worker.log", "wb")
+        procs.append(subprocess.Popen([*locust, "--worker", "--master-host", HOST, "--master-port", str(port)],
+                                      cwd=ROOT, env=env, stdout=wlog, stderr=subprocess.STDOUT))
+        procs[0].wait(timeout=120)
+        procs[1].wait(timeout=30)
+    finally:
+        for p in procs:   # stopped by handle, also when the test fails
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+    output = (tmp_path / "master.log").read_text() + (tmp_path / "worker.log").read_text()
+    assert [p.returncode for p in procs] == [0, 0], output[-3000:]
+    assert "refused" not in output, output[-3000:]
+    rows = [r.split(",") for r in (tmp_path / "dist_stats.csv").read_text().splitlines()[1:]]
+    kinds = {r[0].strip('"') for r in rows if r[1].strip('"') != "Aggregated"}
+    assert kinds == {"WEBHOOK"} or kinds == {"POST"}, rows
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert history and {h["f"] for h in history} == {"webhook"}, {h["f"] for h in history}

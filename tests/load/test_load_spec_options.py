@@ -69,3 +69,15 @@ def test_a_timeout_that_is_not_a_finite_number_in_range_is_refused(tmp_path, val
 ])
 def test_values_click_cannot_read_are_one_line_too(tmp_path, args, words):
     refused(load_spec(tmp_path, *args), *words)
+
+
+@pytest.mark.parametrize("option", ["--out", "--run-dir"])
+def test_an_empty_out_or_run_dir_is_named_empty(tmp_path, option):
+    """``--out ""`` was refused as "--out . is a folder" (click made the empty text the current folder): a new user
+    could not tell that the value given was empty."""
+    args = ["--out", ""] if option == "--out" else ["--run-dir", ""]
+    got = subprocess.run([sys.executable, "-m", "tradedrill.cli", "load-spec", "--dir", str(tmp_path / "nostack"),
+                          *([] if option == "--out" else ["--out", str(tmp_path / "spec.json")]), *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    refused(got, f"{option} is empty")
+    assert not (tmp_path / "spec.json").exists()

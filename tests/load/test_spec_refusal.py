@@ -74,6 +74,18 @@ def test_the_load_process_refuses_a_finished_run(tmp_path, webhook):
     assert not StubWebhook.seen   # no user started
 
 
+def test_the_drills_own_runner_refuses_a_spec_of_load_spec_in_one_line(tmp_path, webhook):
+    """A new user gave ``python -m scenarios.locustfiles run`` a spec of ``tradedrill load-spec``: a KeyError
+    ('end_mono') traceback, then gevent's "spawn_rate must be > 0". Refused in one line now, before any user."""
+    spec = _spec(tmp_path, webhook, users=0, spawn_rate=0)   # what load-spec writes: no end, no users
+    got = _run([sys.executable, "-m", "scenarios.locustfiles", "run", str(spec)], spec)
+    assert got.returncode == 2 and "Traceback" not in got.stderr, got.stderr[-2000:]
+    lines = got.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is not a drill's load spec (no end_mono, users, spawn_rate)" in lines[0] \
+        and "locust CLI" in lines[0], lines
+    assert not StubWebhook.seen
+
+
 def test_locust_master_and_worker_refuse_a_finished_run(tmp_path, webhook):
     """The README's distributed example on a drill that is over: every process says why and exits non-zero before
     a user starts; the judged run is left as it was."""
@@ -185,6 +197,27 @@ def test_a_distributed_load_killed_and_started_again_under_its_master_address_is
                                           r"gone without closing the history.*write a new spec"):
         claim_slot(run, owner)
     assert sorted(p.name for p in (run / "load" / "slots").iterdir()) == ["0.json", "1.json"]
+
+
+def test_a_master_on_a_killed_loads_spec_is_refused_before_it_waits_for_workers(tmp_path, webhook):
+    """A new user SIGKILLed a master and its workers, then started both again on the same spec: each worker was
+    refused, but the master waited for --expect-workers until interrupted. The master now reads the slots too."""
+    import socket as socket_mod
+
+    spec = _spec(tmp_path, webhook)
+    run = Path(json.loads(spec.read_text())["run_dir"])
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    slots = run / "load" / "slots"
+    slots.mkdir(parents=True)
+    (slots / "0.json").write_text(json.dumps({"owner": f"master {HOST}:5557", "pid": int(gone.stdout),
+                                              "host": socket_mod.gethostname(), "at_unix": time.time()}))
+    master = _run([sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--master", "--headless", "--master-bind-host",
+                   HOST, "--master-bind-port", str(_closed_port()), "--expect-workers", "1", "-u", "2", "-r", "2",
+                   "-t", "3s", "WebhookSender"], spec, timeout=60)
+    assert master.returncode == 2, master.stderr[-2000:]
+    refused = [line for line in master.stderr.splitlines() if "refused" in line]
+    assert len(refused) == 1 and f"pid {int(gone.stdout)}" in refused[0] and "is gone without closing the history" \
+        in refused[0] and "write a new spec" in refused[0], master.stderr[-2000:]
 
 
 def test_a_run_folder_claimed_by_one_spec_is_refused_to_another(tmp_path):
