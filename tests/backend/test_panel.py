@@ -125,3 +125,40 @@ def test_panel_places_orders_and_keeps_its_session_across_a_backend_failover(sta
     cut = "net::ERR_INCOMPLETE_CHUNKED_ENCODING"
     assert [m for m in problems if not (cut in m and m.endswith("/panel/events"))] == []
     assert all(u.startswith(origin) for u in requests), [u for u in requests if not u.startswith(origin)]
+
+
+def test_an_orders_answer_that_comes_after_its_pushed_state_does_not_overwrite_it(stack):
+    """CI (1 run): the page placed an order, the engine executed it in 30 ms, the push said "executed", and then
+    the post's own answer (202) set the row back to "accepted" for good (the push sends a state once, on change).
+    Here the answer is held (Playwright's route) until the page shows the pushed state, then delivered. After the
+    failover test, whose check of the broker's ledger expects its own two orders only."""
+    from playwright.sync_api import expect, sync_playwright
+
+    proxy = stack.topology.node("proxy")
+    origin = f"http://{proxy.address}:{proxy.port}"
+    held: dict = {}
+
+    def hold(route):   # forward the post now, answer the page later
+        held["response"] = route.fetch()
+        held["route"] = route
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 800})
+            page.goto(f"{origin}/panel/", wait_until="load")
+            page.fill("#passphrase", read_passphrase(stack.run_dir))
+            page.click("#login-button")
+            expect(page.locator("#trade")).to_be_visible(timeout=10_000)
+            page.route("**/panel/orders", hold)
+            page.click("#buy")
+            row = page.locator("#orders tbody tr").first
+            expect(row.locator("td").nth(4)).to_have_text("executed", timeout=20_000)   # pushed, post unanswered
+            assert "route" in held and held["response"].status == 202, held
+            held["route"].fulfill(response=held["response"])
+            # the page has taken the answer: it recorded it, or (the defect) showed it
+            page.wait_for_function("() => JSON.parse(localStorage.getItem('panel.orders') || '[]')"
+                                   ".some((o) => o.answer === 'accepted' || o.status === 'accepted')", timeout=10_000)
+            expect(row.locator("td").nth(4)).to_have_text("executed")
+        finally:
+            browser.close()
