@@ -383,6 +383,7 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, pr
                         settle_s=settle, rate_per_s=rate, topology_overrides=topology_sets,
                         engine_overrides=engine_sets, progress=lambda m: progress.console.print(m, markup=False),
                         on_run_done=lambda: progress.advance(task))
+    result = None
     with interruptible():
         try:
             with progress:
@@ -393,16 +394,17 @@ def drill(scenario_names: tuple[str, ...], run_all: bool, repeat: int | None, pr
         except DrillError as exc:
             raise CannotJudge(str(exc)) from None
         except DrillInterrupted as exc:
+            root = exc.root or (result.root if result is not None else None)   # this drill's runs, not all --out
             if exc.finished and exc.run_dir is not None:   # it came in a finished run's teardown
-                where = (f"; {exc.run_dir} had finished before it (complete) and no further run started: judge "
-                         f"the finished runs with `tradedrill check {Path(exc.run_dir).parents[1]}`")
+                where = (f"; {exc.run_dir} had finished before it (complete) and the drill stopped there: judge "
+                         f"its finished runs with `tradedrill check {root or Path(exc.run_dir).parents[1]}`")
             elif exc.phase:   # interrupted, or (a run that had failed when the interrupt came in its teardown) error
                 from scenarios.history import RunDir
 
                 state = (RunDir(exc.run_dir).status() or {}).get("state") if exc.run_dir else None
                 where = f"; the run folder {exc.run_dir or out_dir} is marked {state or 'interrupted'}"
-            else:
-                where = f"; the finished runs can be judged with `tradedrill check {out_dir}`"
+            else:   # between runs, or while judging: every run of this drill is whole
+                where = f"; the finished runs can be judged with `tradedrill check {root or out_dir}`"
             console.print(f"tradedrill: drill {exc}: every fault healed and every node stopped{where}",
                           markup=False, soft_wrap=True)
             sys.exit(128 + exc.signum)

@@ -320,15 +320,16 @@ def _gone(claim: dict) -> bool:
 
 
 def _gone_line(path: Path, claim: dict) -> str:
-    return (f"a process of this load ({claim.get('owner') or 'unknown'}, pid {claim.get('pid')}: {path}) is gone "
-            f"without closing the history (a killed load, started again under the same master address?); write a "
-            f"new spec with `tradedrill load-spec` so that each load is judged on a history of its own")
+    return (f"load process pid {claim.get('pid')} (slot {path}, of the load of {claim.get('owner') or 'unknown'}) is "
+            f"gone without closing the history (a killed load, started again on the same spec?); write a new spec "
+            f"with `tradedrill load-spec` so that each load is judged on a history of its own")
 
 
 def gone_slot_problem(run_dir: str | Path) -> str | None:
     """One line naming a slot whose load process on this host is gone while the history is still open (a SIGKILLed
-    load), or None. A locust master checks it before waiting for workers (it claims no slot itself: it writes no
-    history): a new user's master on a killed load's spec waited for workers that were each refused."""
+    load), or None. The locust CLI's master and workers check it when they load the locustfile, before a worker
+    looks for its master (a new user's master waited for workers that were each refused; then the workers retried a
+    refused master for 5 minutes)."""
     folder = Path(run_dir) / LOAD_DIR / SLOTS
     if not folder.is_dir():
         return None

@@ -505,6 +505,12 @@ if "locust.main" in sys.modules and __name__ != "__main__":
     # its user classes, on the master and on every worker alike (each reads the same spec)
     _named = {KIND_OF_CLASS[a] for a in sys.argv[1:] if a in KIND_OF_CLASS}
     _spec = _refuse_or_exit(_named or SERVED)
+    # a killed load's spec: refused here, on the master and on every worker alike (a worker reaches the init event
+    # only once it has a master; a new user's workers retried a refused master for 5 minutes)
+    _gone = gone_slot_problem(_spec["run_dir"])
+    if _gone:
+        print(f"tradedrill load: refused: {_gone}", file=sys.stderr, flush=True)
+        os._exit(2)
     if not _named:
         for _cls, _kind in KIND_OF_CLASS.items():
             if _kind not in spec_kinds(_spec):
@@ -522,10 +528,6 @@ def _on_init(environment, **_kw) -> None:
     # again with the user classes locust chose, before any user starts, on the master and on every worker
     spec = _refuse_or_exit({KIND_OF_CLASS.get(c.__name__, "") for c in environment.user_classes} - {""})
     if isinstance(environment.runner, MasterRunner):
-        gone = gone_slot_problem(spec["run_dir"])   # before it waits for workers that would each be refused
-        if gone:
-            print(f"tradedrill load: refused: {gone}", file=sys.stderr, flush=True)
-            os._exit(2)
         return
     opts = environment.parsed_options
     worker = bool(getattr(opts, "worker", False))

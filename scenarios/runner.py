@@ -60,6 +60,7 @@ class DrillInterrupted(BaseException):
         # the run named had finished (history and ground truth written) before the interrupt: it came during its
         # normal teardown, which went on; the run stays complete, and no further run starts
         self.finished = False
+        self.root: Path | None = None   # the drill's folder of runs (set by run_drills)
 
     def __str__(self) -> str:
         return f"interrupted by {self.signal_name}" + (f" during {self.phase}" if self.phase else "")
@@ -323,8 +324,14 @@ def run_drills(names: Sequence[str], opts: DrillOptions, load: "LoadOptions | No
         for k in range(opts.repeat):
             run_seed = seed + k
             opts.say(f"{name} [{k + 1}/{opts.repeat}] seed {run_seed}")
-            result.runs.append(run_once(scenario, root / name / f"run-{k + 1}", run_seed, opts, repeat=k + 1,
-                                        load=load))
+            try:
+                result.runs.append(run_once(scenario, root / name / f"run-{k + 1}", run_seed, opts, repeat=k + 1,
+                                            load=load))
+            except DrillInterrupted as exc:
+                exc.root = root   # the folder of this drill's runs: what `tradedrill check` judges
+                if exc.finished and opts.on_run_done:
+                    opts.on_run_done()   # the run is complete: the progress counts it (it said 0/2 beside it)
+                raise
             if opts.on_run_done:
                 opts.on_run_done()
     return result

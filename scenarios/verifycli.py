@@ -64,6 +64,30 @@ def _fresh_replay_dir(parent: Path, *, given: bool) -> Path:
     raise CannotRun(_one_line(f"{what} {parent} holds replay-1 to replay-9999: pass another --out"))
 
 
+def _interrupted_where(out_dir: Path) -> str:
+    """Where an interrupted replay left things, from its files: the example it marked interrupted, or that the cut
+    came while an attempt's stack started (no example begun: nothing marked; a new user read "the cut run is marked
+    interrupted" of a folder with no status.json), and the attempts that had finished (their verdicts stand)."""
+    import json
+
+    cut, done = [], []
+    for status in sorted(out_dir.rglob("status.json"))[:100]:   # bounded: 10 attempts, a few folders each
+        try:
+            state = json.loads(status.read_text()).get("state")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if state == "interrupted":
+            cut.append(status.parent)
+        elif (status.parent / "verdict.json").is_file():
+            done.append(status.parent)
+    where = (f"the cut example is marked interrupted in {cut[0]}" if cut else
+             f"it came while an attempt's stack started, before its example began: nothing to mark ({out_dir})")
+    if done:
+        where += f"; {len(done)} attempt(s) had finished before it, their verdict.json stands ({done[0]}" + \
+                 (", ..." if len(done) > 1 else "") + ")"
+    return where
+
+
 def _drop_if_empty(path: Path) -> None:
     try:
         path.rmdir()
@@ -129,8 +153,8 @@ def replay(run_dir: Path, subnet: str, out_dir: str | None, reference: bool, att
                            f"{exc.run_dir or out_dir} had finished before it (its verdict.json stands) and no "
                            f"further attempt started")
             else:
-                click.echo(f"tradedrill: replay {exc}: every fault healed and every node stopped; the cut run is "
-                           f"marked interrupted in {out_dir}")
+                click.echo(f"tradedrill: replay {exc}: every fault healed and every node stopped; "
+                           f"{_interrupted_where(Path(out_dir))}")
             sys.exit(128 + exc.signum)
     for k, result in enumerate(results, start=1):
         steps = len(result.replay.steps)

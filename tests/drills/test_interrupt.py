@@ -187,7 +187,9 @@ def test_an_interrupt_in_a_finished_runs_teardown_stops_the_drill_before_its_nex
         assert code == 130, out[-3000:]
         assert "Traceback" not in out and "SIGINT ignored" not in out, out[-3000:]
         flat = " ".join(out.split())
-        assert f"{d.run_dir()} had finished before it (complete) and no further run started" in flat, out[-2000:]
+        assert f"{d.run_dir()} had finished before it (complete) and the drill stopped there: judge its finished " \
+               f"runs with `tradedrill check {d.run_dir().parents[1]}`" in flat, out[-2000:]
+        assert "1/2 runs" in flat, out[-2000:]   # the progress counts the complete run (it said 0/2 beside it)
         assert d.status().get("state") == "complete", d.status()
         assert not list(d.out.glob("drill-*/*/run-2")), "a second run started after the interrupt"
         assert_nothing_left(d, seen)

@@ -193,15 +193,16 @@ def test_a_distributed_load_killed_and_started_again_under_its_master_address_is
     finally:
         worker.kill()
         worker.wait(timeout=10)
-    with pytest.raises(LoadRefused, match=r"a process of this load \(master 127.0.0.1:5557, pid \d+: .*0.json\) is "
-                                          r"gone without closing the history.*write a new spec"):
+    with pytest.raises(LoadRefused, match=r"load process pid \d+ \(slot .*0.json, of the load of master "
+                                          r"127.0.0.1:5557\) is gone without closing the history.*write a new spec"):
         claim_slot(run, owner)
     assert sorted(p.name for p in (run / "load" / "slots").iterdir()) == ["0.json", "1.json"]
 
 
-def test_a_master_on_a_killed_loads_spec_is_refused_before_it_waits_for_workers(tmp_path, webhook):
+def test_a_master_and_a_worker_on_a_killed_loads_spec_are_refused_before_they_wait(tmp_path, webhook):
     """A new user SIGKILLed a master and its workers, then started both again on the same spec: each worker was
-    refused, but the master waited for --expect-workers until interrupted. The master now reads the slots too."""
+    refused, but the master waited for --expect-workers until interrupted; once the master was refused, the workers
+    retried it for 5 minutes (their check ran only after connecting). Both read the slots when they start."""
     import socket as socket_mod
 
     spec = _spec(tmp_path, webhook)
@@ -214,10 +215,13 @@ def test_a_master_on_a_killed_loads_spec_is_refused_before_it_waits_for_workers(
     master = _run([sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--master", "--headless", "--master-bind-host",
                    HOST, "--master-bind-port", str(_closed_port()), "--expect-workers", "1", "-u", "2", "-r", "2",
                    "-t", "3s", "WebhookSender"], spec, timeout=60)
-    assert master.returncode == 2, master.stderr[-2000:]
-    refused = [line for line in master.stderr.splitlines() if "refused" in line]
-    assert len(refused) == 1 and f"pid {int(gone.stdout)}" in refused[0] and "is gone without closing the history" \
-        in refused[0] and "write a new spec" in refused[0], master.stderr[-2000:]
+    worker = _run([sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--worker", "--master-host", HOST,
+                   "--master-port", str(_closed_port()), "WebhookSender"], spec, timeout=60)
+    for got in (master, worker):
+        assert got.returncode == 2, got.stderr[-2000:]
+        refused = [line for line in got.stderr.splitlines() if "refused" in line]
+        assert len(refused) == 1 and f"load process pid {int(gone.stdout)}" in refused[0] and \
+            "is gone without closing the history" in refused[0] and "write a new spec" in refused[0], got.stderr[-2000:]
 
 
 def test_a_run_folder_claimed_by_one_spec_is_refused_to_another(tmp_path):

@@ -220,3 +220,22 @@ def test_a_signal_name_the_engine_would_refuse_is_refused_before_a_stack(tmp_pat
     assert got.exit_code == 2 and "cannot be replayed" in got.output, got.output
     ok = {**doc, "steps": [{**doc["steps"][0], "signal": "s" * 32}]}
     assert stateful.schedule_problems(ok) == []
+
+
+def test_an_interrupted_replay_says_what_it_marked_from_its_files(tmp_path):
+    """A new user's Ctrl-C while attempt 2's stack started: "the cut run is marked interrupted" of a folder with no
+    status.json, and not a word of attempt 1's verdict. The line now says what the files hold."""
+    from scenarios.verifycli import _interrupted_where
+
+    one = tmp_path / "attempt-1" / "example-001"
+    one.mkdir(parents=True)
+    (one / "status.json").write_text(json.dumps({"state": "complete"}))
+    (one / "verdict.json").write_text(json.dumps({"symptoms": []}))
+    (tmp_path / "attempt-2" / "stack").mkdir(parents=True)   # its stack was starting: no example yet
+    line = _interrupted_where(tmp_path)
+    assert "before its example began: nothing to mark" in line and "1 attempt(s) had finished" in line, line
+    assert str(one) in line
+    two = tmp_path / "attempt-2" / "example-001"
+    two.mkdir()
+    (two / "status.json").write_text(json.dumps({"state": "interrupted"}))
+    assert _interrupted_where(tmp_path).startswith(f"the cut example is marked interrupted in {two}")
