@@ -25,6 +25,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _webhook_load(tmp_path: Path, webhook: str, seed: int) -> tuple[dict, list[str]]:
+    """A spec of a webhook-only stack (no Sentinel, no EA) in ``tmp_path``: the environment that points locust at it
+    and the locust command of this project's locustfile."""
+    spec = {"run_dir": str(tmp_path), "stack_dir": str(tmp_path), "passphrase": "test-passphrase",
+            "webhook_url": webhook, "sentinels": [], "symbols": ["EURUSD"], "volume": 0.01, "timeout_s": 2.0,
+            "account": 5001, "seed": seed}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    env = {**os.environ, "TRADEDRILL_LOAD_SPEC": str(tmp_path / "spec.json"), "PYTHONPATH": str(ROOT)}
+    return env, [sys.executable, "-m", "locust", "-f", str(ROOT / "scenarios" / "locustfiles.py")]
+
+
 @pytest.fixture
 def webhook():
     with serve(HOST) as url:
@@ -32,13 +43,8 @@ def webhook():
 
 
 def test_one_master_two_workers(tmp_path, webhook):
-    spec = {"run_dir": str(tmp_path), "stack_dir": str(tmp_path), "passphrase": "test-passphrase",
-            "webhook_url": webhook, "sentinels": [], "symbols": ["EURUSD"], "volume": 0.01, "timeout_s": 2.0,
-            "account": 5001, "seed": 1}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
-    env = {**os.environ, "TRADEDRILL_LOAD_SPEC": str(tmp_path / "spec.json"), "PYTHONPATH": str(ROOT)}
+    env, locust = _webhook_load(tmp_path, webhook, seed=1)
     port = _free_port()
-    locust = [sys.executable, "-m", "locust", "-f", str(ROOT / "scenarios" / "locustfiles.py")]
     master_cmd = [*locust, "--master", "--headless", "--master-bind-host", HOST, "--master-bind-port", str(port),
                   "--expect-workers", "2", "--expect-workers-max-wait", "60", "-u", "4", "-r", "4", "-t", "6s",
                   "--csv", str(tmp_path / "dist"), "--only-summary", "WebhookSender"]
@@ -96,13 +102,8 @@ def test_without_class_names_master_and_worker_run_the_classes_the_stack_serves(
     """The README's commands name no user class; on a stack without an EA (and here without Sentinels) they were
     refused for TickConsumerUser (a new user's finding). Without names, the classes the spec's stack serves run: here
     WebhookSender alone, on the master and the worker alike."""
-    spec = {"run_dir": str(tmp_path), "stack_dir": str(tmp_path), "passphrase": "test-passphrase",
-            "webhook_url": webhook, "sentinels": [], "symbols": ["EURUSD"], "volume": 0.01, "timeout_s": 2.0,
-            "account": 5001, "seed": 2}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
-    env = {**os.environ, "TRADEDRILL_LOAD_SPEC": str(tmp_path / "spec.json"), "PYTHONPATH": str(ROOT)}
+    env, locust = _webhook_load(tmp_path, webhook, seed=2)
     port = _free_port()
-    locust = [sys.executable, "-m", "locust", "-f", str(ROOT / "scenarios" / "locustfiles.py")]
     procs: list[subprocess.Popen] = []
     try:
         log = open(tmp_path / "master.log", "wb")
